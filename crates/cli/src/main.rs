@@ -1,0 +1,67 @@
+//! `manabi`: one subcommand per stage of a language model's life.
+
+mod pipeline;
+mod tokenizer;
+
+use clap::{Parser, Subcommand};
+use manabi_model::DeviceChoice;
+
+/// Train language models through their whole life, on a laptop CPU or a GPU.
+#[derive(Debug, Parser)]
+#[command(name = "manabi", version, about)]
+struct Cli {
+    /// Where tensors live: cpu (the faster CPU backend), flex, ndarray, wgpu[:N], cuda[:N].
+    #[arg(long, global = true, env = "MANABI_DEVICE")]
+    device: Option<DeviceChoice>,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train, apply and inspect tokenizers.
+    #[command(subcommand)]
+    Tokenizer(tokenizer::TokenizerCommand),
+    /// Run the whole pipeline on the embedded sample data (or your own corpus).
+    Pipeline(pipeline::PipelineArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let device = cli.device.unwrap_or(DeviceChoice::Cpu);
+    let result = match cli.command {
+        Command::Tokenizer(cmd) => tokenizer::run(cmd),
+        Command::Pipeline(args) => pipeline::run(args, device),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {}", one_line(&err));
+        std::process::exit(1);
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}

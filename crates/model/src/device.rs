@@ -1,0 +1,216 @@
+//! The one place where a device name (`--device`, `device = "..."`, `MANABI_DEVICE`)
+//! becomes a burn [`Device`]. Everything else takes `&Device`.
+//!
+//! Backends are cargo features of this crate (`flex`, `ndarray`, `wgpu`, `cuda`), enabled
+//! by the binary; asking for one that was not compiled in is an error that names the
+//! feature, never burn's panic.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+/// A device as a person names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceChoice {
+    /// The faster CPU backend compiled in: flex, else ndarray (see docs/benchmarks.md).
+    Cpu,
+    /// burn's flex CPU backend.
+    Flex,
+    /// burn's ndarray CPU backend.
+    Ndarray,
+    /// wgpu (Vulkan, Metal, DX12 or lavapipe); `Some(i)` picks the i-th discrete GPU.
+    Wgpu(Option<usize>),
+    /// CUDA GPU `i`.
+    Cuda(usize),
+}
+
+/// A device name that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// Not a device name.
+    #[error("unknown device `{0}` (expected cpu, flex, ndarray, wgpu[:N] or cuda[:N])")]
+    Unknown(String),
+    /// A backend this binary was built without.
+    #[error(
+        "device `{device}` is not compiled into this build (hint: rebuild with `--features {feature}`{extra})"
+    )]
+    NotCompiled {
+        /// What was asked for.
+        device: String,
+        /// The cargo feature that enables it.
+        feature: &'static str,
+        /// More advice.
+        extra: &'static str,
+    },
+}
+
+impl FromStr for DeviceChoice {
+    type Err = DeviceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        let (name, index) = match lower.split_once(':') {
+            Some((n, i)) => (
+                n,
+                Some(
+                    i.parse::<usize>()
+                        .map_err(|_| DeviceError::Unknown(s.into()))?,
+                ),
+            ),
+            None => (lower.as_str(), None),
+        };
+        match (name, index) {
+            ("cpu", None) => Ok(Self::Cpu),
+            ("flex", None) => Ok(Self::Flex),
+            ("ndarray", None) => Ok(Self::Ndarray),
+            ("wgpu" | "gpu" | "vulkan", i) => Ok(Self::Wgpu(i)),
+            ("cuda", i) => Ok(Self::Cuda(i.unwrap_or(0))),
+            _ => Err(DeviceError::Unknown(s.into())),
+        }
+    }
+}
+
+impl TryFrom<String> for DeviceChoice {
+    type Error = DeviceError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<DeviceChoice> for String {
+    fn from(d: DeviceChoice) -> Self {
+        d.to_string()
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Flex => f.write_str("flex"),
+            Self::Ndarray => f.write_str("ndarray"),
+            Self::Wgpu(None) => f.write_str("wgpu"),
+            Self::Wgpu(Some(i)) => write!(f, "wgpu:{i}"),
+            Self::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// The choice named by the `MANABI_DEVICE` environment variable, else `cpu`. Tests
+    /// use it so the whole suite can run on another backend.
+    pub fn from_env() -> Result<Self, DeviceError> {
+        match std::env::var("MANABI_DEVICE") {
+            Ok(s) if !s.trim().is_empty() => s.parse(),
+            _ => Ok(Self::Cpu),
+        }
+    }
+
+    /// The backend `cpu` stands for in this build.
+    pub fn concrete(self) -> Self {
+        match self {
+            Self::Cpu if cfg!(feature = "flex") => Self::Flex,
+            Self::Cpu if cfg!(feature = "ndarray") => Self::Ndarray,
+            other => other,
+        }
+    }
+
+    /// The burn device (without autodiff; call `.autodiff()` to train).
+    pub fn resolve(self) -> Result<Device, DeviceError> {
+        let missing = |feature, extra| DeviceError::NotCompiled {
+            device: self.to_string(),
+            feature,
+            extra,
+        };
+        match self.concrete() {
+            Self::Cpu => Err(missing("flex", "")),
+            Self::Flex => {
+                #[cfg(feature = "flex")]
+                return Ok(Device::flex());
+                #[cfg(not(feature = "flex"))]
+                return Err(missing("flex", ""));
+            }
+            Self::Ndarray => {
+                #[cfg(feature = "ndarray")]
+                return Ok(Device::ndarray());
+                #[cfg(not(feature = "ndarray"))]
+                return Err(missing("ndarray", ""));
+            }
+            Self::Wgpu(_index) => {
+                #[cfg(feature = "wgpu")]
+                return Ok(Device::wgpu(match _index {
+                    Some(i) => burn::tensor::DeviceKind::DiscreteGpu(i),
+                    None => burn::tensor::DeviceKind::DefaultDevice,
+                }));
+                #[cfg(not(feature = "wgpu"))]
+                return Err(missing("wgpu", ""));
+            }
+            Self::Cuda(_index) => {
+                #[cfg(feature = "cuda")]
+                return Ok(Device::cuda(_index));
+                #[cfg(not(feature = "cuda"))]
+                return Err(missing(
+                    "cuda",
+                    "; burn's CUDA build downloads LLVM, so build with internet access",
+                ));
+            }
+        }
+    }
+}
+
+/// The device tests run on: `MANABI_DEVICE`, else the CPU backend.
+///
+/// # Panics
+/// When `MANABI_DEVICE` is invalid or names a backend not compiled in (tests only).
+pub fn test_device() -> Device {
+    DeviceChoice::from_env()
+        .and_then(DeviceChoice::resolve)
+        .unwrap_or_else(|e| panic!("MANABI_DEVICE: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_and_indices() {
+        assert_eq!("cpu".parse(), Ok(DeviceChoice::Cpu));
+        assert_eq!("WGPU:1".parse(), Ok(DeviceChoice::Wgpu(Some(1))));
+        assert_eq!("cuda".parse(), Ok(DeviceChoice::Cuda(0)));
+        assert_eq!(
+            "cuda:3".parse::<DeviceChoice>().unwrap().to_string(),
+            "cuda:3"
+        );
+        assert!(matches!(
+            "tpu".parse::<DeviceChoice>(),
+            Err(DeviceError::Unknown(_))
+        ));
+        assert!(matches!(
+            "cuda:x".parse::<DeviceChoice>(),
+            Err(DeviceError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn cpu_is_flex_when_compiled() {
+        assert_eq!(DeviceChoice::Cpu.concrete(), DeviceChoice::Flex);
+        assert!(DeviceChoice::Flex.resolve().is_ok());
+    }
+
+    #[test]
+    fn missing_backend_names_the_feature() {
+        #[cfg(not(feature = "cuda"))]
+        {
+            let err = DeviceChoice::Cuda(0).resolve().unwrap_err().to_string();
+            assert!(err.contains("--features cuda"), "{err}");
+        }
+        #[cfg(not(feature = "wgpu"))]
+        {
+            let err = DeviceChoice::Wgpu(None).resolve().unwrap_err().to_string();
+            assert!(err.contains("--features wgpu"), "{err}");
+        }
+    }
+}

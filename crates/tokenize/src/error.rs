@@ -1,0 +1,111 @@
+//! The one error type of the tokenize crate: every variant names the file, line or token
+//! a person has to look at.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading corpora, training, loading or encoding.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizeError {
+    /// A file or folder could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A line of a corpus is not valid UTF-8.
+    #[error("{path}:{line}: invalid UTF-8 (hint: pass --skip-invalid to skip such lines)")]
+    InvalidUtf8 {
+        /// The corpus file.
+        path: PathBuf,
+        /// One-based line number.
+        line: u64,
+    },
+    /// A JSONL line is not valid JSON, or not an object.
+    #[error(
+        "{path}:{line}: malformed JSON: {message} (hint: pass --skip-invalid to skip such lines)"
+    )]
+    MalformedJson {
+        /// The corpus file.
+        path: PathBuf,
+        /// One-based line number.
+        line: u64,
+        /// What the parser said.
+        message: String,
+    },
+    /// A JSONL record lacks the text field, or it is not a string.
+    #[error("{path}:{line}: no string field `{field}` (hint: choose the field with --field)")]
+    MissingField {
+        /// The corpus file.
+        path: PathBuf,
+        /// One-based line number.
+        line: u64,
+        /// The field that was asked for.
+        field: String,
+    },
+    /// The corpus has no text at all.
+    #[error("empty corpus: no text in {0}")]
+    EmptyCorpus(String),
+    /// The requested vocabulary cannot hold what the tokenizer needs.
+    #[error("vocab size {requested} is too small: {needed} entries are needed ({why})")]
+    VocabTooSmall {
+        /// The vocabulary size asked for.
+        requested: usize,
+        /// The smallest size that works.
+        needed: usize,
+        /// What takes up the room.
+        why: String,
+    },
+    /// A training option is invalid.
+    #[error("invalid option `{key}`: {message}")]
+    InvalidOption {
+        /// The option.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A special token that was asked for is not in the tokenizer's vocabulary.
+    #[error("{path}: the tokenizer has no token `{token}` (hint: train with --special-tokens)")]
+    UnknownSpecialToken {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The missing token.
+        token: String,
+    },
+    /// A `tokenizer.json` could not be parsed, or crashed the `tokenizers` crate.
+    #[error("{path}: not a usable tokenizer.json: {message}")]
+    CorruptTokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The `tokenizers` crate returned an error while training or encoding.
+    #[error("tokenizer error: {0}")]
+    Tokenizers(String),
+    /// A shard folder is missing a file, or its files disagree with `meta.json`.
+    #[error("{path}: corrupt shard set: {message}")]
+    CorruptShards {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The output already exists.
+    #[error("{0}: already exists (hint: pass --overwrite, or choose another --out)")]
+    OutputExists(PathBuf),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = TokenizeError> = std::result::Result<T, E>;
+
+impl TokenizeError {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

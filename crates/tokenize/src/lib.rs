@@ -1,0 +1,70 @@
+//! manabi-tokenize: the first stage of the pipeline. Reads corpora (plain text, JSONL,
+//! folders, gzip), trains tokenizers through Hugging Face's `tokenizers` crate and saves
+//! them as standard `tokenizer.json`, and encodes corpora into memory-mapped token shards.
+//!
+//! This crate has no burn dependency: it is usable on its own.
+
+pub mod corpus;
+pub mod error;
+pub mod inspect;
+pub mod shards;
+pub mod tokenizer;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+
+pub use corpus::{CorpusFormat, CorpusSpec, DocBoundary, Document};
+pub use error::{Result, TokenizeError};
+pub use inspect::{InspectReport, inspect};
+pub use shards::{
+    EncodeOptions, ShardMeta, ShardSet, Split, TokenDtype, TokenShard, encode_corpus,
+};
+pub use tokenizer::TextTokenizer;
+pub use train::{PreTokenize, TokenizerKind, TrainOptions, train};
+
+/// A name beside `path` for writing before an atomic rename.
+pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, creating parent folders.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| TokenizeError::io(parent, e))?;
+    }
+    let tmp = temp_sibling(path);
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        TokenizeError::io(path, e)
+    })
+}
+
+/// Moves the finished folder `tmp` to `out`, replacing what was there.
+pub(crate) fn replace_dir(tmp: &Path, out: &Path) -> Result<()> {
+    if out.exists() {
+        let old = out.with_file_name(format!(
+            ".{}.old-{}",
+            out.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        std::fs::rename(out, &old).map_err(|e| TokenizeError::io(out, e))?;
+        std::fs::rename(tmp, out).map_err(|e| TokenizeError::io(out, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| TokenizeError::io(&old, e))?;
+    } else {
+        std::fs::rename(tmp, out).map_err(|e| TokenizeError::io(out, e))?;
+    }
+    Ok(())
+}
