@@ -208,8 +208,8 @@ mod tests {
             "{",
             "[1,2,3]",
             r#"{"version":"1.0","model":{"type":"BPE","vocab":{"a":0},"merges":["a b"]}}"#,
-            // an id far beyond the vocabulary
-            r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[{"id":4000000000,"content":"<x>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],"normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,"model":{"type":"WordLevel","vocab":{"a":0},"unk_token":"a"}}"#,
+            // ids with a gap: id 5 in a vocabulary of two
+            r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,"model":{"type":"WordLevel","vocab":{"a":0,"b":5},"unk_token":"a"}}"#,
             // WordPiece whose unk token is not in the vocabulary
             r###"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,"model":{"type":"WordPiece","unk_token":"[UNK]","continuing_subword_prefix":"##","max_input_chars_per_word":100,"vocab":{"a":0}}}"###,
         ];
