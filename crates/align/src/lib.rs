@@ -1,1 +1,1 @@
-//! manabi-align
+//! manabi-align: reward models, DPO and PPO. Nothing here yet.

@@ -1,1 +1,1 @@
-//! manabi-finetune
+//! manabi-finetune: supervised fine-tuning and parameter-efficient methods. Nothing here yet.
