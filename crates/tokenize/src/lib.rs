@@ -17,7 +17,7 @@ pub use corpus::{CorpusFormat, CorpusSpec, DocBoundary, Document};
 pub use error::{Result, TokenizeError};
 pub use inspect::{InspectReport, inspect};
 pub use shards::{
-    EncodeOptions, ShardMeta, ShardSet, Split, TokenDtype, TokenShard, encode_corpus,
+    EncodeOptions, ShardMeta, ShardSet, ShardWriter, Split, TokenDtype, TokenShard, encode_corpus,
 };
 pub use tokenizer::TextTokenizer;
 pub use train::{PreTokenize, TokenizerKind, TrainOptions, train};

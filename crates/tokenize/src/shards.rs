@@ -125,15 +125,18 @@ impl Default for EncodeOptions {
     }
 }
 
-struct SplitWriter {
+/// Writes one split file, document by document.
+#[derive(Debug)]
+pub struct ShardWriter {
     out: BufWriter<File>,
     path: PathBuf,
     dtype: TokenDtype,
     meta: SplitMeta,
 }
 
-impl SplitWriter {
-    fn create(dir: &Path, file: &str, dtype: TokenDtype) -> Result<Self> {
+impl ShardWriter {
+    /// Creates `dir/file`.
+    pub fn create(dir: &Path, file: &str, dtype: TokenDtype) -> Result<Self> {
         let path = dir.join(file);
         let f = File::create(&path).map_err(|e| TokenizeError::io(&path, e))?;
         Ok(Self {
@@ -148,7 +151,8 @@ impl SplitWriter {
         })
     }
 
-    fn write_doc(&mut self, ids: &[u32], eos: u32, scratch: &mut Vec<u8>) -> Result<()> {
+    /// Appends one document and its EOS; `scratch` is reused between calls.
+    pub fn write_doc(&mut self, ids: &[u32], eos: u32, scratch: &mut Vec<u8>) -> Result<()> {
         scratch.clear();
         match self.dtype {
             TokenDtype::U16 => ids
@@ -168,7 +172,8 @@ impl SplitWriter {
         Ok(())
     }
 
-    fn finish(self) -> Result<SplitMeta> {
+    /// Flushes and syncs the file; returns its counts.
+    pub fn finish(self) -> Result<SplitMeta> {
         let file = self
             .out
             .into_inner()
@@ -212,8 +217,8 @@ pub fn encode_corpus(
     let tmp = crate::temp_sibling(out);
     std::fs::create_dir_all(&tmp).map_err(|e| TokenizeError::io(&tmp, e))?;
     let result = (|| {
-        let mut train = SplitWriter::create(&tmp, "train.bin", dtype)?;
-        let mut val = SplitWriter::create(&tmp, "val.bin", dtype)?;
+        let mut train = ShardWriter::create(&tmp, "train.bin", dtype)?;
+        let mut val = ShardWriter::create(&tmp, "val.bin", dtype)?;
         let bar = if opts.show_progress {
             let bar = ProgressBar::new(total_bytes);
             if let Ok(style) = ProgressStyle::with_template(
