@@ -1,8 +1,18 @@
-//! manabi-model: the models of the pipeline and the one place devices are chosen.
-//!
-//! So far this crate holds [`device`], which turns a device name into a burn
-//! [`burn::tensor::Device`]; model families come with issue #3.
+//! manabi-model: decoder-only language models (GPT-2 and LLaMA layouts), their building
+//! blocks, generation, Hugging Face weights, and the one place devices are chosen.
 
+pub mod attention;
+pub mod config;
+pub mod decoder;
 pub mod device;
+pub mod error;
+pub mod hf;
+pub mod mlp;
+pub mod rope;
 
+pub use attention::KvCache;
+pub use config::{Activation, Family, ModelConfig, NormKind, Positions};
+pub use decoder::{DecoderLm, ForwardOptions};
 pub use device::{DeviceChoice, DeviceError};
+pub use error::{ModelError, Result};
+pub use hf::load_hf;

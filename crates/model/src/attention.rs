@@ -1,0 +1,155 @@
+//! Multi-head and grouped-query self-attention with RoPE and a KV cache
+//! (Vaswani et al. 2017; Ainslie et al. 2023 for GQA).
+
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+
+use crate::config::{ModelConfig, Positions};
+use crate::rope;
+
+/// Keys and values of earlier positions, one entry per layer.
+///
+/// # Shapes
+/// each entry: `[batch, kv_heads, past_len, head_dim]`
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+}
+
+impl KvCache {
+    /// An empty cache for `n_layers` layers.
+    pub fn new(n_layers: usize) -> Self {
+        Self {
+            layers: vec![None; n_layers],
+        }
+    }
+
+    /// Positions already cached.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    pub(crate) fn layers_mut(&mut self) -> &mut Vec<Option<(Tensor<4>, Tensor<4>)>> {
+        &mut self.layers
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Self-attention of one block. Every projection is a burn `Linear`, so LoRA reaches it.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Query projection `[d_model, n_heads·head_dim]`.
+    pub q_proj: Linear,
+    /// Key projection `[d_model, kv_heads·head_dim]`.
+    pub k_proj: Linear,
+    /// Value projection `[d_model, kv_heads·head_dim]`.
+    pub v_proj: Linear,
+    /// Output projection `[n_heads·head_dim, d_model]`.
+    pub o_proj: Linear,
+    #[module(skip)]
+    n_heads: usize,
+    #[module(skip)]
+    kv_heads: usize,
+    #[module(skip)]
+    head_dim: usize,
+    #[module(skip)]
+    rope: bool,
+}
+
+impl Attention {
+    /// A randomly initialised layer for `cfg`.
+    pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        let (d, hd) = (cfg.d_model, cfg.head_dim());
+        let lin = |i, o| {
+            LinearConfig::new(i, o)
+                .with_bias(cfg.attention_bias)
+                .init(device)
+        };
+        Self {
+            q_proj: lin(d, cfg.n_heads * hd),
+            k_proj: lin(d, cfg.kv_heads() * hd),
+            v_proj: lin(d, cfg.kv_heads() * hd),
+            o_proj: lin(cfg.n_heads * hd, d),
+            n_heads: cfg.n_heads,
+            kv_heads: cfg.kv_heads(),
+            head_dim: hd,
+            rope: cfg.positions == Positions::Rope,
+        }
+    }
+
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]`
+    /// - rope: cos and sin `[batch, 1, seq, rotary_dim]`
+    /// - bias: additive mask / position bias, broadcastable to `[batch, n_heads, seq, past+seq]`
+    /// - returns `[batch, seq, d_model]`
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: Option<&(Tensor<4>, Tensor<4>)>,
+        bias: Option<&Tensor<4>>,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+    ) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let (h, kvh, hd) = (self.n_heads, self.kv_heads, self.head_dim);
+        // [batch, seq, heads·hd] -> [batch, heads, seq, hd]
+        let q = self
+            .q_proj
+            .forward(x.clone())
+            .reshape([b, t, h, hd])
+            .swap_dims(1, 2);
+        let mut k = self
+            .k_proj
+            .forward(x.clone())
+            .reshape([b, t, kvh, hd])
+            .swap_dims(1, 2);
+        let mut v = self
+            .v_proj
+            .forward(x)
+            .reshape([b, t, kvh, hd])
+            .swap_dims(1, 2);
+        let q = match (self.rope, rope) {
+            (true, Some((cos, sin))) => {
+                k = rope::apply(k, cos, sin);
+                rope::apply(q, cos, sin)
+            }
+            _ => q,
+        };
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.take() {
+                k = Tensor::cat(vec![pk, k], 2);
+                v = Tensor::cat(vec![pv, v], 2);
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let tk = k.dims()[2];
+        if kvh != h {
+            // [batch, kv_heads, tk, hd] -> [batch, heads, tk, hd]: each kv head serves h/kvh queries.
+            let rep = h / kvh;
+            k = k
+                .reshape([b, kvh, 1, tk, hd])
+                .repeat_dim(2, rep)
+                .reshape([b, h, tk, hd]);
+            v = v
+                .reshape([b, kvh, 1, tk, hd])
+                .repeat_dim(2, rep)
+                .reshape([b, h, tk, hd]);
+        }
+        // softmax(QKᵀ/√d)V written out: under autodiff this is faster on flex than the
+        // fused `attention()` fallback (shared/guide/PERFORMANCE.md).
+        let mut scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(); // [b, h, t, tk]
+        if let Some(bias) = bias {
+            scores = scores + bias.clone();
+        }
+        let y = softmax(scores, 3).matmul(v); // [b, h, t, hd]
+        self.o_proj
+            .forward(y.swap_dims(1, 2).reshape([b, t, h * hd]))
+    }
+}

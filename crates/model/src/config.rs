@@ -1,0 +1,464 @@
+//! `ModelConfig`: one description of a decoder-only transformer (GPT-2 and LLaMA
+//! layouts), read from TOML or from a Hugging Face `config.json`, and written back.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::{ModelError, Result};
+
+/// The layout family, which fixes the weight names of Hugging Face checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// GPT-2: learned positions, LayerNorm, GELU (tanh), biases, fused QKV in checkpoints.
+    Gpt2,
+    /// LLaMA: RoPE, RMSNorm, SwiGLU, grouped-query attention, no biases.
+    Llama,
+}
+
+/// Position information given to attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Positions {
+    /// A learned table added to the token embeddings (GPT-2).
+    Learned,
+    /// Fixed sine/cosine table added to the token embeddings (Vaswani et al. 2017).
+    Sinusoidal,
+    /// Rotary embeddings applied to queries and keys (Su et al. 2021; LLaMA).
+    Rope,
+    /// Linear biases on attention scores (Press et al. 2022).
+    Alibi,
+}
+
+/// Normalisation layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormKind {
+    /// LayerNorm with bias.
+    LayerNorm,
+    /// RMSNorm (no mean, no bias).
+    RmsNorm,
+}
+
+/// Feed-forward activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// GELU, tanh approximation (GPT-2's `gelu_new`).
+    GeluTanh,
+    /// GELU, exact erf form.
+    Gelu,
+    /// ReLU.
+    Relu,
+    /// SwiGLU: `down(silu(gate(x)) * up(x))` (LLaMA).
+    Swiglu,
+}
+
+fn default_norm_eps() -> f64 {
+    1e-5
+}
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+fn default_rotary_fraction() -> f64 {
+    1.0
+}
+
+/// A decoder-only transformer. Field names are the TOML keys; unknown keys are errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Layout family.
+    pub family: Family,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Longest sequence the model accepts.
+    pub max_positions: usize,
+    /// Width of the residual stream.
+    pub d_model: usize,
+    /// Number of blocks.
+    pub n_layers: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (grouped-query attention); defaults to `n_heads`.
+    #[serde(default)]
+    pub n_kv_heads: Option<usize>,
+    /// Per-head width; defaults to `d_model / n_heads`.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    /// Hidden width of the feed-forward layer.
+    pub d_ff: usize,
+    /// Position encoding.
+    pub positions: Positions,
+    /// Normalisation.
+    pub norm: NormKind,
+    /// Epsilon of the norms.
+    #[serde(default = "default_norm_eps")]
+    pub norm_eps: f64,
+    /// Feed-forward activation.
+    pub activation: Activation,
+    /// Biases on the attention projections.
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// Biases on the feed-forward projections.
+    #[serde(default)]
+    pub mlp_bias: bool,
+    /// RoPE base.
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    /// Fraction of each head's dimensions that RoPE rotates (partial rotary).
+    #[serde(default = "default_rotary_fraction")]
+    pub rotary_fraction: f64,
+    /// Share the output projection with the token embedding.
+    #[serde(default)]
+    pub tie_embeddings: bool,
+    /// Dropout probability (training only).
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+impl ModelConfig {
+    /// Query heads × head width.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim.unwrap_or(self.d_model / self.n_heads.max(1))
+    }
+
+    /// Key/value heads.
+    pub fn kv_heads(&self) -> usize {
+        self.n_kv_heads.unwrap_or(self.n_heads)
+    }
+
+    /// Dimensions of each head that RoPE rotates (even).
+    pub fn rotary_dim(&self) -> usize {
+        let d = (self.head_dim() as f64 * self.rotary_fraction) as usize;
+        d - d % 2
+    }
+
+    /// Parameters, embeddings included (tied ones counted once).
+    pub fn n_params(&self) -> usize {
+        let (d, hd) = (self.d_model, self.head_dim());
+        let attn = d * hd * (self.n_heads * 2 + self.kv_heads() * 2);
+        let attn_b = if self.attention_bias {
+            hd * (2 * self.n_heads + 2 * self.kv_heads())
+        } else {
+            0
+        };
+        let mlp = match self.activation {
+            Activation::Swiglu => 3 * d * self.d_ff,
+            _ => 2 * d * self.d_ff,
+        };
+        let mlp_b = if self.mlp_bias { self.d_ff + d } else { 0 };
+        let norm = if self.norm == NormKind::LayerNorm {
+            2 * d
+        } else {
+            d
+        };
+        let block = attn + attn_b + mlp + mlp_b + 2 * norm;
+        let pos = if self.positions == Positions::Learned {
+            self.max_positions * d
+        } else {
+            0
+        };
+        let head = if self.tie_embeddings {
+            0
+        } else {
+            self.vocab_size * d
+        };
+        self.vocab_size * d + pos + self.n_layers * block + norm + head
+    }
+
+    /// Checks sizes; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, message: String| {
+            Err(ModelError::Config {
+                key: key.into(),
+                message,
+            })
+        };
+        for (key, v) in [
+            ("vocab_size", self.vocab_size),
+            ("max_positions", self.max_positions),
+            ("d_model", self.d_model),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("d_ff", self.d_ff),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1".into());
+            }
+        }
+        if self.head_dim.is_none() && self.d_model % self.n_heads != 0 {
+            return bad(
+                "n_heads",
+                format!(
+                    "{} heads do not divide d_model = {}",
+                    self.n_heads, self.d_model
+                ),
+            );
+        }
+        if self.head_dim == Some(0) {
+            return bad("head_dim", "must be at least 1".into());
+        }
+        let kv = self.kv_heads();
+        if kv == 0 || self.n_heads % kv != 0 {
+            return bad(
+                "n_kv_heads",
+                format!(
+                    "{kv} key/value heads do not divide n_heads = {}",
+                    self.n_heads
+                ),
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout", format!("{} is not in [0, 1)", self.dropout));
+        }
+        if !(self.norm_eps > 0.0) {
+            return bad("norm_eps", "must be positive".into());
+        }
+        if self.positions == Positions::Rope {
+            if !(self.rope_theta > 0.0) {
+                return bad("rope_theta", "must be positive".into());
+            }
+            if !(self.rotary_fraction > 0.0 && self.rotary_fraction <= 1.0)
+                || self.rotary_dim() == 0
+            {
+                return bad(
+                    "rotary_fraction",
+                    format!("{} rotates no dimension or too many", self.rotary_fraction),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a Hugging Face `config.json` (`model_type` gpt2 or llama).
+    pub fn from_hf_json(text: &str) -> Result<Self> {
+        let v: Value = serde_json::from_str(text).map_err(|e| ModelError::Config {
+            key: "config.json".into(),
+            message: e.to_string(),
+        })?;
+        let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
+        let cfg = match model_type {
+            "gpt2" => Self {
+                family: Family::Gpt2,
+                vocab_size: get(&v, "vocab_size")?,
+                max_positions: get(&v, "n_positions")?,
+                d_model: get(&v, "n_embd")?,
+                n_layers: get(&v, "n_layer")?,
+                n_heads: get(&v, "n_head")?,
+                n_kv_heads: None,
+                head_dim: None,
+                d_ff: opt(&v, "n_inner")?.unwrap_or(4 * get::<usize>(&v, "n_embd")?),
+                positions: Positions::Learned,
+                norm: NormKind::LayerNorm,
+                norm_eps: opt(&v, "layer_norm_epsilon")?.unwrap_or(1e-5),
+                activation: match v
+                    .get("activation_function")
+                    .and_then(Value::as_str)
+                    .unwrap_or("gelu_new")
+                {
+                    "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+                    "gelu" => Activation::Gelu,
+                    "relu" => Activation::Relu,
+                    other => {
+                        return Err(ModelError::Config {
+                            key: "activation_function".into(),
+                            message: format!("unsupported `{other}`"),
+                        });
+                    }
+                },
+                attention_bias: true,
+                mlp_bias: true,
+                rope_theta: default_rope_theta(),
+                rotary_fraction: 1.0,
+                tie_embeddings: opt(&v, "tie_word_embeddings")?.unwrap_or(true),
+                dropout: 0.0,
+            },
+            "llama" => {
+                let rope = v.get("rope_parameters").or_else(|| v.get("rope_scaling"));
+                let theta = match rope
+                    .and_then(|r| r.get("rope_theta"))
+                    .and_then(Value::as_f64)
+                {
+                    Some(t) => t,
+                    None => opt(&v, "rope_theta")?.unwrap_or(default_rope_theta()),
+                };
+                if let Some(kind) = rope
+                    .and_then(|r| r.get("rope_type"))
+                    .and_then(Value::as_str)
+                    && kind != "default"
+                {
+                    return Err(ModelError::Config {
+                        key: "rope_parameters.rope_type".into(),
+                        message: format!("RoPE scaling `{kind}` is not supported"),
+                    });
+                }
+                Self {
+                    family: Family::Llama,
+                    vocab_size: get(&v, "vocab_size")?,
+                    max_positions: get(&v, "max_position_embeddings")?,
+                    d_model: get(&v, "hidden_size")?,
+                    n_layers: get(&v, "num_hidden_layers")?,
+                    n_heads: get(&v, "num_attention_heads")?,
+                    n_kv_heads: opt(&v, "num_key_value_heads")?,
+                    head_dim: opt(&v, "head_dim")?,
+                    d_ff: get(&v, "intermediate_size")?,
+                    positions: Positions::Rope,
+                    norm: NormKind::RmsNorm,
+                    norm_eps: opt(&v, "rms_norm_eps")?.unwrap_or(1e-6),
+                    activation: Activation::Swiglu,
+                    attention_bias: opt(&v, "attention_bias")?.unwrap_or(false),
+                    mlp_bias: opt(&v, "mlp_bias")?.unwrap_or(false),
+                    rope_theta: theta,
+                    rotary_fraction: opt(&v, "partial_rotary_factor")?.unwrap_or(1.0),
+                    tie_embeddings: opt(&v, "tie_word_embeddings")?.unwrap_or(false),
+                    dropout: 0.0,
+                }
+            }
+            other => {
+                return Err(ModelError::Config {
+                    key: "model_type".into(),
+                    message: format!("unsupported `{other}` (supported: gpt2, llama)"),
+                });
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// A Hugging Face `config.json` for this model.
+    pub fn to_hf_json(&self) -> Value {
+        match self.family {
+            Family::Gpt2 => json!({
+                "model_type": "gpt2",
+                "architectures": ["GPT2LMHeadModel"],
+                "vocab_size": self.vocab_size,
+                "n_positions": self.max_positions,
+                "n_embd": self.d_model,
+                "n_layer": self.n_layers,
+                "n_head": self.n_heads,
+                "n_inner": self.d_ff,
+                "layer_norm_epsilon": self.norm_eps,
+                "activation_function": match self.activation {
+                    Activation::Gelu => "gelu",
+                    Activation::Relu => "relu",
+                    _ => "gelu_new",
+                },
+                "tie_word_embeddings": self.tie_embeddings,
+                "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+            }),
+            Family::Llama => json!({
+                "model_type": "llama",
+                "architectures": ["LlamaForCausalLM"],
+                "vocab_size": self.vocab_size,
+                "max_position_embeddings": self.max_positions,
+                "hidden_size": self.d_model,
+                "num_hidden_layers": self.n_layers,
+                "num_attention_heads": self.n_heads,
+                "num_key_value_heads": self.kv_heads(),
+                "head_dim": self.head_dim(),
+                "intermediate_size": self.d_ff,
+                "rms_norm_eps": self.norm_eps,
+                "rope_theta": self.rope_theta,
+                "attention_bias": self.attention_bias,
+                "mlp_bias": self.mlp_bias,
+                "hidden_act": "silu",
+                "tie_word_embeddings": self.tie_embeddings,
+            }),
+        }
+    }
+}
+
+fn opt<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Result<Option<T>> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => serde_json::from_value(x.clone())
+            .map(Some)
+            .map_err(|e| ModelError::Config {
+                key: key.into(),
+                message: e.to_string(),
+            }),
+    }
+}
+
+fn get<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Result<T> {
+    opt(v, key)?.ok_or_else(|| ModelError::Config {
+        key: key.into(),
+        message: "missing".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> ModelConfig {
+        toml::from_str(
+            r#"
+            family = "llama"
+            vocab_size = 64
+            max_positions = 32
+            d_model = 32
+            n_layers = 2
+            n_heads = 4
+            n_kv_heads = 2
+            d_ff = 48
+            positions = "rope"
+            norm = "rmsnorm"
+            activation = "swiglu"
+            "#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn toml_round_trip_and_validation_names_keys() {
+        let cfg = tiny();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.head_dim(), 8);
+        let mut bad = cfg.clone();
+        bad.n_heads = 5;
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`n_heads`")
+        );
+        let mut bad = cfg.clone();
+        bad.n_kv_heads = Some(3);
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`n_kv_heads`")
+        );
+        let mut bad = cfg.clone();
+        bad.d_model = 0;
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`d_model`")
+        );
+        let err = toml::from_str::<ModelConfig>("family = \"gpt2\"\nwidth = 3").unwrap_err();
+        assert!(err.to_string().contains("unknown field `width`"), "{err}");
+    }
+
+    #[test]
+    fn hf_configs_round_trip() {
+        let cfg = tiny();
+        let back = ModelConfig::from_hf_json(&cfg.to_hf_json().to_string()).unwrap();
+        assert_eq!(
+            back,
+            ModelConfig {
+                head_dim: Some(8),
+                norm_eps: 1e-5,
+                ..cfg
+            }
+        );
+        let err = ModelConfig::from_hf_json(r#"{"model_type": "mamba"}"#).unwrap_err();
+        assert!(err.to_string().contains("`model_type`"), "{err}");
+        let err = ModelConfig::from_hf_json(r#"{"model_type": "gpt2", "n_embd": 8}"#).unwrap_err();
+        assert!(err.to_string().contains("`vocab_size`"), "{err}");
+    }
+}

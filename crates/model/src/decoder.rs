@@ -1,0 +1,327 @@
+//! Decoder-only language model: GPT-2 (Radford et al. 2019) and LLaMA (Touvron et al.
+//! 2023) layouts, pre-norm. Reads bottom-up: norm → block → model.
+
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, RmsNorm,
+    RmsNormConfig,
+};
+use burn::prelude::*;
+
+use crate::attention::{Attention, KvCache};
+use crate::config::{ModelConfig, NormKind, Positions};
+use crate::mlp::Mlp;
+use crate::rope;
+
+/// LayerNorm or RMSNorm.
+#[derive(Module, Debug)]
+pub enum Norm {
+    /// LayerNorm (GPT-2).
+    Layer(LayerNorm),
+    /// RMSNorm (LLaMA).
+    Rms(RmsNorm),
+}
+
+impl Norm {
+    /// A norm of width `d` for `cfg`.
+    pub fn new(cfg: &ModelConfig, d: usize, device: &Device) -> Self {
+        match cfg.norm {
+            NormKind::LayerNorm => Self::Layer(
+                LayerNormConfig::new(d)
+                    .with_epsilon(cfg.norm_eps)
+                    .init(device),
+            ),
+            NormKind::RmsNorm => Self::Rms(
+                RmsNormConfig::new(d)
+                    .with_epsilon(cfg.norm_eps)
+                    .init(device),
+            ),
+        }
+    }
+
+    /// # Shapes
+    /// `[.., d]` -> `[.., d]`
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Self::Layer(n) => n.forward(x),
+            Self::Rms(n) => n.forward(x),
+        }
+    }
+}
+
+/// One pre-norm block: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
+#[derive(Module, Debug)]
+pub struct Block {
+    /// Norm before attention (GPT-2 `ln_1`, LLaMA `input_layernorm`).
+    pub attn_norm: Norm,
+    /// Self-attention.
+    pub attn: Attention,
+    /// Norm before the MLP (GPT-2 `ln_2`, LLaMA `post_attention_layernorm`).
+    pub mlp_norm: Norm,
+    /// Feed-forward.
+    pub mlp: Mlp,
+    /// Residual dropout.
+    pub dropout: Dropout,
+}
+
+impl Block {
+    fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        Self {
+            attn_norm: Norm::new(cfg, cfg.d_model, device),
+            attn: Attention::new(cfg, device),
+            mlp_norm: Norm::new(cfg, cfg.d_model, device),
+            mlp: Mlp::new(cfg, device),
+            dropout: DropoutConfig::new(cfg.dropout).init(),
+        }
+    }
+
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: Option<&(Tensor<4>, Tensor<4>)>,
+        bias: Option<&Tensor<4>>,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+    ) -> Tensor<3> {
+        let a = self
+            .attn
+            .forward(self.attn_norm.forward(x.clone()), rope, bias, cache);
+        let x = x + self.dropout.forward(a);
+        let m = self.mlp.forward(self.mlp_norm.forward(x.clone()));
+        x + self.dropout.forward(m)
+    }
+}
+
+/// What a forward pass sees besides the tokens.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardOptions {
+    /// Position of each token `[batch, seq]`; default `past_len..past_len+seq`.
+    pub positions: Option<Tensor<2, Int>>,
+    /// Which keys may be attended, `[batch, past+seq]`: 1 keep, 0 padding.
+    pub key_mask: Option<Tensor<2>>,
+    /// An additive mask replacing the causal one, broadcastable to
+    /// `[batch, heads, seq, past+seq]` (e.g. block-diagonal for packed documents).
+    pub attn_mask: Option<Tensor<4>>,
+}
+
+/// A decoder-only language model with its LM head.
+#[derive(Module, Debug)]
+pub struct DecoderLm {
+    /// Token embedding `[vocab, d_model]`.
+    pub embed_tokens: Embedding,
+    /// Learned position table `[max_positions, d_model]` (GPT-2 only).
+    pub embed_positions: Option<Embedding>,
+    /// The blocks.
+    pub layers: Vec<Block>,
+    /// Final norm.
+    pub final_norm: Norm,
+    /// Output projection `[d_model, vocab]`, absent when tied to `embed_tokens`.
+    pub lm_head: Option<burn::nn::Linear>,
+    /// Embedding dropout.
+    pub dropout: Dropout,
+    #[module(skip)]
+    config: ModelConfig,
+}
+
+/// Large negative value for masked scores: finite, so a fully masked row stays a number.
+const MASKED: f32 = -1e30;
+
+impl DecoderLm {
+    /// A randomly initialised model. `cfg` must be valid ([`ModelConfig::validate`]).
+    pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        let d = cfg.d_model;
+        Self {
+            embed_tokens: EmbeddingConfig::new(cfg.vocab_size, d).init(device),
+            embed_positions: (cfg.positions == Positions::Learned)
+                .then(|| EmbeddingConfig::new(cfg.max_positions, d).init(device)),
+            layers: (0..cfg.n_layers).map(|_| Block::new(cfg, device)).collect(),
+            final_norm: Norm::new(cfg, d, device),
+            lm_head: (!cfg.tie_embeddings).then(|| {
+                burn::nn::LinearConfig::new(d, cfg.vocab_size)
+                    .with_bias(false)
+                    .init(device)
+            }),
+            dropout: DropoutConfig::new(cfg.dropout).init(),
+            config: cfg.clone(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Logits for `ids`.
+    ///
+    /// # Shapes
+    /// - ids: `[batch, seq]`
+    /// - returns `[batch, seq, vocab]`
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.forward_with(ids, &ForwardOptions::default(), None)
+    }
+
+    /// Logits with explicit positions, masks and an optional KV cache.
+    pub fn forward_with(
+        &self,
+        ids: Tensor<2, Int>,
+        opts: &ForwardOptions,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let x = self.embed_tokens.forward(ids);
+        self.forward_embeds(x, opts, cache)
+    }
+
+    /// Logits from input embeddings instead of ids (prompt tuning).
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]`
+    /// - returns `[batch, seq, vocab]`
+    pub fn forward_embeds(
+        &self,
+        x: Tensor<3>,
+        opts: &ForwardOptions,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let hidden = self.hidden_states(x, opts, cache.as_deref_mut());
+        self.logits(hidden)
+    }
+
+    /// Final hidden states (after the final norm).
+    ///
+    /// # Shapes
+    /// `[batch, seq, d_model]` -> `[batch, seq, d_model]`
+    pub fn hidden_states(
+        &self,
+        mut x: Tensor<3>,
+        opts: &ForwardOptions,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let cfg = &self.config;
+        let device = x.device();
+        let [b, t, d] = x.dims();
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let positions = opts.positions.clone().unwrap_or_else(|| {
+            Tensor::<1, Int>::arange(past as i64..(past + t) as i64, &device)
+                .reshape([1, t])
+                .repeat_dim(0, b)
+        });
+        match cfg.positions {
+            Positions::Learned => {
+                if let Some(pe) = &self.embed_positions {
+                    x = x + pe.forward(positions.clone());
+                }
+            }
+            Positions::Sinusoidal => x = x + sinusoidal(positions.clone(), d),
+            Positions::Rope | Positions::Alibi => {}
+        }
+        let rope = (cfg.positions == Positions::Rope)
+            .then(|| rope::cos_sin(positions, cfg.rotary_dim(), cfg.rope_theta));
+        let bias = self.attention_bias(b, t, past, opts, &device);
+        let mut x = self.dropout.forward(x);
+        if let Some(c) = cache.as_deref_mut()
+            && c.layers_mut().len() != self.layers.len()
+        {
+            *c = KvCache::new(self.layers.len());
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers_mut()[i]);
+            x = layer.forward(x, rope.as_ref(), Some(&bias), slot);
+        }
+        self.final_norm.forward(x)
+    }
+
+    /// Vocabulary logits of hidden states.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let w = self.embed_tokens.weight.val(); // [vocab, d]
+                let [b, t, d] = hidden.dims();
+                hidden.reshape([b * t, d]).matmul(w.transpose()).reshape([
+                    b,
+                    t,
+                    self.config.vocab_size,
+                ])
+            }
+        }
+    }
+
+    /// Causal (or given) mask, padding mask and ALiBi biases as one additive tensor.
+    ///
+    /// # Shapes
+    /// returns `[batch or 1, heads or 1, seq, past+seq]`
+    fn attention_bias(
+        &self,
+        b: usize,
+        t: usize,
+        past: usize,
+        opts: &ForwardOptions,
+        device: &Device,
+    ) -> Tensor<4> {
+        let tk = past + t;
+        let mut bias = match &opts.attn_mask {
+            Some(m) => m.clone(),
+            None => {
+                let mut m = vec![0f32; t * tk];
+                for i in 0..t {
+                    for j in (past + i + 1)..tk {
+                        m[i * tk + j] = MASKED;
+                    }
+                }
+                Tensor::<1>::from_floats(m.as_slice(), device).reshape([1, 1, t, tk])
+            }
+        };
+        if let Some(keep) = &opts.key_mask {
+            // 1 -> 0, 0 -> MASKED; [batch, tk] -> [batch, 1, 1, tk]
+            let pad = (keep.clone().neg() + 1.0) * MASKED;
+            bias = bias + pad.reshape([b, 1, 1, tk]);
+        }
+        if self.config.positions == Positions::Alibi {
+            let h = self.config.n_heads;
+            let slopes = alibi_slopes(h);
+            let mut a = vec![0f32; h * t * tk];
+            for (head, s) in slopes.iter().enumerate() {
+                for i in 0..t {
+                    for j in 0..tk {
+                        a[(head * t + i) * tk + j] = -s * ((past + i) as f32 - j as f32).abs();
+                    }
+                }
+            }
+            bias = bias + Tensor::<1>::from_floats(a.as_slice(), device).reshape([1, h, t, tk]);
+        }
+        bias
+    }
+}
+
+/// ALiBi head slopes: a geometric sequence starting at 2^(-8/n) (Press et al. 2022),
+/// interleaved for head counts that are not powers of two.
+pub fn alibi_slopes(n: usize) -> Vec<f32> {
+    fn pow2(n: usize) -> Vec<f32> {
+        let start = 2f32.powf(-8.0 / n as f32);
+        (0..n).map(|i| start.powi(i as i32 + 1)).collect()
+    }
+    if n.is_power_of_two() {
+        return pow2(n);
+    }
+    let closest = n.next_power_of_two() / 2;
+    let mut s = pow2(closest);
+    s.extend(pow2(2 * closest).into_iter().step_by(2).take(n - closest));
+    s
+}
+
+/// Fixed sinusoidal encodings: dimension 2i is sin(p / 10000^(2i/d)), 2i+1 the cosine.
+///
+/// # Shapes
+/// positions `[batch, seq]` -> `[batch, seq, d]`
+pub fn sinusoidal(positions: Tensor<2, Int>, d: usize) -> Tensor<3> {
+    let device = positions.device();
+    let [b, t] = positions.dims();
+    let half = d.div_ceil(2);
+    let inv: Vec<f32> = (0..half)
+        .map(|i| 10_000f32.powf(-(2.0 * i as f32) / d as f32))
+        .collect();
+    let inv = Tensor::<1>::from_floats(inv.as_slice(), &device).reshape([1, 1, half]);
+    let angles = positions.float().reshape([b, t, 1]) * inv; // [b, t, half]
+    // interleave: [b, t, half, 2] -> [b, t, 2·half]
+    let both =
+        Tensor::stack::<4>(vec![angles.clone().sin(), angles.cos()], 3).reshape([b, t, 2 * half]);
+    both.slice([0..b, 0..t, 0..d])
+}

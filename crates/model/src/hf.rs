@@ -1,0 +1,286 @@
+//! Hugging Face checkpoints in: `config.json` + `model.safetensors` (or a sharded
+//! `model.safetensors.index.json`), read through burn-store. One name table per family.
+//!
+//! Layouts: GPT-2 stores `Conv1D` weights as `[in, out]` (burn's `Linear` layout) with
+//! Q, K and V fused in `c_attn`; LLaMA stores `nn.Linear` weights as `[out, in]`, which are
+//! transposed. Pickle files are never read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::store::{ModuleStore, SafetensorsStore};
+use burn::tensor::TensorData;
+
+use crate::config::{Family, ModelConfig};
+use crate::decoder::{DecoderLm, Norm};
+use crate::error::{ModelError, Result};
+
+/// Tensors of a checkpoint by name, tracking which were used.
+struct Weights {
+    path: PathBuf,
+    tensors: BTreeMap<String, TensorData>,
+    used: BTreeSet<String>,
+    missing: Vec<String>,
+    prefix: String,
+    device: Device,
+}
+
+impl Weights {
+    fn read(dir: &Path, device: &Device) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let (path, files) = if single.exists() {
+            (single.clone(), vec![single])
+        } else if index.exists() {
+            let text = std::fs::read_to_string(&index).map_err(|e| file_err(&index, e))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| file_err(&index, e))?;
+            let map = v
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| ModelError::File {
+                    path: index.clone(),
+                    message: "no `weight_map` object".into(),
+                })?;
+            let files: BTreeSet<PathBuf> = map
+                .values()
+                .filter_map(|f| f.as_str())
+                .map(|f| dir.join(f))
+                .collect();
+            (index.clone(), files.into_iter().collect())
+        } else {
+            let pickle = ["pytorch_model.bin", "model.pt"]
+                .iter()
+                .any(|f| dir.join(f).exists());
+            let hint = if pickle {
+                " (pickle checkpoints are not loaded: convert to safetensors)"
+            } else {
+                ""
+            };
+            return Err(ModelError::File {
+                path: single,
+                message: format!("not found, nor model.safetensors.index.json{hint}"),
+            });
+        };
+        let mut tensors = BTreeMap::new();
+        for file in &files {
+            if !file.exists() {
+                return Err(ModelError::File {
+                    path: file.clone(),
+                    message: "not found".into(),
+                });
+            }
+            let mut store = SafetensorsStore::from_file(file.clone());
+            let all = store.get_all_tensors().map_err(|e| file_err(file, e))?;
+            for (name, t) in all {
+                let bytes = t.to_bytes().map_err(|e| file_err(file, e))?;
+                let data = TensorData::from_bytes(bytes, t.shape.clone(), t.dtype).convert::<f32>();
+                tensors.insert(name.clone(), data);
+            }
+        }
+        Ok(Self {
+            path,
+            tensors,
+            used: BTreeSet::new(),
+            missing: Vec::new(),
+            prefix: String::new(),
+            device: device.clone(),
+        })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(&format!("{}{name}", self.prefix))
+    }
+
+    /// The tensor `name` with `shape`; a missing one is recorded and replaced by zeros.
+    fn take<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
+        let full = format!("{}{name}", self.prefix);
+        let Some(data) = self.tensors.get(&full) else {
+            self.missing.push(full);
+            return Ok(Tensor::zeros(shape, &self.device));
+        };
+        if data.shape().as_slice() != shape {
+            return Err(ModelError::Shape {
+                path: self.path.clone(),
+                name: full,
+                expected: shape.to_vec(),
+                found: data.shape().to_vec(),
+            });
+        }
+        self.used.insert(full);
+        Ok(Tensor::from_data(data.clone(), &self.device))
+    }
+
+    fn finish(self) -> Result<()> {
+        let unexpected: Vec<String> = self
+            .tensors
+            .keys()
+            .filter(|k| {
+                !self.used.contains(*k)
+                    && !k.ends_with(".attn.bias")
+                    && !k.ends_with(".attn.masked_bias")
+                    && !k.ends_with("rotary_emb.inv_freq")
+            })
+            .cloned()
+            .collect();
+        if self.missing.is_empty() && unexpected.is_empty() {
+            return Ok(());
+        }
+        Err(ModelError::Tensors {
+            path: self.path,
+            missing: self.missing,
+            unexpected,
+        })
+    }
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
+    ModelError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn param<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
+    Param::from_tensor(t)
+}
+
+fn set_norm(norm: &mut Norm, w: &mut Weights, name: &str, d: usize) -> Result<()> {
+    match norm {
+        Norm::Layer(n) => {
+            n.gamma = param(w.take(&format!("{name}.weight"), [d])?);
+            n.beta = Some(param(w.take(&format!("{name}.bias"), [d])?));
+        }
+        Norm::Rms(n) => n.gamma = param(w.take(&format!("{name}.weight"), [d])?),
+    }
+    Ok(())
+}
+
+/// A PyTorch `nn.Linear` (`[out, in]`) into a burn `Linear` (`[in, out]`).
+fn set_linear_t(lin: &mut Linear, w: &mut Weights, name: &str, bias: bool) -> Result<()> {
+    let [i, o] = lin.weight.dims();
+    lin.weight = param(w.take::<2>(&format!("{name}.weight"), [o, i])?.transpose());
+    if bias {
+        lin.bias = Some(param(w.take(&format!("{name}.bias"), [o])?));
+    }
+    Ok(())
+}
+
+/// A GPT-2 `Conv1D` (`[in, out]`, already burn's layout).
+fn set_conv1d(lin: &mut Linear, w: &mut Weights, name: &str) -> Result<()> {
+    let [i, o] = lin.weight.dims();
+    lin.weight = param(w.take(&format!("{name}.weight"), [i, o])?);
+    lin.bias = Some(param(w.take(&format!("{name}.bias"), [o])?));
+    Ok(())
+}
+
+/// Loads an HF model directory: its config and weights.
+pub fn load_hf(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
+    let dir = dir.as_ref();
+    let cfg_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| file_err(&cfg_path, e))?;
+    let cfg = ModelConfig::from_hf_json(&text).map_err(|e| match e {
+        ModelError::Config { key, message } => ModelError::Config {
+            key: format!("{}: {key}", cfg_path.display()),
+            message,
+        },
+        other => other,
+    })?;
+    let mut w = Weights::read(dir, device)?;
+    let mut model = DecoderLm::new(&cfg, device);
+    match cfg.family {
+        Family::Gpt2 => load_gpt2(&mut model, &cfg, &mut w)?,
+        Family::Llama => load_llama(&mut model, &cfg, &mut w)?,
+    }
+    w.finish()?;
+    Ok(model)
+}
+
+fn load_gpt2(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()> {
+    if w.has("transformer.wte.weight") {
+        w.prefix = "transformer.".into();
+    }
+    let (d, v) = (cfg.d_model, cfg.vocab_size);
+    m.embed_tokens.weight = param(w.take("wte.weight", [v, d])?);
+    if let Some(pe) = &mut m.embed_positions {
+        pe.weight = param(w.take("wpe.weight", [cfg.max_positions, d])?);
+    }
+    for (i, block) in m.layers.iter_mut().enumerate() {
+        let p = format!("h.{i}");
+        set_norm(&mut block.attn_norm, w, &format!("{p}.ln_1"), d)?;
+        set_norm(&mut block.mlp_norm, w, &format!("{p}.ln_2"), d)?;
+        // c_attn: [d, 3d] = [Q | K | V] along the output dimension.
+        let qkv = w.take::<2>(&format!("{p}.attn.c_attn.weight"), [d, 3 * d])?;
+        let qkv_b = w.take::<1>(&format!("{p}.attn.c_attn.bias"), [3 * d])?;
+        let a = &mut block.attn;
+        for (k, lin) in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj]
+            .into_iter()
+            .enumerate()
+        {
+            lin.weight = param(qkv.clone().slice([0..d, k * d..(k + 1) * d]));
+            lin.bias = Some(param(qkv_b.clone().slice([k * d..(k + 1) * d])));
+        }
+        set_conv1d(&mut a.o_proj, w, &format!("{p}.attn.c_proj"))?;
+        set_conv1d(&mut block.mlp.up_proj, w, &format!("{p}.mlp.c_fc"))?;
+        set_conv1d(&mut block.mlp.down_proj, w, &format!("{p}.mlp.c_proj"))?;
+    }
+    set_norm(&mut m.final_norm, w, "ln_f", d)?;
+    load_head(m, cfg, w)
+}
+
+fn load_llama(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()> {
+    if w.has("model.embed_tokens.weight") {
+        w.prefix = "model.".into();
+    }
+    let (d, v) = (cfg.d_model, cfg.vocab_size);
+    m.embed_tokens.weight = param(w.take("embed_tokens.weight", [v, d])?);
+    for (i, block) in m.layers.iter_mut().enumerate() {
+        let p = format!("layers.{i}");
+        set_norm(&mut block.attn_norm, w, &format!("{p}.input_layernorm"), d)?;
+        set_norm(
+            &mut block.mlp_norm,
+            w,
+            &format!("{p}.post_attention_layernorm"),
+            d,
+        )?;
+        let a = &mut block.attn;
+        let bias = cfg.attention_bias;
+        set_linear_t(&mut a.q_proj, w, &format!("{p}.self_attn.q_proj"), bias)?;
+        set_linear_t(&mut a.k_proj, w, &format!("{p}.self_attn.k_proj"), bias)?;
+        set_linear_t(&mut a.v_proj, w, &format!("{p}.self_attn.v_proj"), bias)?;
+        set_linear_t(&mut a.o_proj, w, &format!("{p}.self_attn.o_proj"), bias)?;
+        let mlp = &mut block.mlp;
+        if let Some(gate) = &mut mlp.gate_proj {
+            set_linear_t(gate, w, &format!("{p}.mlp.gate_proj"), cfg.mlp_bias)?;
+        }
+        set_linear_t(
+            &mut mlp.up_proj,
+            w,
+            &format!("{p}.mlp.up_proj"),
+            cfg.mlp_bias,
+        )?;
+        set_linear_t(
+            &mut mlp.down_proj,
+            w,
+            &format!("{p}.mlp.down_proj"),
+            cfg.mlp_bias,
+        )?;
+    }
+    set_norm(&mut m.final_norm, w, "norm", d)?;
+    load_head(m, cfg, w)
+}
+
+fn load_head(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()> {
+    let prefix = std::mem::take(&mut w.prefix);
+    if let Some(head) = &mut m.lm_head {
+        set_linear_t(head, w, "lm_head", false)?;
+    } else if w.has("lm_head.weight") {
+        // Tied checkpoints may still store the head: it must equal the embedding.
+        w.take::<2>("lm_head.weight", [cfg.vocab_size, cfg.d_model])?;
+    }
+    w.prefix = prefix;
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! The feed-forward half of a block: GELU / ReLU MLP or SwiGLU (Shazeer 2020).
+
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, gelu_approximate, relu, silu};
+
+use crate::config::{Activation, ModelConfig};
+
+/// Feed-forward layer.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// `[d_model, d_ff]` (GPT-2 `c_fc`, LLaMA `up_proj`).
+    pub up_proj: Linear,
+    /// `[d_model, d_ff]`, SwiGLU only (LLaMA `gate_proj`).
+    pub gate_proj: Option<Linear>,
+    /// `[d_ff, d_model]` (GPT-2 `c_proj`, LLaMA `down_proj`).
+    pub down_proj: Linear,
+    #[module(skip)]
+    activation: Activation,
+}
+
+impl Mlp {
+    /// A randomly initialised layer for `cfg`.
+    pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        let lin = |i, o| LinearConfig::new(i, o).with_bias(cfg.mlp_bias).init(device);
+        Self {
+            up_proj: lin(cfg.d_model, cfg.d_ff),
+            gate_proj: (cfg.activation == Activation::Swiglu).then(|| lin(cfg.d_model, cfg.d_ff)),
+            down_proj: lin(cfg.d_ff, cfg.d_model),
+            activation: cfg.activation,
+        }
+    }
+
+    /// # Shapes
+    /// `[batch, seq, d_model]` -> `[batch, seq, d_model]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let up = self.up_proj.forward(x.clone());
+        let hidden = match (&self.gate_proj, self.activation) {
+            (Some(gate), _) => silu(gate.forward(x)) * up,
+            (None, Activation::GeluTanh) => gelu_approximate(up),
+            (None, Activation::Gelu) => gelu(up),
+            (None, _) => relu(up),
+        };
+        self.down_proj.forward(hidden)
+    }
+}

@@ -1,0 +1,205 @@
+//! Numerical parity with Hugging Face `transformers` (fixtures made by
+//! scripts/model_fixtures.py): same weights, same ids, logits within 1e-4.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use manabi_model::{DecoderLm, ForwardOptions, KvCache, ModelError, device::test_device, load_hf};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Expected {
+    input_ids: Vec<Vec<i64>>,
+    logits: Vec<f32>,
+    loss: f64,
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/models")
+        .join(name)
+}
+
+fn expected(name: &str) -> Expected {
+    serde_json::from_str(&std::fs::read_to_string(fixture(name).join("expected.json")).unwrap())
+        .unwrap()
+}
+
+fn ids_tensor(ids: &[Vec<i64>], device: &Device) -> Tensor<2, Int> {
+    let (b, t) = (ids.len(), ids[0].len());
+    let flat: Vec<i64> = ids.iter().flatten().copied().collect();
+    Tensor::<1, Int>::from_ints(flat.as_slice(), device).reshape([b, t])
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn check(name: &str) -> DecoderLm {
+    let device = test_device();
+    let model = load_hf(fixture(name), &device).unwrap();
+    let exp = expected(name);
+    let logits = model.forward(ids_tensor(&exp.input_ids, &device));
+    let got: Vec<f32> = logits.clone().into_data().try_to_vec().unwrap();
+    let diff = max_abs_diff(&got, &exp.logits);
+    assert!(diff <= 1e-4, "{name}: max |Δlogit| = {diff}");
+
+    // Mean next-token cross-entropy, as transformers computes it with labels = ids.
+    let [b, t, v] = logits.dims();
+    let mut total = 0.0f64;
+    for bi in 0..b {
+        for ti in 0..t - 1 {
+            let row = &got[(bi * t + ti) * v..(bi * t + ti + 1) * v];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&x| (x as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            total += lse - row[exp.input_ids[bi][ti + 1] as usize] as f64;
+        }
+    }
+    let loss = total / (b * (t - 1)) as f64;
+    assert!(
+        (loss - exp.loss).abs() / exp.loss <= 1e-5,
+        "{name}: loss {loss} vs {}",
+        exp.loss
+    );
+    model
+}
+
+#[test]
+fn gpt2_matches_transformers() {
+    check("gpt2");
+}
+
+#[test]
+fn llama_with_grouped_query_attention_matches_transformers() {
+    check("llama-gqa");
+}
+
+#[test]
+fn llama_tied_with_rope_theta_and_bias_matches_transformers() {
+    check("llama-tied-theta");
+}
+
+#[test]
+fn llama_multi_query_with_explicit_head_dim_matches_transformers() {
+    check("llama-mqa");
+}
+
+#[test]
+fn kv_cache_gives_the_same_logits_as_a_full_pass() {
+    let device = test_device();
+    for name in ["gpt2", "llama-gqa"] {
+        let model = load_hf(fixture(name), &device).unwrap();
+        let exp = expected(name);
+        let ids = ids_tensor(&exp.input_ids, &device);
+        let [b, t] = ids.dims();
+        let full: Vec<f32> = model.forward(ids.clone()).into_data().try_to_vec().unwrap();
+        let mut cache = KvCache::new(model.config().n_layers);
+        let mut steps = Vec::new();
+        // A 5-token prefix, then one token at a time.
+        let prefix = model.forward_with(
+            ids.clone().slice([0..b, 0..5]),
+            &ForwardOptions::default(),
+            Some(&mut cache),
+        );
+        steps.push(prefix);
+        for i in 5..t {
+            steps.push(model.forward_with(
+                ids.clone().slice([0..b, i..i + 1]),
+                &ForwardOptions::default(),
+                Some(&mut cache),
+            ));
+        }
+        assert_eq!(cache.len(), t);
+        let cached: Vec<f32> = Tensor::cat(steps, 1).into_data().try_to_vec().unwrap();
+        let diff = max_abs_diff(&cached, &full);
+        assert!(diff <= 1e-4, "{name}: cache changes logits by {diff}");
+    }
+}
+
+#[test]
+fn bad_checkpoints_are_clear_errors() {
+    let device = test_device();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(fixture("llama-gqa").join(f), d.join(f)).unwrap();
+        }
+        d
+    };
+
+    let err = load_hf(dir.path().join("nothing"), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("config.json"), "{err}");
+
+    let d = copy("truncated");
+    let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
+    std::fs::write(d.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_hf(&d, &device).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+
+    let d = copy("garbage");
+    std::fs::write(d.join("model.safetensors"), b"this is not safetensors").unwrap();
+    assert!(
+        load_hf(&d, &device)
+            .unwrap_err()
+            .to_string()
+            .contains("model.safetensors")
+    );
+
+    let d = copy("no-weights");
+    std::fs::remove_file(d.join("model.safetensors")).unwrap();
+    std::fs::write(d.join("pytorch_model.bin"), b"pickle").unwrap();
+    let err = load_hf(&d, &device).unwrap_err().to_string();
+    assert!(err.contains("pickle checkpoints are not loaded"), "{err}");
+
+    // A config that disagrees with the weights: wrong width, then more layers.
+    let d = copy("shape");
+    let cfg = std::fs::read_to_string(d.join("config.json"))
+        .unwrap()
+        .replace("\"intermediate_size\": 48", "\"intermediate_size\": 40");
+    std::fs::write(d.join("config.json"), cfg).unwrap();
+    let err = load_hf(&d, &device).unwrap_err();
+    assert!(matches!(err, ModelError::Shape { .. }), "{err}");
+    let err = err.to_string();
+    assert!(
+        err.contains("`model.layers.0.mlp.gate_proj.weight` has shape [48, 32], expected [40, 32]"),
+        "{err}"
+    );
+
+    let d = copy("layers");
+    let cfg = std::fs::read_to_string(d.join("config.json"))
+        .unwrap()
+        .replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+    std::fs::write(d.join("config.json"), cfg).unwrap();
+    let err = load_hf(&d, &device).unwrap_err().to_string();
+    assert!(err.contains("missing tensors: model.layers.2."), "{err}");
+
+    let d = copy("fewer");
+    let cfg = std::fs::read_to_string(d.join("config.json"))
+        .unwrap()
+        .replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
+    std::fs::write(d.join("config.json"), cfg).unwrap();
+    let err = load_hf(&d, &device).unwrap_err().to_string();
+    assert!(err.contains("unexpected tensors: model.layers.1."), "{err}");
+
+    let d = copy("badcfg");
+    std::fs::write(
+        d.join("config.json"),
+        r#"{"model_type": "llama", "hidden_size": 30, "num_attention_heads": 4}"#,
+    )
+    .unwrap();
+    let err = load_hf(&d, &device).unwrap_err().to_string();
+    assert!(err.contains("config.json"), "{err}");
+}
