@@ -2,6 +2,7 @@
 //! blocks, generation, Hugging Face weights, and the one place devices are chosen.
 
 pub mod attention;
+pub mod checkpoint;
 pub mod config;
 pub mod decoder;
 pub mod device;
@@ -12,6 +13,7 @@ pub mod mlp;
 pub mod rope;
 
 pub use attention::KvCache;
+pub use checkpoint::{export_hf, load_model, load_native, save_native};
 pub use config::{Activation, Family, ModelConfig, NormKind, Positions};
 pub use decoder::{DecoderLm, ForwardOptions};
 pub use device::{DeviceChoice, DeviceError};

@@ -203,3 +203,62 @@ fn bad_checkpoints_are_clear_errors() {
     let err = load_hf(&d, &device).unwrap_err().to_string();
     assert!(err.contains("config.json"), "{err}");
 }
+
+#[test]
+fn export_and_native_checkpoints_round_trip() {
+    use manabi_model::{export_hf, load_model, save_native};
+    let device = test_device();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["gpt2", "llama-gqa", "llama-tied-theta"] {
+        let model = load_hf(fixture(name), &device).unwrap();
+        let exp = expected(name);
+        let ids = ids_tensor(&exp.input_ids, &device);
+        let want: Vec<f32> = model.forward(ids.clone()).into_data().try_to_vec().unwrap();
+
+        let hf = dir.path().join(format!("{name}-hf"));
+        export_hf(&model, &hf, None).unwrap();
+        let native = dir.path().join(format!("{name}-native"));
+        save_native(&model, &native).unwrap();
+        for path in [hf, native] {
+            let again = load_model(&path, &device).unwrap();
+            let got: Vec<f32> = again.forward(ids.clone()).into_data().try_to_vec().unwrap();
+            assert_eq!(got, want, "{name}: {} changes logits", path.display());
+        }
+        // The exported tensors are the fixture's tensors, names and layouts included.
+        let ours = std::fs::read(dir.path().join(format!("{name}-hf/model.safetensors"))).unwrap();
+        let theirs = std::fs::read(fixture(name).join("model.safetensors")).unwrap();
+        let (a, b) = (
+            safetensors::SafeTensors::deserialize(&ours).unwrap(),
+            safetensors::SafeTensors::deserialize(&theirs).unwrap(),
+        );
+        let mut names_a: Vec<String> = a.names().into_iter().map(String::from).collect();
+        let mut names_b: Vec<String> = b.names().into_iter().filter(|n| !n.ends_with(".attn.bias")).map(String::from).collect();
+        names_a.sort();
+        names_b.sort();
+        if name == "gpt2" {
+            // transformers drops the tied lm_head; so do we.
+            names_b.retain(|n| n != "lm_head.weight");
+        }
+        assert_eq!(names_a, names_b, "{name}");
+        for n in &names_a {
+            assert_eq!(a.tensor(n).unwrap().data(), b.tensor(n).unwrap().data(), "{name}: {n}");
+        }
+    }
+}
+
+#[test]
+fn corrupt_native_checkpoint_is_an_error() {
+    use manabi_model::{load_model, save_native};
+    let device = test_device();
+    let dir = tempfile::tempdir().unwrap();
+    let model = load_hf(fixture("llama-gqa"), &device).unwrap();
+    save_native(&model, dir.path()).unwrap();
+    let path = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    let err = load_model(dir.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+    std::fs::write(dir.path().join("model.toml"), "family = \"llama\"\nbogus = 1\n").unwrap();
+    let err = load_model(dir.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("model.toml") && err.contains("bogus"), "{err}");
+}

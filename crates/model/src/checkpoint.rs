@@ -1,0 +1,207 @@
+//! Model folders on disk.
+//!
+//! - **Hugging Face layout** (`config.json` + `model.safetensors`): read by [`crate::load_hf`],
+//!   written by [`export_hf`] so `transformers` `AutoModelForCausalLM.from_pretrained` loads it.
+//! - **manabi layout** (`model.toml` + `model.safetensors` in burn's parameter names and
+//!   layout, written by burn-store): what the trainer saves; [`save_native`] / [`load_native`].
+//!
+//! [`load_model`] tells them apart, so every `--model` takes either. A `tokenizer.json`
+//! beside the weights travels with them.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::config::{Family, ModelConfig};
+use crate::decoder::{DecoderLm, Norm};
+use crate::error::{ModelError, Result};
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
+    ModelError::File { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Loads a model folder in either layout.
+pub fn load_model(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
+    let dir = dir.as_ref();
+    if dir.join("model.toml").exists() {
+        load_native(dir, device)
+    } else if dir.join("config.json").exists() {
+        crate::hf::load_hf(dir, device)
+    } else {
+        Err(ModelError::File {
+            path: dir.to_path_buf(),
+            message: "neither a manabi model (model.toml) nor a Hugging Face model (config.json)".into(),
+        })
+    }
+}
+
+/// Writes `model.toml` and `model.safetensors` (burn's names) into `dir`.
+pub fn save_native(model: &DecoderLm, dir: impl AsRef<Path>) -> Result<()> {
+    let dir = dir.as_ref();
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    let cfg = toml::to_string_pretty(model.config()).map_err(|e| file_err(dir, e))?;
+    manabi_tokenize::write_atomic(&dir.join("model.toml"), cfg.as_bytes())?;
+    let path = dir.join("model.safetensors");
+    let mut store = SafetensorsStore::from_file(path.clone()).overwrite(true);
+    model.save_into(&mut store).map_err(|e| file_err(&path, e))
+}
+
+/// Reads a folder written by [`save_native`].
+pub fn load_native(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
+    let dir = dir.as_ref();
+    let cfg_path = dir.join("model.toml");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| file_err(&cfg_path, e))?;
+    let cfg: ModelConfig = toml::from_str(&text).map_err(|e| ModelError::Config {
+        key: cfg_path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    cfg.validate()?;
+    let mut model = DecoderLm::new(&cfg, device);
+    let path = dir.join("model.safetensors");
+    if !path.exists() {
+        return Err(file_err(&path, "not found"));
+    }
+    let mut store = SafetensorsStore::from_file(path.clone()).allow_partial(true);
+    let result = model.load_from(&mut store).map_err(|e| file_err(&path, e))?;
+    if let Some(err) = result.errors.first() {
+        return Err(file_err(&path, err));
+    }
+    if !result.missing.is_empty() || !result.unused.is_empty() {
+        return Err(ModelError::Tensors {
+            path,
+            missing: result.missing.into_iter().map(|(p, _)| p).collect(),
+            unexpected: result.unused,
+        });
+    }
+    Ok(model)
+}
+
+/// One tensor for the safetensors writer.
+struct Out {
+    name: String,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+fn out<const D: usize>(name: impl Into<String>, t: Tensor<D>) -> Result<Out> {
+    let shape = t.dims().to_vec();
+    let values: Vec<f32> = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .map_err(|e| ModelError::Input(format!("{e:?}")))?;
+    Ok(Out { name: name.into(), shape, bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() })
+}
+
+fn norm(prefix: &str, n: &Norm, into: &mut Vec<Out>) -> Result<()> {
+    match n {
+        Norm::Layer(l) => {
+            into.push(out(format!("{prefix}.weight"), l.gamma.val())?);
+            if let Some(b) = &l.beta {
+                into.push(out(format!("{prefix}.bias"), b.val())?);
+            }
+        }
+        Norm::Rms(r) => into.push(out(format!("{prefix}.weight"), r.gamma.val())?),
+    }
+    Ok(())
+}
+
+/// `nn.Linear` layout: weight `[out, in]`.
+fn linear_t(prefix: &str, l: &burn::nn::Linear, into: &mut Vec<Out>) -> Result<()> {
+    into.push(out(format!("{prefix}.weight"), l.weight.val().transpose())?);
+    if let Some(b) = &l.bias {
+        into.push(out(format!("{prefix}.bias"), b.val())?);
+    }
+    Ok(())
+}
+
+/// GPT-2 `Conv1D` layout: weight `[in, out]`.
+fn conv1d(prefix: &str, l: &burn::nn::Linear, into: &mut Vec<Out>) -> Result<()> {
+    into.push(out(format!("{prefix}.weight"), l.weight.val())?);
+    if let Some(b) = &l.bias {
+        into.push(out(format!("{prefix}.bias"), b.val())?);
+    }
+    Ok(())
+}
+
+/// Writes `config.json` + `model.safetensors` in the Hugging Face layout of the model's
+/// family (plus `tokenizer.json` when `tokenizer` is given).
+pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Path>) -> Result<()> {
+    let dir = dir.as_ref();
+    let cfg = model.config();
+    let mut t = Vec::new();
+    match cfg.family {
+        Family::Gpt2 => {
+            t.push(out("transformer.wte.weight", model.embed_tokens.weight.val())?);
+            if let Some(pe) = &model.embed_positions {
+                t.push(out("transformer.wpe.weight", pe.weight.val())?);
+            }
+            for (i, b) in model.layers.iter().enumerate() {
+                let p = format!("transformer.h.{i}");
+                norm(&format!("{p}.ln_1"), &b.attn_norm, &mut t)?;
+                norm(&format!("{p}.ln_2"), &b.mlp_norm, &mut t)?;
+                let a = &b.attn;
+                let w = Tensor::cat(vec![a.q_proj.weight.val(), a.k_proj.weight.val(), a.v_proj.weight.val()], 1);
+                t.push(out(format!("{p}.attn.c_attn.weight"), w)?);
+                let biases: Option<Vec<Tensor<1>>> =
+                    [&a.q_proj, &a.k_proj, &a.v_proj].iter().map(|l| l.bias.as_ref().map(|b| b.val())).collect();
+                if let Some(biases) = biases {
+                    t.push(out(format!("{p}.attn.c_attn.bias"), Tensor::cat(biases, 0))?);
+                }
+                conv1d(&format!("{p}.attn.c_proj"), &a.o_proj, &mut t)?;
+                conv1d(&format!("{p}.mlp.c_fc"), &b.mlp.up_proj, &mut t)?;
+                conv1d(&format!("{p}.mlp.c_proj"), &b.mlp.down_proj, &mut t)?;
+            }
+            norm("transformer.ln_f", &model.final_norm, &mut t)?;
+        }
+        Family::Llama => {
+            t.push(out("model.embed_tokens.weight", model.embed_tokens.weight.val())?);
+            for (i, b) in model.layers.iter().enumerate() {
+                let p = format!("model.layers.{i}");
+                norm(&format!("{p}.input_layernorm"), &b.attn_norm, &mut t)?;
+                norm(&format!("{p}.post_attention_layernorm"), &b.mlp_norm, &mut t)?;
+                let a = &b.attn;
+                linear_t(&format!("{p}.self_attn.q_proj"), &a.q_proj, &mut t)?;
+                linear_t(&format!("{p}.self_attn.k_proj"), &a.k_proj, &mut t)?;
+                linear_t(&format!("{p}.self_attn.v_proj"), &a.v_proj, &mut t)?;
+                linear_t(&format!("{p}.self_attn.o_proj"), &a.o_proj, &mut t)?;
+                if let Some(g) = &b.mlp.gate_proj {
+                    linear_t(&format!("{p}.mlp.gate_proj"), g, &mut t)?;
+                }
+                linear_t(&format!("{p}.mlp.up_proj"), &b.mlp.up_proj, &mut t)?;
+                linear_t(&format!("{p}.mlp.down_proj"), &b.mlp.down_proj, &mut t)?;
+            }
+            norm("model.norm", &model.final_norm, &mut t)?;
+        }
+    }
+    if let Some(head) = &model.lm_head {
+        t.push(out("lm_head.weight", head.weight.val().transpose())?);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    let views: Vec<(String, TensorView<'_>)> = t
+        .iter()
+        .map(|o| {
+            TensorView::new(Dtype::F32, o.shape.clone(), &o.bytes)
+                .map(|v| (o.name.clone(), v))
+                .map_err(|e| ModelError::Input(e.to_string()))
+        })
+        .collect::<Result<_>>()?;
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| ModelError::Input(e.to_string()))?;
+    manabi_tokenize::write_atomic(&dir.join("model.safetensors"), &bytes)?;
+    let json = serde_json::to_string_pretty(&cfg.to_hf_json()).map_err(|e| ModelError::Input(e.to_string()))?;
+    manabi_tokenize::write_atomic(&dir.join("config.json"), json.as_bytes())?;
+    if let Some(tok) = tokenizer {
+        let text = std::fs::read(tok).map_err(|e| file_err(tok, e))?;
+        manabi_tokenize::write_atomic(&dir.join("tokenizer.json"), &text)?;
+    }
+    Ok(())
+}
+
+/// Parameters of a module (for reports).
+pub fn count_params(model: &DecoderLm) -> usize {
+    model.num_params()
+}
