@@ -34,6 +34,53 @@ CASES = {
 }
 
 
+# Models with the bpe-en tokenizer (vocab 512) for `manabi eval` parity.
+EVAL_CASES = {
+    "gpt2-eval": lambda: GPT2LMHeadModel(GPT2Config(
+        vocab_size=512, n_positions=64, n_embd=32, n_layer=2, n_head=4,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)),
+    "llama-eval": lambda: LlamaForCausalLM(LlamaConfig(
+        vocab_size=512, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)),
+}
+
+
+def eval_fixtures() -> None:
+    from tokenizers import Tokenizer
+    root = OUT.parent.parent
+    text = (root / "datasets" / "tiny" / "stories-en.txt").read_text(encoding="utf-8")[:6000]
+    (OUT / "eval.txt").write_text(text, encoding="utf-8")
+    tok_path = root / "fixtures" / "tokenize" / "bpe-en" / "tokenizer.json"
+    ids = Tokenizer.from_file(str(tok_path)).encode(text, add_special_tokens=False).ids
+    for name, make in EVAL_CASES.items():
+        torch.manual_seed(0)
+        model = make().eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.2)
+        case = OUT / name
+        model.save_pretrained(case, safe_serialization=True)
+        (case / "tokenizer.json").write_bytes(tok_path.read_bytes())
+        results = {}
+        for context in (64, 40):
+            nll, count = 0.0, 0
+            for start in range(0, len(ids), context):
+                window = ids[start:start + context]
+                if len(window) < 2:
+                    continue
+                x = torch.tensor([window])
+                with torch.no_grad():
+                    logp = torch.log_softmax(model(input_ids=x).logits[0, :-1].double(), -1)
+                nll -= logp.gather(1, x[0, 1:, None]).sum().item()
+                count += len(window) - 1
+            results[str(context)] = {"loss": nll / count, "tokens": count}
+        # transformers' own loss on one window, as a cross-check of the procedure.
+        with torch.no_grad():
+            one = model(input_ids=torch.tensor([ids[:64]]), labels=torch.tensor([ids[:64]])).loss.item()
+        (case / "expected_eval.json").write_text(json.dumps({"results": results, "first_window_loss": one}) + "\n")
+        print(name, results)
+
+
 def main() -> None:
     for name, make in CASES.items():
         torch.manual_seed(0)
@@ -53,6 +100,7 @@ def main() -> None:
             "loss": out.loss.item(),
         }) + "\n")
         print(name, tuple(out.logits.shape), f"loss {out.loss.item():.5f}")
+    eval_fixtures()
 
 
 if __name__ == "__main__":

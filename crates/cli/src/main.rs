@@ -1,5 +1,6 @@
 //! `manabi`: one subcommand per stage of a language model's life.
 
+mod model_cmd;
 mod pipeline;
 mod tokenizer;
 
@@ -27,6 +28,12 @@ enum Command {
     Tokenizer(tokenizer::TokenizerCommand),
     /// Run the whole pipeline on the embedded sample data (or your own corpus).
     Pipeline(pipeline::PipelineArgs),
+    /// Continue prompts with a model.
+    Generate(model_cmd::GenerateArgs),
+    /// Loss and perplexity of a model on a text file.
+    Eval(model_cmd::EvalArgs),
+    /// Write a model in another format (Hugging Face).
+    Export(model_cmd::ExportArgs),
 }
 
 fn main() {
@@ -47,6 +54,9 @@ fn main() {
     let result = match cli.command {
         Command::Tokenizer(cmd) => tokenizer::run(cmd),
         Command::Pipeline(args) => pipeline::run(args, device),
+        Command::Generate(args) => model_cmd::generate(&args, device),
+        Command::Eval(args) => model_cmd::eval(&args, device),
+        Command::Export(args) => model_cmd::export(&args, device),
     };
     if let Err(err) = result {
         eprintln!("error: {}", one_line(&err));

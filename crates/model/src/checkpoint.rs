@@ -20,7 +20,10 @@ use crate::decoder::{DecoderLm, Norm};
 use crate::error::{ModelError, Result};
 
 fn file_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
-    ModelError::File { path: path.to_path_buf(), message: e.to_string() }
+    ModelError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Loads a model folder in either layout.
@@ -33,7 +36,8 @@ pub fn load_model(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
     } else {
         Err(ModelError::File {
             path: dir.to_path_buf(),
-            message: "neither a manabi model (model.toml) nor a Hugging Face model (config.json)".into(),
+            message: "neither a manabi model (model.toml) nor a Hugging Face model (config.json)"
+                .into(),
         })
     }
 }
@@ -65,7 +69,9 @@ pub fn load_native(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> 
         return Err(file_err(&path, "not found"));
     }
     let mut store = SafetensorsStore::from_file(path.clone()).allow_partial(true);
-    let result = model.load_from(&mut store).map_err(|e| file_err(&path, e))?;
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| file_err(&path, e))?;
     if let Some(err) = result.errors.first() {
         return Err(file_err(&path, err));
     }
@@ -93,7 +99,11 @@ fn out<const D: usize>(name: impl Into<String>, t: Tensor<D>) -> Result<Out> {
         .convert::<f32>()
         .try_into_vec()
         .map_err(|e| ModelError::Input(format!("{e:?}")))?;
-    Ok(Out { name: name.into(), shape, bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() })
+    Ok(Out {
+        name: name.into(),
+        shape,
+        bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    })
 }
 
 fn norm(prefix: &str, n: &Norm, into: &mut Vec<Out>) -> Result<()> {
@@ -135,7 +145,10 @@ pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Pa
     let mut t = Vec::new();
     match cfg.family {
         Family::Gpt2 => {
-            t.push(out("transformer.wte.weight", model.embed_tokens.weight.val())?);
+            t.push(out(
+                "transformer.wte.weight",
+                model.embed_tokens.weight.val(),
+            )?);
             if let Some(pe) = &model.embed_positions {
                 t.push(out("transformer.wpe.weight", pe.weight.val())?);
             }
@@ -144,12 +157,24 @@ pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Pa
                 norm(&format!("{p}.ln_1"), &b.attn_norm, &mut t)?;
                 norm(&format!("{p}.ln_2"), &b.mlp_norm, &mut t)?;
                 let a = &b.attn;
-                let w = Tensor::cat(vec![a.q_proj.weight.val(), a.k_proj.weight.val(), a.v_proj.weight.val()], 1);
+                let w = Tensor::cat(
+                    vec![
+                        a.q_proj.weight.val(),
+                        a.k_proj.weight.val(),
+                        a.v_proj.weight.val(),
+                    ],
+                    1,
+                );
                 t.push(out(format!("{p}.attn.c_attn.weight"), w)?);
-                let biases: Option<Vec<Tensor<1>>> =
-                    [&a.q_proj, &a.k_proj, &a.v_proj].iter().map(|l| l.bias.as_ref().map(|b| b.val())).collect();
+                let biases: Option<Vec<Tensor<1>>> = [&a.q_proj, &a.k_proj, &a.v_proj]
+                    .iter()
+                    .map(|l| l.bias.as_ref().map(|b| b.val()))
+                    .collect();
                 if let Some(biases) = biases {
-                    t.push(out(format!("{p}.attn.c_attn.bias"), Tensor::cat(biases, 0))?);
+                    t.push(out(
+                        format!("{p}.attn.c_attn.bias"),
+                        Tensor::cat(biases, 0),
+                    )?);
                 }
                 conv1d(&format!("{p}.attn.c_proj"), &a.o_proj, &mut t)?;
                 conv1d(&format!("{p}.mlp.c_fc"), &b.mlp.up_proj, &mut t)?;
@@ -158,11 +183,18 @@ pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Pa
             norm("transformer.ln_f", &model.final_norm, &mut t)?;
         }
         Family::Llama => {
-            t.push(out("model.embed_tokens.weight", model.embed_tokens.weight.val())?);
+            t.push(out(
+                "model.embed_tokens.weight",
+                model.embed_tokens.weight.val(),
+            )?);
             for (i, b) in model.layers.iter().enumerate() {
                 let p = format!("model.layers.{i}");
                 norm(&format!("{p}.input_layernorm"), &b.attn_norm, &mut t)?;
-                norm(&format!("{p}.post_attention_layernorm"), &b.mlp_norm, &mut t)?;
+                norm(
+                    &format!("{p}.post_attention_layernorm"),
+                    &b.mlp_norm,
+                    &mut t,
+                )?;
                 let a = &b.attn;
                 linear_t(&format!("{p}.self_attn.q_proj"), &a.q_proj, &mut t)?;
                 linear_t(&format!("{p}.self_attn.k_proj"), &a.k_proj, &mut t)?;
@@ -190,9 +222,11 @@ pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Pa
         })
         .collect::<Result<_>>()?;
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| ModelError::Input(e.to_string()))?;
+    let bytes =
+        safetensors::serialize(views, Some(meta)).map_err(|e| ModelError::Input(e.to_string()))?;
     manabi_tokenize::write_atomic(&dir.join("model.safetensors"), &bytes)?;
-    let json = serde_json::to_string_pretty(&cfg.to_hf_json()).map_err(|e| ModelError::Input(e.to_string()))?;
+    let json = serde_json::to_string_pretty(&cfg.to_hf_json())
+        .map_err(|e| ModelError::Input(e.to_string()))?;
     manabi_tokenize::write_atomic(&dir.join("config.json"), json.as_bytes())?;
     if let Some(tok) = tokenizer {
         let text = std::fs::read(tok).map_err(|e| file_err(tok, e))?;

@@ -187,7 +187,7 @@ impl ModelConfig {
                 return bad(key, "must be at least 1".into());
             }
         }
-        if self.head_dim.is_none() && self.d_model % self.n_heads != 0 {
+        if self.head_dim.is_none() && !self.d_model.is_multiple_of(self.n_heads) {
             return bad(
                 "n_heads",
                 format!(
@@ -200,7 +200,7 @@ impl ModelConfig {
             return bad("head_dim", "must be at least 1".into());
         }
         let kv = self.kv_heads();
-        if kv == 0 || self.n_heads % kv != 0 {
+        if kv == 0 || !self.n_heads.is_multiple_of(kv) {
             return bad(
                 "n_kv_heads",
                 format!(
@@ -212,11 +212,11 @@ impl ModelConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", format!("{} is not in [0, 1)", self.dropout));
         }
-        if !(self.norm_eps > 0.0) {
+        if self.norm_eps.is_nan() || self.norm_eps <= 0.0 {
             return bad("norm_eps", "must be positive".into());
         }
         if self.positions == Positions::Rope {
-            if !(self.rope_theta > 0.0) {
+            if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
                 return bad("rope_theta", "must be positive".into());
             }
             if !(self.rotary_fraction > 0.0 && self.rotary_fraction <= 1.0)

@@ -178,9 +178,9 @@ impl DecoderLm {
         &self,
         x: Tensor<3>,
         opts: &ForwardOptions,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
-        let hidden = self.hidden_states(x, opts, cache.as_deref_mut());
+        let hidden = self.hidden_states(x, opts, cache);
         self.logits(hidden)
     }
 

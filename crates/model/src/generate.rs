@@ -59,7 +59,7 @@ impl Default for GenerateOptions {
 impl GenerateOptions {
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::Input(m));
-        if !(self.temperature >= 0.0) {
+        if self.temperature.is_nan() || self.temperature < 0.0 {
             return bad(format!("temperature {} must be ≥ 0", self.temperature));
         }
         if self.top_k == Some(0) {
@@ -70,22 +70,35 @@ impl GenerateOptions {
         {
             return bad(format!("top-p {p} must be in (0, 1]"));
         }
-        if !(self.repetition_penalty > 0.0) {
-            return bad(format!("repetition penalty {} must be > 0", self.repetition_penalty));
+        if self.repetition_penalty.is_nan() || self.repetition_penalty <= 0.0 {
+            return bad(format!(
+                "repetition penalty {} must be > 0",
+                self.repetition_penalty
+            ));
         }
         Ok(())
     }
 }
 
 /// Picks the next token from one row of logits.
-pub fn sample(logits: &mut [f32], history: &[u32], opts: &GenerateOptions, forbid: &[u32], rng: &mut ChaCha8Rng) -> u32 {
+pub fn sample(
+    logits: &mut [f32],
+    history: &[u32],
+    opts: &GenerateOptions,
+    forbid: &[u32],
+    rng: &mut ChaCha8Rng,
+) -> u32 {
     if opts.repetition_penalty != 1.0 {
         let mut seen = history.to_vec();
         seen.sort_unstable();
         seen.dedup();
         for &t in &seen {
             if let Some(l) = logits.get_mut(t as usize) {
-                *l = if *l > 0.0 { *l / opts.repetition_penalty } else { *l * opts.repetition_penalty };
+                *l = if *l > 0.0 {
+                    *l / opts.repetition_penalty
+                } else {
+                    *l * opts.repetition_penalty
+                };
             }
         }
     }
@@ -97,13 +110,17 @@ pub fn sample(logits: &mut [f32], history: &[u32], opts: &GenerateOptions, forbi
     let argmax = |l: &[f32]| {
         l.iter()
             .enumerate()
-            .fold((0usize, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+            .fold((0usize, f32::NEG_INFINITY), |best, (i, &x)| {
+                if x > best.1 { (i, x) } else { best }
+            })
             .0 as u32
     };
     if opts.temperature == 0.0 {
         return argmax(logits);
     }
-    let mut idx: Vec<usize> = (0..logits.len()).filter(|&i| logits[i].is_finite()).collect();
+    let mut idx: Vec<usize> = (0..logits.len())
+        .filter(|&i| logits[i].is_finite())
+        .collect();
     if idx.is_empty() {
         return argmax(logits);
     }
@@ -112,7 +129,10 @@ pub fn sample(logits: &mut [f32], history: &[u32], opts: &GenerateOptions, forbi
         idx.truncate(k.max(1));
     }
     let max = logits[idx[0]];
-    let mut probs: Vec<f32> = idx.iter().map(|&i| ((logits[i] - max) / opts.temperature).exp()).collect();
+    let mut probs: Vec<f32> = idx
+        .iter()
+        .map(|&i| ((logits[i] - max) / opts.temperature).exp())
+        .collect();
     let sum: f32 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= sum);
     if let Some(p) = opts.top_p {
@@ -160,8 +180,15 @@ pub fn generate(
             opts.max_new_tokens, cfg.max_positions
         )));
     }
-    if let Some(&bad) = prompts.iter().flatten().find(|&&t| t as usize >= cfg.vocab_size) {
-        return Err(ModelError::Input(format!("token id {bad} is beyond the vocabulary ({})", cfg.vocab_size)));
+    if let Some(&bad) = prompts
+        .iter()
+        .flatten()
+        .find(|&&t| t as usize >= cfg.vocab_size)
+    {
+        return Err(ModelError::Input(format!(
+            "token id {bad} is beyond the vocabulary ({})",
+            cfg.vocab_size
+        )));
     }
     if !opts.stop_strings.is_empty() && tokenizer.is_none() {
         return Err(ModelError::Input("stop strings need a tokenizer".into()));
@@ -173,11 +200,19 @@ pub fn generate(
     // Left padding: row r is [pad … pad, prompt]; keep-mask and positions skip the pads.
     let mut seqs: Vec<Vec<u32>> = prompts
         .iter()
-        .map(|p| std::iter::repeat_n(opts.pad_id, longest - p.len()).chain(p.iter().copied()).collect())
+        .map(|p| {
+            std::iter::repeat_n(opts.pad_id, longest - p.len())
+                .chain(p.iter().copied())
+                .collect()
+        })
         .collect();
     let mut keep: Vec<Vec<f32>> = prompts
         .iter()
-        .map(|p| std::iter::repeat_n(0.0, longest - p.len()).chain(std::iter::repeat_n(1.0, p.len())).collect())
+        .map(|p| {
+            std::iter::repeat_n(0.0, longest - p.len())
+                .chain(std::iter::repeat_n(1.0, p.len()))
+                .collect()
+        })
         .collect();
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
     let mut done = vec![false; b];
@@ -191,16 +226,22 @@ pub fn generate(
             _ => 0,
         };
         let t = total - start;
-        let ids: Vec<i64> = seqs.iter().flat_map(|s| s[start..].iter().map(|&x| x as i64)).collect();
+        let ids: Vec<i64> = seqs
+            .iter()
+            .flat_map(|s| s[start..].iter().map(|&x| x as i64))
+            .collect();
         let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), &device).reshape([b, t]);
         let pos: Vec<i64> = keep
             .iter()
             .flat_map(|k| {
                 let mut p = -1i64;
-                let all: Vec<i64> = k.iter().map(|&m| {
-                    p += m as i64;
-                    p.max(0)
-                }).collect();
+                let all: Vec<i64> = k
+                    .iter()
+                    .map(|&m| {
+                        p += m as i64;
+                        p.max(0)
+                    })
+                    .collect();
                 all[start..].to_vec()
             })
             .collect();
@@ -218,7 +259,11 @@ pub fn generate(
             .convert::<f32>()
             .try_into_vec()
             .map_err(|e| ModelError::Input(format!("{e:?}")))?;
-        let forbid: &[u32] = if step < opts.min_new_tokens { &opts.eos_ids } else { &[] };
+        let forbid: &[u32] = if step < opts.min_new_tokens {
+            &opts.eos_ids
+        } else {
+            &[]
+        };
         for r in 0..b {
             let next = if done[r] {
                 opts.pad_id
@@ -243,7 +288,11 @@ pub fn generate(
                 }
             }
             seqs[r].push(next);
-            keep[r].push(if done[r] && next == opts.pad_id { 0.0 } else { 1.0 });
+            keep[r].push(if done[r] && next == opts.pad_id {
+                0.0
+            } else {
+                1.0
+            });
         }
         if done.iter().all(|&d| d) {
             break;
@@ -257,7 +306,10 @@ mod tests {
     use super::*;
 
     fn opts() -> GenerateOptions {
-        GenerateOptions { temperature: 1.0, ..GenerateOptions::default() }
+        GenerateOptions {
+            temperature: 1.0,
+            ..GenerateOptions::default()
+        }
     }
 
     #[test]
@@ -266,7 +318,10 @@ mod tests {
         let g = GenerateOptions::default();
         assert_eq!(sample(&mut [0.1, 2.0, 1.0], &[], &g, &[], &mut rng), 1);
         assert_eq!(sample(&mut [0.1, 2.0, 1.0], &[], &g, &[1], &mut rng), 2);
-        let p = GenerateOptions { repetition_penalty: 4.0, ..GenerateOptions::default() };
+        let p = GenerateOptions {
+            repetition_penalty: 4.0,
+            ..GenerateOptions::default()
+        };
         assert_eq!(sample(&mut [0.1, 2.0, 1.0], &[1], &p, &[], &mut rng), 2);
     }
 
@@ -274,8 +329,14 @@ mod tests {
     fn top_k_and_top_p_restrict_the_support() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let logits = [3.0f32, 2.9, 0.0, -1.0, 2.8];
-        let k2 = GenerateOptions { top_k: Some(2), ..opts() };
-        let p = GenerateOptions { top_p: Some(0.5), ..opts() };
+        let k2 = GenerateOptions {
+            top_k: Some(2),
+            ..opts()
+        };
+        let p = GenerateOptions {
+            top_p: Some(0.5),
+            ..opts()
+        };
         for _ in 0..200 {
             assert!([0, 1].contains(&sample(&mut logits.clone(), &[], &k2, &[], &mut rng)));
             assert!([0, 1].contains(&sample(&mut logits.clone(), &[], &p, &[], &mut rng)));
@@ -293,7 +354,9 @@ mod tests {
     fn same_seed_same_tokens() {
         let draw = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            (0..20).map(|_| sample(&mut [1.0, 1.0, 1.0, 1.0], &[], &opts(), &[], &mut rng)).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| sample(&mut [1.0, 1.0, 1.0, 1.0], &[], &opts(), &[], &mut rng))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(3), draw(3));
         assert_ne!(draw(3), draw(4));

@@ -221,7 +221,7 @@ fn load_gpt2(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()
             .enumerate()
         {
             lin.weight = param(qkv.clone().slice([0..d, k * d..(k + 1) * d]));
-            lin.bias = Some(param(qkv_b.clone().slice([k * d..(k + 1) * d])));
+            lin.bias = Some(param(qkv_b.clone().narrow(0, k * d, d)));
         }
         set_conv1d(&mut a.o_proj, w, &format!("{p}.attn.c_proj"))?;
         set_conv1d(&mut block.mlp.up_proj, w, &format!("{p}.mlp.c_fc"))?;

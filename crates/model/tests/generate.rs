@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use manabi_model::{GenerateOptions, device::test_device, generate, load_hf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/models")
+        .join(name)
 }
 
 #[test]
@@ -16,10 +18,29 @@ fn cache_batching_and_seeds_do_not_change_tokens() {
         let model = load_hf(fixture(name), &device).unwrap();
         let prompts = vec![vec![5, 9, 13, 2, 40], vec![7, 1], vec![33, 12, 60]];
         for temperature in [0.0, 0.8] {
-            let base = GenerateOptions { max_new_tokens: 16, temperature, top_k: Some(20), top_p: Some(0.9), seed: 11, ..GenerateOptions::default() };
+            let base = GenerateOptions {
+                max_new_tokens: 16,
+                temperature,
+                top_k: Some(20),
+                top_p: Some(0.9),
+                seed: 11,
+                ..GenerateOptions::default()
+            };
             let cached = generate(&model, &prompts, &base, None).unwrap();
-            let uncached = generate(&model, &prompts, &GenerateOptions { use_cache: false, ..base.clone() }, None).unwrap();
-            assert_eq!(cached, uncached, "{name} T={temperature}: cache changes tokens");
+            let uncached = generate(
+                &model,
+                &prompts,
+                &GenerateOptions {
+                    use_cache: false,
+                    ..base.clone()
+                },
+                None,
+            )
+            .unwrap();
+            assert_eq!(
+                cached, uncached,
+                "{name} T={temperature}: cache changes tokens"
+            );
             assert!(cached.iter().all(|o| o.len() == 16));
             if temperature == 0.0 {
                 // Greedy: each prompt alone gives what it gave in the padded batch.
@@ -30,7 +51,16 @@ fn cache_batching_and_seeds_do_not_change_tokens() {
             } else {
                 let again = generate(&model, &prompts, &base, None).unwrap();
                 assert_eq!(again, cached, "same seed, same tokens");
-                let other = generate(&model, &prompts, &GenerateOptions { seed: 12, ..base.clone() }, None).unwrap();
+                let other = generate(
+                    &model,
+                    &prompts,
+                    &GenerateOptions {
+                        seed: 12,
+                        ..base.clone()
+                    },
+                    None,
+                )
+                .unwrap();
                 assert_ne!(other, cached, "another seed, other tokens");
             }
         }
@@ -42,23 +72,71 @@ fn eos_min_tokens_and_bad_requests() {
     let device = test_device();
     let model = load_hf(fixture("gpt2"), &device).unwrap();
     let prompts = vec![vec![5, 9, 13]];
-    let sampled = GenerateOptions { max_new_tokens: 8, temperature: 1.0, seed: 5, ..GenerateOptions::default() };
+    let sampled = GenerateOptions {
+        max_new_tokens: 8,
+        temperature: 1.0,
+        seed: 5,
+        ..GenerateOptions::default()
+    };
     let greedy = generate(&model, &prompts, &sampled, None).unwrap();
     // Make the first greedy token not seen before position k the EOS: generation stops there.
     let g = &greedy[0];
-    let k = (1..g.len()).find(|&i| !g[..i].contains(&g[i])).expect("sampled output varies");
+    let k = (1..g.len())
+        .find(|&i| !g[..i].contains(&g[i]))
+        .expect("sampled output varies");
     let eos = g[k];
-    let opts = GenerateOptions { eos_ids: vec![eos], ..sampled.clone() };
+    let opts = GenerateOptions {
+        eos_ids: vec![eos],
+        ..sampled.clone()
+    };
     let stopped = generate(&model, &prompts, &opts, None).unwrap();
     assert_eq!(stopped[0], g[..k]);
-    let at_least = generate(&model, &prompts, &GenerateOptions { min_new_tokens: 4, ..opts.clone() }, None).unwrap();
+    let at_least = generate(
+        &model,
+        &prompts,
+        &GenerateOptions {
+            min_new_tokens: 4,
+            ..opts.clone()
+        },
+        None,
+    )
+    .unwrap();
     assert!(at_least[0].len() >= 4 && !at_least[0][..4].contains(&eos));
 
-    let too_long = GenerateOptions { max_new_tokens: 40, ..GenerateOptions::default() };
-    assert!(generate(&model, &prompts, &too_long, None).unwrap_err().to_string().contains("exceeds the model's 32 positions"));
-    let short = GenerateOptions { max_new_tokens: 4, ..GenerateOptions::default() };
-    assert!(generate(&model, &[vec![99]], &short, None).unwrap_err().to_string().contains("beyond the vocabulary"));
-    assert!(generate(&model, &[vec![]], &short, None).unwrap_err().to_string().contains("empty"));
-    let bad = GenerateOptions { top_p: Some(1.5), ..short.clone() };
-    assert!(generate(&model, &prompts, &bad, None).unwrap_err().to_string().contains("top-p"));
+    let too_long = GenerateOptions {
+        max_new_tokens: 40,
+        ..GenerateOptions::default()
+    };
+    assert!(
+        generate(&model, &prompts, &too_long, None)
+            .unwrap_err()
+            .to_string()
+            .contains("exceeds the model's 32 positions")
+    );
+    let short = GenerateOptions {
+        max_new_tokens: 4,
+        ..GenerateOptions::default()
+    };
+    assert!(
+        generate(&model, &[vec![99]], &short, None)
+            .unwrap_err()
+            .to_string()
+            .contains("beyond the vocabulary")
+    );
+    assert!(
+        generate(&model, &[vec![]], &short, None)
+            .unwrap_err()
+            .to_string()
+            .contains("empty")
+    );
+    let bad = GenerateOptions {
+        top_p: Some(1.5),
+        ..short.clone()
+    };
+    assert!(
+        generate(&model, &prompts, &bad, None)
+            .unwrap_err()
+            .to_string()
+            .contains("top-p")
+    );
 }

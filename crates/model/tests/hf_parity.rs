@@ -232,7 +232,12 @@ fn export_and_native_checkpoints_round_trip() {
             safetensors::SafeTensors::deserialize(&theirs).unwrap(),
         );
         let mut names_a: Vec<String> = a.names().into_iter().map(String::from).collect();
-        let mut names_b: Vec<String> = b.names().into_iter().filter(|n| !n.ends_with(".attn.bias")).map(String::from).collect();
+        let mut names_b: Vec<String> = b
+            .names()
+            .into_iter()
+            .filter(|n| !n.ends_with(".attn.bias"))
+            .map(String::from)
+            .collect();
         names_a.sort();
         names_b.sort();
         if name == "gpt2" {
@@ -241,7 +246,11 @@ fn export_and_native_checkpoints_round_trip() {
         }
         assert_eq!(names_a, names_b, "{name}");
         for n in &names_a {
-            assert_eq!(a.tensor(n).unwrap().data(), b.tensor(n).unwrap().data(), "{name}: {n}");
+            assert_eq!(
+                a.tensor(n).unwrap().data(),
+                b.tensor(n).unwrap().data(),
+                "{name}: {n}"
+            );
         }
     }
 }
@@ -258,7 +267,11 @@ fn corrupt_native_checkpoint_is_an_error() {
     std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
     let err = load_model(dir.path(), &device).unwrap_err().to_string();
     assert!(err.contains("model.safetensors"), "{err}");
-    std::fs::write(dir.path().join("model.toml"), "family = \"llama\"\nbogus = 1\n").unwrap();
+    std::fs::write(
+        dir.path().join("model.toml"),
+        "family = \"llama\"\nbogus = 1\n",
+    )
+    .unwrap();
     let err = load_model(dir.path(), &device).unwrap_err().to_string();
     assert!(err.contains("model.toml") && err.contains("bogus"), "{err}");
 }

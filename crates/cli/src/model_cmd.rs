@@ -1,0 +1,198 @@
+//! `manabi generate`, `manabi eval`, `manabi export`: commands that take `--model`
+//! (a manabi checkpoint or a Hugging Face folder, detected).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use manabi_model::{DeviceChoice, GenerateOptions, load_model};
+use manabi_tokenize::TextTokenizer;
+
+/// Tokens that commonly end a text, in the order they are looked for.
+const EOS_CANDIDATES: [&str; 4] = ["<eos>", "<|endoftext|>", "</s>", "<|end|>"];
+
+fn tokenizer_for(model: &Path, explicit: Option<&PathBuf>) -> anyhow::Result<TextTokenizer> {
+    let path = explicit
+        .cloned()
+        .unwrap_or_else(|| model.join("tokenizer.json"));
+    if !path.exists() && explicit.is_none() {
+        anyhow::bail!(
+            "{}: no tokenizer.json beside the model (hint: pass --tokenizer)",
+            path.display()
+        );
+    }
+    Ok(TextTokenizer::load(&path)?)
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Model folder (manabi checkpoint or Hugging Face).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// tokenizer.json (default: the one in the model folder).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Prompt text; repeat for a batch.
+    #[arg(long, required = true)]
+    pub prompt: Vec<String>,
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    pub min_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop when the generated text contains this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// End-of-text token (default: the first of <eos>, <|endoftext|>, </s>, <|end|> present).
+    #[arg(long)]
+    pub eos_token: Option<String>,
+    /// Recompute every position at every step instead of using the KV cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()> {
+    let device = device.resolve()?;
+    let model = load_model(&args.model, &device)?;
+    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref())?;
+    let eos_ids = match &args.eos_token {
+        Some(t) => vec![tok.require_token(t)?],
+        None => EOS_CANDIDATES
+            .iter()
+            .filter_map(|t| tok.token_id(t))
+            .take(1)
+            .collect(),
+    };
+    let pad_id = tok
+        .token_id("<pad>")
+        .or(eos_ids.first().copied())
+        .unwrap_or(0);
+    let prompts = args
+        .prompt
+        .iter()
+        .map(|p| tok.encode(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = GenerateOptions {
+        max_new_tokens: args.max_new_tokens,
+        min_new_tokens: args.min_new_tokens,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+        eos_ids,
+        pad_id,
+        stop_strings: args.stop.clone(),
+        use_cache: !args.no_cache,
+    };
+    let started = std::time::Instant::now();
+    let outputs = manabi_model::generate(&model, &prompts, &opts, Some(&tok))?;
+    let secs = started.elapsed().as_secs_f64();
+    let mut total = 0;
+    for (prompt, out) in args.prompt.iter().zip(&outputs) {
+        let mut text = tok.decode(out, true)?;
+        if let Some(cut) = args.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+            text.truncate(cut);
+        }
+        println!("{prompt}{text}");
+        total += out.len();
+    }
+    eprintln!(
+        "{total} tokens in {secs:.2} s ({:.1} tokens/s)",
+        total as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model folder (manabi checkpoint or Hugging Face).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Text file to score.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// tokenizer.json (default: the one in the model folder).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Window length (default: the model's max positions).
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn eval(args: &EvalArgs, device: DeviceChoice) -> anyhow::Result<()> {
+    let device = device.resolve()?;
+    let model = load_model(&args.model, &device)?;
+    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref())?;
+    let text =
+        std::fs::read_to_string(&args.data).with_context(|| format!("{}", args.data.display()))?;
+    let ids = tok.encode(&text)?;
+    let context = args.context.unwrap_or(model.config().max_positions);
+    let report = manabi_model::evaluate(&model, &ids, context, args.batch)
+        .with_context(|| format!("{}", args.data.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{}: {} tokens predicted in {} windows of {}: loss {:.4} nats/token, perplexity {:.3}",
+            args.data.display(),
+            report.tokens,
+            report.windows,
+            report.context,
+            report.loss,
+            report.perplexity
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    /// Hugging Face `config.json` + `model.safetensors` (+ `tokenizer.json`).
+    Hf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Model folder (manabi checkpoint or Hugging Face).
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, value_enum, default_value = "hf")]
+    pub format: ExportFormat,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
+    let device = device.resolve()?;
+    let model = load_model(&args.model, &device)?;
+    let tok = args.model.join("tokenizer.json");
+    match args.format {
+        ExportFormat::Hf => {
+            manabi_model::export_hf(&model, &args.out, tok.exists().then_some(tok.as_path()))?
+        }
+    }
+    eprintln!(
+        "exported {} parameters -> {}",
+        manabi_model::checkpoint::count_params(&model),
+        args.out.display()
+    );
+    Ok(())
+}
