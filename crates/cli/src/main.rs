@@ -2,6 +2,7 @@
 
 mod model_cmd;
 mod pipeline;
+mod pretrain;
 mod tokenizer;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ enum Command {
     Tokenizer(tokenizer::TokenizerCommand),
     /// Run the whole pipeline on the embedded sample data (or your own corpus).
     Pipeline(pipeline::PipelineArgs),
+    /// Pre-train a model from a TOML recipe (configs/pretrain/*.toml).
+    Pretrain(pretrain::PretrainArgs),
     /// Continue prompts with a model.
     Generate(model_cmd::GenerateArgs),
     /// Loss and perplexity of a model on a text file.
@@ -54,6 +57,7 @@ fn main() {
     let result = match cli.command {
         Command::Tokenizer(cmd) => tokenizer::run(cmd),
         Command::Pipeline(args) => pipeline::run(args, device),
+        Command::Pretrain(args) => pretrain::run(&args, cli.device),
         Command::Generate(args) => model_cmd::generate(&args, device),
         Command::Eval(args) => model_cmd::eval(&args, device),
         Command::Export(args) => model_cmd::export(&args, device),

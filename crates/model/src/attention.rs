@@ -1,7 +1,7 @@
 //! Multi-head and grouped-query self-attention with RoPE and a KV cache
 //! (Vaswani et al. 2017; Ainslie et al. 2023 for GQA).
 
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
@@ -68,16 +68,13 @@ impl Attention {
     /// A randomly initialised layer for `cfg`.
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
         let (d, hd) = (cfg.d_model, cfg.head_dim());
-        let lin = |i, o| {
-            LinearConfig::new(i, o)
-                .with_bias(cfg.attention_bias)
-                .init(device)
-        };
+        let lin = |i, o, std| crate::init::linear(i, o, cfg.attention_bias, std, device);
+        let std = crate::init::STD;
         Self {
-            q_proj: lin(d, cfg.n_heads * hd),
-            k_proj: lin(d, cfg.kv_heads() * hd),
-            v_proj: lin(d, cfg.kv_heads() * hd),
-            o_proj: lin(cfg.n_heads * hd, d),
+            q_proj: lin(d, cfg.n_heads * hd, std),
+            k_proj: lin(d, cfg.kv_heads() * hd, std),
+            v_proj: lin(d, cfg.kv_heads() * hd, std),
+            o_proj: lin(cfg.n_heads * hd, d, crate::init::residual_std(cfg.n_layers)),
             n_heads: cfg.n_heads,
             kv_heads: cfg.kv_heads(),
             head_dim: hd,

@@ -2,8 +2,9 @@
 //!
 //! - **Hugging Face layout** (`config.json` + `model.safetensors`): read by [`crate::load_hf`],
 //!   written by [`export_hf`] so `transformers` `AutoModelForCausalLM.from_pretrained` loads it.
-//! - **manabi layout** (`model.toml` + `model.safetensors` in burn's parameter names and
-//!   layout, written by burn-store): what the trainer saves; [`save_native`] / [`load_native`].
+//! - **manabi layout** (`model.toml` + `model.bpk`, burn's burnpack format through burn-store,
+//!   which keeps parameter ids so optimizer state re-attaches on resume): what the trainer
+//!   saves; [`save_native`] / [`load_native`].
 //!
 //! [`load_model`] tells them apart, so every `--model` takes either. A `tokenizer.json`
 //! beside the weights travels with them.
@@ -12,7 +13,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::prelude::*;
-use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::store::{BurnpackStore, ModuleSnapshot};
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::config::{Family, ModelConfig};
@@ -42,14 +43,16 @@ pub fn load_model(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
     }
 }
 
-/// Writes `model.toml` and `model.safetensors` (burn's names) into `dir`.
+/// Writes `model.toml` and `model.bpk` (burnpack, burn's names and parameter ids) into `dir`.
 pub fn save_native(model: &DecoderLm, dir: impl AsRef<Path>) -> Result<()> {
     let dir = dir.as_ref();
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
     let cfg = toml::to_string_pretty(model.config()).map_err(|e| file_err(dir, e))?;
     manabi_tokenize::write_atomic(&dir.join("model.toml"), cfg.as_bytes())?;
-    let path = dir.join("model.safetensors");
-    let mut store = SafetensorsStore::from_file(path.clone()).overwrite(true);
+    let path = dir.join("model.bpk");
+    let mut store = BurnpackStore::from_file(&path)
+        .auto_extension(false)
+        .overwrite(true);
     model.save_into(&mut store).map_err(|e| file_err(&path, e))
 }
 
@@ -64,11 +67,13 @@ pub fn load_native(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> 
     })?;
     cfg.validate()?;
     let mut model = DecoderLm::new(&cfg, device);
-    let path = dir.join("model.safetensors");
+    let path = dir.join("model.bpk");
     if !path.exists() {
         return Err(file_err(&path, "not found"));
     }
-    let mut store = SafetensorsStore::from_file(path.clone()).allow_partial(true);
+    let mut store = BurnpackStore::from_file(&path)
+        .auto_extension(false)
+        .allow_partial(true);
     let result = model
         .load_from(&mut store)
         .map_err(|e| file_err(&path, e))?;

@@ -2,8 +2,7 @@
 //! 2023) layouts, pre-norm. Reads bottom-up: norm → block → model.
 
 use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, RmsNorm,
-    RmsNormConfig,
+    Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig,
 };
 use burn::prelude::*;
 
@@ -129,16 +128,13 @@ impl DecoderLm {
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
         let d = cfg.d_model;
         Self {
-            embed_tokens: EmbeddingConfig::new(cfg.vocab_size, d).init(device),
+            embed_tokens: crate::init::embedding(cfg.vocab_size, d, device),
             embed_positions: (cfg.positions == Positions::Learned)
-                .then(|| EmbeddingConfig::new(cfg.max_positions, d).init(device)),
+                .then(|| crate::init::embedding(cfg.max_positions, d, device)),
             layers: (0..cfg.n_layers).map(|_| Block::new(cfg, device)).collect(),
             final_norm: Norm::new(cfg, d, device),
-            lm_head: (!cfg.tie_embeddings).then(|| {
-                burn::nn::LinearConfig::new(d, cfg.vocab_size)
-                    .with_bias(false)
-                    .init(device)
-            }),
+            lm_head: (!cfg.tie_embeddings)
+                .then(|| crate::init::linear(d, cfg.vocab_size, false, crate::init::STD, device)),
             dropout: DropoutConfig::new(cfg.dropout).init(),
             config: cfg.clone(),
         }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod hf;
+pub mod init;
 pub mod mlp;
 pub mod rope;
 

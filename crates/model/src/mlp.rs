@@ -1,6 +1,6 @@
 //! The feed-forward half of a block: GELU / ReLU MLP or SwiGLU (Shazeer 2020).
 
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, gelu_approximate, relu, silu};
 
@@ -22,11 +22,17 @@ pub struct Mlp {
 impl Mlp {
     /// A randomly initialised layer for `cfg`.
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
-        let lin = |i, o| LinearConfig::new(i, o).with_bias(cfg.mlp_bias).init(device);
+        let lin = |i, o, std| crate::init::linear(i, o, cfg.mlp_bias, std, device);
+        let std = crate::init::STD;
         Self {
-            up_proj: lin(cfg.d_model, cfg.d_ff),
-            gate_proj: (cfg.activation == Activation::Swiglu).then(|| lin(cfg.d_model, cfg.d_ff)),
-            down_proj: lin(cfg.d_ff, cfg.d_model),
+            up_proj: lin(cfg.d_model, cfg.d_ff, std),
+            gate_proj: (cfg.activation == Activation::Swiglu)
+                .then(|| lin(cfg.d_model, cfg.d_ff, std)),
+            down_proj: lin(
+                cfg.d_ff,
+                cfg.d_model,
+                crate::init::residual_std(cfg.n_layers),
+            ),
             activation: cfg.activation,
         }
     }

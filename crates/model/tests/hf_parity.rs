@@ -262,7 +262,7 @@ fn corrupt_native_checkpoint_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let model = load_hf(fixture("llama-gqa"), &device).unwrap();
     save_native(&model, dir.path()).unwrap();
-    let path = dir.path().join("model.safetensors");
+    let path = dir.path().join("model.bpk");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
     let err = load_model(dir.path(), &device).unwrap_err().to_string();

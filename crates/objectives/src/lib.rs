@@ -1,1 +1,19 @@
-//! manabi-objectives: pre-training objectives (CLM, MLM, span corruption) and the Trainer. Nothing here yet (issue #4).
+//! manabi-objectives: pre-training. The causal-LM objective, batches cut from token
+//! shards (random windows or packed documents), and the Trainer that every later stage
+//! reuses: AdamW with decoupled weight decay, warm-up + cosine, accumulation normalised
+//! by token count, global-norm clipping, evaluation, guards, metrics and atomic
+//! checkpoints with exact resume.
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod loss;
+pub mod optim;
+pub mod plot;
+pub mod prepare;
+pub mod trainer;
+
+pub use config::PretrainConfig;
+pub use error::{Result, TrainError};
+pub use trainer::{RunReport, pretrain};

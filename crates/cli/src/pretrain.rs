@@ -1,0 +1,36 @@
+//! `manabi pretrain --config FILE [--set key=value ...] [--resume]`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use manabi_model::DeviceChoice;
+use manabi_objectives::PretrainConfig;
+
+#[derive(Debug, Args)]
+pub struct PretrainArgs {
+    /// Recipe (see configs/pretrain/).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a value: section.key=value (repeatable), e.g. --set train.steps=100.
+    #[arg(long = "set")]
+    pub overrides: Vec<String>,
+    /// Continue from the newest complete checkpoint of the run folder.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+pub fn run(args: &PretrainArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
+    let cfg = PretrainConfig::load(&args.config, &args.overrides)?;
+    let device = device.unwrap_or(cfg.run.device);
+    let report = manabi_objectives::pretrain(&cfg, device, args.resume)?;
+    let last = report.losses.last().map_or(f64::NAN, |&(_, l)| l);
+    let val = report.evals.last().map_or(f64::NAN, |&(_, l)| l);
+    println!(
+        "step {}: train loss {last:.4}, val loss {val:.4}, {:.0} tokens/s, {:.1} s, {} parameters",
+        report.steps, report.tokens_per_s, report.seconds, report.params
+    );
+    if let Some(c) = &report.checkpoint {
+        println!("checkpoint: {}", c.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! `manabi pretrain` as a person runs it, including a crash in the middle of a save.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{fails, ok, root, s};
+
+fn recipe(dir: &Path) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[run]
+out = "{out}"
+[model]
+family = "llama"
+vocab_size = 0
+max_positions = 32
+d_model = 32
+n_layers = 2
+n_heads = 4
+n_kv_heads = 2
+d_ff = 64
+positions = "rope"
+norm = "rmsnorm"
+activation = "swiglu"
+[data]
+inputs = ["{input}"]
+block_size = 32
+sampling = "packed"
+tokenizer = {{ kind = "char", vocab_size = 100, min_frequency = 1 }}
+[train]
+steps = 20
+batch_size = 4
+warmup_steps = 2
+eval_every = 10
+eval_batches = 2
+checkpoint_every = 5
+keep_last = 10
+progress = false
+"#,
+        out = dir.join("run").display(),
+        input = root().join("datasets/tiny/stories-en.txt").display()
+    );
+    let path = dir.join("recipe.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn sigkill_during_a_save_keeps_the_previous_checkpoint_and_resume_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = recipe(dir.path());
+    let ckpts = dir.path().join("run/checkpoints");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_manabi"))
+        .args(["pretrain", "--config", s(&cfg)])
+        .env("MANABI_FAULT_SLOW_SAVE_MS", "1500")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the second checkpoint (step 10) is being written, then kill -9.
+    let started = Instant::now();
+    while !ckpts.join(".step-0000010.tmp").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the run never reached its second save"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ckpts.join("step-0000005/state.json").exists());
+    assert!(
+        !ckpts.join("step-0000010").exists(),
+        "a half-written checkpoint is never complete"
+    );
+
+    let out = ok(&["pretrain", "--config", s(&cfg), "--resume"]);
+    assert!(out.contains("step 20:"), "{out}");
+    assert!(ckpts.join("step-0000020/state.json").exists());
+    assert!(
+        !ckpts.join(".step-0000010.tmp").exists(),
+        "the leftover was replaced by a complete save"
+    );
+}
+
+#[test]
+fn bad_recipes_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = fails(&["pretrain", "--config", "configs/pretrain/nope.toml"]);
+    assert!(line.contains("configs/pretrain/nope.toml"), "{line}");
+    let cfg = recipe(dir.path());
+    let line = fails(&["pretrain", "--config", s(&cfg), "--set", "train.bogus=1"]);
+    assert!(line.contains("unknown field `bogus`"), "{line}");
+    let line = fails(&[
+        "pretrain",
+        "--config",
+        s(&cfg),
+        "--set",
+        "model.n_kv_heads=3",
+    ]);
+    assert!(line.contains("n_kv_heads"), "{line}");
+    let line = fails(&[
+        "pretrain",
+        "--config",
+        s(&cfg),
+        "--set",
+        "train.precision=\"bf16\"",
+    ]);
+    assert!(line.contains("train.precision"), "{line}");
+}

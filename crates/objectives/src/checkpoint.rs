@@ -1,0 +1,210 @@
+//! Training checkpoints: a folder `step-NNNNNNN` holding the model (manabi layout: burnpack),
+//! the optimizer state (burnpack), `state.json` (step, seed, counters, SHA-256 of every
+//! file) and the resolved `config.toml`. It is written as `.step-NNNNNNN.tmp`, synced,
+//! and renamed, so a crash mid-save leaves the previous checkpoint as the latest
+//! complete one. Loading verifies every checksum.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use burn::optim::ModuleOptimizer;
+use burn::prelude::*;
+use manabi_model::DecoderLm;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Result, TrainError};
+
+/// `format` of `state.json`.
+pub const STATE_FORMAT: &str = "manabi-train-state/1";
+const FILES: [&str; 3] = ["model.toml", "model.bpk", "optimizer.bpk"];
+
+/// Everything about the run that is not a tensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainState {
+    /// Always [`STATE_FORMAT`].
+    pub format: String,
+    /// Optimizer steps done (the data position: batches are a function of the step).
+    pub step: usize,
+    /// The run's seed.
+    pub seed: u64,
+    /// Tokens trained on.
+    pub tokens_seen: u64,
+    /// Best validation loss so far and its step.
+    pub best: Option<(f64, usize)>,
+    /// Running mean of the training loss (spike guard).
+    pub loss_mean: Option<f64>,
+    /// SHA-256 of each file of the checkpoint.
+    pub sha256: BTreeMap<String, String>,
+}
+
+impl TrainState {
+    /// A fresh state.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            format: STATE_FORMAT.into(),
+            step: 0,
+            seed,
+            tokens_seen: 0,
+            best: None,
+            loss_mean: None,
+            sha256: BTreeMap::new(),
+        }
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn sync(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| TrainError::io(path, e))
+}
+
+/// Name of the checkpoint of `step`.
+pub fn name(step: usize) -> String {
+    format!("step-{step:07}")
+}
+
+/// Writes a checkpoint under `root` and returns its folder.
+pub fn save(
+    root: &Path,
+    model: &DecoderLm,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+    config_toml: &str,
+) -> Result<PathBuf> {
+    let final_dir = root.join(name(state.step));
+    let tmp = root.join(format!(".{}.tmp", name(state.step)));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+    manabi_model::save_native(model, &tmp)?;
+    // Fault injection for the crash-during-save test: a slow save is easy to interrupt.
+    if let Some(ms) = std::env::var("MANABI_FAULT_SLOW_SAVE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    let opt_path = tmp.join("optimizer.bpk");
+    optim
+        .save(&opt_path)
+        .map_err(|e| TrainError::io(&opt_path, format!("{e:?}")))?;
+    std::fs::write(tmp.join("config.toml"), config_toml)
+        .map_err(|e| TrainError::io(tmp.join("config.toml"), e))?;
+    let mut state = state.clone();
+    for f in FILES {
+        state
+            .sha256
+            .insert(f.to_string(), sha256_file(&tmp.join(f))?);
+    }
+    let json = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::io(&tmp, e))?;
+    std::fs::write(tmp.join("state.json"), json)
+        .map_err(|e| TrainError::io(tmp.join("state.json"), e))?;
+    for f in FILES.iter().chain(&["config.toml", "state.json"]) {
+        sync(&tmp.join(f))?;
+    }
+    sync(&tmp)?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
+    }
+    std::fs::rename(&tmp, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
+    sync(root)?;
+    Ok(final_dir)
+}
+
+/// Complete checkpoints under `root`, oldest first.
+pub fn list(root: &Path) -> Vec<(usize, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(usize, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix("step-")?.parse().ok()?;
+            e.path()
+                .join("state.json")
+                .exists()
+                .then(|| (step, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The newest complete checkpoint.
+pub fn latest(root: &Path) -> Option<PathBuf> {
+    list(root).pop().map(|(_, p)| p)
+}
+
+/// Reads and verifies `state.json` of `dir`.
+pub fn read_state(dir: &Path) -> Result<TrainState> {
+    let corrupt = |message: String| TrainError::Checkpoint {
+        path: dir.to_path_buf(),
+        message,
+    };
+    let path = dir.join("state.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| corrupt(format!("state.json: {e}")))?;
+    let state: TrainState =
+        serde_json::from_str(&text).map_err(|e| corrupt(format!("state.json: {e}")))?;
+    if state.format != STATE_FORMAT {
+        return Err(corrupt(format!(
+            "state.json format {:?}, expected {STATE_FORMAT:?}",
+            state.format
+        )));
+    }
+    for f in FILES {
+        let want = state
+            .sha256
+            .get(f)
+            .ok_or_else(|| corrupt(format!("state.json lists no checksum for {f}")))?;
+        let got = sha256_file(&dir.join(f)).map_err(|e| corrupt(e.to_string()))?;
+        if &got != want {
+            return Err(corrupt(format!(
+                "{f} does not match its checksum (truncated or modified)"
+            )));
+        }
+    }
+    Ok(state)
+}
+
+/// Loads model, optimizer state and run state from `dir` onto `device`. The optimizer is
+/// built by `build` for the loaded model, whose parameter ids are the saved ones.
+pub fn load(
+    dir: &Path,
+    device: &Device,
+    build: impl FnOnce(&DecoderLm) -> ModuleOptimizer,
+) -> Result<(DecoderLm, ModuleOptimizer, TrainState)> {
+    let state = read_state(dir)?;
+    let model = manabi_model::load_native(dir, device)?;
+    let optim = build(&model);
+    let path = dir.join("optimizer.bpk");
+    let optim = optim.load(&path).map_err(|e| TrainError::Checkpoint {
+        path: path.clone(),
+        message: format!("{e:?}"),
+    })?;
+    Ok((model, optim, state))
+}
+
+/// Deletes checkpoints beyond the newest `keep_last`, sparing the best one.
+pub fn retain(root: &Path, keep_last: usize, best_step: Option<usize>) -> Result<()> {
+    let all = list(root);
+    let cut = all.len().saturating_sub(keep_last.max(1));
+    for (step, path) in &all[..cut] {
+        if Some(*step) != best_step {
+            std::fs::remove_dir_all(path).map_err(|e| TrainError::io(path, e))?;
+        }
+    }
+    Ok(())
+}

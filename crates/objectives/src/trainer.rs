@@ -1,0 +1,407 @@
+//! The one training loop: batches → loss → backward (accumulated over micro-batches,
+//! normalised by token count) → global-norm clipping → AdamW, with evaluation, guards,
+//! metrics (JSONL, progress bar, SVG curve) and atomic checkpoints with exact resume.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use manabi_model::{DecoderLm, DeviceChoice};
+use serde::Serialize;
+
+use crate::checkpoint::{self, TrainState};
+use crate::config::{OnNan, Precision, PretrainConfig};
+use crate::data::{Batcher, LmBatch};
+use crate::error::{Result, TrainError};
+use crate::loss::clm_loss_sum;
+use crate::optim::{build_optimizer, global_norm, scale_grads};
+use crate::prepare::prepare;
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Step reached.
+    pub steps: usize,
+    /// Training loss of every step run in this process (resumed runs start later).
+    pub losses: Vec<(usize, f64)>,
+    /// Validation losses.
+    pub evals: Vec<(usize, f64)>,
+    /// Mean training throughput.
+    pub tokens_per_s: f64,
+    /// Wall time of the loop.
+    pub seconds: f64,
+    /// Model parameters.
+    pub params: usize,
+    /// Newest checkpoint.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Serialize)]
+struct Metrics {
+    step: usize,
+    loss: f64,
+    lr: f64,
+    grad_norm: f64,
+    tokens_per_s: f64,
+    mfu: f64,
+    elapsed_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    val_loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    val_ppl: Option<f64>,
+}
+
+/// Peak f32 matmul FLOP/s of `device`, measured with a few 512³ products.
+pub fn measure_peak_flops(device: &Device) -> f64 {
+    let n = 512;
+    let a = Tensor::<2>::random([n, n], burn::tensor::Distribution::Default, device);
+    let b = Tensor::<2>::random([n, n], burn::tensor::Distribution::Default, device);
+    let _ = a.clone().matmul(b.clone()).into_data();
+    let reps = 8;
+    let t = Instant::now();
+    for _ in 0..reps {
+        let _ = a.clone().matmul(b.clone()).into_data();
+    }
+    2.0 * (n * n * n) as f64 * reps as f64 / t.elapsed().as_secs_f64()
+}
+
+fn mix(step: usize, seed: u64) -> u64 {
+    seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(step as u64)
+}
+
+/// Mean loss over `batches` and its gradients: each micro-batch's summed loss is divided
+/// by the target count of all of them before its backward pass, so k micro-batches give
+/// the gradients of one batch k times larger.
+pub fn loss_and_grads(
+    model: &DecoderLm,
+    batches: &[LmBatch],
+    device: &Device,
+) -> (f64, GradientsParams) {
+    let total: usize = batches.iter().map(LmBatch::target_count).sum();
+    let mut acc = GradientsAccumulator::<DecoderLm>::new();
+    let mut loss_sum = 0.0;
+    for b in batches {
+        let sum = clm_loss_sum(model, b, device);
+        let scaled = sum.clone() / total.max(1) as f64;
+        acc.accumulate(model, GradientsParams::from_grads(scaled.backward(), model));
+        loss_sum += sum.into_scalar::<f32>() as f64;
+    }
+    (loss_sum / total.max(1) as f64, acc.grads())
+}
+
+/// Mean validation loss over fixed batches (no autodiff).
+pub fn evaluate(model: &DecoderLm, batches: &[LmBatch], device: &Device) -> f64 {
+    let (mut nll, mut count) = (0.0, 0usize);
+    for b in batches {
+        nll += clm_loss_sum(model, b, device).into_scalar::<f32>() as f64;
+        count += b.target_count();
+    }
+    nll / count.max(1) as f64
+}
+
+/// Runs (or resumes) the pre-training recipe `cfg` on `device`.
+pub fn pretrain(
+    cfg: &PretrainConfig,
+    device_choice: DeviceChoice,
+    resume: bool,
+) -> Result<RunReport> {
+    let t = &cfg.train;
+    let out = cfg.run.out.clone();
+    std::fs::create_dir_all(&out).map_err(|e| TrainError::io(&out, e))?;
+    let device = device_choice.resolve()?;
+    if t.precision != Precision::F32 {
+        let supported = device.supports_dtype(match t.precision {
+            Precision::Bf16 => burn::tensor::DType::BF16,
+            _ => burn::tensor::DType::F16,
+        });
+        return Err(TrainError::Config {
+            key: "train.precision".into(),
+            message: if supported {
+                format!(
+                    "{:?} training is not implemented yet; use \"f32\"",
+                    t.precision
+                )
+            } else {
+                format!(
+                    "device {device_choice} cannot compute in {:?}; use \"f32\"",
+                    t.precision
+                )
+            },
+        });
+    }
+    let ad = if t.gradient_checkpointing {
+        device.clone().autodiff().gradient_checkpointing()
+    } else {
+        device.clone().autodiff()
+    };
+
+    let data = prepare(&cfg.data, &out, t.progress)?;
+    let mut model_cfg = cfg.model.clone();
+    if model_cfg.vocab_size == 0 {
+        model_cfg.vocab_size = data.tokenizer.vocab_size();
+    }
+    model_cfg.validate()?;
+    if data.tokenizer.vocab_size() > model_cfg.vocab_size {
+        return Err(TrainError::Config {
+            key: "model.vocab_size".into(),
+            message: format!(
+                "{} is smaller than the tokenizer's {}",
+                model_cfg.vocab_size,
+                data.tokenizer.vocab_size()
+            ),
+        });
+    }
+    let mut resolved = cfg.clone();
+    resolved.model = model_cfg.clone();
+    let config_toml = toml::to_string_pretty(&resolved).map_err(|e| TrainError::io(&out, e))?;
+
+    let seq = cfg.data.block_size;
+    let train_batches = Batcher::new(
+        data.train.clone(),
+        cfg.data.sampling,
+        seq,
+        t.batch_size,
+        data.eos_id,
+        cfg.run.seed,
+    )?;
+    let val_seq = seq.min(data.val.len().saturating_sub(1));
+    if val_seq < 2 {
+        return Err(TrainError::Data(format!(
+            "validation split has only {} tokens",
+            data.val.len()
+        )));
+    }
+    let val_batcher = Batcher::new(
+        data.val.clone(),
+        crate::config::Sampling::Random,
+        val_seq,
+        t.batch_size,
+        data.eos_id,
+        cfg.run.seed ^ 0x5eed,
+    )?;
+    let val_batches: Vec<LmBatch> = (0..t.eval_batches)
+        .map(|i| val_batcher.get(i, 0, 1))
+        .collect();
+
+    let ckpt_root = out.join("checkpoints");
+    ad.seed(cfg.run.seed);
+    let mut model = DecoderLm::new(&model_cfg, &ad);
+    let mut optim: ModuleOptimizer = build_optimizer(&model, t);
+    let mut state = TrainState::new(cfg.run.seed);
+    let metrics_path = out.join("metrics.jsonl");
+    if resume {
+        let dir = checkpoint::latest(&ckpt_root).ok_or_else(|| TrainError::File {
+            path: ckpt_root.clone(),
+            message: "no complete checkpoint to resume from".into(),
+        })?;
+        let (m, o, s) = checkpoint::load(&dir, &ad, |m| build_optimizer(m, t))?;
+        if m.config() != &model_cfg {
+            return Err(TrainError::Checkpoint {
+                path: dir,
+                message: "its model config differs from the recipe's".into(),
+            });
+        }
+        (model, optim, state) = (m, o, s);
+        tracing::info!(checkpoint = %dir.display(), step = state.step, "resuming");
+        truncate_metrics(&metrics_path, state.step)?;
+    } else if metrics_path.exists() {
+        std::fs::remove_file(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
+    }
+    let params = model.num_params();
+    let peak = measure_peak_flops(&device);
+    let mut metrics_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| TrainError::io(&metrics_path, e))?;
+
+    let bar = if t.progress {
+        let bar = ProgressBar::new(t.steps as u64);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_position(state.step as u64);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let mut report = RunReport {
+        steps: state.step,
+        losses: Vec::new(),
+        evals: Vec::new(),
+        tokens_per_s: 0.0,
+        seconds: 0.0,
+        params,
+        checkpoint: checkpoint::latest(&ckpt_root),
+    };
+    let loop_start = Instant::now();
+    let mut tokens_run = 0u64;
+    let last_good = |root: &Path| {
+        checkpoint::latest(root).map_or("none".to_string(), |p| p.display().to_string())
+    };
+
+    while state.step < t.steps && (t.stop_after == 0 || state.step < t.stop_after) {
+        let step = state.step;
+        let step_start = Instant::now();
+        let lr = t.lr_at(step);
+        ad.seed(mix(step, cfg.run.seed));
+        let batches: Vec<LmBatch> = (0..t.grad_accum)
+            .map(|m| train_batches.get(step, m, t.grad_accum))
+            .collect();
+        let (loss, mut grads) = loss_and_grads(&model, &batches, &ad);
+        let norm = global_norm(&model, &grads);
+        let bad = if !loss.is_finite() {
+            Some(("loss", loss))
+        } else if !norm.is_finite() {
+            Some(("gradient norm", norm))
+        } else {
+            None
+        };
+        if let Some((what, value)) = bad {
+            match t.on_nan {
+                OnNan::Stop => {
+                    return Err(TrainError::NotFinite {
+                        step,
+                        what,
+                        value,
+                        last_good: last_good(&ckpt_root),
+                    });
+                }
+                OnNan::Skip => {
+                    tracing::warn!(step, what, value, "skipping a non-finite step");
+                    state.step += 1;
+                    continue;
+                }
+            }
+        }
+        if t.spike_factor > 0.0
+            && let Some(mean) = state.loss_mean
+            && step > t.warmup_steps
+            && loss > t.spike_factor * mean
+        {
+            return Err(TrainError::Spike {
+                step,
+                loss,
+                mean,
+                factor: t.spike_factor,
+                last_good: last_good(&ckpt_root),
+            });
+        }
+        state.loss_mean = Some(state.loss_mean.map_or(loss, |m| 0.95 * m + 0.05 * loss));
+        if t.grad_clip > 0.0 && norm > t.grad_clip {
+            scale_grads(&model, &mut grads, t.grad_clip / (norm + 1e-6));
+        }
+        model = optim.step(lr, model, grads);
+
+        let step_tokens = (t.grad_accum * t.batch_size * seq) as u64;
+        tokens_run += step_tokens;
+        state.tokens_seen += step_tokens;
+        state.step += 1;
+        let secs = step_start.elapsed().as_secs_f64();
+        let tps = step_tokens as f64 / secs.max(1e-9);
+        report.losses.push((state.step, loss));
+
+        let done = state.step == t.steps || state.step == t.stop_after;
+        let mut val = None;
+        if done || (t.eval_every > 0 && state.step.is_multiple_of(t.eval_every)) {
+            let v = evaluate(&model.valid(), &val_batches, &device);
+            report.evals.push((state.step, v));
+            if state.best.is_none_or(|(b, _)| v < b) {
+                state.best = Some((v, state.step));
+            }
+            bar.println(format!(
+                "step {}: train loss {loss:.4}, val loss {v:.4}",
+                state.step
+            ));
+            val = Some(v);
+        }
+        if val.is_some() || done || state.step.is_multiple_of(t.log_every.max(1)) {
+            let m = Metrics {
+                step: state.step,
+                loss,
+                lr,
+                grad_norm: norm,
+                tokens_per_s: tps,
+                mfu: 6.0 * params as f64 * tps / peak,
+                elapsed_s: loop_start.elapsed().as_secs_f64(),
+                val_loss: val,
+                val_ppl: val.map(f64::exp),
+            };
+            let line = serde_json::to_string(&m).map_err(|e| TrainError::io(&metrics_path, e))?;
+            writeln!(metrics_file, "{line}").map_err(|e| TrainError::io(&metrics_path, e))?;
+            tracing::info!(
+                step = state.step,
+                loss,
+                lr,
+                grad_norm = norm,
+                tokens_per_s = tps
+            );
+        }
+        bar.set_position(state.step as u64);
+        bar.set_message(format!("loss {loss:.4} · {tps:.0} tok/s"));
+        if done || (t.checkpoint_every > 0 && state.step.is_multiple_of(t.checkpoint_every)) {
+            let dir = checkpoint::save(&ckpt_root, &model, &optim, &state, &config_toml)?;
+            checkpoint::retain(&ckpt_root, t.keep_last, state.best.map(|(_, s)| s))?;
+            report.checkpoint = Some(dir);
+        }
+    }
+    bar.finish_and_clear();
+    report.steps = state.step;
+    report.seconds = loop_start.elapsed().as_secs_f64();
+    report.tokens_per_s = tokens_run as f64 / report.seconds.max(1e-9);
+    let (train_pts, val_pts) = read_curves(&metrics_path)?;
+    crate::plot::loss_curve(&out.join("loss.svg"), &train_pts, &val_pts)?;
+    Ok(report)
+}
+
+/// Keeps the metrics lines of steps ≤ `step` (a resumed run rewrites the rest).
+fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s as usize <= step)
+        })
+        .collect();
+    let mut body = kept.join("\n");
+    if !body.is_empty() {
+        body.push('\n');
+    }
+    std::fs::write(path, body).map_err(|e| TrainError::io(path, e))
+}
+
+type Curve = Vec<(usize, f64)>;
+
+fn read_curves(path: &Path) -> Result<(Curve, Curve)> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for v in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        let Some(step) = v["step"].as_u64() else {
+            continue;
+        };
+        if let Some(l) = v["loss"].as_f64() {
+            train.push((step as usize, l));
+        }
+        if let Some(l) = v["val_loss"].as_f64() {
+            val.push((step as usize, l));
+        }
+    }
+    Ok((train, val))
+}
