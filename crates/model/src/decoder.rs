@@ -210,7 +210,7 @@ impl DecoderLm {
                 }
             }
             Positions::Sinusoidal => x = x + sinusoidal(positions.clone(), d),
-            Positions::Rope | Positions::Alibi => {}
+            Positions::Rope | Positions::Alibi | Positions::Relative => {}
         }
         let rope = (cfg.positions == Positions::Rope)
             .then(|| rope::cos_sin(positions, cfg.rotary_dim(), cfg.rope_theta));
