@@ -275,3 +275,49 @@ pub fn load_bert_token_classifier(
     w.finish()?;
     Ok(model)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#""model_type": "bert", "vocab_size": 64, "hidden_size": 32,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 48,
+        "max_position_embeddings": 16"#;
+
+    fn parse(extra: &str) -> Result<ModelConfig> {
+        ModelConfig::from_hf_json(&format!("{{{BASE}{extra}}}"))
+    }
+
+    #[test]
+    fn defaults_labels_and_bad_values() {
+        let c = parse("").unwrap();
+        assert_eq!(c.activation, Activation::Gelu);
+        assert_eq!((c.type_vocab_size, c.num_labels), (Some(2), None));
+        assert!(c.tie_embeddings && c.attention_bias && c.mlp_bias);
+        assert_eq!(c.norm_eps, 1e-12);
+        let c = parse(r#", "id2label": {"0": "O", "1": "B-PER", "2": "I-PER"}"#).unwrap();
+        assert_eq!(c.num_labels, Some(3));
+        let c = parse(r#", "num_labels": 4, "hidden_act": "gelu_new""#).unwrap();
+        assert_eq!(
+            (c.num_labels, c.activation),
+            (Some(4), Activation::GeluTanh)
+        );
+        for (extra, key) in [
+            (r#", "is_decoder": true"#, "`is_decoder`"),
+            (r#", "hidden_act": "mish""#, "`hidden_act`"),
+            (r#", "type_vocab_size": 0"#, "`type_vocab_size`"),
+            (r#", "num_attention_heads": 5"#, "`n_heads`"),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        let mut c = parse("").unwrap();
+        c.norm = NormKind::RmsNorm;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`positions`")
+        );
+    }
+}

@@ -241,3 +241,70 @@ pub fn load_t5(dir: impl AsRef<Path>, device: &Device) -> Result<T5> {
     w.finish()?;
     Ok(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#""model_type": "t5", "vocab_size": 64, "d_model": 32, "d_kv": 8,
+        "d_ff": 48, "num_layers": 2, "num_heads": 4"#;
+
+    fn parse(extra: &str) -> Result<ModelConfig> {
+        ModelConfig::from_hf_json(&format!("{{{BASE}{extra}}}"))
+    }
+
+    #[test]
+    fn tie_and_scale_follow_transformers() {
+        // T5 v1.0 on the Hub: tied and scaled.
+        let c = parse("").unwrap();
+        assert!(c.tie_embeddings && c.scales_decoder_output());
+        assert_eq!(c.activation, Activation::Relu);
+        // v1.1 on the Hub: untied, not scaled.
+        let c =
+            parse(r#", "tie_word_embeddings": false, "feed_forward_proj": "gated-gelu""#).unwrap();
+        assert!(!c.tie_embeddings && !c.scales_decoder_output());
+        assert_eq!(c.activation, Activation::GegluTanh);
+        // Saved by transformers 5: declared tied, the old flag kept apart.
+        let c = parse(r#", "tie_word_embeddings": true, "scale_decoder_outputs": false"#).unwrap();
+        assert!(c.tie_embeddings && !c.scales_decoder_output());
+    }
+
+    #[test]
+    fn tokens_layers_and_bad_values() {
+        let c = parse(r#", "eos_token_id": [5, 6], "pad_token_id": 3"#).unwrap();
+        assert_eq!((c.eos_token_id, c.decoder_start()), (Some(5), 3));
+        assert_eq!((c.n_layers, c.decoder_layers()), (2, 2));
+        assert_eq!(c.head_dim(), 8);
+        let c = parse(r#", "num_decoder_layers": 3, "feed_forward_proj": "gated-silu""#).unwrap();
+        assert_eq!((c.decoder_layers(), c.activation), (3, Activation::Swiglu));
+        for (extra, key) in [
+            (r#", "feed_forward_proj": "swish""#, "`feed_forward_proj`"),
+            (
+                r#", "relative_attention_max_distance": 8"#,
+                "`relative_attention_max_distance`",
+            ),
+            (r#", "num_decoder_layers": 0"#, "`n_decoder_layers`"),
+            (r#", "eos_token_id": "x""#, "`eos_token_id`"),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        // Relative positions are T5's alone, and T5 needs them.
+        let mut c = parse("").unwrap();
+        c.positions = Positions::Rope;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`positions`")
+        );
+        c.positions = Positions::Relative;
+        c.family = Family::Llama;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`positions`")
+        );
+    }
+}

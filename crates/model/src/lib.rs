@@ -18,6 +18,7 @@ mod inputs;
 pub mod mlp;
 pub mod rope;
 pub mod t5;
+pub mod t5_attention;
 
 pub use attention::KvCache;
 pub use bert::{

@@ -346,13 +346,14 @@ fn read_cfg(name: &str) -> ModelConfig {
         .unwrap()
 }
 
-/// A copy of a fixture with `edit` applied to its config and `keep` choosing tensors.
+/// A copy of a fixture with `edit` applied to its config and `rename` choosing tensors
+/// (`None` drops one).
 fn variant(
     root: &Path,
     name: &str,
     tag: &str,
     edit: impl Fn(String) -> String,
-    keep: impl Fn(&str) -> bool,
+    rename: impl Fn(&str) -> Option<String>,
 ) -> PathBuf {
     let dir = root.join(format!("{name}-{tag}"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -360,8 +361,11 @@ fn variant(
     std::fs::write(dir.join("config.json"), edit(cfg)).unwrap();
     let bytes = std::fs::read(fixture(name).join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> =
-        st.tensors().into_iter().filter(|(n, _)| keep(n)).collect();
+    let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .filter_map(|(n, t)| rename(&n).map(|n| (n, t)))
+        .collect();
     std::fs::write(
         dir.join("model.safetensors"),
         safetensors::serialize(kept, None).unwrap(),
@@ -376,7 +380,7 @@ fn bad_checkpoints_name_the_tensors() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let same = |s: String| s;
-    let all = |_: &str| true;
+    let all = |n: &str| Some(n.to_string());
 
     // A config that disagrees with the weights: the error names the tensor and both shapes.
     let d = variant(
@@ -410,14 +414,16 @@ fn bad_checkpoints_name_the_tensors() {
 
     // Missing tensors are listed by name.
     let d = variant(root, "bert", "holes", same, |n| {
-        !n.contains("layer.1.attention.self")
+        (!n.contains("layer.1.attention.self")).then(|| n.to_string())
     });
     let err = load_bert_masked_lm(&d, &device).unwrap_err().to_string();
     assert!(
         err.contains("missing tensors: bert.encoder.layer.1.attention.self.query.weight"),
         "{err}"
     );
-    let d = variant(root, "t5-v1_1", "no-head", same, |n| n != "lm_head.weight");
+    let d = variant(root, "t5-v1_1", "no-head", same, |n| {
+        (n != "lm_head.weight").then(|| n.to_string())
+    });
     let err = load_t5(&d, &device).unwrap_err().to_string();
     assert!(err.contains("missing tensors: lm_head.weight"), "{err}");
     let d = variant(
@@ -566,4 +572,35 @@ fn bad_inputs_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("source 1 is empty"), "{err}");
+}
+
+#[test]
+fn bert_model_checkpoints_without_prefix_load() {
+    // `BertModel.save_pretrained` names tensors without `bert.` and has no head.
+    let device = test_device();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = variant(
+        tmp.path(),
+        "bert-cls",
+        "base",
+        |s| s,
+        |n| n.strip_prefix("bert.").map(String::from),
+    );
+    let exp: BertExpected = read("bert-cls");
+    let x = bert_inputs(&exp, &device);
+    let bert = load_bert(&d, &device).unwrap();
+    let out = bert.forward(x.ids, Some(x.mask), Some(x.types)).unwrap();
+    assert_close("base hidden", &values(out.hidden), &exp.hidden);
+    assert_close(
+        "base pooled",
+        &values(out.pooled.unwrap()),
+        exp.pooled.as_ref().unwrap(),
+    );
+    let err = load_bert_sequence_classifier(&d, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("missing tensors: classifier.weight, classifier.bias"),
+        "{err}"
+    );
 }
