@@ -27,6 +27,21 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
     }
 }
 
+/// The error for a BERT or T5 folder given where a decoder-only model is expected.
+pub(crate) fn not_a_decoder(cfg: &ModelConfig, dir: &Path) -> ModelError {
+    let (family, how) = match cfg.family {
+        Family::Bert => ("bert", "manabi_model::hf_bert::load_bert_*"),
+        _ => ("t5", "manabi_model::hf_t5::load_t5"),
+    };
+    ModelError::Config {
+        key: format!("{}: family", dir.display()),
+        message: format!(
+            "`{family}` is not a decoder-only language model (load it with {how}; \
+             native checkpoints and export are decoder-only for now)"
+        ),
+    }
+}
+
 /// Loads a model folder in either layout.
 pub fn load_model(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
     let dir = dir.as_ref();
@@ -66,6 +81,9 @@ pub fn load_native(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> 
         message: e.to_string(),
     })?;
     cfg.validate()?;
+    if matches!(cfg.family, Family::Bert | Family::T5) {
+        return Err(not_a_decoder(&cfg, dir));
+    }
     let mut model = DecoderLm::new(&cfg, device);
     let path = dir.join("model.bpk");
     if !path.exists() {
@@ -213,6 +231,7 @@ pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Pa
             }
             norm("model.norm", &model.final_norm, &mut t)?;
         }
+        Family::Bert | Family::T5 => return Err(not_a_decoder(cfg, dir)),
     }
     if let Some(head) = &model.lm_head {
         t.push(out("lm_head.weight", head.weight.val().transpose())?);

@@ -1,5 +1,7 @@
-//! `ModelConfig`: one description of a decoder-only transformer (GPT-2 and LLaMA
-//! layouts), read from TOML or from a Hugging Face `config.json`, and written back.
+//! `ModelConfig`: one description of a transformer (decoder-only GPT-2 and LLaMA layouts,
+//! encoder-only BERT, encoder-decoder T5), read from TOML or from a Hugging Face
+//! `config.json`, and written back. The BERT and T5 key tables live in `hf_bert.rs` and
+//! `hf_t5.rs`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -14,6 +16,10 @@ pub enum Family {
     Gpt2,
     /// LLaMA: RoPE, RMSNorm, SwiGLU, grouped-query attention, no biases.
     Llama,
+    /// BERT: encoder-only, post-norm, learned positions and token types ([`crate::bert`]).
+    Bert,
+    /// T5: encoder-decoder, relative position buckets, RMS norm, no biases ([`crate::t5`]).
+    T5,
 }
 
 /// Position information given to attention.
@@ -28,6 +34,9 @@ pub enum Positions {
     Rope,
     /// Linear biases on attention scores (Press et al. 2022).
     Alibi,
+    /// Learned biases per bucket of relative distance, shared by all layers (T5; Raffel
+    /// et al. 2020).
+    Relative,
 }
 
 /// Normalisation layer.
@@ -52,6 +61,8 @@ pub enum Activation {
     Relu,
     /// SwiGLU: `down(silu(gate(x)) * up(x))` (LLaMA).
     Swiglu,
+    /// GEGLU with tanh GELU: `down(gelu_tanh(gate(x)) * up(x))` (T5 v1.1 `gated-gelu`).
+    GegluTanh,
 }
 
 fn default_norm_eps() -> f64 {
@@ -115,6 +126,34 @@ pub struct ModelConfig {
     /// Dropout probability (training only).
     #[serde(default)]
     pub dropout: f64,
+    /// BERT: size of the token-type (segment) table; default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub type_vocab_size: Option<usize>,
+    /// BERT classification heads: number of labels; default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_labels: Option<usize>,
+    /// T5: decoder blocks; defaults to `n_layers` (the encoder's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_decoder_layers: Option<usize>,
+    /// T5: relative-position buckets; default 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_attention_num_buckets: Option<usize>,
+    /// T5: distances from this on share the last bucket; default 128.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_attention_max_distance: Option<usize>,
+    /// T5: multiply the decoder output by `d_model^-0.5` before the LM head. Defaults to
+    /// `tie_embeddings` (T5 v1.0 is tied and scales, v1.1 is untied and does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_decoder_outputs: Option<bool>,
+    /// Padding token (T5: default decoder start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_token_id: Option<usize>,
+    /// End-of-sequence token (T5 generation stops there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<usize>,
+    /// T5: first decoder input; defaults to `pad_token_id`, else 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder_start_token_id: Option<usize>,
 }
 
 impl ModelConfig {
@@ -134,7 +173,35 @@ impl ModelConfig {
         d - d % 2
     }
 
-    /// Parameters, embeddings included (tied ones counted once).
+    /// T5: decoder blocks.
+    pub fn decoder_layers(&self) -> usize {
+        self.n_decoder_layers.unwrap_or(self.n_layers)
+    }
+
+    /// T5: relative-position buckets.
+    pub fn relative_buckets(&self) -> usize {
+        self.relative_attention_num_buckets.unwrap_or(32)
+    }
+
+    /// T5: distance from which relative positions share the last bucket.
+    pub fn relative_max_distance(&self) -> usize {
+        self.relative_attention_max_distance.unwrap_or(128)
+    }
+
+    /// T5: whether the decoder output is scaled by `d_model^-0.5` before the LM head.
+    pub fn scales_decoder_output(&self) -> bool {
+        self.scale_decoder_outputs.unwrap_or(self.tie_embeddings)
+    }
+
+    /// T5: the first decoder input.
+    pub fn decoder_start(&self) -> usize {
+        self.decoder_start_token_id
+            .or(self.pad_token_id)
+            .unwrap_or(0)
+    }
+
+    /// Parameters, embeddings included (tied ones counted once). BERT: embeddings and
+    /// blocks, without pooler or task heads. T5: both stacks and the LM head.
     pub fn n_params(&self) -> usize {
         let (d, hd) = (self.d_model, self.head_dim());
         let attn = d * hd * (self.n_heads * 2 + self.kv_heads() * 2);
@@ -144,7 +211,7 @@ impl ModelConfig {
             0
         };
         let mlp = match self.activation {
-            Activation::Swiglu => 3 * d * self.d_ff,
+            Activation::Swiglu | Activation::GegluTanh => 3 * d * self.d_ff,
             _ => 2 * d * self.d_ff,
         };
         let mlp_b = if self.mlp_bias { self.d_ff + d } else { 0 };
@@ -164,7 +231,23 @@ impl ModelConfig {
         } else {
             self.vocab_size * d
         };
-        self.vocab_size * d + pos + self.n_layers * block + norm + head
+        match self.family {
+            Family::Gpt2 | Family::Llama => {
+                self.vocab_size * d + pos + self.n_layers * block + norm + head
+            }
+            Family::Bert => {
+                let types = self.type_vocab_size.unwrap_or(2) * d;
+                self.vocab_size * d + pos + types + norm + self.n_layers * block
+            }
+            Family::T5 => {
+                // The first block of each stack owns the relative-position table.
+                let rel = self.relative_buckets() * self.n_heads;
+                let encoder = self.n_layers * block + rel + norm;
+                // Decoder blocks add cross-attention and its norm.
+                let decoder = self.decoder_layers() * (block + attn + attn_b + norm) + rel + norm;
+                self.vocab_size * d + encoder + decoder + head
+            }
+        }
     }
 
     /// Checks sizes; the error names the key.
@@ -209,6 +292,7 @@ impl ModelConfig {
                 ),
             );
         }
+        self.validate_family()?;
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", format!("{} is not in [0, 1)", self.dropout));
         }
@@ -231,7 +315,72 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// Reads a Hugging Face `config.json` (`model_type` gpt2 or llama).
+    /// The pieces each family needs: BERT is learned-position LayerNorm, T5 is
+    /// relative-position RMS norm, and only T5 has relative positions.
+    fn validate_family(&self) -> Result<()> {
+        let bad = |key: &str, message: String| {
+            Err(ModelError::Config {
+                key: key.into(),
+                message,
+            })
+        };
+        let family = format!("{:?}", self.family).to_lowercase();
+        match self.family {
+            Family::Bert => {
+                if self.positions != Positions::Learned || self.norm != NormKind::LayerNorm {
+                    return bad(
+                        "positions",
+                        "bert needs positions = \"learned\" and norm = \"layernorm\"".into(),
+                    );
+                }
+            }
+            Family::T5 => {
+                if self.positions != Positions::Relative || self.norm != NormKind::RmsNorm {
+                    return bad(
+                        "positions",
+                        "t5 needs positions = \"relative\" and norm = \"rmsnorm\"".into(),
+                    );
+                }
+            }
+            Family::Gpt2 | Family::Llama => {
+                if self.positions == Positions::Relative {
+                    return bad(
+                        "positions",
+                        format!("relative position buckets are T5's, not {family}'s"),
+                    );
+                }
+            }
+        }
+        for (key, v) in [
+            ("type_vocab_size", self.type_vocab_size),
+            ("num_labels", self.num_labels),
+            ("n_decoder_layers", self.n_decoder_layers),
+        ] {
+            if v == Some(0) {
+                return bad(key, "must be at least 1".into());
+            }
+        }
+        if self.family == Family::T5 {
+            // Bidirectional buckets are halved, then halved again into exact and
+            // logarithmic ones: fewer than 4 leaves no exact bucket.
+            let (nb, md) = (self.relative_buckets(), self.relative_max_distance());
+            if nb < 4 {
+                return bad(
+                    "relative_attention_num_buckets",
+                    format!("{nb} is fewer than 4"),
+                );
+            }
+            if md <= nb / 2 {
+                return bad(
+                    "relative_attention_max_distance",
+                    format!("{md} must exceed half the buckets ({})", nb / 2),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a Hugging Face `config.json` (`model_type` gpt2, llama, bert or t5).
     pub fn from_hf_json(text: &str) -> Result<Self> {
         let v: Value = serde_json::from_str(text).map_err(|e| ModelError::Config {
             key: "config.json".into(),
@@ -273,6 +422,7 @@ impl ModelConfig {
                 rotary_fraction: 1.0,
                 tie_embeddings: opt(&v, "tie_word_embeddings")?.unwrap_or(true),
                 dropout: 0.0,
+                ..Self::empty(Family::Gpt2)
             },
             "llama" => {
                 let rope = v.get("rope_parameters").or_else(|| v.get("rope_scaling"));
@@ -313,12 +463,15 @@ impl ModelConfig {
                     rotary_fraction: opt(&v, "partial_rotary_factor")?.unwrap_or(1.0),
                     tie_embeddings: opt(&v, "tie_word_embeddings")?.unwrap_or(false),
                     dropout: 0.0,
+                    ..Self::empty(Family::Llama)
                 }
             }
+            "bert" => crate::hf_bert::config_from_hf(&v)?,
+            "t5" => crate::hf_t5::config_from_hf(&v)?,
             other => {
                 return Err(ModelError::Config {
                     key: "model_type".into(),
-                    message: format!("unsupported `{other}` (supported: gpt2, llama)"),
+                    message: format!("unsupported `{other}` (supported: gpt2, llama, bert, t5)"),
                 });
             }
         };
@@ -365,11 +518,47 @@ impl ModelConfig {
                 "hidden_act": "silu",
                 "tie_word_embeddings": self.tie_embeddings,
             }),
+            Family::Bert => crate::hf_bert::config_to_hf(self),
+            Family::T5 => crate::hf_t5::config_to_hf(self),
+        }
+    }
+
+    /// A config with the family-specific options unset, for struct-update syntax.
+    pub(crate) fn empty(family: Family) -> Self {
+        Self {
+            family,
+            vocab_size: 0,
+            max_positions: 0,
+            d_model: 0,
+            n_layers: 0,
+            n_heads: 0,
+            n_kv_heads: None,
+            head_dim: None,
+            d_ff: 0,
+            positions: Positions::Learned,
+            norm: NormKind::LayerNorm,
+            norm_eps: default_norm_eps(),
+            activation: Activation::Gelu,
+            attention_bias: false,
+            mlp_bias: false,
+            rope_theta: default_rope_theta(),
+            rotary_fraction: default_rotary_fraction(),
+            tie_embeddings: false,
+            dropout: 0.0,
+            type_vocab_size: None,
+            num_labels: None,
+            n_decoder_layers: None,
+            relative_attention_num_buckets: None,
+            relative_attention_max_distance: None,
+            scale_decoder_outputs: None,
+            pad_token_id: None,
+            eos_token_id: None,
+            decoder_start_token_id: None,
         }
     }
 }
 
-fn opt<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Result<Option<T>> {
+pub(crate) fn opt<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Result<Option<T>> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(x) => serde_json::from_value(x.clone())
@@ -381,7 +570,7 @@ fn opt<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Result<Option<T>
     }
 }
 
-fn get<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Result<T> {
+pub(crate) fn get<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Result<T> {
     opt(v, key)?.ok_or_else(|| ModelError::Config {
         key: key.into(),
         message: "missing".into(),

@@ -140,6 +140,12 @@ impl DecoderLm {
         }
     }
 
+    /// A model initialised from `seed`: the same parameters on every backend.
+    pub fn init(cfg: &ModelConfig, device: &Device, seed: u64) -> Self {
+        crate::init::seed(seed);
+        Self::new(cfg, device)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.config
@@ -206,7 +212,7 @@ impl DecoderLm {
                 }
             }
             Positions::Sinusoidal => x = x + sinusoidal(positions.clone(), d),
-            Positions::Rope | Positions::Alibi => {}
+            Positions::Rope | Positions::Alibi | Positions::Relative => {}
         }
         let rope = (cfg.positions == Positions::Rope)
             .then(|| rope::cos_sin(positions, cfg.rotary_dim(), cfg.rope_theta));

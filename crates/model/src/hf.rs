@@ -3,7 +3,8 @@
 //!
 //! Layouts: GPT-2 stores `Conv1D` weights as `[in, out]` (burn's `Linear` layout) with
 //! Q, K and V fused in `c_attn`; LLaMA stores `nn.Linear` weights as `[out, in]`, which are
-//! transposed. Pickle files are never read.
+//! transposed. Pickle files are never read. The BERT and T5 tables are in `hf_bert.rs` and
+//! `hf_t5.rs`; they share [`Weights`] from here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,17 +20,18 @@ use crate::decoder::{DecoderLm, Norm};
 use crate::error::{ModelError, Result};
 
 /// Tensors of a checkpoint by name, tracking which were used.
-struct Weights {
+pub(crate) struct Weights {
     path: PathBuf,
     tensors: BTreeMap<String, TensorData>,
     used: BTreeSet<String>,
     missing: Vec<String>,
-    prefix: String,
+    /// Prepended to every name asked for (`transformer.`, `model.`, `bert.`).
+    pub(crate) prefix: String,
     device: Device,
 }
 
 impl Weights {
-    fn read(dir: &Path, device: &Device) -> Result<Self> {
+    pub(crate) fn read(dir: &Path, device: &Device) -> Result<Self> {
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
         let (path, files) = if single.exists() {
@@ -91,12 +93,16 @@ impl Weights {
         })
     }
 
-    fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.tensors.contains_key(&format!("{}{name}", self.prefix))
     }
 
     /// The tensor `name` with `shape`; a missing one is recorded and replaced by zeros.
-    fn take<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
+    pub(crate) fn take<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>> {
         let full = format!("{}{name}", self.prefix);
         let Some(data) = self.tensors.get(&full) else {
             self.missing.push(full);
@@ -114,7 +120,22 @@ impl Weights {
         Ok(Tensor::from_data(data.clone(), &self.device))
     }
 
-    fn finish(self) -> Result<()> {
+    /// Marks the tensors whose full name satisfies `unused` as deliberately not read, so
+    /// that [`Weights::finish`] does not report them.
+    pub(crate) fn ignore(&mut self, unused: impl Fn(&str) -> bool) {
+        let names: Vec<String> = self.tensors.keys().filter(|k| unused(k)).cloned().collect();
+        self.used.extend(names);
+    }
+
+    /// Whether the tensors `a` and `b` (full names) are both present and equal.
+    pub(crate) fn same(&self, a: &str, b: &str) -> bool {
+        match (self.tensors.get(a), self.tensors.get(b)) {
+            (Some(x), Some(y)) => x.shape() == y.shape() && x.as_bytes() == y.as_bytes(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<()> {
         let unexpected: Vec<String> = self
             .tensors
             .keys()
@@ -137,14 +158,14 @@ impl Weights {
     }
 }
 
-fn file_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
+pub(crate) fn file_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
     ModelError::File {
         path: path.to_path_buf(),
         message: e.to_string(),
     }
 }
 
-fn param<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
+pub(crate) fn param<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
     Param::from_tensor(t)
 }
 
@@ -160,7 +181,12 @@ fn set_norm(norm: &mut Norm, w: &mut Weights, name: &str, d: usize) -> Result<()
 }
 
 /// A PyTorch `nn.Linear` (`[out, in]`) into a burn `Linear` (`[in, out]`).
-fn set_linear_t(lin: &mut Linear, w: &mut Weights, name: &str, bias: bool) -> Result<()> {
+pub(crate) fn set_linear_t(
+    lin: &mut Linear,
+    w: &mut Weights,
+    name: &str,
+    bias: bool,
+) -> Result<()> {
     let [i, o] = lin.weight.dims();
     lin.weight = param(w.take::<2>(&format!("{name}.weight"), [o, i])?.transpose());
     if bias {
@@ -177,23 +203,29 @@ fn set_conv1d(lin: &mut Linear, w: &mut Weights, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Loads an HF model directory: its config and weights.
-pub fn load_hf(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
-    let dir = dir.as_ref();
+/// Reads `dir/config.json`; errors name the file.
+pub(crate) fn read_config(dir: &Path) -> Result<ModelConfig> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| file_err(&cfg_path, e))?;
-    let cfg = ModelConfig::from_hf_json(&text).map_err(|e| match e {
+    ModelConfig::from_hf_json(&text).map_err(|e| match e {
         ModelError::Config { key, message } => ModelError::Config {
             key: format!("{}: {key}", cfg_path.display()),
             message,
         },
         other => other,
-    })?;
+    })
+}
+
+/// Loads an HF model directory of a decoder-only model: its config and weights.
+pub fn load_hf(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
+    let dir = dir.as_ref();
+    let cfg = read_config(dir)?;
     let mut w = Weights::read(dir, device)?;
     let mut model = DecoderLm::new(&cfg, device);
     match cfg.family {
         Family::Gpt2 => load_gpt2(&mut model, &cfg, &mut w)?,
         Family::Llama => load_llama(&mut model, &cfg, &mut w)?,
+        Family::Bert | Family::T5 => return Err(crate::checkpoint::not_a_decoder(&cfg, dir)),
     }
     w.finish()?;
     Ok(model)

@@ -1,20 +1,54 @@
 //! Parameter initialisation of GPT-2 (Radford et al. 2019), as nanoGPT does it: weights
 //! N(0, 0.02), residual output projections N(0, 0.02/√(2·n_layers)), biases zero.
 //! (burn's default Kaiming init leaves tied-embedding logits far too large.)
+//!
+//! Values are drawn on the host from a per-thread ChaCha8 generator, so a model built
+//! after [`seed`] is the same on every backend and is not disturbed by other threads
+//! using the device's random generator.
+
+use std::cell::RefCell;
 
 use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Standard deviation of weights.
 pub const STD: f64 = 0.02;
+
+thread_local! {
+    static RNG: RefCell<ChaCha8Rng> = RefCell::new(ChaCha8Rng::seed_from_u64(0));
+}
+
+/// Reseeds this thread's initialisation generator.
+pub fn seed(seed: u64) {
+    RNG.with(|r| *r.borrow_mut() = ChaCha8Rng::seed_from_u64(seed));
+}
+
+/// A tensor of N(0, std) values (Box–Muller on the host).
+pub fn normal<const D: usize>(shape: [usize; D], std: f64, device: &Device) -> Tensor<D> {
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = RNG.with(|r| {
+        let mut rng = r.borrow_mut();
+        (0..n)
+            .map(|_| {
+                let u1: f64 = 1.0 - rng.random::<f64>();
+                let u2: f64 = rng.random::<f64>();
+                ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos() * std) as f32
+            })
+            .collect()
+    });
+    Tensor::<1>::from_floats(values.as_slice(), device).reshape(shape)
+}
 
 /// A `Linear` `[i, o]` with N(0, std) weights and a zero bias.
 pub fn linear(i: usize, o: usize, bias: bool, std: f64, device: &Device) -> Linear {
     let mut lin = LinearConfig::new(i, o)
         .with_bias(bias)
-        .with_initializer(Initializer::Normal { mean: 0.0, std })
+        .with_initializer(Initializer::Zeros)
         .init(device);
+    lin.weight = Param::from_tensor(normal([i, o], std, device));
     if bias {
         lin.bias = Some(Param::from_tensor(Tensor::zeros([o], device)));
     }
@@ -23,12 +57,11 @@ pub fn linear(i: usize, o: usize, bias: bool, std: f64, device: &Device) -> Line
 
 /// An `Embedding` `[n, d]` with N(0, 0.02) weights.
 pub fn embedding(n: usize, d: usize, device: &Device) -> Embedding {
-    EmbeddingConfig::new(n, d)
-        .with_initializer(Initializer::Normal {
-            mean: 0.0,
-            std: STD,
-        })
-        .init(device)
+    let mut e = EmbeddingConfig::new(n, d)
+        .with_initializer(Initializer::Zeros)
+        .init(device);
+    e.weight = Param::from_tensor(normal([n, d], STD, device));
+    e
 }
 
 /// The std of a residual output projection in a model of `n_layers` blocks.

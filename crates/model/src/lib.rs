@@ -1,7 +1,9 @@
-//! manabi-model: decoder-only language models (GPT-2 and LLaMA layouts), their building
-//! blocks, generation, Hugging Face weights, and the one place devices are chosen.
+//! manabi-model: decoder-only language models (GPT-2 and LLaMA layouts), the BERT encoder
+//! and the T5 encoder-decoder, their building blocks, generation, Hugging Face weights,
+//! and the one place devices are chosen.
 
 pub mod attention;
+pub mod bert;
 pub mod checkpoint;
 pub mod config;
 pub mod decoder;
@@ -10,11 +12,20 @@ pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod hf;
+pub mod hf_bert;
+pub mod hf_t5;
 pub mod init;
+mod inputs;
 pub mod mlp;
 pub mod rope;
+pub mod t5;
+pub mod t5_attention;
 
 pub use attention::KvCache;
+pub use bert::{
+    BertForMaskedLm, BertForSequenceClassification, BertForTokenClassification, BertModel,
+    BertOutput,
+};
 pub use checkpoint::{export_hf, load_model, load_native, save_native};
 pub use config::{Activation, Family, ModelConfig, NormKind, Positions};
 pub use decoder::{DecoderLm, ForwardOptions};
@@ -23,3 +34,8 @@ pub use error::{ModelError, Result};
 pub use eval::{EvalReport, evaluate};
 pub use generate::{GenerateOptions, generate};
 pub use hf::load_hf;
+pub use hf_bert::{
+    load_bert, load_bert_masked_lm, load_bert_sequence_classifier, load_bert_token_classifier,
+};
+pub use hf_t5::load_t5;
+pub use t5::{T5, T5Cache, T5GreedyOptions};

@@ -1,4 +1,5 @@
-//! The feed-forward half of a block: GELU / ReLU MLP or SwiGLU (Shazeer 2020).
+//! The feed-forward half of a block: GELU / ReLU MLP, or the gated SwiGLU and GEGLU
+//! (Shazeer 2020).
 
 use burn::nn::Linear;
 use burn::prelude::*;
@@ -11,7 +12,7 @@ use crate::config::{Activation, ModelConfig};
 pub struct Mlp {
     /// `[d_model, d_ff]` (GPT-2 `c_fc`, LLaMA `up_proj`).
     pub up_proj: Linear,
-    /// `[d_model, d_ff]`, SwiGLU only (LLaMA `gate_proj`).
+    /// `[d_model, d_ff]`, gated activations only (LLaMA `gate_proj`, T5 `wi_0`).
     pub gate_proj: Option<Linear>,
     /// `[d_ff, d_model]` (GPT-2 `c_proj`, LLaMA `down_proj`).
     pub down_proj: Linear,
@@ -26,7 +27,7 @@ impl Mlp {
         let std = crate::init::STD;
         Self {
             up_proj: lin(cfg.d_model, cfg.d_ff, std),
-            gate_proj: (cfg.activation == Activation::Swiglu)
+            gate_proj: matches!(cfg.activation, Activation::Swiglu | Activation::GegluTanh)
                 .then(|| lin(cfg.d_model, cfg.d_ff, std)),
             down_proj: lin(
                 cfg.d_ff,
@@ -42,6 +43,7 @@ impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let up = self.up_proj.forward(x.clone());
         let hidden = match (&self.gate_proj, self.activation) {
+            (Some(gate), Activation::GegluTanh) => gelu_approximate(gate.forward(x)) * up,
             (Some(gate), _) => silu(gate.forward(x)) * up,
             (None, Activation::GeluTanh) => gelu_approximate(up),
             (None, Activation::Gelu) => gelu(up),

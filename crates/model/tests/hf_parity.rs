@@ -266,7 +266,10 @@ fn corrupt_native_checkpoint_is_an_error() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
     let err = load_model(dir.path(), &device).unwrap_err().to_string();
-    assert!(err.contains("model.safetensors"), "{err}");
+    assert!(
+        err.contains("model.bpk") && err.contains("truncated"),
+        "{err}"
+    );
     std::fs::write(
         dir.path().join("model.toml"),
         "family = \"llama\"\nbogus = 1\n",

@@ -191,7 +191,7 @@ pub fn pretrain(
 
     let ckpt_root = out.join("checkpoints");
     ad.seed(cfg.run.seed);
-    let mut model = DecoderLm::new(&model_cfg, &ad);
+    let mut model = DecoderLm::init(&model_cfg, &ad, cfg.run.seed);
     let mut optim: ModuleOptimizer = build_optimizer(&model, t);
     let mut state = TrainState::new(cfg.run.seed);
     let metrics_path = out.join("metrics.jsonl");

@@ -67,9 +67,20 @@ fn loss_falls_and_the_run_leaves_metrics_a_plot_and_a_checkpoint() {
     );
     let report = pretrain(&cfg, DeviceChoice::from_env().unwrap(), false).unwrap();
     assert_eq!(report.steps, 150);
-    let first = report.evals[0].1;
+    // Each evaluation is better than the last, and far below the uniform guess ln(vocab).
+    assert!(
+        report.evals.windows(2).all(|w| w[1].1 < w[0].1),
+        "{:?}",
+        report.evals
+    );
+    let tok =
+        manabi_tokenize::TextTokenizer::load(dir.path().join("tokenizer/tokenizer.json")).unwrap();
+    let uniform = (tok.vocab_size() as f64).ln();
     let last = report.evals.last().unwrap().1;
-    assert!(last < first - 0.3, "validation loss {first} -> {last}");
+    assert!(
+        last < uniform - 1.0,
+        "validation loss {last} vs uniform {uniform}"
+    );
     assert!(report.losses.iter().all(|(_, l)| l.is_finite()));
     let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
     let last_line: serde_json::Value =
@@ -94,7 +105,9 @@ fn loss_falls_and_the_run_leaves_metrics_a_plot_and_a_checkpoint() {
     assert!(ckpt.ends_with("step-0000150"));
     // The checkpoint's model loads as a manabi model and gives the same validation loss.
     let model = manabi_model::load_model(&ckpt, &test_device()).unwrap();
-    assert_eq!(model.config().vocab_size, 67 + 5);
+    let tok =
+        manabi_tokenize::TextTokenizer::load(dir.path().join("tokenizer/tokenizer.json")).unwrap();
+    assert_eq!(model.config().vocab_size, tok.vocab_size());
 }
 
 #[test]
@@ -140,8 +153,7 @@ impl ModuleVisitor for Collect<'_> {
 fn accumulating_micro_batches_equals_one_large_batch() {
     let device = test_device().autodiff();
     let cfg = tiny(Path::new("/unused"), &["model.vocab_size=64"]);
-    device.seed(3);
-    let model = DecoderLm::new(&cfg.model, &device);
+    let model = DecoderLm::init(&cfg.model, &device, 3);
     let t = 32;
     let mut inputs = Vec::new();
     let mut targets = Vec::new();
@@ -184,7 +196,9 @@ fn accumulating_micro_batches_equals_one_large_batch() {
             .zip(gb)
             .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
         assert!(
-            diff / scale <= 1e-5,
+            // relative to the tensor's scale, with a floor for gradients that are zero up
+            // to rounding (the key bias, which softmax ignores)
+            diff <= 1e-5 * scale + 1e-9,
             "gradient differs by {diff} (scale {scale})"
         );
     }
