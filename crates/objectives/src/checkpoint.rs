@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
-use manabi_model::DecoderLm;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use manabi_model::ModelConfig;
+
+use crate::model::TrainModel;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -75,9 +78,9 @@ pub fn name(step: usize) -> String {
 }
 
 /// Writes a checkpoint under `root` and returns its folder.
-pub fn save(
+pub fn save<M: TrainModel>(
     root: &Path,
-    model: &DecoderLm,
+    model: &M,
     optim: &ModuleOptimizer,
     state: &TrainState,
     config_toml: &str,
@@ -88,7 +91,7 @@ pub fn save(
         std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    manabi_model::save_native(model, &tmp)?;
+    save_model(model, &tmp)?;
     // Fault injection for the crash-during-save test: a slow save is easy to interrupt.
     if let Some(ms) = std::env::var("MANABI_FAULT_SLOW_SAVE_MS")
         .ok()
@@ -179,15 +182,62 @@ pub fn read_state(dir: &Path) -> Result<TrainState> {
     Ok(state)
 }
 
+/// Writes `model.toml` and `model.bpk` (burnpack keeps parameter ids, so optimizer state
+/// re-attaches on load); the layout [`manabi_model::load_native`] reads for decoders.
+pub fn save_model<M: TrainModel>(model: &M, dir: &Path) -> Result<()> {
+    let cfg = toml::to_string_pretty(model.model_config()).map_err(|e| TrainError::io(dir, e))?;
+    std::fs::write(dir.join("model.toml"), cfg)
+        .map_err(|e| TrainError::io(dir.join("model.toml"), e))?;
+    let path = dir.join("model.bpk");
+    let mut store = BurnpackStore::from_file(&path)
+        .auto_extension(false)
+        .overwrite(true);
+    model
+        .save_into(&mut store)
+        .map_err(|e| TrainError::io(&path, e))
+}
+
+/// Reads a model written by [`save_model`].
+pub fn load_model<M: TrainModel>(dir: &Path, device: &Device) -> Result<M> {
+    let corrupt = |message: String| TrainError::Checkpoint {
+        path: dir.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(dir.join("model.toml"))
+        .map_err(|e| corrupt(format!("model.toml: {e}")))?;
+    let cfg: ModelConfig =
+        toml::from_str(&text).map_err(|e| corrupt(format!("model.toml: {e}")))?;
+    cfg.validate()?;
+    let mut model = M::build(&cfg, device);
+    let path = dir.join("model.bpk");
+    let mut store = BurnpackStore::from_file(&path)
+        .auto_extension(false)
+        .allow_partial(true);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| corrupt(format!("model.bpk: {e}")))?;
+    if let Some(err) = result.errors.first() {
+        return Err(corrupt(format!("model.bpk: {err}")));
+    }
+    if !result.missing.is_empty() || !result.unused.is_empty() {
+        return Err(corrupt(format!(
+            "model.bpk: missing {:?}, unexpected {:?}",
+            result.missing.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            result.unused
+        )));
+    }
+    Ok(model)
+}
+
 /// Loads model, optimizer state and run state from `dir` onto `device`. The optimizer is
 /// built by `build` for the loaded model, whose parameter ids are the saved ones.
-pub fn load(
+pub fn load<M: TrainModel>(
     dir: &Path,
     device: &Device,
-    build: impl FnOnce(&DecoderLm) -> ModuleOptimizer,
-) -> Result<(DecoderLm, ModuleOptimizer, TrainState)> {
+    build: impl FnOnce(&M) -> ModuleOptimizer,
+) -> Result<(M, ModuleOptimizer, TrainState)> {
     let state = read_state(dir)?;
-    let model = manabi_model::load_native(dir, device)?;
+    let model: M = load_model(dir, device)?;
     let optim = build(&model);
     let path = dir.join("optimizer.bpk");
     let optim = optim.load(&path).map_err(|e| TrainError::Checkpoint {

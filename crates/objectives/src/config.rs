@@ -24,6 +24,63 @@ pub struct PretrainConfig {
     /// Optimisation.
     #[serde(default)]
     pub train: TrainConfig,
+    /// The pre-training objective.
+    #[serde(default)]
+    pub objective: ObjectiveConfig,
+}
+
+/// Which objective trains the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectiveKind {
+    /// Causal LM, next-token prediction (decoder-only models).
+    Clm,
+    /// Masked LM (BERT).
+    Mlm,
+    /// Span corruption (T5).
+    Span,
+}
+
+/// `[objective]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectiveConfig {
+    /// Objective; default from the model family (gpt2/llama: clm, bert: mlm, t5: span).
+    pub kind: Option<ObjectiveKind>,
+    /// MLM: share of tokens chosen.
+    pub mask_prob: f64,
+    /// MLM: choose whole words.
+    pub whole_word: bool,
+    /// MLM: the mask token.
+    pub mask_token: String,
+    /// Span corruption: share of tokens hidden.
+    pub noise_density: f64,
+    /// Span corruption: mean span length.
+    pub mean_span_length: f64,
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        Self {
+            kind: None,
+            mask_prob: 0.15,
+            whole_word: false,
+            mask_token: "<mask>".into(),
+            noise_density: 0.15,
+            mean_span_length: 3.0,
+        }
+    }
+}
+
+impl PretrainConfig {
+    /// The objective, explicit or implied by the model family.
+    pub fn objective_kind(&self) -> ObjectiveKind {
+        self.objective.kind.unwrap_or(match self.model.family {
+            manabi_model::Family::Bert => ObjectiveKind::Mlm,
+            manabi_model::Family::T5 => ObjectiveKind::Span,
+            _ => ObjectiveKind::Clm,
+        })
+    }
 }
 
 /// `[run]`.
@@ -85,6 +142,10 @@ pub struct TokenizerSection {
     pub pre_tokenize: PreTokenize,
     /// Special tokens when training (the EOS token must be among them).
     pub special_tokens: Vec<String>,
+    /// Span-corruption sentinels `<extra_id_N>` added when training.
+    pub sentinels: usize,
+    /// NFKC normalisation when training.
+    pub nfkc: bool,
 }
 
 impl Default for TokenizerSection {
@@ -99,6 +160,8 @@ impl Default for TokenizerSection {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            sentinels: 0,
+            nfkc: false,
         }
     }
 }
@@ -396,6 +459,24 @@ impl PretrainConfig {
             self.model
                 .validate()
                 .map_err(|e| invalid("model", e.to_string()))?;
+        }
+        let fits = matches!(
+            (self.objective_kind(), self.model.family),
+            (
+                ObjectiveKind::Clm,
+                manabi_model::Family::Gpt2 | manabi_model::Family::Llama
+            ) | (ObjectiveKind::Mlm, manabi_model::Family::Bert)
+                | (ObjectiveKind::Span, manabi_model::Family::T5)
+        );
+        if !fits {
+            return Err(invalid(
+                "objective.kind",
+                format!(
+                    "{:?} cannot train a {:?} model (clm: gpt2/llama, mlm: bert, span: t5)",
+                    self.objective_kind(),
+                    self.model.family
+                ),
+            ));
         }
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! manabi-objectives: pre-training. The causal-LM objective, batches cut from token
+//! manabi-objectives: pre-training. Causal LM, masked LM and span corruption, batches cut from token
 //! shards (random windows or packed documents), and the Trainer that every later stage
 //! reuses: AdamW with decoupled weight decay, warm-up + cosine, accumulation normalised
 //! by token count, global-norm clipping, evaluation, guards, metrics and atomic
@@ -9,9 +9,13 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod loss;
+pub mod mlm;
+pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod prepare;
+pub mod span;
+pub mod tasks;
 pub mod trainer;
 
 pub use config::PretrainConfig;

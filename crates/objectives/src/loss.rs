@@ -19,11 +19,18 @@ pub fn clm_loss_sum(model: &DecoderLm, batch: &LmBatch, device: &Device) -> Tens
         attn_mask: batch.mask_tensor(device),
     };
     let logits = model.forward_with(batch.input_tensor(device), &opts, None);
+    ce_sum(logits, &batch.targets, device)
+}
+
+/// Summed cross-entropy of `logits` against `targets` (−1 ignored).
+///
+/// # Shapes
+/// logits `[batch, seq, vocab]`, targets `[batch·seq]` -> `[1]`
+pub fn ce_sum(logits: Tensor<3>, targets: &[i64], device: &Device) -> Tensor<1> {
     let [b, t, v] = logits.dims();
     let logp = log_softmax(logits.reshape([b * t, v]), 1); // [b·t, vocab]
-    let idx: Vec<i64> = batch.targets.iter().map(|&x| x.max(0)).collect();
-    let keep: Vec<f32> = batch
-        .targets
+    let idx: Vec<i64> = targets.iter().map(|&x| x.max(0)).collect();
+    let keep: Vec<f32> = targets
         .iter()
         .map(|&x| if x >= 0 { 1.0 } else { 0.0 })
         .collect();

@@ -47,6 +47,8 @@ pub fn prepare(data: &DataConfig, out: &Path, show_progress: bool) -> Result<Pre
             opts.min_frequency = t.min_frequency;
             opts.pre_tokenize = t.pre_tokenize;
             opts.special_tokens = t.special_tokens.clone();
+            opts.sentinels = t.sentinels;
+            opts.nfkc = t.nfkc;
             let mut tok = manabi_tokenize::train(&corpus, &opts)?;
             tok.save(&tok_path)?;
             tok

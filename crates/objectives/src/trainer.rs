@@ -10,16 +10,20 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use manabi_model::{DecoderLm, DeviceChoice};
+use manabi_model::{DecoderLm, DeviceChoice, ModelConfig};
 use serde::Serialize;
 
 use crate::checkpoint::{self, TrainState};
-use crate::config::{OnNan, Precision, PretrainConfig};
+use crate::config::{ObjectiveKind, OnNan, Precision, PretrainConfig, Sampling};
 use crate::data::{Batcher, LmBatch};
 use crate::error::{Result, TrainError};
 use crate::loss::clm_loss_sum;
+use crate::mlm::MlmCollator;
+use crate::model::TrainModel;
 use crate::optim::{build_optimizer, global_norm, scale_grads};
 use crate::prepare::prepare;
+use crate::span::SpanCollator;
+use crate::tasks::{ClmTask, MlmTask, SpanTask, Task, no_sentinels, sentinels};
 
 /// What a run did.
 #[derive(Debug, Clone, Serialize)]
@@ -78,6 +82,25 @@ fn mix(step: usize, seed: u64) -> u64 {
 /// Mean loss over `batches` and its gradients: each micro-batch's summed loss is divided
 /// by the target count of all of them before its backward pass, so k micro-batches give
 /// the gradients of one batch k times larger.
+pub fn task_loss_and_grads<T: Task>(
+    task: &T,
+    model: &T::Model,
+    batches: &[T::Batch],
+    device: &Device,
+) -> Result<(f64, GradientsParams)> {
+    let total: usize = batches.iter().map(T::targets).sum();
+    let mut acc = GradientsAccumulator::<T::Model>::new();
+    let mut loss_sum = 0.0;
+    for b in batches {
+        let sum = task.loss_sum(model, b, device)?;
+        let scaled = sum.clone() / total.max(1) as f64;
+        acc.accumulate(model, GradientsParams::from_grads(scaled.backward(), model));
+        loss_sum += sum.into_scalar::<f32>() as f64;
+    }
+    Ok((loss_sum / total.max(1) as f64, acc.grads()))
+}
+
+/// [`task_loss_and_grads`] for causal LM batches.
 pub fn loss_and_grads(
     model: &DecoderLm,
     batches: &[LmBatch],
@@ -96,13 +119,18 @@ pub fn loss_and_grads(
 }
 
 /// Mean validation loss over fixed batches (no autodiff).
-pub fn evaluate(model: &DecoderLm, batches: &[LmBatch], device: &Device) -> f64 {
+pub fn evaluate<T: Task>(
+    task: &T,
+    model: &T::Model,
+    batches: &[T::Batch],
+    device: &Device,
+) -> Result<f64> {
     let (mut nll, mut count) = (0.0, 0usize);
     for b in batches {
-        nll += clm_loss_sum(model, b, device).into_scalar::<f32>() as f64;
-        count += b.target_count();
+        nll += task.loss_sum(model, b, device)?.into_scalar::<f32>() as f64;
+        count += T::targets(b);
     }
-    nll / count.max(1) as f64
+    Ok(nll / count.max(1) as f64)
 }
 
 /// Runs (or resumes) the pre-training recipe `cfg` on `device`.
@@ -162,14 +190,8 @@ pub fn pretrain(
     let config_toml = toml::to_string_pretty(&resolved).map_err(|e| TrainError::io(&out, e))?;
 
     let seq = cfg.data.block_size;
-    let train_batches = Batcher::new(
-        data.train.clone(),
-        cfg.data.sampling,
-        seq,
-        t.batch_size,
-        data.eos_id,
-        cfg.run.seed,
-    )?;
+    let sampling = cfg.data.sampling;
+    let (seed, bs) = (cfg.run.seed, t.batch_size);
     let val_seq = seq.min(data.val.len().saturating_sub(1));
     if val_seq < 2 {
         return Err(TrainError::Data(format!(
@@ -177,190 +199,265 @@ pub fn pretrain(
             data.val.len()
         )));
     }
-    let val_batcher = Batcher::new(
-        data.val.clone(),
-        crate::config::Sampling::Random,
-        val_seq,
-        t.batch_size,
-        data.eos_id,
-        cfg.run.seed ^ 0x5eed,
-    )?;
-    let val_batches: Vec<LmBatch> = (0..t.eval_batches)
-        .map(|i| val_batcher.get(i, 0, 1))
-        .collect();
-
-    let ckpt_root = out.join("checkpoints");
-    ad.seed(cfg.run.seed);
-    let mut model = DecoderLm::init(&model_cfg, &ad, cfg.run.seed);
-    let mut optim: ModuleOptimizer = build_optimizer(&model, t);
-    let mut state = TrainState::new(cfg.run.seed);
-    let metrics_path = out.join("metrics.jsonl");
-    if resume {
-        let dir = checkpoint::latest(&ckpt_root).ok_or_else(|| TrainError::File {
-            path: ckpt_root.clone(),
-            message: "no complete checkpoint to resume from".into(),
-        })?;
-        let (m, o, s) = checkpoint::load(&dir, &ad, |m| build_optimizer(m, t))?;
-        if m.config() != &model_cfg {
-            return Err(TrainError::Checkpoint {
-                path: dir,
-                message: "its model config differs from the recipe's".into(),
-            });
+    let batcher =
+        |sampling, seq| Batcher::new(data.train.clone(), sampling, seq, bs, data.eos_id, seed);
+    let val_batcher = |seq| {
+        Batcher::new(
+            data.val.clone(),
+            Sampling::Random,
+            seq,
+            bs,
+            data.eos_id,
+            seed ^ 0x5eed,
+        )
+    };
+    let o = &cfg.objective;
+    let run = Run {
+        cfg,
+        device: &device,
+        ad: &ad,
+        out: &out,
+        config_toml: &config_toml,
+        model_cfg: &model_cfg,
+        resume,
+    };
+    match cfg.objective_kind() {
+        ObjectiveKind::Clm => run.go(&ClmTask {
+            train: batcher(sampling, seq)?,
+            val: val_batcher(val_seq)?,
+        }),
+        ObjectiveKind::Mlm => {
+            let collator =
+                MlmCollator::new(&data.tokenizer, &o.mask_token, o.mask_prob, o.whole_word)?;
+            run.go(&MlmTask {
+                train: batcher(Sampling::Random, seq)?,
+                val: val_batcher(val_seq)?,
+                collator,
+                seed,
+            })
         }
-        (model, optim, state) = (m, o, s);
-        tracing::info!(checkpoint = %dir.display(), step = state.step, "resuming");
-        truncate_metrics(&metrics_path, state.step)?;
-    } else if metrics_path.exists() {
-        std::fs::remove_file(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
+        ObjectiveKind::Span => {
+            let sentinels = sentinels(&data.tokenizer);
+            if sentinels.is_empty() {
+                return Err(no_sentinels());
+            }
+            let collator = SpanCollator::new(
+                seq,
+                o.noise_density,
+                o.mean_span_length,
+                sentinels,
+                data.eos_id,
+            )?;
+            if collator.src_len() > model_cfg.max_positions {
+                return Err(TrainError::Config {
+                    key: "data.block_size".into(),
+                    message: format!(
+                        "corrupted inputs of {} tokens exceed model.max_positions",
+                        collator.src_len()
+                    ),
+                });
+            }
+            run.go(&SpanTask {
+                train: batcher(Sampling::Random, seq)?,
+                val: val_batcher(seq)?,
+                collator,
+                seed,
+            })
+        }
     }
-    let params = model.num_params();
-    let peak = measure_peak_flops(&device);
-    let mut metrics_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| TrainError::io(&metrics_path, e))?;
+}
 
-    let bar = if t.progress {
-        let bar = ProgressBar::new(t.steps as u64);
-        if let Ok(style) = ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
-        ) {
-            bar.set_style(style);
+/// Everything a run of any task shares.
+struct Run<'a> {
+    cfg: &'a PretrainConfig,
+    device: &'a Device,
+    ad: &'a Device,
+    out: &'a Path,
+    config_toml: &'a str,
+    model_cfg: &'a ModelConfig,
+    resume: bool,
+}
+
+impl Run<'_> {
+    fn go<T: Task>(&self, task: &T) -> Result<RunReport> {
+        let (cfg, t, ad, device, out) = (self.cfg, &self.cfg.train, self.ad, self.device, self.out);
+        let (model_cfg, config_toml, resume) = (self.model_cfg, self.config_toml, self.resume);
+        let val_batches: Vec<T::Batch> = (0..t.eval_batches).map(|i| task.val_batch(i)).collect();
+        let ckpt_root = out.join("checkpoints");
+        ad.seed(cfg.run.seed);
+        manabi_model::init::seed(cfg.run.seed);
+        let mut model = T::Model::build(model_cfg, ad);
+        let mut optim: ModuleOptimizer = build_optimizer(&model, t);
+        let mut state = TrainState::new(cfg.run.seed);
+        let metrics_path = out.join("metrics.jsonl");
+        if resume {
+            let dir = checkpoint::latest(&ckpt_root).ok_or_else(|| TrainError::File {
+                path: ckpt_root.clone(),
+                message: "no complete checkpoint to resume from".into(),
+            })?;
+            let (m, o, s) = checkpoint::load::<T::Model>(&dir, ad, |m| build_optimizer(m, t))?;
+            if m.model_config() != model_cfg {
+                return Err(TrainError::Checkpoint {
+                    path: dir,
+                    message: "its model config differs from the recipe's".into(),
+                });
+            }
+            (model, optim, state) = (m, o, s);
+            tracing::info!(checkpoint = %dir.display(), step = state.step, "resuming");
+            truncate_metrics(&metrics_path, state.step)?;
+        } else if metrics_path.exists() {
+            std::fs::remove_file(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
         }
-        bar.set_position(state.step as u64);
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+        let params = model.num_params();
+        let peak = measure_peak_flops(device);
+        let mut metrics_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&metrics_path)
+            .map_err(|e| TrainError::io(&metrics_path, e))?;
 
-    let mut report = RunReport {
-        steps: state.step,
-        losses: Vec::new(),
-        evals: Vec::new(),
-        tokens_per_s: 0.0,
-        seconds: 0.0,
-        params,
-        checkpoint: checkpoint::latest(&ckpt_root),
-    };
-    let loop_start = Instant::now();
-    let mut tokens_run = 0u64;
-    let last_good = |root: &Path| {
-        checkpoint::latest(root).map_or("none".to_string(), |p| p.display().to_string())
-    };
-
-    while state.step < t.steps && (t.stop_after == 0 || state.step < t.stop_after) {
-        let step = state.step;
-        let step_start = Instant::now();
-        let lr = t.lr_at(step);
-        ad.seed(mix(step, cfg.run.seed));
-        let batches: Vec<LmBatch> = (0..t.grad_accum)
-            .map(|m| train_batches.get(step, m, t.grad_accum))
-            .collect();
-        let (loss, mut grads) = loss_and_grads(&model, &batches, &ad);
-        let norm = global_norm(&model, &grads);
-        let bad = if !loss.is_finite() {
-            Some(("loss", loss))
-        } else if !norm.is_finite() {
-            Some(("gradient norm", norm))
+        let bar = if t.progress {
+            let bar = ProgressBar::new(t.steps as u64);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+            ) {
+                bar.set_style(style);
+            }
+            bar.set_position(state.step as u64);
+            bar
         } else {
-            None
+            ProgressBar::hidden()
         };
-        if let Some((what, value)) = bad {
-            match t.on_nan {
-                OnNan::Stop => {
-                    return Err(TrainError::NotFinite {
-                        step,
-                        what,
-                        value,
-                        last_good: last_good(&ckpt_root),
-                    });
-                }
-                OnNan::Skip => {
-                    tracing::warn!(step, what, value, "skipping a non-finite step");
-                    state.step += 1;
-                    continue;
-                }
-            }
-        }
-        if t.spike_factor > 0.0
-            && let Some(mean) = state.loss_mean
-            && step > t.warmup_steps
-            && loss > t.spike_factor * mean
-        {
-            return Err(TrainError::Spike {
-                step,
-                loss,
-                mean,
-                factor: t.spike_factor,
-                last_good: last_good(&ckpt_root),
-            });
-        }
-        state.loss_mean = Some(state.loss_mean.map_or(loss, |m| 0.95 * m + 0.05 * loss));
-        if t.grad_clip > 0.0 && norm > t.grad_clip {
-            scale_grads(&model, &mut grads, t.grad_clip / (norm + 1e-6));
-        }
-        model = optim.step(lr, model, grads);
 
-        let step_tokens = (t.grad_accum * t.batch_size * seq) as u64;
-        tokens_run += step_tokens;
-        state.tokens_seen += step_tokens;
-        state.step += 1;
-        let secs = step_start.elapsed().as_secs_f64();
-        let tps = step_tokens as f64 / secs.max(1e-9);
-        report.losses.push((state.step, loss));
+        let mut report = RunReport {
+            steps: state.step,
+            losses: Vec::new(),
+            evals: Vec::new(),
+            tokens_per_s: 0.0,
+            seconds: 0.0,
+            params,
+            checkpoint: checkpoint::latest(&ckpt_root),
+        };
+        let loop_start = Instant::now();
+        let mut tokens_run = 0u64;
+        let last_good = |root: &Path| {
+            checkpoint::latest(root).map_or("none".to_string(), |p| p.display().to_string())
+        };
 
-        let done = state.step == t.steps || state.step == t.stop_after;
-        let mut val = None;
-        if done || (t.eval_every > 0 && state.step.is_multiple_of(t.eval_every)) {
-            let v = evaluate(&model.valid(), &val_batches, &device);
-            report.evals.push((state.step, v));
-            if state.best.is_none_or(|(b, _)| v < b) {
-                state.best = Some((v, state.step));
-            }
-            bar.println(format!(
-                "step {}: train loss {loss:.4}, val loss {v:.4}",
-                state.step
-            ));
-            val = Some(v);
-        }
-        if val.is_some() || done || state.step.is_multiple_of(t.log_every.max(1)) {
-            let m = Metrics {
-                step: state.step,
-                loss,
-                lr,
-                grad_norm: norm,
-                tokens_per_s: tps,
-                mfu: 6.0 * params as f64 * tps / peak,
-                elapsed_s: loop_start.elapsed().as_secs_f64(),
-                val_loss: val,
-                val_ppl: val.map(f64::exp),
+        while state.step < t.steps && (t.stop_after == 0 || state.step < t.stop_after) {
+            let step = state.step;
+            let step_start = Instant::now();
+            let lr = t.lr_at(step);
+            ad.seed(mix(step, cfg.run.seed));
+            let batches: Vec<T::Batch> = (0..t.grad_accum)
+                .map(|m| task.batch(step, m, t.grad_accum))
+                .collect();
+            let (loss, mut grads) = task_loss_and_grads(task, &model, &batches, ad)?;
+            let norm = global_norm(&model, &grads);
+            let bad = if !loss.is_finite() {
+                Some(("loss", loss))
+            } else if !norm.is_finite() {
+                Some(("gradient norm", norm))
+            } else {
+                None
             };
-            let line = serde_json::to_string(&m).map_err(|e| TrainError::io(&metrics_path, e))?;
-            writeln!(metrics_file, "{line}").map_err(|e| TrainError::io(&metrics_path, e))?;
-            tracing::info!(
-                step = state.step,
-                loss,
-                lr,
-                grad_norm = norm,
-                tokens_per_s = tps
-            );
+            if let Some((what, value)) = bad {
+                match t.on_nan {
+                    OnNan::Stop => {
+                        return Err(TrainError::NotFinite {
+                            step,
+                            what,
+                            value,
+                            last_good: last_good(&ckpt_root),
+                        });
+                    }
+                    OnNan::Skip => {
+                        tracing::warn!(step, what, value, "skipping a non-finite step");
+                        state.step += 1;
+                        continue;
+                    }
+                }
+            }
+            if t.spike_factor > 0.0
+                && let Some(mean) = state.loss_mean
+                && step > t.warmup_steps
+                && loss > t.spike_factor * mean
+            {
+                return Err(TrainError::Spike {
+                    step,
+                    loss,
+                    mean,
+                    factor: t.spike_factor,
+                    last_good: last_good(&ckpt_root),
+                });
+            }
+            state.loss_mean = Some(state.loss_mean.map_or(loss, |m| 0.95 * m + 0.05 * loss));
+            if t.grad_clip > 0.0 && norm > t.grad_clip {
+                scale_grads(&model, &mut grads, t.grad_clip / (norm + 1e-6));
+            }
+            model = optim.step(lr, model, grads);
+
+            let step_tokens = batches.iter().map(T::tokens).sum::<usize>() as u64;
+            tokens_run += step_tokens;
+            state.tokens_seen += step_tokens;
+            state.step += 1;
+            let secs = step_start.elapsed().as_secs_f64();
+            let tps = step_tokens as f64 / secs.max(1e-9);
+            report.losses.push((state.step, loss));
+
+            let done = state.step == t.steps || state.step == t.stop_after;
+            let mut val = None;
+            if done || (t.eval_every > 0 && state.step.is_multiple_of(t.eval_every)) {
+                let v = evaluate(task, &model.valid(), &val_batches, device)?;
+                report.evals.push((state.step, v));
+                if state.best.is_none_or(|(b, _)| v < b) {
+                    state.best = Some((v, state.step));
+                }
+                bar.println(format!(
+                    "step {}: train loss {loss:.4}, val loss {v:.4}",
+                    state.step
+                ));
+                val = Some(v);
+            }
+            if val.is_some() || done || state.step.is_multiple_of(t.log_every.max(1)) {
+                let m = Metrics {
+                    step: state.step,
+                    loss,
+                    lr,
+                    grad_norm: norm,
+                    tokens_per_s: tps,
+                    mfu: 6.0 * params as f64 * tps / peak,
+                    elapsed_s: loop_start.elapsed().as_secs_f64(),
+                    val_loss: val,
+                    val_ppl: val.map(f64::exp),
+                };
+                let line =
+                    serde_json::to_string(&m).map_err(|e| TrainError::io(&metrics_path, e))?;
+                writeln!(metrics_file, "{line}").map_err(|e| TrainError::io(&metrics_path, e))?;
+                tracing::info!(
+                    step = state.step,
+                    loss,
+                    lr,
+                    grad_norm = norm,
+                    tokens_per_s = tps
+                );
+            }
+            bar.set_position(state.step as u64);
+            bar.set_message(format!("loss {loss:.4} · {tps:.0} tok/s"));
+            if done || (t.checkpoint_every > 0 && state.step.is_multiple_of(t.checkpoint_every)) {
+                let dir = checkpoint::save(&ckpt_root, &model, &optim, &state, config_toml)?;
+                checkpoint::retain(&ckpt_root, t.keep_last, state.best.map(|(_, s)| s))?;
+                report.checkpoint = Some(dir);
+            }
         }
-        bar.set_position(state.step as u64);
-        bar.set_message(format!("loss {loss:.4} · {tps:.0} tok/s"));
-        if done || (t.checkpoint_every > 0 && state.step.is_multiple_of(t.checkpoint_every)) {
-            let dir = checkpoint::save(&ckpt_root, &model, &optim, &state, &config_toml)?;
-            checkpoint::retain(&ckpt_root, t.keep_last, state.best.map(|(_, s)| s))?;
-            report.checkpoint = Some(dir);
-        }
+        bar.finish_and_clear();
+        report.steps = state.step;
+        report.seconds = loop_start.elapsed().as_secs_f64();
+        report.tokens_per_s = tokens_run as f64 / report.seconds.max(1e-9);
+        let (train_pts, val_pts) = read_curves(&metrics_path)?;
+        crate::plot::loss_curve(&out.join("loss.svg"), &train_pts, &val_pts)?;
+        Ok(report)
     }
-    bar.finish_and_clear();
-    report.steps = state.step;
-    report.seconds = loop_start.elapsed().as_secs_f64();
-    report.tokens_per_s = tokens_run as f64 / report.seconds.max(1e-9);
-    let (train_pts, val_pts) = read_curves(&metrics_path)?;
-    crate::plot::loss_curve(&out.join("loss.svg"), &train_pts, &val_pts)?;
-    Ok(report)
 }
 
 /// Keeps the metrics lines of steps ≤ `step` (a resumed run rewrites the rest).

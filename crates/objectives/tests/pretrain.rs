@@ -348,3 +348,98 @@ fn tinyshakespeare_char_gpt_learns_in_a_test_sized_run() {
     // The full 2000-step run reaches ≤ 1.90 (docs/benchmarks.md); 250 steps reach ~2.4.
     assert!(val < 2.55, "validation loss after 250 steps: {val}");
 }
+
+fn encoder_recipe(out: &Path, model: &str, tokenizer: &str, extra: &[&str]) -> PretrainConfig {
+    let text = format!(
+        r#"
+        [run]
+        out = "{out}"
+        [model]
+        {model}
+        [data]
+        inputs = ["{input}"]
+        block_size = 32
+        tokenizer = {tokenizer}
+        [train]
+        steps = 80
+        batch_size = 8
+        warmup_steps = 5
+        lr = 3e-3
+        eval_every = 20
+        eval_batches = 4
+        progress = false
+        "#,
+        out = out.display(),
+        input = root().join("datasets/tiny/stories-en.txt").display(),
+    );
+    let overrides: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    PretrainConfig::parse(&text, &overrides).unwrap()
+}
+
+#[test]
+fn bert_masked_lm_validation_loss_falls() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = r#"family = "bert"
+        vocab_size = 0
+        max_positions = 32
+        d_model = 32
+        n_layers = 2
+        n_heads = 4
+        d_ff = 64
+        positions = "learned"
+        norm = "layernorm"
+        activation = "gelu"
+        attention_bias = true
+        mlp_bias = true
+        tie_embeddings = true"#;
+    let cfg = encoder_recipe(
+        dir.path(),
+        model,
+        r#"{ kind = "wordpiece", vocab_size = 300 }"#,
+        &[],
+    );
+    let report = pretrain(&cfg, DeviceChoice::from_env().unwrap(), false).unwrap();
+    let evals: Vec<f64> = report.evals.iter().map(|e| e.1).collect();
+    assert!(evals.windows(2).all(|w| w[1] < w[0]), "{evals:?}");
+    // Well below the uniform guess ln(300) = 5.70.
+    assert!(evals[evals.len() - 1] < 5.2, "{evals:?}");
+}
+
+#[test]
+fn t5_span_corruption_validation_loss_falls() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = r#"family = "t5"
+        vocab_size = 0
+        max_positions = 64
+        d_model = 32
+        n_layers = 2
+        n_heads = 4
+        d_ff = 64
+        positions = "relative"
+        norm = "rmsnorm"
+        activation = "geglu_tanh"
+        tie_embeddings = false"#;
+    let tok = r#"{ kind = "unigram", vocab_size = 400, sentinels = 8 }"#;
+    let cfg = encoder_recipe(dir.path(), model, tok, &[]);
+    let report = pretrain(&cfg, DeviceChoice::from_env().unwrap(), false).unwrap();
+    let evals: Vec<f64> = report.evals.iter().map(|e| e.1).collect();
+    assert!(evals.windows(2).all(|w| w[1] < w[0]), "{evals:?}");
+    assert!(evals[evals.len() - 1] < evals[0] - 0.5, "{evals:?}");
+    // Too few sentinels for the spans of a window is a clear error.
+    let dir = tempfile::tempdir().unwrap();
+    let few = r#"{ kind = "unigram", vocab_size = 400, sentinels = 1 }"#;
+    let err = pretrain(
+        &encoder_recipe(dir.path(), model, few, &[]),
+        DeviceChoice::from_env().unwrap(),
+        false,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("needs 2 sentinels"), "{err}");
+    // An objective that does not fit the family.
+    let text =
+        std::fs::read_to_string(root().join("configs/pretrain/t5-span-shakespeare.toml")).unwrap();
+    let err = PretrainConfig::parse(&text, &["objective.kind=\"clm\"".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`objective.kind`"), "{err}");
+}

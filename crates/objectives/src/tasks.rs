@@ -1,0 +1,176 @@
+//! The three pre-training tasks the Trainer runs: each pairs a model type with its
+//! batches and its loss. Batches are pure functions of (seed, step, micro-batch).
+
+use burn::prelude::*;
+use manabi_model::{BertForMaskedLm, DecoderLm, T5};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::{Batcher, LmBatch};
+use crate::error::{Result, TrainError};
+use crate::loss::{ce_sum, clm_loss_sum};
+use crate::mlm::{MlmBatch, MlmCollator};
+use crate::model::TrainModel;
+use crate::span::{SpanBatch, SpanCollator};
+
+/// A model, its batches and its loss.
+pub trait Task {
+    /// The model trained.
+    type Model: TrainModel;
+    /// One micro-batch.
+    type Batch: Clone;
+    /// Micro-batch `micro` of `per_step` of optimizer step `step`.
+    fn batch(&self, step: usize, micro: usize, per_step: usize) -> Self::Batch;
+    /// Validation batch `i` (the same at every evaluation).
+    fn val_batch(&self, i: usize) -> Self::Batch;
+    /// Summed loss over the batch's targets (differentiable, `[1]`).
+    fn loss_sum(
+        &self,
+        model: &Self::Model,
+        batch: &Self::Batch,
+        device: &Device,
+    ) -> Result<Tensor<1>>;
+    /// Targets that count in the loss.
+    fn targets(batch: &Self::Batch) -> usize;
+    /// Tokens processed (for throughput).
+    fn tokens(batch: &Self::Batch) -> usize;
+}
+
+fn rng(seed: u64, step: usize, micro: usize) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(
+        seed ^ (step as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((micro as u64) << 48),
+    )
+}
+
+/// Causal LM on a decoder.
+#[derive(Debug)]
+pub struct ClmTask {
+    /// Training batches.
+    pub train: Batcher,
+    /// Validation batches.
+    pub val: Batcher,
+}
+
+impl Task for ClmTask {
+    type Model = DecoderLm;
+    type Batch = LmBatch;
+    fn batch(&self, step: usize, micro: usize, per_step: usize) -> LmBatch {
+        self.train.get(step, micro, per_step)
+    }
+    fn val_batch(&self, i: usize) -> LmBatch {
+        self.val.get(i, 0, 1)
+    }
+    fn loss_sum(&self, model: &DecoderLm, batch: &LmBatch, device: &Device) -> Result<Tensor<1>> {
+        Ok(clm_loss_sum(model, batch, device))
+    }
+    fn targets(batch: &LmBatch) -> usize {
+        batch.target_count()
+    }
+    fn tokens(batch: &LmBatch) -> usize {
+        batch.batch * batch.seq
+    }
+}
+
+/// Masked LM on BERT.
+#[derive(Debug)]
+pub struct MlmTask {
+    /// Windows of raw tokens (random sampling).
+    pub train: Batcher,
+    /// Validation windows.
+    pub val: Batcher,
+    /// Masking.
+    pub collator: MlmCollator,
+    /// Seed of the masking.
+    pub seed: u64,
+}
+
+impl Task for MlmTask {
+    type Model = BertForMaskedLm;
+    type Batch = MlmBatch;
+    fn batch(&self, step: usize, micro: usize, per_step: usize) -> MlmBatch {
+        let w = self.train.get(step, micro, per_step);
+        self.collator
+            .apply(&w.inputs, w.batch, w.seq, &mut rng(self.seed, step, micro))
+    }
+    fn val_batch(&self, i: usize) -> MlmBatch {
+        let w = self.val.get(i, 0, 1);
+        self.collator
+            .apply(&w.inputs, w.batch, w.seq, &mut rng(self.seed ^ 0x7a1, i, 0))
+    }
+    fn loss_sum(
+        &self,
+        model: &BertForMaskedLm,
+        b: &MlmBatch,
+        device: &Device,
+    ) -> Result<Tensor<1>> {
+        let v: Vec<i64> = b.inputs.iter().map(|&x| x as i64).collect();
+        let ids = Tensor::<1, Int>::from_ints(v.as_slice(), device).reshape([b.batch, b.seq]);
+        let logits = model.forward(ids, None, None)?;
+        Ok(ce_sum(logits, &b.labels, device))
+    }
+    fn targets(b: &MlmBatch) -> usize {
+        b.labels.iter().filter(|&&l| l >= 0).count()
+    }
+    fn tokens(b: &MlmBatch) -> usize {
+        b.batch * b.seq
+    }
+}
+
+/// Span corruption on T5.
+#[derive(Debug)]
+pub struct SpanTask {
+    /// Windows of raw tokens (random sampling).
+    pub train: Batcher,
+    /// Validation windows.
+    pub val: Batcher,
+    /// Corruption.
+    pub collator: SpanCollator,
+    /// Seed of the corruption.
+    pub seed: u64,
+}
+
+impl Task for SpanTask {
+    type Model = T5;
+    type Batch = SpanBatch;
+    fn batch(&self, step: usize, micro: usize, per_step: usize) -> SpanBatch {
+        let w = self.train.get(step, micro, per_step);
+        self.collator
+            .apply(&w.inputs, w.batch, &mut rng(self.seed, step, micro))
+    }
+    fn val_batch(&self, i: usize) -> SpanBatch {
+        let w = self.val.get(i, 0, 1);
+        self.collator
+            .apply(&w.inputs, w.batch, &mut rng(self.seed ^ 0x7a1, i, 0))
+    }
+    fn loss_sum(&self, model: &T5, b: &SpanBatch, device: &Device) -> Result<Tensor<1>> {
+        let to = |v: &[u32], n: usize| {
+            let v: Vec<i64> = v.iter().map(|&x| x as i64).collect();
+            Tensor::<1, Int>::from_ints(v.as_slice(), device).reshape([b.batch, n])
+        };
+        let labels = to(&b.labels, b.tgt);
+        let logits = model.forward(to(&b.inputs, b.src), None, model.shift_right(labels))?;
+        let targets: Vec<i64> = b.labels.iter().map(|&x| x as i64).collect();
+        Ok(ce_sum(logits, &targets, device))
+    }
+    fn targets(b: &SpanBatch) -> usize {
+        b.labels.len()
+    }
+    fn tokens(b: &SpanBatch) -> usize {
+        b.batch * (b.src + b.tgt)
+    }
+}
+
+/// Sentinel ids `<extra_id_0>`, `<extra_id_1>`, … that `tokenizer` has, in order.
+pub fn sentinels(tokenizer: &manabi_tokenize::TextTokenizer) -> Vec<u32> {
+    (0..)
+        .map_while(|i| tokenizer.token_id(&format!("<extra_id_{i}>")))
+        .collect()
+}
+
+/// An error for a tokenizer without the sentinels span corruption needs.
+pub fn no_sentinels() -> TrainError {
+    TrainError::Config {
+        key: "data.tokenizer".into(),
+        message: "span corruption needs sentinel tokens <extra_id_0>…; train the tokenizer with sentinels".into(),
+    }
+}
