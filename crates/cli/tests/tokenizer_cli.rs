@@ -280,12 +280,3 @@ fn devices_are_checked() {
         assert!(line.contains("--features cuda"), "{line}");
     }
 }
-
-#[test]
-fn pipeline_runs_on_embedded_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let stdout = ok(&["pipeline", "--out", s(dir.path())]);
-    assert!(stdout.contains("tokenizer: byte-level BPE"), "{stdout}");
-    assert!(dir.path().join("tokenizer/tokenizer.json").exists());
-    assert!(dir.path().join("shards/meta.json").exists());
-}
