@@ -4,6 +4,8 @@
 use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::config::{ModelConfig, Positions};
 use crate::rope;
@@ -139,13 +141,25 @@ impl Attention {
                 .repeat_dim(2, rep)
                 .reshape([b, h, tk, hd]);
         }
-        // softmax(QKᵀ/√d)V written out: under autodiff this is faster on flex than the
-        // fused `attention()` fallback (shared/guide/PERFORMANCE.md).
-        let mut scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(); // [b, h, t, tk]
-        if let Some(bias) = bias {
-            scores = scores + bias.clone();
-        }
-        let y = softmax(scores, 3).matmul(v); // [b, h, t, hd]
+        let y = if q.device().is_autodiff() {
+            // Training: softmax(QKᵀ/√d)V written out. Under autodiff burn's `attention()`
+            // falls back to a longer chain of ops; this is faster on flex
+            // (shared/guide/PERFORMANCE.md).
+            let mut scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(); // [b, h, t, tk]
+            if let Some(bias) = bias {
+                scores = scores + bias.clone();
+            }
+            softmax(scores, 3).matmul(v) // [b, h, t, hd]
+        } else {
+            // Inference: the backend's fused kernel.
+            let bias = bias.map(|m| m.clone().expand([b, h, t, tk]));
+            let opts = AttentionModuleOptions {
+                scale: Some(1.0 / (hd as f64).sqrt()),
+                softcap: None,
+                is_causal: false,
+            };
+            attention(q, k, v, None, bias, opts)
+        };
         self.o_proj
             .forward(y.swap_dims(1, 2).reshape([b, t, h * hd]))
     }
