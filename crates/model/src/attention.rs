@@ -35,6 +35,20 @@ impl KvCache {
             .map_or(0, |(k, _)| k.dims()[2])
     }
 
+    /// A cache pre-filled with keys and values, one `(k, v)` per layer, each
+    /// `[batch, kv_heads, prefix, head_dim]`: prefix tuning's learned prefixes, or a
+    /// cache saved from an earlier call.
+    pub fn from_layers(layers: Vec<(Tensor<4>, Tensor<4>)>) -> Self {
+        Self {
+            layers: layers.into_iter().map(Some).collect(),
+        }
+    }
+
+    /// The cached `(k, v)` of every layer (empty layers skipped).
+    pub fn layers(&self) -> Vec<(Tensor<4>, Tensor<4>)> {
+        self.layers.iter().flatten().cloned().collect()
+    }
+
     pub(crate) fn layers_mut(&mut self) -> &mut Vec<Option<(Tensor<4>, Tensor<4>)>> {
         &mut self.layers
     }

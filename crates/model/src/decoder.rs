@@ -60,6 +60,10 @@ pub struct Block {
     pub mlp: Mlp,
     /// Residual dropout.
     pub dropout: Dropout,
+    /// Adapter slot after attention (PEFT; empty by default).
+    pub attn_adapter: Option<crate::adapter::Adapter>,
+    /// Adapter slot after the MLP (PEFT; empty by default).
+    pub mlp_adapter: Option<crate::adapter::Adapter>,
 }
 
 impl Block {
@@ -70,6 +74,8 @@ impl Block {
             mlp_norm: Norm::new(cfg, cfg.d_model, device),
             mlp: Mlp::new(cfg, device),
             dropout: DropoutConfig::new(cfg.dropout).init(),
+            attn_adapter: None,
+            mlp_adapter: None,
         }
     }
 
@@ -83,8 +89,16 @@ impl Block {
         let a = self
             .attn
             .forward(self.attn_norm.forward(x.clone()), rope, bias, cache);
+        let a = match &self.attn_adapter {
+            Some(ad) => ad.forward(a),
+            None => a,
+        };
         let x = x + self.dropout.forward(a);
         let m = self.mlp.forward(self.mlp_norm.forward(x.clone()));
+        let m = match &self.mlp_adapter {
+            Some(ad) => ad.forward(m),
+            None => m,
+        };
         x + self.dropout.forward(m)
     }
 }

@@ -2,6 +2,7 @@
 //! and the T5 encoder-decoder, their building blocks, generation, Hugging Face weights,
 //! and the one place devices are chosen.
 
+pub mod adapter;
 pub mod attention;
 pub mod bert;
 pub mod checkpoint;

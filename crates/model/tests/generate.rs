@@ -140,3 +140,55 @@ fn eos_min_tokens_and_bad_requests() {
             .contains("top-p")
     );
 }
+
+#[test]
+fn adapter_slots_and_prefix_caches() {
+    use burn::module::Param;
+    use burn::prelude::*;
+    use manabi_model::adapter::Adapter;
+    use manabi_model::{ForwardOptions, KvCache};
+    let device = test_device();
+    let mut model = load_hf(fixture("llama-gqa"), &device).unwrap();
+    let ids = Tensor::<1, Int>::from_ints([3, 9, 27, 14, 5, 61, 2, 8].as_slice(), &device)
+        .reshape([1, 8]);
+    let base: Vec<f32> = model.forward(ids.clone()).into_data().try_to_vec().unwrap();
+
+    // A fresh adapter (zero up-projection) changes nothing; a trained one does.
+    let d = model.config().d_model;
+    model.layers[0].mlp_adapter = Some(Adapter::new(d, 4, &device));
+    let same: Vec<f32> = model.forward(ids.clone()).into_data().try_to_vec().unwrap();
+    assert_eq!(same, base);
+    let ad = model.layers[0].mlp_adapter.as_mut().unwrap();
+    ad.up.weight = Param::from_tensor(Tensor::ones([4, d], &device) * 0.1);
+    let changed: Vec<f32> = model.forward(ids.clone()).into_data().try_to_vec().unwrap();
+    assert_ne!(changed, base);
+    model.layers[0].mlp_adapter = None;
+
+    // Keys/values of a prefix, handed over as a pre-filled cache, give the logits of the
+    // full sequence for the rest (what prefix tuning builds on).
+    let mut cache = KvCache::new(model.config().n_layers);
+    model.forward_with(
+        ids.clone().slice([0..1, 0..3]),
+        &ForwardOptions::default(),
+        Some(&mut cache),
+    );
+    let mut prefix = KvCache::from_layers(cache.layers());
+    assert_eq!(prefix.len(), 3);
+    let rest: Vec<f32> = model
+        .forward_with(
+            ids.slice([0..1, 3..8]),
+            &ForwardOptions::default(),
+            Some(&mut prefix),
+        )
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let v = model.config().vocab_size;
+    let tail = &base[3 * v..];
+    let diff = rest
+        .iter()
+        .zip(tail)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-4, "{diff}");
+}
