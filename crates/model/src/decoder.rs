@@ -341,3 +341,57 @@ pub fn sinusoidal(positions: Tensor<2, Int>, d: usize) -> Tensor<3> {
         Tensor::stack::<4>(vec![angles.clone().sin(), angles.cos()], 3).reshape([b, t, 2 * half]);
     both.slice([0..b, 0..t, 0..d])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alibi_slopes_match_the_paper() {
+        // 8 heads: 1/2, 1/4, …, 1/256 (Press et al. 2022).
+        let s = alibi_slopes(8);
+        for (i, v) in s.iter().enumerate() {
+            assert!((v - 0.5f32.powi(i as i32 + 1)).abs() < 1e-7);
+        }
+        // 6 heads: the 4-head sequence, then every other slope of the 8-head one.
+        let s = alibi_slopes(6);
+        let want = [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125];
+        for (a, b) in s.iter().zip(want) {
+            assert!((a - b).abs() < 1e-7, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn sinusoidal_positions_follow_the_formula() {
+        let device = crate::device::test_device();
+        let pos = Tensor::<1, Int>::from_ints([0, 1, 7].as_slice(), &device).reshape([1, 3]);
+        let pe: Vec<f32> = sinusoidal(pos, 6).into_data().try_to_vec().unwrap();
+        for (k, p) in [0f32, 1.0, 7.0].iter().enumerate() {
+            for i in 0..3 {
+                let angle = p / 10_000f32.powf(2.0 * i as f32 / 6.0);
+                assert!((pe[k * 6 + 2 * i] - angle.sin()).abs() < 1e-5);
+                assert!((pe[k * 6 + 2 * i + 1] - angle.cos()).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn alibi_and_sinusoidal_models_run_and_keep_causality() {
+        let device = crate::device::test_device();
+        for positions in [Positions::Alibi, Positions::Sinusoidal] {
+            let cfg: ModelConfig = toml::from_str(&format!(
+                "family = \"gpt2\"\nvocab_size = 20\nmax_positions = 16\nd_model = 16\nn_layers = 1\nn_heads = 2\nd_ff = 32\npositions = \"{}\"\nnorm = \"layernorm\"\nactivation = \"gelu_tanh\"",
+                format!("{positions:?}").to_lowercase()
+            ))
+            .unwrap();
+            let model = DecoderLm::init(&cfg, &device, 1);
+            let a = Tensor::<1, Int>::from_ints([1, 2, 3, 4].as_slice(), &device).reshape([1, 4]);
+            let b = Tensor::<1, Int>::from_ints([1, 2, 3, 9].as_slice(), &device).reshape([1, 4]);
+            let la: Vec<f32> = model.forward(a).into_data().try_to_vec().unwrap();
+            let lb: Vec<f32> = model.forward(b).into_data().try_to_vec().unwrap();
+            // Changing the last token leaves the logits of earlier positions alone.
+            assert_eq!(la[..3 * 20], lb[..3 * 20], "{positions:?}");
+            assert_ne!(la[3 * 20..], lb[3 * 20..], "{positions:?}");
+        }
+    }
+}
