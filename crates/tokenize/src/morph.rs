@@ -12,6 +12,8 @@
 //!
 //! Runs longer than [`MAX_RUN_BYTES`] are cut first, after the last sentence-final mark
 //! before the limit (or at the limit), so that one huge line cannot build a huge lattice.
+//! Unknown words are grouped up to [`MAX_GROUPING_LEN`] characters, as MeCab does, so MeCab
+//! with the same source dictionary (e.g. fugashi in Python) finds the same words.
 
 use std::io::Read;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -26,6 +28,8 @@ use crate::sidecar::{MORPH_ENGINE, MORPH_SEPARATOR, MorphRecord, Sidecar};
 
 /// The longest run of non-whitespace text analysed at once (about 21,000 kanji).
 pub const MAX_RUN_BYTES: usize = 1 << 16;
+/// MeCab's limit on grouping unknown characters into one word (vibrato's default is none).
+pub const MAX_GROUPING_LEN: usize = 24;
 /// The first bytes of a zstd frame.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// The first bytes of a dictionary written by vibrato 0.5.
@@ -124,7 +128,7 @@ impl MorphSplitter {
             .map_err(corrupt)?
             .map_err(|e| corrupt(e.to_string()))?;
         Ok(Self {
-            tokenizer: vibrato::Tokenizer::new(dict),
+            tokenizer: vibrato::Tokenizer::new(dict).max_grouping_len(MAX_GROUPING_LEN),
             path,
             sha256,
             protect: None,

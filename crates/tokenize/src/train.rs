@@ -171,11 +171,30 @@ impl TrainOptions {
                 "a char-level tokenizer does not pre-tokenize".into(),
             ));
         }
-        if self.kind == TokenizerKind::Char && self.morph_dict.is_some() {
-            return Err(invalid(
-                "morph-dict",
-                "a char-level tokenizer does not split words".into(),
-            ));
+        if self.morph_dict.is_some() {
+            if self.kind == TokenizerKind::Char {
+                return Err(invalid(
+                    "morph-dict",
+                    "a char-level tokenizer does not split words".into(),
+                ));
+            }
+            // Words reach the model separated by spaces, so the pre-tokenizer must split
+            // there; Unigram's metaspace always does.
+            let splits_at_spaces = self.kind == TokenizerKind::Unigram
+                || !matches!(
+                    self.pre_tokenize,
+                    PreTokenize::None | PreTokenize::UnicodeScripts
+                );
+            if !splits_at_spaces {
+                return Err(invalid(
+                    "morph-dict",
+                    format!(
+                        "pre-tokenize {:?} does not split at the spaces between words \
+                         (hint: keep the default pre-tokenization)",
+                        self.pre_tokenize
+                    ),
+                ));
+            }
         }
         if self.kind == TokenizerKind::Bpe {
             let needed = 256 + specials.len();

@@ -293,6 +293,10 @@ NUMERIC,0,0,10000,名詞
         )
         .unwrap_err();
         assert!(err.to_string().contains("`morph-dict`"), "{err}");
+        let mut o = opts(TokenizerKind::Bpe, 400, Some(&missing));
+        o.pre_tokenize = manabi_tokenize::PreTokenize::None;
+        let err = train(&corpus(dir.path()), &o).unwrap_err().to_string();
+        assert!(err.contains("does not split at the spaces"), "{err}");
     }
 
     #[test]
