@@ -130,6 +130,11 @@ pub struct TrainArgs {
     /// Keep only the N most frequent characters as the alphabet.
     #[arg(long)]
     pub limit_alphabet: Option<usize>,
+    /// Split words with this MeCab-style system dictionary compiled by vibrato 0.5
+    /// (system.dic, or system.dic.zst) before training and encoding; recorded in
+    /// DIR/manabi-pretokenize.json. Needs a build with `--features morph`.
+    #[arg(long, value_name = "PATH")]
+    pub morph_dict: Option<PathBuf>,
     /// Output folder for tokenizer.json.
     #[arg(long)]
     pub out: PathBuf,
@@ -214,6 +219,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TextTokenizer> {
         },
         limit_alphabet: args.limit_alphabet,
         show_progress: !args.quiet,
+        morph_dict: args.morph_dict.clone(),
     };
     let started = std::time::Instant::now();
     let mut tokenizer = manabi_tokenize::train(&args.corpus.spec(), &opts)?;
@@ -226,6 +232,14 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TextTokenizer> {
         started.elapsed().as_secs_f64(),
         path.display()
     );
+    if let Some(dict) = tokenizer.morph_dictionary() {
+        eprintln!(
+            "words split with {} (recorded in {})",
+            dict.display(),
+            path.with_file_name(manabi_tokenize::sidecar::SIDECAR_FILE)
+                .display()
+        );
+    }
     Ok(tokenizer)
 }
 
@@ -281,11 +295,18 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
         let mut value = serde_json::to_value(&report)?;
         value["chars_per_token"] = report.chars_per_token().into();
         value["bytes_per_token"] = report.bytes_per_token().into();
+        value["morph_dictionary"] = tokenizer
+            .morph_dictionary()
+            .map(|p| p.display().to_string())
+            .into();
         println!("{value}");
         return Ok(());
     }
     println!("tokenizer: {}", tokenizer.path().display());
     println!("vocab size: {}", report.vocab_size);
+    if let Some(dict) = tokenizer.morph_dictionary() {
+        println!("word splitting: vibrato dictionary {}", dict.display());
+    }
     let specials: Vec<String> = report
         .special_tokens
         .iter()

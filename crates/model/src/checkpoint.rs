@@ -161,7 +161,8 @@ fn conv1d(prefix: &str, l: &burn::nn::Linear, into: &mut Vec<Out>) -> Result<()>
 }
 
 /// Writes `config.json` + `model.safetensors` in the Hugging Face layout of the model's
-/// family (plus `tokenizer.json` when `tokenizer` is given).
+/// family (plus `tokenizer.json`, and its `manabi-pretokenize.json` sidecar if it has one,
+/// when `tokenizer` is given).
 pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Path>) -> Result<()> {
     let dir = dir.as_ref();
     let cfg = model.config();
@@ -255,6 +256,19 @@ pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Pa
     if let Some(tok) = tokenizer {
         let text = std::fs::read(tok).map_err(|e| file_err(tok, e))?;
         manabi_tokenize::write_atomic(&dir.join("tokenizer.json"), &text)?;
+        // A morphological-splitting sidecar belongs with its tokenizer.json (it records
+        // that file's hash, so it is copied byte for byte as well).
+        let side = manabi_tokenize::sidecar::sidecar_path(tok);
+        let out = dir.join(manabi_tokenize::sidecar::SIDECAR_FILE);
+        match std::fs::read(&side) {
+            Ok(bytes) => manabi_tokenize::write_atomic(&out, &bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if out.exists() {
+                    std::fs::remove_file(&out).map_err(|e| file_err(&out, e))?;
+                }
+            }
+            Err(e) => return Err(file_err(&side, e)),
+        }
     }
     Ok(())
 }

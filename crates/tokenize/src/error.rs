@@ -92,6 +92,56 @@ pub enum TokenizeError {
         /// What is wrong.
         message: String,
     },
+    /// A morphological dictionary (training option or sidecar) is not where it was named.
+    #[error("{path}: morphological dictionary not found (hint: {hint})")]
+    MorphDictionaryMissing {
+        /// Where it was looked for first.
+        path: PathBuf,
+        /// Where else it was looked for, or what to pass.
+        hint: String,
+    },
+    /// A morphological dictionary could not be decoded.
+    #[error(
+        "{path}: not a usable vibrato dictionary: {message} (hint: compile the MeCab dictionary with vibrato 0.5's `compile` tool; .zst compression is fine)"
+    )]
+    CorruptMorphDictionary {
+        /// The dictionary file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The dictionary file differs from the one the tokenizer was trained with.
+    #[error(
+        "{path}: the morphological dictionary changed since the tokenizer was trained (SHA-256 {found}, but {sidecar} expects {expected}) (hint: restore that file, or retrain the tokenizer)"
+    )]
+    MorphDictionaryChanged {
+        /// The dictionary file.
+        path: PathBuf,
+        /// The sidecar that records the expected hash.
+        sidecar: PathBuf,
+        /// SHA-256 recorded at training.
+        expected: String,
+        /// SHA-256 of the file now.
+        found: String,
+    },
+    /// Morphological splitting was asked for, but this build does not have it.
+    #[error(
+        "{path}: {what} needs morphological word splitting, which this build lacks (hint: rebuild with the cargo feature `morph`, e.g. `cargo run --release --features morph -- tokenizer ...`)"
+    )]
+    MorphFeatureDisabled {
+        /// The sidecar or dictionary that asks for it.
+        path: PathBuf,
+        /// What asks for it.
+        what: String,
+    },
+    /// A `manabi-pretokenize.json` sidecar could not be parsed or does not fit its tokenizer.
+    #[error("{path}: not a usable pre-tokenisation sidecar: {message}")]
+    CorruptSidecar {
+        /// The sidecar file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The output already exists.
     #[error("{0}: already exists (hint: pass --overwrite, or choose another --out)")]
     OutputExists(PathBuf),

@@ -2,12 +2,19 @@
 //! folders, gzip), trains tokenizers through Hugging Face's `tokenizers` crate and saves
 //! them as standard `tokenizer.json`, and encodes corpora into memory-mapped token shards.
 //!
+//! With the cargo feature `morph`, text can be split into words by a MeCab-style
+//! dictionary the user supplies before it reaches the tokenizer (module `morph`); the
+//! choice is recorded in a sidecar beside `tokenizer.json` ([`sidecar`]).
+//!
 //! This crate has no burn dependency: it is usable on its own.
 
 pub mod corpus;
 pub mod error;
 pub mod inspect;
+#[cfg(feature = "morph")]
+pub mod morph;
 pub mod shards;
+pub mod sidecar;
 pub mod tokenizer;
 pub mod train;
 

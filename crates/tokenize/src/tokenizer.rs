@@ -3,7 +3,11 @@
 //! The `tokenizers` crate can panic on crafted files (ids out of range, inconsistent
 //! models); every call into it that depends on file contents runs behind
 //! [`std::panic::catch_unwind`] so a bad file is an error, never a crash.
+//!
+//! A `manabi-pretokenize.json` sidecar beside the file (see [`crate::sidecar`]) adds
+//! morphological word splitting before the pipeline; without one, the file is used as is.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -11,6 +15,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, TokenizeError};
+use crate::sidecar::{SIDECAR_VERSION, Sidecar, sidecar_path};
 
 /// A text tokenizer in the Hugging Face format, plus where it came from.
 #[derive(Debug, Clone)]
@@ -18,22 +23,29 @@ pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     json: String,
     path: PathBuf,
+    /// Word splitting applied to text before `inner` sees it (from the sidecar).
+    #[cfg(feature = "morph")]
+    morph: Option<std::sync::Arc<crate::morph::MorphSplitter>>,
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
 }
 
 /// Runs `f`, turning a panic into a message.
 pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_string());
-        format!("the tokenizers library panicked: {msg}")
-    })
+    catch_unwind(AssertUnwindSafe(f))
+        .map_err(|payload| format!("the tokenizers library panicked: {}", panic_text(&*payload)))
 }
 
 impl TextTokenizer {
-    /// Loads `path` (a `tokenizer.json`, or a folder holding one).
+    /// Loads `path` (a `tokenizer.json`, or a folder holding one), and the
+    /// `manabi-pretokenize.json` sidecar beside it when there is one.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let mut path = path.as_ref().to_path_buf();
         if path.is_dir() {
@@ -44,7 +56,39 @@ impl TextTokenizer {
             path: path.clone(),
             message: "not UTF-8 text".into(),
         })?;
-        Self::from_json(json, path)
+        let mut tokenizer = Self::from_json(json, path)?;
+        tokenizer.attach_sidecar()?;
+        Ok(tokenizer)
+    }
+
+    /// Applies the sidecar beside this tokenizer's file, if any.
+    fn attach_sidecar(&mut self) -> Result<()> {
+        let path = sidecar_path(&self.path);
+        let Some(sidecar) = Sidecar::read(&path)? else {
+            return Ok(());
+        };
+        sidecar.check_tokenizer(&path, &self.path, &self.sha256())?;
+        #[cfg(feature = "morph")]
+        {
+            let added: Vec<String> = self
+                .inner
+                .get_added_tokens_decoder()
+                .into_values()
+                .map(|t| t.content)
+                .collect();
+            let splitter = crate::morph::MorphSplitter::from_sidecar(&sidecar, &path)?;
+            self.morph = Some(std::sync::Arc::new(splitter.protect(&added)?));
+            Ok(())
+        }
+        #[cfg(not(feature = "morph"))]
+        Err(TokenizeError::MorphFeatureDisabled {
+            what: format!(
+                "{} (dictionary {})",
+                self.path.display(),
+                sidecar.morph.dictionary.display()
+            ),
+            path,
+        })
     }
 
     /// Parses a `tokenizer.json` held in memory; `path` is used in messages.
@@ -56,7 +100,13 @@ impl TextTokenizer {
         let inner = guarded(|| json.parse::<tokenizers::Tokenizer>())
             .map_err(|m| corrupt(&path, m))?
             .map_err(|e| corrupt(&path, e.to_string()))?;
-        let tokenizer = Self { inner, json, path };
+        let tokenizer = Self {
+            inner,
+            json,
+            path,
+            #[cfg(feature = "morph")]
+            morph: None,
+        };
         tokenizer.check().map_err(|m| corrupt(&tokenizer.path, m))?;
         Ok(tokenizer)
     }
@@ -91,15 +141,78 @@ impl TextTokenizer {
         let json = inner
             .to_string(true)
             .map_err(|e| TokenizeError::Tokenizers(e.to_string()))?;
-        Ok(Self { inner, json, path })
+        Ok(Self {
+            inner,
+            json,
+            path,
+            #[cfg(feature = "morph")]
+            morph: None,
+        })
     }
 
-    /// Writes `tokenizer.json` atomically (temporary file, then rename).
+    /// Adds morphological word splitting (after training with a dictionary).
+    #[cfg(feature = "morph")]
+    pub(crate) fn with_morph(mut self, morph: std::sync::Arc<crate::morph::MorphSplitter>) -> Self {
+        self.morph = Some(morph);
+        self
+    }
+
+    /// Writes `tokenizer.json` atomically (temporary file, then rename), and beside it the
+    /// `manabi-pretokenize.json` sidecar when the tokenizer splits words with a dictionary;
+    /// a sidecar left there by an earlier tokenizer is removed.
     pub fn save(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        crate::write_atomic(path, self.json.as_bytes())?;
+        let side = sidecar_path(path);
+        if let Some(morph) = self.morph_record() {
+            // The sidecar goes first: should the JSON not land, the sidecar names a hash
+            // the old file does not have, and loading refuses rather than misapplies it.
+            let sidecar = Sidecar {
+                format: crate::sidecar::SIDECAR_FORMAT.into(),
+                version: SIDECAR_VERSION,
+                tokenizer_sha256: self.sha256(),
+                morph,
+            };
+            sidecar.write(&side)?;
+            crate::write_atomic(path, self.json.as_bytes())?;
+        } else {
+            crate::write_atomic(path, self.json.as_bytes())?;
+            match std::fs::remove_file(&side) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(TokenizeError::io(&side, e));
+                }
+                _ => {}
+            }
+        }
         self.path = path.to_path_buf();
         Ok(())
+    }
+
+    /// What the sidecar should record, when anything.
+    fn morph_record(&self) -> Option<crate::sidecar::MorphRecord> {
+        #[cfg(feature = "morph")]
+        if let Some(m) = &self.morph {
+            return Some(m.record());
+        }
+        None
+    }
+
+    /// The morphological dictionary this tokenizer splits words with, if any.
+    pub fn morph_dictionary(&self) -> Option<&Path> {
+        #[cfg(feature = "morph")]
+        if let Some(m) = &self.morph {
+            return Some(m.path());
+        }
+        None
+    }
+
+    /// The text the `tokenizers` pipeline sees: `text` itself, or with a morphological
+    /// dictionary, `text` with a space at every word boundary.
+    pub fn pre_split<'a>(&self, text: &'a str) -> Result<Cow<'a, str>> {
+        #[cfg(feature = "morph")]
+        if let Some(m) = &self.morph {
+            return Ok(Cow::Owned(m.split(text)?));
+        }
+        Ok(Cow::Borrowed(text))
     }
 
     /// The file this tokenizer was loaded from or saved to.
@@ -154,7 +267,8 @@ impl TextTokenizer {
     /// Ids of `text`, no special tokens added (the same ids as Python's
     /// `Tokenizer.encode(text, add_special_tokens=False).ids`).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = guarded(|| self.inner.encode_fast(text, false))
+        let text = self.pre_split(text)?;
+        let enc = guarded(|| self.inner.encode_fast(text.as_ref(), false))
             .map_err(TokenizeError::Tokenizers)?
             .map_err(|e| TokenizeError::Tokenizers(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
@@ -162,7 +276,8 @@ impl TextTokenizer {
 
     /// Token strings of `text` (for inspection).
     pub fn tokens(&self, text: &str) -> Result<Vec<String>> {
-        let enc = guarded(|| self.inner.encode(text, false))
+        let text = self.pre_split(text)?;
+        let enc = guarded(|| self.inner.encode(text.as_ref(), false))
             .map_err(TokenizeError::Tokenizers)?
             .map_err(|e| TokenizeError::Tokenizers(e.to_string()))?;
         Ok(enc.get_tokens().to_vec())
@@ -170,6 +285,16 @@ impl TextTokenizer {
 
     /// Ids of many texts, encoded in parallel.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        #[cfg(feature = "morph")]
+        if let Some(m) = &self.morph {
+            let split = m.split_many(texts)?;
+            let split: Vec<&str> = split.iter().map(String::as_str).collect();
+            return self.encode_batch_plain(&split);
+        }
+        self.encode_batch_plain(texts)
+    }
+
+    fn encode_batch_plain(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
         let encs = guarded(|| self.inner.encode_batch_fast(texts.to_vec(), false))
             .map_err(TokenizeError::Tokenizers)?
             .map_err(|e| TokenizeError::Tokenizers(e.to_string()))?;

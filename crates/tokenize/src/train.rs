@@ -1,6 +1,8 @@
 //! Tokenizer training through the Hugging Face `tokenizers` crate: byte-level BPE,
 //! WordPiece, Unigram and char-level, with special tokens, NFKC and Japanese-aware
-//! pre-tokenisation. What is trained is saved as a standard `tokenizer.json`.
+//! pre-tokenisation. What is trained is saved as a standard `tokenizer.json`. With the
+//! `morph` feature and a dictionary, documents are split into words first (see the
+//! `morph` module); the tokenizer then records that in a sidecar when saved.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -94,6 +96,11 @@ pub struct TrainOptions {
     pub limit_alphabet: Option<usize>,
     /// Draw a progress bar.
     pub show_progress: bool,
+    /// Split documents into words with this MeCab-style system dictionary compiled by
+    /// vibrato (optionally zstd-compressed) before training, and the same way when encoding.
+    /// Needs the cargo feature `morph`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub morph_dict: Option<PathBuf>,
 }
 
 /// The default special tokens, ids 0 to 4.
@@ -121,6 +128,7 @@ impl TrainOptions {
             pre_tokenize: PreTokenize::Default,
             limit_alphabet: None,
             show_progress: false,
+            morph_dict: None,
         }
     }
 
@@ -162,6 +170,31 @@ impl TrainOptions {
                 "pre-tokenize",
                 "a char-level tokenizer does not pre-tokenize".into(),
             ));
+        }
+        if self.morph_dict.is_some() {
+            if self.kind == TokenizerKind::Char {
+                return Err(invalid(
+                    "morph-dict",
+                    "a char-level tokenizer does not split words".into(),
+                ));
+            }
+            // Words reach the model separated by spaces, so the pre-tokenizer must split
+            // there; Unigram's metaspace always does.
+            let splits_at_spaces = self.kind == TokenizerKind::Unigram
+                || !matches!(
+                    self.pre_tokenize,
+                    PreTokenize::None | PreTokenize::UnicodeScripts
+                );
+            if !splits_at_spaces {
+                return Err(invalid(
+                    "morph-dict",
+                    format!(
+                        "pre-tokenize {:?} does not split at the spaces between words \
+                         (hint: keep the default pre-tokenization)",
+                        self.pre_tokenize
+                    ),
+                ));
+            }
         }
         if self.kind == TokenizerKind::Bpe {
             let needed = 256 + specials.len();
@@ -255,6 +288,22 @@ pub fn train(corpus: &CorpusSpec, opts: &TrainOptions) -> Result<TextTokenizer> 
     if opts.kind == TokenizerKind::Char {
         return train_char(corpus, opts, &specials);
     }
+    #[cfg(feature = "morph")]
+    let morph = match &opts.morph_dict {
+        Some(path) => Some(std::sync::Arc::new(
+            crate::morph::MorphSplitter::open(path)?.protect(&specials)?,
+        )),
+        None => None,
+    };
+    #[cfg(feature = "morph")]
+    let mut worker = morph.as_ref().map(|m| m.worker());
+    #[cfg(not(feature = "morph"))]
+    if let Some(path) = &opts.morph_dict {
+        return Err(TokenizeError::MorphFeatureDisabled {
+            path: path.clone(),
+            what: "training with a morphological dictionary (--morph-dict)".into(),
+        });
+    }
 
     let added: Vec<AddedToken> = specials
         .iter()
@@ -312,15 +361,17 @@ pub fn train(corpus: &CorpusSpec, opts: &TrainOptions) -> Result<TextTokenizer> 
 
     let failure = Mutex::new(None);
     let mut documents = 0u64;
-    let docs = corpus.documents()?.map_while(|d| match d {
-        Ok(d) => {
-            documents += 1;
-            Some(d.text)
+    let fail = |e: TokenizeError| {
+        *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    };
+    let docs = corpus.documents()?.map_while(|d| {
+        let text = d.map_err(&fail).ok()?.text;
+        documents += 1;
+        #[cfg(feature = "morph")]
+        if let (Some(m), Some(worker)) = (&morph, worker.as_mut()) {
+            return m.split_with(worker, &text).map_err(&fail).ok();
         }
-        Err(e) => {
-            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-            None
-        }
+        Some(text)
     });
     let trained = guarded(|| tokenizer.train(&mut trainer, docs).map(|_| ()))
         .map_err(TokenizeError::Tokenizers)?;
@@ -341,7 +392,12 @@ pub fn train(corpus: &CorpusSpec, opts: &TrainOptions) -> Result<TextTokenizer> 
                 .into(),
         });
     }
-    TextTokenizer::from_inner(tokenizer, PathBuf::from("tokenizer.json"))
+    let tokenizer = TextTokenizer::from_inner(tokenizer, PathBuf::from("tokenizer.json"))?;
+    #[cfg(feature = "morph")]
+    if let Some(m) = morph {
+        return Ok(tokenizer.with_morph(m));
+    }
+    Ok(tokenizer)
 }
 
 /// Char-level: the specials, then every character seen at least `min_frequency` times,
