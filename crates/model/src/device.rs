@@ -168,7 +168,7 @@ impl DeviceChoice {
 pub fn test_device() -> Device {
     DeviceChoice::from_env()
         .and_then(DeviceChoice::resolve)
-        .unwrap_or_else(|e| panic!("MANABI_DEVICE: {e}"))
+        .unwrap_or_else(|e| panic!("MANABI_DEVICE: {e}")) // ok: test helper, documented to panic
 }
 
 #[cfg(test)]

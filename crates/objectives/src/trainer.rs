@@ -88,16 +88,9 @@ pub fn task_loss_and_grads<T: Task>(
     batches: &[T::Batch],
     device: &Device,
 ) -> Result<(f64, GradientsParams)> {
-    let total: usize = batches.iter().map(T::targets).sum();
-    let mut acc = GradientsAccumulator::<T::Model>::new();
-    let mut loss_sum = 0.0;
-    for b in batches {
-        let sum = task.loss_sum(model, b, device)?;
-        let scaled = sum.clone() / total.max(1) as f64;
-        acc.accumulate(model, GradientsParams::from_grads(scaled.backward(), model));
-        loss_sum += sum.into_scalar::<f32>() as f64;
-    }
-    Ok((loss_sum / total.max(1) as f64, acc.grads()))
+    accumulate(model, batches, T::targets, |m, b| {
+        task.loss_sum(m, b, device)
+    })
 }
 
 /// [`task_loss_and_grads`] for causal LM batches.
@@ -106,16 +99,28 @@ pub fn loss_and_grads(
     batches: &[LmBatch],
     device: &Device,
 ) -> (f64, GradientsParams) {
-    let total: usize = batches.iter().map(LmBatch::target_count).sum();
-    let mut acc = GradientsAccumulator::<DecoderLm>::new();
-    let mut loss_sum = 0.0;
+    let clm =
+        |m: &DecoderLm, b: &LmBatch| Ok::<_, std::convert::Infallible>(clm_loss_sum(m, b, device));
+    let Ok(out) = accumulate(model, batches, LmBatch::target_count, clm);
+    out
+}
+
+fn accumulate<M: TrainModel, B, E>(
+    model: &M,
+    batches: &[B],
+    targets: impl Fn(&B) -> usize,
+    loss_sum: impl Fn(&M, &B) -> std::result::Result<Tensor<1>, E>,
+) -> std::result::Result<(f64, GradientsParams), E> {
+    let total: usize = batches.iter().map(&targets).sum();
+    let mut acc = GradientsAccumulator::<M>::new();
+    let mut sum_all = 0.0;
     for b in batches {
-        let sum = clm_loss_sum(model, b, device);
+        let sum = loss_sum(model, b)?;
         let scaled = sum.clone() / total.max(1) as f64;
         acc.accumulate(model, GradientsParams::from_grads(scaled.backward(), model));
-        loss_sum += sum.into_scalar::<f32>() as f64;
+        sum_all += sum.into_scalar::<f32>() as f64;
     }
-    (loss_sum / total.max(1) as f64, acc.grads())
+    Ok((sum_all / total.max(1) as f64, acc.grads()))
 }
 
 /// Mean validation loss over fixed batches (no autodiff).
