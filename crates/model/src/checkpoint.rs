@@ -2,6 +2,8 @@
 //!
 //! - **Hugging Face layout** (`config.json` + `model.safetensors`): read by [`crate::load_hf`],
 //!   written by [`export_hf`] so `transformers` `AutoModelForCausalLM.from_pretrained` loads it.
+//!   BERT and T5 are written by [`crate::export_bert_hf`] and [`crate::export_t5_hf`]
+//!   (`hf_bert.rs`, `hf_t5.rs`) through the same `write_hf`.
 //! - **manabi layout** (`model.toml` + `model.bpk`, burn's burnpack format through burn-store,
 //!   which keeps parameter ids so optimizer state re-attaches on resume): what the trainer
 //!   saves; [`save_native`] / [`load_native`].
@@ -29,15 +31,15 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
 
 /// The error for a BERT or T5 folder given where a decoder-only model is expected.
 pub(crate) fn not_a_decoder(cfg: &ModelConfig, dir: &Path) -> ModelError {
-    let (family, how) = match cfg.family {
-        Family::Bert => ("bert", "manabi_model::hf_bert::load_bert_*"),
-        _ => ("t5", "manabi_model::hf_t5::load_t5"),
+    let (family, load, export) = match cfg.family {
+        Family::Bert => ("bert", "manabi_model::load_bert_*", "export_bert_hf"),
+        _ => ("t5", "manabi_model::load_t5", "export_t5_hf"),
     };
     ModelError::Config {
         key: format!("{}: family", dir.display()),
         message: format!(
-            "`{family}` is not a decoder-only language model (load it with {how}; \
-             native checkpoints and export are decoder-only for now)"
+            "`{family}` is not a decoder-only language model (load it with {load}, export \
+             it with manabi_model::{export}; native checkpoints are decoder-only for now)"
         ),
     }
 }
@@ -108,14 +110,15 @@ pub fn load_native(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> 
     Ok(model)
 }
 
-/// One tensor for the safetensors writer.
-struct Out {
-    name: String,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
+/// One tensor for the safetensors writer: little-endian f32 bytes in row-major order.
+pub(crate) struct Out {
+    pub(crate) name: String,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) bytes: Vec<u8>,
 }
 
-fn out<const D: usize>(name: impl Into<String>, t: Tensor<D>) -> Result<Out> {
+/// `t` under `name`, as f32.
+pub(crate) fn out<const D: usize>(name: impl Into<String>, t: Tensor<D>) -> Result<Out> {
     let shape = t.dims().to_vec();
     let values: Vec<f32> = t
         .into_data()
@@ -143,7 +146,7 @@ fn norm(prefix: &str, n: &Norm, into: &mut Vec<Out>) -> Result<()> {
 }
 
 /// `nn.Linear` layout: weight `[out, in]`.
-fn linear_t(prefix: &str, l: &burn::nn::Linear, into: &mut Vec<Out>) -> Result<()> {
+pub(crate) fn linear_t(prefix: &str, l: &burn::nn::Linear, into: &mut Vec<Out>) -> Result<()> {
     into.push(out(format!("{prefix}.weight"), l.weight.val().transpose())?);
     if let Some(b) = &l.bias {
         into.push(out(format!("{prefix}.bias"), b.val())?);
@@ -237,8 +240,20 @@ pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Pa
     if let Some(head) = &model.lm_head {
         t.push(out("lm_head.weight", head.weight.val().transpose())?);
     }
+    write_hf(dir, &t, &cfg.to_hf_json(), tokenizer)
+}
+
+/// Writes `tensors` as `model.safetensors` (f32, metadata `format: pt` as transformers
+/// writes it), `config` as `config.json`, and copies `tokenizer` to `tokenizer.json`.
+/// Each file is written atomically.
+pub(crate) fn write_hf(
+    dir: &Path,
+    tensors: &[Out],
+    config: &serde_json::Value,
+    tokenizer: Option<&Path>,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
-    let views: Vec<(String, TensorView<'_>)> = t
+    let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|o| {
             TensorView::new(Dtype::F32, o.shape.clone(), &o.bytes)
@@ -250,8 +265,8 @@ pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Pa
     let bytes =
         safetensors::serialize(views, Some(meta)).map_err(|e| ModelError::Input(e.to_string()))?;
     manabi_tokenize::write_atomic(&dir.join("model.safetensors"), &bytes)?;
-    let json = serde_json::to_string_pretty(&cfg.to_hf_json())
-        .map_err(|e| ModelError::Input(e.to_string()))?;
+    let json =
+        serde_json::to_string_pretty(config).map_err(|e| ModelError::Input(e.to_string()))?;
     manabi_tokenize::write_atomic(&dir.join("config.json"), json.as_bytes())?;
     if let Some(tok) = tokenizer {
         let text = std::fs::read(tok).map_err(|e| file_err(tok, e))?;

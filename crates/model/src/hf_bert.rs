@@ -1,18 +1,19 @@
-//! BERT checkpoints of Hugging Face `transformers` in: the `config.json` keys and the
-//! weight-name table of `BertModel`, `BertForMaskedLM` (also `BertForPreTraining`, whose
-//! next-sentence head is skipped), `BertForSequenceClassification` and
-//! `BertForTokenClassification`. `nn.Linear` weights are `[out, in]` and transposed.
+//! BERT checkpoints of Hugging Face `transformers`, in and out: the `config.json` keys and
+//! the weight-name table of `BertModel`, `BertForMaskedLM` (also `BertForPreTraining`,
+//! whose next-sentence head is skipped), `BertForSequenceClassification` and
+//! `BertForTokenClassification`, read by the `load_bert*` functions and written back by
+//! [`export_bert_hf`]. `nn.Linear` weights are `[out, in]` and transposed both ways.
 
 use std::path::Path;
 
-use burn::nn::LayerNorm;
-use burn::nn::LinearConfig;
+use burn::nn::{LayerNorm, Linear, LinearConfig};
 use burn::prelude::*;
 use serde_json::{Value, json};
 
 use crate::bert::{
     BertForMaskedLm, BertForSequenceClassification, BertForTokenClassification, BertModel, MlmHead,
 };
+use crate::checkpoint::{Out, out, write_hf};
 use crate::config::{Activation, Family, ModelConfig, NormKind, Positions, get, opt};
 use crate::error::{ModelError, Result};
 use crate::hf::{Weights, param, read_config, set_linear_t};
@@ -81,7 +82,8 @@ pub(crate) fn config_from_hf(v: &Value) -> Result<ModelConfig> {
     })
 }
 
-/// A `BertConfig` for `cfg`.
+/// A `BertConfig` for `cfg` (`architectures` says `BertForMaskedLM`; [`export_bert_hf`]
+/// replaces it with the class of the model it writes).
 pub(crate) fn config_to_hf(cfg: &ModelConfig) -> Value {
     let mut v = json!({
         "model_type": "bert",
@@ -104,12 +106,17 @@ pub(crate) fn config_to_hf(cfg: &ModelConfig) -> Value {
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,
         "pad_token_id": cfg.pad_token_id,
+        "dtype": "float32",
     });
     if let Some(n) = cfg.num_labels {
-        let labels: serde_json::Map<String, Value> = (0..n)
+        // transformers derives `num_labels` from `id2label`, not `label2id` from it.
+        let id2label: serde_json::Map<String, Value> = (0..n)
             .map(|i| (i.to_string(), json!(format!("LABEL_{i}"))))
             .collect();
-        v["id2label"] = Value::Object(labels);
+        let label2id: serde_json::Map<String, Value> =
+            (0..n).map(|i| (format!("LABEL_{i}"), json!(i))).collect();
+        v["id2label"] = Value::Object(id2label);
+        v["label2id"] = Value::Object(label2id);
     }
     v
 }
@@ -274,6 +281,244 @@ pub fn load_bert_token_classifier(
     model.classifier = classifier(&cfg, &mut w, device)?;
     w.finish()?;
     Ok(model)
+}
+
+// ---------------------------------------------------------------------------------------
+// Out: the inverse of the table above.
+
+/// A BERT model together with its head, as [`export_bert_hf`] takes it. Each of the four
+/// BERT types converts into it, so `export_bert_hf(&model, ..)` accepts any of them.
+#[derive(Debug, Clone, Copy)]
+pub enum BertRef<'a> {
+    /// `BertModel`: tensors named without the `bert.` prefix, as `BertModel.save_pretrained`
+    /// names them.
+    Base(&'a BertModel),
+    /// `BertForMaskedLM`.
+    MaskedLm(&'a BertForMaskedLm),
+    /// `BertForSequenceClassification`.
+    SequenceClassification(&'a BertForSequenceClassification),
+    /// `BertForTokenClassification`.
+    TokenClassification(&'a BertForTokenClassification),
+}
+
+impl<'a> From<&'a BertModel> for BertRef<'a> {
+    fn from(m: &'a BertModel) -> Self {
+        Self::Base(m)
+    }
+}
+
+impl<'a> From<&'a BertForMaskedLm> for BertRef<'a> {
+    fn from(m: &'a BertForMaskedLm) -> Self {
+        Self::MaskedLm(m)
+    }
+}
+
+impl<'a> From<&'a BertForSequenceClassification> for BertRef<'a> {
+    fn from(m: &'a BertForSequenceClassification) -> Self {
+        Self::SequenceClassification(m)
+    }
+}
+
+impl<'a> From<&'a BertForTokenClassification> for BertRef<'a> {
+    fn from(m: &'a BertForTokenClassification) -> Self {
+        Self::TokenClassification(m)
+    }
+}
+
+impl BertRef<'_> {
+    /// The encoder.
+    pub fn encoder(&self) -> &BertModel {
+        match self {
+            Self::Base(m) => m,
+            Self::MaskedLm(m) => &m.bert,
+            Self::SequenceClassification(m) => &m.bert,
+            Self::TokenClassification(m) => &m.bert,
+        }
+    }
+
+    /// The `transformers` class: `architectures` in `config.json`.
+    pub fn architecture(&self) -> &'static str {
+        match self {
+            Self::Base(_) => "BertModel",
+            Self::MaskedLm(_) => "BertForMaskedLM",
+            Self::SequenceClassification(_) => "BertForSequenceClassification",
+            Self::TokenClassification(_) => "BertForTokenClassification",
+        }
+    }
+}
+
+/// What `transformers`' BERT cannot express: a gated feed-forward, grouped-query
+/// attention, or heads that do not split `hidden_size` evenly.
+fn check_exportable(cfg: &ModelConfig) -> Result<()> {
+    let hint = "transformers' BertModel cannot hold it; export is not possible";
+    if matches!(cfg.activation, Activation::Swiglu | Activation::GegluTanh) {
+        return Err(bad(
+            "activation",
+            format!("a gated feed-forward ({:?}): {hint}", cfg.activation).to_lowercase(),
+        ));
+    }
+    if cfg.kv_heads() != cfg.n_heads {
+        return Err(bad(
+            "n_kv_heads",
+            format!(
+                "{} key/value heads for {} query heads: {hint}",
+                cfg.kv_heads(),
+                cfg.n_heads
+            ),
+        ));
+    }
+    if cfg.n_heads * cfg.head_dim() != cfg.d_model {
+        return Err(bad(
+            "head_dim",
+            format!(
+                "{} heads × {} ≠ d_model = {}: {hint}",
+                cfg.n_heads,
+                cfg.head_dim(),
+                cfg.d_model
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An `nn.Linear` with bias (`[out, in]`). transformers' BERT has a bias on every
+/// projection: a layer without one is written with zeros, which computes the same.
+fn dense(name: &str, l: &Linear, into: &mut Vec<Out>) -> Result<()> {
+    let w = l.weight.val(); // [in, out]
+    let o = w.dims()[1];
+    let b = match &l.bias {
+        Some(b) => b.val(),
+        None => Tensor::zeros([o], &w.device()),
+    };
+    into.push(out(format!("{name}.weight"), w.transpose())?);
+    into.push(out(format!("{name}.bias"), b)?);
+    Ok(())
+}
+
+/// `nn.LayerNorm` (a norm without bias is written with a zero one).
+fn layer_norm_out(name: &str, n: &LayerNorm, into: &mut Vec<Out>) -> Result<()> {
+    let g = n.gamma.val();
+    let b = match &n.beta {
+        Some(b) => b.val(),
+        None => g.zeros_like(),
+    };
+    into.push(out(format!("{name}.weight"), g)?);
+    into.push(out(format!("{name}.bias"), b)?);
+    Ok(())
+}
+
+/// Embeddings, blocks and pooler under `prefix` (`bert.` or nothing).
+fn body_out(m: &BertModel, prefix: &str, into: &mut Vec<Out>) -> Result<()> {
+    let e = &m.embeddings;
+    let p = format!("{prefix}embeddings");
+    into.push(out(
+        format!("{p}.word_embeddings.weight"),
+        e.word.weight.val(),
+    )?);
+    into.push(out(
+        format!("{p}.position_embeddings.weight"),
+        e.position.weight.val(),
+    )?);
+    into.push(out(
+        format!("{p}.token_type_embeddings.weight"),
+        e.token_type.weight.val(),
+    )?);
+    layer_norm_out(&format!("{p}.LayerNorm"), &e.norm, into)?;
+    for (i, layer) in m.layers.iter().enumerate() {
+        let p = format!("{prefix}encoder.layer.{i}");
+        let a = &layer.attn;
+        dense(&format!("{p}.attention.self.query"), &a.q_proj, into)?;
+        dense(&format!("{p}.attention.self.key"), &a.k_proj, into)?;
+        dense(&format!("{p}.attention.self.value"), &a.v_proj, into)?;
+        dense(&format!("{p}.attention.output.dense"), &a.o_proj, into)?;
+        layer_norm_out(
+            &format!("{p}.attention.output.LayerNorm"),
+            &layer.attn_norm,
+            into,
+        )?;
+        dense(&format!("{p}.intermediate.dense"), &layer.mlp.up_proj, into)?;
+        dense(&format!("{p}.output.dense"), &layer.mlp.down_proj, into)?;
+        layer_norm_out(&format!("{p}.output.LayerNorm"), &layer.mlp_norm, into)?;
+    }
+    if let Some(pooler) = &m.pooler {
+        dense(&format!("{prefix}pooler.dense"), pooler, into)?;
+    }
+    Ok(())
+}
+
+/// `cls.predictions`. Tied, transformers saves neither `decoder.weight` (the word
+/// embeddings) nor `decoder.bias` (the output bias). Untied, it ties nothing
+/// (`tie_word_embeddings: false`), so both are written, the bias twice as transformers
+/// keeps it: `cls.predictions.bias` and `cls.predictions.decoder.bias`.
+fn mlm_head_out(head: &MlmHead, into: &mut Vec<Out>) -> Result<()> {
+    let p = "cls.predictions";
+    dense(&format!("{p}.transform.dense"), &head.dense, into)?;
+    layer_norm_out(&format!("{p}.transform.LayerNorm"), &head.norm, into)?;
+    let mut bias = head.bias.val();
+    if let Some(dec) = &head.decoder {
+        // A decoder bias of our own adds to the output bias: fold the two into one.
+        if let Some(b) = &dec.bias {
+            bias = bias + b.val();
+        }
+        into.push(out(
+            format!("{p}.decoder.weight"),
+            dec.weight.val().transpose(),
+        )?);
+        into.push(out(format!("{p}.decoder.bias"), bias.clone())?);
+    }
+    into.push(out(format!("{p}.bias"), bias)?);
+    Ok(())
+}
+
+/// Writes `config.json` + `model.safetensors` (+ `tokenizer.json` when given) in the
+/// layout `transformers` saves for the model's class, so that `AutoModel`,
+/// `AutoModelForMaskedLM`, `AutoModelForSequenceClassification` or
+/// `AutoModelForTokenClassification` `.from_pretrained(dir)` loads it, and so do
+/// [`load_bert`] and the other loaders here.
+///
+/// Tensors are the inverse of the import table, byte for byte what transformers 5 saves:
+/// `bert.` prefix except for a bare `BertModel`; no `position_ids` buffer; no tied
+/// decoder. `architectures` names the head; classifiers get `id2label` / `label2id`
+/// (`LABEL_i`: the names themselves are not kept) from the classifier's width;
+/// `tie_word_embeddings` says whether the masked-LM decoder is tied.
+///
+/// Notes: a `BertModel` without pooler (the encoder of a masked-LM checkpoint) loads in
+/// transformers as `BertModel.from_pretrained(dir, add_pooling_layer=False)`, otherwise
+/// it gets a randomly initialised pooler. A masked-LM or token classifier that does
+/// have a pooler keeps it in the file (transformers ignores it as unexpected).
+///
+/// Errors: a configuration transformers' BERT cannot hold (gated feed-forward,
+/// grouped-query attention, `n_heads × head_dim ≠ d_model`), and files that cannot be
+/// written.
+pub fn export_bert_hf<'a>(
+    model: impl Into<BertRef<'a>>,
+    dir: impl AsRef<Path>,
+    tokenizer: Option<&Path>,
+) -> Result<()> {
+    let model = model.into();
+    let mut cfg = model.encoder().config().clone();
+    check_exportable(&cfg)?;
+    let mut t = Vec::new();
+    let prefix = match model {
+        BertRef::Base(_) => "",
+        _ => "bert.",
+    };
+    body_out(model.encoder(), prefix, &mut t)?;
+    match model {
+        BertRef::Base(_) => {}
+        BertRef::MaskedLm(m) => {
+            mlm_head_out(&m.head, &mut t)?;
+            cfg.tie_embeddings = m.head.decoder.is_none();
+        }
+        BertRef::SequenceClassification(BertForSequenceClassification { classifier, .. })
+        | BertRef::TokenClassification(BertForTokenClassification { classifier, .. }) => {
+            dense("classifier", classifier, &mut t)?;
+            cfg.num_labels = Some(classifier.weight.dims()[1]);
+        }
+    }
+    let mut json = config_to_hf(&cfg);
+    json["architectures"] = json!([model.architecture()]);
+    write_hf(dir.as_ref(), &t, &json, tokenizer)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! T5 checkpoints of Hugging Face `transformers` in: the `config.json` keys and the
-//! weight-name table of `T5ForConditionalGeneration` (v1.0 and v1.1 layouts).
+//! T5 checkpoints of Hugging Face `transformers`, in and out: the `config.json` keys and
+//! the weight-name table of `T5ForConditionalGeneration` (v1.0 and v1.1 layouts), read by
+//! [`load_t5`] and written back by [`export_t5_hf`].
 //!
 //! Tied or untied head: transformers 5 always declares `lm_head` tied to `shared`, keeps
 //! the old meaning of `tie_word_embeddings` (scale the decoder output) as
@@ -8,15 +9,16 @@
 
 use std::path::Path;
 
-use burn::nn::RmsNorm;
+use burn::nn::{Linear, RmsNorm};
 use burn::prelude::*;
 use serde_json::{Value, json};
 
+use crate::checkpoint::{Out, out, write_hf};
 use crate::config::{Activation, Family, ModelConfig, NormKind, Positions, get, opt};
 use crate::error::{ModelError, Result};
 use crate::hf::{Weights, param, read_config, set_linear_t};
 use crate::mlp::Mlp;
-use crate::t5::{T5, T5Attention};
+use crate::t5::{T5, T5Attention, T5Stack};
 
 fn bad(key: &str, message: impl Into<String>) -> ModelError {
     ModelError::Config {
@@ -121,6 +123,7 @@ pub(crate) fn config_to_hf(cfg: &ModelConfig) -> Value {
         "pad_token_id": cfg.pad_token_id.unwrap_or(0),
         "eos_token_id": cfg.eos_token_id.unwrap_or(1),
         "decoder_start_token_id": cfg.decoder_start(),
+        "dtype": "float32",
     })
 }
 
@@ -240,6 +243,105 @@ pub fn load_t5(dir: impl AsRef<Path>, device: &Device) -> Result<T5> {
     w.ignore(|k| k == "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight");
     w.finish()?;
     Ok(m)
+}
+
+// ---------------------------------------------------------------------------------------
+// Out: the inverse of the table above.
+
+/// A bias-free `nn.Linear` (`[out, in]`). T5 has no biases: a layer with one cannot be
+/// written (`key` names the config option that gave it one).
+fn weight_out(name: &str, l: &Linear, key: &str, into: &mut Vec<Out>) -> Result<()> {
+    if l.bias.is_some() {
+        return Err(bad(
+            key,
+            format!("`{name}` has a bias, which transformers' T5 has no place for"),
+        ));
+    }
+    into.push(out(format!("{name}.weight"), l.weight.val().transpose())?);
+    Ok(())
+}
+
+fn attention_out(a: &T5Attention, name: &str, into: &mut Vec<Out>) -> Result<()> {
+    for (lin, n) in [(&a.q, "q"), (&a.k, "k"), (&a.v, "v"), (&a.o, "o")] {
+        weight_out(&format!("{name}.{n}"), lin, "attention_bias", into)?;
+    }
+    if let Some(table) = &a.relative_attention_bias {
+        // `[num_buckets, n_heads]`, nn.Embedding's layout too.
+        into.push(out(
+            format!("{name}.relative_attention_bias.weight"),
+            table.weight.val(),
+        )?);
+    }
+    Ok(())
+}
+
+fn mlp_out(m: &Mlp, name: &str, into: &mut Vec<Out>) -> Result<()> {
+    match &m.gate_proj {
+        Some(gate) => {
+            weight_out(&format!("{name}.wi_0"), gate, "mlp_bias", into)?;
+            weight_out(&format!("{name}.wi_1"), &m.up_proj, "mlp_bias", into)?;
+        }
+        None => weight_out(&format!("{name}.wi"), &m.up_proj, "mlp_bias", into)?,
+    }
+    weight_out(&format!("{name}.wo"), &m.down_proj, "mlp_bias", into)
+}
+
+/// One stack (`encoder` or `decoder`): `layer.0` self-attention, `layer.1`
+/// cross-attention (decoder), then the feed-forward, each with its `layer_norm`.
+fn stack_out(s: &T5Stack, name: &str, into: &mut Vec<Out>) -> Result<()> {
+    for (i, block) in s.layers.iter().enumerate() {
+        let p = format!("{name}.block.{i}.layer");
+        attention_out(&block.self_attn, &format!("{p}.0.SelfAttention"), into)?;
+        into.push(out(
+            format!("{p}.0.layer_norm.weight"),
+            block.self_norm.gamma.val(),
+        )?);
+        let mut ff = 1;
+        if let (Some(attn), Some(norm)) = (&block.cross_attn, &block.cross_norm) {
+            attention_out(attn, &format!("{p}.1.EncDecAttention"), into)?;
+            into.push(out(format!("{p}.1.layer_norm.weight"), norm.gamma.val())?);
+            ff = 2;
+        }
+        mlp_out(&block.mlp, &format!("{p}.{ff}.DenseReluDense"), into)?;
+        into.push(out(
+            format!("{p}.{ff}.layer_norm.weight"),
+            block.mlp_norm.gamma.val(),
+        )?);
+    }
+    into.push(out(
+        format!("{name}.final_layer_norm.weight"),
+        s.final_norm.gamma.val(),
+    )?);
+    Ok(())
+}
+
+/// Writes `config.json` + `model.safetensors` (+ `tokenizer.json` when given) in the
+/// layout of `T5ForConditionalGeneration`, so that `transformers`
+/// `AutoModelForSeq2SeqLM.from_pretrained(dir)` and [`load_t5`] load it.
+///
+/// Tensors are the inverse of the import table, byte for byte what transformers 5 saves:
+/// `shared.weight` once (not its copies `encoder.embed_tokens.weight` and
+/// `decoder.embed_tokens.weight`), and `lm_head.weight` only when the head is untied.
+/// The config keeps both T5 flags apart: `tie_word_embeddings` says whether the head is
+/// tied (`false` is what the Hub's v1.1 checkpoints say, and what older transformers
+/// read), `scale_decoder_outputs` whether the decoder output is scaled by
+/// `d_model^-0.5`; transformers 5 reads the second and unties the head because the
+/// stored `lm_head.weight` differs from `shared.weight`.
+///
+/// Errors: a layer with a bias (from `attention_bias` / `mlp_bias`), which T5 cannot
+/// hold, and files that cannot be written.
+pub fn export_t5_hf(model: &T5, dir: impl AsRef<Path>, tokenizer: Option<&Path>) -> Result<()> {
+    let mut cfg = model.config().clone();
+    let mut t = vec![out("shared.weight", model.shared.weight.val())?];
+    stack_out(&model.encoder, "encoder", &mut t)?;
+    stack_out(&model.decoder, "decoder", &mut t)?;
+    if let Some(head) = &model.lm_head {
+        weight_out("lm_head", head, "tie_embeddings", &mut t)?;
+    }
+    // The scaling the model applies, written out rather than left to the default.
+    cfg.scale_decoder_outputs = Some(cfg.scales_decoder_output());
+    cfg.tie_embeddings = model.lm_head.is_none();
+    write_hf(dir.as_ref(), &t, &config_to_hf(&cfg), tokenizer)
 }
 
 #[cfg(test)]

@@ -36,7 +36,8 @@ pub use eval::{EvalReport, evaluate};
 pub use generate::{GenerateOptions, generate};
 pub use hf::load_hf;
 pub use hf_bert::{
-    load_bert, load_bert_masked_lm, load_bert_sequence_classifier, load_bert_token_classifier,
+    BertRef, export_bert_hf, load_bert, load_bert_masked_lm, load_bert_sequence_classifier,
+    load_bert_token_classifier,
 };
-pub use hf_t5::load_t5;
+pub use hf_t5::{export_t5_hf, load_t5};
 pub use t5::{T5, T5Cache, T5GreedyOptions};
