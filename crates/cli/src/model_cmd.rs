@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use burn::module::Module;
 use clap::{Args, ValueEnum};
-use manabi_model::{DeviceChoice, GenerateOptions, load_model};
+use manabi_model::{DeviceChoice, Family, GenerateOptions, load_model};
 use manabi_tokenize::TextTokenizer;
 
 /// Tokens that commonly end a text, in the order they are looked for.
@@ -180,18 +181,80 @@ pub struct ExportArgs {
     pub out: PathBuf,
 }
 
+/// The family of a model folder: `model.toml` (manabi) or `config.json` (Hugging Face).
+fn family_of(dir: &Path) -> anyhow::Result<(Family, bool, Option<String>)> {
+    let native = dir.join("model.toml");
+    if native.exists() {
+        let text =
+            std::fs::read_to_string(&native).with_context(|| native.display().to_string())?;
+        let cfg: manabi_model::ModelConfig =
+            toml::from_str(&text).with_context(|| native.display().to_string())?;
+        return Ok((cfg.family, true, None));
+    }
+    let hf = dir.join("config.json");
+    let text = std::fs::read_to_string(&hf).with_context(|| {
+        format!(
+            "{}: neither a manabi model (model.toml) nor a Hugging Face model (config.json)",
+            dir.display()
+        )
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| hf.display().to_string())?;
+    let family = match v["model_type"].as_str().unwrap_or("") {
+        "bert" => Family::Bert,
+        "t5" => Family::T5,
+        "llama" => Family::Llama,
+        _ => Family::Gpt2,
+    };
+    let arch = v["architectures"][0].as_str().map(str::to_string);
+    Ok((family, false, arch))
+}
+
 pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let device = device.resolve()?;
-    let model = load_model(&args.model, &device)?;
     let tok = args.model.join("tokenizer.json");
-    match args.format {
-        ExportFormat::Hf => {
-            manabi_model::export_hf(&model, &args.out, tok.exists().then_some(tok.as_path()))?
+    let tok = tok.exists().then_some(tok.as_path());
+    let (family, native, arch) = family_of(&args.model)?;
+    let ExportFormat::Hf = args.format;
+    let params = match family {
+        Family::Gpt2 | Family::Llama => {
+            let model = load_model(&args.model, &device)?;
+            manabi_model::export_hf(&model, &args.out, tok)?;
+            model.num_params()
         }
-    }
+        Family::T5 => {
+            let model: manabi_model::T5 = if native {
+                manabi_objectives::checkpoint::load_model(&args.model, &device)?
+            } else {
+                manabi_model::load_t5(&args.model, &device)?
+            };
+            manabi_model::export_t5_hf(&model, &args.out, tok)?;
+            model.num_params()
+        }
+        Family::Bert => match (native, arch.as_deref()) {
+            (false, Some("BertForSequenceClassification")) => {
+                let m = manabi_model::load_bert_sequence_classifier(&args.model, &device)?;
+                manabi_model::export_bert_hf(&m, &args.out, tok)?;
+                m.num_params()
+            }
+            (false, Some("BertForTokenClassification")) => {
+                let m = manabi_model::load_bert_token_classifier(&args.model, &device)?;
+                manabi_model::export_bert_hf(&m, &args.out, tok)?;
+                m.num_params()
+            }
+            _ => {
+                let m: manabi_model::BertForMaskedLm = if native {
+                    manabi_objectives::checkpoint::load_model(&args.model, &device)?
+                } else {
+                    manabi_model::load_bert_masked_lm(&args.model, &device)?
+                };
+                manabi_model::export_bert_hf(&m, &args.out, tok)?;
+                m.num_params()
+            }
+        },
+    };
     eprintln!(
-        "exported {} parameters -> {}",
-        manabi_model::checkpoint::count_params(&model),
+        "exported {params} parameters ({family:?}) -> {}",
         args.out.display()
     );
     Ok(())

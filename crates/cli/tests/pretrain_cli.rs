@@ -158,3 +158,63 @@ fn pipeline_runs_every_stage_on_the_embedded_data() {
     let v: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert!(v["loss"].as_f64().unwrap() < 6.0, "{v}");
 }
+
+#[test]
+fn encoder_checkpoints_export_to_the_hugging_face_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("t5.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            r#"
+[run]
+out = "{out}"
+[model]
+family = "t5"
+vocab_size = 0
+max_positions = 64
+d_model = 32
+n_layers = 1
+n_heads = 2
+d_ff = 64
+positions = "relative"
+norm = "rmsnorm"
+activation = "relu"
+tie_embeddings = true
+[data]
+inputs = ["{input}"]
+block_size = 32
+tokenizer = {{ kind = "unigram", vocab_size = 300, sentinels = 4 }}
+[train]
+steps = 3
+batch_size = 2
+warmup_steps = 1
+eval_batches = 1
+progress = false
+"#,
+            out = dir.path().join("run").display(),
+            input = root().join("datasets/tiny/stories-en.txt").display()
+        ),
+    )
+    .unwrap();
+    ok(&["pretrain", "--config", s(&recipe)]);
+    let ckpt = dir.path().join("run/checkpoints/step-0000003");
+    let hf = dir.path().join("hf");
+    ok(&["export", "--model", s(&ckpt), "--out", s(&hf)]);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["model_type"], "t5");
+    assert!(hf.join("model.safetensors").exists());
+    // And an HF classifier exports as itself.
+    let cls = dir.path().join("cls");
+    ok(&[
+        "export",
+        "--model",
+        "fixtures/models/bert-cls",
+        "--out",
+        s(&cls),
+    ]);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cls.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"][0], "BertForSequenceClassification");
+}
