@@ -149,12 +149,16 @@ fn main() {
         peak
     };
     println!(
-        "device {} ({}), {threads} threads, warm-up {} steps; peak f32 matmul {n}³: manabi {:.1} GFLOP/s, PyTorch {:.1} GFLOP/s; MFU uses {:.1} GFLOP/s",
+        "device {} ({}), {threads} threads, warm-up {} steps; peak f32 matmul {n}³: manabi {:.1} GFLOP/s, PyTorch {} GFLOP/s; MFU uses {:.1} GFLOP/s",
         args.device,
         args.device.concrete(),
         args.warmup,
         peak / 1e9,
-        py_peak / 1e9,
+        if py_peak.is_finite() {
+            format!("{:.1}", py_peak / 1e9)
+        } else {
+            "n/a".into()
+        },
         machine_peak / 1e9,
         n = args.peak_n,
     );
