@@ -1,0 +1,217 @@
+//! Training throughput benchmark: one optimizer step as the trainer runs it (forward,
+//! loss, backward, global-norm clipping, AdamW) on random tokens, next to the same GPT in
+//! PyTorch eager (`benches/train_ref.py`), run by this binary on the same machine.
+//!
+//!     cargo run --release -p manabi-benches --bin bench-train -- --split
+//!     cargo run --release -p manabi-benches --features ndarray --bin bench-train -- \
+//!         --device ndarray --config a
+//!
+//! Prints Markdown tables: throughput, MFU (6 × params × tokens/s ÷ measured peak f32
+//! matmul FLOP/s) and, with `--split`, where a step's time goes.
+
+mod train_step;
+
+use std::path::Path;
+use std::process::Command;
+
+use clap::Parser;
+use manabi_model::DeviceChoice;
+use train_step::{Measured, Shape, peak_flops, run_manabi};
+
+#[derive(Parser, Debug)]
+#[command(about = "Training throughput of manabi next to PyTorch eager")]
+struct Args {
+    /// Device: cpu, flex, ndarray, wgpu[:N], cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+    /// Configs to run: a, b, gpt2-small (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "a,b")]
+    config: Vec<String>,
+    /// Also run GPT-2 small (124 M parameters; meant for GPUs).
+    #[arg(long)]
+    gpt2_small: bool,
+    /// Untimed steps before timing.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Timed steps of config A.
+    #[arg(long, default_value_t = 30)]
+    steps_a: usize,
+    /// Timed steps of config B.
+    #[arg(long, default_value_t = 5)]
+    steps_b: usize,
+    /// Timed steps of GPT-2 small.
+    #[arg(long, default_value_t = 5)]
+    steps_small: usize,
+    /// Also time forward+loss, backward and optimizer separately (syncing in between).
+    #[arg(long)]
+    split: bool,
+    /// Threads for both sides (rayon's pool here, `torch.set_num_threads` there);
+    /// default: rayon's default, the number of cores.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Side of the square matmul that measures peak FLOP/s.
+    #[arg(long, default_value_t = 1024)]
+    peak_n: usize,
+    /// Attention of the PyTorch model: sdpa (nanoGPT) or manual (softmax(QKᵀ)V as manabi).
+    #[arg(long, default_value = "sdpa")]
+    py_attn: String,
+    /// Skip the PyTorch reference.
+    #[arg(long)]
+    no_python: bool,
+}
+
+/// Runs `train_ref.py` on every config; returns its peak FLOP/s and measurements.
+fn run_python(shapes: &[Shape], args: &Args, threads: usize) -> Option<(f64, Vec<Measured>)> {
+    let gpu = matches!(
+        args.device.concrete(),
+        DeviceChoice::Cuda(_) | DeviceChoice::Wgpu(_)
+    );
+    let spec = serde_json::json!({
+        "threads": threads, "warmup": args.warmup, "split": args.split,
+        "peak_n": args.peak_n, "attn": args.py_attn, "device": if gpu { "cuda" } else { "cpu" },
+        "configs": shapes.iter().map(|s| serde_json::json!({
+            "name": s.name, "config": s.hf_json(), "batch": s.batch, "steps": s.steps,
+        })).collect::<Vec<_>>(),
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("train_ref.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(spec.to_string())
+        .output()
+        .expect("python3 runs");
+    if !out.status.success() {
+        eprintln!(
+            "PyTorch reference failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("python prints JSON");
+    let f = |x: &serde_json::Value, k: &str| x[k].as_f64().unwrap_or(f64::NAN);
+    let rows = v["configs"]
+        .as_array()
+        .expect("configs")
+        .iter()
+        .map(|c| Measured {
+            params: c["params"].as_u64().unwrap_or(0) as usize,
+            ms_per_step: f(c, "ms_per_step"),
+            tokens_per_s: f(c, "tokens_per_s"),
+            first_loss: f(c, "first_loss"),
+            split: c["split"]
+                .as_array()
+                .map(|a| [0, 1, 2].map(|i| a[i].as_f64().unwrap_or(f64::NAN))),
+        })
+        .collect();
+    eprintln!("PyTorch {}", v["torch"].as_str().unwrap_or("?"));
+    Some((f(&v, "peak_flops"), rows))
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .expect("rayon pool");
+    }
+    let threads = rayon::current_num_threads();
+    let mut names = args.config.clone();
+    if args.gpt2_small && !names.iter().any(|n| n == "gpt2-small") {
+        names.push("gpt2-small".into());
+    }
+    let shapes: Vec<Shape> = names
+        .iter()
+        .map(|n| Shape::get(n, [args.steps_a, args.steps_b, args.steps_small]))
+        .collect();
+    let device = args.device.resolve().unwrap_or_else(|e| panic!("{e}"));
+    let peak = peak_flops(&device, args.peak_n);
+    let ours: Vec<Measured> = shapes
+        .iter()
+        .map(|s| {
+            let m = run_manabi(s, &device, args.warmup, args.split);
+            eprintln!("manabi {}: {:.1} ms/step", s.name, m.ms_per_step);
+            m
+        })
+        .collect();
+    let theirs = if args.no_python {
+        None
+    } else {
+        run_python(&shapes, &args, threads)
+    };
+    let (py_peak, py_rows) = match theirs {
+        Some((p, r)) => (p, r.into_iter().map(Some).collect()),
+        None => (f64::NAN, vec![None; shapes.len()]),
+    };
+    // One denominator for both MFU columns: the better of the two measured peaks.
+    let machine_peak = if py_peak.is_finite() {
+        peak.max(py_peak)
+    } else {
+        peak
+    };
+    println!(
+        "device {} ({}), {threads} threads, warm-up {} steps; peak f32 matmul {n}³: manabi {:.1} GFLOP/s, PyTorch {} GFLOP/s; MFU uses {:.1} GFLOP/s",
+        args.device,
+        args.device.concrete(),
+        args.warmup,
+        peak / 1e9,
+        if py_peak.is_finite() {
+            format!("{:.1}", py_peak / 1e9)
+        } else {
+            "n/a".into()
+        },
+        machine_peak / 1e9,
+        n = args.peak_n,
+    );
+    println!();
+    println!(
+        "| config | params | steps | manabi tokens/s | PyTorch tokens/s | ratio (manabi/PyTorch) | manabi ms/step | PyTorch ms/step | MFU manabi | MFU PyTorch | first loss (manabi / PyTorch) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mfu = |m: &Measured| 6.0 * m.params as f64 * m.tokens_per_s / machine_peak * 100.0;
+    let na = || "n/a".to_string();
+    for ((s, m), p) in shapes.iter().zip(&ours).zip(&py_rows) {
+        let pf = |f: &dyn Fn(&Measured) -> String| p.as_ref().map_or_else(na, f);
+        println!(
+            "| {} | {:.2} M | {} | {:.0} | {} | {} | {:.1} | {} | {:.1} % | {} | {:.3} / {} |",
+            s.name,
+            m.params as f64 / 1e6,
+            s.steps,
+            m.tokens_per_s,
+            pf(&|p| format!("{:.0}", p.tokens_per_s)),
+            pf(&|p| format!("{:.2}×", m.tokens_per_s / p.tokens_per_s)),
+            m.ms_per_step,
+            pf(&|p| format!("{:.1}", p.ms_per_step)),
+            mfu(m),
+            pf(&|p| format!("{:.1} %", mfu(p))),
+            m.first_loss,
+            pf(&|p| format!("{:.3}", p.first_loss)),
+        );
+        if let Some(p) = p
+            && p.params != m.params
+        {
+            eprintln!(
+                "warning: {}: parameter counts differ ({} vs {})",
+                s.name, m.params, p.params
+            );
+        }
+    }
+    println!("\nratio > 1 means manabi is faster.");
+    if args.split {
+        println!("\n| config | phase | manabi ms | PyTorch ms | manabi/PyTorch time |");
+        println!("|---|---|---|---|---|");
+        for ((s, m), p) in shapes.iter().zip(&ours).zip(&py_rows) {
+            let Some(ms) = m.split else { continue };
+            let theirs = p.as_ref().and_then(|p| p.split);
+            for (i, phase) in ["forward + loss", "backward", "clip + AdamW"]
+                .iter()
+                .enumerate()
+            {
+                let (py, ratio) = theirs.map_or_else(
+                    || (na(), na()),
+                    |t| (format!("{:.1}", t[i]), format!("{:.2}×", ms[i] / t[i])),
+                );
+                println!("| {} | {phase} | {:.1} | {py} | {ratio} |", s.name, ms[i]);
+            }
+        }
+    }
+}
