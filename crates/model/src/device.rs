@@ -134,7 +134,9 @@ impl DeviceChoice {
                 return Err(missing("flex", ""));
             }
             Self::Ndarray => {
+                // burn 0.22 deprecates ndarray in favour of flex; it stays selectable.
                 #[cfg(feature = "ndarray")]
+                #[allow(deprecated)]
                 return Ok(Device::ndarray());
                 #[cfg(not(feature = "ndarray"))]
                 return Err(missing("ndarray", ""));
