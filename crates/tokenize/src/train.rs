@@ -381,7 +381,20 @@ pub fn train(corpus: &CorpusSpec, opts: &TrainOptions) -> Result<TextTokenizer> 
     if documents == 0 {
         return Err(TokenizeError::EmptyCorpus(corpus.describe()));
     }
-    trained.map_err(|e| TokenizeError::Tokenizers(e.to_string()))?;
+    trained.map_err(|e| {
+        let message = e.to_string();
+        if message.contains("not large enough to contain all chars") {
+            TokenizeError::InvalidOption {
+                key: "vocab-size".into(),
+                message: format!(
+                    "{} cannot hold every character of the corpus, which a Unigram model keeps; raise it",
+                    opts.vocab_size
+                ),
+            }
+        } else {
+            TokenizeError::Tokenizers(message)
+        }
+    })?;
 
     let got = tokenizer.get_vocab_size(true);
     if got > opts.vocab_size {
