@@ -64,6 +64,15 @@ pub struct GenerateArgs {
 
 pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let device = device.resolve()?;
+    let (family, native, _) = family_of(&args.model)?;
+    match family {
+        Family::T5 => return generate_t5(args, &device, native),
+        Family::Bert => anyhow::bail!(
+            "{}: a BERT model does not generate text",
+            args.model.display()
+        ),
+        Family::Gpt2 | Family::Llama => {}
+    }
     let model = load_model(&args.model, &device)?;
     let tok = tokenizer_for(&args.model, args.tokenizer.as_ref())?;
     let eos_ids = match &args.eos_token {
@@ -108,6 +117,56 @@ pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()>
         println!("{prompt}{text}");
         total += out.len();
     }
+    eprintln!(
+        "{total} tokens in {secs:.2} s ({:.1} tokens/s)",
+        total as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+/// T5: greedy decoding of each prompt as an encoder input (append EOS when the tokenizer
+/// has one, as T5 inputs end with it).
+fn generate_t5(
+    args: &GenerateArgs,
+    device: &burn::tensor::Device,
+    native: bool,
+) -> anyhow::Result<()> {
+    if args.temperature != 0.0
+        || args.top_k.is_some()
+        || args.top_p.is_some()
+        || args.repetition_penalty != 1.0
+    {
+        anyhow::bail!(
+            "T5 decoding is greedy only: drop --temperature, --top-k, --top-p and --repetition-penalty"
+        );
+    }
+    let model: manabi_model::T5 = if native {
+        manabi_objectives::checkpoint::load_model(&args.model, device)?
+    } else {
+        manabi_model::load_t5(&args.model, device)?
+    };
+    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref())?;
+    let eos = EOS_CANDIDATES.iter().find_map(|t| tok.token_id(t));
+    let sources = args
+        .prompt
+        .iter()
+        .map(|p| {
+            let mut ids = tok.encode(p)?;
+            ids.extend(eos);
+            Ok(ids)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let opts = manabi_model::T5GreedyOptions {
+        max_new_tokens: args.max_new_tokens,
+        use_cache: !args.no_cache,
+    };
+    let started = std::time::Instant::now();
+    let outputs = model.greedy(&sources, &opts)?;
+    let total: usize = outputs.iter().map(Vec::len).sum();
+    for out in &outputs {
+        println!("{}", tok.decode(out, false)?);
+    }
+    let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "{total} tokens in {secs:.2} s ({:.1} tokens/s)",
         total as f64 / secs.max(1e-9)

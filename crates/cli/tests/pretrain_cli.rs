@@ -205,6 +205,37 @@ progress = false
         serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["model_type"], "t5");
     assert!(hf.join("model.safetensors").exists());
+    // T5 generates greedily, from the checkpoint and from its export, the same tokens.
+    assert!(
+        ckpt.join("tokenizer.json").exists(),
+        "checkpoints carry their tokenizer"
+    );
+    let generate = |m: &std::path::Path, extra: &[&str]| {
+        let mut a = vec![
+            "generate",
+            "--model",
+            s(m),
+            "--prompt",
+            "The wind was cold.",
+            "--max-new-tokens",
+            "6",
+        ];
+        a.extend_from_slice(extra);
+        ok(&a)
+    };
+    let a = generate(&ckpt, &[]);
+    assert_eq!(a, generate(&hf, &[]));
+    assert_eq!(a, generate(&hf, &["--no-cache"]));
+    let line = fails(&[
+        "generate",
+        "--model",
+        s(&hf),
+        "--prompt",
+        "x",
+        "--temperature",
+        "0.7",
+    ]);
+    assert!(line.contains("greedy only"), "{line}");
     // And an HF classifier exports as itself.
     let cls = dir.path().join("cls");
     ok(&[

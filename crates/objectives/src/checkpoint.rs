@@ -84,6 +84,7 @@ pub fn save<M: TrainModel>(
     optim: &ModuleOptimizer,
     state: &TrainState,
     config_toml: &str,
+    tokenizer: Option<&Path>,
 ) -> Result<PathBuf> {
     let final_dir = root.join(name(state.step));
     let tmp = root.join(format!(".{}.tmp", name(state.step)));
@@ -106,7 +107,14 @@ pub fn save<M: TrainModel>(
     std::fs::write(tmp.join("config.toml"), config_toml)
         .map_err(|e| TrainError::io(tmp.join("config.toml"), e))?;
     let mut state = state.clone();
-    for f in FILES {
+    // The tokenizer travels with the model, so the folder works as `--model` on its own.
+    let mut files: Vec<&str> = FILES.to_vec();
+    if let Some(tok) = tokenizer {
+        let dest = tmp.join("tokenizer.json");
+        std::fs::copy(tok, &dest).map_err(|e| TrainError::io(tok, e))?;
+        files.push("tokenizer.json");
+    }
+    for f in &files {
         state
             .sha256
             .insert(f.to_string(), sha256_file(&tmp.join(f))?);
@@ -114,7 +122,7 @@ pub fn save<M: TrainModel>(
     let json = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::io(&tmp, e))?;
     std::fs::write(tmp.join("state.json"), json)
         .map_err(|e| TrainError::io(tmp.join("state.json"), e))?;
-    for f in FILES.iter().chain(&["config.toml", "state.json"]) {
+    for f in files.iter().chain(&["config.toml", "state.json"]) {
         sync(&tmp.join(f))?;
     }
     sync(&tmp)?;
@@ -167,11 +175,10 @@ pub fn read_state(dir: &Path) -> Result<TrainState> {
             state.format
         )));
     }
-    for f in FILES {
-        let want = state
-            .sha256
-            .get(f)
-            .ok_or_else(|| corrupt(format!("state.json lists no checksum for {f}")))?;
+    if let Some(f) = FILES.iter().find(|f| !state.sha256.contains_key(**f)) {
+        return Err(corrupt(format!("state.json lists no checksum for {f}")));
+    }
+    for (f, want) in &state.sha256 {
         let got = sha256_file(&dir.join(f)).map_err(|e| corrupt(e.to_string()))?;
         if &got != want {
             return Err(corrupt(format!(

@@ -35,7 +35,12 @@ pub fn prepare(data: &DataConfig, out: &Path, show_progress: bool) -> Result<Pre
     };
     let tok_path = out.join("tokenizer").join("tokenizer.json");
     let tokenizer = match (&data.tokenizer.path, data.tokenizer.kind) {
-        (Some(path), _) => TextTokenizer::load(path)?,
+        (Some(path), _) => {
+            // A copy in the run folder travels with every checkpoint.
+            let mut tok = TextTokenizer::load(path)?;
+            tok.save(&tok_path)?;
+            tok
+        }
         (None, Some(kind)) if tok_path.exists() => {
             tracing::info!(path = %tok_path.display(), "reusing the tokenizer of this run");
             let _ = kind;

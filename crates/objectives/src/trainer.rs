@@ -450,7 +450,16 @@ impl Run<'_> {
             bar.set_position(state.step as u64);
             bar.set_message(format!("loss {loss:.4} · {tps:.0} tok/s"));
             if done || (t.checkpoint_every > 0 && state.step.is_multiple_of(t.checkpoint_every)) {
-                let dir = checkpoint::save(&ckpt_root, &model, &optim, &state, config_toml)?;
+                let dir = checkpoint::save(
+                    &ckpt_root,
+                    &model,
+                    &optim,
+                    &state,
+                    config_toml,
+                    Some(&out.join("tokenizer").join("tokenizer.json"))
+                        .filter(|p| p.exists())
+                        .map(|p| p.as_path()),
+                )?;
                 checkpoint::retain(&ckpt_root, t.keep_last, state.best.map(|(_, s)| s))?;
                 report.checkpoint = Some(dir);
             }

@@ -151,7 +151,11 @@ fn bad_training_inputs_are_clear_errors() {
     }
 
     let err = train(&ja, &TrainOptions::new(TokenizerKind::Unigram, 60)).unwrap_err();
-    assert!(err.to_string().contains("`vocab-size`: 60 cannot hold every character"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`vocab-size`: 60 cannot hold every character"),
+        "{err}"
+    );
 
     let mut no_unk = TrainOptions::new(TokenizerKind::Wordpiece, 300);
     no_unk.special_tokens = vec!["<pad>".into()];
