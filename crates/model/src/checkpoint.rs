@@ -13,7 +13,6 @@
 
 use std::path::Path;
 
-use burn::module::Module;
 use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use safetensors::tensor::{Dtype, TensorView};
@@ -286,9 +285,4 @@ pub(crate) fn write_hf(
         }
     }
     Ok(())
-}
-
-/// Parameters of a module (for reports).
-pub fn count_params(model: &DecoderLm) -> usize {
-    model.num_params()
 }
