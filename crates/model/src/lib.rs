@@ -7,6 +7,7 @@ pub mod attention;
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
+mod config_hf;
 pub mod decoder;
 pub mod device;
 pub mod error;

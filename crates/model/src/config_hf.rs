@@ -1,0 +1,208 @@
+//! `ModelConfig` from and to a Hugging Face `config.json` (`model_type` gpt2, llama,
+//! bert, t5): the key names of each family in one place.
+
+use serde_json::{Value, json};
+
+use crate::config::{
+    Activation, Family, ModelConfig, NormKind, Positions, default_norm_eps, default_rope_theta,
+    default_rotary_fraction,
+};
+use crate::error::{ModelError, Result};
+
+impl ModelConfig {
+    /// Reads a Hugging Face `config.json` (`model_type` gpt2, llama, bert or t5).
+    pub fn from_hf_json(text: &str) -> Result<Self> {
+        let v: Value = serde_json::from_str(text).map_err(|e| ModelError::Config {
+            key: "config.json".into(),
+            message: e.to_string(),
+        })?;
+        let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
+        let cfg = match model_type {
+            "gpt2" => Self {
+                family: Family::Gpt2,
+                vocab_size: get(&v, "vocab_size")?,
+                max_positions: get(&v, "n_positions")?,
+                d_model: get(&v, "n_embd")?,
+                n_layers: get(&v, "n_layer")?,
+                n_heads: get(&v, "n_head")?,
+                n_kv_heads: None,
+                head_dim: None,
+                d_ff: opt(&v, "n_inner")?.unwrap_or(4 * get::<usize>(&v, "n_embd")?),
+                positions: Positions::Learned,
+                norm: NormKind::LayerNorm,
+                norm_eps: opt(&v, "layer_norm_epsilon")?.unwrap_or(1e-5),
+                activation: match v
+                    .get("activation_function")
+                    .and_then(Value::as_str)
+                    .unwrap_or("gelu_new")
+                {
+                    "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+                    "gelu" => Activation::Gelu,
+                    "relu" => Activation::Relu,
+                    other => {
+                        return Err(ModelError::Config {
+                            key: "activation_function".into(),
+                            message: format!("unsupported `{other}`"),
+                        });
+                    }
+                },
+                attention_bias: true,
+                mlp_bias: true,
+                rope_theta: default_rope_theta(),
+                rotary_fraction: 1.0,
+                tie_embeddings: opt(&v, "tie_word_embeddings")?.unwrap_or(true),
+                dropout: 0.0,
+                ..Self::empty(Family::Gpt2)
+            },
+            "llama" => {
+                let rope = v.get("rope_parameters").or_else(|| v.get("rope_scaling"));
+                let theta = match rope
+                    .and_then(|r| r.get("rope_theta"))
+                    .and_then(Value::as_f64)
+                {
+                    Some(t) => t,
+                    None => opt(&v, "rope_theta")?.unwrap_or(default_rope_theta()),
+                };
+                if let Some(kind) = rope
+                    .and_then(|r| r.get("rope_type"))
+                    .and_then(Value::as_str)
+                    && kind != "default"
+                {
+                    return Err(ModelError::Config {
+                        key: "rope_parameters.rope_type".into(),
+                        message: format!("RoPE scaling `{kind}` is not supported"),
+                    });
+                }
+                Self {
+                    family: Family::Llama,
+                    vocab_size: get(&v, "vocab_size")?,
+                    max_positions: get(&v, "max_position_embeddings")?,
+                    d_model: get(&v, "hidden_size")?,
+                    n_layers: get(&v, "num_hidden_layers")?,
+                    n_heads: get(&v, "num_attention_heads")?,
+                    n_kv_heads: opt(&v, "num_key_value_heads")?,
+                    head_dim: opt(&v, "head_dim")?,
+                    d_ff: get(&v, "intermediate_size")?,
+                    positions: Positions::Rope,
+                    norm: NormKind::RmsNorm,
+                    norm_eps: opt(&v, "rms_norm_eps")?.unwrap_or(1e-6),
+                    activation: Activation::Swiglu,
+                    attention_bias: opt(&v, "attention_bias")?.unwrap_or(false),
+                    mlp_bias: opt(&v, "mlp_bias")?.unwrap_or(false),
+                    rope_theta: theta,
+                    rotary_fraction: opt(&v, "partial_rotary_factor")?.unwrap_or(1.0),
+                    tie_embeddings: opt(&v, "tie_word_embeddings")?.unwrap_or(false),
+                    dropout: 0.0,
+                    ..Self::empty(Family::Llama)
+                }
+            }
+            "bert" => crate::hf_bert::config_from_hf(&v)?,
+            "t5" => crate::hf_t5::config_from_hf(&v)?,
+            other => {
+                return Err(ModelError::Config {
+                    key: "model_type".into(),
+                    message: format!("unsupported `{other}` (supported: gpt2, llama, bert, t5)"),
+                });
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// A Hugging Face `config.json` for this model.
+    pub fn to_hf_json(&self) -> Value {
+        match self.family {
+            Family::Gpt2 => json!({
+                "model_type": "gpt2",
+                "architectures": ["GPT2LMHeadModel"],
+                "vocab_size": self.vocab_size,
+                "n_positions": self.max_positions,
+                "n_embd": self.d_model,
+                "n_layer": self.n_layers,
+                "n_head": self.n_heads,
+                "n_inner": self.d_ff,
+                "layer_norm_epsilon": self.norm_eps,
+                "activation_function": match self.activation {
+                    Activation::Gelu => "gelu",
+                    Activation::Relu => "relu",
+                    _ => "gelu_new",
+                },
+                "tie_word_embeddings": self.tie_embeddings,
+                "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+            }),
+            Family::Llama => json!({
+                "model_type": "llama",
+                "architectures": ["LlamaForCausalLM"],
+                "vocab_size": self.vocab_size,
+                "max_position_embeddings": self.max_positions,
+                "hidden_size": self.d_model,
+                "num_hidden_layers": self.n_layers,
+                "num_attention_heads": self.n_heads,
+                "num_key_value_heads": self.kv_heads(),
+                "head_dim": self.head_dim(),
+                "intermediate_size": self.d_ff,
+                "rms_norm_eps": self.norm_eps,
+                "rope_theta": self.rope_theta,
+                "attention_bias": self.attention_bias,
+                "mlp_bias": self.mlp_bias,
+                "hidden_act": "silu",
+                "tie_word_embeddings": self.tie_embeddings,
+            }),
+            Family::Bert => crate::hf_bert::config_to_hf(self),
+            Family::T5 => crate::hf_t5::config_to_hf(self),
+        }
+    }
+
+    /// A config with the family-specific options unset, for struct-update syntax.
+    pub(crate) fn empty(family: Family) -> Self {
+        Self {
+            family,
+            vocab_size: 0,
+            max_positions: 0,
+            d_model: 0,
+            n_layers: 0,
+            n_heads: 0,
+            n_kv_heads: None,
+            head_dim: None,
+            d_ff: 0,
+            positions: Positions::Learned,
+            norm: NormKind::LayerNorm,
+            norm_eps: default_norm_eps(),
+            activation: Activation::Gelu,
+            attention_bias: false,
+            mlp_bias: false,
+            rope_theta: default_rope_theta(),
+            rotary_fraction: default_rotary_fraction(),
+            tie_embeddings: false,
+            dropout: 0.0,
+            type_vocab_size: None,
+            num_labels: None,
+            n_decoder_layers: None,
+            relative_attention_num_buckets: None,
+            relative_attention_max_distance: None,
+            scale_decoder_outputs: None,
+            pad_token_id: None,
+            eos_token_id: None,
+            decoder_start_token_id: None,
+        }
+    }
+}
+
+pub(crate) fn opt<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Result<Option<T>> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => serde_json::from_value(x.clone())
+            .map(Some)
+            .map_err(|e| ModelError::Config {
+                key: key.into(),
+                message: e.to_string(),
+            }),
+    }
+}
+
+pub(crate) fn get<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Result<T> {
+    opt(v, key)?.ok_or_else(|| ModelError::Config {
+        key: key.into(),
+        message: "missing".into(),
+    })
+}
