@@ -13,6 +13,7 @@
 
 use std::path::Path;
 
+use burn::module::Module;
 use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use safetensors::tensor::{Dtype, TensorView};
@@ -61,10 +62,26 @@ pub fn load_model(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
 
 /// Writes `model.toml` and `model.bpk` (burnpack, burn's names and parameter ids) into `dir`.
 pub fn save_native(model: &DecoderLm, dir: impl AsRef<Path>) -> Result<()> {
+    save_module(model, model.config(), dir.as_ref())
+}
+
+/// Reads a folder written by [`save_native`].
+pub fn load_native(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
     let dir = dir.as_ref();
+    load_module(dir, device, |cfg, device| {
+        if matches!(cfg.family, Family::Bert | Family::T5) {
+            return Err(not_a_decoder(cfg, dir));
+        }
+        Ok(DecoderLm::new(cfg, device))
+    })
+}
+
+/// Writes any model in the manabi layout: `cfg` as `model.toml`, the parameters as
+/// `model.bpk` (burnpack keeps parameter ids, so optimizer state re-attaches on load).
+pub fn save_module<M: Module>(model: &M, cfg: &ModelConfig, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
-    let cfg = toml::to_string_pretty(model.config()).map_err(|e| file_err(dir, e))?;
-    manabi_tokenize::write_atomic(&dir.join("model.toml"), cfg.as_bytes())?;
+    let text = toml::to_string_pretty(cfg).map_err(|e| file_err(dir, e))?;
+    manabi_tokenize::write_atomic(&dir.join("model.toml"), text.as_bytes())?;
     let path = dir.join("model.bpk");
     let mut store = BurnpackStore::from_file(&path)
         .auto_extension(false)
@@ -72,9 +89,13 @@ pub fn save_native(model: &DecoderLm, dir: impl AsRef<Path>) -> Result<()> {
     model.save_into(&mut store).map_err(|e| file_err(&path, e))
 }
 
-/// Reads a folder written by [`save_native`].
-pub fn load_native(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
-    let dir = dir.as_ref();
+/// Reads a folder written by [`save_module`]: `build` makes the model from the config,
+/// then every parameter must come from `model.bpk` (missing or extra ones are listed).
+pub fn load_module<M: Module>(
+    dir: &Path,
+    device: &Device,
+    build: impl FnOnce(&ModelConfig, &Device) -> Result<M>,
+) -> Result<M> {
     let cfg_path = dir.join("model.toml");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| file_err(&cfg_path, e))?;
     let cfg: ModelConfig = toml::from_str(&text).map_err(|e| ModelError::Config {
@@ -82,10 +103,7 @@ pub fn load_native(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> 
         message: e.to_string(),
     })?;
     cfg.validate()?;
-    if matches!(cfg.family, Family::Bert | Family::T5) {
-        return Err(not_a_decoder(&cfg, dir));
-    }
-    let mut model = DecoderLm::new(&cfg, device);
+    let mut model = build(&cfg, device)?;
     let path = dir.join("model.bpk");
     if !path.exists() {
         return Err(file_err(&path, "not found"));

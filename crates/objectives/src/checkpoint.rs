@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
-use burn::store::{BurnpackStore, ModuleSnapshot};
-use manabi_model::ModelConfig;
 
 use crate::model::TrainModel;
 use serde::{Deserialize, Serialize};
@@ -189,51 +187,23 @@ pub fn read_state(dir: &Path) -> Result<TrainState> {
     Ok(state)
 }
 
-/// Writes `model.toml` and `model.bpk` (burnpack keeps parameter ids, so optimizer state
-/// re-attaches on load); the layout [`manabi_model::load_native`] reads for decoders.
+/// Writes `model.toml` and `model.bpk` ([`manabi_model::checkpoint::save_module`]); the
+/// layout [`manabi_model::load_native`] reads for decoders.
 pub fn save_model<M: TrainModel>(model: &M, dir: &Path) -> Result<()> {
-    let cfg = toml::to_string_pretty(model.model_config()).map_err(|e| TrainError::io(dir, e))?;
-    std::fs::write(dir.join("model.toml"), cfg)
-        .map_err(|e| TrainError::io(dir.join("model.toml"), e))?;
-    let path = dir.join("model.bpk");
-    let mut store = BurnpackStore::from_file(&path)
-        .auto_extension(false)
-        .overwrite(true);
-    model
-        .save_into(&mut store)
-        .map_err(|e| TrainError::io(&path, e))
+    Ok(manabi_model::checkpoint::save_module(
+        model,
+        model.model_config(),
+        dir,
+    )?)
 }
 
 /// Reads a model written by [`save_model`].
 pub fn load_model<M: TrainModel>(dir: &Path, device: &Device) -> Result<M> {
-    let corrupt = |message: String| TrainError::Checkpoint {
-        path: dir.to_path_buf(),
-        message,
-    };
-    let text = std::fs::read_to_string(dir.join("model.toml"))
-        .map_err(|e| corrupt(format!("model.toml: {e}")))?;
-    let cfg: ModelConfig =
-        toml::from_str(&text).map_err(|e| corrupt(format!("model.toml: {e}")))?;
-    cfg.validate()?;
-    let mut model = M::build(&cfg, device);
-    let path = dir.join("model.bpk");
-    let mut store = BurnpackStore::from_file(&path)
-        .auto_extension(false)
-        .allow_partial(true);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| corrupt(format!("model.bpk: {e}")))?;
-    if let Some(err) = result.errors.first() {
-        return Err(corrupt(format!("model.bpk: {err}")));
-    }
-    if !result.missing.is_empty() || !result.unused.is_empty() {
-        return Err(corrupt(format!(
-            "model.bpk: missing {:?}, unexpected {:?}",
-            result.missing.iter().map(|(p, _)| p).collect::<Vec<_>>(),
-            result.unused
-        )));
-    }
-    Ok(model)
+    Ok(manabi_model::checkpoint::load_module(
+        dir,
+        device,
+        |cfg, device| Ok(M::build(cfg, device)),
+    )?)
 }
 
 /// Loads model, optimizer state and run state from `dir` onto `device`. The optimizer is
