@@ -3,6 +3,7 @@
 mod model_cmd;
 mod pipeline;
 mod pretrain;
+mod sft;
 mod tokenizer;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,9 @@ enum Command {
     Pipeline(pipeline::PipelineArgs),
     /// Pre-train a model from a TOML recipe (configs/pretrain/*.toml).
     Pretrain(pretrain::PretrainArgs),
+    /// Fine-tune a model on instructions, chat, QA or summaries (configs/sft/*.toml),
+    /// fully or with LoRA, BitFit or bottleneck adapters.
+    Sft(sft::SftArgs),
     /// Continue prompts with a model.
     Generate(model_cmd::GenerateArgs),
     /// Loss and perplexity of a model on a text file.
@@ -58,6 +62,7 @@ fn main() {
         Command::Tokenizer(cmd) => tokenizer::run(cmd),
         Command::Pipeline(args) => pipeline::run(args, device),
         Command::Pretrain(args) => pretrain::run(&args, cli.device),
+        Command::Sft(args) => sft::run(&args, cli.device),
         Command::Generate(args) => model_cmd::generate(&args, device),
         Command::Eval(args) => model_cmd::eval(&args, device),
         Command::Export(args) => model_cmd::export(&args, device),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use burn::module::Module;
 use clap::{Args, ValueEnum};
-use manabi_model::{DeviceChoice, Family, GenerateOptions, load_model};
+use manabi_model::{DeviceChoice, Family, GenerateOptions};
 use manabi_tokenize::TextTokenizer;
 
 /// Tokens that commonly end a text, in the order they are looked for.
@@ -60,6 +60,24 @@ pub struct GenerateArgs {
     /// Recompute every position at every step instead of using the KV cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to
+    /// apply to the model.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+}
+
+/// A decoder folder (adapters included when its checkpoint records them), with an
+/// optional PEFT adapter on top.
+fn load_decoder(
+    model: &Path,
+    adapter: Option<&PathBuf>,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<manabi_model::DecoderLm> {
+    let (m, _) = manabi_finetune::load_decoder(model, device)?;
+    Ok(match adapter {
+        Some(dir) => manabi_finetune::peft::lora::load_peft(m, dir)?.0,
+        None => m,
+    })
 }
 
 pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()> {
@@ -73,7 +91,7 @@ pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()>
         ),
         Family::Gpt2 | Family::Llama => {}
     }
-    let model = load_model(&args.model, &device)?;
+    let model = load_decoder(&args.model, args.adapter.as_ref(), &device)?;
     let tok = tokenizer_for(&args.model, args.tokenizer.as_ref())?;
     let eos_ids = match &args.eos_token {
         Some(t) => vec![tok.require_token(t)?],
@@ -198,7 +216,7 @@ pub struct EvalArgs {
 
 pub fn eval(args: &EvalArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let device = device.resolve()?;
-    let model = load_model(&args.model, &device)?;
+    let model = load_decoder(&args.model, None, &device)?;
     let tok = tokenizer_for(&args.model, args.tokenizer.as_ref())?;
     let text =
         std::fs::read_to_string(&args.data).with_context(|| format!("{}", args.data.display()))?;
@@ -224,8 +242,12 @@ pub fn eval(args: &EvalArgs, device: DeviceChoice) -> anyhow::Result<()> {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
-    /// Hugging Face `config.json` + `model.safetensors` (+ `tokenizer.json`).
+    /// Hugging Face `config.json` + `model.safetensors` (+ `tokenizer.json`); LoRA merged,
+    /// and `tokenizer_config.json` (chat template) + `generation_config.json` for decoders.
     Hf,
+    /// The LoRA adapter alone in the PEFT format (`adapter_config.json` +
+    /// `adapter_model.safetensors`), for `PeftModel.from_pretrained` on the HF base.
+    Peft,
 }
 
 #[derive(Debug, Args)]
@@ -274,12 +296,35 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let tok = args.model.join("tokenizer.json");
     let tok = tok.exists().then_some(tok.as_path());
     let (family, native, arch) = family_of(&args.model)?;
-    let ExportFormat::Hf = args.format;
+    if matches!(args.format, ExportFormat::Peft) {
+        let (model, peft) = manabi_finetune::load_decoder(&args.model, &device)?;
+        let peft = peft
+            .filter(|p| p.method == manabi_finetune::Method::Lora)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: not a LoRA checkpoint (no peft.toml with method = \"lora\"); export --format hf instead",
+                    args.model.display()
+                )
+            })?;
+        manabi_finetune::peft::lora::save_peft(&model, &peft, &args.out)?;
+        eprintln!("exported the LoRA adapter -> {}", args.out.display());
+        return Ok(());
+    }
     let params = match family {
         Family::Gpt2 | Family::Llama => {
-            let model = load_model(&args.model, &device)?;
-            manabi_model::export_hf(&model, &args.out, tok)?;
-            model.num_params()
+            let (model, _) = manabi_finetune::load_decoder(&args.model, &device)?;
+            let params = model.num_params();
+            match tok {
+                Some(t) => {
+                    let tok = TextTokenizer::load(t)?;
+                    manabi_finetune::export::export_hf_chat(model, &tok, &args.out)?;
+                }
+                None => {
+                    let merged = manabi_finetune::run::merged(model);
+                    manabi_model::export_hf(&merged, &args.out, None)?;
+                }
+            }
+            params
         }
         Family::T5 => {
             let model: manabi_model::T5 = if native {

@@ -1,1 +1,16 @@
-//! manabi-finetune: supervised fine-tuning and parameter-efficient methods. Nothing here yet.
+//! manabi-finetune: the second half of a model's life on the shared Trainer — supervised
+//! fine-tuning (instruction tuning, chat, QA, summarisation) with the loss on responses
+//! only, and parameter-efficient methods (LoRA with the PEFT format, BitFit, bottleneck
+//! adapters) next to full fine-tuning.
+
+pub mod config;
+pub mod error;
+pub mod export;
+pub mod peft;
+pub mod run;
+pub mod sft;
+
+pub use config::SftConfig;
+pub use error::{FinetuneError, Result};
+pub use peft::{Method, PeftConfig};
+pub use run::{SftReport, load_decoder, sft};

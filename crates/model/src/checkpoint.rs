@@ -104,27 +104,31 @@ pub fn load_module<M: Module>(
     })?;
     cfg.validate()?;
     let mut model = build(&cfg, device)?;
-    let path = dir.join("model.bpk");
+    load_weights(&mut model, &dir.join("model.bpk"))?;
+    Ok(model)
+}
+
+/// Loads every parameter of `model` from the burnpack file `path` (parameter ids
+/// included); missing or extra tensors are listed by name.
+pub fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> {
     if !path.exists() {
-        return Err(file_err(&path, "not found"));
+        return Err(file_err(path, "not found"));
     }
-    let mut store = BurnpackStore::from_file(&path)
+    let mut store = BurnpackStore::from_file(path)
         .auto_extension(false)
         .allow_partial(true);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| file_err(&path, e))?;
+    let result = model.load_from(&mut store).map_err(|e| file_err(path, e))?;
     if let Some(err) = result.errors.first() {
-        return Err(file_err(&path, err));
+        return Err(file_err(path, err));
     }
     if !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(ModelError::Tensors {
-            path,
+            path: path.to_path_buf(),
             missing: result.missing.into_iter().map(|(p, _)| p).collect(),
             unexpected: result.unused,
         });
     }
-    Ok(model)
+    Ok(())
 }
 
 /// One tensor for the safetensors writer: little-endian f32 bytes in row-major order.
@@ -174,10 +178,20 @@ pub(crate) fn linear_t(prefix: &str, l: &burn::nn::Linear, into: &mut Vec<Out>) 
 /// GPT-2 `Conv1D` layout: weight `[in, out]`.
 fn conv1d(prefix: &str, l: &burn::nn::Linear, into: &mut Vec<Out>) -> Result<()> {
     into.push(out(format!("{prefix}.weight"), l.weight.val())?);
-    if let Some(b) = &l.bias {
-        into.push(out(format!("{prefix}.bias"), b.val())?);
-    }
+    into.push(out(format!("{prefix}.bias"), bias_or_zeros(l))?);
     Ok(())
+}
+
+/// A `Linear`'s bias, or zeros for a model built without biases: Hugging Face GPT-2
+/// always has them, and zeros compute the same thing.
+fn bias_or_zeros(l: &burn::nn::Linear) -> Tensor<1> {
+    match &l.bias {
+        Some(b) => b.val(),
+        None => {
+            let w = l.weight.val();
+            Tensor::zeros([w.dims()[1]], &w.device())
+        }
+    }
 }
 
 /// Writes `config.json` + `model.safetensors` in the Hugging Face layout of the model's
@@ -186,6 +200,19 @@ fn conv1d(prefix: &str, l: &burn::nn::Linear, into: &mut Vec<Out>) -> Result<()>
 pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Path>) -> Result<()> {
     let dir = dir.as_ref();
     let cfg = model.config();
+    // Never drop trained parameters silently: bottleneck adapters have no HF layout.
+    // (LoRA factors need no check: `val()` reads each weight with its update merged.)
+    if let Some(i) = model
+        .layers
+        .iter()
+        .position(|b| b.attn_adapter.is_some() || b.mlp_adapter.is_some())
+    {
+        return Err(ModelError::Input(format!(
+            "layers.{i} has bottleneck adapters, which a Hugging Face {:?} model cannot hold; \
+             keep the manabi checkpoint (it loads with its adapters) or fine-tune with LoRA",
+            cfg.family
+        )));
+    }
     let mut t = Vec::new();
     match cfg.family {
         Family::Gpt2 => {
@@ -210,16 +237,14 @@ pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Pa
                     1,
                 );
                 t.push(out(format!("{p}.attn.c_attn.weight"), w)?);
-                let biases: Option<Vec<Tensor<1>>> = [&a.q_proj, &a.k_proj, &a.v_proj]
+                let biases: Vec<Tensor<1>> = [&a.q_proj, &a.k_proj, &a.v_proj]
                     .iter()
-                    .map(|l| l.bias.as_ref().map(|b| b.val()))
+                    .map(|l| bias_or_zeros(l))
                     .collect();
-                if let Some(biases) = biases {
-                    t.push(out(
-                        format!("{p}.attn.c_attn.bias"),
-                        Tensor::cat(biases, 0),
-                    )?);
-                }
+                t.push(out(
+                    format!("{p}.attn.c_attn.bias"),
+                    Tensor::cat(biases, 0),
+                )?);
                 conv1d(&format!("{p}.attn.c_proj"), &a.o_proj, &mut t)?;
                 conv1d(&format!("{p}.mlp.c_fc"), &b.mlp.up_proj, &mut t)?;
                 conv1d(&format!("{p}.mlp.c_proj"), &b.mlp.down_proj, &mut t)?;

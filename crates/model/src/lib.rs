@@ -15,6 +15,7 @@ pub mod eval;
 pub mod generate;
 pub mod hf;
 pub mod hf_bert;
+pub mod hf_names;
 pub mod hf_t5;
 pub mod init;
 mod inputs;
@@ -22,6 +23,10 @@ pub mod mlp;
 pub mod rope;
 pub mod t5;
 pub mod t5_attention;
+
+/// The label of a position that is not trained, in every crate (Hugging Face's -100):
+/// padding, prompt tokens in SFT, unmasked tokens in MLM, document boundaries.
+pub const IGNORE_INDEX: i64 = -100;
 
 pub use attention::KvCache;
 pub use bert::{

@@ -363,7 +363,7 @@ impl T5 {
         }
         let shifted = Tensor::cat(vec![start, labels.slice([0..b, 0..t - 1])], 1);
         let pad = self.config.pad_token_id.unwrap_or(0) as i64;
-        let ignored = shifted.clone().equal_elem(-100);
+        let ignored = shifted.clone().equal_elem(crate::IGNORE_INDEX);
         shifted.mask_fill(ignored, pad)
     }
 

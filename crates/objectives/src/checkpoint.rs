@@ -75,15 +75,27 @@ pub fn name(step: usize) -> String {
     format!("step-{step:07}")
 }
 
+/// What a checkpoint holds besides the model's weights and the optimizer state.
+#[derive(Debug, Clone, Copy)]
+pub struct Extras<'a> {
+    /// The resolved recipe, written as `config.toml`.
+    pub config_toml: &'a str,
+    /// A `tokenizer.json` to copy in, so the folder works as `--model` on its own.
+    pub tokenizer: Option<&'a Path>,
+    /// Files that say, with `model.toml`, how to rebuild the model (`peft.toml`, `head.toml`):
+    /// `(name, text)`, checksummed like the rest.
+    pub spec_files: &'a [(String, String)],
+}
+
 /// Writes a checkpoint under `root` and returns its folder.
 pub fn save<M: TrainModel>(
     root: &Path,
     model: &M,
     optim: &ModuleOptimizer,
     state: &TrainState,
-    config_toml: &str,
-    tokenizer: Option<&Path>,
+    extras: Extras<'_>,
 ) -> Result<PathBuf> {
+    let (config_toml, tokenizer) = (extras.config_toml, extras.tokenizer);
     let final_dir = root.join(name(state.step));
     let tmp = root.join(format!(".{}.tmp", name(state.step)));
     if tmp.exists() {
@@ -107,6 +119,10 @@ pub fn save<M: TrainModel>(
     let mut state = state.clone();
     // The tokenizer travels with the model, so the folder works as `--model` on its own.
     let mut files: Vec<&str> = FILES.to_vec();
+    for (name, text) in extras.spec_files {
+        std::fs::write(tmp.join(name), text).map_err(|e| TrainError::io(tmp.join(name), e))?;
+        files.push(name);
+    }
     if let Some(tok) = tokenizer {
         let dest = tmp.join("tokenizer.json");
         std::fs::copy(tok, &dest).map_err(|e| TrainError::io(tok, e))?;
@@ -206,15 +222,16 @@ pub fn load_model<M: TrainModel>(dir: &Path, device: &Device) -> Result<M> {
     )?)
 }
 
-/// Loads model, optimizer state and run state from `dir` onto `device`. The optimizer is
-/// built by `build` for the loaded model, whose parameter ids are the saved ones.
-pub fn load<M: TrainModel>(
+/// Loads weights, optimizer state and run state from `dir` into `model`, which the caller
+/// built with the same structure (base, head, adapters). The optimizer is built by
+/// `build` for the loaded model, whose parameter ids are the saved ones.
+pub fn load_into<M: TrainModel>(
     dir: &Path,
-    device: &Device,
+    mut model: M,
     build: impl FnOnce(&M) -> ModuleOptimizer,
 ) -> Result<(M, ModuleOptimizer, TrainState)> {
     let state = read_state(dir)?;
-    let model: M = load_model(dir, device)?;
+    manabi_model::checkpoint::load_weights(&mut model, &dir.join("model.bpk"))?;
     let optim = build(&model);
     let path = dir.join("optimizer.bpk");
     let optim = optim.load(&path).map_err(|e| TrainError::Checkpoint {

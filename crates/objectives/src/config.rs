@@ -337,6 +337,40 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Checks `[train]` values that the types do not.
+    pub fn validate(&self) -> Result<()> {
+        let t = self;
+        for (key, v) in [
+            ("train.steps", t.steps),
+            ("train.batch_size", t.batch_size),
+            ("train.grad_accum", t.grad_accum),
+            ("train.eval_batches", t.eval_batches),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return Err(invalid("train.lr", format!("{} must be positive", t.lr)));
+        }
+        if !(t.min_lr >= 0.0 && t.min_lr <= t.lr) {
+            return Err(invalid(
+                "train.min_lr",
+                format!("{} must be in [0, lr]", t.min_lr),
+            ));
+        }
+        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
+            return Err(invalid("train.beta1", "β₁ and β₂ must be in [0, 1)"));
+        }
+        if t.weight_decay < 0.0 || t.grad_clip < 0.0 || t.eps <= 0.0 {
+            return Err(invalid(
+                "train.weight_decay",
+                "weight_decay and grad_clip must be ≥ 0, eps > 0",
+            ));
+        }
+        Ok(())
+    }
+
     /// Learning rate at `step` (0-based): linear warm-up, then the schedule.
     pub fn lr_at(&self, step: usize) -> f64 {
         if step < self.warmup_steps {
@@ -379,56 +413,16 @@ impl PretrainConfig {
 
     /// Parses TOML text with overrides.
     pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
-        let mut value: toml::Table =
-            toml::from_str(text).map_err(|e| invalid("toml", e.message().to_string()))?;
-        for o in overrides {
-            let (key, raw) = o
-                .split_once('=')
-                .ok_or_else(|| invalid(o, "expected section.key=value"))?;
-            let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-            set_dotted(&mut value, key.trim(), parsed)?;
-        }
-        let cfg: Self = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e: toml::de::Error| invalid("toml", e.message().to_string()))?;
+        let cfg: Self = parse_recipe(text, overrides)?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Checks values that the types do not.
     pub fn validate(&self) -> Result<()> {
-        let t = &self.train;
-        for (key, v) in [
-            ("train.steps", t.steps),
-            ("train.batch_size", t.batch_size),
-            ("train.grad_accum", t.grad_accum),
-            ("train.eval_batches", t.eval_batches),
-            ("data.block_size", self.data.block_size),
-        ] {
-            if v == 0 {
-                return Err(invalid(key, "must be at least 1"));
-            }
-        }
-        if !(t.lr > 0.0 && t.lr.is_finite()) {
-            return Err(invalid("train.lr", format!("{} must be positive", t.lr)));
-        }
-        if !(t.min_lr >= 0.0 && t.min_lr <= t.lr) {
-            return Err(invalid(
-                "train.min_lr",
-                format!("{} must be in [0, lr]", t.min_lr),
-            ));
-        }
-        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
-            return Err(invalid("train.beta1", "β₁ and β₂ must be in [0, 1)"));
-        }
-        if t.weight_decay < 0.0 || t.grad_clip < 0.0 || t.eps <= 0.0 {
-            return Err(invalid(
-                "train.weight_decay",
-                "weight_decay and grad_clip must be ≥ 0, eps > 0",
-            ));
+        self.train.validate()?;
+        if self.data.block_size == 0 {
+            return Err(invalid("data.block_size", "must be at least 1"));
         }
         if !(0.0..1.0).contains(&self.data.val_fraction) || self.data.val_fraction == 0.0 {
             return Err(invalid(
@@ -480,6 +474,69 @@ impl PretrainConfig {
         }
         Ok(())
     }
+}
+
+/// Parses a recipe: TOML `text`, then `overrides` (`section.key=value`, the value in TOML
+/// syntax or a bare string). Errors name the key (`train.batch_size`) and, when it comes
+/// from the text, its line.
+pub fn parse_recipe<T: serde::de::DeserializeOwned>(text: &str, overrides: &[String]) -> Result<T> {
+    let mut value: toml::Table = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| {
+                format!(
+                    " (line {})",
+                    text[..s.start.min(text.len())].lines().count().max(1)
+                )
+            })
+            .unwrap_or_default();
+        invalid("toml", format!("{}{line}", e.message()))
+    })?;
+    let mut overridden = Vec::new();
+    for o in overrides {
+        let (key, raw) = o
+            .split_once('=')
+            .ok_or_else(|| invalid(o, "expected section.key=value"))?;
+        let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+        set_dotted(&mut value, key.trim(), parsed)?;
+        overridden.push(key.trim().to_string());
+    }
+    serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." {
+            "toml".to_string()
+        } else {
+            path
+        };
+        let whence = if overridden.contains(&key) {
+            " (from --set)".to_string()
+        } else {
+            line_of(text, &key).map_or(String::new(), |l| format!(" (line {l})"))
+        };
+        invalid(&key, format!("{}{whence}", e.into_inner().message()))
+    })
+}
+
+/// The 1-based line of `section.key` in a TOML text (plain `[section]` + `key =` layout,
+/// or an inline `section = {{ … }}`).
+fn line_of(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(h) = l.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            current = h.trim().to_string();
+            continue;
+        }
+        let name = l.split('=').next().unwrap_or("").trim();
+        if current == section && name == key {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
@@ -563,6 +620,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tpu"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_key_and_line() {
+        let text = MIN.replace("[data]", "[train]\nbatch_size = \"four\"\n[data]");
+        let err = PretrainConfig::parse(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("`train.batch_size`"), "{err}");
+        assert!(err.contains("line 14"), "{err}");
+        let err = PretrainConfig::parse(MIN, &["train.steps=\"x\"".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`train.steps`") && err.contains("--set"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub struct LmBatch {
     pub seq: usize,
     /// Input ids, `[batch·seq]`.
     pub inputs: Vec<u32>,
-    /// Next-token targets, `[batch·seq]`; `-1` is ignored.
+    /// Next-token targets, `[batch·seq]`; [`manabi_model::IGNORE_INDEX`] is ignored.
     pub targets: Vec<i64>,
     /// Position of each token within its document (packed batches only).
     pub positions: Option<Vec<i64>>,
@@ -187,7 +187,11 @@ impl Batcher {
             let (mut doc, mut pos) = (0u32, 0i64);
             for j in 0..t {
                 let after_eos = packed && window[j] == self.eos;
-                targets.push(if after_eos { -1 } else { window[j + 1] as i64 });
+                targets.push(if after_eos {
+                    manabi_model::IGNORE_INDEX
+                } else {
+                    window[j + 1] as i64
+                });
                 if packed {
                     positions.push(pos);
                     documents.push(doc);

@@ -20,4 +20,5 @@ pub mod trainer;
 
 pub use config::PretrainConfig;
 pub use error::{Result, TrainError};
-pub use trainer::{RunReport, pretrain};
+pub use tasks::{Task, TaskLoss};
+pub use trainer::{RunReport, Trainer, pretrain};

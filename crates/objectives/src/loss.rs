@@ -1,5 +1,5 @@
 //! Causal language modelling loss: summed next-token cross-entropy over the targets
-//! that count (`-1` is ignored); the trainer divides by the token count of the whole
+//! that count (`IGNORE_INDEX` is ignored); the trainer divides by the token count of the whole
 //! optimizer step, so accumulation over micro-batches equals one large batch.
 
 use burn::prelude::*;
@@ -22,7 +22,8 @@ pub fn clm_loss_sum(model: &DecoderLm, batch: &LmBatch, device: &Device) -> Tens
     ce_sum(logits, &batch.targets, device)
 }
 
-/// Summed cross-entropy of `logits` against `targets` (−1 ignored).
+/// Summed cross-entropy of `logits` against `targets` (negative = ignored, as
+/// [`manabi_model::IGNORE_INDEX`]).
 ///
 /// # Shapes
 /// logits `[batch, seq, vocab]`, targets `[batch·seq]` -> `[1]`

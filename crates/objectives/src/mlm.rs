@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Result, TrainError};
 
-/// A masked batch: inputs with masks, labels −1 except at chosen positions.
+/// A masked batch: inputs with masks, labels `IGNORE_INDEX` except at chosen positions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlmBatch {
     /// Sequences.
@@ -110,7 +110,7 @@ impl MlmCollator {
         rng: &mut ChaCha8Rng,
     ) -> MlmBatch {
         let mut inputs = tokens.to_vec();
-        let mut labels = vec![-1i64; tokens.len()];
+        let mut labels = vec![manabi_model::IGNORE_INDEX; tokens.len()];
         for r in 0..batch {
             let row = r * seq..(r + 1) * seq;
             let mut chosen = vec![false; seq];

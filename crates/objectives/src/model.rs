@@ -118,3 +118,22 @@ impl ModuleMapper for Reinit {
             .set_require_grad(true)
     }
 }
+
+/// Counts the parameters that receive gradients (on an autodiff device).
+struct Trainable(usize);
+
+impl ModuleVisitor for Trainable {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.base();
+        if t.is_require_grad() {
+            self.0 += t.shape().num_elements();
+        }
+    }
+}
+
+/// Parameters of `model` that train (LoRA factors, unfrozen weights); the rest are frozen.
+pub fn trainable_params<M: Module>(model: &M) -> usize {
+    let mut v = Trainable(0);
+    model.visit(&mut v);
+    v.0
+}

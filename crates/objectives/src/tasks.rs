@@ -13,27 +13,57 @@ use crate::mlm::{MlmBatch, MlmCollator};
 use crate::model::TrainModel;
 use crate::span::{SpanBatch, SpanCollator};
 
-/// A model, its batches and its loss.
+/// What a task's loss function returns for one micro-batch.
+#[derive(Debug)]
+pub struct TaskLoss {
+    /// Summed loss over the batch's targets (differentiable, `[1]`).
+    pub sum: Tensor<1>,
+    /// Named metrics, each summed over the batch's targets like the loss: the Trainer
+    /// divides by the step's target count and logs them into `metrics.jsonl` under
+    /// their names (e.g. `rewards/margins`).
+    pub metrics: Vec<(String, f64)>,
+}
+
+impl TaskLoss {
+    /// A loss with no extra metrics.
+    pub fn new(sum: Tensor<1>) -> Self {
+        Self {
+            sum,
+            metrics: Vec::new(),
+        }
+    }
+}
+
+/// A model, its batches and its loss: what differs between pre-training, SFT, reward
+/// modelling and DPO. The Trainer owns everything else.
 pub trait Task {
     /// The model trained.
     type Model: TrainModel;
     /// One micro-batch.
     type Batch: Clone;
-    /// Micro-batch `micro` of `per_step` of optimizer step `step`.
-    fn batch(&self, step: usize, micro: usize, per_step: usize) -> Self::Batch;
-    /// Validation batch `i` (the same at every evaluation).
-    fn val_batch(&self, i: usize) -> Self::Batch;
-    /// Summed loss over the batch's targets (differentiable, `[1]`).
-    fn loss_sum(
+    /// Micro-batch `micro` of `per_step` of optimizer step `step`. `model` is the current
+    /// model (on the autodiff device), for tasks that make their batches with it (rollouts);
+    /// batches must otherwise be a pure function of the arguments, which makes resume exact.
+    fn batch(
         &self,
         model: &Self::Model,
-        batch: &Self::Batch,
-        device: &Device,
-    ) -> Result<Tensor<1>>;
+        step: usize,
+        micro: usize,
+        per_step: usize,
+    ) -> Result<Self::Batch>;
+    /// Validation batch `i` (the same at every evaluation).
+    fn val_batch(&self, i: usize) -> Result<Self::Batch>;
+    /// Summed loss over the batch's targets, and named metrics.
+    fn loss(&self, model: &Self::Model, batch: &Self::Batch, device: &Device) -> Result<TaskLoss>;
     /// Targets that count in the loss.
     fn targets(batch: &Self::Batch) -> usize;
     /// Tokens processed (for throughput).
     fn tokens(batch: &Self::Batch) -> usize;
+    /// Extra evaluation run with the validation loss (e.g. exact match of generated
+    /// answers); logged as `eval/NAME`. `model` is in validation mode.
+    fn evaluate(&self, _model: &Self::Model, _device: &Device) -> Result<Vec<(String, f64)>> {
+        Ok(Vec::new())
+    }
 }
 
 fn rng(seed: u64, step: usize, micro: usize) -> ChaCha8Rng {
@@ -54,14 +84,14 @@ pub struct ClmTask {
 impl Task for ClmTask {
     type Model = DecoderLm;
     type Batch = LmBatch;
-    fn batch(&self, step: usize, micro: usize, per_step: usize) -> LmBatch {
-        self.train.get(step, micro, per_step)
+    fn batch(&self, _: &DecoderLm, step: usize, micro: usize, per_step: usize) -> Result<LmBatch> {
+        Ok(self.train.get(step, micro, per_step))
     }
-    fn val_batch(&self, i: usize) -> LmBatch {
-        self.val.get(i, 0, 1)
+    fn val_batch(&self, i: usize) -> Result<LmBatch> {
+        Ok(self.val.get(i, 0, 1))
     }
-    fn loss_sum(&self, model: &DecoderLm, batch: &LmBatch, device: &Device) -> Result<Tensor<1>> {
-        Ok(clm_loss_sum(model, batch, device))
+    fn loss(&self, model: &DecoderLm, batch: &LmBatch, device: &Device) -> Result<TaskLoss> {
+        Ok(TaskLoss::new(clm_loss_sum(model, batch, device)))
     }
     fn targets(batch: &LmBatch) -> usize {
         batch.target_count()
@@ -87,26 +117,29 @@ pub struct MlmTask {
 impl Task for MlmTask {
     type Model = BertForMaskedLm;
     type Batch = MlmBatch;
-    fn batch(&self, step: usize, micro: usize, per_step: usize) -> MlmBatch {
-        let w = self.train.get(step, micro, per_step);
-        self.collator
-            .apply(&w.inputs, w.batch, w.seq, &mut rng(self.seed, step, micro))
-    }
-    fn val_batch(&self, i: usize) -> MlmBatch {
-        let w = self.val.get(i, 0, 1);
-        self.collator
-            .apply(&w.inputs, w.batch, w.seq, &mut rng(self.seed ^ 0x7a1, i, 0))
-    }
-    fn loss_sum(
+    fn batch(
         &self,
-        model: &BertForMaskedLm,
-        b: &MlmBatch,
-        device: &Device,
-    ) -> Result<Tensor<1>> {
+        _: &BertForMaskedLm,
+        step: usize,
+        micro: usize,
+        per_step: usize,
+    ) -> Result<MlmBatch> {
+        let w = self.train.get(step, micro, per_step);
+        Ok(self
+            .collator
+            .apply(&w.inputs, w.batch, w.seq, &mut rng(self.seed, step, micro)))
+    }
+    fn val_batch(&self, i: usize) -> Result<MlmBatch> {
+        let w = self.val.get(i, 0, 1);
+        Ok(self
+            .collator
+            .apply(&w.inputs, w.batch, w.seq, &mut rng(self.seed ^ 0x7a1, i, 0)))
+    }
+    fn loss(&self, model: &BertForMaskedLm, b: &MlmBatch, device: &Device) -> Result<TaskLoss> {
         let v: Vec<i64> = b.inputs.iter().map(|&x| x as i64).collect();
         let ids = Tensor::<1, Int>::from_ints(v.as_slice(), device).reshape([b.batch, b.seq]);
         let logits = model.forward(ids, None, None)?;
-        Ok(ce_sum(logits, &b.labels, device))
+        Ok(TaskLoss::new(ce_sum(logits, &b.labels, device)))
     }
     fn targets(b: &MlmBatch) -> usize {
         b.labels.iter().filter(|&&l| l >= 0).count()
@@ -132,17 +165,19 @@ pub struct SpanTask {
 impl Task for SpanTask {
     type Model = T5;
     type Batch = SpanBatch;
-    fn batch(&self, step: usize, micro: usize, per_step: usize) -> SpanBatch {
+    fn batch(&self, _: &T5, step: usize, micro: usize, per_step: usize) -> Result<SpanBatch> {
         let w = self.train.get(step, micro, per_step);
-        self.collator
-            .apply(&w.inputs, w.batch, &mut rng(self.seed, step, micro))
+        Ok(self
+            .collator
+            .apply(&w.inputs, w.batch, &mut rng(self.seed, step, micro)))
     }
-    fn val_batch(&self, i: usize) -> SpanBatch {
+    fn val_batch(&self, i: usize) -> Result<SpanBatch> {
         let w = self.val.get(i, 0, 1);
-        self.collator
-            .apply(&w.inputs, w.batch, &mut rng(self.seed ^ 0x7a1, i, 0))
+        Ok(self
+            .collator
+            .apply(&w.inputs, w.batch, &mut rng(self.seed ^ 0x7a1, i, 0)))
     }
-    fn loss_sum(&self, model: &T5, b: &SpanBatch, device: &Device) -> Result<Tensor<1>> {
+    fn loss(&self, model: &T5, b: &SpanBatch, device: &Device) -> Result<TaskLoss> {
         let to = |v: &[u32], n: usize| {
             let v: Vec<i64> = v.iter().map(|&x| x as i64).collect();
             Tensor::<1, Int>::from_ints(v.as_slice(), device).reshape([b.batch, n])
@@ -150,7 +185,7 @@ impl Task for SpanTask {
         let labels = to(&b.labels, b.tgt);
         let logits = model.forward(to(&b.inputs, b.src), None, model.shift_right(labels))?;
         let targets: Vec<i64> = b.labels.iter().map(|&x| x as i64).collect();
-        Ok(ce_sum(logits, &targets, device))
+        Ok(TaskLoss::new(ce_sum(logits, &targets, device)))
     }
     fn targets(b: &SpanBatch) -> usize {
         b.labels.len()

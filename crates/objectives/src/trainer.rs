@@ -2,6 +2,7 @@
 //! normalised by token count) → global-norm clipping → AdamW, with evaluation, guards,
 //! metrics (JSONL, progress bar, SVG curve) and atomic checkpoints with exact resume.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,11 +11,11 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use manabi_model::{DecoderLm, DeviceChoice, ModelConfig};
+use manabi_model::{BertForMaskedLm, DecoderLm, DeviceChoice, ModelConfig, T5};
 use serde::Serialize;
 
 use crate::checkpoint::{self, TrainState};
-use crate::config::{ObjectiveKind, OnNan, Precision, PretrainConfig, Sampling};
+use crate::config::{ObjectiveKind, OnNan, Precision, PretrainConfig, Sampling, TrainConfig};
 use crate::data::{Batcher, LmBatch};
 use crate::error::{Result, TrainError};
 use crate::loss::clm_loss_sum;
@@ -34,17 +35,22 @@ pub struct RunReport {
     pub losses: Vec<(usize, f64)>,
     /// Validation losses.
     pub evals: Vec<(usize, f64)>,
+    /// The task's metrics at the last evaluation (`eval/…`).
+    pub eval_metrics: BTreeMap<String, f64>,
     /// Mean training throughput.
     pub tokens_per_s: f64,
     /// Wall time of the loop.
     pub seconds: f64,
     /// Model parameters.
     pub params: usize,
+    /// Parameters that receive gradients.
+    pub trainable_params: usize,
     /// Newest checkpoint.
     pub checkpoint: Option<PathBuf>,
 }
 
-/// One line of `metrics.jsonl`.
+/// One line of `metrics.jsonl`: the Trainer's own fields, then the task's named metrics
+/// (`rewards/margins`, `eval/exact_match`, …).
 #[derive(Debug, Serialize)]
 struct Metrics {
     step: usize,
@@ -58,6 +64,8 @@ struct Metrics {
     val_loss: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     val_ppl: Option<f64>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, f64>,
 }
 
 /// Peak f32 matmul FLOP/s of `device`, measured with a few 512³ products.
@@ -88,9 +96,27 @@ pub fn task_loss_and_grads<T: Task>(
     batches: &[T::Batch],
     device: &Device,
 ) -> Result<(f64, GradientsParams)> {
-    accumulate(model, batches, T::targets, |m, b| {
-        task.loss_sum(m, b, device)
-    })
+    let (loss, grads, _) = step_loss_and_grads(task, model, batches, device)?;
+    Ok((loss, grads))
+}
+
+/// [`task_loss_and_grads`] with the task's named metrics (means over the step's targets).
+fn step_loss_and_grads<T: Task>(
+    task: &T,
+    model: &T::Model,
+    batches: &[T::Batch],
+    device: &Device,
+) -> Result<(f64, GradientsParams, BTreeMap<String, f64>)> {
+    let total = batches.iter().map(T::targets).sum::<usize>().max(1) as f64;
+    let mut metrics = BTreeMap::new();
+    let (loss, grads) = accumulate(model, batches, T::targets, |m, b| {
+        let out = task.loss(m, b, device)?;
+        for (k, v) in out.metrics {
+            *metrics.entry(k).or_insert(0.0) += v / total;
+        }
+        Ok::<_, TrainError>(out.sum)
+    })?;
+    Ok((loss, grads, metrics))
 }
 
 /// [`task_loss_and_grads`] for causal LM batches.
@@ -109,7 +135,7 @@ fn accumulate<M: TrainModel, B, E>(
     model: &M,
     batches: &[B],
     targets: impl Fn(&B) -> usize,
-    loss_sum: impl Fn(&M, &B) -> std::result::Result<Tensor<1>, E>,
+    mut loss_sum: impl FnMut(&M, &B) -> std::result::Result<Tensor<1>, E>,
 ) -> std::result::Result<(f64, GradientsParams), E> {
     let total: usize = batches.iter().map(&targets).sum();
     let mut acc = GradientsAccumulator::<M>::new();
@@ -123,58 +149,53 @@ fn accumulate<M: TrainModel, B, E>(
     Ok((sum_all / total.max(1) as f64, acc.grads()))
 }
 
-/// Mean validation loss over fixed batches (no autodiff).
+/// Mean validation loss over fixed batches (no autodiff), and the task's metrics
+/// (means over the targets) under `eval/NAME`.
 pub fn evaluate<T: Task>(
     task: &T,
     model: &T::Model,
     batches: &[T::Batch],
     device: &Device,
 ) -> Result<f64> {
-    let (mut nll, mut count) = (0.0, 0usize);
-    for b in batches {
-        nll += task.loss_sum(model, b, device)?.into_scalar::<f32>() as f64;
-        count += T::targets(b);
-    }
-    Ok(nll / count.max(1) as f64)
+    Ok(evaluate_with_metrics(task, model, batches, device)?.0)
 }
 
-/// Runs (or resumes) the pre-training recipe `cfg` on `device`.
+fn evaluate_with_metrics<T: Task>(
+    task: &T,
+    model: &T::Model,
+    batches: &[T::Batch],
+    device: &Device,
+) -> Result<(f64, BTreeMap<String, f64>)> {
+    let (mut nll, mut count) = (0.0, 0usize);
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    for b in batches {
+        let out = task.loss(model, b, device)?;
+        nll += out.sum.into_scalar::<f32>() as f64;
+        count += T::targets(b);
+        for (k, v) in out.metrics {
+            *sums.entry(format!("eval/{k}")).or_insert(0.0) += v;
+        }
+    }
+    let n = count.max(1) as f64;
+    let mut metrics: BTreeMap<String, f64> = sums.into_iter().map(|(k, v)| (k, v / n)).collect();
+    for (k, v) in task.evaluate(model, device)? {
+        metrics.insert(format!("eval/{k}"), v);
+    }
+    Ok((nll / n, metrics))
+}
+
+/// Runs (or resumes) the pre-training recipe `cfg` on `device`: one recipe on the
+/// [`Trainer`].
 pub fn pretrain(
     cfg: &PretrainConfig,
     device_choice: DeviceChoice,
     resume: bool,
 ) -> Result<RunReport> {
-    let t = &cfg.train;
-    let out = cfg.run.out.clone();
-    std::fs::create_dir_all(&out).map_err(|e| TrainError::io(&out, e))?;
     let device = device_choice.resolve()?;
-    if t.precision != Precision::F32 {
-        let supported = device.supports_dtype(match t.precision {
-            Precision::Bf16 => burn::tensor::DType::BF16,
-            _ => burn::tensor::DType::F16,
-        });
-        return Err(TrainError::Config {
-            key: "train.precision".into(),
-            message: if supported {
-                format!(
-                    "{:?} training is not implemented yet; use \"f32\"",
-                    t.precision
-                )
-            } else {
-                format!(
-                    "device {device_choice} cannot compute in {:?}; use \"f32\"",
-                    t.precision
-                )
-            },
-        });
-    }
-    let ad = if t.gradient_checkpointing {
-        device.clone().autodiff().gradient_checkpointing()
-    } else {
-        device.clone().autodiff()
-    };
+    let out = cfg.run.out.clone();
+    let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;
 
-    let data = prepare(&cfg.data, &out, t.progress)?;
+    let data = prepare(&cfg.data, &out, cfg.train.progress)?;
     let mut model_cfg = cfg.model.clone();
     if model_cfg.vocab_size == 0 {
         model_cfg.vocab_size = data.tokenizer.vocab_size();
@@ -192,8 +213,10 @@ pub fn pretrain(
     }
     let mut resolved = cfg.clone();
     resolved.model = model_cfg.clone();
-    let config_toml = toml::to_string_pretty(&resolved).map_err(|e| TrainError::io(&out, e))?;
+    trainer.config_toml = toml::to_string_pretty(&resolved).map_err(|e| TrainError::io(&out, e))?;
+    trainer.tokenizer = Some(out.join("tokenizer").join("tokenizer.json")).filter(|p| p.exists());
 
+    let t = &cfg.train;
     let seq = cfg.data.block_size;
     let sampling = cfg.data.sampling;
     let (seed, bs) = (cfg.run.seed, t.batch_size);
@@ -217,29 +240,33 @@ pub fn pretrain(
         )
     };
     let o = &cfg.objective;
-    let run = Run {
-        cfg,
-        device: &device,
-        ad: &ad,
-        out: &out,
-        config_toml: &config_toml,
-        model_cfg: &model_cfg,
-        resume,
+    // Every family is initialised from the run's seed on the autodiff device.
+    let fresh = |trainer: &Trainer| {
+        trainer.device().seed(seed);
+        manabi_model::init::seed(seed);
     };
     match cfg.objective_kind() {
-        ObjectiveKind::Clm => run.go(&ClmTask {
-            train: batcher(sampling, seq)?,
-            val: val_batcher(val_seq)?,
-        }),
+        ObjectiveKind::Clm => {
+            let task = ClmTask {
+                train: batcher(sampling, seq)?,
+                val: val_batcher(val_seq)?,
+            };
+            fresh(&trainer);
+            let model = DecoderLm::build(&model_cfg, trainer.device());
+            trainer.fit(&task, model, resume)
+        }
         ObjectiveKind::Mlm => {
             let collator =
                 MlmCollator::new(&data.tokenizer, &o.mask_token, o.mask_prob, o.whole_word)?;
-            run.go(&MlmTask {
+            let task = MlmTask {
                 train: batcher(Sampling::Random, seq)?,
                 val: val_batcher(val_seq)?,
                 collator,
                 seed,
-            })
+            };
+            fresh(&trainer);
+            let model = BertForMaskedLm::build(&model_cfg, trainer.device());
+            trainer.fit(&task, model, resume)
         }
         ObjectiveKind::Span => {
             let sentinels = sentinels(&data.tokenizer);
@@ -262,51 +289,121 @@ pub fn pretrain(
                     ),
                 });
             }
-            run.go(&SpanTask {
+            let task = SpanTask {
                 train: batcher(Sampling::Random, seq)?,
                 val: val_batcher(seq)?,
                 collator,
                 seed,
-            })
+            };
+            fresh(&trainer);
+            let model = T5::build(&model_cfg, trainer.device());
+            trainer.fit(&task, model, resume)
         }
     }
 }
 
-/// Everything a run of any task shares.
-struct Run<'a> {
-    cfg: &'a PretrainConfig,
-    device: &'a Device,
-    ad: &'a Device,
-    out: &'a Path,
-    config_toml: &'a str,
-    model_cfg: &'a ModelConfig,
-    resume: bool,
+/// The one training loop, reusable by every stage: it takes an already-built model
+/// (fresh, from a checkpoint or a Hugging Face folder, with or without adapters), a
+/// [`Task`] and the shared `[train]` settings, and owns the optimizer, schedule,
+/// accumulation, clipping, guards, evaluation, metrics and checkpoints.
+#[derive(Debug, Clone)]
+pub struct Trainer {
+    /// Shared training settings (`[train]` of every recipe).
+    pub train: TrainConfig,
+    /// Output folder: `metrics.jsonl`, `loss.svg`, `checkpoints/`.
+    pub out: PathBuf,
+    /// Seed of dropout (data order is the task's).
+    pub seed: u64,
+    /// The resolved recipe, written into every checkpoint as `config.toml`.
+    pub config_toml: String,
+    /// A `tokenizer.json` copied into every checkpoint.
+    pub tokenizer: Option<PathBuf>,
+    /// Files that, with `model.toml`, say how to rebuild the model (`peft.toml`, …):
+    /// `(name, text)`. Written into every checkpoint and compared on resume.
+    pub spec_files: Vec<(String, String)>,
+    /// Where evaluation runs.
+    plain: Device,
+    /// Where training runs (autodiff, optionally with gradient checkpointing).
+    autodiff: Device,
 }
 
-impl Run<'_> {
-    fn go<T: Task>(&self, task: &T) -> Result<RunReport> {
-        let (cfg, t, ad, device, out) = (self.cfg, &self.cfg.train, self.ad, self.device, self.out);
-        let (model_cfg, config_toml, resume) = (self.model_cfg, self.config_toml, self.resume);
-        let val_batches: Vec<T::Batch> = (0..t.eval_batches).map(|i| task.val_batch(i)).collect();
+impl Trainer {
+    /// A trainer writing into `out`; checks `train.precision` against `device`.
+    pub fn new(
+        device: &Device,
+        train: TrainConfig,
+        out: impl Into<PathBuf>,
+        seed: u64,
+    ) -> Result<Self> {
+        let out = out.into();
+        std::fs::create_dir_all(&out).map_err(|e| TrainError::io(&out, e))?;
+        if train.precision != Precision::F32 {
+            let supported = device.supports_dtype(match train.precision {
+                Precision::Bf16 => burn::tensor::DType::BF16,
+                _ => burn::tensor::DType::F16,
+            });
+            return Err(TrainError::Config {
+                key: "train.precision".into(),
+                message: if supported {
+                    format!(
+                        "{:?} training is not implemented yet; use \"f32\"",
+                        train.precision
+                    )
+                } else {
+                    format!(
+                        "this device cannot compute in {:?}; use \"f32\"",
+                        train.precision
+                    )
+                },
+            });
+        }
+        let ad = if train.gradient_checkpointing {
+            device.clone().autodiff().gradient_checkpointing()
+        } else {
+            device.clone().autodiff()
+        };
+        Ok(Self {
+            train,
+            out,
+            seed,
+            config_toml: String::new(),
+            tokenizer: None,
+            spec_files: Vec::new(),
+            plain: device.clone(),
+            autodiff: ad,
+        })
+    }
+
+    /// The autodiff device: build (or load) the model to train here.
+    pub fn device(&self) -> &Device {
+        &self.autodiff
+    }
+
+    /// The plain device evaluation runs on.
+    pub fn eval_device(&self) -> &Device {
+        &self.plain
+    }
+
+    /// Trains `model` on `task` to `train.steps`. With `resume`, the newest checkpoint's
+    /// weights, optimizer state and step are loaded into `model` (which must have the
+    /// structure the checkpoint records) and the run continues as if never stopped.
+    pub fn fit<T: Task>(&self, task: &T, model: T::Model, resume: bool) -> Result<RunReport> {
+        let (t, ad, device, out) = (&self.train, &self.autodiff, &self.plain, self.out.as_path());
+        let val_batches: Vec<T::Batch> = (0..t.eval_batches)
+            .map(|i| task.val_batch(i))
+            .collect::<Result<_>>()?;
         let ckpt_root = out.join("checkpoints");
-        ad.seed(cfg.run.seed);
-        manabi_model::init::seed(cfg.run.seed);
-        let mut model = T::Model::build(model_cfg, ad);
+        let mut model = model;
         let mut optim: ModuleOptimizer = build_optimizer(&model, t);
-        let mut state = TrainState::new(cfg.run.seed);
+        let mut state = TrainState::new(self.seed);
         let metrics_path = out.join("metrics.jsonl");
         if resume {
             let dir = checkpoint::latest(&ckpt_root).ok_or_else(|| TrainError::File {
                 path: ckpt_root.clone(),
                 message: "no complete checkpoint to resume from".into(),
             })?;
-            let (m, o, s) = checkpoint::load::<T::Model>(&dir, ad, |m| build_optimizer(m, t))?;
-            if m.model_config() != model_cfg {
-                return Err(TrainError::Checkpoint {
-                    path: dir,
-                    message: "its model config differs from the recipe's".into(),
-                });
-            }
+            self.check_spec(&dir, model.model_config())?;
+            let (m, o, s) = checkpoint::load_into(&dir, model, |m| build_optimizer(m, t))?;
             (model, optim, state) = (m, o, s);
             tracing::info!(checkpoint = %dir.display(), step = state.step, "resuming");
             truncate_metrics(&metrics_path, state.step)?;
@@ -314,6 +411,10 @@ impl Run<'_> {
             std::fs::remove_file(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
         }
         let params = model.num_params();
+        let trainable = crate::model::trainable_params(&model);
+        if trainable < params {
+            tracing::info!(trainable, total = params, "trainable parameters");
+        }
         let peak = measure_peak_flops(device);
         let mut metrics_file = std::fs::OpenOptions::new()
             .create(true)
@@ -338,9 +439,11 @@ impl Run<'_> {
             steps: state.step,
             losses: Vec::new(),
             evals: Vec::new(),
+            eval_metrics: BTreeMap::new(),
             tokens_per_s: 0.0,
             seconds: 0.0,
             params,
+            trainable_params: trainable,
             checkpoint: checkpoint::latest(&ckpt_root),
         };
         let loop_start = Instant::now();
@@ -353,11 +456,11 @@ impl Run<'_> {
             let step = state.step;
             let step_start = Instant::now();
             let lr = t.lr_at(step);
-            ad.seed(mix(step, cfg.run.seed));
+            ad.seed(mix(step, self.seed));
             let batches: Vec<T::Batch> = (0..t.grad_accum)
-                .map(|m| task.batch(step, m, t.grad_accum))
-                .collect();
-            let (loss, mut grads) = task_loss_and_grads(task, &model, &batches, ad)?;
+                .map(|m| task.batch(&model, step, m, t.grad_accum))
+                .collect::<Result<_>>()?;
+            let (loss, mut grads, mut extra) = step_loss_and_grads(task, &model, &batches, ad)?;
             let norm = global_norm(&model, &grads);
             let bad = if !loss.is_finite() {
                 Some(("loss", loss))
@@ -413,15 +516,22 @@ impl Run<'_> {
             let done = state.step == t.steps || state.step == t.stop_after;
             let mut val = None;
             if done || (t.eval_every > 0 && state.step.is_multiple_of(t.eval_every)) {
-                let v = evaluate(task, &model.valid(), &val_batches, device)?;
+                let (v, metrics) =
+                    evaluate_with_metrics(task, &model.valid(), &val_batches, device)?;
                 report.evals.push((state.step, v));
                 if state.best.is_none_or(|(b, _)| v < b) {
                     state.best = Some((v, state.step));
                 }
+                let shown: String = metrics
+                    .iter()
+                    .map(|(k, v)| format!(", {k} {v:.4}"))
+                    .collect();
                 bar.println(format!(
-                    "step {}: train loss {loss:.4}, val loss {v:.4}",
+                    "step {}: train loss {loss:.4}, val loss {v:.4}{shown}",
                     state.step
                 ));
+                report.eval_metrics.clone_from(&metrics);
+                extra.extend(metrics);
                 val = Some(v);
             }
             if val.is_some() || done || state.step.is_multiple_of(t.log_every.max(1)) {
@@ -435,6 +545,7 @@ impl Run<'_> {
                     elapsed_s: loop_start.elapsed().as_secs_f64(),
                     val_loss: val,
                     val_ppl: val.map(f64::exp),
+                    extra,
                 };
                 let line =
                     serde_json::to_string(&m).map_err(|e| TrainError::io(&metrics_path, e))?;
@@ -450,16 +561,12 @@ impl Run<'_> {
             bar.set_position(state.step as u64);
             bar.set_message(format!("loss {loss:.4} · {tps:.0} tok/s"));
             if done || (t.checkpoint_every > 0 && state.step.is_multiple_of(t.checkpoint_every)) {
-                let dir = checkpoint::save(
-                    &ckpt_root,
-                    &model,
-                    &optim,
-                    &state,
-                    config_toml,
-                    Some(&out.join("tokenizer").join("tokenizer.json"))
-                        .filter(|p| p.exists())
-                        .map(|p| p.as_path()),
-                )?;
+                let extras = checkpoint::Extras {
+                    config_toml: &self.config_toml,
+                    tokenizer: self.tokenizer.as_deref(),
+                    spec_files: &self.spec_files,
+                };
+                let dir = checkpoint::save(&ckpt_root, &model, &optim, &state, extras)?;
                 checkpoint::retain(&ckpt_root, t.keep_last, state.best.map(|(_, s)| s))?;
                 report.checkpoint = Some(dir);
             }
@@ -471,6 +578,33 @@ impl Run<'_> {
         let (train_pts, val_pts) = read_curves(&metrics_path)?;
         crate::plot::loss_curve(&out.join("loss.svg"), &train_pts, &val_pts)?;
         Ok(report)
+    }
+
+    /// A checkpoint resumes only into a model of the structure it records.
+    fn check_spec(&self, dir: &Path, cfg: &ModelConfig) -> Result<()> {
+        let differs = |what: &str| TrainError::Checkpoint {
+            path: dir.to_path_buf(),
+            message: format!(
+                "its {what} differs from the recipe's; resume with the recipe that wrote it"
+            ),
+        };
+        let path = dir.join("model.toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+        let saved: ModelConfig = toml::from_str(&text).map_err(|e| TrainError::Checkpoint {
+            path: path.clone(),
+            message: e.message().to_string(),
+        })?;
+        if &saved != cfg {
+            return Err(differs("model config (model.toml)"));
+        }
+        for (name, text) in &self.spec_files {
+            let path = dir.join(name);
+            let saved = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+            if &saved != text {
+                return Err(differs(&format!("model spec ({name})")));
+            }
+        }
+        Ok(())
     }
 }
 

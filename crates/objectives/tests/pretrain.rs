@@ -470,7 +470,11 @@ fn packed_batches_restart_positions_and_attention_at_document_boundaries() {
             let i = r * 64 + j;
             if b.inputs[i] == eos {
                 boundaries += 1;
-                assert_eq!(b.targets[i], -1, "nothing is predicted across a boundary");
+                assert_eq!(
+                    b.targets[i],
+                    manabi_model::IGNORE_INDEX,
+                    "nothing is predicted across a boundary"
+                );
                 if j + 1 < 64 {
                     assert_eq!(pos[i + 1], 0, "positions restart after EOS");
                     assert_eq!(docs[i + 1], docs[i] + 1);

@@ -1,0 +1,71 @@
+//! `manabi sft --config FILE [--set key=value ...] [--resume] [--dry-run]`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use manabi_finetune::SftConfig;
+use manabi_model::DeviceChoice;
+
+#[derive(Debug, Args)]
+pub struct SftArgs {
+    /// Recipe (see configs/sft/).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a value: section.key=value (repeatable), e.g. --set peft.method=lora.
+    #[arg(long = "set")]
+    pub overrides: Vec<String>,
+    /// Continue from the newest complete checkpoint of the run folder.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print a few rendered training examples with the trained text marked ⟦…⟧, and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(args: &SftArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
+    let cfg = SftConfig::load(&args.config, &args.overrides)?;
+    if args.dry_run {
+        let p = manabi_finetune::run::prepare(&cfg)?;
+        print!(
+            "{}",
+            manabi_finetune::sft::show_examples(&p.train, &p.tokenizer, 3)?
+        );
+        let s = &p.train.stats;
+        println!(
+            "train: {} examples, {} trained tokens, {} prompts truncated, {} dropped (response longer than {} tokens), {} invalid lines skipped",
+            s.examples, s.trained_tokens, s.truncated, s.dropped, cfg.data.block_size, p.skipped
+        );
+        println!("val: {} examples", p.val.stats.examples);
+        return Ok(());
+    }
+    let device = device.unwrap_or(cfg.run.device);
+    let r = manabi_finetune::sft(&cfg, device, args.resume)?;
+    let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
+    let val = r.run.evals.last().map_or(f64::NAN, |&(_, l)| l);
+    println!(
+        "step {}: train loss {last:.4}, val loss {val:.4}, {:.0} tokens/s, {:.1} s",
+        r.run.steps, r.run.tokens_per_s, r.run.seconds
+    );
+    if let (Some(em), Some(eos)) = (r.exact_match, r.eos_rate) {
+        println!(
+            "validation: exact match {:.1} %, answers ending with EOS {:.1} %",
+            100.0 * em,
+            100.0 * eos
+        );
+    }
+    for (name, s) in [("train", &r.train_stats), ("val", &r.val_stats)] {
+        if s.truncated + s.dropped > 0 {
+            println!(
+                "{name}: {} prompts truncated, {} examples dropped (response too long)",
+                s.truncated, s.dropped
+            );
+        }
+    }
+    if let Some(c) = &r.run.checkpoint {
+        println!("checkpoint: {}", c.display());
+    }
+    if let Some(p) = &r.predictions {
+        println!("predictions: {}", p.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! Parameter-efficient fine-tuning: which parameters of a decoder train. `[peft]` of a
+//! recipe picks the method; it is saved as `peft.toml` in every checkpoint so loading,
+//! `--resume`, `generate`, `eval` and `export` rebuild the adapted model.
+//!
+//! - `full`: every parameter trains.
+//! - `lora` (Hu et al. 2021; rsLoRA, Kalajdzievski 2023): burn's `apply_lora` on the
+//!   target modules named as in Hugging Face (`q_proj`, `c_attn`, …); PEFT format in and
+//!   out ([`lora`]).
+//! - `bitfit` (Ben Zaken et al. 2022): biases only.
+//! - `houlsby` / `pfeiffer` bottleneck adapters (Houlsby et al. 2019; Pfeiffer et al.
+//!   2021): after attention and MLP, or after the MLP only.
+
+pub mod lora;
+
+use burn::module::{Module, ParamGroup, ParamId};
+use manabi_model::DecoderLm;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FinetuneError, Result};
+
+/// The PEFT method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Full fine-tuning.
+    #[default]
+    Full,
+    /// Low-rank adapters on the target modules.
+    Lora,
+    /// Biases only.
+    Bitfit,
+    /// Bottleneck adapters after attention and after the MLP.
+    Houlsby,
+    /// A bottleneck adapter after the MLP only.
+    Pfeiffer,
+}
+
+/// `[peft]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeftConfig {
+    /// Method.
+    pub method: Method,
+    /// LoRA rank.
+    pub r: usize,
+    /// LoRA α: the update is scaled by α / r (α / √r with `rslora`).
+    pub alpha: f64,
+    /// LoRA dropout on the adapter's input (only 0 is supported: burn's LoRA merges the
+    /// update into the weight).
+    pub dropout: f64,
+    /// LoRA target modules by Hugging Face name (`q_proj`, `v_proj`, `c_attn`, …).
+    pub targets: Vec<String>,
+    /// Rank-stabilised scaling α / √r.
+    pub rslora: bool,
+    /// Bottleneck width of `houlsby` / `pfeiffer` adapters.
+    pub adapter_size: usize,
+}
+
+impl Default for PeftConfig {
+    fn default() -> Self {
+        Self {
+            method: Method::Full,
+            r: 8,
+            alpha: 16.0,
+            dropout: 0.0,
+            targets: vec!["q_proj".into(), "v_proj".into()],
+            rslora: false,
+            adapter_size: 16,
+        }
+    }
+}
+
+impl PeftConfig {
+    /// The factor LoRA's update is multiplied by.
+    pub fn lora_scale(&self) -> f64 {
+        if self.rslora {
+            self.alpha / (self.r as f64).sqrt()
+        } else {
+            self.alpha / self.r as f64
+        }
+    }
+
+    /// Checks values the types do not.
+    pub fn validate(&self) -> Result<()> {
+        if self.method == Method::Lora {
+            if self.r == 0 {
+                return Err(FinetuneError::config(
+                    "peft.r",
+                    "LoRA rank must be at least 1",
+                ));
+            }
+            if !(self.alpha > 0.0 && self.alpha.is_finite()) {
+                return Err(FinetuneError::config("peft.alpha", "must be positive"));
+            }
+            if self.dropout != 0.0 {
+                return Err(FinetuneError::config(
+                    "peft.dropout",
+                    "LoRA dropout is not supported (burn's LoRA folds the update into the weight); use 0.0",
+                ));
+            }
+            if self.targets.is_empty() {
+                return Err(FinetuneError::config("peft.targets", "no target modules"));
+            }
+        }
+        if matches!(self.method, Method::Houlsby | Method::Pfeiffer) && self.adapter_size == 0 {
+            return Err(FinetuneError::config(
+                "peft.adapter_size",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `peft.toml` text saved in checkpoints.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Adapts `model` (on the training device) for `cfg`: afterwards only the method's
+/// parameters require gradients.
+pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
+    cfg.validate()?;
+    match cfg.method {
+        Method::Full => Ok(model),
+        Method::Lora => lora::apply(model, cfg),
+        Method::Bitfit => {
+            let ids = bias_ids(&model);
+            if ids.is_empty() {
+                return Err(FinetuneError::config(
+                    "peft.method",
+                    "bitfit trains biases, and this model has none (LLaMA without attention_bias/mlp_bias); choose lora or houlsby",
+                ));
+            }
+            Ok(model.freeze().unfreeze_group(ParamGroup::from_ids(ids)))
+        }
+        Method::Houlsby | Method::Pfeiffer => {
+            let device = model.embed_tokens.weight.device();
+            let d = model.config().d_model;
+            let mut model = model.freeze();
+            let mut ids = Vec::new();
+            let mut new_adapter = || {
+                let a = manabi_model::adapter::Adapter::new(d, cfg.adapter_size, &device);
+                ids.extend([a.down.weight.id, a.up.weight.id]);
+                ids.extend(a.down.bias.iter().chain(&a.up.bias).map(|b| b.id));
+                a
+            };
+            for block in &mut model.layers {
+                if cfg.method == Method::Houlsby {
+                    block.attn_adapter = Some(new_adapter());
+                }
+                block.mlp_adapter = Some(new_adapter());
+            }
+            Ok(model.unfreeze_group(ParamGroup::from_ids(ids)))
+        }
+    }
+}
+
+/// Builds the adapter structure of `cfg` on `model` for loading saved weights into it
+/// (the values come from the checkpoint).
+pub fn rebuild(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
+    apply(model, cfg)
+}
+
+/// Ids of every `Linear` bias and norm shift (β) of `model`.
+fn bias_ids(model: &DecoderLm) -> Vec<ParamId> {
+    let mut ids = Vec::new();
+    for (_, lin) in manabi_model::hf_names::decoder_linears(model) {
+        if let Some(b) = &lin.bias {
+            ids.push(b.id);
+        }
+    }
+    let norms = model
+        .layers
+        .iter()
+        .flat_map(|b| [&b.attn_norm, &b.mlp_norm])
+        .chain([&model.final_norm]);
+    for n in norms {
+        if let manabi_model::decoder::Norm::Layer(ln) = n
+            && let Some(beta) = &ln.beta
+        {
+            ids.push(beta.id);
+        }
+    }
+    ids
+}
+
+/// Trainable and total parameter counts, as every method prints them.
+pub fn describe<M: Module>(model: &M) -> (usize, usize) {
+    (
+        manabi_objectives::model::trainable_params(model),
+        model.num_params(),
+    )
+}

@@ -1,0 +1,275 @@
+//! `manabi sft`: a base model (manabi checkpoint or Hugging Face folder), SFT data and a
+//! PEFT method, trained by the shared Trainer; and loading of adapted models for
+//! `generate`, `eval` and `export`.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::*;
+use manabi_model::{DecoderLm, DeviceChoice, GenerateOptions};
+use manabi_objectives::{RunReport, Trainer};
+use manabi_tokenize::TextTokenizer;
+use serde::Serialize;
+
+use crate::config::SftConfig;
+use crate::error::{FinetuneError, Result};
+use crate::peft::{self, Method, PeftConfig};
+use crate::sft::data::{Format, read_files};
+use crate::sft::encode::{self, EncodeStats};
+use crate::sft::template::Template;
+use crate::sft::{self, EncodedSet, GenerationEval, SftTask, Specials};
+
+/// The spec file an adapted checkpoint carries besides `model.toml`.
+pub const PEFT_FILE: &str = "peft.toml";
+
+/// Loads a decoder from a manabi folder (with its adapters when `peft.toml` is there)
+/// or a Hugging Face folder. Returns the PEFT settings of an adapted model.
+pub fn load_decoder(dir: &Path, device: &Device) -> Result<(DecoderLm, Option<PeftConfig>)> {
+    let spec = dir.join(PEFT_FILE);
+    if !(dir.join("model.toml").exists() && spec.exists()) {
+        return Ok((manabi_model::load_model(dir, device)?, None));
+    }
+    let text = std::fs::read_to_string(&spec).map_err(|e| FinetuneError::io(&spec, e))?;
+    let cfg: PeftConfig = toml::from_str(&text).map_err(|e| FinetuneError::Config {
+        key: spec.display().to_string(),
+        message: e.message().to_string(),
+    })?;
+    let model_cfg = read_model_toml(dir)?;
+    let mut model = peft::rebuild(DecoderLm::new(&model_cfg, device), &cfg)?;
+    manabi_model::checkpoint::load_weights(&mut model, &dir.join("model.bpk"))?;
+    Ok((model, Some(cfg)))
+}
+
+fn read_model_toml(dir: &Path) -> Result<manabi_model::ModelConfig> {
+    let path = dir.join("model.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| FinetuneError::io(&path, e))?;
+    let cfg: manabi_model::ModelConfig =
+        toml::from_str(&text).map_err(|e| FinetuneError::Config {
+            key: path.display().to_string(),
+            message: e.message().to_string(),
+        })?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// A decoder with every adapter folded into its weights (LoRA merged; bottleneck
+/// adapters stay in their slots).
+pub fn merged(model: DecoderLm) -> DecoderLm {
+    model.materialize()
+}
+
+/// What `manabi sft` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SftReport {
+    /// The Trainer's report.
+    pub run: RunReport,
+    /// Training-set encoding.
+    pub train_stats: EncodeStats,
+    /// Validation-set encoding.
+    pub val_stats: EncodeStats,
+    /// Lines skipped as invalid.
+    pub skipped_lines: usize,
+    /// Exact match on the validation set after training (when generated).
+    pub exact_match: Option<f64>,
+    /// Share of generated answers that ended with EOS.
+    pub eos_rate: Option<f64>,
+    /// Parameters that trained.
+    pub trainable_params: usize,
+    /// All parameters.
+    pub total_params: usize,
+    /// Where predictions were written.
+    pub predictions: Option<PathBuf>,
+}
+
+/// Data, tokenizer and template of a recipe, ready to train.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// Its special tokens.
+    pub specials: Specials,
+    /// Training examples.
+    pub train: EncodedSet,
+    /// Validation examples.
+    pub val: EncodedSet,
+    /// Lines skipped.
+    pub skipped: usize,
+}
+
+/// Reads, renders and tokenises the recipe's data.
+pub fn prepare(cfg: &SftConfig) -> Result<Prepared> {
+    let tok_path = cfg
+        .model
+        .tokenizer
+        .clone()
+        .unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
+    if !tok_path.exists() {
+        return Err(FinetuneError::config(
+            "model.tokenizer",
+            format!("{} not found; set model.tokenizer", tok_path.display()),
+        ));
+    }
+    let tokenizer = TextTokenizer::load(&tok_path)?;
+    let specials = Specials::of(&tokenizer)?;
+    let d = &cfg.data;
+    let train = read_files(&d.train, d.format, &d.fields, d.skip_invalid)?;
+    let mut val = if d.val.is_empty() {
+        Default::default()
+    } else {
+        read_files(&d.val, d.format, &d.fields, d.skip_invalid)?
+    };
+    let mut train = train;
+    if val.records.is_empty() {
+        // No validation files: hold out the last 5 % of the training records.
+        let n = (train.records.len() / 20).max(1);
+        if train.records.len() < 2 {
+            return Err(FinetuneError::config(
+                "data.val",
+                "too few examples to hold any out; give data.val",
+            ));
+        }
+        let at = train.records.len() - n;
+        val.records = train.records.split_off(at);
+        val.sources = train.sources.split_off(at);
+    }
+    let format = match d.format {
+        Format::Auto => match train.records.first() {
+            Some(crate::sft::data::Record::Fields { format, .. }) => *format,
+            _ => Format::Messages,
+        },
+        f => f,
+    };
+    let template = Template::new(cfg.template.clone(), format)?;
+    let max_tokens = d.block_size + 1;
+    let skipped = train.skipped + val.skipped;
+    let train = sft::encode_set(&train, &template, &tokenizer, specials, max_tokens)?;
+    let val = sft::encode_set(&val, &template, &tokenizer, specials, max_tokens)?;
+    Ok(Prepared {
+        tokenizer,
+        specials,
+        train,
+        val,
+        skipped,
+    })
+}
+
+/// Runs (or resumes) the SFT recipe `cfg`.
+pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: bool) -> Result<SftReport> {
+    let device = device_choice.resolve()?;
+    let out = cfg.run.out.clone();
+    let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;
+    let p = prepare(cfg)?;
+    for (name, s) in [("train", &p.train.stats), ("val", &p.val.stats)] {
+        if s.truncated > 0 || s.dropped > 0 {
+            tracing::warn!(
+                "{name}: {} prompts cut from the left to fit {} tokens; {} examples dropped because their response alone does not fit",
+                s.truncated,
+                cfg.data.block_size,
+                s.dropped
+            );
+        }
+    }
+
+    // The base: any decoder folder; an adapted one is merged first.
+    let (base, base_peft) = load_decoder(&cfg.model.path, trainer.device())?;
+    let base = if base_peft.is_some() {
+        merged(base)
+    } else {
+        base
+    };
+    let mcfg = base.config().clone();
+    if p.tokenizer.vocab_size() > mcfg.vocab_size {
+        return Err(FinetuneError::config(
+            "model.tokenizer",
+            format!(
+                "the tokenizer has {} tokens, the model only {}: not this model's tokenizer",
+                p.tokenizer.vocab_size(),
+                mcfg.vocab_size
+            ),
+        ));
+    }
+    if cfg.data.block_size > mcfg.max_positions {
+        return Err(FinetuneError::config(
+            "data.block_size",
+            format!(
+                "{} exceeds the model's {} positions",
+                cfg.data.block_size, mcfg.max_positions
+            ),
+        ));
+    }
+    trainer.device().seed(cfg.run.seed);
+    manabi_model::init::seed(cfg.run.seed);
+    let model = peft::apply(base, &cfg.peft)?;
+    let (trainable, total) = peft::describe(&model);
+    println!(
+        "{:?}: {trainable} trainable of {total} parameters ({:.3} %)",
+        cfg.peft.method,
+        100.0 * trainable as f64 / total.max(1) as f64
+    );
+    trainer.config_toml = toml::to_string_pretty(cfg).map_err(|e| FinetuneError::io(&out, e))?;
+    trainer.tokenizer = Some(p.tokenizer.path().to_path_buf());
+    if cfg.peft.method != Method::Full {
+        trainer.spec_files = vec![(PEFT_FILE.to_string(), cfg.peft.to_toml())];
+    }
+
+    let generation = cfg.eval.generate.then(|| {
+        let n = if cfg.eval.max_examples == 0 {
+            p.val.examples.len()
+        } else {
+            cfg.eval.max_examples.min(p.val.examples.len())
+        };
+        GenerationEval {
+            prompts: p.val.examples[..n].iter().map(sft::prompt_of).collect(),
+            answers: p.val.records[..n]
+                .iter()
+                .map(|r| r.final_response().to_string())
+                .collect(),
+            tokenizer: p.tokenizer.clone(),
+            options: GenerateOptions {
+                max_new_tokens: cfg.eval.max_new_tokens,
+                temperature: 0.0,
+                eos_ids: p.specials.stop_ids(),
+                pad_id: p.specials.pad,
+                ..GenerateOptions::default()
+            },
+            batch_size: cfg.eval.batch_size,
+        }
+    });
+    let rows = encode::rows(
+        &p.train.examples,
+        cfg.data.block_size,
+        cfg.data.pack,
+        cfg.run.seed,
+    );
+    let task = SftTask {
+        train: p.train.examples.clone(),
+        rows,
+        val: p.val.examples.clone(),
+        batch_size: cfg.train.batch_size,
+        pad: p.specials.pad,
+        pack: cfg.data.pack,
+        seed: cfg.run.seed,
+        generation,
+    };
+    let run = trainer.fit(&task, model, resume)?;
+    let (mut exact_match, mut eos_rate, mut predictions) = (None, None, None);
+    if let (Some(g), Some(dir)) = (&task.generation, &run.checkpoint) {
+        let (model, _) = load_decoder(dir, &device)?;
+        let preds = g.predict(&model)?;
+        let (em, eos) = sft::scores(&preds);
+        let path = out.join("predictions.jsonl");
+        sft::write_predictions(&path, &preds)?;
+        (exact_match, eos_rate, predictions) = (Some(em), Some(eos), Some(path));
+    }
+    Ok(SftReport {
+        run,
+        train_stats: p.train.stats,
+        val_stats: p.val.stats,
+        skipped_lines: p.skipped,
+        exact_match,
+        eos_rate,
+        trainable_params: trainable,
+        total_params: total,
+        predictions,
+    })
+}

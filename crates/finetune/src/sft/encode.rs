@@ -1,0 +1,234 @@
+//! From rendered segments to training rows: tokens with a trained mask, EOS appended
+//! and trained, truncation that cuts the prompt from the left and never silently drops
+//! a response, and packing of short examples into rows with block-diagonal attention
+//! and positions restarting per example (no cross-contamination).
+
+use manabi_objectives::data::LmBatch;
+use manabi_tokenize::TextTokenizer;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::Result;
+use crate::sft::template::Segment;
+
+/// The label of a position that is not trained (what `LmBatch` and the loss ignore).
+pub const IGNORE: i64 = manabi_model::IGNORE_INDEX;
+
+/// One tokenised example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Token ids, EOS last.
+    pub tokens: Vec<u32>,
+    /// Whether each token is a target.
+    pub trained: Vec<bool>,
+    /// Index of the first token of the final response.
+    pub response_start: usize,
+}
+
+/// What encoding did to a data set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EncodeStats {
+    /// Examples kept.
+    pub examples: usize,
+    /// Examples whose prompt was cut from the left to fit.
+    pub truncated: usize,
+    /// Examples dropped because their final response alone does not fit.
+    pub dropped: usize,
+    /// Trained tokens (targets), EOS included.
+    pub trained_tokens: usize,
+}
+
+/// Tokenises `segments` (each separately, so the prompt's tokens are the ones a model
+/// sees at inference), appends a trained `eos`, and fits the result into `max_tokens`.
+/// Returns `None` when the final response alone is longer than `max_tokens`.
+pub fn encode(
+    tokenizer: &TextTokenizer,
+    segments: &[Segment],
+    eos: u32,
+    max_tokens: usize,
+    stats: &mut EncodeStats,
+) -> Result<Option<Encoded>> {
+    let mut tokens = Vec::new();
+    let mut trained = Vec::new();
+    let mut response_start = 0;
+    for s in segments {
+        if s.trained {
+            response_start = tokens.len();
+        }
+        let ids = tokenizer.encode(&s.text)?;
+        trained.extend(std::iter::repeat_n(s.trained, ids.len()));
+        tokens.extend(ids);
+    }
+    // EOS is trained even where the pad token is EOS: it is a target here, never padding.
+    tokens.push(eos);
+    trained.push(true);
+    if tokens.len() > max_tokens {
+        if tokens.len() - response_start > max_tokens {
+            stats.dropped += 1;
+            return Ok(None);
+        }
+        let cut = tokens.len() - max_tokens;
+        tokens.drain(..cut);
+        trained.drain(..cut);
+        response_start -= cut;
+        stats.truncated += 1;
+    }
+    stats.examples += 1;
+    stats.trained_tokens += trained.iter().skip(1).filter(|&&t| t).count();
+    Ok(Some(Encoded {
+        tokens,
+        trained,
+        response_start,
+    }))
+}
+
+/// Training rows: each a list of example indices (one unless packed), filled up to
+/// `block + 1` tokens (a row of `n` tokens gives `n − 1` inputs).
+pub fn rows(examples: &[Encoded], block: usize, pack: bool, seed: u64) -> Vec<Vec<usize>> {
+    if !pack {
+        return (0..examples.len()).map(|i| vec![i]).collect();
+    }
+    // Pack in a seeded order so rows mix examples of all lengths.
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x9ac4));
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut used = 0;
+    for i in order {
+        let n = examples[i].tokens.len() - 1;
+        if used + n > block && !current.is_empty() {
+            out.push(std::mem::take(&mut current));
+            used = 0;
+        }
+        current.push(i);
+        used += n;
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// The batch of `rows` (example indices per row): inputs, next-token targets (untrained
+/// ones ignored), right padding with `pad` (ignored). With `packed`, positions restart
+/// and attention is block-diagonal per example.
+pub fn batch(examples: &[Encoded], rows: &[&[usize]], pad: u32, packed: bool) -> LmBatch {
+    let width = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|&i| examples[i].tokens.len() - 1)
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let b = rows.len();
+    let mut inputs = Vec::with_capacity(b * width);
+    let mut targets = Vec::with_capacity(b * width);
+    let mut positions = Vec::with_capacity(b * width);
+    let mut documents = Vec::with_capacity(b * width);
+    for row in rows {
+        let start = inputs.len();
+        for (d, &i) in row.iter().enumerate() {
+            let e = &examples[i];
+            let n = e.tokens.len() - 1;
+            inputs.extend_from_slice(&e.tokens[..n]);
+            targets.extend((1..=n).map(|k| {
+                if e.trained[k] {
+                    e.tokens[k] as i64
+                } else {
+                    IGNORE
+                }
+            }));
+            positions.extend(0..n as i64);
+            documents.extend(std::iter::repeat_n(d as u32, n));
+        }
+        let fill = width - (inputs.len() - start);
+        inputs.extend(std::iter::repeat_n(pad, fill));
+        targets.extend(std::iter::repeat_n(IGNORE, fill));
+        positions.extend(std::iter::repeat_n(0, fill));
+        documents.extend(std::iter::repeat_n(u32::MAX, fill));
+    }
+    LmBatch {
+        batch: b,
+        seq: width,
+        inputs,
+        targets,
+        positions: packed.then_some(positions),
+        documents: packed.then_some(documents),
+    }
+}
+
+/// Row indices of micro-batch `g` (global, `step · per_step + micro`) of `batch_size`
+/// rows: epochs run through a seeded permutation of all rows, so a batch is a pure
+/// function of `(seed, g)` and resume is exact.
+pub fn schedule(n_rows: usize, batch_size: usize, g: usize, seed: u64) -> Vec<usize> {
+    let mut out = Vec::with_capacity(batch_size);
+    let mut cached: Option<(usize, Vec<usize>)> = None;
+    for j in 0..batch_size {
+        let p = g * batch_size + j;
+        let epoch = p / n_rows;
+        if cached.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let mut perm: Vec<usize> = (0..n_rows).collect();
+            perm.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ));
+            cached = Some((epoch, perm));
+        }
+        if let Some((_, perm)) = &cached {
+            out.push(perm[p % n_rows]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(tokens: &[u32], trained_from: usize) -> Encoded {
+        Encoded {
+            tokens: tokens.to_vec(),
+            trained: (0..tokens.len()).map(|i| i >= trained_from).collect(),
+            response_start: trained_from,
+        }
+    }
+
+    #[test]
+    fn targets_are_the_trained_next_tokens_only() {
+        let e = [ex(&[5, 6, 7, 8, 3], 3)];
+        let b = batch(&e, &[&[0]], 0, false);
+        assert_eq!(b.inputs, [5, 6, 7, 8]);
+        assert_eq!(b.targets, [IGNORE, IGNORE, 8, 3]);
+        assert!(b.positions.is_none());
+    }
+
+    #[test]
+    fn packed_rows_restart_positions_and_separate_documents() {
+        let e = [ex(&[5, 6, 3], 1), ex(&[7, 8, 9, 3], 2)];
+        let b = batch(&e, &[&[0, 1]], 0, true);
+        assert_eq!(b.inputs, [5, 6, 7, 8, 9]);
+        assert_eq!(b.targets, [6, 3, IGNORE, 9, 3]);
+        assert_eq!(b.positions.as_deref(), Some(&[0, 1, 0, 1, 2][..]));
+        assert_eq!(b.documents.as_deref(), Some(&[0, 0, 1, 1, 1][..]));
+    }
+
+    #[test]
+    fn packing_fills_rows_up_to_the_block() {
+        let e: Vec<Encoded> = (0..10).map(|_| ex(&[1, 2, 3, 4], 1)).collect();
+        let r = rows(&e, 7, true, 1);
+        // 3 inputs each: two per row of 7.
+        assert_eq!(r.len(), 5);
+        assert!(r.iter().all(|r| r.len() == 2));
+    }
+
+    #[test]
+    fn schedule_covers_every_row_once_per_epoch() {
+        let mut seen: Vec<usize> = (0..5).flat_map(|g| schedule(10, 2, g, 7)).collect();
+        seen.sort();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert_eq!(schedule(10, 2, 3, 7), schedule(10, 2, 3, 7));
+    }
+}

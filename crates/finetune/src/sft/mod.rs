@@ -1,0 +1,319 @@
+//! Supervised fine-tuning (instruction tuning) of decoder-only models: JSONL records →
+//! templates → tokens with the loss on response tokens only (EOS trained) → the shared
+//! Trainer. Validation reports the loss and, by generation, exact match and how often
+//! the model ends its answer with EOS.
+
+pub mod data;
+pub mod encode;
+pub mod template;
+
+use std::path::Path;
+
+use burn::prelude::*;
+use manabi_model::{DecoderLm, GenerateOptions};
+use manabi_objectives::data::LmBatch;
+use manabi_objectives::loss::clm_loss_sum;
+use manabi_objectives::{Task, TaskLoss};
+use manabi_tokenize::TextTokenizer;
+use serde::Serialize;
+
+use crate::error::{FinetuneError, Result};
+use data::{Dataset, Record};
+use encode::{EncodeStats, Encoded};
+use template::{Segment, Template};
+
+/// Tokenised examples with what encoding did.
+#[derive(Debug, Clone)]
+pub struct EncodedSet {
+    /// Examples that fit.
+    pub examples: Vec<Encoded>,
+    /// The record of each example.
+    pub records: Vec<Record>,
+    /// Truncation and drop counts.
+    pub stats: EncodeStats,
+}
+
+/// The special tokens SFT needs from a tokenizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Specials {
+    /// End of sequence (appended to every response and trained).
+    pub eos: u32,
+    /// Padding (never a target; may equal `eos`).
+    pub pad: u32,
+    /// `<|end|>`, when the tokenizer has chat tokens (ends assistant turns).
+    pub end_of_turn: Option<u32>,
+}
+
+impl Specials {
+    /// Looks the tokens up: EOS is `<eos>`, `</s>` or `<|endoftext|>`; pad `<pad>` or EOS.
+    pub fn of(tokenizer: &TextTokenizer) -> Result<Self> {
+        let eos = ["<eos>", "</s>", "<|endoftext|>"]
+            .iter()
+            .find_map(|t| tokenizer.token_id(t))
+            .ok_or_else(|| {
+                FinetuneError::io(
+                    tokenizer.path(),
+                    "the tokenizer has no end-of-sequence token (<eos>, </s> or <|endoftext|>)",
+                )
+            })?;
+        let pad = tokenizer.token_id("<pad>").unwrap_or(eos);
+        Ok(Self {
+            eos,
+            pad,
+            end_of_turn: tokenizer.token_id(template::END_OF_TURN),
+        })
+    }
+
+    /// Tokens that end generation.
+    pub fn stop_ids(&self) -> Vec<u32> {
+        let mut v = vec![self.eos];
+        v.extend(self.end_of_turn);
+        v
+    }
+}
+
+/// Renders and tokenises `data`; rows hold at most `max_tokens` tokens.
+pub fn encode_set(
+    data: &Dataset,
+    template: &Template,
+    tokenizer: &TextTokenizer,
+    specials: Specials,
+    max_tokens: usize,
+) -> Result<EncodedSet> {
+    let mut stats = EncodeStats::default();
+    let mut examples = Vec::with_capacity(data.records.len());
+    let mut records = Vec::with_capacity(data.records.len());
+    for (r, src) in data.records.iter().zip(&data.sources) {
+        let segments = template.render(r).map_err(|e| FinetuneError::Data {
+            path: src.path.clone(),
+            line: src.line,
+            message: e.to_string(),
+        })?;
+        let chat_tokens_missing = matches!(r, Record::Chat(_)) && specials.end_of_turn.is_none();
+        if chat_tokens_missing {
+            return Err(FinetuneError::Data {
+                path: src.path.clone(),
+                line: src.line,
+                message: "chat messages need a tokenizer with chat tokens (<|user|>, <|assistant|>, <|end|>): train it with --chat-tokens".into(),
+            });
+        }
+        if let Some(e) = encode::encode(tokenizer, &segments, specials.eos, max_tokens, &mut stats)?
+        {
+            examples.push(e);
+            records.push(r.clone());
+        }
+    }
+    if examples.is_empty() {
+        return Err(FinetuneError::config(
+            "data.block_size",
+            format!(
+                "no example fits in {max_tokens} tokens ({} dropped)",
+                stats.dropped
+            ),
+        ));
+    }
+    Ok(EncodedSet {
+        examples,
+        records,
+        stats,
+    })
+}
+
+/// The prompt tokens of an example: everything before its final response.
+pub fn prompt_of(e: &Encoded) -> Vec<u32> {
+    e.tokens[..e.response_start].to_vec()
+}
+
+/// Generation-based evaluation: prompts, gold answers and decoding settings.
+#[derive(Debug, Clone)]
+pub struct GenerationEval {
+    /// Prompt tokens.
+    pub prompts: Vec<Vec<u32>>,
+    /// Gold answers.
+    pub answers: Vec<String>,
+    /// Decodes generated tokens.
+    pub tokenizer: TextTokenizer,
+    /// Greedy decoding, stopping at EOS / `<|end|>`.
+    pub options: GenerateOptions,
+    /// Prompts per batch.
+    pub batch_size: usize,
+}
+
+/// One generated answer next to its gold answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    /// The prompt as text.
+    pub prompt: String,
+    /// The gold answer.
+    pub gold: String,
+    /// What the model generated (special tokens dropped).
+    pub prediction: String,
+    /// Whether they match after trimming whitespace.
+    pub exact_match: bool,
+    /// Whether generation ended with EOS (or `<|end|>`) rather than the length limit.
+    pub ended_with_eos: bool,
+}
+
+impl GenerationEval {
+    /// Generates every answer (greedy) and compares it with the gold one.
+    pub fn predict(&self, model: &DecoderLm) -> Result<Vec<Prediction>> {
+        let mut out = Vec::with_capacity(self.prompts.len());
+        for (prompts, answers) in self
+            .prompts
+            .chunks(self.batch_size.max(1))
+            .zip(self.answers.chunks(self.batch_size.max(1)))
+        {
+            let generated =
+                manabi_model::generate(model, prompts, &self.options, Some(&self.tokenizer))?;
+            for ((p, gold), new) in prompts.iter().zip(answers).zip(generated) {
+                let prediction = self.tokenizer.decode(&new, true)?;
+                out.push(Prediction {
+                    prompt: self.tokenizer.decode(p, false)?,
+                    gold: gold.clone(),
+                    exact_match: normalise(&prediction) == normalise(gold),
+                    ended_with_eos: new.len() < self.options.max_new_tokens,
+                    prediction,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Whitespace-insensitive form for exact match.
+pub fn normalise(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Exact match and EOS rate of predictions.
+pub fn scores(p: &[Prediction]) -> (f64, f64) {
+    let n = p.len().max(1) as f64;
+    (
+        p.iter().filter(|x| x.exact_match).count() as f64 / n,
+        p.iter().filter(|x| x.ended_with_eos).count() as f64 / n,
+    )
+}
+
+/// SFT as a [`Task`] of the shared Trainer.
+#[derive(Debug)]
+pub struct SftTask {
+    /// Training examples.
+    pub train: Vec<Encoded>,
+    /// Training rows (example indices; several when packed).
+    pub rows: Vec<Vec<usize>>,
+    /// Validation examples, one per row.
+    pub val: Vec<Encoded>,
+    /// Rows per micro-batch.
+    pub batch_size: usize,
+    /// Padding token.
+    pub pad: u32,
+    /// Packed rows (block-diagonal attention).
+    pub pack: bool,
+    /// Seed of the data order.
+    pub seed: u64,
+    /// Exact match by generation at every evaluation.
+    pub generation: Option<GenerationEval>,
+}
+
+impl Task for SftTask {
+    type Model = DecoderLm;
+    type Batch = LmBatch;
+
+    fn batch(
+        &self,
+        _: &DecoderLm,
+        step: usize,
+        micro: usize,
+        per_step: usize,
+    ) -> manabi_objectives::Result<LmBatch> {
+        let g = step * per_step + micro;
+        let idx = encode::schedule(self.rows.len(), self.batch_size, g, self.seed);
+        let rows: Vec<&[usize]> = idx.iter().map(|&i| self.rows[i].as_slice()).collect();
+        Ok(encode::batch(&self.train, &rows, self.pad, self.pack))
+    }
+
+    fn val_batch(&self, i: usize) -> manabi_objectives::Result<LmBatch> {
+        let n = self.val.len();
+        let ids: Vec<[usize; 1]> = (0..self.batch_size.min(n))
+            .map(|j| [(i * self.batch_size + j) % n])
+            .collect();
+        let rows: Vec<&[usize]> = ids.iter().map(|r| r.as_slice()).collect();
+        Ok(encode::batch(&self.val, &rows, self.pad, false))
+    }
+
+    fn loss(
+        &self,
+        model: &DecoderLm,
+        batch: &LmBatch,
+        device: &Device,
+    ) -> manabi_objectives::Result<TaskLoss> {
+        Ok(TaskLoss::new(clm_loss_sum(model, batch, device)))
+    }
+
+    fn targets(batch: &LmBatch) -> usize {
+        batch.target_count()
+    }
+
+    fn tokens(batch: &LmBatch) -> usize {
+        batch.batch * batch.seq
+    }
+
+    fn evaluate(
+        &self,
+        model: &DecoderLm,
+        _device: &Device,
+    ) -> manabi_objectives::Result<Vec<(String, f64)>> {
+        let Some(g) = &self.generation else {
+            return Ok(Vec::new());
+        };
+        let p = g
+            .predict(model)
+            .map_err(|e| manabi_objectives::TrainError::Data(e.to_string()))?;
+        let (em, eos) = scores(&p);
+        Ok(vec![("exact_match".into(), em), ("eos_rate".into(), eos)])
+    }
+}
+
+/// Rendered examples with the trained text marked `⟦…⟧`, for `--dry-run`.
+pub fn show_examples(set: &EncodedSet, tokenizer: &TextTokenizer, n: usize) -> Result<String> {
+    let mut out = String::new();
+    for (k, e) in set.examples.iter().take(n).enumerate() {
+        out.push_str(&format!(
+            "── example {k} ({} tokens, {} trained)\n",
+            e.tokens.len(),
+            e.trained.iter().filter(|&&t| t).count()
+        ));
+        let mut start = 0;
+        while start < e.tokens.len() {
+            let t = e.trained[start];
+            let end = (start..e.tokens.len())
+                .find(|&i| e.trained[i] != t)
+                .unwrap_or(e.tokens.len());
+            let text = tokenizer.decode(&e.tokens[start..end], false)?;
+            if t {
+                out.push_str(&format!("⟦{text}⟧"));
+            } else {
+                out.push_str(&text);
+            }
+            start = end;
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Segments of a record, for callers that render without encoding.
+pub fn render(template: &Template, record: &Record) -> Result<Vec<Segment>> {
+    template.render(record)
+}
+
+/// Writes predictions as JSONL.
+pub fn write_predictions(path: &Path, predictions: &[Prediction]) -> Result<()> {
+    let mut text = String::new();
+    for p in predictions {
+        text.push_str(&serde_json::to_string(p).map_err(|e| FinetuneError::io(path, e))?);
+        text.push('\n');
+    }
+    manabi_tokenize::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}

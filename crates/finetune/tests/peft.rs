@@ -1,0 +1,292 @@
+//! PEFT parity and contracts: adapters that Python `peft` trained (fixtures made by
+//! scripts/peft_fixtures.py) give `peft`'s logits here; exports load back exactly; only
+//! adapter parameters get gradients; adapters at initialisation leave the model unchanged.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use manabi_finetune::peft::{self, Method, PeftConfig, lora};
+use manabi_model::hf_names::decoder_linears;
+use manabi_model::{DecoderLm, device::test_device, load_hf};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Expected {
+    input_ids: Vec<Vec<i64>>,
+    logits: Vec<f32>,
+    merged_logits: Option<Vec<f32>>,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn base(name: &str, device: &Device) -> DecoderLm {
+    load_hf(root().join("fixtures/models").join(name), device).unwrap()
+}
+
+fn expected(adapter: &str) -> Expected {
+    let p = root()
+        .join("fixtures/peft")
+        .join(adapter)
+        .join("expected.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn ids(e: &Expected, device: &Device) -> Tensor<2, Int> {
+    let (b, t) = (e.input_ids.len(), e.input_ids[0].len());
+    let flat: Vec<i64> = e.input_ids.iter().flatten().copied().collect();
+    Tensor::<1, Int>::from_ints(flat.as_slice(), device).reshape([b, t])
+}
+
+fn logits(model: &DecoderLm, ids: Tensor<2, Int>) -> Vec<f32> {
+    model.forward(ids).into_data().try_to_vec().unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn lora_cfg(r: usize, alpha: f64, targets: &[&str]) -> PeftConfig {
+    PeftConfig {
+        method: Method::Lora,
+        r,
+        alpha,
+        targets: targets.iter().map(|s| s.to_string()).collect(),
+        ..PeftConfig::default()
+    }
+}
+
+#[test]
+fn adapters_trained_by_python_peft_give_peft_logits() {
+    let device = test_device();
+    for (base_name, adapter) in [
+        ("gpt2", "gpt2-lora"),
+        ("llama-gqa", "llama-lora"),
+        ("llama-gqa", "llama-lora-rslora"),
+    ] {
+        let exp = expected(adapter);
+        let plain = base(base_name, &device);
+        let base_logits = logits(&plain, ids(&exp, &device));
+        let (model, cfg) =
+            lora::load_peft(plain, &root().join("fixtures/peft").join(adapter)).unwrap();
+        let got = logits(&model, ids(&exp, &device));
+        let d = max_diff(&got, &exp.logits);
+        assert!(d <= 1e-4, "{adapter}: max |Δlogit| = {d}");
+        // The adapter changes the model (so the test above means something).
+        assert!(max_diff(&base_logits, &exp.logits) > 1e-3, "{adapter}");
+        // Merged weights give the same logits (peft's merge_and_unload as well).
+        let merged = model.clone().materialize();
+        let m = logits(&merged, ids(&exp, &device));
+        assert!(max_diff(&m, &got) <= 1e-5, "{adapter}: merge");
+        if let Some(pm) = &exp.merged_logits {
+            assert!(max_diff(&m, pm) <= 1e-4, "{adapter}: merged vs peft");
+        }
+        // Export and load back: the same adapter.
+        let dir = tempfile::tempdir().unwrap();
+        lora::save_peft(&model, &cfg, dir.path()).unwrap();
+        let (again, _) = lora::load_peft(base(base_name, &device), dir.path()).unwrap();
+        let d = max_diff(&logits(&again, ids(&exp, &device)), &got);
+        assert!(d <= 1e-6, "{adapter}: round trip {d}");
+    }
+}
+
+#[test]
+fn gpt2_c_attn_parts_trained_apart_export_block_diagonal_and_load_back() {
+    let device = test_device().autodiff();
+    let model = peft::apply(
+        base("gpt2", &device),
+        &lora_cfg(2, 4.0, &["c_attn", "c_proj"]),
+    )
+    .unwrap();
+    // A few optimizer-free updates: gradients of a loss move each factor its own way.
+    let ids = Tensor::<1, Int>::from_ints([1, 5, 9, 2, 7, 3].as_slice(), &device).reshape([1, 6]);
+    let mut model = model;
+    for _ in 0..3 {
+        let loss = model.forward(ids.clone()).powi_scalar(2).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = model.map(&mut Step {
+            grads: &grads,
+            lr: 0.5,
+        });
+    }
+    let model = model.valid();
+    let a = |i: usize| {
+        decoder_linears(&model)[i]
+            .1
+            .weight
+            .adapter()
+            .unwrap()
+            .a
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    // Fresh factors are drawn apart (unlike a PEFT `c_attn` adapter, whose A is shared).
+    assert_ne!(a(0), a(1));
+    let plain = test_device();
+    let ids = ids.to_device(&plain);
+    let want = logits(&model, ids.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = lora_cfg(2, 4.0, &["c_attn", "c_proj"]);
+    lora::save_peft(&model, &cfg, dir.path()).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("adapter_config.json")).unwrap();
+    assert!(text.contains("\"c_attn\": 6"), "{text}");
+    let (again, _) = lora::load_peft(base("gpt2", &plain), dir.path()).unwrap();
+    let d = max_diff(&logits(&again, ids), &want);
+    assert!(d <= 1e-5, "block-diagonal round trip: {d}");
+}
+
+/// Plain gradient descent on the parameters that have gradients.
+struct Step<'a> {
+    grads: &'a GradientsParams,
+    lr: f64,
+}
+
+impl ModuleMapper for Step<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(g) = self.grads.get::<D>(param.id) else {
+            return param;
+        };
+        let g = g.clone();
+        let lr = self.lr;
+        param.map(|t| {
+            let grad = t.is_require_grad();
+            Tensor::from_inner(t.inner() - g.inner() * lr).set_require_grad(grad)
+        })
+    }
+}
+
+#[test]
+fn only_adapter_parameters_get_gradients_and_fresh_adapters_change_nothing() {
+    let device = test_device().autodiff();
+    let ids =
+        Tensor::<1, Int>::from_ints([3, 1, 4, 1, 5, 9, 2, 6].as_slice(), &device).reshape([2, 4]);
+    let plain = base("gpt2", &device);
+    let want = logits(&plain.valid(), ids.clone().inner());
+    for cfg in [
+        lora_cfg(4, 8.0, &["c_attn"]),
+        PeftConfig {
+            method: Method::Houlsby,
+            adapter_size: 4,
+            ..PeftConfig::default()
+        },
+        PeftConfig {
+            method: Method::Pfeiffer,
+            adapter_size: 4,
+            ..PeftConfig::default()
+        },
+        PeftConfig {
+            method: Method::Bitfit,
+            ..PeftConfig::default()
+        },
+    ] {
+        let model = peft::apply(base("gpt2", &device), &cfg).unwrap();
+        let got = logits(&model.valid(), ids.clone().inner());
+        assert!(
+            max_diff(&got, &want) <= 1e-6,
+            "{:?} changes the model at initialisation",
+            cfg.method
+        );
+        let (trainable, total) = peft::describe(&model);
+        assert!(
+            trainable > 0 && trainable < total,
+            "{:?}: {trainable} of {total}",
+            cfg.method
+        );
+        let loss = model.forward(ids.clone()).powi_scalar(2).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        // Frozen: embeddings and (except for BitFit's biases) every Linear weight.
+        assert!(
+            grads.get::<2>(model.embed_tokens.weight.id).is_none(),
+            "{:?}",
+            cfg.method
+        );
+        for (m, lin) in decoder_linears(&model) {
+            assert!(
+                grads.get::<2>(lin.weight.id).is_none(),
+                "{:?}: {} has a gradient",
+                cfg.method,
+                m.path
+            );
+        }
+        let with_grad = count_grads(&model, &grads);
+        assert_eq!(with_grad, trainable, "{:?}", cfg.method);
+    }
+}
+
+struct CountGrads<'a> {
+    grads: &'a GradientsParams,
+    n: usize,
+}
+
+impl burn::module::ModuleVisitor for CountGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.grads.get::<D>(param.id).is_some() {
+            self.n += param.base().shape().num_elements();
+        }
+    }
+}
+
+fn count_grads(model: &DecoderLm, grads: &GradientsParams) -> usize {
+    let mut c = CountGrads { grads, n: 0 };
+    model.visit(&mut c);
+    c.n
+}
+
+#[test]
+fn bad_settings_and_foreign_adapters_are_clear_errors() {
+    let device = test_device();
+    let err = |r: Result<DecoderLm, manabi_finetune::FinetuneError>| r.unwrap_err().to_string();
+    let e = err(peft::apply(
+        base("llama-gqa", &device),
+        &lora_cfg(4, 8.0, &["c_attn"]),
+    ));
+    assert!(
+        e.contains("peft.targets")
+            && e.contains("unknown target module `c_attn`")
+            && e.contains("q_proj"),
+        "{e}"
+    );
+    let e = err(peft::apply(
+        base("gpt2", &device),
+        &lora_cfg(0, 8.0, &["c_attn"]),
+    ));
+    assert!(e.contains("peft.r"), "{e}");
+    let e = err(peft::apply(
+        base("llama-gqa", &device),
+        &PeftConfig {
+            method: Method::Bitfit,
+            ..PeftConfig::default()
+        },
+    ));
+    assert!(e.contains("bitfit") && e.contains("none"), "{e}");
+    // A GPT-2 adapter on a LLaMA base: the modules do not exist.
+    let e = lora::load_peft(
+        base("llama-gqa", &device),
+        &root().join("fixtures/peft/gpt2-lora"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("c_attn"), "{e}");
+    // The same family with other widths: the tensor and both shapes are named.
+    let mut cfg = base("llama-gqa", &device).config().clone();
+    cfg.d_model = 48;
+    cfg.head_dim = Some(12);
+    let other = DecoderLm::new(&cfg, &device);
+    let e = lora::load_peft(other, &root().join("fixtures/peft/llama-lora"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("lora_B.weight` has shape [32, 4], this base needs [48, 4]")
+            && e.contains("another base"),
+        "{e}"
+    );
+}

@@ -1,0 +1,308 @@
+//! SFT through the shared Trainer: packing changes nothing but speed, a LoRA run resumes
+//! bit for bit, frozen weights stay bitwise unchanged, and bad data or config values
+//! are one-line errors naming the file and line or the key.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use manabi_finetune::sft::encode::{self, Encoded};
+use manabi_finetune::{SftConfig, load_decoder};
+use manabi_model::{DecoderLm, DeviceChoice, ModelConfig, device::test_device};
+use manabi_objectives::trainer::loss_and_grads;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tiny_cfg(vocab: usize) -> ModelConfig {
+    toml::from_str(&format!(
+        "family = \"llama\"\nvocab_size = {vocab}\nmax_positions = 128\nd_model = 32\nn_layers = 2\nn_heads = 4\nn_kv_heads = 2\nd_ff = 64\npositions = \"rope\"\nnorm = \"rmsnorm\"\nactivation = \"swiglu\"\ntie_embeddings = true"
+    ))
+    .unwrap()
+}
+
+/// Flattened gradients of every parameter, in visiting order.
+struct Flat<'a> {
+    grads: &'a GradientsParams,
+    out: Vec<f32>,
+}
+
+impl ModuleVisitor for Flat<'_> {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(p.id) {
+            self.out.extend(g.into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+}
+
+#[test]
+fn packed_and_unpacked_batches_give_the_same_loss_and_gradients() {
+    let device = test_device().autodiff();
+    let model = DecoderLm::init(&tiny_cfg(40), &device, 3);
+    let ex = |tokens: &[u32], from: usize| Encoded {
+        tokens: tokens.to_vec(),
+        trained: (0..tokens.len()).map(|i| i >= from).collect(),
+        response_start: from,
+    };
+    let examples = vec![
+        ex(&[5, 6, 7, 8, 9, 3], 3),
+        ex(&[10, 11, 12, 3], 2),
+        ex(&[13, 14, 15, 16, 17, 18, 19, 3], 5),
+        ex(&[20, 21, 3], 1),
+    ];
+    let unpacked = encode::batch(&examples, &[&[0], &[1], &[2], &[3]], 0, false);
+    let packed = encode::batch(&examples, &[&[0, 1], &[2, 3]], 0, true);
+    assert_eq!(unpacked.target_count(), packed.target_count());
+    let (l1, g1) = loss_and_grads(&model, std::slice::from_ref(&unpacked), &device);
+    let (l2, g2) = loss_and_grads(&model, std::slice::from_ref(&packed), &device);
+    assert!((l1 - l2).abs() <= 1e-5 * l1.abs(), "{l1} vs {l2}");
+    let flat = |g: &GradientsParams| {
+        let mut f = Flat {
+            grads: g,
+            out: Vec::new(),
+        };
+        model.visit(&mut f);
+        f.out
+    };
+    let (a, b) = (flat(&g1), flat(&g2));
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        diff <= 1e-5 * scale.max(1.0),
+        "max |Δgrad| = {diff} (scale {scale})"
+    );
+}
+
+/// A base model folder (manabi layout + the bpe-en tokenizer) in `dir`.
+fn base_model(dir: &Path) -> PathBuf {
+    let base = dir.join("base");
+    let model = DecoderLm::init(&tiny_cfg(512), &test_device(), 7);
+    manabi_model::save_native(&model, &base).unwrap();
+    std::fs::copy(
+        root().join("fixtures/tokenize/bpe-en/tokenizer.json"),
+        base.join("tokenizer.json"),
+    )
+    .unwrap();
+    base
+}
+
+fn recipe(dir: &Path, base: &Path, out: &str, extra: &str) -> String {
+    let data = root().join("datasets/sft");
+    format!(
+        r#"
+[run]
+out = "{out}"
+seed = 5
+[model]
+path = "{base}"
+[data]
+train = ["{train}"]
+val = ["{val}"]
+block_size = 96
+[peft]
+method = "lora"
+r = 4
+alpha = 8.0
+targets = ["q_proj", "v_proj"]
+[train]
+steps = 8
+batch_size = 4
+lr = 1e-2
+warmup_steps = 2
+eval_every = 4
+eval_batches = 2
+checkpoint_every = 4
+progress = false
+[eval]
+max_examples = 8
+max_new_tokens = 4
+{extra}
+"#,
+        out = dir.join(out).display(),
+        base = base.display(),
+        train = data.join("qa-en.train.jsonl").display(),
+        val = data.join("qa-en.val.jsonl").display(),
+    )
+}
+
+#[test]
+fn a_lora_run_resumes_bit_for_bit_and_leaves_the_base_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base_model(tmp.path());
+    let device = DeviceChoice::Flex;
+
+    let straight = SftConfig::parse(&recipe(tmp.path(), &base, "straight", ""), &[]).unwrap();
+    let full = manabi_finetune::sft(&straight, device, false).unwrap();
+    assert_eq!(full.run.losses.len(), 8);
+    assert!(
+        full.trainable_params > 0 && full.trainable_params * 20 < full.total_params,
+        "LoRA r=4 on q/v trains under 5 % of this tiny model"
+    );
+    assert!(full.exact_match.is_some() && full.run.eval_metrics.contains_key("eval/exact_match"));
+
+    let stopped = SftConfig::parse(
+        &recipe(tmp.path(), &base, "resumed", ""),
+        &["train.stop_after=4".into()],
+    )
+    .unwrap();
+    let first = manabi_finetune::sft(&stopped, device, false).unwrap();
+    assert_eq!(first.run.steps, 4);
+    let again = SftConfig::parse(&recipe(tmp.path(), &base, "resumed", ""), &[]).unwrap();
+    let second = manabi_finetune::sft(&again, device, true).unwrap();
+    let joined: Vec<(usize, f64)> = first
+        .run
+        .losses
+        .iter()
+        .chain(&second.run.losses)
+        .copied()
+        .collect();
+    assert_eq!(
+        joined, full.run.losses,
+        "resumed losses differ from the straight run"
+    );
+
+    // The checkpoint rebuilds the adapted model; its frozen base equals the original.
+    let ckpt = full.run.checkpoint.unwrap();
+    assert!(ckpt.join("peft.toml").exists());
+    let (tuned, peft) = load_decoder(&ckpt, &test_device()).unwrap();
+    assert_eq!(peft.unwrap().r, 4);
+    let (orig, _) = load_decoder(&base, &test_device()).unwrap();
+    let w = |m: &DecoderLm| {
+        m.layers[0]
+            .attn
+            .q_proj
+            .weight
+            .base()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    assert_eq!(w(&tuned), w(&orig), "a frozen base weight moved");
+    let e = |m: &DecoderLm| {
+        m.embed_tokens
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    assert_eq!(e(&tuned), e(&orig));
+    // …and the adapters did train.
+    let b = tuned.layers[0]
+        .attn
+        .q_proj
+        .weight
+        .adapter()
+        .unwrap()
+        .b
+        .val();
+    assert!(b.abs().max().into_scalar::<f32>() > 0.0);
+
+    // A recipe with another PEFT setting cannot resume this run.
+    let other = SftConfig::parse(
+        &recipe(tmp.path(), &base, "resumed", ""),
+        &["peft.r=2".into(), "train.steps=12".into()],
+    )
+    .unwrap();
+    let err = manabi_finetune::sft(&other, device, true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("peft.toml"), "{err}");
+}
+
+#[test]
+fn sft_loss_falls_on_the_qa_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base_model(tmp.path());
+    let cfg = SftConfig::parse(
+        &recipe(tmp.path(), &base, "full", ""),
+        &[
+            "peft.method=\"full\"".into(),
+            "train.steps=30".into(),
+            "train.lr=3e-3".into(),
+            "train.eval_every=30".into(),
+            "train.checkpoint_every=0".into(),
+            "eval.generate=false".into(),
+        ],
+    )
+    .unwrap();
+    let r = manabi_finetune::sft(&cfg, DeviceChoice::Flex, false).unwrap();
+    let first: f64 = r.run.losses[..3].iter().map(|x| x.1).sum::<f64>() / 3.0;
+    let last: f64 = r.run.losses[27..].iter().map(|x| x.1).sum::<f64>() / 3.0;
+    assert!(last < 0.85 * first, "loss {first:.3} -> {last:.3}");
+    assert_eq!(r.trainable_params, r.total_params);
+}
+
+#[test]
+fn bad_data_and_config_values_name_the_line_or_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base_model(tmp.path());
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"context\":\"c\",\"question\":\"q\",\"answer\":\"a\"}\n{\"context\":\"c\",\"question\":\"q\"}\n",
+    )
+    .unwrap();
+    let text = recipe(tmp.path(), &base, "bad", "").replace(
+        &root()
+            .join("datasets/sft/qa-en.train.jsonl")
+            .display()
+            .to_string(),
+        &bad.display().to_string(),
+    );
+    let cfg = SftConfig::parse(&text, &[]).unwrap();
+    let e = manabi_finetune::sft(&cfg, DeviceChoice::Flex, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bad.jsonl:2") && e.contains("missing field `answer`"),
+        "{e}"
+    );
+    // --skip-invalid counts instead.
+    let cfg = SftConfig::parse(&text, &["data.skip_invalid=true".into()]).unwrap();
+    let p = manabi_finetune::run::prepare(&cfg).unwrap();
+    assert_eq!((p.train.examples.len(), p.skipped), (1, 1));
+
+    let wrong =
+        recipe(tmp.path(), &base, "x", "").replace("batch_size = 4", "batch_size = \"four\"");
+    let e = SftConfig::parse(&wrong, &[]).unwrap_err().to_string();
+    let line = wrong
+        .lines()
+        .position(|l| l.starts_with("batch_size"))
+        .unwrap()
+        + 1;
+    assert!(
+        e.contains("`train.batch_size`") && e.contains(&format!("line {line}")),
+        "{e}"
+    );
+    let e = SftConfig::parse(&recipe(tmp.path(), &base, "x", ""), &["peft.r=0".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("peft.r"), "{e}");
+    let e = SftConfig::parse(
+        &recipe(tmp.path(), &base, "x", ""),
+        &["peft.targets=[\"qkv\"]".into()],
+    )
+    .unwrap();
+    let e = manabi_finetune::sft(&e, DeviceChoice::Flex, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown target module `qkv`"), "{e}");
+}
+
+#[test]
+fn every_sft_config_file_loads() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(root().join("configs/sft")).unwrap() {
+        let path = entry.unwrap().path();
+        SftConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        n += 1;
+    }
+    assert!(n >= 1);
+}
