@@ -60,7 +60,7 @@ pub struct GenerateArgs {
     /// Recompute every position at every step instead of using the KV cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to
+    /// A PEFT LoRA or IA³ adapter folder (adapter_config.json + adapter_model.safetensors) to
     /// apply to the model.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
@@ -75,7 +75,7 @@ fn load_decoder(
 ) -> anyhow::Result<manabi_model::DecoderLm> {
     let (m, _) = manabi_finetune::load_decoder(model, device)?;
     Ok(match adapter {
-        Some(dir) => manabi_finetune::peft::lora::load_peft(m, dir)?.0,
+        Some(dir) => manabi_finetune::peft::load_adapter(m, dir)?.0,
         None => m,
     })
 }
@@ -245,7 +245,7 @@ pub enum ExportFormat {
     /// Hugging Face `config.json` + `model.safetensors` (+ `tokenizer.json`); LoRA merged,
     /// and `tokenizer_config.json` (chat template) + `generation_config.json` for decoders.
     Hf,
-    /// The LoRA adapter alone in the PEFT format (`adapter_config.json` +
+    /// The LoRA or IA³ adapter alone in the PEFT format (`adapter_config.json` +
     /// `adapter_model.safetensors`), for `PeftModel.from_pretrained` on the HF base.
     Peft,
 }
@@ -298,16 +298,18 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let (family, native, arch) = family_of(&args.model)?;
     if matches!(args.format, ExportFormat::Peft) {
         let (model, peft) = manabi_finetune::load_decoder(&args.model, &device)?;
-        let peft = peft
-            .filter(|p| p.method == manabi_finetune::Method::Lora)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{}: not a LoRA checkpoint (no peft.toml with method = \"lora\"); export --format hf instead",
-                    args.model.display()
-                )
-            })?;
-        manabi_finetune::peft::lora::save_peft(&model, &peft, &args.out)?;
-        eprintln!("exported the LoRA adapter -> {}", args.out.display());
+        let peft = peft.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: not a LoRA or IA³ checkpoint (no peft.toml); export --format hf instead",
+                args.model.display()
+            )
+        })?;
+        manabi_finetune::peft::save_adapter(&model, &peft, &args.out)?;
+        eprintln!(
+            "exported the {:?} adapter -> {}",
+            peft.method,
+            args.out.display()
+        );
         return Ok(());
     }
     let params = match family {

@@ -199,7 +199,10 @@ pub fn save_peft(model: &DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<()> 
     write_safetensors(&dir.join("adapter_model.safetensors"), &tensors)
 }
 
-fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+pub(crate) fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+) -> Result<()> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
@@ -219,7 +222,7 @@ fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) ->
 }
 
 /// Sets parameters by id to given values, keeping ids and gradient settings.
-struct SetById(HashMap<ParamId, TensorData>);
+pub(crate) struct SetById(pub(crate) HashMap<ParamId, TensorData>);
 
 impl ModuleMapper for SetById {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -234,12 +237,12 @@ impl ModuleMapper for SetById {
 }
 
 /// Tensors of a safetensors file by name: shape and f32 values.
-type F32Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+pub(crate) type F32Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// One adapted part of an HF module: its module, the ids of `a` and `b`, in and out widths.
 type Part = (HfModule, ParamId, ParamId, usize, usize);
 
-fn read_f32(path: &Path) -> Result<F32Tensors> {
+pub(crate) fn read_f32(path: &Path) -> Result<F32Tensors> {
     let bytes = std::fs::read(path).map_err(|e| FinetuneError::io(path, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| FinetuneError::Adapter {
         path: path.to_path_buf(),
@@ -307,6 +310,30 @@ pub fn load_peft(model: DecoderLm, dir: &Path) -> Result<(DecoderLm, PeftConfig)
         }
         _ => return Err(bad("`target_modules` missing".into())),
     };
+    for flag in ["use_dora", "lora_bias"] {
+        if v[flag].as_bool() == Some(true) {
+            return Err(bad(format!("`{flag}` adapters are not supported")));
+        }
+    }
+    let patterns_agree = v["alpha_pattern"].as_object().is_none_or(|alphas| {
+        alphas.iter().all(|(k, a)| {
+            let rank = v["rank_pattern"][k].as_f64().unwrap_or(r as f64);
+            let scale = |alpha: f64, rank: f64| {
+                if rslora {
+                    alpha / rank.sqrt()
+                } else {
+                    alpha / rank
+                }
+            };
+            a.as_f64()
+                .is_some_and(|a| (scale(a, rank) - scale(alpha, r as f64)).abs() < 1e-9)
+        })
+    });
+    if !patterns_agree {
+        return Err(bad(
+            "`alpha_pattern` gives some modules another scale, which is not supported".into(),
+        ));
+    }
     if v["bias"].as_str().is_some_and(|b| b != "none") {
         return Err(bad(
             "adapters that also train biases (`bias` ≠ \"none\") are not supported".into(),

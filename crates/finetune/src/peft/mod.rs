@@ -10,6 +10,7 @@
 //! - `houlsby` / `pfeiffer` bottleneck adapters (Houlsby et al. 2019; Pfeiffer et al.
 //!   2021): after attention and MLP, or after the MLP only.
 
+pub mod ia3;
 pub mod lora;
 
 use burn::module::{Module, ParamGroup, ParamId};
@@ -27,6 +28,8 @@ pub enum Method {
     Full,
     /// Low-rank adapters on the target modules.
     Lora,
+    /// Learned rescaling vectors (IA³).
+    Ia3,
     /// Biases only.
     Bitfit,
     /// Bottleneck adapters after attention and after the MLP.
@@ -52,6 +55,8 @@ pub struct PeftConfig {
     pub targets: Vec<String>,
     /// Rank-stabilised scaling α / √r.
     pub rslora: bool,
+    /// IA³: the target modules whose input (not output) is scaled.
+    pub feedforward: Vec<String>,
     /// Bottleneck width of `houlsby` / `pfeiffer` adapters.
     pub adapter_size: usize,
 }
@@ -65,6 +70,7 @@ impl Default for PeftConfig {
             dropout: 0.0,
             targets: vec!["q_proj".into(), "v_proj".into()],
             rslora: false,
+            feedforward: vec!["down_proj".into()],
             adapter_size: 16,
         }
     }
@@ -102,6 +108,9 @@ impl PeftConfig {
                 return Err(FinetuneError::config("peft.targets", "no target modules"));
             }
         }
+        if self.method == Method::Ia3 && self.targets.is_empty() {
+            return Err(FinetuneError::config("peft.targets", "no target modules"));
+        }
         if matches!(self.method, Method::Houlsby | Method::Pfeiffer) && self.adapter_size == 0 {
             return Err(FinetuneError::config(
                 "peft.adapter_size",
@@ -124,6 +133,7 @@ pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
     match cfg.method {
         Method::Full => Ok(model),
         Method::Lora => lora::apply(model, cfg),
+        Method::Ia3 => ia3::apply(model, cfg),
         Method::Bitfit => {
             let ids = bias_ids(&model);
             if ids.is_empty() {
@@ -153,6 +163,41 @@ pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
             }
             Ok(model.unfreeze_group(ParamGroup::from_ids(ids)))
         }
+    }
+}
+
+/// Writes the adapter of `model` in the PEFT format (LoRA, IA³).
+pub fn save_adapter(model: &DecoderLm, cfg: &PeftConfig, dir: &std::path::Path) -> Result<()> {
+    match cfg.method {
+        Method::Lora => lora::save_peft(model, cfg, dir),
+        Method::Ia3 => ia3::save_peft(model, cfg, dir),
+        m => Err(FinetuneError::config(
+            "peft.method",
+            format!(
+                "{m:?} has no PEFT format; keep the manabi checkpoint or export merged weights"
+            ),
+        )),
+    }
+}
+
+/// Loads a PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`,
+/// LoRA or IA³) onto the plain base `model`.
+pub fn load_adapter(model: DecoderLm, dir: &std::path::Path) -> Result<(DecoderLm, PeftConfig)> {
+    let path = dir.join("adapter_config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| FinetuneError::io(&path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| FinetuneError::Adapter {
+        path: path.clone(),
+        message: format!("not valid JSON: {e}"),
+    })?;
+    match v["peft_type"].as_str() {
+        Some("IA3") => {
+            let cfg = ia3::config_of(&v).map_err(|message| FinetuneError::Adapter {
+                path: path.clone(),
+                message,
+            })?;
+            Ok((ia3::load(model, &cfg, dir)?, cfg))
+        }
+        _ => lora::load_peft(model, dir),
     }
 }
 

@@ -1,0 +1,220 @@
+//! IA³ (Liu et al. 2022): learned vectors that rescale activations — the outputs of the
+//! target modules (`k_proj`, `v_proj`), the inputs of the feed-forward ones
+//! (`down_proj`). Written as a burn reparameterization of the weight (`W · diag(l)`),
+//! so the model code is unchanged and `materialize` merges it. PEFT format both ways:
+//! `base_model.model.<hf>.ia3_l`, shape `[out, 1]`, or `[1, in]` for feed-forward modules.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use burn::module::{Module, Param, ParamId, Reparameterization, Reparameterizer};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use manabi_model::DecoderLm;
+use manabi_model::hf_names::{HfModule, decoder_linears};
+use serde_json::json;
+
+use crate::error::{FinetuneError, Result};
+use crate::peft::lora::{F32Tensors, SetById, read_f32, target_modules, write_safetensors};
+use crate::peft::{Method, PeftConfig};
+
+/// One IA³ vector on a `[in, out]` weight: scales its rows (`axis = 0`, the input of a
+/// feed-forward module) or its columns (`axis = 1`, the output).
+#[derive(Module, Debug)]
+pub struct Ia3Scale {
+    /// The learned scale, ones at initialisation.
+    pub l: Param<Tensor<1>>,
+    /// 0 = input, 1 = output.
+    #[module(skip)]
+    pub axis: usize,
+}
+
+impl Reparameterization for Ia3Scale {
+    const NAME: &'static str = "ia3";
+
+    fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
+        let dims = base.dims();
+        let mut shape = [1usize; D];
+        shape[self.axis] = dims[self.axis];
+        base * self.l.val().reshape(shape)
+    }
+}
+
+/// Attaches IA³ vectors to the weights whose ids are in `targets` (with their axis) and
+/// freezes every other parameter.
+struct Attach {
+    targets: HashMap<ParamId, usize>,
+}
+
+impl Reparameterizer for Attach {
+    type Reparam = Ia3Scale;
+
+    fn reparameterize<const D: usize>(
+        &mut self,
+        _path: &str,
+        param: Param<Tensor<D>>,
+    ) -> (Param<Tensor<D>>, Option<Ia3Scale>) {
+        let axis = self.targets.get(&param.id).copied();
+        let base = param.set_require_grad(false);
+        match axis {
+            Some(axis) if D == 2 => {
+                let t = base.base();
+                let n = t.dims()[axis];
+                let l = Param::from_tensor(Tensor::<1>::ones([n], &t.device()));
+                (base, Some(Ia3Scale { l, axis }))
+            }
+            _ => (base, None),
+        }
+    }
+}
+
+fn is_feedforward(m: &HfModule, ff: &[String]) -> bool {
+    ff.iter().any(|f| m.short() == f || m.hf == *f)
+}
+
+/// Attaches IA³ to the target modules; `cfg.feedforward` names the ones whose input is
+/// scaled.
+pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
+    let targets = target_modules(&model, &cfg.targets)?;
+    if let Some(f) = cfg.feedforward.iter().find(|f| !cfg.targets.contains(f)) {
+        return Err(FinetuneError::config(
+            "peft.feedforward",
+            format!("`{f}` is not among peft.targets"),
+        ));
+    }
+    let ids: HashMap<ParamId, usize> = decoder_linears(&model)
+        .into_iter()
+        .filter(|(m, _)| targets.contains(m))
+        .map(|(m, lin)| {
+            (
+                lin.weight.id,
+                usize::from(!is_feedforward(&m, &cfg.feedforward)),
+            )
+        })
+        .collect();
+    Ok(model.apply_reparameterization(Attach { targets: ids }))
+}
+
+fn values(t: Tensor<1>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap_or_default()
+}
+
+/// Writes `model`'s IA³ vectors in the PEFT format into `dir`.
+pub fn save_peft(model: &DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<()> {
+    let mut by_module: BTreeMap<String, (bool, Vec<f32>)> = BTreeMap::new();
+    for (m, lin) in decoder_linears(model) {
+        let Some(s) = lin.weight.reparameterization::<Ia3Scale>() else {
+            continue;
+        };
+        let entry = by_module
+            .entry(m.hf.clone())
+            .or_insert((s.axis == 0, Vec::new()));
+        // Fused parts (GPT-2's c_attn) concatenate along the output, in order.
+        entry.1.extend(values(s.l.val()));
+    }
+    if by_module.is_empty() {
+        return Err(FinetuneError::io(
+            dir,
+            "the model has no IA³ vectors to export",
+        ));
+    }
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = by_module
+        .into_iter()
+        .map(|(hf, (ff, v))| {
+            let shape = if ff {
+                vec![1, v.len()]
+            } else {
+                vec![v.len(), 1]
+            };
+            (format!("base_model.model.{hf}.ia3_l"), shape, v)
+        })
+        .collect();
+    let config = json!({
+        "peft_type": "IA3",
+        "task_type": "CAUSAL_LM",
+        "target_modules": cfg.targets,
+        "feedforward_modules": cfg.feedforward,
+        "fan_in_fan_out": model.config().family == manabi_model::Family::Gpt2,
+        "init_ia3_weights": true,
+        "inference_mode": true,
+        "modules_to_save": null,
+        "base_model_name_or_path": null,
+    });
+    std::fs::create_dir_all(dir).map_err(|e| FinetuneError::io(dir, e))?;
+    let path = dir.join("adapter_config.json");
+    let text = serde_json::to_string_pretty(&config).map_err(|e| FinetuneError::io(&path, e))?;
+    manabi_tokenize::write_atomic(&path, text.as_bytes())?;
+    write_safetensors(&dir.join("adapter_model.safetensors"), &tensors)
+}
+
+/// Loads a PEFT IA³ adapter (config already read into `cfg`) onto `model`.
+pub fn load(model: DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<DecoderLm> {
+    let path = dir.join("adapter_model.safetensors");
+    let mut tensors: F32Tensors = read_f32(&path)?;
+    let model = apply(model, cfg)?;
+    let mut groups: BTreeMap<String, Vec<(ParamId, usize)>> = BTreeMap::new();
+    for (m, lin) in decoder_linears(&model) {
+        if let Some(s) = lin.weight.reparameterization::<Ia3Scale>() {
+            let n = s.l.val().dims()[0];
+            groups.entry(m.hf.clone()).or_default().push((s.l.id, n));
+        }
+    }
+    let mut values: HashMap<ParamId, TensorData> = HashMap::new();
+    for (hf, parts) in groups {
+        let key = format!("base_model.model.{hf}.ia3_l");
+        let Some((shape, v)) = tensors.remove(&key) else {
+            return Err(FinetuneError::Adapter {
+                path: path.clone(),
+                message: format!("missing tensor `{key}`"),
+            });
+        };
+        let total: usize = parts.iter().map(|p| p.1).sum();
+        if shape.iter().product::<usize>() != total || shape.len() != 2 {
+            return Err(FinetuneError::Adapter {
+                path: path.clone(),
+                message: format!(
+                    "tensor `{key}` has shape {shape:?}, this base needs {total} values (an adapter for another base model?)"
+                ),
+            });
+        }
+        let mut at = 0;
+        for (id, n) in parts {
+            values.insert(id, TensorData::new(v[at..at + n].to_vec(), [n]));
+            at += n;
+        }
+    }
+    if !tensors.is_empty() {
+        let names: Vec<String> = tensors.into_keys().collect();
+        return Err(FinetuneError::Adapter {
+            path,
+            message: format!(
+                "tensors for modules this base does not have: {}",
+                names.join(", ")
+            ),
+        });
+    }
+    Ok(model.map(&mut SetById(values)))
+}
+
+/// The settings of an IA³ `adapter_config.json`.
+pub fn config_of(v: &serde_json::Value) -> std::result::Result<PeftConfig, String> {
+    let list = |key: &str| -> std::result::Result<Vec<String>, String> {
+        match &v[key] {
+            serde_json::Value::Array(a) => Ok(a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()),
+            serde_json::Value::Null => Ok(Vec::new()),
+            _ => Err(format!("`{key}` must be a list of module names")),
+        }
+    };
+    Ok(PeftConfig {
+        method: Method::Ia3,
+        targets: list("target_modules")?,
+        feedforward: list("feedforward_modules")?,
+        ..PeftConfig::default()
+    })
+}
