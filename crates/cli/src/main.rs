@@ -1,5 +1,6 @@
 //! `manabi`: one subcommand per stage of a language model's life.
 
+mod align;
 mod model_cmd;
 mod pipeline;
 mod pretrain;
@@ -35,6 +36,9 @@ enum Command {
     /// Fine-tune a model on instructions, chat, QA or summaries (configs/sft/*.toml),
     /// fully or with LoRA, BitFit or bottleneck adapters.
     Sft(sft::SftArgs),
+    /// Align a model with preference pairs: DPO, IPO, hinge, robust or SimPO
+    /// (configs/align/dpo*.toml).
+    Dpo(align::DpoArgs),
     /// Continue prompts with a model.
     Generate(model_cmd::GenerateArgs),
     /// Loss and perplexity of a model on a text file.
@@ -63,6 +67,7 @@ fn main() {
         Command::Pipeline(args) => pipeline::run(args, device),
         Command::Pretrain(args) => pretrain::run(&args, cli.device),
         Command::Sft(args) => sft::run(&args, cli.device),
+        Command::Dpo(args) => align::dpo(&args, cli.device),
         Command::Generate(args) => model_cmd::generate(&args, device),
         Command::Eval(args) => model_cmd::eval(&args, device),
         Command::Export(args) => model_cmd::export(&args, device),

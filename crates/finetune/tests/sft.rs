@@ -135,7 +135,7 @@ max_new_tokens = 4
 fn a_lora_run_resumes_bit_for_bit_and_leaves_the_base_untouched() {
     let tmp = tempfile::tempdir().unwrap();
     let base = base_model(tmp.path());
-    let device = DeviceChoice::Flex;
+    let device = DeviceChoice::from_env().unwrap();
 
     let straight = SftConfig::parse(&recipe(tmp.path(), &base, "straight", ""), &[]).unwrap();
     let full = manabi_finetune::sft(&straight, device, false).unwrap();
@@ -217,6 +217,38 @@ fn a_lora_run_resumes_bit_for_bit_and_leaves_the_base_untouched() {
 }
 
 #[test]
+fn gradient_checkpointing_works_with_every_method() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base_model(tmp.path());
+    for method in ["full", "lora", "ia3", "houlsby", "pfeiffer"] {
+        let run = |out: &str, ckpt: bool| {
+            let cfg = SftConfig::parse(
+                &recipe(tmp.path(), &base, out, ""),
+                &[
+                    format!("peft.method=\"{method}\""),
+                    "peft.targets=[\"q_proj\", \"v_proj\", \"down_proj\"]".into(),
+                    "train.steps=3".into(),
+                    "train.checkpoint_every=0".into(),
+                    "eval.generate=false".into(),
+                    format!("train.gradient_checkpointing={ckpt}"),
+                ],
+            )
+            .unwrap();
+            manabi_finetune::sft(&cfg, DeviceChoice::from_env().unwrap(), false).unwrap()
+        };
+        let plain = run(&format!("{method}-plain"), false);
+        let ckpt = run(&format!("{method}-ckpt"), true);
+        assert_eq!(plain.trainable_params, ckpt.trainable_params);
+        for ((s1, l1), (_, l2)) in plain.run.losses.iter().zip(&ckpt.run.losses) {
+            assert!(
+                (l1 - l2).abs() <= 1e-5 * l1,
+                "{method} step {s1}: {l1} vs {l2}"
+            );
+        }
+    }
+}
+
+#[test]
 fn sft_loss_falls_on_the_qa_set() {
     let tmp = tempfile::tempdir().unwrap();
     let base = base_model(tmp.path());
@@ -232,7 +264,7 @@ fn sft_loss_falls_on_the_qa_set() {
         ],
     )
     .unwrap();
-    let r = manabi_finetune::sft(&cfg, DeviceChoice::Flex, false).unwrap();
+    let r = manabi_finetune::sft(&cfg, DeviceChoice::from_env().unwrap(), false).unwrap();
     let first: f64 = r.run.losses[..3].iter().map(|x| x.1).sum::<f64>() / 3.0;
     let last: f64 = r.run.losses[27..].iter().map(|x| x.1).sum::<f64>() / 3.0;
     assert!(last < 0.85 * first, "loss {first:.3} -> {last:.3}");
@@ -257,7 +289,7 @@ fn bad_data_and_config_values_name_the_line_or_key() {
         &bad.display().to_string(),
     );
     let cfg = SftConfig::parse(&text, &[]).unwrap();
-    let e = manabi_finetune::sft(&cfg, DeviceChoice::Flex, false)
+    let e = manabi_finetune::sft(&cfg, DeviceChoice::from_env().unwrap(), false)
         .unwrap_err()
         .to_string();
     assert!(
@@ -290,7 +322,7 @@ fn bad_data_and_config_values_name_the_line_or_key() {
         &["peft.targets=[\"qkv\"]".into()],
     )
     .unwrap();
-    let e = manabi_finetune::sft(&e, DeviceChoice::Flex, false)
+    let e = manabi_finetune::sft(&e, DeviceChoice::from_env().unwrap(), false)
         .unwrap_err()
         .to_string();
     assert!(e.contains("unknown target module `qkv`"), "{e}");

@@ -1,0 +1,255 @@
+//! Preference data in TRL's conventions: `{"prompt", "chosen", "rejected"}`; implicit
+//! prompts `{"chosen", "rejected"}` (the shared beginning is the prompt); conversational
+//! message lists (rendered with manabi's chat template); and ranked lists
+//! `{"prompt", "responses": [best, …, worst]}` expanded into every ordered pair.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use manabi_finetune::sft::data::Format;
+use manabi_finetune::sft::data::Message;
+use manabi_finetune::sft::template::{END_OF_TURN, Template, TemplateConfig, joined};
+use manabi_tokenize::TextTokenizer;
+use serde_json::Value;
+
+use crate::error::{AlignError, Result};
+
+/// One preference: the prompt and two completions, the first preferred.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    /// The prompt text (chat prompts end with the assistant header).
+    pub prompt: String,
+    /// The preferred completion.
+    pub chosen: String,
+    /// The other completion.
+    pub rejected: String,
+}
+
+/// Reads preference files of any of the supported layouts (detected per line).
+pub fn read_pairs(paths: &[PathBuf]) -> Result<Vec<Pair>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let file = std::fs::File::open(path).map_err(|e| AlignError::io(path, e))?;
+        let before = out.len();
+        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| AlignError::io(path, e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let bad = |message: String| AlignError::Data {
+                path: path.clone(),
+                line: i + 1,
+                message,
+            };
+            let v: Value =
+                serde_json::from_str(&line).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+            out.extend(parse(&v).map_err(bad)?);
+        }
+        if out.len() == before {
+            return Err(AlignError::io(path, "no preference pairs in the file"));
+        }
+    }
+    Ok(out)
+}
+
+fn text(v: &Value, field: &str) -> std::result::Result<String, String> {
+    match v.get(field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) => Err(format!("field `{field}` is empty")),
+        Some(_) => Err(format!("field `{field}` must be a string")),
+        None => Err(format!("missing field `{field}`")),
+    }
+}
+
+fn messages(v: &Value, field: &str) -> std::result::Result<Vec<Message>, String> {
+    serde_json::from_value(v[field].clone())
+        .map_err(|e| format!("field `{field}`: {e} (expected [{{\"role\", \"content\"}}, …])"))
+}
+
+/// The pairs of one JSON object.
+pub fn parse(v: &Value) -> std::result::Result<Vec<Pair>, String> {
+    let o = v.as_object().ok_or("expected a JSON object")?;
+    if let Some(list) = o.get("responses") {
+        let prompt = text(v, "prompt")?;
+        let list = list
+            .as_array()
+            .ok_or("field `responses` must be a list of strings")?;
+        let responses: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+        if responses.len() != list.len() || responses.len() < 2 {
+            return Err("field `responses` must hold at least two strings, best first".into());
+        }
+        let mut pairs = Vec::new();
+        for i in 0..responses.len() {
+            for j in i + 1..responses.len() {
+                pairs.push(Pair {
+                    prompt: prompt.clone(),
+                    chosen: responses[i].to_string(),
+                    rejected: responses[j].to_string(),
+                });
+            }
+        }
+        return Ok(pairs);
+    }
+    let conversational = o.get("chosen").is_some_and(Value::is_array);
+    if conversational {
+        let t = Template::new(TemplateConfig::default(), Format::Messages)
+            .map_err(|e| e.to_string())?;
+        let prompt_msgs = if o.contains_key("prompt") {
+            messages(v, "prompt")?
+        } else {
+            Vec::new()
+        };
+        let reply = |field: &str| -> std::result::Result<String, String> {
+            let m = messages(v, field)?;
+            match m.as_slice() {
+                [one] if one.role == manabi_finetune::sft::data::Role::Assistant => {
+                    Ok(format!("{}{END_OF_TURN}", one.content))
+                }
+                _ => Err(format!("field `{field}` must hold one assistant message")),
+            }
+        };
+        return Ok(vec![Pair {
+            prompt: joined(&t.render_chat(&prompt_msgs, true)),
+            chosen: reply("chosen")?,
+            rejected: reply("rejected")?,
+        }]);
+    }
+    let chosen = text(v, "chosen")?;
+    let rejected = text(v, "rejected")?;
+    if o.contains_key("prompt") {
+        return Ok(vec![Pair {
+            prompt: text(v, "prompt")?,
+            chosen,
+            rejected,
+        }]);
+    }
+    // Implicit prompt: the longest shared beginning, cut back to a character boundary.
+    let shared = chosen
+        .char_indices()
+        .zip(rejected.chars())
+        .take_while(|((_, a), b)| a == b)
+        .last()
+        .map_or(0, |((i, c), _)| i + c.len_utf8());
+    if shared == 0 {
+        return Err("`chosen` and `rejected` share no prompt; give a `prompt` field".into());
+    }
+    Ok(vec![Pair {
+        prompt: chosen[..shared].to_string(),
+        chosen: chosen[shared..].to_string(),
+        rejected: rejected[shared..].to_string(),
+    }])
+}
+
+/// A tokenised pair: prompt ids and both completions (EOS appended).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPair {
+    /// Prompt tokens.
+    pub prompt: Vec<u32>,
+    /// Chosen completion tokens, EOS last.
+    pub chosen: Vec<u32>,
+    /// Rejected completion tokens, EOS last.
+    pub rejected: Vec<u32>,
+}
+
+/// Tokenises pairs (prompt and completions separately, EOS appended to completions) and
+/// keeps each sequence within `max_len` tokens by cutting the prompt from the left.
+/// Returns the pairs and how many prompts were cut and pairs dropped.
+pub fn tokenize(
+    pairs: &[Pair],
+    tokenizer: &TextTokenizer,
+    eos: u32,
+    max_len: usize,
+) -> Result<(Vec<TokenPair>, usize, usize)> {
+    let (mut cut, mut dropped) = (0, 0);
+    let mut out = Vec::with_capacity(pairs.len());
+    for p in pairs {
+        let mut prompt = tokenizer.encode(&p.prompt)?;
+        let mut chosen = tokenizer.encode(&p.chosen)?;
+        let mut rejected = tokenizer.encode(&p.rejected)?;
+        chosen.push(eos);
+        rejected.push(eos);
+        let longest = chosen.len().max(rejected.len());
+        if longest + 1 > max_len {
+            dropped += 1;
+            continue;
+        }
+        if prompt.len() + longest > max_len {
+            prompt.drain(..prompt.len() + longest - max_len);
+            cut += 1;
+        }
+        if prompt.is_empty() {
+            dropped += 1;
+            continue;
+        }
+        out.push(TokenPair {
+            prompt,
+            chosen,
+            rejected,
+        });
+    }
+    Ok((out, cut, dropped))
+}
+
+/// Checks that a reward model and a policy share one tokenizer.
+pub fn same_tokenizer(a: &TextTokenizer, b: &TextTokenizer, what: &Path) -> Result<()> {
+    if a.sha256() != b.sha256() {
+        return Err(AlignError::io(
+            what,
+            "its tokenizer differs from the policy's (the reward model would read other token ids)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(line: &str) -> std::result::Result<Vec<Pair>, String> {
+        parse(&serde_json::from_str(line).unwrap())
+    }
+
+    #[test]
+    fn every_layout_becomes_pairs() {
+        let p = one(r#"{"prompt":"Q:","chosen":" yes","rejected":" no"}"#).unwrap();
+        assert_eq!(p[0].prompt, "Q:");
+        let p = one(r#"{"chosen":"Q: A yes","rejected":"Q: A no"}"#).unwrap();
+        assert_eq!(
+            (p[0].prompt.as_str(), p[0].chosen.as_str()),
+            ("Q: A ", "yes")
+        );
+        let p = one(r#"{"prompt":"Q:","responses":[" a"," b"," c"]}"#).unwrap();
+        let got: Vec<(&str, &str)> = p
+            .iter()
+            .map(|p| (p.chosen.as_str(), p.rejected.as_str()))
+            .collect();
+        assert_eq!(got, [(" a", " b"), (" a", " c"), (" b", " c")]);
+        let p = one(r#"{"prompt":[{"role":"user","content":"Hi"}],"chosen":[{"role":"assistant","content":"Hello"}],"rejected":[{"role":"assistant","content":"Go"}]}"#).unwrap();
+        assert_eq!(p[0].prompt, "<|user|>\nHi<|end|>\n<|assistant|>\n");
+        assert_eq!(p[0].chosen, "Hello<|end|>");
+    }
+
+    #[test]
+    fn bad_lines_name_the_field() {
+        assert!(
+            one(r#"{"prompt":"Q:","chosen":" yes"}"#)
+                .unwrap_err()
+                .contains("`rejected`")
+        );
+        assert!(
+            one(r#"{"prompt":"Q:","chosen":"","rejected":"x"}"#)
+                .unwrap_err()
+                .contains("`chosen` is empty")
+        );
+        assert!(
+            one(r#"{"prompt":"Q:","responses":[" a"]}"#)
+                .unwrap_err()
+                .contains("responses")
+        );
+        assert!(
+            one(r#"{"chosen":"abc","rejected":"xyz"}"#)
+                .unwrap_err()
+                .contains("share no prompt")
+        );
+    }
+}

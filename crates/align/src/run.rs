@@ -1,0 +1,274 @@
+//! `manabi dpo`: a policy (any decoder folder, usually an SFT checkpoint), preference
+//! pairs, optional LoRA, and the shared Trainer.
+
+use std::path::PathBuf;
+
+use burn::module::Module;
+use manabi_finetune::PeftConfig;
+use manabi_finetune::peft;
+use manabi_finetune::run::{PEFT_FILE, load_decoder, merged};
+use manabi_finetune::sft::Specials;
+use manabi_model::DeviceChoice;
+use manabi_objectives::config::{RunConfig, TrainConfig, parse_recipe};
+use manabi_objectives::{RunReport, Trainer};
+use manabi_tokenize::TextTokenizer;
+use serde::{Deserialize, Serialize};
+
+use crate::dpo::{DpoSettings, DpoTask, reference_logps};
+use crate::error::{AlignError, Result};
+use crate::pref::{read_pairs, tokenize};
+
+/// A DPO recipe (`configs/align/dpo*.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpoConfig {
+    /// Output folder, device, seed.
+    #[serde(default)]
+    pub run: RunConfig,
+    /// The policy to start from.
+    pub model: PolicyModel,
+    /// Preference files.
+    pub data: PrefData,
+    /// Which parameters train.
+    #[serde(default)]
+    pub peft: PeftConfig,
+    /// The loss.
+    #[serde(default)]
+    pub dpo: DpoSettings,
+    /// Optimisation.
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyModel {
+    /// A decoder folder (manabi or Hugging Face); an adapted checkpoint is merged first.
+    pub path: PathBuf,
+    /// `tokenizer.json`; default: the one in `path`.
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrefData {
+    /// Training preference files (JSONL).
+    pub train: Vec<PathBuf>,
+    /// Validation preference files.
+    pub val: Vec<PathBuf>,
+    /// Longest prompt + completion, in tokens (prompts are cut from the left).
+    pub max_length: usize,
+}
+
+impl Default for PrefData {
+    fn default() -> Self {
+        Self {
+            train: Vec::new(),
+            val: Vec::new(),
+            max_length: 256,
+        }
+    }
+}
+
+impl DpoConfig {
+    /// Reads `path` with `--set` overrides and checks it.
+    pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| AlignError::io(path, e))?;
+        let cfg: Self = parse_recipe(&text, overrides).map_err(|e| match e {
+            manabi_objectives::TrainError::Config { key, message } => AlignError::Config {
+                key: format!("{}: {key}", path.display()),
+                message,
+            },
+            other => other.into(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text with overrides.
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
+        let cfg: Self = parse_recipe(text, overrides)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values the types do not.
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        self.peft.validate()?;
+        if self.data.train.is_empty() {
+            return Err(AlignError::config(
+                "data.train",
+                "no preference files given",
+            ));
+        }
+        if self.data.val.is_empty() {
+            return Err(AlignError::config(
+                "data.val",
+                "give held-out preference files",
+            ));
+        }
+        let d = &self.dpo;
+        if !(d.beta > 0.0 && d.beta.is_finite()) {
+            return Err(AlignError::config("dpo.beta", "must be positive"));
+        }
+        if !(0.0..0.5).contains(&d.label_smoothing) {
+            return Err(AlignError::config(
+                "dpo.label_smoothing",
+                "must be in [0, 0.5)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What `manabi dpo` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DpoReport {
+    /// The Trainer's report.
+    pub run: RunReport,
+    /// Held-out preference accuracy before training (implicit reward margin > 0,
+    /// ties counted as half).
+    pub accuracy_before: f64,
+    /// … and after.
+    pub accuracy_after: f64,
+    /// Pairs trained on.
+    pub train_pairs: usize,
+    /// Prompts cut to fit and pairs dropped.
+    pub cut: usize,
+    /// Pairs dropped (a completion alone too long).
+    pub dropped: usize,
+    /// Parameters that trained.
+    pub trainable_params: usize,
+}
+
+/// Share of pairs whose implicit reward margin is positive (ties count half), from
+/// policy and reference log-probs.
+pub fn preference_accuracy(
+    policy: &[(f64, f64)],
+    reference: &[(f64, f64)],
+    reference_free: bool,
+) -> f64 {
+    let n = policy.len().max(1) as f64;
+    policy
+        .iter()
+        .zip(reference)
+        .map(|(p, r)| {
+            let m = if reference_free {
+                p.0 - p.1
+            } else {
+                (p.0 - r.0) - (p.1 - r.1)
+            };
+            if m > 1e-6 {
+                1.0
+            } else if m < -1e-6 {
+                0.0
+            } else {
+                0.5
+            }
+        })
+        .sum::<f64>()
+        / n
+}
+
+/// Runs (or resumes) a DPO recipe.
+pub fn dpo(cfg: &DpoConfig, device_choice: DeviceChoice, resume: bool) -> Result<DpoReport> {
+    let device = device_choice.resolve()?;
+    let out = cfg.run.out.clone();
+    let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;
+    let tok_path = cfg
+        .model
+        .tokenizer
+        .clone()
+        .unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
+    let tokenizer = TextTokenizer::load(&tok_path)?;
+    let specials = Specials::of(&tokenizer)?;
+    let train = read_pairs(&cfg.data.train)?;
+    let val = read_pairs(&cfg.data.val)?;
+    let (train, cut, dropped) = tokenize(&train, &tokenizer, specials.eos, cfg.data.max_length)?;
+    let (val, _, _) = tokenize(&val, &tokenizer, specials.eos, cfg.data.max_length)?;
+    if train.is_empty() || val.is_empty() {
+        return Err(AlignError::config("data.max_length", "no pair fits"));
+    }
+
+    let (policy, was_adapted) = load_decoder(&cfg.model.path, &device)?;
+    let policy = if was_adapted.is_some() {
+        merged(policy)
+    } else {
+        policy
+    };
+    if tokenizer.vocab_size() > policy.config().vocab_size {
+        return Err(AlignError::config(
+            "model.tokenizer",
+            "the tokenizer has more tokens than the model: not this model's tokenizer",
+        ));
+    }
+    let bs = cfg.train.batch_size;
+    // The reference is the initial policy: log-probs computed once, before training.
+    let train_reference = reference_logps(&policy, &train, &cfg.dpo, bs, specials.pad, &device);
+    let val_reference = reference_logps(&policy, &val, &cfg.dpo, bs, specials.pad, &device);
+    let reference_free = !cfg.dpo.uses_reference();
+    let sums = |p: &[(f64, f64)]| p.to_vec();
+    let accuracy_before =
+        preference_accuracy(&sums(&val_reference), &val_reference, reference_free);
+
+    trainer.device().seed(cfg.run.seed);
+    manabi_model::init::seed(cfg.run.seed);
+    let (model, _) = load_decoder(&cfg.model.path, trainer.device())?;
+    let model = if was_adapted.is_some() {
+        merged(model)
+    } else {
+        model
+    };
+    let model = peft::apply(model, &cfg.peft)?;
+    let (trainable, total) = peft::describe(&model);
+    println!(
+        "{:?}: {trainable} trainable of {total} parameters",
+        cfg.peft.method
+    );
+    trainer.config_toml = toml::to_string_pretty(cfg).map_err(|e| AlignError::io(&out, e))?;
+    trainer.tokenizer = Some(tok_path.clone());
+    if cfg.peft.method != manabi_finetune::Method::Full {
+        trainer.spec_files = vec![(PEFT_FILE.to_string(), cfg.peft.to_toml())];
+    }
+    let task = DpoTask {
+        train,
+        train_reference,
+        val,
+        val_reference,
+        settings: cfg.dpo.clone(),
+        batch_size: bs,
+        pad: specials.pad,
+        seed: cfg.run.seed,
+    };
+    let run = trainer.fit(&task, model, resume)?;
+    let ckpt = run
+        .checkpoint
+        .clone()
+        .ok_or_else(|| AlignError::io(&out, "the run wrote no checkpoint"))?;
+    let (tuned, _) = load_decoder(&ckpt, &device)?;
+    let after = reference_logps(
+        &tuned.valid(),
+        &task.val,
+        &DpoSettings {
+            loss_type: crate::dpo::LossType::Sigmoid,
+            ..cfg.dpo.clone()
+        },
+        bs,
+        specials.pad,
+        &device,
+    );
+    let accuracy_after = preference_accuracy(&after, &task.val_reference, reference_free);
+    Ok(DpoReport {
+        run,
+        accuracy_before,
+        accuracy_after,
+        train_pairs: task.train.len(),
+        cut,
+        dropped,
+        trainable_params: trainable,
+    })
+}

@@ -1,0 +1,170 @@
+//! DPO and its variants against TRL (fixtures made by scripts/dpo_fixtures.py: TRL's
+//! DPOTrainer and CPOTrainer on the llama-eval fixture model, 3 AdamW steps): the same
+//! token ids, reference log-probs, losses and metrics at every step.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use manabi_align::dpo::{DpoSettings, DpoTask, LossType, pair_batch, reference_logps};
+use manabi_align::pref::{TokenPair, read_pairs, tokenize};
+use manabi_model::{DecoderLm, device::test_device, load_hf};
+use manabi_objectives::config::TrainConfig;
+use manabi_objectives::optim::build_optimizer;
+use manabi_objectives::{Task, TaskLoss};
+use manabi_tokenize::TextTokenizer;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture() -> Value {
+    let p = root().join("fixtures/dpo/expected.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn close(name: &str, got: f64, want: f64, tol: f64) {
+    let d = (got - want).abs();
+    assert!(
+        d <= tol * want.abs().max(1.0),
+        "{name}: {got} vs TRL {want} (Δ {d})"
+    );
+}
+
+#[test]
+fn tokenisation_matches_trl() {
+    let f = fixture();
+    let tok =
+        TextTokenizer::load(root().join("fixtures/models/llama-eval/tokenizer.json")).unwrap();
+    let pairs = read_pairs(&[root().join("fixtures/dpo/pairs.jsonl")]).unwrap();
+    let (got, cut, dropped) = tokenize(&pairs, &tok, 3, 64).unwrap();
+    assert_eq!((cut, dropped), (0, 0));
+    for (g, want) in got
+        .iter()
+        .zip(f["runs"]["sigmoid"]["pairs"].as_array().unwrap())
+    {
+        assert_eq!(g.prompt, ids(&want["prompt_input_ids"]));
+        assert_eq!(g.chosen, ids(&want["chosen_input_ids"]));
+        assert_eq!(g.rejected, ids(&want["rejected_input_ids"]));
+    }
+}
+
+#[test]
+fn every_loss_type_follows_trl_for_three_adamw_steps() {
+    let f = fixture();
+    for (name, loss_type) in [
+        ("sigmoid", LossType::Sigmoid),
+        ("ipo", LossType::Ipo),
+        ("hinge", LossType::Hinge),
+        ("robust", LossType::Robust),
+        ("simpo", LossType::Simpo),
+    ] {
+        let run = &f["runs"][name];
+        let cfg = &run["config"];
+        let settings = DpoSettings {
+            beta: cfg["beta"].as_f64().unwrap(),
+            loss_type,
+            label_smoothing: cfg["label_smoothing"].as_f64().unwrap_or(0.0),
+            simpo_gamma: cfg["simpo_gamma"].as_f64().unwrap_or(0.5),
+        };
+        // The ids each trainer used (CPOTrainer prepends BOS to the prompt).
+        let pairs: Vec<TokenPair> = run["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| TokenPair {
+                prompt: ids(&p["prompt_input_ids"]),
+                chosen: ids(&p["chosen_input_ids"]),
+                rejected: ids(&p["rejected_input_ids"]),
+            })
+            .collect();
+        let plain = test_device();
+        let base = load_hf(root().join("fixtures/models/llama-eval"), &plain).unwrap();
+        let reference = reference_logps(&base, &pairs, &settings, 8, 0, &plain);
+        if settings.uses_reference() {
+            for (r, p) in reference.iter().zip(run["pairs"].as_array().unwrap()) {
+                close(
+                    "reference chosen",
+                    r.0,
+                    p["ref_logps_chosen"].as_f64().unwrap(),
+                    1e-5,
+                );
+                close(
+                    "reference rejected",
+                    r.1,
+                    p["ref_logps_rejected"].as_f64().unwrap(),
+                    1e-5,
+                );
+            }
+        }
+        let task = DpoTask {
+            train: pairs.clone(),
+            train_reference: reference.clone(),
+            val: pairs.clone(),
+            val_reference: reference.clone(),
+            settings: settings.clone(),
+            batch_size: 4,
+            pad: 0,
+            seed: 0,
+        };
+        let device = test_device().autodiff();
+        let mut model: DecoderLm =
+            load_hf(root().join("fixtures/models/llama-eval"), &device).unwrap();
+        let train = TrainConfig {
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            ..TrainConfig::default()
+        };
+        let mut optim = build_optimizer(&model, &train);
+        for step in run["steps"].as_array().unwrap() {
+            let idx: Vec<usize> = step["pairs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as usize)
+                .collect();
+            let chosen: Vec<&TokenPair> = idx.iter().map(|&i| &pairs[i]).collect();
+            let refs: Vec<(f64, f64)> = idx.iter().map(|&i| reference[i]).collect();
+            let batch = pair_batch(&chosen, &refs, 0);
+            let TaskLoss { sum, metrics } = task.loss(&model, &batch, &device).unwrap();
+            let n = DpoTask::targets(&batch) as f64;
+            let loss = sum.clone() / n;
+            let log = &step["log"];
+            let at = format!("{name} step {}", step["step"]);
+            close(
+                &format!("{at} loss"),
+                loss.clone().into_scalar::<f32>() as f64,
+                log["loss"].as_f64().unwrap(),
+                1e-4,
+            );
+            for (k, v) in &metrics {
+                // At a tie (policy = reference, step 1) the strict `>` of the accuracy
+                // sees float noise of another batch padding; the margins show the tie.
+                let tie = log["rewards/margins"].as_f64().unwrap().abs() < 1e-6;
+                if k == "rewards/accuracies" && tie {
+                    continue;
+                }
+                close(
+                    &format!("{at} {k}"),
+                    v / n,
+                    log[k.as_str()].as_f64().unwrap(),
+                    1e-4,
+                );
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-3, model, grads);
+        }
+        let _ = model.valid();
+    }
+}
