@@ -168,3 +168,138 @@ fn every_loss_type_follows_trl_for_three_adamw_steps() {
         let _ = model.valid();
     }
 }
+
+fn tiny_base(dir: &Path) -> PathBuf {
+    let cfg: manabi_model::ModelConfig = toml::from_str(
+        "family = \"llama\"\nvocab_size = 512\nmax_positions = 128\nd_model = 32\nn_layers = 2\nn_heads = 4\nn_kv_heads = 2\nd_ff = 64\npositions = \"rope\"\nnorm = \"rmsnorm\"\nactivation = \"swiglu\"\ntie_embeddings = true",
+    )
+    .unwrap();
+    let base = dir.join("base");
+    manabi_model::save_native(&DecoderLm::init(&cfg, &test_device(), 3), &base).unwrap();
+    std::fs::copy(
+        root().join("fixtures/tokenize/bpe-en/tokenizer.json"),
+        base.join("tokenizer.json"),
+    )
+    .unwrap();
+    base
+}
+
+fn recipe(dir: &Path, base: &Path, out: &str) -> String {
+    let pref = root().join("datasets/pref");
+    format!(
+        r#"
+[run]
+out = "{out}"
+seed = 3
+[model]
+path = "{base}"
+[data]
+train = ["{train}"]
+val = ["{val}"]
+max_length = 96
+[peft]
+method = "lora"
+r = 4
+targets = ["q_proj", "v_proj", "up_proj"]
+[train]
+steps = 8
+batch_size = 4
+lr = 5e-3
+warmup_steps = 1
+eval_every = 4
+eval_batches = 4
+checkpoint_every = 4
+progress = false
+"#,
+        out = dir.join(out).display(),
+        base = base.display(),
+        train = pref.join("pref-implicit-en.jsonl").display(),
+        val = pref.join("pref-en.val.jsonl").display(),
+    )
+}
+
+#[test]
+fn a_dpo_run_logs_trl_metrics_and_resumes_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(tmp.path());
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let straight = manabi_align::DpoConfig::parse(&recipe(tmp.path(), &base, "a"), &[]).unwrap();
+    let full = manabi_align::dpo(&straight, device, false).unwrap();
+    assert_eq!(full.run.losses.len(), 8);
+    assert!(
+        full.run.losses[0].1 > 0.69 && full.run.losses[0].1 < 0.70,
+        "{:?}",
+        full.run.losses[0]
+    );
+    for k in [
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/accuracies",
+        "rewards/margins",
+        "logps/chosen",
+        "logps/rejected",
+    ] {
+        assert!(
+            full.run.eval_metrics.contains_key(&format!("eval/{k}")),
+            "{k}"
+        );
+    }
+    let metrics = std::fs::read_to_string(tmp.path().join("a/metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"rewards/margins\""), "{metrics}");
+    assert_eq!(full.accuracy_before, 0.5);
+
+    let first = manabi_align::DpoConfig::parse(
+        &recipe(tmp.path(), &base, "b"),
+        &["train.stop_after=4".into()],
+    )
+    .unwrap();
+    let r1 = manabi_align::dpo(&first, device, false).unwrap();
+    let second = manabi_align::DpoConfig::parse(&recipe(tmp.path(), &base, "b"), &[]).unwrap();
+    let r2 = manabi_align::dpo(&second, device, true).unwrap();
+    let joined: Vec<(usize, f64)> = r1
+        .run
+        .losses
+        .iter()
+        .chain(&r2.run.losses)
+        .copied()
+        .collect();
+    assert_eq!(joined, full.run.losses);
+}
+
+#[test]
+fn bad_preference_data_and_settings_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(tmp.path());
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"prompt\":\"Q:\",\"chosen\":\" a\",\"rejected\":\" b\"}\n{\"prompt\":\"Q:\",\"chosen\":\" a\"}\n").unwrap();
+    let text = recipe(tmp.path(), &base, "x").replace(
+        &root()
+            .join("datasets/pref/pref-implicit-en.jsonl")
+            .display()
+            .to_string(),
+        &bad.display().to_string(),
+    );
+    let cfg = manabi_align::DpoConfig::parse(&text, &[]).unwrap();
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let e = manabi_align::dpo(&cfg, device, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bad.jsonl:2") && e.contains("`rejected`"), "{e}");
+    let e = manabi_align::DpoConfig::parse(&text, &["dpo.beta=0".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dpo.beta"), "{e}");
+    let e = manabi_align::DpoConfig::parse(&text, &["dpo.loss_type=\"kto\"".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dpo.loss_type") && e.contains("kto"), "{e}");
+}
+
+#[test]
+fn every_align_config_file_loads() {
+    for entry in std::fs::read_dir(root().join("configs/align")).unwrap() {
+        let path = entry.unwrap().path();
+        manabi_align::DpoConfig::load(&path, &[])
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
