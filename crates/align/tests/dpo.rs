@@ -299,7 +299,87 @@ fn bad_preference_data_and_settings_are_clear_errors() {
 fn every_align_config_file_loads() {
     for entry in std::fs::read_dir(root().join("configs/align")).unwrap() {
         let path = entry.unwrap().path();
-        manabi_align::DpoConfig::load(&path, &[])
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let r = if name.starts_with("reward") {
+            manabi_align::RewardConfig::load(&path, &[]).map(|_| ())
+        } else {
+            manabi_align::DpoConfig::load(&path, &[]).map(|_| ())
+        };
+        r.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
+}
+
+#[test]
+fn a_reward_model_learns_exports_for_transformers_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(tmp.path());
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let text =
+        recipe(tmp.path(), &base, "rm").replace("[train]", "[reward]\nmargin = 0.0\n[train]");
+    let sets = [
+        "train.steps=20".to_string(),
+        "train.eval_every=20".into(),
+        "train.checkpoint_every=10".into(),
+    ];
+    let cfg = manabi_align::RewardConfig::parse(&text, &sets).unwrap();
+    let r = manabi_align::train_reward(&cfg, device, false).unwrap();
+    let first: f64 = r.run.losses[..4].iter().map(|x| x.1).sum::<f64>() / 4.0;
+    let last: f64 = r.run.losses[16..].iter().map(|x| x.1).sum::<f64>() / 4.0;
+    assert!(last < first, "loss {first} -> {last}");
+    for k in [
+        "eval/accuracy",
+        "eval/margin",
+        "eval/mean_reward",
+        "eval/min_reward",
+        "eval/max_reward",
+    ] {
+        assert!(r.run.eval_metrics.contains_key(k), "{k}");
+    }
+    // Export as LlamaForSequenceClassification and read it back: the same scores.
+    let ckpt = r.checkpoint.unwrap();
+    assert!(ckpt.join("head.toml").exists());
+    let plain = test_device();
+    let m = manabi_align::load_reward(&ckpt, &plain).unwrap();
+    let hf = tmp.path().join("rm-hf");
+    m.clone().materialize().export_hf(&hf, None, 0).unwrap();
+    let cfg_json = std::fs::read_to_string(hf.join("config.json")).unwrap();
+    assert!(
+        cfg_json.contains("LlamaForSequenceClassification")
+            && cfg_json.contains("\"num_labels\": 1"),
+        "{cfg_json}"
+    );
+    let back = manabi_model::load_classifier_hf(&hf, &plain).unwrap();
+    let tok = TextTokenizer::load(base.join("tokenizer.json")).unwrap();
+    let texts = vec![
+        ("Q: hi\nA:".to_string(), " hello".to_string()),
+        ("Q: x\nA:".to_string(), " no".to_string()),
+    ];
+    let a = manabi_align::score_texts(&m, &tok, &texts, &plain).unwrap();
+    let b = manabi_align::score_texts(&back, &tok, &texts, &plain).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+    }
+    // Resume: 10 steps, then the rest, equal to the straight run.
+    let other = text.replace("/rm\"", "/rm2\"");
+    let stop_sets = [sets.to_vec(), vec!["train.stop_after=10".into()]].concat();
+    let r1 = manabi_align::train_reward(
+        &manabi_align::RewardConfig::parse(&other, &stop_sets).unwrap(),
+        device,
+        false,
+    )
+    .unwrap();
+    let r2 = manabi_align::train_reward(
+        &manabi_align::RewardConfig::parse(&other, &sets).unwrap(),
+        device,
+        true,
+    )
+    .unwrap();
+    let joined: Vec<(usize, f64)> = r1
+        .run
+        .losses
+        .iter()
+        .chain(&r2.run.losses)
+        .copied()
+        .collect();
+    assert_eq!(joined, r.run.losses);
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use manabi_align::DpoConfig;
+use manabi_align::{DpoConfig, RewardConfig};
 use manabi_model::DeviceChoice;
 
 #[derive(Debug, Args)]
@@ -41,6 +41,78 @@ pub fn dpo(args: &DpoArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     }
     if let Some(c) = &r.run.checkpoint {
         println!("checkpoint: {}", c.display());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct RewardArgs {
+    /// Recipe (see configs/align/reward.toml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a value: section.key=value (repeatable).
+    #[arg(long = "set")]
+    pub overrides: Vec<String>,
+    /// Continue from the newest complete checkpoint of the run folder.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+pub fn reward(args: &RewardArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
+    let cfg = RewardConfig::load(&args.config, &args.overrides)?;
+    let device = device.unwrap_or(cfg.run.device);
+    let r = manabi_align::train_reward(&cfg, device, args.resume)?;
+    let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
+    println!(
+        "step {}: loss {last:.4}, {:.1} s",
+        r.run.steps, r.run.seconds
+    );
+    for (k, v) in &r.run.eval_metrics {
+        println!("  {k} {v:.4}");
+    }
+    println!("held-out pairwise accuracy: {:.1} %", 100.0 * r.accuracy);
+    if let Some(c) = &r.checkpoint {
+        println!("checkpoint: {}", c.display());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Reward model folder (manabi checkpoint or Hugging Face *ForSequenceClassification).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// tokenizer.json (default: the one in the model folder).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Prompt; repeat, one per --response.
+    #[arg(long, required = true)]
+    pub prompt: Vec<String>,
+    /// Response to score; repeat.
+    #[arg(long, required = true)]
+    pub response: Vec<String>,
+}
+
+pub fn score(args: &ScoreArgs, device: DeviceChoice) -> anyhow::Result<()> {
+    let device = device.resolve()?;
+    if args.prompt.len() != args.response.len() && args.prompt.len() != 1 {
+        anyhow::bail!("give one --prompt, or one --prompt per --response");
+    }
+    let model = manabi_align::load_reward(&args.model, &device)?;
+    let tok_path = args
+        .tokenizer
+        .clone()
+        .unwrap_or_else(|| args.model.join("tokenizer.json"));
+    let tok = manabi_tokenize::TextTokenizer::load(&tok_path)?;
+    let texts: Vec<(String, String)> = args
+        .response
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (args.prompt[i.min(args.prompt.len() - 1)].clone(), r.clone()))
+        .collect();
+    let scores = manabi_align::score_texts(&model, &tok, &texts, &device)?;
+    for ((p, r), s) in texts.iter().zip(scores) {
+        println!("{s:.6}\t{}\t{}", p.escape_debug(), r.escape_debug());
     }
     Ok(())
 }

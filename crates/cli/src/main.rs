@@ -39,6 +39,10 @@ enum Command {
     /// Align a model with preference pairs: DPO, IPO, hinge, robust or SimPO
     /// (configs/align/dpo*.toml).
     Dpo(align::DpoArgs),
+    /// Train a reward model on preference pairs (configs/align/reward.toml).
+    Reward(align::RewardArgs),
+    /// Print a reward model's scores for prompt/response pairs.
+    Score(align::ScoreArgs),
     /// Continue prompts with a model.
     Generate(model_cmd::GenerateArgs),
     /// Loss and perplexity of a model on a text file.
@@ -68,6 +72,8 @@ fn main() {
         Command::Pretrain(args) => pretrain::run(&args, cli.device),
         Command::Sft(args) => sft::run(&args, cli.device),
         Command::Dpo(args) => align::dpo(&args, cli.device),
+        Command::Reward(args) => align::reward(&args, cli.device),
+        Command::Score(args) => align::score(&args, device),
         Command::Generate(args) => model_cmd::generate(&args, device),
         Command::Eval(args) => model_cmd::eval(&args, device),
         Command::Export(args) => model_cmd::export(&args, device),

@@ -313,6 +313,21 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
         return Ok(());
     }
     let params = match family {
+        Family::Gpt2 | Family::Llama
+            if args.model.join(manabi_align::reward::HEAD_FILE).exists()
+                || arch
+                    .as_deref()
+                    .is_some_and(|a| a.ends_with("ForSequenceClassification")) =>
+        {
+            let m = manabi_align::load_reward(&args.model, &device)?;
+            let pad = match tok {
+                Some(t) => manabi_finetune::sft::Specials::of(&TextTokenizer::load(t)?)?.pad,
+                None => 0,
+            };
+            let m = m.valid().materialize();
+            m.export_hf(&args.out, tok, pad)?;
+            m.num_params()
+        }
         Family::Gpt2 | Family::Llama => {
             let (model, _) = manabi_finetune::load_decoder(&args.model, &device)?;
             let params = model.num_params();

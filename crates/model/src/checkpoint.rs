@@ -199,6 +199,13 @@ fn bias_or_zeros(l: &burn::nn::Linear) -> Tensor<1> {
 /// when `tokenizer` is given).
 pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Path>) -> Result<()> {
     let dir = dir.as_ref();
+    let t = decoder_hf_tensors(model, dir)?;
+    write_hf(dir, &t, &model.config().to_hf_json(), tokenizer)
+}
+
+/// The tensors of a decoder under its Hugging Face names (`lm_head.weight` last, when
+/// untied). `dir` only names the export in errors.
+pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Out>> {
     let cfg = model.config();
     // Never drop trained parameters silently: bottleneck adapters have no HF layout.
     // (LoRA factors need no check: `val()` reads each weight with its update merged.)
@@ -282,7 +289,7 @@ pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Pa
     if let Some(head) = &model.lm_head {
         t.push(out("lm_head.weight", head.weight.val().transpose())?);
     }
-    write_hf(dir, &t, &cfg.to_hf_json(), tokenizer)
+    Ok(t)
 }
 
 /// Writes `tensors` as `model.safetensors` (f32, metadata `format: pt` as transformers

@@ -165,6 +165,12 @@ impl DecoderLm {
         &self.config
     }
 
+    /// Records that the model has no separate LM head (after `lm_head` was removed, as
+    /// a sequence classifier's body does).
+    pub fn set_tied(&mut self) {
+        self.config.tie_embeddings = true;
+    }
+
     /// Logits for `ids`.
     ///
     /// # Shapes

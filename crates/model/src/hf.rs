@@ -231,6 +231,22 @@ pub fn load_hf(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
     Ok(model)
 }
 
+/// Reads a decoder body's tensors (GPT-2 or LLaMA names) into `m`.
+pub(crate) fn load_decoder_weights(
+    m: &mut DecoderLm,
+    cfg: &ModelConfig,
+    w: &mut Weights,
+) -> Result<()> {
+    match cfg.family {
+        Family::Gpt2 => load_gpt2(m, cfg, w),
+        Family::Llama => load_llama(m, cfg, w),
+        Family::Bert | Family::T5 => Err(ModelError::Input(format!(
+            "{:?} is not a decoder-only model",
+            cfg.family
+        ))),
+    }
+}
+
 fn load_gpt2(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()> {
     if w.has("transformer.wte.weight") {
         w.prefix = "transformer.".into();

@@ -6,6 +6,7 @@ pub mod adapter;
 pub mod attention;
 pub mod bert;
 pub mod checkpoint;
+pub mod classifier;
 pub mod config;
 mod config_hf;
 pub mod decoder;
@@ -34,6 +35,7 @@ pub use bert::{
     BertOutput,
 };
 pub use checkpoint::{export_hf, load_model, load_native, save_native};
+pub use classifier::{DecoderClassifier, load_classifier_hf};
 pub use config::{Activation, Family, ModelConfig, NormKind, Positions};
 pub use decoder::{DecoderLm, ForwardOptions};
 pub use device::{DeviceChoice, DeviceError};

@@ -137,3 +137,12 @@ pub fn trainable_params<M: Module>(model: &M) -> usize {
     model.visit(&mut v);
     v.0
 }
+
+impl TrainModel for manabi_model::DecoderClassifier {
+    fn build(cfg: &ModelConfig, device: &Device) -> Self {
+        manabi_model::DecoderClassifier::new(cfg, 1, device)
+    }
+    fn model_config(&self) -> &ModelConfig {
+        self.lm.config()
+    }
+}

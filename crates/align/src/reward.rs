@@ -1,0 +1,425 @@
+//! Reward models from preferences (Bradley–Terry; Ouyang et al. 2022): a decoder body and a
+//! scalar head read at each sequence's last token (EOS), trained so that the chosen
+//! completion scores above the rejected one, `−logσ(r_c − r_r − margin)`. Metrics are
+//! named as TRL's RewardTrainer logs them (`accuracy`, `margin`, `mean_reward`, and
+//! `min_reward` / `max_reward` at evaluation). Checkpoints record `head.toml`; exports are
+//! Hugging Face `*ForSequenceClassification` with one label.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::tensor::activation::log_sigmoid;
+use manabi_finetune::PeftConfig;
+use manabi_finetune::peft;
+use manabi_finetune::run::{PEFT_FILE, load_decoder, merged};
+use manabi_finetune::sft::Specials;
+use manabi_model::{DecoderClassifier, DeviceChoice, ModelConfig};
+use manabi_objectives::config::{RunConfig, TrainConfig, parse_recipe};
+use manabi_objectives::{RunReport, Task, TaskLoss, Trainer};
+use manabi_tokenize::TextTokenizer;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AlignError, Result};
+use crate::pref::{TokenPair, read_pairs, tokenize};
+use crate::run::{PolicyModel, PrefData};
+
+/// The spec file of a model with a sequence head.
+pub const HEAD_FILE: &str = "head.toml";
+
+/// `head.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSpec {
+    /// `score`: a linear head on the last token.
+    pub kind: String,
+    /// Outputs (1 for a reward model).
+    pub labels: usize,
+}
+
+/// `[reward]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardSettings {
+    /// Required gap between chosen and rejected scores (0 = plain Bradley–Terry).
+    pub margin: f64,
+}
+
+impl Default for RewardSettings {
+    fn default() -> Self {
+        Self { margin: 0.0 }
+    }
+}
+
+/// A reward-model recipe (`configs/align/reward.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewardConfig {
+    /// Output folder, device, seed.
+    #[serde(default)]
+    pub run: RunConfig,
+    /// The body to start from (any decoder folder).
+    pub model: PolicyModel,
+    /// Preference files.
+    pub data: PrefData,
+    /// Which parameters of the body train (the head always trains).
+    #[serde(default)]
+    pub peft: PeftConfig,
+    /// The loss.
+    #[serde(default)]
+    pub reward: RewardSettings,
+    /// Optimisation.
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+impl RewardConfig {
+    /// Reads `path` with `--set` overrides and checks it.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| AlignError::io(path, e))?;
+        let cfg: Self = parse_recipe(&text, overrides).map_err(|e| match e {
+            manabi_objectives::TrainError::Config { key, message } => AlignError::Config {
+                key: format!("{}: {key}", path.display()),
+                message,
+            },
+            other => other.into(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text with overrides.
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
+        let cfg: Self = parse_recipe(text, overrides)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values the types do not.
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        self.peft.validate()?;
+        if self.data.train.is_empty() || self.data.val.is_empty() {
+            return Err(AlignError::config(
+                "data.train",
+                "give training and validation preference files (data.train, data.val)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Chosen rows, then rejected rows, each ending with EOS.
+#[derive(Debug, Clone)]
+pub struct ScoreBatch {
+    /// Pairs.
+    pub n: usize,
+    /// Tokens per row.
+    pub seq: usize,
+    /// `[2n·seq]`, right-padded.
+    pub inputs: Vec<u32>,
+    /// Index of each row's last token `[2n]`.
+    pub last: Vec<usize>,
+}
+
+/// Sequences of `rows` (each read at its last token), right-padded with `pad`.
+pub fn score_batch(rows: &[Vec<u32>], pad: u32) -> ScoreBatch {
+    let seq = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let mut inputs = Vec::with_capacity(rows.len() * seq);
+    let mut last = Vec::with_capacity(rows.len());
+    for r in rows {
+        inputs.extend_from_slice(r);
+        inputs.extend(std::iter::repeat_n(pad, seq - r.len()));
+        last.push(r.len().saturating_sub(1));
+    }
+    ScoreBatch {
+        n: rows.len() / 2,
+        seq,
+        inputs,
+        last,
+    }
+}
+
+fn rows_of(pairs: &[&TokenPair]) -> Vec<Vec<u32>> {
+    let join = |a: &[u32], b: &[u32]| a.iter().chain(b).copied().collect::<Vec<u32>>();
+    pairs
+        .iter()
+        .map(|p| join(&p.prompt, &p.chosen))
+        .chain(pairs.iter().map(|p| join(&p.prompt, &p.rejected)))
+        .collect()
+}
+
+/// Rewards of every row of `b`.
+///
+/// # Shapes
+/// returns `[rows]`
+pub fn rewards(model: &DecoderClassifier, b: &ScoreBatch, device: &Device) -> Tensor<1> {
+    let rows = b.last.len();
+    let ids: Vec<i64> = b.inputs.iter().map(|&x| x as i64).collect();
+    let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([rows, b.seq]);
+    model.forward(ids, &b.last).reshape([rows])
+}
+
+fn values(t: Tensor<1>) -> Vec<f64> {
+    t.into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .unwrap_or_default()
+}
+
+/// Reward modelling as a [`Task`] of the shared Trainer.
+#[derive(Debug)]
+pub struct RewardTask {
+    /// Training pairs.
+    pub train: Vec<TokenPair>,
+    /// Validation pairs.
+    pub val: Vec<TokenPair>,
+    /// Settings.
+    pub settings: RewardSettings,
+    /// Pairs per micro-batch.
+    pub batch_size: usize,
+    /// Padding token.
+    pub pad: u32,
+    /// Seed of the data order.
+    pub seed: u64,
+}
+
+impl Task for RewardTask {
+    type Model = DecoderClassifier;
+    type Batch = ScoreBatch;
+
+    fn batch(
+        &self,
+        _: &DecoderClassifier,
+        step: usize,
+        micro: usize,
+        per_step: usize,
+    ) -> manabi_objectives::Result<ScoreBatch> {
+        let g = step * per_step + micro;
+        let idx =
+            manabi_finetune::sft::encode::schedule(self.train.len(), self.batch_size, g, self.seed);
+        let p: Vec<&TokenPair> = idx.iter().map(|&i| &self.train[i]).collect();
+        Ok(score_batch(&rows_of(&p), self.pad))
+    }
+
+    fn val_batch(&self, i: usize) -> manabi_objectives::Result<ScoreBatch> {
+        let n = self.val.len();
+        let p: Vec<&TokenPair> = (0..self.batch_size.min(n))
+            .map(|j| &self.val[(i * self.batch_size + j) % n])
+            .collect();
+        Ok(score_batch(&rows_of(&p), self.pad))
+    }
+
+    fn loss(
+        &self,
+        model: &DecoderClassifier,
+        b: &ScoreBatch,
+        device: &Device,
+    ) -> manabi_objectives::Result<TaskLoss> {
+        let r = rewards(model, b, device);
+        let (rc, rr) = (r.clone().narrow(0, 0, b.n), r.narrow(0, b.n, b.n));
+        let diff = rc.clone() - rr.clone();
+        let losses = log_sigmoid(diff.clone() - self.settings.margin).neg();
+        let (vc, vr) = (values(rc), values(rr));
+        let acc = vc.iter().zip(&vr).filter(|(c, r)| c > r).count() as f64;
+        let margin: f64 = vc.iter().zip(&vr).map(|(c, r)| c - r).sum();
+        let mean: f64 = vc.iter().chain(&vr).sum::<f64>() / 2.0;
+        Ok(TaskLoss {
+            sum: losses.sum(),
+            metrics: vec![
+                ("accuracy".into(), acc),
+                ("margin".into(), margin),
+                ("mean_reward".into(), mean),
+            ],
+        })
+    }
+
+    fn targets(b: &ScoreBatch) -> usize {
+        b.n
+    }
+
+    fn tokens(b: &ScoreBatch) -> usize {
+        2 * b.n * b.seq
+    }
+
+    fn evaluate(
+        &self,
+        model: &DecoderClassifier,
+        device: &Device,
+    ) -> manabi_objectives::Result<Vec<(String, f64)>> {
+        let all = score_pairs(model, &self.val, self.batch_size, self.pad, device);
+        let flat: Vec<f64> = all.iter().flat_map(|&(c, r)| [c, r]).collect();
+        let min = flat.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = flat.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Ok(vec![("min_reward".into(), min), ("max_reward".into(), max)])
+    }
+}
+
+/// Rewards (chosen, rejected) of every pair.
+pub fn score_pairs(
+    model: &DecoderClassifier,
+    pairs: &[TokenPair],
+    batch_size: usize,
+    pad: u32,
+    device: &Device,
+) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(batch_size.max(1)) {
+        let p: Vec<&TokenPair> = chunk.iter().collect();
+        let v = values(rewards(model, &score_batch(&rows_of(&p), pad), device));
+        out.extend((0..chunk.len()).map(|i| (v[i], v[chunk.len() + i])));
+    }
+    out
+}
+
+/// Loads a reward-model folder: manabi (`model.toml` + `head.toml`, with `peft.toml`
+/// when adapted) or Hugging Face `*ForSequenceClassification`.
+pub fn load_reward(dir: &Path, device: &Device) -> Result<DecoderClassifier> {
+    if !dir.join("model.toml").exists() {
+        return Ok(manabi_model::load_classifier_hf(dir, device)?);
+    }
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read_to_string(&p).map_err(|e| AlignError::io(&p, e))
+    };
+    let head: HeadSpec = toml::from_str(&read(HEAD_FILE)?).map_err(|e| AlignError::Config {
+        key: dir.join(HEAD_FILE).display().to_string(),
+        message: e.message().to_string(),
+    })?;
+    let cfg: ModelConfig =
+        toml::from_str(&read("model.toml")?).map_err(|e| AlignError::Config {
+            key: dir.join("model.toml").display().to_string(),
+            message: e.message().to_string(),
+        })?;
+    let mut m = DecoderClassifier::new(&cfg, head.labels, device);
+    if dir.join(PEFT_FILE).exists() {
+        let p: PeftConfig = toml::from_str(&read(PEFT_FILE)?).map_err(|e| AlignError::Config {
+            key: dir.join(PEFT_FILE).display().to_string(),
+            message: e.message().to_string(),
+        })?;
+        m.lm = peft::rebuild(m.lm, &p)?;
+    }
+    manabi_model::checkpoint::load_weights(&mut m, &dir.join("model.bpk"))?;
+    Ok(m)
+}
+
+/// What `manabi reward` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RewardReport {
+    /// The Trainer's report.
+    pub run: RunReport,
+    /// Held-out pairwise accuracy after training.
+    pub accuracy: f64,
+    /// Parameters that trained.
+    pub trainable_params: usize,
+    /// The checkpoint.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Trains (or resumes) a reward model.
+pub fn train_reward(
+    cfg: &RewardConfig,
+    device_choice: DeviceChoice,
+    resume: bool,
+) -> Result<RewardReport> {
+    let device = device_choice.resolve()?;
+    let out = cfg.run.out.clone();
+    let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;
+    let tok_path = cfg
+        .model
+        .tokenizer
+        .clone()
+        .unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
+    let tokenizer = TextTokenizer::load(&tok_path)?;
+    let specials = Specials::of(&tokenizer)?;
+    let (train, _, _) = tokenize(
+        &read_pairs(&cfg.data.train)?,
+        &tokenizer,
+        specials.eos,
+        cfg.data.max_length,
+    )?;
+    let (val, _, _) = tokenize(
+        &read_pairs(&cfg.data.val)?,
+        &tokenizer,
+        specials.eos,
+        cfg.data.max_length,
+    )?;
+    if train.is_empty() || val.is_empty() {
+        return Err(AlignError::config("data.max_length", "no pair fits"));
+    }
+    trainer.device().seed(cfg.run.seed);
+    manabi_model::init::seed(cfg.run.seed);
+    let (body, adapted) = load_decoder(&cfg.model.path, trainer.device())?;
+    let body = if adapted.is_some() {
+        merged(body)
+    } else {
+        body
+    };
+    let mut model = DecoderClassifier::from_lm(body, 1);
+    model.lm = peft::apply(model.lm, &cfg.peft)?;
+    let (trainable, total) = peft::describe(&model);
+    println!(
+        "{:?} + score head: {trainable} trainable of {total} parameters",
+        cfg.peft.method
+    );
+    trainer.config_toml = toml::to_string_pretty(cfg).map_err(|e| AlignError::io(&out, e))?;
+    trainer.tokenizer = Some(tok_path.clone());
+    let head = HeadSpec {
+        kind: "score".into(),
+        labels: 1,
+    };
+    trainer.spec_files = vec![(
+        HEAD_FILE.into(),
+        toml::to_string_pretty(&head).unwrap_or_default(),
+    )];
+    if cfg.peft.method != manabi_finetune::Method::Full {
+        trainer
+            .spec_files
+            .push((PEFT_FILE.to_string(), cfg.peft.to_toml()));
+    }
+    let task = RewardTask {
+        train,
+        val,
+        settings: cfg.reward.clone(),
+        batch_size: cfg.train.batch_size,
+        pad: specials.pad,
+        seed: cfg.run.seed,
+    };
+    let run = trainer.fit(&task, model, resume)?;
+    let checkpoint = run.checkpoint.clone();
+    let accuracy = match &checkpoint {
+        Some(dir) => {
+            let m = load_reward(dir, &device)?;
+            let s = score_pairs(&m, &task.val, task.batch_size, task.pad, &device);
+            s.iter().filter(|(c, r)| c > r).count() as f64 / s.len().max(1) as f64
+        }
+        None => f64::NAN,
+    };
+    Ok(RewardReport {
+        run,
+        accuracy,
+        trainable_params: trainable,
+        checkpoint,
+    })
+}
+
+/// Rewards of `(prompt, response)` texts under a reward model, with the tokenizer it
+/// was trained with (EOS appended, as in training).
+pub fn score_texts(
+    model: &DecoderClassifier,
+    tokenizer: &TextTokenizer,
+    texts: &[(String, String)],
+    device: &Device,
+) -> Result<Vec<f64>> {
+    let specials = Specials::of(tokenizer)?;
+    let mut rows = Vec::with_capacity(texts.len());
+    for (p, r) in texts {
+        let mut ids = tokenizer.encode(p)?;
+        ids.extend(tokenizer.encode(r)?);
+        ids.push(specials.eos);
+        rows.push(ids);
+    }
+    // score_batch reads n = rows/2 pairs; every row is scored all the same.
+    let b = score_batch(&rows, specials.pad);
+    Ok(values(rewards(&model.valid(), &b, device)))
+}

@@ -1,0 +1,135 @@
+//! A decoder with a sequence head: the hidden state of each sequence's last token through
+//! one bias-free linear layer (`score`), as Hugging Face's `GPT2ForSequenceClassification`
+//! and `LlamaForSequenceClassification`. With one label it is a reward model (and PPO's
+//! value head); with more, a classifier. Exported in that layout, so `transformers`
+//! scores the same.
+
+use std::path::Path;
+
+use burn::nn::Linear;
+use burn::prelude::*;
+
+use crate::config::{Family, ModelConfig};
+use crate::decoder::{DecoderLm, ForwardOptions};
+use crate::error::{ModelError, Result};
+
+/// A decoder body and a `score` head `[d_model, labels]`.
+#[derive(Module, Debug)]
+pub struct DecoderClassifier {
+    /// The body (its LM head is not used; built tied, so it has none).
+    pub lm: DecoderLm,
+    /// `[d_model, labels]`, no bias.
+    pub score: Linear,
+}
+
+impl DecoderClassifier {
+    /// A classifier with `labels` outputs on a fresh body of `cfg`.
+    pub fn new(cfg: &ModelConfig, labels: usize, device: &Device) -> Self {
+        let mut cfg = cfg.clone();
+        cfg.tie_embeddings = true;
+        Self {
+            lm: DecoderLm::new(&cfg, device),
+            score: crate::init::linear(cfg.d_model, labels, false, crate::init::STD, device),
+        }
+    }
+
+    /// A classifier on an existing body (a causal LM's head is dropped).
+    pub fn from_lm(lm: DecoderLm, labels: usize) -> Self {
+        let device = lm.embed_tokens.weight.device();
+        let d = lm.config().d_model;
+        let mut lm = lm;
+        lm.lm_head = None;
+        lm.set_tied();
+        Self {
+            lm,
+            score: crate::init::linear(d, labels, false, crate::init::STD, &device),
+        }
+    }
+
+    /// Outputs per label.
+    pub fn labels(&self) -> usize {
+        self.score.weight.dims()[1]
+    }
+
+    /// Scores of each sequence at its last token `last[i]` (right padding after it is
+    /// never attended by that token).
+    ///
+    /// # Shapes
+    /// - ids: `[batch, seq]`
+    /// - returns `[batch, labels]`
+    pub fn forward(&self, ids: Tensor<2, Int>, last: &[usize]) -> Tensor<2> {
+        let device = ids.device();
+        let [b, t] = ids.dims();
+        let x = self.lm.embed_tokens.forward(ids);
+        let h = self.lm.hidden_states(x, &ForwardOptions::default(), None); // [b, t, d]
+        let d = h.dims()[2];
+        let idx: Vec<i64> = last.iter().map(|&l| l.min(t - 1) as i64).collect();
+        let idx = Tensor::<1, Int>::from_ints(idx.as_slice(), &device)
+            .reshape([b, 1, 1])
+            .repeat_dim(2, d);
+        let picked = h.gather(1, idx).reshape([b, d]); // [b, d]
+        self.score.forward(picked)
+    }
+
+    /// Writes the Hugging Face `*ForSequenceClassification` layout: the body's tensors,
+    /// `score.weight` `[labels, d]`, and a `config.json` naming the architecture, the
+    /// labels and the pad token (how `transformers` finds each sequence's last token).
+    pub fn export_hf(&self, dir: &Path, tokenizer: Option<&Path>, pad_id: u32) -> Result<()> {
+        let cfg = self.lm.config();
+        let mut t = crate::checkpoint::decoder_hf_tensors(&self.lm, dir)?;
+        t.retain(|o| o.name != "lm_head.weight");
+        t.push(crate::checkpoint::out(
+            "score.weight",
+            self.score.weight.val().transpose(),
+        )?);
+        let mut json = cfg.to_hf_json();
+        let arch = match cfg.family {
+            Family::Gpt2 => "GPT2ForSequenceClassification",
+            Family::Llama => "LlamaForSequenceClassification",
+            f => {
+                return Err(ModelError::Input(format!(
+                    "{f:?} has no decoder sequence-classification layout"
+                )));
+            }
+        };
+        let labels = self.labels();
+        json["architectures"] = serde_json::json!([arch]);
+        json["num_labels"] = serde_json::json!(labels);
+        json["id2label"] = (0..labels)
+            .map(|i| (i.to_string(), serde_json::json!(format!("LABEL_{i}"))))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        json["label2id"] = (0..labels)
+            .map(|i| (format!("LABEL_{i}"), serde_json::json!(i)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        json["pad_token_id"] = serde_json::json!(pad_id);
+        json["tie_word_embeddings"] = serde_json::json!(true);
+        crate::checkpoint::write_hf(dir, &t, &json, tokenizer)
+    }
+}
+
+/// Loads a Hugging Face `GPT2ForSequenceClassification` / `LlamaForSequenceClassification`
+/// folder.
+pub fn load_classifier_hf(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderClassifier> {
+    let dir = dir.as_ref();
+    let mut cfg = crate::hf::read_config(dir)?;
+    cfg.tie_embeddings = true;
+    let text = std::fs::read_to_string(dir.join("config.json"))
+        .map_err(|e| crate::hf::file_err(&dir.join("config.json"), e))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| crate::hf::file_err(&dir.join("config.json"), e))?;
+    let labels = v["num_labels"]
+        .as_u64()
+        .or_else(|| v["id2label"].as_object().map(|m| m.len() as u64))
+        .unwrap_or(2) as usize;
+    let mut m = DecoderClassifier::new(&cfg, labels, device);
+    let mut w = crate::hf::Weights::read(dir, device)?;
+    crate::hf::load_decoder_weights(&mut m.lm, &cfg, &mut w)?;
+    // The body set its prefix (`model.`, `transformer.`); the head sits at the top.
+    w.prefix = String::new();
+    let score = w.take::<2>("score.weight", [labels, cfg.d_model])?;
+    m.score.weight = crate::hf::param(score.transpose());
+    w.finish()?;
+    Ok(m)
+}
