@@ -145,6 +145,12 @@ impl SftConfig {
                 "must be at least 2",
             ));
         }
+        if self.data.pack && self.peft.method == crate::peft::Method::Prompt {
+            return Err(FinetuneError::config(
+                "data.pack",
+                "prompt tuning puts its soft prompt before each sequence, so it cannot pack several examples into one row; set pack = false",
+            ));
+        }
         self.peft.validate()
     }
 }

@@ -64,6 +64,42 @@ fn lora_cfg(r: usize, alpha: f64, targets: &[&str]) -> PeftConfig {
 }
 
 #[test]
+fn a_prompt_tuning_adapter_from_python_peft_gives_peft_logits() {
+    let device = test_device();
+    let exp = expected("llama-prompt");
+    let (model, cfg) = peft::load_adapter(
+        base("llama-gqa", &device),
+        &root().join("fixtures/peft/llama-prompt"),
+    )
+    .unwrap();
+    assert_eq!(cfg.virtual_tokens, 4);
+    let got = logits(&model, ids(&exp, &device));
+    // peft returns the virtual positions' logits too: [2, 4 + 12, 64]; compare the real ones.
+    let (b, t, v, n) = (2, 12, 64, 4);
+    let want: Vec<f32> = (0..b)
+        .flat_map(|r| exp.logits[(r * (n + t) + n) * v..(r + 1) * (n + t) * v].to_vec())
+        .collect();
+    let d = max_diff(&got, &want);
+    assert!(d <= 1e-4, "prompt tuning: max |Δlogit| = {d}");
+    // Round trip through the PEFT format.
+    let dir = tempfile::tempdir().unwrap();
+    peft::save_adapter(&model, &cfg, dir.path()).unwrap();
+    let (again, _) = peft::load_adapter(base("llama-gqa", &device), dir.path()).unwrap();
+    assert!(max_diff(&logits(&again, ids(&exp, &device)), &got) <= 1e-6);
+    // Cached generation equals uncached with a soft prompt.
+    let tok_opts = |use_cache| manabi_model::GenerateOptions {
+        max_new_tokens: 5,
+        use_cache,
+        eos_ids: vec![],
+        ..manabi_model::GenerateOptions::default()
+    };
+    let prompts = vec![vec![3u32, 7, 9], vec![5u32, 1]];
+    let a = manabi_model::generate(&model, &prompts, &tok_opts(true), None).unwrap();
+    let b = manabi_model::generate(&model, &prompts, &tok_opts(false), None).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
 fn adapters_trained_by_python_peft_give_peft_logits() {
     let device = test_device();
     for (base_name, adapter) in [

@@ -1,6 +1,7 @@
 //! Decoder-only language model: GPT-2 (Radford et al. 2019) and LLaMA (Touvron et al.
 //! 2023) layouts, pre-norm. Reads bottom-up: norm → block → model.
 
+use burn::module::Param;
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig,
 };
@@ -130,6 +131,9 @@ pub struct DecoderLm {
     pub lm_head: Option<burn::nn::Linear>,
     /// Embedding dropout.
     pub dropout: Dropout,
+    /// Prompt tuning's soft prompt `[virtual_tokens, d_model]` (Lester et al. 2021),
+    /// prepended to the input embeddings; `None` for every other model.
+    pub soft_prompt: Option<Param<Tensor<2>>>,
     #[module(skip)]
     config: ModelConfig,
 }
@@ -150,6 +154,7 @@ impl DecoderLm {
             lm_head: (!cfg.tie_embeddings)
                 .then(|| crate::init::linear(d, cfg.vocab_size, false, crate::init::STD, device)),
             dropout: DropoutConfig::new(cfg.dropout).init(),
+            soft_prompt: None,
             config: cfg.clone(),
         }
     }
@@ -188,7 +193,43 @@ impl DecoderLm {
         cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
         let x = self.embed_tokens.forward(ids);
-        self.forward_embeds(x, opts, cache)
+        let Some(prompt) = &self.soft_prompt else {
+            return self.forward_embeds(x, opts, cache);
+        };
+        // Prompt tuning, as PEFT does it: the virtual tokens take positions 0..n before
+        // the real ones, are attended by every token, and their logits are dropped.
+        // With a cache they are in it after the first call, so only positions and the
+        // key mask shift.
+        let device = x.device();
+        let [b, t, d] = x.dims();
+        let n = prompt.dims()[0];
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let first = past == 0;
+        let mut o = opts.clone();
+        if let Some(pos) = &opts.positions {
+            let shifted = pos.clone() + n as i64;
+            o.positions = Some(if first {
+                let virt = Tensor::<1, Int>::arange(0..n as i64, &device)
+                    .reshape([1, n])
+                    .repeat_dim(0, b);
+                Tensor::cat(vec![virt, shifted], 1)
+            } else {
+                shifted
+            });
+        }
+        if let Some(keep) = &opts.key_mask {
+            o.key_mask = Some(Tensor::cat(
+                vec![Tensor::ones([b, n], &device), keep.clone()],
+                1,
+            ));
+        }
+        if !first {
+            return self.forward_embeds(x, &o, cache);
+        }
+        let p = prompt.val().reshape([1, n, d]).repeat_dim(0, b); // [b, n, d]
+        let logits = self.forward_embeds(Tensor::cat(vec![p, x], 1), &o, cache);
+        let v = logits.dims()[2];
+        logits.slice([0..b, n..n + t, 0..v])
     }
 
     /// Logits from input embeddings instead of ids (prompt tuning).

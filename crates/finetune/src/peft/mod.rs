@@ -7,11 +7,14 @@
 //!   target modules named as in Hugging Face (`q_proj`, `c_attn`, …); PEFT format in and
 //!   out ([`lora`]).
 //! - `bitfit` (Ben Zaken et al. 2022): biases only.
+//! - `ia3` (Liu et al. 2022): learned rescaling of activations ([`ia3`]), PEFT format.
+//! - `prompt` (Lester et al. 2021): a soft prompt ([`prompt`]), PEFT format.
 //! - `houlsby` / `pfeiffer` bottleneck adapters (Houlsby et al. 2019; Pfeiffer et al.
 //!   2021): after attention and MLP, or after the MLP only.
 
 pub mod ia3;
 pub mod lora;
+pub mod prompt;
 
 use burn::module::{Module, ParamGroup, ParamId};
 use manabi_model::DecoderLm;
@@ -30,6 +33,8 @@ pub enum Method {
     Lora,
     /// Learned rescaling vectors (IA³).
     Ia3,
+    /// A trainable soft prompt before the input (prompt tuning).
+    Prompt,
     /// Biases only.
     Bitfit,
     /// Bottleneck adapters after attention and after the MLP.
@@ -55,6 +60,8 @@ pub struct PeftConfig {
     pub targets: Vec<String>,
     /// Rank-stabilised scaling α / √r.
     pub rslora: bool,
+    /// Prompt tuning: virtual tokens prepended to the input.
+    pub virtual_tokens: usize,
     /// IA³: the target modules whose input (not output) is scaled.
     pub feedforward: Vec<String>,
     /// Bottleneck width of `houlsby` / `pfeiffer` adapters.
@@ -70,6 +77,7 @@ impl Default for PeftConfig {
             dropout: 0.0,
             targets: vec!["q_proj".into(), "v_proj".into()],
             rslora: false,
+            virtual_tokens: 8,
             feedforward: vec!["down_proj".into()],
             adapter_size: 16,
         }
@@ -111,6 +119,12 @@ impl PeftConfig {
         if self.method == Method::Ia3 && self.targets.is_empty() {
             return Err(FinetuneError::config("peft.targets", "no target modules"));
         }
+        if self.method == Method::Prompt && self.virtual_tokens == 0 {
+            return Err(FinetuneError::config(
+                "peft.virtual_tokens",
+                "must be at least 1",
+            ));
+        }
         if matches!(self.method, Method::Houlsby | Method::Pfeiffer) && self.adapter_size == 0 {
             return Err(FinetuneError::config(
                 "peft.adapter_size",
@@ -134,6 +148,7 @@ pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
         Method::Full => Ok(model),
         Method::Lora => lora::apply(model, cfg),
         Method::Ia3 => ia3::apply(model, cfg),
+        Method::Prompt => prompt::apply(model, cfg),
         Method::Bitfit => {
             let ids = bias_ids(&model);
             if ids.is_empty() {
@@ -171,6 +186,7 @@ pub fn save_adapter(model: &DecoderLm, cfg: &PeftConfig, dir: &std::path::Path) 
     match cfg.method {
         Method::Lora => lora::save_peft(model, cfg, dir),
         Method::Ia3 => ia3::save_peft(model, cfg, dir),
+        Method::Prompt => prompt::save_peft(model, dir),
         m => Err(FinetuneError::config(
             "peft.method",
             format!(
@@ -197,6 +213,7 @@ pub fn load_adapter(model: DecoderLm, dir: &std::path::Path) -> Result<(DecoderL
             })?;
             Ok((ia3::load(model, &cfg, dir)?, cfg))
         }
+        Some("PROMPT_TUNING") => prompt::load(model, &v, dir),
         _ => lora::load_peft(model, dir),
     }
 }

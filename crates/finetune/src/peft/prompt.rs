@@ -1,0 +1,105 @@
+//! Prompt tuning (Lester et al. 2021): `n` trainable vectors prepended to the input
+//! embeddings of a frozen model (`DecoderLm::soft_prompt`). Initialised from the
+//! embeddings of `n` vocabulary tokens spread over the table (PEFT's sampled-vocabulary
+//! start). PEFT format both ways: `prompt_embeddings` `[n, d_model]` with
+//! `peft_type = PROMPT_TUNING`.
+
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use manabi_model::DecoderLm;
+use serde_json::json;
+
+use crate::error::{FinetuneError, Result};
+use crate::peft::lora::{read_f32, write_safetensors};
+use crate::peft::{Method, PeftConfig};
+
+/// Freezes `model` and gives it a trainable soft prompt of `cfg.virtual_tokens` vectors.
+pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
+    let n = cfg.virtual_tokens;
+    let vocab = model.config().vocab_size;
+    let table = model.embed_tokens.weight.val(); // [vocab, d]
+    let device = table.device();
+    // Rows spread over the vocabulary by a stride coprime with common vocabulary sizes.
+    let rows: Vec<i64> = (0..n).map(|k| ((k * 7919 + 13) % vocab) as i64).collect();
+    let init = table.select(0, Tensor::<1, Int>::from_ints(rows.as_slice(), &device));
+    let mut model = model.freeze();
+    model.soft_prompt = Some(Param::from_tensor(init.detach().set_require_grad(true)));
+    Ok(model)
+}
+
+/// Writes the soft prompt in the PEFT format.
+pub fn save_peft(model: &DecoderLm, dir: &Path) -> Result<()> {
+    let p = model
+        .soft_prompt
+        .as_ref()
+        .ok_or_else(|| FinetuneError::io(dir, "the model has no soft prompt to export"))?
+        .val();
+    let [n, d] = p.dims();
+    let cfg = model.config();
+    let config = json!({
+        "peft_type": "PROMPT_TUNING",
+        "task_type": "CAUSAL_LM",
+        "num_virtual_tokens": n,
+        "token_dim": d,
+        "num_transformer_submodules": 1,
+        "num_attention_heads": cfg.n_heads,
+        "num_layers": cfg.n_layers,
+        "prompt_tuning_init": "RANDOM",
+        "inference_mode": true,
+        "base_model_name_or_path": null,
+    });
+    std::fs::create_dir_all(dir).map_err(|e| FinetuneError::io(dir, e))?;
+    let path = dir.join("adapter_config.json");
+    let text = serde_json::to_string_pretty(&config).map_err(|e| FinetuneError::io(&path, e))?;
+    manabi_tokenize::write_atomic(&path, text.as_bytes())?;
+    let v: Vec<f32> = p
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap_or_default();
+    write_safetensors(
+        &dir.join("adapter_model.safetensors"),
+        &[("prompt_embeddings".to_string(), vec![n, d], v)],
+    )
+}
+
+/// Loads a PEFT prompt-tuning adapter onto `model`.
+pub fn load(
+    model: DecoderLm,
+    v: &serde_json::Value,
+    dir: &Path,
+) -> Result<(DecoderLm, PeftConfig)> {
+    let path = dir.join("adapter_model.safetensors");
+    let mut t = read_f32(&path)?;
+    let (shape, values) = t
+        .remove("prompt_embeddings")
+        .ok_or_else(|| FinetuneError::Adapter {
+            path: path.clone(),
+            message: "missing tensor `prompt_embeddings`".into(),
+        })?;
+    let d = model.config().d_model;
+    let n = v["num_virtual_tokens"].as_u64().unwrap_or(shape[0] as u64) as usize;
+    if shape != [n, d] {
+        return Err(FinetuneError::Adapter {
+            path,
+            message: format!(
+                "tensor `prompt_embeddings` has shape {shape:?}, this base needs [{n}, {d}] (an adapter for another base model?)"
+            ),
+        });
+    }
+    let cfg = PeftConfig {
+        method: Method::Prompt,
+        virtual_tokens: n,
+        ..PeftConfig::default()
+    };
+    let device = model.embed_tokens.weight.device();
+    let mut model = model.freeze();
+    model.soft_prompt = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(values, [n, d]),
+        &device,
+    )));
+    Ok((model, cfg))
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The PEFT comparison of docs/benchmarks.md: the QA recipe with every method, each run
+# measured for held-out exact match, trainable parameters, step time and peak memory
+# (maximum resident set of the process, from /usr/bin/time). Run from the repository root
+# after `manabi pretrain --config configs/pretrain/world-base.toml`:
+#
+#   bash scripts/peft_table.sh [extra --set arguments...]
+#
+# Prints one markdown row per method; runs land in runs/peft-<method>/.
+set -euo pipefail
+BIN=${MANABI:-target/release/manabi}
+printf '| method | exact match | EOS | trainable / total | ms / step | peak RSS (MiB) |\n|---|---|---|---|---|---|\n'
+for method in full lora ia3 houlsby pfeiffer bitfit; do
+  out="runs/peft-$method"
+  rm -rf "$out"
+  extra=()
+  case $method in
+    ia3) extra=(--set 'peft.targets=["k_proj","v_proj","down_proj"]' --set 'peft.feedforward=["down_proj"]' --set train.lr=1e-2) ;;
+    lora) extra=(--set train.lr=3e-3) ;;
+    houlsby|pfeiffer) extra=(--set train.lr=3e-3) ;;
+  esac
+  log=$(mktemp)
+  if ! /usr/bin/time -v "$BIN" sft --config configs/sft/qa-world.toml --set "run.out=\"$out\"" \
+      --set peft.method="\"$method\"" --set train.progress=false "${extra[@]}" "$@" >"$log" 2>&1; then
+    printf '| %s | failed: %s | | | | |\n' "$method" "$(grep -m1 '^error' "$log" || tail -1 "$log")"
+    continue
+  fi
+  em=$(grep -o 'exact match [0-9.]* %' "$log" | grep -o '[0-9.]*' || echo n/a)
+  eos=$(grep -o 'EOS [0-9.]* %' "$log" | grep -o '[0-9.]*' || echo n/a)
+  params=$(grep -o '[0-9]* trainable of [0-9]*' "$log" | head -1 | sed 's/ trainable of / \/ /')
+  steps=$(grep -o '^step [0-9]*' "$log" | grep -o '[0-9]*')
+  secs=$(grep -o ', [0-9.]* s$' "$log" | grep -o '[0-9.]*' | head -1)
+  ms=$(python3 -c "print(f'{1000*$secs/$steps:.0f}')")
+  rss=$(grep 'Maximum resident' "$log" | grep -o '[0-9]*$')
+  printf '| %s | %s %% | %s %% | %s | %s | %s |\n' "$method" "$em" "$eos" "$params" "$ms" "$((rss / 1024))"
+done
