@@ -147,6 +147,8 @@ def reserved_words() -> tuple[set[str], list[str]]:
                  "EN_END"]:
         for phrase in getattr(generate, name):
             en.update(w.lower() for w in re.findall(r"[A-Za-z]+", phrase))
+    # Words the story templates themselves write ("At 3 o'clock, …").
+    en.update({"o", "clock", "said", "days", "ago", "felt", "asked", "walked"})
     ja = []
     for name in ["JA_NAMES", "JA_PLACES", "JA_THINGS", "JA_VERBS", "JA_FEEL", "JA_WEATHER",
                  "JA_END"]:
@@ -159,9 +161,9 @@ def build_vocab() -> dict:
     rng = random.Random(SEED)
     res_en, res_ja = reserved_words()
     pools = {
-        "en": {"person": rng.sample(en_people(), 150), "town": rng.sample(en_towns(), 80),
+        "en": {"person": rng.sample(en_people(), 1500), "town": rng.sample(en_towns(), 800),
                "job": EN_JOBS, "pet": en_pets(), "colour": EN_COLOURS, "object": EN_OBJECTS},
-        "ja": {"person": rng.sample(ja_people(), 150), "town": rng.sample(ja_towns(), 80),
+        "ja": {"person": rng.sample(ja_people(), 1500), "town": rng.sample(ja_towns(), 200),
                "job": JA_JOBS, "pet": ja_pets(), "colour": JA_COLOURS, "object": JA_OBJECTS},
     }
     animals = {"en": EN_ANIMALS, "ja": JA_ANIMALS}
