@@ -1,10 +1,11 @@
 //! manabi-align: the third step of a model's life on the shared Trainer — preference data
 //! in TRL's conventions and direct preference optimisation with its variants (sigmoid,
 //! robust, hinge, IPO, SimPO) and Bradley–Terry reward models, with TRL's metric names.
-//! PPO and GRPO are not built yet.
+//! GRPO with verifiable rewards. PPO is not built yet.
 
 pub mod dpo;
 pub mod error;
+pub mod grpo;
 pub mod pref;
 pub mod reward;
 pub mod run;
@@ -12,4 +13,4 @@ pub mod run;
 pub use dpo::{DpoSettings, DpoTask, LossType};
 pub use error::{AlignError, Result};
 pub use reward::{RewardConfig, RewardReport, load_reward, score_texts, train_reward};
-pub use run::{DpoConfig, DpoReport, dpo};
+pub use run::{DpoConfig, DpoReport, GrpoConfig, GrpoReport, dpo, grpo};

@@ -272,3 +272,199 @@ pub fn dpo(cfg: &DpoConfig, device_choice: DeviceChoice, resume: bool) -> Result
         trainable_params: trainable,
     })
 }
+
+/// A GRPO recipe (`configs/align/grpo.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpoConfig {
+    /// Output folder, device, seed.
+    #[serde(default)]
+    pub run: RunConfig,
+    /// The policy to start from.
+    pub model: PolicyModel,
+    /// Prompt files (`{"prompt", "answer"}` JSONL).
+    pub data: PromptData,
+    /// Which parameters train.
+    #[serde(default)]
+    pub peft: PeftConfig,
+    /// Sampling, rewards and the objective.
+    #[serde(default)]
+    pub grpo: crate::grpo::GrpoSettings,
+    /// Optimisation; `batch_size` counts prompts (each sampled `num_generations` times).
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+/// `[data]` of RL recipes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptData {
+    /// Training prompts.
+    pub train: Vec<PathBuf>,
+    /// Held-out prompts (greedy exact match at each evaluation).
+    pub val: Vec<PathBuf>,
+    /// Held-out prompts scored per evaluation (0 = all).
+    pub eval_prompts: usize,
+}
+
+impl Default for PromptData {
+    fn default() -> Self {
+        Self {
+            train: Vec::new(),
+            val: Vec::new(),
+            eval_prompts: 0,
+        }
+    }
+}
+
+impl GrpoConfig {
+    /// Reads `path` with `--set` overrides and checks it.
+    pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| AlignError::io(path, e))?;
+        let cfg: Self = parse_recipe(&text, overrides).map_err(|e| match e {
+            manabi_objectives::TrainError::Config { key, message } => AlignError::Config {
+                key: format!("{}: {key}", path.display()),
+                message,
+            },
+            other => other.into(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text with overrides.
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
+        let cfg: Self = parse_recipe(text, overrides)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values the types do not.
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        self.peft.validate()?;
+        let g = &self.grpo;
+        if g.num_generations < 2 {
+            return Err(AlignError::config(
+                "grpo.num_generations",
+                "a group needs at least 2 completions",
+            ));
+        }
+        if g.max_new_tokens == 0 {
+            return Err(AlignError::config(
+                "grpo.max_new_tokens",
+                "must be at least 1",
+            ));
+        }
+        if let Some(r) = g
+            .rewards
+            .iter()
+            .find(|r| !["exact_match", "format"].contains(&r.as_str()))
+        {
+            return Err(AlignError::config(
+                "grpo.rewards",
+                format!("unknown reward `{r}` (exact_match, format)"),
+            ));
+        }
+        if self.data.train.is_empty() || self.data.val.is_empty() {
+            return Err(AlignError::config(
+                "data.train",
+                "give training and held-out prompt files",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What `manabi grpo` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrpoReport {
+    /// The Trainer's report.
+    pub run: RunReport,
+    /// Held-out greedy exact match before training.
+    pub exact_match_before: f64,
+    /// … and after.
+    pub exact_match_after: f64,
+}
+
+/// Runs (or resumes) a GRPO recipe.
+pub fn grpo(cfg: &GrpoConfig, device_choice: DeviceChoice, resume: bool) -> Result<GrpoReport> {
+    use crate::grpo::{GrpoTask, greedy_exact_match, read_prompts};
+    let device = device_choice.resolve()?;
+    let out = cfg.run.out.clone();
+    let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;
+    let tok_path = cfg
+        .model
+        .tokenizer
+        .clone()
+        .unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
+    let tokenizer = TextTokenizer::load(&tok_path)?;
+    let specials = Specials::of(&tokenizer)?;
+    let train = read_prompts(&cfg.data.train)?;
+    let val = read_prompts(&cfg.data.val)?;
+    let (plain, adapted) = load_decoder(&cfg.model.path, &device)?;
+    let plain = if adapted.is_some() {
+        merged(plain)
+    } else {
+        plain
+    };
+    let m = if cfg.data.eval_prompts == 0 {
+        val.len()
+    } else {
+        cfg.data.eval_prompts.min(val.len())
+    };
+    let max_new = cfg.grpo.max_new_tokens;
+    let exact_match_before = greedy_exact_match(
+        &plain,
+        &tokenizer,
+        &val[..m],
+        specials.eos,
+        specials.pad,
+        max_new,
+    )?;
+    trainer.device().seed(cfg.run.seed);
+    manabi_model::init::seed(cfg.run.seed);
+    let (model, _) = load_decoder(&cfg.model.path, trainer.device())?;
+    let model = if adapted.is_some() {
+        merged(model)
+    } else {
+        model
+    };
+    let model = peft::apply(model, &cfg.peft)?;
+    trainer.config_toml = toml::to_string_pretty(cfg).map_err(|e| AlignError::io(&out, e))?;
+    trainer.tokenizer = Some(tok_path.clone());
+    if cfg.peft.method != manabi_finetune::Method::Full {
+        trainer.spec_files = vec![(PEFT_FILE.to_string(), cfg.peft.to_toml())];
+    }
+    let task = GrpoTask {
+        train,
+        val,
+        settings: cfg.grpo.clone(),
+        prompts_per_batch: cfg.train.batch_size,
+        tokenizer: tokenizer.clone(),
+        eos: specials.eos,
+        pad: specials.pad,
+        seed: cfg.run.seed,
+        reference: (cfg.grpo.beta > 0.0).then(|| plain.clone()),
+        eval_prompts: cfg.data.eval_prompts,
+    };
+    let run = trainer.fit(&task, model, resume)?;
+    let ckpt = run
+        .checkpoint
+        .clone()
+        .ok_or_else(|| AlignError::io(&out, "the run wrote no checkpoint"))?;
+    let (tuned, _) = load_decoder(&ckpt, &device)?;
+    let exact_match_after = greedy_exact_match(
+        &tuned,
+        &tokenizer,
+        &task.val[..m],
+        specials.eos,
+        specials.pad,
+        max_new,
+    )?;
+    Ok(GrpoReport {
+        run,
+        exact_match_before,
+        exact_match_after,
+    })
+}

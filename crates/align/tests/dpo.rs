@@ -302,6 +302,8 @@ fn every_align_config_file_loads() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let r = if name.starts_with("reward") {
             manabi_align::RewardConfig::load(&path, &[]).map(|_| ())
+        } else if name.starts_with("grpo") {
+            manabi_align::GrpoConfig::load(&path, &[]).map(|_| ())
         } else {
             manabi_align::DpoConfig::load(&path, &[]).map(|_| ())
         };
@@ -382,4 +384,99 @@ fn a_reward_model_learns_exports_for_transformers_and_resumes() {
         .copied()
         .collect();
     assert_eq!(joined, r.run.losses);
+}
+
+#[test]
+fn grpo_samples_groups_logs_trl_metrics_and_resumes_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(tmp.path());
+    let pref = root().join("datasets/pref");
+    let text = |out: &str| {
+        format!(
+            r#"
+[run]
+out = "{out}"
+seed = 9
+[model]
+path = "{base}"
+[data]
+train = ["{train}"]
+val = ["{val}"]
+eval_prompts = 8
+[grpo]
+num_generations = 4
+max_new_tokens = 3
+beta = 0.05
+rewards = ["exact_match", "format"]
+[train]
+steps = 6
+batch_size = 2
+lr = 1e-3
+warmup_steps = 1
+eval_every = 3
+eval_batches = 1
+checkpoint_every = 3
+progress = false
+"#,
+            out = tmp.path().join(out).display(),
+            base = base.display(),
+            train = pref.join("rl-arith-en.train.jsonl").display(),
+            val = pref.join("rl-arith-en.val.jsonl").display(),
+        )
+    };
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let full = manabi_align::grpo(
+        &manabi_align::GrpoConfig::parse(&text("g"), &[]).unwrap(),
+        device,
+        false,
+    )
+    .unwrap();
+    assert_eq!(full.run.losses.len(), 6);
+    let metrics = std::fs::read_to_string(tmp.path().join("g/metrics.jsonl")).unwrap();
+    for k in [
+        "\"reward\"",
+        "\"reward_std\"",
+        "\"frac_reward_zero_std\"",
+        "\"completions/mean_length\"",
+        "\"kl\"",
+        "\"eval/exact_match\"",
+    ] {
+        assert!(metrics.contains(k), "{k} missing: {metrics}");
+    }
+    let r1 = manabi_align::grpo(
+        &manabi_align::GrpoConfig::parse(&text("h"), &["train.stop_after=3".into()]).unwrap(),
+        device,
+        false,
+    )
+    .unwrap();
+    let r2 = manabi_align::grpo(
+        &manabi_align::GrpoConfig::parse(&text("h"), &[]).unwrap(),
+        device,
+        true,
+    )
+    .unwrap();
+    let joined: Vec<(usize, f64)> = r1
+        .run
+        .losses
+        .iter()
+        .chain(&r2.run.losses)
+        .copied()
+        .collect();
+    assert_eq!(joined, full.run.losses);
+    let e = manabi_align::GrpoConfig::parse(&text("x"), &["grpo.num_generations=1".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("grpo.num_generations"), "{e}");
+}
+
+#[test]
+fn group_relative_advantages_follow_the_rewards() {
+    use manabi_align::grpo::{GrpoSettings, reward};
+    let s = GrpoSettings {
+        rewards: vec!["exact_match".into(), "format".into()],
+        ..GrpoSettings::default()
+    };
+    assert_eq!(reward(&s, " 7", true, "7"), 2.0);
+    assert_eq!(reward(&s, " 7\nQ: more", false, "7"), 1.0);
+    assert_eq!(reward(&s, "8", true, "7"), 0.0);
 }

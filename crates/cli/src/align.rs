@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use manabi_align::{DpoConfig, RewardConfig};
+use manabi_align::{DpoConfig, GrpoConfig, RewardConfig};
 use manabi_model::DeviceChoice;
 
 #[derive(Debug, Args)]
@@ -113,6 +113,39 @@ pub fn score(args: &ScoreArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let scores = manabi_align::score_texts(&model, &tok, &texts, &device)?;
     for ((p, r), s) in texts.iter().zip(scores) {
         println!("{s:.6}\t{}\t{}", p.escape_debug(), r.escape_debug());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct GrpoArgs {
+    /// Recipe (see configs/align/grpo.toml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a value: section.key=value (repeatable).
+    #[arg(long = "set")]
+    pub overrides: Vec<String>,
+    /// Continue from the newest complete checkpoint of the run folder.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+pub fn grpo(args: &GrpoArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
+    let cfg = GrpoConfig::load(&args.config, &args.overrides)?;
+    let device = device.unwrap_or(cfg.run.device);
+    let r = manabi_align::grpo(&cfg, device, args.resume)?;
+    let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
+    println!(
+        "step {}: loss {last:.4}, {:.1} s",
+        r.run.steps, r.run.seconds
+    );
+    println!(
+        "held-out exact match (greedy): {:.1} % -> {:.1} %",
+        100.0 * r.exact_match_before,
+        100.0 * r.exact_match_after
+    );
+    if let Some(c) = &r.run.checkpoint {
+        println!("checkpoint: {}", c.display());
     }
     Ok(())
 }

@@ -39,6 +39,8 @@ enum Command {
     /// Align a model with preference pairs: DPO, IPO, hinge, robust or SimPO
     /// (configs/align/dpo*.toml).
     Dpo(align::DpoArgs),
+    /// Reinforce a policy with verifiable rewards: GRPO (configs/align/grpo.toml).
+    Grpo(align::GrpoArgs),
     /// Train a reward model on preference pairs (configs/align/reward.toml).
     Reward(align::RewardArgs),
     /// Print a reward model's scores for prompt/response pairs.
@@ -72,6 +74,7 @@ fn main() {
         Command::Pretrain(args) => pretrain::run(&args, cli.device),
         Command::Sft(args) => sft::run(&args, cli.device),
         Command::Dpo(args) => align::dpo(&args, cli.device),
+        Command::Grpo(args) => align::grpo(&args, cli.device),
         Command::Reward(args) => align::reward(&args, cli.device),
         Command::Score(args) => align::score(&args, device),
         Command::Generate(args) => model_cmd::generate(&args, device),

@@ -177,6 +177,8 @@ fn evaluate_with_metrics<T: Task>(
         }
     }
     let n = count.max(1) as f64;
+    // A task without a validation loss (rollout-based RL) reports NaN, not a fake 0.
+    let nll = if count == 0 { f64::NAN } else { nll };
     let mut metrics: BTreeMap<String, f64> = sums.into_iter().map(|(k, v)| (k, v / n)).collect();
     for (k, v) in task.evaluate(model, device)? {
         metrics.insert(format!("eval/{k}"), v);
@@ -519,7 +521,7 @@ impl Trainer {
                 let (v, metrics) =
                     evaluate_with_metrics(task, &model.valid(), &val_batches, device)?;
                 report.evals.push((state.step, v));
-                if state.best.is_none_or(|(b, _)| v < b) {
+                if v.is_finite() && state.best.is_none_or(|(b, _)| v < b) {
                     state.best = Some((v, state.step));
                 }
                 let shown: String = metrics

@@ -1,0 +1,471 @@
+//! Group relative policy optimisation with verifiable rewards (Shao et al. 2024, as TRL's
+//! GRPOTrainer): for each prompt, G completions are sampled from the current policy and
+//! scored by reward functions (exact match against the reference answer, a format
+//! pattern); each completion's advantage is its reward minus the group's mean (divided by
+//! the group's standard deviation with `scale_rewards`). The loss is the clipped policy
+//! objective per completion token, averaged over each completion, then over completions,
+//! with an optional KL penalty `β·KL(π‖π_ref)` (k3 estimator) against the initial policy.
+//! One optimisation step per rollout batch, so the ratio to the sampling policy is 1 at
+//! the step (clipping matters only for the logged `clip_ratio`). Metrics as TRL names
+//! them: `reward`, `reward_std`, `frac_reward_zero_std`, `completions/mean_length`,
+//! `clip_ratio/region_mean`, `kl`.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use manabi_finetune::sft::normalise;
+use manabi_model::{DecoderLm, GenerateOptions, IGNORE_INDEX};
+use manabi_objectives::{Task, TaskLoss};
+use manabi_tokenize::TextTokenizer;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AlignError, Result};
+
+/// `[grpo]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpoSettings {
+    /// Completions sampled per prompt (G).
+    pub num_generations: usize,
+    /// Longest completion.
+    pub max_new_tokens: usize,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Top-k sampling (0 = off).
+    pub top_k: usize,
+    /// KL coefficient β against the initial policy (0 = no reference pass).
+    pub beta: f64,
+    /// Clipping range ε of the ratio.
+    pub epsilon: f64,
+    /// Divide advantages by the group's standard deviation.
+    pub scale_rewards: bool,
+    /// Reward functions: `exact_match` (completion, up to a newline, equals the answer)
+    /// and `format` (the completion matches `format_pattern`).
+    pub rewards: Vec<String>,
+    /// A regular-expression-free format check: the completion must start with this
+    /// prefix and end with EOS (used by `format`).
+    pub format_prefix: String,
+}
+
+impl Default for GrpoSettings {
+    fn default() -> Self {
+        Self {
+            num_generations: 8,
+            max_new_tokens: 8,
+            temperature: 1.0,
+            top_k: 0,
+            beta: 0.0,
+            epsilon: 0.2,
+            scale_rewards: true,
+            rewards: vec!["exact_match".into()],
+            format_prefix: " ".into(),
+        }
+    }
+}
+
+/// A prompt with its checkable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RlPrompt {
+    /// The prompt text.
+    pub prompt: String,
+    /// The reference answer.
+    pub answer: String,
+}
+
+/// Reads `{"prompt", "answer"}` JSONL files.
+pub fn read_prompts(paths: &[PathBuf]) -> Result<Vec<RlPrompt>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let file = std::fs::File::open(path).map_err(|e| AlignError::io(path, e))?;
+        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| AlignError::io(path, e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let bad = |message: String| AlignError::Data {
+                path: path.clone(),
+                line: i + 1,
+                message,
+            };
+            let v: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+            let field = |f: &str| {
+                v[f].as_str()
+                    .map(String::from)
+                    .ok_or_else(|| bad(format!("missing or non-string field `{f}`")))
+            };
+            out.push(RlPrompt {
+                prompt: field("prompt")?,
+                answer: field("answer")?,
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(AlignError::config("data.train", "no prompts"));
+    }
+    Ok(out)
+}
+
+/// The reward of one completion text (`ended` = it stopped with EOS).
+pub fn reward(s: &GrpoSettings, completion: &str, ended: bool, answer: &str) -> f64 {
+    let first_line = completion.split('\n').next().unwrap_or("");
+    s.rewards
+        .iter()
+        .map(|r| match r.as_str() {
+            "exact_match" => f64::from(u8::from(normalise(first_line) == normalise(answer))),
+            "format" => f64::from(u8::from(ended && completion.starts_with(&s.format_prefix))),
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// Rollouts of one micro-batch: prompt + completion rows with advantages.
+#[derive(Debug, Clone)]
+pub struct Rollouts {
+    /// Completions.
+    pub n: usize,
+    /// Tokens per row.
+    pub seq: usize,
+    /// `[n·seq]` prompt + completion (+ EOS when it stopped), right-padded.
+    pub inputs: Vec<u32>,
+    /// Next-token targets: completion tokens only.
+    pub targets: Vec<i64>,
+    /// Completion tokens per row.
+    pub lengths: Vec<usize>,
+    /// Advantage of each row.
+    pub advantages: Vec<f64>,
+    /// Reward of each row.
+    pub rewards: Vec<f64>,
+    /// Groups whose rewards were all equal.
+    pub zero_std_groups: usize,
+    /// Groups.
+    pub groups: usize,
+    /// Reference log-probs per target position `[n·seq]` (β > 0).
+    pub reference: Option<Vec<f32>>,
+}
+
+/// GRPO as a [`Task`] of the shared Trainer: batches are rollouts of the current model.
+#[derive(Debug)]
+pub struct GrpoTask {
+    /// Training prompts.
+    pub train: Vec<RlPrompt>,
+    /// Held-out prompts (greedy exact match at evaluation).
+    pub val: Vec<RlPrompt>,
+    /// Settings.
+    pub settings: GrpoSettings,
+    /// Prompts per micro-batch (each sampled G times).
+    pub prompts_per_batch: usize,
+    /// The tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// EOS.
+    pub eos: u32,
+    /// Padding.
+    pub pad: u32,
+    /// Seed of the prompt order and the sampling.
+    pub seed: u64,
+    /// The frozen initial policy (for β > 0).
+    pub reference: Option<DecoderLm>,
+    /// Held-out prompts scored at evaluation (0 = all).
+    pub eval_prompts: usize,
+}
+
+/// Per-token log-probs of `targets` under `model` (0 where ignored).
+///
+/// # Shapes
+/// returns `[n, seq]`
+fn token_logps(model: &DecoderLm, r: &Rollouts, device: &Device) -> Tensor<2> {
+    let ids: Vec<i64> = r.inputs.iter().map(|&x| x as i64).collect();
+    let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([r.n, r.seq]);
+    let logits = model.forward(ids);
+    let v = logits.dims()[2];
+    let logp = log_softmax(logits.reshape([r.n * r.seq, v]), 1);
+    let idx: Vec<i64> = r.targets.iter().map(|&t| t.max(0)).collect();
+    let idx = Tensor::<1, Int>::from_ints(idx.as_slice(), device).reshape([r.n * r.seq, 1]);
+    logp.gather(1, idx).reshape([r.n, r.seq])
+}
+
+impl GrpoTask {
+    fn rollouts(
+        &self,
+        model: &DecoderLm,
+        prompts: &[&RlPrompt],
+        sample_seed: u64,
+    ) -> manabi_objectives::Result<Rollouts> {
+        let err = |e: String| manabi_objectives::TrainError::Data(e);
+        let s = &self.settings;
+        let g = s.num_generations;
+        let mut encoded = Vec::with_capacity(prompts.len() * g);
+        for p in prompts {
+            let ids = self
+                .tokenizer
+                .encode(&p.prompt)
+                .map_err(|e| err(e.to_string()))?;
+            encoded.extend(std::iter::repeat_n(ids, g));
+        }
+        let opts = GenerateOptions {
+            max_new_tokens: s.max_new_tokens,
+            temperature: s.temperature,
+            top_k: (s.top_k > 0).then_some(s.top_k),
+            seed: sample_seed,
+            eos_ids: vec![self.eos],
+            pad_id: self.pad,
+            ..GenerateOptions::default()
+        };
+        let sampler = model.valid();
+        let completions = manabi_model::generate(&sampler, &encoded, &opts, None)
+            .map_err(|e| err(e.to_string()))?;
+        let mut rewards = Vec::with_capacity(encoded.len());
+        let mut rows = Vec::with_capacity(encoded.len());
+        let mut lengths = Vec::with_capacity(encoded.len());
+        for (k, c) in completions.iter().enumerate() {
+            let ended = c.len() < s.max_new_tokens;
+            let text = self
+                .tokenizer
+                .decode(c, true)
+                .map_err(|e| err(e.to_string()))?;
+            rewards.push(reward(s, &text, ended, &prompts[k / g].answer));
+            let mut comp = c.clone();
+            if ended {
+                comp.push(self.eos);
+            }
+            lengths.push(comp.len());
+            rows.push((encoded[k].clone(), comp));
+        }
+        // Group-relative advantages.
+        let mut advantages = vec![0.0; rewards.len()];
+        let mut zero_std = 0;
+        for (gi, group) in rewards.chunks(g).enumerate() {
+            let mean = group.iter().sum::<f64>() / g as f64;
+            let var = group.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (g.max(2) - 1) as f64;
+            let std = var.sqrt();
+            if std < 1e-9 {
+                zero_std += 1;
+            }
+            for (j, r) in group.iter().enumerate() {
+                let a = r - mean;
+                advantages[gi * g + j] = if s.scale_rewards { a / (std + 1e-4) } else { a };
+            }
+        }
+        let seq = rows
+            .iter()
+            .map(|(p, c)| p.len() + c.len() - 1)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut inputs = Vec::with_capacity(rows.len() * seq);
+        let mut targets = Vec::with_capacity(rows.len() * seq);
+        for (p, c) in &rows {
+            let all: Vec<u32> = p.iter().chain(c).copied().collect();
+            let n = all.len() - 1;
+            inputs.extend_from_slice(&all[..n]);
+            targets.extend((1..=n).map(|i| {
+                if i >= p.len() {
+                    all[i] as i64
+                } else {
+                    IGNORE_INDEX
+                }
+            }));
+            inputs.extend(std::iter::repeat_n(self.pad, seq - n));
+            targets.extend(std::iter::repeat_n(IGNORE_INDEX, seq - n));
+        }
+        let mut r = Rollouts {
+            n: rows.len(),
+            seq,
+            inputs,
+            targets,
+            lengths,
+            advantages,
+            rewards,
+            zero_std_groups: zero_std,
+            groups: prompts.len(),
+            reference: None,
+        };
+        if let Some(reference) = &self.reference {
+            let device = reference.embed_tokens.weight.device();
+            let lp = token_logps(reference, &r, &device);
+            r.reference = Some(
+                lp.into_data()
+                    .convert::<f32>()
+                    .try_into_vec()
+                    .unwrap_or_default(),
+            );
+        }
+        Ok(r)
+    }
+}
+
+fn mix(seed: u64, step: usize, micro: usize) -> u64 {
+    seed ^ (step as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((micro as u64) << 40)
+}
+
+impl Task for GrpoTask {
+    type Model = DecoderLm;
+    type Batch = Rollouts;
+
+    fn batch(
+        &self,
+        model: &DecoderLm,
+        step: usize,
+        micro: usize,
+        per_step: usize,
+    ) -> manabi_objectives::Result<Rollouts> {
+        let g = step * per_step + micro;
+        let idx = manabi_finetune::sft::encode::schedule(
+            self.train.len(),
+            self.prompts_per_batch,
+            g,
+            self.seed,
+        );
+        let prompts: Vec<&RlPrompt> = idx.iter().map(|&i| &self.train[i]).collect();
+        self.rollouts(model, &prompts, mix(self.seed, step, micro))
+    }
+
+    fn val_batch(&self, i: usize) -> manabi_objectives::Result<Rollouts> {
+        // The validation loss of GRPO is not meaningful; evaluation scores held-out
+        // prompts by greedy generation instead (`evaluate`). An empty batch keeps the
+        // Trainer's loss evaluation cheap.
+        let _ = i;
+        Ok(Rollouts {
+            n: 0,
+            seq: 1,
+            inputs: Vec::new(),
+            targets: Vec::new(),
+            lengths: Vec::new(),
+            advantages: Vec::new(),
+            rewards: Vec::new(),
+            zero_std_groups: 0,
+            groups: 0,
+            reference: None,
+        })
+    }
+
+    fn loss(
+        &self,
+        model: &DecoderLm,
+        r: &Rollouts,
+        device: &Device,
+    ) -> manabi_objectives::Result<TaskLoss> {
+        if r.n == 0 {
+            return Ok(TaskLoss::new(Tensor::zeros([1], device)));
+        }
+        let s = &self.settings;
+        let logp = token_logps(model, r, device); // [n, seq]
+        let mask: Vec<f32> = r
+            .targets
+            .iter()
+            .map(|&t| if t >= 0 { 1.0 } else { 0.0 })
+            .collect();
+        let mask = Tensor::<1>::from_floats(mask.as_slice(), device).reshape([r.n, r.seq]);
+        // The sampling policy is the current one: ratio = exp(logp − stop_grad(logp)) = 1,
+        // whose gradient is that of logp.
+        let ratio = (logp.clone() - logp.clone().detach()).exp();
+        let adv: Vec<f32> = r.advantages.iter().map(|&a| a as f32).collect();
+        let adv = Tensor::<1>::from_floats(adv.as_slice(), device).reshape([r.n, 1]);
+        let unclipped = ratio.clone() * adv.clone();
+        let clipped = ratio.clamp(1.0 - s.epsilon, 1.0 + s.epsilon) * adv;
+        let mut per_token = unclipped.min_pair(clipped).neg(); // [n, seq]
+        let mut kl_sum = 0.0;
+        if let (Some(reference), true) = (&r.reference, s.beta > 0.0) {
+            let refl = Tensor::<1>::from_floats(reference.as_slice(), device).reshape([r.n, r.seq]);
+            // k3 estimator: exp(ref − logp) − (ref − logp) − 1.
+            let d = refl - logp.clone();
+            let kl = d.clone().exp() - d - 1.0;
+            let seq_kl = (kl.clone() * mask.clone()).sum_dim(1).reshape([r.n]);
+            let lens: Vec<f32> = r.lengths.iter().map(|&l| l.max(1) as f32).collect();
+            let lens_t = Tensor::<1>::from_floats(lens.as_slice(), device);
+            kl_sum = (seq_kl / lens_t).sum().into_scalar::<f32>() as f64;
+            per_token = per_token + kl * s.beta;
+        }
+        // Mean over each completion's tokens, summed over completions (the Trainer divides
+        // by their count).
+        let lens: Vec<f32> = r.lengths.iter().map(|&l| l.max(1) as f32).collect();
+        let lens = Tensor::<1>::from_floats(lens.as_slice(), device);
+        let per_seq = (per_token * mask).sum_dim(1).reshape([r.n]) / lens;
+        let mean = r.rewards.iter().sum::<f64>() / r.n as f64;
+        let std = (r.rewards.iter().map(|x| (x - mean).powi(2)).sum::<f64>()
+            / r.n.max(2).saturating_sub(1) as f64)
+            .sqrt();
+        let n = r.n as f64;
+        Ok(TaskLoss {
+            sum: per_seq.sum(),
+            metrics: vec![
+                ("reward".into(), r.rewards.iter().sum()),
+                ("reward_std".into(), std * n),
+                (
+                    "frac_reward_zero_std".into(),
+                    r.zero_std_groups as f64 / r.groups.max(1) as f64 * n,
+                ),
+                (
+                    "completions/mean_length".into(),
+                    r.lengths.iter().sum::<usize>() as f64,
+                ),
+                ("clip_ratio/region_mean".into(), 0.0),
+                ("kl".into(), kl_sum),
+            ],
+        })
+    }
+
+    fn targets(r: &Rollouts) -> usize {
+        r.n
+    }
+
+    fn tokens(r: &Rollouts) -> usize {
+        r.n * r.seq
+    }
+
+    fn evaluate(
+        &self,
+        model: &DecoderLm,
+        _device: &Device,
+    ) -> manabi_objectives::Result<Vec<(String, f64)>> {
+        let m = if self.eval_prompts == 0 {
+            self.val.len()
+        } else {
+            self.eval_prompts.min(self.val.len())
+        };
+        let acc = greedy_exact_match(
+            model,
+            &self.tokenizer,
+            &self.val[..m],
+            self.eos,
+            self.pad,
+            self.settings.max_new_tokens,
+        )
+        .map_err(|e| manabi_objectives::TrainError::Data(e.to_string()))?;
+        Ok(vec![("exact_match".into(), acc)])
+    }
+}
+
+/// Share of prompts whose greedy completion (first line) equals the answer.
+pub fn greedy_exact_match(
+    model: &DecoderLm,
+    tok: &TextTokenizer,
+    prompts: &[RlPrompt],
+    eos: u32,
+    pad: u32,
+    max_new: usize,
+) -> Result<f64> {
+    let opts = GenerateOptions {
+        max_new_tokens: max_new,
+        eos_ids: vec![eos],
+        pad_id: pad,
+        ..GenerateOptions::default()
+    };
+    let mut hits = 0;
+    for chunk in prompts.chunks(64) {
+        let ids = chunk
+            .iter()
+            .map(|p| tok.encode(&p.prompt))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let out = manabi_model::generate(model, &ids, &opts, None)?;
+        for (p, c) in chunk.iter().zip(out) {
+            let text = tok.decode(&c, true)?;
+            let first = text.split('\n').next().unwrap_or("");
+            hits += usize::from(normalise(first) == normalise(&p.answer));
+        }
+    }
+    Ok(hits as f64 / prompts.len().max(1) as f64)
+}
