@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The PEFT comparison of docs/benchmarks.md: the QA recipe with every method, each run
+# The PEFT comparison of docs/benchmarks.md: the arithmetic SFT recipe with every method, each run
 # measured for held-out exact match, trainable parameters, step time and peak memory
 # (maximum resident set of the process, from /usr/bin/time). Run from the repository root
-# after `manabi pretrain --config configs/pretrain/world-base.toml`:
+# after `manabi pretrain --config configs/pretrain/world-base.toml` (LLaMA: no biases, so
+# BitFit stops with its error):
 #
 #   bash scripts/peft_table.sh [extra --set arguments...]
 #
@@ -10,18 +11,21 @@
 set -euo pipefail
 BIN=${MANABI:-target/release/manabi}
 printf '| method | exact match | EOS | trainable / total | ms / step | peak RSS (MiB) |\n|---|---|---|---|---|---|\n'
-for method in full lora ia3 houlsby pfeiffer bitfit; do
+for method in untuned full lora ia3 prompt houlsby pfeiffer bitfit; do
   out="runs/peft-$method"
   rm -rf "$out"
   extra=()
   case $method in
+    # The base model, evaluated the same way: one step at a learning rate of 1e-12.
+    untuned) extra=(--set train.steps=1 --set train.warmup_steps=0 --set train.lr=1e-12 --set train.min_lr=0) ;;
     ia3) extra=(--set 'peft.targets=["k_proj","v_proj","down_proj"]' --set 'peft.feedforward=["down_proj"]' --set train.lr=1e-2) ;;
-    lora) extra=(--set train.lr=3e-3) ;;
+    prompt) extra=(--set peft.virtual_tokens=8 --set train.lr=1e-2) ;;
+    lora) extra=(--set 'peft.targets=["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"]' --set peft.r=8 --set train.lr=3e-3) ;;
     houlsby|pfeiffer) extra=(--set train.lr=3e-3) ;;
   esac
   log=$(mktemp)
-  if ! /usr/bin/time -v "$BIN" sft --config configs/sft/qa-world.toml --set "run.out=\"$out\"" \
-      --set peft.method="\"$method\"" --set train.progress=false "${extra[@]}" "$@" >"$log" 2>&1; then
+  if ! /usr/bin/time -v "$BIN" sft --config configs/sft/arith.toml --set "run.out=\"$out\"" \
+      --set peft.method="\"${method/untuned/full}\"" --set train.progress=false "${extra[@]}" "$@" >"$log" 2>&1; then
     printf '| %s | failed: %s | | | | |\n' "$method" "$(grep -m1 '^error' "$log" || tail -1 "$log")"
     continue
   fi
