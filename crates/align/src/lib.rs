@@ -7,6 +7,7 @@ pub mod dpo;
 pub mod error;
 pub mod grpo;
 pub mod pref;
+pub mod report;
 pub mod reward;
 pub mod run;
 

@@ -480,3 +480,35 @@ fn group_relative_advantages_follow_the_rewards() {
     assert_eq!(reward(&s, " 7\nQ: more", false, "7"), 1.0);
     assert_eq!(reward(&s, "8", true, "7"), 0.0);
 }
+
+#[test]
+fn the_alignment_report_compares_two_models_on_each_evaluation() {
+    use manabi_align::report::{ReportInputs, report};
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(tmp.path());
+    let device = test_device();
+    let before = manabi_model::load_native(&base, &device).unwrap();
+    let after = DecoderLm::init(before.config(), &device, 77);
+    let tok = TextTokenizer::load(base.join("tokenizer.json")).unwrap();
+    let inputs = ReportInputs {
+        text: Some(root().join("datasets/tiny/stories-en.txt")),
+        prompts: Some(root().join("datasets/pref/rl-arith-en.val.jsonl")),
+        pairs: Some(root().join("datasets/pref/pref-implicit-en.jsonl")),
+        context: 64,
+        ..ReportInputs::default()
+    };
+    let rows = report(&before, &after, &tok, &inputs, &device).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows[0].metric.starts_with("perplexity")
+            && rows[0].before > 1.0
+            && rows[0].before != rows[0].after
+    );
+    assert!(rows.iter().skip(1).all(|r| (0.0..=1.0).contains(&r.before)));
+    let same = report(&before, &before, &tok, &inputs, &device).unwrap();
+    assert!(same.iter().all(|r| r.before == r.after));
+    let none = report(&before, &after, &tok, &ReportInputs::default(), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(none.contains("nothing to evaluate"), "{none}");
+}

@@ -149,3 +149,68 @@ pub fn grpo(args: &GrpoArgs, device: Option<DeviceChoice>) -> anyhow::Result<()>
     }
     Ok(())
 }
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AlignCommand {
+    /// The alignment tax: a model before and after alignment on held-out evaluations.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The model before alignment (e.g. the SFT checkpoint).
+    #[arg(long)]
+    pub before: PathBuf,
+    /// The model after alignment (e.g. the DPO checkpoint).
+    #[arg(long)]
+    pub after: PathBuf,
+    /// tokenizer.json (default: the one in --after).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Text for perplexity.
+    #[arg(long)]
+    pub text: Option<PathBuf>,
+    /// QA JSONL for exact match.
+    #[arg(long)]
+    pub qa: Option<PathBuf>,
+    /// {"prompt","answer"} JSONL for exact match.
+    #[arg(long)]
+    pub prompts: Option<PathBuf>,
+    /// Preference pairs: how often the chosen completion is more likely.
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+    /// Window length for perplexity.
+    #[arg(long, default_value_t = 128)]
+    pub context: usize,
+}
+
+pub fn align(cmd: &AlignCommand, device: DeviceChoice) -> anyhow::Result<()> {
+    let AlignCommand::Report(a) = cmd;
+    let device = device.resolve()?;
+    let (before, _) = manabi_finetune::load_decoder(&a.before, &device)?;
+    let (after, _) = manabi_finetune::load_decoder(&a.after, &device)?;
+    let tok_path = a
+        .tokenizer
+        .clone()
+        .unwrap_or_else(|| a.after.join("tokenizer.json"));
+    let tok = manabi_tokenize::TextTokenizer::load(&tok_path)?;
+    let inputs = manabi_align::report::ReportInputs {
+        text: a.text.clone(),
+        qa: a.qa.clone(),
+        prompts: a.prompts.clone(),
+        pairs: a.pairs.clone(),
+        context: a.context,
+    };
+    let rows = manabi_align::report::report(&before, &after, &tok, &inputs, &device)?;
+    println!("| evaluation | before | after | Δ |\n|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {:.4} | {:.4} | {:+.4} |",
+            r.metric,
+            r.before,
+            r.after,
+            r.after - r.before
+        );
+    }
+    Ok(())
+}

@@ -39,6 +39,9 @@ enum Command {
     /// Align a model with preference pairs: DPO, IPO, hinge, robust or SimPO
     /// (configs/align/dpo*.toml).
     Dpo(align::DpoArgs),
+    /// Alignment reports (the alignment tax).
+    #[command(subcommand)]
+    Align(align::AlignCommand),
     /// Reinforce a policy with verifiable rewards: GRPO (configs/align/grpo.toml).
     Grpo(align::GrpoArgs),
     /// Train a reward model on preference pairs (configs/align/reward.toml).
@@ -74,6 +77,7 @@ fn main() {
         Command::Pretrain(args) => pretrain::run(&args, cli.device),
         Command::Sft(args) => sft::run(&args, cli.device),
         Command::Dpo(args) => align::dpo(&args, cli.device),
+        Command::Align(cmd) => align::align(&cmd, device),
         Command::Grpo(args) => align::grpo(&args, cli.device),
         Command::Reward(args) => align::reward(&args, cli.device),
         Command::Score(args) => align::score(&args, device),

@@ -1,0 +1,160 @@
+//! The alignment tax (`manabi align report`): a model before and after alignment on the
+//! evaluations that exist — held-out perplexity of a text, exact match on QA / checkable
+//! prompts, and how often the model itself prefers the chosen completion of held-out
+//! preference pairs (summed log-probs) — with the differences.
+
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use manabi_finetune::sft::Specials;
+use manabi_finetune::sft::data::Format;
+use manabi_finetune::sft::template::{Template, TemplateConfig};
+use manabi_model::DecoderLm;
+use manabi_tokenize::TextTokenizer;
+use serde::Serialize;
+
+use crate::dpo::{pair_batch, sequence_logps};
+use crate::error::{AlignError, Result};
+use crate::pref::{read_pairs, tokenize};
+
+/// What to evaluate.
+#[derive(Debug, Clone, Default)]
+pub struct ReportInputs {
+    /// A text file: perplexity in windows of `context` tokens.
+    pub text: Option<PathBuf>,
+    /// QA JSONL (`context`, `question`, `answer`): greedy exact match.
+    pub qa: Option<PathBuf>,
+    /// `{"prompt","answer"}` JSONL: greedy exact match (first line).
+    pub prompts: Option<PathBuf>,
+    /// Preference JSONL: share of pairs whose chosen completion is more likely.
+    pub pairs: Option<PathBuf>,
+    /// Window length for the perplexity.
+    pub context: usize,
+}
+
+/// One row of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportRow {
+    /// The evaluation.
+    pub metric: String,
+    /// Before alignment.
+    pub before: f64,
+    /// After.
+    pub after: f64,
+}
+
+fn metrics(
+    model: &DecoderLm,
+    tok: &TextTokenizer,
+    inputs: &ReportInputs,
+    device: &Device,
+) -> Result<Vec<(String, f64)>> {
+    let specials = Specials::of(tok)?;
+    let mut out = Vec::new();
+    if let Some(path) = &inputs.text {
+        let text = std::fs::read_to_string(path).map_err(|e| AlignError::io(path, e))?;
+        let ids = tok.encode(&text)?;
+        let r = manabi_model::evaluate(model, &ids, inputs.context, 8)?;
+        out.push((format!("perplexity ({})", path.display()), r.perplexity));
+    }
+    if let Some(path) = &inputs.qa {
+        let data = manabi_finetune::sft::data::read_files(
+            std::slice::from_ref(path),
+            Format::Qa,
+            &Default::default(),
+            false,
+        )?;
+        let template = Template::new(TemplateConfig::default(), Format::Qa)?;
+        let set = manabi_finetune::sft::encode_set(
+            &data,
+            &template,
+            tok,
+            specials,
+            model.config().max_positions,
+        )?;
+        let g = manabi_finetune::sft::GenerationEval {
+            prompts: set
+                .examples
+                .iter()
+                .map(manabi_finetune::sft::prompt_of)
+                .collect(),
+            answers: set
+                .records
+                .iter()
+                .map(|r| r.final_response().to_string())
+                .collect(),
+            tokenizer: tok.clone(),
+            options: manabi_model::GenerateOptions {
+                max_new_tokens: 16,
+                eos_ids: specials.stop_ids(),
+                pad_id: specials.pad,
+                ..Default::default()
+            },
+            batch_size: 32,
+        };
+        let (em, _) = manabi_finetune::sft::scores(&g.predict(model)?);
+        out.push((format!("exact match ({})", path.display()), em));
+    }
+    if let Some(path) = &inputs.prompts {
+        let p = crate::grpo::read_prompts(std::slice::from_ref(path))?;
+        let em = crate::grpo::greedy_exact_match(model, tok, &p, specials.eos, specials.pad, 8)?;
+        out.push((format!("exact match ({})", path.display()), em));
+    }
+    if let Some(path) = &inputs.pairs {
+        let (pairs, _, _) = tokenize(
+            &read_pairs(std::slice::from_ref(path))?,
+            tok,
+            specials.eos,
+            model.config().max_positions,
+        )?;
+        let mut wins = 0.0;
+        for chunk in pairs.chunks(16) {
+            let refs: Vec<_> = chunk.iter().collect();
+            let zeros = vec![(0.0, 0.0); chunk.len()];
+            let b = pair_batch(&refs, &zeros, specials.pad);
+            let v: Vec<f32> = sequence_logps(model, &b, device)
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec()
+                .unwrap_or_default();
+            wins += (0..chunk.len())
+                .filter(|&i| v[i] > v[chunk.len() + i])
+                .count() as f64;
+        }
+        out.push((
+            format!("prefers chosen ({})", path.display()),
+            wins / pairs.len().max(1) as f64,
+        ));
+    }
+    Ok(out)
+}
+
+/// Every evaluation of `inputs` for both models, side by side.
+pub fn report(
+    before: &DecoderLm,
+    after: &DecoderLm,
+    tok: &TextTokenizer,
+    inputs: &ReportInputs,
+    device: &Device,
+) -> Result<Vec<ReportRow>> {
+    if inputs.text.is_none()
+        && inputs.qa.is_none()
+        && inputs.prompts.is_none()
+        && inputs.pairs.is_none()
+    {
+        return Err(AlignError::config(
+            "report",
+            "nothing to evaluate: give --text, --qa, --prompts or --pairs",
+        ));
+    }
+    let a = metrics(before, tok, inputs, device)?;
+    let b = metrics(after, tok, inputs, device)?;
+    Ok(a.into_iter()
+        .zip(b)
+        .map(|((metric, before), (_, after))| ReportRow {
+            metric,
+            before,
+            after,
+        })
+        .collect())
+}
