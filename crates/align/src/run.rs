@@ -296,7 +296,7 @@ pub struct GrpoConfig {
 }
 
 /// `[data]` of RL recipes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct PromptData {
     /// Training prompts.
@@ -307,15 +307,6 @@ pub struct PromptData {
     pub eval_prompts: usize,
 }
 
-impl Default for PromptData {
-    fn default() -> Self {
-        Self {
-            train: Vec::new(),
-            val: Vec::new(),
-            eval_prompts: 0,
-        }
-    }
-}
 
 impl GrpoConfig {
     /// Reads `path` with `--set` overrides and checks it.
