@@ -11,7 +11,7 @@
 set -euo pipefail
 BIN=${MANABI:-target/release/manabi}
 printf '| method | exact match | EOS | trainable / total | ms / step | peak RSS (MiB) |\n|---|---|---|---|---|---|\n'
-for method in untuned full lora ia3 prompt houlsby pfeiffer bitfit; do
+for method in ${METHODS:-untuned full lora ia3 prompt houlsby pfeiffer bitfit}; do
   out="runs/peft-$method"
   rm -rf "$out"
   extra=()

@@ -239,6 +239,10 @@ fn gradient_checkpointing_works_with_every_method() {
         let plain = run(&format!("{method}-plain"), false);
         let ckpt = run(&format!("{method}-ckpt"), true);
         assert_eq!(plain.trainable_params, ckpt.trainable_params);
+        // Every method's checkpoint loads back on a plain device (as generate/export do).
+        let dir = plain.run.checkpoint.clone().unwrap();
+        let (_, spec) = load_decoder(&dir, &test_device()).unwrap();
+        assert_eq!(spec.is_some(), method != "full", "{method}");
         for ((s1, l1), (_, l2)) in plain.run.losses.iter().zip(&ckpt.run.losses) {
             assert!(
                 (l1 - l2).abs() <= 1e-5 * l1,

@@ -26,7 +26,7 @@ pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
     let rows: Vec<i64> = (0..n).map(|k| ((k * 7919 + 13) % vocab) as i64).collect();
     let init = table.select(0, Tensor::<1, Int>::from_ints(rows.as_slice(), &device));
     let mut model = model.freeze();
-    model.soft_prompt = Some(Param::from_tensor(init.detach().set_require_grad(true)));
+    model.soft_prompt = Some(Param::from_tensor(init.detach()));
     Ok(model)
 }
 
