@@ -307,7 +307,6 @@ pub struct PromptData {
     pub eval_prompts: usize,
 }
 
-
 impl GrpoConfig {
     /// Reads `path` with `--set` overrides and checks it.
     pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Self> {
