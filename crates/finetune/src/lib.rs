@@ -6,6 +6,7 @@
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod metrics;
 pub mod peft;
 pub mod run;
 pub mod sft;
