@@ -276,7 +276,28 @@ impl DpoTask {
     }
 }
 
-/// Reference log-probs of `pairs` under `model` (no autodiff), `batch_size` at a time.
+/// Summed log-probs (chosen, rejected) of every pair's completions under `model`,
+/// `batch_size` pairs at a time.
+pub fn pair_logps(
+    model: &DecoderLm,
+    pairs: &[TokenPair],
+    batch_size: usize,
+    pad: u32,
+    device: &Device,
+) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(batch_size.max(1)) {
+        let refs: Vec<&TokenPair> = chunk.iter().collect();
+        let zeros = vec![(0.0, 0.0); chunk.len()];
+        let b = pair_batch(&refs, &zeros, pad);
+        let v = values(sequence_logps(model, &b, device));
+        out.extend((0..chunk.len()).map(|i| (v[i], v[chunk.len() + i])));
+    }
+    out
+}
+
+/// Reference log-probs of `pairs` under `model` (no autodiff); zeros when the loss is
+/// reference-free.
 pub fn reference_logps(
     model: &DecoderLm,
     pairs: &[TokenPair],
@@ -288,15 +309,7 @@ pub fn reference_logps(
     if !settings.uses_reference() {
         return vec![(0.0, 0.0); pairs.len()];
     }
-    let mut out = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(batch_size.max(1)) {
-        let refs: Vec<&TokenPair> = chunk.iter().collect();
-        let zeros = vec![(0.0, 0.0); chunk.len()];
-        let b = pair_batch(&refs, &zeros, pad);
-        let v = values(sequence_logps(model, &b, device));
-        out.extend((0..chunk.len()).map(|i| (v[i], v[chunk.len() + i])));
-    }
-    out
+    pair_logps(model, pairs, batch_size, pad, device)
 }
 
 impl Task for DpoTask {

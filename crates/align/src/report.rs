@@ -13,7 +13,7 @@ use manabi_model::DecoderLm;
 use manabi_tokenize::TextTokenizer;
 use serde::Serialize;
 
-use crate::dpo::{pair_batch, sequence_logps};
+use crate::dpo::pair_logps;
 use crate::error::{AlignError, Result};
 use crate::pref::{read_pairs, tokenize};
 
@@ -107,20 +107,8 @@ fn metrics(
             specials.eos,
             model.config().max_positions,
         )?;
-        let mut wins = 0.0;
-        for chunk in pairs.chunks(16) {
-            let refs: Vec<_> = chunk.iter().collect();
-            let zeros = vec![(0.0, 0.0); chunk.len()];
-            let b = pair_batch(&refs, &zeros, specials.pad);
-            let v: Vec<f32> = sequence_logps(model, &b, device)
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec()
-                .unwrap_or_default();
-            wins += (0..chunk.len())
-                .filter(|&i| v[i] > v[chunk.len() + i])
-                .count() as f64;
-        }
+        let logps = pair_logps(model, &pairs, 16, specials.pad, device);
+        let wins = logps.iter().filter(|(c, r)| c > r).count() as f64;
         out.push((
             format!("prefers chosen ({})", path.display()),
             wins / pairs.len().max(1) as f64,

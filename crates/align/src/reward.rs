@@ -15,7 +15,7 @@ use manabi_finetune::peft;
 use manabi_finetune::run::{PEFT_FILE, load_decoder, merged};
 use manabi_finetune::sft::Specials;
 use manabi_model::{DecoderClassifier, DeviceChoice, ModelConfig};
-use manabi_objectives::config::{RunConfig, TrainConfig, parse_recipe};
+use manabi_objectives::config::{RunConfig, TrainConfig, parse_recipe, read_recipe};
 use manabi_objectives::{RunReport, Task, TaskLoss, Trainer};
 use manabi_tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
@@ -76,14 +76,7 @@ pub struct RewardConfig {
 impl RewardConfig {
     /// Reads `path` with `--set` overrides and checks it.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| AlignError::io(path, e))?;
-        let cfg: Self = parse_recipe(&text, overrides).map_err(|e| match e {
-            manabi_objectives::TrainError::Config { key, message } => AlignError::Config {
-                key: format!("{}: {key}", path.display()),
-                message,
-            },
-            other => other.into(),
-        })?;
+        let cfg: Self = read_recipe(path, overrides)?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -9,12 +9,12 @@ use manabi_finetune::peft;
 use manabi_finetune::run::{PEFT_FILE, load_decoder, merged};
 use manabi_finetune::sft::Specials;
 use manabi_model::DeviceChoice;
-use manabi_objectives::config::{RunConfig, TrainConfig, parse_recipe};
+use manabi_objectives::config::{RunConfig, TrainConfig, parse_recipe, read_recipe};
 use manabi_objectives::{RunReport, Trainer};
 use manabi_tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
 
-use crate::dpo::{DpoSettings, DpoTask, reference_logps};
+use crate::dpo::{DpoSettings, DpoTask, pair_logps, reference_logps};
 use crate::error::{AlignError, Result};
 use crate::pref::{read_pairs, tokenize};
 
@@ -76,14 +76,7 @@ impl Default for PrefData {
 impl DpoConfig {
     /// Reads `path` with `--set` overrides and checks it.
     pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| AlignError::io(path, e))?;
-        let cfg: Self = parse_recipe(&text, overrides).map_err(|e| match e {
-            manabi_objectives::TrainError::Config { key, message } => AlignError::Config {
-                key: format!("{}: {key}", path.display()),
-                message,
-            },
-            other => other.into(),
-        })?;
+        let cfg: Self = read_recipe(path, overrides)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -194,13 +187,13 @@ pub fn dpo(cfg: &DpoConfig, device_choice: DeviceChoice, resume: bool) -> Result
         return Err(AlignError::config("data.max_length", "no pair fits"));
     }
 
-    let (policy, was_adapted) = load_decoder(&cfg.model.path, &device)?;
-    let policy = if was_adapted.is_some() {
-        merged(policy)
+    let (model, was_adapted) = load_decoder(&cfg.model.path, trainer.device())?;
+    let model = if was_adapted.is_some() {
+        merged(model)
     } else {
-        policy
+        model
     };
-    if tokenizer.vocab_size() > policy.config().vocab_size {
+    if tokenizer.vocab_size() > model.config().vocab_size {
         return Err(AlignError::config(
             "model.tokenizer",
             "the tokenizer has more tokens than the model: not this model's tokenizer",
@@ -208,21 +201,16 @@ pub fn dpo(cfg: &DpoConfig, device_choice: DeviceChoice, resume: bool) -> Result
     }
     let bs = cfg.train.batch_size;
     // The reference is the initial policy: log-probs computed once, before training.
-    let train_reference = reference_logps(&policy, &train, &cfg.dpo, bs, specials.pad, &device);
-    let val_reference = reference_logps(&policy, &val, &cfg.dpo, bs, specials.pad, &device);
+    let reference = model.valid();
+    let train_reference = reference_logps(&reference, &train, &cfg.dpo, bs, specials.pad, &device);
+    let val_reference = reference_logps(&reference, &val, &cfg.dpo, bs, specials.pad, &device);
+    drop(reference);
     let reference_free = !cfg.dpo.uses_reference();
-    let sums = |p: &[(f64, f64)]| p.to_vec();
-    let accuracy_before =
-        preference_accuracy(&sums(&val_reference), &val_reference, reference_free);
-
+    let accuracy_before = preference_accuracy(&val_reference, &val_reference, reference_free);
+    // Adapters are drawn after the reference pass, from the run's seed.
     trainer.device().seed(cfg.run.seed);
     manabi_model::init::seed(cfg.run.seed);
-    let (model, _) = load_decoder(&cfg.model.path, trainer.device())?;
-    let model = if was_adapted.is_some() {
-        merged(model)
-    } else {
-        model
-    };
+
     let model = peft::apply(model, &cfg.peft)?;
     let (trainable, total) = peft::describe(&model);
     println!(
@@ -250,17 +238,7 @@ pub fn dpo(cfg: &DpoConfig, device_choice: DeviceChoice, resume: bool) -> Result
         .clone()
         .ok_or_else(|| AlignError::io(&out, "the run wrote no checkpoint"))?;
     let (tuned, _) = load_decoder(&ckpt, &device)?;
-    let after = reference_logps(
-        &tuned.valid(),
-        &task.val,
-        &DpoSettings {
-            loss_type: crate::dpo::LossType::Sigmoid,
-            ..cfg.dpo.clone()
-        },
-        bs,
-        specials.pad,
-        &device,
-    );
+    let after = pair_logps(&tuned, &task.val, bs, specials.pad, &device);
     let accuracy_after = preference_accuracy(&after, &task.val_reference, reference_free);
     Ok(DpoReport {
         run,
@@ -310,14 +288,7 @@ pub struct PromptData {
 impl GrpoConfig {
     /// Reads `path` with `--set` overrides and checks it.
     pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| AlignError::io(path, e))?;
-        let cfg: Self = parse_recipe(&text, overrides).map_err(|e| match e {
-            manabi_objectives::TrainError::Config { key, message } => AlignError::Config {
-                key: format!("{}: {key}", path.display()),
-                message,
-            },
-            other => other.into(),
-        })?;
+        let cfg: Self = read_recipe(path, overrides)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -392,12 +363,14 @@ pub fn grpo(cfg: &GrpoConfig, device_choice: DeviceChoice, resume: bool) -> Resu
     let specials = Specials::of(&tokenizer)?;
     let train = read_prompts(&cfg.data.train)?;
     let val = read_prompts(&cfg.data.val)?;
-    let (plain, adapted) = load_decoder(&cfg.model.path, &device)?;
-    let plain = if adapted.is_some() {
-        merged(plain)
+    let (model, adapted) = load_decoder(&cfg.model.path, trainer.device())?;
+    let model = if adapted.is_some() {
+        merged(model)
     } else {
-        plain
+        model
     };
+    // The initial policy without autodiff: the "before" score and the KL reference.
+    let plain = model.valid();
     let m = if cfg.data.eval_prompts == 0 {
         val.len()
     } else {
@@ -414,12 +387,6 @@ pub fn grpo(cfg: &GrpoConfig, device_choice: DeviceChoice, resume: bool) -> Resu
     )?;
     trainer.device().seed(cfg.run.seed);
     manabi_model::init::seed(cfg.run.seed);
-    let (model, _) = load_decoder(&cfg.model.path, trainer.device())?;
-    let model = if adapted.is_some() {
-        merged(model)
-    } else {
-        model
-    };
     let model = peft::apply(model, &cfg.peft)?;
     trainer.config_toml = toml::to_string_pretty(cfg).map_err(|e| AlignError::io(&out, e))?;
     trainer.tokenizer = Some(tok_path.clone());

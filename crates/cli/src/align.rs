@@ -6,12 +6,13 @@ use clap::Args;
 use manabi_align::{DpoConfig, GrpoConfig, RewardConfig};
 use manabi_model::DeviceChoice;
 
+/// The arguments of every recipe-driven training command.
 #[derive(Debug, Args)]
-pub struct DpoArgs {
-    /// Recipe (see configs/align/).
+pub struct RecipeArgs {
+    /// Recipe (see configs/).
     #[arg(long)]
     pub config: PathBuf,
-    /// Override a value: section.key=value (repeatable), e.g. --set dpo.loss_type=ipo.
+    /// Override a value: section.key=value (repeatable), e.g. --set train.steps=100.
     #[arg(long = "set")]
     pub overrides: Vec<String>,
     /// Continue from the newest complete checkpoint of the run folder.
@@ -19,7 +20,7 @@ pub struct DpoArgs {
     pub resume: bool,
 }
 
-pub fn dpo(args: &DpoArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
+pub fn dpo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     let cfg = DpoConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_align::dpo(&cfg, device, args.resume)?;
@@ -45,20 +46,7 @@ pub fn dpo(args: &DpoArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Args)]
-pub struct RewardArgs {
-    /// Recipe (see configs/align/reward.toml).
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Override a value: section.key=value (repeatable).
-    #[arg(long = "set")]
-    pub overrides: Vec<String>,
-    /// Continue from the newest complete checkpoint of the run folder.
-    #[arg(long)]
-    pub resume: bool,
-}
-
-pub fn reward(args: &RewardArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
+pub fn reward(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     let cfg = RewardConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_align::train_reward(&cfg, device, args.resume)?;
@@ -117,20 +105,7 @@ pub fn score(args: &ScoreArgs, device: DeviceChoice) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Args)]
-pub struct GrpoArgs {
-    /// Recipe (see configs/align/grpo.toml).
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Override a value: section.key=value (repeatable).
-    #[arg(long = "set")]
-    pub overrides: Vec<String>,
-    /// Continue from the newest complete checkpoint of the run folder.
-    #[arg(long)]
-    pub resume: bool,
-}
-
-pub fn grpo(args: &GrpoArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
+pub fn grpo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     let cfg = GrpoConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_align::grpo(&cfg, device, args.resume)?;

@@ -38,14 +38,14 @@ enum Command {
     Sft(sft::SftArgs),
     /// Align a model with preference pairs: DPO, IPO, hinge, robust or SimPO
     /// (configs/align/dpo*.toml).
-    Dpo(align::DpoArgs),
+    Dpo(align::RecipeArgs),
     /// Alignment reports (the alignment tax).
     #[command(subcommand)]
     Align(align::AlignCommand),
     /// Reinforce a policy with verifiable rewards: GRPO (configs/align/grpo.toml).
-    Grpo(align::GrpoArgs),
+    Grpo(align::RecipeArgs),
     /// Train a reward model on preference pairs (configs/align/reward.toml).
-    Reward(align::RewardArgs),
+    Reward(align::RecipeArgs),
     /// Print a reward model's scores for prompt/response pairs.
     Score(align::ScoreArgs),
     /// Continue prompts with a model.

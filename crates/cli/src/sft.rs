@@ -1,29 +1,20 @@
 //! `manabi sft --config FILE [--set key=value ...] [--resume] [--dry-run]`.
 
-use std::path::PathBuf;
-
 use clap::Args;
 use manabi_finetune::SftConfig;
 use manabi_model::DeviceChoice;
 
 #[derive(Debug, Args)]
 pub struct SftArgs {
-    /// Recipe (see configs/sft/).
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Override a value: section.key=value (repeatable), e.g. --set peft.method=lora.
-    #[arg(long = "set")]
-    pub overrides: Vec<String>,
-    /// Continue from the newest complete checkpoint of the run folder.
-    #[arg(long)]
-    pub resume: bool,
+    #[command(flatten)]
+    pub recipe: crate::align::RecipeArgs,
     /// Print a few rendered training examples with the trained text marked ⟦…⟧, and stop.
     #[arg(long)]
     pub dry_run: bool,
 }
 
 pub fn run(args: &SftArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
-    let cfg = SftConfig::load(&args.config, &args.overrides)?;
+    let cfg = SftConfig::load(&args.recipe.config, &args.recipe.overrides)?;
     if args.dry_run {
         let p = manabi_finetune::run::prepare(&cfg)?;
         print!(
@@ -39,7 +30,7 @@ pub fn run(args: &SftArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
         return Ok(());
     }
     let device = device.unwrap_or(cfg.run.device);
-    let r = manabi_finetune::sft(&cfg, device, args.resume)?;
+    let r = manabi_finetune::sft(&cfg, device, args.recipe.resume)?;
     let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
     let val = r.run.evals.last().map_or(f64::NAN, |&(_, l)| l);
     println!(

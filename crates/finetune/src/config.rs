@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use manabi_objectives::config::{RunConfig, TrainConfig, parse_recipe};
+use manabi_objectives::config::{RunConfig, TrainConfig, parse_recipe, read_recipe};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FinetuneError, Result};
@@ -111,14 +111,7 @@ impl Default for EvalConfig {
 impl SftConfig {
     /// Reads `path`, applies `overrides` (`section.key=value`) and checks the result.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| FinetuneError::io(path, e))?;
-        let cfg: Self = parse_recipe(&text, overrides).map_err(|e| match e {
-            manabi_objectives::TrainError::Config { key, message } => FinetuneError::Config {
-                key: format!("{}: {key}", path.display()),
-                message,
-            },
-            other => other.into(),
-        })?;
+        let cfg: Self = read_recipe(path, overrides)?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -391,7 +391,7 @@ impl TrainConfig {
     }
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> TrainError {
+pub(crate) fn invalid(key: &str, message: impl Into<String>) -> TrainError {
     TrainError::Config {
         key: key.into(),
         message: message.into(),
@@ -402,13 +402,7 @@ impl PretrainConfig {
     /// Reads `path`, applies `overrides` (`section.key=value`), and checks the result.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        Self::parse(&text, overrides).map_err(|e| match e {
-            TrainError::Config { key, message } => TrainError::Config {
-                key: format!("{}: {key}", path.display()),
-                message,
-            },
-            other => other,
-        })
+        Self::parse(&text, overrides).map_err(|e| in_file(path, e))
     }
 
     /// Parses TOML text with overrides.
@@ -476,86 +470,7 @@ impl PretrainConfig {
     }
 }
 
-/// Parses a recipe: TOML `text`, then `overrides` (`section.key=value`, the value in TOML
-/// syntax or a bare string). Errors name the key (`train.batch_size`) and, when it comes
-/// from the text, its line.
-pub fn parse_recipe<T: serde::de::DeserializeOwned>(text: &str, overrides: &[String]) -> Result<T> {
-    let mut value: toml::Table = toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| {
-                format!(
-                    " (line {})",
-                    text[..s.start.min(text.len())].lines().count().max(1)
-                )
-            })
-            .unwrap_or_default();
-        invalid("toml", format!("{}{line}", e.message()))
-    })?;
-    let mut overridden = Vec::new();
-    for o in overrides {
-        let (key, raw) = o
-            .split_once('=')
-            .ok_or_else(|| invalid(o, "expected section.key=value"))?;
-        let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-        set_dotted(&mut value, key.trim(), parsed)?;
-        overridden.push(key.trim().to_string());
-    }
-    serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
-        let path = e.path().to_string();
-        let key = if path == "." {
-            "toml".to_string()
-        } else {
-            path
-        };
-        let whence = if overridden.contains(&key) {
-            " (from --set)".to_string()
-        } else {
-            line_of(text, &key).map_or(String::new(), |l| format!(" (line {l})"))
-        };
-        invalid(&key, format!("{}{whence}", e.into_inner().message()))
-    })
-}
-
-/// The 1-based line of `section.key` in a TOML text (plain `[section]` + `key =` layout,
-/// or an inline `section = {{ … }}`).
-fn line_of(text: &str, dotted: &str) -> Option<usize> {
-    let (section, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
-    let mut current = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if let Some(h) = l.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            current = h.trim().to_string();
-            continue;
-        }
-        let name = l.split('=').next().unwrap_or("").trim();
-        if current == section && name == key {
-            return Some(i + 1);
-        }
-    }
-    None
-}
-
-fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
-    let mut parts: Vec<&str> = key.split('.').collect();
-    let last = parts
-        .pop()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| invalid(key, "empty key"))?;
-    let mut cur = table;
-    for p in parts {
-        cur = cur
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .ok_or_else(|| invalid(key, format!("`{p}` is not a section")))?;
-    }
-    cur.insert(last.to_string(), value);
-    Ok(())
-}
+pub use crate::recipe::{in_file, parse_recipe, read_recipe};
 
 #[cfg(test)]
 mod tests {

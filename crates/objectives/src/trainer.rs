@@ -408,7 +408,7 @@ impl Trainer {
             let (m, o, s) = checkpoint::load_into(&dir, model, |m| build_optimizer(m, t))?;
             (model, optim, state) = (m, o, s);
             tracing::info!(checkpoint = %dir.display(), step = state.step, "resuming");
-            truncate_metrics(&metrics_path, state.step)?;
+            crate::metrics_log::truncate_metrics(&metrics_path, state.step)?;
         } else if metrics_path.exists() {
             std::fs::remove_file(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
         }
@@ -577,7 +577,7 @@ impl Trainer {
         report.steps = state.step;
         report.seconds = loop_start.elapsed().as_secs_f64();
         report.tokens_per_s = tokens_run as f64 / report.seconds.max(1e-9);
-        let (train_pts, val_pts) = read_curves(&metrics_path)?;
+        let (train_pts, val_pts) = crate::metrics_log::read_curves(&metrics_path)?;
         crate::plot::loss_curve(&out.join("loss.svg"), &train_pts, &val_pts)?;
         Ok(report)
     }
@@ -608,47 +608,4 @@ impl Trainer {
         }
         Ok(())
     }
-}
-
-/// Keeps the metrics lines of steps ≤ `step` (a resumed run rewrites the rest).
-fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
-    };
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s as usize <= step)
-        })
-        .collect();
-    let mut body = kept.join("\n");
-    if !body.is_empty() {
-        body.push('\n');
-    }
-    std::fs::write(path, body).map_err(|e| TrainError::io(path, e))
-}
-
-type Curve = Vec<(usize, f64)>;
-
-fn read_curves(path: &Path) -> Result<(Curve, Curve)> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-    let (mut train, mut val) = (Vec::new(), Vec::new());
-    for v in text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-    {
-        let Some(step) = v["step"].as_u64() else {
-            continue;
-        };
-        if let Some(l) = v["loss"].as_f64() {
-            train.push((step as usize, l));
-        }
-        if let Some(l) = v["val_loss"].as_f64() {
-            val.push((step as usize, l));
-        }
-    }
-    Ok((train, val))
 }
