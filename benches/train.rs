@@ -7,7 +7,8 @@
 //!         --device ndarray --config a
 //!
 //! Prints Markdown tables: throughput, MFU (6 × params × tokens/s ÷ measured peak f32
-//! matmul FLOP/s) and, with `--split`, where a step's time goes.
+//! matmul FLOP/s at 1024³, the definition the trainer uses too) and, with `--split`, where
+//! a step's time goes; medians of `--rounds` rounds in which manabi and PyTorch alternate.
 
 mod train_step;
 
@@ -58,6 +59,54 @@ struct Args {
     /// Skip the PyTorch reference.
     #[arg(long)]
     no_python: bool,
+    /// Rounds; manabi and PyTorch alternate which goes first, and the tables show
+    /// medians over rounds.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+/// Median of `v` (NaN when empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// Per-config medians over rounds (`rounds[r][config]`).
+fn medians(rounds: &[Vec<Measured>]) -> Vec<Measured> {
+    let configs = rounds.first().map_or(0, Vec::len);
+    (0..configs)
+        .map(|c| {
+            let col =
+                |f: &dyn Fn(&Measured) -> f64| median(rounds.iter().map(|r| f(&r[c])).collect());
+            let first = &rounds[0][c];
+            Measured {
+                params: first.params,
+                ms_per_step: col(&|m| m.ms_per_step),
+                tokens_per_s: col(&|m| m.tokens_per_s),
+                first_loss: first.first_loss,
+                split: first
+                    .split
+                    .map(|_| [0, 1, 2].map(|i| col(&|m| m.split.map_or(f64::NAN, |s| s[i])))),
+            }
+        })
+        .collect()
+}
+
+/// The 1-minute load average (Linux), to print next to the numbers.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "n/a".into())
 }
 
 /// Runs `train_ref.py` on every config; returns its peak FLOP/s and measurements.
@@ -124,23 +173,60 @@ fn main() {
         .map(|n| Shape::get(n, [args.steps_a, args.steps_b, args.steps_small]))
         .collect();
     let device = args.device.resolve().unwrap_or_else(|e| panic!("{e}"));
-    let peak = peak_flops(&device, args.peak_n);
-    let ours: Vec<Measured> = shapes
-        .iter()
-        .map(|s| {
-            let m = run_manabi(s, &device, args.warmup, args.split);
-            eprintln!("manabi {}: {:.1} ms/step", s.name, m.ms_per_step);
-            m
-        })
-        .collect();
-    let theirs = if args.no_python {
-        None
+    let load_before = load_average();
+    let rounds = args.rounds.max(1);
+    let (mut our_peaks, mut our_rounds) = (Vec::new(), Vec::new());
+    let (mut py_peaks, mut py_rounds) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let ours = || {
+            let peak = peak_flops(&device, args.peak_n);
+            let rows: Vec<Measured> = shapes
+                .iter()
+                .map(|s| {
+                    let m = run_manabi(s, &device, args.warmup, args.split);
+                    eprintln!("round {r}: manabi {}: {:.1} ms/step", s.name, m.ms_per_step);
+                    m
+                })
+                .collect();
+            (peak, rows)
+        };
+        let theirs = || {
+            if args.no_python {
+                None
+            } else {
+                run_python(&shapes, &args, threads)
+            }
+        };
+        // Alternate which side goes first, so drift on a noisy machine hits both.
+        let (o, t) = if r % 2 == 0 {
+            let o = ours();
+            (o, theirs())
+        } else {
+            let t = theirs();
+            (ours(), t)
+        };
+        our_peaks.push(o.0);
+        our_rounds.push(o.1);
+        if let Some((p, rows)) = t {
+            for (s, m) in shapes.iter().zip(&rows) {
+                eprintln!(
+                    "round {r}: PyTorch {}: {:.1} ms/step",
+                    s.name, m.ms_per_step
+                );
+            }
+            py_peaks.push(p);
+            py_rounds.push(rows);
+        }
+    }
+    let peak = median(our_peaks);
+    let ours = medians(&our_rounds);
+    let (py_peak, py_rows) = if py_rounds.is_empty() {
+        (f64::NAN, vec![None; shapes.len()])
     } else {
-        run_python(&shapes, &args, threads)
-    };
-    let (py_peak, py_rows) = match theirs {
-        Some((p, r)) => (p, r.into_iter().map(Some).collect()),
-        None => (f64::NAN, vec![None; shapes.len()]),
+        (
+            median(py_peaks),
+            medians(&py_rounds).into_iter().map(Some).collect(),
+        )
     };
     // One denominator for both MFU columns: the better of the two measured peaks.
     let machine_peak = if py_peak.is_finite() {
@@ -149,10 +235,11 @@ fn main() {
         peak
     };
     println!(
-        "device {} ({}), {threads} threads, warm-up {} steps; peak f32 matmul {n}³: manabi {:.1} GFLOP/s, PyTorch {} GFLOP/s; MFU uses {:.1} GFLOP/s",
+        "device {} ({}), {threads} threads, warm-up {} steps, medians of {rounds} alternating rounds, load average {load_before} before / {} after; peak f32 matmul {n}³: manabi {:.1} GFLOP/s, PyTorch {} GFLOP/s; MFU uses {:.1} GFLOP/s",
         args.device,
         args.device.concrete(),
         args.warmup,
+        load_average(),
         peak / 1e9,
         if py_peak.is_finite() {
             format!("{:.1}", py_peak / 1e9)

@@ -11,6 +11,7 @@ use manabi_objectives::data::LmBatch;
 use manabi_objectives::loss::clm_loss_sum;
 use manabi_objectives::optim::{build_optimizer, global_norm, scale_grads};
 use manabi_objectives::trainer::loss_and_grads;
+pub use manabi_objectives::trainer::peak_flops;
 
 /// Learning rate of every timed step (its value does not change the work done).
 const LR: f64 = 1e-4;
@@ -108,29 +109,6 @@ fn random_batch(state: &mut u64, s: &Shape) -> LmBatch {
         positions: None,
         documents: None,
     }
-}
-
-/// Peak f32 matmul FLOP/s of `device`: best of 3 rounds of 10 products n×n @ n×n.
-pub fn peak_flops(device: &Device, n: usize) -> f64 {
-    let dist = burn::tensor::Distribution::Default;
-    let a = Tensor::<2>::random([n, n], dist, device);
-    let b = Tensor::<2>::random([n, n], dist, device);
-    let product = || {
-        let c = a.clone().matmul(b.clone());
-        c.slice([0..1, 0..1]).into_scalar::<f32>()
-    };
-    product();
-    let reps = 10;
-    let best = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..reps {
-                product();
-            }
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min);
-    2.0 * (n as f64).powi(3) * reps as f64 / best
 }
 
 /// The trainer's step: loss and gradients, clip to global norm 1, AdamW.

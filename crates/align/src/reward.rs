@@ -14,8 +14,8 @@ use manabi_finetune::PeftConfig;
 use manabi_finetune::peft;
 use manabi_finetune::run::{PEFT_FILE, load_decoder, merged};
 use manabi_finetune::sft::Specials;
-use manabi_model::{DecoderClassifier, DeviceChoice, ModelConfig};
-use manabi_objectives::config::{RunConfig, TrainConfig, parse_recipe, read_recipe};
+use manabi_model::{DecoderClassifier, DeviceChoice};
+use manabi_objectives::config::{Recipe, RunConfig, TrainConfig};
 use manabi_objectives::{RunReport, Task, TaskLoss, Trainer};
 use manabi_tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
@@ -24,18 +24,7 @@ use crate::error::{AlignError, Result};
 use crate::pref::{TokenPair, read_pairs, tokenize};
 use crate::run::{PolicyModel, PrefData};
 
-/// The spec file of a model with a sequence head.
-pub const HEAD_FILE: &str = "head.toml";
-
-/// `head.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeadSpec {
-    /// `score`: a linear head on the last token.
-    pub kind: String,
-    /// Outputs (1 for a reward model).
-    pub labels: usize,
-}
+pub use manabi_finetune::tasks::head::{HEAD_FILE, HeadSpec};
 
 /// `[reward]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,23 +62,10 @@ pub struct RewardConfig {
     pub train: TrainConfig,
 }
 
-impl RewardConfig {
-    /// Reads `path` with `--set` overrides and checks it.
-    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let cfg: Self = read_recipe(path, overrides)?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
+impl Recipe for RewardConfig {
+    type Error = AlignError;
 
-    /// Parses TOML text with overrides.
-    pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
-        let cfg: Self = parse_recipe(text, overrides)?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    /// Checks values the types do not.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         self.train.validate()?;
         self.peft.validate()?;
         if self.data.train.is_empty() || self.data.val.is_empty() {
@@ -117,14 +93,8 @@ pub struct ScoreBatch {
 
 /// Sequences of `rows` (each read at its last token), right-padded with `pad`.
 pub fn score_batch(rows: &[Vec<u32>], pad: u32) -> ScoreBatch {
-    let seq = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
-    let mut inputs = Vec::with_capacity(rows.len() * seq);
-    let mut last = Vec::with_capacity(rows.len());
-    for r in rows {
-        inputs.extend_from_slice(r);
-        inputs.extend(std::iter::repeat_n(pad, seq - r.len()));
-        last.push(r.len().saturating_sub(1));
-    }
+    let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+    let (seq, inputs, last) = manabi_finetune::tasks::classify::pad_rows(&refs, pad);
     ScoreBatch {
         n: rows.len() / 2,
         seq,
@@ -268,32 +238,7 @@ pub fn score_pairs(
 /// Loads a reward-model folder: manabi (`model.toml` + `head.toml`, with `peft.toml`
 /// when adapted) or Hugging Face `*ForSequenceClassification`.
 pub fn load_reward(dir: &Path, device: &Device) -> Result<DecoderClassifier> {
-    if !dir.join("model.toml").exists() {
-        return Ok(manabi_model::load_classifier_hf(dir, device)?);
-    }
-    let read = |name: &str| {
-        let p = dir.join(name);
-        std::fs::read_to_string(&p).map_err(|e| AlignError::io(&p, e))
-    };
-    let head: HeadSpec = toml::from_str(&read(HEAD_FILE)?).map_err(|e| AlignError::Config {
-        key: dir.join(HEAD_FILE).display().to_string(),
-        message: e.message().to_string(),
-    })?;
-    let cfg: ModelConfig =
-        toml::from_str(&read("model.toml")?).map_err(|e| AlignError::Config {
-            key: dir.join("model.toml").display().to_string(),
-            message: e.message().to_string(),
-        })?;
-    let mut m = DecoderClassifier::new(&cfg, head.labels, device);
-    if dir.join(PEFT_FILE).exists() {
-        let p: PeftConfig = toml::from_str(&read(PEFT_FILE)?).map_err(|e| AlignError::Config {
-            key: dir.join(PEFT_FILE).display().to_string(),
-            message: e.message().to_string(),
-        })?;
-        m.lm = peft::rebuild(m.lm, &p)?;
-    }
-    manabi_model::checkpoint::load_weights(&mut m, &dir.join("model.bpk"))?;
-    Ok(m)
+    Ok(manabi_finetune::tasks::load_classifier(dir, device)?.0)
 }
 
 /// What `manabi reward` did.
@@ -357,14 +302,7 @@ pub fn train_reward(
     );
     trainer.config_toml = toml::to_string_pretty(cfg).map_err(|e| AlignError::io(&out, e))?;
     trainer.tokenizer = Some(tok_path.clone());
-    let head = HeadSpec {
-        kind: "score".into(),
-        labels: 1,
-    };
-    trainer.spec_files = vec![(
-        HEAD_FILE.into(),
-        toml::to_string_pretty(&head).unwrap_or_default(),
-    )];
+    trainer.spec_files = vec![(HEAD_FILE.into(), HeadSpec::score(1, Vec::new()).to_toml())];
     if cfg.peft.method != manabi_finetune::Method::Full {
         trainer
             .spec_files

@@ -9,7 +9,7 @@ use manabi_finetune::peft;
 use manabi_finetune::run::{PEFT_FILE, load_decoder, merged};
 use manabi_finetune::sft::Specials;
 use manabi_model::DeviceChoice;
-use manabi_objectives::config::{RunConfig, TrainConfig, parse_recipe, read_recipe};
+use manabi_objectives::config::{Recipe, RunConfig, TrainConfig};
 use manabi_objectives::{RunReport, Trainer};
 use manabi_tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
@@ -73,23 +73,10 @@ impl Default for PrefData {
     }
 }
 
-impl DpoConfig {
-    /// Reads `path` with `--set` overrides and checks it.
-    pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Self> {
-        let cfg: Self = read_recipe(path, overrides)?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
+impl Recipe for DpoConfig {
+    type Error = AlignError;
 
-    /// Parses TOML text with overrides.
-    pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
-        let cfg: Self = parse_recipe(text, overrides)?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    /// Checks values the types do not.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         self.train.validate()?;
         self.peft.validate()?;
         if self.data.train.is_empty() {
@@ -285,23 +272,10 @@ pub struct PromptData {
     pub eval_prompts: usize,
 }
 
-impl GrpoConfig {
-    /// Reads `path` with `--set` overrides and checks it.
-    pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Self> {
-        let cfg: Self = read_recipe(path, overrides)?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
+impl Recipe for GrpoConfig {
+    type Error = AlignError;
 
-    /// Parses TOML text with overrides.
-    pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
-        let cfg: Self = parse_recipe(text, overrides)?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    /// Checks values the types do not.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         self.train.validate()?;
         self.peft.validate()?;
         let g = &self.grpo;

@@ -9,6 +9,7 @@ use burn::optim::GradientsParams;
 use manabi_align::dpo::{DpoSettings, DpoTask, LossType, pair_batch, reference_logps};
 use manabi_align::pref::{TokenPair, read_pairs, tokenize};
 use manabi_model::{DecoderLm, device::test_device, load_hf};
+use manabi_objectives::Recipe;
 use manabi_objectives::config::TrainConfig;
 use manabi_objectives::optim::build_optimizer;
 use manabi_objectives::{Task, TaskLoss};
@@ -343,7 +344,10 @@ fn a_reward_model_learns_exports_for_transformers_and_resumes() {
     let plain = test_device();
     let m = manabi_align::load_reward(&ckpt, &plain).unwrap();
     let hf = tmp.path().join("rm-hf");
-    m.clone().materialize().export_hf(&hf, None, 0).unwrap();
+    m.clone()
+        .materialize()
+        .export_hf(&hf, None, 0, &[])
+        .unwrap();
     let cfg_json = std::fs::read_to_string(hf.join("config.json")).unwrap();
     assert!(
         cfg_json.contains("LlamaForSequenceClassification")

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use manabi_align::{DpoConfig, GrpoConfig, RewardConfig};
 use manabi_model::DeviceChoice;
+use manabi_objectives::Recipe;
 
 /// The arguments of every recipe-driven training command.
 #[derive(Debug, Args)]

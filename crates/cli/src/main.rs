@@ -5,6 +5,7 @@ mod model_cmd;
 mod pipeline;
 mod pretrain;
 mod sft;
+mod task;
 mod tokenizer;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,9 @@ enum Command {
     Reward(align::RecipeArgs),
     /// Print a reward model's scores for prompt/response pairs.
     Score(align::ScoreArgs),
+    /// Downstream tasks: classification, NLI, STS (configs/tasks/*.toml): train, evaluate,
+    /// predict.
+    Task(task::TaskArgs),
     /// Continue prompts with a model.
     Generate(model_cmd::GenerateArgs),
     /// Loss and perplexity of a model on a text file.
@@ -81,6 +85,7 @@ fn main() {
         Command::Grpo(args) => align::grpo(&args, cli.device),
         Command::Reward(args) => align::reward(&args, cli.device),
         Command::Score(args) => align::score(&args, device),
+        Command::Task(args) => task::run(&args, cli.device),
         Command::Generate(args) => model_cmd::generate(&args, device),
         Command::Eval(args) => model_cmd::eval(&args, device),
         Command::Export(args) => model_cmd::export(&args, device),

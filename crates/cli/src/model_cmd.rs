@@ -197,39 +197,137 @@ pub struct EvalArgs {
     /// Model folder (manabi checkpoint or Hugging Face).
     #[arg(long)]
     pub model: PathBuf,
-    /// Text file to score.
-    #[arg(long)]
-    pub data: PathBuf,
+    /// Text file to score (loss and perplexity).
+    #[arg(long, required_unless_present = "task", conflicts_with = "task")]
+    pub data: Option<PathBuf>,
     /// tokenizer.json (default: the one in the model folder).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Window length (default: the model's max positions).
     #[arg(long)]
     pub context: Option<usize>,
-    /// Windows per forward pass.
+    /// Windows (or, with --task, rows) per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// A task file to prompt without training (JSONL: {"query","choices","gold"} multiple
+    /// choice, or {"query","answer"} generation), scored as lm-evaluation-harness does.
+    #[arg(long)]
+    pub task: Option<PathBuf>,
+    /// Where shots come from (default: the task file itself, never the question asked).
+    #[arg(long, requires = "task")]
+    pub pool: Option<PathBuf>,
+    /// Shots per prompt, one table row each (e.g. 0,1,5).
+    #[arg(long, value_delimiter = ',', default_value = "0", requires = "task")]
+    pub few_shot: Vec<usize>,
+    /// Seed of the shots drawn for each question.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// Text before the shots (an instruction).
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Chain-of-thought: `en` adds "Let's think step by step." after each query and reads
+    /// the answer from "The answer is X."; `ja`: 「ステップごとに考えましょう。」 and 「答えはXです。」.
+    #[arg(long)]
+    pub cot: Option<String>,
+    /// A regex whose first group is the answer in a generation (overrides --cot's).
+    #[arg(long)]
+    pub answer_pattern: Option<String>,
+    /// Longest generated answer in tokens.
+    #[arg(long, default_value_t = 32)]
+    pub max_new_tokens: usize,
+    /// Write every scored prompt (prompt, log-likelihoods or generation, correct) here.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
+}
+
+fn eval_task(args: &EvalArgs, task: &Path, device: &burn::tensor::Device) -> anyhow::Result<()> {
+    use manabi_finetune::tasks::fewshot::{self, Evaluator, PromptSettings};
+    let model = load_decoder(&args.model, None, device)?;
+    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref())?;
+    let specials = manabi_finetune::sft::Specials::of(&tok)?;
+    let docs = fewshot::read_docs(task)?;
+    let pool = match &args.pool {
+        Some(p) => fewshot::read_docs(p)?,
+        None => docs.clone(),
+    };
+    let mut settings = PromptSettings {
+        description: args.description.clone(),
+        answer_pattern: args.answer_pattern.clone(),
+        seed: args.seed,
+        max_new_tokens: args.max_new_tokens,
+        ..PromptSettings::default()
+    };
+    if let Some(lang) = &args.cot {
+        let (cue, pattern) = fewshot::chain_of_thought(lang)
+            .with_context(|| format!("--cot {lang}: expected en or ja"))?;
+        settings.query_suffix = cue.into();
+        settings
+            .answer_pattern
+            .get_or_insert_with(|| pattern.into());
+    }
+    let ev = Evaluator {
+        model: &model,
+        tokenizer: &tok,
+        pad: specials.pad,
+        eos: specials.eos,
+        batch_size: args.batch,
+        device,
+    };
+    let mut rows = Vec::new();
+    let mut all = Vec::new();
+    for &k in &args.few_shot {
+        let (scores, scored) = ev.score(&docs, &pool, k, &settings)?;
+        rows.push(scores);
+        all.extend(scored);
+    }
+    if let Some(p) = &args.predictions {
+        fewshot::write_scored(p, &all)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    let cell = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{:.1} %", 100.0 * v));
+    println!("{} ({} documents)\n", task.display(), docs.len());
+    println!("| shots | acc | acc_norm | acc_bytes | exact match |");
+    println!("|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.k,
+            cell(r.acc),
+            cell(r.acc_norm),
+            cell(r.acc_bytes),
+            cell(r.exact_match)
+        );
+    }
+    Ok(())
 }
 
 pub fn eval(args: &EvalArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let device = device.resolve()?;
+    if let Some(task) = &args.task {
+        return eval_task(args, task, &device);
+    }
+    let Some(data) = &args.data else {
+        anyhow::bail!("give --data (a text file) or --task (a task file)");
+    };
     let model = load_decoder(&args.model, None, &device)?;
     let tok = tokenizer_for(&args.model, args.tokenizer.as_ref())?;
-    let text =
-        std::fs::read_to_string(&args.data).with_context(|| format!("{}", args.data.display()))?;
+    let text = std::fs::read_to_string(data).with_context(|| format!("{}", data.display()))?;
     let ids = tok.encode(&text)?;
     let context = args.context.unwrap_or(model.config().max_positions);
     let report = manabi_model::evaluate(&model, &ids, context, args.batch)
-        .with_context(|| format!("{}", args.data.display()))?;
+        .with_context(|| format!("{}", data.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
             "{}: {} tokens predicted in {} windows of {}: loss {:.4} nats/token, perplexity {:.3}",
-            args.data.display(),
+            data.display(),
             report.tokens,
             report.windows,
             report.context,
@@ -314,18 +412,18 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
     }
     let params = match family {
         Family::Gpt2 | Family::Llama
-            if args.model.join(manabi_align::reward::HEAD_FILE).exists()
+            if args.model.join(manabi_finetune::tasks::HEAD_FILE).exists()
                 || arch
                     .as_deref()
                     .is_some_and(|a| a.ends_with("ForSequenceClassification")) =>
         {
-            let m = manabi_align::load_reward(&args.model, &device)?;
+            let (m, head) = manabi_finetune::tasks::load_classifier(&args.model, &device)?;
             let pad = match tok {
                 Some(t) => manabi_finetune::sft::Specials::of(&TextTokenizer::load(t)?)?.pad,
                 None => 0,
             };
             let m = m.valid().materialize();
-            m.export_hf(&args.out, tok, pad)?;
+            m.export_hf(&args.out, tok, pad, &head.names)?;
             m.num_params()
         }
         Family::Gpt2 | Family::Llama => {

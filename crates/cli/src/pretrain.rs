@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use manabi_model::DeviceChoice;
 use manabi_objectives::PretrainConfig;
+use manabi_objectives::Recipe;
 
 #[derive(Debug, Args)]
 pub struct PretrainArgs {

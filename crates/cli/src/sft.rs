@@ -3,6 +3,7 @@
 use clap::Args;
 use manabi_finetune::SftConfig;
 use manabi_model::DeviceChoice;
+use manabi_objectives::Recipe;
 
 #[derive(Debug, Args)]
 pub struct SftArgs {

@@ -2,9 +2,9 @@
 //! `[peft]`, `[train]`, `[eval]`. Unknown keys are errors; a value of the wrong type names
 //! its `section.key` and line; `--set section.key=value` overrides before checking.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use manabi_objectives::config::{RunConfig, TrainConfig, parse_recipe, read_recipe};
+use manabi_objectives::config::{Recipe, RunConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FinetuneError, Result};
@@ -108,23 +108,10 @@ impl Default for EvalConfig {
     }
 }
 
-impl SftConfig {
-    /// Reads `path`, applies `overrides` (`section.key=value`) and checks the result.
-    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let cfg: Self = read_recipe(path, overrides)?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
+impl Recipe for SftConfig {
+    type Error = FinetuneError;
 
-    /// Parses TOML text with overrides.
-    pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
-        let cfg: Self = parse_recipe(text, overrides)?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    /// Checks values the types do not.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         self.train.validate()?;
         if self.data.train.is_empty() {
             return Err(FinetuneError::config(

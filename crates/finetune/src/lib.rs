@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod peft;
 pub mod run;
 pub mod sft;
+pub mod tasks;
 
 pub use config::SftConfig;
 pub use error::{FinetuneError, Result};

@@ -10,6 +10,7 @@ use burn::prelude::*;
 use manabi_finetune::sft::encode::{self, Encoded};
 use manabi_finetune::{SftConfig, load_decoder};
 use manabi_model::{DecoderLm, DeviceChoice, ModelConfig, device::test_device};
+use manabi_objectives::Recipe;
 use manabi_objectives::trainer::loss_and_grads;
 
 fn root() -> PathBuf {

@@ -73,8 +73,15 @@ impl DecoderClassifier {
 
     /// Writes the Hugging Face `*ForSequenceClassification` layout: the body's tensors,
     /// `score.weight` `[labels, d]`, and a `config.json` naming the architecture, the
-    /// labels and the pad token (how `transformers` finds each sequence's last token).
-    pub fn export_hf(&self, dir: &Path, tokenizer: Option<&Path>, pad_id: u32) -> Result<()> {
+    /// labels (`names`, or `LABEL_i` when empty) and the pad token (how `transformers`
+    /// finds each sequence's last token).
+    pub fn export_hf(
+        &self,
+        dir: &Path,
+        tokenizer: Option<&Path>,
+        pad_id: u32,
+        names: &[String],
+    ) -> Result<()> {
         let cfg = self.lm.config();
         let mut t = crate::checkpoint::decoder_hf_tensors(&self.lm, dir)?;
         t.retain(|o| o.name != "lm_head.weight");
@@ -93,14 +100,26 @@ impl DecoderClassifier {
             }
         };
         let labels = self.labels();
+        if !names.is_empty() && names.len() != labels {
+            return Err(ModelError::Input(format!(
+                "{} label names for a head with {labels} outputs",
+                names.len()
+            )));
+        }
+        let name = |i: usize| {
+            names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("LABEL_{i}"))
+        };
         json["architectures"] = serde_json::json!([arch]);
         json["num_labels"] = serde_json::json!(labels);
         json["id2label"] = (0..labels)
-            .map(|i| (i.to_string(), serde_json::json!(format!("LABEL_{i}"))))
+            .map(|i| (i.to_string(), serde_json::json!(name(i))))
             .collect::<serde_json::Map<_, _>>()
             .into();
         json["label2id"] = (0..labels)
-            .map(|i| (format!("LABEL_{i}"), serde_json::json!(i)))
+            .map(|i| (name(i), serde_json::json!(i)))
             .collect::<serde_json::Map<_, _>>()
             .into();
         json["pad_token_id"] = serde_json::json!(pad_id);

@@ -2,7 +2,7 @@
 //! `[model]`, `[data]` and `[train]`. Every field has a documented default; unknown keys
 //! are errors; `--set section.key=value` overrides a value before it is checked.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use manabi_model::{DeviceChoice, ModelConfig};
 use manabi_tokenize::{CorpusFormat, DocBoundary, PreTokenize, TokenizerKind};
@@ -398,22 +398,10 @@ pub(crate) fn invalid(key: &str, message: impl Into<String>) -> TrainError {
     }
 }
 
-impl PretrainConfig {
-    /// Reads `path`, applies `overrides` (`section.key=value`), and checks the result.
-    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        Self::parse(&text, overrides).map_err(|e| in_file(path, e))
-    }
+impl Recipe for PretrainConfig {
+    type Error = TrainError;
 
-    /// Parses TOML text with overrides.
-    pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
-        let cfg: Self = parse_recipe(text, overrides)?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    /// Checks values that the types do not.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         self.train.validate()?;
         if self.data.block_size == 0 {
             return Err(invalid("data.block_size", "must be at least 1"));
@@ -470,7 +458,7 @@ impl PretrainConfig {
     }
 }
 
-pub use crate::recipe::{in_file, parse_recipe, read_recipe};
+pub use crate::recipe::{Recipe, in_file, parse_recipe, read_recipe};
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,7 @@ pub mod span;
 pub mod tasks;
 pub mod trainer;
 
-pub use config::PretrainConfig;
+pub use config::{PretrainConfig, Recipe};
 pub use error::{Result, TrainError};
 pub use tasks::{Task, TaskLoss};
 pub use trainer::{RunReport, Trainer, pretrain};

@@ -7,6 +7,30 @@ use std::path::Path;
 use crate::config::invalid;
 use crate::error::{Result, TrainError};
 
+/// A recipe (`configs/**/*.toml`): read from TOML with `--set` overrides, then checked.
+pub trait Recipe: serde::de::DeserializeOwned {
+    /// The error type of the crate that owns the recipe.
+    type Error: From<TrainError>;
+
+    /// Checks values the types do not.
+    fn validate(&self) -> std::result::Result<(), Self::Error>;
+
+    /// Reads `path`, applies `overrides` (`section.key=value`) and checks the result;
+    /// errors name the file and the key.
+    fn load(path: &Path, overrides: &[String]) -> std::result::Result<Self, Self::Error> {
+        let cfg: Self = read_recipe(path, overrides)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text with overrides and checks the result.
+    fn parse(text: &str, overrides: &[String]) -> std::result::Result<Self, Self::Error> {
+        let cfg: Self = parse_recipe(text, overrides)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
 /// A config error with the file it came from in front of its key.
 pub fn in_file(path: &Path, e: TrainError) -> TrainError {
     match e {

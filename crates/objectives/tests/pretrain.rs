@@ -8,6 +8,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use manabi_model::{DecoderLm, DeviceChoice, device::test_device};
+use manabi_objectives::Recipe;
 use manabi_objectives::config::PretrainConfig;
 use manabi_objectives::data::LmBatch;
 use manabi_objectives::trainer::loss_and_grads;

@@ -1,0 +1,98 @@
+//! `manabi task --config FILE` (train, then evaluate and predict on the validation and test
+//! files) and `manabi task --model CKPT --data FILE…` (evaluate / predict with a trained
+//! task model).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use manabi_finetune::tasks::classify::SplitReport;
+use manabi_finetune::tasks::{TaskConfig, evaluate_task, train_task};
+use manabi_model::DeviceChoice;
+use manabi_objectives::Recipe;
+
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// Recipe (configs/tasks/*.toml): trains, then evaluates on `data.val` and `data.test`.
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    pub config: Option<PathBuf>,
+    /// Override a value: section.key=value (repeatable), e.g. --set train.steps=100.
+    #[arg(long = "set")]
+    pub overrides: Vec<String>,
+    /// Continue from the newest complete checkpoint of the run folder.
+    #[arg(long)]
+    pub resume: bool,
+    /// A checkpoint of `manabi task` to evaluate and predict with (instead of --config).
+    #[arg(long, requires = "data")]
+    pub model: Option<PathBuf>,
+    /// JSONL files to evaluate (with labels) or predict (without), for --model.
+    #[arg(long, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Where --model writes its predictions.
+    #[arg(long, default_value = "predictions.jsonl")]
+    pub out: PathBuf,
+    /// Examples per forward pass, for --model.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+}
+
+fn print_split(s: &SplitReport) {
+    let metrics: Vec<String> = s
+        .metrics
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect();
+    let baseline = s
+        .majority_baseline
+        .map(|b| format!(" (majority class: accuracy {b:.4})"))
+        .unwrap_or_default();
+    println!(
+        "{} ({} examples): {}{baseline}",
+        s.name,
+        s.examples,
+        if metrics.is_empty() {
+            "no gold labels".to_string()
+        } else {
+            metrics.join(", ")
+        }
+    );
+    println!("  predictions: {}", s.predictions.display());
+}
+
+pub fn run(args: &TaskArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
+    if let Some(model) = &args.model {
+        let device = device.unwrap_or(DeviceChoice::Cpu).resolve()?;
+        let r = evaluate_task(model, &args.data, &args.out, args.batch_size, &device)?;
+        print_split(&r);
+        return Ok(());
+    }
+    let Some(config) = &args.config else {
+        anyhow::bail!("give --config (train) or --model with --data (evaluate)");
+    };
+    let cfg = TaskConfig::load(config, &args.overrides)?;
+    let device = device.unwrap_or(cfg.run.device);
+    let r = train_task(&cfg, device, args.resume)?;
+    if !r.label_counts.is_empty() {
+        let total: usize = r.label_counts.iter().map(|(_, c)| c).sum();
+        let parts: Vec<String> = r
+            .label_counts
+            .iter()
+            .map(|(n, c)| format!("{n} {c} ({:.1} %)", 100.0 * *c as f64 / total.max(1) as f64))
+            .collect();
+        println!("training labels: {}", parts.join(", "));
+    }
+    let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
+    println!(
+        "step {}: loss {last:.4}, {:.1} s",
+        r.run.steps, r.run.seconds
+    );
+    if r.cut > 0 {
+        println!("{} inputs cut to task.max_length", r.cut);
+    }
+    for s in &r.splits {
+        print_split(s);
+    }
+    if let Some(c) = &r.run.checkpoint {
+        println!("checkpoint: {}", c.display());
+    }
+    Ok(())
+}

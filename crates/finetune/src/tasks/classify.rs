@@ -1,0 +1,651 @@
+//! Sequence classification and regression (`manabi task`): a decoder body with a `score`
+//! head read at each sequence's last token (EOS), as Hugging Face's
+//! `*ForSequenceClassification`. Classes train with cross-entropy, scores (STS) with
+//! squared error; evaluation reports accuracy and macro-F1, or Pearson and Spearman, and
+//! writes every prediction next to its gold label.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use manabi_model::{DecoderClassifier, DeviceChoice};
+use manabi_objectives::config::{Recipe, RunConfig, TrainConfig};
+use manabi_objectives::{RunReport, Task, TaskLoss, Trainer};
+use manabi_tokenize::TextTokenizer;
+use serde::{Deserialize, Serialize};
+
+use crate::config::BaseModel;
+use crate::error::{FinetuneError, Result};
+use crate::metrics;
+use crate::peft::{self, Method, PeftConfig};
+use crate::run::{PEFT_FILE, load_decoder, merged};
+use crate::sft::Specials;
+use crate::sft::encode::schedule;
+use crate::tasks::data::{
+    Example, FieldMap, Label, TaskKind, class_counts, class_ids, label_set, read_examples,
+};
+use crate::tasks::head::{HEAD_FILE, HeadSpec, load_classifier};
+
+/// The spec file of a task checkpoint: how its examples are read and encoded.
+pub const TASK_FILE: &str = "task.toml";
+
+/// `[task]`: what is predicted, from which fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSettings {
+    /// `classification`, `nli` or `sts`.
+    pub kind: TaskKind,
+    /// Class names in output order; default: the sorted classes of the training data.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Field renames: canonical name = name in the file.
+    #[serde(default)]
+    pub fields: FieldMap,
+    /// Text between the two sentences of a pair.
+    #[serde(default = "default_separator")]
+    pub separator: String,
+    /// Longest input in tokens, EOS included (longer inputs are cut at the end).
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+}
+
+fn default_separator() -> String {
+    "\n".into()
+}
+
+fn default_max_length() -> usize {
+    128
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskData {
+    /// Training JSONL files.
+    pub train: Vec<PathBuf>,
+    /// Validation files: the loss during training, metrics and predictions after.
+    pub val: Vec<PathBuf>,
+    /// Test files: metrics and predictions after training.
+    pub test: Vec<PathBuf>,
+}
+
+/// A task recipe (`configs/tasks/*.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Output folder, device, seed.
+    #[serde(default)]
+    pub run: RunConfig,
+    /// The body to start from (any decoder folder; its LM head is dropped).
+    pub model: BaseModel,
+    /// What to predict.
+    pub task: TaskSettings,
+    /// Data files.
+    pub data: TaskData,
+    /// Which parameters of the body train (the head always trains).
+    #[serde(default)]
+    pub peft: PeftConfig,
+    /// Optimisation.
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+impl Recipe for TaskConfig {
+    type Error = FinetuneError;
+
+    fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        self.peft.validate()?;
+        if self.data.train.is_empty() || self.data.val.is_empty() {
+            return Err(FinetuneError::config(
+                "data.train",
+                "give training and validation files (data.train, data.val)",
+            ));
+        }
+        if self.task.max_length < 2 {
+            return Err(FinetuneError::config(
+                "task.max_length",
+                "must be at least 2",
+            ));
+        }
+        if self.task.kind.regression() && !self.task.labels.is_empty() {
+            return Err(FinetuneError::config(
+                "task.labels",
+                "an sts task predicts a score; it has no class labels",
+            ));
+        }
+        if self.peft.method == Method::Prompt {
+            return Err(FinetuneError::config(
+                "peft.method",
+                "prompt tuning is for generation; a sequence head reads the last token, choose full, lora, ia3, bitfit, houlsby or pfeiffer",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One encoded example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// Tokens, ending with EOS.
+    pub ids: Vec<u32>,
+    /// Class index (classification) or `None`.
+    pub class: Option<usize>,
+    /// Gold score (regression) or `None`.
+    pub score: Option<f64>,
+}
+
+/// Examples encoded for one task: ids and gold labels.
+#[derive(Debug, Clone)]
+pub struct EncodedSet {
+    /// One per example, in file order.
+    pub rows: Vec<Encoded>,
+    /// Inputs that were cut to `max_length`.
+    pub cut: usize,
+}
+
+/// Joins the text fields with the separator, tokenizes, cuts to `max_length − 1` tokens
+/// and appends EOS.
+pub fn encode(
+    examples: &[Example],
+    settings: &TaskSettings,
+    names: &[String],
+    tokenizer: &TextTokenizer,
+    eos: u32,
+) -> Result<EncodedSet> {
+    let classes = if settings.kind.regression() {
+        vec![None; examples.len()]
+    } else {
+        class_ids(examples, names)?
+    };
+    let mut cut = 0;
+    let mut rows = Vec::with_capacity(examples.len());
+    for (e, class) in examples.iter().zip(classes) {
+        let mut ids = tokenizer.encode(&e.texts.join(&settings.separator))?;
+        if ids.len() >= settings.max_length {
+            ids.truncate(settings.max_length - 1);
+            cut += 1;
+        }
+        ids.push(eos);
+        let score = match e.label {
+            Some(Label::Score(x)) => Some(x),
+            _ => None,
+        };
+        rows.push(Encoded { ids, class, score });
+    }
+    Ok(EncodedSet { rows, cut })
+}
+
+/// Right-padded rows, each read at its last token.
+#[derive(Debug, Clone)]
+pub struct SeqBatch {
+    /// Rows.
+    pub rows: usize,
+    /// Tokens per row.
+    pub seq: usize,
+    /// `[rows·seq]`.
+    pub inputs: Vec<u32>,
+    /// Index of each row's last token.
+    pub last: Vec<usize>,
+    /// Class of each row (classification).
+    pub classes: Vec<usize>,
+    /// Score of each row (regression).
+    pub scores: Vec<f32>,
+}
+
+/// Pads `rows` on the right with `pad`: `(seq, inputs, last)`.
+pub fn pad_rows(rows: &[&[u32]], pad: u32) -> (usize, Vec<u32>, Vec<usize>) {
+    let seq = rows.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
+    let mut inputs = Vec::with_capacity(rows.len() * seq);
+    let mut last = Vec::with_capacity(rows.len());
+    for r in rows {
+        inputs.extend_from_slice(r);
+        inputs.extend(std::iter::repeat_n(pad, seq - r.len()));
+        last.push(r.len().saturating_sub(1));
+    }
+    (seq, inputs, last)
+}
+
+fn seq_batch(rows: &[&Encoded], pad: u32) -> SeqBatch {
+    let ids: Vec<&[u32]> = rows.iter().map(|r| r.ids.as_slice()).collect();
+    let (seq, inputs, last) = pad_rows(&ids, pad);
+    SeqBatch {
+        rows: rows.len(),
+        seq,
+        inputs,
+        last,
+        classes: rows.iter().map(|r| r.class.unwrap_or(0)).collect(),
+        scores: rows.iter().map(|r| r.score.unwrap_or(0.0) as f32).collect(),
+    }
+}
+
+/// Head outputs of every row of `b`.
+///
+/// # Shapes
+/// returns `[rows, labels]`
+pub fn outputs(model: &DecoderClassifier, b: &SeqBatch, device: &Device) -> Tensor<2> {
+    let ids: Vec<i64> = b.inputs.iter().map(|&x| x as i64).collect();
+    let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([b.rows, b.seq]);
+    model.forward(ids, &b.last)
+}
+
+fn rows_of(t: Tensor<2>) -> Vec<Vec<f64>> {
+    let [_, l] = t.dims();
+    let v = t
+        .into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .unwrap_or_default();
+    v.chunks(l.max(1)).map(<[f64]>::to_vec).collect()
+}
+
+fn argmax(v: &[f64]) -> usize {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// Head outputs for every row, in batches of `batch_size` (no gradients).
+pub fn predict(
+    model: &DecoderClassifier,
+    rows: &[Encoded],
+    batch_size: usize,
+    pad: u32,
+    device: &Device,
+) -> Vec<Vec<f64>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        let refs: Vec<&Encoded> = chunk.iter().collect();
+        out.extend(rows_of(outputs(model, &seq_batch(&refs, pad), device)));
+    }
+    out
+}
+
+/// The task metrics of `outputs` against the gold labels of `rows` (rows without gold
+/// are left out): `accuracy` and `macro_f1`, or `pearson` and `spearman`.
+pub fn score(rows: &[Encoded], outputs: &[Vec<f64>], regression: bool) -> Vec<(String, f64)> {
+    if regression {
+        let (gold, pred): (Vec<f64>, Vec<f64>) = rows
+            .iter()
+            .zip(outputs)
+            .filter_map(|(r, o)| r.score.map(|g| (g, o[0])))
+            .unzip();
+        vec![
+            ("pearson".into(), metrics::pearson(&gold, &pred)),
+            ("spearman".into(), metrics::spearman(&gold, &pred)),
+        ]
+    } else {
+        let (gold, pred): (Vec<usize>, Vec<usize>) = rows
+            .iter()
+            .zip(outputs)
+            .filter_map(|(r, o)| r.class.map(|g| (g, argmax(o))))
+            .unzip();
+        vec![
+            ("accuracy".into(), metrics::accuracy(&gold, &pred)),
+            ("macro_f1".into(), metrics::macro_f1(&gold, &pred)),
+        ]
+    }
+}
+
+/// A sequence task as a [`Task`] of the shared Trainer.
+#[derive(Debug)]
+pub struct SeqTask {
+    /// Training rows.
+    pub train: Vec<Encoded>,
+    /// Validation rows.
+    pub val: Vec<Encoded>,
+    /// Scores instead of classes.
+    pub regression: bool,
+    /// Rows per micro-batch.
+    pub batch_size: usize,
+    /// Padding token.
+    pub pad: u32,
+    /// Seed of the data order.
+    pub seed: u64,
+}
+
+impl Task for SeqTask {
+    type Model = DecoderClassifier;
+    type Batch = SeqBatch;
+
+    fn batch(
+        &self,
+        _: &DecoderClassifier,
+        step: usize,
+        micro: usize,
+        per_step: usize,
+    ) -> manabi_objectives::Result<SeqBatch> {
+        let g = step * per_step + micro;
+        let idx = schedule(self.train.len(), self.batch_size, g, self.seed);
+        let rows: Vec<&Encoded> = idx.iter().map(|&i| &self.train[i]).collect();
+        Ok(seq_batch(&rows, self.pad))
+    }
+
+    fn val_batch(&self, i: usize) -> manabi_objectives::Result<SeqBatch> {
+        let n = self.val.len();
+        let rows: Vec<&Encoded> = (0..self.batch_size.min(n))
+            .map(|j| &self.val[(i * self.batch_size + j) % n])
+            .collect();
+        Ok(seq_batch(&rows, self.pad))
+    }
+
+    fn loss(
+        &self,
+        model: &DecoderClassifier,
+        b: &SeqBatch,
+        device: &Device,
+    ) -> manabi_objectives::Result<TaskLoss> {
+        let out = outputs(model, b, device);
+        if self.regression {
+            let gold = Tensor::<1>::from_floats(b.scores.as_slice(), device);
+            let err = out.reshape([b.rows]) - gold;
+            return Ok(TaskLoss::new((err.clone() * err).sum()));
+        }
+        let classes: Vec<i64> = b.classes.iter().map(|&c| c as i64).collect();
+        let idx = Tensor::<1, Int>::from_ints(classes.as_slice(), device).reshape([b.rows, 1]);
+        let logp = log_softmax(out.clone(), 1);
+        let nll = logp.gather(1, idx).sum().neg();
+        let correct = rows_of(out)
+            .iter()
+            .zip(&b.classes)
+            .filter(|(o, c)| argmax(o) == **c)
+            .count() as f64;
+        Ok(TaskLoss {
+            sum: nll,
+            metrics: vec![("accuracy".into(), correct)],
+        })
+    }
+
+    fn targets(b: &SeqBatch) -> usize {
+        b.rows
+    }
+
+    fn tokens(b: &SeqBatch) -> usize {
+        b.rows * b.seq
+    }
+
+    fn evaluate(
+        &self,
+        model: &DecoderClassifier,
+        device: &Device,
+    ) -> manabi_objectives::Result<Vec<(String, f64)>> {
+        let out = predict(model, &self.val, self.batch_size, self.pad, device);
+        Ok(score(&self.val, &out, self.regression))
+    }
+}
+
+/// What was measured on one evaluated split.
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitReport {
+    /// `val`, `test` or the file evaluated.
+    pub name: String,
+    /// Examples.
+    pub examples: usize,
+    /// Metrics (empty when the data has no gold labels).
+    pub metrics: Vec<(String, f64)>,
+    /// Accuracy of always answering the most frequent training class (classification).
+    pub majority_baseline: Option<f64>,
+    /// Where the predictions were written.
+    pub predictions: PathBuf,
+}
+
+/// What `manabi task` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskReport {
+    /// The Trainer's report.
+    pub run: RunReport,
+    /// Class names and their counts in the training data (empty for sts).
+    pub label_counts: Vec<(String, usize)>,
+    /// Inputs cut to `max_length` (training and evaluation data).
+    pub cut: usize,
+    /// Parameters that trained.
+    pub trainable_params: usize,
+    /// Metrics of the final checkpoint on validation and test data.
+    pub splits: Vec<SplitReport>,
+}
+
+/// The task spec a checkpoint records (`task.toml`): settings with the label set resolved.
+fn spec_toml(settings: &TaskSettings) -> String {
+    toml::to_string_pretty(settings).unwrap_or_default()
+}
+
+/// Trains (or resumes) a task model, then evaluates the last checkpoint on the
+/// validation and test files and writes `predictions-<split>.jsonl` into the run folder.
+pub fn train_task(
+    cfg: &TaskConfig,
+    device_choice: DeviceChoice,
+    resume: bool,
+) -> Result<TaskReport> {
+    let device = device_choice.resolve()?;
+    let out = cfg.run.out.clone();
+    let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;
+    let tok_path = cfg
+        .model
+        .tokenizer
+        .clone()
+        .unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
+    let tokenizer = TextTokenizer::load(&tok_path)?;
+    let specials = Specials::of(&tokenizer)?;
+    let kind = cfg.task.kind;
+    let train_ex = read_examples(&cfg.data.train, kind, &cfg.task.fields, true)?;
+    let val_ex = read_examples(&cfg.data.val, kind, &cfg.task.fields, true)?;
+    let test_ex = if cfg.data.test.is_empty() {
+        Vec::new()
+    } else {
+        read_examples(&cfg.data.test, kind, &cfg.task.fields, true)?
+    };
+    let names = if kind.regression() {
+        Vec::new()
+    } else {
+        label_set(&cfg.task.labels, &train_ex)
+    };
+    if !kind.regression() && names.len() < 2 {
+        return Err(FinetuneError::config(
+            "task.labels",
+            format!(
+                "a classifier needs at least two classes; found {:?} in the training data",
+                names
+            ),
+        ));
+    }
+    let mut settings = cfg.task.clone();
+    settings.labels = names.clone();
+    let enc = |ex: &[Example]| encode(ex, &settings, &names, &tokenizer, specials.eos);
+    let (train, val, test) = (enc(&train_ex)?, enc(&val_ex)?, enc(&test_ex)?);
+    let counts = class_counts(
+        &train.rows.iter().map(|r| r.class).collect::<Vec<_>>(),
+        names.len(),
+    );
+    let label_counts: Vec<(String, usize)> = names.iter().cloned().zip(counts).collect();
+
+    trainer.device().seed(cfg.run.seed);
+    manabi_model::init::seed(cfg.run.seed);
+    let (body, adapted) = load_decoder(&cfg.model.path, trainer.device())?;
+    let body = if adapted.is_some() {
+        merged(body)
+    } else {
+        body
+    };
+    let outputs_n = if kind.regression() { 1 } else { names.len() };
+    let mut model = DecoderClassifier::from_lm(body, outputs_n);
+    model.lm = peft::apply(model.lm, &cfg.peft)?;
+    let (trainable, total) = peft::describe(&model);
+    println!(
+        "{:?} + score head ({outputs_n} outputs): {trainable} trainable of {total} parameters",
+        cfg.peft.method
+    );
+    trainer.config_toml = toml::to_string_pretty(cfg).map_err(|e| FinetuneError::io(&out, e))?;
+    trainer.tokenizer = Some(tok_path.clone());
+    trainer.spec_files = vec![
+        (
+            HEAD_FILE.into(),
+            HeadSpec::score(outputs_n, names.clone()).to_toml(),
+        ),
+        (TASK_FILE.into(), spec_toml(&settings)),
+    ];
+    if cfg.peft.method != Method::Full {
+        trainer
+            .spec_files
+            .push((PEFT_FILE.to_string(), cfg.peft.to_toml()));
+    }
+    let task = SeqTask {
+        train: train.rows,
+        val: val.rows.clone(),
+        regression: kind.regression(),
+        batch_size: cfg.train.batch_size,
+        pad: specials.pad,
+        seed: cfg.run.seed,
+    };
+    let run = trainer.fit(&task, model, resume)?;
+    let majority = label_counts
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, (_, c))| *c)
+        .map(|(i, _)| i);
+    let mut splits = Vec::new();
+    if let Some(dir) = &run.checkpoint {
+        let (m, _) = load_classifier(dir, &device)?;
+        let m = m.valid();
+        for (name, ex, set) in [("val", &val_ex, &val), ("test", &test_ex, &test)] {
+            if ex.is_empty() {
+                continue;
+            }
+            let path = out.join(format!("predictions-{name}.jsonl"));
+            splits.push(evaluate_rows(
+                &m,
+                &settings,
+                ex,
+                &set.rows,
+                majority,
+                specials.pad,
+                cfg.train.batch_size,
+                &path,
+                &device,
+            )?);
+            if let Some(s) = splits.last_mut() {
+                s.name = name.into();
+            }
+        }
+    }
+    Ok(TaskReport {
+        run,
+        label_counts,
+        cut: train.cut + val.cut + test.cut,
+        trainable_params: trainable,
+        splits,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate_rows(
+    model: &DecoderClassifier,
+    settings: &TaskSettings,
+    examples: &[Example],
+    rows: &[Encoded],
+    majority: Option<usize>,
+    pad: u32,
+    batch_size: usize,
+    path: &Path,
+    device: &Device,
+) -> Result<SplitReport> {
+    let out = predict(model, rows, batch_size, pad, device);
+    write_predictions(path, settings, examples, &out)?;
+    let has_gold = rows.iter().any(|r| r.class.is_some() || r.score.is_some());
+    let majority_baseline = majority
+        .filter(|_| has_gold && !settings.kind.regression())
+        .map(|m| {
+            let gold: Vec<usize> = rows.iter().filter_map(|r| r.class).collect();
+            metrics::accuracy(&gold, &vec![m; gold.len()])
+        });
+    Ok(SplitReport {
+        name: path.display().to_string(),
+        examples: rows.len(),
+        metrics: if has_gold {
+            score(rows, &out, settings.kind.regression())
+        } else {
+            Vec::new()
+        },
+        majority_baseline,
+        predictions: path.to_path_buf(),
+    })
+}
+
+/// One JSON line per example: its text fields, `label` (gold, when known), `pred`, and
+/// `probs` (classes) or nothing more (scores).
+fn write_predictions(
+    path: &Path,
+    settings: &TaskSettings,
+    examples: &[Example],
+    outputs: &[Vec<f64>],
+) -> Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(|e| FinetuneError::io(path, e))?;
+    let mut w = std::io::BufWriter::new(file);
+    for (e, o) in examples.iter().zip(outputs) {
+        let mut obj = serde_json::Map::new();
+        for (f, t) in settings.kind.text_fields().iter().zip(&e.texts) {
+            obj.insert((*f).into(), t.clone().into());
+        }
+        match &e.label {
+            Some(Label::Class(c)) => obj.insert("label".into(), c.clone().into()),
+            Some(Label::Score(x)) => obj.insert("label".into(), (*x).into()),
+            None => None,
+        };
+        if settings.kind.regression() {
+            obj.insert("pred".into(), o[0].into());
+        } else {
+            let max = o.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = o.iter().map(|x| (x - max).exp()).sum();
+            let probs: Vec<f64> = o.iter().map(|x| (x - max).exp() / z).collect();
+            obj.insert("pred".into(), settings.labels[argmax(o)].clone().into());
+            obj.insert("probs".into(), probs.into());
+        }
+        writeln!(w, "{}", serde_json::Value::Object(obj))
+            .map_err(|e| FinetuneError::io(path, e))?;
+    }
+    w.flush().map_err(|e| FinetuneError::io(path, e))
+}
+
+/// Evaluates (when `files` carry labels) and predicts with a task checkpoint: reads its
+/// `task.toml`, `head.toml` and `tokenizer.json`, writes predictions to `out`.
+pub fn evaluate_task(
+    model_dir: &Path,
+    files: &[PathBuf],
+    out: &Path,
+    batch_size: usize,
+    device: &Device,
+) -> Result<SplitReport> {
+    let spec = model_dir.join(TASK_FILE);
+    let text = std::fs::read_to_string(&spec).map_err(|e| {
+        FinetuneError::io(
+            &spec,
+            format!("{e} (is this a checkpoint of `manabi task`?)"),
+        )
+    })?;
+    let settings: TaskSettings = toml::from_str(&text)
+        .map_err(|e| FinetuneError::config(spec.display().to_string(), e.message()))?;
+    let tokenizer = TextTokenizer::load(model_dir.join("tokenizer.json"))?;
+    let specials = Specials::of(&tokenizer)?;
+    let (model, head) = load_classifier(model_dir, device)?;
+    let examples = read_examples(files, settings.kind, &settings.fields, false)?;
+    let set = encode(&examples, &settings, &head.names, &tokenizer, specials.eos)?;
+    let mut r = evaluate_rows(
+        &model.valid(),
+        &settings,
+        &examples,
+        &set.rows,
+        None,
+        specials.pad,
+        batch_size,
+        out,
+        device,
+    )?;
+    r.name = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(r)
+}

@@ -1,0 +1,205 @@
+//! Labelled data of sequence tasks in JGLUE's field names: `{"sentence", "label"}`
+//! (MARC-ja: classification), `{"sentence1", "sentence2", "label"}` (JNLI: a class;
+//! JSTS: a similarity score). Fields can be renamed. Every bad line is an error naming
+//! file, line and field; nothing is skipped silently.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FinetuneError, Result};
+
+/// What a task predicts from its text fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// One sentence, one class (sentiment): accuracy, macro-F1.
+    Classification,
+    /// A sentence pair, one class (entailment / contradiction / neutral): accuracy, macro-F1.
+    Nli,
+    /// A sentence pair, one score (similarity): Pearson, Spearman.
+    Sts,
+}
+
+impl TaskKind {
+    /// Canonical text fields of one example.
+    pub fn text_fields(self) -> &'static [&'static str] {
+        match self {
+            Self::Classification => &["sentence"],
+            Self::Nli | Self::Sts => &["sentence1", "sentence2"],
+        }
+    }
+
+    /// Whether the label is a number to regress on rather than a class.
+    pub fn regression(self) -> bool {
+        self == Self::Sts
+    }
+}
+
+/// A gold label.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Label {
+    /// A class name (integers in the file are read as their decimal text).
+    Class(String),
+    /// A score.
+    Score(f64),
+}
+
+/// One example and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// Its text fields, in [`TaskKind::text_fields`] order.
+    pub texts: Vec<String>,
+    /// The gold label; `None` only when labels were not required (prediction).
+    pub label: Option<Label>,
+    /// File and 1-based line.
+    pub source: (PathBuf, usize),
+}
+
+/// Field renames: canonical name = name in the file (`sentence = "review_body"`).
+pub type FieldMap = BTreeMap<String, String>;
+
+fn field<'a>(fields: &'a FieldMap, name: &'a str) -> &'a str {
+    fields.get(name).map_or(name, String::as_str)
+}
+
+/// Reads every example of `paths`. With `require_label`, a line without a label is an
+/// error; otherwise a missing label is `None`.
+pub fn read_examples(
+    paths: &[PathBuf],
+    kind: TaskKind,
+    fields: &FieldMap,
+    require_label: bool,
+) -> Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let before = out.len();
+        read_file(path, kind, fields, require_label, &mut out)?;
+        if out.len() == before {
+            return Err(FinetuneError::io(path, "no examples in this file"));
+        }
+    }
+    Ok(out)
+}
+
+fn read_file(
+    path: &Path,
+    kind: TaskKind,
+    fields: &FieldMap,
+    require_label: bool,
+    out: &mut Vec<Example>,
+) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| FinetuneError::io(path, e))?;
+    let label_field = field(fields, "label");
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| FinetuneError::io(path, e))?;
+        let n = i + 1;
+        let err = |message: String| FinetuneError::Data {
+            path: path.to_path_buf(),
+            line: n,
+            message,
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| err(format!("invalid JSON: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| err("expected a JSON object".into()))?;
+        let mut texts = Vec::new();
+        for &canonical in kind.text_fields() {
+            let name = field(fields, canonical);
+            let text = match obj.get(name) {
+                Some(serde_json::Value::String(s)) => s,
+                Some(_) => return Err(err(format!("field `{name}` must be a string"))),
+                None => return Err(err(format!("missing field `{name}`"))),
+            };
+            if text.trim().is_empty() {
+                return Err(err(format!("field `{name}` is empty")));
+            }
+            texts.push(text.clone());
+        }
+        let label = match (obj.get(label_field), kind.regression()) {
+            (None | Some(serde_json::Value::Null), _) if require_label => {
+                return Err(err(format!("missing field `{label_field}`")));
+            }
+            (None | Some(serde_json::Value::Null), _) => None,
+            (Some(v), true) => match v.as_f64() {
+                Some(x) if x.is_finite() => Some(Label::Score(x)),
+                _ => {
+                    return Err(err(format!(
+                        "field `{label_field}` must be a number (a similarity score), got {v}"
+                    )));
+                }
+            },
+            (Some(serde_json::Value::String(s)), false) if !s.is_empty() => {
+                Some(Label::Class(s.clone()))
+            }
+            (Some(serde_json::Value::Number(x)), false) if x.is_i64() || x.is_u64() => {
+                Some(Label::Class(x.to_string()))
+            }
+            (Some(v), false) => {
+                return Err(err(format!(
+                    "field `{label_field}` must be a class name or an integer, got {v}"
+                )));
+            }
+        };
+        out.push(Example {
+            texts,
+            label,
+            source: (path.to_path_buf(), n),
+        });
+    }
+    Ok(())
+}
+
+/// The label set: `given` when not empty, else the sorted distinct classes of `train`.
+pub fn label_set(given: &[String], train: &[Example]) -> Vec<String> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    let mut names: Vec<String> = train
+        .iter()
+        .filter_map(|e| match &e.label {
+            Some(Label::Class(c)) => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Index of each example's class in `names`; a class outside the set is an error naming
+/// its file and line. Examples without a label get `None`.
+pub fn class_ids(examples: &[Example], names: &[String]) -> Result<Vec<Option<usize>>> {
+    examples
+        .iter()
+        .map(|e| match &e.label {
+            Some(Label::Class(c)) => {
+                names
+                    .iter()
+                    .position(|n| n == c)
+                    .map(Some)
+                    .ok_or_else(|| FinetuneError::Data {
+                        path: e.source.0.clone(),
+                        line: e.source.1,
+                        message: format!("unknown label \"{c}\" (labels: {})", names.join(", ")),
+                    })
+            }
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// Examples per class, in `names` order.
+pub fn class_counts(ids: &[Option<usize>], classes: usize) -> Vec<usize> {
+    let mut counts = vec![0; classes];
+    for &i in ids.iter().flatten() {
+        counts[i] += 1;
+    }
+    counts
+}

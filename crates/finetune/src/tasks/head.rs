@@ -1,0 +1,101 @@
+//! What a checkpoint with a sequence head holds: `head.toml` (the head's shape and label
+//! names) beside `model.toml`, plus `peft.toml` when the body was adapted. Reward models,
+//! classifiers and regressors all load through [`load_classifier`].
+
+use std::path::Path;
+
+use burn::prelude::*;
+use manabi_model::{DecoderClassifier, ModelConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FinetuneError, Result};
+use crate::peft::{self, PeftConfig};
+use crate::run::PEFT_FILE;
+
+/// The spec file of a model with a sequence head.
+pub const HEAD_FILE: &str = "head.toml";
+
+/// `head.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSpec {
+    /// `score`: a linear head on the last token.
+    pub kind: String,
+    /// Outputs (1 for a reward model or a regressor).
+    pub labels: usize,
+    /// Label names, in output order (empty for a reward model or a regressor).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+impl HeadSpec {
+    /// A `score` head with `labels` outputs named `names`.
+    pub fn score(labels: usize, names: Vec<String>) -> Self {
+        Self {
+            kind: "score".into(),
+            labels,
+            names,
+        }
+    }
+
+    /// `head.toml` text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T> {
+    let p = dir.join(name);
+    let text = std::fs::read_to_string(&p).map_err(|e| FinetuneError::io(&p, e))?;
+    toml::from_str(&text).map_err(|e| FinetuneError::config(p.display().to_string(), e.message()))
+}
+
+/// Loads a folder with a sequence head: manabi (`model.toml` + `head.toml`, with
+/// `peft.toml` when adapted) or Hugging Face `*ForSequenceClassification` (label names
+/// from `id2label`).
+pub fn load_classifier(dir: &Path, device: &Device) -> Result<(DecoderClassifier, HeadSpec)> {
+    if !dir.join("model.toml").exists() {
+        let m = manabi_model::load_classifier_hf(dir, device)?;
+        let labels = m.labels();
+        let names = hf_label_names(dir, labels);
+        return Ok((m, HeadSpec::score(labels, names)));
+    }
+    let head: HeadSpec = read_toml(dir, HEAD_FILE)?;
+    if head.kind != "score" {
+        return Err(FinetuneError::config(
+            format!("{}: kind", dir.join(HEAD_FILE).display()),
+            format!("unknown head `{}` (expected `score`)", head.kind),
+        ));
+    }
+    let cfg: ModelConfig = read_toml(dir, "model.toml")?;
+    let mut m = DecoderClassifier::new(&cfg, head.labels, device);
+    if dir.join(PEFT_FILE).exists() {
+        let p: PeftConfig = read_toml(dir, PEFT_FILE)?;
+        m.lm = peft::rebuild(m.lm, &p)?;
+    }
+    manabi_model::checkpoint::load_weights(&mut m, &dir.join("model.bpk"))?;
+    Ok((m, head))
+}
+
+/// `id2label` of a Hugging Face `config.json`, when it names every output and the names
+/// are not the generic `LABEL_i`.
+fn hf_label_names(dir: &Path, labels: usize) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let names: Vec<String> = (0..labels)
+        .filter_map(|i| v["id2label"][i.to_string()].as_str().map(str::to_string))
+        .collect();
+    let generic = names
+        .iter()
+        .enumerate()
+        .all(|(i, n)| *n == format!("LABEL_{i}"));
+    if names.len() == labels && !generic {
+        names
+    } else {
+        Vec::new()
+    }
+}

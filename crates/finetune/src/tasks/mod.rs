@@ -1,0 +1,14 @@
+//! Downstream tasks on a pre-trained body: sequence classification (sentiment), natural
+//! language inference and semantic similarity (regression), each with a `score` head,
+//! metrics equal to scikit-learn / SciPy, and predictions written next to gold labels;
+//! and prompting without training (zero-, one- and few-shot, chain-of-thought) with
+//! lm-evaluation-harness semantics.
+
+pub mod classify;
+pub mod data;
+pub mod fewshot;
+pub mod head;
+
+pub use classify::{TaskConfig, TaskReport, evaluate_task, train_task};
+pub use data::TaskKind;
+pub use head::{HEAD_FILE, HeadSpec, load_classifier};

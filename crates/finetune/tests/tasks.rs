@@ -1,0 +1,317 @@
+//! Downstream tasks (`manabi task`): a classifier and a regressor on a tiny body learn,
+//! write predictions next to gold labels, export with their label names, resume bit for
+//! bit, and refuse bad data with one line naming file, line and field.
+
+use std::path::{Path, PathBuf};
+
+use manabi_finetune::tasks::classify::TaskConfig;
+use manabi_finetune::tasks::{evaluate_task, load_classifier, train_task};
+use manabi_model::DecoderLm;
+use manabi_model::device::test_device;
+use manabi_objectives::Recipe;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tiny_base(dir: &Path) -> PathBuf {
+    let cfg: manabi_model::ModelConfig = toml::from_str(
+        "family = \"llama\"\nvocab_size = 512\nmax_positions = 128\nd_model = 32\nn_layers = 2\nn_heads = 4\nn_kv_heads = 2\nd_ff = 64\npositions = \"rope\"\nnorm = \"rmsnorm\"\nactivation = \"swiglu\"\ntie_embeddings = true",
+    )
+    .unwrap();
+    let base = dir.join("base");
+    manabi_model::save_native(&DecoderLm::init(&cfg, &test_device(), 3), &base).unwrap();
+    std::fs::copy(
+        root().join("fixtures/tokenize/bpe-en/tokenizer.json"),
+        base.join("tokenizer.json"),
+    )
+    .unwrap();
+    base
+}
+
+fn recipe(base: &Path, out: &Path, kind: &str, data: &str, val: &Path) -> String {
+    let d = root().join("datasets/tasks");
+    format!(
+        r#"
+[run]
+out = "{out}"
+seed = 5
+[model]
+path = "{base}"
+[task]
+kind = "{kind}"
+max_length = 48
+[data]
+train = ["{train}"]
+val = ["{val}"]
+[train]
+steps = 30
+batch_size = 16
+lr = 3e-3
+warmup_steps = 2
+weight_decay = 0.0
+eval_every = 30
+eval_batches = 2
+checkpoint_every = 10
+progress = false
+"#,
+        out = out.display(),
+        base = base.display(),
+        train = d.join(format!("{data}-en.train.jsonl")).display(),
+        val = val.display(),
+    )
+}
+
+/// The first `n` lines of a committed validation file, as a file of its own.
+fn head_of(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("datasets/tasks").join(name)).unwrap();
+    let p = dir.join(name);
+    let lines: Vec<&str> = text.lines().take(n).collect();
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    p
+}
+
+fn mean(v: &[(usize, f64)]) -> f64 {
+    v.iter().map(|x| x.1).sum::<f64>() / v.len() as f64
+}
+
+#[test]
+fn a_classifier_learns_writes_predictions_exports_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(tmp.path());
+    let val = head_of(tmp.path(), "sentiment-en.val.jsonl", 64);
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let out = tmp.path().join("sent");
+    let text = recipe(&base, &out, "classification", "sentiment", &val);
+    let cfg = TaskConfig::parse(&text, &[]).unwrap();
+    let r = train_task(&cfg, device, false).unwrap();
+    let losses = &r.run.losses;
+    assert!(
+        mean(&losses[losses.len() - 6..]) < mean(&losses[..6]),
+        "loss did not fall: {losses:?}"
+    );
+    assert_eq!(
+        r.label_counts
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["negative", "positive"]
+    );
+    assert_eq!(r.label_counts.iter().map(|(_, c)| c).sum::<usize>(), 2000);
+    assert!(r.run.eval_metrics.contains_key("eval/accuracy"));
+    assert!(r.run.eval_metrics.contains_key("eval/macro_f1"));
+    // Predictions next to gold, one per validation example.
+    let val_split = &r.splits[0];
+    assert_eq!(val_split.examples, 64);
+    let preds = std::fs::read_to_string(&val_split.predictions).unwrap();
+    let rows: Vec<serde_json::Value> = preds
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 64);
+    let correct = rows.iter().filter(|v| v["pred"] == v["label"]).count();
+    let acc = val_split
+        .metrics
+        .iter()
+        .find(|(k, _)| k == "accuracy")
+        .unwrap()
+        .1;
+    assert!((acc - correct as f64 / 64.0).abs() < 1e-12);
+    for v in &rows {
+        let p: f64 = v["probs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .sum();
+        assert!((p - 1.0).abs() < 1e-9 && v["sentence"].is_string());
+    }
+    // The checkpoint evaluates on its own (task.toml, head.toml, tokenizer.json) to the
+    // same numbers, and predicts unlabelled data.
+    let ckpt = r.run.checkpoint.clone().unwrap();
+    let plain = test_device();
+    let again = evaluate_task(
+        &ckpt,
+        std::slice::from_ref(&val),
+        &tmp.path().join("p.jsonl"),
+        7,
+        &plain,
+    )
+    .unwrap();
+    for ((k, a), (_, b)) in again.metrics.iter().zip(&val_split.metrics) {
+        assert!((a - b).abs() < 1e-9, "{k}: {a} vs {b}");
+    }
+    let unlabelled = tmp.path().join("unlabelled.jsonl");
+    std::fs::write(&unlabelled, "{\"sentence\": \"The film was great.\"}\n").unwrap();
+    let p = evaluate_task(&ckpt, &[unlabelled], &tmp.path().join("u.jsonl"), 4, &plain).unwrap();
+    assert!(p.metrics.is_empty());
+    let u = std::fs::read_to_string(tmp.path().join("u.jsonl")).unwrap();
+    assert!(u.contains("\"pred\":") && !u.contains("\"label\":"), "{u}");
+    // Hugging Face export carries the label names.
+    let (m, head) = load_classifier(&ckpt, &plain).unwrap();
+    assert_eq!(head.names, ["negative", "positive"]);
+    let hf = tmp.path().join("hf");
+    m.export_hf(&hf, None, 0, &head.names).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
+    assert_eq!(json["id2label"]["1"], "positive");
+    assert_eq!(json["label2id"]["negative"], 0);
+    let (_, back) = load_classifier(&hf, &plain).unwrap();
+    assert_eq!(back.names, head.names);
+    // Resume: stop after 10 steps, continue, and get the straight run's losses.
+    let out2 = tmp.path().join("sent2");
+    let text2 = recipe(&base, &out2, "classification", "sentiment", &val);
+    let stop = ["train.stop_after=10".to_string()];
+    let r1 = train_task(&TaskConfig::parse(&text2, &stop).unwrap(), device, false).unwrap();
+    let r2 = train_task(&TaskConfig::parse(&text2, &[]).unwrap(), device, true).unwrap();
+    let joined: Vec<(usize, f64)> = r1
+        .run
+        .losses
+        .iter()
+        .chain(&r2.run.losses)
+        .copied()
+        .collect();
+    assert_eq!(&joined, losses);
+}
+
+#[test]
+fn a_similarity_regressor_learns_and_reports_pearson_and_spearman() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(tmp.path());
+    let val = head_of(tmp.path(), "sts-en.val.jsonl", 48);
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let text = recipe(&base, &tmp.path().join("sts"), "sts", "sts", &val);
+    let r = train_task(&TaskConfig::parse(&text, &[]).unwrap(), device, false).unwrap();
+    let losses = &r.run.losses;
+    // Squared error starts near E[y²] ≈ 9 (scores 0–5) and must fall well below it.
+    assert!(
+        mean(&losses[losses.len() - 6..]) < 0.5 * mean(&losses[..3]),
+        "{losses:?}"
+    );
+    let names: Vec<&str> = r.splits[0]
+        .metrics
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(names, ["pearson", "spearman"]);
+    assert!(r.splits[0].metrics.iter().all(|(_, v)| v.is_finite()));
+    assert!(r.label_counts.is_empty() && r.splits[0].majority_baseline.is_none());
+}
+
+fn err_of(base: &Path, dir: &Path, kind: &str, train: &str, val: &str, sets: &[&str]) -> String {
+    let (t, v) = (dir.join("t.jsonl"), dir.join("v.jsonl"));
+    std::fs::write(&t, train).unwrap();
+    std::fs::write(&v, val).unwrap();
+    let text = format!(
+        "[run]\nout = \"{}\"\n[model]\npath = \"{}\"\n[task]\nkind = \"{kind}\"\n[data]\ntrain = [\"{}\"]\nval = [\"{}\"]\n[train]\nsteps = 1\nprogress = false\n",
+        dir.join("out").display(),
+        base.display(),
+        t.display(),
+        v.display()
+    );
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    match TaskConfig::parse(&text, &sets) {
+        Err(e) => e.to_string(),
+        Ok(cfg) => train_task(&cfg, manabi_model::DeviceChoice::from_env().unwrap(), false)
+            .map(|_| String::from("no error"))
+            .unwrap_or_else(|e| e.to_string()),
+    }
+}
+
+#[test]
+fn bad_task_data_and_settings_are_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(tmp.path());
+    let d = tmp.path();
+    let good = "{\"sentence\": \"good\", \"label\": \"positive\"}\n{\"sentence\": \"bad\", \"label\": \"negative\"}\n";
+    // (kind, train file, val file, --set overrides, what the error must say)
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a [&'a str]);
+    let cases: [Case; 8] = [
+        (
+            "classification",
+            good,
+            "{\"sentence\": \"ok\", \"label\": \"neutral\"}\n",
+            &[],
+            &[
+                "v.jsonl:1",
+                "unknown label \"neutral\"",
+                "negative, positive",
+            ],
+        ),
+        (
+            "classification",
+            "{\"sentence\": \"good\", \"label\": \"positive\"}\n{\"text\": \"bad\", \"label\": \"negative\"}\n",
+            good,
+            &[],
+            &["t.jsonl:2", "missing field `sentence`"],
+        ),
+        (
+            "classification",
+            "{\"sentence\": \"  \", \"label\": \"positive\"}\n",
+            good,
+            &[],
+            &["t.jsonl:1", "`sentence` is empty"],
+        ),
+        (
+            "sts",
+            "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": \"high\"}\n",
+            good,
+            &[],
+            &["t.jsonl:1", "`label` must be a number"],
+        ),
+        (
+            "nli",
+            "{\"sentence1\": \"a\", \"sentence2\": \"b\", \"label\": \"entailment\"}\nnot json\n",
+            good,
+            &[],
+            &["t.jsonl:2", "invalid JSON"],
+        ),
+        (
+            "classification",
+            "{\"sentence\": \"good\", \"label\": \"positive\"}\n",
+            good,
+            &[],
+            &["at least two classes"],
+        ),
+        (
+            "sts",
+            good,
+            good,
+            &["task.labels=[\"a\", \"b\"]"],
+            &["task.labels", "no class labels"],
+        ),
+        (
+            "classification",
+            good,
+            good,
+            &["task.kind=\"ner\""],
+            &["task.kind"],
+        ),
+    ];
+    for (kind, train, val, sets, want) in cases {
+        let e = err_of(&base, d, kind, train, val, sets);
+        assert!(!e.contains('\n'), "{e}");
+        for w in want {
+            assert!(e.contains(w), "`{w}` not in: {e}");
+        }
+    }
+    // A checkpoint that is not a task model.
+    let e = evaluate_task(
+        &base,
+        &[d.join("v.jsonl")],
+        &d.join("p.jsonl"),
+        4,
+        &test_device(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("task.toml") && e.contains("manabi task"), "{e}");
+}
+
+#[test]
+fn every_task_recipe_parses() {
+    for entry in std::fs::read_dir(root().join("configs/tasks")).unwrap() {
+        let path = entry.unwrap().path();
+        TaskConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
