@@ -12,15 +12,23 @@ Writes `datasets/tasks/{sentiment,nli,sts}-{en,ja}.{train,val,test}.jsonl`:
 - sts (JSTS layout): {"sentence1", "sentence2", "label": 0.0–5.0}; two scenes of four slots
   (colour, animal, action, place); the score is 5 × shared slots ÷ 4, so similarity is
   defined by the data and a model can learn it.
+- ner (Japanese Wikipedia NER layout): {"text", "entities": [{"name", "span": [start, end],
+  "type"}]} with character spans (end exclusive) of PER, LOC and PET in short sentences;
+  validation and test use generate_sft.py's held-out people, towns and pets only, so the
+  model must tag names it never saw;
+- summarise: {"document", "summary"} (`manabi sft`, format `summarise`): generate_sft.py's
+  summaries (3–5 fact sentences about one person → "Mara is a baker who lives in Tolven."),
+  with the training words of its vocabulary, in more examples than sft/ has.
 Byte-identical on every run (fixed seeds); names come from generate_sft.py's lists.
 """
 
 import json
 import random
+import re
 from pathlib import Path
 
-from generate_sft import (EN_ANIMALS, EN_JOBS, JA_ANIMALS, JA_JOBS, en_people, en_towns,
-                          ja_people, ja_towns)
+from generate_sft import (EN_ANIMALS, EN_JOBS, JA_ANIMALS, JA_JOBS, build_vocab, en_people,
+                          en_towns, ja_people, ja_towns, summary_example)
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "tasks"
@@ -136,6 +144,48 @@ def sts(lang: str, rng: random.Random) -> dict:
             "label": round(5.0 * shared / 4.0, 2)}
 
 
+# ---------------------------------------------------------------- NER
+EN_NER = [
+    "{P} lives in {L}.",
+    "{P} and {P} walked to {L} with {PET}.",
+    "{P} has a {animal} called {PET}.",
+    "Yesterday {P} visited {P} in {L}.",
+    "The road from {L} to {L} is long.",
+    "{P}'s best friend is {P}.",
+    "In {L}, {P} found a {animal} and named it {PET}.",
+    "Everyone in {L} knows {P}.",
+]
+JA_NER = [
+    "{P}は{L}に住んでいます。",
+    "{P}と{P}は{PET}を連れて{L}へ歩いた。",
+    "{P}の{animal}の名前は{PET}です。",
+    "昨日、{P}は{L}で{P}に会った。",
+    "{L}から{L}までの道は長い。",
+    "{P}の親友は{P}です。",
+    "{L}で{P}は{animal}を見つけて{PET}と名付けた。",
+    "{L}の人はみんな{P}を知っている。",
+]
+NER_TYPES = {"P": ("PER", "person"), "L": ("LOC", "town"), "PET": ("PET", "pet")}
+
+
+def ner(lang: str, rng: random.Random, words: dict) -> dict:
+    template = rng.choice(EN_NER if lang == "en" else JA_NER)
+    text, entities, used = "", [], set()
+    for i, part in enumerate(re.split(r"\{(\w+)\}", template)):
+        if i % 2 == 0:
+            text += part
+            continue
+        if part == "animal":
+            text += rng.choice(words["animal"])
+            continue
+        kind, pool = NER_TYPES[part]
+        word = rng.choice([w for w in words[pool] if w not in used])
+        used.add(word)
+        entities.append({"name": word, "span": [len(text), len(text) + len(word)], "type": kind})
+        text += word
+    return {"text": text, "entities": entities}
+
+
 def unique(make, n_total: int, rng: random.Random, key) -> list[dict]:
     seen, out = set(), []
     while len(out) < n_total:
@@ -152,11 +202,14 @@ def main() -> None:
     total = sum(SIZES.values())
     people = {"en": en_people(), "ja": ja_people()}
     towns = {"en": en_towns(), "ja": ja_towns()}
+    vocab = build_vocab()
     makers = {
         "sentiment": (lambda lang: lambda r: sentiment(lang, r), lambda x: x["sentence"]),
         "nli": (lambda lang: lambda r: nli(lang, r, people[lang], towns[lang]),
                 lambda x: (x["sentence1"], x["sentence2"])),
         "sts": (lambda lang: lambda r: sts(lang, r), lambda x: (x["sentence1"], x["sentence2"])),
+        "summarise": (lambda lang: lambda r: summary_example(lang, vocab[lang]["train"], r),
+                      lambda x: x["document"]),
     }
     for t, (task, (make, key)) in enumerate(makers.items()):
         for l, lang in enumerate(["en", "ja"]):
@@ -170,6 +223,23 @@ def main() -> None:
                 path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs),
                                 encoding="utf-8")
                 print(f"{path.relative_to(HERE.parent)}: {len(recs)}")
+    # NER: training sentences from the training words, validation and test from the
+    # held-out ones.
+    for l, lang in enumerate(["en", "ja"]):
+        rng = random.Random(SEED + 500 + l)
+        key = lambda x: x["text"]  # noqa: E731
+        train = unique(lambda r: ner(lang, r, vocab[lang]["train"]), SIZES["train"], rng, key)
+        held = unique(lambda r: ner(lang, r, vocab[lang]["val"]), SIZES["val"] + SIZES["test"],
+                      rng, key)
+        for split, recs in {"train": train, "val": held[:SIZES["val"]],
+                            "test": held[SIZES["val"]:]}.items():
+            for r in recs:
+                for e in r["entities"]:
+                    assert r["text"][e["span"][0]:e["span"][1]] == e["name"], r
+            path = OUT / f"ner-{lang}.{split}.jsonl"
+            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs),
+                            encoding="utf-8")
+            print(f"{path.relative_to(HERE.parent)}: {len(recs)}")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ fn metrics(
                 ..Default::default()
             },
             batch_size: 32,
+            rouge: false,
         };
         let (em, _) = manabi_finetune::sft::scores(&g.predict(model)?);
         out.push((format!("exact match ({})", path.display()), em));

@@ -418,6 +418,12 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
                     .is_some_and(|a| a.ends_with("ForSequenceClassification")) =>
         {
             let (m, head) = manabi_finetune::tasks::load_classifier(&args.model, &device)?;
+            if head.kind == "token" {
+                anyhow::bail!(
+                    "{}: a token-classification (NER) head has no Hugging Face export yet; use the manabi checkpoint with `manabi task --model`",
+                    args.model.display()
+                );
+            }
             let pad = match tok {
                 Some(t) => manabi_finetune::sft::Specials::of(&TextTokenizer::load(t)?)?.pad,
                 None => 0,

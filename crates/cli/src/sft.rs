@@ -45,6 +45,21 @@ pub fn run(args: &SftArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
             100.0 * eos
         );
     }
+    let show = |r: [f64; 3]| {
+        format!(
+            "ROUGE-1 {:.4}, ROUGE-2 {:.4}, ROUGE-L {:.4}",
+            r[0], r[1], r[2]
+        )
+    };
+    if let Some(x) = r.rouge {
+        println!("validation: {}", show(x));
+    }
+    if let Some(x) = r.lead_rouge {
+        println!(
+            "lead-1 baseline (first sentence of each document): {}",
+            show(x)
+        );
+    }
     for (name, s) in [("train", &r.train_stats), ("val", &r.val_stats)] {
         if s.truncated + s.dropped > 0 {
             println!(

@@ -95,6 +95,10 @@ pub struct EvalConfig {
     pub max_new_tokens: usize,
     /// Prompts per generation batch.
     pub batch_size: usize,
+    /// Also ROUGE-1/2/L F1 of the generations against the gold responses (rouge-score's
+    /// tokens, or one token per character for text with Japanese); for the `summarise`
+    /// format also the lead baseline (the document's first sentence as the summary).
+    pub rouge: bool,
 }
 
 impl Default for EvalConfig {
@@ -104,6 +108,7 @@ impl Default for EvalConfig {
             max_examples: 200,
             max_new_tokens: 32,
             batch_size: 32,
+            rouge: false,
         }
     }
 }

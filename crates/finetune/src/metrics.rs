@@ -187,6 +187,50 @@ pub enum RougeTokens {
     Chars,
 }
 
+impl RougeTokens {
+    /// `Chars` for text with letters outside ASCII (Japanese), which rouge-score's default
+    /// tokenizer would drop entirely; `Default` otherwise.
+    pub fn for_text(text: &str) -> Self {
+        if text.chars().any(|c| c.is_alphanumeric() && !c.is_ascii()) {
+            Self::Chars
+        } else {
+            Self::Default
+        }
+    }
+}
+
+/// Mean ROUGE-1, ROUGE-2 and ROUGE-L F1 of `(target, prediction)` pairs, each pair
+/// tokenized by [`RougeTokens::for_text`] of its target.
+pub fn rouge_f1(pairs: &[(&str, &str)]) -> [f64; 3] {
+    let n = pairs.len().max(1) as f64;
+    let mut sum = [0.0; 3];
+    for (t, p) in pairs {
+        let how = RougeTokens::for_text(t);
+        sum[0] += rouge_n(t, p, 1, how).fmeasure;
+        sum[1] += rouge_n(t, p, 2, how).fmeasure;
+        sum[2] += rouge_l(t, p, how).fmeasure;
+    }
+    sum.map(|x| x / n)
+}
+
+/// The first sentence of `text` (up to and including the first `.`, `!`, `?` or `。`
+/// that ends a sentence): the lead-1 summary baseline.
+pub fn lead_sentence(text: &str) -> &str {
+    let t = text.trim_start();
+    let mut chars = t.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let end = i + c.len_utf8();
+        match c {
+            '。' | '！' | '？' => return &t[..end],
+            '.' | '!' | '?' if chars.peek().is_none_or(|(_, n)| n.is_whitespace()) => {
+                return &t[..end];
+            }
+            _ => {}
+        }
+    }
+    t
+}
+
 /// Tokens as rouge-score makes them.
 pub fn rouge_tokens(text: &str, how: RougeTokens) -> Vec<String> {
     match how {

@@ -73,6 +73,10 @@ pub struct SftReport {
     pub exact_match: Option<f64>,
     /// Share of generated answers that ended with EOS.
     pub eos_rate: Option<f64>,
+    /// ROUGE-1/2/L F1 of the generations (with `eval.rouge`).
+    pub rouge: Option<[f64; 3]>,
+    /// ROUGE-1/2/L F1 of the lead-1 baseline (summarise format, with `eval.rouge`).
+    pub lead_rouge: Option<[f64; 3]>,
     /// Parameters that trained.
     pub trainable_params: usize,
     /// All parameters.
@@ -153,6 +157,34 @@ pub fn prepare(cfg: &SftConfig) -> Result<Prepared> {
     })
 }
 
+/// Validation examples that generation-based evaluation uses.
+fn task_eval_len(cfg: &SftConfig, p: &Prepared) -> usize {
+    if cfg.eval.max_examples == 0 {
+        p.val.examples.len()
+    } else {
+        cfg.eval.max_examples.min(p.val.examples.len())
+    }
+}
+
+/// ROUGE of the lead-1 summary (each document's first sentence) when the records are
+/// documents with summaries.
+fn lead_baseline(records: &[crate::sft::data::Record]) -> Option<[f64; 3]> {
+    let mut pairs = Vec::with_capacity(records.len());
+    for r in records {
+        match r {
+            crate::sft::data::Record::Fields {
+                format: Format::Summarise,
+                values,
+            } => {
+                let doc = values.get("document").map_or("", String::as_str);
+                pairs.push((r.final_response(), crate::metrics::lead_sentence(doc)));
+            }
+            _ => return None,
+        }
+    }
+    (!pairs.is_empty()).then(|| crate::metrics::rouge_f1(&pairs))
+}
+
 /// Runs (or resumes) the SFT recipe `cfg`.
 pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: bool) -> Result<SftReport> {
     let device = device_choice.resolve()?;
@@ -213,11 +245,7 @@ pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: bool) -> Result
     }
 
     let generation = cfg.eval.generate.then(|| {
-        let n = if cfg.eval.max_examples == 0 {
-            p.val.examples.len()
-        } else {
-            cfg.eval.max_examples.min(p.val.examples.len())
-        };
+        let n = task_eval_len(cfg, &p);
         GenerationEval {
             prompts: p.val.examples[..n].iter().map(sft::prompt_of).collect(),
             answers: p.val.records[..n]
@@ -233,8 +261,12 @@ pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: bool) -> Result
                 ..GenerateOptions::default()
             },
             batch_size: cfg.eval.batch_size,
+            rouge: cfg.eval.rouge,
         }
     });
+    let lead_rouge = (cfg.eval.generate && cfg.eval.rouge)
+        .then(|| lead_baseline(&p.val.records[..task_eval_len(cfg, &p)]))
+        .flatten();
     let rows = encode::rows(
         &p.train.examples,
         cfg.data.block_size,
@@ -252,13 +284,14 @@ pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: bool) -> Result
         generation,
     };
     let run = trainer.fit(&task, model, resume)?;
-    let (mut exact_match, mut eos_rate, mut predictions) = (None, None, None);
+    let (mut exact_match, mut eos_rate, mut predictions, mut rouge) = (None, None, None, None);
     if let (Some(g), Some(dir)) = (&task.generation, &run.checkpoint) {
         let (model, _) = load_decoder(dir, &device)?;
         let preds = g.predict(&model)?;
         let (em, eos) = sft::scores(&preds);
         let path = out.join("predictions.jsonl");
         sft::write_predictions(&path, &preds)?;
+        rouge = g.rouge.then(|| sft::rouge_scores(&preds));
         (exact_match, eos_rate, predictions) = (Some(em), Some(eos), Some(path));
     }
     Ok(SftReport {
@@ -268,6 +301,8 @@ pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: bool) -> Result
         skipped_lines: p.skipped,
         exact_match,
         eos_rate,
+        rouge,
+        lead_rouge,
         trainable_params: trainable,
         total_params: total,
         predictions,

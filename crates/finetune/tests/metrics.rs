@@ -143,3 +143,50 @@ fn rouge_equals_rouge_score() {
         }
     }
 }
+
+#[test]
+fn rouge_means_choose_character_tokens_for_japanese_and_lead_takes_the_first_sentence() {
+    use manabi_finetune::metrics::{lead_sentence, rouge_f1};
+    assert_eq!(
+        RougeTokens::for_text("Mara is a baker."),
+        RougeTokens::Default
+    );
+    assert_eq!(
+        RougeTokens::for_text("ホハナは北山町に住む"),
+        RougeTokens::Chars
+    );
+    // Each pair scored as the fixture-checked functions score it, then averaged.
+    let pairs = [
+        ("Mara is a baker who lives in Tolven.", "Mara is a cook."),
+        (
+            "ホハナは北山町に住むパン屋です。",
+            "ホハナは北山町に住んでいます。",
+        ),
+    ];
+    let got = rouge_f1(&pairs);
+    let one = |t: &str, p: &str, k: usize| {
+        let how = RougeTokens::for_text(t);
+        match k {
+            0 => rouge_n(t, p, 1, how).fmeasure,
+            1 => rouge_n(t, p, 2, how).fmeasure,
+            _ => rouge_l(t, p, how).fmeasure,
+        }
+    };
+    for (k, g) in got.iter().enumerate() {
+        let want = (one(pairs[0].0, pairs[0].1, k) + one(pairs[1].0, pairs[1].1, k)) / 2.0;
+        assert!((g - want).abs() < 1e-12 && *g > 0.0, "{k}: {g} vs {want}");
+    }
+    assert_eq!(
+        lead_sentence("Gisu works as a miner. Gisu lives in Tarford."),
+        "Gisu works as a miner."
+    );
+    assert_eq!(
+        lead_sentence("It cost 3.5 yen! Then more."),
+        "It cost 3.5 yen!"
+    );
+    assert_eq!(
+        lead_sentence("トマリの仕事は教師です。トマリは高谷町に住んでいます。"),
+        "トマリの仕事は教師です。"
+    );
+    assert_eq!(lead_sentence("no end"), "no end");
+}

@@ -277,6 +277,43 @@ fn sft_loss_falls_on_the_qa_set() {
 }
 
 #[test]
+fn summaries_are_scored_by_rouge_next_to_the_lead_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base_model(tmp.path());
+    let tasks = root().join("datasets/tasks");
+    let text = recipe(tmp.path(), &base, "summ", "rouge = true")
+        .replace(
+            &root()
+                .join("datasets/sft/qa-en.train.jsonl")
+                .display()
+                .to_string(),
+            &tasks.join("summarise-en.train.jsonl").display().to_string(),
+        )
+        .replace(
+            &root()
+                .join("datasets/sft/qa-en.val.jsonl")
+                .display()
+                .to_string(),
+            &tasks.join("summarise-ja.val.jsonl").display().to_string(),
+        );
+    let cfg = SftConfig::parse(&text, &[]).unwrap();
+    let r = manabi_finetune::sft(&cfg, DeviceChoice::from_env().unwrap(), false).unwrap();
+    for k in ["eval/rouge1", "eval/rouge2", "eval/rougeL"] {
+        assert!(r.run.eval_metrics.contains_key(k), "{k}");
+    }
+    let rouge = r.rouge.unwrap();
+    assert!(rouge.iter().all(|x| (0.0..=1.0).contains(x)));
+    // The lead baseline of the first 8 Japanese documents, with character tokens: the
+    // first sentence shares the name and the job with the summary, so it scores > 0.
+    let lead = r.lead_rouge.unwrap();
+    assert!(lead[0] > 0.2 && lead[2] > 0.2, "{lead:?}");
+    // Predictions written with their gold summaries.
+    let preds = std::fs::read_to_string(r.predictions.unwrap()).unwrap();
+    assert_eq!(preds.lines().count(), 8);
+    assert!(preds.contains("に住む"), "{preds}");
+}
+
+#[test]
 fn bad_data_and_config_values_name_the_line_or_key() {
     let tmp = tempfile::tempdir().unwrap();
     let base = base_model(tmp.path());

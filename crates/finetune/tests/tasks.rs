@@ -284,7 +284,7 @@ fn bad_task_data_and_settings_are_one_line_errors() {
             "classification",
             good,
             good,
-            &["task.kind=\"ner\""],
+            &["task.kind=\"parsing\""],
             &["task.kind"],
         ),
     ];
@@ -314,4 +314,116 @@ fn every_task_recipe_parses() {
         let path = entry.unwrap().path();
         TaskConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
+}
+
+#[test]
+fn an_ner_tagger_learns_and_predicts_character_spans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(tmp.path());
+    let val = head_of(tmp.path(), "ner-en.val.jsonl", 40);
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let text = recipe(&base, &tmp.path().join("ner"), "ner", "ner", &val)
+        .replace("steps = 30", "steps = 40")
+        .replace("eval_every = 30", "eval_every = 40");
+    let r = train_task(&TaskConfig::parse(&text, &[]).unwrap(), device, false).unwrap();
+    let losses = &r.run.losses;
+    assert!(
+        mean(&losses[losses.len() - 6..]) < 0.5 * mean(&losses[..3]),
+        "{losses:?}"
+    );
+    // Types sorted from the data; entity counts of the training file.
+    let types: Vec<&str> = r.label_counts.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(types, ["LOC", "PER", "PET"]);
+    let names: Vec<&str> = r.splits[0]
+        .metrics
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(names, ["precision", "recall", "f1"]);
+    assert!(r.run.eval_metrics.contains_key("eval/f1"));
+    // Every predicted span is the exact characters of its name, without spaces.
+    let preds = std::fs::read_to_string(&r.splits[0].predictions).unwrap();
+    let mut spans = 0;
+    for line in preds.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let chars: Vec<char> = v["text"].as_str().unwrap().chars().collect();
+        for e in v["predicted"].as_array().unwrap() {
+            let (s, t) = (
+                e["span"][0].as_u64().unwrap() as usize,
+                e["span"][1].as_u64().unwrap() as usize,
+            );
+            let covered: String = chars[s..t].iter().collect();
+            assert_eq!(covered, e["name"].as_str().unwrap());
+            assert_eq!(covered.trim(), covered);
+            spans += 1;
+        }
+        assert!(v["entities"].is_array());
+    }
+    assert!(spans > 0, "no entity predicted: {preds}");
+    // The checkpoint predicts unlabelled text on its own, and refuses HF export.
+    let ckpt = r.run.checkpoint.unwrap();
+    let u = tmp.path().join("u.jsonl");
+    std::fs::write(&u, "{\"text\": \"Mara lives in Tolven.\"}\n").unwrap();
+    let p = evaluate_task(&ckpt, &[u], &tmp.path().join("up.jsonl"), 4, &test_device()).unwrap();
+    assert!(p.metrics.is_empty());
+    let out = std::fs::read_to_string(tmp.path().join("up.jsonl")).unwrap();
+    assert!(
+        out.contains("\"predicted\":") && !out.contains("\"entities\":"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_entity_spans_are_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let good = "{\"text\": \"Mara lives in Tolven.\", \"entities\": [{\"name\": \"Mara\", \"span\": [0, 4], \"type\": \"PER\"}]}";
+    let cases = [
+        (
+            "{\"text\": \"Mara\", \"entities\": [{\"name\": \"Mara\", \"span\": [0, 9], \"type\": \"PER\"}]}",
+            "outside the text",
+        ),
+        (
+            "{\"text\": \"Mara lives\", \"entities\": [{\"name\": \"Tolven\", \"span\": [0, 4], \"type\": \"PER\"}]}",
+            "covers \"Mara\", not \"Tolven\"",
+        ),
+        (
+            "{\"text\": \"Mara lives\", \"entities\": [{\"span\": [0, 4], \"type\": \"PER\"}, {\"span\": [2, 6], \"type\": \"LOC\"}]}",
+            "overlap",
+        ),
+        (
+            "{\"text\": \"Mara lives\", \"entities\": [{\"span\": [0], \"type\": \"PER\"}]}",
+            "[start, end]",
+        ),
+        (
+            "{\"text\": \"Mara lives\", \"entities\": [{\"span\": [0, 4]}]}",
+            "missing `type`",
+        ),
+        ("{\"text\": \"\", \"entities\": []}", "non-empty string"),
+    ];
+    for (i, (line, want)) in cases.iter().enumerate() {
+        let p = d.join(format!("n{i}.jsonl"));
+        std::fs::write(&p, format!("{good}\n{line}\n")).unwrap();
+        let e = manabi_finetune::tasks::ner::read_ner(&[p], &Default::default(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("n{i}.jsonl:2")) && e.contains(want),
+            "{e}"
+        );
+    }
+    // A validation entity type the training data never had.
+    let base = tiny_base(d);
+    let e = err_of(
+        &base,
+        d,
+        "ner",
+        &format!("{good}\n"),
+        "{\"text\": \"Tolven\", \"entities\": [{\"name\": \"Tolven\", \"span\": [0, 6], \"type\": \"LOC\"}]}\n",
+        &[],
+    );
+    assert!(
+        e.contains("v.jsonl:1") && e.contains("unknown entity type \"LOC\""),
+        "{e}"
+    );
 }

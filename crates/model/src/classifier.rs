@@ -71,6 +71,18 @@ impl DecoderClassifier {
         self.score.forward(picked)
     }
 
+    /// Scores of every token (token classification: the same body and head, read at
+    /// each position; a causal body sees only the tokens up to each one).
+    ///
+    /// # Shapes
+    /// - ids: `[batch, seq]`
+    /// - returns `[batch, seq, labels]`
+    pub fn forward_tokens(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let x = self.lm.embed_tokens.forward(ids);
+        let h = self.lm.hidden_states(x, &ForwardOptions::default(), None);
+        self.score.forward(h)
+    }
+
     /// Writes the Hugging Face `*ForSequenceClassification` layout: the body's tensors,
     /// `score.weight` `[labels, d]`, and a `config.json` naming the architecture, the
     /// labels (`names`, or `LABEL_i` when empty) and the pad token (how `transformers`

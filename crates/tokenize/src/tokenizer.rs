@@ -274,6 +274,26 @@ impl TextTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Ids of `text` with the character span `[start, end)` of `text` that each token
+    /// covers (for aligning character-level labels, such as entity spans, to tokens).
+    /// Not available with a morphological dictionary, which changes the text first.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<Vec<(u32, usize, usize)>> {
+        if let Cow::Owned(_) = self.pre_split(text)? {
+            return Err(TokenizeError::Tokenizers(
+                "character offsets are not available with morphological pre-splitting".into(),
+            ));
+        }
+        let enc = guarded(|| self.inner.encode_char_offsets(text, false))
+            .map_err(TokenizeError::Tokenizers)?
+            .map_err(|e| TokenizeError::Tokenizers(e.to_string()))?;
+        Ok(enc
+            .get_ids()
+            .iter()
+            .zip(enc.get_offsets())
+            .map(|(&id, &(s, e))| (id, s, e))
+            .collect())
+    }
+
     /// Token strings of `text` (for inspection).
     pub fn tokens(&self, text: &str) -> Result<Vec<String>> {
         let text = self.pre_split(text)?;

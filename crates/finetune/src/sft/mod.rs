@@ -137,6 +137,8 @@ pub struct GenerationEval {
     pub options: GenerateOptions,
     /// Prompts per batch.
     pub batch_size: usize,
+    /// Also report ROUGE-1/2/L F1.
+    pub rouge: bool,
 }
 
 /// One generated answer next to its gold answer.
@@ -192,6 +194,15 @@ pub fn scores(p: &[Prediction]) -> (f64, f64) {
         p.iter().filter(|x| x.exact_match).count() as f64 / n,
         p.iter().filter(|x| x.ended_with_eos).count() as f64 / n,
     )
+}
+
+/// Mean ROUGE-1/2/L F1 of predictions against their gold answers.
+pub fn rouge_scores(p: &[Prediction]) -> [f64; 3] {
+    let pairs: Vec<(&str, &str)> = p
+        .iter()
+        .map(|x| (x.gold.as_str(), x.prediction.as_str()))
+        .collect();
+    crate::metrics::rouge_f1(&pairs)
 }
 
 /// SFT as a [`Task`] of the shared Trainer.
@@ -270,7 +281,17 @@ impl Task for SftTask {
             .predict(model)
             .map_err(|e| manabi_objectives::TrainError::Data(e.to_string()))?;
         let (em, eos) = scores(&p);
-        Ok(vec![("exact_match".into(), em), ("eos_rate".into(), eos)])
+        let mut out = vec![("exact_match".into(), em), ("eos_rate".into(), eos)];
+        if g.rouge {
+            let r = rouge_scores(&p);
+            out.extend(
+                ["rouge1", "rouge2", "rougeL"]
+                    .iter()
+                    .map(|k| k.to_string())
+                    .zip(r),
+            );
+        }
+        Ok(out)
     }
 }
 

@@ -411,6 +411,82 @@ fn spec_toml(settings: &TaskSettings) -> String {
     toml::to_string_pretty(settings).unwrap_or_default()
 }
 
+/// What every task run starts with: the Trainer, the tokenizer and its special tokens.
+pub(crate) struct Setup {
+    pub trainer: Trainer,
+    pub tokenizer: TextTokenizer,
+    pub specials: Specials,
+    pub device: Device,
+    tok_path: PathBuf,
+}
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup")
+            .field("tokenizer", &self.tok_path)
+            .finish()
+    }
+}
+
+impl Setup {
+    pub(crate) fn new(cfg: &TaskConfig, device_choice: DeviceChoice) -> Result<Self> {
+        let device = device_choice.resolve()?;
+        let trainer = Trainer::new(&device, cfg.train.clone(), &cfg.run.out, cfg.run.seed)?;
+        let tok_path = cfg
+            .model
+            .tokenizer
+            .clone()
+            .unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
+        let tokenizer = TextTokenizer::load(&tok_path)?;
+        let specials = Specials::of(&tokenizer)?;
+        Ok(Self {
+            trainer,
+            tokenizer,
+            specials,
+            device,
+            tok_path,
+        })
+    }
+
+    /// The body of `cfg.model` with a `head` (its LM head dropped), adapted as
+    /// `cfg.peft` says; records the recipe, tokenizer and spec files in the Trainer.
+    pub(crate) fn model(
+        &mut self,
+        cfg: &TaskConfig,
+        head: HeadSpec,
+        settings: &TaskSettings,
+    ) -> Result<(DecoderClassifier, usize)> {
+        self.trainer.device().seed(cfg.run.seed);
+        manabi_model::init::seed(cfg.run.seed);
+        let (body, adapted) = load_decoder(&cfg.model.path, self.trainer.device())?;
+        let body = if adapted.is_some() {
+            merged(body)
+        } else {
+            body
+        };
+        let mut model = DecoderClassifier::from_lm(body, head.labels);
+        model.lm = peft::apply(model.lm, &cfg.peft)?;
+        let (trainable, total) = peft::describe(&model);
+        println!(
+            "{:?} + {} head ({} outputs): {trainable} trainable of {total} parameters",
+            cfg.peft.method, head.kind, head.labels
+        );
+        let t = &mut self.trainer;
+        t.config_toml =
+            toml::to_string_pretty(cfg).map_err(|e| FinetuneError::io(&cfg.run.out, e))?;
+        t.tokenizer = Some(self.tok_path.clone());
+        t.spec_files = vec![
+            (HEAD_FILE.into(), head.to_toml()),
+            (TASK_FILE.into(), spec_toml(settings)),
+        ];
+        if cfg.peft.method != Method::Full {
+            t.spec_files
+                .push((PEFT_FILE.to_string(), cfg.peft.to_toml()));
+        }
+        Ok((model, trainable))
+    }
+}
+
 /// Trains (or resumes) a task model, then evaluates the last checkpoint on the
 /// validation and test files and writes `predictions-<split>.jsonl` into the run folder.
 pub fn train_task(
@@ -418,16 +494,11 @@ pub fn train_task(
     device_choice: DeviceChoice,
     resume: bool,
 ) -> Result<TaskReport> {
-    let device = device_choice.resolve()?;
-    let out = cfg.run.out.clone();
-    let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;
-    let tok_path = cfg
-        .model
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
-    let tokenizer = TextTokenizer::load(&tok_path)?;
-    let specials = Specials::of(&tokenizer)?;
+    if cfg.task.kind == TaskKind::Ner {
+        return crate::tasks::ner::train_ner(cfg, device_choice, resume);
+    }
+    let mut run = Setup::new(cfg, device_choice)?;
+    let (tokenizer, specials) = (&run.tokenizer, run.specials);
     let kind = cfg.task.kind;
     let train_ex = read_examples(&cfg.data.train, kind, &cfg.task.fields, true)?;
     let val_ex = read_examples(&cfg.data.val, kind, &cfg.task.fields, true)?;
@@ -452,44 +523,17 @@ pub fn train_task(
     }
     let mut settings = cfg.task.clone();
     settings.labels = names.clone();
-    let enc = |ex: &[Example]| encode(ex, &settings, &names, &tokenizer, specials.eos);
+    let enc = |ex: &[Example]| encode(ex, &settings, &names, tokenizer, specials.eos);
     let (train, val, test) = (enc(&train_ex)?, enc(&val_ex)?, enc(&test_ex)?);
     let counts = class_counts(
         &train.rows.iter().map(|r| r.class).collect::<Vec<_>>(),
         names.len(),
     );
     let label_counts: Vec<(String, usize)> = names.iter().cloned().zip(counts).collect();
-
-    trainer.device().seed(cfg.run.seed);
-    manabi_model::init::seed(cfg.run.seed);
-    let (body, adapted) = load_decoder(&cfg.model.path, trainer.device())?;
-    let body = if adapted.is_some() {
-        merged(body)
-    } else {
-        body
-    };
     let outputs_n = if kind.regression() { 1 } else { names.len() };
-    let mut model = DecoderClassifier::from_lm(body, outputs_n);
-    model.lm = peft::apply(model.lm, &cfg.peft)?;
-    let (trainable, total) = peft::describe(&model);
-    println!(
-        "{:?} + score head ({outputs_n} outputs): {trainable} trainable of {total} parameters",
-        cfg.peft.method
-    );
-    trainer.config_toml = toml::to_string_pretty(cfg).map_err(|e| FinetuneError::io(&out, e))?;
-    trainer.tokenizer = Some(tok_path.clone());
-    trainer.spec_files = vec![
-        (
-            HEAD_FILE.into(),
-            HeadSpec::score(outputs_n, names.clone()).to_toml(),
-        ),
-        (TASK_FILE.into(), spec_toml(&settings)),
-    ];
-    if cfg.peft.method != Method::Full {
-        trainer
-            .spec_files
-            .push((PEFT_FILE.to_string(), cfg.peft.to_toml()));
-    }
+    let (model, trainable) =
+        run.model(cfg, HeadSpec::score(outputs_n, names.clone()), &settings)?;
+    let (device, out, specials) = (run.device.clone(), cfg.run.out.clone(), run.specials);
     let task = SeqTask {
         train: train.rows,
         val: val.rows.clone(),
@@ -498,7 +542,7 @@ pub fn train_task(
         pad: specials.pad,
         seed: cfg.run.seed,
     };
-    let run = trainer.fit(&task, model, resume)?;
+    let run = run.trainer.fit(&task, model, resume)?;
     let majority = label_counts
         .iter()
         .enumerate()
@@ -629,6 +673,25 @@ pub fn evaluate_task(
     let tokenizer = TextTokenizer::load(model_dir.join("tokenizer.json"))?;
     let specials = Specials::of(&tokenizer)?;
     let (model, head) = load_classifier(model_dir, device)?;
+    if settings.kind == TaskKind::Ner {
+        let mut r = crate::tasks::ner::evaluate_ner(
+            &model.valid(),
+            &settings,
+            &head.names,
+            &tokenizer,
+            files,
+            specials.pad,
+            batch_size,
+            out,
+            device,
+        )?;
+        r.name = files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Ok(r);
+    }
     let examples = read_examples(files, settings.kind, &settings.fields, false)?;
     let set = encode(&examples, &settings, &head.names, &tokenizer, specials.eos)?;
     let mut r = evaluate_rows(

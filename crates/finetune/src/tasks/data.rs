@@ -21,6 +21,8 @@ pub enum TaskKind {
     Nli,
     /// A sentence pair, one score (similarity): Pearson, Spearman.
     Sts,
+    /// A text with entity spans, a tag per token: entity-level precision, recall, F1.
+    Ner,
 }
 
 impl TaskKind {
@@ -29,6 +31,7 @@ impl TaskKind {
         match self {
             Self::Classification => &["sentence"],
             Self::Nli | Self::Sts => &["sentence1", "sentence2"],
+            Self::Ner => &["text"],
         }
     }
 

@@ -19,7 +19,7 @@ pub const HEAD_FILE: &str = "head.toml";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadSpec {
-    /// `score`: a linear head on the last token.
+    /// `score`: a linear head on the last token; `token`: the same head on every token.
     pub kind: String,
     /// Outputs (1 for a reward model or a regressor).
     pub labels: usize,
@@ -34,6 +34,15 @@ impl HeadSpec {
         Self {
             kind: "score".into(),
             labels,
+            names,
+        }
+    }
+
+    /// A `token` head (token classification) with one output per tag in `names`.
+    pub fn token(names: Vec<String>) -> Self {
+        Self {
+            kind: "token".into(),
+            labels: names.len(),
             names,
         }
     }
@@ -61,10 +70,10 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(DecoderClassifier
         return Ok((m, HeadSpec::score(labels, names)));
     }
     let head: HeadSpec = read_toml(dir, HEAD_FILE)?;
-    if head.kind != "score" {
+    if head.kind != "score" && head.kind != "token" {
         return Err(FinetuneError::config(
             format!("{}: kind", dir.join(HEAD_FILE).display()),
-            format!("unknown head `{}` (expected `score`)", head.kind),
+            format!("unknown head `{}` (expected `score` or `token`)", head.kind),
         ));
     }
     let cfg: ModelConfig = read_toml(dir, "model.toml")?;

@@ -8,6 +8,7 @@ pub mod classify;
 pub mod data;
 pub mod fewshot;
 pub mod head;
+pub mod ner;
 
 pub use classify::{TaskConfig, TaskReport, evaluate_task, train_task};
 pub use data::TaskKind;

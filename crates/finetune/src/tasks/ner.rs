@@ -1,0 +1,599 @@
+//! Named entities (`task.kind = "ner"`): `{"text", "entities": [{"name", "span": [start,
+//! end], "type"}]}` with character spans, end exclusive (the layout of the Japanese
+//! Wikipedia NER set). Spans become BIO tags through the tokenizer's character offsets; a
+//! `score` head on every token of the decoder body predicts them; predicted tags become
+//! character spans again. Scored at entity level with seqeval's strict IOB2 semantics.
+//! Bad spans (outside the text, not matching `name`, overlapping) are errors naming file
+//! and line.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use manabi_model::{DecoderClassifier, IGNORE_INDEX};
+use manabi_objectives::{Task, TaskLoss};
+use manabi_tokenize::TextTokenizer;
+
+use crate::error::{FinetuneError, Result};
+use crate::metrics::{EntityMode, entities, entity_prf};
+use crate::sft::encode::schedule;
+use crate::tasks::data::FieldMap;
+
+/// One entity: a character span of the text and its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    /// The surface text.
+    pub name: String,
+    /// First character.
+    pub start: usize,
+    /// One past the last character.
+    pub end: usize,
+    /// The type (`PER`, `LOC`, …).
+    pub kind: String,
+}
+
+/// A text and its entities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NerExample {
+    /// The text.
+    pub text: String,
+    /// Its entities, by start.
+    pub entities: Vec<Entity>,
+    /// Whether the line had an `entities` field (gold known, possibly empty).
+    pub labelled: bool,
+    /// File and 1-based line.
+    pub source: (PathBuf, usize),
+}
+
+fn field<'a>(fields: &'a FieldMap, name: &'a str) -> &'a str {
+    fields.get(name).map_or(name, String::as_str)
+}
+
+/// Reads NER files; `require_entities = false` allows lines without `entities`
+/// (prediction).
+pub fn read_ner(
+    paths: &[PathBuf],
+    fields: &FieldMap,
+    require_entities: bool,
+) -> Result<Vec<NerExample>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let before = out.len();
+        read_file(path, fields, require_entities, &mut out)?;
+        if out.len() == before {
+            return Err(FinetuneError::io(path, "no examples in this file"));
+        }
+    }
+    Ok(out)
+}
+
+fn read_file(
+    path: &Path,
+    fields: &FieldMap,
+    required: bool,
+    out: &mut Vec<NerExample>,
+) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| FinetuneError::io(path, e))?;
+    let (text_f, ents_f) = (field(fields, "text"), field(fields, "entities"));
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| FinetuneError::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let err = |message: String| FinetuneError::Data {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| err(format!("invalid JSON: {e}")))?;
+        let text = match &v[text_f] {
+            serde_json::Value::String(s) if !s.trim().is_empty() => s.clone(),
+            serde_json::Value::Null => return Err(err(format!("missing field `{text_f}`"))),
+            _ => return Err(err(format!("field `{text_f}` must be a non-empty string"))),
+        };
+        let chars: Vec<char> = text.chars().collect();
+        let labelled = !v[ents_f].is_null();
+        let list = match &v[ents_f] {
+            serde_json::Value::Array(a) => a.as_slice(),
+            serde_json::Value::Null if !required => &[],
+            serde_json::Value::Null => return Err(err(format!("missing field `{ents_f}`"))),
+            _ => return Err(err(format!("field `{ents_f}` must be a list"))),
+        };
+        let mut ents = Vec::with_capacity(list.len());
+        for (k, e) in list.iter().enumerate() {
+            let span: Option<Vec<usize>> = e["span"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_u64().map(|x| x as usize))
+                    .collect()
+            });
+            let (start, end) = match span.as_deref() {
+                Some(&[s, e]) => (s, e),
+                _ => {
+                    return Err(err(format!(
+                        "entity {k}: `span` must be [start, end] (characters)"
+                    )));
+                }
+            };
+            if start >= end || end > chars.len() {
+                return Err(err(format!(
+                    "entity {k}: span [{start}, {end}] is outside the text ({} characters) or empty",
+                    chars.len()
+                )));
+            }
+            let kind = e["type"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| err(format!("entity {k}: missing `type`")))?
+                .to_string();
+            let covered: String = chars[start..end].iter().collect();
+            if let Some(name) = e["name"].as_str()
+                && name != covered
+            {
+                return Err(err(format!(
+                    "entity {k}: span [{start}, {end}] covers \"{covered}\", not \"{name}\""
+                )));
+            }
+            ents.push(Entity {
+                name: covered,
+                start,
+                end,
+                kind,
+            });
+        }
+        ents.sort_by_key(|e| e.start);
+        if let Some(w) = ents.windows(2).find(|w| w[1].start < w[0].end) {
+            return Err(err(format!(
+                "entities \"{}\" [{}, {}] and \"{}\" [{}, {}] overlap",
+                w[0].name, w[0].start, w[0].end, w[1].name, w[1].start, w[1].end
+            )));
+        }
+        out.push(NerExample {
+            text,
+            entities: ents,
+            labelled,
+            source: (path.to_path_buf(), i + 1),
+        });
+    }
+    Ok(())
+}
+
+/// The entity types: `given`, or the sorted types of `train`.
+pub fn entity_types(given: &[String], train: &[NerExample]) -> Vec<String> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    let mut t: Vec<String> = train
+        .iter()
+        .flat_map(|x| x.entities.iter().map(|e| e.kind.clone()))
+        .collect();
+    t.sort();
+    t.dedup();
+    t
+}
+
+/// The tag set of `types`: `O`, then `B-T`, `I-T` for each type.
+pub fn tag_names(types: &[String]) -> Vec<String> {
+    std::iter::once("O".to_string())
+        .chain(
+            types
+                .iter()
+                .flat_map(|t| [format!("B-{t}"), format!("I-{t}")]),
+        )
+        .collect()
+}
+
+/// One tokenized text: ids, each token's character span and (when gold is known) tag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tagged {
+    /// Tokens.
+    pub ids: Vec<u32>,
+    /// Character span of each token.
+    pub spans: Vec<(usize, usize)>,
+    /// Tag index of each token (empty when the example has no gold entities).
+    pub tags: Vec<usize>,
+}
+
+/// Tokenizes `examples` and tags every token: `B-T` for the first token that starts
+/// inside an entity, `I-T` for the next ones, `O` elsewhere. Texts longer than
+/// `max_length` tokens are cut (counted in the second value).
+pub fn tag(
+    examples: &[NerExample],
+    types: &[String],
+    tokenizer: &TextTokenizer,
+    max_length: usize,
+    with_gold: bool,
+) -> Result<(Vec<Tagged>, usize)> {
+    let mut out = Vec::with_capacity(examples.len());
+    let mut cut = 0;
+    for x in examples {
+        let err = |message: String| FinetuneError::Data {
+            path: x.source.0.clone(),
+            line: x.source.1,
+            message,
+        };
+        let mut toks = tokenizer
+            .encode_with_offsets(&x.text)
+            .map_err(|e| err(e.to_string()))?;
+        if toks.len() > max_length {
+            toks.truncate(max_length);
+            cut += 1;
+        }
+        let mut tags = Vec::new();
+        if with_gold {
+            let mut last: Option<usize> = None;
+            for &(_, s, e) in &toks {
+                let hit = x
+                    .entities
+                    .iter()
+                    .position(|en| s < en.end && e > en.start && s.max(en.start) < e.min(en.end));
+                tags.push(match hit {
+                    Some(k) => {
+                        let t = types
+                            .iter()
+                            .position(|t| *t == x.entities[k].kind)
+                            .ok_or_else(|| {
+                                err(format!(
+                                    "unknown entity type \"{}\" (types: {})",
+                                    x.entities[k].kind,
+                                    types.join(", ")
+                                ))
+                            })?;
+                        let tag = if last == Some(k) {
+                            2 + 2 * t
+                        } else {
+                            1 + 2 * t
+                        };
+                        last = Some(k);
+                        tag
+                    }
+                    None => {
+                        last = None;
+                        0
+                    }
+                });
+            }
+        }
+        out.push(Tagged {
+            ids: toks.iter().map(|t| t.0).collect(),
+            spans: toks.iter().map(|t| (t.1, t.2)).collect(),
+            tags,
+        });
+    }
+    Ok((out, cut))
+}
+
+/// Right-padded token rows with their tags (`IGNORE_INDEX` on padding).
+#[derive(Debug, Clone)]
+pub struct TagBatch {
+    /// Rows.
+    pub rows: usize,
+    /// Tokens per row.
+    pub seq: usize,
+    /// `[rows·seq]` token ids.
+    pub inputs: Vec<u32>,
+    /// `[rows·seq]` tag indices or `IGNORE_INDEX`.
+    pub targets: Vec<i64>,
+}
+
+fn tag_batch(rows: &[&Tagged], pad: u32) -> TagBatch {
+    let seq = rows.iter().map(|r| r.ids.len()).max().unwrap_or(1).max(1);
+    let mut inputs = Vec::with_capacity(rows.len() * seq);
+    let mut targets = Vec::with_capacity(rows.len() * seq);
+    for r in rows {
+        inputs.extend_from_slice(&r.ids);
+        inputs.extend(std::iter::repeat_n(pad, seq - r.ids.len()));
+        targets.extend(r.tags.iter().map(|&t| t as i64));
+        targets.extend(std::iter::repeat_n(IGNORE_INDEX, seq - r.tags.len()));
+    }
+    TagBatch {
+        rows: rows.len(),
+        seq,
+        inputs,
+        targets,
+    }
+}
+
+fn logits(model: &DecoderClassifier, b: &TagBatch, device: &Device) -> Tensor<3> {
+    let ids: Vec<i64> = b.inputs.iter().map(|&x| x as i64).collect();
+    let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([b.rows, b.seq]);
+    model.forward_tokens(ids)
+}
+
+/// The most likely tag of every token of every row.
+pub fn predict_tags(
+    model: &DecoderClassifier,
+    rows: &[Tagged],
+    batch_size: usize,
+    pad: u32,
+    device: &Device,
+) -> Vec<Vec<usize>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        let refs: Vec<&Tagged> = chunk.iter().collect();
+        let b = tag_batch(&refs, pad);
+        let best = logits(model, &b, device)
+            .argmax(2)
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .unwrap_or_default();
+        for (i, r) in chunk.iter().enumerate() {
+            out.push(
+                best[i * b.seq..i * b.seq + r.ids.len()]
+                    .iter()
+                    .map(|&t| t as usize)
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// Entity-level precision, recall and F1 (seqeval, strict IOB2) of predicted tags.
+pub fn scores(gold: &[Tagged], pred: &[Vec<usize>], names: &[String]) -> Vec<(String, f64)> {
+    let as_str = |t: &[usize]| -> Vec<&str> { t.iter().map(|&i| names[i].as_str()).collect() };
+    let g: Vec<Vec<&str>> = gold.iter().map(|r| as_str(&r.tags)).collect();
+    let p: Vec<Vec<&str>> = pred.iter().map(|t| as_str(t)).collect();
+    let (precision, recall, f1) = entity_prf(&g, &p, EntityMode::Strict);
+    vec![
+        ("precision".into(), precision),
+        ("recall".into(), recall),
+        ("f1".into(), f1),
+    ]
+}
+
+/// Predicted entities as character spans of `text`.
+pub fn spans_of(text: &str, row: &Tagged, pred: &[usize], names: &[String]) -> Vec<Entity> {
+    let tags: Vec<&str> = pred.iter().map(|&i| names[i].as_str()).collect();
+    let chars: Vec<char> = text.chars().collect();
+    entities(&tags, EntityMode::Strict)
+        .into_iter()
+        .map(|(kind, a, b)| {
+            // Byte-level tokens carry the space before a word: trim it off the span.
+            let (mut start, mut end) = (row.spans[a].0, row.spans[b - 1].1.min(chars.len()));
+            while start < end && chars[start].is_whitespace() {
+                start += 1;
+            }
+            while end > start && chars[end - 1].is_whitespace() {
+                end -= 1;
+            }
+            Entity {
+                name: chars[start.min(end)..end].iter().collect(),
+                start,
+                end,
+                kind,
+            }
+        })
+        .collect()
+}
+
+/// Token classification as a [`Task`] of the shared Trainer.
+#[derive(Debug)]
+pub struct NerTask {
+    /// Training rows.
+    pub train: Vec<Tagged>,
+    /// Validation rows.
+    pub val: Vec<Tagged>,
+    /// Tag names.
+    pub names: Vec<String>,
+    /// Rows per micro-batch.
+    pub batch_size: usize,
+    /// Padding token.
+    pub pad: u32,
+    /// Seed of the data order.
+    pub seed: u64,
+}
+
+impl Task for NerTask {
+    type Model = DecoderClassifier;
+    type Batch = TagBatch;
+
+    fn batch(
+        &self,
+        _: &DecoderClassifier,
+        step: usize,
+        micro: usize,
+        per_step: usize,
+    ) -> manabi_objectives::Result<TagBatch> {
+        let idx = schedule(
+            self.train.len(),
+            self.batch_size,
+            step * per_step + micro,
+            self.seed,
+        );
+        let rows: Vec<&Tagged> = idx.iter().map(|&i| &self.train[i]).collect();
+        Ok(tag_batch(&rows, self.pad))
+    }
+
+    fn val_batch(&self, i: usize) -> manabi_objectives::Result<TagBatch> {
+        let n = self.val.len();
+        let rows: Vec<&Tagged> = (0..self.batch_size.min(n))
+            .map(|j| &self.val[(i * self.batch_size + j) % n])
+            .collect();
+        Ok(tag_batch(&rows, self.pad))
+    }
+
+    fn loss(
+        &self,
+        model: &DecoderClassifier,
+        b: &TagBatch,
+        device: &Device,
+    ) -> manabi_objectives::Result<TaskLoss> {
+        let out = logits(model, b, device);
+        let labels = out.dims()[2];
+        let logp = log_softmax(out.reshape([b.rows * b.seq, labels]), 1);
+        let idx: Vec<i64> = b.targets.iter().map(|&t| t.max(0)).collect();
+        let keep: Vec<f32> = b
+            .targets
+            .iter()
+            .map(|&t| if t >= 0 { 1.0 } else { 0.0 })
+            .collect();
+        let idx = Tensor::<1, Int>::from_ints(idx.as_slice(), device).reshape([b.rows * b.seq, 1]);
+        let keep = Tensor::<1>::from_floats(keep.as_slice(), device);
+        let nll = (logp.gather(1, idx).reshape([b.rows * b.seq]) * keep)
+            .sum()
+            .neg();
+        Ok(TaskLoss::new(nll))
+    }
+
+    fn targets(b: &TagBatch) -> usize {
+        b.targets.iter().filter(|&&t| t >= 0).count()
+    }
+
+    fn tokens(b: &TagBatch) -> usize {
+        b.rows * b.seq
+    }
+
+    fn evaluate(
+        &self,
+        model: &DecoderClassifier,
+        device: &Device,
+    ) -> manabi_objectives::Result<Vec<(String, f64)>> {
+        let pred = predict_tags(model, &self.val, self.batch_size, self.pad, device);
+        Ok(scores(&self.val, &pred, &self.names))
+    }
+}
+
+/// Trains (or resumes) an NER model, then evaluates the last checkpoint on the
+/// validation and test files and writes `predictions-<split>.jsonl`.
+pub fn train_ner(
+    cfg: &crate::tasks::TaskConfig,
+    device_choice: manabi_model::DeviceChoice,
+    resume: bool,
+) -> Result<crate::tasks::TaskReport> {
+    use burn::module::Module;
+    let mut run = crate::tasks::classify::Setup::new(cfg, device_choice)?;
+    let fields = &cfg.task.fields;
+    let train_ex = read_ner(&cfg.data.train, fields, true)?;
+    let val_ex = read_ner(&cfg.data.val, fields, true)?;
+    let test_ex = if cfg.data.test.is_empty() {
+        Vec::new()
+    } else {
+        read_ner(&cfg.data.test, fields, true)?
+    };
+    let types = entity_types(&cfg.task.labels, &train_ex);
+    if types.is_empty() {
+        return Err(FinetuneError::config(
+            "task.labels",
+            "no entity types: the training data has no entities and task.labels is empty",
+        ));
+    }
+    let names = tag_names(&types);
+    let max = cfg.task.max_length;
+    let tagged = |ex: &[NerExample]| tag(ex, &types, &run.tokenizer, max, true);
+    let ((train, c1), (val, c2), (test, c3)) =
+        (tagged(&train_ex)?, tagged(&val_ex)?, tagged(&test_ex)?);
+    let mut label_counts: Vec<(String, usize)> = types.iter().map(|t| (t.clone(), 0)).collect();
+    for e in train_ex.iter().flat_map(|x| &x.entities) {
+        if let Some(c) = label_counts.iter_mut().find(|(t, _)| *t == e.kind) {
+            c.1 += 1;
+        }
+    }
+    let mut settings = cfg.task.clone();
+    settings.labels = types.clone();
+    let (model, trainable) =
+        run.model(cfg, crate::tasks::HeadSpec::token(names.clone()), &settings)?;
+    let pad = run.specials.pad;
+    let task = NerTask {
+        train,
+        val: val.clone(),
+        names: names.clone(),
+        batch_size: cfg.train.batch_size,
+        pad,
+        seed: cfg.run.seed,
+    };
+    let report = run.trainer.fit(&task, model, resume)?;
+    let mut splits = Vec::new();
+    if let Some(dir) = &report.checkpoint {
+        let (m, _) = crate::tasks::load_classifier(dir, &run.device)?;
+        let m = m.valid();
+        for (name, ex, rows) in [("val", &val_ex, &val), ("test", &test_ex, &test)] {
+            if ex.is_empty() {
+                continue;
+            }
+            let path = cfg.run.out.join(format!("predictions-{name}.jsonl"));
+            let pred = predict_tags(&m, rows, cfg.train.batch_size, pad, &run.device);
+            write_predictions(&path, ex, rows, &pred, &names)?;
+            splits.push(crate::tasks::classify::SplitReport {
+                name: name.into(),
+                examples: ex.len(),
+                metrics: scores(rows, &pred, &names),
+                majority_baseline: None,
+                predictions: path,
+            });
+        }
+    }
+    Ok(crate::tasks::TaskReport {
+        run: report,
+        label_counts,
+        cut: c1 + c2 + c3,
+        trainable_params: trainable,
+        splits,
+    })
+}
+
+/// One JSON line per text: `text`, gold `entities` (when known) and predicted
+/// `predicted` entities, each `{"name", "span": [start, end], "type"}`.
+fn write_predictions(
+    path: &Path,
+    examples: &[NerExample],
+    rows: &[Tagged],
+    pred: &[Vec<usize>],
+    names: &[String],
+) -> Result<()> {
+    let json = |es: &[Entity]| -> serde_json::Value {
+        es.iter()
+            .map(|e| serde_json::json!({"name": e.name, "span": [e.start, e.end], "type": e.kind}))
+            .collect()
+    };
+    let mut text = String::new();
+    for ((x, r), p) in examples.iter().zip(rows).zip(pred) {
+        let mut obj =
+            serde_json::json!({"text": x.text, "predicted": json(&spans_of(&x.text, r, p, names))});
+        if !r.tags.is_empty() {
+            obj["entities"] = json(&x.entities);
+        }
+        text.push_str(&obj.to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|e| FinetuneError::io(path, e))
+}
+
+/// Evaluates (when the files carry entities) and predicts with an NER checkpoint.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_ner(
+    model: &DecoderClassifier,
+    settings: &crate::tasks::classify::TaskSettings,
+    names: &[String],
+    tokenizer: &TextTokenizer,
+    files: &[PathBuf],
+    pad: u32,
+    batch_size: usize,
+    out: &Path,
+    device: &Device,
+) -> Result<crate::tasks::classify::SplitReport> {
+    let examples = read_ner(files, &settings.fields, false)?;
+    let gold = examples.iter().all(|x| x.labelled);
+    let (rows, _) = tag(
+        &examples,
+        &settings.labels,
+        tokenizer,
+        settings.max_length,
+        gold,
+    )?;
+    let pred = predict_tags(model, &rows, batch_size, pad, device);
+    write_predictions(out, &examples, &rows, &pred, names)?;
+    Ok(crate::tasks::classify::SplitReport {
+        name: String::new(),
+        examples: examples.len(),
+        metrics: if gold {
+            scores(&rows, &pred, names)
+        } else {
+            Vec::new()
+        },
+        majority_baseline: None,
+        predictions: out.to_path_buf(),
+    })
+}
