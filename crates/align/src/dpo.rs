@@ -330,10 +330,7 @@ impl Task for DpoTask {
     }
 
     fn val_batch(&self, i: usize) -> manabi_objectives::Result<PairBatch> {
-        let n = self.val.len();
-        let idx: Vec<usize> = (0..self.batch_size.min(n))
-            .map(|j| (i * self.batch_size + j) % n)
-            .collect();
+        let idx = manabi_finetune::sft::encode::val_indices(self.val.len(), self.batch_size, i);
         Ok(self.batch_of(&self.val, &self.val_reference, &idx))
     }
 

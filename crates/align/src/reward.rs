@@ -166,10 +166,7 @@ impl Task for RewardTask {
     }
 
     fn val_batch(&self, i: usize) -> manabi_objectives::Result<ScoreBatch> {
-        let n = self.val.len();
-        let p: Vec<&TokenPair> = (0..self.batch_size.min(n))
-            .map(|j| &self.val[(i * self.batch_size + j) % n])
-            .collect();
+        let p = manabi_finetune::sft::encode::val_window(&self.val, self.batch_size, i);
         Ok(score_batch(&rows_of(&p), self.pad))
     }
 

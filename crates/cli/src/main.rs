@@ -52,6 +52,8 @@ enum Command {
     /// Downstream tasks: classification, NLI, STS (configs/tasks/*.toml): train, evaluate,
     /// predict.
     Task(task::TaskArgs),
+    /// Sentence embeddings of a model (a SimCSE checkpoint of `manabi task`), as JSONL.
+    Embed(task::EmbedArgs),
     /// Continue prompts with a model.
     Generate(model_cmd::GenerateArgs),
     /// Loss and perplexity of a model on a text file.
@@ -86,6 +88,7 @@ fn main() {
         Command::Reward(args) => align::reward(&args, cli.device),
         Command::Score(args) => align::score(&args, device),
         Command::Task(args) => task::run(&args, cli.device),
+        Command::Embed(args) => task::embed(&args, device),
         Command::Generate(args) => model_cmd::generate(&args, device),
         Command::Eval(args) => model_cmd::eval(&args, device),
         Command::Export(args) => model_cmd::export(&args, device),

@@ -96,3 +96,64 @@ pub fn run(args: &TaskArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Model folder: a `manabi task` SimCSE checkpoint (its pooling and length are used),
+    /// or any decoder folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Sentences: .jsonl with `sentence` (or `sentence1`/`sentence2`), or one per line.
+    #[arg(long, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Where the vectors go: one `{"text", "embedding"}` per line.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// mean or last (default: the checkpoint's, else mean).
+    #[arg(long)]
+    pub pooling: Option<String>,
+    /// Sentences per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+}
+
+pub fn embed(args: &EmbedArgs, device: DeviceChoice) -> anyhow::Result<()> {
+    use manabi_finetune::tasks::embed::{self, Pooling};
+    let device = device.resolve()?;
+    let (model, _) = manabi_finetune::load_decoder(&args.model, &device)?;
+    let tokenizer = manabi_tokenize::TextTokenizer::load(args.model.join("tokenizer.json"))?;
+    let specials = manabi_finetune::sft::Specials::of(&tokenizer)?;
+    let spec = args.model.join(manabi_finetune::tasks::classify::TASK_FILE);
+    let (mut pooling, mut max_length) = (Pooling::Mean, model.config().max_positions);
+    if spec.exists() {
+        let s: manabi_finetune::tasks::classify::TaskSettings =
+            toml::from_str(&std::fs::read_to_string(&spec)?)
+                .map_err(|e| anyhow::anyhow!("{}: {}", spec.display(), e.message()))?;
+        (pooling, max_length) = (s.pooling, s.max_length);
+    }
+    if let Some(p) = &args.pooling {
+        pooling = match p.as_str() {
+            "mean" => Pooling::Mean,
+            "last" => Pooling::Last,
+            other => anyhow::bail!("--pooling {other}: expected mean or last"),
+        };
+    }
+    let texts = embed::read_sentences(&args.input, &Default::default())?;
+    let v = embed::embed_texts(
+        &model,
+        &tokenizer,
+        &texts,
+        (pooling, max_length),
+        (specials.eos, specials.pad),
+        args.batch_size,
+        &device,
+    )?;
+    embed::write_embeddings(&args.out, &texts, &v)?;
+    println!(
+        "{} sentences -> {} ({} dimensions, {pooling:?} pooling)",
+        texts.len(),
+        args.out.display(),
+        v.first().map_or(0, Vec::len)
+    );
+    Ok(())
+}

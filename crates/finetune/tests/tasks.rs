@@ -427,3 +427,97 @@ fn bad_entity_spans_are_one_line_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn simcse_trains_embeddings_reports_sts_spearman_and_resumes() {
+    use manabi_finetune::tasks::embed::{self, Pooling};
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(tmp.path());
+    let val = head_of(tmp.path(), "sts-en.val.jsonl", 40);
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let text = |out: &str| {
+        recipe(&base, &tmp.path().join(out), "simcse", "sts", &val)
+            .replace("steps = 30", "steps = 12")
+            .replace("eval_every = 30", "eval_every = 12")
+            .replace("checkpoint_every = 10", "checkpoint_every = 6")
+            .replace("[data]", "dropout = 0.1\ntemperature = 0.05\n[data]")
+    };
+    let r = train_task(&TaskConfig::parse(&text("a"), &[]).unwrap(), device, false).unwrap();
+    let m: Vec<&str> = r.splits[0]
+        .metrics
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(m, ["spearman_before", "spearman"]);
+    assert!(
+        r.splits[0]
+            .metrics
+            .iter()
+            .all(|(_, v)| v.is_finite() && v.abs() <= 1.0)
+    );
+    assert!(r.run.eval_metrics.contains_key("eval/spearman"));
+    let preds = std::fs::read_to_string(&r.splits[0].predictions).unwrap();
+    assert_eq!(preds.lines().count(), 40);
+    // Dropout masks come from the step's seed: stopping and resuming gives the same losses.
+    let stop = ["train.stop_after=6".to_string()];
+    let r1 = train_task(
+        &TaskConfig::parse(&text("b"), &stop).unwrap(),
+        device,
+        false,
+    )
+    .unwrap();
+    let r2 = train_task(&TaskConfig::parse(&text("b"), &[]).unwrap(), device, true).unwrap();
+    let joined: Vec<(usize, f64)> = r1
+        .run
+        .losses
+        .iter()
+        .chain(&r2.run.losses)
+        .copied()
+        .collect();
+    assert_eq!(joined, r.run.losses);
+    // Embeddings do not depend on the batch they are padded in, and the checkpoint scores
+    // the pairs on its own to the same Spearman.
+    let ckpt = r.run.checkpoint.unwrap();
+    let plain = test_device();
+    let (model, _) = manabi_finetune::load_decoder(&ckpt, &plain).unwrap();
+    let tok = manabi_tokenize::TextTokenizer::load(ckpt.join("tokenizer.json")).unwrap();
+    let texts: Vec<String> = [
+        "A red cat is sleeping in the park.",
+        "A dog.",
+        "Mara lives in Tolven and works as a baker.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let specials = manabi_finetune::sft::Specials::of(&tok).unwrap();
+    let one = |b| {
+        embed::embed_texts(
+            &model,
+            &tok,
+            &texts,
+            (Pooling::Mean, 48),
+            (specials.eos, specials.pad),
+            b,
+            &plain,
+        )
+        .unwrap()
+    };
+    let (a, b) = (one(1), one(3));
+    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+    }
+    let again = evaluate_task(
+        &ckpt,
+        std::slice::from_ref(&val),
+        &tmp.path().join("c.jsonl"),
+        16,
+        &plain,
+    )
+    .unwrap();
+    let want = r.splits[0].metrics[1].1;
+    assert!(
+        (again.metrics[0].1 - want).abs() < 1e-6,
+        "{:?} vs {want}",
+        again.metrics
+    );
+}

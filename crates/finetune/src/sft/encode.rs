@@ -161,6 +161,22 @@ pub fn batch(examples: &[Encoded], rows: &[&[usize]], pad: u32, packed: bool) ->
     }
 }
 
+/// Indices of validation batch `i`: `batch_size` consecutive items from `i · batch_size`,
+/// wrapping around the `n` items (every task's `val_batch`).
+pub fn val_indices(n: usize, batch_size: usize, i: usize) -> Vec<usize> {
+    (0..batch_size.min(n))
+        .map(|j| (i * batch_size + j) % n.max(1))
+        .collect()
+}
+
+/// The items of validation batch `i` ([`val_indices`]).
+pub fn val_window<T>(items: &[T], batch_size: usize, i: usize) -> Vec<&T> {
+    val_indices(items.len(), batch_size, i)
+        .into_iter()
+        .map(|k| &items[k])
+        .collect()
+}
+
 /// Row indices of micro-batch `g` (global, `step · per_step + micro`) of `batch_size`
 /// rows: epochs run through a seeded permutation of all rows, so a batch is a pure
 /// function of `(seed, g)` and resume is exact.

@@ -244,9 +244,9 @@ impl Task for SftTask {
     }
 
     fn val_batch(&self, i: usize) -> manabi_objectives::Result<LmBatch> {
-        let n = self.val.len();
-        let ids: Vec<[usize; 1]> = (0..self.batch_size.min(n))
-            .map(|j| [(i * self.batch_size + j) % n])
+        let ids: Vec<[usize; 1]> = encode::val_indices(self.val.len(), self.batch_size, i)
+            .into_iter()
+            .map(|k| [k])
             .collect();
         let rows: Vec<&[usize]> = ids.iter().map(|r| r.as_slice()).collect();
         Ok(encode::batch(&self.val, &rows, self.pad, false))

@@ -48,6 +48,23 @@ pub struct TaskSettings {
     /// Longest input in tokens, EOS included (longer inputs are cut at the end).
     #[serde(default = "default_max_length")]
     pub max_length: usize,
+    /// Sentence embeddings (`simcse`): how token states become one vector.
+    #[serde(default)]
+    pub pooling: crate::tasks::embed::Pooling,
+    /// SimCSE: softmax temperature of the cosine similarities.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    /// SimCSE: dropout while training (the two views of a sentence differ by it).
+    #[serde(default = "default_dropout")]
+    pub dropout: f64,
+}
+
+fn default_temperature() -> f64 {
+    0.05
+}
+
+fn default_dropout() -> f64 {
+    0.1
 }
 
 fn default_separator() -> String {
@@ -324,10 +341,7 @@ impl Task for SeqTask {
     }
 
     fn val_batch(&self, i: usize) -> manabi_objectives::Result<SeqBatch> {
-        let n = self.val.len();
-        let rows: Vec<&Encoded> = (0..self.batch_size.min(n))
-            .map(|j| &self.val[(i * self.batch_size + j) % n])
-            .collect();
+        let rows = crate::sft::encode::val_window(&self.val, self.batch_size, i);
         Ok(seq_batch(&rows, self.pad))
     }
 
@@ -450,39 +464,57 @@ impl Setup {
 
     /// The body of `cfg.model` with a `head` (its LM head dropped), adapted as
     /// `cfg.peft` says; records the recipe, tokenizer and spec files in the Trainer.
+    /// The body of `cfg.model` on the training device (adapters merged), after seeding.
+    pub(crate) fn body(&self, cfg: &TaskConfig) -> Result<manabi_model::DecoderLm> {
+        self.trainer.device().seed(cfg.run.seed);
+        manabi_model::init::seed(cfg.run.seed);
+        let (body, adapted) = load_decoder(&cfg.model.path, self.trainer.device())?;
+        Ok(if adapted.is_some() {
+            merged(body)
+        } else {
+            body
+        })
+    }
+
+    /// Records the recipe, the tokenizer and the spec files (`head.toml` when there is a
+    /// head, `task.toml`, and `peft.toml` when adapted) in the Trainer.
+    pub(crate) fn record(
+        &mut self,
+        cfg: &TaskConfig,
+        head: Option<&HeadSpec>,
+        settings: &TaskSettings,
+    ) -> Result<()> {
+        let t = &mut self.trainer;
+        t.config_toml =
+            toml::to_string_pretty(cfg).map_err(|e| FinetuneError::io(&cfg.run.out, e))?;
+        t.tokenizer = Some(self.tok_path.clone());
+        t.spec_files = head
+            .map(|h| (HEAD_FILE.to_string(), h.to_toml()))
+            .into_iter()
+            .chain([(TASK_FILE.to_string(), spec_toml(settings))])
+            .collect();
+        if cfg.peft.method != Method::Full {
+            t.spec_files
+                .push((PEFT_FILE.to_string(), cfg.peft.to_toml()));
+        }
+        Ok(())
+    }
+
+    /// The body with a `head` (its LM head dropped), adapted as `cfg.peft` says.
     pub(crate) fn model(
         &mut self,
         cfg: &TaskConfig,
         head: HeadSpec,
         settings: &TaskSettings,
     ) -> Result<(DecoderClassifier, usize)> {
-        self.trainer.device().seed(cfg.run.seed);
-        manabi_model::init::seed(cfg.run.seed);
-        let (body, adapted) = load_decoder(&cfg.model.path, self.trainer.device())?;
-        let body = if adapted.is_some() {
-            merged(body)
-        } else {
-            body
-        };
-        let mut model = DecoderClassifier::from_lm(body, head.labels);
+        let mut model = DecoderClassifier::from_lm(self.body(cfg)?, head.labels);
         model.lm = peft::apply(model.lm, &cfg.peft)?;
         let (trainable, total) = peft::describe(&model);
         println!(
             "{:?} + {} head ({} outputs): {trainable} trainable of {total} parameters",
             cfg.peft.method, head.kind, head.labels
         );
-        let t = &mut self.trainer;
-        t.config_toml =
-            toml::to_string_pretty(cfg).map_err(|e| FinetuneError::io(&cfg.run.out, e))?;
-        t.tokenizer = Some(self.tok_path.clone());
-        t.spec_files = vec![
-            (HEAD_FILE.into(), head.to_toml()),
-            (TASK_FILE.into(), spec_toml(settings)),
-        ];
-        if cfg.peft.method != Method::Full {
-            t.spec_files
-                .push((PEFT_FILE.to_string(), cfg.peft.to_toml()));
-        }
+        self.record(cfg, Some(&head), settings)?;
         Ok((model, trainable))
     }
 }
@@ -494,8 +526,10 @@ pub fn train_task(
     device_choice: DeviceChoice,
     resume: bool,
 ) -> Result<TaskReport> {
-    if cfg.task.kind == TaskKind::Ner {
-        return crate::tasks::ner::train_ner(cfg, device_choice, resume);
+    match cfg.task.kind {
+        TaskKind::Ner => return crate::tasks::ner::train_ner(cfg, device_choice, resume),
+        TaskKind::Simcse => return crate::tasks::embed::train_simcse(cfg, device_choice, resume),
+        _ => {}
     }
     let mut run = Setup::new(cfg, device_choice)?;
     let (tokenizer, specials) = (&run.tokenizer, run.specials);
@@ -652,6 +686,15 @@ fn write_predictions(
     w.flush().map_err(|e| FinetuneError::io(path, e))
 }
 
+/// The paths of `files`, comma-separated.
+fn joined(files: &[PathBuf]) -> String {
+    files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Evaluates (when `files` carry labels) and predicts with a task checkpoint: reads its
 /// `task.toml`, `head.toml` and `tokenizer.json`, writes predictions to `out`.
 pub fn evaluate_task(
@@ -672,6 +715,13 @@ pub fn evaluate_task(
         .map_err(|e| FinetuneError::config(spec.display().to_string(), e.message()))?;
     let tokenizer = TextTokenizer::load(model_dir.join("tokenizer.json"))?;
     let specials = Specials::of(&tokenizer)?;
+    if settings.kind == TaskKind::Simcse {
+        let mut r = crate::tasks::embed::evaluate_simcse(
+            model_dir, &settings, &tokenizer, files, out, batch_size, device,
+        )?;
+        r.name = joined(files);
+        return Ok(r);
+    }
     let (model, head) = load_classifier(model_dir, device)?;
     if settings.kind == TaskKind::Ner {
         let mut r = crate::tasks::ner::evaluate_ner(
@@ -685,11 +735,7 @@ pub fn evaluate_task(
             out,
             device,
         )?;
-        r.name = files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        r.name = joined(files);
         return Ok(r);
     }
     let examples = read_examples(files, settings.kind, &settings.fields, false)?;
@@ -705,10 +751,6 @@ pub fn evaluate_task(
         out,
         device,
     )?;
-    r.name = files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    r.name = joined(files);
     Ok(r)
 }

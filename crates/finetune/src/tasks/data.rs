@@ -23,6 +23,8 @@ pub enum TaskKind {
     Sts,
     /// A text with entity spans, a tag per token: entity-level precision, recall, F1.
     Ner,
+    /// Sentences, for sentence embeddings (unsupervised SimCSE): STS Spearman.
+    Simcse,
 }
 
 impl TaskKind {
@@ -32,6 +34,7 @@ impl TaskKind {
             Self::Classification => &["sentence"],
             Self::Nli | Self::Sts => &["sentence1", "sentence2"],
             Self::Ner => &["text"],
+            Self::Simcse => &["sentence"],
         }
     }
 

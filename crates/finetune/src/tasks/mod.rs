@@ -6,6 +6,7 @@
 
 pub mod classify;
 pub mod data;
+pub mod embed;
 pub mod fewshot;
 pub mod head;
 pub mod ner;

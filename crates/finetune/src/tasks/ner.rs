@@ -408,10 +408,7 @@ impl Task for NerTask {
     }
 
     fn val_batch(&self, i: usize) -> manabi_objectives::Result<TagBatch> {
-        let n = self.val.len();
-        let rows: Vec<&Tagged> = (0..self.batch_size.min(n))
-            .map(|j| &self.val[(i * self.batch_size + j) % n])
-            .collect();
+        let rows = crate::sft::encode::val_window(&self.val, self.batch_size, i);
         Ok(tag_batch(&rows, self.pad))
     }
 

@@ -1,0 +1,523 @@
+//! Sentence embeddings (`task.kind = "simcse"`, `manabi embed`): a decoder body pooled
+//! over its tokens (mean of the hidden states, or the last one), trained with
+//! unsupervised SimCSE (Gao et al. 2021): each sentence is encoded twice with dropout on,
+//! the two views are positives, the other sentences of the batch negatives, and the loss
+//! is cross-entropy over cosine similarities divided by a temperature. Scored by the STS
+//! Spearman correlation of cosine similarities with gold scores (JSTS files), before and
+//! after training.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use manabi_model::{DecoderLm, ForwardOptions};
+use manabi_objectives::{Task, TaskLoss};
+use manabi_tokenize::TextTokenizer;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FinetuneError, Result};
+use crate::metrics::spearman;
+use crate::sft::encode::schedule;
+use crate::tasks::data::{FieldMap, Label, TaskKind, read_examples};
+
+/// How token states become one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Mean of every token's final hidden state.
+    #[default]
+    Mean,
+    /// The last token's (EOS) hidden state, which has seen the whole sentence.
+    Last,
+}
+
+/// Reads sentences: `.jsonl` lines give their `sentence` field (renamable), or both
+/// `sentence1` and `sentence2` when there is no `sentence` (JSTS/JNLI files); any other
+/// file gives one sentence per non-empty line.
+pub fn read_sentences(paths: &[PathBuf], fields: &FieldMap) -> Result<Vec<String>> {
+    let key = fields.get("sentence").map_or("sentence", String::as_str);
+    let mut out = Vec::new();
+    for path in paths {
+        let file = std::fs::File::open(path).map_err(|e| FinetuneError::io(path, e))?;
+        let jsonl = path.extension().is_some_and(|e| e == "jsonl");
+        let before = out.len();
+        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| FinetuneError::io(path, e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            if !jsonl {
+                out.push(line.trim().to_string());
+                continue;
+            }
+            let err = |message: String| FinetuneError::Data {
+                path: path.clone(),
+                line: i + 1,
+                message,
+            };
+            let v: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| err(format!("invalid JSON: {e}")))?;
+            let texts: Vec<&str> = match v[key].as_str() {
+                Some(s) => vec![s],
+                None => ["sentence1", "sentence2"]
+                    .iter()
+                    .filter_map(|k| v[*k].as_str())
+                    .collect(),
+            };
+            if texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
+                return Err(err(format!(
+                    "expected a non-empty string field `{key}` (or `sentence1` and `sentence2`)"
+                )));
+            }
+            out.extend(texts.iter().map(|t| t.to_string()));
+        }
+        if out.len() == before {
+            return Err(FinetuneError::io(path, "no sentences in this file"));
+        }
+    }
+    Ok(out)
+}
+
+/// Token ids of a sentence with EOS appended, cut to `max_length`.
+pub fn encode_sentence(
+    tokenizer: &TextTokenizer,
+    text: &str,
+    eos: u32,
+    max_length: usize,
+) -> Result<Vec<u32>> {
+    let mut ids = tokenizer.encode(text)?;
+    ids.truncate(max_length.saturating_sub(1).max(1));
+    ids.push(eos);
+    Ok(ids)
+}
+
+/// Pooled vectors of `rows` (right-padded with `pad`).
+///
+/// # Shapes
+/// returns `[rows, d_model]`
+pub fn pooled(
+    model: &DecoderLm,
+    rows: &[&[u32]],
+    pooling: Pooling,
+    pad: u32,
+    device: &Device,
+) -> Tensor<2> {
+    let seq = rows.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
+    let n = rows.len();
+    let mut ids = Vec::with_capacity(n * seq);
+    let mut mask = Vec::with_capacity(n * seq);
+    for r in rows {
+        ids.extend(r.iter().map(|&x| x as i64));
+        ids.extend(std::iter::repeat_n(pad as i64, seq - r.len()));
+        let last = r.len().saturating_sub(1);
+        mask.extend((0..seq).map(|p| match pooling {
+            Pooling::Mean => f32::from(u8::from(p < r.len())),
+            Pooling::Last => f32::from(u8::from(p == last)),
+        }));
+    }
+    let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([n, seq]);
+    let x = model.embed_tokens.forward(ids);
+    let h = model.hidden_states(x, &ForwardOptions::default(), None); // [n, seq, d]
+    let d = h.dims()[2];
+    let mask = Tensor::<1>::from_floats(mask.as_slice(), device).reshape([n, seq, 1]);
+    let count = mask.clone().sum_dim(1).reshape([n, 1]); // [n, 1]
+    (h * mask).sum_dim(1).reshape([n, d]) / count
+}
+
+/// Rows scaled to unit length.
+fn normalised(x: Tensor<2>) -> Tensor<2> {
+    let norm = (x.clone() * x.clone()).sum_dim(1).sqrt().clamp_min(1e-8);
+    x / norm
+}
+
+/// Embeddings of `texts` (no gradients), `batch_size` at a time.
+pub fn embed_texts(
+    model: &DecoderLm,
+    tokenizer: &TextTokenizer,
+    texts: &[String],
+    settings: (Pooling, usize),
+    specials: (u32, u32),
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let (pooling, max_length) = settings;
+    let (eos, pad) = specials;
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(batch_size.max(1)) {
+        let rows: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|t| encode_sentence(tokenizer, t, eos, max_length))
+            .collect::<Result<_>>()?;
+        let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        let v = pooled(model, &refs, pooling, pad, device);
+        let d = v.dims()[1];
+        let flat = v
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
+        out.extend(flat.chunks(d).map(<[f32]>::to_vec));
+    }
+    Ok(out)
+}
+
+/// Cosine similarity.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb).max(1e-12)
+}
+
+/// Encoded STS pairs with their gold scores.
+#[derive(Debug, Clone)]
+pub struct StsPairs {
+    /// First sentences.
+    pub a: Vec<Vec<u32>>,
+    /// Second sentences.
+    pub b: Vec<Vec<u32>>,
+    /// Gold similarity.
+    pub gold: Vec<f64>,
+}
+
+/// Reads JSTS-layout files and encodes both sentences of every pair.
+pub fn read_sts(
+    paths: &[PathBuf],
+    fields: &FieldMap,
+    tokenizer: &TextTokenizer,
+    eos: u32,
+    max_length: usize,
+) -> Result<StsPairs> {
+    let ex = read_examples(paths, TaskKind::Sts, fields, true)?;
+    let mut p = StsPairs {
+        a: Vec::new(),
+        b: Vec::new(),
+        gold: Vec::new(),
+    };
+    for e in ex {
+        p.a.push(encode_sentence(tokenizer, &e.texts[0], eos, max_length)?);
+        p.b.push(encode_sentence(tokenizer, &e.texts[1], eos, max_length)?);
+        p.gold.push(match e.label {
+            Some(Label::Score(x)) => x,
+            _ => 0.0,
+        });
+    }
+    Ok(p)
+}
+
+/// Spearman correlation of the cosine similarity of each pair with its gold score.
+pub fn sts_spearman(
+    model: &DecoderLm,
+    p: &StsPairs,
+    pooling: Pooling,
+    pad: u32,
+    batch: usize,
+    device: &Device,
+) -> f64 {
+    let mut sims = Vec::with_capacity(p.gold.len());
+    for (ca, cb) in p.a.chunks(batch.max(1)).zip(p.b.chunks(batch.max(1))) {
+        let ra: Vec<&[u32]> = ca.iter().map(Vec::as_slice).collect();
+        let rb: Vec<&[u32]> = cb.iter().map(Vec::as_slice).collect();
+        let za = normalised(pooled(model, &ra, pooling, pad, device));
+        let zb = normalised(pooled(model, &rb, pooling, pad, device));
+        let s = (za * zb)
+            .sum_dim(1)
+            .into_data()
+            .convert::<f64>()
+            .try_into_vec::<f64>()
+            .unwrap_or_default();
+        sims.extend(s);
+    }
+    spearman(&p.gold, &sims)
+}
+
+/// Unsupervised SimCSE as a [`Task`] of the shared Trainer.
+#[derive(Debug)]
+pub struct SimcseTask {
+    /// Training sentences, encoded.
+    pub train: Vec<Vec<u32>>,
+    /// Held-out sentences for the validation loss.
+    pub val: Vec<Vec<u32>>,
+    /// STS pairs for `eval/spearman`.
+    pub sts: StsPairs,
+    /// Pooling.
+    pub pooling: Pooling,
+    /// Softmax temperature τ.
+    pub temperature: f64,
+    /// Sentences per micro-batch (each one's in-batch negatives).
+    pub batch_size: usize,
+    /// Padding token.
+    pub pad: u32,
+    /// Seed of the data order.
+    pub seed: u64,
+}
+
+/// A micro-batch of sentences.
+#[derive(Debug, Clone)]
+pub struct SentenceBatch {
+    /// The sentences' tokens.
+    pub rows: Vec<Vec<u32>>,
+}
+
+impl Task for SimcseTask {
+    type Model = DecoderLm;
+    type Batch = SentenceBatch;
+
+    fn batch(
+        &self,
+        _: &DecoderLm,
+        step: usize,
+        micro: usize,
+        per_step: usize,
+    ) -> manabi_objectives::Result<SentenceBatch> {
+        let idx = schedule(
+            self.train.len(),
+            self.batch_size,
+            step * per_step + micro,
+            self.seed,
+        );
+        Ok(SentenceBatch {
+            rows: idx.iter().map(|&i| self.train[i].clone()).collect(),
+        })
+    }
+
+    fn val_batch(&self, i: usize) -> manabi_objectives::Result<SentenceBatch> {
+        Ok(SentenceBatch {
+            rows: crate::sft::encode::val_window(&self.val, self.batch_size, i)
+                .into_iter()
+                .cloned()
+                .collect(),
+        })
+    }
+
+    fn loss(
+        &self,
+        model: &DecoderLm,
+        b: &SentenceBatch,
+        device: &Device,
+    ) -> manabi_objectives::Result<TaskLoss> {
+        let refs: Vec<&[u32]> = b.rows.iter().map(Vec::as_slice).collect();
+        let n = refs.len();
+        // Two passes: dropout draws a different mask for each view.
+        let z1 = normalised(pooled(model, &refs, self.pooling, self.pad, device));
+        let z2 = normalised(pooled(model, &refs, self.pooling, self.pad, device));
+        let sim = z1.matmul(z2.transpose()) / self.temperature; // [n, n]
+        let diag: Vec<i64> = (0..n as i64).collect();
+        let idx = Tensor::<1, Int>::from_ints(diag.as_slice(), device).reshape([n, 1]);
+        let nll = log_softmax(sim.clone(), 1)
+            .gather(1, idx.clone())
+            .sum()
+            .neg();
+        let right = sim.argmax(1).equal(idx).int().sum().into_scalar::<i64>() as f64;
+        Ok(TaskLoss {
+            sum: nll,
+            metrics: vec![("accuracy".into(), right)],
+        })
+    }
+
+    fn targets(b: &SentenceBatch) -> usize {
+        b.rows.len()
+    }
+
+    fn tokens(b: &SentenceBatch) -> usize {
+        2 * b.rows.iter().map(Vec::len).sum::<usize>()
+    }
+
+    fn evaluate(
+        &self,
+        model: &DecoderLm,
+        device: &Device,
+    ) -> manabi_objectives::Result<Vec<(String, f64)>> {
+        Ok(vec![(
+            "spearman".into(),
+            sts_spearman(
+                model,
+                &self.sts,
+                self.pooling,
+                self.pad,
+                self.batch_size,
+                device,
+            ),
+        )])
+    }
+}
+
+/// Sets every dropout of `model` (embedding and residual) to `p`.
+pub fn with_dropout(mut model: DecoderLm, p: f64) -> DecoderLm {
+    model.dropout.prob = p;
+    for l in &mut model.layers {
+        l.dropout.prob = p;
+    }
+    model
+}
+
+/// Writes one JSON line per text: `{"text", "embedding": [...]}`.
+pub fn write_embeddings(path: &Path, texts: &[String], vectors: &[Vec<f32>]) -> Result<()> {
+    let mut out = String::new();
+    for (t, v) in texts.iter().zip(vectors) {
+        out.push_str(&serde_json::json!({"text": t, "embedding": v}).to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).map_err(|e| FinetuneError::io(path, e))
+}
+
+/// Trains (or resumes) sentence embeddings with unsupervised SimCSE; reports the STS
+/// Spearman of the validation (and test) pairs before and after.
+pub fn train_simcse(
+    cfg: &crate::tasks::TaskConfig,
+    device_choice: manabi_model::DeviceChoice,
+    resume: bool,
+) -> Result<crate::tasks::TaskReport> {
+    use burn::module::Module;
+    let mut run = crate::tasks::classify::Setup::new(cfg, device_choice)?;
+    let s = &cfg.task;
+    if !(0.0..1.0).contains(&s.dropout) || s.temperature <= 0.0 {
+        return Err(FinetuneError::config(
+            "task.dropout",
+            "SimCSE needs 0 ≤ dropout < 1 and temperature > 0",
+        ));
+    }
+    let (eos, pad) = (run.specials.eos, run.specials.pad);
+    let enc = |t: &String| encode_sentence(&run.tokenizer, t, eos, s.max_length);
+    let train: Vec<Vec<u32>> = read_sentences(&cfg.data.train, &s.fields)?
+        .iter()
+        .map(enc)
+        .collect::<Result<_>>()?;
+    let sts = read_sts(&cfg.data.val, &s.fields, &run.tokenizer, eos, s.max_length)?;
+    let test = if cfg.data.test.is_empty() {
+        None
+    } else {
+        Some(read_sts(
+            &cfg.data.test,
+            &s.fields,
+            &run.tokenizer,
+            eos,
+            s.max_length,
+        )?)
+    };
+    let body = run.body(cfg)?;
+    let before = sts_spearman(
+        &body.valid(),
+        &sts,
+        s.pooling,
+        pad,
+        cfg.train.batch_size,
+        &run.device,
+    );
+    let before_test = test.as_ref().map(|t| {
+        sts_spearman(
+            &body.valid(),
+            t,
+            s.pooling,
+            pad,
+            cfg.train.batch_size,
+            &run.device,
+        )
+    });
+    let model = crate::peft::apply(with_dropout(body, s.dropout), &cfg.peft)?;
+    let (trainable, total) = crate::peft::describe(&model);
+    println!(
+        "{:?}, SimCSE ({:?} pooling, τ {}, dropout {}): {trainable} trainable of {total} parameters",
+        cfg.peft.method, s.pooling, s.temperature, s.dropout
+    );
+    run.record(cfg, None, s)?;
+    let task = SimcseTask {
+        val: sts.a.clone(),
+        train,
+        sts: sts.clone(),
+        pooling: s.pooling,
+        temperature: s.temperature,
+        batch_size: cfg.train.batch_size,
+        pad,
+        seed: cfg.run.seed,
+    };
+    let report = run.trainer.fit(&task, model, resume)?;
+    let mut splits = Vec::new();
+    if let Some(dir) = &report.checkpoint {
+        let files = [
+            ("val", &cfg.data.val, Some(before)),
+            ("test", &cfg.data.test, before_test),
+        ];
+        for (name, files, b) in files {
+            if files.is_empty() {
+                continue;
+            }
+            let path = cfg.run.out.join(format!("predictions-{name}.jsonl"));
+            let mut r = evaluate_simcse(
+                dir,
+                s,
+                &run.tokenizer,
+                files,
+                &path,
+                cfg.train.batch_size,
+                &run.device,
+            )?;
+            r.name = name.into();
+            r.metrics
+                .insert(0, ("spearman_before".into(), b.unwrap_or(f64::NAN)));
+            splits.push(r);
+        }
+    }
+    Ok(crate::tasks::TaskReport {
+        run: report,
+        label_counts: Vec::new(),
+        cut: 0,
+        trainable_params: trainable,
+        splits,
+    })
+}
+
+/// STS Spearman of an embedding checkpoint on JSTS-layout `files`, with each pair's cosine
+/// written to `out`.
+pub fn evaluate_simcse(
+    model_dir: &Path,
+    settings: &crate::tasks::classify::TaskSettings,
+    tokenizer: &TextTokenizer,
+    files: &[PathBuf],
+    out: &Path,
+    batch_size: usize,
+    device: &Device,
+) -> Result<crate::tasks::classify::SplitReport> {
+    let specials = crate::sft::Specials::of(tokenizer)?;
+    let (model, _) = crate::run::load_decoder(model_dir, device)?;
+    let ex = read_examples(files, TaskKind::Sts, &settings.fields, true)?;
+    let texts: Vec<String> = ex.iter().flat_map(|e| e.texts.clone()).collect();
+    let v = embed_texts(
+        &model,
+        tokenizer,
+        &texts,
+        (settings.pooling, settings.max_length),
+        (specials.eos, specials.pad),
+        batch_size,
+        device,
+    )?;
+    let mut lines = String::new();
+    let (mut gold, mut sims) = (Vec::new(), Vec::new());
+    for (i, e) in ex.iter().enumerate() {
+        let c = cosine(&v[2 * i], &v[2 * i + 1]);
+        let g = match e.label {
+            Some(Label::Score(x)) => x,
+            _ => f64::NAN,
+        };
+        gold.push(g);
+        sims.push(c);
+        lines.push_str(
+            &serde_json::json!({"sentence1": e.texts[0], "sentence2": e.texts[1], "label": g, "cosine": c})
+                .to_string(),
+        );
+        lines.push('\n');
+    }
+    std::fs::write(out, lines).map_err(|e| FinetuneError::io(out, e))?;
+    Ok(crate::tasks::classify::SplitReport {
+        name: String::new(),
+        examples: ex.len(),
+        metrics: vec![("spearman".into(), spearman(&gold, &sims))],
+        majority_baseline: None,
+        predictions: out.to_path_buf(),
+    })
+}
