@@ -10,6 +10,15 @@ use manabi_model::DecoderLm;
 use manabi_model::device::test_device;
 use manabi_objectives::Recipe;
 
+/// The device's random stream is shared by the whole process: a test that seeds it while
+/// another draws dropout masks would change that one's masks. Tests that train take this
+/// lock, so each run sees only its own seeds (a real run is one per process).
+static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -77,6 +86,7 @@ fn mean(v: &[(usize, f64)]) -> f64 {
 
 #[test]
 fn a_classifier_learns_writes_predictions_exports_and_resumes() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_base(tmp.path());
     let val = head_of(tmp.path(), "sentiment-en.val.jsonl", 64);
@@ -176,6 +186,7 @@ fn a_classifier_learns_writes_predictions_exports_and_resumes() {
 
 #[test]
 fn a_similarity_regressor_learns_and_reports_pearson_and_spearman() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_base(tmp.path());
     let val = head_of(tmp.path(), "sts-en.val.jsonl", 48);
@@ -196,6 +207,28 @@ fn a_similarity_regressor_learns_and_reports_pearson_and_spearman() {
     assert_eq!(names, ["pearson", "spearman"]);
     assert!(r.splits[0].metrics.iter().all(|(_, v)| v.is_finite()));
     assert!(r.label_counts.is_empty() && r.splits[0].majority_baseline.is_none());
+    // The bi-encoder: each sentence embedded alone, cosine trained towards label / 5.
+    let bi = recipe(&base, &tmp.path().join("sts-bi"), "sts", "sts", &val)
+        .replace("[data]", "encoder = \"bi\"\n[data]");
+    let r = train_task(&TaskConfig::parse(&bi, &[]).unwrap(), device, false).unwrap();
+    let losses = &r.run.losses;
+    assert!(
+        mean(&losses[losses.len() - 6..]) < mean(&losses[..3]),
+        "{losses:?}"
+    );
+    let names: Vec<&str> = r.splits[0]
+        .metrics
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(names, ["spearman_before", "pearson", "spearman"]);
+    let preds = std::fs::read_to_string(&r.splits[0].predictions).unwrap();
+    let v: serde_json::Value = serde_json::from_str(preds.lines().next().unwrap()).unwrap();
+    let (c, p) = (v["cosine"].as_f64().unwrap(), v["pred"].as_f64().unwrap());
+    assert!((p - 5.0 * c).abs() < 1e-9);
+    // A bi-encoder for anything but sts is refused.
+    let e = TaskConfig::parse(&bi.replace("kind = \"sts\"", "kind = \"nli\""), &[]).unwrap_err();
+    assert!(e.to_string().contains("task.encoder"), "{e}");
 }
 
 fn err_of(base: &Path, dir: &Path, kind: &str, train: &str, val: &str, sets: &[&str]) -> String {
@@ -220,6 +253,7 @@ fn err_of(base: &Path, dir: &Path, kind: &str, train: &str, val: &str, sets: &[&
 
 #[test]
 fn bad_task_data_and_settings_are_one_line_errors() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_base(tmp.path());
     let d = tmp.path();
@@ -310,6 +344,7 @@ fn bad_task_data_and_settings_are_one_line_errors() {
 
 #[test]
 fn every_task_recipe_parses() {
+    let _rng = serial();
     for entry in std::fs::read_dir(root().join("configs/tasks")).unwrap() {
         let path = entry.unwrap().path();
         TaskConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -318,6 +353,7 @@ fn every_task_recipe_parses() {
 
 #[test]
 fn an_ner_tagger_learns_and_predicts_character_spans() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_base(tmp.path());
     let val = head_of(tmp.path(), "ner-en.val.jsonl", 40);
@@ -375,6 +411,7 @@ fn an_ner_tagger_learns_and_predicts_character_spans() {
 
 #[test]
 fn bad_entity_spans_are_one_line_errors() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let good = "{\"text\": \"Mara lives in Tolven.\", \"entities\": [{\"name\": \"Mara\", \"span\": [0, 4], \"type\": \"PER\"}]}";
@@ -430,6 +467,7 @@ fn bad_entity_spans_are_one_line_errors() {
 
 #[test]
 fn simcse_trains_embeddings_reports_sts_spearman_and_resumes() {
+    let _rng = serial();
     use manabi_finetune::tasks::embed::{self, Pooling};
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_base(tmp.path());
@@ -448,7 +486,7 @@ fn simcse_trains_embeddings_reports_sts_spearman_and_resumes() {
         .iter()
         .map(|(k, _)| k.as_str())
         .collect();
-    assert_eq!(m, ["spearman_before", "spearman"]);
+    assert_eq!(m, ["spearman_before", "pearson", "spearman"]);
     assert!(
         r.splits[0]
             .metrics

@@ -57,6 +57,17 @@ pub struct TaskSettings {
     /// SimCSE: dropout while training (the two views of a sentence differ by it).
     #[serde(default = "default_dropout")]
     pub dropout: f64,
+    /// STS: `cross` reads the pair as one sequence with a regression head; `bi` embeds each
+    /// sentence alone and trains their cosine towards `label / max_score`.
+    #[serde(default)]
+    pub encoder: crate::tasks::embed::Encoder,
+    /// STS with `encoder = "bi"`: the top of the score scale (5 in JSTS).
+    #[serde(default = "default_max_score")]
+    pub max_score: f64,
+}
+
+fn default_max_score() -> f64 {
+    5.0
 }
 
 fn default_temperature() -> f64 {
@@ -130,6 +141,14 @@ impl Recipe for TaskConfig {
             return Err(FinetuneError::config(
                 "task.labels",
                 "an sts task predicts a score; it has no class labels",
+            ));
+        }
+        if self.task.encoder == crate::tasks::embed::Encoder::Bi
+            && (self.task.kind != TaskKind::Sts || self.task.max_score <= 0.0)
+        {
+            return Err(FinetuneError::config(
+                "task.encoder",
+                "encoder = \"bi\" is for sts tasks, with max_score > 0",
             ));
         }
         if self.peft.method == Method::Prompt {
@@ -529,6 +548,9 @@ pub fn train_task(
     match cfg.task.kind {
         TaskKind::Ner => return crate::tasks::ner::train_ner(cfg, device_choice, resume),
         TaskKind::Simcse => return crate::tasks::embed::train_simcse(cfg, device_choice, resume),
+        TaskKind::Sts if cfg.task.encoder == crate::tasks::embed::Encoder::Bi => {
+            return crate::tasks::embed::train_bi_sts(cfg, device_choice, resume);
+        }
         _ => {}
     }
     let mut run = Setup::new(cfg, device_choice)?;
@@ -715,8 +737,8 @@ pub fn evaluate_task(
         .map_err(|e| FinetuneError::config(spec.display().to_string(), e.message()))?;
     let tokenizer = TextTokenizer::load(model_dir.join("tokenizer.json"))?;
     let specials = Specials::of(&tokenizer)?;
-    if settings.kind == TaskKind::Simcse {
-        let mut r = crate::tasks::embed::evaluate_simcse(
+    if settings.kind == TaskKind::Simcse || settings.encoder == crate::tasks::embed::Encoder::Bi {
+        let mut r = crate::tasks::embed::evaluate_pairs(
             model_dir, &settings, &tokenizer, files, out, batch_size, device,
         )?;
         r.name = joined(files);

@@ -32,6 +32,18 @@ pub enum Pooling {
     Last,
 }
 
+/// How an STS model reads a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoder {
+    /// Both sentences in one sequence, a regression head on the last token.
+    #[default]
+    Cross,
+    /// Each sentence embedded alone; the score is their cosine (sentence-transformers'
+    /// bi-encoder with a cosine-similarity loss).
+    Bi,
+}
+
 /// Reads sentences: `.jsonl` lines give their `sentence` field (renamable), or both
 /// `sentence1` and `sentence2` when there is no `sentence` (JSTS/JNLI files); any other
 /// file gives one sentence per non-empty line.
@@ -448,7 +460,7 @@ pub fn train_simcse(
                 continue;
             }
             let path = cfg.run.out.join(format!("predictions-{name}.jsonl"));
-            let mut r = evaluate_simcse(
+            let mut r = evaluate_pairs(
                 dir,
                 s,
                 &run.tokenizer,
@@ -472,9 +484,10 @@ pub fn train_simcse(
     })
 }
 
-/// STS Spearman of an embedding checkpoint on JSTS-layout `files`, with each pair's cosine
-/// written to `out`.
-pub fn evaluate_simcse(
+/// STS Pearson and Spearman of an embedding checkpoint's cosines on JSTS-layout `files`;
+/// each pair's `cosine` (and `pred` = cosine × max_score for a bi-encoder) written to
+/// `out`.
+pub fn evaluate_pairs(
     model_dir: &Path,
     settings: &crate::tasks::classify::TaskSettings,
     tokenizer: &TextTokenizer,
@@ -506,18 +519,201 @@ pub fn evaluate_simcse(
         };
         gold.push(g);
         sims.push(c);
-        lines.push_str(
-            &serde_json::json!({"sentence1": e.texts[0], "sentence2": e.texts[1], "label": g, "cosine": c})
-                .to_string(),
-        );
+        let mut obj = serde_json::json!({"sentence1": e.texts[0], "sentence2": e.texts[1], "label": g, "cosine": c});
+        if settings.encoder == Encoder::Bi {
+            obj["pred"] = (c * settings.max_score).into();
+        }
+        lines.push_str(&obj.to_string());
         lines.push('\n');
     }
     std::fs::write(out, lines).map_err(|e| FinetuneError::io(out, e))?;
     Ok(crate::tasks::classify::SplitReport {
         name: String::new(),
         examples: ex.len(),
-        metrics: vec![("spearman".into(), spearman(&gold, &sims))],
+        metrics: vec![
+            ("pearson".into(), crate::metrics::pearson(&gold, &sims)),
+            ("spearman".into(), spearman(&gold, &sims)),
+        ],
         majority_baseline: None,
         predictions: out.to_path_buf(),
+    })
+}
+
+/// A supervised bi-encoder for STS as a [`Task`]: squared error between each pair's
+/// cosine and its gold score ÷ `max_score`.
+#[derive(Debug)]
+pub struct BiStsTask {
+    /// Training pairs.
+    pub train: StsPairs,
+    /// Validation pairs.
+    pub val: StsPairs,
+    /// Pooling.
+    pub pooling: Pooling,
+    /// The top of the score scale.
+    pub max_score: f64,
+    /// Pairs per micro-batch.
+    pub batch_size: usize,
+    /// Padding token.
+    pub pad: u32,
+    /// Seed of the data order.
+    pub seed: u64,
+}
+
+/// A micro-batch of STS pairs.
+#[derive(Debug, Clone)]
+pub struct PairRows {
+    /// First sentences.
+    pub a: Vec<Vec<u32>>,
+    /// Second sentences.
+    pub b: Vec<Vec<u32>>,
+    /// Gold scores.
+    pub gold: Vec<f32>,
+}
+
+fn pair_rows(p: &StsPairs, idx: &[usize]) -> PairRows {
+    PairRows {
+        a: idx.iter().map(|&i| p.a[i].clone()).collect(),
+        b: idx.iter().map(|&i| p.b[i].clone()).collect(),
+        gold: idx.iter().map(|&i| p.gold[i] as f32).collect(),
+    }
+}
+
+impl Task for BiStsTask {
+    type Model = DecoderLm;
+    type Batch = PairRows;
+
+    fn batch(
+        &self,
+        _: &DecoderLm,
+        step: usize,
+        micro: usize,
+        per_step: usize,
+    ) -> manabi_objectives::Result<PairRows> {
+        let idx = schedule(
+            self.train.gold.len(),
+            self.batch_size,
+            step * per_step + micro,
+            self.seed,
+        );
+        Ok(pair_rows(&self.train, &idx))
+    }
+
+    fn val_batch(&self, i: usize) -> manabi_objectives::Result<PairRows> {
+        let idx = crate::sft::encode::val_indices(self.val.gold.len(), self.batch_size, i);
+        Ok(pair_rows(&self.val, &idx))
+    }
+
+    fn loss(
+        &self,
+        model: &DecoderLm,
+        b: &PairRows,
+        device: &Device,
+    ) -> manabi_objectives::Result<TaskLoss> {
+        let ra: Vec<&[u32]> = b.a.iter().map(Vec::as_slice).collect();
+        let rb: Vec<&[u32]> = b.b.iter().map(Vec::as_slice).collect();
+        let za = normalised(pooled(model, &ra, self.pooling, self.pad, device));
+        let zb = normalised(pooled(model, &rb, self.pooling, self.pad, device));
+        let n = b.gold.len();
+        let cos = (za * zb).sum_dim(1).reshape([n]);
+        let target = Tensor::<1>::from_floats(b.gold.as_slice(), device) / self.max_score;
+        let err = cos - target;
+        Ok(TaskLoss::new((err.clone() * err).sum()))
+    }
+
+    fn targets(b: &PairRows) -> usize {
+        b.gold.len()
+    }
+
+    fn tokens(b: &PairRows) -> usize {
+        b.a.iter().chain(&b.b).map(Vec::len).sum()
+    }
+
+    fn evaluate(
+        &self,
+        model: &DecoderLm,
+        device: &Device,
+    ) -> manabi_objectives::Result<Vec<(String, f64)>> {
+        Ok(vec![(
+            "spearman".into(),
+            sts_spearman(
+                model,
+                &self.val,
+                self.pooling,
+                self.pad,
+                self.batch_size,
+                device,
+            ),
+        )])
+    }
+}
+
+/// Trains (or resumes) a bi-encoder STS model; reports Pearson and Spearman of the
+/// cosines on the validation (and test) pairs, with the untrained body's Spearman.
+pub fn train_bi_sts(
+    cfg: &crate::tasks::TaskConfig,
+    device_choice: manabi_model::DeviceChoice,
+    resume: bool,
+) -> Result<crate::tasks::TaskReport> {
+    use burn::module::Module;
+    let mut run = crate::tasks::classify::Setup::new(cfg, device_choice)?;
+    let s = &cfg.task;
+    let (eos, pad) = (run.specials.eos, run.specials.pad);
+    let read = |files: &[PathBuf]| read_sts(files, &s.fields, &run.tokenizer, eos, s.max_length);
+    let (train, val) = (read(&cfg.data.train)?, read(&cfg.data.val)?);
+    let body = run.body(cfg)?;
+    let before = sts_spearman(
+        &body.valid(),
+        &val,
+        s.pooling,
+        pad,
+        cfg.train.batch_size,
+        &run.device,
+    );
+    let model = crate::peft::apply(body, &cfg.peft)?;
+    let (trainable, total) = crate::peft::describe(&model);
+    println!(
+        "{:?}, bi-encoder STS ({:?} pooling, cosine × {}): {trainable} trainable of {total} parameters",
+        cfg.peft.method, s.pooling, s.max_score
+    );
+    run.record(cfg, None, s)?;
+    let task = BiStsTask {
+        train,
+        val,
+        pooling: s.pooling,
+        max_score: s.max_score,
+        batch_size: cfg.train.batch_size,
+        pad,
+        seed: cfg.run.seed,
+    };
+    let report = run.trainer.fit(&task, model, resume)?;
+    let mut splits = Vec::new();
+    if let Some(dir) = &report.checkpoint {
+        for (name, files) in [("val", &cfg.data.val), ("test", &cfg.data.test)] {
+            if files.is_empty() {
+                continue;
+            }
+            let path = cfg.run.out.join(format!("predictions-{name}.jsonl"));
+            let mut r = evaluate_pairs(
+                dir,
+                s,
+                &run.tokenizer,
+                files,
+                &path,
+                cfg.train.batch_size,
+                &run.device,
+            )?;
+            r.name = name.into();
+            if name == "val" {
+                r.metrics.insert(0, ("spearman_before".into(), before));
+            }
+            splits.push(r);
+        }
+    }
+    Ok(crate::tasks::TaskReport {
+        run: report,
+        label_counts: Vec::new(),
+        cut: 0,
+        trainable_params: trainable,
+        splits,
     })
 }
