@@ -4,6 +4,7 @@ mod align;
 mod model_cmd;
 mod pipeline;
 mod pretrain;
+mod rag;
 mod sft;
 mod task;
 mod tokenizer;
@@ -54,6 +55,9 @@ enum Command {
     Task(task::TaskArgs),
     /// Sentence embeddings of a model (a SimCSE checkpoint of `manabi task`), as JSONL.
     Embed(task::EmbedArgs),
+    /// Retrieval-augmented generation: index documents, answer questions from the top
+    /// passages, evaluate recall and exact match.
+    Rag(rag::RagArgs),
     /// Continue prompts with a model.
     Generate(model_cmd::GenerateArgs),
     /// Loss and perplexity of a model on a text file.
@@ -89,6 +93,7 @@ fn main() {
         Command::Score(args) => align::score(&args, device),
         Command::Task(args) => task::run(&args, cli.device),
         Command::Embed(args) => task::embed(&args, device),
+        Command::Rag(args) => rag::run(&args, device),
         Command::Generate(args) => model_cmd::generate(&args, device),
         Command::Eval(args) => model_cmd::eval(&args, device),
         Command::Export(args) => model_cmd::export(&args, device),

@@ -10,6 +10,7 @@ pub mod embed;
 pub mod fewshot;
 pub mod head;
 pub mod ner;
+pub mod rag;
 
 pub use classify::{TaskConfig, TaskReport, evaluate_task, train_task};
 pub use data::TaskKind;
