@@ -124,6 +124,22 @@ fn embedder_parts(
     Ok(Some((m, tok, path)))
 }
 
+/// The index's embedder over its loaded parts.
+fn index_embedder<'a>(
+    index: &RagIndex,
+    parts: Option<&'a (manabi_model::DecoderLm, TextTokenizer, PathBuf)>,
+    device: &'a burn::tensor::Device,
+) -> Option<Embedder<'a>> {
+    parts.map(|(m, tok, path)| Embedder {
+        model: m,
+        tokenizer: tok,
+        path: path.clone(),
+        pooling: index.spec().pooling,
+        max_length: index.spec().max_length,
+        device,
+    })
+}
+
 fn load_generator(
     model: &Path,
     device: &burn::tensor::Device,
@@ -174,14 +190,7 @@ pub fn run(args: &RagArgs, device: DeviceChoice) -> anyhow::Result<()> {
         Some(RagCommand::Eval(a)) => {
             let index = RagIndex::open(&a.index)?;
             let parts = embedder_parts(&index, &device)?;
-            let emb = parts.as_ref().map(|(m, tok, path)| Embedder {
-                model: m,
-                tokenizer: tok,
-                path: path.clone(),
-                pooling: index.spec().pooling,
-                max_length: index.spec().max_length,
-                device: &device,
-            });
+            let emb = index_embedder(&index, parts.as_ref(), &device);
             let (model, tok) = load_generator(&a.model, &device)?;
             let questions = rag::read_questions(&a.questions)?;
             let (r, rows) = rag::evaluate(
@@ -220,14 +229,7 @@ pub fn run(args: &RagArgs, device: DeviceChoice) -> anyhow::Result<()> {
             };
             let index = RagIndex::open(index)?;
             let parts = embedder_parts(&index, &device)?;
-            let emb = parts.as_ref().map(|(m, tok, path)| Embedder {
-                model: m,
-                tokenizer: tok,
-                path: path.clone(),
-                pooling: index.spec().pooling,
-                max_length: index.spec().max_length,
-                device: &device,
-            });
+            let emb = index_embedder(&index, parts.as_ref(), &device);
             let top = index.search(question, a.k, a.retriever.into(), emb.as_ref())?;
             let ctx: Vec<&str> = top
                 .iter()

@@ -465,33 +465,41 @@ impl Evaluator<'_> {
             stop_strings: vec![FEWSHOT_DELIMITER.to_string()],
             ..GenerateOptions::default()
         };
-        let max = self
-            .model
-            .config()
-            .max_positions
-            .saturating_sub(s.max_new_tokens);
-        let mut out = Vec::with_capacity(prompts.len());
-        for chunk in prompts.chunks(self.batch_size.max(1)) {
-            let ids: Vec<Vec<u32>> = chunk
-                .iter()
-                .map(|p| {
-                    let ids = self.tokenizer.encode(p)?;
-                    Ok(ids[ids.len().saturating_sub(max)..].to_vec())
-                })
-                .collect::<Result<_>>()?;
-            let new = manabi_model::generate(self.model, &ids, &opts, Some(self.tokenizer))?;
-            for n in new {
-                let text = self.tokenizer.decode(&n, true)?;
-                let cut = text
-                    .split(FEWSHOT_DELIMITER)
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                out.push(cut);
-            }
-        }
-        Ok(out)
+        let out = greedy(self.model, self.tokenizer, prompts, &opts, self.batch_size)?;
+        Ok(out
+            .into_iter()
+            .map(|t| t.split(FEWSHOT_DELIMITER).next().unwrap_or("").to_string())
+            .collect())
     }
+}
+
+/// Continuations of text prompts under `opts`, `batch_size` at a time; prompts longer
+/// than the model's positions (less the new tokens) keep their end.
+pub fn greedy(
+    model: &DecoderLm,
+    tokenizer: &TextTokenizer,
+    prompts: &[String],
+    opts: &GenerateOptions,
+    batch_size: usize,
+) -> Result<Vec<String>> {
+    let max = model
+        .config()
+        .max_positions
+        .saturating_sub(opts.max_new_tokens);
+    let mut out = Vec::with_capacity(prompts.len());
+    for chunk in prompts.chunks(batch_size.max(1)) {
+        let ids: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|p| {
+                let ids = tokenizer.encode(p)?;
+                Ok(ids[ids.len().saturating_sub(max)..].to_vec())
+            })
+            .collect::<Result<_>>()?;
+        for new in manabi_model::generate(model, &ids, opts, Some(tokenizer))? {
+            out.push(tokenizer.decode(&new, true)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The answer in a generation: the pattern's first group (or whole match), else the

@@ -492,22 +492,11 @@ pub fn answer(
         pad_id: s.pad,
         ..GenerateOptions::default()
     };
-    let max = model.config().max_positions.saturating_sub(max_new_tokens);
-    let mut out = Vec::with_capacity(prompts.len());
-    for chunk in prompts.chunks(16) {
-        let ids: Vec<Vec<u32>> = chunk
-            .iter()
-            .map(|p| {
-                let ids = tokenizer.encode(p)?;
-                Ok(ids[ids.len().saturating_sub(max)..].to_vec())
-            })
-            .collect::<Result<_>>()?;
-        for new in manabi_model::generate(model, &ids, &opts, Some(tokenizer))? {
-            let text = tokenizer.decode(&new, true)?;
-            out.push(text.lines().next().unwrap_or("").trim().to_string());
-        }
-    }
-    Ok(out)
+    let out = crate::tasks::fewshot::greedy(model, tokenizer, prompts, &opts, 16)?;
+    Ok(out
+        .iter()
+        .map(|t| t.lines().next().unwrap_or("").trim().to_string())
+        .collect())
 }
 
 /// One evaluation question.
