@@ -50,8 +50,8 @@ enum Command {
     Reward(align::RecipeArgs),
     /// Print a reward model's scores for prompt/response pairs.
     Score(align::ScoreArgs),
-    /// Downstream tasks: classification, NLI, STS (configs/tasks/*.toml): train, evaluate,
-    /// predict.
+    /// Downstream tasks: classification, NLI, STS, NER, SimCSE embeddings
+    /// (configs/tasks/*.toml): train, evaluate, predict.
     Task(task::TaskArgs),
     /// Sentence embeddings of a model (a SimCSE checkpoint of `manabi task`), as JSONL.
     Embed(task::EmbedArgs),

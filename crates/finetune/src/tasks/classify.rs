@@ -34,7 +34,7 @@ pub const TASK_FILE: &str = "task.toml";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSettings {
-    /// `classification`, `nli` or `sts`.
+    /// `classification`, `nli`, `sts`, `ner` or `simcse`.
     pub kind: TaskKind,
     /// Class names in output order; default: the sorted classes of the training data.
     #[serde(default)]

@@ -1,8 +1,9 @@
 //! Downstream tasks on a pre-trained body: sequence classification (sentiment), natural
-//! language inference and semantic similarity (regression), each with a `score` head,
-//! metrics equal to scikit-learn / SciPy, and predictions written next to gold labels;
-//! and prompting without training (zero-, one- and few-shot, chain-of-thought) with
-//! lm-evaluation-harness semantics.
+//! language inference and semantic similarity (a `score` head, or a bi-encoder), named
+//! entities (a head on every token), sentence embeddings (SimCSE) — metrics equal to
+//! scikit-learn / SciPy / seqeval, predictions written next to gold labels; prompting
+//! without training (zero-, one- and few-shot, chain-of-thought) with
+//! lm-evaluation-harness semantics; and retrieval-augmented generation.
 
 pub mod classify;
 pub mod data;
