@@ -42,9 +42,14 @@ pub struct GrpoSettings {
     pub epsilon: f64,
     /// Divide advantages by the group's standard deviation.
     pub scale_rewards: bool,
-    /// Reward functions: `exact_match` (completion, up to a newline, equals the answer)
-    /// and `format` (the completion matches `format_pattern`).
+    /// Reward functions: `exact_match` (completion, up to a newline, equals the answer),
+    /// `format` (the completion matches `format_pattern`) and `model` (the score of
+    /// `reward_model` for prompt + completion text, as TRL's GRPO uses a reward model).
     pub rewards: Vec<String>,
+    /// The reward model of the `model` reward: a `manabi reward` checkpoint or a Hugging
+    /// Face `*ForSequenceClassification` folder with one label. It reads the decoded
+    /// text with its own tokenizer, so it need not share the policy's.
+    pub reward_model: Option<std::path::PathBuf>,
     /// A regular-expression-free format check: the completion must start with this
     /// prefix and end with EOS (used by `format`).
     pub format_prefix: String,
@@ -61,6 +66,7 @@ impl Default for GrpoSettings {
             epsilon: 0.2,
             scale_rewards: true,
             rewards: vec!["exact_match".into()],
+            reward_model: None,
             format_prefix: " ".into(),
         }
     }
@@ -170,6 +176,8 @@ pub struct GrpoTask {
     pub reference: Option<DecoderLm>,
     /// Held-out prompts scored at evaluation (0 = all).
     pub eval_prompts: usize,
+    /// The loaded reward model and its tokenizer (for the `model` reward).
+    pub reward_model: Option<(manabi_model::DecoderClassifier, TextTokenizer)>,
 }
 
 /// Per-token log-probs of `targets` under `model` (0 where ignored).
@@ -220,6 +228,7 @@ impl GrpoTask {
         let mut rewards = Vec::with_capacity(encoded.len());
         let mut rows = Vec::with_capacity(encoded.len());
         let mut lengths = Vec::with_capacity(encoded.len());
+        let mut texts = Vec::with_capacity(encoded.len());
         for (k, c) in completions.iter().enumerate() {
             let ended = c.len() < s.max_new_tokens;
             let text = self
@@ -227,12 +236,22 @@ impl GrpoTask {
                 .decode(c, true)
                 .map_err(|e| err(e.to_string()))?;
             rewards.push(reward(s, &text, ended, &prompts[k / g].answer));
+            texts.push((prompts[k / g].prompt.clone(), text));
             let mut comp = c.clone();
             if ended {
                 comp.push(self.eos);
             }
             lengths.push(comp.len());
             rows.push((encoded[k].clone(), comp));
+        }
+        if let (Some((rm, tok)), true) =
+            (&self.reward_model, s.rewards.iter().any(|r| r == "model"))
+        {
+            let scores = crate::reward::score_texts(rm, tok, &texts, &sampler.devices()[0])
+                .map_err(|e| err(e.to_string()))?;
+            for (r, x) in rewards.iter_mut().zip(scores) {
+                *r += x;
+            }
         }
         // Group-relative advantages.
         let mut advantages = vec![0.0; rewards.len()];

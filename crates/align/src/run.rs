@@ -294,11 +294,17 @@ impl Recipe for GrpoConfig {
         if let Some(r) = g
             .rewards
             .iter()
-            .find(|r| !["exact_match", "format"].contains(&r.as_str()))
+            .find(|r| !["exact_match", "format", "model"].contains(&r.as_str()))
         {
             return Err(AlignError::config(
                 "grpo.rewards",
-                format!("unknown reward `{r}` (exact_match, format)"),
+                format!("unknown reward `{r}` (exact_match, format, model)"),
+            ));
+        }
+        if g.rewards.iter().any(|r| r == "model") != g.reward_model.is_some() {
+            return Err(AlignError::config(
+                "grpo.reward_model",
+                "the `model` reward and grpo.reward_model go together: give both or neither",
             ));
         }
         if self.data.train.is_empty() || self.data.val.is_empty() {
@@ -378,6 +384,23 @@ pub fn grpo(cfg: &GrpoConfig, device_choice: DeviceChoice, resume: bool) -> Resu
         seed: cfg.run.seed,
         reference: (cfg.grpo.beta > 0.0).then(|| plain.clone()),
         eval_prompts: cfg.data.eval_prompts,
+        reward_model: match &cfg.grpo.reward_model {
+            Some(dir) => {
+                let rm = crate::reward::load_reward(dir, &device)?.valid();
+                if rm.labels() != 1 {
+                    return Err(AlignError::config(
+                        "grpo.reward_model",
+                        format!(
+                            "{}: a reward model has one output, this one {}",
+                            dir.display(),
+                            rm.labels()
+                        ),
+                    ));
+                }
+                Some((rm, TextTokenizer::load(dir.join("tokenizer.json"))?))
+            }
+            None => None,
+        },
     };
     let run = trainer.fit(&task, model, resume)?;
     let ckpt = run

@@ -471,6 +471,45 @@ progress = false
         .unwrap_err()
         .to_string();
     assert!(e.contains("grpo.num_generations"), "{e}");
+    // A reward model as the reward (TRL's GRPO with a reward model): an HF
+    // *ForSequenceClassification folder with its own tokenizer.
+    let cfg: manabi_model::ModelConfig = toml::from_str(
+        "family = \"llama\"\nvocab_size = 512\nmax_positions = 128\nd_model = 32\nn_layers = 1\nn_heads = 4\nn_kv_heads = 2\nd_ff = 64\npositions = \"rope\"\nnorm = \"rmsnorm\"\nactivation = \"swiglu\"\ntie_embeddings = true",
+    )
+    .unwrap();
+    let rm_dir = tmp.path().join("rm");
+    manabi_model::DecoderClassifier::new(&cfg, 1, &test_device())
+        .export_hf(
+            &rm_dir,
+            Some(&root().join("fixtures/tokenize/bpe-en/tokenizer.json")),
+            0,
+            &[],
+        )
+        .unwrap();
+    let with_rm = [
+        "grpo.rewards=[\"model\"]".to_string(),
+        format!("grpo.reward_model=\"{}\"", rm_dir.display()),
+        "train.steps=2".into(),
+        "train.eval_every=2".into(),
+        "train.checkpoint_every=2".into(),
+    ];
+    let r = manabi_align::grpo(
+        &manabi_align::GrpoConfig::parse(&text("rm-run"), &with_rm).unwrap(),
+        device,
+        false,
+    )
+    .unwrap();
+    assert_eq!(r.run.losses.len(), 2);
+    let m = std::fs::read_to_string(tmp.path().join("rm-run/metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(m.lines().next().unwrap()).unwrap();
+    // A random reward model scores every completion a little differently: rewards are
+    // real numbers, not the 0/1 of exact match.
+    let reward = first["reward"].as_f64().unwrap();
+    assert!(reward.fract() != 0.0, "{first}");
+    let e = manabi_align::GrpoConfig::parse(&text("y"), &["grpo.rewards=[\"model\"]".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("grpo.reward_model"), "{e}");
 }
 
 #[test]
