@@ -125,22 +125,26 @@ pub struct DpoReport {
     pub trainable_params: usize,
 }
 
-/// Share of pairs whose implicit reward margin is positive (ties count half), from
-/// policy and reference log-probs.
+/// Share of pairs whose implicit reward margin is positive (ties count half), from summed
+/// policy log-probs (chosen, rejected). With `reference`, the margin is DPO's
+/// `(π_c − ref_c) − (π_r − ref_r)`; without, SimPO's length-normalised
+/// `π_c / |c| − π_r / |r|` over the completion `lengths`.
 pub fn preference_accuracy(
     policy: &[(f64, f64)],
-    reference: &[(f64, f64)],
-    reference_free: bool,
+    reference: Option<&[(f64, f64)]>,
+    lengths: &[(usize, usize)],
 ) -> f64 {
     let n = policy.len().max(1) as f64;
     policy
         .iter()
-        .zip(reference)
-        .map(|(p, r)| {
-            let m = if reference_free {
-                p.0 - p.1
-            } else {
-                (p.0 - r.0) - (p.1 - r.1)
+        .enumerate()
+        .map(|(i, p)| {
+            let m = match reference {
+                Some(r) => (p.0 - r[i].0) - (p.1 - r[i].1),
+                None => {
+                    let (lc, lr) = lengths[i];
+                    p.0 / lc.max(1) as f64 - p.1 / lr.max(1) as f64
+                }
             };
             if m > 1e-6 {
                 1.0
@@ -191,9 +195,20 @@ pub fn dpo(cfg: &DpoConfig, device_choice: DeviceChoice, resume: bool) -> Result
     let reference = model.valid();
     let train_reference = reference_logps(&reference, &train, &cfg.dpo, bs, specials.pad, &device);
     let val_reference = reference_logps(&reference, &val, &cfg.dpo, bs, specials.pad, &device);
-    drop(reference);
     let reference_free = !cfg.dpo.uses_reference();
-    let accuracy_before = preference_accuracy(&val_reference, &val_reference, reference_free);
+    let lengths: Vec<(usize, usize)> = val
+        .iter()
+        .map(|p| (p.chosen.len(), p.rejected.len()))
+        .collect();
+    // Before training the policy is the reference: DPO's margin is 0 for every pair;
+    // SimPO's (reference-free) is the initial policy's own length-normalised margin.
+    let accuracy_before = if reference_free {
+        let initial = pair_logps(&reference, &val, bs, specials.pad, &device);
+        preference_accuracy(&initial, None, &lengths)
+    } else {
+        preference_accuracy(&val_reference, Some(&val_reference), &lengths)
+    };
+    drop(reference);
     // Adapters are drawn after the reference pass, from the run's seed.
     trainer.device().seed(cfg.run.seed);
     manabi_model::init::seed(cfg.run.seed);
@@ -226,7 +241,11 @@ pub fn dpo(cfg: &DpoConfig, device_choice: DeviceChoice, resume: bool) -> Result
         .ok_or_else(|| AlignError::io(&out, "the run wrote no checkpoint"))?;
     let (tuned, _) = load_decoder(&ckpt, &device)?;
     let after = pair_logps(&tuned, &task.val, bs, specials.pad, &device);
-    let accuracy_after = preference_accuracy(&after, &task.val_reference, reference_free);
+    let accuracy_after = preference_accuracy(
+        &after,
+        (!reference_free).then_some(task.val_reference.as_slice()),
+        &lengths,
+    );
     Ok(DpoReport {
         run,
         accuracy_before,

@@ -555,3 +555,23 @@ fn the_alignment_report_compares_two_models_on_each_evaluation() {
         .to_string();
     assert!(none.contains("nothing to evaluate"), "{none}");
 }
+
+#[test]
+fn preference_accuracy_uses_dpo_margins_or_simpo_length_normalised_ones() {
+    use manabi_align::run::preference_accuracy;
+    // DPO: the policy moved chosen up relative to the reference in pair 0, down in pair 1;
+    // pair 2 is a tie (counts half).
+    let policy = [(-10.0, -12.0), (-9.0, -8.0), (-5.0, -5.0)];
+    let reference = [(-11.0, -11.0), (-9.0, -9.0), (-5.0, -5.0)];
+    let lengths = [(4, 4), (2, 8), (1, 1)];
+    assert_eq!(
+        preference_accuracy(&policy, Some(&reference), &lengths),
+        1.5 / 3.0
+    );
+    // SimPO: per-token averages, which can disagree with the sums.
+    let policy = [(-12.0, -6.0), (-3.0, -2.0)];
+    let lengths = [(6, 2), (1, 1)];
+    // Pair 0: −2.0 per token vs −3.0 → chosen wins although its sum is lower.
+    // Pair 1: −3.0 vs −2.0 → rejected wins.
+    assert_eq!(preference_accuracy(&policy, None, &lengths), 0.5);
+}
