@@ -1,14 +1,14 @@
 //! Group relative policy optimisation with verifiable rewards (Shao et al. 2024, as TRL's
 //! GRPOTrainer): for each prompt, G completions are sampled from the current policy and
 //! scored by reward functions (exact match against the reference answer, a format
-//! pattern); each completion's advantage is its reward minus the group's mean (divided by
+//! pattern, a reward model's score of the text); each completion's advantage is its reward minus the group's mean (divided by
 //! the group's standard deviation with `scale_rewards`). The loss is the clipped policy
 //! objective per completion token, averaged over each completion, then over completions,
 //! with an optional KL penalty `β·KL(π‖π_ref)` (k3 estimator) against the initial policy.
 //! One optimisation step per rollout batch, so the ratio to the sampling policy is 1 at
 //! the step (clipping matters only for the logged `clip_ratio`). Metrics as TRL names
-//! them: `reward`, `reward_std`, `frac_reward_zero_std`, `completions/mean_length`,
-//! `clip_ratio/region_mean`, `kl`.
+//! them: `reward`, `reward_std`, `rewards/<function>/mean`, `frac_reward_zero_std`,
+//! `completions/mean_length`, `clip_ratio/region_mean`, `kl`.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -115,8 +115,15 @@ pub fn read_prompts(paths: &[PathBuf]) -> Result<Vec<RlPrompt>> {
     Ok(out)
 }
 
-/// The reward of one completion text (`ended` = it stopped with EOS).
+/// The reward of one completion text (`ended` = it stopped with EOS): the sum of
+/// [`reward_parts`].
 pub fn reward(s: &GrpoSettings, completion: &str, ended: bool, answer: &str) -> f64 {
+    reward_parts(s, completion, ended, answer).iter().sum()
+}
+
+/// Each reward function's value for one completion, in `s.rewards` order (`model` is 0
+/// here; the reward model's scores are added per batch).
+pub fn reward_parts(s: &GrpoSettings, completion: &str, ended: bool, answer: &str) -> Vec<f64> {
     let first_line = completion.split('\n').next().unwrap_or("");
     s.rewards
         .iter()
@@ -125,7 +132,7 @@ pub fn reward(s: &GrpoSettings, completion: &str, ended: bool, answer: &str) -> 
             "format" => f64::from(u8::from(ended && completion.starts_with(&s.format_prefix))),
             _ => 0.0,
         })
-        .sum()
+        .collect()
 }
 
 /// Rollouts of one micro-batch: prompt + completion rows with advantages.
@@ -145,6 +152,8 @@ pub struct Rollouts {
     pub advantages: Vec<f64>,
     /// Reward of each row.
     pub rewards: Vec<f64>,
+    /// Each reward function's value for each row (`settings.rewards` order).
+    pub reward_parts: Vec<Vec<f64>>,
     /// Groups whose rewards were all equal.
     pub zero_std_groups: usize,
     /// Groups.
@@ -229,13 +238,14 @@ impl GrpoTask {
         let mut rows = Vec::with_capacity(encoded.len());
         let mut lengths = Vec::with_capacity(encoded.len());
         let mut texts = Vec::with_capacity(encoded.len());
+        let mut reward_parts = Vec::with_capacity(encoded.len());
         for (k, c) in completions.iter().enumerate() {
             let ended = c.len() < s.max_new_tokens;
             let text = self
                 .tokenizer
                 .decode(c, true)
                 .map_err(|e| err(e.to_string()))?;
-            rewards.push(reward(s, &text, ended, &prompts[k / g].answer));
+            reward_parts.push(self::reward_parts(s, &text, ended, &prompts[k / g].answer));
             texts.push((prompts[k / g].prompt.clone(), text));
             let mut comp = c.clone();
             if ended {
@@ -244,15 +254,17 @@ impl GrpoTask {
             lengths.push(comp.len());
             rows.push((encoded[k].clone(), comp));
         }
-        if let (Some((rm, tok)), true) =
-            (&self.reward_model, s.rewards.iter().any(|r| r == "model"))
-        {
+        if let (Some((rm, tok)), Some(fi)) = (
+            &self.reward_model,
+            s.rewards.iter().position(|r| r == "model"),
+        ) {
             let scores = crate::reward::score_texts(rm, tok, &texts, &sampler.devices()[0])
                 .map_err(|e| err(e.to_string()))?;
-            for (r, x) in rewards.iter_mut().zip(scores) {
-                *r += x;
+            for (parts, x) in reward_parts.iter_mut().zip(scores) {
+                parts[fi] = x;
             }
         }
+        rewards.extend(reward_parts.iter().map(|p| p.iter().sum::<f64>()));
         // Group-relative advantages.
         let mut advantages = vec![0.0; rewards.len()];
         let mut zero_std = 0;
@@ -298,6 +310,7 @@ impl GrpoTask {
             lengths,
             advantages,
             rewards,
+            reward_parts,
             zero_std_groups: zero_std,
             groups: prompts.len(),
             reference: None,
@@ -355,6 +368,7 @@ impl Task for GrpoTask {
             lengths: Vec::new(),
             advantages: Vec::new(),
             rewards: Vec::new(),
+            reward_parts: Vec::new(),
             zero_std_groups: 0,
             groups: 0,
             reference: None,
@@ -408,22 +422,31 @@ impl Task for GrpoTask {
             / r.n.max(2).saturating_sub(1) as f64)
             .sqrt();
         let n = r.n as f64;
+        // TRL's per-function means: rewards/<name>/mean.
+        let per_function = s.rewards.iter().enumerate().map(|(fi, name)| {
+            (
+                format!("rewards/{name}/mean"),
+                r.reward_parts.iter().map(|p| p[fi]).sum::<f64>(),
+            )
+        });
         Ok(TaskLoss {
             sum: per_seq.sum(),
-            metrics: vec![
-                ("reward".into(), r.rewards.iter().sum()),
-                ("reward_std".into(), std * n),
-                (
-                    "frac_reward_zero_std".into(),
-                    r.zero_std_groups as f64 / r.groups.max(1) as f64 * n,
-                ),
-                (
-                    "completions/mean_length".into(),
-                    r.lengths.iter().sum::<usize>() as f64,
-                ),
-                ("clip_ratio/region_mean".into(), 0.0),
-                ("kl".into(), kl_sum),
-            ],
+            metrics: per_function
+                .chain([
+                    ("reward".into(), r.rewards.iter().sum()),
+                    ("reward_std".into(), std * n),
+                    (
+                        "frac_reward_zero_std".into(),
+                        r.zero_std_groups as f64 / r.groups.max(1) as f64 * n,
+                    ),
+                    (
+                        "completions/mean_length".into(),
+                        r.lengths.iter().sum::<usize>() as f64,
+                    ),
+                    ("clip_ratio/region_mean".into(), 0.0),
+                    ("kl".into(), kl_sum),
+                ])
+                .collect(),
         })
     }
 

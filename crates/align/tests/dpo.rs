@@ -443,6 +443,8 @@ progress = false
         "\"frac_reward_zero_std\"",
         "\"completions/mean_length\"",
         "\"kl\"",
+        "\"rewards/exact_match/mean\"",
+        "\"rewards/format/mean\"",
         "\"eval/exact_match\"",
     ] {
         assert!(metrics.contains(k), "{k} missing: {metrics}");
@@ -506,6 +508,7 @@ progress = false
     // real numbers, not the 0/1 of exact match.
     let reward = first["reward"].as_f64().unwrap();
     assert!(reward.fract() != 0.0, "{first}");
+    assert_eq!(first["rewards/model/mean"].as_f64(), Some(reward));
     let e = manabi_align::GrpoConfig::parse(&text("y"), &["grpo.rewards=[\"model\"]".into()])
         .unwrap_err()
         .to_string();
