@@ -159,9 +159,8 @@ impl Task for RewardTask {
         per_step: usize,
     ) -> manabi_objectives::Result<ScoreBatch> {
         let g = step * per_step + micro;
-        let idx =
-            manabi_finetune::sft::encode::schedule(self.train.len(), self.batch_size, g, self.seed);
-        let p: Vec<&TokenPair> = idx.iter().map(|&i| &self.train[i]).collect();
+        let p =
+            manabi_finetune::sft::encode::train_window(&self.train, self.batch_size, g, self.seed);
         Ok(score_batch(&rows_of(&p), self.pad))
     }
 

@@ -161,6 +161,15 @@ pub fn batch(examples: &[Encoded], rows: &[&[usize]], pad: u32, packed: bool) ->
     }
 }
 
+/// The items of training micro-batch `g` (`step · per_step + micro`) in the seeded epoch
+/// order of [`schedule`].
+pub fn train_window<T>(items: &[T], batch_size: usize, g: usize, seed: u64) -> Vec<&T> {
+    schedule(items.len(), batch_size, g, seed)
+        .into_iter()
+        .map(|k| &items[k])
+        .collect()
+}
+
 /// Indices of validation batch `i`: `batch_size` consecutive items from `i · batch_size`,
 /// wrapping around the `n` items (every task's `val_batch`).
 pub fn val_indices(n: usize, batch_size: usize, i: usize) -> Vec<usize> {

@@ -21,7 +21,7 @@ use crate::metrics;
 use crate::peft::{self, Method, PeftConfig};
 use crate::run::{PEFT_FILE, load_decoder, merged};
 use crate::sft::Specials;
-use crate::sft::encode::schedule;
+use crate::sft::encode::train_window;
 use crate::tasks::data::{
     Example, FieldMap, Label, TaskKind, class_counts, class_ids, label_set, read_examples,
 };
@@ -353,9 +353,12 @@ impl Task for SeqTask {
         micro: usize,
         per_step: usize,
     ) -> manabi_objectives::Result<SeqBatch> {
-        let g = step * per_step + micro;
-        let idx = schedule(self.train.len(), self.batch_size, g, self.seed);
-        let rows: Vec<&Encoded> = idx.iter().map(|&i| &self.train[i]).collect();
+        let rows = train_window(
+            &self.train,
+            self.batch_size,
+            step * per_step + micro,
+            self.seed,
+        );
         Ok(seq_batch(&rows, self.pad))
     }
 

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{FinetuneError, Result};
 use crate::metrics::spearman;
-use crate::sft::encode::schedule;
+use crate::sft::encode::{schedule, train_window};
 use crate::tasks::data::{FieldMap, Label, TaskKind, read_examples};
 
 /// How token states become one vector.
@@ -287,14 +287,12 @@ impl Task for SimcseTask {
         micro: usize,
         per_step: usize,
     ) -> manabi_objectives::Result<SentenceBatch> {
-        let idx = schedule(
-            self.train.len(),
-            self.batch_size,
-            step * per_step + micro,
-            self.seed,
-        );
+        let g = step * per_step + micro;
         Ok(SentenceBatch {
-            rows: idx.iter().map(|&i| self.train[i].clone()).collect(),
+            rows: train_window(&self.train, self.batch_size, g, self.seed)
+                .into_iter()
+                .cloned()
+                .collect(),
         })
     }
 
@@ -449,39 +447,7 @@ pub fn train_simcse(
         seed: cfg.run.seed,
     };
     let report = run.trainer.fit(&task, model, resume)?;
-    let mut splits = Vec::new();
-    if let Some(dir) = &report.checkpoint {
-        let files = [
-            ("val", &cfg.data.val, Some(before)),
-            ("test", &cfg.data.test, before_test),
-        ];
-        for (name, files, b) in files {
-            if files.is_empty() {
-                continue;
-            }
-            let path = cfg.run.out.join(format!("predictions-{name}.jsonl"));
-            let mut r = evaluate_pairs(
-                dir,
-                s,
-                &run.tokenizer,
-                files,
-                &path,
-                cfg.train.batch_size,
-                &run.device,
-            )?;
-            r.name = name.into();
-            r.metrics
-                .insert(0, ("spearman_before".into(), b.unwrap_or(f64::NAN)));
-            splits.push(r);
-        }
-    }
-    Ok(crate::tasks::TaskReport {
-        run: report,
-        label_counts: Vec::new(),
-        cut: 0,
-        trainable_params: trainable,
-        splits,
-    })
+    pair_report(cfg, &run, report, [Some(before), before_test], trainable)
 }
 
 /// STS Pearson and Spearman of an embedding checkpoint's cosines on JSTS-layout `files`;
@@ -686,25 +652,33 @@ pub fn train_bi_sts(
         seed: cfg.run.seed,
     };
     let report = run.trainer.fit(&task, model, resume)?;
+    pair_report(cfg, &run, report, [Some(before), None], trainable)
+}
+
+/// The report of an embedding run: Pearson and Spearman of the last checkpoint's cosines on
+/// the validation and test pairs (predictions written next to them), each after the
+/// untrained body's Spearman when `before` has it.
+fn pair_report(
+    cfg: &crate::tasks::TaskConfig,
+    run: &crate::tasks::classify::Setup,
+    report: manabi_objectives::RunReport,
+    before: [Option<f64>; 2],
+    trainable: usize,
+) -> Result<crate::tasks::TaskReport> {
     let mut splits = Vec::new();
     if let Some(dir) = &report.checkpoint {
-        for (name, files) in [("val", &cfg.data.val), ("test", &cfg.data.test)] {
+        let splits_in = [("val", &cfg.data.val), ("test", &cfg.data.test)];
+        for ((name, files), b) in splits_in.into_iter().zip(before) {
             if files.is_empty() {
                 continue;
             }
             let path = cfg.run.out.join(format!("predictions-{name}.jsonl"));
-            let mut r = evaluate_pairs(
-                dir,
-                s,
-                &run.tokenizer,
-                files,
-                &path,
-                cfg.train.batch_size,
-                &run.device,
-            )?;
+            let batch = cfg.train.batch_size;
+            let (tok, device) = (&run.tokenizer, &run.device);
+            let mut r = evaluate_pairs(dir, &cfg.task, tok, files, &path, batch, device)?;
             r.name = name.into();
-            if name == "val" {
-                r.metrics.insert(0, ("spearman_before".into(), before));
+            if let Some(b) = b {
+                r.metrics.insert(0, ("spearman_before".into(), b));
             }
             splits.push(r);
         }

@@ -17,7 +17,7 @@ use manabi_tokenize::TextTokenizer;
 
 use crate::error::{FinetuneError, Result};
 use crate::metrics::{EntityMode, entities, entity_prf};
-use crate::sft::encode::schedule;
+use crate::sft::encode::train_window;
 use crate::tasks::data::FieldMap;
 
 /// One entity: a character span of the text and its type.
@@ -397,13 +397,12 @@ impl Task for NerTask {
         micro: usize,
         per_step: usize,
     ) -> manabi_objectives::Result<TagBatch> {
-        let idx = schedule(
-            self.train.len(),
+        let rows = train_window(
+            &self.train,
             self.batch_size,
             step * per_step + micro,
             self.seed,
         );
-        let rows: Vec<&Tagged> = idx.iter().map(|&i| &self.train[i]).collect();
         Ok(tag_batch(&rows, self.pad))
     }
 
