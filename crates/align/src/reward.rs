@@ -14,9 +14,10 @@ use manabi_finetune::PeftConfig;
 use manabi_finetune::peft;
 use manabi_finetune::run::{PEFT_FILE, load_decoder, merged};
 use manabi_finetune::sft::Specials;
+use manabi_finetune::tasks::classify::Setup;
 use manabi_model::{DecoderClassifier, DeviceChoice};
 use manabi_objectives::config::{Recipe, RunConfig, TrainConfig};
-use manabi_objectives::{RunReport, Task, TaskLoss, Trainer};
+use manabi_objectives::{RunReport, Task, TaskLoss};
 use manabi_tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
 
@@ -256,16 +257,14 @@ pub fn train_reward(
     device_choice: DeviceChoice,
     resume: bool,
 ) -> Result<RewardReport> {
-    let device = device_choice.resolve()?;
+    let Setup {
+        mut trainer,
+        tokenizer,
+        specials,
+        device,
+        tok_path,
+    } = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let out = cfg.run.out.clone();
-    let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;
-    let tok_path = cfg
-        .model
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
-    let tokenizer = TextTokenizer::load(&tok_path)?;
-    let specials = Specials::of(&tokenizer)?;
     let (train, _, _) = tokenize(
         &read_pairs(&cfg.data.train)?,
         &tokenizer,

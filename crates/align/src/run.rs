@@ -7,10 +7,10 @@ use burn::module::Module;
 use manabi_finetune::PeftConfig;
 use manabi_finetune::peft;
 use manabi_finetune::run::{PEFT_FILE, load_decoder, merged};
-use manabi_finetune::sft::Specials;
+use manabi_finetune::tasks::classify::Setup;
 use manabi_model::DeviceChoice;
+use manabi_objectives::RunReport;
 use manabi_objectives::config::{Recipe, RunConfig, TrainConfig};
-use manabi_objectives::{RunReport, Trainer};
 use manabi_tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
 
@@ -40,16 +40,9 @@ pub struct DpoConfig {
     pub train: TrainConfig,
 }
 
-/// `[model]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyModel {
-    /// A decoder folder (manabi or Hugging Face); an adapted checkpoint is merged first.
-    pub path: PathBuf,
-    /// `tokenizer.json`; default: the one in `path`.
-    #[serde(default)]
-    pub tokenizer: Option<PathBuf>,
-}
+/// `[model]`: a decoder folder (manabi or Hugging Face; an adapted checkpoint is merged
+/// first) and its tokenizer — the same table as SFT's.
+pub type PolicyModel = manabi_finetune::config::BaseModel;
 
 /// `[data]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,16 +153,14 @@ pub fn preference_accuracy(
 
 /// Runs (or resumes) a DPO recipe.
 pub fn dpo(cfg: &DpoConfig, device_choice: DeviceChoice, resume: bool) -> Result<DpoReport> {
-    let device = device_choice.resolve()?;
+    let Setup {
+        mut trainer,
+        tokenizer,
+        specials,
+        device,
+        tok_path,
+    } = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let out = cfg.run.out.clone();
-    let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;
-    let tok_path = cfg
-        .model
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
-    let tokenizer = TextTokenizer::load(&tok_path)?;
-    let specials = Specials::of(&tokenizer)?;
     let train = read_pairs(&cfg.data.train)?;
     let val = read_pairs(&cfg.data.val)?;
     let (train, cut, dropped) = tokenize(&train, &tokenizer, specials.eos, cfg.data.max_length)?;
@@ -350,16 +341,14 @@ pub struct GrpoReport {
 /// Runs (or resumes) a GRPO recipe.
 pub fn grpo(cfg: &GrpoConfig, device_choice: DeviceChoice, resume: bool) -> Result<GrpoReport> {
     use crate::grpo::{GrpoTask, greedy_exact_match, read_prompts};
-    let device = device_choice.resolve()?;
+    let Setup {
+        mut trainer,
+        tokenizer,
+        specials,
+        device,
+        tok_path,
+    } = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let out = cfg.run.out.clone();
-    let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;
-    let tok_path = cfg
-        .model
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
-    let tokenizer = TextTokenizer::load(&tok_path)?;
-    let specials = Specials::of(&tokenizer)?;
     let train = read_prompts(&cfg.data.train)?;
     let val = read_prompts(&cfg.data.val)?;
     let (model, adapted) = load_decoder(&cfg.model.path, trainer.device())?;

@@ -447,13 +447,19 @@ fn spec_toml(settings: &TaskSettings) -> String {
     toml::to_string_pretty(settings).unwrap_or_default()
 }
 
-/// What every task run starts with: the Trainer, the tokenizer and its special tokens.
-pub(crate) struct Setup {
+/// What every fine-tuning recipe (tasks, DPO, reward, GRPO) starts with: the Trainer,
+/// the tokenizer and its special tokens.
+pub struct Setup {
+    /// The Trainer of the run.
     pub trainer: Trainer,
+    /// `model.tokenizer`, or the `tokenizer.json` of the model folder.
     pub tokenizer: TextTokenizer,
+    /// Its EOS and padding.
     pub specials: Specials,
+    /// The run's device (without autodiff).
     pub device: Device,
-    tok_path: PathBuf,
+    /// Where the tokenizer was read.
+    pub tok_path: PathBuf,
 }
 
 impl std::fmt::Debug for Setup {
@@ -465,14 +471,19 @@ impl std::fmt::Debug for Setup {
 }
 
 impl Setup {
-    pub(crate) fn new(cfg: &TaskConfig, device_choice: DeviceChoice) -> Result<Self> {
+    /// The device, the Trainer of `run` and `train`, and the tokenizer of `model`.
+    pub fn new(
+        run: &RunConfig,
+        train: &TrainConfig,
+        model: &BaseModel,
+        device_choice: DeviceChoice,
+    ) -> Result<Self> {
         let device = device_choice.resolve()?;
-        let trainer = Trainer::new(&device, cfg.train.clone(), &cfg.run.out, cfg.run.seed)?;
-        let tok_path = cfg
-            .model
+        let trainer = Trainer::new(&device, train.clone(), &run.out, run.seed)?;
+        let tok_path = model
             .tokenizer
             .clone()
-            .unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
+            .unwrap_or_else(|| model.path.join("tokenizer.json"));
         let tokenizer = TextTokenizer::load(&tok_path)?;
         let specials = Specials::of(&tokenizer)?;
         Ok(Self {
@@ -556,7 +567,7 @@ pub fn train_task(
         }
         _ => {}
     }
-    let mut run = Setup::new(cfg, device_choice)?;
+    let mut run = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let (tokenizer, specials) = (&run.tokenizer, run.specials);
     let kind = cfg.task.kind;
     let train_ex = read_examples(&cfg.data.train, kind, &cfg.task.fields, true)?;

@@ -384,7 +384,8 @@ pub fn train_simcse(
     resume: bool,
 ) -> Result<crate::tasks::TaskReport> {
     use burn::module::Module;
-    let mut run = crate::tasks::classify::Setup::new(cfg, device_choice)?;
+    let mut run =
+        crate::tasks::classify::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let s = &cfg.task;
     if !(0.0..1.0).contains(&s.dropout) || s.temperature <= 0.0 {
         return Err(FinetuneError::config(
@@ -621,7 +622,8 @@ pub fn train_bi_sts(
     resume: bool,
 ) -> Result<crate::tasks::TaskReport> {
     use burn::module::Module;
-    let mut run = crate::tasks::classify::Setup::new(cfg, device_choice)?;
+    let mut run =
+        crate::tasks::classify::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let s = &cfg.task;
     let (eos, pad) = (run.specials.eos, run.specials.pad);
     let read = |files: &[PathBuf]| read_sts(files, &s.fields, &run.tokenizer, eos, s.max_length);

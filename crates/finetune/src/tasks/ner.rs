@@ -460,7 +460,8 @@ pub fn train_ner(
     resume: bool,
 ) -> Result<crate::tasks::TaskReport> {
     use burn::module::Module;
-    let mut run = crate::tasks::classify::Setup::new(cfg, device_choice)?;
+    let mut run =
+        crate::tasks::classify::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let fields = &cfg.task.fields;
     let train_ex = read_ner(&cfg.data.train, fields, true)?;
     let val_ex = read_ner(&cfg.data.val, fields, true)?;
