@@ -83,6 +83,19 @@ pub struct RlPrompt {
 
 /// Reads `{"prompt", "answer"}` JSONL files.
 pub fn read_prompts(paths: &[PathBuf]) -> Result<Vec<RlPrompt>> {
+    read_rl(paths, true)
+}
+
+/// Reads the `prompt` of every line of JSONL files (TRL's prompt-only sets; preference
+/// files work too, their other fields unread).
+pub fn read_prompt_texts(paths: &[PathBuf]) -> Result<Vec<String>> {
+    Ok(read_rl(paths, false)?
+        .into_iter()
+        .map(|p| p.prompt)
+        .collect())
+}
+
+fn read_rl(paths: &[PathBuf], need_answer: bool) -> Result<Vec<RlPrompt>> {
     let mut out = Vec::new();
     for path in paths {
         let file = std::fs::File::open(path).map_err(|e| AlignError::io(path, e))?;
@@ -105,7 +118,11 @@ pub fn read_prompts(paths: &[PathBuf]) -> Result<Vec<RlPrompt>> {
             };
             out.push(RlPrompt {
                 prompt: field("prompt")?,
-                answer: field("answer")?,
+                answer: if need_answer {
+                    field("answer")?
+                } else {
+                    String::new()
+                },
             });
         }
     }

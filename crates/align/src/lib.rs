@@ -1,11 +1,12 @@
 //! manabi-align: the third step of a model's life on the shared Trainer — preference data
 //! in TRL's conventions and direct preference optimisation with its variants (sigmoid,
 //! robust, hinge, IPO, SimPO) and Bradley–Terry reward models, with TRL's metric names.
-//! GRPO with verifiable rewards. PPO is not built yet.
+//! GRPO with verifiable rewards, and RLHF with PPO (value model, GAE, adaptive KL).
 
 pub mod dpo;
 pub mod error;
 pub mod grpo;
+pub mod ppo;
 pub mod pref;
 pub mod report;
 pub mod reward;
@@ -14,4 +15,4 @@ pub mod run;
 pub use dpo::{DpoSettings, DpoTask, LossType};
 pub use error::{AlignError, Result};
 pub use reward::{RewardConfig, RewardReport, load_reward, score_texts, train_reward};
-pub use run::{DpoConfig, DpoReport, GrpoConfig, GrpoReport, dpo, grpo};
+pub use run::{DpoConfig, DpoReport, GrpoConfig, GrpoReport, PpoConfig, PpoReport, dpo, grpo, ppo};

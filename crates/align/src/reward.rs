@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_sigmoid;
 use manabi_finetune::PeftConfig;
 use manabi_finetune::peft;
-use manabi_finetune::run::{PEFT_FILE, load_decoder, merged};
+
 use manabi_finetune::sft::Specials;
 use manabi_finetune::tasks::classify::Setup;
 use manabi_model::{DecoderClassifier, DeviceChoice};
@@ -257,37 +257,26 @@ pub fn train_reward(
     device_choice: DeviceChoice,
     resume: bool,
 ) -> Result<RewardReport> {
-    let Setup {
-        mut trainer,
-        tokenizer,
-        specials,
-        device,
-        tok_path,
-    } = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
-    let out = cfg.run.out.clone();
+    let mut setup = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
+    let (tokenizer, specials, device) = (&setup.tokenizer, setup.specials, setup.device.clone());
     let (train, _, _) = tokenize(
         &read_pairs(&cfg.data.train)?,
-        &tokenizer,
+        tokenizer,
         specials.eos,
         cfg.data.max_length,
     )?;
     let (val, _, _) = tokenize(
         &read_pairs(&cfg.data.val)?,
-        &tokenizer,
+        tokenizer,
         specials.eos,
         cfg.data.max_length,
     )?;
     if train.is_empty() || val.is_empty() {
         return Err(AlignError::config("data.max_length", "no pair fits"));
     }
-    trainer.device().seed(cfg.run.seed);
+    setup.trainer.device().seed(cfg.run.seed);
     manabi_model::init::seed(cfg.run.seed);
-    let (body, adapted) = load_decoder(&cfg.model.path, trainer.device())?;
-    let body = if adapted.is_some() {
-        merged(body)
-    } else {
-        body
-    };
+    let body = setup.decoder(&cfg.model.path)?;
     let mut model = DecoderClassifier::from_lm(body, 1);
     model.lm = peft::apply(model.lm, &cfg.peft)?;
     let (trainable, total) = peft::describe(&model);
@@ -295,14 +284,11 @@ pub fn train_reward(
         "{:?} + score head: {trainable} trainable of {total} parameters",
         cfg.peft.method
     );
-    trainer.config_toml = toml::to_string_pretty(cfg).map_err(|e| AlignError::io(&out, e))?;
-    trainer.tokenizer = Some(tok_path.clone());
-    trainer.spec_files = vec![(HEAD_FILE.into(), HeadSpec::score(1, Vec::new()).to_toml())];
-    if cfg.peft.method != manabi_finetune::Method::Full {
-        trainer
-            .spec_files
-            .push((PEFT_FILE.to_string(), cfg.peft.to_toml()));
-    }
+    setup.record_recipe(cfg, &cfg.peft)?;
+    setup.trainer.spec_files.insert(
+        0,
+        (HEAD_FILE.into(), HeadSpec::score(1, Vec::new()).to_toml()),
+    );
     let task = RewardTask {
         train,
         val,
@@ -311,7 +297,7 @@ pub fn train_reward(
         pad: specials.pad,
         seed: cfg.run.seed,
     };
-    let run = trainer.fit(&task, model, resume)?;
+    let run = setup.trainer.fit(&task, model, resume)?;
     let checkpoint = run.checkpoint.clone();
     let accuracy = match &checkpoint {
         Some(dir) => {

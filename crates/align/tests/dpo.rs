@@ -305,6 +305,8 @@ fn every_align_config_file_loads() {
             manabi_align::RewardConfig::load(&path, &[]).map(|_| ())
         } else if name.starts_with("grpo") {
             manabi_align::GrpoConfig::load(&path, &[]).map(|_| ())
+        } else if name.starts_with("ppo") {
+            manabi_align::PpoConfig::load(&path, &[]).map(|_| ())
         } else {
             manabi_align::DpoConfig::load(&path, &[]).map(|_| ())
         };

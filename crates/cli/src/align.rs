@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use manabi_align::{DpoConfig, GrpoConfig, RewardConfig};
+use manabi_align::{DpoConfig, GrpoConfig, PpoConfig, RewardConfig};
 use manabi_model::DeviceChoice;
 use manabi_objectives::Recipe;
 
@@ -123,6 +123,38 @@ pub fn grpo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<(
     if let Some(c) = &r.run.checkpoint {
         println!("checkpoint: {}", c.display());
     }
+    Ok(())
+}
+
+pub fn ppo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
+    let cfg = PpoConfig::load(&args.config, &args.overrides)?;
+    let device = device.unwrap_or(cfg.run.device);
+    let r = manabi_align::ppo(&cfg, device, args.resume)?;
+    let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
+    println!(
+        "step {}: loss {last:.4}, {} responses per rollout, {:.1} s",
+        r.run.steps, r.rollout_size, r.run.seconds
+    );
+    println!("held-out prompts, one sampled response each:");
+    println!("| policy | reward score | KL to reference | entropy/token | length | EOS |");
+    println!("|---|---|---|---|---|---|");
+    for (name, s) in [("before", r.before), ("after", r.after)] {
+        println!(
+            "| {name} | {:.4} | {:.4} | {:.4} | {:.1} | {:.1} % |",
+            s.score,
+            s.kl,
+            s.entropy,
+            s.length,
+            100.0 * s.eos_rate
+        );
+    }
+    if let Some(t) = r.target_kl {
+        println!("KL target (adaptive controller): {t}");
+    }
+    if r.prompts_cut > 0 {
+        println!("{} prompts cut from the left to fit", r.prompts_cut);
+    }
+    println!("policy: {}", r.policy.display());
     Ok(())
 }
 

@@ -46,6 +46,8 @@ enum Command {
     Align(align::AlignCommand),
     /// Reinforce a policy with verifiable rewards: GRPO (configs/align/grpo.toml).
     Grpo(align::RecipeArgs),
+    /// RLHF with PPO: a policy, a value model and a reward model (configs/align/ppo.toml).
+    Ppo(align::RecipeArgs),
     /// Train a reward model on preference pairs (configs/align/reward.toml).
     Reward(align::RecipeArgs),
     /// Print a reward model's scores for prompt/response pairs.
@@ -89,6 +91,7 @@ fn main() {
         Command::Dpo(args) => align::dpo(&args, cli.device),
         Command::Align(cmd) => align::align(&cmd, device),
         Command::Grpo(args) => align::grpo(&args, cli.device),
+        Command::Ppo(args) => align::ppo(&args, cli.device),
         Command::Reward(args) => align::reward(&args, cli.device),
         Command::Score(args) => align::score(&args, device),
         Command::Task(args) => task::run(&args, cli.device),

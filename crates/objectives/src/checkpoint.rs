@@ -85,6 +85,9 @@ pub struct Extras<'a> {
     /// Files that say, with `model.toml`, how to rebuild the model (`peft.toml`, `head.toml`):
     /// `(name, text)`, checksummed like the rest.
     pub spec_files: &'a [(String, String)],
+    /// The task's own state ([`crate::Task::save_state`]), written as
+    /// [`crate::tasks::TASK_STATE_FILE`].
+    pub task_state: Option<&'a str>,
 }
 
 /// Writes a checkpoint under `root` and returns its folder.
@@ -120,6 +123,11 @@ pub fn save<M: TrainModel>(
     // The tokenizer travels with the model, so the folder works as `--model` on its own.
     let mut files: Vec<&str> = FILES.to_vec();
     for (name, text) in extras.spec_files {
+        std::fs::write(tmp.join(name), text).map_err(|e| TrainError::io(tmp.join(name), e))?;
+        files.push(name);
+    }
+    if let Some(text) = extras.task_state {
+        let name = crate::tasks::TASK_STATE_FILE;
         std::fs::write(tmp.join(name), text).map_err(|e| TrainError::io(tmp.join(name), e))?;
         files.push(name);
     }

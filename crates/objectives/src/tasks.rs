@@ -64,7 +64,21 @@ pub trait Task {
     fn evaluate(&self, _model: &Self::Model, _device: &Device) -> Result<Vec<(String, f64)>> {
         Ok(Vec::new())
     }
+    /// State the task carries from step to step that is not a function of the step
+    /// (PPO's current rollouts and adaptive KL coefficient), as text. The Trainer writes it
+    /// into every checkpoint as [`TASK_STATE_FILE`] and gives it back with
+    /// [`Task::restore_state`] on resume, so such tasks resume exactly too.
+    fn save_state(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Restores what [`Task::save_state`] wrote (`None`: the checkpoint has no task state).
+    fn restore_state(&self, _state: Option<&str>) -> Result<()> {
+        Ok(())
+    }
 }
+
+/// The file of a checkpoint that holds [`Task::save_state`].
+pub const TASK_STATE_FILE: &str = "task_state.json";
 
 fn rng(seed: u64, step: usize, micro: usize) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(

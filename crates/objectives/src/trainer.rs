@@ -435,6 +435,15 @@ impl Trainer {
             self.check_spec(&dir, model.model_config())?;
             let (m, o, s) = checkpoint::load_into(&dir, model, |m| build_optimizer(m, t))?;
             (model, optim, state) = (m, o, s);
+            let state_path = dir.join(crate::tasks::TASK_STATE_FILE);
+            let task_state = match state_path.exists() {
+                true => Some(
+                    std::fs::read_to_string(&state_path)
+                        .map_err(|e| TrainError::io(&state_path, e))?,
+                ),
+                false => None,
+            };
+            task.restore_state(task_state.as_deref())?;
             tracing::info!(checkpoint = %dir.display(), step = state.step, "resuming");
             crate::metrics_log::truncate_metrics(&metrics_path, state.step)?;
         } else if metrics_path.exists() {
@@ -591,10 +600,12 @@ impl Trainer {
             bar.set_position(state.step as u64);
             bar.set_message(format!("loss {loss:.4} · {tps:.0} tok/s"));
             if done || (t.checkpoint_every > 0 && state.step.is_multiple_of(t.checkpoint_every)) {
+                let task_state = task.save_state()?;
                 let extras = checkpoint::Extras {
                     config_toml: &self.config_toml,
                     tokenizer: self.tokenizer.as_deref(),
                     spec_files: &self.spec_files,
+                    task_state: task_state.as_deref(),
                 };
                 let dir = checkpoint::save(&ckpt_root, &model, &optim, &state, extras)?;
                 checkpoint::retain(&ckpt_root, t.keep_last, state.best.map(|(_, s)| s))?;

@@ -495,18 +495,52 @@ impl Setup {
         })
     }
 
-    /// The body of `cfg.model` with a `head` (its LM head dropped), adapted as
-    /// `cfg.peft` says; records the recipe, tokenizer and spec files in the Trainer.
+    /// The decoder folder `path` on the training device, adapters merged; refused when
+    /// the tokenizer has more tokens than the model.
+    pub fn decoder(&self, path: &std::path::Path) -> Result<manabi_model::DecoderLm> {
+        let (model, adapted) = load_decoder(path, self.trainer.device())?;
+        let model = if adapted.is_some() {
+            merged(model)
+        } else {
+            model
+        };
+        if self.tokenizer.vocab_size() > model.config().vocab_size {
+            return Err(FinetuneError::Config {
+                key: "model.tokenizer".into(),
+                message: format!(
+                    "{}: the tokenizer has more tokens than the model: not this model's tokenizer",
+                    self.tok_path.display()
+                ),
+            });
+        }
+        Ok(model)
+    }
+
+    /// Records the recipe `cfg`, the tokenizer and, when `peft` adapts the model,
+    /// `peft.toml` in the Trainer, so every checkpoint rebuilds the adapted decoder.
+    pub fn record_recipe<C: serde::Serialize>(
+        &mut self,
+        cfg: &C,
+        peft: &crate::PeftConfig,
+    ) -> Result<()> {
+        let t = &mut self.trainer;
+        t.config_toml = toml::to_string_pretty(cfg).map_err(|e| FinetuneError::Config {
+            key: "recipe".into(),
+            message: e.to_string(),
+        })?;
+        t.tokenizer = Some(self.tok_path.clone());
+        t.spec_files = match peft.method {
+            Method::Full => Vec::new(),
+            _ => vec![(PEFT_FILE.to_string(), peft.to_toml())],
+        };
+        Ok(())
+    }
+
     /// The body of `cfg.model` on the training device (adapters merged), after seeding.
     pub(crate) fn body(&self, cfg: &TaskConfig) -> Result<manabi_model::DecoderLm> {
         self.trainer.device().seed(cfg.run.seed);
         manabi_model::init::seed(cfg.run.seed);
-        let (body, adapted) = load_decoder(&cfg.model.path, self.trainer.device())?;
-        Ok(if adapted.is_some() {
-            merged(body)
-        } else {
-            body
-        })
+        self.decoder(&cfg.model.path)
     }
 
     /// Records the recipe, the tokenizer and the spec files (`head.toml` when there is a

@@ -1,0 +1,851 @@
+//! RLHF with PPO (Ouyang et al. 2022; Stiennon et al. 2020), as TRL's PPOTrainer does it:
+//!
+//! 1. **Rollout.** The policy samples a response to each prompt of a rollout batch
+//!    (temperature / top-k / top-p, KV cache). A reward model scores prompt + response
+//!    text; a response that never emitted EOS loses `missing_eos_penalty`.
+//! 2. **Rewards per token.** Each response token is charged the KL penalty
+//!    `−β·KL_t(π‖π_ref)` against the frozen initial policy (`k1`: `log π − log π_ref`, or
+//!    `k3`); the score is added at the last token.
+//! 3. **Advantages.** A value model (the policy's body with a scalar head, or a copy of
+//!    the reward model) estimates each state's return; GAE(γ, λ) turns rewards and values
+//!    into advantages, whitened over the batch; returns = advantages + values.
+//! 4. **Optimisation.** `num_ppo_epochs` passes over the rollout in `num_mini_batches`
+//!    shuffled minibatches; each is one step of the shared Trainer on
+//!    `clipped policy loss + vf_coef · clipped value loss`.
+//! 5. **KL coefficient.** Fixed, or adapted after each rollout towards `target_kl`
+//!    (Ziegler et al. 2019's proportional controller).
+//!
+//! The rollout and the KL coefficient are the task's state: they are written into every
+//! checkpoint, so a run stopped in the middle of an iteration resumes bit for bit.
+//! Metrics carry TRL's names (`objective/kl`, `objective/entropy`, `objective/scores`,
+//! `objective/rlhf_reward`, `policy/clipfrac_avg`, `loss/value_avg`, …).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use manabi_model::{DecoderClassifier, DecoderLm, GenerateOptions, IGNORE_INDEX, ModelConfig};
+use manabi_objectives::model::TrainModel;
+use manabi_objectives::{Task, TaskLoss, TrainError};
+use manabi_tokenize::TextTokenizer;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+/// The policy and its value model, trained together (TRL's `PolicyAndValueWrapper`).
+#[derive(Module, Debug)]
+pub struct PolicyValue {
+    /// The policy (a causal LM, possibly with adapters).
+    pub policy: DecoderLm,
+    /// The value model: a body with a scalar head read at every token.
+    pub value: DecoderClassifier,
+}
+
+impl PolicyValue {
+    /// The policy and its value model, which gets its own parameter ids (see
+    /// [`with_fresh_ids`]): a body cloned from the policy, or a reward model fine-tuned
+    /// from the same base, carries the policy's ids.
+    pub fn new(policy: DecoderLm, value: DecoderClassifier) -> Self {
+        Self {
+            policy,
+            value: with_fresh_ids(value),
+        }
+    }
+}
+
+impl TrainModel for PolicyValue {
+    fn build(cfg: &ModelConfig, device: &Device) -> Self {
+        Self {
+            policy: DecoderLm::new(cfg, device),
+            value: DecoderClassifier::new(cfg, 1, device),
+        }
+    }
+    fn model_config(&self) -> &ModelConfig {
+        self.policy.config()
+    }
+}
+
+/// Gives every parameter a new id. A module cloned from another shares its parameter
+/// ids, and the optimizer and the gradients are keyed by id: a value model cloned from
+/// the policy would otherwise receive the policy's updates (and give it its own).
+struct FreshIds;
+
+impl burn::module::ModuleMapper for FreshIds {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        let (_, value, mapper) = param.consume();
+        burn::module::Param::from_mapped_value(burn::module::ParamId::new(), value, mapper)
+    }
+}
+
+/// `module` with new parameter ids (see [`FreshIds`]).
+pub fn with_fresh_ids<M: Module>(module: M) -> M {
+    module.map(&mut FreshIds)
+}
+
+/// How the per-token KL to the reference is estimated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KlEstimator {
+    /// `log π − log π_ref` (unbiased, may be negative per token).
+    #[default]
+    K1,
+    /// `(r − 1) − log r` with `r = π_ref / π` (non-negative, lower variance).
+    K3,
+}
+
+/// `[ppo]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoSettings {
+    /// The reward model (required): a `manabi reward` checkpoint or a Hugging Face
+    /// `*ForSequenceClassification` folder with one label. It reads the decoded text with
+    /// its own tokenizer.
+    pub reward_model: Option<PathBuf>,
+    /// Where the value model starts: `None` = the policy's body with a fresh scalar head;
+    /// a folder = that reward model (it must share the policy's tokenizer), as TRL does.
+    pub value_model: Option<PathBuf>,
+    /// Longest response.
+    pub max_new_tokens: usize,
+    /// Sampling temperature (log-probs are taken at the same temperature, as TRL does).
+    pub temperature: f32,
+    /// Top-k sampling (0 = off).
+    pub top_k: usize,
+    /// Nucleus sampling (1 = off).
+    pub top_p: f32,
+    /// Passes over each rollout batch.
+    pub num_ppo_epochs: usize,
+    /// Minibatches per pass (each one optimizer step).
+    pub num_mini_batches: usize,
+    /// Clipping range ε of the policy ratio.
+    pub cliprange: f64,
+    /// Clipping range of the value prediction around the rollout's value.
+    pub cliprange_value: f64,
+    /// Weight of the value loss.
+    pub vf_coef: f64,
+    /// Discount γ.
+    pub gamma: f64,
+    /// GAE λ.
+    pub lam: f64,
+    /// KL coefficient β (the initial one when `target_kl` is set).
+    pub kl_coef: f64,
+    /// The per-token KL estimator.
+    pub kl_estimator: KlEstimator,
+    /// Adaptive KL: after each rollout β is scaled towards this KL per response
+    /// (`None` = fixed β).
+    pub target_kl: Option<f64>,
+    /// Horizon of the adaptive controller, in responses.
+    pub kl_horizon: f64,
+    /// Whiten the per-token rewards (without shifting their mean) before GAE.
+    pub whiten_rewards: bool,
+    /// Subtracted from the score of a response that never emitted EOS (`None` = off).
+    pub missing_eos_penalty: Option<f64>,
+}
+
+impl Default for PpoSettings {
+    fn default() -> Self {
+        Self {
+            reward_model: None,
+            value_model: None,
+            max_new_tokens: 24,
+            temperature: 0.7,
+            top_k: 0,
+            top_p: 1.0,
+            num_ppo_epochs: 4,
+            num_mini_batches: 1,
+            cliprange: 0.2,
+            cliprange_value: 0.2,
+            vf_coef: 0.1,
+            gamma: 1.0,
+            lam: 0.95,
+            kl_coef: 0.05,
+            kl_estimator: KlEstimator::K1,
+            target_kl: None,
+            kl_horizon: 10_000.0,
+            whiten_rewards: false,
+            missing_eos_penalty: None,
+        }
+    }
+}
+
+/// GAE(γ, λ) over one response: `rewards[t]` and `values[t]` of its tokens; returns
+/// (advantages, returns). The state after the last token is terminal (value 0).
+pub fn gae(rewards: &[f64], values: &[f64], gamma: f64, lam: f64) -> (Vec<f64>, Vec<f64>) {
+    let n = rewards.len();
+    let mut adv = vec![0.0; n];
+    let mut last = 0.0;
+    for t in (0..n).rev() {
+        let next = if t + 1 < n { values[t + 1] } else { 0.0 };
+        let delta = rewards[t] + gamma * next - values[t];
+        last = delta + gamma * lam * last;
+        adv[t] = last;
+    }
+    let ret = adv.iter().zip(values).map(|(a, v)| a + v).collect();
+    (adv, ret)
+}
+
+/// Whitens `x` (TRL's `masked_whiten` over the valid tokens): divided by the unbiased
+/// standard deviation, and centred when `shift_mean`.
+pub fn whiten(x: &mut [f64], shift_mean: bool) {
+    let n = x.len();
+    if n < 2 {
+        return;
+    }
+    let mean = x.iter().sum::<f64>() / n as f64;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let scale = 1.0 / (var + 1e-8).sqrt();
+    for v in x.iter_mut() {
+        *v = if shift_mean {
+            (*v - mean) * scale
+        } else {
+            (*v - mean) * scale + mean
+        };
+    }
+}
+
+/// The adaptive KL controller's next coefficient after a rollout of `n` responses whose
+/// mean KL was `kl`: `β · (1 + clip(kl / target − 1, ±0.2) · n / horizon)`.
+pub fn adapt_kl(beta: f64, kl: f64, target: f64, n: usize, horizon: f64) -> f64 {
+    let err = (kl / target - 1.0).clamp(-0.2, 0.2);
+    beta * (1.0 + err * n as f64 / horizon)
+}
+
+/// A prompt to respond to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    /// Its text.
+    pub text: String,
+    /// Its tokens.
+    pub ids: Vec<u32>,
+}
+
+/// One rollout batch: prompt + response rows, right-padded, with what the loss needs at
+/// each response position `i` (the token `inputs[i + 1]` given `inputs[..=i]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Rollout {
+    /// The PPO iteration it belongs to.
+    pub iteration: usize,
+    /// Rows.
+    pub n: usize,
+    /// Tokens per row.
+    pub seq: usize,
+    /// `[n·seq]` token ids.
+    pub inputs: Vec<u32>,
+    /// `[n·seq]` next-token targets: response tokens, else [`IGNORE_INDEX`].
+    pub targets: Vec<i64>,
+    /// `[n·seq]` log-probs of the targets under the sampling policy.
+    pub logps: Vec<f32>,
+    /// `[n·seq]` values of the states before each target.
+    pub values: Vec<f32>,
+    /// `[n·seq]` whitened advantages.
+    pub advantages: Vec<f32>,
+    /// `[n·seq]` returns.
+    pub returns: Vec<f32>,
+    /// Batch statistics logged with every minibatch (TRL's `objective/…` names).
+    pub stats: Vec<(String, f64)>,
+}
+
+impl Rollout {
+    /// Response tokens (the targets that count).
+    fn tokens(&self) -> usize {
+        self.targets.iter().filter(|&&t| t >= 0).count()
+    }
+
+    /// Rows `rows` (a micro-batch of a minibatch), with the rollout's statistics.
+    fn rows(&self, rows: &[usize]) -> Self {
+        let seq = self.seq;
+        fn pick<T: Copy>(v: &[T], rows: &[usize], seq: usize) -> Vec<T> {
+            rows.iter()
+                .flat_map(|&i| v[i * seq..(i + 1) * seq].iter().copied())
+                .collect()
+        }
+        Self {
+            iteration: self.iteration,
+            n: rows.len(),
+            seq,
+            inputs: pick(&self.inputs, rows, seq),
+            targets: pick(&self.targets, rows, seq),
+            logps: pick(&self.logps, rows, seq),
+            values: pick(&self.values, rows, seq),
+            advantages: pick(&self.advantages, rows, seq),
+            returns: pick(&self.returns, rows, seq),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+/// What PPO carries from step to step: the current rollout and the KL coefficient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PpoState {
+    /// β for the next rollout.
+    pub kl_coef: f64,
+    /// The rollout being optimised.
+    pub rollout: Option<Rollout>,
+}
+
+/// Sampled responses to held-out prompts, scored: the before/after table of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct SampleStats {
+    /// Mean reward-model score (EOS penalty included).
+    pub score: f64,
+    /// Mean KL to the reference per response (sum over its tokens, k1).
+    pub kl: f64,
+    /// Mean negative log-prob per response token of the sampled tokens.
+    pub entropy: f64,
+    /// Mean response length in tokens.
+    pub length: f64,
+    /// Share of responses that ended with EOS.
+    pub eos_rate: f64,
+}
+
+/// PPO as a [`Task`] of the shared Trainer.
+#[derive(Debug)]
+pub struct PpoTask {
+    /// Training prompts.
+    pub train: Vec<Prompt>,
+    /// Held-out prompts (sampled and scored at evaluation).
+    pub val: Vec<Prompt>,
+    /// Settings.
+    pub settings: PpoSettings,
+    /// Responses per micro-batch (`train.batch_size`).
+    pub micro_batch: usize,
+    /// Micro-batches per optimizer step (`train.grad_accum`).
+    pub grad_accum: usize,
+    /// The policy's tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// EOS.
+    pub eos: u32,
+    /// Padding.
+    pub pad: u32,
+    /// Seed of prompt order, sampling and minibatch shuffles.
+    pub seed: u64,
+    /// The frozen initial policy.
+    pub reference: DecoderLm,
+    /// The reward model and its tokenizer.
+    pub reward: (DecoderClassifier, TextTokenizer),
+    /// Held-out prompts scored per evaluation (0 = all).
+    pub eval_prompts: usize,
+    /// The rollout and KL coefficient.
+    pub state: Mutex<PpoState>,
+}
+
+fn data_err(e: impl std::fmt::Display) -> TrainError {
+    TrainError::Data(e.to_string())
+}
+
+fn mix(seed: u64, a: usize, b: usize) -> u64 {
+    seed ^ (a as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((b as u64) << 40)
+}
+
+fn int_ids(inputs: &[u32], n: usize, seq: usize, device: &Device) -> Tensor<2, Int> {
+    let ids: Vec<i64> = inputs.iter().map(|&x| x as i64).collect();
+    Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([n, seq])
+}
+
+/// Log-softmax of the policy's logits at `temperature`.
+///
+/// # Shapes
+/// returns `[n, seq, vocab]`
+fn log_probs(model: &DecoderLm, ids: Tensor<2, Int>, temperature: f32) -> Tensor<3> {
+    let logits = model.forward(ids) / temperature as f64;
+    log_softmax(logits, 2)
+}
+
+/// Log-probs of `targets` from `[n, seq, vocab]` log-softmax (0 where ignored).
+///
+/// # Shapes
+/// returns `[n, seq]`
+fn gather_targets(logp: Tensor<3>, targets: &[i64]) -> Tensor<2> {
+    let [n, seq, _] = logp.dims();
+    let device = logp.device();
+    let idx: Vec<i64> = targets.iter().map(|&t| t.max(0)).collect();
+    let idx = Tensor::<1, Int>::from_ints(idx.as_slice(), &device).reshape([n, seq, 1]);
+    logp.gather(2, idx).reshape([n, seq])
+}
+
+fn to_vec(t: Tensor<2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap_or_default()
+}
+
+/// Per-token KL of sampled tokens (`logp`, `ref_logp` of the same token).
+fn kl_token(est: KlEstimator, logp: f64, ref_logp: f64) -> f64 {
+    match est {
+        KlEstimator::K1 => logp - ref_logp,
+        KlEstimator::K3 => {
+            let d = ref_logp - logp;
+            d.exp() - d - 1.0
+        }
+    }
+}
+
+/// Sampled responses to `prompts`: (tokens incl. EOS when it stopped, ended, text).
+fn sample(
+    policy: &DecoderLm,
+    tok: &TextTokenizer,
+    prompts: &[&Prompt],
+    s: &PpoSettings,
+    eos: u32,
+    pad: u32,
+    seed: u64,
+) -> manabi_objectives::Result<Vec<(Vec<u32>, bool, String)>> {
+    let opts = GenerateOptions {
+        max_new_tokens: s.max_new_tokens,
+        temperature: s.temperature,
+        top_k: (s.top_k > 0).then_some(s.top_k),
+        top_p: (s.top_p < 1.0).then_some(s.top_p),
+        seed,
+        eos_ids: vec![eos],
+        pad_id: pad,
+        ..GenerateOptions::default()
+    };
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| p.ids.clone()).collect();
+    let out = manabi_model::generate(policy, &ids, &opts, None).map_err(data_err)?;
+    out.into_iter()
+        .map(|mut c| {
+            let ended = c.len() < s.max_new_tokens;
+            let text = tok.decode(&c, true).map_err(data_err)?;
+            if ended {
+                c.push(eos);
+            }
+            Ok((c, ended, text))
+        })
+        .collect()
+}
+
+/// Prompt + response rows, right-padded: (inputs, targets, seq).
+fn pack(rows: &[(&[u32], &[u32])], pad: u32) -> (Vec<u32>, Vec<i64>, usize) {
+    let seq = rows
+        .iter()
+        .map(|(p, c)| p.len() + c.len() - 1)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut inputs = Vec::with_capacity(rows.len() * seq);
+    let mut targets = Vec::with_capacity(rows.len() * seq);
+    for (p, c) in rows {
+        let all: Vec<u32> = p.iter().chain(c.iter()).copied().collect();
+        let n = all.len() - 1;
+        inputs.extend_from_slice(&all[..n]);
+        targets.extend((1..=n).map(|i| {
+            if i >= p.len() {
+                all[i] as i64
+            } else {
+                IGNORE_INDEX
+            }
+        }));
+        inputs.extend(std::iter::repeat_n(pad, seq - n));
+        targets.extend(std::iter::repeat_n(IGNORE_INDEX, seq - n));
+    }
+    (inputs, targets, seq)
+}
+
+impl PpoTask {
+    /// Optimizer steps per rollout.
+    pub fn steps_per_rollout(&self) -> usize {
+        self.settings.num_ppo_epochs * self.settings.num_mini_batches
+    }
+
+    /// Responses per rollout.
+    pub fn rollout_size(&self) -> usize {
+        self.micro_batch * self.grad_accum * self.settings.num_mini_batches
+    }
+
+    /// Rewards of `(prompt, response text, ended)` under the reward model, EOS penalty
+    /// included.
+    fn scores(&self, texts: Vec<(String, String)>, ended: &[bool]) -> crate::Result<Vec<f64>> {
+        let (rm, tok) = &self.reward;
+        let device = rm.lm.embed_tokens.weight.device();
+        let mut s = crate::reward::score_texts(rm, tok, &texts, &device)?;
+        if let Some(p) = self.settings.missing_eos_penalty {
+            for (x, &e) in s.iter_mut().zip(ended) {
+                if !e {
+                    *x -= p;
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// Samples, scores and evaluates the rollout of `iteration` with the current model.
+    fn rollout(
+        &self,
+        model: &PolicyValue,
+        iteration: usize,
+        kl_coef: f64,
+    ) -> manabi_objectives::Result<Rollout> {
+        let s = &self.settings;
+        let size = self.rollout_size();
+        let idx =
+            manabi_finetune::sft::encode::schedule(self.train.len(), size, iteration, self.seed);
+        let prompts: Vec<&Prompt> = idx.iter().map(|&i| &self.train[i]).collect();
+        let policy = model.policy.valid();
+        let sampled = sample(
+            &policy,
+            &self.tokenizer,
+            &prompts,
+            s,
+            self.eos,
+            self.pad,
+            mix(self.seed, iteration, 1),
+        )?;
+        let rows: Vec<(&[u32], &[u32])> = prompts
+            .iter()
+            .zip(&sampled)
+            .map(|(p, (c, _, _))| (p.ids.as_slice(), c.as_slice()))
+            .collect();
+        let (inputs, targets, seq) = pack(&rows, self.pad);
+        let n = rows.len();
+        let device = policy.embed_tokens.weight.device();
+        let ids = int_ids(&inputs, n, seq, &device);
+        let logps = to_vec(gather_targets(
+            log_probs(&policy, ids.clone(), s.temperature),
+            &targets,
+        ));
+        let ref_logps = to_vec(gather_targets(
+            log_probs(&self.reference, ids.clone(), s.temperature),
+            &targets,
+        ));
+        let values = to_vec(model.value.valid().forward_tokens(ids).reshape([n, seq]));
+        let texts = prompts
+            .iter()
+            .zip(&sampled)
+            .map(|(p, (_, _, t))| (p.text.clone(), t.clone()))
+            .collect();
+        let ended: Vec<bool> = sampled.iter().map(|(_, e, _)| *e).collect();
+        let scores = self.scores(texts, &ended).map_err(data_err)?;
+
+        // Per-token rewards: the KL penalty, and the score at the last response token.
+        let mut rewards = vec![0.0f64; n * seq];
+        let (mut kl_sum, mut nll_sum, mut non_score_sum) = (0.0, 0.0, 0.0);
+        let mut spans = Vec::with_capacity(n);
+        for (r, score) in scores.iter().enumerate() {
+            let row = r * seq..(r + 1) * seq;
+            let pos: Vec<usize> = row.filter(|&i| targets[i] >= 0).collect();
+            for &i in &pos {
+                let kl = kl_token(s.kl_estimator, logps[i] as f64, ref_logps[i] as f64);
+                rewards[i] = -kl_coef * kl;
+                kl_sum += kl;
+                non_score_sum += rewards[i];
+                nll_sum -= logps[i] as f64;
+            }
+            if let Some(&last) = pos.last() {
+                rewards[last] += score;
+            }
+            spans.push(pos);
+        }
+        if s.whiten_rewards {
+            let mut flat: Vec<f64> = spans.iter().flatten().map(|&i| rewards[i]).collect();
+            whiten(&mut flat, false);
+            for (&i, v) in spans.iter().flatten().zip(flat) {
+                rewards[i] = v;
+            }
+        }
+        let mut advantages = vec![0.0f64; n * seq];
+        let mut returns = vec![0.0f32; n * seq];
+        for pos in &spans {
+            let rw: Vec<f64> = pos.iter().map(|&i| rewards[i]).collect();
+            let vs: Vec<f64> = pos.iter().map(|&i| values[i] as f64).collect();
+            let (adv, ret) = gae(&rw, &vs, s.gamma, s.lam);
+            for (k, &i) in pos.iter().enumerate() {
+                advantages[i] = adv[k];
+                returns[i] = ret[k] as f32;
+            }
+        }
+        let mut flat: Vec<f64> = spans.iter().flatten().map(|&i| advantages[i]).collect();
+        whiten(&mut flat, true);
+        for (&i, v) in spans.iter().flatten().zip(flat) {
+            advantages[i] = v;
+        }
+        let nf = n.max(1) as f64;
+        let tokens: usize = spans.iter().map(Vec::len).sum();
+        let mean_score = scores.iter().sum::<f64>() / nf;
+        let stats = vec![
+            ("objective/kl".to_string(), kl_sum / nf),
+            ("objective/entropy".into(), nll_sum / nf),
+            ("objective/non_score_reward".into(), non_score_sum / nf),
+            (
+                "objective/rlhf_reward".into(),
+                non_score_sum / nf + mean_score,
+            ),
+            ("objective/scores".into(), mean_score),
+            ("objective/kl_coef".into(), kl_coef),
+            ("completions/mean_length".into(), tokens as f64 / nf),
+            (
+                "val/num_eos_tokens".into(),
+                ended.iter().filter(|&&e| e).count() as f64,
+            ),
+        ];
+        Ok(Rollout {
+            iteration,
+            n,
+            seq,
+            inputs,
+            targets,
+            logps,
+            values,
+            advantages: advantages.iter().map(|&a| a as f32).collect(),
+            returns,
+            stats,
+        })
+    }
+
+    /// Samples one response per held-out prompt with `policy` (seeded, at the settings'
+    /// temperature) and scores it: the run's before/after table.
+    pub fn sample_stats(
+        &self,
+        policy: &DecoderLm,
+        prompts: &[Prompt],
+    ) -> crate::Result<SampleStats> {
+        let s = &self.settings;
+        let mut acc = SampleStats::default();
+        let mut n = 0usize;
+        let mut tokens = 0usize;
+        for (ci, chunk) in prompts.chunks(64).enumerate() {
+            let refs: Vec<&Prompt> = chunk.iter().collect();
+            let seed = mix(self.seed ^ 0x5eed, ci, 7);
+            let sampled = sample(policy, &self.tokenizer, &refs, s, self.eos, self.pad, seed)?;
+            let rows: Vec<(&[u32], &[u32])> = refs
+                .iter()
+                .zip(&sampled)
+                .map(|(p, (c, _, _))| (p.ids.as_slice(), c.as_slice()))
+                .collect();
+            let (inputs, targets, seq) = pack(&rows, self.pad);
+            let device = policy.embed_tokens.weight.device();
+            let ids = int_ids(&inputs, rows.len(), seq, &device);
+            let lp = to_vec(gather_targets(
+                log_probs(policy, ids.clone(), s.temperature),
+                &targets,
+            ));
+            let rl = to_vec(gather_targets(
+                log_probs(&self.reference, ids, s.temperature),
+                &targets,
+            ));
+            for (i, &t) in targets.iter().enumerate() {
+                if t >= 0 {
+                    acc.kl += (lp[i] - rl[i]) as f64;
+                    acc.entropy -= lp[i] as f64;
+                    tokens += 1;
+                }
+            }
+            let texts = refs
+                .iter()
+                .zip(&sampled)
+                .map(|(p, (_, _, t))| (p.text.clone(), t.clone()))
+                .collect();
+            let ended: Vec<bool> = sampled.iter().map(|(_, e, _)| *e).collect();
+            acc.score += self.scores(texts, &ended)?.iter().sum::<f64>();
+            acc.length += sampled.iter().map(|(c, _, _)| c.len()).sum::<usize>() as f64;
+            acc.eos_rate += ended.iter().filter(|&&e| e).count() as f64;
+            n += chunk.len();
+        }
+        let nf = n.max(1) as f64;
+        Ok(SampleStats {
+            score: acc.score / nf,
+            kl: acc.kl / nf,
+            entropy: acc.entropy / tokens.max(1) as f64,
+            length: acc.length / nf,
+            eos_rate: acc.eos_rate / nf,
+        })
+    }
+
+    fn eval_set(&self) -> &[Prompt] {
+        match self.eval_prompts {
+            0 => &self.val,
+            m => &self.val[..m.min(self.val.len())],
+        }
+    }
+}
+
+impl Task for PpoTask {
+    type Model = PolicyValue;
+    type Batch = Rollout;
+
+    fn batch(
+        &self,
+        model: &PolicyValue,
+        step: usize,
+        micro: usize,
+        per_step: usize,
+    ) -> manabi_objectives::Result<Rollout> {
+        let s = &self.settings;
+        let per_rollout = self.steps_per_rollout();
+        let (iteration, k) = (step / per_rollout, step % per_rollout);
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| data_err("PPO state poisoned"))?;
+        if state.rollout.as_ref().map(|r| r.iteration) != Some(iteration) {
+            let kl_coef = state.kl_coef;
+            let r = self.rollout(model, iteration, kl_coef)?;
+            if let Some(target) = s.target_kl {
+                let kl = r
+                    .stats
+                    .iter()
+                    .find(|(k, _)| k == "objective/kl")
+                    .map_or(0.0, |x| x.1);
+                state.kl_coef = adapt_kl(kl_coef, kl, target, r.n, s.kl_horizon);
+            }
+            state.rollout = Some(r);
+        }
+        let Some(r) = state.rollout.as_ref() else {
+            return Err(data_err("no rollout"));
+        };
+        // Minibatch k % num_mini_batches of epoch k / num_mini_batches: a fresh shuffle of
+        // the rollout per epoch.
+        let (epoch, mb) = (k / s.num_mini_batches, k % s.num_mini_batches);
+        let mut order: Vec<usize> = (0..r.n).collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mix(self.seed, iteration, epoch + 2));
+        order.shuffle(&mut rng);
+        let mb_size = r.n / s.num_mini_batches;
+        let micro_size = mb_size / per_step.max(1);
+        let start = mb * mb_size + micro * micro_size;
+        Ok(r.rows(&order[start..start + micro_size]))
+    }
+
+    fn val_batch(&self, _i: usize) -> manabi_objectives::Result<Rollout> {
+        // PPO has no validation loss; evaluation samples and scores held-out prompts.
+        Ok(Rollout {
+            seq: 1,
+            ..Rollout::default()
+        })
+    }
+
+    fn loss(
+        &self,
+        model: &PolicyValue,
+        b: &Rollout,
+        device: &Device,
+    ) -> manabi_objectives::Result<TaskLoss> {
+        if b.n == 0 {
+            return Ok(TaskLoss::new(Tensor::zeros([1], device)));
+        }
+        let s = &self.settings;
+        let (n, seq) = (b.n, b.seq);
+        let floats = |v: &[f32]| Tensor::<1>::from_floats(v, device).reshape([n, seq]);
+        let mask: Vec<f32> = b
+            .targets
+            .iter()
+            .map(|&t| if t >= 0 { 1.0 } else { 0.0 })
+            .collect();
+        let mask = floats(&mask);
+        let ids = int_ids(&b.inputs, n, seq, device);
+        let logp_all = log_probs(&model.policy, ids.clone(), s.temperature);
+        // Entropy of the policy's distribution at each response position.
+        let entropy = (logp_all.clone().exp() * logp_all.clone())
+            .sum_dim(2)
+            .reshape([n, seq])
+            .neg();
+        let logp = gather_targets(logp_all, &b.targets);
+        let old = floats(&b.logps);
+        let adv = floats(&b.advantages);
+        let log_ratio = logp - old;
+        let ratio = log_ratio.clone().exp();
+        let pg1 = adv.clone().neg() * ratio.clone();
+        let pg2 = adv.neg() * ratio.clone().clamp(1.0 - s.cliprange, 1.0 + s.cliprange);
+        let pg_clipped = pg2.clone().greater(pg1.clone()).float();
+        let pg = pg1.max_pair(pg2) * mask.clone();
+
+        let vpred = model.value.forward_tokens(ids).reshape([n, seq]);
+        let old_v = floats(&b.values);
+        let ret = floats(&b.returns);
+        let v_clipped =
+            old_v.clone() + (vpred.clone() - old_v).clamp(-s.cliprange_value, s.cliprange_value);
+        let vf1 = (vpred - ret.clone()).powi_scalar(2);
+        let vf2 = (v_clipped - ret).powi_scalar(2);
+        let vf_clipped = vf2.clone().greater(vf1.clone()).float();
+        let vf = vf1.max_pair(vf2) * mask.clone() * 0.5;
+
+        let pg_sum = pg.sum();
+        let vf_sum = vf.sum();
+        let sum = pg_sum.clone() + vf_sum.clone() * s.vf_coef;
+        let scalar = |t: Tensor<1>| t.into_scalar::<f32>() as f64;
+        let tokens = b.tokens() as f64;
+        let mut metrics: Vec<(String, f64)> = b
+            .stats
+            .iter()
+            .map(|(k, v)| (k.clone(), v * tokens))
+            .collect();
+        metrics.extend([
+            ("loss/policy_avg".to_string(), scalar(pg_sum.detach())),
+            ("loss/value_avg".into(), scalar(vf_sum.detach())),
+            (
+                "policy/clipfrac_avg".into(),
+                scalar((pg_clipped * mask.clone()).sum()),
+            ),
+            (
+                "val/clipfrac_avg".into(),
+                scalar((vf_clipped * mask.clone()).sum()),
+            ),
+            (
+                "policy/approxkl_avg".into(),
+                scalar((log_ratio.detach().powi_scalar(2) * mask.clone()).sum() * 0.5),
+            ),
+            (
+                "policy/entropy_avg".into(),
+                scalar((entropy.detach() * mask.clone()).sum()),
+            ),
+            ("val/ratio".into(), scalar((ratio.detach() * mask).sum())),
+        ]);
+        Ok(TaskLoss { sum, metrics })
+    }
+
+    fn targets(b: &Rollout) -> usize {
+        b.tokens()
+    }
+
+    fn tokens(b: &Rollout) -> usize {
+        b.n * b.seq
+    }
+
+    fn evaluate(
+        &self,
+        model: &PolicyValue,
+        _device: &Device,
+    ) -> manabi_objectives::Result<Vec<(String, f64)>> {
+        let st = self
+            .sample_stats(&model.policy, self.eval_set())
+            .map_err(data_err)?;
+        Ok(vec![
+            ("score".into(), st.score),
+            ("kl".into(), st.kl),
+            ("entropy".into(), st.entropy),
+            ("mean_length".into(), st.length),
+            ("eos_rate".into(), st.eos_rate),
+        ])
+    }
+
+    fn save_state(&self) -> manabi_objectives::Result<Option<String>> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| data_err("PPO state poisoned"))?;
+        serde_json::to_string(&*state).map(Some).map_err(data_err)
+    }
+
+    fn restore_state(&self, text: Option<&str>) -> manabi_objectives::Result<()> {
+        let Some(text) = text else {
+            return Err(data_err(format!(
+                "the checkpoint has no {}: it was not written by `manabi ppo`",
+                manabi_objectives::tasks::TASK_STATE_FILE
+            )));
+        };
+        let restored: PpoState = serde_json::from_str(text).map_err(|e| {
+            data_err(format!(
+                "{}: {e}",
+                manabi_objectives::tasks::TASK_STATE_FILE
+            ))
+        })?;
+        *self
+            .state
+            .lock()
+            .map_err(|_| data_err("PPO state poisoned"))? = restored;
+        Ok(())
+    }
+}
