@@ -246,6 +246,7 @@ COUNTS = {
     "rl-arith-en.train.jsonl": 1000, "rl-arith-en.val.jsonl": 200,
     "rl-arith-ja.train.jsonl": 1000, "rl-arith-ja.val.jsonl": 200,
     "rl-facts-en.train.jsonl": 500, "rl-facts-en.val.jsonl": 100,
+    "sft-mixed-en.train.jsonl": 3000,
 }
 
 
@@ -334,9 +335,9 @@ def check(files: dict[str, str], vocab: dict, records: dict[str, list[dict]],
             counts = {k: kinds.count(k) for k in REJECT_KINDS}
             if max(counts.values()) - min(counts.values()) > 1:
                 problems.append(f"{name}: rejected kinds not balanced: {counts}")
-        # No prompt twice in a file.
-        prompts = [json.dumps(r.get("prompt", r.get("chosen")), ensure_ascii=False)
-                   for r in recs]
+        # No prompt twice in a file (the mixed SFT set has each twice, once per answer).
+        prompts = [json.dumps([r.get("prompt", r.get("chosen")), r.get("completion")],
+                              ensure_ascii=False) for r in recs]
         if len(set(prompts)) != len(prompts):
             problems.append(f"{name}: a prompt occurs twice")
 
@@ -407,6 +408,12 @@ def main() -> None:
         records[f"rl-arith-{lang}.val.jsonl"] = arith_set(lang, val_c, 200, SEED + 10 + 2 * i)
     records["rl-facts-en.train.jsonl"] = facts_set(T["en"], 500, SEED + 13)
     records["rl-facts-en.val.jsonl"] = facts_set(H["en"], 100, SEED + 14)
+    # An SFT set whose responses are the chosen and the rejected answer of every English
+    # training pair: a policy tuned on it answers well half the time, and RLHF (PPO with
+    # the reward model) has something to move.
+    records["sft-mixed-en.train.jsonl"] = [
+        {"prompt": r["prompt"], "completion": r[side]}
+        for r in records["pref-en.train.jsonl"] for side in ("chosen", "rejected")]
     files = {name: sft.jsonl(recs) for name, recs in records.items()}
     check(files, vocab, records, metas, combos)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ loads each adapter folder and compares logits; scripts/check_peft_adapter.py che
 other direction (adapters and merged models exported by manabi, loaded by peft).
 
     pip install torch transformers peft safetensors
-    python3 scripts/peft_fixtures.py
+    python3 scripts/peft_fixtures.py [CASE ...]
 
 Each case folder holds what `save_pretrained` writes (adapter_config.json +
 adapter_model.safetensors; peft's README.md model card is removed) and expected.json:
@@ -16,6 +16,7 @@ adapter_model.safetensors; peft's README.md model card is removed) and expected.
     logits         flat float32 logits of the PeftModel in eval mode, shape `shape`
     shape          [2, seq, 64]; seq is 12, or 4 + 12 for prompt tuning (see `note`)
     merged_logits  the same after merge_and_unload() (LoRA and IA3 only)
+    num_virtual_tokens, note   prompt and prefix tuning: how peft uses the tensors
     tensors        {name: shape} of adapter_model.safetensors, as peft writes them
     lora_scaling   the factor peft applies to B @ A (LoRA only): alpha / r, or
                    alpha / sqrt(r) with use_rslora
@@ -31,7 +32,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
-from peft import IA3Config, LoraConfig, PromptTuningConfig, get_peft_model
+import sys
+
+from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, get_peft_model
 
 ROOT = Path(__file__).resolve().parent.parent
 BASES = ROOT / "fixtures" / "models"
@@ -54,6 +57,12 @@ CASES = {
         target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"])),
     "llama-prompt": ("llama-gqa", lambda: PromptTuningConfig(
         task_type="CAUSAL_LM", num_virtual_tokens=4, prompt_tuning_init="RANDOM")),
+    # Prefix tuning: learned keys and values per layer. The LLaMA case trains through
+    # peft's MLP reparameterisation; what it saves (prompt_embeddings) is the MLP's output.
+    "gpt2-prefix": ("gpt2", lambda: PrefixTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=3)),
+    "llama-prefix": ("llama-gqa", lambda: PrefixTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=5, prefix_projection=True)),
 }
 
 PROMPT_NOTE = (
@@ -65,6 +74,17 @@ PROMPT_NOTE = (
     "attention over all n+seq positions); labels get n times -100 prepended. The logits it "
     "returns keep the virtual positions: shape [batch, n + seq, vocab]; the logits of the "
     "real tokens are logits[:, n:]."
+)
+
+
+PREFIX_NOTE = (
+    "peft's prefix tuning views prompt_embeddings [n, num_layers*2*token_dim] as "
+    "[n, num_layers*2, heads, token_dim/heads] (heads and token_dim of the key/value heads "
+    "for grouped-query models), permutes it to [num_layers*2, batch, heads, n, head_dim] and "
+    "gives layer l the keys 2l and values 2l+1 as its past key values (keys used as stored, "
+    "no rotary embedding applied to them). The real tokens then take positions n..n+seq-1, "
+    "the attention mask gets n ones prepended, and the logits are those of the real tokens: "
+    "shape [batch, seq, vocab]."
 )
 
 
@@ -129,6 +149,11 @@ def make(name: str, base_name: str, config) -> None:
         expected["note"] = PROMPT_NOTE
         shift = cfg.num_virtual_tokens
         merged_diff = None
+    elif isinstance(config, PrefixTuningConfig):
+        expected["num_virtual_tokens"] = cfg.num_virtual_tokens
+        expected["note"] = PREFIX_NOTE
+        shift = 0
+        merged_diff = None
     else:
         merged = logits_of(model.merge_and_unload(), ids)
         expected["merged_logits"] = floats(merged)
@@ -145,8 +170,10 @@ def make(name: str, base_name: str, config) -> None:
 
 
 def main() -> None:
+    only = sys.argv[1:]   # case names to (re)make; all when none are given
     for name, (base_name, config) in CASES.items():
-        make(name, base_name, config())
+        if not only or name in only:
+            make(name, base_name, config())
 
 
 if __name__ == "__main__":

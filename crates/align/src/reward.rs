@@ -68,7 +68,7 @@ impl Recipe for RewardConfig {
 
     fn validate(&self) -> Result<()> {
         self.train.validate()?;
-        self.peft.validate()?;
+        self.peft.validate_for_head()?;
         if self.data.train.is_empty() || self.data.val.is_empty() {
             return Err(AlignError::config(
                 "data.train",

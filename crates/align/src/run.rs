@@ -521,7 +521,7 @@ pub fn ppo(cfg: &PpoConfig, device_choice: DeviceChoice, resume: bool) -> Result
     let room = model
         .config()
         .max_positions
-        .checked_sub(cfg.ppo.max_new_tokens)
+        .checked_sub(cfg.ppo.max_new_tokens + cfg.peft.virtual_positions())
         .filter(|&r| r > 0)
         .ok_or_else(|| {
             AlignError::config(

@@ -147,6 +147,63 @@ fn train_a_little(mut model: DecoderLm, ids: &Tensor<2, Int>) -> DecoderLm {
     model.valid()
 }
 
+#[test]
+fn prefix_tuning_adapters_from_python_peft_give_peft_logits() {
+    let device = test_device();
+    // GPT-2 (no projection) and grouped-query LLaMA (trained through peft's MLP, saved as
+    // its output).
+    for (base_name, adapter, n) in [("gpt2", "gpt2-prefix", 3), ("llama-gqa", "llama-prefix", 5)] {
+        let exp = expected(adapter);
+        let (model, cfg) = peft::load_adapter(
+            base(base_name, &device),
+            &root().join("fixtures/peft").join(adapter),
+        )
+        .unwrap();
+        assert_eq!((cfg.method, cfg.virtual_tokens), (Method::Prefix, n));
+        let got = logits(&model, ids(&exp, &device));
+        let d = max_diff(&got, &exp.logits);
+        assert!(d <= 1e-4, "{adapter}: max |Δlogit| = {d}");
+        let plain = logits(&base(base_name, &device), ids(&exp, &device));
+        assert!(
+            max_diff(&plain, &exp.logits) > 0.1,
+            "{adapter}: the prefix changes nothing"
+        );
+        // Round trip through the PEFT format.
+        let dir = tempfile::tempdir().unwrap();
+        peft::save_adapter(&model, &cfg, dir.path()).unwrap();
+        let (again, _) = peft::load_adapter(base(base_name, &device), dir.path()).unwrap();
+        assert!(max_diff(&logits(&again, ids(&exp, &device)), &got) <= 1e-6);
+        // Cached generation (the prefix is the cache's start) equals uncached, with
+        // left-padded prompts of different lengths.
+        let opts = |use_cache| manabi_model::GenerateOptions {
+            max_new_tokens: 5,
+            use_cache,
+            eos_ids: vec![],
+            ..manabi_model::GenerateOptions::default()
+        };
+        let prompts = vec![vec![3u32, 7, 9], vec![5u32, 1]];
+        let a = manabi_model::generate(&model, &prompts, &opts(true), None).unwrap();
+        let b = manabi_model::generate(&model, &prompts, &opts(false), None).unwrap();
+        assert_eq!(a, b, "{adapter}");
+        // A full HF export would drop the prefix: refused.
+        let e = manabi_model::export_hf(&model, dir.path().join("hf"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("virtual tokens") && e.contains("peft"), "{e}");
+    }
+    // An adapter for another base: the shape names the tensor.
+    let e = peft::load_adapter(
+        base("llama-gqa", &device),
+        &root().join("fixtures/peft/gpt2-prefix"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("prompt_embeddings") && e.contains("another base"),
+        "{e}"
+    );
+}
+
 /// Exports adapters trained here and checks that they load back exactly. The exports,
 /// with the logits they must give, are left in `$CARGO_TARGET_TMPDIR/peft-export/` for
 /// `scripts/check_peft_adapter.py` (Python `peft` on the same HF base).
@@ -169,6 +226,16 @@ fn adapters_trained_here_export_and_load_back_exactly() {
             PeftConfig {
                 method: Method::Ia3,
                 targets: vec!["k_proj".into(), "v_proj".into(), "down_proj".into()],
+                ..PeftConfig::default()
+            },
+        ),
+        (
+            "llama-gqa",
+            "llama-prefix-mlp",
+            PeftConfig {
+                method: Method::Prefix,
+                virtual_tokens: 3,
+                prefix_projection: true,
                 ..PeftConfig::default()
             },
         ),

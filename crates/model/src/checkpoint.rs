@@ -220,6 +220,14 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
             cfg.family
         )));
     }
+    if model.virtual_tokens() > 0 {
+        return Err(ModelError::Input(format!(
+            "the model has a soft prompt or a prefix ({} virtual tokens), which a Hugging Face {:?} model cannot hold; \
+             export the adapter in the PEFT format (`--format peft`) and load it with PeftModel",
+            model.virtual_tokens(),
+            cfg.family
+        )));
+    }
     let mut t = Vec::new();
     match cfg.family {
         Family::Gpt2 => {

@@ -134,6 +134,9 @@ pub struct DecoderLm {
     /// Prompt tuning's soft prompt `[virtual_tokens, d_model]` (Lester et al. 2021),
     /// prepended to the input embeddings; `None` for every other model.
     pub soft_prompt: Option<Param<Tensor<2>>>,
+    /// Prefix tuning's learned keys and values of every layer; `None` for every other
+    /// model.
+    pub prefix: Option<crate::prefix::Prefix>,
     #[module(skip)]
     config: ModelConfig,
 }
@@ -155,6 +158,7 @@ impl DecoderLm {
                 .then(|| crate::init::linear(d, cfg.vocab_size, false, crate::init::STD, device)),
             dropout: DropoutConfig::new(cfg.dropout).init(),
             soft_prompt: None,
+            prefix: None,
             config: cfg.clone(),
         }
     }
@@ -168,6 +172,13 @@ impl DecoderLm {
     /// The configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// Positions taken before the first real token: the soft prompt's or the prefix's
+    /// virtual tokens (0 for a plain model).
+    pub fn virtual_tokens(&self) -> usize {
+        self.soft_prompt.as_ref().map_or(0, |p| p.dims()[0])
+            + self.prefix.as_ref().map_or(0, crate::prefix::Prefix::len)
     }
 
     /// Records that the model has no separate LM head (after `lm_head` was removed, as
@@ -193,6 +204,9 @@ impl DecoderLm {
         cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
         let x = self.embed_tokens.forward(ids);
+        if let Some(prefix) = &self.prefix {
+            return self.forward_prefixed(x, prefix, opts, cache);
+        }
         let Some(prompt) = &self.soft_prompt else {
             return self.forward_embeds(x, opts, cache);
         };
@@ -230,6 +244,49 @@ impl DecoderLm {
         let logits = self.forward_embeds(Tensor::cat(vec![p, x], 1), &o, cache);
         let v = logits.dims()[2];
         logits.slice([0..b, n..n + t, 0..v])
+    }
+
+    /// Prefix tuning, as PEFT does it: the prefix is the cache's content before the first
+    /// token, so the real tokens take positions `n..`, attend to the `n` prefix keys, and
+    /// given positions and masks (which do not count the prefix) are shifted to make
+    /// room for it.
+    fn forward_prefixed(
+        &self,
+        x: Tensor<3>,
+        prefix: &crate::prefix::Prefix,
+        opts: &ForwardOptions,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let device = x.device();
+        let b = x.dims()[0];
+        let n = prefix.len();
+        let mut o = opts.clone();
+        if let Some(pos) = &opts.positions {
+            o.positions = Some(pos.clone() + n as i64);
+        }
+        if let Some(keep) = &opts.key_mask {
+            o.key_mask = Some(Tensor::cat(
+                vec![Tensor::ones([b, n], &device), keep.clone()],
+                1,
+            ));
+        }
+        if let Some(m) = &opts.attn_mask {
+            let [d0, d1, t, _] = m.dims();
+            o.attn_mask = Some(Tensor::cat(
+                vec![Tensor::zeros([d0, d1, t, n], &device), m.clone()],
+                3,
+            ));
+        }
+        let fresh = || KvCache::from_layers(prefix.key_values(&self.config, b));
+        match cache {
+            Some(c) => {
+                if c.is_empty() {
+                    *c = fresh();
+                }
+                self.forward_embeds(x, &o, Some(c))
+            }
+            None => self.forward_embeds(x, &o, Some(&mut fresh())),
+        }
     }
 
     /// Logits from input embeddings instead of ids (prompt tuning).

@@ -174,9 +174,14 @@ pub fn generate(
         return Err(ModelError::Input(format!("prompt {i} is empty")));
     }
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    if longest + opts.max_new_tokens > cfg.max_positions {
+    let virt = model.virtual_tokens();
+    if longest + opts.max_new_tokens + virt > cfg.max_positions {
+        let virt = match virt {
+            0 => String::new(),
+            v => format!(" + {v} virtual tokens"),
+        };
         return Err(ModelError::Input(format!(
-            "prompt of {longest} tokens + {} new tokens exceeds the model's {} positions",
+            "prompt of {longest} tokens + {} new tokens{virt} exceeds the model's {} positions",
             opts.max_new_tokens, cfg.max_positions
         )));
     }

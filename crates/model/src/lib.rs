@@ -21,6 +21,7 @@ pub mod hf_t5;
 pub mod init;
 mod inputs;
 pub mod mlp;
+pub mod prefix;
 pub mod rope;
 pub mod t5;
 pub mod t5_attention;

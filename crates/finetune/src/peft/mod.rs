@@ -9,11 +9,14 @@
 //! - `bitfit` (Ben Zaken et al. 2022): biases only.
 //! - `ia3` (Liu et al. 2022): learned rescaling of activations ([`ia3`]), PEFT format.
 //! - `prompt` (Lester et al. 2021): a soft prompt ([`prompt`]), PEFT format.
+//! - `prefix` (Li & Liang 2021): learned keys and values at every layer ([`prefix`]),
+//!   optionally made by an MLP while training; PEFT format.
 //! - `houlsby` / `pfeiffer` bottleneck adapters (Houlsby et al. 2019; Pfeiffer et al.
 //!   2021): after attention and MLP, or after the MLP only.
 
 pub mod ia3;
 pub mod lora;
+pub mod prefix;
 pub mod prompt;
 
 use burn::module::{Module, ParamGroup, ParamId};
@@ -35,6 +38,8 @@ pub enum Method {
     Ia3,
     /// A trainable soft prompt before the input (prompt tuning).
     Prompt,
+    /// Trainable keys and values before the input at every layer (prefix tuning).
+    Prefix,
     /// Biases only.
     Bitfit,
     /// Bottleneck adapters after attention and after the MLP.
@@ -60,8 +65,11 @@ pub struct PeftConfig {
     pub targets: Vec<String>,
     /// Rank-stabilised scaling α / √r.
     pub rslora: bool,
-    /// Prompt tuning: virtual tokens prepended to the input.
+    /// Prompt and prefix tuning: virtual tokens prepended to the input.
     pub virtual_tokens: usize,
+    /// Prefix tuning: make the prefix with a two-layer MLP while training (PEFT's
+    /// `prefix_projection`; exports write its output).
+    pub prefix_projection: bool,
     /// IA³: the target modules whose input (not output) is scaled.
     pub feedforward: Vec<String>,
     /// Bottleneck width of `houlsby` / `pfeiffer` adapters.
@@ -78,6 +86,7 @@ impl Default for PeftConfig {
             targets: vec!["q_proj".into(), "v_proj".into()],
             rslora: false,
             virtual_tokens: 8,
+            prefix_projection: false,
             feedforward: vec!["down_proj".into()],
             adapter_size: 16,
         }
@@ -119,7 +128,7 @@ impl PeftConfig {
         if self.method == Method::Ia3 && self.targets.is_empty() {
             return Err(FinetuneError::config("peft.targets", "no target modules"));
         }
-        if self.method == Method::Prompt && self.virtual_tokens == 0 {
+        if matches!(self.method, Method::Prompt | Method::Prefix) && self.virtual_tokens == 0 {
             return Err(FinetuneError::config(
                 "peft.virtual_tokens",
                 "must be at least 1",
@@ -132,6 +141,30 @@ impl PeftConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Refuses the methods a sequence or token head cannot use: prompt and prefix tuning
+    /// act through the language model's own forward pass, which a head's body skips.
+    pub fn validate_for_head(&self) -> Result<()> {
+        self.validate()?;
+        if self.virtual_positions() > 0 {
+            return Err(FinetuneError::config(
+                "peft.method",
+                format!(
+                    "{:?} tuning is for generation (a head reads the body's hidden states without virtual tokens); choose full, lora, ia3, bitfit, houlsby or pfeiffer",
+                    self.method
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Positions the method takes before the first real token.
+    pub fn virtual_positions(&self) -> usize {
+        match self.method {
+            Method::Prompt | Method::Prefix => self.virtual_tokens,
+            _ => 0,
+        }
     }
 
     /// The `peft.toml` text saved in checkpoints.
@@ -149,6 +182,7 @@ pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
         Method::Lora => lora::apply(model, cfg),
         Method::Ia3 => ia3::apply(model, cfg),
         Method::Prompt => prompt::apply(model, cfg),
+        Method::Prefix => prefix::apply(model, cfg),
         Method::Bitfit => {
             let ids = bias_ids(&model);
             if ids.is_empty() {
@@ -181,12 +215,13 @@ pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
     }
 }
 
-/// Writes the adapter of `model` in the PEFT format (LoRA, IA³).
+/// Writes the adapter of `model` in the PEFT format (LoRA, IA³, prompt, prefix).
 pub fn save_adapter(model: &DecoderLm, cfg: &PeftConfig, dir: &std::path::Path) -> Result<()> {
     match cfg.method {
         Method::Lora => lora::save_peft(model, cfg, dir),
         Method::Ia3 => ia3::save_peft(model, cfg, dir),
         Method::Prompt => prompt::save_peft(model, dir),
+        Method::Prefix => prefix::save_peft(model, dir),
         m => Err(FinetuneError::config(
             "peft.method",
             format!(
@@ -196,8 +231,8 @@ pub fn save_adapter(model: &DecoderLm, cfg: &PeftConfig, dir: &std::path::Path) 
     }
 }
 
-/// Loads a PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`,
-/// LoRA or IA³) onto the plain base `model`.
+/// Loads a PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`:
+/// LoRA, IA³, prompt or prefix tuning) onto the plain base `model`.
 pub fn load_adapter(model: DecoderLm, dir: &std::path::Path) -> Result<(DecoderLm, PeftConfig)> {
     let path = dir.join("adapter_config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| FinetuneError::io(&path, e))?;
@@ -214,6 +249,7 @@ pub fn load_adapter(model: DecoderLm, dir: &std::path::Path) -> Result<(DecoderL
             Ok((ia3::load(model, &cfg, dir)?, cfg))
         }
         Some("PROMPT_TUNING") => prompt::load(model, &v, dir),
+        Some("PREFIX_TUNING") => prefix::load(model, &v, dir),
         _ => lora::load_peft(model, dir),
     }
 }

@@ -151,13 +151,7 @@ impl Recipe for TaskConfig {
                 "encoder = \"bi\" is for sts tasks, with max_score > 0",
             ));
         }
-        if self.peft.method == Method::Prompt {
-            return Err(FinetuneError::config(
-                "peft.method",
-                "prompt tuning is for generation; a sequence head reads the last token, choose full, lora, ia3, bitfit, houlsby or pfeiffer",
-            ));
-        }
-        Ok(())
+        self.peft.validate_for_head()
     }
 }
 

@@ -1,0 +1,149 @@
+//! Prefix tuning (Li & Liang 2021): learned keys and values before the input at every
+//! layer of a frozen model ([`manabi_model::prefix::Prefix`]). Initialised as PEFT does
+//! (embedding rows from N(0, 1); with `prefix_projection`, a two-layer tanh MLP over
+//! `[n, kv_dim]` embeddings makes the rows while training). PEFT format both ways:
+//! `prompt_embeddings` `[n, n_layers·2·kv_dim]` with `peft_type = PREFIX_TUNING`
+//! (`token_dim` and `num_attention_heads` of the key/value heads, as PEFT writes them
+//! for grouped-query models).
+
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use manabi_model::DecoderLm;
+use manabi_model::prefix::Prefix;
+use serde_json::json;
+
+use crate::error::{FinetuneError, Result};
+use crate::peft::lora::{read_f32, write_safetensors};
+use crate::peft::{Method, PeftConfig};
+
+/// Key/value width of one position of one layer, and the width of a prefix row.
+fn widths(model: &DecoderLm) -> (usize, usize) {
+    let cfg = model.config();
+    let kv = cfg.kv_heads() * cfg.head_dim();
+    (kv, cfg.n_layers * 2 * kv)
+}
+
+/// Freezes `model` and gives it a trainable prefix of `cfg.virtual_tokens` positions.
+pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
+    let n = cfg.virtual_tokens;
+    let (kv, row) = widths(&model);
+    let device = model.embed_tokens.weight.device();
+    let mut model = model.freeze();
+    let embedding =
+        |width: usize| Param::from_tensor(manabi_model::init::normal([n, width], 1.0, &device));
+    model.prefix = Some(if cfg.prefix_projection {
+        Prefix {
+            embedding: embedding(kv),
+            proj_in: Some(manabi_model::init::linear(
+                kv,
+                kv,
+                true,
+                manabi_model::init::STD,
+                &device,
+            )),
+            proj_out: Some(manabi_model::init::linear(
+                kv,
+                row,
+                true,
+                manabi_model::init::STD,
+                &device,
+            )),
+        }
+    } else {
+        Prefix {
+            embedding: embedding(row),
+            proj_in: None,
+            proj_out: None,
+        }
+    });
+    Ok(model)
+}
+
+/// Writes the prefix in the PEFT format (the projection's output, when it has one).
+pub fn save_peft(model: &DecoderLm, dir: &Path) -> Result<()> {
+    let prefix = model
+        .prefix
+        .as_ref()
+        .ok_or_else(|| FinetuneError::io(dir, "the model has no prefix to export"))?;
+    let rows = prefix.rows();
+    let [n, width] = rows.dims();
+    let (kv, _) = widths(model);
+    let cfg = model.config();
+    let config = json!({
+        "peft_type": "PREFIX_TUNING",
+        "task_type": "CAUSAL_LM",
+        "num_virtual_tokens": n,
+        "token_dim": kv,
+        "num_transformer_submodules": 1,
+        "num_attention_heads": cfg.kv_heads(),
+        "num_layers": cfg.n_layers,
+        "encoder_hidden_size": kv,
+        "prefix_projection": false,
+        "inference_mode": true,
+        "base_model_name_or_path": null,
+    });
+    std::fs::create_dir_all(dir).map_err(|e| FinetuneError::io(dir, e))?;
+    let path = dir.join("adapter_config.json");
+    let text = serde_json::to_string_pretty(&config).map_err(|e| FinetuneError::io(&path, e))?;
+    manabi_tokenize::write_atomic(&path, text.as_bytes())?;
+    let v: Vec<f32> = rows
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap_or_default();
+    write_safetensors(
+        &dir.join("adapter_model.safetensors"),
+        &[("prompt_embeddings".to_string(), vec![n, width], v)],
+    )
+}
+
+/// Loads a PEFT prefix-tuning adapter onto `model`.
+pub fn load(
+    model: DecoderLm,
+    v: &serde_json::Value,
+    dir: &Path,
+) -> Result<(DecoderLm, PeftConfig)> {
+    let path = dir.join("adapter_model.safetensors");
+    let mut t = read_f32(&path)?;
+    let (shape, values) = t
+        .remove("prompt_embeddings")
+        .ok_or_else(|| FinetuneError::Adapter {
+            path: path.clone(),
+            message: "missing tensor `prompt_embeddings`".into(),
+        })?;
+    let (_, row) = widths(&model);
+    let n = v["num_virtual_tokens"].as_u64().unwrap_or(shape[0] as u64) as usize;
+    if shape != [n, row] {
+        let cfg = model.config();
+        return Err(FinetuneError::Adapter {
+            path,
+            message: format!(
+                "tensor `prompt_embeddings` has shape {shape:?}, this base needs [{n}, {row}] \
+                 ({} layers × 2 × {} key/value heads × {}; an adapter for another base model?)",
+                cfg.n_layers,
+                cfg.kv_heads(),
+                cfg.head_dim()
+            ),
+        });
+    }
+    let cfg = PeftConfig {
+        method: Method::Prefix,
+        virtual_tokens: n,
+        prefix_projection: false,
+        ..PeftConfig::default()
+    };
+    let device = model.embed_tokens.weight.device();
+    let mut model = model.freeze();
+    model.prefix = Some(Prefix {
+        embedding: Param::from_tensor(Tensor::from_data(
+            TensorData::new(values, [n, row]),
+            &device,
+        )),
+        proj_in: None,
+        proj_out: None,
+    });
+    Ok((model, cfg))
+}
