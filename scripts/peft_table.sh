@@ -11,7 +11,7 @@
 set -euo pipefail
 BIN=${MANABI:-target/release/manabi}
 printf '| method | exact match | EOS | trainable / total | ms / step | peak RSS (MiB) |\n|---|---|---|---|---|---|\n'
-for method in ${METHODS:-untuned full lora ia3 prompt houlsby pfeiffer bitfit}; do
+for method in ${METHODS:-untuned full lora ia3 prompt prefix houlsby pfeiffer bitfit}; do
   out="runs/peft-$method"
   rm -rf "$out"
   extra=()
@@ -19,7 +19,7 @@ for method in ${METHODS:-untuned full lora ia3 prompt houlsby pfeiffer bitfit}; 
     # The base model, evaluated the same way: one step at a learning rate of 1e-12.
     untuned) extra=(--set train.steps=1 --set train.warmup_steps=0 --set train.lr=1e-12 --set train.min_lr=0) ;;
     ia3) extra=(--set 'peft.targets=["k_proj","v_proj","down_proj"]' --set 'peft.feedforward=["down_proj"]' --set train.lr=1e-2) ;;
-    prompt) extra=(--set peft.virtual_tokens=8 --set train.lr=1e-2) ;;
+    prompt|prefix) extra=(--set peft.virtual_tokens=8 --set train.lr=1e-2) ;;
     lora) extra=(--set 'peft.targets=["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"]' --set peft.r=8 --set train.lr=3e-3) ;;
     houlsby|pfeiffer) extra=(--set train.lr=3e-3) ;;
   esac

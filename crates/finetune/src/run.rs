@@ -185,67 +185,30 @@ fn lead_baseline(records: &[crate::sft::data::Record]) -> Option<[f64; 3]> {
     (!pairs.is_empty()).then(|| crate::metrics::rouge_f1(&pairs))
 }
 
-/// Runs (or resumes) the SFT recipe `cfg`.
-pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: bool) -> Result<SftReport> {
-    let device = device_choice.resolve()?;
-    let out = cfg.run.out.clone();
-    let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;
-    let p = prepare(cfg)?;
-    for (name, s) in [("train", &p.train.stats), ("val", &p.val.stats)] {
-        if s.truncated > 0 || s.dropped > 0 {
-            tracing::warn!(
-                "{name}: {} prompts cut from the left to fit {} tokens; {} examples dropped because their response alone does not fit",
-                s.truncated,
-                cfg.data.block_size,
-                s.dropped
-            );
+/// A T5 base in `dir` (a Hugging Face folder with `model_type = "t5"`, or a manabi
+/// folder whose `model.toml` says `family = "t5"`), or `None` for anything else.
+pub fn load_seq2seq(dir: &Path, device: &Device) -> Result<Option<manabi_model::T5>> {
+    let hf = dir.join("config.json");
+    if !dir.join("model.toml").exists() && hf.exists() {
+        let text = std::fs::read_to_string(&hf).map_err(|e| FinetuneError::io(&hf, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if v["model_type"] == "t5" {
+            return Ok(Some(manabi_model::load_t5(dir, device)?));
         }
+        return Ok(None);
     }
+    if dir.join("model.toml").exists() && read_model_toml(dir)?.family == manabi_model::Family::T5 {
+        return Ok(Some(manabi_objectives::checkpoint::load_model(
+            dir, device,
+        )?));
+    }
+    Ok(None)
+}
 
-    // The base: any decoder folder; an adapted one is merged first.
-    let (base, base_peft) = load_decoder(&cfg.model.path, trainer.device())?;
-    let base = if base_peft.is_some() {
-        merged(base)
-    } else {
-        base
-    };
-    let mcfg = base.config().clone();
-    if p.tokenizer.vocab_size() > mcfg.vocab_size {
-        return Err(FinetuneError::config(
-            "model.tokenizer",
-            format!(
-                "the tokenizer has {} tokens, the model only {}: not this model's tokenizer",
-                p.tokenizer.vocab_size(),
-                mcfg.vocab_size
-            ),
-        ));
-    }
-    if cfg.data.block_size > mcfg.max_positions {
-        return Err(FinetuneError::config(
-            "data.block_size",
-            format!(
-                "{} exceeds the model's {} positions",
-                cfg.data.block_size, mcfg.max_positions
-            ),
-        ));
-    }
-    trainer.device().seed(cfg.run.seed);
-    manabi_model::init::seed(cfg.run.seed);
-    let model = peft::apply(base, &cfg.peft)?;
-    let (trainable, total) = peft::describe(&model);
-    println!(
-        "{:?}: {trainable} trainable of {total} parameters ({:.3} %)",
-        cfg.peft.method,
-        100.0 * trainable as f64 / total.max(1) as f64
-    );
-    trainer.config_toml = toml::to_string_pretty(cfg).map_err(|e| FinetuneError::io(&out, e))?;
-    trainer.tokenizer = Some(p.tokenizer.path().to_path_buf());
-    if cfg.peft.method != Method::Full {
-        trainer.spec_files = vec![(PEFT_FILE.to_string(), cfg.peft.to_toml())];
-    }
-
-    let generation = cfg.eval.generate.then(|| {
-        let n = task_eval_len(cfg, &p);
+/// The generation-based evaluation of `cfg.eval` on the first validation examples.
+fn generation_eval(cfg: &SftConfig, p: &Prepared) -> Option<GenerationEval> {
+    cfg.eval.generate.then(|| {
+        let n = task_eval_len(cfg, p);
         GenerationEval {
             prompts: p.val.examples[..n].iter().map(sft::prompt_of).collect(),
             answers: p.val.records[..n]
@@ -263,36 +226,152 @@ pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: bool) -> Result
             batch_size: cfg.eval.batch_size,
             rouge: cfg.eval.rouge,
         }
-    });
+    })
+}
+
+/// Runs (or resumes) the SFT recipe `cfg`: on a decoder (any PEFT method), or on a T5
+/// base as seq2seq SFT (full fine-tuning).
+pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: bool) -> Result<SftReport> {
+    let device = device_choice.resolve()?;
+    let out = cfg.run.out.clone();
+    let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;
+    let p = prepare(cfg)?;
+    for (name, s) in [("train", &p.train.stats), ("val", &p.val.stats)] {
+        if s.truncated > 0 || s.dropped > 0 {
+            tracing::warn!(
+                "{name}: {} prompts cut from the left to fit {} tokens; {} examples dropped because their response alone does not fit",
+                s.truncated,
+                cfg.data.block_size,
+                s.dropped
+            );
+        }
+    }
+    trainer.config_toml = toml::to_string_pretty(cfg).map_err(|e| FinetuneError::io(&out, e))?;
+    trainer.tokenizer = Some(p.tokenizer.path().to_path_buf());
+    let generation = generation_eval(cfg, &p);
     let lead_rouge = (cfg.eval.generate && cfg.eval.rouge)
         .then(|| lead_baseline(&p.val.records[..task_eval_len(cfg, &p)]))
         .flatten();
-    let rows = encode::rows(
-        &p.train.examples,
-        cfg.data.block_size,
-        cfg.data.pack,
-        cfg.run.seed,
-    );
-    let task = SftTask {
-        train: p.train.examples.clone(),
-        rows,
-        val: p.val.examples.clone(),
-        batch_size: cfg.train.batch_size,
-        pad: p.specials.pad,
-        pack: cfg.data.pack,
-        seed: cfg.run.seed,
-        generation,
+    let check_vocab = |vocab: usize| {
+        if p.tokenizer.vocab_size() > vocab {
+            return Err(FinetuneError::config(
+                "model.tokenizer",
+                format!(
+                    "the tokenizer has {} tokens, the model only {vocab}: not this model's tokenizer",
+                    p.tokenizer.vocab_size()
+                ),
+            ));
+        }
+        Ok(())
     };
-    let run = trainer.fit(&task, model, resume)?;
-    let (mut exact_match, mut eos_rate, mut predictions, mut rouge) = (None, None, None, None);
-    if let (Some(g), Some(dir)) = (&task.generation, &run.checkpoint) {
-        let (model, _) = load_decoder(dir, &device)?;
-        let preds = g.predict(&model)?;
+
+    let (run, predictions, trainable, total) = if let Some(t5) =
+        load_seq2seq(&cfg.model.path, trainer.device())?
+    {
+        check_vocab(t5.config().vocab_size)?;
+        if cfg.peft.method != Method::Full {
+            return Err(FinetuneError::config(
+                "peft.method",
+                "a T5 base trains fully here (the PEFT methods are built for decoders); set method = \"full\"",
+            ));
+        }
+        if cfg.data.pack {
+            return Err(FinetuneError::config(
+                "data.pack",
+                "seq2seq SFT on T5 does not pack; set pack = false",
+            ));
+        }
+        let total = t5.num_params();
+        println!("Full (seq2seq, T5): {total} trainable of {total} parameters");
+        let pairs = |set: &EncodedSet| -> Vec<sft::seq2seq::Pair> {
+            set.examples
+                .iter()
+                .map(|e| sft::seq2seq::Pair::of(e, p.specials.eos))
+                .collect()
+        };
+        let task = sft::seq2seq::Seq2SeqTask {
+            train: pairs(&p.train),
+            val: pairs(&p.val),
+            batch_size: cfg.train.batch_size,
+            pad: p.specials.pad,
+            eos: p.specials.eos,
+            seed: cfg.run.seed,
+            generation,
+        };
+        trainer.device().seed(cfg.run.seed);
+        manabi_model::init::seed(cfg.run.seed);
+        let run = trainer.fit(&task, t5, resume)?;
+        let predictions = match (&task.generation, &run.checkpoint) {
+            (Some(g), Some(dir)) => {
+                let model: manabi_model::T5 =
+                    manabi_objectives::checkpoint::load_model(dir, &device)?;
+                Some(sft::seq2seq::predict(&model, g, p.specials.eos)?)
+            }
+            _ => None,
+        };
+        (run, predictions, total, total)
+    } else {
+        // A decoder folder; an adapted one is merged first.
+        let (base, base_peft) = load_decoder(&cfg.model.path, trainer.device())?;
+        let base = if base_peft.is_some() {
+            merged(base)
+        } else {
+            base
+        };
+        let mcfg = base.config().clone();
+        check_vocab(mcfg.vocab_size)?;
+        if cfg.data.block_size > mcfg.max_positions {
+            return Err(FinetuneError::config(
+                "data.block_size",
+                format!(
+                    "{} exceeds the model's {} positions",
+                    cfg.data.block_size, mcfg.max_positions
+                ),
+            ));
+        }
+        trainer.device().seed(cfg.run.seed);
+        manabi_model::init::seed(cfg.run.seed);
+        let model = peft::apply(base, &cfg.peft)?;
+        let (trainable, total) = peft::describe(&model);
+        println!(
+            "{:?}: {trainable} trainable of {total} parameters ({:.3} %)",
+            cfg.peft.method,
+            100.0 * trainable as f64 / total.max(1) as f64
+        );
+        if cfg.peft.method != Method::Full {
+            trainer.spec_files = vec![(PEFT_FILE.to_string(), cfg.peft.to_toml())];
+        }
+        let rows = encode::rows(
+            &p.train.examples,
+            cfg.data.block_size,
+            cfg.data.pack,
+            cfg.run.seed,
+        );
+        let task = SftTask {
+            train: p.train.examples.clone(),
+            rows,
+            val: p.val.examples.clone(),
+            batch_size: cfg.train.batch_size,
+            pad: p.specials.pad,
+            pack: cfg.data.pack,
+            seed: cfg.run.seed,
+            generation,
+        };
+        let run = trainer.fit(&task, model, resume)?;
+        let predictions = match (&task.generation, &run.checkpoint) {
+            (Some(g), Some(dir)) => Some(g.predict(&load_decoder(dir, &device)?.0)?),
+            _ => None,
+        };
+        (run, predictions, trainable, total)
+    };
+
+    let (mut exact_match, mut eos_rate, mut predictions_path, mut rouge) = (None, None, None, None);
+    if let Some(preds) = predictions {
         let (em, eos) = sft::scores(&preds);
         let path = out.join("predictions.jsonl");
         sft::write_predictions(&path, &preds)?;
-        rouge = g.rouge.then(|| sft::rouge_scores(&preds));
-        (exact_match, eos_rate, predictions) = (Some(em), Some(eos), Some(path));
+        rouge = cfg.eval.rouge.then(|| sft::rouge_scores(&preds));
+        (exact_match, eos_rate, predictions_path) = (Some(em), Some(eos), Some(path));
     }
     Ok(SftReport {
         run,
@@ -305,6 +384,6 @@ pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: bool) -> Result
         lead_rouge,
         trainable_params: trainable,
         total_params: total,
-        predictions,
+        predictions: predictions_path,
     })
 }

@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod encode;
+pub mod seq2seq;
 pub mod template;
 
 use std::path::Path;
@@ -159,14 +160,30 @@ pub struct Prediction {
 impl GenerationEval {
     /// Generates every answer (greedy) and compares it with the gold one.
     pub fn predict(&self, model: &DecoderLm) -> Result<Vec<Prediction>> {
+        self.predict_with(|prompts| {
+            Ok(manabi_model::generate(
+                model,
+                prompts,
+                &self.options,
+                Some(&self.tokenizer),
+            )?)
+        })
+    }
+
+    /// [`GenerationEval::predict`] with another generator (a seq2seq model's greedy
+    /// decoding): `generate` maps a batch of prompts to the new tokens of each, without
+    /// the EOS that ended it.
+    pub fn predict_with(
+        &self,
+        generate: impl Fn(&[Vec<u32>]) -> Result<Vec<Vec<u32>>>,
+    ) -> Result<Vec<Prediction>> {
         let mut out = Vec::with_capacity(self.prompts.len());
         for (prompts, answers) in self
             .prompts
             .chunks(self.batch_size.max(1))
             .zip(self.answers.chunks(self.batch_size.max(1)))
         {
-            let generated =
-                manabi_model::generate(model, prompts, &self.options, Some(&self.tokenizer))?;
+            let generated = generate(prompts)?;
             for ((p, gold), new) in prompts.iter().zip(answers).zip(generated) {
                 let prediction = self.tokenizer.decode(&new, true)?;
                 out.push(Prediction {
@@ -280,19 +297,25 @@ impl Task for SftTask {
         let p = g
             .predict(model)
             .map_err(|e| manabi_objectives::TrainError::Data(e.to_string()))?;
-        let (em, eos) = scores(&p);
-        let mut out = vec![("exact_match".into(), em), ("eos_rate".into(), eos)];
-        if g.rouge {
-            let r = rouge_scores(&p);
-            out.extend(
-                ["rouge1", "rouge2", "rougeL"]
-                    .iter()
-                    .map(|k| k.to_string())
-                    .zip(r),
-            );
-        }
-        Ok(out)
+        Ok(generation_metrics(&p, g.rouge))
     }
+}
+
+/// The `eval/…` metrics of generated answers: exact match, EOS rate, and ROUGE-1/2/L F1
+/// with `rouge`.
+pub fn generation_metrics(p: &[Prediction], rouge: bool) -> Vec<(String, f64)> {
+    let (em, eos) = scores(p);
+    let mut out = vec![("exact_match".into(), em), ("eos_rate".into(), eos)];
+    if rouge {
+        let r = rouge_scores(p);
+        out.extend(
+            ["rouge1", "rouge2", "rougeL"]
+                .iter()
+                .map(|k| k.to_string())
+                .zip(r),
+        );
+    }
+    out
 }
 
 /// Rendered examples with the trained text marked `⟦…⟧`, for `--dry-run`.
