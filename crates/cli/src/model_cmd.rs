@@ -415,21 +415,15 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
             if args.model.join(manabi_finetune::tasks::HEAD_FILE).exists()
                 || arch
                     .as_deref()
-                    .is_some_and(|a| a.ends_with("ForSequenceClassification")) =>
+                    .is_some_and(|a| a.ends_with("ForSequenceClassification") || a.ends_with("ForTokenClassification")) =>
         {
             let (m, head) = manabi_finetune::tasks::load_classifier(&args.model, &device)?;
-            if head.kind == "token" {
-                anyhow::bail!(
-                    "{}: a token-classification (NER) head has no Hugging Face export yet; use the manabi checkpoint with `manabi task --model`",
-                    args.model.display()
-                );
-            }
             let pad = match tok {
                 Some(t) => manabi_finetune::sft::Specials::of(&TextTokenizer::load(t)?)?.pad,
                 None => 0,
             };
             let m = m.valid().materialize();
-            m.export_hf(&args.out, tok, pad, &head.names)?;
+            m.export_hf_as(&args.out, tok, pad, &head.names, head.kind == "token")?;
             m.num_params()
         }
         Family::Gpt2 | Family::Llama => {

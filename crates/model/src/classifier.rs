@@ -94,20 +94,44 @@ impl DecoderClassifier {
         pad_id: u32,
         names: &[String],
     ) -> Result<()> {
+        self.export_hf_as(dir, tokenizer, pad_id, names, false)
+    }
+
+    /// [`DecoderClassifier::export_hf`], or with `token` the `*ForTokenClassification`
+    /// layout (scores read at every token): GPT-2's head is `classifier`, LLaMA's `score`,
+    /// both with a bias in `transformers` (written as zeros when this head has none).
+    pub fn export_hf_as(
+        &self,
+        dir: &Path,
+        tokenizer: Option<&Path>,
+        pad_id: u32,
+        names: &[String],
+        token: bool,
+    ) -> Result<()> {
         let cfg = self.lm.config();
         let mut t = crate::checkpoint::decoder_hf_tensors(&self.lm, dir)?;
         t.retain(|o| o.name != "lm_head.weight");
+        let head = head_name(cfg.family, token);
         t.push(crate::checkpoint::out(
-            "score.weight",
+            format!("{head}.weight"),
             self.score.weight.val().transpose(),
         )?);
+        if token {
+            let bias = match &self.score.bias {
+                Some(b) => b.val(),
+                None => Tensor::zeros([self.labels()], &self.score.weight.device()),
+            };
+            t.push(crate::checkpoint::out(format!("{head}.bias"), bias)?);
+        }
         let mut json = cfg.to_hf_json();
-        let arch = match cfg.family {
-            Family::Gpt2 => "GPT2ForSequenceClassification",
-            Family::Llama => "LlamaForSequenceClassification",
-            f => {
+        let arch = match (cfg.family, token) {
+            (Family::Gpt2, false) => "GPT2ForSequenceClassification",
+            (Family::Llama, false) => "LlamaForSequenceClassification",
+            (Family::Gpt2, true) => "GPT2ForTokenClassification",
+            (Family::Llama, true) => "LlamaForTokenClassification",
+            (f, _) => {
                 return Err(ModelError::Input(format!(
-                    "{f:?} has no decoder sequence-classification layout"
+                    "{f:?} has no decoder classification layout"
                 )));
             }
         };
@@ -143,6 +167,25 @@ impl DecoderClassifier {
 /// Loads a Hugging Face `GPT2ForSequenceClassification` / `LlamaForSequenceClassification`
 /// folder.
 pub fn load_classifier_hf(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderClassifier> {
+    Ok(load_classifier_hf_kind(dir, device)?.0)
+}
+
+/// The head's tensor name in `transformers`: `score`, except GPT-2's token head
+/// (`classifier`).
+fn head_name(family: Family, token: bool) -> &'static str {
+    match (family, token) {
+        (Family::Gpt2, true) => "classifier",
+        _ => "score",
+    }
+}
+
+/// [`load_classifier_hf`] for `*ForSequenceClassification` and `*ForTokenClassification`
+/// folders (the head's bias, which token heads have, is kept); also returns whether the
+/// head is a token head.
+pub fn load_classifier_hf_kind(
+    dir: impl AsRef<Path>,
+    device: &Device,
+) -> Result<(DecoderClassifier, bool)> {
     let dir = dir.as_ref();
     let mut cfg = crate::hf::read_config(dir)?;
     cfg.tie_embeddings = true;
@@ -154,13 +197,21 @@ pub fn load_classifier_hf(dir: impl AsRef<Path>, device: &Device) -> Result<Deco
         .as_u64()
         .or_else(|| v["id2label"].as_object().map(|m| m.len() as u64))
         .unwrap_or(2) as usize;
+    let token = v["architectures"][0]
+        .as_str()
+        .is_some_and(|a| a.ends_with("ForTokenClassification"));
     let mut m = DecoderClassifier::new(&cfg, labels, device);
     let mut w = crate::hf::Weights::read(dir, device)?;
     crate::hf::load_decoder_weights(&mut m.lm, &cfg, &mut w)?;
     // The body set its prefix (`model.`, `transformer.`); the head sits at the top.
     w.prefix = String::new();
-    let score = w.take::<2>("score.weight", [labels, cfg.d_model])?;
+    let head = head_name(cfg.family, token);
+    let score = w.take::<2>(&format!("{head}.weight"), [labels, cfg.d_model])?;
     m.score.weight = crate::hf::param(score.transpose());
+    if w.has(&format!("{head}.bias")) {
+        let bias = w.take::<1>(&format!("{head}.bias"), [labels])?;
+        m.score.bias = Some(crate::hf::param(bias));
+    }
     w.finish()?;
-    Ok(m)
+    Ok((m, token))
 }

@@ -36,7 +36,7 @@ pub use bert::{
     BertOutput,
 };
 pub use checkpoint::{export_hf, load_model, load_native, save_native};
-pub use classifier::{DecoderClassifier, load_classifier_hf};
+pub use classifier::{DecoderClassifier, load_classifier_hf, load_classifier_hf_kind};
 pub use config::{Activation, Family, ModelConfig, NormKind, Positions};
 pub use decoder::{DecoderLm, ForwardOptions};
 pub use device::{DeviceChoice, DeviceError};

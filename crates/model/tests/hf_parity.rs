@@ -278,3 +278,36 @@ fn corrupt_native_checkpoint_is_an_error() {
     let err = load_model(dir.path(), &device).unwrap_err().to_string();
     assert!(err.contains("model.toml") && err.contains("bogus"), "{err}");
 }
+
+#[test]
+fn token_classification_heads_export_in_each_family_layout_and_load_back() {
+    use manabi_model::{DecoderClassifier, load_classifier_hf_kind};
+    let device = test_device();
+    for (name, arch, head) in [
+        ("gpt2", "GPT2ForTokenClassification", "classifier"),
+        ("llama-gqa", "LlamaForTokenClassification", "score"),
+    ] {
+        let lm = load_hf(fixture(name), &device).unwrap();
+        manabi_model::init::seed(3);
+        let m = DecoderClassifier::from_lm(lm, 3);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("token-head-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let names: Vec<String> = ["O", "B-X", "I-X"].iter().map(|s| s.to_string()).collect();
+        m.export_hf_as(&dir, None, 0, &names, true).unwrap();
+        let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        assert!(cfg.contains(arch) && cfg.contains("B-X"), "{cfg}");
+        let st = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let header = String::from_utf8_lossy(&st[8..4096.min(st.len())]).to_string();
+        assert!(header.contains(&format!("\"{head}.weight\"")), "{name}: {header}");
+        assert!(header.contains(&format!("\"{head}.bias\"")), "{name}: {header}");
+        let (back, token) = load_classifier_hf_kind(&dir, &device).unwrap();
+        assert!(token);
+        let ids = ids_tensor(&[vec![1, 5, 9, 2]], &device);
+        let a: Vec<f32> = m.forward_tokens(ids.clone()).into_data().to_vec().unwrap();
+        let b: Vec<f32> = back.forward_tokens(ids).into_data().to_vec().unwrap();
+        let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(d < 1e-6, "{name}: {d}");
+        let expected = serde_json::json!({"input_ids": [[1, 5, 9, 2]], "logits": a});
+        std::fs::write(dir.join("expected.json"), expected.to_string()).unwrap();
+    }
+}

@@ -230,6 +230,17 @@ pub fn pretrain(
     if model_cfg.vocab_size == 0 {
         model_cfg.vocab_size = data.tokenizer.vocab_size();
     }
+    if model_cfg.family == manabi_model::Family::T5 {
+        // Generation and fine-tuning need to know where a target ends and what pads.
+        let id = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|t| data.tokenizer.token_id(t))
+                .map(|i| i as usize)
+        };
+        model_cfg.pad_token_id = model_cfg.pad_token_id.or_else(|| id(&["<pad>"]));
+        model_cfg.eos_token_id = model_cfg.eos_token_id.or_else(|| id(&["</s>", "<eos>"]));
+    }
     model_cfg.validate()?;
     if data.tokenizer.vocab_size() > model_cfg.vocab_size {
         return Err(TrainError::Config {

@@ -108,7 +108,17 @@ pub fn predict(model: &T5, g: &GenerationEval, eos: u32) -> Result<Vec<crate::sf
             .iter()
             .map(|p| p.iter().copied().chain([eos]).collect())
             .collect();
-        Ok(model.greedy(&sources, &opts)?)
+        // Cut at the tokenizer's EOS too: a T5 folder may not name its EOS.
+        Ok(model
+            .greedy(&sources, &opts)?
+            .into_iter()
+            .map(|mut out| {
+                if let Some(end) = out.iter().position(|&t| t == eos) {
+                    out.truncate(end);
+                }
+                out
+            })
+            .collect())
     })
 }
 

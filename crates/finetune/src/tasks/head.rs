@@ -60,14 +60,19 @@ fn read_toml<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T
 }
 
 /// Loads a folder with a sequence head: manabi (`model.toml` + `head.toml`, with
-/// `peft.toml` when adapted) or Hugging Face `*ForSequenceClassification` (label names
-/// from `id2label`).
+/// `peft.toml` when adapted) or Hugging Face `*ForSequenceClassification` /
+/// `*ForTokenClassification` (label names from `id2label`).
 pub fn load_classifier(dir: &Path, device: &Device) -> Result<(DecoderClassifier, HeadSpec)> {
     if !dir.join("model.toml").exists() {
-        let m = manabi_model::load_classifier_hf(dir, device)?;
+        let (m, token) = manabi_model::load_classifier_hf_kind(dir, device)?;
         let labels = m.labels();
         let names = hf_label_names(dir, labels);
-        return Ok((m, HeadSpec::score(labels, names)));
+        let head = match token {
+            true if names.len() == labels => HeadSpec::token(names),
+            true => HeadSpec::token((0..labels).map(|i| format!("LABEL_{i}")).collect()),
+            false => HeadSpec::score(labels, names),
+        };
+        return Ok((m, head));
     }
     let head: HeadSpec = read_toml(dir, HEAD_FILE)?;
     if head.kind != "score" && head.kind != "token" {
