@@ -413,9 +413,10 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let params = match family {
         Family::Gpt2 | Family::Llama
             if args.model.join(manabi_finetune::tasks::HEAD_FILE).exists()
-                || arch
-                    .as_deref()
-                    .is_some_and(|a| a.ends_with("ForSequenceClassification") || a.ends_with("ForTokenClassification")) =>
+                || arch.as_deref().is_some_and(|a| {
+                    a.ends_with("ForSequenceClassification")
+                        || a.ends_with("ForTokenClassification")
+                }) =>
         {
             let (m, head) = manabi_finetune::tasks::load_classifier(&args.model, &device)?;
             let pad = match tok {

@@ -191,6 +191,22 @@ fn prefix_tuning_adapters_from_python_peft_give_peft_logits() {
             .to_string();
         assert!(e.contains("virtual tokens") && e.contains("peft"), "{e}");
     }
+    // Only the prefix (and its MLP) gets gradients.
+    let ad = test_device().autodiff();
+    let cfg = PeftConfig {
+        method: Method::Prefix,
+        virtual_tokens: 2,
+        prefix_projection: true,
+        ..PeftConfig::default()
+    };
+    let model = peft::apply(base("llama-gqa", &ad), &cfg).unwrap();
+    let x = Tensor::<1, Int>::from_ints([3, 1, 4, 1, 5, 9].as_slice(), &ad).reshape([2, 3]);
+    let loss = model.forward(x).powi_scalar(2).mean();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let (trainable, total) = peft::describe(&model);
+    assert!(trainable > 0 && trainable < total);
+    assert!(grads.get::<2>(model.embed_tokens.weight.id).is_none());
+    assert_eq!(count_grads(&model, &grads), trainable);
     // An adapter for another base: the shape names the tensor.
     let e = peft::load_adapter(
         base("llama-gqa", &device),

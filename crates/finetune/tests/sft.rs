@@ -221,7 +221,9 @@ fn a_lora_run_resumes_bit_for_bit_and_leaves_the_base_untouched() {
 fn gradient_checkpointing_works_with_every_method() {
     let tmp = tempfile::tempdir().unwrap();
     let base = base_model(tmp.path());
-    for method in ["full", "lora", "ia3", "prompt", "houlsby", "pfeiffer"] {
+    for method in [
+        "full", "lora", "ia3", "prompt", "prefix", "houlsby", "pfeiffer",
+    ] {
         let run = |out: &str, ckpt: bool| {
             let cfg = SftConfig::parse(
                 &recipe(tmp.path(), &base, out, ""),

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::prelude::*;
 use manabi_finetune::tasks::classify::TaskConfig;
 use manabi_finetune::tasks::{evaluate_task, load_classifier, train_task};
-use burn::prelude::*;
 use manabi_model::DecoderLm;
 use manabi_model::device::test_device;
 use manabi_objectives::Recipe;
@@ -421,13 +421,23 @@ fn an_ner_tagger_learns_and_predicts_character_spans() {
         .export_hf_as(&hf, Some(&tok), 0, &head.names, true)
         .unwrap();
     let cfg = std::fs::read_to_string(hf.join("config.json")).unwrap();
-    assert!(cfg.contains("LlamaForTokenClassification") && cfg.contains("B-PER"), "{cfg}");
+    assert!(
+        cfg.contains("LlamaForTokenClassification") && cfg.contains("B-PER"),
+        "{cfg}"
+    );
     let (back, back_head) = load_classifier(&hf, &plain).unwrap();
-    assert_eq!((back_head.kind.as_str(), &back_head.names), ("token", &head.names));
+    assert_eq!(
+        (back_head.kind.as_str(), &back_head.names),
+        ("token", &head.names)
+    );
     let ids = Tensor::<1, Int>::from_ints([5, 9, 17, 3, 40, 2].as_slice(), &plain).reshape([1, 6]);
     let a: Vec<f32> = m.forward_tokens(ids.clone()).into_data().to_vec().unwrap();
     let b: Vec<f32> = back.forward_tokens(ids).into_data().to_vec().unwrap();
-    let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    let d = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
     assert!(d < 1e-5, "{d}");
     let expected = serde_json::json!({"input_ids": [[5, 9, 17, 3, 40, 2]], "logits": a});
     std::fs::write(hf.join("expected.json"), expected.to_string()).unwrap();

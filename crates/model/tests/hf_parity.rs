@@ -298,14 +298,24 @@ fn token_classification_heads_export_in_each_family_layout_and_load_back() {
         assert!(cfg.contains(arch) && cfg.contains("B-X"), "{cfg}");
         let st = std::fs::read(dir.join("model.safetensors")).unwrap();
         let header = String::from_utf8_lossy(&st[8..4096.min(st.len())]).to_string();
-        assert!(header.contains(&format!("\"{head}.weight\"")), "{name}: {header}");
-        assert!(header.contains(&format!("\"{head}.bias\"")), "{name}: {header}");
+        assert!(
+            header.contains(&format!("\"{head}.weight\"")),
+            "{name}: {header}"
+        );
+        assert!(
+            header.contains(&format!("\"{head}.bias\"")),
+            "{name}: {header}"
+        );
         let (back, token) = load_classifier_hf_kind(&dir, &device).unwrap();
         assert!(token);
         let ids = ids_tensor(&[vec![1, 5, 9, 2]], &device);
         let a: Vec<f32> = m.forward_tokens(ids.clone()).into_data().to_vec().unwrap();
         let b: Vec<f32> = back.forward_tokens(ids).into_data().to_vec().unwrap();
-        let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        let d = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
         assert!(d < 1e-6, "{name}: {d}");
         let expected = serde_json::json!({"input_ids": [[1, 5, 9, 2]], "logits": a});
         std::fs::write(dir.join("expected.json"), expected.to_string()).unwrap();
