@@ -593,3 +593,52 @@ fn simcse_trains_embeddings_reports_sts_spearman_and_resumes() {
         again.metrics
     );
 }
+
+#[test]
+fn supervised_simcse_learns_from_nli_pairs_with_hard_negatives() {
+    let _rng = serial();
+    use manabi_finetune::tasks::embed::nli_triples;
+    let tmp = tempfile::tempdir().unwrap();
+    // Triples: one per entailment pair; the contradiction of the same premise is its
+    // hard negative; neutral pairs are not used.
+    let nli = tmp.path().join("nli.jsonl");
+    std::fs::write(
+        &nli,
+        [
+            r#"{"sentence1": "Mara lives in Tolven.", "sentence2": "Mara has a home in Tolven.", "label": "entailment"}"#,
+            r#"{"sentence1": "Mara lives in Tolven.", "sentence2": "Mara lives in Kefi.", "label": "contradiction"}"#,
+            r#"{"sentence1": "Mara lives in Tolven.", "sentence2": "Mara was born in Kefi.", "label": "neutral"}"#,
+            r#"{"sentence1": "Jo is a baker.", "sentence2": "Jo bakes bread.", "label": "entailment"}"#,
+        ]
+        .join("\n")
+            + "\n",
+    )
+    .unwrap();
+    let t = nli_triples(&[nli.clone()], &Default::default()).unwrap();
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0].2.as_deref(), Some("Mara lives in Kefi."));
+    assert_eq!(t[1].2, None);
+    let none = tmp.path().join("none.jsonl");
+    std::fs::write(
+        &none,
+        r#"{"sentence1": "A.", "sentence2": "B.", "label": "neutral"}"#.to_string() + "\n",
+    )
+    .unwrap();
+    let e = nli_triples(&[none], &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("data.train") && e.contains("entailment"), "{e}");
+
+    // Training on the NLI set: the contrastive loss falls and STS is scored.
+    let base = tiny_base(tmp.path());
+    let val = head_of(tmp.path(), "sts-en.val.jsonl", 40);
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let text = recipe(&base, &tmp.path().join("sup"), "simcse", "nli", &val)
+        .replace("steps = 30", "steps = 20")
+        .replace("eval_every = 30", "eval_every = 20")
+        .replace("[data]", "supervised = true\n[data]");
+    let r = train_task(&TaskConfig::parse(&text, &[]).unwrap(), device, false).unwrap();
+    let l = &r.run.losses;
+    assert!(mean(&l[l.len() - 4..]) < 0.7 * mean(&l[..3]), "{l:?}");
+    assert!(r.run.eval_metrics.contains_key("eval/spearman"));
+}

@@ -57,6 +57,11 @@ pub struct TaskSettings {
     /// SimCSE: dropout while training (the two views of a sentence differ by it).
     #[serde(default = "default_dropout")]
     pub dropout: f64,
+    /// SimCSE: supervised (Gao et al. 2021, §4): the training files are NLI pairs; each
+    /// premise's `entailment` hypothesis is its positive, and a `contradiction`
+    /// hypothesis of the same premise, when the data has one, its hard negative.
+    #[serde(default)]
+    pub supervised: bool,
     /// STS: `cross` reads the pair as one sequence with a regression head; `bi` embeds each
     /// sentence alone and trains their cosine towards `label / max_score`.
     #[serde(default)]

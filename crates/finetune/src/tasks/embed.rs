@@ -251,8 +251,10 @@ pub fn sts_spearman(
 /// Unsupervised SimCSE as a [`Task`] of the shared Trainer.
 #[derive(Debug)]
 pub struct SimcseTask {
-    /// Training sentences, encoded.
+    /// Training sentences, encoded (unsupervised).
     pub train: Vec<Vec<u32>>,
+    /// Training triples (supervised): anchor, positive, optional hard negative.
+    pub triples: Vec<Triple>,
     /// Held-out sentences for the validation loss.
     pub val: Vec<Vec<u32>>,
     /// STS pairs for `eval/spearman`.
@@ -269,11 +271,20 @@ pub struct SimcseTask {
     pub seed: u64,
 }
 
+/// Supervised SimCSE's training item: a premise, its entailed hypothesis, and a
+/// contradicted one when the data has it.
+pub type Triple = (Vec<u32>, Vec<u32>, Option<Vec<u32>>);
+
 /// A micro-batch of sentences.
 #[derive(Debug, Clone)]
 pub struct SentenceBatch {
-    /// The sentences' tokens.
+    /// The sentences' tokens (the anchors).
     pub rows: Vec<Vec<u32>>,
+    /// Supervised: each anchor's positive (empty: unsupervised, the anchor itself under
+    /// other dropout).
+    pub positives: Vec<Vec<u32>>,
+    /// Supervised: hard negatives, extra columns every anchor is contrasted with.
+    pub negatives: Vec<Vec<u32>>,
 }
 
 impl Task for SimcseTask {
@@ -288,20 +299,33 @@ impl Task for SimcseTask {
         per_step: usize,
     ) -> manabi_objectives::Result<SentenceBatch> {
         let g = step * per_step + micro;
+        if !self.triples.is_empty() {
+            let window = train_window(&self.triples, self.batch_size, g, self.seed);
+            return Ok(SentenceBatch {
+                rows: window.iter().map(|t| t.0.clone()).collect(),
+                positives: window.iter().map(|t| t.1.clone()).collect(),
+                negatives: window.iter().filter_map(|t| t.2.clone()).collect(),
+            });
+        }
         Ok(SentenceBatch {
             rows: train_window(&self.train, self.batch_size, g, self.seed)
                 .into_iter()
                 .cloned()
                 .collect(),
+            positives: Vec::new(),
+            negatives: Vec::new(),
         })
     }
 
     fn val_batch(&self, i: usize) -> manabi_objectives::Result<SentenceBatch> {
+        // The unsupervised objective on held-out sentences, for either kind.
         Ok(SentenceBatch {
             rows: crate::sft::encode::val_window(&self.val, self.batch_size, i)
                 .into_iter()
                 .cloned()
                 .collect(),
+            positives: Vec::new(),
+            negatives: Vec::new(),
         })
     }
 
@@ -313,10 +337,20 @@ impl Task for SimcseTask {
     ) -> manabi_objectives::Result<TaskLoss> {
         let refs: Vec<&[u32]> = b.rows.iter().map(Vec::as_slice).collect();
         let n = refs.len();
-        // Two passes: dropout draws a different mask for each view.
+        // Two passes: dropout draws a different mask for each view. Supervised, the second
+        // view is the positives, then the hard negatives.
         let z1 = normalised(pooled(model, &refs, self.pooling, self.pad, device));
-        let z2 = normalised(pooled(model, &refs, self.pooling, self.pad, device));
-        let sim = z1.matmul(z2.transpose()) / self.temperature; // [n, n]
+        let others: Vec<&[u32]> = match b.positives.is_empty() {
+            true => refs.clone(),
+            false => b
+                .positives
+                .iter()
+                .chain(&b.negatives)
+                .map(Vec::as_slice)
+                .collect(),
+        };
+        let z2 = normalised(pooled(model, &others, self.pooling, self.pad, device));
+        let sim = z1.matmul(z2.transpose()) / self.temperature; // [n, n + negatives]
         let diag: Vec<i64> = (0..n as i64).collect();
         let idx = Tensor::<1, Int>::from_ints(diag.as_slice(), device).reshape([n, 1]);
         let nll = log_softmax(sim.clone(), 1)
@@ -335,7 +369,18 @@ impl Task for SimcseTask {
     }
 
     fn tokens(b: &SentenceBatch) -> usize {
-        2 * b.rows.iter().map(Vec::len).sum::<usize>()
+        let rows = b.rows.iter().map(Vec::len).sum::<usize>();
+        match b.positives.is_empty() {
+            true => 2 * rows,
+            false => {
+                rows + b
+                    .positives
+                    .iter()
+                    .chain(&b.negatives)
+                    .map(Vec::len)
+                    .sum::<usize>()
+            }
+        }
     }
 
     fn evaluate(
@@ -395,10 +440,19 @@ pub fn train_simcse(
     }
     let (eos, pad) = (run.specials.eos, run.specials.pad);
     let enc = |t: &String| encode_sentence(&run.tokenizer, t, eos, s.max_length);
-    let train: Vec<Vec<u32>> = read_sentences(&cfg.data.train, &s.fields)?
-        .iter()
-        .map(enc)
-        .collect::<Result<_>>()?;
+    let (train, triples) = if s.supervised {
+        let mut triples = Vec::new();
+        for (a, p, n) in nli_triples(&cfg.data.train, &s.fields)? {
+            triples.push((enc(&a)?, enc(&p)?, n.as_ref().map(enc).transpose()?));
+        }
+        (Vec::new(), triples)
+    } else {
+        let train: Vec<Vec<u32>> = read_sentences(&cfg.data.train, &s.fields)?
+            .iter()
+            .map(enc)
+            .collect::<Result<_>>()?;
+        (train, Vec::new())
+    };
     let sts = read_sts(&cfg.data.val, &s.fields, &run.tokenizer, eos, s.max_length)?;
     let test = if cfg.data.test.is_empty() {
         None
@@ -433,13 +487,26 @@ pub fn train_simcse(
     let model = crate::peft::apply(with_dropout(body, s.dropout), &cfg.peft)?;
     let (trainable, total) = crate::peft::describe(&model);
     println!(
-        "{:?}, SimCSE ({:?} pooling, τ {}, dropout {}): {trainable} trainable of {total} parameters",
-        cfg.peft.method, s.pooling, s.temperature, s.dropout
+        "{:?}, {} SimCSE ({:?} pooling, τ {}, dropout {}): {trainable} trainable of {total} parameters",
+        cfg.peft.method,
+        if s.supervised {
+            format!(
+                "supervised ({} NLI triples, {} with a hard negative)",
+                triples.len(),
+                triples.iter().filter(|t| t.2.is_some()).count()
+            )
+        } else {
+            "unsupervised".to_string()
+        },
+        s.pooling,
+        s.temperature,
+        s.dropout
     );
     run.record(cfg, None, s)?;
     let task = SimcseTask {
         val: sts.a.clone(),
         train,
+        triples,
         sts: sts.clone(),
         pooling: s.pooling,
         temperature: s.temperature,
@@ -449,6 +516,44 @@ pub fn train_simcse(
     };
     let report = run.trainer.fit(&task, model, resume)?;
     pair_report(cfg, &run, report, [Some(before), before_test], trainable)
+}
+
+/// Supervised SimCSE's (premise, entailed hypothesis, contradicted hypothesis) triples of
+/// NLI files (JNLI layout): one per `entailment` pair, its hard negative the first
+/// `contradiction` hypothesis of the same premise, when there is one.
+pub fn nli_triples(
+    paths: &[PathBuf],
+    fields: &crate::tasks::data::FieldMap,
+) -> Result<Vec<(String, String, Option<String>)>> {
+    use crate::tasks::data::{Label, TaskKind, read_examples};
+    let examples = read_examples(paths, TaskKind::Nli, fields, true)?;
+    let class = |e: &crate::tasks::data::Example| match &e.label {
+        Some(Label::Class(c)) => c.clone(),
+        _ => String::new(),
+    };
+    let mut contradiction = std::collections::HashMap::new();
+    for e in &examples {
+        if class(e) == "contradiction" {
+            contradiction
+                .entry(e.texts[0].clone())
+                .or_insert_with(|| e.texts[1].clone());
+        }
+    }
+    let triples: Vec<_> = examples
+        .iter()
+        .filter(|e| class(e) == "entailment")
+        .map(|e| {
+            let negative = contradiction.get(&e.texts[0]).cloned();
+            (e.texts[0].clone(), e.texts[1].clone(), negative)
+        })
+        .collect();
+    if triples.is_empty() {
+        return Err(FinetuneError::config(
+            "data.train",
+            "supervised SimCSE reads NLI pairs and found no `entailment` pair",
+        ));
+    }
+    Ok(triples)
 }
 
 /// STS Pearson and Spearman of an embedding checkpoint's cosines on JSTS-layout `files`;
