@@ -151,18 +151,42 @@ pub fn preference_accuracy(
         / n
 }
 
+/// What every policy recipe (DPO, GRPO, PPO) starts with: the [`Setup`] of its run, with
+/// the recipe and the PEFT spec recorded for the checkpoints, and the policy (`[model]`,
+/// adapters merged).
+fn start<C: Serialize>(
+    cfg: &C,
+    run: &RunConfig,
+    train: &TrainConfig,
+    model: &PolicyModel,
+    peft: &PeftConfig,
+    device_choice: DeviceChoice,
+) -> Result<(Setup, manabi_model::DecoderLm)> {
+    let mut setup = Setup::new(run, train, model, device_choice)?;
+    setup.record_recipe(cfg, peft)?;
+    let policy = setup.decoder(&model.path)?;
+    Ok((setup, policy))
+}
+
 /// Runs (or resumes) a DPO recipe.
 pub fn dpo(cfg: &DpoConfig, device_choice: DeviceChoice, resume: bool) -> Result<DpoReport> {
-    let mut setup = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
-    setup.record_recipe(cfg, &cfg.peft)?;
-    let model = setup.decoder(&cfg.model.path)?;
-    let Setup {
-        trainer,
-        tokenizer,
-        specials,
-        device,
-        ..
-    } = setup;
+    let (
+        Setup {
+            trainer,
+            tokenizer,
+            specials,
+            device,
+            ..
+        },
+        model,
+    ) = start(
+        cfg,
+        &cfg.run,
+        &cfg.train,
+        &cfg.model,
+        &cfg.peft,
+        device_choice,
+    )?;
     let out = cfg.run.out.clone();
     let train = read_pairs(&cfg.data.train)?;
     let val = read_pairs(&cfg.data.val)?;
@@ -334,16 +358,23 @@ pub struct GrpoReport {
 /// Runs (or resumes) a GRPO recipe.
 pub fn grpo(cfg: &GrpoConfig, device_choice: DeviceChoice, resume: bool) -> Result<GrpoReport> {
     use crate::grpo::{GrpoTask, greedy_exact_match, read_prompts};
-    let mut setup = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
-    setup.record_recipe(cfg, &cfg.peft)?;
-    let model = setup.decoder(&cfg.model.path)?;
-    let Setup {
-        trainer,
-        tokenizer,
-        specials,
-        device,
-        ..
-    } = setup;
+    let (
+        Setup {
+            trainer,
+            tokenizer,
+            specials,
+            device,
+            ..
+        },
+        model,
+    ) = start(
+        cfg,
+        &cfg.run,
+        &cfg.train,
+        &cfg.model,
+        &cfg.peft,
+        device_choice,
+    )?;
     let out = cfg.run.out.clone();
     let train = read_prompts(&cfg.data.train)?;
     let val = read_prompts(&cfg.data.val)?;
@@ -506,16 +537,23 @@ pub struct PpoReport {
 /// Runs (or resumes) a PPO recipe.
 pub fn ppo(cfg: &PpoConfig, device_choice: DeviceChoice, resume: bool) -> Result<PpoReport> {
     use crate::ppo::{PolicyValue, PpoState, PpoTask, Prompt};
-    let mut setup = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
-    setup.record_recipe(cfg, &cfg.peft)?;
-    let model = setup.decoder(&cfg.model.path)?;
-    let Setup {
-        trainer,
-        tokenizer,
-        specials,
-        device,
-        tok_path,
-    } = setup;
+    let (
+        Setup {
+            trainer,
+            tokenizer,
+            specials,
+            device,
+            tok_path,
+        },
+        model,
+    ) = start(
+        cfg,
+        &cfg.run,
+        &cfg.train,
+        &cfg.model,
+        &cfg.peft,
+        device_choice,
+    )?;
     let out = cfg.run.out.clone();
     // Prompts are cut from the left to leave room for the response (counted, reported).
     let room = model

@@ -9,14 +9,12 @@
 use std::path::Path;
 
 use burn::module::{Module, Param};
-use burn::prelude::*;
-use burn::tensor::TensorData;
 use manabi_model::DecoderLm;
 use manabi_model::prefix::Prefix;
 use serde_json::json;
 
 use crate::error::{FinetuneError, Result};
-use crate::peft::lora::{read_f32, write_safetensors};
+use crate::peft::prompt::{read_embeddings, write_embeddings};
 use crate::peft::{Method, PeftConfig};
 
 /// Key/value width of one position of one layer, and the width of a prefix row.
@@ -69,7 +67,7 @@ pub fn save_peft(model: &DecoderLm, dir: &Path) -> Result<()> {
         .as_ref()
         .ok_or_else(|| FinetuneError::io(dir, "the model has no prefix to export"))?;
     let rows = prefix.rows();
-    let [n, width] = rows.dims();
+    let n = rows.dims()[0];
     let (kv, _) = widths(model);
     let cfg = model.config();
     let config = json!({
@@ -85,19 +83,7 @@ pub fn save_peft(model: &DecoderLm, dir: &Path) -> Result<()> {
         "inference_mode": true,
         "base_model_name_or_path": null,
     });
-    std::fs::create_dir_all(dir).map_err(|e| FinetuneError::io(dir, e))?;
-    let path = dir.join("adapter_config.json");
-    let text = serde_json::to_string_pretty(&config).map_err(|e| FinetuneError::io(&path, e))?;
-    manabi_tokenize::write_atomic(&path, text.as_bytes())?;
-    let v: Vec<f32> = rows
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec()
-        .unwrap_or_default();
-    write_safetensors(
-        &dir.join("adapter_model.safetensors"),
-        &[("prompt_embeddings".to_string(), vec![n, width], v)],
-    )
+    write_embeddings(dir, &config, rows)
 }
 
 /// Loads a PEFT prefix-tuning adapter onto `model`.
@@ -106,42 +92,26 @@ pub fn load(
     v: &serde_json::Value,
     dir: &Path,
 ) -> Result<(DecoderLm, PeftConfig)> {
-    let path = dir.join("adapter_model.safetensors");
-    let mut t = read_f32(&path)?;
-    let (shape, values) = t
-        .remove("prompt_embeddings")
-        .ok_or_else(|| FinetuneError::Adapter {
-            path: path.clone(),
-            message: "missing tensor `prompt_embeddings`".into(),
-        })?;
     let (_, row) = widths(&model);
-    let n = v["num_virtual_tokens"].as_u64().unwrap_or(shape[0] as u64) as usize;
-    if shape != [n, row] {
-        let cfg = model.config();
-        return Err(FinetuneError::Adapter {
-            path,
-            message: format!(
-                "tensor `prompt_embeddings` has shape {shape:?}, this base needs [{n}, {row}] \
-                 ({} layers × 2 × {} key/value heads × {}; an adapter for another base model?)",
-                cfg.n_layers,
-                cfg.kv_heads(),
-                cfg.head_dim()
-            ),
-        });
-    }
+    let c = model.config();
+    let why = format!(
+        " ({} layers × 2 × {} key/value heads × {})",
+        c.n_layers,
+        c.kv_heads(),
+        c.head_dim()
+    );
+    let device = model.embed_tokens.weight.device();
+    let rows = read_embeddings(dir, v, row, &why, &device)?;
+    let n = rows.dims()[0];
     let cfg = PeftConfig {
         method: Method::Prefix,
         virtual_tokens: n,
         prefix_projection: false,
         ..PeftConfig::default()
     };
-    let device = model.embed_tokens.weight.device();
     let mut model = model.freeze();
     model.prefix = Some(Prefix {
-        embedding: Param::from_tensor(Tensor::from_data(
-            TensorData::new(values, [n, row]),
-            &device,
-        )),
+        embedding: Param::from_tensor(rows),
         proj_in: None,
         proj_out: None,
     });

@@ -51,27 +51,41 @@ pub fn save_peft(model: &DecoderLm, dir: &Path) -> Result<()> {
         "inference_mode": true,
         "base_model_name_or_path": null,
     });
+    write_embeddings(dir, &config, p)
+}
+
+/// Writes a prompt-learning adapter (prompt or prefix tuning) in the PEFT format:
+/// `config` as `adapter_config.json`, `rows` as `prompt_embeddings`.
+pub(crate) fn write_embeddings(
+    dir: &Path,
+    config: &serde_json::Value,
+    rows: Tensor<2>,
+) -> Result<()> {
+    let [n, width] = rows.dims();
     std::fs::create_dir_all(dir).map_err(|e| FinetuneError::io(dir, e))?;
     let path = dir.join("adapter_config.json");
-    let text = serde_json::to_string_pretty(&config).map_err(|e| FinetuneError::io(&path, e))?;
+    let text = serde_json::to_string_pretty(config).map_err(|e| FinetuneError::io(&path, e))?;
     manabi_tokenize::write_atomic(&path, text.as_bytes())?;
-    let v: Vec<f32> = p
+    let v: Vec<f32> = rows
         .into_data()
         .convert::<f32>()
         .try_into_vec()
         .unwrap_or_default();
     write_safetensors(
         &dir.join("adapter_model.safetensors"),
-        &[("prompt_embeddings".to_string(), vec![n, d], v)],
+        &[("prompt_embeddings".to_string(), vec![n, width], v)],
     )
 }
 
-/// Loads a PEFT prompt-tuning adapter onto `model`.
-pub fn load(
-    model: DecoderLm,
-    v: &serde_json::Value,
+/// Reads `prompt_embeddings` of a prompt-learning adapter in `dir`, which must be
+/// `[num_virtual_tokens, width]` for this base (`why` explains the width in the error).
+pub(crate) fn read_embeddings(
     dir: &Path,
-) -> Result<(DecoderLm, PeftConfig)> {
+    v: &serde_json::Value,
+    width: usize,
+    why: &str,
+    device: &Device,
+) -> Result<Tensor<2>> {
     let path = dir.join("adapter_model.safetensors");
     let mut t = read_f32(&path)?;
     let (shape, values) = t
@@ -80,26 +94,37 @@ pub fn load(
             path: path.clone(),
             message: "missing tensor `prompt_embeddings`".into(),
         })?;
-    let d = model.config().d_model;
     let n = v["num_virtual_tokens"].as_u64().unwrap_or(shape[0] as u64) as usize;
-    if shape != [n, d] {
+    if shape != [n, width] {
         return Err(FinetuneError::Adapter {
             path,
             message: format!(
-                "tensor `prompt_embeddings` has shape {shape:?}, this base needs [{n}, {d}] (an adapter for another base model?)"
+                "tensor `prompt_embeddings` has shape {shape:?}, this base needs [{n}, {width}]{why} (an adapter for another base model?)"
             ),
         });
     }
+    Ok(Tensor::from_data(
+        TensorData::new(values, [n, width]),
+        device,
+    ))
+}
+
+/// Loads a PEFT prompt-tuning adapter onto `model`.
+pub fn load(
+    model: DecoderLm,
+    v: &serde_json::Value,
+    dir: &Path,
+) -> Result<(DecoderLm, PeftConfig)> {
+    let d = model.config().d_model;
+    let device = model.embed_tokens.weight.device();
+    let rows = read_embeddings(dir, v, d, "", &device)?;
+    let n = rows.dims()[0];
     let cfg = PeftConfig {
         method: Method::Prompt,
         virtual_tokens: n,
         ..PeftConfig::default()
     };
-    let device = model.embed_tokens.weight.device();
     let mut model = model.freeze();
-    model.soft_prompt = Some(Param::from_tensor(Tensor::from_data(
-        TensorData::new(values, [n, d]),
-        &device,
-    )));
+    model.soft_prompt = Some(Param::from_tensor(rows));
     Ok((model, cfg))
 }
