@@ -431,8 +431,16 @@ fn an_ner_tagger_learns_and_predicts_character_spans() {
         ("token", &head.names)
     );
     let ids = Tensor::<1, Int>::from_ints([5, 9, 17, 3, 40, 2].as_slice(), &plain).reshape([1, 6]);
-    let a: Vec<f32> = m.forward_tokens(ids.clone()).into_data().to_vec().unwrap();
-    let b: Vec<f32> = back.forward_tokens(ids).into_data().to_vec().unwrap();
+    let a: Vec<f32> = m
+        .forward_tokens(ids.clone())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let b: Vec<f32> = back
+        .forward_tokens(ids)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     let d = a
         .iter()
         .zip(&b)
@@ -614,7 +622,7 @@ fn supervised_simcse_learns_from_nli_pairs_with_hard_negatives() {
             + "\n",
     )
     .unwrap();
-    let t = nli_triples(&[nli.clone()], &Default::default()).unwrap();
+    let t = nli_triples(std::slice::from_ref(&nli), &Default::default()).unwrap();
     assert_eq!(t.len(), 2);
     assert_eq!(t[0].2.as_deref(), Some("Mara lives in Kefi."));
     assert_eq!(t[1].2, None);

@@ -309,8 +309,16 @@ fn token_classification_heads_export_in_each_family_layout_and_load_back() {
         let (back, token) = load_classifier_hf_kind(&dir, &device).unwrap();
         assert!(token);
         let ids = ids_tensor(&[vec![1, 5, 9, 2]], &device);
-        let a: Vec<f32> = m.forward_tokens(ids.clone()).into_data().to_vec().unwrap();
-        let b: Vec<f32> = back.forward_tokens(ids).into_data().to_vec().unwrap();
+        let a: Vec<f32> = m
+            .forward_tokens(ids.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let b: Vec<f32> = back
+            .forward_tokens(ids)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let d = a
             .iter()
             .zip(&b)
