@@ -455,3 +455,48 @@ fn bad_settings_and_foreign_adapters_are_clear_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn lora_merges_and_unmerges_with_the_same_logits() {
+    let device = test_device().autodiff();
+    let ids =
+        Tensor::<1, Int>::from_ints([1, 5, 9, 2, 7, 3, 11, 4].as_slice(), &device).reshape([2, 4]);
+    for (name, cfg) in [
+        ("gpt2", lora_cfg(2, 4.0, &["c_attn", "c_proj"])),
+        (
+            "llama-gqa",
+            lora_cfg(4, 8.0, &["q_proj", "v_proj", "down_proj"]),
+        ),
+    ] {
+        let adapted = peft::apply(base(name, &device), &cfg).unwrap();
+        let adapted = train_a_little(adapted, &ids);
+        let plain_ids = ids.clone().inner();
+        let want = logits(&adapted, plain_ids.clone());
+        let (merged, adapters) = lora::merge(&adapted, &cfg);
+        assert!(
+            decoder_linears(&merged)
+                .iter()
+                .all(|(_, l)| l.weight.adapter().is_none())
+        );
+        let d = max_diff(&logits(&merged, plain_ids.clone()), &want);
+        assert!(d <= 1e-5, "{name}: merged {d}");
+        let back = lora::unmerge(merged, &adapters).unwrap();
+        let d = max_diff(&logits(&back, plain_ids.clone()), &want);
+        assert!(d <= 1e-5, "{name}: unmerged {d}");
+        // The base weights come back, and the adapters train again.
+        for ((_, a), (_, b)) in decoder_linears(&adapted).iter().zip(decoder_linears(&back)) {
+            let (x, y) = (a.weight.base(), b.weight.base());
+            let x: Vec<f32> = x.into_data().try_to_vec().unwrap();
+            let y: Vec<f32> = y.into_data().try_to_vec().unwrap();
+            assert!(max_diff(&x, &y) <= 1e-5, "{name}: base weight");
+        }
+        let adapted_count = |m: &DecoderLm| {
+            decoder_linears(m)
+                .iter()
+                .filter(|(_, l)| l.weight.adapter().is_some())
+                .count()
+        };
+        assert!(adapted_count(&back) > 0);
+        assert_eq!(adapted_count(&back), adapted_count(&adapted));
+    }
+}

@@ -69,6 +69,64 @@ pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
     Ok(model.apply_lora(Lora::new(cfg.r, alpha).set_param_group(ParamGroup::from_ids(ids))))
 }
 
+/// The adapters a merged model was made with, for [`unmerge`]: each adapted `Linear`'s
+/// manabi path and its factors and scale (burn's layout, `a: [in, r]`, `b: [r, out]`).
+#[derive(Debug, Clone)]
+pub struct MergedAdapters {
+    /// The LoRA settings (targets, rank, α).
+    pub config: PeftConfig,
+    /// `(path, a, b, scale)` per adapted `Linear`.
+    pub parts: Vec<(String, Tensor<2>, Tensor<2>, f64)>,
+}
+
+/// PEFT's `merge_adapter`, undoable: the model with every LoRA update folded into its
+/// weight (plain `Linear`s, as fast as the base), and the adapters to [`unmerge`] it with.
+pub fn merge(model: &DecoderLm, cfg: &PeftConfig) -> (DecoderLm, MergedAdapters) {
+    let parts = decoder_linears(model)
+        .into_iter()
+        .filter_map(|(m, lin)| {
+            lin.weight
+                .adapter()
+                .map(|ad| (m.path.clone(), ad.a.val(), ad.b.val(), ad.scale))
+        })
+        .collect();
+    (
+        model.clone().materialize(),
+        MergedAdapters {
+            config: cfg.clone(),
+            parts,
+        },
+    )
+}
+
+/// PEFT's `unmerge_adapter`: the adapted model back from a merged one — each target's
+/// base weight is the merged weight minus `scale · a·b`, with the adapter re-attached
+/// (trainable, as after `apply`). A merged model of another base is refused by path.
+pub fn unmerge(merged: DecoderLm, adapters: &MergedAdapters) -> Result<DecoderLm> {
+    let model = apply(merged, &adapters.config)?;
+    let mut values = HashMap::new();
+    let linears = decoder_linears(&model);
+    for (path, a, b, scale) in &adapters.parts {
+        let Some((_, lin)) = linears.iter().find(|(m, _)| &m.path == path) else {
+            return Err(FinetuneError::config(
+                "peft.targets",
+                format!("the merged model has no adapted `{path}`"),
+            ));
+        };
+        let Some(ad) = lin.weight.adapter() else {
+            return Err(FinetuneError::config(
+                "peft.targets",
+                format!("`{path}` is not a LoRA target of these settings"),
+            ));
+        };
+        let base = lin.weight.base() - a.clone().matmul(b.clone()).mul_scalar(*scale);
+        values.insert(lin.weight.id, base.into_data());
+        values.insert(ad.a.id, a.clone().into_data());
+        values.insert(ad.b.id, b.clone().into_data());
+    }
+    Ok(model.map(&mut SetById(values)))
+}
+
 /// One adapted `Linear`: its HF module and the factors in burn's layout.
 struct Factors {
     module: HfModule,
