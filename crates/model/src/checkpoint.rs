@@ -166,22 +166,6 @@ fn norm(prefix: &str, n: &Norm, into: &mut Vec<Out>) -> Result<()> {
     Ok(())
 }
 
-/// `nn.Linear` layout: weight `[out, in]`.
-pub(crate) fn linear_t(prefix: &str, l: &burn::nn::Linear, into: &mut Vec<Out>) -> Result<()> {
-    into.push(out(format!("{prefix}.weight"), l.weight.val().transpose())?);
-    if let Some(b) = &l.bias {
-        into.push(out(format!("{prefix}.bias"), b.val())?);
-    }
-    Ok(())
-}
-
-/// GPT-2 `Conv1D` layout: weight `[in, out]`.
-fn conv1d(prefix: &str, l: &burn::nn::Linear, into: &mut Vec<Out>) -> Result<()> {
-    into.push(out(format!("{prefix}.weight"), l.weight.val())?);
-    into.push(out(format!("{prefix}.bias"), bias_or_zeros(l))?);
-    Ok(())
-}
-
 /// A `Linear`'s bias, or zeros for a model built without biases: Hugging Face GPT-2
 /// always has them, and zeros compute the same thing.
 fn bias_or_zeros(l: &burn::nn::Linear) -> Tensor<1> {
@@ -242,27 +226,6 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
                 let p = format!("transformer.h.{i}");
                 norm(&format!("{p}.ln_1"), &b.attn_norm, &mut t)?;
                 norm(&format!("{p}.ln_2"), &b.mlp_norm, &mut t)?;
-                let a = &b.attn;
-                let w = Tensor::cat(
-                    vec![
-                        a.q_proj.weight.val(),
-                        a.k_proj.weight.val(),
-                        a.v_proj.weight.val(),
-                    ],
-                    1,
-                );
-                t.push(out(format!("{p}.attn.c_attn.weight"), w)?);
-                let biases: Vec<Tensor<1>> = [&a.q_proj, &a.k_proj, &a.v_proj]
-                    .iter()
-                    .map(|l| bias_or_zeros(l))
-                    .collect();
-                t.push(out(
-                    format!("{p}.attn.c_attn.bias"),
-                    Tensor::cat(biases, 0),
-                )?);
-                conv1d(&format!("{p}.attn.c_proj"), &a.o_proj, &mut t)?;
-                conv1d(&format!("{p}.mlp.c_fc"), &b.mlp.up_proj, &mut t)?;
-                conv1d(&format!("{p}.mlp.c_proj"), &b.mlp.down_proj, &mut t)?;
             }
             norm("transformer.ln_f", &model.final_norm, &mut t)?;
         }
@@ -279,23 +242,37 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
                     &b.mlp_norm,
                     &mut t,
                 )?;
-                let a = &b.attn;
-                linear_t(&format!("{p}.self_attn.q_proj"), &a.q_proj, &mut t)?;
-                linear_t(&format!("{p}.self_attn.k_proj"), &a.k_proj, &mut t)?;
-                linear_t(&format!("{p}.self_attn.v_proj"), &a.v_proj, &mut t)?;
-                linear_t(&format!("{p}.self_attn.o_proj"), &a.o_proj, &mut t)?;
-                if let Some(g) = &b.mlp.gate_proj {
-                    linear_t(&format!("{p}.mlp.gate_proj"), g, &mut t)?;
-                }
-                linear_t(&format!("{p}.mlp.up_proj"), &b.mlp.up_proj, &mut t)?;
-                linear_t(&format!("{p}.mlp.down_proj"), &b.mlp.down_proj, &mut t)?;
             }
             norm("model.norm", &model.final_norm, &mut t)?;
         }
         Family::Bert | Family::T5 => return Err(not_a_decoder(cfg, dir)),
     }
-    if let Some(head) = &model.lm_head {
-        t.push(out("lm_head.weight", head.weight.val().transpose())?);
+    t.extend(linear_tensors(model)?);
+    Ok(t)
+}
+
+/// Every `Linear` of `model` under its Hugging Face name, from the name table
+/// ([`crate::hf_names::decoder_linears`]): the slices of a fused module (GPT-2's
+/// `c_attn` = Q | K | V) concatenated along the output, `nn.Linear` weights transposed
+/// to `[out, in]`, `Conv1D` weights kept `[in, out]` and their biases always written
+/// (zeros for a model built without: Hugging Face GPT-2 has them).
+fn linear_tensors(model: &DecoderLm) -> Result<Vec<Out>> {
+    let table = crate::hf_names::decoder_linears(model);
+    let mut t = Vec::new();
+    let mut i = 0;
+    while i < table.len() {
+        let module = &table[i].0;
+        let n = module.part.map_or(1, |(_, n)| n);
+        let parts: Vec<&burn::nn::Linear> = table[i..i + n].iter().map(|(_, l)| *l).collect();
+        let weight = Tensor::cat(parts.iter().map(|l| l.weight.val()).collect(), 1);
+        let conv1d = module.layout == crate::hf_names::HfLayout::Conv1d;
+        let weight = if conv1d { weight } else { weight.transpose() };
+        t.push(out(format!("{}.weight", module.hf), weight)?);
+        if conv1d || parts.iter().any(|l| l.bias.is_some()) {
+            let biases = parts.iter().map(|l| bias_or_zeros(l)).collect();
+            t.push(out(format!("{}.bias", module.hf), Tensor::cat(biases, 0))?);
+        }
+        i += n;
     }
     Ok(t)
 }

@@ -6,10 +6,10 @@
 //! transposed. Pickle files are never read. The BERT and T5 tables are in `hf_bert.rs` and
 //! `hf_t5.rs`; they share [`Weights`] from here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use burn::module::Param;
+use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::nn::Linear;
 use burn::prelude::*;
 use burn::store::{ModuleStore, SafetensorsStore};
@@ -18,6 +18,7 @@ use burn::tensor::TensorData;
 use crate::config::{Family, ModelConfig};
 use crate::decoder::{DecoderLm, Norm};
 use crate::error::{ModelError, Result};
+use crate::hf_names::HfLayout;
 
 /// Tensors of a checkpoint by name, tracking which were used.
 pub(crate) struct Weights {
@@ -195,14 +196,6 @@ pub(crate) fn set_linear_t(
     Ok(())
 }
 
-/// A GPT-2 `Conv1D` (`[in, out]`, already burn's layout).
-fn set_conv1d(lin: &mut Linear, w: &mut Weights, name: &str) -> Result<()> {
-    let [i, o] = lin.weight.dims();
-    lin.weight = param(w.take(&format!("{name}.weight"), [i, o])?);
-    lin.bias = Some(param(w.take(&format!("{name}.bias"), [o])?));
-    Ok(())
-}
-
 /// Reads `dir/config.json`; errors name the file.
 pub(crate) fn read_config(dir: &Path) -> Result<ModelConfig> {
     let cfg_path = dir.join("config.json");
@@ -260,22 +253,9 @@ fn load_gpt2(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()
         let p = format!("h.{i}");
         set_norm(&mut block.attn_norm, w, &format!("{p}.ln_1"), d)?;
         set_norm(&mut block.mlp_norm, w, &format!("{p}.ln_2"), d)?;
-        // c_attn: [d, 3d] = [Q | K | V] along the output dimension.
-        let qkv = w.take::<2>(&format!("{p}.attn.c_attn.weight"), [d, 3 * d])?;
-        let qkv_b = w.take::<1>(&format!("{p}.attn.c_attn.bias"), [3 * d])?;
-        let a = &mut block.attn;
-        for (k, lin) in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj]
-            .into_iter()
-            .enumerate()
-        {
-            lin.weight = param(qkv.clone().slice([0..d, k * d..(k + 1) * d]));
-            lin.bias = Some(param(qkv_b.clone().narrow(0, k * d, d)));
-        }
-        set_conv1d(&mut a.o_proj, w, &format!("{p}.attn.c_proj"))?;
-        set_conv1d(&mut block.mlp.up_proj, w, &format!("{p}.mlp.c_fc"))?;
-        set_conv1d(&mut block.mlp.down_proj, w, &format!("{p}.mlp.c_proj"))?;
     }
     set_norm(&mut m.final_norm, w, "ln_f", d)?;
+    load_linears(m, w)?;
     load_head(m, cfg, w)
 }
 
@@ -294,31 +274,73 @@ fn load_llama(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<(
             &format!("{p}.post_attention_layernorm"),
             d,
         )?;
-        let a = &mut block.attn;
-        let bias = cfg.attention_bias;
-        set_linear_t(&mut a.q_proj, w, &format!("{p}.self_attn.q_proj"), bias)?;
-        set_linear_t(&mut a.k_proj, w, &format!("{p}.self_attn.k_proj"), bias)?;
-        set_linear_t(&mut a.v_proj, w, &format!("{p}.self_attn.v_proj"), bias)?;
-        set_linear_t(&mut a.o_proj, w, &format!("{p}.self_attn.o_proj"), bias)?;
-        let mlp = &mut block.mlp;
-        if let Some(gate) = &mut mlp.gate_proj {
-            set_linear_t(gate, w, &format!("{p}.mlp.gate_proj"), cfg.mlp_bias)?;
-        }
-        set_linear_t(
-            &mut mlp.up_proj,
-            w,
-            &format!("{p}.mlp.up_proj"),
-            cfg.mlp_bias,
-        )?;
-        set_linear_t(
-            &mut mlp.down_proj,
-            w,
-            &format!("{p}.mlp.down_proj"),
-            cfg.mlp_bias,
-        )?;
     }
     set_norm(&mut m.final_norm, w, "norm", d)?;
+    load_linears(m, w)?;
     load_head(m, cfg, w)
+}
+
+/// Every `Linear` of a decoder's blocks from the checkpoint, through the name table
+/// ([`crate::hf_names::decoder_linears`], the one export uses too): a fused module (GPT-2's
+/// `c_attn` = Q | K | V) read once and split along its output, `nn.Linear` weights
+/// transposed from `[out, in]`, `Conv1D` weights taken as they are; biases where the
+/// `Linear` has one. Names are relative to the family's prefix, as `w` reads them.
+fn load_linears(m: &mut DecoderLm, w: &mut Weights) -> Result<()> {
+    let mut values: HashMap<ParamId, TensorData> = HashMap::new();
+    let table = crate::hf_names::decoder_linears(m);
+    let mut i = 0;
+    while i < table.len() {
+        let module = &table[i].0;
+        let n = module.part.map_or(1, |(_, n)| n);
+        let parts = &table[i..i + n];
+        i += n;
+        if module.path == "lm_head" {
+            continue; // read by `load_head`, outside the prefix
+        }
+        let name = ["transformer.", "model."]
+            .iter()
+            .find_map(|p| module.hf.strip_prefix(p))
+            .unwrap_or(&module.hf);
+        let d_in = parts[0].1.weight.dims()[0];
+        let outs: Vec<usize> = parts.iter().map(|(_, l)| l.weight.dims()[1]).collect();
+        let total: usize = outs.iter().sum();
+        let weight = match module.layout {
+            HfLayout::Conv1d => w.take::<2>(&format!("{name}.weight"), [d_in, total])?,
+            HfLayout::Linear => w
+                .take::<2>(&format!("{name}.weight"), [total, d_in])?
+                .transpose(),
+        };
+        let bias = match parts.iter().any(|(_, l)| l.bias.is_some()) {
+            true => Some(w.take::<1>(&format!("{name}.bias"), [total])?),
+            false => None,
+        };
+        let mut start = 0;
+        for ((_, lin), &o) in parts.iter().zip(&outs) {
+            let slice = weight.clone().slice([0..d_in, start..start + o]);
+            values.insert(lin.weight.id, slice.into_data());
+            if let (Some(b), Some(lb)) = (&bias, &lin.bias) {
+                values.insert(lb.id, b.clone().narrow(0, start, o).into_data());
+            }
+            start += o;
+        }
+    }
+    *m = m.clone().map(&mut SetParams(values));
+    Ok(())
+}
+
+/// Sets parameters by id to given values (ids and gradient settings kept).
+struct SetParams(HashMap<ParamId, TensorData>);
+
+impl ModuleMapper for SetParams {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(data) = self.0.remove(&param.id) else {
+            return param;
+        };
+        param.map(|t| {
+            let grad = t.is_require_grad();
+            Tensor::from_data(data, &t.device()).set_require_grad(grad)
+        })
+    }
 }
 
 fn load_head(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()> {
