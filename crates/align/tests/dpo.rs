@@ -16,6 +16,15 @@ use manabi_objectives::{Task, TaskLoss};
 use manabi_tokenize::TextTokenizer;
 use serde_json::Value;
 
+/// burn's device RNG is process-global and each run seeds it (per step, and before
+/// drawing adapters); tests that train run one at a time behind this lock, so each run
+/// sees only its own seeds (a real run is one per process).
+static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -43,6 +52,7 @@ fn close(name: &str, got: f64, want: f64, tol: f64) {
 
 #[test]
 fn tokenisation_matches_trl() {
+    let _rng = serial();
     let f = fixture();
     let tok =
         TextTokenizer::load(root().join("fixtures/models/llama-eval/tokenizer.json")).unwrap();
@@ -61,6 +71,7 @@ fn tokenisation_matches_trl() {
 
 #[test]
 fn every_loss_type_follows_trl_for_three_adamw_steps() {
+    let _rng = serial();
     let f = fixture();
     for (name, loss_type) in [
         ("sigmoid", LossType::Sigmoid),
@@ -221,6 +232,7 @@ progress = false
 
 #[test]
 fn a_dpo_run_logs_trl_metrics_and_resumes_bit_for_bit() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_base(tmp.path());
     let device = manabi_model::DeviceChoice::from_env().unwrap();
@@ -269,6 +281,7 @@ fn a_dpo_run_logs_trl_metrics_and_resumes_bit_for_bit() {
 
 #[test]
 fn bad_preference_data_and_settings_are_clear_errors() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_base(tmp.path());
     let bad = tmp.path().join("bad.jsonl");
@@ -298,6 +311,7 @@ fn bad_preference_data_and_settings_are_clear_errors() {
 
 #[test]
 fn every_align_config_file_loads() {
+    let _rng = serial();
     for entry in std::fs::read_dir(root().join("configs/align")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -316,6 +330,7 @@ fn every_align_config_file_loads() {
 
 #[test]
 fn a_reward_model_learns_exports_for_transformers_and_resumes() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_base(tmp.path());
     let device = manabi_model::DeviceChoice::from_env().unwrap();
@@ -394,6 +409,7 @@ fn a_reward_model_learns_exports_for_transformers_and_resumes() {
 
 #[test]
 fn grpo_samples_groups_logs_trl_metrics_and_resumes_bit_for_bit() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_base(tmp.path());
     let pref = root().join("datasets/pref");
@@ -519,6 +535,7 @@ progress = false
 
 #[test]
 fn group_relative_advantages_follow_the_rewards() {
+    let _rng = serial();
     use manabi_align::grpo::{GrpoSettings, reward};
     let s = GrpoSettings {
         rewards: vec!["exact_match".into(), "format".into()],
@@ -531,6 +548,7 @@ fn group_relative_advantages_follow_the_rewards() {
 
 #[test]
 fn the_alignment_report_compares_two_models_on_each_evaluation() {
+    let _rng = serial();
     use manabi_align::report::{ReportInputs, report};
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_base(tmp.path());
@@ -563,6 +581,7 @@ fn the_alignment_report_compares_two_models_on_each_evaluation() {
 
 #[test]
 fn preference_accuracy_uses_dpo_margins_or_simpo_length_normalised_ones() {
+    let _rng = serial();
     use manabi_align::run::preference_accuracy;
     // DPO: the policy moved chosen up relative to the reference in pair 0, down in pair 1;
     // pair 2 is a tie (counts half).

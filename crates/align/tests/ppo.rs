@@ -11,6 +11,15 @@ use manabi_model::{DecoderClassifier, DecoderLm, device::test_device};
 use manabi_objectives::Recipe;
 use serde_json::Value;
 
+/// burn's device RNG is process-global and each run seeds it (per step, and before
+/// drawing adapters); tests that train run one at a time behind this lock, so each run
+/// sees only its own seeds (a real run is one per process).
+static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -21,6 +30,7 @@ fn close(got: f64, want: f64) {
 
 #[test]
 fn gae_follows_the_recursion_and_ends_at_a_terminal_state() {
+    let _rng = serial();
     // δ_t = r_t + γ V_{t+1} − V_t (V after the last token = 0), A_t = δ_t + γλ A_{t+1}.
     let (adv, ret) = gae(&[0.0, 0.0, 1.0], &[0.5, 0.2, 0.1], 1.0, 0.95);
     let a2 = 1.0 - 0.1;
@@ -45,6 +55,7 @@ fn gae_follows_the_recursion_and_ends_at_a_terminal_state() {
 
 #[test]
 fn whitening_and_the_adaptive_kl_controller() {
+    let _rng = serial();
     let mut x = vec![1.0, 2.0, 3.0, 6.0];
     whiten(&mut x, true);
     let mean = x.iter().sum::<f64>() / 4.0;
@@ -144,6 +155,7 @@ fn metrics(path: &Path) -> Vec<Value> {
 
 #[test]
 fn a_ppo_run_logs_trl_metrics_adapts_beta_and_resumes_mid_rollout_bit_for_bit() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let (base, rm) = tiny(tmp.path());
     let device = manabi_model::DeviceChoice::from_env().unwrap();
@@ -226,6 +238,7 @@ fn a_ppo_run_logs_trl_metrics_adapts_beta_and_resumes_mid_rollout_bit_for_bit() 
 
 #[test]
 fn ppo_settings_and_value_models_are_checked() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let (base, rm) = tiny(tmp.path());
     let text = recipe(tmp.path(), &base, &rm, "x");
@@ -292,6 +305,7 @@ impl burn::module::ModuleVisitor for Ids {
 
 #[test]
 fn the_value_model_never_shares_a_parameter_with_the_policy() {
+    let _rng = serial();
     use burn::module::Module;
     // The optimizer keys its state and the gradients by parameter id: a value body cloned
     // from the policy must not share ids with it, or the value loss would move the policy.

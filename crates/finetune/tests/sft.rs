@@ -13,6 +13,15 @@ use manabi_model::{DecoderLm, DeviceChoice, ModelConfig, device::test_device};
 use manabi_objectives::Recipe;
 use manabi_objectives::trainer::loss_and_grads;
 
+/// burn's device RNG is process-global and each run seeds it (per step, and before
+/// drawing adapters); tests that train run one at a time behind this lock, so each run
+/// sees only its own seeds (a real run is one per process).
+static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -40,6 +49,7 @@ impl ModuleVisitor for Flat<'_> {
 
 #[test]
 fn packed_and_unpacked_batches_give_the_same_loss_and_gradients() {
+    let _rng = serial();
     let device = test_device().autodiff();
     let model = DecoderLm::init(&tiny_cfg(40), &device, 3);
     let ex = |tokens: &[u32], from: usize| Encoded {
@@ -134,6 +144,7 @@ max_new_tokens = 4
 
 #[test]
 fn a_lora_run_resumes_bit_for_bit_and_leaves_the_base_untouched() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = base_model(tmp.path());
     let device = DeviceChoice::from_env().unwrap();
@@ -219,6 +230,7 @@ fn a_lora_run_resumes_bit_for_bit_and_leaves_the_base_untouched() {
 
 #[test]
 fn gradient_checkpointing_works_with_every_method() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = base_model(tmp.path());
     for method in [
@@ -257,6 +269,7 @@ fn gradient_checkpointing_works_with_every_method() {
 
 #[test]
 fn sft_loss_falls_on_the_qa_set() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = base_model(tmp.path());
     let cfg = SftConfig::parse(
@@ -280,6 +293,7 @@ fn sft_loss_falls_on_the_qa_set() {
 
 #[test]
 fn summaries_are_scored_by_rouge_next_to_the_lead_baseline() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = base_model(tmp.path());
     let tasks = root().join("datasets/tasks");
@@ -317,6 +331,7 @@ fn summaries_are_scored_by_rouge_next_to_the_lead_baseline() {
 
 #[test]
 fn bad_data_and_config_values_name_the_line_or_key() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = base_model(tmp.path());
     let bad = tmp.path().join("bad.jsonl");
@@ -374,6 +389,7 @@ fn bad_data_and_config_values_name_the_line_or_key() {
 
 #[test]
 fn every_sft_config_file_loads() {
+    let _rng = serial();
     let mut n = 0;
     for entry in std::fs::read_dir(root().join("configs/sft")).unwrap() {
         let path = entry.unwrap().path();
@@ -403,6 +419,7 @@ fn t5_base(dir: &Path) -> PathBuf {
 
 #[test]
 fn seq2seq_sft_on_t5_learns_evaluates_and_resumes_bit_for_bit() {
+    let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();
     let base = t5_base(tmp.path());
     let full = [
