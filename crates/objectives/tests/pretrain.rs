@@ -59,8 +59,18 @@ fn tiny(out: &Path, extra: &[&str]) -> PretrainConfig {
     PretrainConfig::parse(&text, &overrides).unwrap()
 }
 
+/// burn's device RNG is process-global and each run seeds it per step; tests that train
+/// run one at a time behind this lock, so each run sees only its own seeds (a real run
+/// is one per process).
+static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn loss_falls_and_the_run_leaves_metrics_a_plot_and_a_checkpoint() {
+    let _rng = serial();
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny(
         dir.path(),
@@ -113,6 +123,7 @@ fn loss_falls_and_the_run_leaves_metrics_a_plot_and_a_checkpoint() {
 
 #[test]
 fn resume_replays_the_same_losses_bit_for_bit() {
+    let _rng = serial();
     let device = DeviceChoice::from_env().unwrap();
     let a = tempfile::tempdir().unwrap();
     let straight = pretrain(&tiny(a.path(), &[]), device, false).unwrap();
@@ -152,6 +163,7 @@ impl ModuleVisitor for Collect<'_> {
 
 #[test]
 fn accumulating_micro_batches_equals_one_large_batch() {
+    let _rng = serial();
     let device = test_device().autodiff();
     let cfg = tiny(Path::new("/unused"), &["model.vocab_size=64"]);
     let model = DecoderLm::init(&cfg.model, &device, 3);
@@ -207,6 +219,7 @@ fn accumulating_micro_batches_equals_one_large_batch() {
 
 #[test]
 fn non_finite_loss_stops_with_step_and_last_checkpoint_or_is_skipped() {
+    let _rng = serial();
     let device = DeviceChoice::from_env().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let wild = [
@@ -242,6 +255,7 @@ fn non_finite_loss_stops_with_step_and_last_checkpoint_or_is_skipped() {
 
 #[test]
 fn corrupt_or_missing_checkpoints_are_clear_errors() {
+    let _rng = serial();
     let device = DeviceChoice::from_env().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let err = pretrain(&tiny(dir.path(), &[]), device, true)
@@ -284,6 +298,7 @@ fn corrupt_or_missing_checkpoints_are_clear_errors() {
 
 #[test]
 fn every_config_file_loads() {
+    let _rng = serial();
     let dir = root().join("configs");
     let mut n = 0;
     for entry in std::fs::read_dir(dir.join("pretrain")).unwrap() {
@@ -302,6 +317,7 @@ fn every_config_file_loads() {
 
 #[test]
 fn bad_data_is_a_clear_error() {
+    let _rng = serial();
     let device = DeviceChoice::from_env().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.txt");
@@ -326,6 +342,7 @@ fn bad_data_is_a_clear_error() {
 
 #[test]
 fn tinyshakespeare_char_gpt_learns_in_a_test_sized_run() {
+    let _rng = serial();
     let data = root().join("../shared/data/tinyshakespeare.txt");
     if !data.exists() {
         eprintln!("skipping: {} is absent", data.display());
@@ -379,6 +396,7 @@ fn encoder_recipe(out: &Path, model: &str, tokenizer: &str, extra: &[&str]) -> P
 
 #[test]
 fn bert_masked_lm_validation_loss_falls() {
+    let _rng = serial();
     let dir = tempfile::tempdir().unwrap();
     let model = r#"family = "bert"
         vocab_size = 0
@@ -408,6 +426,7 @@ fn bert_masked_lm_validation_loss_falls() {
 
 #[test]
 fn t5_span_corruption_validation_loss_falls() {
+    let _rng = serial();
     let dir = tempfile::tempdir().unwrap();
     let model = r#"family = "t5"
         vocab_size = 0
@@ -447,6 +466,7 @@ fn t5_span_corruption_validation_loss_falls() {
 
 #[test]
 fn packed_batches_restart_positions_and_attention_at_document_boundaries() {
+    let _rng = serial();
     use manabi_objectives::config::Sampling;
     use manabi_objectives::data::{Batcher, TokenStream};
     use manabi_tokenize::{
@@ -513,6 +533,7 @@ fn packed_batches_restart_positions_and_attention_at_document_boundaries() {
 
 #[test]
 fn gradient_checkpointing_gives_the_same_losses() {
+    let _rng = serial();
     let device = DeviceChoice::from_env().unwrap();
     let a = tempfile::tempdir().unwrap();
     let plain = pretrain(&tiny(a.path(), &["train.steps=6"]), device, false).unwrap();
