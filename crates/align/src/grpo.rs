@@ -15,9 +15,9 @@ use std::path::PathBuf;
 
 use burn::module::Module;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+
 use manabi_finetune::sft::normalise;
-use manabi_model::{DecoderLm, GenerateOptions, IGNORE_INDEX};
+use manabi_model::{DecoderLm, GenerateOptions};
 use manabi_objectives::{Task, TaskLoss};
 use manabi_tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
@@ -206,19 +206,12 @@ pub struct GrpoTask {
     pub reward_model: Option<(manabi_model::DecoderClassifier, TextTokenizer)>,
 }
 
-/// Per-token log-probs of `targets` under `model` (0 where ignored).
+/// Per-token log-probs of the rollouts' targets under `model` (0 where ignored).
 ///
 /// # Shapes
 /// returns `[n, seq]`
 fn token_logps(model: &DecoderLm, r: &Rollouts, device: &Device) -> Tensor<2> {
-    let ids: Vec<i64> = r.inputs.iter().map(|&x| x as i64).collect();
-    let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([r.n, r.seq]);
-    let logits = model.forward(ids);
-    let v = logits.dims()[2];
-    let logp = log_softmax(logits.reshape([r.n * r.seq, v]), 1);
-    let idx: Vec<i64> = r.targets.iter().map(|&t| t.max(0)).collect();
-    let idx = Tensor::<1, Int>::from_ints(idx.as_slice(), device).reshape([r.n * r.seq, 1]);
-    logp.gather(1, idx).reshape([r.n, r.seq])
+    crate::rollout::token_logps(model, (&r.inputs, &r.targets), (r.n, r.seq), 1.0, device)
 }
 
 impl GrpoTask {
@@ -297,28 +290,11 @@ impl GrpoTask {
                 advantages[gi * g + j] = if s.scale_rewards { a / (std + 1e-4) } else { a };
             }
         }
-        let seq = rows
+        let packed: Vec<(&[u32], &[u32])> = rows
             .iter()
-            .map(|(p, c)| p.len() + c.len() - 1)
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let mut inputs = Vec::with_capacity(rows.len() * seq);
-        let mut targets = Vec::with_capacity(rows.len() * seq);
-        for (p, c) in &rows {
-            let all: Vec<u32> = p.iter().chain(c).copied().collect();
-            let n = all.len() - 1;
-            inputs.extend_from_slice(&all[..n]);
-            targets.extend((1..=n).map(|i| {
-                if i >= p.len() {
-                    all[i] as i64
-                } else {
-                    IGNORE_INDEX
-                }
-            }));
-            inputs.extend(std::iter::repeat_n(self.pad, seq - n));
-            targets.extend(std::iter::repeat_n(IGNORE_INDEX, seq - n));
-        }
+            .map(|(p, c)| (p.as_slice(), c.as_slice()))
+            .collect();
+        let (inputs, targets, seq) = crate::rollout::pack(&packed, self.pad);
         let mut r = Rollouts {
             n: rows.len(),
             seq,

@@ -10,6 +10,7 @@ pub mod ppo;
 pub mod pref;
 pub mod report;
 pub mod reward;
+pub mod rollout;
 pub mod run;
 
 pub use dpo::{DpoSettings, DpoTask, LossType};

@@ -25,11 +25,12 @@ use std::sync::Mutex;
 
 use burn::module::Module;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
-use manabi_model::{DecoderClassifier, DecoderLm, GenerateOptions, IGNORE_INDEX, ModelConfig};
+use manabi_model::{DecoderClassifier, DecoderLm, GenerateOptions, ModelConfig};
 use manabi_objectives::model::TrainModel;
 use manabi_objectives::{Task, TaskLoss, TrainError};
 use manabi_tokenize::TextTokenizer;
+
+use crate::rollout::{gather_targets, int_ids, log_probs, pack, to_vec, token_logps};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -235,7 +236,7 @@ pub struct Rollout {
     pub seq: usize,
     /// `[n·seq]` token ids.
     pub inputs: Vec<u32>,
-    /// `[n·seq]` next-token targets: response tokens, else [`IGNORE_INDEX`].
+    /// `[n·seq]` next-token targets: response tokens, else [`manabi_model::IGNORE_INDEX`].
     pub targets: Vec<i64>,
     /// `[n·seq]` log-probs of the targets under the sampling policy.
     pub logps: Vec<f32>,
@@ -302,6 +303,23 @@ pub struct SampleStats {
     pub eos_rate: f64,
 }
 
+/// Sampled responses with what both a rollout and an evaluation read from them.
+struct Scored {
+    /// Each response's tokens (EOS included when it stopped), whether it stopped, text.
+    sampled: Vec<(Vec<u32>, bool, String)>,
+    /// Packed prompt + response rows ([`pack`]).
+    inputs: Vec<u32>,
+    targets: Vec<i64>,
+    seq: usize,
+    /// `[n·seq]` log-probs of the targets under the sampling policy and the reference.
+    logps: Vec<f32>,
+    ref_logps: Vec<f32>,
+    /// Reward-model scores (EOS penalty included).
+    scores: Vec<f64>,
+    /// Whether each response stopped with EOS.
+    ended: Vec<bool>,
+}
+
 /// PPO as a [`Task`] of the shared Trainer.
 #[derive(Debug)]
 pub struct PpoTask {
@@ -339,39 +357,6 @@ fn data_err(e: impl std::fmt::Display) -> TrainError {
 
 fn mix(seed: u64, a: usize, b: usize) -> u64 {
     seed ^ (a as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((b as u64) << 40)
-}
-
-fn int_ids(inputs: &[u32], n: usize, seq: usize, device: &Device) -> Tensor<2, Int> {
-    let ids: Vec<i64> = inputs.iter().map(|&x| x as i64).collect();
-    Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([n, seq])
-}
-
-/// Log-softmax of the policy's logits at `temperature`.
-///
-/// # Shapes
-/// returns `[n, seq, vocab]`
-fn log_probs(model: &DecoderLm, ids: Tensor<2, Int>, temperature: f32) -> Tensor<3> {
-    let logits = model.forward(ids) / temperature as f64;
-    log_softmax(logits, 2)
-}
-
-/// Log-probs of `targets` from `[n, seq, vocab]` log-softmax (0 where ignored).
-///
-/// # Shapes
-/// returns `[n, seq]`
-fn gather_targets(logp: Tensor<3>, targets: &[i64]) -> Tensor<2> {
-    let [n, seq, _] = logp.dims();
-    let device = logp.device();
-    let idx: Vec<i64> = targets.iter().map(|&t| t.max(0)).collect();
-    let idx = Tensor::<1, Int>::from_ints(idx.as_slice(), &device).reshape([n, seq, 1]);
-    logp.gather(2, idx).reshape([n, seq])
-}
-
-fn to_vec(t: Tensor<2>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec()
-        .unwrap_or_default()
 }
 
 /// Per-token KL of sampled tokens (`logp`, `ref_logp` of the same token).
@@ -419,33 +404,6 @@ fn sample(
         .collect()
 }
 
-/// Prompt + response rows, right-padded: (inputs, targets, seq).
-fn pack(rows: &[(&[u32], &[u32])], pad: u32) -> (Vec<u32>, Vec<i64>, usize) {
-    let seq = rows
-        .iter()
-        .map(|(p, c)| p.len() + c.len() - 1)
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let mut inputs = Vec::with_capacity(rows.len() * seq);
-    let mut targets = Vec::with_capacity(rows.len() * seq);
-    for (p, c) in rows {
-        let all: Vec<u32> = p.iter().chain(c.iter()).copied().collect();
-        let n = all.len() - 1;
-        inputs.extend_from_slice(&all[..n]);
-        targets.extend((1..=n).map(|i| {
-            if i >= p.len() {
-                all[i] as i64
-            } else {
-                IGNORE_INDEX
-            }
-        }));
-        inputs.extend(std::iter::repeat_n(pad, seq - n));
-        targets.extend(std::iter::repeat_n(IGNORE_INDEX, seq - n));
-    }
-    (inputs, targets, seq)
-}
-
 impl PpoTask {
     /// Optimizer steps per rollout.
     pub fn steps_per_rollout(&self) -> usize {
@@ -473,6 +431,66 @@ impl PpoTask {
         Ok(s)
     }
 
+    /// One response per prompt sampled from `policy` (seeded), packed, with the log-probs
+    /// of its tokens under `policy` and the reference (at the sampling temperature) and its
+    /// reward-model score.
+    fn sample_and_score(
+        &self,
+        policy: &DecoderLm,
+        prompts: &[&Prompt],
+        seed: u64,
+    ) -> crate::Result<Scored> {
+        let s = &self.settings;
+        let sampled = sample(
+            policy,
+            &self.tokenizer,
+            prompts,
+            s,
+            self.eos,
+            self.pad,
+            seed,
+        )?;
+        let rows: Vec<(&[u32], &[u32])> = prompts
+            .iter()
+            .zip(&sampled)
+            .map(|(p, (c, _, _))| (p.ids.as_slice(), c.as_slice()))
+            .collect();
+        let (inputs, targets, seq) = pack(&rows, self.pad);
+        let device = policy.embed_tokens.weight.device();
+        let shape = (prompts.len(), seq);
+        let logps = to_vec(token_logps(
+            policy,
+            (&inputs, &targets),
+            shape,
+            s.temperature,
+            &device,
+        ));
+        let ref_logps = to_vec(token_logps(
+            &self.reference,
+            (&inputs, &targets),
+            shape,
+            s.temperature,
+            &device,
+        ));
+        let texts = prompts
+            .iter()
+            .zip(&sampled)
+            .map(|(p, (_, _, t))| (p.text.clone(), t.clone()))
+            .collect();
+        let ended: Vec<bool> = sampled.iter().map(|(_, e, _)| *e).collect();
+        let scores = self.scores(texts, &ended)?;
+        Ok(Scored {
+            sampled,
+            inputs,
+            targets,
+            seq,
+            logps,
+            ref_logps,
+            scores,
+            ended,
+        })
+    }
+
     /// Samples, scores and evaluates the rollout of `iteration` with the current model.
     fn rollout(
         &self,
@@ -486,40 +504,22 @@ impl PpoTask {
             manabi_finetune::sft::encode::schedule(self.train.len(), size, iteration, self.seed);
         let prompts: Vec<&Prompt> = idx.iter().map(|&i| &self.train[i]).collect();
         let policy = model.policy.valid();
-        let sampled = sample(
-            &policy,
-            &self.tokenizer,
-            &prompts,
-            s,
-            self.eos,
-            self.pad,
-            mix(self.seed, iteration, 1),
-        )?;
-        let rows: Vec<(&[u32], &[u32])> = prompts
-            .iter()
-            .zip(&sampled)
-            .map(|(p, (c, _, _))| (p.ids.as_slice(), c.as_slice()))
-            .collect();
-        let (inputs, targets, seq) = pack(&rows, self.pad);
-        let n = rows.len();
+        let Scored {
+            inputs,
+            targets,
+            seq,
+            logps,
+            ref_logps,
+            scores,
+            ended,
+            ..
+        } = self
+            .sample_and_score(&policy, &prompts, mix(self.seed, iteration, 1))
+            .map_err(data_err)?;
+        let n = prompts.len();
         let device = policy.embed_tokens.weight.device();
         let ids = int_ids(&inputs, n, seq, &device);
-        let logps = to_vec(gather_targets(
-            log_probs(&policy, ids.clone(), s.temperature),
-            &targets,
-        ));
-        let ref_logps = to_vec(gather_targets(
-            log_probs(&self.reference, ids.clone(), s.temperature),
-            &targets,
-        ));
         let values = to_vec(model.value.valid().forward_tokens(ids).reshape([n, seq]));
-        let texts = prompts
-            .iter()
-            .zip(&sampled)
-            .map(|(p, (_, _, t))| (p.text.clone(), t.clone()))
-            .collect();
-        let ended: Vec<bool> = sampled.iter().map(|(_, e, _)| *e).collect();
-        let scores = self.scores(texts, &ended).map_err(data_err)?;
 
         // Per-token rewards: the KL penalty, and the score at the last response token.
         let mut rewards = vec![0.0f64; n * seq];
@@ -603,46 +603,22 @@ impl PpoTask {
         policy: &DecoderLm,
         prompts: &[Prompt],
     ) -> crate::Result<SampleStats> {
-        let s = &self.settings;
         let mut acc = SampleStats::default();
         let mut n = 0usize;
         let mut tokens = 0usize;
         for (ci, chunk) in prompts.chunks(64).enumerate() {
             let refs: Vec<&Prompt> = chunk.iter().collect();
-            let seed = mix(self.seed ^ 0x5eed, ci, 7);
-            let sampled = sample(policy, &self.tokenizer, &refs, s, self.eos, self.pad, seed)?;
-            let rows: Vec<(&[u32], &[u32])> = refs
-                .iter()
-                .zip(&sampled)
-                .map(|(p, (c, _, _))| (p.ids.as_slice(), c.as_slice()))
-                .collect();
-            let (inputs, targets, seq) = pack(&rows, self.pad);
-            let device = policy.embed_tokens.weight.device();
-            let ids = int_ids(&inputs, rows.len(), seq, &device);
-            let lp = to_vec(gather_targets(
-                log_probs(policy, ids.clone(), s.temperature),
-                &targets,
-            ));
-            let rl = to_vec(gather_targets(
-                log_probs(&self.reference, ids, s.temperature),
-                &targets,
-            ));
-            for (i, &t) in targets.iter().enumerate() {
+            let b = self.sample_and_score(policy, &refs, mix(self.seed ^ 0x5eed, ci, 7))?;
+            for (i, &t) in b.targets.iter().enumerate() {
                 if t >= 0 {
-                    acc.kl += (lp[i] - rl[i]) as f64;
-                    acc.entropy -= lp[i] as f64;
+                    acc.kl += (b.logps[i] - b.ref_logps[i]) as f64;
+                    acc.entropy -= b.logps[i] as f64;
                     tokens += 1;
                 }
             }
-            let texts = refs
-                .iter()
-                .zip(&sampled)
-                .map(|(p, (_, _, t))| (p.text.clone(), t.clone()))
-                .collect();
-            let ended: Vec<bool> = sampled.iter().map(|(_, e, _)| *e).collect();
-            acc.score += self.scores(texts, &ended)?.iter().sum::<f64>();
-            acc.length += sampled.iter().map(|(c, _, _)| c.len()).sum::<usize>() as f64;
-            acc.eos_rate += ended.iter().filter(|&&e| e).count() as f64;
+            acc.score += b.scores.iter().sum::<f64>();
+            acc.length += b.sampled.iter().map(|(c, _, _)| c.len()).sum::<usize>() as f64;
+            acc.eos_rate += b.ended.iter().filter(|&&e| e).count() as f64;
             n += chunk.len();
         }
         let nf = n.max(1) as f64;
