@@ -219,23 +219,13 @@ impl DecoderLm {
         let n = prompt.dims()[0];
         let past = cache.as_ref().map_or(0, |c| c.len());
         let first = past == 0;
-        let mut o = opts.clone();
-        if let Some(pos) = &opts.positions {
-            let shifted = pos.clone() + n as i64;
-            o.positions = Some(if first {
-                let virt = Tensor::<1, Int>::arange(0..n as i64, &device)
-                    .reshape([1, n])
-                    .repeat_dim(0, b);
-                Tensor::cat(vec![virt, shifted], 1)
-            } else {
-                shifted
-            });
-        }
-        if let Some(keep) = &opts.key_mask {
-            o.key_mask = Some(Tensor::cat(
-                vec![Tensor::ones([b, n], &device), keep.clone()],
-                1,
-            ));
+        let mut o = behind_virtual_tokens(opts, b, n, &device);
+        if first && let Some(shifted) = o.positions.take() {
+            // The virtual tokens themselves sit at positions 0..n of this first pass.
+            let virt = Tensor::<1, Int>::arange(0..n as i64, &device)
+                .reshape([1, n])
+                .repeat_dim(0, b);
+            o.positions = Some(Tensor::cat(vec![virt, shifted], 1));
         }
         if !first {
             return self.forward_embeds(x, &o, cache);
@@ -260,16 +250,7 @@ impl DecoderLm {
         let device = x.device();
         let b = x.dims()[0];
         let n = prefix.len();
-        let mut o = opts.clone();
-        if let Some(pos) = &opts.positions {
-            o.positions = Some(pos.clone() + n as i64);
-        }
-        if let Some(keep) = &opts.key_mask {
-            o.key_mask = Some(Tensor::cat(
-                vec![Tensor::ones([b, n], &device), keep.clone()],
-                1,
-            ));
-        }
+        let mut o = behind_virtual_tokens(opts, b, n, &device);
         if let Some(m) = &opts.attn_mask {
             let [d0, d1, t, _] = m.dims();
             o.attn_mask = Some(Tensor::cat(
@@ -409,6 +390,24 @@ impl DecoderLm {
         }
         bias
     }
+}
+
+/// `opts` (given without the virtual tokens) for a pass with `n` virtual tokens (a soft
+/// prompt or a prefix) before the real ones: positions shifted by `n`, and `n` attended
+/// keys prepended to the key mask.
+fn behind_virtual_tokens(
+    opts: &ForwardOptions,
+    b: usize,
+    n: usize,
+    device: &Device,
+) -> ForwardOptions {
+    let mut o = opts.clone();
+    o.positions = opts.positions.clone().map(|p| p + n as i64);
+    o.key_mask = opts
+        .key_mask
+        .clone()
+        .map(|keep| Tensor::cat(vec![Tensor::ones([b, n], device), keep], 1));
+    o
 }
 
 /// ALiBi head slopes: a geometric sequence starting at 2^(-8/n) (Press et al. 2022),
