@@ -15,5 +15,6 @@ pub mod run;
 
 pub use dpo::{DpoSettings, DpoTask, LossType};
 pub use error::{AlignError, Result};
+pub use ppo::{PpoConfig, PpoReport, ppo};
 pub use reward::{RewardConfig, RewardReport, load_reward, score_texts, train_reward};
-pub use run::{DpoConfig, DpoReport, GrpoConfig, GrpoReport, PpoConfig, PpoReport, dpo, grpo, ppo};
+pub use run::{DpoConfig, DpoReport, GrpoConfig, GrpoReport, dpo, grpo};

@@ -20,7 +20,6 @@
 //! Metrics carry TRL's names (`objective/kl`, `objective/entropy`, `objective/scores`,
 //! `objective/rlhf_reward`, `policy/clipfrac_avg`, `loss/value_avg`, …).
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 use burn::module::Module;
@@ -30,7 +29,16 @@ use manabi_objectives::model::TrainModel;
 use manabi_objectives::{Task, TaskLoss, TrainError};
 use manabi_tokenize::TextTokenizer;
 
+mod advantage;
+mod recipe;
+mod settings;
+
+pub use advantage::{adapt_kl, gae, whiten};
+pub use recipe::{PpoConfig, PpoReport, ppo};
+pub use settings::{KlEstimator, PpoSettings};
+
 use crate::rollout::{gather_targets, int_ids, log_probs, pack, to_vec, token_logps};
+use advantage::kl_token;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -86,133 +94,6 @@ impl burn::module::ModuleMapper for FreshIds {
 /// `module` with new parameter ids (see [`FreshIds`]).
 pub fn with_fresh_ids<M: Module>(module: M) -> M {
     module.map(&mut FreshIds)
-}
-
-/// How the per-token KL to the reference is estimated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum KlEstimator {
-    /// `log π − log π_ref` (unbiased, may be negative per token).
-    #[default]
-    K1,
-    /// `(r − 1) − log r` with `r = π_ref / π` (non-negative, lower variance).
-    K3,
-}
-
-/// `[ppo]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PpoSettings {
-    /// The reward model (required): a `manabi reward` checkpoint or a Hugging Face
-    /// `*ForSequenceClassification` folder with one label. It reads the decoded text with
-    /// its own tokenizer.
-    pub reward_model: Option<PathBuf>,
-    /// Where the value model starts: `None` = the policy's body with a fresh scalar head;
-    /// a folder = that reward model (it must share the policy's tokenizer), as TRL does.
-    pub value_model: Option<PathBuf>,
-    /// Longest response.
-    pub max_new_tokens: usize,
-    /// Sampling temperature (log-probs are taken at the same temperature, as TRL does).
-    pub temperature: f32,
-    /// Top-k sampling (0 = off).
-    pub top_k: usize,
-    /// Nucleus sampling (1 = off).
-    pub top_p: f32,
-    /// Passes over each rollout batch.
-    pub num_ppo_epochs: usize,
-    /// Minibatches per pass (each one optimizer step).
-    pub num_mini_batches: usize,
-    /// Clipping range ε of the policy ratio.
-    pub cliprange: f64,
-    /// Clipping range of the value prediction around the rollout's value.
-    pub cliprange_value: f64,
-    /// Weight of the value loss.
-    pub vf_coef: f64,
-    /// Discount γ.
-    pub gamma: f64,
-    /// GAE λ.
-    pub lam: f64,
-    /// KL coefficient β (the initial one when `target_kl` is set).
-    pub kl_coef: f64,
-    /// The per-token KL estimator.
-    pub kl_estimator: KlEstimator,
-    /// Adaptive KL: after each rollout β is scaled towards this KL per response
-    /// (`None` = fixed β).
-    pub target_kl: Option<f64>,
-    /// Horizon of the adaptive controller, in responses.
-    pub kl_horizon: f64,
-    /// Whiten the per-token rewards (without shifting their mean) before GAE.
-    pub whiten_rewards: bool,
-    /// Subtracted from the score of a response that never emitted EOS (`None` = off).
-    pub missing_eos_penalty: Option<f64>,
-}
-
-impl Default for PpoSettings {
-    fn default() -> Self {
-        Self {
-            reward_model: None,
-            value_model: None,
-            max_new_tokens: 24,
-            temperature: 0.7,
-            top_k: 0,
-            top_p: 1.0,
-            num_ppo_epochs: 4,
-            num_mini_batches: 1,
-            cliprange: 0.2,
-            cliprange_value: 0.2,
-            vf_coef: 0.1,
-            gamma: 1.0,
-            lam: 0.95,
-            kl_coef: 0.05,
-            kl_estimator: KlEstimator::K1,
-            target_kl: None,
-            kl_horizon: 10_000.0,
-            whiten_rewards: false,
-            missing_eos_penalty: None,
-        }
-    }
-}
-
-/// GAE(γ, λ) over one response: `rewards[t]` and `values[t]` of its tokens; returns
-/// (advantages, returns). The state after the last token is terminal (value 0).
-pub fn gae(rewards: &[f64], values: &[f64], gamma: f64, lam: f64) -> (Vec<f64>, Vec<f64>) {
-    let n = rewards.len();
-    let mut adv = vec![0.0; n];
-    let mut last = 0.0;
-    for t in (0..n).rev() {
-        let next = if t + 1 < n { values[t + 1] } else { 0.0 };
-        let delta = rewards[t] + gamma * next - values[t];
-        last = delta + gamma * lam * last;
-        adv[t] = last;
-    }
-    let ret = adv.iter().zip(values).map(|(a, v)| a + v).collect();
-    (adv, ret)
-}
-
-/// Whitens `x` (TRL's `masked_whiten` over the valid tokens): divided by the unbiased
-/// standard deviation, and centred when `shift_mean`.
-pub fn whiten(x: &mut [f64], shift_mean: bool) {
-    let n = x.len();
-    if n < 2 {
-        return;
-    }
-    let mean = x.iter().sum::<f64>() / n as f64;
-    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    let scale = 1.0 / (var + 1e-8).sqrt();
-    for v in x.iter_mut() {
-        *v = if shift_mean {
-            (*v - mean) * scale
-        } else {
-            (*v - mean) * scale + mean
-        };
-    }
-}
-
-/// The adaptive KL controller's next coefficient after a rollout of `n` responses whose
-/// mean KL was `kl`: `β · (1 + clip(kl / target − 1, ±0.2) · n / horizon)`.
-pub fn adapt_kl(beta: f64, kl: f64, target: f64, n: usize, horizon: f64) -> f64 {
-    let err = (kl / target - 1.0).clamp(-0.2, 0.2);
-    beta * (1.0 + err * n as f64 / horizon)
 }
 
 /// A prompt to respond to.
@@ -357,17 +238,6 @@ fn data_err(e: impl std::fmt::Display) -> TrainError {
 
 fn mix(seed: u64, a: usize, b: usize) -> u64 {
     seed ^ (a as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((b as u64) << 40)
-}
-
-/// Per-token KL of sampled tokens (`logp`, `ref_logp` of the same token).
-fn kl_token(est: KlEstimator, logp: f64, ref_logp: f64) -> f64 {
-    match est {
-        KlEstimator::K1 => logp - ref_logp,
-        KlEstimator::K3 => {
-            let d = ref_logp - logp;
-            d.exp() - d - 1.0
-        }
-    }
 }
 
 /// Sampled responses to `prompts`: (tokens incl. EOS when it stopped, ended, text).
