@@ -38,12 +38,20 @@ impl Norm {
         }
     }
 
+    /// `eps` is the model's `norm_eps` (burn's `LayerNorm` keeps its own private).
+    ///
     /// # Shapes
     /// `[.., d]` -> `[.., d]`
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>, eps: f64) -> Tensor<D> {
+        // One fused operation with its own backward where the device has it (flex).
         match self {
-            Self::Layer(n) => n.forward(x),
-            Self::Rms(n) => n.forward(x),
+            Self::Layer(n) => crate::fused::layer_norm(
+                x,
+                n.gamma.val(),
+                n.beta.as_ref().map(|b| b.val()),
+                eps,
+            ),
+            Self::Rms(n) => crate::fused::rms_norm(x, n.gamma.val(), eps),
         }
     }
 }
@@ -65,6 +73,8 @@ pub struct Block {
     pub attn_adapter: Option<crate::adapter::Adapter>,
     /// Adapter slot after the MLP (PEFT; empty by default).
     pub mlp_adapter: Option<crate::adapter::Adapter>,
+    #[module(skip)]
+    norm_eps: f64,
 }
 
 impl Block {
@@ -77,6 +87,7 @@ impl Block {
             dropout: DropoutConfig::new(cfg.dropout).init(),
             attn_adapter: None,
             mlp_adapter: None,
+            norm_eps: cfg.norm_eps,
         }
     }
 
@@ -89,13 +100,13 @@ impl Block {
     ) -> Tensor<3> {
         let a = self
             .attn
-            .forward(self.attn_norm.forward(x.clone()), rope, bias, cache);
+            .forward(self.attn_norm.forward(x.clone(), self.norm_eps), rope, bias, cache);
         let a = match &self.attn_adapter {
             Some(ad) => ad.forward(a),
             None => a,
         };
         let x = x + self.dropout.forward(a);
-        let m = self.mlp.forward(self.mlp_norm.forward(x.clone()));
+        let m = self.mlp.forward(self.mlp_norm.forward(x.clone(), self.norm_eps));
         let m = match &self.mlp_adapter {
             Some(ad) => ad.forward(m),
             None => m,
@@ -326,7 +337,7 @@ impl DecoderLm {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers_mut()[i]);
             x = layer.forward(x, rope.as_ref(), Some(&bias), slot);
         }
-        self.final_norm.forward(x)
+        self.final_norm.forward(x, self.config.norm_eps)
     }
 
     /// Vocabulary logits of hidden states.

@@ -13,6 +13,7 @@ pub mod decoder;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod fused;
 pub mod generate;
 pub mod hf;
 pub mod hf_bert;

@@ -3,7 +3,9 @@
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate, relu, silu};
+use burn::tensor::activation::{gelu, relu, silu};
+
+use crate::fused::gelu_tanh;
 
 use crate::config::{Activation, ModelConfig};
 
@@ -43,9 +45,9 @@ impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let up = self.up_proj.forward(x.clone());
         let hidden = match (&self.gate_proj, self.activation) {
-            (Some(gate), Activation::GegluTanh) => gelu_approximate(gate.forward(x)) * up,
+            (Some(gate), Activation::GegluTanh) => gelu_tanh(gate.forward(x)) * up,
             (Some(gate), _) => silu(gate.forward(x)) * up,
-            (None, Activation::GeluTanh) => gelu_approximate(up),
+            (None, Activation::GeluTanh) => gelu_tanh(up),
             (None, Activation::Gelu) => gelu(up),
             (None, _) => relu(up),
         };

@@ -3,7 +3,6 @@
 //! optimizer step, so accumulation over micro-batches equals one large batch.
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use manabi_model::{DecoderLm, ForwardOptions};
 
 use crate::data::LmBatch;
@@ -19,7 +18,7 @@ pub fn clm_loss_sum(model: &DecoderLm, batch: &LmBatch, device: &Device) -> Tens
         attn_mask: batch.mask_tensor(device),
     };
     let logits = model.forward_with(batch.input_tensor(device), &opts, None);
-    ce_sum(logits, &batch.targets, device)
+    ce_sum(logits, &batch.targets)
 }
 
 /// Summed cross-entropy of `logits` against `targets` (negative = ignored, as
@@ -27,16 +26,8 @@ pub fn clm_loss_sum(model: &DecoderLm, batch: &LmBatch, device: &Device) -> Tens
 ///
 /// # Shapes
 /// logits `[batch, seq, vocab]`, targets `[batch·seq]` -> `[1]`
-pub fn ce_sum(logits: Tensor<3>, targets: &[i64], device: &Device) -> Tensor<1> {
+pub fn ce_sum(logits: Tensor<3>, targets: &[i64]) -> Tensor<1> {
     let [b, t, v] = logits.dims();
-    let logp = log_softmax(logits.reshape([b * t, v]), 1); // [b·t, vocab]
-    let idx: Vec<i64> = targets.iter().map(|&x| x.max(0)).collect();
-    let keep: Vec<f32> = targets
-        .iter()
-        .map(|&x| if x >= 0 { 1.0 } else { 0.0 })
-        .collect();
-    let idx = Tensor::<1, Int>::from_ints(idx.as_slice(), device).reshape([b * t, 1]);
-    let keep = Tensor::<1>::from_floats(keep.as_slice(), device);
-    let picked = logp.gather(1, idx).reshape([b * t]); // [b·t]
-    (picked * keep).sum().neg()
+    // log-softmax, pick and mask as one fused op (with its backward) where the device has it.
+    manabi_model::fused::cross_entropy_sum(logits.reshape([b * t, v]), targets)
 }

@@ -153,7 +153,7 @@ impl Task for MlmTask {
         let v: Vec<i64> = b.inputs.iter().map(|&x| x as i64).collect();
         let ids = Tensor::<1, Int>::from_ints(v.as_slice(), device).reshape([b.batch, b.seq]);
         let logits = model.forward(ids, None, None)?;
-        Ok(TaskLoss::new(ce_sum(logits, &b.labels, device)))
+        Ok(TaskLoss::new(ce_sum(logits, &b.labels)))
     }
     fn targets(b: &MlmBatch) -> usize {
         b.labels.iter().filter(|&&l| l >= 0).count()
@@ -199,7 +199,7 @@ impl Task for SpanTask {
         let labels = to(&b.labels, b.tgt);
         let logits = model.forward(to(&b.inputs, b.src), None, model.shift_right(labels))?;
         let targets: Vec<i64> = b.labels.iter().map(|&x| x as i64).collect();
-        Ok(TaskLoss::new(ce_sum(logits, &targets, device)))
+        Ok(TaskLoss::new(ce_sum(logits, &targets)))
     }
     fn targets(b: &SpanBatch) -> usize {
         b.labels.len()

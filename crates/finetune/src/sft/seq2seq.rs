@@ -161,7 +161,7 @@ impl Task for Seq2SeqTask {
         let logits = model
             .forward(ids, Some(mask), model.shift_right(labels))
             .map_err(|e| TrainError::Data(e.to_string()))?;
-        Ok(TaskLoss::new(ce_sum(logits, &b.labels, device)))
+        Ok(TaskLoss::new(ce_sum(logits, &b.labels)))
     }
 
     fn targets(b: &Seq2SeqBatch) -> usize {

@@ -1,0 +1,336 @@
+//! The fused operations as a burn backend extension on flex, with their backward passes
+//! written by hand for `Autodiff<Flex, C>` (burn's autodiff would otherwise record each
+//! fused operation as the chain of ops it replaces).
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{Shape, TensorData};
+
+use super::kernels::{self, BiasLayout, NormStats};
+
+/// Fused operations. Call them through the `Tensor` functions of [`super`], which choose
+/// the reference composition on devices without them.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// GELU with the tanh approximation.
+    fn fused_gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `softmax(scores · scale)` over the last axis of `[batch, heads, q, k]` scores.
+    fn fused_attention_softmax(scores: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
+
+    /// `softmax(scores · scale + bias)`; `bias` is `[batch or 1, heads or 1, q, k]` and a
+    /// constant (no gradient).
+    fn fused_attention_softmax_bias(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self>;
+
+    /// LayerNorm without a shift (`rms = false`) or RMSNorm (`rms = true`) over the last
+    /// axis.
+    fn fused_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, eps: f64, rms: bool)
+    -> FloatTensor<Self>;
+
+    /// LayerNorm with a shift `beta`.
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+
+    /// Summed cross-entropy of `[rows, vocab]` logits against one target per row
+    /// (negative = not counted), as a `[1]` tensor.
+    fn fused_cross_entropy_sum(logits: FloatTensor<Self>, targets: Vec<i64>)
+    -> FloatTensor<Self>;
+}
+
+/// The tensor itself when it is contiguous, else a contiguous copy.
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The `f32` values of a contiguous tensor (see [`contiguous`]).
+fn values(t: &FlexTensor) -> &[f32] {
+    // ok: every caller made `t` contiguous, and the `Tensor` wrappers only route f32 here.
+    t.as_slice::<f32>()
+        .expect("fused kernels take contiguous f32 tensors")
+}
+
+fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+fn last_dim(t: &FlexTensor) -> usize {
+    let shape = t.shape();
+    shape[shape.num_dims() - 1]
+}
+
+fn gelu(x: &FlexTensor) -> FlexTensor {
+    tensor(kernels::gelu_tanh(values(x)), x.shape())
+}
+
+fn softmax(scores: FlexTensor, bias: Option<FlexTensor>, scale: f64) -> FlexTensor {
+    let scores = contiguous(scores);
+    let shape = scores.shape();
+    let (heads, q, k) = (shape[1], shape[2], shape[3]);
+    let bias = bias.map(contiguous);
+    let layout = bias.as_ref().map(|b| {
+        let bs = b.shape();
+        BiasLayout {
+            heads,
+            q,
+            per_batch: bs[0] != 1,
+            per_head: bs[1] != 1,
+        }
+    });
+    let bias = bias.as_ref().zip(layout).map(|(b, l)| (values(b), l));
+    tensor(
+        kernels::attention_softmax(values(&scores), k, scale as f32, bias),
+        shape,
+    )
+}
+
+fn norm(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: Option<&FlexTensor>,
+    eps: f64,
+    rms: bool,
+) -> (FlexTensor, NormStats) {
+    let (y, stats) = kernels::norm(
+        values(x),
+        last_dim(x),
+        values(gamma),
+        beta.map(values),
+        eps as f32,
+        rms,
+    );
+    (tensor(y, x.shape()), stats)
+}
+
+impl FusedOps for Flex {
+    fn fused_gelu_tanh(x: FlexTensor) -> FlexTensor {
+        gelu(&contiguous(x))
+    }
+
+    fn fused_attention_softmax(scores: FlexTensor, scale: f64) -> FlexTensor {
+        softmax(scores, None, scale)
+    }
+
+    fn fused_attention_softmax_bias(
+        scores: FlexTensor,
+        bias: FlexTensor,
+        scale: f64,
+    ) -> FlexTensor {
+        softmax(scores, Some(bias), scale)
+    }
+
+    fn fused_norm(x: FlexTensor, gamma: FlexTensor, eps: f64, rms: bool) -> FlexTensor {
+        norm(&contiguous(x), &contiguous(gamma), None, eps, rms).0
+    }
+
+    fn fused_layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {
+        let beta = contiguous(beta);
+        norm(&contiguous(x), &contiguous(gamma), Some(&beta), eps, false).0
+    }
+
+    fn fused_cross_entropy_sum(logits: FlexTensor, targets: Vec<i64>) -> FlexTensor {
+        let logits = contiguous(logits);
+        let (loss, _) = kernels::cross_entropy_sum(values(&logits), last_dim(&logits), &targets);
+        tensor(vec![loss], Shape::new([1]))
+    }
+}
+
+#[derive(Debug)]
+struct GeluTanhBackward;
+
+impl Backward<Flex, 1> for GeluTanhBackward {
+    type State = FlexTensor; // the input
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let x = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            let g = contiguous(g);
+            tensor(kernels::gelu_tanh_backward(values(&x), values(&g)), x.shape())
+        });
+    }
+}
+
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl Backward<Flex, 1> for SoftmaxBackward {
+    type State = (FlexTensor, f64); // the output probabilities, the scale
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (p, scale) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            let g = contiguous(g);
+            let d = kernels::attention_softmax_backward(
+                values(&p),
+                values(&g),
+                last_dim(&p),
+                scale as f32,
+            );
+            tensor(d, p.shape())
+        });
+    }
+}
+
+/// LayerNorm / RMSNorm backward; `N` = 2 (x, gamma) or 3 (x, gamma, beta).
+#[derive(Debug)]
+struct NormBackward;
+
+type NormState = (FlexTensor, FlexTensor, NormStats); // x, gamma, row statistics
+
+fn norm_backward<const N: usize>(
+    ops: Ops<NormState, N>,
+    grads: &mut Gradients,
+) {
+    let (x, gamma, stats) = ops.state;
+    let g = contiguous(grads.consume::<Flex>(&ops.node));
+    let (dx, dgamma, dbeta) =
+        kernels::norm_backward(values(&x), last_dim(&x), values(&gamma), &stats, values(&g));
+    let width = Shape::new([last_dim(&x)]);
+    let mut out = [
+        Some(tensor(dx, x.shape())),
+        Some(tensor(dgamma, width.clone())),
+        Some(tensor(dbeta, width)),
+    ];
+    for (i, parent) in ops.parents.into_iter().enumerate() {
+        if let (Some(node), Some(grad)) = (parent, out[i].take()) {
+            grads.register::<Flex>(node.id, grad);
+        }
+    }
+}
+
+impl Backward<Flex, 2> for NormBackward {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        norm_backward(ops, grads);
+    }
+}
+
+impl Backward<Flex, 3> for NormBackward {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        norm_backward(ops, grads);
+    }
+}
+
+#[derive(Debug)]
+struct CrossEntropyBackward;
+
+impl Backward<Flex, 1> for CrossEntropyBackward {
+    type State = (FlexTensor, Vec<i64>, Vec<f32>); // logits, targets, row log-sum-exp
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (logits, targets, lse) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            let g = values(&contiguous(g))[0];
+            let d = kernels::cross_entropy_backward(
+                values(&logits),
+                last_dim(&logits),
+                &targets,
+                &lse,
+                g,
+            );
+            tensor(d, logits.shape())
+        });
+    }
+}
+
+type AdTensor = FloatTensor<Autodiff<Flex>>;
+
+/// Attention softmax under autodiff; the bias is a constant.
+fn ad_softmax<C: CheckpointStrategy>(scores: AdTensor, bias: Option<AdTensor>, scale: f64) -> AdTensor {
+    let node = scores.node();
+    let p = softmax(
+        scores.into_primitive(),
+        bias.map(|b| b.into_primitive()),
+        scale,
+    );
+    match SoftmaxBackward.prepare::<C>([node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((p.clone(), scale), p),
+        OpsKind::UnTracked(prep) => prep.finish(p),
+    }
+}
+
+impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_gelu_tanh(x: AdTensor) -> AdTensor {
+        let node = x.node();
+        let input = contiguous(x.into_primitive());
+        let out = gelu(&input);
+        match GeluTanhBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(input, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_attention_softmax(scores: AdTensor, scale: f64) -> AdTensor {
+        ad_softmax::<C>(scores, None, scale)
+    }
+
+    fn fused_attention_softmax_bias(scores: AdTensor, bias: AdTensor, scale: f64) -> AdTensor {
+        ad_softmax::<C>(scores, Some(bias), scale)
+    }
+
+    fn fused_norm(x: AdTensor, gamma: AdTensor, eps: f64, rms: bool) -> AdTensor {
+        let (xn, gn) = (x.node(), gamma.node());
+        let xp = contiguous(x.into_primitive());
+        let gp = contiguous(gamma.into_primitive());
+        let (y, stats) = norm(&xp, &gp, None, eps, rms);
+        match NormBackward.prepare::<C>([xn, gn]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((xp, gp, stats), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_layer_norm(x: AdTensor, gamma: AdTensor, beta: AdTensor, eps: f64) -> AdTensor {
+        let (xn, gn, bn) = (x.node(), gamma.node(), beta.node());
+        let xp = contiguous(x.into_primitive());
+        let gp = contiguous(gamma.into_primitive());
+        let bp = contiguous(beta.into_primitive());
+        let (y, stats) = norm(&xp, &gp, Some(&bp), eps, false);
+        match NormBackward
+            .prepare::<C>([xn, gn, bn])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((xp, gp, stats), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_cross_entropy_sum(logits: AdTensor, targets: Vec<i64>) -> AdTensor {
+        let node = logits.node();
+        let lp = contiguous(logits.into_primitive());
+        let (loss, lse) = kernels::cross_entropy_sum(values(&lp), last_dim(&lp), &targets);
+        let out = tensor(vec![loss], Shape::new([1]));
+        match CrossEntropyBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((lp, targets, lse), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}

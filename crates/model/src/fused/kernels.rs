@@ -1,0 +1,483 @@
+//! The fused CPU kernels on contiguous `f32` rows: one pass (forward) and one pass
+//! (backward) where burn's autodiff graph takes a chain of separate ops. Rows are split
+//! over rayon's pool; each task runs under `pulp`'s runtime CPU dispatch, so the loops are
+//! compiled for AVX2 / AVX-512 when the machine has them and still run everywhere else.
+//!
+//! `exp` and `tanh` are polynomial (Cephes' `expf`, ≈ 1 ulp) so that they vectorise;
+//! `libm`'s scalar calls were a large share of GELU's time (shared/guide/PERFORMANCE.md).
+
+use pulp::Arch;
+use rayon::prelude::*;
+
+/// Elements per rayon task: big enough that scheduling is noise, small enough that two
+/// cores share a layer's work.
+const TASK_ELEMS: usize = 1 << 14;
+
+/// Rows per task for rows of `width` elements.
+fn rows_per_task(width: usize) -> usize {
+    (TASK_ELEMS / width.max(1)).max(1)
+}
+
+/// `exp(x)` for `f32`, vectorisable: `2ⁿ · p(r)` with `x = n·ln 2 + r` (Cephes `expf`).
+/// Inputs below −87.3 give exactly 0 (masked attention scores).
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const C1: f32 = 0.693_359_4;
+    const C2: f32 = -2.121_944_4e-4;
+    let xc = x.clamp(-87.3, 88.7);
+    let n = (xc * LOG2E + 0.5).floor();
+    let r = xc - n * C1 - n * C2;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 0.166_666_65;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < -87.3 { 0.0 } else { y * scale }
+}
+
+/// `tanh(x) = 1 − 2 / (e^{2x} + 1)`, vectorisable.
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+/// Lane-parallel sum (eight accumulators, so the loop vectorises; float addition is not
+/// reassociated otherwise).
+#[inline(always)]
+fn sum(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+/// Lane-parallel dot product.
+#[inline(always)]
+fn dot(xs: &[f32], ys: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (mut cx, mut cy) = (xs.chunks_exact(8), ys.chunks_exact(8));
+    for (a8, b8) in (&mut cx).zip(&mut cy) {
+        for ((a, &x), &y) in acc.iter_mut().zip(a8).zip(b8) {
+            *a += x * y;
+        }
+    }
+    let rest: f32 = cx.remainder().iter().zip(cy.remainder()).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + rest
+}
+
+/// Lane-parallel `Σ (x − mu)²`.
+#[inline(always)]
+fn centred_sq_sum(xs: &[f32], mu: f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += (x - mu) * (x - mu);
+        }
+    }
+    let rest: f32 = chunks.remainder().iter().map(|&x| (x - mu) * (x - mu)).sum();
+    acc.iter().sum::<f32>() + rest
+}
+
+/// Lane-parallel maximum.
+#[inline(always)]
+fn max(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = a.max(x);
+        }
+    }
+    let m = acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    chunks.remainder().iter().fold(m, |m, &v| m.max(v))
+}
+
+const GELU_C: f32 = 0.797_884_6; // √(2/π)
+const GELU_A: f32 = 0.044_715;
+
+/// GELU with the tanh approximation (GPT-2's `gelu_new`).
+pub fn gelu_tanh(x: &[f32]) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(TASK_ELEMS)
+        .zip(x.par_chunks(TASK_ELEMS))
+        .for_each(|(o, x)| {
+            Arch::new().dispatch(|| {
+                for (o, &x) in o.iter_mut().zip(x) {
+                    let t = tanh(GELU_C * (x + GELU_A * x * x * x));
+                    *o = 0.5 * x * (1.0 + t);
+                }
+            })
+        });
+    out
+}
+
+/// The input gradient of [`gelu_tanh`] at `x` for the output gradient `g`.
+pub fn gelu_tanh_backward(x: &[f32], g: &[f32]) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(TASK_ELEMS)
+        .zip(x.par_chunks(TASK_ELEMS).zip(g.par_chunks(TASK_ELEMS)))
+        .for_each(|(o, (x, g))| {
+            Arch::new().dispatch(|| {
+                for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
+                    let x2 = x * x;
+                    let t = tanh(GELU_C * (x + GELU_A * x2 * x));
+                    let du = GELU_C * (1.0 + 3.0 * GELU_A * x2);
+                    *o = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
+                }
+            })
+        });
+    out
+}
+
+/// Where the additive bias row of each score row lives.
+///
+/// Scores are `[batch, heads, q, k]`; the bias is `[batch or 1, heads or 1, q, k]`.
+#[derive(Debug, Clone, Copy)]
+pub struct BiasLayout {
+    /// Heads of the scores.
+    pub heads: usize,
+    /// Query positions.
+    pub q: usize,
+    /// Whether the bias has one entry per batch element (else broadcast).
+    pub per_batch: bool,
+    /// Whether the bias has one entry per head (else broadcast).
+    pub per_head: bool,
+}
+
+impl BiasLayout {
+    fn row(&self, score_row: usize) -> usize {
+        let qi = score_row % self.q;
+        let hi = (score_row / self.q) % self.heads;
+        let bi = score_row / (self.q * self.heads);
+        let bh = if self.per_head { self.heads } else { 1 };
+        let b = if self.per_batch { bi } else { 0 };
+        let h = if self.per_head { hi } else { 0 };
+        (b * bh + h) * self.q + qi
+    }
+}
+
+/// `softmax(scores · scale + bias)` over the last axis (attention probabilities).
+pub fn attention_softmax(
+    scores: &[f32],
+    width: usize,
+    scale: f32,
+    bias: Option<(&[f32], BiasLayout)>,
+) -> Vec<f32> {
+    let mut out = vec![0f32; scores.len()];
+    let rows = rows_per_task(width);
+    out.par_chunks_mut(rows * width)
+        .zip(scores.par_chunks(rows * width))
+        .enumerate()
+        .for_each(|(task, (o, s))| {
+            Arch::new().dispatch(|| {
+                for (i, (o, s)) in o.chunks_mut(width).zip(s.chunks(width)).enumerate() {
+                    match bias {
+                        Some((b, layout)) => {
+                            let r = layout.row(task * rows + i);
+                            let b = &b[r * width..(r + 1) * width];
+                            for ((o, &s), &b) in o.iter_mut().zip(s).zip(b) {
+                                *o = s * scale + b;
+                            }
+                        }
+                        None => {
+                            for (o, &s) in o.iter_mut().zip(s) {
+                                *o = s * scale;
+                            }
+                        }
+                    }
+                    softmax_in_place(o);
+                }
+            })
+        });
+    out
+}
+
+#[inline(always)]
+fn softmax_in_place(z: &mut [f32]) {
+    let m = max(z);
+    for v in z.iter_mut() {
+        *v = exp(*v - m);
+    }
+    let inv = 1.0 / sum(z);
+    for v in z.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// The score gradient of [`attention_softmax`] from its output `p` and output gradient
+/// `g`: `scale · p ⊙ (g − Σ g·p)`.
+pub fn attention_softmax_backward(p: &[f32], g: &[f32], width: usize, scale: f32) -> Vec<f32> {
+    let mut out = vec![0f32; p.len()];
+    let chunk = rows_per_task(width) * width;
+    out.par_chunks_mut(chunk)
+        .zip(p.par_chunks(chunk).zip(g.par_chunks(chunk)))
+        .for_each(|(o, (p, g))| {
+            Arch::new().dispatch(|| {
+                for ((o, p), g) in o
+                    .chunks_mut(width)
+                    .zip(p.chunks(width))
+                    .zip(g.chunks(width))
+                {
+                    let dot = dot(p, g);
+                    for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
+                        *o = scale * p * (g - dot);
+                    }
+                }
+            })
+        });
+    out
+}
+
+/// What a normalisation keeps for its backward pass: per-row mean (LayerNorm only) and
+/// reciprocal standard deviation.
+#[derive(Debug, Clone)]
+pub struct NormStats {
+    /// Row means (empty for RMSNorm).
+    pub mean: Vec<f32>,
+    /// Row `1 / sqrt(var + eps)` (LayerNorm) or `1 / sqrt(mean(x²) + eps)` (RMSNorm).
+    pub rstd: Vec<f32>,
+}
+
+/// LayerNorm (`rms = false`: biased variance, as PyTorch and burn) or RMSNorm
+/// (`rms = true`, no centring) of rows of `width`, times `gamma`, plus `beta`.
+pub fn norm(
+    x: &[f32],
+    width: usize,
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    eps: f32,
+    rms: bool,
+) -> (Vec<f32>, NormStats) {
+    let n = x.len() / width;
+    let mut out = vec![0f32; x.len()];
+    let mut mean = vec![0f32; if rms { 0 } else { n }];
+    let mut rstd = vec![0f32; n];
+    let rows = rows_per_task(width);
+    let stats: Vec<(Vec<f32>, Vec<f32>)> = out
+        .par_chunks_mut(rows * width)
+        .zip(x.par_chunks(rows * width))
+        .map(|(o, x)| {
+            Arch::new().dispatch(|| {
+                let mut means = Vec::with_capacity(rows);
+                let mut rstds = Vec::with_capacity(rows);
+                for (o, x) in o.chunks_mut(width).zip(x.chunks(width)) {
+                    let mu = if rms { 0.0 } else { sum(x) / width as f32 };
+                    // Two passes (centre, then square), as the reference: no cancellation.
+                    let var = centred_sq_sum(x, mu) / width as f32;
+                    let r = 1.0 / (var + eps).sqrt();
+                    match beta {
+                        Some(beta) => {
+                            for (((o, &x), &g), &b) in o.iter_mut().zip(x).zip(gamma).zip(beta) {
+                                *o = (x - mu) * r * g + b;
+                            }
+                        }
+                        None => {
+                            for ((o, &x), &g) in o.iter_mut().zip(x).zip(gamma) {
+                                *o = (x - mu) * r * g;
+                            }
+                        }
+                    }
+                    means.push(mu);
+                    rstds.push(r);
+                }
+                (means, rstds)
+            })
+        })
+        .collect();
+    let mut at = 0;
+    for (m, r) in stats {
+        if !rms {
+            mean[at..at + m.len()].copy_from_slice(&m);
+        }
+        rstd[at..at + r.len()].copy_from_slice(&r);
+        at += r.len();
+    }
+    (out, NormStats { mean, rstd })
+}
+
+/// Gradients of [`norm`]: `(dx, dgamma, dbeta)` (`dbeta` is the column sum of `g`).
+pub fn norm_backward(
+    x: &[f32],
+    width: usize,
+    gamma: &[f32],
+    stats: &NormStats,
+    g: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let rms = stats.mean.is_empty();
+    let mut dx = vec![0f32; x.len()];
+    let rows = rows_per_task(width);
+    let chunk = rows * width;
+    let zero = || (vec![0f32; width], vec![0f32; width]);
+    let (dgamma, dbeta) = dx
+        .par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
+        .enumerate()
+        .map(|(task, (dx, (x, g)))| {
+            Arch::new().dispatch(|| {
+                let (mut dgamma, mut dbeta) = zero();
+                let mut gx = vec![0f32; width];
+                for (i, ((dx, x), g)) in dx
+                    .chunks_mut(width)
+                    .zip(x.chunks(width))
+                    .zip(g.chunks(width))
+                    .enumerate()
+                {
+                    let row = task * rows + i;
+                    let mu = if rms { 0.0 } else { stats.mean[row] };
+                    let r = stats.rstd[row];
+                    // gx = g ⊙ gamma; x̂ = (x − μ)·r
+                    let mut sum_gx = 0f32;
+                    let mut sum_gx_xhat = 0f32;
+                    for j in 0..width {
+                        let xhat = (x[j] - mu) * r;
+                        gx[j] = g[j] * gamma[j];
+                        sum_gx += gx[j];
+                        sum_gx_xhat += gx[j] * xhat;
+                        dgamma[j] += g[j] * xhat;
+                        dbeta[j] += g[j];
+                    }
+                    let mean_gx = if rms { 0.0 } else { sum_gx / width as f32 };
+                    let mean_gx_xhat = sum_gx_xhat / width as f32;
+                    for j in 0..width {
+                        let xhat = (x[j] - mu) * r;
+                        dx[j] = r * (gx[j] - mean_gx - xhat * mean_gx_xhat);
+                    }
+                }
+                (dgamma, dbeta)
+            })
+        })
+        .reduce(zero, |(mut a, mut b), (c, d)| {
+            a.iter_mut().zip(&c).for_each(|(a, c)| *a += c);
+            b.iter_mut().zip(&d).for_each(|(b, d)| *b += d);
+            (a, b)
+        });
+    (dx, dgamma, dbeta)
+}
+
+/// Summed cross-entropy of rows of `width` logits against `targets` (negative = not
+/// counted), and each row's log-sum-exp for the backward pass.
+pub fn cross_entropy_sum(logits: &[f32], width: usize, targets: &[i64]) -> (f32, Vec<f32>) {
+    let rows = rows_per_task(width);
+    let parts: Vec<(f64, Vec<f32>)> = logits
+        .par_chunks(rows * width)
+        .zip(targets.par_chunks(rows))
+        .map(|(x, t)| {
+            Arch::new().dispatch(|| {
+                let mut loss = 0f64;
+                let mut lses = Vec::with_capacity(t.len());
+                for (x, &t) in x.chunks(width).zip(t) {
+                    let m = max(x);
+                    let mut s = 0f32;
+                    for c in x.chunks(64) {
+                        let mut e = [0f32; 64];
+                        for (e, &v) in e.iter_mut().zip(c) {
+                            *e = exp(v - m);
+                        }
+                        s += sum(&e[..c.len()]);
+                    }
+                    let lse = m + s.ln();
+                    if t >= 0 {
+                        loss += f64::from(lse - x[t as usize]);
+                    }
+                    lses.push(lse);
+                }
+                (loss, lses)
+            })
+        })
+        .collect();
+    let loss = parts.iter().map(|p| p.0).sum::<f64>() as f32;
+    (loss, parts.into_iter().flat_map(|p| p.1).collect())
+}
+
+/// Logit gradient of [`cross_entropy_sum`] times the upstream scalar `g`:
+/// `g · (softmax − one_hot)` on counted rows, 0 elsewhere.
+pub fn cross_entropy_backward(
+    logits: &[f32],
+    width: usize,
+    targets: &[i64],
+    lse: &[f32],
+    g: f32,
+) -> Vec<f32> {
+    let mut out = vec![0f32; logits.len()];
+    let rows = rows_per_task(width);
+    out.par_chunks_mut(rows * width)
+        .zip(logits.par_chunks(rows * width))
+        .zip(targets.par_chunks(rows).zip(lse.par_chunks(rows)))
+        .for_each(|((o, x), (t, lse))| {
+            Arch::new().dispatch(|| {
+                for (((o, x), &t), &lse) in o.chunks_mut(width).zip(x.chunks(width)).zip(t).zip(lse)
+                {
+                    if t < 0 {
+                        continue;
+                    }
+                    for (o, &x) in o.iter_mut().zip(x) {
+                        *o = g * exp(x - lse);
+                    }
+                    o[t as usize] -= g;
+                }
+            })
+        });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_and_tanh_match_libm() {
+        for i in -2000..=2000 {
+            let x = i as f32 * 0.04;
+            let (a, b) = (exp(x), x.exp());
+            assert!((a - b).abs() <= 2e-7 * b, "exp({x}) = {a}, libm {b}");
+            let (a, b) = (tanh(x), x.tanh());
+            assert!((a - b).abs() <= 2e-7, "tanh({x}) = {a}, libm {b}");
+        }
+        assert_eq!(exp(-1e30), 0.0);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_bias_broadcasts() {
+        // scores [batch 2, heads 2, q 2, k 3], bias [1, 1, 2, 3] (causal-style)
+        let s: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37).sin()).collect();
+        let bias = [0.0, -1e30, -1e30, 0.0, 0.0, -1e30];
+        let layout = BiasLayout {
+            heads: 2,
+            q: 2,
+            per_batch: false,
+            per_head: false,
+        };
+        let p = attention_softmax(&s, 3, 0.5, Some((&bias, layout)));
+        for (r, row) in p.chunks(3).enumerate() {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+            if r % 2 == 0 {
+                assert_eq!(row, [1.0, 0.0, 0.0]);
+            } else {
+                assert_eq!(row[2], 0.0);
+                let e = (0.5 * (s[r * 3 + 1] - s[r * 3])).exp();
+                assert!((row[1] / row[0] - e).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn cross_entropy_ignores_negative_targets() {
+        let logits = [1.0f32, 2.0, 3.0, 0.5, 0.5, 0.5];
+        let (loss, lse) = cross_entropy_sum(&logits, 3, &[2, -100]);
+        let want = (1f32.exp() + 2f32.exp() + 3f32.exp()).ln() - 3.0;
+        assert!((loss - want).abs() < 1e-6);
+        let d = cross_entropy_backward(&logits, 3, &[2, -100], &lse, 2.0);
+        assert_eq!(&d[3..], [0.0, 0.0, 0.0]);
+        assert!((d.iter().take(3).sum::<f32>()).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,204 @@
+//! Fused operations: GELU-tanh, attention softmax (scale + mask + softmax), LayerNorm /
+//! RMSNorm and cross-entropy, each one operation with its own backward pass on flex.
+//!
+//! Every model calls these functions; each picks the fused kernel where the device has it
+//! (flex, `f32`) and otherwise the composition of burn ops in [`reference`], which is also
+//! what the tests compare the fused path against (values and gradients). Setting
+//! `MANABI_FUSED=0` turns the fused path off (for benchmarks and bisecting).
+
+#[cfg(feature = "flex")]
+mod ext;
+#[cfg(feature = "flex")]
+pub mod kernels;
+
+use std::sync::OnceLock;
+
+use burn::prelude::*;
+
+/// Whether fused kernels are used where available (`MANABI_FUSED`, default on).
+pub fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("MANABI_FUSED").map_or(true, |v| v.trim() != "0"))
+}
+
+/// Whether `f32` tensors on `device` take the fused path: fused kernels on and a flex
+/// device (with or without autodiff).
+pub fn active_on(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        enabled()
+            && matches!(
+                device.clone().inner().as_dispatch(),
+                burn::backend::DispatchDevice::Flex(_)
+            )
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// Whether `t` takes the fused path.
+#[cfg(feature = "flex")]
+fn applies<const D: usize>(t: &Tensor<D>) -> bool {
+    t.dtype() == burn::tensor::DType::F32 && active_on(&t.device())
+}
+
+#[cfg(feature = "flex")]
+use burn::backend::Dispatch;
+
+/// GELU with the tanh approximation (GPT-2's `gelu_new`).
+pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if applies(&x) {
+        return Tensor::from_dispatch(<Dispatch as ext::FusedOps>::fused_gelu_tanh(
+            x.into_dispatch(),
+        ));
+    }
+    reference::gelu_tanh(x)
+}
+
+/// Attention probabilities `softmax(scores · scale + bias)` over the last axis.
+///
+/// The bias (masks, ALiBi) gets no gradient on the fused path; a bias that requires one
+/// takes the reference path.
+///
+/// # Shapes
+/// - scores: `[batch, heads, q, k]`
+/// - bias: broadcastable to the scores
+pub fn attention_softmax(scores: Tensor<4>, bias: Option<&Tensor<4>>, scale: f64) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if applies(&scores) && bias.is_none_or(|b| !b.is_require_grad()) {
+        let [b, h, q, k] = scores.dims();
+        let scores = scores.into_dispatch();
+        return Tensor::from_dispatch(match bias {
+            Some(m) => {
+                let [mb, mh, _, _] = m.dims();
+                // Batch and heads may broadcast in the kernel; queries and keys may not.
+                let m = m.clone().expand([
+                    if mb == 1 { 1 } else { b },
+                    if mh == 1 { 1 } else { h },
+                    q,
+                    k,
+                ]);
+                <Dispatch as ext::FusedOps>::fused_attention_softmax_bias(
+                    scores,
+                    m.into_dispatch(),
+                    scale,
+                )
+            }
+            None => <Dispatch as ext::FusedOps>::fused_attention_softmax(scores, scale),
+        });
+    }
+    reference::attention_softmax(scores, bias, scale)
+}
+
+/// LayerNorm over the last axis: biased variance, as PyTorch and burn's `LayerNorm`.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Option<Tensor<1>>,
+    eps: f64,
+) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if applies(&x) {
+        let (x, gamma) = (x.into_dispatch(), gamma.into_dispatch());
+        return Tensor::from_dispatch(match beta {
+            Some(beta) => <Dispatch as ext::FusedOps>::fused_layer_norm(
+                x,
+                gamma,
+                beta.into_dispatch(),
+                eps,
+            ),
+            None => <Dispatch as ext::FusedOps>::fused_norm(x, gamma, eps, false),
+        });
+    }
+    reference::layer_norm(x, gamma, beta, eps)
+}
+
+/// RMSNorm over the last axis, as burn's `RmsNorm`: `x / sqrt(mean(x²) + eps) · gamma`.
+pub fn rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, eps: f64) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if applies(&x) {
+        return Tensor::from_dispatch(<Dispatch as ext::FusedOps>::fused_norm(
+            x.into_dispatch(),
+            gamma.into_dispatch(),
+            eps,
+            true,
+        ));
+    }
+    reference::rms_norm(x, gamma, eps)
+}
+
+/// Summed cross-entropy of `[rows, vocab]` logits against one target per row; negative
+/// targets (e.g. [`crate::IGNORE_INDEX`]) are not counted.
+///
+/// # Shapes
+/// logits `[rows, vocab]`, targets `rows` -> `[1]`
+pub fn cross_entropy_sum(logits: Tensor<2>, targets: &[i64]) -> Tensor<1> {
+    #[cfg(feature = "flex")]
+    if applies(&logits) {
+        return Tensor::from_dispatch(<Dispatch as ext::FusedOps>::fused_cross_entropy_sum(
+            logits.into_dispatch(),
+            targets.to_vec(),
+        ));
+    }
+    reference::cross_entropy_sum(logits, targets)
+}
+
+/// The same operations composed of burn ops: what every other device runs, and the
+/// reference the fused kernels are tested against.
+pub mod reference {
+    use burn::prelude::*;
+    use burn::tensor::activation::{gelu_approximate, log_softmax, softmax};
+
+    /// See [`super::gelu_tanh`].
+    pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+        gelu_approximate(x)
+    }
+
+    /// See [`super::attention_softmax`].
+    pub fn attention_softmax(
+        scores: Tensor<4>,
+        bias: Option<&Tensor<4>>,
+        scale: f64,
+    ) -> Tensor<4> {
+        let mut z = scores * scale;
+        if let Some(bias) = bias {
+            z = z + bias.clone();
+        }
+        softmax(z, 3)
+    }
+
+    /// See [`super::layer_norm`].
+    pub fn layer_norm<const D: usize>(
+        x: Tensor<D>,
+        gamma: Tensor<1>,
+        beta: Option<Tensor<1>>,
+        eps: f64,
+    ) -> Tensor<D> {
+        burn::tensor::module::layer_norm(x, gamma, beta, eps)
+    }
+
+    /// See [`super::rms_norm`].
+    pub fn rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, eps: f64) -> Tensor<D> {
+        let rms = (x.clone().square().mean_dim(D - 1) + eps).sqrt();
+        (x / rms) * gamma.unsqueeze()
+    }
+
+    /// See [`super::cross_entropy_sum`].
+    pub fn cross_entropy_sum(logits: Tensor<2>, targets: &[i64]) -> Tensor<1> {
+        let device = logits.device();
+        let [n, _] = logits.dims();
+        let logp = log_softmax(logits, 1);
+        let idx: Vec<i64> = targets.iter().map(|&x| x.max(0)).collect();
+        let keep: Vec<f32> = targets
+            .iter()
+            .map(|&x| if x >= 0 { 1.0 } else { 0.0 })
+            .collect();
+        let idx = Tensor::<1, Int>::from_ints(idx.as_slice(), &device).reshape([n, 1]);
+        let keep = Tensor::<1>::from_floats(keep.as_slice(), &device);
+        (logp.gather(1, idx).reshape([n]) * keep).sum().neg()
+    }
+}
