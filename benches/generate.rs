@@ -65,6 +65,7 @@ fn first_difference(a: &[u32], b: &[u32]) -> Option<usize> {
 
 fn main() {
     let args = Args::parse();
+    manabi_model::device::reuse_freed_memory();
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)

@@ -157,6 +157,7 @@ fn run_python(shapes: &[Shape], args: &Args, threads: usize) -> Option<(f64, Vec
 
 fn main() {
     let args = Args::parse();
+    manabi_model::device::reuse_freed_memory();
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)

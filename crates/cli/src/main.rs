@@ -70,6 +70,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    manabi_model::device::reuse_freed_memory();
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",

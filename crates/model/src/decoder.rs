@@ -45,12 +45,9 @@ impl Norm {
     pub fn forward<const D: usize>(&self, x: Tensor<D>, eps: f64) -> Tensor<D> {
         // One fused operation with its own backward where the device has it (flex).
         match self {
-            Self::Layer(n) => crate::fused::layer_norm(
-                x,
-                n.gamma.val(),
-                n.beta.as_ref().map(|b| b.val()),
-                eps,
-            ),
+            Self::Layer(n) => {
+                crate::fused::layer_norm(x, n.gamma.val(), n.beta.as_ref().map(|b| b.val()), eps)
+            }
             Self::Rms(n) => crate::fused::rms_norm(x, n.gamma.val(), eps),
         }
     }
@@ -98,15 +95,20 @@ impl Block {
         bias: Option<&Tensor<4>>,
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
     ) -> Tensor<3> {
-        let a = self
-            .attn
-            .forward(self.attn_norm.forward(x.clone(), self.norm_eps), rope, bias, cache);
+        let a = self.attn.forward(
+            self.attn_norm.forward(x.clone(), self.norm_eps),
+            rope,
+            bias,
+            cache,
+        );
         let a = match &self.attn_adapter {
             Some(ad) => ad.forward(a),
             None => a,
         };
         let x = x + self.dropout.forward(a);
-        let m = self.mlp.forward(self.mlp_norm.forward(x.clone(), self.norm_eps));
+        let m = self
+            .mlp
+            .forward(self.mlp_norm.forward(x.clone(), self.norm_eps));
         let m = match &self.mlp_adapter {
             Some(ad) => ad.forward(m),
             None => m,

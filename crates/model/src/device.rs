@@ -163,6 +163,26 @@ impl DeviceChoice {
     }
 }
 
+/// Keeps freed memory in the process for reuse instead of returning each large block to
+/// the kernel (glibc `mallopt`: no `mmap` for blocks under 1 GiB, no trimming under 4 GiB).
+///
+/// burn's CPU backends allocate a fresh output buffer for every op; with glibc's defaults
+/// each buffer over the dynamic `mmap` threshold is a new mapping, and the first write to
+/// each of its pages faults. At config B's shapes that made a 2048×384×1152 matmul take
+/// 1.7× the time of the same `gemm` into a reused buffer (`bench-gemm`,
+/// docs/benchmarks.md). The binaries call this first thing; a program using manabi as a
+/// library may call it too. Does nothing off glibc.
+pub fn reuse_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: `mallopt` only changes allocator parameters; it is called with valid
+    // parameter numbers and values, and allocations made before it stay valid.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 /// The device tests run on: `MANABI_DEVICE`, else the CPU backend.
 ///
 /// # Panics

@@ -16,7 +16,10 @@ fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
 }
 
 fn values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
-    t.clone().into_data().try_to_vec::<f32>().expect("f32 tensor")
+    t.clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 tensor")
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
@@ -150,7 +153,13 @@ fn cross_entropy_matches_reference_and_skips_ignored_rows() {
     let d = device();
     let logits = random([11, 70], &d);
     let targets: Vec<i64> = (0..11)
-        .map(|i| if i % 4 == 3 { -100 } else { (i * 13 % 70) as i64 })
+        .map(|i| {
+            if i % 4 == 3 {
+                -100
+            } else {
+                (i * 13 % 70) as i64
+            }
+        })
         .collect();
     check(
         "cross_entropy_sum",

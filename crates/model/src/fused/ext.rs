@@ -34,8 +34,12 @@ pub trait FusedOps: Backend {
 
     /// LayerNorm without a shift (`rms = false`) or RMSNorm (`rms = true`) over the last
     /// axis.
-    fn fused_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, eps: f64, rms: bool)
-    -> FloatTensor<Self>;
+    fn fused_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        eps: f64,
+        rms: bool,
+    ) -> FloatTensor<Self>;
 
     /// LayerNorm with a shift `beta`.
     fn fused_layer_norm(
@@ -47,8 +51,7 @@ pub trait FusedOps: Backend {
 
     /// Summed cross-entropy of `[rows, vocab]` logits against one target per row
     /// (negative = not counted), as a `[1]` tensor.
-    fn fused_cross_entropy_sum(logits: FloatTensor<Self>, targets: Vec<i64>)
-    -> FloatTensor<Self>;
+    fn fused_cross_entropy_sum(logits: FloatTensor<Self>, targets: Vec<i64>) -> FloatTensor<Self>;
 }
 
 /// The tensor itself when it is contiguous, else a contiguous copy.
@@ -140,7 +143,12 @@ impl FusedOps for Flex {
         norm(&contiguous(x), &contiguous(gamma), None, eps, rms).0
     }
 
-    fn fused_layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {
+    fn fused_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        eps: f64,
+    ) -> FlexTensor {
         let beta = contiguous(beta);
         norm(&contiguous(x), &contiguous(gamma), Some(&beta), eps, false).0
     }
@@ -162,7 +170,10 @@ impl Backward<Flex, 1> for GeluTanhBackward {
         let x = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
             let g = contiguous(g);
-            tensor(kernels::gelu_tanh_backward(values(&x), values(&g)), x.shape())
+            tensor(
+                kernels::gelu_tanh_backward(values(&x), values(&g)),
+                x.shape(),
+            )
         });
     }
 }
@@ -194,10 +205,7 @@ struct NormBackward;
 
 type NormState = (FlexTensor, FlexTensor, NormStats); // x, gamma, row statistics
 
-fn norm_backward<const N: usize>(
-    ops: Ops<NormState, N>,
-    grads: &mut Gradients,
-) {
+fn norm_backward<const N: usize>(ops: Ops<NormState, N>, grads: &mut Gradients) {
     let (x, gamma, stats) = ops.state;
     let g = contiguous(grads.consume::<Flex>(&ops.node));
     let (dx, dgamma, dbeta) =
@@ -256,14 +264,22 @@ impl Backward<Flex, 1> for CrossEntropyBackward {
 type AdTensor = FloatTensor<Autodiff<Flex>>;
 
 /// Attention softmax under autodiff; the bias is a constant.
-fn ad_softmax<C: CheckpointStrategy>(scores: AdTensor, bias: Option<AdTensor>, scale: f64) -> AdTensor {
+fn ad_softmax<C: CheckpointStrategy>(
+    scores: AdTensor,
+    bias: Option<AdTensor>,
+    scale: f64,
+) -> AdTensor {
     let node = scores.node();
     let p = softmax(
         scores.into_primitive(),
         bias.map(|b| b.into_primitive()),
         scale,
     );
-    match SoftmaxBackward.prepare::<C>([node]).compute_bound().stateful() {
+    match SoftmaxBackward
+        .prepare::<C>([node])
+        .compute_bound()
+        .stateful()
+    {
         OpsKind::Tracked(prep) => prep.finish((p.clone(), scale), p),
         OpsKind::UnTracked(prep) => prep.finish(p),
     }
@@ -297,7 +313,11 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let xp = contiguous(x.into_primitive());
         let gp = contiguous(gamma.into_primitive());
         let (y, stats) = norm(&xp, &gp, None, eps, rms);
-        match NormBackward.prepare::<C>([xn, gn]).compute_bound().stateful() {
+        match NormBackward
+            .prepare::<C>([xn, gn])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => prep.finish((xp, gp, stats), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }

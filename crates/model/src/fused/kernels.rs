@@ -69,7 +69,12 @@ fn dot(xs: &[f32], ys: &[f32]) -> f32 {
             *a += x * y;
         }
     }
-    let rest: f32 = cx.remainder().iter().zip(cy.remainder()).map(|(x, y)| x * y).sum();
+    let rest: f32 = cx
+        .remainder()
+        .iter()
+        .zip(cy.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     acc.iter().sum::<f32>() + rest
 }
 
@@ -83,7 +88,11 @@ fn centred_sq_sum(xs: &[f32], mu: f32) -> f32 {
             *a += (x - mu) * (x - mu);
         }
     }
-    let rest: f32 = chunks.remainder().iter().map(|&x| (x - mu) * (x - mu)).sum();
+    let rest: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|&x| (x - mu) * (x - mu))
+        .sum();
     acc.iter().sum::<f32>() + rest
 }
 

@@ -105,12 +105,9 @@ pub fn layer_norm<const D: usize>(
     if applies(&x) {
         let (x, gamma) = (x.into_dispatch(), gamma.into_dispatch());
         return Tensor::from_dispatch(match beta {
-            Some(beta) => <Dispatch as ext::FusedOps>::fused_layer_norm(
-                x,
-                gamma,
-                beta.into_dispatch(),
-                eps,
-            ),
+            Some(beta) => {
+                <Dispatch as ext::FusedOps>::fused_layer_norm(x, gamma, beta.into_dispatch(), eps)
+            }
             None => <Dispatch as ext::FusedOps>::fused_norm(x, gamma, eps, false),
         });
     }
@@ -159,11 +156,7 @@ pub mod reference {
     }
 
     /// See [`super::attention_softmax`].
-    pub fn attention_softmax(
-        scores: Tensor<4>,
-        bias: Option<&Tensor<4>>,
-        scale: f64,
-    ) -> Tensor<4> {
+    pub fn attention_softmax(scores: Tensor<4>, bias: Option<&Tensor<4>>, scale: f64) -> Tensor<4> {
         let mut z = scores * scale;
         if let Some(bias) = bias {
             z = z + bias.clone();
