@@ -25,13 +25,16 @@ pub enum DeviceChoice {
     Wgpu(Option<usize>),
     /// CUDA GPU `i`.
     Cuda(usize),
+    /// burn's LibTorch backend on the CPU (feature `tch`; deprecated upstream, kept as a
+    /// diagnostic: burn's autodiff over PyTorch's kernels).
+    Tch,
 }
 
 /// A device name that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
     /// Not a device name.
-    #[error("unknown device `{0}` (expected cpu, flex, ndarray, wgpu[:N] or cuda[:N])")]
+    #[error("unknown device `{0}` (expected cpu, flex, ndarray, wgpu[:N], cuda[:N] or tch)")]
     Unknown(String),
     /// A backend this binary was built without.
     #[error(
@@ -68,6 +71,7 @@ impl FromStr for DeviceChoice {
             ("ndarray", None) => Ok(Self::Ndarray),
             ("wgpu" | "gpu" | "vulkan", i) => Ok(Self::Wgpu(i)),
             ("cuda", i) => Ok(Self::Cuda(i.unwrap_or(0))),
+            ("tch" | "libtorch", None) => Ok(Self::Tch),
             _ => Err(DeviceError::Unknown(s.into())),
         }
     }
@@ -95,6 +99,7 @@ impl fmt::Display for DeviceChoice {
             Self::Wgpu(None) => f.write_str("wgpu"),
             Self::Wgpu(Some(i)) => write!(f, "wgpu:{i}"),
             Self::Cuda(i) => write!(f, "cuda:{i}"),
+            Self::Tch => f.write_str("tch"),
         }
     }
 }
@@ -157,6 +162,15 @@ impl DeviceChoice {
                 return Err(missing(
                     "cuda",
                     "; burn's CUDA build downloads LLVM, so build with internet access",
+                ));
+            }
+            Self::Tch => {
+                #[cfg(feature = "tch")]
+                return Ok(Device::libtorch());
+                #[cfg(not(feature = "tch"))]
+                return Err(missing(
+                    "tch",
+                    " and LIBTORCH_USE_PYTORCH=1 against `pip install torch==2.9.0`",
                 ));
             }
         }
