@@ -1,6 +1,7 @@
-//! f32 matmul throughput at the shapes a training step runs, three ways: burn's flex
-//! (`Tensor::matmul`), the `gemm` crate flex calls with its own rayon split, and `gemm`
-//! with the output columns split over the pool by hand, next to PyTorch (`torch.mm`, same
+//! f32 matmul throughput (GFLOP/s) at the shapes a training step runs: burn's flex
+//! (`Tensor::matmul`), the `gemm` crate flex calls with its own rayon split (into a reused
+//! and into a freshly zeroed output), and `gemm` with the output columns split over the
+//! pool by hand, next to PyTorch (`torch.mm`, same
 //! thread count) run by this binary.
 //!
 //!     cargo run --release -p manabi-benches --bin bench-gemm -- --threads 2
@@ -112,9 +113,9 @@ fn main() {
         .resolve()
         .expect("flex compiled in");
     println!(
-        "| m×k×n | flex GFLOP/s | gemm (own rayon split) | gemm, columns split by hand | PyTorch |"
+        "| m×k×n | flex | gemm, own rayon split | gemm, fresh zeroed output | gemm, columns split by hand | PyTorch |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     let py = python(&shapes, &args);
     for (i, &[m, k, n]) in shapes.iter().enumerate() {
         let flops = 2.0 * (m * k * n) as f64;
@@ -138,6 +139,20 @@ fn main() {
                 [m, k, n],
                 gemm::Parallelism::Rayon(0),
             );
+        });
+        let fresh = best(args.reps, || {
+            let mut c = vec![0f32; m * n];
+            gemm_call(
+                &mut c,
+                n,
+                &av,
+                k,
+                &bv,
+                n,
+                [m, k, n],
+                gemm::Parallelism::Rayon(0),
+            );
+            std::hint::black_box(c);
         });
         // Bands of output columns, one per thread, each a single-threaded gemm.
         let parts = args.threads.max(1);
@@ -169,9 +184,10 @@ fn main() {
                 });
         });
         println!(
-            "| {m}×{k}×{n} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {m}×{k}×{n} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
             flops / flex / 1e9,
             flops / own / 1e9,
+            flops / fresh / 1e9,
             flops / split / 1e9,
             py.as_ref()
                 .and_then(|p| p.get(i))

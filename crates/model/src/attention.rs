@@ -112,19 +112,14 @@ impl Attention {
         let [b, t, _] = x.dims();
         let (h, kvh, hd) = (self.n_heads, self.kv_heads, self.head_dim);
         // [batch, seq, heads·hd] -> [batch, heads, seq, hd]
-        let q = self
-            .q_proj
-            .forward(x.clone())
+        let linear = crate::fused::linear;
+        let q = linear(&self.q_proj, x.clone())
             .reshape([b, t, h, hd])
             .swap_dims(1, 2);
-        let mut k = self
-            .k_proj
-            .forward(x.clone())
+        let mut k = linear(&self.k_proj, x.clone())
             .reshape([b, t, kvh, hd])
             .swap_dims(1, 2);
-        let mut v = self
-            .v_proj
-            .forward(x)
+        let mut v = linear(&self.v_proj, x)
             .reshape([b, t, kvh, hd])
             .swap_dims(1, 2);
         let q = match (self.rope, rope) {
@@ -171,7 +166,6 @@ impl Attention {
             };
             attention(q, k, v, None, bias, opts)
         };
-        self.o_proj
-            .forward(y.swap_dims(1, 2).reshape([b, t, h * hd]))
+        linear(&self.o_proj, y.swap_dims(1, 2).reshape([b, t, h * hd]))
     }
 }

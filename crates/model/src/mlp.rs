@@ -5,7 +5,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, relu, silu};
 
-use crate::fused::gelu_tanh;
+use crate::fused::{gelu_tanh, linear};
 
 use crate::config::{Activation, ModelConfig};
 
@@ -43,14 +43,14 @@ impl Mlp {
     /// # Shapes
     /// `[batch, seq, d_model]` -> `[batch, seq, d_model]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let up = self.up_proj.forward(x.clone());
+        let up = linear(&self.up_proj, x.clone());
         let hidden = match (&self.gate_proj, self.activation) {
-            (Some(gate), Activation::GegluTanh) => gelu_tanh(gate.forward(x)) * up,
-            (Some(gate), _) => silu(gate.forward(x)) * up,
+            (Some(gate), Activation::GegluTanh) => gelu_tanh(linear(gate, x)) * up,
+            (Some(gate), _) => silu(linear(gate, x)) * up,
             (None, Activation::GeluTanh) => gelu_tanh(up),
             (None, Activation::Gelu) => gelu(up),
             (None, _) => relu(up),
         };
-        self.down_proj.forward(hidden)
+        linear(&self.down_proj, hidden)
     }
 }

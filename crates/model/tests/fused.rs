@@ -149,6 +149,40 @@ fn norms_match_reference() {
 }
 
 #[test]
+fn linear_matches_reference_with_and_without_bias() {
+    let d = device();
+    for (bias, inn, out) in [(true, 48, 70), (false, 33, 5), (true, 256, 300)] {
+        let x = random([3, 9, inn], &d);
+        let layer = burn::nn::LinearConfig::new(inn, out)
+            .with_bias(bias)
+            .init(&d);
+        // Both paths through the same layer: its weight and bias are the graph's leaves.
+        let run = |f: fn(&burn::nn::Linear, Tensor<3>) -> Tensor<3>| {
+            let y = f(&layer, x.clone());
+            let grads = (y.clone() * seeded(&y)).sum().backward();
+            let grad = |t: Tensor<1>| values(&t.grad(&grads).expect("gradient"));
+            let w = layer.weight.val();
+            let [wi, wo] = w.dims();
+            let mut gs = vec![
+                values(&x.grad(&grads).expect("input gradient")),
+                values(&w.grad(&grads).expect("weight gradient").reshape([wi * wo])),
+            ];
+            if let Some(b) = &layer.bias {
+                gs.push(grad(b.val()));
+            }
+            (values(&y), gs)
+        };
+        let what = format!("linear (bias {bias}, {inn}→{out})");
+        let (yf, gf) = run(fused::linear);
+        let (yr, gr) = run(reference::linear);
+        assert_close(&format!("{what} output"), &yf, &yr);
+        for (i, (a, b)) in gf.iter().zip(&gr).enumerate() {
+            assert_close(&format!("{what} gradient {i}"), a, b);
+        }
+    }
+}
+
+#[test]
 fn cross_entropy_matches_reference_and_skips_ignored_rows() {
     let d = device();
     let logits = random([11, 70], &d);

@@ -49,6 +49,16 @@ pub trait FusedOps: Backend {
         eps: f64,
     ) -> FloatTensor<Self>;
 
+    /// `x · w` for `x` `[rows, in]` and `w` `[in, out]` (burn's `Linear` layout).
+    fn fused_linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `x · w + b`.
+    fn fused_linear_bias(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
     /// Summed cross-entropy of `[rows, vocab]` logits against one target per row
     /// (negative = not counted), as a `[1]` tensor.
     fn fused_cross_entropy_sum(logits: FloatTensor<Self>, targets: Vec<i64>) -> FloatTensor<Self>;
@@ -122,7 +132,27 @@ fn norm(
     (tensor(y, x.shape()), stats)
 }
 
+/// `[rows, in, out]` of a linear layer's input and weight.
+fn linear_dims(x: &FlexTensor, w: &FlexTensor) -> [usize; 3] {
+    let (xs, ws) = (x.shape(), w.shape());
+    [xs[0], xs[1], ws[1]]
+}
+
+fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> FlexTensor {
+    let dims = linear_dims(x, w);
+    let y = kernels::linear(values(x), values(w), b.map(values), dims);
+    tensor(y, Shape::new([dims[0], dims[2]]))
+}
+
 impl FusedOps for Flex {
+    fn fused_linear(x: FlexTensor, w: FlexTensor) -> FlexTensor {
+        linear(&contiguous(x), &contiguous(w), None)
+    }
+
+    fn fused_linear_bias(x: FlexTensor, w: FlexTensor, b: FlexTensor) -> FlexTensor {
+        linear(&contiguous(x), &contiguous(w), Some(&contiguous(b)))
+    }
+
     fn fused_gelu_tanh(x: FlexTensor) -> FlexTensor {
         gelu(&contiguous(x))
     }
@@ -239,6 +269,43 @@ impl Backward<Flex, 3> for NormBackward {
     }
 }
 
+/// Linear backward; `N` = 2 (x, w) or 3 (x, w, b).
+#[derive(Debug)]
+struct LinearBackward;
+
+fn linear_backward<const N: usize>(ops: Ops<(FlexTensor, FlexTensor), N>, grads: &mut Gradients) {
+    let (x, w) = ops.state;
+    let g = contiguous(grads.consume::<Flex>(&ops.node));
+    let dims = linear_dims(&x, &w);
+    let (dx, dw, db) = kernels::linear_backward(values(&x), values(&w), values(&g), dims);
+    let mut out = [
+        Some(tensor(dx, x.shape())),
+        Some(tensor(dw, w.shape())),
+        Some(tensor(db, Shape::new([dims[2]]))),
+    ];
+    for (i, parent) in ops.parents.into_iter().enumerate() {
+        if let (Some(node), Some(grad)) = (parent, out[i].take()) {
+            grads.register::<Flex>(node.id, grad);
+        }
+    }
+}
+
+impl Backward<Flex, 2> for LinearBackward {
+    type State = (FlexTensor, FlexTensor); // x, w
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        linear_backward(ops, grads);
+    }
+}
+
+impl Backward<Flex, 3> for LinearBackward {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        linear_backward(ops, grads);
+    }
+}
+
 #[derive(Debug)]
 struct CrossEntropyBackward;
 
@@ -335,6 +402,36 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => prep.finish((xp, gp, stats), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_linear(x: AdTensor, w: AdTensor) -> AdTensor {
+        let (xn, wn) = (x.node(), w.node());
+        let xp = contiguous(x.into_primitive());
+        let wp = contiguous(w.into_primitive());
+        let y = linear(&xp, &wp, None);
+        match LinearBackward
+            .prepare::<C>([xn, wn])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((xp, wp), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_linear_bias(x: AdTensor, w: AdTensor, b: AdTensor) -> AdTensor {
+        let (xn, wn, bn) = (x.node(), w.node(), b.node());
+        let xp = contiguous(x.into_primitive());
+        let wp = contiguous(w.into_primitive());
+        let y = linear(&xp, &wp, Some(&contiguous(b.into_primitive())));
+        match LinearBackward
+            .prepare::<C>([xn, wn, bn])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((xp, wp), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }

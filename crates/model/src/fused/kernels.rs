@@ -438,6 +438,137 @@ pub fn cross_entropy_backward(
     out
 }
 
+/// A row-major view for [`gemm`]: element `(i, j)` at `i·rs + j·cs`.
+#[derive(Debug, Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+impl View<'_> {
+    /// Whether every element of a `rows × cols` matrix lies in `data`.
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// Products this large (m·n·k) split over rayon's pool inside `gemm`, as flex does.
+const PARALLEL_GEMM: usize = 192 * 192 * 192;
+
+/// `dst (m × n, row-major, contiguous) = [dst +] lhs (m × k) · rhs (k × n)`.
+fn gemm(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>, [m, k, n]: [usize; 3], accumulate: bool) {
+    assert!(
+        dst.len() == m * n && lhs.covers(m, k) && rhs.covers(k, n),
+        "gemm extents"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let parallelism = if m * n * k >= PARALLEL_GEMM {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `gemm::gemm` reads `lhs`/`rhs` and writes `dst` at the offsets their strides
+    // give for m×k, k×n and m×n matrices; the assertion above checks every such offset lies
+    // inside its slice, and `dst` is a unique borrow, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `y = x · w + b` for `x` `[rows, inn]`, `w` `[inn, out]` (burn's `Linear` layout) and
+/// `b` `[out]`: the bias is written first and `gemm` accumulates onto it, so the output
+/// is written once (no zeroing, no separate bias add).
+pub fn linear(x: &[f32], w: &[f32], b: Option<&[f32]>, [rows, inn, out]: [usize; 3]) -> Vec<f32> {
+    let mut y = vec![0f32; rows * out];
+    if let Some(b) = b {
+        y.par_chunks_mut(rows_per_task(out) * out).for_each(|c| {
+            c.chunks_mut(out).for_each(|r| r.copy_from_slice(b));
+        });
+    }
+    let x = View {
+        data: x,
+        rs: inn,
+        cs: 1,
+    };
+    let w = View {
+        data: w,
+        rs: out,
+        cs: 1,
+    };
+    gemm(&mut y, x, w, [rows, inn, out], b.is_some());
+    y
+}
+
+/// Gradients of [`linear`] for the output gradient `g` `[rows, out]`:
+/// `dx = g · wᵀ`, `dw = xᵀ · g`, `db` = column sums of `g`.
+pub fn linear_backward(
+    x: &[f32],
+    w: &[f32],
+    g: &[f32],
+    [rows, inn, out]: [usize; 3],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let gv = View {
+        data: g,
+        rs: out,
+        cs: 1,
+    };
+    let mut dx = vec![0f32; rows * inn];
+    let wt = View {
+        data: w,
+        rs: 1,
+        cs: out,
+    };
+    gemm(&mut dx, gv, wt, [rows, out, inn], false);
+    let mut dw = vec![0f32; inn * out];
+    let xt = View {
+        data: x,
+        rs: 1,
+        cs: inn,
+    };
+    gemm(&mut dw, xt, gv, [inn, rows, out], false);
+    let db = g
+        .par_chunks(rows_per_task(out) * out)
+        .map(|c| {
+            let mut acc = vec![0f32; out];
+            for r in c.chunks(out) {
+                acc.iter_mut().zip(r).for_each(|(a, v)| *a += v);
+            }
+            acc
+        })
+        .reduce(
+            || vec![0f32; out],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    (dx, dw, db)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

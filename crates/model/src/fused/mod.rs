@@ -128,6 +128,35 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, eps: f64) -> Ten
     reference::rms_norm(x, gamma, eps)
 }
 
+/// A burn `Linear` layer (`x · w + b`, `w` `[in, out]`) as one operation: the bias is
+/// written into the output and the matmul accumulates onto it; the backward pass computes
+/// the input, weight and bias gradients in one step. LoRA and IA³ reach it through the
+/// weight's value as they reach `Linear::forward`.
+///
+/// # Shapes
+/// `[.., in]` -> `[.., out]`
+pub fn linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if applies(&x) {
+        let w = layer.weight.val();
+        let [inn, out] = w.dims();
+        let mut dims = x.dims();
+        let rows = x.shape().num_elements() / inn.max(1);
+        let x = x.reshape([rows, inn]).into_dispatch();
+        let y = match &layer.bias {
+            Some(b) => <Dispatch as ext::FusedOps>::fused_linear_bias(
+                x,
+                w.into_dispatch(),
+                b.val().into_dispatch(),
+            ),
+            None => <Dispatch as ext::FusedOps>::fused_linear(x, w.into_dispatch()),
+        };
+        dims[D - 1] = out;
+        return Tensor::<2>::from_dispatch(y).reshape(dims);
+    }
+    layer.forward(x)
+}
+
 /// Summed cross-entropy of `[rows, vocab]` logits against one target per row; negative
 /// targets (e.g. [`crate::IGNORE_INDEX`]) are not counted.
 ///
@@ -178,6 +207,11 @@ pub mod reference {
     pub fn rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, eps: f64) -> Tensor<D> {
         let rms = (x.clone().square().mean_dim(D - 1) + eps).sqrt();
         (x / rms) * gamma.unsqueeze()
+    }
+
+    /// See [`super::linear`].
+    pub fn linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
+        layer.forward(x)
     }
 
     /// See [`super::cross_entropy_sum`].
