@@ -150,12 +150,10 @@ impl Attention {
                 .reshape([b, h, tk, hd]);
         }
         let y = if q.device().is_autodiff() {
-            // Training: softmax(QKᵀ/√d + bias)V written out, the softmax (with its scale
-            // and mask) one fused op where the device has it. Under autodiff burn's
-            // `attention()` falls back to a longer chain of ops (shared/guide/PERFORMANCE.md).
-            let scores = q.matmul(k.swap_dims(2, 3)); // [b, h, t, tk]
-            let scale = 1.0 / (hd as f64).sqrt();
-            crate::fused::attention_softmax(scores, bias, scale).matmul(v) // [b, h, t, hd]
+            // Training: softmax(QKᵀ/√d + bias)V as one fused op with its own backward
+            // where the device has it, else written out (under autodiff burn's
+            // `attention()` falls back to a longer chain of ops).
+            crate::fused::attention(q, k, v, bias, 1.0 / (hd as f64).sqrt()) // [b, h, t, hd]
         } else {
             // Inference: the backend's fused kernel.
             let bias = bias.map(|m| m.clone().expand([b, h, t, tk]));

@@ -119,6 +119,55 @@ fn attention_softmax_matches_reference_with_every_bias_shape() {
 }
 
 #[test]
+fn attention_matches_reference_with_and_without_masks() {
+    let d = device();
+    let (b, h, t, tk, hd) = (2, 3, 5, 8, 16);
+    let inputs = [
+        random([b, h, t, hd], &d),
+        random([b, h, tk, hd], &d),
+        random([b, h, tk, hd], &d),
+    ];
+    let mut causal = vec![0f32; t * tk];
+    for i in 0..t {
+        for j in (i + 4)..tk {
+            causal[i * tk + j] = -1e30;
+        }
+    }
+    let causal = Tensor::<1>::from_floats(causal.as_slice(), &d).reshape([1, 1, t, tk]);
+    let pad = Tensor::<4>::random([b, 1, 1, tk], Distribution::Normal(0.0, 1.0), &d);
+    let alibi = Tensor::<4>::random([1, h, t, tk], Distribution::Normal(0.0, 1.0), &d);
+    for (name, bias) in [
+        ("no bias", None),
+        ("causal", Some(causal.clone())),
+        ("causal + per-batch", Some(causal + pad)),
+        ("per-head", Some(alibi)),
+    ] {
+        check(
+            &format!("attention, {name}"),
+            &inputs,
+            |x| {
+                fused::attention(
+                    x[0].clone(),
+                    x[1].clone(),
+                    x[2].clone(),
+                    bias.as_ref(),
+                    0.25,
+                )
+            },
+            |x| {
+                reference::attention(
+                    x[0].clone(),
+                    x[1].clone(),
+                    x[2].clone(),
+                    bias.as_ref(),
+                    0.25,
+                )
+            },
+        );
+    }
+}
+
+#[test]
 fn norms_match_reference() {
     let d = device();
     let x = random([2, 9, 48], &d) + 3.0; // off-centre rows
@@ -225,4 +274,31 @@ fn inference_device_takes_the_same_values() {
         &values(&fused::gelu_tanh(x.clone())),
         &values(&reference::gelu_tanh(x)),
     );
+}
+
+#[test]
+fn training_forward_equals_inference_forward_for_every_layout() {
+    // The training path (autodiff: fused attention on flex, views from `swap_dims`, GQA
+    // repeats, ALiBi and RoPE) against the inference path (burn's `attention()`).
+    let train = device();
+    let infer = test_device();
+    for extra in [
+        "family = \"gpt2\"\npositions = \"learned\"\nnorm = \"layernorm\"\nactivation = \"gelu_tanh\"",
+        "family = \"llama\"\npositions = \"rope\"\nnorm = \"rmsnorm\"\nactivation = \"swiglu\"\nn_kv_heads = 1",
+        "family = \"gpt2\"\npositions = \"alibi\"\nnorm = \"layernorm\"\nactivation = \"gelu_tanh\"",
+    ] {
+        let cfg: manabi_model::ModelConfig = toml::from_str(&format!(
+            "vocab_size = 40\nmax_positions = 16\nd_model = 32\nn_layers = 2\nn_heads = 4\nd_ff = 64\n{extra}"
+        ))
+        .expect("config");
+        let model = manabi_model::DecoderLm::init(&cfg, &train, 7);
+        let ids = [3, 9, 1, 22, 5, 8, 13, 2, 30, 4, 11, 6];
+        let logits = |m: &manabi_model::DecoderLm, d: &Device| {
+            let x = Tensor::<1, Int>::from_ints(ids.as_slice(), d).reshape([2, 6]);
+            values(&m.forward(x))
+        };
+        let trained = logits(&model, &train);
+        let inferred = logits(&model.valid(), &infer);
+        assert_close(&format!("logits, {extra}"), &trained, &inferred);
+    }
 }

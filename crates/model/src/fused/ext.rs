@@ -49,6 +49,24 @@ pub trait FusedOps: Backend {
         eps: f64,
     ) -> FloatTensor<Self>;
 
+    /// Attention `softmax(q·kᵀ·scale)·v` for `q` `[batch, heads, t, d]` and `k`, `v`
+    /// `[batch, heads, tk, d]` (keys and values already repeated for GQA).
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self>;
+
+    /// Attention with an additive bias `[batch or 1, heads or 1, t, tk]` (a constant).
+    fn fused_attention_bias(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self>;
+
     /// `x · w` for `x` `[rows, in]` and `w` `[in, out]` (burn's `Linear` layout).
     fn fused_linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
 
@@ -93,20 +111,47 @@ fn gelu(x: &FlexTensor) -> FlexTensor {
     tensor(kernels::gelu_tanh(values(x)), x.shape())
 }
 
+/// Where the bias rows of `[batch, heads, q, k]` scores live.
+fn bias_layout(bias: &FlexTensor, heads: usize, q: usize) -> BiasLayout {
+    let bs = bias.shape();
+    BiasLayout {
+        heads,
+        q,
+        per_batch: bs[0] != 1,
+        per_head: bs[1] != 1,
+    }
+}
+
+/// `[batch·heads, t, tk, d]` of attention inputs.
+fn attention_dims(q: &FlexTensor, k: &FlexTensor) -> [usize; 4] {
+    let (qs, ks) = (q.shape(), k.shape());
+    [qs[0] * qs[1], qs[2], ks[2], qs[3]]
+}
+
+/// Attention forward on contiguous inputs: the output and the probabilities.
+fn attention(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    bias: Option<FlexTensor>,
+    scale: f64,
+) -> (FlexTensor, Vec<f32>) {
+    let dims = attention_dims(q, k);
+    let bias = bias.map(contiguous);
+    let heads = q.shape()[1];
+    let bias = bias
+        .as_ref()
+        .map(|b| (values(b), bias_layout(b, heads, dims[1])));
+    let (y, p) = kernels::attention(values(q), values(k), values(v), bias, scale as f32, dims);
+    (tensor(y, q.shape()), p)
+}
+
 fn softmax(scores: FlexTensor, bias: Option<FlexTensor>, scale: f64) -> FlexTensor {
     let scores = contiguous(scores);
     let shape = scores.shape();
     let (heads, q, k) = (shape[1], shape[2], shape[3]);
     let bias = bias.map(contiguous);
-    let layout = bias.as_ref().map(|b| {
-        let bs = b.shape();
-        BiasLayout {
-            heads,
-            q,
-            per_batch: bs[0] != 1,
-            per_head: bs[1] != 1,
-        }
-    });
+    let layout = bias.as_ref().map(|b| bias_layout(b, heads, q));
     let bias = bias.as_ref().zip(layout).map(|(b, l)| (values(b), l));
     tensor(
         kernels::attention_softmax(values(&scores), k, scale as f32, bias),
@@ -145,6 +190,22 @@ fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> FlexTensor 
 }
 
 impl FusedOps for Flex {
+    fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, scale: f64) -> FlexTensor {
+        let [q, k, v] = [q, k, v].map(contiguous);
+        attention(&q, &k, &v, None, scale).0
+    }
+
+    fn fused_attention_bias(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        bias: FlexTensor,
+        scale: f64,
+    ) -> FlexTensor {
+        let [q, k, v] = [q, k, v].map(contiguous);
+        attention(&q, &k, &v, Some(bias), scale).0
+    }
+
     fn fused_linear(x: FlexTensor, w: FlexTensor) -> FlexTensor {
         linear(&contiguous(x), &contiguous(w), None)
     }
@@ -266,6 +327,60 @@ impl Backward<Flex, 3> for NormBackward {
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         norm_backward(ops, grads);
+    }
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 3> for AttentionBackward {
+    // q, k, v, the probabilities, the scale
+    type State = (FlexTensor, FlexTensor, FlexTensor, Vec<f32>, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (q, k, v, p, scale) = ops.state;
+        let g = contiguous(grads.consume::<Flex>(&ops.node));
+        let dims = attention_dims(&q, &k);
+        let (dq, dk, dv) = kernels::attention_backward(
+            values(&q),
+            values(&k),
+            values(&v),
+            &p,
+            values(&g),
+            scale as f32,
+            dims,
+        );
+        let mut out = [
+            Some(tensor(dq, q.shape())),
+            Some(tensor(dk, k.shape())),
+            Some(tensor(dv, v.shape())),
+        ];
+        for (i, parent) in ops.parents.into_iter().enumerate() {
+            if let (Some(node), Some(grad)) = (parent, out[i].take()) {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
+/// Attention under autodiff; the bias is a constant.
+fn ad_attention<C: CheckpointStrategy>(
+    q: AdTensor,
+    k: AdTensor,
+    v: AdTensor,
+    bias: Option<AdTensor>,
+    scale: f64,
+) -> AdTensor {
+    let nodes = [q.node(), k.node(), v.node()];
+    let [q, k, v] = [q, k, v].map(|t| contiguous(t.into_primitive()));
+    let (y, p) = attention(&q, &k, &v, bias.map(|b| b.into_primitive()), scale);
+    match AttentionBackward
+        .prepare::<C>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((q, k, v, p, scale), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
 
@@ -404,6 +519,20 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             OpsKind::Tracked(prep) => prep.finish((xp, gp, stats), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
+    }
+
+    fn fused_attention(q: AdTensor, k: AdTensor, v: AdTensor, scale: f64) -> AdTensor {
+        ad_attention::<C>(q, k, v, None, scale)
+    }
+
+    fn fused_attention_bias(
+        q: AdTensor,
+        k: AdTensor,
+        v: AdTensor,
+        bias: AdTensor,
+        scale: f64,
+    ) -> AdTensor {
+        ad_attention::<C>(q, k, v, Some(bias), scale)
     }
 
     fn fused_linear(x: AdTensor, w: AdTensor) -> AdTensor {

@@ -458,6 +458,25 @@ const PARALLEL_GEMM: usize = 192 * 192 * 192;
 
 /// `dst (m × n, row-major, contiguous) = [dst +] lhs (m × k) · rhs (k × n)`.
 fn gemm(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>, [m, k, n]: [usize; 3], accumulate: bool) {
+    gemm_with(
+        dst,
+        lhs,
+        rhs,
+        [m, k, n],
+        accumulate,
+        m * n * k >= PARALLEL_GEMM,
+    );
+}
+
+/// [`gemm`], on rayon's pool inside `gemm` only when `parallel`.
+fn gemm_with(
+    dst: &mut [f32],
+    lhs: View<'_>,
+    rhs: View<'_>,
+    [m, k, n]: [usize; 3],
+    accumulate: bool,
+    parallel: bool,
+) {
     assert!(
         dst.len() == m * n && lhs.covers(m, k) && rhs.covers(k, n),
         "gemm extents"
@@ -465,7 +484,7 @@ fn gemm(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>, [m, k, n]: [usize; 3], ac
     if m == 0 || n == 0 {
         return;
     }
-    let parallelism = if m * n * k >= PARALLEL_GEMM {
+    let parallelism = if parallel {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
@@ -567,6 +586,188 @@ pub fn linear_backward(
             },
         );
     (dx, dw, db)
+}
+
+/// Attention `softmax(q·kᵀ·scale + bias)·v` for each of `heads` (batch × head) slices,
+/// one slice per rayon task (each `gemm` on one thread). Returns the output and the
+/// probabilities (kept for the backward pass).
+///
+/// Shapes (contiguous): `q` `[heads, t, d]`, `k`, `v` `[heads, tk, d]`; the bias as in
+/// [`attention_softmax`].
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    bias: Option<(&[f32], BiasLayout)>,
+    scale: f32,
+    [heads, t, tk, d]: [usize; 4],
+) -> (Vec<f32>, Vec<f32>) {
+    let mut y = vec![0f32; heads * t * d];
+    let mut p = vec![0f32; heads * t * tk];
+    y.par_chunks_mut(t * d)
+        .zip(p.par_chunks_mut(t * tk))
+        .enumerate()
+        .for_each(|(h, (y, p))| {
+            let (qh, kh, vh) = (&q[h * t * d..], &k[h * tk * d..], &v[h * tk * d..]);
+            let kt = View {
+                data: &kh[..tk * d],
+                rs: 1,
+                cs: d,
+            };
+            gemm_with(
+                p,
+                View {
+                    data: &qh[..t * d],
+                    rs: d,
+                    cs: 1,
+                },
+                kt,
+                [t, d, tk],
+                false,
+                false,
+            );
+            Arch::new().dispatch(|| {
+                for (i, row) in p.chunks_mut(tk).enumerate() {
+                    match bias {
+                        Some((b, layout)) => {
+                            let r = layout.row(h * t + i);
+                            let b = &b[r * tk..(r + 1) * tk];
+                            for (s, &b) in row.iter_mut().zip(b) {
+                                *s = *s * scale + b;
+                            }
+                        }
+                        None => row.iter_mut().for_each(|s| *s *= scale),
+                    }
+                    softmax_in_place(row);
+                }
+            });
+            let vv = View {
+                data: &vh[..tk * d],
+                rs: d,
+                cs: 1,
+            };
+            gemm_with(
+                y,
+                View {
+                    data: p,
+                    rs: tk,
+                    cs: 1,
+                },
+                vv,
+                [t, tk, d],
+                false,
+                false,
+            );
+        });
+    (y, p)
+}
+
+/// Gradients `(dq, dk, dv)` of [`attention`] from its probabilities `p` and the output
+/// gradient `g` `[heads, t, d]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    p: &[f32],
+    g: &[f32],
+    scale: f32,
+    [heads, t, tk, d]: [usize; 4],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dq = vec![0f32; heads * t * d];
+    let mut dk = vec![0f32; heads * tk * d];
+    let mut dv = vec![0f32; heads * tk * d];
+    dq.par_chunks_mut(t * d)
+        .zip(dk.par_chunks_mut(tk * d).zip(dv.par_chunks_mut(tk * d)))
+        .enumerate()
+        .for_each(|(h, (dq, (dk, dv)))| {
+            fn at(x: &[f32], h: usize, len: usize) -> &[f32] {
+                &x[h * len..(h + 1) * len]
+            }
+            let (qh, kh, vh) = (at(q, h, t * d), at(k, h, tk * d), at(v, h, tk * d));
+            let (ph, gh) = (at(p, h, t * tk), at(g, h, t * d));
+            // dv = pᵀ · g
+            let pt = View {
+                data: ph,
+                rs: 1,
+                cs: tk,
+            };
+            gemm_with(
+                dv,
+                pt,
+                View {
+                    data: gh,
+                    rs: d,
+                    cs: 1,
+                },
+                [tk, t, d],
+                false,
+                false,
+            );
+            // dp = g · vᵀ, then ds = scale · p ⊙ (dp − Σ dp ⊙ p)
+            let mut ds = vec![0f32; t * tk];
+            let vt = View {
+                data: vh,
+                rs: 1,
+                cs: d,
+            };
+            gemm_with(
+                &mut ds,
+                View {
+                    data: gh,
+                    rs: d,
+                    cs: 1,
+                },
+                vt,
+                [t, d, tk],
+                false,
+                false,
+            );
+            Arch::new().dispatch(|| {
+                for (row, p) in ds.chunks_mut(tk).zip(ph.chunks(tk)) {
+                    let s = dot(row, p);
+                    for (x, &p) in row.iter_mut().zip(p) {
+                        *x = scale * p * (*x - s);
+                    }
+                }
+            });
+            let dsv = View {
+                data: &ds,
+                rs: tk,
+                cs: 1,
+            };
+            // dq = ds · k ; dk = dsᵀ · q
+            gemm_with(
+                dq,
+                dsv,
+                View {
+                    data: kh,
+                    rs: d,
+                    cs: 1,
+                },
+                [t, tk, d],
+                false,
+                false,
+            );
+            let dst = View {
+                data: &ds,
+                rs: 1,
+                cs: tk,
+            };
+            gemm_with(
+                dk,
+                dst,
+                View {
+                    data: qh,
+                    rs: d,
+                    cs: 1,
+                },
+                [tk, t, d],
+                false,
+                false,
+            );
+        });
+    (dq, dk, dv)
 }
 
 #[cfg(test)]

@@ -94,6 +94,44 @@ pub fn attention_softmax(scores: Tensor<4>, bias: Option<&Tensor<4>>, scale: f64
     reference::attention_softmax(scores, bias, scale)
 }
 
+/// Attention `softmax(q·kᵀ·scale + bias)·v` as one operation: per (batch, head) slice
+/// the scores, the masked softmax and the product with the values in one task, and one
+/// backward step for the query, key and value gradients. The bias gets no gradient; a
+/// bias that requires one takes the reference path.
+///
+/// # Shapes
+/// - q: `[batch, heads, t, d]`; k, v: `[batch, heads, tk, d]`
+/// - bias: broadcastable to `[batch, heads, t, tk]`
+/// - returns `[batch, heads, t, d]`
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    bias: Option<&Tensor<4>>,
+    scale: f64,
+) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if applies(&q) && bias.is_none_or(|b| !b.is_require_grad()) {
+        let [b, h, t, _] = q.dims();
+        let tk = k.dims()[2];
+        let [q, k, v] = [q, k, v].map(Tensor::into_dispatch);
+        return Tensor::from_dispatch(match bias {
+            Some(m) => {
+                let [mb, mh, _, _] = m.dims();
+                let m = m.clone().expand([
+                    if mb == 1 { 1 } else { b },
+                    if mh == 1 { 1 } else { h },
+                    t,
+                    tk,
+                ]);
+                <Dispatch as ext::FusedOps>::fused_attention_bias(q, k, v, m.into_dispatch(), scale)
+            }
+            None => <Dispatch as ext::FusedOps>::fused_attention(q, k, v, scale),
+        });
+    }
+    reference::attention(q, k, v, bias, scale)
+}
+
 /// LayerNorm over the last axis: biased variance, as PyTorch and burn's `LayerNorm`.
 pub fn layer_norm<const D: usize>(
     x: Tensor<D>,
@@ -191,6 +229,17 @@ pub mod reference {
             z = z + bias.clone();
         }
         softmax(z, 3)
+    }
+
+    /// See [`super::attention`].
+    pub fn attention(
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        bias: Option<&Tensor<4>>,
+        scale: f64,
+    ) -> Tensor<4> {
+        attention_softmax(q.matmul(k.swap_dims(2, 3)), bias, scale).matmul(v)
     }
 
     /// See [`super::layer_norm`].
