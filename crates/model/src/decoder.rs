@@ -349,7 +349,7 @@ impl DecoderLm {
             None => {
                 let w = self.embed_tokens.weight.val(); // [vocab, d]
                 let [b, t, d] = hidden.dims();
-                hidden.reshape([b * t, d]).matmul(w.transpose()).reshape([
+                crate::fused::matmul_transposed(hidden.reshape([b * t, d]), w).reshape([
                     b,
                     t,
                     self.config.vocab_size,

@@ -82,43 +82,6 @@ fn gelu_tanh_matches_reference() {
 }
 
 #[test]
-fn attention_softmax_matches_reference_with_every_bias_shape() {
-    let d = device();
-    let (b, h, q, k) = (2, 3, 5, 7);
-    let scores = random([b, h, q, k], &d);
-    check(
-        "softmax without bias",
-        std::slice::from_ref(&scores),
-        |x| fused::attention_softmax(x[0].clone(), None, 0.125),
-        |x| reference::attention_softmax(x[0].clone(), None, 0.125),
-    );
-    // causal [1,1,q,k], padding [b,1,1,k] (broadcast over queries), ALiBi-like [1,h,q,k]
-    let mut causal = vec![0f32; q * k];
-    for i in 0..q {
-        for j in (i + 3)..k {
-            causal[i * k + j] = -1e30;
-        }
-    }
-    let causal = Tensor::<1>::from_floats(causal.as_slice(), &d).reshape([1, 1, q, k]);
-    let pad = Tensor::<1>::from_floats([0.0, 0.0, 0.0, 0.0, 0.0, -1e30, -1e30], &d)
-        .reshape([1, 1, 1, k])
-        .repeat_dim(0, b);
-    let alibi = Tensor::<4>::random([1, h, q, k], Distribution::Normal(0.0, 1.0), &d);
-    for (name, bias) in [
-        ("causal", causal.clone()),
-        ("causal + padding", causal + pad),
-        ("per-head", alibi),
-    ] {
-        check(
-            name,
-            std::slice::from_ref(&scores),
-            |x| fused::attention_softmax(x[0].clone(), Some(&bias), 0.3),
-            |x| reference::attention_softmax(x[0].clone(), Some(&bias), 0.3),
-        );
-    }
-}
-
-#[test]
 fn attention_matches_reference_with_and_without_masks() {
     let d = device();
     let (b, h, t, tk, hd) = (2, 3, 5, 8, 16);
@@ -229,6 +192,17 @@ fn linear_matches_reference_with_and_without_bias() {
             assert_close(&format!("{what} gradient {i}"), a, b);
         }
     }
+}
+
+#[test]
+fn tied_output_layer_matches_reference() {
+    let d = device();
+    check(
+        "x · wᵀ",
+        &[random([13, 40], &d), random([70, 40], &d)],
+        |t| fused::matmul_transposed(t[0].clone(), t[1].clone()),
+        |t| reference::matmul_transposed(t[0].clone(), t[1].clone()),
+    );
 }
 
 #[test]

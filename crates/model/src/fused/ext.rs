@@ -21,17 +21,6 @@ pub trait FusedOps: Backend {
     /// GELU with the tanh approximation.
     fn fused_gelu_tanh(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
-    /// `softmax(scores · scale)` over the last axis of `[batch, heads, q, k]` scores.
-    fn fused_attention_softmax(scores: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
-
-    /// `softmax(scores · scale + bias)`; `bias` is `[batch or 1, heads or 1, q, k]` and a
-    /// constant (no gradient).
-    fn fused_attention_softmax_bias(
-        scores: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        scale: f64,
-    ) -> FloatTensor<Self>;
-
     /// LayerNorm without a shift (`rms = false`) or RMSNorm (`rms = true`) over the last
     /// axis.
     fn fused_norm(
@@ -69,6 +58,9 @@ pub trait FusedOps: Backend {
 
     /// `x · w` for `x` `[rows, in]` and `w` `[in, out]` (burn's `Linear` layout).
     fn fused_linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `x · wᵀ` for `w` `[out, in]` (a tied output layer: the embedding matrix).
+    fn fused_linear_transposed(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// `x · w + b`.
     fn fused_linear_bias(
@@ -146,19 +138,6 @@ fn attention(
     (tensor(y, q.shape()), p)
 }
 
-fn softmax(scores: FlexTensor, bias: Option<FlexTensor>, scale: f64) -> FlexTensor {
-    let scores = contiguous(scores);
-    let shape = scores.shape();
-    let (heads, q, k) = (shape[1], shape[2], shape[3]);
-    let bias = bias.map(contiguous);
-    let layout = bias.as_ref().map(|b| bias_layout(b, heads, q));
-    let bias = bias.as_ref().zip(layout).map(|(b, l)| (values(b), l));
-    tensor(
-        kernels::attention_softmax(values(&scores), k, scale as f32, bias),
-        shape,
-    )
-}
-
 fn norm(
     x: &FlexTensor,
     gamma: &FlexTensor,
@@ -177,15 +156,16 @@ fn norm(
     (tensor(y, x.shape()), stats)
 }
 
-/// `[rows, in, out]` of a linear layer's input and weight.
-fn linear_dims(x: &FlexTensor, w: &FlexTensor) -> [usize; 3] {
+/// `[rows, in, out]` of a linear layer's input and weight (`[in, out]`, or `[out, in]`
+/// when `transposed`).
+fn linear_dims(x: &FlexTensor, w: &FlexTensor, transposed: bool) -> [usize; 3] {
     let (xs, ws) = (x.shape(), w.shape());
-    [xs[0], xs[1], ws[1]]
+    [xs[0], xs[1], if transposed { ws[0] } else { ws[1] }]
 }
 
-fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> FlexTensor {
-    let dims = linear_dims(x, w);
-    let y = kernels::linear(values(x), values(w), b.map(values), dims);
+fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>, transposed: bool) -> FlexTensor {
+    let dims = linear_dims(x, w, transposed);
+    let y = kernels::linear(values(x), values(w), b.map(values), transposed, dims);
     tensor(y, Shape::new([dims[0], dims[2]]))
 }
 
@@ -207,27 +187,19 @@ impl FusedOps for Flex {
     }
 
     fn fused_linear(x: FlexTensor, w: FlexTensor) -> FlexTensor {
-        linear(&contiguous(x), &contiguous(w), None)
+        linear(&contiguous(x), &contiguous(w), None, false)
+    }
+
+    fn fused_linear_transposed(x: FlexTensor, w: FlexTensor) -> FlexTensor {
+        linear(&contiguous(x), &contiguous(w), None, true)
     }
 
     fn fused_linear_bias(x: FlexTensor, w: FlexTensor, b: FlexTensor) -> FlexTensor {
-        linear(&contiguous(x), &contiguous(w), Some(&contiguous(b)))
+        linear(&contiguous(x), &contiguous(w), Some(&contiguous(b)), false)
     }
 
     fn fused_gelu_tanh(x: FlexTensor) -> FlexTensor {
         gelu(&contiguous(x))
-    }
-
-    fn fused_attention_softmax(scores: FlexTensor, scale: f64) -> FlexTensor {
-        softmax(scores, None, scale)
-    }
-
-    fn fused_attention_softmax_bias(
-        scores: FlexTensor,
-        bias: FlexTensor,
-        scale: f64,
-    ) -> FlexTensor {
-        softmax(scores, Some(bias), scale)
     }
 
     fn fused_norm(x: FlexTensor, gamma: FlexTensor, eps: f64, rms: bool) -> FlexTensor {
@@ -265,27 +237,6 @@ impl Backward<Flex, 1> for GeluTanhBackward {
                 kernels::gelu_tanh_backward(values(&x), values(&g)),
                 x.shape(),
             )
-        });
-    }
-}
-
-#[derive(Debug)]
-struct SoftmaxBackward;
-
-impl Backward<Flex, 1> for SoftmaxBackward {
-    type State = (FlexTensor, f64); // the output probabilities, the scale
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (p, scale) = ops.state;
-        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
-            let g = contiguous(g);
-            let d = kernels::attention_softmax_backward(
-                values(&p),
-                values(&g),
-                last_dim(&p),
-                scale as f32,
-            );
-            tensor(d, p.shape())
         });
     }
 }
@@ -384,15 +335,34 @@ fn ad_attention<C: CheckpointStrategy>(
     }
 }
 
+/// A linear layer without bias under autodiff.
+fn ad_linear<C: CheckpointStrategy>(x: AdTensor, w: AdTensor, transposed: bool) -> AdTensor {
+    let (xn, wn) = (x.node(), w.node());
+    let xp = contiguous(x.into_primitive());
+    let wp = contiguous(w.into_primitive());
+    let y = linear(&xp, &wp, None, transposed);
+    match LinearBackward
+        .prepare::<C>([xn, wn])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((xp, wp, transposed), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
 /// Linear backward; `N` = 2 (x, w) or 3 (x, w, b).
 #[derive(Debug)]
 struct LinearBackward;
 
-fn linear_backward<const N: usize>(ops: Ops<(FlexTensor, FlexTensor), N>, grads: &mut Gradients) {
-    let (x, w) = ops.state;
+type LinearState = (FlexTensor, FlexTensor, bool); // x, w, whether w is [out, in]
+
+fn linear_backward<const N: usize>(ops: Ops<LinearState, N>, grads: &mut Gradients) {
+    let (x, w, transposed) = ops.state;
     let g = contiguous(grads.consume::<Flex>(&ops.node));
-    let dims = linear_dims(&x, &w);
-    let (dx, dw, db) = kernels::linear_backward(values(&x), values(&w), values(&g), dims);
+    let dims = linear_dims(&x, &w, transposed);
+    let (dx, dw, db) =
+        kernels::linear_backward(values(&x), values(&w), values(&g), transposed, dims);
     let mut out = [
         Some(tensor(dx, x.shape())),
         Some(tensor(dw, w.shape())),
@@ -406,7 +376,7 @@ fn linear_backward<const N: usize>(ops: Ops<(FlexTensor, FlexTensor), N>, grads:
 }
 
 impl Backward<Flex, 2> for LinearBackward {
-    type State = (FlexTensor, FlexTensor); // x, w
+    type State = LinearState;
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         linear_backward(ops, grads);
@@ -414,7 +384,7 @@ impl Backward<Flex, 2> for LinearBackward {
 }
 
 impl Backward<Flex, 3> for LinearBackward {
-    type State = (FlexTensor, FlexTensor);
+    type State = LinearState;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         linear_backward(ops, grads);
@@ -445,28 +415,6 @@ impl Backward<Flex, 1> for CrossEntropyBackward {
 
 type AdTensor = FloatTensor<Autodiff<Flex>>;
 
-/// Attention softmax under autodiff; the bias is a constant.
-fn ad_softmax<C: CheckpointStrategy>(
-    scores: AdTensor,
-    bias: Option<AdTensor>,
-    scale: f64,
-) -> AdTensor {
-    let node = scores.node();
-    let p = softmax(
-        scores.into_primitive(),
-        bias.map(|b| b.into_primitive()),
-        scale,
-    );
-    match SoftmaxBackward
-        .prepare::<C>([node])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish((p.clone(), scale), p),
-        OpsKind::UnTracked(prep) => prep.finish(p),
-    }
-}
-
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_gelu_tanh(x: AdTensor) -> AdTensor {
         let node = x.node();
@@ -480,14 +428,6 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             OpsKind::Tracked(prep) => prep.finish(input, out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
-    }
-
-    fn fused_attention_softmax(scores: AdTensor, scale: f64) -> AdTensor {
-        ad_softmax::<C>(scores, None, scale)
-    }
-
-    fn fused_attention_softmax_bias(scores: AdTensor, bias: AdTensor, scale: f64) -> AdTensor {
-        ad_softmax::<C>(scores, Some(bias), scale)
     }
 
     fn fused_norm(x: AdTensor, gamma: AdTensor, eps: f64, rms: bool) -> AdTensor {
@@ -536,31 +476,24 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     }
 
     fn fused_linear(x: AdTensor, w: AdTensor) -> AdTensor {
-        let (xn, wn) = (x.node(), w.node());
-        let xp = contiguous(x.into_primitive());
-        let wp = contiguous(w.into_primitive());
-        let y = linear(&xp, &wp, None);
-        match LinearBackward
-            .prepare::<C>([xn, wn])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((xp, wp), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        ad_linear::<C>(x, w, false)
+    }
+
+    fn fused_linear_transposed(x: AdTensor, w: AdTensor) -> AdTensor {
+        ad_linear::<C>(x, w, true)
     }
 
     fn fused_linear_bias(x: AdTensor, w: AdTensor, b: AdTensor) -> AdTensor {
         let (xn, wn, bn) = (x.node(), w.node(), b.node());
         let xp = contiguous(x.into_primitive());
         let wp = contiguous(w.into_primitive());
-        let y = linear(&xp, &wp, Some(&contiguous(b.into_primitive())));
+        let y = linear(&xp, &wp, Some(&contiguous(b.into_primitive())), false);
         match LinearBackward
             .prepare::<C>([xn, wn, bn])
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish((xp, wp), y),
+            OpsKind::Tracked(prep) => prep.finish((xp, wp, false), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }

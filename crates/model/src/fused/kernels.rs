@@ -174,42 +174,6 @@ impl BiasLayout {
     }
 }
 
-/// `softmax(scores · scale + bias)` over the last axis (attention probabilities).
-pub fn attention_softmax(
-    scores: &[f32],
-    width: usize,
-    scale: f32,
-    bias: Option<(&[f32], BiasLayout)>,
-) -> Vec<f32> {
-    let mut out = vec![0f32; scores.len()];
-    let rows = rows_per_task(width);
-    out.par_chunks_mut(rows * width)
-        .zip(scores.par_chunks(rows * width))
-        .enumerate()
-        .for_each(|(task, (o, s))| {
-            Arch::new().dispatch(|| {
-                for (i, (o, s)) in o.chunks_mut(width).zip(s.chunks(width)).enumerate() {
-                    match bias {
-                        Some((b, layout)) => {
-                            let r = layout.row(task * rows + i);
-                            let b = &b[r * width..(r + 1) * width];
-                            for ((o, &s), &b) in o.iter_mut().zip(s).zip(b) {
-                                *o = s * scale + b;
-                            }
-                        }
-                        None => {
-                            for (o, &s) in o.iter_mut().zip(s) {
-                                *o = s * scale;
-                            }
-                        }
-                    }
-                    softmax_in_place(o);
-                }
-            })
-        });
-    out
-}
-
 #[inline(always)]
 fn softmax_in_place(z: &mut [f32]) {
     let m = max(z);
@@ -220,30 +184,6 @@ fn softmax_in_place(z: &mut [f32]) {
     for v in z.iter_mut() {
         *v *= inv;
     }
-}
-
-/// The score gradient of [`attention_softmax`] from its output `p` and output gradient
-/// `g`: `scale · p ⊙ (g − Σ g·p)`.
-pub fn attention_softmax_backward(p: &[f32], g: &[f32], width: usize, scale: f32) -> Vec<f32> {
-    let mut out = vec![0f32; p.len()];
-    let chunk = rows_per_task(width) * width;
-    out.par_chunks_mut(chunk)
-        .zip(p.par_chunks(chunk).zip(g.par_chunks(chunk)))
-        .for_each(|(o, (p, g))| {
-            Arch::new().dispatch(|| {
-                for ((o, p), g) in o
-                    .chunks_mut(width)
-                    .zip(p.chunks(width))
-                    .zip(g.chunks(width))
-                {
-                    let dot = dot(p, g);
-                    for ((o, &p), &g) in o.iter_mut().zip(p).zip(g) {
-                        *o = scale * p * (g - dot);
-                    }
-                }
-            })
-        });
-    out
 }
 
 /// What a normalisation keeps for its backward pass: per-row mean (LayerNorm only) and
@@ -518,10 +458,17 @@ fn gemm_with(
     }
 }
 
-/// `y = x · w + b` for `x` `[rows, inn]`, `w` `[inn, out]` (burn's `Linear` layout) and
-/// `b` `[out]`: the bias is written first and `gemm` accumulates onto it, so the output
-/// is written once (no zeroing, no separate bias add).
-pub fn linear(x: &[f32], w: &[f32], b: Option<&[f32]>, [rows, inn, out]: [usize; 3]) -> Vec<f32> {
+/// `y = x · w + b` for `x` `[rows, inn]`, `w` `[inn, out]` (burn's `Linear` layout), or
+/// `y = x · wᵀ` for `w` `[out, inn]` when `transposed` (a tied output layer), and `b`
+/// `[out]`: the bias is written first and `gemm` accumulates onto it, so the output is
+/// written once (no zeroing, no separate bias add).
+pub fn linear(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    transposed: bool,
+    [rows, inn, out]: [usize; 3],
+) -> Vec<f32> {
     let mut y = vec![0f32; rows * out];
     if let Some(b) = b {
         y.par_chunks_mut(rows_per_task(out) * out).for_each(|c| {
@@ -533,21 +480,40 @@ pub fn linear(x: &[f32], w: &[f32], b: Option<&[f32]>, [rows, inn, out]: [usize;
         rs: inn,
         cs: 1,
     };
-    let w = View {
-        data: w,
-        rs: out,
-        cs: 1,
-    };
-    gemm(&mut y, x, w, [rows, inn, out], b.is_some());
+    gemm(
+        &mut y,
+        x,
+        weight_view(w, transposed, inn, out),
+        [rows, inn, out],
+        b.is_some(),
+    );
     y
 }
 
+/// `w` as the `[inn, out]` matrix of the product.
+fn weight_view(w: &[f32], transposed: bool, inn: usize, out: usize) -> View<'_> {
+    if transposed {
+        View {
+            data: w,
+            rs: 1,
+            cs: inn,
+        }
+    } else {
+        View {
+            data: w,
+            rs: out,
+            cs: 1,
+        }
+    }
+}
+
 /// Gradients of [`linear`] for the output gradient `g` `[rows, out]`:
-/// `dx = g · wᵀ`, `dw = xᵀ · g`, `db` = column sums of `g`.
+/// `dx = g · wᵀ`, `dw = xᵀ · g` (`gᵀ · x` when `transposed`), `db` = column sums of `g`.
 pub fn linear_backward(
     x: &[f32],
     w: &[f32],
     g: &[f32],
+    transposed: bool,
     [rows, inn, out]: [usize; 3],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let gv = View {
@@ -555,20 +521,35 @@ pub fn linear_backward(
         rs: out,
         cs: 1,
     };
+    let xv = View {
+        data: x,
+        rs: inn,
+        cs: 1,
+    };
     let mut dx = vec![0f32; rows * inn];
+    let wv = weight_view(w, transposed, inn, out);
     let wt = View {
         data: w,
-        rs: 1,
-        cs: out,
+        rs: wv.cs,
+        cs: wv.rs,
     };
     gemm(&mut dx, gv, wt, [rows, out, inn], false);
     let mut dw = vec![0f32; inn * out];
-    let xt = View {
-        data: x,
-        rs: 1,
-        cs: inn,
-    };
-    gemm(&mut dw, xt, gv, [inn, rows, out], false);
+    if transposed {
+        let gt = View {
+            data: g,
+            rs: 1,
+            cs: out,
+        };
+        gemm(&mut dw, gt, xv, [out, rows, inn], false);
+    } else {
+        let xt = View {
+            data: x,
+            rs: 1,
+            cs: inn,
+        };
+        gemm(&mut dw, xt, gv, [inn, rows, out], false);
+    }
     let db = g
         .par_chunks(rows_per_task(out) * out)
         .map(|c| {
@@ -592,8 +573,8 @@ pub fn linear_backward(
 /// one slice per rayon task (each `gemm` on one thread). Returns the output and the
 /// probabilities (kept for the backward pass).
 ///
-/// Shapes (contiguous): `q` `[heads, t, d]`, `k`, `v` `[heads, tk, d]`; the bias as in
-/// [`attention_softmax`].
+/// Shapes (contiguous): `q` `[heads, t, d]`, `k`, `v` `[heads, tk, d]`; the bias as
+/// [`BiasLayout`] says.
 pub fn attention(
     q: &[f32],
     k: &[f32],
@@ -788,9 +769,19 @@ mod tests {
     }
 
     #[test]
-    fn softmax_rows_sum_to_one_and_bias_broadcasts() {
-        // scores [batch 2, heads 2, q 2, k 3], bias [1, 1, 2, 3] (causal-style)
-        let s: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37).sin()).collect();
+    fn attention_rows_sum_to_one_and_bias_broadcasts() {
+        // [batch 2, heads 2, q 2, k 3], d = 3 with v = identity: the output rows are the
+        // probabilities; bias [1, 1, 2, 3] (causal-style) broadcast over batch and heads.
+        let (heads, t, tk, d) = (4, 2, 3, 3);
+        let q: Vec<f32> = (0..heads * t * d)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let k: Vec<f32> = (0..heads * tk * d)
+            .map(|i| (i as f32 * 0.91).cos())
+            .collect();
+        let eye: Vec<f32> = (0..heads)
+            .flat_map(|_| [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+            .collect();
         let bias = [0.0, -1e30, -1e30, 0.0, 0.0, -1e30];
         let layout = BiasLayout {
             heads: 2,
@@ -798,14 +789,20 @@ mod tests {
             per_batch: false,
             per_head: false,
         };
-        let p = attention_softmax(&s, 3, 0.5, Some((&bias, layout)));
+        let (y, p) = attention(&q, &k, &eye, Some((&bias, layout)), 0.5, [heads, t, tk, d]);
+        assert_eq!(y, p);
         for (r, row) in p.chunks(3).enumerate() {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
             if r % 2 == 0 {
                 assert_eq!(row, [1.0, 0.0, 0.0]);
             } else {
                 assert_eq!(row[2], 0.0);
-                let e = (0.5 * (s[r * 3 + 1] - s[r * 3])).exp();
+                let (h, qr) = (r / 2, &q[r * 3..r * 3 + 3]);
+                let score = |j: usize| -> f32 {
+                    let kr = &k[(h * tk + j) * 3..(h * tk + j) * 3 + 3];
+                    qr.iter().zip(kr).map(|(a, b)| a * b).sum()
+                };
+                let e = (0.5 * (score(1) - score(0))).exp();
                 assert!((row[1] / row[0] - e).abs() < 1e-5);
             }
         }

@@ -1,5 +1,6 @@
-//! Fused operations: GELU-tanh, attention softmax (scale + mask + softmax), LayerNorm /
-//! RMSNorm and cross-entropy, each one operation with its own backward pass on flex.
+//! Fused operations: the `Linear` layer, attention (scores, scale, mask, softmax, values),
+//! GELU-tanh, LayerNorm / RMSNorm and cross-entropy, each one operation with its own
+//! backward pass on flex.
 //!
 //! Every model calls these functions; each picks the fused kernel where the device has it
 //! (flex, `f32`) and otherwise the composition of burn ops in [`reference`], which is also
@@ -59,41 +60,6 @@ pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     reference::gelu_tanh(x)
 }
 
-/// Attention probabilities `softmax(scores · scale + bias)` over the last axis.
-///
-/// The bias (masks, ALiBi) gets no gradient on the fused path; a bias that requires one
-/// takes the reference path.
-///
-/// # Shapes
-/// - scores: `[batch, heads, q, k]`
-/// - bias: broadcastable to the scores
-pub fn attention_softmax(scores: Tensor<4>, bias: Option<&Tensor<4>>, scale: f64) -> Tensor<4> {
-    #[cfg(feature = "flex")]
-    if applies(&scores) && bias.is_none_or(|b| !b.is_require_grad()) {
-        let [b, h, q, k] = scores.dims();
-        let scores = scores.into_dispatch();
-        return Tensor::from_dispatch(match bias {
-            Some(m) => {
-                let [mb, mh, _, _] = m.dims();
-                // Batch and heads may broadcast in the kernel; queries and keys may not.
-                let m = m.clone().expand([
-                    if mb == 1 { 1 } else { b },
-                    if mh == 1 { 1 } else { h },
-                    q,
-                    k,
-                ]);
-                <Dispatch as ext::FusedOps>::fused_attention_softmax_bias(
-                    scores,
-                    m.into_dispatch(),
-                    scale,
-                )
-            }
-            None => <Dispatch as ext::FusedOps>::fused_attention_softmax(scores, scale),
-        });
-    }
-    reference::attention_softmax(scores, bias, scale)
-}
-
 /// Attention `softmax(q·kᵀ·scale + bias)·v` as one operation: per (batch, head) slice
 /// the scores, the masked softmax and the product with the values in one task, and one
 /// backward step for the query, key and value gradients. The bias gets no gradient; a
@@ -118,6 +84,7 @@ pub fn attention(
         return Tensor::from_dispatch(match bias {
             Some(m) => {
                 let [mb, mh, _, _] = m.dims();
+                // Batch and heads may broadcast in the kernel; queries and keys may not.
                 let m = m.clone().expand([
                     if mb == 1 { 1 } else { b },
                     if mh == 1 { 1 } else { h },
@@ -195,6 +162,22 @@ pub fn linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<
     layer.forward(x)
 }
 
+/// `x · wᵀ` as one fused operation: a tied output layer, `w` the `[vocab, d]` embedding
+/// matrix (no transposed copy, forward or backward).
+///
+/// # Shapes
+/// x `[rows, d]`, w `[out, d]` -> `[rows, out]`
+pub fn matmul_transposed(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+    #[cfg(feature = "flex")]
+    if applies(&x) {
+        return Tensor::from_dispatch(<Dispatch as ext::FusedOps>::fused_linear_transposed(
+            x.into_dispatch(),
+            w.into_dispatch(),
+        ));
+    }
+    reference::matmul_transposed(x, w)
+}
+
 /// Summed cross-entropy of `[rows, vocab]` logits against one target per row; negative
 /// targets (e.g. [`crate::IGNORE_INDEX`]) are not counted.
 ///
@@ -222,7 +205,8 @@ pub mod reference {
         gelu_approximate(x)
     }
 
-    /// See [`super::attention_softmax`].
+    /// `softmax(scores · scale + bias)` over the last axis of `[batch, heads, q, k]`
+    /// scores, the bias broadcastable to them.
     pub fn attention_softmax(scores: Tensor<4>, bias: Option<&Tensor<4>>, scale: f64) -> Tensor<4> {
         let mut z = scores * scale;
         if let Some(bias) = bias {
@@ -261,6 +245,11 @@ pub mod reference {
     /// See [`super::linear`].
     pub fn linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
         layer.forward(x)
+    }
+
+    /// See [`super::matmul_transposed`].
+    pub fn matmul_transposed(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+        x.matmul(w.transpose())
     }
 
     /// See [`super::cross_entropy_sum`].
