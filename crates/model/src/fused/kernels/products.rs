@@ -1,0 +1,380 @@
+//! The kernels built on matrix products (the `gemm` crate flex itself uses): the linear
+//! layer and attention, forward and backward.
+
+use pulp::Arch;
+use rayon::prelude::*;
+
+use super::{BiasLayout, dot, rows_per_task, softmax_in_place};
+
+/// A row-major view for [`gemm`]: element `(i, j)` at `i·rs + j·cs`.
+#[derive(Debug, Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+impl View<'_> {
+    /// Whether every element of a `rows × cols` matrix lies in `data`.
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// Products this large (m·n·k) split over rayon's pool inside `gemm`, as flex does.
+const PARALLEL_GEMM: usize = 192 * 192 * 192;
+
+/// `dst (m × n, row-major, contiguous) = [dst +] lhs (m × k) · rhs (k × n)`.
+fn gemm(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>, [m, k, n]: [usize; 3], accumulate: bool) {
+    gemm_with(
+        dst,
+        lhs,
+        rhs,
+        [m, k, n],
+        accumulate,
+        m * n * k >= PARALLEL_GEMM,
+    );
+}
+
+/// [`gemm`], on rayon's pool inside `gemm` only when `parallel`.
+fn gemm_with(
+    dst: &mut [f32],
+    lhs: View<'_>,
+    rhs: View<'_>,
+    [m, k, n]: [usize; 3],
+    accumulate: bool,
+    parallel: bool,
+) {
+    assert!(
+        dst.len() == m * n && lhs.covers(m, k) && rhs.covers(k, n),
+        "gemm extents"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `gemm::gemm` reads `lhs`/`rhs` and writes `dst` at the offsets their strides
+    // give for m×k, k×n and m×n matrices; the assertion above checks every such offset lies
+    // inside its slice, and `dst` is a unique borrow, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `y = x · w + b` for `x` `[rows, inn]`, `w` `[inn, out]` (burn's `Linear` layout), or
+/// `y = x · wᵀ` for `w` `[out, inn]` when `transposed` (a tied output layer), and `b`
+/// `[out]`: the bias is written first and `gemm` accumulates onto it, so the output is
+/// written once (no zeroing, no separate bias add).
+pub fn linear(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    transposed: bool,
+    [rows, inn, out]: [usize; 3],
+) -> Vec<f32> {
+    let mut y = vec![0f32; rows * out];
+    if let Some(b) = b {
+        y.par_chunks_mut(rows_per_task(out) * out).for_each(|c| {
+            c.chunks_mut(out).for_each(|r| r.copy_from_slice(b));
+        });
+    }
+    let x = View {
+        data: x,
+        rs: inn,
+        cs: 1,
+    };
+    gemm(
+        &mut y,
+        x,
+        weight_view(w, transposed, inn, out),
+        [rows, inn, out],
+        b.is_some(),
+    );
+    y
+}
+
+/// `w` as the `[inn, out]` matrix of the product.
+fn weight_view(w: &[f32], transposed: bool, inn: usize, out: usize) -> View<'_> {
+    if transposed {
+        View {
+            data: w,
+            rs: 1,
+            cs: inn,
+        }
+    } else {
+        View {
+            data: w,
+            rs: out,
+            cs: 1,
+        }
+    }
+}
+
+/// Gradients of [`linear`] for the output gradient `g` `[rows, out]`:
+/// `dx = g · wᵀ`, `dw = xᵀ · g` (`gᵀ · x` when `transposed`), `db` = column sums of `g`.
+pub fn linear_backward(
+    x: &[f32],
+    w: &[f32],
+    g: &[f32],
+    transposed: bool,
+    [rows, inn, out]: [usize; 3],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let gv = View {
+        data: g,
+        rs: out,
+        cs: 1,
+    };
+    let xv = View {
+        data: x,
+        rs: inn,
+        cs: 1,
+    };
+    let mut dx = vec![0f32; rows * inn];
+    let wv = weight_view(w, transposed, inn, out);
+    let wt = View {
+        data: w,
+        rs: wv.cs,
+        cs: wv.rs,
+    };
+    gemm(&mut dx, gv, wt, [rows, out, inn], false);
+    let mut dw = vec![0f32; inn * out];
+    if transposed {
+        let gt = View {
+            data: g,
+            rs: 1,
+            cs: out,
+        };
+        gemm(&mut dw, gt, xv, [out, rows, inn], false);
+    } else {
+        let xt = View {
+            data: x,
+            rs: 1,
+            cs: inn,
+        };
+        gemm(&mut dw, xt, gv, [inn, rows, out], false);
+    }
+    let db = g
+        .par_chunks(rows_per_task(out) * out)
+        .map(|c| {
+            let mut acc = vec![0f32; out];
+            for r in c.chunks(out) {
+                acc.iter_mut().zip(r).for_each(|(a, v)| *a += v);
+            }
+            acc
+        })
+        .reduce(
+            || vec![0f32; out],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    (dx, dw, db)
+}
+
+/// Attention `softmax(q·kᵀ·scale + bias)·v` for each of `heads` (batch × head) slices,
+/// one slice per rayon task (each `gemm` on one thread). Returns the output and the
+/// probabilities (kept for the backward pass).
+///
+/// Shapes (contiguous): `q` `[heads, t, d]`, `k`, `v` `[heads, tk, d]`; the bias as
+/// [`BiasLayout`] says.
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    bias: Option<(&[f32], BiasLayout)>,
+    scale: f32,
+    [heads, t, tk, d]: [usize; 4],
+) -> (Vec<f32>, Vec<f32>) {
+    let mut y = vec![0f32; heads * t * d];
+    let mut p = vec![0f32; heads * t * tk];
+    y.par_chunks_mut(t * d)
+        .zip(p.par_chunks_mut(t * tk))
+        .enumerate()
+        .for_each(|(h, (y, p))| {
+            let (qh, kh, vh) = (&q[h * t * d..], &k[h * tk * d..], &v[h * tk * d..]);
+            let kt = View {
+                data: &kh[..tk * d],
+                rs: 1,
+                cs: d,
+            };
+            gemm_with(
+                p,
+                View {
+                    data: &qh[..t * d],
+                    rs: d,
+                    cs: 1,
+                },
+                kt,
+                [t, d, tk],
+                false,
+                false,
+            );
+            Arch::new().dispatch(|| {
+                for (i, row) in p.chunks_mut(tk).enumerate() {
+                    match bias {
+                        Some((b, layout)) => {
+                            let r = layout.row(h * t + i);
+                            let b = &b[r * tk..(r + 1) * tk];
+                            for (s, &b) in row.iter_mut().zip(b) {
+                                *s = *s * scale + b;
+                            }
+                        }
+                        None => row.iter_mut().for_each(|s| *s *= scale),
+                    }
+                    softmax_in_place(row);
+                }
+            });
+            let vv = View {
+                data: &vh[..tk * d],
+                rs: d,
+                cs: 1,
+            };
+            gemm_with(
+                y,
+                View {
+                    data: p,
+                    rs: tk,
+                    cs: 1,
+                },
+                vv,
+                [t, tk, d],
+                false,
+                false,
+            );
+        });
+    (y, p)
+}
+
+/// Gradients `(dq, dk, dv)` of [`attention`] from its probabilities `p` and the output
+/// gradient `g` `[heads, t, d]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    p: &[f32],
+    g: &[f32],
+    scale: f32,
+    [heads, t, tk, d]: [usize; 4],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dq = vec![0f32; heads * t * d];
+    let mut dk = vec![0f32; heads * tk * d];
+    let mut dv = vec![0f32; heads * tk * d];
+    dq.par_chunks_mut(t * d)
+        .zip(dk.par_chunks_mut(tk * d).zip(dv.par_chunks_mut(tk * d)))
+        .enumerate()
+        .for_each(|(h, (dq, (dk, dv)))| {
+            fn at(x: &[f32], h: usize, len: usize) -> &[f32] {
+                &x[h * len..(h + 1) * len]
+            }
+            let (qh, kh, vh) = (at(q, h, t * d), at(k, h, tk * d), at(v, h, tk * d));
+            let (ph, gh) = (at(p, h, t * tk), at(g, h, t * d));
+            // dv = pᵀ · g
+            let pt = View {
+                data: ph,
+                rs: 1,
+                cs: tk,
+            };
+            gemm_with(
+                dv,
+                pt,
+                View {
+                    data: gh,
+                    rs: d,
+                    cs: 1,
+                },
+                [tk, t, d],
+                false,
+                false,
+            );
+            // dp = g · vᵀ, then ds = scale · p ⊙ (dp − Σ dp ⊙ p)
+            let mut ds = vec![0f32; t * tk];
+            let vt = View {
+                data: vh,
+                rs: 1,
+                cs: d,
+            };
+            gemm_with(
+                &mut ds,
+                View {
+                    data: gh,
+                    rs: d,
+                    cs: 1,
+                },
+                vt,
+                [t, d, tk],
+                false,
+                false,
+            );
+            Arch::new().dispatch(|| {
+                for (row, p) in ds.chunks_mut(tk).zip(ph.chunks(tk)) {
+                    let s = dot(row, p);
+                    for (x, &p) in row.iter_mut().zip(p) {
+                        *x = scale * p * (*x - s);
+                    }
+                }
+            });
+            let dsv = View {
+                data: &ds,
+                rs: tk,
+                cs: 1,
+            };
+            // dq = ds · k ; dk = dsᵀ · q
+            gemm_with(
+                dq,
+                dsv,
+                View {
+                    data: kh,
+                    rs: d,
+                    cs: 1,
+                },
+                [t, tk, d],
+                false,
+                false,
+            );
+            let dst = View {
+                data: &ds,
+                rs: 1,
+                cs: tk,
+            };
+            gemm_with(
+                dk,
+                dst,
+                View {
+                    data: qh,
+                    rs: d,
+                    cs: 1,
+                },
+                [tk, t, d],
+                false,
+                false,
+            );
+        });
+    (dq, dk, dv)
+}
