@@ -169,8 +169,8 @@ impl DeviceChoice {
                 return Ok(Device::libtorch());
                 #[cfg(not(feature = "tch"))]
                 return Err(missing(
-                    "tch",
-                    " and LIBTORCH_USE_PYTORCH=1 against `pip install torch==2.9.0`",
+                    "manabi-model/tch",
+                    " and LIBTORCH_USE_PYTORCH=1 against `pip install torch==2.9.0`; a benchmark column, see docs/benchmarks.md",
                 ));
             }
         }
@@ -216,6 +216,8 @@ mod tests {
         assert_eq!("cpu".parse(), Ok(DeviceChoice::Cpu));
         assert_eq!("WGPU:1".parse(), Ok(DeviceChoice::Wgpu(Some(1))));
         assert_eq!("cuda".parse(), Ok(DeviceChoice::Cuda(0)));
+        assert_eq!("libtorch".parse(), Ok(DeviceChoice::Tch));
+        assert_eq!(DeviceChoice::Tch.to_string(), "tch");
         assert_eq!(
             "cuda:3".parse::<DeviceChoice>().unwrap().to_string(),
             "cuda:3"
@@ -247,6 +249,11 @@ mod tests {
         {
             let err = DeviceChoice::Wgpu(None).resolve().unwrap_err().to_string();
             assert!(err.contains("--features wgpu"), "{err}");
+        }
+        #[cfg(not(feature = "tch"))]
+        {
+            let err = DeviceChoice::Tch.resolve().unwrap_err().to_string();
+            assert!(err.contains("--features manabi-model/tch"), "{err}");
         }
     }
 }
