@@ -195,6 +195,28 @@ fn linear_matches_reference_with_and_without_bias() {
 }
 
 #[test]
+fn frozen_linear_passes_the_input_gradient_and_no_weight_gradient() {
+    use burn::module::Module;
+    let d = device();
+    let x = random([2, 5, 24], &d);
+    let layer = burn::nn::LinearConfig::new(24, 31).init(&d).no_grad();
+    let input_grad = |f: fn(&burn::nn::Linear, Tensor<3>) -> Tensor<3>| {
+        let y = f(&layer, x.clone());
+        let grads = (y.clone() * seeded(&y)).sum().backward();
+        assert!(
+            layer.weight.val().grad(&grads).is_none(),
+            "frozen weight got a gradient"
+        );
+        values(&x.grad(&grads).expect("input gradient"))
+    };
+    assert_close(
+        "frozen linear, input gradient",
+        &input_grad(fused::linear),
+        &input_grad(reference::linear),
+    );
+}
+
+#[test]
 fn tied_output_layer_matches_reference() {
     let d = device();
     check(

@@ -223,6 +223,20 @@ impl FusedOps for Flex {
     }
 }
 
+/// Hands each gradient to `register` with its parent's node, for the parents that take
+/// one (`grads[i]` belongs to `parents[i]`).
+fn register_each<P, const N: usize>(
+    parents: [Option<P>; N],
+    grads: [Option<FlexTensor>; 3],
+    mut register: impl FnMut(P, FlexTensor),
+) {
+    for (parent, grad) in parents.into_iter().zip(grads) {
+        if let (Some(node), Some(grad)) = (parent, grad) {
+            register(node, grad);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct GeluTanhBackward;
 
@@ -253,16 +267,14 @@ fn norm_backward<const N: usize>(ops: Ops<NormState, N>, grads: &mut Gradients) 
     let (dx, dgamma, dbeta) =
         kernels::norm_backward(values(&x), last_dim(&x), values(&gamma), &stats, values(&g));
     let width = Shape::new([last_dim(&x)]);
-    let mut out = [
+    let out = [
         Some(tensor(dx, x.shape())),
         Some(tensor(dgamma, width.clone())),
         Some(tensor(dbeta, width)),
     ];
-    for (i, parent) in ops.parents.into_iter().enumerate() {
-        if let (Some(node), Some(grad)) = (parent, out[i].take()) {
-            grads.register::<Flex>(node.id, grad);
-        }
-    }
+    register_each(ops.parents, out, |node, g| {
+        grads.register::<Flex>(node.id, g)
+    });
 }
 
 impl Backward<Flex, 2> for NormBackward {
@@ -301,16 +313,14 @@ impl Backward<Flex, 3> for AttentionBackward {
             scale as f32,
             dims,
         );
-        let mut out = [
+        let out = [
             Some(tensor(dq, q.shape())),
             Some(tensor(dk, k.shape())),
             Some(tensor(dv, v.shape())),
         ];
-        for (i, parent) in ops.parents.into_iter().enumerate() {
-            if let (Some(node), Some(grad)) = (parent, out[i].take()) {
-                grads.register::<Flex>(node.id, grad);
-            }
-        }
+        register_each(ops.parents, out, |node, g| {
+            grads.register::<Flex>(node.id, g)
+        });
     }
 }
 
@@ -361,18 +371,17 @@ fn linear_backward<const N: usize>(ops: Ops<LinearState, N>, grads: &mut Gradien
     let (x, w, transposed) = ops.state;
     let g = contiguous(grads.consume::<Flex>(&ops.node));
     let dims = linear_dims(&x, &w, transposed);
-    let (dx, dw, db) =
-        kernels::linear_backward(values(&x), values(&w), values(&g), transposed, dims);
-    let mut out = [
-        Some(tensor(dx, x.shape())),
-        Some(tensor(dw, w.shape())),
-        Some(tensor(db, Shape::new([dims[2]]))),
+    let need = std::array::from_fn(|i| ops.parents.get(i).is_some_and(Option::is_some));
+    let [dx, dw, db] =
+        kernels::linear_backward(values(&x), values(&w), values(&g), transposed, dims, need);
+    let out = [
+        dx.map(|d| tensor(d, x.shape())),
+        dw.map(|d| tensor(d, w.shape())),
+        db.map(|d| tensor(d, Shape::new([dims[2]]))),
     ];
-    for (i, parent) in ops.parents.into_iter().enumerate() {
-        if let (Some(node), Some(grad)) = (parent, out[i].take()) {
-            grads.register::<Flex>(node.id, grad);
-        }
-    }
+    register_each(ops.parents, out, |node, g| {
+        grads.register::<Flex>(node.id, g)
+    });
 }
 
 impl Backward<Flex, 2> for LinearBackward {

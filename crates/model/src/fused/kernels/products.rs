@@ -135,7 +135,8 @@ fn weight_view(w: &[f32], transposed: bool, inn: usize, out: usize) -> View<'_> 
     }
 }
 
-/// Gradients of [`linear`] for the output gradient `g` `[rows, out]`:
+/// Gradients of [`linear`] for the output gradient `g` `[rows, out]`, each only where
+/// `need` asks (frozen weights under PEFT skip a whole product):
 /// `dx = g · wᵀ`, `dw = xᵀ · g` (`gᵀ · x` when `transposed`), `db` = column sums of `g`.
 pub fn linear_backward(
     x: &[f32],
@@ -143,58 +144,66 @@ pub fn linear_backward(
     g: &[f32],
     transposed: bool,
     [rows, inn, out]: [usize; 3],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    [need_dx, need_dw, need_db]: [bool; 3],
+) -> [Option<Vec<f32>>; 3] {
     let gv = View {
         data: g,
         rs: out,
         cs: 1,
     };
-    let xv = View {
-        data: x,
-        rs: inn,
-        cs: 1,
-    };
-    let mut dx = vec![0f32; rows * inn];
-    let wv = weight_view(w, transposed, inn, out);
-    let wt = View {
-        data: w,
-        rs: wv.cs,
-        cs: wv.rs,
-    };
-    gemm(&mut dx, gv, wt, [rows, out, inn], false);
-    let mut dw = vec![0f32; inn * out];
-    if transposed {
-        let gt = View {
-            data: g,
-            rs: 1,
-            cs: out,
+    let dx = need_dx.then(|| {
+        let mut dx = vec![0f32; rows * inn];
+        let wv = weight_view(w, transposed, inn, out);
+        let wt = View {
+            data: w,
+            rs: wv.cs,
+            cs: wv.rs,
         };
-        gemm(&mut dw, gt, xv, [out, rows, inn], false);
-    } else {
-        let xt = View {
-            data: x,
-            rs: 1,
-            cs: inn,
-        };
-        gemm(&mut dw, xt, gv, [inn, rows, out], false);
-    }
-    let db = g
-        .par_chunks(rows_per_task(out) * out)
-        .map(|c| {
-            let mut acc = vec![0f32; out];
-            for r in c.chunks(out) {
-                acc.iter_mut().zip(r).for_each(|(a, v)| *a += v);
-            }
-            acc
-        })
-        .reduce(
-            || vec![0f32; out],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        );
-    (dx, dw, db)
+        gemm(&mut dx, gv, wt, [rows, out, inn], false);
+        dx
+    });
+    let dw = need_dw.then(|| {
+        let mut dw = vec![0f32; inn * out];
+        if transposed {
+            let gt = View {
+                data: g,
+                rs: 1,
+                cs: out,
+            };
+            let xv = View {
+                data: x,
+                rs: inn,
+                cs: 1,
+            };
+            gemm(&mut dw, gt, xv, [out, rows, inn], false);
+        } else {
+            let xt = View {
+                data: x,
+                rs: 1,
+                cs: inn,
+            };
+            gemm(&mut dw, xt, gv, [inn, rows, out], false);
+        }
+        dw
+    });
+    let db = need_db.then(|| {
+        g.par_chunks(rows_per_task(out) * out)
+            .map(|c| {
+                let mut acc = vec![0f32; out];
+                for r in c.chunks(out) {
+                    acc.iter_mut().zip(r).for_each(|(a, v)| *a += v);
+                }
+                acc
+            })
+            .reduce(
+                || vec![0f32; out],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            )
+    });
+    [dx, dw, db]
 }
 
 /// Attention `softmax(q·kᵀ·scale + bias)·v` for each of `heads` (batch × head) slices,
