@@ -135,7 +135,12 @@ fn adapters_trained_by_python_peft_give_peft_logits() {
 }
 
 /// A few optimizer-free updates: gradients of a loss move each adapter its own way.
-fn train_a_little(mut model: DecoderLm, ids: &Tensor<2, Int>) -> DecoderLm {
+fn train_a_little(model: DecoderLm, ids: &Tensor<2, Int>) -> DecoderLm {
+    train_steps(model, ids).valid()
+}
+
+/// Three plain gradient steps on the autodiff device.
+fn train_steps(mut model: DecoderLm, ids: &Tensor<2, Int>) -> DecoderLm {
     for _ in 0..3 {
         let loss = model.forward(ids.clone()).powi_scalar(2).mean();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -144,7 +149,7 @@ fn train_a_little(mut model: DecoderLm, ids: &Tensor<2, Int>) -> DecoderLm {
             lr: 0.5,
         });
     }
-    model.valid()
+    model
 }
 
 #[test]
@@ -499,4 +504,78 @@ fn lora_merges_and_unmerges_with_the_same_logits() {
         assert!(adapted_count(&back) > 0);
         assert_eq!(adapted_count(&back), adapted_count(&adapted));
     }
+}
+
+#[test]
+fn lora_dropout_acts_only_while_training_and_only_on_the_adapter_input() {
+    let device = test_device().autodiff();
+    let ids =
+        Tensor::<1, Int>::from_ints([3, 1, 4, 1, 5, 9, 2, 6].as_slice(), &device).reshape([2, 4]);
+    let targets = [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "up_proj",
+        "down_proj",
+    ];
+    let cfg = PeftConfig {
+        dropout: 0.5,
+        ..lora_cfg(4, 8.0, &targets)
+    };
+    // A few steps with dropout on make B non-zero, so the adapters matter.
+    let trained = train_steps(peft::apply(base("llama-gqa", &device), &cfg).unwrap(), &ids);
+    let (ids_v, model) = (ids.clone().inner(), trained.valid());
+    let folded = logits(&model.clone().with_lora_dropout(0.0), ids_v.clone());
+    let plain = logits(&base("llama-gqa", &test_device()), ids_v.clone());
+    assert!(
+        max_diff(&folded, &plain) > 1e-3,
+        "the adapters were trained"
+    );
+    // Outside training the dropout passes the input through: burn's folded LoRA.
+    let eval = logits(&model, ids_v);
+    assert!(
+        max_diff(&eval, &folded) <= 1e-5,
+        "{}",
+        max_diff(&eval, &folded)
+    );
+
+    // While training each forward pass draws a new mask on the adapter input only; the
+    // update is linear in that input, so the mean over passes tends to the eval logits.
+    let train = trained.clone();
+    let sample = || logits(&train, ids.clone());
+    let (one, two) = (sample(), sample());
+    assert!(max_diff(&one, &two) > 1e-4, "two passes drew the same mask");
+    let n = 64;
+    let mut mean = vec![0.0f32; eval.len()];
+    for _ in 0..n {
+        for (m, x) in mean.iter_mut().zip(sample()) {
+            *m += x / n as f32;
+        }
+    }
+    let (single, averaged) = (max_diff(&one, &eval), max_diff(&mean, &eval));
+    assert!(
+        averaged * 3.0 < single,
+        "mean {averaged} vs one pass {single}"
+    );
+    // Without adapters on a layer's path nothing is dropped: the base weights stay frozen
+    // and only the factors get gradients.
+    let loss = train.forward(ids.clone()).powi_scalar(2).mean();
+    let grads = GradientsParams::from_grads(loss.backward(), &train);
+    for (m, lin) in decoder_linears(&train) {
+        assert!(grads.get::<2>(lin.weight.id).is_none(), "{}", m.path);
+        if let Some(ad) = lin.weight.adapter() {
+            assert!(grads.get::<2>(ad.a.id).is_some(), "{}", m.path);
+        }
+    }
+    let e = peft::apply(
+        base("llama-gqa", &device),
+        &PeftConfig {
+            dropout: 1.0,
+            ..lora_cfg(4, 8.0, &["q_proj"])
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("peft.dropout") && e.contains("[0, 1)"), "{e}");
 }

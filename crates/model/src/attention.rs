@@ -1,7 +1,7 @@
 //! Multi-head and grouped-query self-attention with RoPE and a KV cache
 //! (Vaswani et al. 2017; Ainslie et al. 2023 for GQA).
 
-use burn::nn::Linear;
+use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -69,6 +69,8 @@ pub struct Attention {
     pub v_proj: Linear,
     /// Output projection `[n_heads·head_dim, d_model]`.
     pub o_proj: Linear,
+    /// Dropout on the input of LoRA adapters (PEFT's `lora_dropout`; 0 = none).
+    pub lora_dropout: Dropout,
     #[module(skip)]
     n_heads: usize,
     #[module(skip)]
@@ -90,6 +92,7 @@ impl Attention {
             k_proj: lin(d, cfg.kv_heads() * hd, std),
             v_proj: lin(d, cfg.kv_heads() * hd, std),
             o_proj: lin(cfg.n_heads * hd, d, crate::init::residual_std(cfg.n_layers)),
+            lora_dropout: DropoutConfig::new(0.0).init(),
             n_heads: cfg.n_heads,
             kv_heads: cfg.kv_heads(),
             head_dim: hd,
@@ -112,7 +115,7 @@ impl Attention {
         let [b, t, _] = x.dims();
         let (h, kvh, hd) = (self.n_heads, self.kv_heads, self.head_dim);
         // [batch, seq, heads·hd] -> [batch, heads, seq, hd]
-        let linear = crate::fused::linear;
+        let linear = |layer, x| crate::fused::lora_linear(layer, x, &self.lora_dropout);
         let q = linear(&self.q_proj, x.clone())
             .reshape([b, t, h, hd])
             .swap_dims(1, 2);

@@ -194,6 +194,16 @@ impl DecoderLm {
             + self.prefix.as_ref().map_or(0, crate::prefix::Prefix::len)
     }
 
+    /// Sets the dropout on the input of every LoRA adapter (PEFT's `lora_dropout`); it
+    /// acts only while training and only on `Linear`s that carry an adapter.
+    pub fn with_lora_dropout(mut self, p: f64) -> Self {
+        for block in &mut self.layers {
+            block.attn.lora_dropout.prob = p;
+            block.mlp.lora_dropout.prob = p;
+        }
+        self
+    }
+
     /// Records that the model has no separate LM head (after `lm_head` was removed, as
     /// a sequence classifier's body does).
     pub fn set_tied(&mut self) {

@@ -1,11 +1,11 @@
 //! The feed-forward half of a block: GELU / ReLU MLP, or the gated SwiGLU and GEGLU
 //! (Shazeer 2020).
 
-use burn::nn::Linear;
+use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, relu, silu};
 
-use crate::fused::{gelu_tanh, linear};
+use crate::fused::{gelu_tanh, lora_linear};
 
 use crate::config::{Activation, ModelConfig};
 
@@ -18,6 +18,8 @@ pub struct Mlp {
     pub gate_proj: Option<Linear>,
     /// `[d_ff, d_model]` (GPT-2 `c_proj`, LLaMA `down_proj`).
     pub down_proj: Linear,
+    /// Dropout on the input of LoRA adapters (PEFT's `lora_dropout`; 0 = none).
+    pub lora_dropout: Dropout,
     #[module(skip)]
     activation: Activation,
 }
@@ -36,6 +38,7 @@ impl Mlp {
                 cfg.d_model,
                 crate::init::residual_std(cfg.n_layers),
             ),
+            lora_dropout: DropoutConfig::new(0.0).init(),
             activation: cfg.activation,
         }
     }
@@ -43,6 +46,7 @@ impl Mlp {
     /// # Shapes
     /// `[batch, seq, d_model]` -> `[batch, seq, d_model]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let linear = |layer, x| lora_linear(layer, x, &self.lora_dropout);
         let up = linear(&self.up_proj, x.clone());
         let hidden = match (&self.gate_proj, self.activation) {
             (Some(gate), Activation::GegluTanh) => gelu_tanh(linear(gate, x)) * up,

@@ -66,7 +66,9 @@ pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
         .collect();
     // burn scales by alpha / rank; rsLoRA's alpha / sqrt(r) is the same with another alpha.
     let alpha = cfg.lora_scale() * cfg.r as f64;
-    Ok(model.apply_lora(Lora::new(cfg.r, alpha).set_param_group(ParamGroup::from_ids(ids))))
+    Ok(model
+        .apply_lora(Lora::new(cfg.r, alpha).set_param_group(ParamGroup::from_ids(ids)))
+        .with_lora_dropout(cfg.dropout))
 }
 
 /// The adapters a merged model was made with, for [`unmerge`]: each adapted `Linear`'s
@@ -401,7 +403,7 @@ pub fn load_peft(model: DecoderLm, dir: &Path) -> Result<(DecoderLm, PeftConfig)
         method: Method::Lora,
         r,
         alpha,
-        dropout: 0.0,
+        dropout: v["lora_dropout"].as_f64().unwrap_or(0.0),
         targets,
         rslora,
         ..PeftConfig::default()

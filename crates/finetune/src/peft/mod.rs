@@ -58,8 +58,8 @@ pub struct PeftConfig {
     pub r: usize,
     /// LoRA α: the update is scaled by α / r (α / √r with `rslora`).
     pub alpha: f64,
-    /// LoRA dropout on the adapter's input (only 0 is supported: burn's LoRA merges the
-    /// update into the weight).
+    /// LoRA dropout on the adapter's input while training (PEFT's `lora_dropout`), in
+    /// [0, 1).
     pub dropout: f64,
     /// LoRA target modules by Hugging Face name (`q_proj`, `v_proj`, `c_attn`, …).
     pub targets: Vec<String>,
@@ -115,10 +115,10 @@ impl PeftConfig {
             if !(self.alpha > 0.0 && self.alpha.is_finite()) {
                 return Err(FinetuneError::config("peft.alpha", "must be positive"));
             }
-            if self.dropout != 0.0 {
+            if !(0.0..1.0).contains(&self.dropout) {
                 return Err(FinetuneError::config(
                     "peft.dropout",
-                    "LoRA dropout is not supported (burn's LoRA folds the update into the weight); use 0.0",
+                    format!("{} is not in [0, 1)", self.dropout),
                 ));
             }
             if self.targets.is_empty() {

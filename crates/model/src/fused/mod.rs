@@ -141,25 +141,57 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, eps: f64) -> Ten
 /// # Shapes
 /// `[.., in]` -> `[.., out]`
 pub fn linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
+    linear_with(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+}
+
+/// `x · w + b` for a weight `[in, out]` (see [`linear`]).
+fn linear_with<const D: usize>(x: Tensor<D>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<D> {
     #[cfg(feature = "flex")]
     if applies(&x) {
-        let w = layer.weight.val();
         let [inn, out] = w.dims();
         let mut dims = x.dims();
         let rows = x.shape().num_elements() / inn.max(1);
         let x = x.reshape([rows, inn]).into_dispatch();
-        let y = match &layer.bias {
+        let y = match bias {
             Some(b) => <Dispatch as ext::FusedOps>::fused_linear_bias(
                 x,
                 w.into_dispatch(),
-                b.val().into_dispatch(),
+                b.into_dispatch(),
             ),
             None => <Dispatch as ext::FusedOps>::fused_linear(x, w.into_dispatch()),
         };
         dims[D - 1] = out;
         return Tensor::<2>::from_dispatch(y).reshape(dims);
     }
-    layer.forward(x)
+    reference::linear_with(x, w, bias)
+}
+
+/// A `Linear` whose LoRA adapter sees its input through `dropout` (PEFT's
+/// `lora_dropout`): `x·W₀ + b + s·(drop(x)·A)·B` with the frozen base `W₀`, instead of
+/// burn's `x·(W₀ + s·A·B) + b`, which has no place for it. A layer without an adapter,
+/// or a dropout of 0, is [`linear`]. Outside training `dropout` passes `x` through, so
+/// the result equals [`linear`] up to rounding.
+///
+/// # Shapes
+/// `[.., in]` -> `[.., out]`
+pub fn lora_linear<const D: usize>(
+    layer: &burn::nn::Linear,
+    x: Tensor<D>,
+    dropout: &burn::nn::Dropout,
+) -> Tensor<D> {
+    let Some(adapter) = layer.weight.adapter().filter(|_| dropout.prob > 0.0) else {
+        return linear(layer, x);
+    };
+    let (a, b) = (adapter.a.val(), adapter.b.val()); // [in, r], [r, out]
+    let inn = a.dims()[0];
+    let out = b.dims()[1];
+    let mut dims = x.dims();
+    let rows = x.shape().num_elements() / inn.max(1);
+    let dropped = dropout.forward(x.clone()).reshape([rows, inn]);
+    let update = linear_with(linear_with(dropped, a, None), b, None).mul_scalar(adapter.scale);
+    dims[D - 1] = out;
+    let base = linear_with(x, layer.weight.base(), layer.bias.as_ref().map(|b| b.val()));
+    base + update.reshape(dims)
 }
 
 /// `x · wᵀ` as one fused operation: a tied output layer, `w` the `[vocab, d]` embedding
@@ -245,6 +277,15 @@ pub mod reference {
     /// See [`super::linear`].
     pub fn linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
         layer.forward(x)
+    }
+
+    /// `x · w + b` for a weight `[in, out]`, as burn's `Linear::forward` computes it.
+    pub fn linear_with<const D: usize>(
+        x: Tensor<D>,
+        w: Tensor<2>,
+        bias: Option<Tensor<1>>,
+    ) -> Tensor<D> {
+        burn::tensor::module::linear(x, w, bias)
     }
 
     /// See [`super::matmul_transposed`].
