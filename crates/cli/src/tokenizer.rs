@@ -130,6 +130,10 @@ pub struct TrainArgs {
     /// Keep only the N most frequent characters as the alphabet.
     #[arg(long)]
     pub limit_alphabet: Option<usize>,
+    /// Characters always in a char / WordPiece / Unigram vocabulary, seen in the corpus or
+    /// not (e.g. those of a prompt template the corpus lacks).
+    #[arg(long, default_value = "")]
+    pub alphabet: String,
     /// Split words with this MeCab-style system dictionary compiled by vibrato 0.5
     /// (system.dic, or system.dic.zst) before training and encoding; recorded in
     /// DIR/manabi-pretokenize.json. Needs a build with `--features morph`.
@@ -218,6 +222,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TextTokenizer> {
             PreTokenizeArg::None => PreTokenize::None,
         },
         limit_alphabet: args.limit_alphabet,
+        alphabet: args.alphabet.clone(),
         show_progress: !args.quiet,
         morph_dict: args.morph_dict.clone(),
     };

@@ -146,6 +146,9 @@ pub struct TokenizerSection {
     pub sentinels: usize,
     /// NFKC normalisation when training.
     pub nfkc: bool,
+    /// Characters always in a trained char / WordPiece / Unigram vocabulary, seen in the
+    /// corpus or not (e.g. those of a later prompt template).
+    pub alphabet: String,
 }
 
 impl Default for TokenizerSection {
@@ -162,6 +165,7 @@ impl Default for TokenizerSection {
                 .collect(),
             sentinels: 0,
             nfkc: false,
+            alphabet: String::new(),
         }
     }
 }

@@ -54,6 +54,7 @@ pub fn prepare(data: &DataConfig, out: &Path, show_progress: bool) -> Result<Pre
             opts.special_tokens = t.special_tokens.clone();
             opts.sentinels = t.sentinels;
             opts.nfkc = t.nfkc;
+            opts.alphabet = t.alphabet.clone();
             let mut tok = manabi_tokenize::train(&corpus, &opts)?;
             tok.save(&tok_path)?;
             tok

@@ -94,6 +94,12 @@ pub struct TrainOptions {
     pub pre_tokenize: PreTokenize,
     /// Keep only this many most frequent characters as the initial alphabet.
     pub limit_alphabet: Option<usize>,
+    /// Characters always in the vocabulary, seen in the corpus or not (Hugging Face's
+    /// `initial_alphabet`), e.g. those of a prompt template the corpus lacks. Char and
+    /// Unigram models; byte-level BPE has every character already; WordPiece refuses it
+    /// (a word-internal piece needs its `##` form too).
+    #[serde(default)]
+    pub alphabet: String,
     /// Draw a progress bar.
     pub show_progress: bool,
     /// Split documents into words with this MeCab-style system dictionary compiled by
@@ -127,6 +133,7 @@ impl TrainOptions {
             lowercase: false,
             pre_tokenize: PreTokenize::Default,
             limit_alphabet: None,
+            alphabet: String::new(),
             show_progress: false,
             morph_dict: None,
         }
@@ -163,6 +170,12 @@ impl TrainOptions {
                     "{:?} needs the unknown token `{UNK}` among the special tokens",
                     self.kind
                 ),
+            ));
+        }
+        if self.kind == TokenizerKind::Wordpiece && !self.alphabet.is_empty() {
+            return Err(invalid(
+                "alphabet",
+                "WordPiece cannot take an alphabet (its word-internal pieces would still be unknown); use char or unigram".into(),
             ));
         }
         if self.kind == TokenizerKind::Char && self.pre_tokenize != PreTokenize::Default {
@@ -343,6 +356,7 @@ pub fn train(corpus: &CorpusSpec, opts: &TrainOptions) -> Result<TextTokenizer> 
                 .special_tokens(added)
                 .unk_token(Some(UNK.into()))
                 .show_progress(opts.show_progress)
+                .initial_alphabet(opts.alphabet.chars().collect())
                 .build()
                 .map_err(|e| TokenizeError::Tokenizers(e.to_string()))?;
             (Unigram::default().into(), trainer.into())
@@ -448,6 +462,11 @@ fn train_char(
     chars.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     if let Some(limit) = opts.limit_alphabet {
         chars.truncate(limit);
+    }
+    for c in opts.alphabet.chars() {
+        if !chars.iter().any(|&(k, _)| k == c) {
+            chars.push((c, 0));
+        }
     }
     let needed = specials.len() + chars.len();
     if needed > opts.vocab_size {

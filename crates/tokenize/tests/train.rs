@@ -303,3 +303,33 @@ fn aozora_novel_trains_a_japanese_bpe() {
     );
     assert_eq!(report.unknown_tokens, 0);
 }
+
+#[test]
+fn an_alphabet_puts_unseen_characters_in_the_vocabulary() {
+    // The Japanese stories have no Latin capitals: a template such as "Question:" would
+    // encode to <unk> without `alphabet`.
+    let ja = CorpusSpec::new(vec![tiny("stories-ja.txt")]);
+    let text = "Question: 何？";
+    for kind in [TokenizerKind::Char, TokenizerKind::Unigram] {
+        let mut opts = TrainOptions::new(kind, 2000);
+        let plain = train(&ja, &opts).unwrap();
+        let unk = plain.require_token("<unk>").unwrap();
+        assert!(plain.encode(text).unwrap().contains(&unk), "{kind:?}");
+        opts.alphabet = "Question: 何？".into();
+        let tok = train(&ja, &opts).unwrap();
+        let ids = tok.encode(text).unwrap();
+        assert!(!ids.contains(&unk), "{kind:?}: {ids:?}");
+        assert_eq!(
+            tok.decode(&ids, true).unwrap().replace(' ', ""),
+            "Question:何？",
+            "{kind:?}"
+        );
+    }
+    let mut wordpiece = TrainOptions::new(TokenizerKind::Wordpiece, 2000);
+    wordpiece.alphabet = "Q".into();
+    let err = train(&ja, &wordpiece).unwrap_err().to_string();
+    assert!(
+        err.contains("alphabet") && err.contains("WordPiece"),
+        "{err}"
+    );
+}
