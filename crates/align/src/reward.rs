@@ -13,8 +13,8 @@ use burn::tensor::activation::log_sigmoid;
 use manabi_finetune::PeftConfig;
 use manabi_finetune::peft;
 
+use manabi_finetune::setup::Setup;
 use manabi_finetune::sft::Specials;
-use manabi_finetune::tasks::classify::Setup;
 use manabi_model::{DecoderClassifier, DeviceChoice};
 use manabi_objectives::config::{Recipe, RunConfig, TrainConfig};
 use manabi_objectives::{RunReport, Task, TaskLoss};

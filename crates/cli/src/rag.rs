@@ -248,11 +248,11 @@ pub fn run(args: &RagArgs, device: DeviceChoice) -> anyhow::Result<()> {
 
 /// Pooling and length of a SimCSE checkpoint (its `task.toml`), or the defaults.
 fn read_embed_settings(dir: &Path) -> anyhow::Result<(Pooling, usize)> {
-    let spec = dir.join(manabi_finetune::tasks::classify::TASK_FILE);
+    let spec = dir.join(manabi_finetune::tasks::settings::TASK_FILE);
     if !spec.exists() {
         return Ok((Pooling::Mean, 128));
     }
-    let s: manabi_finetune::tasks::classify::TaskSettings =
+    let s: manabi_finetune::tasks::settings::TaskSettings =
         toml::from_str(&std::fs::read_to_string(&spec)?)
             .map_err(|e| anyhow::anyhow!("{}: {}", spec.display(), e.message()))?;
     Ok((s.pooling, s.max_length))

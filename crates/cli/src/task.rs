@@ -123,10 +123,10 @@ pub fn embed(args: &EmbedArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let (model, _) = manabi_finetune::load_decoder(&args.model, &device)?;
     let tokenizer = manabi_tokenize::TextTokenizer::load(args.model.join("tokenizer.json"))?;
     let specials = manabi_finetune::sft::Specials::of(&tokenizer)?;
-    let spec = args.model.join(manabi_finetune::tasks::classify::TASK_FILE);
+    let spec = args.model.join(manabi_finetune::tasks::settings::TASK_FILE);
     let (mut pooling, mut max_length) = (Pooling::Mean, model.config().max_positions);
     if spec.exists() {
-        let s: manabi_finetune::tasks::classify::TaskSettings =
+        let s: manabi_finetune::tasks::settings::TaskSettings =
             toml::from_str(&std::fs::read_to_string(&spec)?)
                 .map_err(|e| anyhow::anyhow!("{}: {}", spec.display(), e.message()))?;
         (pooling, max_length) = (s.pooling, s.max_length);

@@ -10,6 +10,7 @@ pub mod export;
 pub mod metrics;
 pub mod peft;
 pub mod run;
+pub mod setup;
 pub mod sft;
 pub mod tasks;
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use manabi_finetune::tasks::classify::TaskConfig;
+use manabi_finetune::tasks::settings::TaskConfig;
 use manabi_finetune::tasks::{evaluate_task, load_classifier, train_task};
 use manabi_model::DecoderLm;
 use manabi_model::device::test_device;

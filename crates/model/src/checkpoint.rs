@@ -29,21 +29,6 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
     }
 }
 
-/// The error for a BERT or T5 folder given where a decoder-only model is expected.
-pub(crate) fn not_a_decoder(cfg: &ModelConfig, dir: &Path) -> ModelError {
-    let (family, load, export) = match cfg.family {
-        Family::Bert => ("bert", "manabi_model::load_bert_*", "export_bert_hf"),
-        _ => ("t5", "manabi_model::load_t5", "export_t5_hf"),
-    };
-    ModelError::Config {
-        key: format!("{}: family", dir.display()),
-        message: format!(
-            "`{family}` is not a decoder-only language model (load it with {load}, export \
-             it with manabi_model::{export}; native checkpoints are decoder-only for now)"
-        ),
-    }
-}
-
 /// Loads a model folder in either layout.
 pub fn load_model(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
     let dir = dir.as_ref();
@@ -70,7 +55,7 @@ pub fn load_native(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> 
     let dir = dir.as_ref();
     load_module(dir, device, |cfg, device| {
         if matches!(cfg.family, Family::Bert | Family::T5) {
-            return Err(not_a_decoder(cfg, dir));
+            return Err(ModelError::not_a_decoder(cfg, dir));
         }
         Ok(DecoderLm::new(cfg, device))
     })
@@ -245,7 +230,7 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
             }
             norm("model.norm", &model.final_norm, &mut t)?;
         }
-        Family::Bert | Family::T5 => return Err(not_a_decoder(cfg, dir)),
+        Family::Bert | Family::T5 => return Err(ModelError::not_a_decoder(cfg, dir)),
     }
     t.extend(linear_tensors(model)?);
     Ok(t)

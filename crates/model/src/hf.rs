@@ -218,7 +218,7 @@ pub fn load_hf(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
     match cfg.family {
         Family::Gpt2 => load_gpt2(&mut model, &cfg, &mut w)?,
         Family::Llama => load_llama(&mut model, &cfg, &mut w)?,
-        Family::Bert | Family::T5 => return Err(crate::checkpoint::not_a_decoder(&cfg, dir)),
+        Family::Bert | Family::T5 => return Err(ModelError::not_a_decoder(&cfg, dir)),
     }
     w.finish()?;
     Ok(model)

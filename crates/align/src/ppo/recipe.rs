@@ -7,7 +7,7 @@ use burn::module::Module;
 use manabi_finetune::PeftConfig;
 use manabi_finetune::peft;
 use manabi_finetune::run::PEFT_FILE;
-use manabi_finetune::tasks::classify::Setup;
+use manabi_finetune::setup::Setup;
 use manabi_model::DeviceChoice;
 use manabi_objectives::RunReport;
 use manabi_objectives::config::{Recipe, RunConfig, TrainConfig};

@@ -10,155 +10,22 @@ use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use manabi_model::{DecoderClassifier, DeviceChoice};
-use manabi_objectives::config::{Recipe, RunConfig, TrainConfig};
-use manabi_objectives::{RunReport, Task, TaskLoss, Trainer};
+use manabi_objectives::{RunReport, Task, TaskLoss};
 use manabi_tokenize::TextTokenizer;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::config::BaseModel;
 use crate::error::{FinetuneError, Result};
 use crate::metrics;
-use crate::peft::{self, Method, PeftConfig};
-use crate::run::{PEFT_FILE, load_decoder, merged};
+use crate::peft::{self, Method};
+use crate::run::PEFT_FILE;
+use crate::setup::Setup;
 use crate::sft::Specials;
 use crate::sft::encode::train_window;
 use crate::tasks::data::{
-    Example, FieldMap, Label, TaskKind, class_counts, class_ids, label_set, read_examples,
+    Example, Label, TaskKind, class_counts, class_ids, label_set, read_examples,
 };
 use crate::tasks::head::{HEAD_FILE, HeadSpec, load_classifier};
-
-/// The spec file of a task checkpoint: how its examples are read and encoded.
-pub const TASK_FILE: &str = "task.toml";
-
-/// `[task]`: what is predicted, from which fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskSettings {
-    /// `classification`, `nli`, `sts`, `ner` or `simcse`.
-    pub kind: TaskKind,
-    /// Class names in output order; default: the sorted classes of the training data.
-    #[serde(default)]
-    pub labels: Vec<String>,
-    /// Field renames: canonical name = name in the file.
-    #[serde(default)]
-    pub fields: FieldMap,
-    /// Text between the two sentences of a pair.
-    #[serde(default = "default_separator")]
-    pub separator: String,
-    /// Longest input in tokens, EOS included (longer inputs are cut at the end).
-    #[serde(default = "default_max_length")]
-    pub max_length: usize,
-    /// Sentence embeddings (`simcse`): how token states become one vector.
-    #[serde(default)]
-    pub pooling: crate::tasks::embed::Pooling,
-    /// SimCSE: softmax temperature of the cosine similarities.
-    #[serde(default = "default_temperature")]
-    pub temperature: f64,
-    /// SimCSE: dropout while training (the two views of a sentence differ by it).
-    #[serde(default = "default_dropout")]
-    pub dropout: f64,
-    /// SimCSE: supervised (Gao et al. 2021, §4): the training files are NLI pairs; each
-    /// premise's `entailment` hypothesis is its positive, and a `contradiction`
-    /// hypothesis of the same premise, when the data has one, its hard negative.
-    #[serde(default)]
-    pub supervised: bool,
-    /// STS: `cross` reads the pair as one sequence with a regression head; `bi` embeds each
-    /// sentence alone and trains their cosine towards `label / max_score`.
-    #[serde(default)]
-    pub encoder: crate::tasks::embed::Encoder,
-    /// STS with `encoder = "bi"`: the top of the score scale (5 in JSTS).
-    #[serde(default = "default_max_score")]
-    pub max_score: f64,
-}
-
-fn default_max_score() -> f64 {
-    5.0
-}
-
-fn default_temperature() -> f64 {
-    0.05
-}
-
-fn default_dropout() -> f64 {
-    0.1
-}
-
-fn default_separator() -> String {
-    "\n".into()
-}
-
-fn default_max_length() -> usize {
-    128
-}
-
-/// `[data]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct TaskData {
-    /// Training JSONL files.
-    pub train: Vec<PathBuf>,
-    /// Validation files: the loss during training, metrics and predictions after.
-    pub val: Vec<PathBuf>,
-    /// Test files: metrics and predictions after training.
-    pub test: Vec<PathBuf>,
-}
-
-/// A task recipe (`configs/tasks/*.toml`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskConfig {
-    /// Output folder, device, seed.
-    #[serde(default)]
-    pub run: RunConfig,
-    /// The body to start from (any decoder folder; its LM head is dropped).
-    pub model: BaseModel,
-    /// What to predict.
-    pub task: TaskSettings,
-    /// Data files.
-    pub data: TaskData,
-    /// Which parameters of the body train (the head always trains).
-    #[serde(default)]
-    pub peft: PeftConfig,
-    /// Optimisation.
-    #[serde(default)]
-    pub train: TrainConfig,
-}
-
-impl Recipe for TaskConfig {
-    type Error = FinetuneError;
-
-    fn validate(&self) -> Result<()> {
-        self.train.validate()?;
-        self.peft.validate()?;
-        if self.data.train.is_empty() || self.data.val.is_empty() {
-            return Err(FinetuneError::config(
-                "data.train",
-                "give training and validation files (data.train, data.val)",
-            ));
-        }
-        if self.task.max_length < 2 {
-            return Err(FinetuneError::config(
-                "task.max_length",
-                "must be at least 2",
-            ));
-        }
-        if self.task.kind.regression() && !self.task.labels.is_empty() {
-            return Err(FinetuneError::config(
-                "task.labels",
-                "an sts task predicts a score; it has no class labels",
-            ));
-        }
-        if self.task.encoder == crate::tasks::embed::Encoder::Bi
-            && (self.task.kind != TaskKind::Sts || self.task.max_score <= 0.0)
-        {
-            return Err(FinetuneError::config(
-                "task.encoder",
-                "encoder = \"bi\" is for sts tasks, with max_score > 0",
-            ));
-        }
-        self.peft.validate_for_head()
-    }
-}
+use crate::tasks::settings::{TASK_FILE, TaskConfig, TaskSettings, spec_toml};
 
 /// One encoded example.
 #[derive(Debug, Clone, PartialEq)]
@@ -441,100 +308,7 @@ pub struct TaskReport {
     pub splits: Vec<SplitReport>,
 }
 
-/// The task spec a checkpoint records (`task.toml`): settings with the label set resolved.
-fn spec_toml(settings: &TaskSettings) -> String {
-    toml::to_string_pretty(settings).unwrap_or_default()
-}
-
-/// What every fine-tuning recipe (tasks, DPO, reward, GRPO) starts with: the Trainer,
-/// the tokenizer and its special tokens.
-pub struct Setup {
-    /// The Trainer of the run.
-    pub trainer: Trainer,
-    /// `model.tokenizer`, or the `tokenizer.json` of the model folder.
-    pub tokenizer: TextTokenizer,
-    /// Its EOS and padding.
-    pub specials: Specials,
-    /// The run's device (without autodiff).
-    pub device: Device,
-    /// Where the tokenizer was read.
-    pub tok_path: PathBuf,
-}
-
-impl std::fmt::Debug for Setup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Setup")
-            .field("tokenizer", &self.tok_path)
-            .finish()
-    }
-}
-
 impl Setup {
-    /// The device, the Trainer of `run` and `train`, and the tokenizer of `model`.
-    pub fn new(
-        run: &RunConfig,
-        train: &TrainConfig,
-        model: &BaseModel,
-        device_choice: DeviceChoice,
-    ) -> Result<Self> {
-        let device = device_choice.resolve()?;
-        let trainer = Trainer::new(&device, train.clone(), &run.out, run.seed)?;
-        let tok_path = model
-            .tokenizer
-            .clone()
-            .unwrap_or_else(|| model.path.join("tokenizer.json"));
-        let tokenizer = TextTokenizer::load(&tok_path)?;
-        let specials = Specials::of(&tokenizer)?;
-        Ok(Self {
-            trainer,
-            tokenizer,
-            specials,
-            device,
-            tok_path,
-        })
-    }
-
-    /// The decoder folder `path` on the training device, adapters merged; refused when
-    /// the tokenizer has more tokens than the model.
-    pub fn decoder(&self, path: &std::path::Path) -> Result<manabi_model::DecoderLm> {
-        let (model, adapted) = load_decoder(path, self.trainer.device())?;
-        let model = if adapted.is_some() {
-            merged(model)
-        } else {
-            model
-        };
-        if self.tokenizer.vocab_size() > model.config().vocab_size {
-            return Err(FinetuneError::Config {
-                key: "model.tokenizer".into(),
-                message: format!(
-                    "{}: the tokenizer has more tokens than the model: not this model's tokenizer",
-                    self.tok_path.display()
-                ),
-            });
-        }
-        Ok(model)
-    }
-
-    /// Records the recipe `cfg`, the tokenizer and, when `peft` adapts the model,
-    /// `peft.toml` in the Trainer, so every checkpoint rebuilds the adapted decoder.
-    pub fn record_recipe<C: serde::Serialize>(
-        &mut self,
-        cfg: &C,
-        peft: &crate::PeftConfig,
-    ) -> Result<()> {
-        let t = &mut self.trainer;
-        t.config_toml = toml::to_string_pretty(cfg).map_err(|e| FinetuneError::Config {
-            key: "recipe".into(),
-            message: e.to_string(),
-        })?;
-        t.tokenizer = Some(self.tok_path.clone());
-        t.spec_files = match peft.method {
-            Method::Full => Vec::new(),
-            _ => vec![(PEFT_FILE.to_string(), peft.to_toml())],
-        };
-        Ok(())
-    }
-
     /// The body of `cfg.model` on the training device (adapters merged), after seeding.
     pub(crate) fn body(&self, cfg: &TaskConfig) -> Result<manabi_model::DecoderLm> {
         self.trainer.device().seed(cfg.run.seed);

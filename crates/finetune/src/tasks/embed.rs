@@ -429,8 +429,7 @@ pub fn train_simcse(
     resume: bool,
 ) -> Result<crate::tasks::TaskReport> {
     use burn::module::Module;
-    let mut run =
-        crate::tasks::classify::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
+    let mut run = crate::setup::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let s = &cfg.task;
     if !(0.0..1.0).contains(&s.dropout) || s.temperature <= 0.0 {
         return Err(FinetuneError::config(
@@ -561,7 +560,7 @@ pub fn nli_triples(
 /// `out`.
 pub fn evaluate_pairs(
     model_dir: &Path,
-    settings: &crate::tasks::classify::TaskSettings,
+    settings: &crate::tasks::settings::TaskSettings,
     tokenizer: &TextTokenizer,
     files: &[PathBuf],
     out: &Path,
@@ -727,8 +726,7 @@ pub fn train_bi_sts(
     resume: bool,
 ) -> Result<crate::tasks::TaskReport> {
     use burn::module::Module;
-    let mut run =
-        crate::tasks::classify::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
+    let mut run = crate::setup::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let s = &cfg.task;
     let (eos, pad) = (run.specials.eos, run.specials.pad);
     let read = |files: &[PathBuf]| read_sts(files, &s.fields, &run.tokenizer, eos, s.max_length);
@@ -767,7 +765,7 @@ pub fn train_bi_sts(
 /// untrained body's Spearman when `before` has it.
 fn pair_report(
     cfg: &crate::tasks::TaskConfig,
-    run: &crate::tasks::classify::Setup,
+    run: &crate::setup::Setup,
     report: manabi_objectives::RunReport,
     before: [Option<f64>; 2],
     trainable: usize,

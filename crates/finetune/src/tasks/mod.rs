@@ -12,7 +12,9 @@ pub mod fewshot;
 pub mod head;
 pub mod ner;
 pub mod rag;
+pub mod settings;
 
-pub use classify::{TaskConfig, TaskReport, evaluate_task, train_task};
+pub use classify::{TaskReport, evaluate_task, train_task};
 pub use data::TaskKind;
 pub use head::{HEAD_FILE, HeadSpec, load_classifier};
+pub use settings::TaskConfig;

@@ -460,8 +460,7 @@ pub fn train_ner(
     resume: bool,
 ) -> Result<crate::tasks::TaskReport> {
     use burn::module::Module;
-    let mut run =
-        crate::tasks::classify::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
+    let mut run = crate::setup::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let fields = &cfg.task.fields;
     let train_ex = read_ner(&cfg.data.train, fields, true)?;
     let val_ex = read_ner(&cfg.data.val, fields, true)?;
@@ -562,7 +561,7 @@ fn write_predictions(
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_ner(
     model: &DecoderClassifier,
-    settings: &crate::tasks::classify::TaskSettings,
+    settings: &crate::tasks::settings::TaskSettings,
     names: &[String],
     tokenizer: &TextTokenizer,
     files: &[PathBuf],
