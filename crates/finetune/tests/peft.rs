@@ -558,12 +558,12 @@ fn lora_dropout_acts_only_while_training_and_only_on_the_adapter_input() {
     );
     let want: Vec<f32> = manabi_model::fused::linear(q, x.clone())
         .into_data()
-        .to_vec()
+        .try_to_vec()
         .unwrap();
     let pass = || -> Vec<f32> {
         manabi_model::fused::lora_linear(q, x.clone(), dropout)
             .into_data()
-            .to_vec()
+            .try_to_vec()
             .unwrap()
     };
     let mean_abs = |a: &[f32]| a.iter().zip(&want).map(|(x, y)| (x - y).abs()).sum::<f32>();

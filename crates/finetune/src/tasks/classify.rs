@@ -370,7 +370,7 @@ pub fn train_task(
         TaskKind::Ner => return crate::tasks::ner::train_ner(cfg, device_choice, resume),
         TaskKind::Simcse => return crate::tasks::embed::train_simcse(cfg, device_choice, resume),
         TaskKind::Sts if cfg.task.encoder == crate::tasks::embed::Encoder::Bi => {
-            return crate::tasks::embed::train_bi_sts(cfg, device_choice, resume);
+            return crate::tasks::pairs::train_bi_sts(cfg, device_choice, resume);
         }
         _ => {}
     }
@@ -559,7 +559,7 @@ pub fn evaluate_task(
     let tokenizer = TextTokenizer::load(model_dir.join("tokenizer.json"))?;
     let specials = Specials::of(&tokenizer)?;
     if settings.kind == TaskKind::Simcse || settings.encoder == crate::tasks::embed::Encoder::Bi {
-        let mut r = crate::tasks::embed::evaluate_pairs(
+        let mut r = crate::tasks::pairs::evaluate_pairs(
             model_dir, &settings, &tokenizer, files, out, batch_size, device,
         )?;
         r.name = joined(files);

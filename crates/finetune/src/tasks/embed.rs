@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{FinetuneError, Result};
 use crate::metrics::spearman;
-use crate::sft::encode::{schedule, train_window};
+use crate::sft::encode::train_window;
 use crate::tasks::data::{FieldMap, Label, TaskKind, read_examples};
 
 /// How token states become one vector.
@@ -138,7 +138,7 @@ pub fn pooled(
 }
 
 /// Rows scaled to unit length.
-fn normalised(x: Tensor<2>) -> Tensor<2> {
+pub(crate) fn normalised(x: Tensor<2>) -> Tensor<2> {
     let norm = (x.clone() * x.clone()).sum_dim(1).sqrt().clamp_min(1e-8);
     x / norm
 }
@@ -514,7 +514,7 @@ pub fn train_simcse(
         seed: cfg.run.seed,
     };
     let report = run.trainer.fit(&task, model, resume)?;
-    pair_report(cfg, &run, report, [Some(before), before_test], trainable)
+    crate::tasks::pairs::pair_report(cfg, &run, report, [Some(before), before_test], trainable)
 }
 
 /// Supervised SimCSE's (premise, entailed hypothesis, contradicted hypothesis) triples of
@@ -553,246 +553,4 @@ pub fn nli_triples(
         ));
     }
     Ok(triples)
-}
-
-/// STS Pearson and Spearman of an embedding checkpoint's cosines on JSTS-layout `files`;
-/// each pair's `cosine` (and `pred` = cosine × max_score for a bi-encoder) written to
-/// `out`.
-pub fn evaluate_pairs(
-    model_dir: &Path,
-    settings: &crate::tasks::settings::TaskSettings,
-    tokenizer: &TextTokenizer,
-    files: &[PathBuf],
-    out: &Path,
-    batch_size: usize,
-    device: &Device,
-) -> Result<crate::tasks::classify::SplitReport> {
-    let specials = crate::sft::Specials::of(tokenizer)?;
-    let (model, _) = crate::run::load_decoder(model_dir, device)?;
-    let ex = read_examples(files, TaskKind::Sts, &settings.fields, true)?;
-    let texts: Vec<String> = ex.iter().flat_map(|e| e.texts.clone()).collect();
-    let v = embed_texts(
-        &model,
-        tokenizer,
-        &texts,
-        (settings.pooling, settings.max_length),
-        (specials.eos, specials.pad),
-        batch_size,
-        device,
-    )?;
-    let mut lines = String::new();
-    let (mut gold, mut sims) = (Vec::new(), Vec::new());
-    for (i, e) in ex.iter().enumerate() {
-        let c = cosine(&v[2 * i], &v[2 * i + 1]);
-        let g = match e.label {
-            Some(Label::Score(x)) => x,
-            _ => f64::NAN,
-        };
-        gold.push(g);
-        sims.push(c);
-        let mut obj = serde_json::json!({"sentence1": e.texts[0], "sentence2": e.texts[1], "label": g, "cosine": c});
-        if settings.encoder == Encoder::Bi {
-            obj["pred"] = (c * settings.max_score).into();
-        }
-        lines.push_str(&obj.to_string());
-        lines.push('\n');
-    }
-    std::fs::write(out, lines).map_err(|e| FinetuneError::io(out, e))?;
-    Ok(crate::tasks::classify::SplitReport {
-        name: String::new(),
-        examples: ex.len(),
-        metrics: vec![
-            ("pearson".into(), crate::metrics::pearson(&gold, &sims)),
-            ("spearman".into(), spearman(&gold, &sims)),
-        ],
-        majority_baseline: None,
-        predictions: out.to_path_buf(),
-    })
-}
-
-/// A supervised bi-encoder for STS as a [`Task`]: squared error between each pair's
-/// cosine and its gold score ÷ `max_score`.
-#[derive(Debug)]
-pub struct BiStsTask {
-    /// Training pairs.
-    pub train: StsPairs,
-    /// Validation pairs.
-    pub val: StsPairs,
-    /// Pooling.
-    pub pooling: Pooling,
-    /// The top of the score scale.
-    pub max_score: f64,
-    /// Pairs per micro-batch.
-    pub batch_size: usize,
-    /// Padding token.
-    pub pad: u32,
-    /// Seed of the data order.
-    pub seed: u64,
-}
-
-/// A micro-batch of STS pairs.
-#[derive(Debug, Clone)]
-pub struct PairRows {
-    /// First sentences.
-    pub a: Vec<Vec<u32>>,
-    /// Second sentences.
-    pub b: Vec<Vec<u32>>,
-    /// Gold scores.
-    pub gold: Vec<f32>,
-}
-
-fn pair_rows(p: &StsPairs, idx: &[usize]) -> PairRows {
-    PairRows {
-        a: idx.iter().map(|&i| p.a[i].clone()).collect(),
-        b: idx.iter().map(|&i| p.b[i].clone()).collect(),
-        gold: idx.iter().map(|&i| p.gold[i] as f32).collect(),
-    }
-}
-
-impl Task for BiStsTask {
-    type Model = DecoderLm;
-    type Batch = PairRows;
-
-    fn batch(
-        &self,
-        _: &DecoderLm,
-        step: usize,
-        micro: usize,
-        per_step: usize,
-    ) -> manabi_objectives::Result<PairRows> {
-        let idx = schedule(
-            self.train.gold.len(),
-            self.batch_size,
-            step * per_step + micro,
-            self.seed,
-        );
-        Ok(pair_rows(&self.train, &idx))
-    }
-
-    fn val_batch(&self, i: usize) -> manabi_objectives::Result<PairRows> {
-        let idx = crate::sft::encode::val_indices(self.val.gold.len(), self.batch_size, i);
-        Ok(pair_rows(&self.val, &idx))
-    }
-
-    fn loss(
-        &self,
-        model: &DecoderLm,
-        b: &PairRows,
-        device: &Device,
-    ) -> manabi_objectives::Result<TaskLoss> {
-        let ra: Vec<&[u32]> = b.a.iter().map(Vec::as_slice).collect();
-        let rb: Vec<&[u32]> = b.b.iter().map(Vec::as_slice).collect();
-        let za = normalised(pooled(model, &ra, self.pooling, self.pad, device));
-        let zb = normalised(pooled(model, &rb, self.pooling, self.pad, device));
-        let n = b.gold.len();
-        let cos = (za * zb).sum_dim(1).reshape([n]);
-        let target = Tensor::<1>::from_floats(b.gold.as_slice(), device) / self.max_score;
-        let err = cos - target;
-        Ok(TaskLoss::new((err.clone() * err).sum()))
-    }
-
-    fn targets(b: &PairRows) -> usize {
-        b.gold.len()
-    }
-
-    fn tokens(b: &PairRows) -> usize {
-        b.a.iter().chain(&b.b).map(Vec::len).sum()
-    }
-
-    fn evaluate(
-        &self,
-        model: &DecoderLm,
-        device: &Device,
-    ) -> manabi_objectives::Result<Vec<(String, f64)>> {
-        Ok(vec![(
-            "spearman".into(),
-            sts_spearman(
-                model,
-                &self.val,
-                self.pooling,
-                self.pad,
-                self.batch_size,
-                device,
-            ),
-        )])
-    }
-}
-
-/// Trains (or resumes) a bi-encoder STS model; reports Pearson and Spearman of the
-/// cosines on the validation (and test) pairs, with the untrained body's Spearman.
-pub fn train_bi_sts(
-    cfg: &crate::tasks::TaskConfig,
-    device_choice: manabi_model::DeviceChoice,
-    resume: bool,
-) -> Result<crate::tasks::TaskReport> {
-    use burn::module::Module;
-    let mut run = crate::setup::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
-    let s = &cfg.task;
-    let (eos, pad) = (run.specials.eos, run.specials.pad);
-    let read = |files: &[PathBuf]| read_sts(files, &s.fields, &run.tokenizer, eos, s.max_length);
-    let (train, val) = (read(&cfg.data.train)?, read(&cfg.data.val)?);
-    let body = run.body(cfg)?;
-    let before = sts_spearman(
-        &body.valid(),
-        &val,
-        s.pooling,
-        pad,
-        cfg.train.batch_size,
-        &run.device,
-    );
-    let model = crate::peft::apply(body, &cfg.peft)?;
-    let (trainable, total) = crate::peft::describe(&model);
-    println!(
-        "{:?}, bi-encoder STS ({:?} pooling, cosine × {}): {trainable} trainable of {total} parameters",
-        cfg.peft.method, s.pooling, s.max_score
-    );
-    run.record(cfg, None, s)?;
-    let task = BiStsTask {
-        train,
-        val,
-        pooling: s.pooling,
-        max_score: s.max_score,
-        batch_size: cfg.train.batch_size,
-        pad,
-        seed: cfg.run.seed,
-    };
-    let report = run.trainer.fit(&task, model, resume)?;
-    pair_report(cfg, &run, report, [Some(before), None], trainable)
-}
-
-/// The report of an embedding run: Pearson and Spearman of the last checkpoint's cosines on
-/// the validation and test pairs (predictions written next to them), each after the
-/// untrained body's Spearman when `before` has it.
-fn pair_report(
-    cfg: &crate::tasks::TaskConfig,
-    run: &crate::setup::Setup,
-    report: manabi_objectives::RunReport,
-    before: [Option<f64>; 2],
-    trainable: usize,
-) -> Result<crate::tasks::TaskReport> {
-    let mut splits = Vec::new();
-    if let Some(dir) = &report.checkpoint {
-        let splits_in = [("val", &cfg.data.val), ("test", &cfg.data.test)];
-        for ((name, files), b) in splits_in.into_iter().zip(before) {
-            if files.is_empty() {
-                continue;
-            }
-            let path = cfg.run.out.join(format!("predictions-{name}.jsonl"));
-            let batch = cfg.train.batch_size;
-            let (tok, device) = (&run.tokenizer, &run.device);
-            let mut r = evaluate_pairs(dir, &cfg.task, tok, files, &path, batch, device)?;
-            r.name = name.into();
-            if let Some(b) = b {
-                r.metrics.insert(0, ("spearman_before".into(), b));
-            }
-            splits.push(r);
-        }
-    }
-    Ok(crate::tasks::TaskReport {
-        run: report,
-        label_counts: Vec::new(),
-        cut: 0,
-        trainable_params: trainable,
-        splits,
-    })
 }

@@ -11,6 +11,7 @@ pub mod embed;
 pub mod fewshot;
 pub mod head;
 pub mod ner;
+pub mod pairs;
 pub mod rag;
 pub mod settings;
 
