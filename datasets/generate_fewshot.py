@@ -11,6 +11,12 @@ for people whose job the world text states —
 The pre-trained model read "X works as a nurse." but never a question, so without shots it
 continues with more world text; shots show the question-answer format. Pool and
 evaluation files hold different people. Byte-identical on every run.
+
+Also `qa-{en,ja}.gen.{eval,pool}.jsonl`, reading comprehension: the query is a QA item of
+datasets/sft in the QA template (`Context: …\nQuestion: …\nAnswer:`), the answer a word
+copied from its context. Evaluation items are the first of `qa-*.val.jsonl` (held-out
+words only), the pool the first of `qa-*.train.jsonl`: the answer is in the prompt, so a
+model that can copy from its context and learns the format from the shots scores.
 """
 
 import json
@@ -59,5 +65,20 @@ def main() -> None:
                 print(f"{path.relative_to(HERE.parent)}: {len(recs)}")
 
 
+def reading_comprehension() -> None:
+    for lang in ("en", "ja"):
+        for split, source, n in (("eval", "val", N_EVAL), ("pool", "train", N_POOL)):
+            rows = [json.loads(line) for line in
+                    (WORLD / f"qa-{lang}.{source}.jsonl").read_text(encoding="utf-8")
+                    .splitlines()[:n]]
+            recs = [{"query": f"Context: {r['context']}\nQuestion: {r['question']}\nAnswer:",
+                     "answer": r["answer"]} for r in rows]
+            path = OUT / f"qa-{lang}.gen.{split}.jsonl"
+            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs),
+                            encoding="utf-8")
+            print(f"{path.relative_to(HERE.parent)}: {len(recs)}")
+
+
 if __name__ == "__main__":
     main()
+    reading_comprehension()

@@ -3,7 +3,7 @@
 Everything is synthetic: short facts about a small invented world (people, towns, jobs,
 pets, colours, objects), in English and Japanese, built from templates with fixed seeds,
 so the files are free of any licence, byte-identical on every run and small enough
-(under 3 MB in all) for a tiny model to learn from in minutes on two CPU cores.
+(under 3.5 MB in all) for a tiny model to learn from in minutes on two CPU cores.
 
 Every word list is split 80/20 before anything is written. The training-side words make
 all the training files (`*.train.jsonl`, `world-*.txt`, instructions, chat, completion,
@@ -16,6 +16,7 @@ raises before anything is written if one is broken. Run from the repository root
     python3 datasets/generate_sft.py
 """
 
+import gzip
 import json
 import random
 import re
@@ -27,9 +28,14 @@ OUT = HERE / "sft"
 TINY = HERE / "tiny"
 SEED = 20261123
 VAL_FRACTION = 0.2
+# Share of the training QA answers that are invented words (one-off strings of the kind's
+# script), so the answer cannot be recalled from a closed list and must be copied.
+INVENTED_SHARE = 0.5
 MAX_CONTEXT = {"en": 160, "ja": 80}   # characters
-MAX_TOTAL_BYTES = 3_000_000
+MAX_TOTAL_BYTES = 3_500_000
 WORLD_BYTES = 300_000
+COPY_BYTES = 4_000_000     # each, before gzip: enough that a tiny model cannot memorise it
+MAX_GZIP_BYTES = 3_000_000
 
 # ---------------------------------------------------------------------------------------
 # Vocabulary
@@ -275,6 +281,9 @@ def new_fact(who: str, kind: str, V: dict, rng: random.Random, used: dict,
                                      if x != who and x not in people and x not in used[kind]])
     else:
         f["value"] = rng.choice([x for x in V[kind] if x not in used[kind]])
+    invent = V.get("invent")
+    if invent is not None and rng.random() < INVENTED_SHARE and f["value"] not in people:
+        f["value"] = invent(kind, rng, used[kind])
     if kind == "pet":
         f["animal"] = rng.choice(V["animal"])
     used[kind].add(f["value"])
@@ -333,6 +342,70 @@ def qa_example(lang: str, V: dict, rng: random.Random) -> dict:
                     "answer": asked["value"]}
 
 
+class Inventor:
+    """Invented answer words for the training QA sets: towns, jobs, pet names, colours,
+    objects and friends' names that occur nowhere else. A real word of either split, or
+    one that contains or is contained in a held-out word, is never produced."""
+
+    KANA = "アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワ"
+    VOICED = "ガギグゲゴザジズゼゾダデドバビブベボ"
+    JOB_TAILS = ["屋", "師", "家", "士", "職人", "", ""]
+
+    def __init__(self, lang: str, vocab: dict):
+        self.lang = lang
+        self.real = {w.lower() for split in vocab.values() for ws in split.values()
+                     for w in ws} | {w.lower() for w in EN_NOT_NAMES | EN_NOT_PETS}
+        self.held = [w.lower() for k in SPLIT_KINDS for w in vocab["val"][k]]
+        self.words: set[str] = set()
+        # Japanese invented words are written with the kanji of the real words (both
+        # splits: a character is not a word) plus as many other kanji, so a model with a
+        # character vocabulary has seen every kanji a held-out word is written with.
+        real_kanji = sorted({c for w in self.real for c in w if "\u4e00" <= c <= "\u9fff"})
+        other = random.Random(SEED + 99).sample(
+            [chr(c) for c in range(0x4E00, 0x9FA6) if chr(c) not in real_kanji],
+            len(real_kanji))
+        self.kanji = real_kanji + sorted(other)
+
+    def _candidate(self, kind: str, rng: random.Random) -> str:
+        if self.lang == "en":
+            def syllables(lo, hi):
+                return "".join(rng.choice(EN_CONS) + rng.choice("aeiou")
+                               for _ in range(rng.randint(lo, hi)))
+            if kind == "town":
+                return (syllables(1, 1) + rng.choice("lnrm")
+                        + rng.choice(EN_TOWN_SUFFIXES)).capitalize()
+            if kind in ("pet", "friend"):
+                return syllables(2, 3).capitalize()
+            return syllables(2, 3) + (rng.choice(EN_CONS) if rng.random() < 0.5 else "")
+
+        def kanji(lo, hi):
+            return "".join(rng.choice(self.kanji) for _ in range(rng.randint(lo, hi)))
+        if kind == "town":
+            return kanji(2, 2) + "町"
+        if kind == "job":
+            return kanji(2, 3) + rng.choice(self.JOB_TAILS)
+        if kind == "colour":
+            return kanji(1, 2) + "色"
+        if kind == "object":
+            return kanji(1, 3)
+        # friends and pets: katakana with a voiced sound, unlike any real name
+        n = 3 if kind == "friend" else 2
+        chars = [rng.choice(self.KANA) for _ in range(n - 1)] + [rng.choice(self.VOICED)]
+        rng.shuffle(chars)
+        return "".join(chars)
+
+    def __call__(self, kind: str, rng: random.Random, used: set[str]) -> str:
+        while True:
+            w = self._candidate(kind, rng)
+            low = w.lower()
+            if low in self.real or w in used:
+                continue
+            if self.lang == "ja" and any(h in w or w in h for h in self.held):
+                continue
+            self.words.add(w)
+            return w
+
+
 def qa_set(lang: str, V: dict, n: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     out, seen = [], set()
@@ -345,16 +418,59 @@ def qa_set(lang: str, V: dict, n: int, seed: int) -> list[dict]:
     return out
 
 
-def world_text(lang: str, V: dict, seed: int) -> str:
-    """Paragraphs (one a line) of fact sentences about 1-3 people, about WORLD_BYTES."""
+RECAP = {"en": "So {}", "ja": "つまり、{}"}
+LIST = {"en": ("{p} says: {w}. Again: {w}.", " "), "ja": ("{p}の言葉：{w}。もう一度：{w}。", " ")}
+
+
+def list_line(lang: str, V: dict, rng: random.Random) -> str:
+    """3-6 words said twice, without separators: every token of the repeat follows the
+    same token as in the first half, the plainest case of in-context copying (an
+    induction head's job)."""
+    invent = V["invent"]
+    kinds = ["town", "job", "pet", "colour", "object", "friend"]
+    words: list[str] = []
+    for _ in range(rng.randint(3, 6)):
+        kind = rng.choice(kinds)
+        if rng.random() < INVENTED_SHARE:
+            words.append(invent(kind, rng, set(words)))
+        else:
+            pool = V["person"] if kind == "friend" else V[kind]
+            words.append(rng.choice([w for w in pool if w not in words]))
+    person = rng.choice(V["person"])
+    template, sep = LIST[lang]
+    return template.format(p=person, w=sep.join(words))
+
+
+def world_text(lang: str, V: dict, seed: int, size_bytes: int = WORLD_BYTES) -> str:
+    """Paragraphs (one a line) of fact sentences about 1-3 people, about `size_bytes`.
+
+    With an inventor in `V` (the copy text), half the people and half the values are
+    invented words, each paragraph ends by restating its facts in another order
+    ("So Mara lives in Tolven."): a restated value can only be predicted by finding the
+    person's sentence earlier in the line and copying from it; and half the lines are
+    words said twice (`list_line`)."""
     rng = random.Random(seed)
+    invent = V.get("invent")
     lines, size = [], 0
-    while size < WORLD_BYTES:
+    while size < size_bytes:
+        if invent is not None and rng.random() < 0.5:
+            line = list_line(lang, V, rng)
+            lines.append(line)
+            size += len(line.encode("utf-8")) + 1
+            continue
         people = rng.sample(V["person"], rng.randint(1, 3))
+        if invent is not None:
+            people = [invent("friend", rng, set(people)) if rng.random() < INVENTED_SHARE
+                      else p for p in people]
         used = {k: set() for k in KINDS}
         blocks = [person_facts(p, rng.sample(KINDS, rng.randint(2, 5)), V, rng, used, people)
                   for p in people]
-        line = join(lang, [sentence(lang, f) for f in arrange(blocks, rng, mix=0.15)])
+        facts = arrange(blocks, rng, mix=0.15)
+        sentences = [sentence(lang, f) for f in facts]
+        if invent is not None:
+            for f in rng.sample(facts, len(facts)):
+                sentences.append(RECAP[lang].format(sentence(lang, f)))
+        line = join(lang, sentences)
         lines.append(line)
         size += len(line.encode("utf-8")) + 1
     return "\n".join(lines) + "\n"
@@ -587,7 +703,8 @@ def summary_example(lang: str, V: dict, rng: random.Random) -> dict:
 # ---------------------------------------------------------------------------------------
 # Checks
 
-def check(files: dict[str, str], vocab: dict, records: dict[str, list[dict]]) -> None:
+def check(files: dict[str, str], vocab: dict, records: dict[str, list[dict]],
+          invented: dict[str, set[str]]) -> None:
     """Raises ValueError if a promise of datasets/README.md is broken."""
     problems = []
     # The held-out words and the training words are disjoint, kind by kind.
@@ -634,10 +751,13 @@ def check(files: dict[str, str], vocab: dict, records: dict[str, list[dict]]) ->
                 problems.append(f"{name}: answer not in context: {r}")
             if len(r["context"]) > MAX_CONTEXT[lang]:
                 problems.append(f"{name}: context over {MAX_CONTEXT[lang]} chars: {r}")
-            split_words = val_words if name.endswith(".val.jsonl") else train_words
-            if r["answer"] not in split_words[lang]:
+            if name.endswith(".val.jsonl"):
+                ok = r["answer"] in val_words[lang]
+            else:
+                ok = r["answer"] in train_words[lang] or r["answer"] in invented[lang]
+            if not ok:
                 problems.append(f"{name}: answer {r['answer']!r} not of its split")
-    total = sum(len(t.encode("utf-8")) for t in files.values())
+    total = sum(len(t.encode("utf-8")) for n, t in files.items() if not n.endswith(".gz"))
     if total >= MAX_TOTAL_BYTES:
         problems.append(f"datasets/sft would be {total} bytes (limit {MAX_TOTAL_BYTES})")
     if problems:
@@ -654,10 +774,12 @@ def main() -> None:
     vocab = build_vocab()
     T = {lang: vocab[lang]["train"] for lang in vocab}
     H = {lang: vocab[lang]["val"] for lang in vocab}
+    inventors = {lang: Inventor(lang, vocab[lang]) for lang in vocab}
+    qa_train = {lang: dict(T[lang], invent=inventors[lang]) for lang in vocab}
     records = {
-        "qa-en.train.jsonl": qa_set("en", T["en"], 3000, SEED + 1),
+        "qa-en.train.jsonl": qa_set("en", qa_train["en"], 3000, SEED + 1),
         "qa-en.val.jsonl": qa_set("en", H["en"], 200, SEED + 2),
-        "qa-ja.train.jsonl": qa_set("ja", T["ja"], 3000, SEED + 3),
+        "qa-ja.train.jsonl": qa_set("ja", qa_train["ja"], 3000, SEED + 3),
         "qa-ja.val.jsonl": qa_set("ja", H["ja"], 200, SEED + 4),
         "instructions-en.jsonl": unique(lambda r: instruction_example("en", T["en"], r), 500,
                                         SEED + 7),
@@ -674,11 +796,25 @@ def main() -> None:
     files = {name: jsonl(recs) for name, recs in records.items()}
     files["world-en.txt"] = world_text("en", T["en"], SEED + 5)
     files["world-ja.txt"] = world_text("ja", T["ja"], SEED + 6)
-    check(files, vocab, records)
+    copy_text = {
+        "world-copy-en.txt.gz": world_text("en", qa_train["en"], SEED + 14, COPY_BYTES),
+        "world-copy-ja.txt.gz": world_text("ja", qa_train["ja"], SEED + 15, COPY_BYTES),
+    }
+    check({**files, **copy_text}, vocab, records,
+          {lang: inv.words for lang, inv in inventors.items()})
+    packed = {name: gzip.compress(text.encode("utf-8"), mtime=0)
+              for name, text in copy_text.items()}
+    if sum(map(len, packed.values())) >= MAX_GZIP_BYTES:
+        raise ValueError(f"the copy text would be over {MAX_GZIP_BYTES} bytes gzipped")
     OUT.mkdir(parents=True, exist_ok=True)
     for name in sorted(files):
         with open(OUT / name, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(files[name])
+    for name, data in packed.items():
+        (OUT / name).write_bytes(data)
+        text = copy_text[name]
+        print(f"{name:24} {text.count(chr(10)):5} lines {len(text.encode('utf-8')):8} bytes "
+              f"({len(data)} gzipped)")
     total = sum(len(t.encode("utf-8")) for t in files.values())
     for name in sorted(files):
         text = files[name]
