@@ -343,8 +343,8 @@ def qa_example(lang: str, V: dict, rng: random.Random) -> dict:
 
 
 class Inventor:
-    """Invented answer words for the training QA sets: towns, jobs, pet names, colours,
-    objects and friends' names that occur nowhere else. A real word of either split, or
+    """Invented words for the training QA sets and the copy text: towns, jobs, pet names,
+    colours, objects and friends' names that occur nowhere else. A real word of either split, or
     one that contains or is contained in a held-out word, is never produced."""
 
     KANA = "アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワ"
@@ -423,14 +423,13 @@ LIST = {"en": ("{p} says: {w}. Again: {w}.", " "), "ja": ("{p}の言葉：{w}。
 
 
 def list_line(lang: str, V: dict, rng: random.Random) -> str:
-    """3-6 words said twice, without separators: every token of the repeat follows the
-    same token as in the first half, the plainest case of in-context copying (an
-    induction head's job)."""
+    """3-6 words said twice, separated by spaces only (no comma after every word): each
+    token of the repeat follows the same token as in the first half, the plainest case
+    of in-context copying (an induction head's job)."""
     invent = V["invent"]
-    kinds = ["town", "job", "pet", "colour", "object", "friend"]
     words: list[str] = []
     for _ in range(rng.randint(3, 6)):
-        kind = rng.choice(kinds)
+        kind = rng.choice(KINDS)
         if rng.random() < INVENTED_SHARE:
             words.append(invent(kind, rng, set(words)))
         else:
