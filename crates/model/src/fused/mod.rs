@@ -182,16 +182,15 @@ pub fn lora_linear<const D: usize>(
     let Some(adapter) = layer.weight.adapter().filter(|_| dropout.prob > 0.0) else {
         return linear(layer, x);
     };
-    let (a, b) = (adapter.a.val(), adapter.b.val()); // [in, r], [r, out]
-    let inn = a.dims()[0];
-    let out = b.dims()[1];
-    let mut dims = x.dims();
-    let rows = x.shape().num_elements() / inn.max(1);
-    let dropped = dropout.forward(x.clone()).reshape([rows, inn]);
-    let update = linear_with(linear_with(dropped, a, None), b, None).mul_scalar(adapter.scale);
-    dims[D - 1] = out;
+    // `linear_with` takes `[.., in]` itself: x·A `[.., r]`, then ·B `[.., out]`.
+    let dropped = dropout.forward(x.clone());
+    let update = linear_with(
+        linear_with(dropped, adapter.a.val(), None),
+        adapter.b.val(),
+        None,
+    );
     let base = linear_with(x, layer.weight.base(), layer.bias.as_ref().map(|b| b.val()));
-    base + update.reshape(dims)
+    base + update.mul_scalar(adapter.scale)
 }
 
 /// `x · wᵀ` as one fused operation: a tied output layer, `w` the `[vocab, d]` embedding
