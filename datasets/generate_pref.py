@@ -18,6 +18,7 @@ byte-identical. Run from the repository root (Python 3 standard library only):
     python3 datasets/generate_pref.py
 """
 
+import gzip
 import hashlib
 import json
 import random
@@ -247,6 +248,9 @@ COUNTS = {
     "rl-arith-ja.train.jsonl": 1000, "rl-arith-ja.val.jsonl": 200,
     "rl-facts-en.train.jsonl": 500, "rl-facts-en.val.jsonl": 100,
     "sft-mixed-en.train.jsonl": 3000,
+    # Larger training pairs, gzipped: enough that a reward model sees each pair about once
+    # and must learn to check an answer against the context instead of recalling pairs.
+    "pref-en.train-large.jsonl.gz": 20000, "pref-ja.train-large.jsonl.gz": 20000,
 }
 
 
@@ -329,7 +333,7 @@ def check(files: dict[str, str], vocab: dict, records: dict[str, list[dict]],
                     problems.append(f"{name}: responses equal or without a leading space: {r}")
                 if m["answer"] not in texts[0] or m["answer"] not in match.group(1):
                     problems.append(f"{name}: best response or context lacks the answer: {r}")
-        if name.startswith("pref-") and name.endswith(".jsonl") and "chat" not in name \
+        if name.startswith("pref-") and ".jsonl" in name and "chat" not in name \
                 and "implicit" not in name:
             kinds = [m["reject"] for m in metas[name]]
             counts = {k: kinds.count(k) for k in REJECT_KINDS}
@@ -377,7 +381,7 @@ def check(files: dict[str, str], vocab: dict, records: dict[str, list[dict]],
             if prompt_sets[vname] & prompt_sets[tname]:
                 problems.append(f"{vname}: prompts also in {tname}")
 
-    total = sum(len(t.encode("utf-8")) for t in files.values())
+    total = sum(len(t.encode("utf-8")) for n, t in files.items() if not n.endswith(".gz"))
     if total >= MAX_TOTAL_BYTES:
         problems.append(f"datasets/pref would be {total} bytes (limit {MAX_TOTAL_BYTES})")
     if problems:
@@ -399,6 +403,8 @@ def main() -> None:
         "pref-implicit-en.jsonl": implicit_set(T["en"], 50, SEED + 5),
         "pref-chat-en.jsonl": chat_set(T["en"], 50, SEED + 6),
         "ranked-en.jsonl": ranked_set(T["en"], 100, SEED + 7),
+        "pref-en.train-large.jsonl.gz": pref_set("en", T["en"], 20000, SEED + 15),
+        "pref-ja.train-large.jsonl.gz": pref_set("ja", T["ja"], 20000, SEED + 16),
     }.items():
         records[name], metas[name] = recs, ms
     train_c, val_c = arith_combos(SEED + 8)
@@ -418,9 +424,12 @@ def main() -> None:
     check(files, vocab, records, metas, combos)
     OUT.mkdir(parents=True, exist_ok=True)
     for name in sorted(files):
+        if name.endswith(".gz"):
+            (OUT / name).write_bytes(gzip.compress(files[name].encode("utf-8"), mtime=0))
+            continue
         with open(OUT / name, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(files[name])
-    total = sum(len(t.encode("utf-8")) for t in files.values())
+    total = sum(len(t.encode("utf-8")) for n, t in files.items() if not n.endswith(".gz"))
     for name in sorted(files):
         data = files[name].encode("utf-8")
         print(f"{name:26} {files[name].count(chr(10)):5} lines {len(data):8} bytes  "

@@ -35,7 +35,12 @@ MAX_CONTEXT = {"en": 160, "ja": 80}   # characters
 MAX_TOTAL_BYTES = 3_500_000
 WORLD_BYTES = 300_000
 COPY_BYTES = 4_000_000     # each, before gzip: enough that a tiny model cannot memorise it
-MAX_GZIP_BYTES = 3_000_000
+# The large QA training sets (gzipped): 20,000 examples a language, so 3000 SFT steps of
+# 16 see each example about once and the model must learn to copy instead of recalling the
+# 6000 answers of the plain training files (which it memorises: train loss 0.09, held-out
+# exact match 47 %).
+QA_LARGE = 20_000
+MAX_GZIP_BYTES = 5_000_000
 
 # ---------------------------------------------------------------------------------------
 # Vocabulary
@@ -799,6 +804,12 @@ def main() -> None:
         "world-copy-en.txt.gz": world_text("en", qa_train["en"], SEED + 14, COPY_BYTES),
         "world-copy-ja.txt.gz": world_text("ja", qa_train["ja"], SEED + 15, COPY_BYTES),
     }
+    large = {
+        "qa-en.train-large.jsonl.gz": qa_set("en", qa_train["en"], QA_LARGE, SEED + 16),
+        "qa-ja.train-large.jsonl.gz": qa_set("ja", qa_train["ja"], QA_LARGE, SEED + 17),
+    }
+    records.update(large)
+    copy_text.update({name: jsonl(recs) for name, recs in large.items()})
     check({**files, **copy_text}, vocab, records,
           {lang: inv.words for lang, inv in inventors.items()})
     packed = {name: gzip.compress(text.encode("utf-8"), mtime=0)

@@ -98,8 +98,8 @@ pub fn read_prompt_texts(paths: &[PathBuf]) -> Result<Vec<String>> {
 fn read_rl(paths: &[PathBuf], need_answer: bool) -> Result<Vec<RlPrompt>> {
     let mut out = Vec::new();
     for path in paths {
-        let file = std::fs::File::open(path).map_err(|e| AlignError::io(path, e))?;
-        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let file = manabi_tokenize::open_reader(path).map_err(|e| AlignError::io(path, e))?;
+        for (i, line) in file.lines().enumerate() {
             let line = line.map_err(|e| AlignError::io(path, e))?;
             if line.trim().is_empty() {
                 continue;

@@ -29,9 +29,9 @@ pub struct Pair {
 pub fn read_pairs(paths: &[PathBuf]) -> Result<Vec<Pair>> {
     let mut out = Vec::new();
     for path in paths {
-        let file = std::fs::File::open(path).map_err(|e| AlignError::io(path, e))?;
+        let file = manabi_tokenize::open_reader(path).map_err(|e| AlignError::io(path, e))?;
         let before = out.len();
-        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        for (i, line) in file.lines().enumerate() {
             let line = line.map_err(|e| AlignError::io(path, e))?;
             if line.trim().is_empty() {
                 continue;

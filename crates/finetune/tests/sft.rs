@@ -473,3 +473,42 @@ fn seq2seq_sft_on_t5_learns_evaluates_and_resumes_bit_for_bit() {
     .to_string();
     assert!(e.contains("peft.method") && e.contains("T5"), "{e}");
 }
+
+#[test]
+fn gzipped_jsonl_reads_like_plain_jsonl_and_a_corrupt_one_names_the_file() {
+    use manabi_finetune::sft::data::{Format, Record, read_files};
+    let fields = Default::default();
+    let large = root().join("datasets/sft/qa-en.train-large.jsonl.gz");
+    let d = read_files(std::slice::from_ref(&large), Format::Auto, &fields, false).unwrap();
+    assert_eq!(d.records.len(), 20_000);
+    assert_eq!(d.sources[19_999].line, 20_000);
+    for r in &d.records {
+        let Record::Fields { format, values } = r else {
+            panic!("not a QA record: {r:?}");
+        };
+        assert_eq!(*format, Format::Qa);
+        assert!(
+            values["context"].contains(values["answer"].as_str()),
+            "{values:?}"
+        );
+    }
+
+    // The same lines, plain and gzipped, give the same records.
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = root().join("datasets/sft/qa-ja.val.jsonl");
+    let text = std::fs::read(&plain).unwrap();
+    let gz = tmp.path().join("qa.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, &text).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let a = read_files(&[plain], Format::Auto, &fields, false).unwrap();
+    let b = read_files(&[gz], Format::Auto, &fields, false).unwrap();
+    assert_eq!(a.records, b.records);
+
+    let bad = tmp.path().join("broken.jsonl.gz");
+    std::fs::write(&bad, b"{\"context\":\"not gzip\"}\n").unwrap();
+    let e = read_files(&[bad], Format::Auto, &fields, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("broken.jsonl.gz"), "{e}");
+}

@@ -146,6 +146,23 @@ struct FileReader {
     buf: Vec<u8>,
 }
 
+/// Opens a file for buffered reading, decompressing it when its name ends in `.gz`
+/// (several concatenated gzip members are read as one stream). Every JSONL reader of the
+/// workspace opens its files through this, so `data.jsonl.gz` works wherever `data.jsonl`
+/// does.
+pub fn open_reader(path: &Path) -> std::io::Result<Box<dyn BufRead + Send>> {
+    let file = File::open(path)?;
+    let gz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    let reader: Box<dyn Read + Send> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    Ok(Box::new(BufReader::with_capacity(1 << 20, reader)))
+}
+
 /// Iterator over the documents of a corpus; see [`CorpusSpec::documents`].
 pub struct Documents {
     spec: CorpusSpec,
@@ -170,14 +187,8 @@ impl Documents {
     }
 
     fn open(&self, path: PathBuf) -> Result<FileReader> {
-        let file = File::open(&path).map_err(|e| TokenizeError::io(&path, e))?;
+        let reader = open_reader(&path).map_err(|e| TokenizeError::io(&path, e))?;
         let name = path.to_string_lossy().to_lowercase();
-        let gz = name.ends_with(".gz");
-        let reader: Box<dyn Read + Send> = if gz {
-            Box::new(flate2::read::MultiGzDecoder::new(file))
-        } else {
-            Box::new(file)
-        };
         let jsonl = match self.spec.format {
             CorpusFormat::Jsonl => true,
             CorpusFormat::Text => false,
@@ -188,7 +199,7 @@ impl Documents {
         };
         Ok(FileReader {
             path: Arc::from(path.as_path()),
-            reader: Box::new(BufReader::with_capacity(1 << 20, reader)),
+            reader,
             jsonl,
             line: 0,
             buf: Vec::new(),

@@ -20,7 +20,7 @@ pub mod train;
 
 use std::path::{Path, PathBuf};
 
-pub use corpus::{CorpusFormat, CorpusSpec, DocBoundary, Document};
+pub use corpus::{CorpusFormat, CorpusSpec, DocBoundary, Document, open_reader};
 pub use error::{Result, TokenizeError};
 pub use inspect::{InspectReport, inspect};
 pub use shards::{

@@ -152,10 +152,10 @@ fn read_file(
     skip_invalid: bool,
     out: &mut Dataset,
 ) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| FinetuneError::io(path, e))?;
+    let file = manabi_tokenize::open_reader(path).map_err(|e| FinetuneError::io(path, e))?;
     let mut format = format;
     let before = out.records.len();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+    for (i, line) in file.lines().enumerate() {
         let line_no = i + 1;
         let line = line.map_err(|e| FinetuneError::io(path, e))?;
         if line.trim().is_empty() {

@@ -97,9 +97,9 @@ fn read_file(
     require_label: bool,
     out: &mut Vec<Example>,
 ) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| FinetuneError::io(path, e))?;
+    let file = manabi_tokenize::open_reader(path).map_err(|e| FinetuneError::io(path, e))?;
     let label_field = field(fields, "label");
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+    for (i, line) in file.lines().enumerate() {
         let line = line.map_err(|e| FinetuneError::io(path, e))?;
         let n = i + 1;
         let err = |message: String| FinetuneError::Data {

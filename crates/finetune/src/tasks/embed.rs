@@ -51,10 +51,11 @@ pub fn read_sentences(paths: &[PathBuf], fields: &FieldMap) -> Result<Vec<String
     let key = fields.get("sentence").map_or("sentence", String::as_str);
     let mut out = Vec::new();
     for path in paths {
-        let file = std::fs::File::open(path).map_err(|e| FinetuneError::io(path, e))?;
-        let jsonl = path.extension().is_some_and(|e| e == "jsonl");
+        let file = manabi_tokenize::open_reader(path).map_err(|e| FinetuneError::io(path, e))?;
+        let name = path.to_string_lossy();
+        let jsonl = name.ends_with(".jsonl") || name.ends_with(".jsonl.gz");
         let before = out.len();
-        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        for (i, line) in file.lines().enumerate() {
             let line = line.map_err(|e| FinetuneError::io(path, e))?;
             if line.trim().is_empty() {
                 continue;

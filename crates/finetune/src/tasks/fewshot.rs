@@ -90,9 +90,9 @@ impl Doc {
 
 /// Reads a task file (JSONL, one doc per line); errors name file, line and field.
 pub fn read_docs(path: &Path) -> Result<Vec<Doc>> {
-    let file = std::fs::File::open(path).map_err(|e| FinetuneError::io(path, e))?;
+    let file = manabi_tokenize::open_reader(path).map_err(|e| FinetuneError::io(path, e))?;
     let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+    for (i, line) in file.lines().enumerate() {
         let line = line.map_err(|e| FinetuneError::io(path, e))?;
         if line.trim().is_empty() {
             continue;

@@ -74,9 +74,9 @@ fn read_file(
     required: bool,
     out: &mut Vec<NerExample>,
 ) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| FinetuneError::io(path, e))?;
+    let file = manabi_tokenize::open_reader(path).map_err(|e| FinetuneError::io(path, e))?;
     let (text_f, ents_f) = (field(fields, "text"), field(fields, "entities"));
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+    for (i, line) in file.lines().enumerate() {
         let line = line.map_err(|e| FinetuneError::io(path, e))?;
         if line.trim().is_empty() {
             continue;
