@@ -15,6 +15,7 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod prepare;
+pub mod pretrain;
 pub mod recipe;
 pub mod span;
 pub mod tasks;
@@ -22,5 +23,6 @@ pub mod trainer;
 
 pub use config::{PretrainConfig, Recipe};
 pub use error::{Result, TrainError};
+pub use pretrain::pretrain;
 pub use tasks::{Task, TaskLoss};
-pub use trainer::{RunReport, Trainer, pretrain};
+pub use trainer::{RunReport, Trainer};
