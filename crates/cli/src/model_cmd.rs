@@ -452,6 +452,16 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
             model.num_params()
         }
         Family::Bert => match (native, arch.as_deref()) {
+            (true, _) if args.model.join(manabi_finetune::tasks::HEAD_FILE).exists() => {
+                use manabi_finetune::tasks::body::{SeqModel, export_bert_classifier};
+                let (m, head) =
+                    manabi_finetune::tasks::body::load_seq_classifier(&args.model, &device)?;
+                let SeqModel::Bert(m) = m.valid() else {
+                    anyhow::bail!("{}: not a BERT classifier", args.model.display());
+                };
+                export_bert_classifier(&m, &args.out, tok, &head.names)?;
+                m.num_params()
+            }
             (false, Some("BertForSequenceClassification")) => {
                 let m = manabi_model::load_bert_sequence_classifier(&args.model, &device)?;
                 manabi_model::export_bert_hf(&m, &args.out, tok)?;

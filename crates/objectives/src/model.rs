@@ -146,3 +146,12 @@ impl TrainModel for manabi_model::DecoderClassifier {
         self.lm.config()
     }
 }
+
+impl TrainModel for manabi_model::BertForSequenceClassification {
+    fn build(cfg: &ModelConfig, device: &Device) -> Self {
+        manabi_model::BertForSequenceClassification::new(cfg, device).map(&mut Reinit::default())
+    }
+    fn model_config(&self) -> &ModelConfig {
+        self.bert.config()
+    }
+}

@@ -46,18 +46,22 @@ pub struct Specials {
 }
 
 impl Specials {
-    /// Looks the tokens up: EOS is `<eos>`, `</s>` or `<|endoftext|>`; pad `<pad>` or EOS.
+    /// Looks the tokens up: EOS is `<eos>`, `</s>`, `<|endoftext|>` or (BERT) `[SEP]`; pad
+    /// `<pad>`, `[PAD]` or EOS.
     pub fn of(tokenizer: &TextTokenizer) -> Result<Self> {
-        let eos = ["<eos>", "</s>", "<|endoftext|>"]
+        let eos = ["<eos>", "</s>", "<|endoftext|>", "[SEP]"]
             .iter()
             .find_map(|t| tokenizer.token_id(t))
             .ok_or_else(|| {
                 FinetuneError::io(
                     tokenizer.path(),
-                    "the tokenizer has no end-of-sequence token (<eos>, </s> or <|endoftext|>)",
+                    "the tokenizer has no end-of-sequence token (<eos>, </s>, <|endoftext|> or [SEP])",
                 )
             })?;
-        let pad = tokenizer.token_id("<pad>").unwrap_or(eos);
+        let pad = ["<pad>", "[PAD]"]
+            .iter()
+            .find_map(|t| tokenizer.token_id(t))
+            .unwrap_or(eos);
         Ok(Self {
             eos,
             pad,

@@ -1,15 +1,15 @@
 //! Sequence classification and regression (`manabi task`): a decoder body with a `score`
-//! head read at each sequence's last token (EOS), as Hugging Face's
-//! `*ForSequenceClassification`. Classes train with cross-entropy, scores (STS) with
-//! squared error; evaluation reports accuracy and macro-F1, or Pearson and Spearman, and
-//! writes every prediction next to its gold label.
+//! head read at each sequence's last token (EOS), or a BERT encoder read at `[CLS]`, as
+//! Hugging Face's `*ForSequenceClassification` (`body.rs`). Classes train with
+//! cross-entropy, scores (STS) with squared error; evaluation reports accuracy and
+//! macro-F1, or Pearson and Spearman, and writes every prediction next to its gold label.
 
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use manabi_model::{DecoderClassifier, DeviceChoice};
+use manabi_model::{BertForSequenceClassification, DecoderClassifier, DeviceChoice, Family};
 use manabi_objectives::{RunReport, Task, TaskLoss};
 use manabi_tokenize::TextTokenizer;
 use serde::Serialize;
@@ -21,17 +21,23 @@ use crate::run::PEFT_FILE;
 use crate::setup::Setup;
 use crate::sft::Specials;
 use crate::sft::encode::train_window;
+use crate::tasks::body::{
+    Framing, SeqClassifier, SeqModel, bert_classifier, body_family, load_bert_body,
+    load_seq_classifier,
+};
 use crate::tasks::data::{
     Example, Label, TaskKind, class_counts, class_ids, label_set, read_examples,
 };
-use crate::tasks::head::{HEAD_FILE, HeadSpec, load_classifier};
+use crate::tasks::head::{HEAD_FILE, HeadSpec};
 use crate::tasks::settings::{TASK_FILE, TaskConfig, TaskSettings, spec_toml};
 
 /// One encoded example.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Encoded {
-    /// Tokens, ending with EOS.
+    /// Tokens, ending with EOS (decoders) or `[SEP]` (BERT).
     pub ids: Vec<u32>,
+    /// Segment ids (BERT sentence pairs); empty for decoders.
+    pub types: Vec<u32>,
     /// Class index (classification) or `None`.
     pub class: Option<usize>,
     /// Gold score (regression) or `None`.
@@ -47,14 +53,15 @@ pub struct EncodedSet {
     pub cut: usize,
 }
 
-/// Joins the text fields with the separator, tokenizes, cuts to `max_length − 1` tokens
-/// and appends EOS.
+/// Frames the text fields of each example for the body ([`Framing`]: joined by the
+/// separator with EOS for a decoder, `[CLS] a [SEP] b [SEP]` for BERT) in at most
+/// `max_length` tokens.
 pub fn encode(
     examples: &[Example],
     settings: &TaskSettings,
     names: &[String],
     tokenizer: &TextTokenizer,
-    eos: u32,
+    framing: Framing,
 ) -> Result<EncodedSet> {
     let classes = if settings.kind.regression() {
         vec![None; examples.len()]
@@ -64,17 +71,23 @@ pub fn encode(
     let mut cut = 0;
     let mut rows = Vec::with_capacity(examples.len());
     for (e, class) in examples.iter().zip(classes) {
-        let mut ids = tokenizer.encode(&e.texts.join(&settings.separator))?;
-        if ids.len() >= settings.max_length {
-            ids.truncate(settings.max_length - 1);
-            cut += 1;
-        }
-        ids.push(eos);
+        let f = framing.frame(
+            &e.texts,
+            &settings.separator,
+            settings.max_length,
+            tokenizer,
+        )?;
+        cut += usize::from(f.cut);
         let score = match e.label {
             Some(Label::Score(x)) => Some(x),
             _ => None,
         };
-        rows.push(Encoded { ids, class, score });
+        rows.push(Encoded {
+            ids: f.ids,
+            types: f.types,
+            class,
+            score,
+        });
     }
     Ok(EncodedSet { rows, cut })
 }
@@ -90,6 +103,8 @@ pub struct SeqBatch {
     pub inputs: Vec<u32>,
     /// Index of each row's last token.
     pub last: Vec<usize>,
+    /// `[rows·seq]` segment ids (BERT), padded with 0; empty for decoders.
+    pub types: Vec<u32>,
     /// Class of each row (classification).
     pub classes: Vec<usize>,
     /// Score of each row (regression).
@@ -112,24 +127,21 @@ pub fn pad_rows(rows: &[&[u32]], pad: u32) -> (usize, Vec<u32>, Vec<usize>) {
 fn seq_batch(rows: &[&Encoded], pad: u32) -> SeqBatch {
     let ids: Vec<&[u32]> = rows.iter().map(|r| r.ids.as_slice()).collect();
     let (seq, inputs, last) = pad_rows(&ids, pad);
+    let types = if rows.iter().all(|r| r.types.is_empty()) {
+        Vec::new()
+    } else {
+        let t: Vec<&[u32]> = rows.iter().map(|r| r.types.as_slice()).collect();
+        pad_rows(&t, 0).1
+    };
     SeqBatch {
         rows: rows.len(),
         seq,
         inputs,
         last,
+        types,
         classes: rows.iter().map(|r| r.class.unwrap_or(0)).collect(),
         scores: rows.iter().map(|r| r.score.unwrap_or(0.0) as f32).collect(),
     }
-}
-
-/// Head outputs of every row of `b`.
-///
-/// # Shapes
-/// returns `[rows, labels]`
-pub fn outputs(model: &DecoderClassifier, b: &SeqBatch, device: &Device) -> Tensor<2> {
-    let ids: Vec<i64> = b.inputs.iter().map(|&x| x as i64).collect();
-    let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([b.rows, b.seq]);
-    model.forward(ids, &b.last)
 }
 
 fn rows_of(t: Tensor<2>) -> Vec<Vec<f64>> {
@@ -151,18 +163,17 @@ fn argmax(v: &[f64]) -> usize {
 
 /// Head outputs for every row, in batches of `batch_size` (no gradients).
 pub fn predict(
-    model: &DecoderClassifier,
+    scores: impl Fn(&SeqBatch) -> Result<Tensor<2>>,
     rows: &[Encoded],
     batch_size: usize,
     pad: u32,
-    device: &Device,
-) -> Vec<Vec<f64>> {
+) -> Result<Vec<Vec<f64>>> {
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(batch_size.max(1)) {
         let refs: Vec<&Encoded> = chunk.iter().collect();
-        out.extend(rows_of(outputs(model, &seq_batch(&refs, pad), device)));
+        out.extend(rows_of(scores(&seq_batch(&refs, pad))?));
     }
-    out
+    Ok(out)
 }
 
 /// The task metrics of `outputs` against the gold labels of `rows` (rows without gold
@@ -191,9 +202,9 @@ pub fn score(rows: &[Encoded], outputs: &[Vec<f64>], regression: bool) -> Vec<(S
     }
 }
 
-/// A sequence task as a [`Task`] of the shared Trainer.
+/// A sequence task as a [`Task`] of the shared Trainer, on either body `M`.
 #[derive(Debug)]
-pub struct SeqTask {
+pub struct SeqTask<M> {
     /// Training rows.
     pub train: Vec<Encoded>,
     /// Validation rows.
@@ -206,15 +217,21 @@ pub struct SeqTask {
     pub pad: u32,
     /// Seed of the data order.
     pub seed: u64,
+    /// The body.
+    pub body: std::marker::PhantomData<M>,
 }
 
-impl Task for SeqTask {
-    type Model = DecoderClassifier;
+fn train_err(e: FinetuneError) -> manabi_objectives::TrainError {
+    manabi_objectives::TrainError::Data(e.to_string())
+}
+
+impl<M: SeqClassifier> Task for SeqTask<M> {
+    type Model = M;
     type Batch = SeqBatch;
 
     fn batch(
         &self,
-        _: &DecoderClassifier,
+        _: &M,
         step: usize,
         micro: usize,
         per_step: usize,
@@ -235,11 +252,11 @@ impl Task for SeqTask {
 
     fn loss(
         &self,
-        model: &DecoderClassifier,
+        model: &M,
         b: &SeqBatch,
         device: &Device,
     ) -> manabi_objectives::Result<TaskLoss> {
-        let out = outputs(model, b, device);
+        let out = model.scores(b, device).map_err(train_err)?;
         if self.regression {
             let gold = Tensor::<1>::from_floats(b.scores.as_slice(), device);
             let err = out.reshape([b.rows]) - gold;
@@ -270,10 +287,11 @@ impl Task for SeqTask {
 
     fn evaluate(
         &self,
-        model: &DecoderClassifier,
+        model: &M,
         device: &Device,
     ) -> manabi_objectives::Result<Vec<(String, f64)>> {
-        let out = predict(model, &self.val, self.batch_size, self.pad, device);
+        let scores = |b: &SeqBatch| model.scores(b, device);
+        let out = predict(scores, &self.val, self.batch_size, self.pad).map_err(train_err)?;
         Ok(score(&self.val, &out, self.regression))
     }
 }
@@ -357,6 +375,45 @@ impl Setup {
         self.record(cfg, Some(&head), settings)?;
         Ok((model, trainable))
     }
+
+    /// The BERT body of `cfg.model` with a fresh pooler (when it has none) and
+    /// classifier; every parameter trains (PEFT methods adapt decoders only).
+    pub(crate) fn bert_model(
+        &mut self,
+        cfg: &TaskConfig,
+        head: HeadSpec,
+        settings: &TaskSettings,
+    ) -> Result<(BertForSequenceClassification, usize)> {
+        if cfg.peft.method != Method::Full {
+            return Err(FinetuneError::config(
+                "peft.method",
+                format!(
+                    "{:?} adapts decoders (gpt2 / llama) only; a BERT body trains with `full`",
+                    cfg.peft.method
+                ),
+            ));
+        }
+        self.trainer.device().seed(cfg.run.seed);
+        manabi_model::init::seed(cfg.run.seed);
+        let body = load_bert_body(&cfg.model.path, self.trainer.device())?;
+        if self.tokenizer.vocab_size() > body.config().vocab_size {
+            return Err(FinetuneError::Config {
+                key: "model.tokenizer".into(),
+                message: format!(
+                    "{}: the tokenizer has more tokens than the model: not this model's tokenizer",
+                    self.tok_path.display()
+                ),
+            });
+        }
+        let model = bert_classifier(body, head.labels);
+        let n = model.num_params();
+        println!(
+            "BERT + [CLS] {} head ({} outputs): {n} trainable of {n} parameters",
+            head.kind, head.labels
+        );
+        self.record(cfg, Some(&head), settings)?;
+        Ok((model, n))
+    }
 }
 
 /// Trains (or resumes) a task model, then evaluates the last checkpoint on the
@@ -376,6 +433,8 @@ pub fn train_task(
     }
     let mut run = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let (tokenizer, specials) = (&run.tokenizer, run.specials);
+    let family = body_family(&cfg.model.path)?;
+    let framing = Framing::of(family, tokenizer, specials.eos)?;
     let kind = cfg.task.kind;
     let train_ex = read_examples(&cfg.data.train, kind, &cfg.task.fields, true)?;
     let val_ex = read_examples(&cfg.data.val, kind, &cfg.task.fields, true)?;
@@ -400,7 +459,7 @@ pub fn train_task(
     }
     let mut settings = cfg.task.clone();
     settings.labels = names.clone();
-    let enc = |ex: &[Example]| encode(ex, &settings, &names, tokenizer, specials.eos);
+    let enc = |ex: &[Example]| encode(ex, &settings, &names, tokenizer, framing);
     let (train, val, test) = (enc(&train_ex)?, enc(&val_ex)?, enc(&test_ex)?);
     let counts = class_counts(
         &train.rows.iter().map(|r| r.class).collect::<Vec<_>>(),
@@ -408,18 +467,29 @@ pub fn train_task(
     );
     let label_counts: Vec<(String, usize)> = names.iter().cloned().zip(counts).collect();
     let outputs_n = if kind.regression() { 1 } else { names.len() };
-    let (model, trainable) =
-        run.model(cfg, HeadSpec::score(outputs_n, names.clone()), &settings)?;
+    let head = HeadSpec::score(outputs_n, names.clone());
     let (device, out, specials) = (run.device.clone(), cfg.run.out.clone(), run.specials);
-    let task = SeqTask {
-        train: train.rows,
-        val: val.rows.clone(),
-        regression: kind.regression(),
-        batch_size: cfg.train.batch_size,
-        pad: specials.pad,
-        seed: cfg.run.seed,
+    fn task<M>(cfg: &TaskConfig, train: Vec<Encoded>, val: Vec<Encoded>, pad: u32) -> SeqTask<M> {
+        SeqTask {
+            train,
+            val,
+            regression: cfg.task.kind.regression(),
+            batch_size: cfg.train.batch_size,
+            pad,
+            seed: cfg.run.seed,
+            body: std::marker::PhantomData,
+        }
+    }
+    let (rows, val_rows) = (train.rows, val.rows.clone());
+    let (run, trainable) = if family == Family::Bert {
+        let (model, trainable) = run.bert_model(cfg, head, &settings)?;
+        let task = task::<BertForSequenceClassification>(cfg, rows, val_rows, specials.pad);
+        (run.trainer.fit(&task, model, resume)?, trainable)
+    } else {
+        let (model, trainable) = run.model(cfg, head, &settings)?;
+        let task = task::<DecoderClassifier>(cfg, rows, val_rows, specials.pad);
+        (run.trainer.fit(&task, model, resume)?, trainable)
     };
-    let run = run.trainer.fit(&task, model, resume)?;
     let majority = label_counts
         .iter()
         .enumerate()
@@ -427,7 +497,7 @@ pub fn train_task(
         .map(|(i, _)| i);
     let mut splits = Vec::new();
     if let Some(dir) = &run.checkpoint {
-        let (m, _) = load_classifier(dir, &device)?;
+        let (m, _) = load_seq_classifier(dir, &device)?;
         let m = m.valid();
         for (name, ex, set) in [("val", &val_ex, &val), ("test", &test_ex, &test)] {
             if ex.is_empty() {
@@ -461,7 +531,7 @@ pub fn train_task(
 
 #[allow(clippy::too_many_arguments)]
 fn evaluate_rows(
-    model: &DecoderClassifier,
+    model: &SeqModel,
     settings: &TaskSettings,
     examples: &[Example],
     rows: &[Encoded],
@@ -471,7 +541,12 @@ fn evaluate_rows(
     path: &Path,
     device: &Device,
 ) -> Result<SplitReport> {
-    let out = predict(model, rows, batch_size, pad, device);
+    let out = predict(
+        |b: &SeqBatch| model.scores(b, device),
+        rows,
+        batch_size,
+        pad,
+    )?;
     write_predictions(path, settings, examples, &out)?;
     let has_gold = rows.iter().any(|r| r.class.is_some() || r.score.is_some());
     let majority_baseline = majority
@@ -565,8 +640,8 @@ pub fn evaluate_task(
         r.name = joined(files);
         return Ok(r);
     }
-    let (model, head) = load_classifier(model_dir, device)?;
     if settings.kind == TaskKind::Ner {
+        let (model, head) = crate::tasks::load_classifier(model_dir, device)?;
         let mut r = crate::tasks::ner::evaluate_ner(
             &model.valid(),
             &settings,
@@ -581,8 +656,10 @@ pub fn evaluate_task(
         r.name = joined(files);
         return Ok(r);
     }
+    let (model, head) = load_seq_classifier(model_dir, device)?;
+    let framing = Framing::of(model.family(), &tokenizer, specials.eos)?;
     let examples = read_examples(files, settings.kind, &settings.fields, false)?;
-    let set = encode(&examples, &settings, &head.names, &tokenizer, specials.eos)?;
+    let set = encode(&examples, &settings, &head.names, &tokenizer, framing)?;
     let mut r = evaluate_rows(
         &model.valid(),
         &settings,

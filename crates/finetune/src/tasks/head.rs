@@ -74,14 +74,21 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(DecoderClassifier
         };
         return Ok((m, head));
     }
-    let head: HeadSpec = read_toml(dir, HEAD_FILE)?;
-    if head.kind != "score" && head.kind != "token" {
+    let head = read_head(dir)?;
+    let cfg: ModelConfig = read_toml(dir, "model.toml")?;
+    if matches!(
+        cfg.family,
+        manabi_model::Family::Bert | manabi_model::Family::T5
+    ) {
         return Err(FinetuneError::config(
-            format!("{}: kind", dir.join(HEAD_FILE).display()),
-            format!("unknown head `{}` (expected `score` or `token`)", head.kind),
+            format!("{}: family", dir.join("model.toml").display()),
+            format!(
+                "a {:?} body, where a decoder (gpt2 / llama) is needed here; \
+                 BERT classifiers serve `manabi task` evaluation and prediction only",
+                cfg.family
+            ),
         ));
     }
-    let cfg: ModelConfig = read_toml(dir, "model.toml")?;
     let mut m = DecoderClassifier::new(&cfg, head.labels, device);
     if dir.join(PEFT_FILE).exists() {
         let p: PeftConfig = read_toml(dir, PEFT_FILE)?;
@@ -91,9 +98,21 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(DecoderClassifier
     Ok((m, head))
 }
 
+/// `head.toml` of the manabi checkpoint `dir`, its kind checked.
+pub(crate) fn read_head(dir: &Path) -> Result<HeadSpec> {
+    let head: HeadSpec = read_toml(dir, HEAD_FILE)?;
+    if head.kind != "score" && head.kind != "token" {
+        return Err(FinetuneError::config(
+            format!("{}: kind", dir.join(HEAD_FILE).display()),
+            format!("unknown head `{}` (expected `score` or `token`)", head.kind),
+        ));
+    }
+    Ok(head)
+}
+
 /// `id2label` of a Hugging Face `config.json`, when it names every output and the names
 /// are not the generic `LABEL_i`.
-fn hf_label_names(dir: &Path, labels: usize) -> Vec<String> {
+pub(crate) fn hf_label_names(dir: &Path, labels: usize) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else {
         return Vec::new();
     };

@@ -5,6 +5,7 @@
 //! without training (zero-, one- and few-shot, chain-of-thought) with
 //! lm-evaluation-harness semantics; and retrieval-augmented generation.
 
+pub mod body;
 pub mod classify;
 pub mod data;
 pub mod embed;

@@ -1,0 +1,317 @@
+//! The two bodies a sequence task (classification, NLI, cross-encoder STS) trains on.
+//!
+//! - A **decoder** (GPT-2, LLaMA) reads the texts joined by the separator, with EOS
+//!   appended, at its last token, as `*ForSequenceClassification` in `transformers`.
+//! - A **BERT encoder** reads `[CLS] a [SEP] b [SEP]` (segment ids 0 then 1) through its
+//!   pooler at `[CLS]`, as `BertForSequenceClassification`; padding is masked out. The
+//!   body is a manabi masked-LM checkpoint (`manabi pretrain` with `family = "bert"`) or a
+//!   Hugging Face BERT folder; the pooler and the classifier start fresh when the body
+//!   has none.
+//!
+//! [`SeqClassifier`] is what the task needs of either; [`SeqModel`] is a loaded checkpoint
+//! of either kind; [`Framing`] turns text into ids for one of them.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::prelude::*;
+use manabi_model::{
+    BertForMaskedLm, BertForSequenceClassification, BertModel, DecoderClassifier, Family,
+    ModelConfig,
+};
+use manabi_objectives::model::TrainModel;
+use manabi_tokenize::TextTokenizer;
+
+use crate::error::{FinetuneError, Result};
+use crate::tasks::classify::SeqBatch;
+use crate::tasks::head::{HeadSpec, load_classifier};
+
+/// A model with a sequence head the Trainer can train.
+pub trait SeqClassifier: TrainModel {
+    /// Head outputs of every row of `b`.
+    ///
+    /// # Shapes
+    /// returns `[rows, labels]`
+    fn scores(&self, b: &SeqBatch, device: &Device) -> Result<Tensor<2>>;
+}
+
+fn ids_tensor(b: &SeqBatch, device: &Device) -> Tensor<2, Int> {
+    let ids: Vec<i64> = b.inputs.iter().map(|&x| x as i64).collect();
+    Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([b.rows, b.seq])
+}
+
+impl SeqClassifier for DecoderClassifier {
+    fn scores(&self, b: &SeqBatch, device: &Device) -> Result<Tensor<2>> {
+        Ok(self.forward(ids_tensor(b, device), &b.last))
+    }
+}
+
+impl SeqClassifier for BertForSequenceClassification {
+    fn scores(&self, b: &SeqBatch, device: &Device) -> Result<Tensor<2>> {
+        // 1 up to each row's last token, 0 on the padding after it.
+        let mask: Vec<f32> = b
+            .last
+            .iter()
+            .flat_map(|&l| (0..b.seq).map(move |j| if j <= l { 1.0 } else { 0.0 }))
+            .collect();
+        let mask = Tensor::<1>::from_floats(mask.as_slice(), device).reshape([b.rows, b.seq]);
+        let types: Vec<i64> = if b.types.is_empty() {
+            vec![0; b.rows * b.seq]
+        } else {
+            b.types.iter().map(|&x| x as i64).collect()
+        };
+        let types = Tensor::<1, Int>::from_ints(types.as_slice(), device).reshape([b.rows, b.seq]);
+        Ok(self.forward(ids_tensor(b, device), Some(mask), Some(types))?)
+    }
+}
+
+/// A loaded sequence-task checkpoint of either body.
+#[derive(Debug, Clone)]
+pub enum SeqModel {
+    /// A decoder with a `score` head.
+    Decoder(Box<DecoderClassifier>),
+    /// A BERT encoder with its pooler and classifier.
+    Bert(Box<BertForSequenceClassification>),
+}
+
+impl SeqModel {
+    /// Head outputs of every row of `b`; see [`SeqClassifier::scores`].
+    pub fn scores(&self, b: &SeqBatch, device: &Device) -> Result<Tensor<2>> {
+        match self {
+            Self::Decoder(m) => m.scores(b, device),
+            Self::Bert(m) => m.scores(b, device),
+        }
+    }
+
+    /// The model without dropout or gradient tracking.
+    pub fn valid(&self) -> Self {
+        match self {
+            Self::Decoder(m) => Self::Decoder(Box::new(m.valid())),
+            Self::Bert(m) => Self::Bert(Box::new(m.valid())),
+        }
+    }
+
+    /// The body's family.
+    pub fn family(&self) -> Family {
+        match self {
+            Self::Decoder(m) => m.lm.config().family,
+            Self::Bert(_) => Family::Bert,
+        }
+    }
+}
+
+/// How the texts of one example become ids for a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Texts joined by the task's separator, EOS appended (decoders).
+    Decoder {
+        /// End of sequence.
+        eos: u32,
+    },
+    /// `[CLS] a [SEP] b [SEP]` with segment ids (BERT).
+    Bert {
+        /// `[CLS]`.
+        cls: u32,
+        /// `[SEP]`.
+        sep: u32,
+    },
+}
+
+/// One framed example: ids, segment ids (empty for decoders) and whether it was cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Framed {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Segment (token type) ids, one per token; empty for decoders.
+    pub types: Vec<u32>,
+    /// Whether tokens were dropped to fit `max_length`.
+    pub cut: bool,
+}
+
+impl Framing {
+    /// The framing of a `family` body with `tokenizer`: BERT needs a `[CLS]` (or `<cls>`,
+    /// `<s>`, `<bos>`) token and uses `eos` (`[SEP]`, `<eos>`, …) as `[SEP]`.
+    pub fn of(family: Family, tokenizer: &TextTokenizer, eos: u32) -> Result<Self> {
+        if family != Family::Bert {
+            return Ok(Self::Decoder { eos });
+        }
+        let cls = ["[CLS]", "<cls>", "<s>", "<bos>"]
+            .iter()
+            .find_map(|t| tokenizer.token_id(t))
+            .ok_or_else(|| {
+                FinetuneError::io(
+                    tokenizer.path(),
+                    "a BERT body needs a [CLS] token ([CLS], <cls>, <s> or <bos>) in its tokenizer",
+                )
+            })?;
+        Ok(Self::Bert { cls, sep: eos })
+    }
+
+    /// Frames the `texts` of one example in at most `max_length` tokens. A decoder cuts
+    /// the joined text from the end; BERT cuts the longest segment first, as
+    /// `transformers`' `longest_first`.
+    pub fn frame(
+        &self,
+        texts: &[String],
+        separator: &str,
+        max_length: usize,
+        tokenizer: &TextTokenizer,
+    ) -> Result<Framed> {
+        match *self {
+            Self::Decoder { eos } => {
+                let mut ids = tokenizer.encode(&texts.join(separator))?;
+                let cut = ids.len() >= max_length;
+                ids.truncate(max_length.saturating_sub(1));
+                ids.push(eos);
+                Ok(Framed {
+                    ids,
+                    types: Vec::new(),
+                    cut,
+                })
+            }
+            Self::Bert { cls, sep } => {
+                let mut segs = texts
+                    .iter()
+                    .map(|t| tokenizer.encode(t))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let room = max_length.saturating_sub(1 + segs.len());
+                let mut cut = false;
+                while segs.iter().map(Vec::len).sum::<usize>() > room {
+                    let longest = (0..segs.len()).max_by_key(|&i| (segs[i].len(), usize::MAX - i));
+                    let Some(i) = longest else { break };
+                    segs[i].pop();
+                    cut = true;
+                }
+                let (mut ids, mut types) = (vec![cls], vec![0]);
+                for (k, s) in segs.iter().enumerate() {
+                    let ty = k.min(1) as u32;
+                    ids.extend_from_slice(s);
+                    ids.push(sep);
+                    types.extend(std::iter::repeat_n(ty, s.len() + 1));
+                }
+                Ok(Framed { ids, types, cut })
+            }
+        }
+    }
+}
+
+/// The family of the model folder `path`: `model.toml` (manabi) or `config.json`'s
+/// `model_type` (Hugging Face).
+pub fn body_family(path: &Path) -> Result<Family> {
+    let toml_path = path.join("model.toml");
+    if toml_path.exists() {
+        let text =
+            std::fs::read_to_string(&toml_path).map_err(|e| FinetuneError::io(&toml_path, e))?;
+        let cfg: ModelConfig = toml::from_str(&text)
+            .map_err(|e| FinetuneError::config(toml_path.display().to_string(), e.message()))?;
+        return Ok(cfg.family);
+    }
+    let json = path.join("config.json");
+    let text = std::fs::read_to_string(&json).map_err(|e| {
+        FinetuneError::io(
+            path,
+            format!("{e} (no model.toml or config.json: not a model folder)"),
+        )
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| FinetuneError::io(&json, e))?;
+    Ok(match v["model_type"].as_str() {
+        Some("bert") => Family::Bert,
+        Some("t5") => Family::T5,
+        Some("llama") => Family::Llama,
+        _ => Family::Gpt2,
+    })
+}
+
+/// The encoder of a BERT folder: a manabi masked-LM checkpoint or a Hugging Face BERT.
+pub fn load_bert_body(path: &Path, device: &Device) -> Result<BertModel> {
+    if path.join("model.toml").exists() {
+        let m = manabi_model::checkpoint::load_module(path, device, |cfg, d| {
+            Ok(BertForMaskedLm::new(cfg, d))
+        })?;
+        return Ok(m.bert);
+    }
+    Ok(manabi_model::load_bert(path, device)?)
+}
+
+/// `BertForSequenceClassification` with `labels` outputs on `body`; a pooler is added
+/// when the body has none (masked-LM checkpoints), and the classifier starts fresh.
+pub fn bert_classifier(body: BertModel, labels: usize) -> BertForSequenceClassification {
+    let device = body.embeddings.word.weight.device();
+    let mut cfg = body.config().clone();
+    cfg.num_labels = Some(labels);
+    let std = manabi_model::init::STD;
+    let mut m = BertForSequenceClassification::new(&cfg, &device);
+    m.classifier = manabi_model::init::linear(cfg.d_model, labels, true, std, &device);
+    let pooler = body.pooler.clone().unwrap_or_else(|| {
+        manabi_model::init::linear(cfg.d_model, cfg.d_model, true, std, &device)
+    });
+    m.bert = body;
+    m.bert.pooler = Some(pooler);
+    m
+}
+
+/// Loads a sequence-task checkpoint of either body: a manabi folder (`model.toml` and
+/// `head.toml`) or a Hugging Face `*ForSequenceClassification` folder.
+pub fn load_seq_classifier(dir: &Path, device: &Device) -> Result<(SeqModel, HeadSpec)> {
+    if body_family(dir)? != Family::Bert {
+        let (m, head) = load_classifier(dir, device)?;
+        return Ok((SeqModel::Decoder(Box::new(m)), head));
+    }
+    if !dir.join("model.toml").exists() {
+        let m = manabi_model::load_bert_sequence_classifier(dir, device)?;
+        let labels = m.classifier.weight.dims()[1];
+        let names = crate::tasks::head::hf_label_names(dir, labels);
+        return Ok((SeqModel::Bert(Box::new(m)), HeadSpec::score(labels, names)));
+    }
+    let head = crate::tasks::head::read_head(dir)?;
+    if head.kind != "score" {
+        return Err(FinetuneError::config(
+            format!("{}: kind", dir.join(crate::tasks::HEAD_FILE).display()),
+            format!(
+                "a BERT checkpoint with a `{}` head is not a sequence classifier",
+                head.kind
+            ),
+        ));
+    }
+    let labels = head.labels;
+    let m = manabi_model::checkpoint::load_module(dir, device, |cfg, d| {
+        let mut cfg = cfg.clone();
+        cfg.num_labels = Some(labels);
+        Ok(BertForSequenceClassification::new(&cfg, d))
+    })?;
+    Ok((SeqModel::Bert(Box::new(m)), head))
+}
+
+/// Exports a BERT sequence classifier as Hugging Face `BertForSequenceClassification`,
+/// with `names` (when given) as `id2label` / `label2id` in `config.json`.
+pub fn export_bert_classifier(
+    model: &BertForSequenceClassification,
+    dir: &Path,
+    tokenizer: Option<&Path>,
+    names: &[String],
+) -> Result<()> {
+    manabi_model::export_bert_hf(model, dir, tokenizer)?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| FinetuneError::io(&path, e))?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| FinetuneError::io(&path, e))?;
+    v["id2label"] = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i.to_string(), serde_json::json!(n)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    v["label2id"] = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), serde_json::json!(i)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let text = serde_json::to_string_pretty(&v).map_err(|e| FinetuneError::io(&path, e))?;
+    manabi_tokenize::write_atomic(&path, text.as_bytes())?;
+    Ok(())
+}

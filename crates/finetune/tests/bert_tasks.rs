@@ -1,0 +1,211 @@
+//! Sequence tasks on a BERT body (`manabi task` with a `family = "bert"` checkpoint):
+//! sentence pairs framed as `[CLS] a [SEP] b [SEP]` with segment ids, a classifier that
+//! learns, evaluates on its own to the same numbers, exports as Hugging Face
+//! `BertForSequenceClassification` with its label names and the same logits, and resumes
+//! bit for bit; PEFT on a BERT body is refused naming the key.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use manabi_finetune::tasks::body::{
+    Framing, SeqModel, export_bert_classifier, load_seq_classifier,
+};
+use manabi_finetune::tasks::settings::TaskConfig;
+use manabi_finetune::tasks::{evaluate_task, train_task};
+use manabi_model::device::test_device;
+use manabi_model::{BertForMaskedLm, Family, ModelConfig};
+use manabi_objectives::Recipe;
+use manabi_objectives::model::TrainModel;
+use manabi_tokenize::TextTokenizer;
+
+/// Training tests run one at a time: burn's device RNG is process-global.
+static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tokenizer_path() -> PathBuf {
+    root().join("fixtures/tokenize/bpe-en/tokenizer.json")
+}
+
+/// A randomly initialised masked-LM BERT saved as `manabi pretrain` saves one.
+fn tiny_bert(dir: &Path) -> PathBuf {
+    let cfg: ModelConfig = toml::from_str(
+        "family = \"bert\"\nvocab_size = 512\nmax_positions = 128\nd_model = 32\nn_layers = 2\nn_heads = 4\nd_ff = 64\npositions = \"learned\"\nnorm = \"layernorm\"\nactivation = \"gelu\"\nnorm_eps = 1e-12\nattention_bias = true\nmlp_bias = true\ntie_embeddings = true\ntype_vocab_size = 2",
+    )
+    .unwrap();
+    manabi_model::init::seed(3);
+    let m = BertForMaskedLm::build(&cfg, &test_device());
+    let base = dir.join("bert");
+    manabi_model::checkpoint::save_module(&m, &cfg, &base).unwrap();
+    std::fs::copy(tokenizer_path(), base.join("tokenizer.json")).unwrap();
+    base
+}
+
+fn recipe(base: &Path, out: &Path, val: &Path) -> String {
+    let d = root().join("datasets/tasks");
+    format!(
+        r#"
+[run]
+out = "{out}"
+seed = 5
+[model]
+path = "{base}"
+[task]
+kind = "nli"
+max_length = 48
+[data]
+train = ["{train}"]
+val = ["{val}"]
+[train]
+steps = 30
+batch_size = 16
+lr = 3e-3
+warmup_steps = 2
+weight_decay = 0.0
+eval_every = 30
+eval_batches = 2
+checkpoint_every = 10
+progress = false
+"#,
+        out = out.display(),
+        base = base.display(),
+        train = d.join("nli-en.train.jsonl").display(),
+        val = val.display(),
+    )
+}
+
+fn head_of(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("datasets/tasks").join(name)).unwrap();
+    let p = dir.join(name);
+    let lines: Vec<&str> = text.lines().take(n).collect();
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    p
+}
+
+fn mean(v: &[(usize, f64)]) -> f64 {
+    v.iter().map(|x| x.1).sum::<f64>() / v.len() as f64
+}
+
+#[test]
+fn bert_frames_pairs_with_cls_sep_and_segments_cutting_the_longest_first() {
+    let tok = TextTokenizer::load(tokenizer_path()).unwrap();
+    let (cls, sep) = (
+        tok.token_id("<bos>").unwrap(),
+        tok.token_id("<eos>").unwrap(),
+    );
+    let framing = Framing::of(Family::Bert, &tok, sep).unwrap();
+    assert_eq!(framing, Framing::Bert { cls, sep });
+    let texts = [
+        "the king and the queen of the land".to_string(),
+        "a dog".to_string(),
+    ];
+    let (a, b) = (
+        tok.encode(&texts[0]).unwrap(),
+        tok.encode(&texts[1]).unwrap(),
+    );
+    let f = framing.frame(&texts, "\n", 64, &tok).unwrap();
+    let want: Vec<u32> = [vec![cls], a.clone(), vec![sep], b.clone(), vec![sep]].concat();
+    assert_eq!(f.ids, want);
+    let types: Vec<u32> = [vec![0; a.len() + 2], vec![1; b.len() + 1]].concat();
+    assert_eq!((f.types, f.cut), (types, false));
+    // Too long: the longer segment loses tokens from its end until the pair fits.
+    let keep = b.len() + 1;
+    assert!(a.len() > keep);
+    let max = 3 + keep + b.len();
+    let f = framing.frame(&texts, "\n", max, &tok).unwrap();
+    assert_eq!(f.ids.len(), max);
+    assert!(f.cut);
+    assert_eq!(&f.ids[1..1 + keep], &a[..keep]);
+    assert_eq!(&f.ids[2 + keep..2 + keep + b.len()], b.as_slice());
+    // A decoder body keeps the joined text and EOS.
+    let d = Framing::of(Family::Llama, &tok, sep).unwrap();
+    let f = d.frame(&texts, "\n", 64, &tok).unwrap();
+    let mut joined = tok.encode(&texts.join("\n")).unwrap();
+    joined.push(sep);
+    assert_eq!((f.ids, f.types.is_empty()), (joined, true));
+}
+
+#[test]
+fn a_bert_classifier_learns_evaluates_exports_and_resumes() {
+    let _rng = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_bert(tmp.path());
+    let val = head_of(tmp.path(), "nli-en.val.jsonl", 48);
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let out = tmp.path().join("nli");
+    let text = recipe(&base, &out, &val);
+    let r = train_task(&TaskConfig::parse(&text, &[]).unwrap(), device, false).unwrap();
+    let losses = &r.run.losses;
+    assert!(
+        mean(&losses[losses.len() - 6..]) < mean(&losses[..6]),
+        "loss did not fall: {losses:?}"
+    );
+    assert_eq!(r.trainable_params, r.run.trainable_params);
+    let acc = |m: &[(String, f64)]| m.iter().find(|(k, _)| k == "accuracy").unwrap().1;
+    let val_acc = acc(&r.splits[0].metrics);
+
+    // The checkpoint evaluates on its own to the same numbers.
+    let ckpt = r.run.checkpoint.clone().unwrap();
+    let plain = test_device();
+    let again = evaluate_task(
+        &ckpt,
+        std::slice::from_ref(&val),
+        &tmp.path().join("p.jsonl"),
+        5,
+        &plain,
+    )
+    .unwrap();
+    assert!((acc(&again.metrics) - val_acc).abs() < 1e-12);
+
+    // Exported as BertForSequenceClassification with the label names; loaded back, it
+    // gives the same logits and the same accuracy.
+    let (m, head) = load_seq_classifier(&ckpt, &plain).unwrap();
+    assert_eq!(head.names, ["contradiction", "entailment", "neutral"]);
+    let SeqModel::Bert(bert) = m.valid() else {
+        panic!("not a BERT classifier");
+    };
+    let hf = tmp.path().join("hf");
+    export_bert_classifier(&bert, &hf, Some(&tokenizer_path()), &head.names).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
+    assert_eq!(json["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(json["id2label"]["2"], "neutral");
+    let back = manabi_model::load_bert_sequence_classifier(&hf, &plain).unwrap();
+    let ids = Tensor::<2, Int>::from_ints([[2, 40, 41, 42, 3, 50, 51, 3]], &plain);
+    let types = Tensor::<2, Int>::from_ints([[0, 0, 0, 0, 0, 1, 1, 1]], &plain);
+    let a = bert
+        .forward(ids.clone(), None, Some(types.clone()))
+        .unwrap();
+    let b = back.forward(ids, None, Some(types)).unwrap();
+    let diff = (a - b).abs().max().into_scalar::<f32>();
+    assert!(diff < 1e-5, "exported logits differ by {diff}");
+    let (_, hf_head) = load_seq_classifier(&hf, &plain).unwrap();
+    assert_eq!(hf_head.names, head.names);
+
+    // Resume: stop after 10 steps, continue, and get the straight run's losses.
+    let out2 = tmp.path().join("nli2");
+    let text2 = recipe(&base, &out2, &val);
+    let stop = ["train.stop_after=10".to_string()];
+    let r1 = train_task(&TaskConfig::parse(&text2, &stop).unwrap(), device, false).unwrap();
+    let r2 = train_task(&TaskConfig::parse(&text2, &[]).unwrap(), device, true).unwrap();
+    let joined: Vec<(usize, f64)> = r1
+        .run
+        .losses
+        .iter()
+        .chain(&r2.run.losses)
+        .copied()
+        .collect();
+    assert_eq!(&joined, losses);
+
+    // PEFT adapts decoders only: the key is named.
+    let lora = ["peft.method=lora".to_string()];
+    let cfg = TaskConfig::parse(&recipe(&base, &tmp.path().join("x"), &val), &lora).unwrap();
+    let e = train_task(&cfg, device, false).unwrap_err().to_string();
+    assert!(e.contains("peft.method"), "{e}");
+}
