@@ -453,14 +453,22 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
         }
         Family::Bert => match (native, arch.as_deref()) {
             (true, _) if args.model.join(manabi_finetune::tasks::HEAD_FILE).exists() => {
-                use manabi_finetune::tasks::body::{SeqModel, export_bert_classifier};
-                let (m, head) =
-                    manabi_finetune::tasks::body::load_seq_classifier(&args.model, &device)?;
-                let SeqModel::Bert(m) = m.valid() else {
-                    anyhow::bail!("{}: not a BERT classifier", args.model.display());
-                };
-                export_bert_classifier(&m, &args.out, tok, &head.names)?;
-                m.num_params()
+                use manabi_finetune::tasks::body::{self as body, SeqModel, TaggerModel};
+                if manabi_finetune::tasks::head::read_head(&args.model)?.kind == "token" {
+                    let (m, head) = body::load_tagger(&args.model, &device)?;
+                    let TaggerModel::Bert(m) = m.valid() else {
+                        anyhow::bail!("{}: not a BERT tagger", args.model.display());
+                    };
+                    body::export_bert_tagger(&m, &args.out, tok, &head.names)?;
+                    m.num_params()
+                } else {
+                    let (m, head) = body::load_seq_classifier(&args.model, &device)?;
+                    let SeqModel::Bert(m) = m.valid() else {
+                        anyhow::bail!("{}: not a BERT classifier", args.model.display());
+                    };
+                    body::export_bert_classifier(&m, &args.out, tok, &head.names)?;
+                    m.num_params()
+                }
             }
             (false, Some("BertForSequenceClassification")) => {
                 let m = manabi_model::load_bert_sequence_classifier(&args.model, &device)?;

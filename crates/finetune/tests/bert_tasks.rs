@@ -2,13 +2,15 @@
 //! sentence pairs framed as `[CLS] a [SEP] b [SEP]` with segment ids, a classifier that
 //! learns, evaluates on its own to the same numbers, exports as Hugging Face
 //! `BertForSequenceClassification` with its label names and the same logits, and resumes
-//! bit for bit; PEFT on a BERT body is refused naming the key.
+//! bit for bit; an NER tagger reads `[CLS] tokens [SEP]` and tags the tokens between;
+//! PEFT on a BERT body is refused naming the key.
 
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use manabi_finetune::tasks::body::{
-    Framing, SeqModel, export_bert_classifier, load_seq_classifier,
+    Framing, SeqModel, TaggerModel, export_bert_classifier, export_bert_tagger,
+    load_seq_classifier, load_tagger,
 };
 use manabi_finetune::tasks::settings::TaskConfig;
 use manabi_finetune::tasks::{evaluate_task, train_task};
@@ -48,6 +50,10 @@ fn tiny_bert(dir: &Path) -> PathBuf {
 }
 
 fn recipe(base: &Path, out: &Path, val: &Path) -> String {
+    recipe_of(base, out, val, "nli")
+}
+
+fn recipe_of(base: &Path, out: &Path, val: &Path, kind: &str) -> String {
     let d = root().join("datasets/tasks");
     format!(
         r#"
@@ -57,7 +63,7 @@ seed = 5
 [model]
 path = "{base}"
 [task]
-kind = "nli"
+kind = "{kind}"
 max_length = 48
 [data]
 train = ["{train}"]
@@ -75,7 +81,7 @@ progress = false
 "#,
         out = out.display(),
         base = base.display(),
-        train = d.join("nli-en.train.jsonl").display(),
+        train = d.join(format!("{kind}-en.train.jsonl")).display(),
         val = val.display(),
     )
 }
@@ -208,4 +214,72 @@ fn a_bert_classifier_learns_evaluates_exports_and_resumes() {
     let cfg = TaskConfig::parse(&recipe(&base, &tmp.path().join("x"), &val), &lora).unwrap();
     let e = train_task(&cfg, device, false).unwrap_err().to_string();
     assert!(e.contains("peft.method"), "{e}");
+}
+
+#[test]
+fn a_bert_ner_tagger_learns_predicts_spans_and_exports() {
+    let _rng = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_bert(tmp.path());
+    let val = head_of(tmp.path(), "ner-en.val.jsonl", 40);
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let text = recipe_of(&base, &tmp.path().join("ner"), &val, "ner")
+        .replace("steps = 30", "steps = 40")
+        .replace("eval_every = 30", "eval_every = 40");
+    let r = train_task(&TaskConfig::parse(&text, &[]).unwrap(), device, false).unwrap();
+    let losses = &r.run.losses;
+    assert!(
+        mean(&losses[losses.len() - 6..]) < 0.5 * mean(&losses[..3]),
+        "{losses:?}"
+    );
+    let f1 = |m: &[(String, f64)]| m.iter().find(|(k, _)| k == "f1").unwrap().1;
+    // Every predicted span is the exact characters of its name ([CLS] and [SEP] are
+    // never part of one).
+    let preds = std::fs::read_to_string(&r.splits[0].predictions).unwrap();
+    let mut spans = 0;
+    for line in preds.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let chars: Vec<char> = v["text"].as_str().unwrap().chars().collect();
+        for e in v["predicted"].as_array().unwrap() {
+            let (s, t) = (
+                e["span"][0].as_u64().unwrap() as usize,
+                e["span"][1].as_u64().unwrap() as usize,
+            );
+            assert!(s < t && t <= chars.len(), "{e}");
+            let covered: String = chars[s..t].iter().collect();
+            assert_eq!(covered, e["name"].as_str().unwrap());
+            spans += 1;
+        }
+    }
+    assert!(spans > 0, "no entity predicted: {preds}");
+    // The checkpoint evaluates on its own to the same numbers.
+    let ckpt = r.run.checkpoint.clone().unwrap();
+    let plain = test_device();
+    let again = evaluate_task(
+        &ckpt,
+        std::slice::from_ref(&val),
+        &tmp.path().join("p.jsonl"),
+        3,
+        &plain,
+    )
+    .unwrap();
+    assert!((f1(&again.metrics) - f1(&r.splits[0].metrics)).abs() < 1e-12);
+    // BertForTokenClassification export with the tag names: same scores loaded back.
+    let (m, head) = load_tagger(&ckpt, &plain).unwrap();
+    assert_eq!(head.names[0], "O");
+    let TaggerModel::Bert(bert) = m.valid() else {
+        panic!("not a BERT tagger");
+    };
+    let hf = tmp.path().join("hf");
+    export_bert_tagger(&bert, &hf, Some(&tokenizer_path()), &head.names).unwrap();
+    let (back, back_head) = load_tagger(&hf, &plain).unwrap();
+    assert_eq!(back_head.names, head.names);
+    let ids = Tensor::<2, Int>::from_ints([[2, 40, 41, 42, 43, 3]], &plain);
+    let a = bert.forward(ids.clone(), None, None).unwrap();
+    let TaggerModel::Bert(back) = back else {
+        panic!("not a BERT tagger");
+    };
+    let b = back.forward(ids, None, None).unwrap();
+    let diff = (a - b).abs().max().into_scalar::<f32>();
+    assert!(diff < 1e-5, "exported scores differ by {diff}");
 }

@@ -155,3 +155,12 @@ impl TrainModel for manabi_model::BertForSequenceClassification {
         self.bert.config()
     }
 }
+
+impl TrainModel for manabi_model::BertForTokenClassification {
+    fn build(cfg: &ModelConfig, device: &Device) -> Self {
+        manabi_model::BertForTokenClassification::new(cfg, device).map(&mut Reinit::default())
+    }
+    fn model_config(&self) -> &ModelConfig {
+        self.bert.config()
+    }
+}

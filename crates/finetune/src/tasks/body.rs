@@ -1,4 +1,5 @@
-//! The two bodies a sequence task (classification, NLI, cross-encoder STS) trains on.
+//! The two bodies a sequence task (classification, NLI, cross-encoder STS) or a token
+//! task (NER) trains on.
 //!
 //! - A **decoder** (GPT-2, LLaMA) reads the texts joined by the separator, with EOS
 //!   appended, at its last token, as `*ForSequenceClassification` in `transformers`.
@@ -8,16 +9,19 @@
 //!   Hugging Face BERT folder; the pooler and the classifier start fresh when the body
 //!   has none.
 //!
-//! [`SeqClassifier`] is what the task needs of either; [`SeqModel`] is a loaded checkpoint
-//! of either kind; [`Framing`] turns text into ids for one of them.
+//! For NER, BERT reads `[CLS] tokens [SEP]` and tags the tokens between.
+//!
+//! [`SeqClassifier`] and [`TokenTagger`] are what the tasks need of either; [`SeqModel`]
+//! and [`TaggerModel`] are loaded checkpoints of either kind; [`Framing`] turns text into
+//! ids for one of them.
 
 use std::path::Path;
 
 use burn::module::Module;
 use burn::prelude::*;
 use manabi_model::{
-    BertForMaskedLm, BertForSequenceClassification, BertModel, DecoderClassifier, Family,
-    ModelConfig,
+    BertForMaskedLm, BertForSequenceClassification, BertForTokenClassification, BertModel,
+    DecoderClassifier, Family, ModelConfig,
 };
 use manabi_objectives::model::TrainModel;
 use manabi_tokenize::TextTokenizer;
@@ -25,6 +29,7 @@ use manabi_tokenize::TextTokenizer;
 use crate::error::{FinetuneError, Result};
 use crate::tasks::classify::SeqBatch;
 use crate::tasks::head::{HeadSpec, load_classifier};
+use crate::tasks::ner::TagBatch;
 
 /// A model with a sequence head the Trainer can train.
 pub trait SeqClassifier: TrainModel {
@@ -292,6 +297,11 @@ pub fn export_bert_classifier(
     names: &[String],
 ) -> Result<()> {
     manabi_model::export_bert_hf(model, dir, tokenizer)?;
+    write_label_names(dir, names)
+}
+
+/// Writes `names` into `dir/config.json` as `id2label` / `label2id` (nothing when empty).
+fn write_label_names(dir: &Path, names: &[String]) -> Result<()> {
     if names.is_empty() {
         return Ok(());
     }
@@ -314,4 +324,147 @@ pub fn export_bert_classifier(
     let text = serde_json::to_string_pretty(&v).map_err(|e| FinetuneError::io(&path, e))?;
     manabi_tokenize::write_atomic(&path, text.as_bytes())?;
     Ok(())
+}
+
+/// A model with a head on every token (NER) the Trainer can train.
+pub trait TokenTagger: TrainModel {
+    /// Head outputs at every token of every row of `b` (padding included).
+    ///
+    /// # Shapes
+    /// returns `[rows, seq, labels]`
+    fn token_scores(&self, b: &TagBatch, device: &Device) -> Result<Tensor<3>>;
+}
+
+impl TokenTagger for DecoderClassifier {
+    fn token_scores(&self, b: &TagBatch, device: &Device) -> Result<Tensor<3>> {
+        let ids: Vec<i64> = b.inputs.iter().map(|&x| x as i64).collect();
+        let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([b.rows, b.seq]);
+        Ok(self.forward_tokens(ids))
+    }
+}
+
+impl TokenTagger for BertForTokenClassification {
+    /// Each row is read as `[CLS] tokens [SEP]` (padding masked); the outputs at the
+    /// tokens come back in the rows' own positions.
+    fn token_scores(&self, b: &TagBatch, device: &Device) -> Result<Tensor<3>> {
+        let Some((cls, sep)) = b.frame else {
+            return Err(FinetuneError::Config {
+                key: "model.path".into(),
+                message: "a BERT tagger needs [CLS] / [SEP] framing".into(),
+            });
+        };
+        let seq = b.seq + 2;
+        let (mut ids, mut mask) = (Vec::with_capacity(b.rows * seq), Vec::new());
+        for (r, &n) in b.lens.iter().enumerate() {
+            let row = &b.inputs[r * b.seq..r * b.seq + n];
+            ids.push(i64::from(cls));
+            ids.extend(row.iter().map(|&x| i64::from(x)));
+            ids.push(i64::from(sep));
+            ids.extend(std::iter::repeat_n(i64::from(b.pad), b.seq - n));
+            mask.extend((0..seq).map(|j| if j < n + 2 { 1.0f32 } else { 0.0 }));
+        }
+        let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([b.rows, seq]);
+        let mask = Tensor::<1>::from_floats(mask.as_slice(), device).reshape([b.rows, seq]);
+        let out = self.forward(ids, Some(mask), None)?;
+        let labels = out.dims()[2];
+        Ok(out.slice([0..b.rows, 1..b.seq + 1, 0..labels]))
+    }
+}
+
+/// A loaded token-tagging (NER) checkpoint of either body.
+#[derive(Debug, Clone)]
+pub enum TaggerModel {
+    /// A decoder with a head on every token.
+    Decoder(Box<DecoderClassifier>),
+    /// A BERT encoder with a token classifier.
+    Bert(Box<BertForTokenClassification>),
+}
+
+impl TaggerModel {
+    /// See [`TokenTagger::token_scores`].
+    pub fn token_scores(&self, b: &TagBatch, device: &Device) -> Result<Tensor<3>> {
+        match self {
+            Self::Decoder(m) => m.token_scores(b, device),
+            Self::Bert(m) => m.token_scores(b, device),
+        }
+    }
+
+    /// The model without dropout or gradient tracking.
+    pub fn valid(&self) -> Self {
+        match self {
+            Self::Decoder(m) => Self::Decoder(Box::new(m.valid())),
+            Self::Bert(m) => Self::Bert(Box::new(m.valid())),
+        }
+    }
+
+    /// The body's family.
+    pub fn family(&self) -> Family {
+        match self {
+            Self::Decoder(m) => m.lm.config().family,
+            Self::Bert(_) => Family::Bert,
+        }
+    }
+}
+
+/// `BertForTokenClassification` with `labels` outputs on `body` (its pooler dropped),
+/// the classifier fresh.
+pub fn bert_tagger(body: BertModel, labels: usize) -> BertForTokenClassification {
+    let device = body.embeddings.word.weight.device();
+    let mut cfg = body.config().clone();
+    cfg.num_labels = Some(labels);
+    let mut m = BertForTokenClassification::new(&cfg, &device);
+    m.classifier =
+        manabi_model::init::linear(cfg.d_model, labels, true, manabi_model::init::STD, &device);
+    m.bert = body;
+    m.bert.pooler = None;
+    m
+}
+
+/// Loads a token-tagging checkpoint of either body: a manabi folder (`model.toml`,
+/// `head.toml` of kind `token`) or a Hugging Face `*ForTokenClassification` folder.
+pub fn load_tagger(dir: &Path, device: &Device) -> Result<(TaggerModel, HeadSpec)> {
+    if body_family(dir)? != Family::Bert {
+        let (m, head) = load_classifier(dir, device)?;
+        return Ok((TaggerModel::Decoder(Box::new(m)), head));
+    }
+    if !dir.join("model.toml").exists() {
+        let m = manabi_model::load_bert_token_classifier(dir, device)?;
+        let labels = m.classifier.weight.dims()[1];
+        let names = crate::tasks::head::hf_label_names(dir, labels);
+        let names = if names.len() == labels {
+            names
+        } else {
+            (0..labels).map(|i| format!("LABEL_{i}")).collect()
+        };
+        return Ok((TaggerModel::Bert(Box::new(m)), HeadSpec::token(names)));
+    }
+    let head = crate::tasks::head::read_head(dir)?;
+    if head.kind != "token" {
+        return Err(FinetuneError::config(
+            format!("{}: kind", dir.join(crate::tasks::HEAD_FILE).display()),
+            format!(
+                "a BERT checkpoint with a `{}` head is not a token tagger",
+                head.kind
+            ),
+        ));
+    }
+    let labels = head.labels;
+    let m = manabi_model::checkpoint::load_module(dir, device, |cfg, d| {
+        let mut cfg = cfg.clone();
+        cfg.num_labels = Some(labels);
+        Ok(BertForTokenClassification::new(&cfg, d))
+    })?;
+    Ok((TaggerModel::Bert(Box::new(m)), head))
+}
+
+/// Exports a BERT token tagger as Hugging Face `BertForTokenClassification` with the tag
+/// `names` as `id2label` / `label2id`.
+pub fn export_bert_tagger(
+    model: &BertForTokenClassification,
+    dir: &Path,
+    tokenizer: Option<&Path>,
+    names: &[String],
+) -> Result<()> {
+    manabi_model::export_bert_hf(model, dir, tokenizer)?;
+    write_label_names(dir, names)
 }

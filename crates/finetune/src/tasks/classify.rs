@@ -376,14 +376,15 @@ impl Setup {
         Ok((model, trainable))
     }
 
-    /// The BERT body of `cfg.model` with a fresh pooler (when it has none) and
-    /// classifier; every parameter trains (PEFT methods adapt decoders only).
-    pub(crate) fn bert_model(
+    /// The BERT body of `cfg.model` with the task's head (`wrap`: body, outputs → model);
+    /// every parameter trains (PEFT methods adapt decoders only).
+    pub(crate) fn bert_model<M: Module>(
         &mut self,
         cfg: &TaskConfig,
         head: HeadSpec,
         settings: &TaskSettings,
-    ) -> Result<(BertForSequenceClassification, usize)> {
+        wrap: impl FnOnce(manabi_model::BertModel, usize) -> M,
+    ) -> Result<(M, usize)> {
         if cfg.peft.method != Method::Full {
             return Err(FinetuneError::config(
                 "peft.method",
@@ -405,10 +406,10 @@ impl Setup {
                 ),
             });
         }
-        let model = bert_classifier(body, head.labels);
+        let model = wrap(body, head.labels);
         let n = model.num_params();
         println!(
-            "BERT + [CLS] {} head ({} outputs): {n} trainable of {n} parameters",
+            "BERT + {} head ({} outputs): {n} trainable of {n} parameters",
             head.kind, head.labels
         );
         self.record(cfg, Some(&head), settings)?;
@@ -482,7 +483,7 @@ pub fn train_task(
     }
     let (rows, val_rows) = (train.rows, val.rows.clone());
     let (run, trainable) = if family == Family::Bert {
-        let (model, trainable) = run.bert_model(cfg, head, &settings)?;
+        let (model, trainable) = run.bert_model(cfg, head, &settings, bert_classifier)?;
         let task = task::<BertForSequenceClassification>(cfg, rows, val_rows, specials.pad);
         (run.trainer.fit(&task, model, resume)?, trainable)
     } else {
@@ -641,14 +642,14 @@ pub fn evaluate_task(
         return Ok(r);
     }
     if settings.kind == TaskKind::Ner {
-        let (model, head) = crate::tasks::load_classifier(model_dir, device)?;
+        let (model, head) = crate::tasks::body::load_tagger(model_dir, device)?;
         let mut r = crate::tasks::ner::evaluate_ner(
             &model.valid(),
             &settings,
             &head.names,
             &tokenizer,
             files,
-            specials.pad,
+            (specials.pad, specials.eos),
             batch_size,
             out,
             device,

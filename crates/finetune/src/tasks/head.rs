@@ -99,7 +99,7 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(DecoderClassifier
 }
 
 /// `head.toml` of the manabi checkpoint `dir`, its kind checked.
-pub(crate) fn read_head(dir: &Path) -> Result<HeadSpec> {
+pub fn read_head(dir: &Path) -> Result<HeadSpec> {
     let head: HeadSpec = read_toml(dir, HEAD_FILE)?;
     if head.kind != "score" && head.kind != "token" {
         return Err(FinetuneError::config(

@@ -1,7 +1,8 @@
 //! Named entities (`task.kind = "ner"`): `{"text", "entities": [{"name", "span": [start,
 //! end], "type"}]}` with character spans, end exclusive (the layout of the Japanese
 //! Wikipedia NER set). Spans become BIO tags through the tokenizer's character offsets; a
-//! `score` head on every token of the decoder body predicts them; predicted tags become
+//! head on every token of the body (a decoder, or BERT reading `[CLS] tokens [SEP]`)
+//! predicts them; predicted tags become
 //! character spans again. Scored at entity level with seqeval's strict IOB2 semantics.
 //! Bad spans (outside the text, not matching `name`, overlapping) are errors naming file
 //! and line.
@@ -11,13 +12,16 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use manabi_model::{DecoderClassifier, IGNORE_INDEX};
+use manabi_model::{BertForTokenClassification, DecoderClassifier, Family, IGNORE_INDEX};
 use manabi_objectives::{Task, TaskLoss};
 use manabi_tokenize::TextTokenizer;
 
 use crate::error::{FinetuneError, Result};
 use crate::metrics::{EntityMode, entities, entity_prf};
 use crate::sft::encode::train_window;
+use crate::tasks::body::{
+    Framing, TaggerModel, TokenTagger, bert_tagger, body_family, load_tagger,
+};
 use crate::tasks::data::FieldMap;
 
 /// One entity: a character span of the text and its type.
@@ -275,9 +279,15 @@ pub struct TagBatch {
     pub inputs: Vec<u32>,
     /// `[rows·seq]` tag indices or `IGNORE_INDEX`.
     pub targets: Vec<i64>,
+    /// Tokens of each row before padding.
+    pub lens: Vec<usize>,
+    /// Padding token.
+    pub pad: u32,
+    /// `[CLS]` and `[SEP]` around each row (BERT); `None` for decoders.
+    pub frame: Option<(u32, u32)>,
 }
 
-fn tag_batch(rows: &[&Tagged], pad: u32) -> TagBatch {
+fn tag_batch(rows: &[&Tagged], pad: u32, frame: Option<(u32, u32)>) -> TagBatch {
     let seq = rows.iter().map(|r| r.ids.len()).max().unwrap_or(1).max(1);
     let mut inputs = Vec::with_capacity(rows.len() * seq);
     let mut targets = Vec::with_capacity(rows.len() * seq);
@@ -292,28 +302,34 @@ fn tag_batch(rows: &[&Tagged], pad: u32) -> TagBatch {
         seq,
         inputs,
         targets,
+        lens: rows.iter().map(|r| r.ids.len()).collect(),
+        pad,
+        frame,
     }
 }
 
-fn logits(model: &DecoderClassifier, b: &TagBatch, device: &Device) -> Tensor<3> {
-    let ids: Vec<i64> = b.inputs.iter().map(|&x| x as i64).collect();
-    let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([b.rows, b.seq]);
-    model.forward_tokens(ids)
+/// `[CLS]` / `[SEP]` of a framing (BERT), `None` for a decoder's.
+pub fn frame_of(framing: Framing) -> Option<(u32, u32)> {
+    match framing {
+        Framing::Bert { cls, sep } => Some((cls, sep)),
+        Framing::Decoder { .. } => None,
+    }
 }
 
-/// The most likely tag of every token of every row.
+/// The most likely tag of every token of every row (`scores`: the model's
+/// [`TokenTagger::token_scores`]).
 pub fn predict_tags(
-    model: &DecoderClassifier,
+    scores: impl Fn(&TagBatch) -> Result<Tensor<3>>,
     rows: &[Tagged],
     batch_size: usize,
     pad: u32,
-    device: &Device,
-) -> Vec<Vec<usize>> {
+    frame: Option<(u32, u32)>,
+) -> Result<Vec<Vec<usize>>> {
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(batch_size.max(1)) {
         let refs: Vec<&Tagged> = chunk.iter().collect();
-        let b = tag_batch(&refs, pad);
-        let best = logits(model, &b, device)
+        let b = tag_batch(&refs, pad, frame);
+        let best = scores(&b)?
             .argmax(2)
             .into_data()
             .convert::<i64>()
@@ -328,7 +344,7 @@ pub fn predict_tags(
             );
         }
     }
-    out
+    Ok(out)
 }
 
 /// Entity-level precision, recall and F1 (seqeval, strict IOB2) of predicted tags.
@@ -369,9 +385,9 @@ pub fn spans_of(text: &str, row: &Tagged, pred: &[usize], names: &[String]) -> V
         .collect()
 }
 
-/// Token classification as a [`Task`] of the shared Trainer.
+/// Token classification as a [`Task`] of the shared Trainer, on either body `M`.
 #[derive(Debug)]
-pub struct NerTask {
+pub struct NerTask<M> {
     /// Training rows.
     pub train: Vec<Tagged>,
     /// Validation rows.
@@ -384,15 +400,23 @@ pub struct NerTask {
     pub pad: u32,
     /// Seed of the data order.
     pub seed: u64,
+    /// `[CLS]` / `[SEP]` (BERT).
+    pub frame: Option<(u32, u32)>,
+    /// The body.
+    pub body: std::marker::PhantomData<M>,
 }
 
-impl Task for NerTask {
-    type Model = DecoderClassifier;
+fn train_err(e: FinetuneError) -> manabi_objectives::TrainError {
+    manabi_objectives::TrainError::Data(e.to_string())
+}
+
+impl<M: TokenTagger> Task for NerTask<M> {
+    type Model = M;
     type Batch = TagBatch;
 
     fn batch(
         &self,
-        _: &DecoderClassifier,
+        _: &M,
         step: usize,
         micro: usize,
         per_step: usize,
@@ -403,21 +427,21 @@ impl Task for NerTask {
             step * per_step + micro,
             self.seed,
         );
-        Ok(tag_batch(&rows, self.pad))
+        Ok(tag_batch(&rows, self.pad, self.frame))
     }
 
     fn val_batch(&self, i: usize) -> manabi_objectives::Result<TagBatch> {
         let rows = crate::sft::encode::val_window(&self.val, self.batch_size, i);
-        Ok(tag_batch(&rows, self.pad))
+        Ok(tag_batch(&rows, self.pad, self.frame))
     }
 
     fn loss(
         &self,
-        model: &DecoderClassifier,
+        model: &M,
         b: &TagBatch,
         device: &Device,
     ) -> manabi_objectives::Result<TaskLoss> {
-        let out = logits(model, b, device);
+        let out = model.token_scores(b, device).map_err(train_err)?;
         let labels = out.dims()[2];
         let logp = log_softmax(out.reshape([b.rows * b.seq, labels]), 1);
         let idx: Vec<i64> = b.targets.iter().map(|&t| t.max(0)).collect();
@@ -444,10 +468,12 @@ impl Task for NerTask {
 
     fn evaluate(
         &self,
-        model: &DecoderClassifier,
+        model: &M,
         device: &Device,
     ) -> manabi_objectives::Result<Vec<(String, f64)>> {
-        let pred = predict_tags(model, &self.val, self.batch_size, self.pad, device);
+        let f = |b: &TagBatch| model.token_scores(b, device);
+        let pred =
+            predict_tags(f, &self.val, self.batch_size, self.pad, self.frame).map_err(train_err)?;
         Ok(scores(&self.val, &pred, &self.names))
     }
 }
@@ -459,8 +485,9 @@ pub fn train_ner(
     device_choice: manabi_model::DeviceChoice,
     resume: bool,
 ) -> Result<crate::tasks::TaskReport> {
-    use burn::module::Module;
     let mut run = crate::setup::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
+    let family = body_family(&cfg.model.path)?;
+    let frame = frame_of(Framing::of(family, &run.tokenizer, run.specials.eos)?);
     let fields = &cfg.task.fields;
     let train_ex = read_ner(&cfg.data.train, fields, true)?;
     let val_ex = read_ner(&cfg.data.val, fields, true)?;
@@ -477,7 +504,8 @@ pub fn train_ner(
         ));
     }
     let names = tag_names(&types);
-    let max = cfg.task.max_length;
+    // BERT spends two positions on [CLS] and [SEP].
+    let max = cfg.task.max_length - if frame.is_some() { 2 } else { 0 };
     let tagged = |ex: &[NerExample]| tag(ex, &types, &run.tokenizer, max, true);
     let ((train, c1), (val, c2), (test, c3)) =
         (tagged(&train_ex)?, tagged(&val_ex)?, tagged(&test_ex)?);
@@ -489,28 +517,48 @@ pub fn train_ner(
     }
     let mut settings = cfg.task.clone();
     settings.labels = types.clone();
-    let (model, trainable) =
-        run.model(cfg, crate::tasks::HeadSpec::token(names.clone()), &settings)?;
+    let head = crate::tasks::HeadSpec::token(names.clone());
     let pad = run.specials.pad;
-    let task = NerTask {
-        train,
-        val: val.clone(),
-        names: names.clone(),
-        batch_size: cfg.train.batch_size,
-        pad,
-        seed: cfg.run.seed,
+    fn task<M>(
+        cfg: &crate::tasks::TaskConfig,
+        train: Vec<Tagged>,
+        val: Vec<Tagged>,
+        names: Vec<String>,
+        pad: u32,
+        frame: Option<(u32, u32)>,
+    ) -> NerTask<M> {
+        NerTask {
+            train,
+            val,
+            names,
+            batch_size: cfg.train.batch_size,
+            pad,
+            seed: cfg.run.seed,
+            frame,
+            body: std::marker::PhantomData,
+        }
+    }
+    let (val_rows, tags) = (val.clone(), names.clone());
+    let (report, trainable) = if family == Family::Bert {
+        let (model, trainable) = run.bert_model(cfg, head, &settings, bert_tagger)?;
+        let t = task::<BertForTokenClassification>(cfg, train, val_rows, tags, pad, frame);
+        (run.trainer.fit(&t, model, resume)?, trainable)
+    } else {
+        let (model, trainable) = run.model(cfg, head, &settings)?;
+        let t = task::<DecoderClassifier>(cfg, train, val_rows, tags, pad, frame);
+        (run.trainer.fit(&t, model, resume)?, trainable)
     };
-    let report = run.trainer.fit(&task, model, resume)?;
     let mut splits = Vec::new();
     if let Some(dir) = &report.checkpoint {
-        let (m, _) = crate::tasks::load_classifier(dir, &run.device)?;
+        let (m, _) = load_tagger(dir, &run.device)?;
         let m = m.valid();
         for (name, ex, rows) in [("val", &val_ex, &val), ("test", &test_ex, &test)] {
             if ex.is_empty() {
                 continue;
             }
             let path = cfg.run.out.join(format!("predictions-{name}.jsonl"));
-            let pred = predict_tags(&m, rows, cfg.train.batch_size, pad, &run.device);
+            let f = |b: &TagBatch| m.token_scores(b, &run.device);
+            let pred = predict_tags(f, rows, cfg.train.batch_size, pad, frame)?;
             write_predictions(&path, ex, rows, &pred, &names)?;
             splits.push(crate::tasks::classify::SplitReport {
                 name: name.into(),
@@ -560,26 +608,23 @@ fn write_predictions(
 /// Evaluates (when the files carry entities) and predicts with an NER checkpoint.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_ner(
-    model: &DecoderClassifier,
+    model: &TaggerModel,
     settings: &crate::tasks::settings::TaskSettings,
     names: &[String],
     tokenizer: &TextTokenizer,
     files: &[PathBuf],
-    pad: u32,
+    (pad, eos): (u32, u32),
     batch_size: usize,
     out: &Path,
     device: &Device,
 ) -> Result<crate::tasks::classify::SplitReport> {
     let examples = read_ner(files, &settings.fields, false)?;
     let gold = examples.iter().all(|x| x.labelled);
-    let (rows, _) = tag(
-        &examples,
-        &settings.labels,
-        tokenizer,
-        settings.max_length,
-        gold,
-    )?;
-    let pred = predict_tags(model, &rows, batch_size, pad, device);
+    let frame = frame_of(Framing::of(model.family(), tokenizer, eos)?);
+    let max = settings.max_length - if frame.is_some() { 2 } else { 0 };
+    let (rows, _) = tag(&examples, &settings.labels, tokenizer, max, gold)?;
+    let f = |b: &TagBatch| model.token_scores(b, device);
+    let pred = predict_tags(f, &rows, batch_size, pad, frame)?;
     write_predictions(out, &examples, &rows, &pred, names)?;
     Ok(crate::tasks::classify::SplitReport {
         name: String::new(),
