@@ -242,5 +242,32 @@ def main() -> None:
             print(f"{path.relative_to(HERE.parent)}: {len(recs)}")
 
 
+def large_nli(n: int = 20_000) -> None:
+    """`nli-{en,ja}.train-large.jsonl.gz`: n more training pairs a language, from another
+    seed, none of them in the validation or test file."""
+    import gzip
+    people = {"en": en_people(), "ja": ja_people()}
+    towns = {"en": en_towns(), "ja": ja_towns()}
+    for l, lang in enumerate(["en", "ja"]):
+        held = set()
+        for split in ("val", "test"):
+            for line in (OUT / f"nli-{lang}.{split}.jsonl").read_text(encoding="utf-8").splitlines():
+                r = json.loads(line)
+                held.add((r["sentence1"], r["sentence2"]))
+        rng = random.Random(SEED + 900 + l)
+        rows, seen = [], set(held)
+        while len(rows) < n:
+            r = nli(lang, rng, people[lang], towns[lang])
+            k = (r["sentence1"], r["sentence2"])
+            if k not in seen:
+                seen.add(k)
+                rows.append(r)
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        path = OUT / f"nli-{lang}.train-large.jsonl.gz"
+        path.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+        print(f"{path.relative_to(HERE.parent)}: {len(rows)}")
+
+
 if __name__ == "__main__":
     main()
+    large_nli()
