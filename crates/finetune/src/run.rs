@@ -22,10 +22,32 @@ use crate::sft::{self, EncodedSet, GenerationEval, SftTask, Specials};
 /// The spec file an adapted checkpoint carries besides `model.toml`.
 pub const PEFT_FILE: &str = "peft.toml";
 
-/// Loads a decoder from a manabi folder (with its adapters when `peft.toml` is there)
-/// or a Hugging Face folder. Returns the PEFT settings of an adapted model.
+/// Loads a decoder from a manabi folder (with its adapters when `peft.toml` is there),
+/// the body of a decoder task checkpoint (`head.toml`: its head dropped), or a Hugging
+/// Face folder. Returns the PEFT settings of an adapted model.
 pub fn load_decoder(dir: &Path, device: &Device) -> Result<(DecoderLm, Option<PeftConfig>)> {
     let spec = dir.join(PEFT_FILE);
+    if dir.join(crate::tasks::HEAD_FILE).exists() && dir.join("model.toml").exists() {
+        // A task checkpoint (classifier, tagger, reward model): its body, the head dropped
+        // (intermediate-task transfer, e.g. NLI before a reward model).
+        let (m, head) = crate::tasks::load_classifier(dir, device)?;
+        tracing::info!(
+            "{}: the body of a {} classifier ({} outputs); its head is dropped",
+            dir.display(),
+            head.kind,
+            head.labels
+        );
+        let peft = if spec.exists() {
+            let text = std::fs::read_to_string(&spec).map_err(|e| FinetuneError::io(&spec, e))?;
+            Some(toml::from_str(&text).map_err(|e| FinetuneError::Config {
+                key: spec.display().to_string(),
+                message: e.message().to_string(),
+            })?)
+        } else {
+            None
+        };
+        return Ok((m.lm, peft));
+    }
     if !(dir.join("model.toml").exists() && spec.exists()) {
         return Ok((manabi_model::load_model(dir, device)?, None));
     }

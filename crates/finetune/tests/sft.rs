@@ -512,3 +512,25 @@ fn gzipped_jsonl_reads_like_plain_jsonl_and_a_corrupt_one_names_the_file() {
         .to_string();
     assert!(e.contains("broken.jsonl.gz"), "{e}");
 }
+
+#[test]
+fn the_body_of_a_task_checkpoint_is_a_base_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let device = test_device();
+    let body = DecoderLm::init(&tiny_cfg(512), &device, 11);
+    let ids = Tensor::<2, Int>::from_ints([[5, 6, 7, 8]], &device);
+    let x = body.embed_tokens.forward(ids.clone());
+    let want = body.hidden_states(x, &Default::default(), None);
+    // A classifier checkpoint as `manabi task` writes it: model.toml, model.bpk, head.toml.
+    let cls = manabi_model::DecoderClassifier::from_lm(body, 3);
+    let dir = tmp.path().join("nli");
+    manabi_model::checkpoint::save_module(&cls, cls.lm.config(), &dir).unwrap();
+    let head = manabi_finetune::tasks::HeadSpec::score(3, vec![]);
+    std::fs::write(dir.join(manabi_finetune::tasks::HEAD_FILE), head.to_toml()).unwrap();
+    let (lm, peft) = load_decoder(&dir, &device).unwrap();
+    assert!(peft.is_none());
+    let x = lm.embed_tokens.forward(ids);
+    let got = lm.hidden_states(x, &Default::default(), None);
+    let diff = (got - want).abs().max().into_scalar::<f32>();
+    assert_eq!(diff, 0.0);
+}
