@@ -20,15 +20,18 @@ use manabi_objectives::Recipe;
 use manabi_objectives::model::TrainModel;
 use manabi_tokenize::TextTokenizer;
 
+mod common;
+use common::{head_of, mean, root};
+
+fn recipe(base: &Path, out: &Path, val: &Path) -> String {
+    common::recipe(base, out, "nli", "nli", val)
+}
+
 /// Training tests run one at a time: burn's device RNG is process-global.
 static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn tokenizer_path() -> PathBuf {
@@ -47,55 +50,6 @@ fn tiny_bert(dir: &Path) -> PathBuf {
     manabi_model::checkpoint::save_module(&m, &cfg, &base).unwrap();
     std::fs::copy(tokenizer_path(), base.join("tokenizer.json")).unwrap();
     base
-}
-
-fn recipe(base: &Path, out: &Path, val: &Path) -> String {
-    recipe_of(base, out, val, "nli")
-}
-
-fn recipe_of(base: &Path, out: &Path, val: &Path, kind: &str) -> String {
-    let d = root().join("datasets/tasks");
-    format!(
-        r#"
-[run]
-out = "{out}"
-seed = 5
-[model]
-path = "{base}"
-[task]
-kind = "{kind}"
-max_length = 48
-[data]
-train = ["{train}"]
-val = ["{val}"]
-[train]
-steps = 30
-batch_size = 16
-lr = 3e-3
-warmup_steps = 2
-weight_decay = 0.0
-eval_every = 30
-eval_batches = 2
-checkpoint_every = 10
-progress = false
-"#,
-        out = out.display(),
-        base = base.display(),
-        train = d.join(format!("{kind}-en.train.jsonl")).display(),
-        val = val.display(),
-    )
-}
-
-fn head_of(dir: &Path, name: &str, n: usize) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("datasets/tasks").join(name)).unwrap();
-    let p = dir.join(name);
-    let lines: Vec<&str> = text.lines().take(n).collect();
-    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
-    p
-}
-
-fn mean(v: &[(usize, f64)]) -> f64 {
-    v.iter().map(|x| x.1).sum::<f64>() / v.len() as f64
 }
 
 #[test]
@@ -223,7 +177,7 @@ fn a_bert_ner_tagger_learns_predicts_spans_and_exports() {
     let base = tiny_bert(tmp.path());
     let val = head_of(tmp.path(), "ner-en.val.jsonl", 40);
     let device = manabi_model::DeviceChoice::from_env().unwrap();
-    let text = recipe_of(&base, &tmp.path().join("ner"), &val, "ner")
+    let text = common::recipe(&base, &tmp.path().join("ner"), "ner", "ner", &val)
         .replace("steps = 30", "steps = 40")
         .replace("eval_every = 30", "eval_every = 40");
     let r = train_task(&TaskConfig::parse(&text, &[]).unwrap(), device, false).unwrap();

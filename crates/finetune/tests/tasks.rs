@@ -11,6 +11,9 @@ use manabi_model::DecoderLm;
 use manabi_model::device::test_device;
 use manabi_objectives::Recipe;
 
+mod common;
+use common::{head_of, mean, recipe, root};
+
 /// The device's random stream is shared by the whole process: a test that seeds it while
 /// another draws dropout masks would change that one's masks. Tests that train take this
 /// lock, so each run sees only its own seeds (a real run is one per process).
@@ -18,10 +21,6 @@ static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn tiny_base(dir: &Path) -> PathBuf {
@@ -37,52 +36,6 @@ fn tiny_base(dir: &Path) -> PathBuf {
     )
     .unwrap();
     base
-}
-
-fn recipe(base: &Path, out: &Path, kind: &str, data: &str, val: &Path) -> String {
-    let d = root().join("datasets/tasks");
-    format!(
-        r#"
-[run]
-out = "{out}"
-seed = 5
-[model]
-path = "{base}"
-[task]
-kind = "{kind}"
-max_length = 48
-[data]
-train = ["{train}"]
-val = ["{val}"]
-[train]
-steps = 30
-batch_size = 16
-lr = 3e-3
-warmup_steps = 2
-weight_decay = 0.0
-eval_every = 30
-eval_batches = 2
-checkpoint_every = 10
-progress = false
-"#,
-        out = out.display(),
-        base = base.display(),
-        train = d.join(format!("{data}-en.train.jsonl")).display(),
-        val = val.display(),
-    )
-}
-
-/// The first `n` lines of a committed validation file, as a file of its own.
-fn head_of(dir: &Path, name: &str, n: usize) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("datasets/tasks").join(name)).unwrap();
-    let p = dir.join(name);
-    let lines: Vec<&str> = text.lines().take(n).collect();
-    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
-    p
-}
-
-fn mean(v: &[(usize, f64)]) -> f64 {
-    v.iter().map(|x| x.1).sum::<f64>() / v.len() as f64
 }
 
 #[test]

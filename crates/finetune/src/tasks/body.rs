@@ -70,24 +70,22 @@ impl SeqClassifier for BertForSequenceClassification {
     }
 }
 
-/// A loaded sequence-task checkpoint of either body.
+/// A loaded task checkpoint of either body: a decoder with a head, or BERT with the
+/// task's head `B`.
 #[derive(Debug, Clone)]
-pub enum SeqModel {
-    /// A decoder with a `score` head.
+pub enum Loaded<B> {
+    /// A decoder with a head read at the last token or at every token.
     Decoder(Box<DecoderClassifier>),
-    /// A BERT encoder with its pooler and classifier.
-    Bert(Box<BertForSequenceClassification>),
+    /// A BERT encoder with its head.
+    Bert(Box<B>),
 }
 
-impl SeqModel {
-    /// Head outputs of every row of `b`; see [`SeqClassifier::scores`].
-    pub fn scores(&self, b: &SeqBatch, device: &Device) -> Result<Tensor<2>> {
-        match self {
-            Self::Decoder(m) => m.scores(b, device),
-            Self::Bert(m) => m.scores(b, device),
-        }
-    }
+/// A loaded sequence-task checkpoint.
+pub type SeqModel = Loaded<BertForSequenceClassification>;
+/// A loaded token-tagging (NER) checkpoint.
+pub type TaggerModel = Loaded<BertForTokenClassification>;
 
+impl<B: Module> Loaded<B> {
     /// The model without dropout or gradient tracking.
     pub fn valid(&self) -> Self {
         match self {
@@ -101,6 +99,26 @@ impl SeqModel {
         match self {
             Self::Decoder(m) => m.lm.config().family,
             Self::Bert(_) => Family::Bert,
+        }
+    }
+}
+
+impl SeqModel {
+    /// Head outputs of every row of `b`; see [`SeqClassifier::scores`].
+    pub fn scores(&self, b: &SeqBatch, device: &Device) -> Result<Tensor<2>> {
+        match self {
+            Self::Decoder(m) => m.scores(b, device),
+            Self::Bert(m) => m.scores(b, device),
+        }
+    }
+}
+
+impl TaggerModel {
+    /// See [`TokenTagger::token_scores`].
+    pub fn token_scores(&self, b: &TagBatch, device: &Device) -> Result<Tensor<3>> {
+        match self {
+            Self::Decoder(m) => m.token_scores(b, device),
+            Self::Bert(m) => m.token_scores(b, device),
         }
     }
 }
@@ -368,41 +386,6 @@ impl TokenTagger for BertForTokenClassification {
         let out = self.forward(ids, Some(mask), None)?;
         let labels = out.dims()[2];
         Ok(out.slice([0..b.rows, 1..b.seq + 1, 0..labels]))
-    }
-}
-
-/// A loaded token-tagging (NER) checkpoint of either body.
-#[derive(Debug, Clone)]
-pub enum TaggerModel {
-    /// A decoder with a head on every token.
-    Decoder(Box<DecoderClassifier>),
-    /// A BERT encoder with a token classifier.
-    Bert(Box<BertForTokenClassification>),
-}
-
-impl TaggerModel {
-    /// See [`TokenTagger::token_scores`].
-    pub fn token_scores(&self, b: &TagBatch, device: &Device) -> Result<Tensor<3>> {
-        match self {
-            Self::Decoder(m) => m.token_scores(b, device),
-            Self::Bert(m) => m.token_scores(b, device),
-        }
-    }
-
-    /// The model without dropout or gradient tracking.
-    pub fn valid(&self) -> Self {
-        match self {
-            Self::Decoder(m) => Self::Decoder(Box::new(m.valid())),
-            Self::Bert(m) => Self::Bert(Box::new(m.valid())),
-        }
-    }
-
-    /// The body's family.
-    pub fn family(&self) -> Family {
-        match self {
-            Self::Decoder(m) => m.lm.config().family,
-            Self::Bert(_) => Family::Bert,
-        }
     }
 }
 

@@ -1,0 +1,57 @@
+//! Helpers shared by the task tests: the repository root, the recipe of a short task
+//! run, and slices of the committed data.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A 30-step task recipe on `base`: `kind` trained on `datasets/tasks/{data}-en.train.jsonl`,
+/// validated on `val`, checkpointing every 10 steps.
+pub fn recipe(base: &Path, out: &Path, kind: &str, data: &str, val: &Path) -> String {
+    let d = root().join("datasets/tasks");
+    format!(
+        r#"
+[run]
+out = "{out}"
+seed = 5
+[model]
+path = "{base}"
+[task]
+kind = "{kind}"
+max_length = 48
+[data]
+train = ["{train}"]
+val = ["{val}"]
+[train]
+steps = 30
+batch_size = 16
+lr = 3e-3
+warmup_steps = 2
+weight_decay = 0.0
+eval_every = 30
+eval_batches = 2
+checkpoint_every = 10
+progress = false
+"#,
+        out = out.display(),
+        base = base.display(),
+        train = d.join(format!("{data}-en.train.jsonl")).display(),
+        val = val.display(),
+    )
+}
+
+/// The first `n` lines of a committed validation file, as a file of its own.
+pub fn head_of(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("datasets/tasks").join(name)).unwrap();
+    let p = dir.join(name);
+    let lines: Vec<&str> = text.lines().take(n).collect();
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    p
+}
+
+pub fn mean(v: &[(usize, f64)]) -> f64 {
+    v.iter().map(|x| x.1).sum::<f64>() / v.len() as f64
+}
