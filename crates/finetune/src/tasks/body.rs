@@ -287,23 +287,32 @@ pub fn load_seq_classifier(dir: &Path, device: &Device) -> Result<(SeqModel, Hea
         let names = crate::tasks::head::hf_label_names(dir, labels);
         return Ok((SeqModel::Bert(Box::new(m)), HeadSpec::score(labels, names)));
     }
+    let (m, head) = load_bert_native(dir, device, "score", BertForSequenceClassification::new)?;
+    Ok((SeqModel::Bert(Box::new(m)), head))
+}
+
+/// A manabi BERT task checkpoint whose `head.toml` is of `kind`: the model `build` makes
+/// with the head's outputs, its weights from `model.bpk`.
+fn load_bert_native<M: Module>(
+    dir: &Path,
+    device: &Device,
+    kind: &str,
+    build: fn(&ModelConfig, &Device) -> M,
+) -> Result<(M, HeadSpec)> {
     let head = crate::tasks::head::read_head(dir)?;
-    if head.kind != "score" {
+    if head.kind != kind {
         return Err(FinetuneError::config(
             format!("{}: kind", dir.join(crate::tasks::HEAD_FILE).display()),
-            format!(
-                "a BERT checkpoint with a `{}` head is not a sequence classifier",
-                head.kind
-            ),
+            format!("a `{}` head, where this needs a `{kind}` head", head.kind),
         ));
     }
     let labels = head.labels;
     let m = manabi_model::checkpoint::load_module(dir, device, |cfg, d| {
         let mut cfg = cfg.clone();
         cfg.num_labels = Some(labels);
-        Ok(BertForSequenceClassification::new(&cfg, d))
+        Ok(build(&cfg, d))
     })?;
-    Ok((SeqModel::Bert(Box::new(m)), head))
+    Ok((m, head))
 }
 
 /// Exports a BERT sequence classifier as Hugging Face `BertForSequenceClassification`,
@@ -421,22 +430,7 @@ pub fn load_tagger(dir: &Path, device: &Device) -> Result<(TaggerModel, HeadSpec
         };
         return Ok((TaggerModel::Bert(Box::new(m)), HeadSpec::token(names)));
     }
-    let head = crate::tasks::head::read_head(dir)?;
-    if head.kind != "token" {
-        return Err(FinetuneError::config(
-            format!("{}: kind", dir.join(crate::tasks::HEAD_FILE).display()),
-            format!(
-                "a BERT checkpoint with a `{}` head is not a token tagger",
-                head.kind
-            ),
-        ));
-    }
-    let labels = head.labels;
-    let m = manabi_model::checkpoint::load_module(dir, device, |cfg, d| {
-        let mut cfg = cfg.clone();
-        cfg.num_labels = Some(labels);
-        Ok(BertForTokenClassification::new(&cfg, d))
-    })?;
+    let (m, head) = load_bert_native(dir, device, "token", BertForTokenClassification::new)?;
     Ok((TaggerModel::Bert(Box::new(m)), head))
 }
 
