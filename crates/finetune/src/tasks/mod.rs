@@ -9,6 +9,7 @@ pub mod body;
 pub mod classify;
 pub mod data;
 pub mod embed;
+pub mod evaluate;
 pub mod fewshot;
 pub mod head;
 pub mod ner;
@@ -16,7 +17,8 @@ pub mod pairs;
 pub mod rag;
 pub mod settings;
 
-pub use classify::{TaskReport, evaluate_task, train_task};
+pub use classify::{TaskReport, train_task};
 pub use data::TaskKind;
+pub use evaluate::evaluate_task;
 pub use head::{HEAD_FILE, HeadSpec, load_classifier};
 pub use settings::TaskConfig;
