@@ -74,3 +74,11 @@ impl FinetuneError {
 
 /// Result alias of this crate.
 pub type Result<T, E = FinetuneError> = std::result::Result<T, E>;
+
+/// A fine-tuning error met inside a Trainer task (batches, loss, evaluation) stops the run
+/// as a data error with the same one-line message.
+impl From<FinetuneError> for manabi_objectives::TrainError {
+    fn from(e: FinetuneError) -> Self {
+        Self::Data(e.to_string())
+    }
+}

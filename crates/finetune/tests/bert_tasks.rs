@@ -190,21 +190,7 @@ fn a_bert_ner_tagger_learns_predicts_spans_and_exports() {
     // Every predicted span is the exact characters of its name ([CLS] and [SEP] are
     // never part of one).
     let preds = std::fs::read_to_string(&r.splits[0].predictions).unwrap();
-    let mut spans = 0;
-    for line in preds.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let chars: Vec<char> = v["text"].as_str().unwrap().chars().collect();
-        for e in v["predicted"].as_array().unwrap() {
-            let (s, t) = (
-                e["span"][0].as_u64().unwrap() as usize,
-                e["span"][1].as_u64().unwrap() as usize,
-            );
-            assert!(s < t && t <= chars.len(), "{e}");
-            let covered: String = chars[s..t].iter().collect();
-            assert_eq!(covered, e["name"].as_str().unwrap());
-            spans += 1;
-        }
-    }
+    let spans = common::check_predicted_spans(&preds);
     assert!(spans > 0, "no entity predicted: {preds}");
     // The checkpoint evaluates on its own to the same numbers.
     let ckpt = r.run.checkpoint.clone().unwrap();

@@ -333,22 +333,7 @@ fn an_ner_tagger_learns_and_predicts_character_spans() {
     assert!(r.run.eval_metrics.contains_key("eval/f1"));
     // Every predicted span is the exact characters of its name, without spaces.
     let preds = std::fs::read_to_string(&r.splits[0].predictions).unwrap();
-    let mut spans = 0;
-    for line in preds.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let chars: Vec<char> = v["text"].as_str().unwrap().chars().collect();
-        for e in v["predicted"].as_array().unwrap() {
-            let (s, t) = (
-                e["span"][0].as_u64().unwrap() as usize,
-                e["span"][1].as_u64().unwrap() as usize,
-            );
-            let covered: String = chars[s..t].iter().collect();
-            assert_eq!(covered, e["name"].as_str().unwrap());
-            assert_eq!(covered.trim(), covered);
-            spans += 1;
-        }
-        assert!(v["entities"].is_array());
-    }
+    let spans = common::check_predicted_spans(&preds);
     assert!(spans > 0, "no entity predicted: {preds}");
     // The checkpoint predicts unlabelled text on its own.
     let ckpt = r.run.checkpoint.unwrap();

@@ -298,9 +298,7 @@ impl Task for SftTask {
         let Some(g) = &self.generation else {
             return Ok(Vec::new());
         };
-        let p = g
-            .predict(model)
-            .map_err(|e| manabi_objectives::TrainError::Data(e.to_string()))?;
+        let p = g.predict(model)?;
         Ok(generation_metrics(&p, g.rouge))
     }
 }

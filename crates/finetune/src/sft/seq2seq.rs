@@ -180,7 +180,7 @@ impl Task for Seq2SeqTask {
         let Some(g) = &self.generation else {
             return Ok(Vec::new());
         };
-        let p = predict(model, g, self.eos).map_err(|e| TrainError::Data(e.to_string()))?;
+        let p = predict(model, g, self.eos)?;
         Ok(generation_metrics(&p, g.rouge))
     }
 }

@@ -40,14 +40,15 @@ pub trait SeqClassifier: TrainModel {
     fn scores(&self, b: &SeqBatch, device: &Device) -> Result<Tensor<2>>;
 }
 
-fn ids_tensor(b: &SeqBatch, device: &Device) -> Tensor<2, Int> {
-    let ids: Vec<i64> = b.inputs.iter().map(|&x| x as i64).collect();
-    Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([b.rows, b.seq])
+/// `[rows, seq]` token ids of a right-padded batch.
+fn ids_tensor(inputs: &[u32], rows: usize, seq: usize, device: &Device) -> Tensor<2, Int> {
+    let ids: Vec<i64> = inputs.iter().map(|&x| i64::from(x)).collect();
+    Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([rows, seq])
 }
 
 impl SeqClassifier for DecoderClassifier {
     fn scores(&self, b: &SeqBatch, device: &Device) -> Result<Tensor<2>> {
-        Ok(self.forward(ids_tensor(b, device), &b.last))
+        Ok(self.forward(ids_tensor(&b.inputs, b.rows, b.seq, device), &b.last))
     }
 }
 
@@ -66,7 +67,11 @@ impl SeqClassifier for BertForSequenceClassification {
             b.types.iter().map(|&x| x as i64).collect()
         };
         let types = Tensor::<1, Int>::from_ints(types.as_slice(), device).reshape([b.rows, b.seq]);
-        Ok(self.forward(ids_tensor(b, device), Some(mask), Some(types))?)
+        Ok(self.forward(
+            ids_tensor(&b.inputs, b.rows, b.seq, device),
+            Some(mask),
+            Some(types),
+        )?)
     }
 }
 
@@ -364,9 +369,7 @@ pub trait TokenTagger: TrainModel {
 
 impl TokenTagger for DecoderClassifier {
     fn token_scores(&self, b: &TagBatch, device: &Device) -> Result<Tensor<3>> {
-        let ids: Vec<i64> = b.inputs.iter().map(|&x| x as i64).collect();
-        let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([b.rows, b.seq]);
-        Ok(self.forward_tokens(ids))
+        Ok(self.forward_tokens(ids_tensor(&b.inputs, b.rows, b.seq, device)))
     }
 }
 

@@ -220,10 +220,6 @@ pub struct SeqTask<M> {
     pub body: std::marker::PhantomData<M>,
 }
 
-fn train_err(e: FinetuneError) -> manabi_objectives::TrainError {
-    manabi_objectives::TrainError::Data(e.to_string())
-}
-
 impl<M: SeqClassifier> Task for SeqTask<M> {
     type Model = M;
     type Batch = SeqBatch;
@@ -255,7 +251,7 @@ impl<M: SeqClassifier> Task for SeqTask<M> {
         b: &SeqBatch,
         device: &Device,
     ) -> manabi_objectives::Result<TaskLoss> {
-        let out = model.scores(b, device).map_err(train_err)?;
+        let out = model.scores(b, device)?;
         if self.regression {
             let gold = Tensor::<1>::from_floats(b.scores.as_slice(), device);
             let err = out.reshape([b.rows]) - gold;
@@ -290,7 +286,7 @@ impl<M: SeqClassifier> Task for SeqTask<M> {
         device: &Device,
     ) -> manabi_objectives::Result<Vec<(String, f64)>> {
         let scores = |b: &SeqBatch| model.scores(b, device);
-        let out = predict(scores, &self.val, self.batch_size, self.pad).map_err(train_err)?;
+        let out = predict(scores, &self.val, self.batch_size, self.pad)?;
         Ok(score(&self.val, &out, self.regression))
     }
 }

@@ -406,10 +406,6 @@ pub struct NerTask<M> {
     pub body: std::marker::PhantomData<M>,
 }
 
-fn train_err(e: FinetuneError) -> manabi_objectives::TrainError {
-    manabi_objectives::TrainError::Data(e.to_string())
-}
-
 impl<M: TokenTagger> Task for NerTask<M> {
     type Model = M;
     type Batch = TagBatch;
@@ -441,7 +437,7 @@ impl<M: TokenTagger> Task for NerTask<M> {
         b: &TagBatch,
         device: &Device,
     ) -> manabi_objectives::Result<TaskLoss> {
-        let out = model.token_scores(b, device).map_err(train_err)?;
+        let out = model.token_scores(b, device)?;
         let labels = out.dims()[2];
         let logp = log_softmax(out.reshape([b.rows * b.seq, labels]), 1);
         let idx: Vec<i64> = b.targets.iter().map(|&t| t.max(0)).collect();
@@ -472,8 +468,7 @@ impl<M: TokenTagger> Task for NerTask<M> {
         device: &Device,
     ) -> manabi_objectives::Result<Vec<(String, f64)>> {
         let f = |b: &TagBatch| model.token_scores(b, device);
-        let pred =
-            predict_tags(f, &self.val, self.batch_size, self.pad, self.frame).map_err(train_err)?;
+        let pred = predict_tags(f, &self.val, self.batch_size, self.pad, self.frame)?;
         Ok(scores(&self.val, &pred, &self.names))
     }
 }

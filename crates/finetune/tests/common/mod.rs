@@ -55,3 +55,27 @@ pub fn head_of(dir: &Path, name: &str, n: usize) -> PathBuf {
 pub fn mean(v: &[(usize, f64)]) -> f64 {
     v.iter().map(|x| x.1).sum::<f64>() / v.len() as f64
 }
+
+/// Checks every predicted entity of an NER predictions file: its span lies in the text,
+/// covers exactly its `name`, without surrounding spaces, next to the gold `entities`.
+/// Returns how many entities were predicted.
+pub fn check_predicted_spans(preds: &str) -> usize {
+    let mut spans = 0;
+    for line in preds.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let chars: Vec<char> = v["text"].as_str().unwrap().chars().collect();
+        for e in v["predicted"].as_array().unwrap() {
+            let (s, t) = (
+                e["span"][0].as_u64().unwrap() as usize,
+                e["span"][1].as_u64().unwrap() as usize,
+            );
+            assert!(s < t && t <= chars.len(), "{e}");
+            let covered: String = chars[s..t].iter().collect();
+            assert_eq!(covered, e["name"].as_str().unwrap());
+            assert_eq!(covered.trim(), covered);
+            spans += 1;
+        }
+        assert!(v["entities"].is_array());
+    }
+    spans
+}
