@@ -1,0 +1,253 @@
+//! Reading NER files and turning character spans into BIO tags over tokens.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use manabi_tokenize::TextTokenizer;
+
+use crate::error::{FinetuneError, Result};
+use crate::tasks::data::FieldMap;
+
+/// One entity: a character span of the text and its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    /// The surface text.
+    pub name: String,
+    /// First character.
+    pub start: usize,
+    /// One past the last character.
+    pub end: usize,
+    /// The type (`PER`, `LOC`, …).
+    pub kind: String,
+}
+
+/// A text and its entities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NerExample {
+    /// The text.
+    pub text: String,
+    /// Its entities, by start.
+    pub entities: Vec<Entity>,
+    /// Whether the line had an `entities` field (gold known, possibly empty).
+    pub labelled: bool,
+    /// File and 1-based line.
+    pub source: (PathBuf, usize),
+}
+
+fn field<'a>(fields: &'a FieldMap, name: &'a str) -> &'a str {
+    fields.get(name).map_or(name, String::as_str)
+}
+
+/// Reads NER files; `require_entities = false` allows lines without `entities`
+/// (prediction).
+pub fn read_ner(
+    paths: &[PathBuf],
+    fields: &FieldMap,
+    require_entities: bool,
+) -> Result<Vec<NerExample>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let before = out.len();
+        read_file(path, fields, require_entities, &mut out)?;
+        if out.len() == before {
+            return Err(FinetuneError::io(path, "no examples in this file"));
+        }
+    }
+    Ok(out)
+}
+
+fn read_file(
+    path: &Path,
+    fields: &FieldMap,
+    required: bool,
+    out: &mut Vec<NerExample>,
+) -> Result<()> {
+    let file = manabi_tokenize::open_reader(path).map_err(|e| FinetuneError::io(path, e))?;
+    let (text_f, ents_f) = (field(fields, "text"), field(fields, "entities"));
+    for (i, line) in file.lines().enumerate() {
+        let line = line.map_err(|e| FinetuneError::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let err = |message: String| FinetuneError::Data {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| err(format!("invalid JSON: {e}")))?;
+        let text = match &v[text_f] {
+            serde_json::Value::String(s) if !s.trim().is_empty() => s.clone(),
+            serde_json::Value::Null => return Err(err(format!("missing field `{text_f}`"))),
+            _ => return Err(err(format!("field `{text_f}` must be a non-empty string"))),
+        };
+        let chars: Vec<char> = text.chars().collect();
+        let labelled = !v[ents_f].is_null();
+        let list = match &v[ents_f] {
+            serde_json::Value::Array(a) => a.as_slice(),
+            serde_json::Value::Null if !required => &[],
+            serde_json::Value::Null => return Err(err(format!("missing field `{ents_f}`"))),
+            _ => return Err(err(format!("field `{ents_f}` must be a list"))),
+        };
+        let mut ents = Vec::with_capacity(list.len());
+        for (k, e) in list.iter().enumerate() {
+            let span: Option<Vec<usize>> = e["span"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_u64().map(|x| x as usize))
+                    .collect()
+            });
+            let (start, end) = match span.as_deref() {
+                Some(&[s, e]) => (s, e),
+                _ => {
+                    return Err(err(format!(
+                        "entity {k}: `span` must be [start, end] (characters)"
+                    )));
+                }
+            };
+            if start >= end || end > chars.len() {
+                return Err(err(format!(
+                    "entity {k}: span [{start}, {end}] is outside the text ({} characters) or empty",
+                    chars.len()
+                )));
+            }
+            let kind = e["type"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| err(format!("entity {k}: missing `type`")))?
+                .to_string();
+            let covered: String = chars[start..end].iter().collect();
+            if let Some(name) = e["name"].as_str()
+                && name != covered
+            {
+                return Err(err(format!(
+                    "entity {k}: span [{start}, {end}] covers \"{covered}\", not \"{name}\""
+                )));
+            }
+            ents.push(Entity {
+                name: covered,
+                start,
+                end,
+                kind,
+            });
+        }
+        ents.sort_by_key(|e| e.start);
+        if let Some(w) = ents.windows(2).find(|w| w[1].start < w[0].end) {
+            return Err(err(format!(
+                "entities \"{}\" [{}, {}] and \"{}\" [{}, {}] overlap",
+                w[0].name, w[0].start, w[0].end, w[1].name, w[1].start, w[1].end
+            )));
+        }
+        out.push(NerExample {
+            text,
+            entities: ents,
+            labelled,
+            source: (path.to_path_buf(), i + 1),
+        });
+    }
+    Ok(())
+}
+
+/// The entity types: `given`, or the sorted types of `train`.
+pub fn entity_types(given: &[String], train: &[NerExample]) -> Vec<String> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    let mut t: Vec<String> = train
+        .iter()
+        .flat_map(|x| x.entities.iter().map(|e| e.kind.clone()))
+        .collect();
+    t.sort();
+    t.dedup();
+    t
+}
+
+/// The tag set of `types`: `O`, then `B-T`, `I-T` for each type.
+pub fn tag_names(types: &[String]) -> Vec<String> {
+    std::iter::once("O".to_string())
+        .chain(
+            types
+                .iter()
+                .flat_map(|t| [format!("B-{t}"), format!("I-{t}")]),
+        )
+        .collect()
+}
+
+/// One tokenized text: ids, each token's character span and (when gold is known) tag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tagged {
+    /// Tokens.
+    pub ids: Vec<u32>,
+    /// Character span of each token.
+    pub spans: Vec<(usize, usize)>,
+    /// Tag index of each token (empty when the example has no gold entities).
+    pub tags: Vec<usize>,
+}
+
+/// Tokenizes `examples` and tags every token: `B-T` for the first token that starts
+/// inside an entity, `I-T` for the next ones, `O` elsewhere. Texts longer than
+/// `max_length` tokens are cut (counted in the second value).
+pub fn tag(
+    examples: &[NerExample],
+    types: &[String],
+    tokenizer: &TextTokenizer,
+    max_length: usize,
+    with_gold: bool,
+) -> Result<(Vec<Tagged>, usize)> {
+    let mut out = Vec::with_capacity(examples.len());
+    let mut cut = 0;
+    for x in examples {
+        let err = |message: String| FinetuneError::Data {
+            path: x.source.0.clone(),
+            line: x.source.1,
+            message,
+        };
+        let mut toks = tokenizer
+            .encode_with_offsets(&x.text)
+            .map_err(|e| err(e.to_string()))?;
+        if toks.len() > max_length {
+            toks.truncate(max_length);
+            cut += 1;
+        }
+        let mut tags = Vec::new();
+        if with_gold {
+            let mut last: Option<usize> = None;
+            for &(_, s, e) in &toks {
+                let hit = x
+                    .entities
+                    .iter()
+                    .position(|en| s < en.end && e > en.start && s.max(en.start) < e.min(en.end));
+                tags.push(match hit {
+                    Some(k) => {
+                        let t = types
+                            .iter()
+                            .position(|t| *t == x.entities[k].kind)
+                            .ok_or_else(|| {
+                                err(format!(
+                                    "unknown entity type \"{}\" (types: {})",
+                                    x.entities[k].kind,
+                                    types.join(", ")
+                                ))
+                            })?;
+                        let tag = if last == Some(k) {
+                            2 + 2 * t
+                        } else {
+                            1 + 2 * t
+                        };
+                        last = Some(k);
+                        tag
+                    }
+                    None => {
+                        last = None;
+                        0
+                    }
+                });
+            }
+        }
+        out.push(Tagged {
+            ids: toks.iter().map(|t| t.0).collect(),
+            spans: toks.iter().map(|t| (t.1, t.2)).collect(),
+            tags,
+        });
+    }
+    Ok((out, cut))
+}

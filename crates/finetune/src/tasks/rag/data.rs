@@ -1,0 +1,170 @@
+//! Reading what RAG indexes and evaluates: passages (text, JSONL, folders), stored
+//! vectors and questions.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FinetuneError, Result};
+
+/// One retrievable passage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Passage {
+    /// Its id (`id` of a JSONL line, or `FILE#N`).
+    pub id: String,
+    /// Its text.
+    pub text: String,
+}
+
+pub(super) fn err(path: &Path, e: impl std::fmt::Display) -> FinetuneError {
+    FinetuneError::io(path, e)
+}
+
+/// Reads passages: `.jsonl` lines `{"text", "id"?}`; other files give one passage per
+/// paragraph (blank-line separated); folders are read recursively in name order.
+pub fn read_passages(paths: &[PathBuf]) -> Result<Vec<Passage>> {
+    let mut out = Vec::new();
+    let mut files = Vec::new();
+    for p in paths {
+        collect(p, &mut files)?;
+    }
+    for path in &files {
+        let text = std::fs::read_to_string(path).map_err(|e| err(path, e))?;
+        let before = out.len();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let bad = |m: String| FinetuneError::Data {
+                    path: path.clone(),
+                    line: i + 1,
+                    message: m,
+                };
+                let v: serde_json::Value =
+                    serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+                let t = v["text"]
+                    .as_str()
+                    .filter(|t| !t.trim().is_empty())
+                    .ok_or_else(|| bad("missing or empty field `text`".into()))?;
+                let id = match &v["id"] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    _ => format!("{}#{}", path.display(), i + 1),
+                };
+                out.push(Passage {
+                    id,
+                    text: t.to_string(),
+                });
+            }
+        } else {
+            for (i, para) in text
+                .split("\n\n")
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .enumerate()
+            {
+                out.push(Passage {
+                    id: format!("{}#{}", path.display(), i + 1),
+                    text: para.to_string(),
+                });
+            }
+        }
+        if out.len() == before {
+            return Err(err(path, "no passages in this file"));
+        }
+    }
+    if out.is_empty() {
+        return Err(FinetuneError::config("--docs", "no documents found"));
+    }
+    Ok(out)
+}
+
+fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if p.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+            .map_err(|e| err(p, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for e in entries {
+            collect(&e, out)?;
+        }
+    } else if p.exists() {
+        out.push(p.to_path_buf());
+    } else {
+        return Err(err(p, "no such file or folder"));
+    }
+    Ok(())
+}
+
+pub(super) fn read_jsonl_passages(path: &Path) -> Result<Vec<Passage>> {
+    let text = std::fs::read_to_string(path).map_err(|e| err(path, e))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| FinetuneError::Data {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn read_vectors(path: &Path) -> Result<Vec<Vec<f32>>> {
+    let text = std::fs::read_to_string(path).map_err(|e| err(path, e))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).map_err(|e| FinetuneError::Data {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: e.to_string(),
+                })?;
+            Ok(v["embedding"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_f64().map(|x| x as f32))
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
+        .collect()
+}
+
+/// One evaluation question.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Question {
+    /// The question.
+    pub question: String,
+    /// The gold answer.
+    pub answer: String,
+    /// Id of the passage that answers it (for recall@k).
+    #[serde(default)]
+    pub passage: Option<String>,
+}
+
+/// Reads questions (`{"question", "answer", "passage"?}` per line).
+pub fn read_questions(path: &Path) -> Result<Vec<Question>> {
+    let text = std::fs::read_to_string(path).map_err(|e| err(path, e))?;
+    let mut out = Vec::new();
+    for (i, l) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        out.push(serde_json::from_str(l).map_err(|e| FinetuneError::Data {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message: format!("{e} (expected {{\"question\", \"answer\", \"passage\"?}})"),
+        })?);
+    }
+    if out.is_empty() {
+        return Err(err(path, "no questions in this file"));
+    }
+    Ok(out)
+}
