@@ -480,6 +480,12 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
                 manabi_model::export_bert_hf(&m, &args.out, tok)?;
                 m.num_params()
             }
+            (true, _) if manabi_finetune::tasks::embed::is_embedding_checkpoint(&args.model)? => {
+                // SimCSE / bi-encoder: the encoder alone, as transformers' `BertModel`.
+                let m = manabi_finetune::tasks::body::load_bert_body(&args.model, &device)?;
+                manabi_model::export_bert_hf(&m, &args.out, tok)?;
+                m.num_params()
+            }
             _ => {
                 let m: manabi_model::BertForMaskedLm = if native {
                     manabi_objectives::checkpoint::load_model(&args.model, &device)?

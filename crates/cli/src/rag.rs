@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
-use manabi_finetune::tasks::embed::Pooling;
+use manabi_finetune::tasks::embed::{Pooling, SentenceModel};
 use manabi_finetune::tasks::rag::{self, Embedder, QA_TEMPLATE, RagIndex, Retriever};
 use manabi_model::DeviceChoice;
 use manabi_tokenize::TextTokenizer;
@@ -115,11 +115,11 @@ pub struct EvalArgs {
 fn embedder_parts(
     index: &RagIndex,
     device: &burn::tensor::Device,
-) -> anyhow::Result<Option<(manabi_model::DecoderLm, TextTokenizer, PathBuf)>> {
+) -> anyhow::Result<Option<(SentenceModel, TextTokenizer, PathBuf)>> {
     let Some(path) = index.spec().embed_model.clone() else {
         return Ok(None);
     };
-    let (m, _) = manabi_finetune::load_decoder(&path, device)?;
+    let m = SentenceModel::load(&path, device)?;
     let tok = TextTokenizer::load(path.join("tokenizer.json"))?;
     Ok(Some((m, tok, path)))
 }
@@ -127,7 +127,7 @@ fn embedder_parts(
 /// The index's embedder over its loaded parts.
 fn index_embedder<'a>(
     index: &RagIndex,
-    parts: Option<&'a (manabi_model::DecoderLm, TextTokenizer, PathBuf)>,
+    parts: Option<&'a (SentenceModel, TextTokenizer, PathBuf)>,
     device: &'a burn::tensor::Device,
 ) -> Option<Embedder<'a>> {
     parts.map(|(m, tok, path)| Embedder {
@@ -157,7 +157,7 @@ pub fn run(args: &RagArgs, device: DeviceChoice) -> anyhow::Result<()> {
             let n = passages.len();
             let parts = match &a.embed_model {
                 Some(p) => {
-                    let (m, _) = manabi_finetune::load_decoder(p, &device)?;
+                    let m = SentenceModel::load(p, &device)?;
                     let tok = TextTokenizer::load(p.join("tokenizer.json"))?;
                     Some((m, tok, p.clone()))
                 }

@@ -100,7 +100,7 @@ pub fn run(args: &TaskArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> 
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
     /// Model folder: a `manabi task` SimCSE checkpoint (its pooling and length are used),
-    /// or any decoder folder.
+    /// or any decoder or BERT folder.
     #[arg(long)]
     pub model: PathBuf,
     /// Sentences: .jsonl with `sentence` (or `sentence1`/`sentence2`), or one per line.
@@ -109,7 +109,7 @@ pub struct EmbedArgs {
     /// Where the vectors go: one `{"text", "embedding"}` per line.
     #[arg(long)]
     pub out: PathBuf,
-    /// mean or last (default: the checkpoint's, else mean).
+    /// mean, last (decoders) or cls (BERT) (default: the checkpoint's, else mean).
     #[arg(long)]
     pub pooling: Option<String>,
     /// Sentences per forward pass.
@@ -118,13 +118,13 @@ pub struct EmbedArgs {
 }
 
 pub fn embed(args: &EmbedArgs, device: DeviceChoice) -> anyhow::Result<()> {
-    use manabi_finetune::tasks::embed::{self, Pooling};
+    use manabi_finetune::tasks::embed::{self, Pooling, SentenceModel};
     let device = device.resolve()?;
-    let (model, _) = manabi_finetune::load_decoder(&args.model, &device)?;
+    let model = SentenceModel::load(&args.model, &device)?;
     let tokenizer = manabi_tokenize::TextTokenizer::load(args.model.join("tokenizer.json"))?;
     let specials = manabi_finetune::sft::Specials::of(&tokenizer)?;
     let spec = args.model.join(manabi_finetune::tasks::settings::TASK_FILE);
-    let (mut pooling, mut max_length) = (Pooling::Mean, model.config().max_positions);
+    let (mut pooling, mut max_length) = (Pooling::Mean, model.max_positions());
     if spec.exists() {
         let s: manabi_finetune::tasks::settings::TaskSettings =
             toml::from_str(&std::fs::read_to_string(&spec)?)
@@ -135,16 +135,22 @@ pub fn embed(args: &EmbedArgs, device: DeviceChoice) -> anyhow::Result<()> {
         pooling = match p.as_str() {
             "mean" => Pooling::Mean,
             "last" => Pooling::Last,
-            other => anyhow::bail!("--pooling {other}: expected mean or last"),
+            "cls" => Pooling::Cls,
+            other => {
+                anyhow::bail!("--pooling {other}: expected mean, last (decoders) or cls (BERT)")
+            }
         };
     }
+    pooling
+        .check(model.family())
+        .map_err(|e| anyhow::anyhow!("--pooling: {e}"))?;
     let texts = embed::read_sentences(&args.input, &Default::default())?;
     let v = embed::embed_texts(
         &model,
         &tokenizer,
         &texts,
         (pooling, max_length),
-        (specials.eos, specials.pad),
+        (model.framing(&tokenizer)?, specials.pad),
         args.batch_size,
         &device,
     )?;

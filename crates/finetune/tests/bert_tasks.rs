@@ -154,13 +154,7 @@ fn a_bert_classifier_learns_evaluates_exports_and_resumes() {
     let stop = ["train.stop_after=10".to_string()];
     let r1 = train_task(&TaskConfig::parse(&text2, &stop).unwrap(), device, false).unwrap();
     let r2 = train_task(&TaskConfig::parse(&text2, &[]).unwrap(), device, true).unwrap();
-    let joined: Vec<(usize, f64)> = r1
-        .run
-        .losses
-        .iter()
-        .chain(&r2.run.losses)
-        .copied()
-        .collect();
+    let joined = common::joined_losses(&r1.run, &r2.run);
     assert_eq!(&joined, losses);
 
     // PEFT adapts decoders only: the key is named.
@@ -222,4 +216,150 @@ fn a_bert_ner_tagger_learns_predicts_spans_and_exports() {
     let b = back.forward(ids, None, None).unwrap();
     let diff = (a - b).abs().max().into_scalar::<f32>();
     assert!(diff < 1e-5, "exported scores differ by {diff}");
+}
+
+#[test]
+fn bert_simcse_pools_cls_masks_padding_evaluates_exports_and_resumes() {
+    use manabi_finetune::tasks::embed::{self, Pooling, SentenceEncoder, SentenceModel};
+    let _rng = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_bert(tmp.path());
+    let val = head_of(tmp.path(), "sts-en.val.jsonl", 40);
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let text = |out: &str, pooling: &str| {
+        common::recipe(&base, &tmp.path().join(out), "simcse", "sts", &val)
+            .replace("steps = 30", "steps = 12")
+            .replace("eval_every = 30", "eval_every = 12")
+            .replace("checkpoint_every = 10", "checkpoint_every = 6")
+            .replace("lr = 3e-3", "lr = 1e-3")
+            .replace(
+                "[data]",
+                &format!("dropout = 0.1\ntemperature = 0.05\npooling = \"{pooling}\"\n[data]"),
+            )
+    };
+    let r = train_task(
+        &TaskConfig::parse(&text("a", "cls"), &[]).unwrap(),
+        device,
+        false,
+    )
+    .unwrap();
+    let losses = &r.run.losses;
+    assert!(
+        mean(&losses[losses.len() - 3..]) < mean(&losses[..3]),
+        "loss did not fall: {losses:?}"
+    );
+    common::check_sts_report(&r);
+
+    // The checkpoint is the encoder alone, read [CLS] a [SEP]; an embedding does not
+    // depend on the padding of its batch (padding is masked out of attention).
+    let ckpt = r.run.checkpoint.clone().unwrap();
+    let plain = test_device();
+    let model = SentenceModel::load(&ckpt, &plain).unwrap();
+    assert_eq!(model.family(), Family::Bert);
+    let tok = TextTokenizer::load(ckpt.join("tokenizer.json")).unwrap();
+    let framing = model.framing(&tok).unwrap();
+    let Framing::Bert { cls, sep } = framing else {
+        panic!("a BERT body frames with [CLS] / [SEP]");
+    };
+    let ids = embed::encode_sentence(&tok, "A dog.", framing, 48).unwrap();
+    assert_eq!((ids[0], ids[ids.len() - 1]), (cls, sep));
+    let pad = manabi_finetune::sft::Specials::of(&tok).unwrap().pad;
+    let texts: Vec<String> = [
+        "A red cat is sleeping in the park.",
+        "A dog.",
+        "Mara lives in Tolven.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let embed_all = |m: &SentenceModel, pooling, batch| {
+        embed::embed_texts(
+            m,
+            &tok,
+            &texts,
+            (pooling, 48),
+            (framing, pad),
+            batch,
+            &plain,
+        )
+        .unwrap()
+    };
+    for pooling in [Pooling::Cls, Pooling::Mean] {
+        let (a, b) = (embed_all(&model, pooling, 1), embed_all(&model, pooling, 3));
+        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+            assert!((x - y).abs() < 1e-5, "{pooling:?}: {x} vs {y}");
+        }
+    }
+    let e = model
+        .pooled(&[&ids], Pooling::Last, pad, &plain)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("task.pooling"), "{e}");
+
+    // It scores the pairs on its own to the training run's Spearman.
+    let again = evaluate_task(
+        &ckpt,
+        std::slice::from_ref(&val),
+        &tmp.path().join("p.jsonl"),
+        16,
+        &plain,
+    )
+    .unwrap();
+    let want = r.splits[0].metrics[2].1;
+    assert!(
+        (again.metrics[1].1 - want).abs() < 1e-6,
+        "{:?} vs {want}",
+        again.metrics
+    );
+
+    // Exported as transformers' BertModel and read back: the same embeddings.
+    let SentenceModel::Bert(bert) = &model else {
+        unreachable!()
+    };
+    let hf = tmp.path().join("hf");
+    manabi_model::export_bert_hf(bert.as_ref(), &hf, Some(&tokenizer_path())).unwrap();
+    let back = SentenceModel::Bert(Box::new(manabi_model::load_bert(&hf, &plain).unwrap()));
+    let (a, b) = (
+        embed_all(&model, Pooling::Cls, 3),
+        embed_all(&back, Pooling::Cls, 3),
+    );
+    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        assert!((x - y).abs() < 1e-5, "exported: {x} vs {y}");
+    }
+
+    // Resume: stop after 6 steps, continue, and get the straight run's losses (dropout
+    // masks come from the step's seed).
+    let stop = ["train.stop_after=6".to_string()];
+    let r1 = train_task(
+        &TaskConfig::parse(&text("b", "cls"), &stop).unwrap(),
+        device,
+        false,
+    )
+    .unwrap();
+    let r2 = train_task(
+        &TaskConfig::parse(&text("b", "cls"), &[]).unwrap(),
+        device,
+        true,
+    )
+    .unwrap();
+    let joined = common::joined_losses(&r1.run, &r2.run);
+    assert_eq!(&joined, losses);
+
+    // `last` pooling is a decoder's: the config key is named before training.
+    let cfg = TaskConfig::parse(&text("c", "last"), &[]).unwrap();
+    let e = train_task(&cfg, device, false).unwrap_err().to_string();
+    assert!(e.contains("task.pooling"), "{e}");
+
+    // A bi-encoder STS model on the same body learns too.
+    let bi = common::recipe(&base, &tmp.path().join("bi"), "sts", "sts", &val)
+        .replace("steps = 30", "steps = 12")
+        .replace("eval_every = 30", "eval_every = 12")
+        .replace("[data]", "encoder = \"bi\"\nmax_score = 5.0\n[data]");
+    let r = train_task(&TaskConfig::parse(&bi, &[]).unwrap(), device, false).unwrap();
+    let losses = &r.run.losses;
+    assert!(
+        mean(&losses[losses.len() - 3..]) < mean(&losses[..3]),
+        "bi-encoder loss did not fall: {losses:?}"
+    );
+    assert!(r.splits[0].metrics.iter().all(|(_, v)| v.is_finite()));
 }

@@ -78,8 +78,9 @@ fn dense_and_hybrid_retrieval_and_evaluation_run_on_a_model() {
     .unwrap();
     let model = DecoderLm::init(&cfg, &device, 3);
     let tok = TextTokenizer::load(root().join("fixtures/tokenize/bpe-en/tokenizer.json")).unwrap();
+    let body = manabi_finetune::tasks::embed::SentenceModel::Decoder(Box::new(model.clone()));
     let emb = Embedder {
-        model: &model,
+        model: &body,
         tokenizer: &tok,
         path: tmp.path().join("m"),
         pooling: Pooling::Mean,

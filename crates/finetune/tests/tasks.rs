@@ -128,13 +128,7 @@ fn a_classifier_learns_writes_predictions_exports_and_resumes() {
     let stop = ["train.stop_after=10".to_string()];
     let r1 = train_task(&TaskConfig::parse(&text2, &stop).unwrap(), device, false).unwrap();
     let r2 = train_task(&TaskConfig::parse(&text2, &[]).unwrap(), device, true).unwrap();
-    let joined: Vec<(usize, f64)> = r1
-        .run
-        .losses
-        .iter()
-        .chain(&r2.run.losses)
-        .copied()
-        .collect();
+    let joined = common::joined_losses(&r1.run, &r2.run);
     assert_eq!(&joined, losses);
 }
 
@@ -448,6 +442,7 @@ fn bad_entity_spans_are_one_line_errors() {
 #[test]
 fn simcse_trains_embeddings_reports_sts_spearman_and_resumes() {
     let _rng = serial();
+    use manabi_finetune::tasks::body::Framing;
     use manabi_finetune::tasks::embed::{self, Pooling};
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_base(tmp.path());
@@ -461,19 +456,7 @@ fn simcse_trains_embeddings_reports_sts_spearman_and_resumes() {
             .replace("[data]", "dropout = 0.1\ntemperature = 0.05\n[data]")
     };
     let r = train_task(&TaskConfig::parse(&text("a"), &[]).unwrap(), device, false).unwrap();
-    let m: Vec<&str> = r.splits[0]
-        .metrics
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .collect();
-    assert_eq!(m, ["spearman_before", "pearson", "spearman"]);
-    assert!(
-        r.splits[0]
-            .metrics
-            .iter()
-            .all(|(_, v)| v.is_finite() && v.abs() <= 1.0)
-    );
-    assert!(r.run.eval_metrics.contains_key("eval/spearman"));
+    common::check_sts_report(&r);
     let preds = std::fs::read_to_string(&r.splits[0].predictions).unwrap();
     assert_eq!(preds.lines().count(), 40);
     // Dropout masks come from the step's seed: stopping and resuming gives the same losses.
@@ -485,13 +468,7 @@ fn simcse_trains_embeddings_reports_sts_spearman_and_resumes() {
     )
     .unwrap();
     let r2 = train_task(&TaskConfig::parse(&text("b"), &[]).unwrap(), device, true).unwrap();
-    let joined: Vec<(usize, f64)> = r1
-        .run
-        .losses
-        .iter()
-        .chain(&r2.run.losses)
-        .copied()
-        .collect();
+    let joined = common::joined_losses(&r1.run, &r2.run);
     assert_eq!(joined, r.run.losses);
     // Embeddings do not depend on the batch they are padded in, and the checkpoint scores
     // the pairs on its own to the same Spearman.
@@ -514,7 +491,7 @@ fn simcse_trains_embeddings_reports_sts_spearman_and_resumes() {
             &tok,
             &texts,
             (Pooling::Mean, 48),
-            (specials.eos, specials.pad),
+            (Framing::Decoder { eos: specials.eos }, specials.pad),
             b,
             &plain,
         )

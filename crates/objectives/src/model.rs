@@ -164,3 +164,13 @@ impl TrainModel for manabi_model::BertForTokenClassification {
         self.bert.config()
     }
 }
+
+/// The BERT encoder alone (no pooler): sentence embeddings (SimCSE, bi-encoders).
+impl TrainModel for manabi_model::BertModel {
+    fn build(cfg: &ModelConfig, device: &Device) -> Self {
+        manabi_model::BertModel::new(cfg, false, device).map(&mut Reinit::default())
+    }
+    fn model_config(&self) -> &ModelConfig {
+        self.config()
+    }
+}

@@ -251,8 +251,16 @@ pub fn body_family(path: &Path) -> Result<Family> {
     })
 }
 
-/// The encoder of a BERT folder: a manabi masked-LM checkpoint or a Hugging Face BERT.
+/// The encoder of a BERT folder: a manabi masked-LM checkpoint, a manabi embedding
+/// checkpoint (SimCSE, bi-encoder: the encoder alone) or a Hugging Face BERT.
 pub fn load_bert_body(path: &Path, device: &Device) -> Result<BertModel> {
+    if path.join("model.toml").exists() && crate::tasks::embed::is_embedding_checkpoint(path)? {
+        return Ok(manabi_model::checkpoint::load_module(
+            path,
+            device,
+            |cfg, d| Ok(BertModel::new(cfg, false, d)),
+        )?);
+    }
     if path.join("model.toml").exists() {
         let m = manabi_model::checkpoint::load_module(path, device, |cfg, d| {
             Ok(BertForMaskedLm::new(cfg, d))

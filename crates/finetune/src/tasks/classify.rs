@@ -380,6 +380,20 @@ impl Setup {
         settings: &TaskSettings,
         wrap: impl FnOnce(manabi_model::BertModel, usize) -> M,
     ) -> Result<(M, usize)> {
+        let model = wrap(self.bert_body(cfg)?, head.labels);
+        let n = model.num_params();
+        println!(
+            "BERT + {} head ({} outputs): {n} trainable of {n} parameters",
+            head.kind, head.labels
+        );
+        self.record(cfg, Some(&head), settings)?;
+        Ok((model, n))
+    }
+
+    /// The BERT encoder of `cfg.model`, after the checks every BERT task makes: PEFT
+    /// refused (it adapts decoders only), the tokenizer no larger than the model's
+    /// vocabulary.
+    pub(crate) fn bert_body(&mut self, cfg: &TaskConfig) -> Result<manabi_model::BertModel> {
         if cfg.peft.method != Method::Full {
             return Err(FinetuneError::config(
                 "peft.method",
@@ -401,14 +415,7 @@ impl Setup {
                 ),
             });
         }
-        let model = wrap(body, head.labels);
-        let n = model.num_params();
-        println!(
-            "BERT + {} head ({} outputs): {n} trainable of {n} parameters",
-            head.kind, head.labels
-        );
-        self.record(cfg, Some(&head), settings)?;
-        Ok((model, n))
+        Ok(body)
     }
 }
 

@@ -1,5 +1,6 @@
-//! Sentence embeddings (`task.kind = "simcse"`, `manabi embed`): a decoder body pooled
-//! over its tokens (mean of the hidden states, or the last one), trained with
+//! Sentence embeddings (`task.kind = "simcse"`, `manabi embed`): a body pooled over its
+//! tokens — a decoder (mean of the hidden states, or the last one) or a BERT encoder
+//! reading `[CLS] sentence [SEP]` (mean, or the `[CLS]` state) — trained with
 //! unsupervised SimCSE (Gao et al. 2021): each sentence is encoded twice with dropout on,
 //! the two views are positives, the other sentences of the batch negatives, and the loss
 //! is cross-entropy over cosine similarities divided by a temperature. Scored by the STS
@@ -11,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use manabi_model::{DecoderLm, ForwardOptions};
+use manabi_model::{BertModel, DecoderLm, Family, ForwardOptions};
+use manabi_objectives::model::TrainModel;
 use manabi_objectives::{Task, TaskLoss};
 use manabi_tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{FinetuneError, Result};
 use crate::metrics::spearman;
 use crate::sft::encode::train_window;
+use crate::tasks::body::{Framing, body_family, load_bert_body};
 use crate::tasks::data::{FieldMap, Label, TaskKind, read_examples};
 
 /// How token states become one vector.
@@ -28,8 +31,29 @@ pub enum Pooling {
     /// Mean of every token's final hidden state.
     #[default]
     Mean,
-    /// The last token's (EOS) hidden state, which has seen the whole sentence.
+    /// The last token's (EOS) hidden state, which has seen the whole sentence (decoders).
     Last,
+    /// The `[CLS]` token's final hidden state, before any pooler (BERT; SimCSE's
+    /// `cls_before_pooler`).
+    Cls,
+}
+
+impl Pooling {
+    /// Whether a `family` body can pool this way: `last` needs a decoder (causal: only
+    /// the last token has read the sentence), `cls` a BERT encoder.
+    pub fn check(self, family: Family) -> Result<()> {
+        match (self, family == Family::Bert) {
+            (Pooling::Last, true) => Err(FinetuneError::config(
+                "task.pooling",
+                "a BERT body pools by `mean` or `cls`",
+            )),
+            (Pooling::Cls, false) => Err(FinetuneError::config(
+                "task.pooling",
+                "`cls` reads BERT's [CLS] token; a decoder pools by `mean` or `last`",
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// How an STS model reads a pair.
@@ -92,50 +116,202 @@ pub fn read_sentences(paths: &[PathBuf], fields: &FieldMap) -> Result<Vec<String
     Ok(out)
 }
 
-/// Token ids of a sentence with EOS appended, cut to `max_length`.
+/// Token ids of a sentence framed for its body (a decoder: EOS appended; BERT:
+/// `[CLS] sentence [SEP]`), cut to `max_length`.
 pub fn encode_sentence(
     tokenizer: &TextTokenizer,
     text: &str,
-    eos: u32,
+    framing: Framing,
     max_length: usize,
 ) -> Result<Vec<u32>> {
-    let mut ids = tokenizer.encode(text)?;
-    ids.truncate(max_length.saturating_sub(1).max(1));
-    ids.push(eos);
-    Ok(ids)
+    let framed = framing.frame(&[text.to_string()], "", max_length.max(2), tokenizer)?;
+    Ok(framed.ids)
 }
 
-/// Pooled vectors of `rows` (right-padded with `pad`).
-///
-/// # Shapes
-/// returns `[rows, d_model]`
-pub fn pooled(
-    model: &DecoderLm,
-    rows: &[&[u32]],
-    pooling: Pooling,
-    pad: u32,
-    device: &Device,
-) -> Tensor<2> {
+/// What a sentence-embedding body does: pool its final hidden states into one vector a
+/// row, and take dropout as SimCSE's noise.
+pub trait SentenceEncoder {
+    /// Pooled vectors of `rows` (framed by [`encode_sentence`], right-padded with `pad`
+    /// here). Errors when the body cannot pool this way ([`Pooling::check`]).
+    ///
+    /// # Shapes
+    /// returns `[rows, d_model]`
+    fn pooled(
+        &self,
+        rows: &[&[u32]],
+        pooling: Pooling,
+        pad: u32,
+        device: &Device,
+    ) -> Result<Tensor<2>>;
+
+    /// The same body with every dropout (embedding and residual) at `p`.
+    #[must_use]
+    fn with_dropout(self, p: f64) -> Self;
+}
+
+/// `[rows, seq]` ids of right-padded `rows`, and each row's length.
+fn padded(rows: &[&[u32]], pad: u32, device: &Device) -> (Tensor<2, Int>, Vec<usize>) {
     let seq = rows.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
-    let n = rows.len();
-    let mut ids = Vec::with_capacity(n * seq);
-    let mut mask = Vec::with_capacity(n * seq);
+    let mut ids = Vec::with_capacity(rows.len() * seq);
     for r in rows {
-        ids.extend(r.iter().map(|&x| x as i64));
-        ids.extend(std::iter::repeat_n(pad as i64, seq - r.len()));
-        let last = r.len().saturating_sub(1);
-        mask.extend((0..seq).map(|p| match pooling {
-            Pooling::Mean => f32::from(u8::from(p < r.len())),
-            Pooling::Last => f32::from(u8::from(p == last)),
-        }));
+        ids.extend(r.iter().map(|&x| i64::from(x)));
+        ids.extend(std::iter::repeat_n(i64::from(pad), seq - r.len()));
     }
-    let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([n, seq]);
-    let x = model.embed_tokens.forward(ids);
-    let h = model.hidden_states(x, &ForwardOptions::default(), None); // [n, seq, d]
-    let d = h.dims()[2];
-    let mask = Tensor::<1>::from_floats(mask.as_slice(), device).reshape([n, seq, 1]);
-    let count = mask.clone().sum_dim(1).reshape([n, 1]); // [n, 1]
+    let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([rows.len(), seq]);
+    (ids, rows.iter().map(|r| r.len()).collect())
+}
+
+/// 1 where position `p` of a row of `len` tokens is pooled, 0 elsewhere.
+fn pooled_position(pooling: Pooling, p: usize, len: usize) -> bool {
+    match pooling {
+        Pooling::Mean => p < len,
+        Pooling::Last => p + 1 == len,
+        Pooling::Cls => p == 0,
+    }
+}
+
+/// The pooled vectors of hidden states `h` `[rows, seq, d]` of rows of `lens` tokens.
+fn pool(h: Tensor<3>, lens: &[usize], pooling: Pooling) -> Tensor<2> {
+    let [n, seq, d] = h.dims();
+    let weights: Vec<f32> = lens
+        .iter()
+        .flat_map(|&len| {
+            (0..seq).map(move |p| f32::from(u8::from(pooled_position(pooling, p, len))))
+        })
+        .collect();
+    let mask = Tensor::<1>::from_floats(weights.as_slice(), &h.device()).reshape([n, seq, 1]);
+    let count = mask.clone().sum_dim(1).reshape([n, 1]).clamp_min(1.0);
     (h * mask).sum_dim(1).reshape([n, d]) / count
+}
+
+impl SentenceEncoder for DecoderLm {
+    fn pooled(
+        &self,
+        rows: &[&[u32]],
+        pooling: Pooling,
+        pad: u32,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        pooling.check(self.config().family)?;
+        let (ids, lens) = padded(rows, pad, device);
+        let x = self.embed_tokens.forward(ids);
+        let h = self.hidden_states(x, &ForwardOptions::default(), None); // [n, seq, d]
+        Ok(pool(h, &lens, pooling))
+    }
+
+    fn with_dropout(self, p: f64) -> Self {
+        with_dropout(self, p)
+    }
+}
+
+impl SentenceEncoder for BertModel {
+    /// Padding is masked out of attention; `mean` averages every token, `[CLS]` and
+    /// `[SEP]` included (sentence-transformers' mean pooling).
+    fn pooled(
+        &self,
+        rows: &[&[u32]],
+        pooling: Pooling,
+        pad: u32,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        pooling.check(Family::Bert)?;
+        let (ids, lens) = padded(rows, pad, device);
+        let seq = ids.dims()[1];
+        let mask: Vec<f32> = lens
+            .iter()
+            .flat_map(|&len| (0..seq).map(move |p| f32::from(u8::from(p < len))))
+            .collect();
+        let mask = Tensor::<1>::from_floats(mask.as_slice(), device).reshape([lens.len(), seq]);
+        let h = self.forward(ids, Some(mask), None)?.hidden;
+        Ok(pool(h, &lens, pooling))
+    }
+
+    fn with_dropout(mut self, p: f64) -> Self {
+        self.embeddings.dropout.prob = p;
+        for l in &mut self.layers {
+            l.dropout.prob = p;
+        }
+        self
+    }
+}
+
+/// A loaded sentence-embedding model of either body.
+#[derive(Debug, Clone)]
+pub enum SentenceModel {
+    /// A decoder (GPT-2, LLaMA), adapters included.
+    Decoder(Box<DecoderLm>),
+    /// A BERT encoder.
+    Bert(Box<BertModel>),
+}
+
+impl SentenceModel {
+    /// An embedding checkpoint of `manabi task` or any body folder: a decoder (manabi or
+    /// Hugging Face), a BERT SimCSE checkpoint, a masked-LM checkpoint or a Hugging Face
+    /// BERT.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        if body_family(dir)? == Family::Bert {
+            return Ok(Self::Bert(Box::new(load_bert_body(dir, device)?)));
+        }
+        let (m, _) = crate::run::load_decoder(dir, device)?;
+        Ok(Self::Decoder(Box::new(m)))
+    }
+
+    /// The body's family.
+    pub fn family(&self) -> Family {
+        match self {
+            Self::Decoder(m) => m.config().family,
+            Self::Bert(_) => Family::Bert,
+        }
+    }
+
+    /// The most tokens it reads.
+    pub fn max_positions(&self) -> usize {
+        match self {
+            Self::Decoder(m) => m.config().max_positions,
+            Self::Bert(m) => m.config().max_positions,
+        }
+    }
+
+    /// How it frames a sentence with `tokenizer`.
+    pub fn framing(&self, tokenizer: &TextTokenizer) -> Result<Framing> {
+        let eos = crate::sft::Specials::of(tokenizer)?.eos;
+        Framing::of(self.family(), tokenizer, eos)
+    }
+}
+
+impl SentenceEncoder for SentenceModel {
+    fn pooled(
+        &self,
+        rows: &[&[u32]],
+        pooling: Pooling,
+        pad: u32,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        match self {
+            Self::Decoder(m) => m.pooled(rows, pooling, pad, device),
+            Self::Bert(m) => m.pooled(rows, pooling, pad, device),
+        }
+    }
+
+    fn with_dropout(self, p: f64) -> Self {
+        match self {
+            Self::Decoder(m) => Self::Decoder(Box::new(m.with_dropout(p))),
+            Self::Bert(m) => Self::Bert(Box::new(m.with_dropout(p))),
+        }
+    }
+}
+
+/// Whether the folder `dir` is an embedding checkpoint of `manabi task` (SimCSE or a
+/// bi-encoder): its `task.toml` says so. Its BERT weights are the encoder alone.
+pub fn is_embedding_checkpoint(dir: &Path) -> Result<bool> {
+    let spec = dir.join(crate::tasks::settings::TASK_FILE);
+    if !spec.exists() {
+        return Ok(false);
+    }
+    let text = std::fs::read_to_string(&spec).map_err(|e| FinetuneError::io(&spec, e))?;
+    let s: crate::tasks::settings::TaskSettings = toml::from_str(&text)
+        .map_err(|e| FinetuneError::config(spec.display().to_string(), e.message()))?;
+    Ok(s.kind == TaskKind::Simcse || s.encoder == Encoder::Bi)
 }
 
 /// Rows scaled to unit length.
@@ -144,26 +320,27 @@ pub(crate) fn normalised(x: Tensor<2>) -> Tensor<2> {
     x / norm
 }
 
-/// Embeddings of `texts` (no gradients), `batch_size` at a time.
-pub fn embed_texts(
-    model: &DecoderLm,
+/// Embeddings of `texts` (no gradients), `batch_size` at a time; `framing` and `pad`
+/// as the model reads sentences.
+pub fn embed_texts<M: SentenceEncoder>(
+    model: &M,
     tokenizer: &TextTokenizer,
     texts: &[String],
     settings: (Pooling, usize),
-    specials: (u32, u32),
+    specials: (Framing, u32),
     batch_size: usize,
     device: &Device,
 ) -> Result<Vec<Vec<f32>>> {
     let (pooling, max_length) = settings;
-    let (eos, pad) = specials;
+    let (framing, pad) = specials;
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(batch_size.max(1)) {
         let rows: Vec<Vec<u32>> = chunk
             .iter()
-            .map(|t| encode_sentence(tokenizer, t, eos, max_length))
+            .map(|t| encode_sentence(tokenizer, t, framing, max_length))
             .collect::<Result<_>>()?;
         let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
-        let v = pooled(model, &refs, pooling, pad, device);
+        let v = model.pooled(&refs, pooling, pad, device)?;
         let d = v.dims()[1];
         let flat = v
             .into_data()
@@ -203,7 +380,7 @@ pub fn read_sts(
     paths: &[PathBuf],
     fields: &FieldMap,
     tokenizer: &TextTokenizer,
-    eos: u32,
+    framing: Framing,
     max_length: usize,
 ) -> Result<StsPairs> {
     let ex = read_examples(paths, TaskKind::Sts, fields, true)?;
@@ -213,8 +390,18 @@ pub fn read_sts(
         gold: Vec::new(),
     };
     for e in ex {
-        p.a.push(encode_sentence(tokenizer, &e.texts[0], eos, max_length)?);
-        p.b.push(encode_sentence(tokenizer, &e.texts[1], eos, max_length)?);
+        p.a.push(encode_sentence(
+            tokenizer,
+            &e.texts[0],
+            framing,
+            max_length,
+        )?);
+        p.b.push(encode_sentence(
+            tokenizer,
+            &e.texts[1],
+            framing,
+            max_length,
+        )?);
         p.gold.push(match e.label {
             Some(Label::Score(x)) => x,
             _ => 0.0,
@@ -224,20 +411,20 @@ pub fn read_sts(
 }
 
 /// Spearman correlation of the cosine similarity of each pair with its gold score.
-pub fn sts_spearman(
-    model: &DecoderLm,
+pub fn sts_spearman<M: SentenceEncoder>(
+    model: &M,
     p: &StsPairs,
     pooling: Pooling,
     pad: u32,
     batch: usize,
     device: &Device,
-) -> f64 {
+) -> Result<f64> {
     let mut sims = Vec::with_capacity(p.gold.len());
     for (ca, cb) in p.a.chunks(batch.max(1)).zip(p.b.chunks(batch.max(1))) {
         let ra: Vec<&[u32]> = ca.iter().map(Vec::as_slice).collect();
         let rb: Vec<&[u32]> = cb.iter().map(Vec::as_slice).collect();
-        let za = normalised(pooled(model, &ra, pooling, pad, device));
-        let zb = normalised(pooled(model, &rb, pooling, pad, device));
+        let za = normalised(model.pooled(&ra, pooling, pad, device)?);
+        let zb = normalised(model.pooled(&rb, pooling, pad, device)?);
         let s = (za * zb)
             .sum_dim(1)
             .into_data()
@@ -246,12 +433,13 @@ pub fn sts_spearman(
             .unwrap_or_default();
         sims.extend(s);
     }
-    spearman(&p.gold, &sims)
+    Ok(spearman(&p.gold, &sims))
 }
 
-/// Unsupervised SimCSE as a [`Task`] of the shared Trainer.
+/// SimCSE (unsupervised, or supervised on NLI triples) as a [`Task`] of the shared
+/// Trainer, on a decoder or a BERT body `M`.
 #[derive(Debug)]
-pub struct SimcseTask {
+pub struct SimcseTask<M> {
     /// Training sentences, encoded (unsupervised).
     pub train: Vec<Vec<u32>>,
     /// Training triples (supervised): anchor, positive, optional hard negative.
@@ -270,6 +458,8 @@ pub struct SimcseTask {
     pub pad: u32,
     /// Seed of the data order.
     pub seed: u64,
+    /// The body's type.
+    pub body: std::marker::PhantomData<M>,
 }
 
 /// Supervised SimCSE's training item: a premise, its entailed hypothesis, and a
@@ -288,13 +478,13 @@ pub struct SentenceBatch {
     pub negatives: Vec<Vec<u32>>,
 }
 
-impl Task for SimcseTask {
-    type Model = DecoderLm;
+impl<M: SentenceEncoder + TrainModel> Task for SimcseTask<M> {
+    type Model = M;
     type Batch = SentenceBatch;
 
     fn batch(
         &self,
-        _: &DecoderLm,
+        _: &M,
         step: usize,
         micro: usize,
         per_step: usize,
@@ -332,7 +522,7 @@ impl Task for SimcseTask {
 
     fn loss(
         &self,
-        model: &DecoderLm,
+        model: &M,
         b: &SentenceBatch,
         device: &Device,
     ) -> manabi_objectives::Result<TaskLoss> {
@@ -340,7 +530,7 @@ impl Task for SimcseTask {
         let n = refs.len();
         // Two passes: dropout draws a different mask for each view. Supervised, the second
         // view is the positives, then the hard negatives.
-        let z1 = normalised(pooled(model, &refs, self.pooling, self.pad, device));
+        let z1 = normalised(model.pooled(&refs, self.pooling, self.pad, device)?);
         let others: Vec<&[u32]> = match b.positives.is_empty() {
             true => refs.clone(),
             false => b
@@ -350,7 +540,7 @@ impl Task for SimcseTask {
                 .map(Vec::as_slice)
                 .collect(),
         };
-        let z2 = normalised(pooled(model, &others, self.pooling, self.pad, device));
+        let z2 = normalised(model.pooled(&others, self.pooling, self.pad, device)?);
         let sim = z1.matmul(z2.transpose()) / self.temperature; // [n, n + negatives]
         let diag: Vec<i64> = (0..n as i64).collect();
         let idx = Tensor::<1, Int>::from_ints(diag.as_slice(), device).reshape([n, 1]);
@@ -386,20 +576,12 @@ impl Task for SimcseTask {
 
     fn evaluate(
         &self,
-        model: &DecoderLm,
+        model: &M,
         device: &Device,
     ) -> manabi_objectives::Result<Vec<(String, f64)>> {
-        Ok(vec![(
-            "spearman".into(),
-            sts_spearman(
-                model,
-                &self.sts,
-                self.pooling,
-                self.pad,
-                self.batch_size,
-                device,
-            ),
-        )])
+        let batch = self.batch_size;
+        let rho = sts_spearman(model, &self.sts, self.pooling, self.pad, batch, device)?;
+        Ok(vec![("spearman".into(), rho)])
     }
 }
 
@@ -422,14 +604,13 @@ pub fn write_embeddings(path: &Path, texts: &[String], vectors: &[Vec<f32>]) -> 
     std::fs::write(path, out).map_err(|e| FinetuneError::io(path, e))
 }
 
-/// Trains (or resumes) sentence embeddings with unsupervised SimCSE; reports the STS
-/// Spearman of the validation (and test) pairs before and after.
+/// Trains (or resumes) sentence embeddings with SimCSE on a decoder or a BERT body;
+/// reports the STS Spearman of the validation (and test) pairs before and after.
 pub fn train_simcse(
     cfg: &crate::tasks::TaskConfig,
     device_choice: manabi_model::DeviceChoice,
     resume: bool,
 ) -> Result<crate::tasks::TaskReport> {
-    use burn::module::Module;
     let mut run = crate::setup::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let s = &cfg.task;
     if !(0.0..1.0).contains(&s.dropout) || s.temperature <= 0.0 {
@@ -438,8 +619,10 @@ pub fn train_simcse(
             "SimCSE needs 0 ≤ dropout < 1 and temperature > 0",
         ));
     }
-    let (eos, pad) = (run.specials.eos, run.specials.pad);
-    let enc = |t: &String| encode_sentence(&run.tokenizer, t, eos, s.max_length);
+    let family = body_family(&cfg.model.path)?;
+    s.pooling.check(family)?;
+    let framing = Framing::of(family, &run.tokenizer, run.specials.eos)?;
+    let enc = |t: &String| encode_sentence(&run.tokenizer, t, framing, s.max_length);
     let (train, triples) = if s.supervised {
         let mut triples = Vec::new();
         for (a, p, n) in nli_triples(&cfg.data.train, &s.fields)? {
@@ -453,69 +636,72 @@ pub fn train_simcse(
             .collect::<Result<_>>()?;
         (train, Vec::new())
     };
-    let sts = read_sts(&cfg.data.val, &s.fields, &run.tokenizer, eos, s.max_length)?;
-    let test = if cfg.data.test.is_empty() {
-        None
-    } else {
-        Some(read_sts(
-            &cfg.data.test,
-            &s.fields,
-            &run.tokenizer,
-            eos,
-            s.max_length,
-        )?)
+    let read =
+        |files: &[PathBuf]| read_sts(files, &s.fields, &run.tokenizer, framing, s.max_length);
+    let sts = read(&cfg.data.val)?;
+    let test = match cfg.data.test.is_empty() {
+        true => None,
+        false => Some(read(&cfg.data.test)?),
     };
-    let body = run.body(cfg)?;
-    let before = sts_spearman(
-        &body.valid(),
-        &sts,
-        s.pooling,
-        pad,
-        cfg.train.batch_size,
-        &run.device,
-    );
-    let before_test = test.as_ref().map(|t| {
-        sts_spearman(
-            &body.valid(),
-            t,
-            s.pooling,
-            pad,
-            cfg.train.batch_size,
-            &run.device,
-        )
-    });
-    let model = crate::peft::apply(with_dropout(body, s.dropout), &cfg.peft)?;
-    let (trainable, total) = crate::peft::describe(&model);
-    println!(
-        "{:?}, {} SimCSE ({:?} pooling, τ {}, dropout {}): {trainable} trainable of {total} parameters",
-        cfg.peft.method,
-        if s.supervised {
-            format!(
-                "supervised ({} NLI triples, {} with a hard negative)",
-                triples.len(),
-                triples.iter().filter(|t| t.2.is_some()).count()
-            )
-        } else {
-            "unsupervised".to_string()
-        },
-        s.pooling,
-        s.temperature,
-        s.dropout
-    );
-    run.record(cfg, None, s)?;
+    let data = (train, triples, sts);
+    if family == Family::Bert {
+        let mut body = run.bert_body(cfg)?;
+        body.pooler = None;
+        fit_simcse(cfg, &mut run, body, Ok, data, test.as_ref(), resume)
+    } else {
+        let body = run.body(cfg)?;
+        let adapt = |m| crate::peft::apply(m, &cfg.peft);
+        fit_simcse(cfg, &mut run, body, adapt, data, test.as_ref(), resume)
+    }
+}
+
+/// The body's STS Spearman before training, then SimCSE on it (`adapt`: PEFT), then the
+/// report.
+fn fit_simcse<M: SentenceEncoder + TrainModel>(
+    cfg: &crate::tasks::TaskConfig,
+    run: &mut crate::setup::Setup,
+    body: M,
+    adapt: impl FnOnce(M) -> Result<M>,
+    (train, triples, sts): (Vec<Vec<u32>>, Vec<Triple>, StsPairs),
+    test: Option<&StsPairs>,
+    resume: bool,
+) -> Result<crate::tasks::TaskReport> {
+    let s = &cfg.task;
     let task = SimcseTask {
         val: sts.a.clone(),
         train,
         triples,
-        sts: sts.clone(),
+        sts,
         pooling: s.pooling,
         temperature: s.temperature,
         batch_size: cfg.train.batch_size,
-        pad,
+        pad: run.specials.pad,
         seed: cfg.run.seed,
+        body: std::marker::PhantomData,
     };
+    let (pad, batch, device) = (task.pad, cfg.train.batch_size, &run.device);
+    let untrained = body.valid();
+    let before = sts_spearman(&untrained, &task.sts, s.pooling, pad, batch, device)?;
+    let before_test = test
+        .map(|t| sts_spearman(&untrained, t, s.pooling, pad, batch, device))
+        .transpose()?;
+    let model = adapt(body.with_dropout(s.dropout))?;
+    let (trainable, total) = crate::peft::describe(&model);
+    let kind = match s.supervised {
+        true => format!(
+            "supervised ({} NLI triples, {} with a hard negative)",
+            task.triples.len(),
+            task.triples.iter().filter(|t| t.2.is_some()).count()
+        ),
+        false => "unsupervised".to_string(),
+    };
+    println!(
+        "{:?}, {kind} SimCSE ({:?} pooling, τ {}, dropout {}): {trainable} trainable of {total} parameters",
+        cfg.peft.method, s.pooling, s.temperature, s.dropout
+    );
+    run.record(cfg, None, s)?;
     let report = run.trainer.fit(&task, model, resume)?;
-    crate::tasks::pairs::pair_report(cfg, &run, report, [Some(before), before_test], trainable)
+    crate::tasks::pairs::pair_report(cfg, run, report, [Some(before), before_test], trainable)
 }
 
 /// Supervised SimCSE's (premise, entailed hypothesis, contradicted hypothesis) triples of

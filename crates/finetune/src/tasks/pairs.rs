@@ -6,16 +6,19 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use manabi_model::DecoderLm;
+use manabi_model::Family;
+use manabi_objectives::model::TrainModel;
 use manabi_objectives::{Task, TaskLoss};
 use manabi_tokenize::TextTokenizer;
 
 use crate::error::{FinetuneError, Result};
 use crate::metrics::spearman;
 use crate::sft::encode::schedule;
+use crate::tasks::body::{Framing, body_family};
 use crate::tasks::data::{Label, TaskKind, read_examples};
 use crate::tasks::embed::{
-    Encoder, Pooling, StsPairs, cosine, embed_texts, normalised, pooled, read_sts, sts_spearman,
+    Encoder, Pooling, SentenceEncoder, SentenceModel, StsPairs, cosine, embed_texts, normalised,
+    read_sts, sts_spearman,
 };
 
 /// STS Pearson and Spearman of an embedding checkpoint's cosines on JSTS-layout `files`;
@@ -31,7 +34,8 @@ pub fn evaluate_pairs(
     device: &Device,
 ) -> Result<crate::tasks::classify::SplitReport> {
     let specials = crate::sft::Specials::of(tokenizer)?;
-    let (model, _) = crate::run::load_decoder(model_dir, device)?;
+    let model = SentenceModel::load(model_dir, device)?;
+    let framing = model.framing(tokenizer)?;
     let ex = read_examples(files, TaskKind::Sts, &settings.fields, true)?;
     let texts: Vec<String> = ex.iter().flat_map(|e| e.texts.clone()).collect();
     let v = embed_texts(
@@ -39,7 +43,7 @@ pub fn evaluate_pairs(
         tokenizer,
         &texts,
         (settings.pooling, settings.max_length),
-        (specials.eos, specials.pad),
+        (framing, specials.pad),
         batch_size,
         device,
     )?;
@@ -73,10 +77,10 @@ pub fn evaluate_pairs(
     })
 }
 
-/// A supervised bi-encoder for STS as a [`Task`]: squared error between each pair's
-/// cosine and its gold score ÷ `max_score`.
+/// A supervised bi-encoder for STS as a [`Task`] on a decoder or a BERT body `M`:
+/// squared error between each pair's cosine and its gold score ÷ `max_score`.
 #[derive(Debug)]
-pub struct BiStsTask {
+pub struct BiStsTask<M> {
     /// Training pairs.
     pub train: StsPairs,
     /// Validation pairs.
@@ -91,6 +95,8 @@ pub struct BiStsTask {
     pub pad: u32,
     /// Seed of the data order.
     pub seed: u64,
+    /// The body's type.
+    pub body: std::marker::PhantomData<M>,
 }
 
 /// A micro-batch of STS pairs.
@@ -112,13 +118,13 @@ fn pair_rows(p: &StsPairs, idx: &[usize]) -> PairRows {
     }
 }
 
-impl Task for BiStsTask {
-    type Model = DecoderLm;
+impl<M: SentenceEncoder + TrainModel> Task for BiStsTask<M> {
+    type Model = M;
     type Batch = PairRows;
 
     fn batch(
         &self,
-        _: &DecoderLm,
+        _: &M,
         step: usize,
         micro: usize,
         per_step: usize,
@@ -139,14 +145,14 @@ impl Task for BiStsTask {
 
     fn loss(
         &self,
-        model: &DecoderLm,
+        model: &M,
         b: &PairRows,
         device: &Device,
     ) -> manabi_objectives::Result<TaskLoss> {
         let ra: Vec<&[u32]> = b.a.iter().map(Vec::as_slice).collect();
         let rb: Vec<&[u32]> = b.b.iter().map(Vec::as_slice).collect();
-        let za = normalised(pooled(model, &ra, self.pooling, self.pad, device));
-        let zb = normalised(pooled(model, &rb, self.pooling, self.pad, device));
+        let za = normalised(model.pooled(&ra, self.pooling, self.pad, device)?);
+        let zb = normalised(model.pooled(&rb, self.pooling, self.pad, device)?);
         let n = b.gold.len();
         let cos = (za * zb).sum_dim(1).reshape([n]);
         let target = Tensor::<1>::from_floats(b.gold.as_slice(), device) / self.max_score;
@@ -164,63 +170,74 @@ impl Task for BiStsTask {
 
     fn evaluate(
         &self,
-        model: &DecoderLm,
+        model: &M,
         device: &Device,
     ) -> manabi_objectives::Result<Vec<(String, f64)>> {
-        Ok(vec![(
-            "spearman".into(),
-            sts_spearman(
-                model,
-                &self.val,
-                self.pooling,
-                self.pad,
-                self.batch_size,
-                device,
-            ),
-        )])
+        let batch = self.batch_size;
+        let rho = sts_spearman(model, &self.val, self.pooling, self.pad, batch, device)?;
+        Ok(vec![("spearman".into(), rho)])
     }
 }
 
-/// Trains (or resumes) a bi-encoder STS model; reports Pearson and Spearman of the
-/// cosines on the validation (and test) pairs, with the untrained body's Spearman.
+/// Trains (or resumes) a bi-encoder STS model on a decoder or a BERT body; reports
+/// Pearson and Spearman of the cosines on the validation (and test) pairs, with the
+/// untrained body's Spearman.
 pub fn train_bi_sts(
     cfg: &crate::tasks::TaskConfig,
     device_choice: manabi_model::DeviceChoice,
     resume: bool,
 ) -> Result<crate::tasks::TaskReport> {
-    use burn::module::Module;
     let mut run = crate::setup::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let s = &cfg.task;
-    let (eos, pad) = (run.specials.eos, run.specials.pad);
-    let read = |files: &[PathBuf]| read_sts(files, &s.fields, &run.tokenizer, eos, s.max_length);
-    let (train, val) = (read(&cfg.data.train)?, read(&cfg.data.val)?);
-    let body = run.body(cfg)?;
-    let before = sts_spearman(
-        &body.valid(),
-        &val,
-        s.pooling,
-        pad,
-        cfg.train.batch_size,
-        &run.device,
-    );
-    let model = crate::peft::apply(body, &cfg.peft)?;
-    let (trainable, total) = crate::peft::describe(&model);
-    println!(
-        "{:?}, bi-encoder STS ({:?} pooling, cosine × {}): {trainable} trainable of {total} parameters",
-        cfg.peft.method, s.pooling, s.max_score
-    );
-    run.record(cfg, None, s)?;
+    let family = body_family(&cfg.model.path)?;
+    s.pooling.check(family)?;
+    let framing = Framing::of(family, &run.tokenizer, run.specials.eos)?;
+    let read =
+        |files: &[PathBuf]| read_sts(files, &s.fields, &run.tokenizer, framing, s.max_length);
+    let data = (read(&cfg.data.train)?, read(&cfg.data.val)?);
+    if family == Family::Bert {
+        let mut body = run.bert_body(cfg)?;
+        body.pooler = None;
+        fit_bi_sts(cfg, &mut run, body, Ok, data, resume)
+    } else {
+        let body = run.body(cfg)?;
+        let adapt = |m| crate::peft::apply(m, &cfg.peft);
+        fit_bi_sts(cfg, &mut run, body, adapt, data, resume)
+    }
+}
+
+/// The body's STS Spearman before training, then the bi-encoder on it (`adapt`: PEFT),
+/// then the report.
+fn fit_bi_sts<M: SentenceEncoder + TrainModel>(
+    cfg: &crate::tasks::TaskConfig,
+    run: &mut crate::setup::Setup,
+    body: M,
+    adapt: impl FnOnce(M) -> Result<M>,
+    (train, val): (StsPairs, StsPairs),
+    resume: bool,
+) -> Result<crate::tasks::TaskReport> {
+    let s = &cfg.task;
     let task = BiStsTask {
         train,
         val,
         pooling: s.pooling,
         max_score: s.max_score,
         batch_size: cfg.train.batch_size,
-        pad,
+        pad: run.specials.pad,
         seed: cfg.run.seed,
+        body: std::marker::PhantomData,
     };
+    let (pad, batch) = (task.pad, cfg.train.batch_size);
+    let before = sts_spearman(&body.valid(), &task.val, s.pooling, pad, batch, &run.device)?;
+    let model = adapt(body)?;
+    let (trainable, total) = crate::peft::describe(&model);
+    println!(
+        "{:?}, bi-encoder STS ({:?} pooling, cosine × {}): {trainable} trainable of {total} parameters",
+        cfg.peft.method, s.pooling, s.max_score
+    );
+    run.record(cfg, None, s)?;
     let report = run.trainer.fit(&task, model, resume)?;
-    pair_report(cfg, &run, report, [Some(before), None], trainable)
+    pair_report(cfg, run, report, [Some(before), None], trainable)
 }
 
 /// The report of an embedding run: Pearson and Spearman of the last checkpoint's cosines on

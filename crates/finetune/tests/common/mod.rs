@@ -79,3 +79,29 @@ pub fn check_predicted_spans(preds: &str) -> usize {
     }
     spans
 }
+
+/// The losses of a run stopped early followed by those of its resumed rest.
+pub fn joined_losses(
+    first: &manabi_objectives::RunReport,
+    rest: &manabi_objectives::RunReport,
+) -> Vec<(usize, f64)> {
+    first.losses.iter().chain(&rest.losses).copied().collect()
+}
+
+/// An embedding run's report: Spearman before, then Pearson and Spearman of the
+/// checkpoint, each a correlation; `eval/spearman` logged during training.
+pub fn check_sts_report(r: &manabi_finetune::tasks::TaskReport) {
+    let names: Vec<&str> = r.splits[0]
+        .metrics
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(names, ["spearman_before", "pearson", "spearman"]);
+    let correlations = r.splits[0].metrics.iter();
+    assert!(
+        correlations
+            .clone()
+            .all(|(_, v)| v.is_finite() && v.abs() <= 1.0)
+    );
+    assert!(r.run.eval_metrics.contains_key("eval/spearman"));
+}

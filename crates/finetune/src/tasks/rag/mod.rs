@@ -92,8 +92,8 @@ pub struct RagIndex {
 /// An embedding model for dense retrieval.
 #[derive(Debug)]
 pub struct Embedder<'a> {
-    /// The body.
-    pub model: &'a DecoderLm,
+    /// The body (a decoder or BERT).
+    pub model: &'a embed::SentenceModel,
     /// Its tokenizer.
     pub tokenizer: &'a TextTokenizer,
     /// Where it lives (recorded in `rag.toml`).
@@ -114,7 +114,7 @@ impl Embedder<'_> {
             self.tokenizer,
             texts,
             (self.pooling, self.max_length),
-            (s.eos, s.pad),
+            (self.model.framing(self.tokenizer)?, s.pad),
             32,
             self.device,
         )
