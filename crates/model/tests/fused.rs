@@ -131,6 +131,43 @@ fn attention_matches_reference_with_and_without_masks() {
 }
 
 #[test]
+fn attention_tiles_read_only_visible_keys_and_match_reference() {
+    // Several tiles of query rows, a causal mask with 5 cached keys before the queries,
+    // and per-batch key padding: left padding that hides every key the first rows of
+    // batch element 1 could see (those rows are computed whole, as without tiles) and
+    // right padding that hides the last keys of element 0.
+    let d = device();
+    let (b, h, t, tk, hd) = (2, 2, 70, 75, 8);
+    let inputs = [
+        random([b, h, t, hd], &d),
+        random([b, h, tk, hd], &d),
+        random([b, h, tk, hd], &d),
+    ];
+    let mut causal = vec![0f32; t * tk];
+    for i in 0..t {
+        for j in (i + 6)..tk {
+            causal[i * tk + j] = -1e30;
+        }
+    }
+    let mut pad = vec![0f32; b * tk];
+    pad[60..tk].fill(-1e30); // element 0: right padding
+    pad[tk..tk + 8].fill(-1e30); // element 1: left padding
+    let causal = Tensor::<1>::from_floats(causal.as_slice(), &d).reshape([1, 1, t, tk]);
+    let pad = Tensor::<1>::from_floats(pad.as_slice(), &d).reshape([b, 1, 1, tk]);
+    for (name, bias) in [
+        ("causal", causal.clone()),
+        ("causal + padding", causal + pad),
+    ] {
+        check(
+            &format!("tiled attention, {name}"),
+            &inputs,
+            |x| fused::attention(x[0].clone(), x[1].clone(), x[2].clone(), Some(&bias), 0.3),
+            |x| reference::attention(x[0].clone(), x[1].clone(), x[2].clone(), Some(&bias), 0.3),
+        );
+    }
+}
+
+#[test]
 fn norms_match_reference() {
     let d = device();
     let x = random([2, 9, 48], &d) + 3.0; // off-centre rows

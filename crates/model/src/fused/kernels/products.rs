@@ -28,6 +28,7 @@ const PARALLEL_GEMM: usize = 192 * 192 * 192;
 fn gemm(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>, [m, k, n]: [usize; 3], accumulate: bool) {
     gemm_with(
         dst,
+        n,
         lhs,
         rhs,
         [m, k, n],
@@ -36,17 +37,25 @@ fn gemm(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>, [m, k, n]: [usize; 3], ac
     );
 }
 
-/// [`gemm`], on rayon's pool inside `gemm` only when `parallel`.
+/// [`gemm`] into rows `dst_rs` apart (`dst_rs ≥ n`), on rayon's pool inside `gemm` only
+/// when `parallel`.
+#[allow(clippy::too_many_arguments)]
 fn gemm_with(
     dst: &mut [f32],
+    dst_rs: usize,
     lhs: View<'_>,
     rhs: View<'_>,
     [m, k, n]: [usize; 3],
     accumulate: bool,
     parallel: bool,
 ) {
+    let out = View {
+        data: dst,
+        rs: dst_rs,
+        cs: 1,
+    };
     assert!(
-        dst.len() == m * n && lhs.covers(m, k) && rhs.covers(k, n),
+        dst_rs >= n && out.covers(m, n) && lhs.covers(m, k) && rhs.covers(k, n),
         "gemm extents"
     );
     if m == 0 || n == 0 {
@@ -60,7 +69,8 @@ fn gemm_with(
     #[allow(unsafe_code)]
     // SAFETY: `gemm::gemm` reads `lhs`/`rhs` and writes `dst` at the offsets their strides
     // give for m×k, k×n and m×n matrices; the assertion above checks every such offset lies
-    // inside its slice, and `dst` is a unique borrow, so it aliases neither input.
+    // inside its slice (rows of `dst` `dst_rs ≥ n` apart do not overlap), and `dst` is a
+    // unique borrow, so it aliases neither input.
     unsafe {
         gemm::gemm(
             m,
@@ -68,7 +78,7 @@ fn gemm_with(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.cs as isize,
@@ -206,9 +216,53 @@ pub fn linear_backward(
     [dx, dw, db]
 }
 
+/// Query rows per attention tile: a tile reads only the keys its rows can see, so a
+/// causal mask skips (most of) the upper triangle of every product.
+const TILE: usize = 32;
+
+/// A bias at or below this hides its key (the models' masks are −1e30): the key's
+/// probability is exactly 0 whenever its row sees any key.
+const HIDDEN: f32 = -1e29;
+
+/// How many leading keys each query row of `rows` (bias rows, `None`: no bias) can see:
+/// one past its last key whose bias is above [`HIDDEN`]; `tk` for a row that sees none,
+/// which is then computed whole, as without tiling.
+fn visible_keys(
+    rows: impl Iterator<Item = Option<usize>>,
+    bias: Option<&[f32]>,
+    tk: usize,
+) -> Vec<usize> {
+    rows.map(|r| match (r, bias) {
+        (Some(r), Some(b)) => b[r * tk..(r + 1) * tk]
+            .iter()
+            .rposition(|&x| x > HIDDEN)
+            .map_or(tk, |j| j + 1),
+        _ => tk,
+    })
+    .collect()
+}
+
+/// Row tiles `(first row, end row, keys read)` of rows that see `vis` keys each.
+fn row_tiles(vis: &[usize]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    (0..vis.len()).step_by(TILE).map(move |r0| {
+        let r1 = (r0 + TILE).min(vis.len());
+        (r0, r1, vis[r0..r1].iter().copied().max().unwrap_or(0))
+    })
+}
+
+/// Key tiles `(first key, end key, first row reading them)` of `tk` keys, for rows that
+/// see `vis` keys each; tiles no row reads are left out.
+fn key_tiles(vis: &[usize], tk: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    (0..tk).step_by(TILE).filter_map(move |c0| {
+        let i0 = vis.iter().position(|&n| n > c0)?;
+        Some((c0, (c0 + TILE).min(tk), i0))
+    })
+}
+
 /// Attention `softmax(q·kᵀ·scale + bias)·v` for each of `heads` (batch × head) slices,
-/// one slice per rayon task (each `gemm` on one thread). Returns the output and the
-/// probabilities (kept for the backward pass).
+/// one slice per rayon task (each `gemm` on one thread), in tiles of [`TILE`] query rows
+/// that read only the keys they can see. Returns the output and the probabilities (kept
+/// for the backward pass; 0 for hidden keys).
 ///
 /// Shapes (contiguous): `q` `[heads, t, d]`, `k`, `v` `[heads, tk, d]`; the bias as
 /// [`BiasLayout`] says.
@@ -227,61 +281,64 @@ pub fn attention(
         .enumerate()
         .for_each(|(h, (y, p))| {
             let (qh, kh, vh) = (&q[h * t * d..], &k[h * tk * d..], &v[h * tk * d..]);
-            let kt = View {
-                data: &kh[..tk * d],
-                rs: 1,
-                cs: d,
-            };
-            gemm_with(
-                p,
-                View {
-                    data: &qh[..t * d],
+            let bias_row = |i: usize| bias.map(|(_, layout)| layout.row(h * t + i));
+            let vis = visible_keys((0..t).map(bias_row), bias.map(|(b, _)| b), tk);
+            for (r0, r1, l) in row_tiles(&vis) {
+                let rows = r1 - r0;
+                let kt = View {
+                    data: &kh[..tk * d],
+                    rs: 1,
+                    cs: d,
+                };
+                let qv = View {
+                    data: &qh[r0 * d..t * d],
                     rs: d,
                     cs: 1,
-                },
-                kt,
-                [t, d, tk],
-                false,
-                false,
-            );
-            Arch::new().dispatch(|| {
-                for (i, row) in p.chunks_mut(tk).enumerate() {
-                    match bias {
-                        Some((b, layout)) => {
-                            let r = layout.row(h * t + i);
-                            let b = &b[r * tk..(r + 1) * tk];
-                            for (s, &b) in row.iter_mut().zip(b) {
-                                *s = *s * scale + b;
+                };
+                gemm_with(&mut p[r0 * tk..], tk, qv, kt, [rows, d, l], false, false);
+                Arch::new().dispatch(|| {
+                    for i in r0..r1 {
+                        let row = &mut p[i * tk..i * tk + l];
+                        match (bias, bias_row(i)) {
+                            (Some((b, _)), Some(r)) => {
+                                let b = &b[r * tk..r * tk + l];
+                                for (s, &b) in row.iter_mut().zip(b) {
+                                    *s = *s * scale + b;
+                                }
                             }
+                            _ => row.iter_mut().for_each(|s| *s *= scale),
                         }
-                        None => row.iter_mut().for_each(|s| *s *= scale),
+                        softmax_in_place(row);
                     }
-                    softmax_in_place(row);
-                }
-            });
-            let vv = View {
-                data: &vh[..tk * d],
-                rs: d,
-                cs: 1,
-            };
-            gemm_with(
-                y,
-                View {
-                    data: p,
+                });
+                let pv = View {
+                    data: &p[r0 * tk..],
                     rs: tk,
                     cs: 1,
-                },
-                vv,
-                [t, tk, d],
-                false,
-                false,
-            );
+                };
+                let vv = View {
+                    data: &vh[..tk * d],
+                    rs: d,
+                    cs: 1,
+                };
+                gemm_with(
+                    &mut y[r0 * d..r1 * d],
+                    d,
+                    pv,
+                    vv,
+                    [rows, l, d],
+                    false,
+                    false,
+                );
+            }
         });
     (y, p)
 }
 
 /// Gradients `(dq, dk, dv)` of [`attention`] from its probabilities `p` and the output
-/// gradient `g` `[heads, t, d]`.
+/// gradient `g` `[heads, t, d]`, tiled as the forward pass: a row reads the keys up to
+/// its last nonzero probability (a key of probability 0 adds exactly 0 to every
+/// gradient).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     q: &[f32],
@@ -304,86 +361,81 @@ pub fn attention_backward(
             }
             let (qh, kh, vh) = (at(q, h, t * d), at(k, h, tk * d), at(v, h, tk * d));
             let (ph, gh) = (at(p, h, t * tk), at(g, h, t * d));
-            // dv = pᵀ · g
-            let pt = View {
-                data: ph,
-                rs: 1,
-                cs: tk,
-            };
-            gemm_with(
-                dv,
-                pt,
+            let vis: Vec<usize> = ph
+                .chunks(tk)
+                .map(|r| r.iter().rposition(|&x| x != 0.0).map_or(0, |j| j + 1))
+                .collect();
+            // Per key tile: the rows from the first that reads it. Pᵀ (and dsᵀ) of keys
+            // c0.. and rows i0..: element (a, b) at (i0 + b)·tk + c0 + a.
+            fn transposed(x: &[f32], c0: usize, i0: usize, tk: usize) -> View<'_> {
                 View {
-                    data: gh,
+                    data: &x[i0 * tk + c0..],
+                    rs: 1,
+                    cs: tk,
+                }
+            }
+            fn rows_from(x: &[f32], i0: usize, d: usize) -> View<'_> {
+                View {
+                    data: &x[i0 * d..],
                     rs: d,
                     cs: 1,
-                },
-                [tk, t, d],
-                false,
-                false,
-            );
-            // dp = g · vᵀ, then ds = scale · p ⊙ (dp − Σ dp ⊙ p)
+                }
+            }
+            // dv = pᵀ · g
+            for (c0, c1, i0) in key_tiles(&vis, tk) {
+                let (pt, gv) = (transposed(ph, c0, i0, tk), rows_from(gh, i0, d));
+                let dst = &mut dv[c0 * d..c1 * d];
+                gemm_with(dst, d, pt, gv, [c1 - c0, t - i0, d], false, false);
+            }
+            // dp = g · vᵀ, then ds = scale · p ⊙ (dp − Σ dp ⊙ p); dq = ds · k
             let mut ds = vec![0f32; t * tk];
             let vt = View {
                 data: vh,
                 rs: 1,
                 cs: d,
             };
-            gemm_with(
-                &mut ds,
-                View {
-                    data: gh,
-                    rs: d,
-                    cs: 1,
-                },
-                vt,
-                [t, d, tk],
-                false,
-                false,
-            );
-            Arch::new().dispatch(|| {
-                for (row, p) in ds.chunks_mut(tk).zip(ph.chunks(tk)) {
-                    let s = dot(row, p);
-                    for (x, &p) in row.iter_mut().zip(p) {
-                        *x = scale * p * (*x - s);
-                    }
+            for (r0, r1, l) in row_tiles(&vis) {
+                if l == 0 {
+                    continue;
                 }
-            });
-            let dsv = View {
-                data: &ds,
-                rs: tk,
-                cs: 1,
-            };
-            // dq = ds · k ; dk = dsᵀ · q
-            gemm_with(
-                dq,
-                dsv,
-                View {
+                let rows = r1 - r0;
+                let gv = rows_from(gh, r0, d);
+                gemm_with(&mut ds[r0 * tk..], tk, gv, vt, [rows, d, l], false, false);
+                Arch::new().dispatch(|| {
+                    for i in r0..r1 {
+                        let (row, p) = (&mut ds[i * tk..i * tk + l], &ph[i * tk..i * tk + l]);
+                        let s = dot(row, p);
+                        for (x, &p) in row.iter_mut().zip(p) {
+                            *x = scale * p * (*x - s);
+                        }
+                    }
+                });
+                let dsv = View {
+                    data: &ds[r0 * tk..],
+                    rs: tk,
+                    cs: 1,
+                };
+                let kv = View {
                     data: kh,
                     rs: d,
                     cs: 1,
-                },
-                [t, tk, d],
-                false,
-                false,
-            );
-            let dst = View {
-                data: &ds,
-                rs: 1,
-                cs: tk,
-            };
-            gemm_with(
-                dk,
-                dst,
-                View {
-                    data: qh,
-                    rs: d,
-                    cs: 1,
-                },
-                [tk, t, d],
-                false,
-                false,
-            );
+                };
+                gemm_with(
+                    &mut dq[r0 * d..r1 * d],
+                    d,
+                    dsv,
+                    kv,
+                    [rows, l, d],
+                    false,
+                    false,
+                );
+            }
+            // dk = dsᵀ · q
+            for (c0, c1, i0) in key_tiles(&vis, tk) {
+                let (dst_view, qv) = (transposed(&ds, c0, i0, tk), rows_from(qh, i0, d));
+                let dst = &mut dk[c0 * d..c1 * d];
+                gemm_with(dst, d, dst_view, qv, [c1 - c0, t - i0, d], false, false);
+            }
         });
     (dq, dk, dv)
 }
