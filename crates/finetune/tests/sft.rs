@@ -534,3 +534,45 @@ fn the_body_of_a_task_checkpoint_is_a_base_model() {
     let diff = (got - want).abs().max().into_scalar::<f32>();
     assert_eq!(diff, 0.0);
 }
+
+#[test]
+fn evaluation_prompts_longer_than_the_model_keep_their_last_tokens() {
+    // Prompts cut to the block size (the model's 128 positions) leave too little room for
+    // 8 generated tokens: generation keeps their last tokens instead of failing.
+    let _rng = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base_model(tmp.path());
+    let long = "the cat sat on the old red mat near the door ".repeat(30);
+    let line = serde_json::json!({"prompt": long, "completion": " yes"}).to_string() + "\n";
+    let data = tmp.path().join("long.jsonl");
+    std::fs::write(&data, line.repeat(6)).unwrap();
+    let text = recipe(tmp.path(), &base, "long", "")
+        .replace("block_size = 96", "block_size = 128")
+        .replace(
+            &format!(
+                "\"{}\"",
+                root().join("datasets/sft/qa-en.train.jsonl").display()
+            ),
+            &format!("\"{}\"", data.display()),
+        )
+        .replace(
+            &format!(
+                "\"{}\"",
+                root().join("datasets/sft/qa-en.val.jsonl").display()
+            ),
+            &format!("\"{}\"", data.display()),
+        );
+    let over = [
+        "train.steps=2".to_string(),
+        "train.eval_every=2".to_string(),
+        "eval.max_new_tokens=8".to_string(),
+    ];
+    let cfg = SftConfig::parse(&text, &over).unwrap();
+    let r = manabi_finetune::sft(&cfg, DeviceChoice::from_env().unwrap(), false).unwrap();
+    let preds = std::fs::read_to_string(r.predictions.expect("generation ran")).unwrap();
+    assert_eq!(preds.lines().count(), 6);
+    for line in preds.lines() {
+        let p: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(p["prompt"].as_str().unwrap().len() > 100, "{line}");
+    }
+}

@@ -162,12 +162,23 @@ pub struct Prediction {
 }
 
 impl GenerationEval {
-    /// Generates every answer (greedy) and compares it with the gold one.
+    /// Generates every answer (greedy) and compares it with the gold one. A prompt too
+    /// long for the answer to fit the model's positions keeps its last tokens (left
+    /// truncation, as lm-evaluation-harness does).
     pub fn predict(&self, model: &DecoderLm) -> Result<Vec<Prediction>> {
+        let room = model
+            .config()
+            .max_positions
+            .saturating_sub(self.options.max_new_tokens)
+            .max(1);
         self.predict_with(|prompts| {
+            let fitted: Vec<Vec<u32>> = prompts
+                .iter()
+                .map(|p| p[p.len().saturating_sub(room)..].to_vec())
+                .collect();
             Ok(manabi_model::generate(
                 model,
-                prompts,
+                &fitted,
                 &self.options,
                 Some(&self.tokenizer),
             )?)
