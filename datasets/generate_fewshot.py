@@ -17,8 +17,17 @@ datasets/sft in the QA template (`Context: …\nQuestion: …\nAnswer:`), the an
 copied from its context. Evaluation items are the first of `qa-*.val.jsonl` (held-out
 words only), the pool the first of `qa-*.train.jsonl`: the answer is in the prompt, so a
 model that can copy from its context and learns the format from the shots scores.
+Also the in-context learning set (`in_context()`): `kinds-{en,ja}.{mc,gen}.{eval,pool}.jsonl`
+ask for the kind of a word (job, colour, thing or animal: `Word: cat\nKind: animal`), and
+`kinds-{en,ja}.metaicl.jsonl.gz` trains a model to learn from its context: "episodes" of
+the same two-line format in which every kind gets a label drawn anew (`Word: cat\nKind:
+zefo`), cut before a last label that only the earlier lines tell (MetaICL, Min et al.
+2022; bursty data, Chan et al. 2022). The real kind names occur among the labels, but
+never bound to their kind more often than chance: without shots the evaluation is at
+chance by construction, and what shots add is the model's in-context learning.
 """
 
+import gzip
 import json
 import random
 import re
@@ -79,6 +88,107 @@ def reading_comprehension() -> None:
             print(f"{path.relative_to(HERE.parent)}: {len(recs)}")
 
 
+KINDS = {
+    "en": {"job": None, "colour": None, "thing": None, "animal": ["cat", "dog", "bird", "fish",
+           "rabbit", "hamster", "goat", "pony", "turtle", "parrot", "horse", "sheep", "cow",
+           "duck", "fox", "owl", "frog", "bear", "mouse", "deer", "wolf", "lion", "tiger",
+           "swan", "crab", "snail", "bee", "whale", "seal", "camel"]},
+    "ja": {"仕事": None, "色": None, "物": None, "動物": ["猫", "犬", "鳥", "金魚", "うさぎ",
+           "ハムスター", "亀", "インコ", "ヤギ", "ポニー", "馬", "羊", "牛", "鴨", "狐",
+           "梟", "蛙", "熊", "鼠", "鹿", "狼", "ライオン", "虎", "白鳥", "蟹", "蝸牛", "蜂",
+           "鯨", "アザラシ", "ラクダ"]},
+}
+KIND_TEMPLATE = {"en": ("Word: {}\nKind:", " "), "ja": ("単語：{}\n種類：", " ")}
+EPISODES = 20_000          # a language: more than 1,500 SFT steps of 16 use
+EN_LABEL_CONS = "b d f g k l m n p r s t v z".split()
+JA_LABEL_KANA = "かきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもらりるれろ"
+
+
+def kind_words(lang: str) -> dict[str, list[str]]:
+    import sys
+    sys.path.insert(0, str(HERE))
+    import generate_sft as g
+    lists = {"en": [g.EN_JOBS, g.EN_COLOURS, g.EN_OBJECTS], "ja": [g.JA_JOBS, g.JA_COLOURS,
+                                                                g.JA_OBJECTS]}[lang]
+    kinds = dict(KINDS[lang])
+    for kind, words in zip(list(kinds), lists):
+        kinds[kind] = list(words)
+    return kinds
+
+
+def label_words(lang: str, rng: random.Random, n: int) -> list[str]:
+    """Invented label words (`zefo`, `みれ`), distinct, none a word of the kinds."""
+    labels: set[str] = set()
+    while len(labels) < n:
+        if lang == "en":
+            labels.add("".join(rng.choice(EN_LABEL_CONS) + rng.choice("aeiou") for _ in range(2)))
+        else:
+            labels.add("".join(rng.choice(JA_LABEL_KANA) for _ in range(2)))
+    return sorted(labels)
+
+
+def episode(lang: str, kinds: dict[str, list[str]], labels: list[str],
+            rng: random.Random) -> str:
+    """8–16 examples of 2–4 kinds, each kind labelled by a word drawn for this episode (a
+    real kind name a third of the time, any kind's, so no name prefers its own kind)."""
+    chosen = rng.sample(list(kinds), rng.randint(2, 4))
+    pool = labels if rng.random() < 2 / 3 else list(kinds)
+    label = dict(zip(chosen, rng.sample(pool, len(chosen))))
+    # A few words of each kind, so that words recur within an episode (copying a word's
+    # label back is what starts in-context learning) and new words of a kind seen before
+    # teach that the label goes with the kind.
+    words = {k: rng.sample(kinds[k], rng.randint(2, 6)) for k in chosen}
+    template, gap = KIND_TEMPLATE[lang]
+    shots = []
+    for _ in range(rng.randint(8, 16)):
+        kind = rng.choice(chosen)
+        shots.append(template.format(rng.choice(words[kind])) + gap + label[kind])
+    return "\n\n".join(shots)
+
+
+def metaicl_example(lang: str, kinds: dict[str, list[str]], labels: list[str],
+                    rng: random.Random) -> dict:
+    """An episode cut before its last label (`{"prompt", "completion"}`), the last word
+    of a kind the episode has shown: meta-training for in-context learning (MetaICL, Min
+    et al. 2022) — the label can only be read from the earlier lines."""
+    while True:
+        text = episode(lang, kinds, labels, rng)
+        shots = text.split("\n\n")
+        *seen, last = shots
+        head, label = last.rsplit(KIND_TEMPLATE[lang][1], 1)
+        if any(s.endswith(KIND_TEMPLATE[lang][1] + label) for s in seen):
+            return {"prompt": "\n\n".join(seen) + "\n\n" + head, "completion": " " + label}
+
+
+def in_context() -> None:
+    for lang in ("en", "ja"):
+        rng = random.Random(SEED + 10 + (lang == "ja"))
+        kinds = kind_words(lang)
+        labels = label_words(lang, rng, 400)
+        meta = random.Random(SEED + 20 + (lang == "ja"))
+        text = "".join(json.dumps(metaicl_example(lang, kinds, labels, meta), ensure_ascii=False)
+                       + "\n" for _ in range(EPISODES))
+        path = OUT / f"kinds-{lang}.metaicl.jsonl.gz"
+        path.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+        print(f"{path.relative_to(HERE.parent)}: {EPISODES} examples, "
+              f"{len(text.encode())} bytes ({path.stat().st_size} gzipped)")
+        names = list(kinds)
+        template, _ = KIND_TEMPLATE[lang]
+        for split, n in (("eval", N_EVAL), ("pool", N_POOL)):
+            gen, mc = [], []
+            for _ in range(n):
+                kind = rng.choice(names)
+                query = template.format(rng.choice(kinds[kind]))
+                gen.append({"query": query, "answer": kind})
+                mc.append({"query": query, "choices": names, "gold": names.index(kind)})
+            for form, recs in (("gen", gen), ("mc", mc)):
+                path = OUT / f"kinds-{lang}.{form}.{split}.jsonl"
+                path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                        for r in recs), encoding="utf-8")
+                print(f"{path.relative_to(HERE.parent)}: {len(recs)}")
+
+
 if __name__ == "__main__":
     main()
     reading_comprehension()
+    in_context()
