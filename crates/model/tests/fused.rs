@@ -81,22 +81,30 @@ fn gelu_tanh_matches_reference() {
     );
 }
 
+/// Random queries `[b, h, t, hd]`, keys and values `[b, h, tk, hd]`.
+fn qkv([b, h, t, tk, hd]: [usize; 5], d: &Device) -> [Tensor<4>; 3] {
+    [
+        random([b, h, t, hd], d),
+        random([b, h, tk, hd], d),
+        random([b, h, tk, hd], d),
+    ]
+}
+
+/// A causal mask `[1, 1, t, tk]` over `cached` keys before the `t` queries.
+fn causal_mask(t: usize, tk: usize, cached: usize, d: &Device) -> Tensor<4> {
+    let mut m = vec![0f32; t * tk];
+    for i in 0..t {
+        m[i * tk..(i + 1) * tk][(i + cached + 1).min(tk)..].fill(-1e30);
+    }
+    Tensor::<1>::from_floats(m.as_slice(), d).reshape([1, 1, t, tk])
+}
+
 #[test]
 fn attention_matches_reference_with_and_without_masks() {
     let d = device();
     let (b, h, t, tk, hd) = (2, 3, 5, 8, 16);
-    let inputs = [
-        random([b, h, t, hd], &d),
-        random([b, h, tk, hd], &d),
-        random([b, h, tk, hd], &d),
-    ];
-    let mut causal = vec![0f32; t * tk];
-    for i in 0..t {
-        for j in (i + 4)..tk {
-            causal[i * tk + j] = -1e30;
-        }
-    }
-    let causal = Tensor::<1>::from_floats(causal.as_slice(), &d).reshape([1, 1, t, tk]);
+    let inputs = qkv([b, h, t, tk, hd], &d);
+    let causal = causal_mask(t, tk, 3, &d);
     let pad = Tensor::<4>::random([b, 1, 1, tk], Distribution::Normal(0.0, 1.0), &d);
     let alibi = Tensor::<4>::random([1, h, t, tk], Distribution::Normal(0.0, 1.0), &d);
     for (name, bias) in [
@@ -138,21 +146,11 @@ fn attention_tiles_read_only_visible_keys_and_match_reference() {
     // right padding that hides the last keys of element 0.
     let d = device();
     let (b, h, t, tk, hd) = (2, 2, 70, 75, 8);
-    let inputs = [
-        random([b, h, t, hd], &d),
-        random([b, h, tk, hd], &d),
-        random([b, h, tk, hd], &d),
-    ];
-    let mut causal = vec![0f32; t * tk];
-    for i in 0..t {
-        for j in (i + 6)..tk {
-            causal[i * tk + j] = -1e30;
-        }
-    }
+    let inputs = qkv([b, h, t, tk, hd], &d);
+    let causal = causal_mask(t, tk, 5, &d);
     let mut pad = vec![0f32; b * tk];
     pad[60..tk].fill(-1e30); // element 0: right padding
     pad[tk..tk + 8].fill(-1e30); // element 1: left padding
-    let causal = Tensor::<1>::from_floats(causal.as_slice(), &d).reshape([1, 1, t, tk]);
     let pad = Tensor::<1>::from_floats(pad.as_slice(), &d).reshape([b, 1, 1, tk]);
     for (name, bias) in [
         ("causal", causal.clone()),
