@@ -25,6 +25,14 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The losses of a run stopped early followed by those of its resumed rest.
+fn joined_losses(
+    first: &manabi_objectives::RunReport,
+    rest: &manabi_objectives::RunReport,
+) -> Vec<(usize, f64)> {
+    first.losses.iter().chain(&rest.losses).copied().collect()
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -269,13 +277,7 @@ fn a_dpo_run_logs_trl_metrics_and_resumes_bit_for_bit() {
     let r1 = manabi_align::dpo(&first, device, false).unwrap();
     let second = manabi_align::DpoConfig::parse(&recipe(tmp.path(), &base, "b"), &[]).unwrap();
     let r2 = manabi_align::dpo(&second, device, true).unwrap();
-    let joined: Vec<(usize, f64)> = r1
-        .run
-        .losses
-        .iter()
-        .chain(&r2.run.losses)
-        .copied()
-        .collect();
+    let joined = joined_losses(&r1.run, &r2.run);
     assert_eq!(joined, full.run.losses);
 }
 
@@ -397,13 +399,7 @@ fn a_reward_model_learns_exports_for_transformers_and_resumes() {
         true,
     )
     .unwrap();
-    let joined: Vec<(usize, f64)> = r1
-        .run
-        .losses
-        .iter()
-        .chain(&r2.run.losses)
-        .copied()
-        .collect();
+    let joined = joined_losses(&r1.run, &r2.run);
     assert_eq!(joined, r.run.losses);
 }
 
@@ -479,13 +475,7 @@ progress = false
         true,
     )
     .unwrap();
-    let joined: Vec<(usize, f64)> = r1
-        .run
-        .losses
-        .iter()
-        .chain(&r2.run.losses)
-        .copied()
-        .collect();
+    let joined = joined_losses(&r1.run, &r2.run);
     assert_eq!(joined, full.run.losses);
     let e = manabi_align::GrpoConfig::parse(&text("x"), &["grpo.num_generations=1".into()])
         .unwrap_err()
