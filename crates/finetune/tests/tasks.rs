@@ -515,7 +515,7 @@ fn simcse_trains_embeddings_reports_sts_spearman_and_resumes() {
 #[test]
 fn supervised_simcse_learns_from_nli_pairs_with_hard_negatives() {
     let _rng = serial();
-    use manabi_finetune::tasks::embed::nli_triples;
+    use manabi_finetune::tasks::simcse::nli_triples;
     let tmp = tempfile::tempdir().unwrap();
     // Triples: one per entailment pair; the contradiction of the same premise is its
     // hard negative; neutral pairs are not used.

@@ -40,6 +40,20 @@ pub trait SeqClassifier: TrainModel {
     fn scores(&self, b: &SeqBatch, device: &Device) -> Result<Tensor<2>>;
 }
 
+/// `[rows, seq]` attention mask of right-padded rows: 1 on each row's first `len` tokens,
+/// 0 on its padding.
+pub(crate) fn length_mask(
+    lens: impl ExactSizeIterator<Item = usize>,
+    seq: usize,
+    device: &Device,
+) -> Tensor<2> {
+    let rows = lens.len();
+    let mask: Vec<f32> = lens
+        .flat_map(|len| (0..seq).map(move |j| f32::from(u8::from(j < len))))
+        .collect();
+    Tensor::<1>::from_floats(mask.as_slice(), device).reshape([rows, seq])
+}
+
 /// `[rows, seq]` token ids of a right-padded batch.
 fn ids_tensor(inputs: &[u32], rows: usize, seq: usize, device: &Device) -> Tensor<2, Int> {
     let ids: Vec<i64> = inputs.iter().map(|&x| i64::from(x)).collect();
@@ -54,13 +68,7 @@ impl SeqClassifier for DecoderClassifier {
 
 impl SeqClassifier for BertForSequenceClassification {
     fn scores(&self, b: &SeqBatch, device: &Device) -> Result<Tensor<2>> {
-        // 1 up to each row's last token, 0 on the padding after it.
-        let mask: Vec<f32> = b
-            .last
-            .iter()
-            .flat_map(|&l| (0..b.seq).map(move |j| if j <= l { 1.0 } else { 0.0 }))
-            .collect();
-        let mask = Tensor::<1>::from_floats(mask.as_slice(), device).reshape([b.rows, b.seq]);
+        let mask = length_mask(b.last.iter().map(|&l| l + 1), b.seq, device);
         let types: Vec<i64> = if b.types.is_empty() {
             vec![0; b.rows * b.seq]
         } else {
@@ -392,17 +400,16 @@ impl TokenTagger for BertForTokenClassification {
             });
         };
         let seq = b.seq + 2;
-        let (mut ids, mut mask) = (Vec::with_capacity(b.rows * seq), Vec::new());
+        let mut ids = Vec::with_capacity(b.rows * seq);
         for (r, &n) in b.lens.iter().enumerate() {
             let row = &b.inputs[r * b.seq..r * b.seq + n];
             ids.push(i64::from(cls));
             ids.extend(row.iter().map(|&x| i64::from(x)));
             ids.push(i64::from(sep));
             ids.extend(std::iter::repeat_n(i64::from(b.pad), b.seq - n));
-            mask.extend((0..seq).map(|j| if j < n + 2 { 1.0f32 } else { 0.0 }));
         }
         let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([b.rows, seq]);
-        let mask = Tensor::<1>::from_floats(mask.as_slice(), device).reshape([b.rows, seq]);
+        let mask = length_mask(b.lens.iter().map(|&n| n + 2), seq, device);
         let out = self.forward(ids, Some(mask), None)?;
         let labels = out.dims()[2];
         Ok(out.slice([0..b.rows, 1..b.seq + 1, 0..labels]))

@@ -428,7 +428,7 @@ pub fn train_task(
 ) -> Result<TaskReport> {
     match cfg.task.kind {
         TaskKind::Ner => return crate::tasks::ner::train_ner(cfg, device_choice, resume),
-        TaskKind::Simcse => return crate::tasks::embed::train_simcse(cfg, device_choice, resume),
+        TaskKind::Simcse => return crate::tasks::simcse::train_simcse(cfg, device_choice, resume),
         TaskKind::Sts if cfg.task.encoder == crate::tasks::embed::Encoder::Bi => {
             return crate::tasks::pairs::train_bi_sts(cfg, device_choice, resume);
         }

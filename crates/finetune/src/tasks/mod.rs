@@ -16,6 +16,7 @@ pub mod ner;
 pub mod pairs;
 pub mod rag;
 pub mod settings;
+pub mod simcse;
 
 pub use classify::{TaskReport, train_task};
 pub use data::TaskKind;
