@@ -62,7 +62,8 @@ enum Command {
     Rag(rag::RagArgs),
     /// Continue prompts with a model.
     Generate(model_cmd::GenerateArgs),
-    /// Loss and perplexity of a model on a text file.
+    /// Score a model: loss and perplexity on a text file, or a prompted task (zero- or few-shot,
+    /// multiple choice or generation, as lm-evaluation-harness does).
     Eval(model_cmd::EvalArgs),
     /// Write a model in another format (Hugging Face).
     Export(model_cmd::ExportArgs),
