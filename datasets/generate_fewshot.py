@@ -188,7 +188,68 @@ def in_context() -> None:
                 print(f"{path.relative_to(HERE.parent)}: {len(recs)}")
 
 
+# Answer formats learned from the shots (`answer_formats()`).
+FORMAT_CHARS = "[](){}<>*'\"_#!=-~.@:^%&$;?,`"   # training wrappers: never | / +
+FORMAT_EVAL = {"paren": "({})", "angle": "<{}>", "bar": "|{}|"}
+FORMAT_SEED = 8
+FORMAT_EPISODES = OUT / "qa-format.metaicl.jsonl.gz"
+
+
+def answer_formats() -> None:
+    """`qa-format-{en,ja}-{paren,angle,bar}.gen.{eval,pool}.jsonl`: the reading-comprehension
+    items above with the answer in a format that only the shots show (`(Kuku)`, `<Kuku>`:
+    each one of ~9,000 wrappers the training set draws, 5 and 14 times in its 30,000
+    episodes with shots; `|Kuku|`: a character no training wrapper uses), so every answer
+    is wrong without shots. And the
+    meta-training set `qa-format.metaicl.jsonl.gz` (prompt/completion, 40,000 examples, 3.5
+    MB: written here, not committed): each QA item of `datasets/sft/qa-*.train-large` after
+    0–2 shots of other items whose answers are wrapped the same way, by a random wrapper of
+    other characters (`[Kuku]`, `_Kuku~`, `#Kuku`); with no shots, or 15 % of the time,
+    the answer is plain."""
+    for lang in ("en", "ja"):
+        for tag, wrap in FORMAT_EVAL.items():
+            for split in ("eval", "pool"):
+                rows = [json.loads(line) for line in
+                        (OUT / f"qa-{lang}.gen.{split}.jsonl").read_text(encoding="utf-8")
+                        .splitlines()]
+                path = OUT / f"qa-format-{lang}-{tag}.gen.{split}.jsonl"
+                path.write_text("".join(json.dumps({"query": r["query"],
+                                                    "answer": wrap.replace("{}", r["answer"])},
+                                                   ensure_ascii=False) + "\n" for r in rows),
+                                encoding="utf-8")
+                print(f"{path.relative_to(HERE.parent)}: {len(rows)}")
+
+    def wrapper(rng: random.Random) -> str:
+        left = "".join(rng.choice(FORMAT_CHARS) for _ in range(rng.choice([0, 1, 1, 2])))
+        right = "".join(rng.choice(FORMAT_CHARS) for _ in range(rng.choice([0, 1, 1, 2])))
+        if not left and not right:
+            left = rng.choice(FORMAT_CHARS)
+        return left + "{}" + right
+
+    def shot(item: dict, wrap: str) -> str:
+        return item["query"] + " " + wrap.replace("{}", item["answer"])
+
+    rng = random.Random(FORMAT_SEED)
+    out = []
+    for lang in ("en", "ja"):
+        with gzip.open(WORLD / f"qa-{lang}.train-large.jsonl.gz", "rt", encoding="utf-8") as fh:
+            items = [json.loads(line) for line in fh]
+        items = [{"query": f"Context: {r['context']}\nQuestion: {r['question']}\nAnswer:",
+                  "answer": r["answer"]} for r in items]
+        for item in items:
+            k = rng.choice([0, 1, 2, 2])
+            wrap = "{}" if k == 0 or rng.random() < 0.15 else wrapper(rng)
+            shots = [items[j] for j in rng.sample(range(len(items)), k)]
+            out.append({"prompt": "".join(shot(s, wrap) + "\n\n" for s in shots) + item["query"],
+                        "completion": " " + wrap.replace("{}", item["answer"])})
+    rng.shuffle(out)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out)
+    FORMAT_EPISODES.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+    print(f"{FORMAT_EPISODES.relative_to(HERE.parent)}: {len(out)} (not committed)")
+
+
 if __name__ == "__main__":
     main()
     reading_comprehension()
     in_context()
+    answer_formats()
