@@ -25,6 +25,9 @@ zefo`), cut before a last label that only the earlier lines tell (MetaICL, Min e
 2022; bursty data, Chan et al. 2022). The real kind names occur among the labels, but
 never bound to their kind more often than chance: without shots the evaluation is at
 chance by construction, and what shots add is the model's in-context learning.
+Also `answer_formats()`: `qa-format-{en,ja}-{paren,angle,bar}.gen.{eval,pool}.jsonl`, the
+reading-comprehension items with answers in a format only shots show (`(Kuku)`), and the
+meta-training set `qa-format.metaicl.jsonl.gz` (written here, git-ignored, not committed).
 """
 
 import gzip
