@@ -1,6 +1,6 @@
 """Makes the encoder parity fixtures in fixtures/models/: tiny random BERT and T5 models
 (config.json + model.safetensors) and what `transformers` computes for fixed inputs
-(expected.json). The Rust test crates/model/tests/encoder_parity.rs loads each model and
+(expected.json). The Rust test crates/model/tests/encoder_parity/ loads each model and
 compares logits.
 
     pip install torch transformers safetensors
