@@ -18,9 +18,18 @@ Deterministic: the same input files give the same bytes.
 import gzip
 import json
 import re
+import sys
 from pathlib import Path
 
-SFT = Path(__file__).resolve().parent / "sft"
+HERE = Path(__file__).resolve().parent
+sys.dont_write_bytecode = True   # leave no __pycache__ in datasets/
+sys.path.insert(0, str(HERE))
+try:
+    import generate_sft as sft  # noqa: E402  (importing runs nothing; main() is guarded)
+finally:
+    sys.path.pop(0)
+
+SFT = HERE / "sft"
 CUE = {"en": "Let's think step by step.", "ja": "ステップごとに考えましょう。"}
 FINAL = {"en": "The answer is {}.", "ja": "答えは{}です。"}
 
@@ -51,7 +60,7 @@ def support(lang: str, rec: dict) -> str:
 
 
 def cot_record(lang: str, rec: dict) -> dict:
-    prompt = f"Context: {rec['context']}\nQuestion: {rec['question']}\nAnswer: {CUE[lang]}"
+    prompt = f"{sft.QA_PROMPT.format(**rec)} {CUE[lang]}"
     space = " " if lang == "en" else ""
     return {"prompt": prompt,
             "completion": f" {support(lang, rec)}{space}{FINAL[lang].format(rec['answer'])}"}
@@ -67,8 +76,7 @@ def main() -> None:
     for lang in ("en", "ja"):
         for split, src in (("train-large", f"qa-{lang}.train-large.jsonl.gz"),
                            ("val", f"qa-{lang}.val.jsonl")):
-            text = "".join(json.dumps(cot_record(lang, r), ensure_ascii=False) + "\n"
-                           for r in read(SFT / src))
+            text = sft.jsonl([cot_record(lang, r) for r in read(SFT / src)])
             name = f"qa-cot-{lang}.{split}.jsonl"
             if split == "train-large":
                 (SFT / f"{name}.gz").write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))

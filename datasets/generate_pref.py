@@ -37,7 +37,7 @@ finally:
 OUT = HERE / "pref"
 SEED = sft.SEED + 1000
 MAX_TOTAL_BYTES = 2_000_000
-QA_PROMPT = "Context: {context}\nQuestion: {question}\nAnswer:"   # manabi's Format::Qa
+QA_PROMPT = sft.QA_PROMPT
 QA_PROMPT_RE = re.compile(r"^Context: ([^\n]+)\nQuestion: ([^\n]+)\nAnswer:$")
 
 # What a rejected answer may be besides a wrong fact. The words are chosen to contain no

@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "sft"
 TINY = HERE / "tiny"
 SEED = 20261123
+QA_PROMPT = "Context: {context}\nQuestion: {question}\nAnswer:"   # manabi's Format::Qa
 VAL_FRACTION = 0.2
 # Share of the training QA answers that are invented words (one-off strings of the kind's
 # script), so the answer cannot be recalled from a closed list and must be copied.
