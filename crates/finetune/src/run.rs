@@ -170,6 +170,15 @@ pub fn prepare(cfg: &SftConfig) -> Result<Prepared> {
     let skipped = train.skipped + val.skipped;
     let train = sft::encode_set(&train, &template, &tokenizer, specials, max_tokens)?;
     let val = sft::encode_set(&val, &template, &tokenizer, specials, max_tokens)?;
+    for (name, s) in [("train", &train.stats), ("val", &val.stats)] {
+        if 10 * s.copy_token_mismatch > s.copyable {
+            tracing::warn!(
+                "{name}: {} of {} responses occur as text in their prompt but not as tokens, so a model cannot copy them token for token; a leading space in the response template changes how a byte-level BPE splits a word (` 魚屋` against `魚屋` in a Japanese context): give such data a template without it",
+                s.copy_token_mismatch,
+                s.copyable
+            );
+        }
+    }
     Ok(Prepared {
         tokenizer,
         specials,

@@ -37,6 +37,38 @@ pub struct EncodeStats {
     pub dropped: usize,
     /// Trained tokens (targets), EOS included.
     pub trained_tokens: usize,
+    /// Examples whose final response (trimmed) occurs as text in their prompt: the
+    /// extractive ones, where a model can answer by copying.
+    pub copyable: usize,
+    /// Of those, examples whose response tokens occur nowhere in the prompt's tokens, so
+    /// the answer cannot be copied token for token (a leading space in the response
+    /// template changes how a byte-level BPE splits the word, e.g. ` 魚屋` against `魚屋`
+    /// in a Japanese context).
+    pub copy_token_mismatch: usize,
+}
+
+/// Counts an example in `stats.copyable` / `stats.copy_token_mismatch` (see
+/// [`EncodeStats`]): `tokens` are the whole example before truncation, without EOS, and
+/// the final response starts at `response_start`.
+fn count_copy(
+    segments: &[Segment],
+    tokens: &[u32],
+    response_start: usize,
+    stats: &mut EncodeStats,
+) {
+    let Some(at) = segments.iter().rposition(|s| s.trained) else {
+        return;
+    };
+    let answer = segments[at].text.trim();
+    let prompt: String = segments[..at].iter().map(|s| s.text.as_str()).collect();
+    if answer.is_empty() || !prompt.contains(answer) {
+        return;
+    }
+    stats.copyable += 1;
+    let (prompt, response) = tokens.split_at(response_start);
+    if !response.is_empty() && !prompt.windows(response.len()).any(|w| w == response) {
+        stats.copy_token_mismatch += 1;
+    }
 }
 
 /// Tokenises `segments` (each separately, so the prompt's tokens are the ones a model
@@ -60,6 +92,7 @@ pub fn encode(
         trained.extend(std::iter::repeat_n(s.trained, ids.len()));
         tokens.extend(ids);
     }
+    count_copy(segments, &tokens, response_start, stats);
     // EOS is trained even where the pad token is EOS: it is a target here, never padding.
     tokens.push(eos);
     trained.push(true);
@@ -219,6 +252,36 @@ mod tests {
             trained: (0..tokens.len()).map(|i| i >= trained_from).collect(),
             response_start: trained_from,
         }
+    }
+
+    fn segments(prompt: &str, response: &str) -> Vec<Segment> {
+        vec![
+            Segment {
+                text: prompt.into(),
+                trained: false,
+            },
+            Segment {
+                text: response.into(),
+                trained: true,
+            },
+        ]
+    }
+
+    #[test]
+    fn answers_in_the_prompt_are_checked_for_copyable_tokens() {
+        let mut s = EncodeStats::default();
+        // `魚屋です` in the context is [10, 11, 12]; the answer after a space is [9, 4, 11].
+        let seg = segments("Context: 魚屋です\nAnswer:", " 魚屋");
+        count_copy(&seg, &[1, 10, 11, 12, 2, 9, 4, 11], 5, &mut s);
+        assert_eq!((s.copyable, s.copy_token_mismatch), (1, 1));
+        // Without the space the answer is [10, 11], the context's own tokens.
+        let seg = segments("Context: 魚屋です\nAnswer:", "魚屋");
+        count_copy(&seg, &[1, 10, 11, 12, 2, 10, 11], 5, &mut s);
+        assert_eq!((s.copyable, s.copy_token_mismatch), (2, 1));
+        // An answer that is not in the prompt's text is not extractive: not counted.
+        let seg = segments("Question: 2 + 3?\nAnswer:", " 5");
+        count_copy(&seg, &[1, 2, 3, 4], 3, &mut s);
+        assert_eq!((s.copyable, s.copy_token_mismatch), (2, 1));
     }
 
     #[test]
