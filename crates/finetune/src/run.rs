@@ -171,7 +171,7 @@ pub fn prepare(cfg: &SftConfig) -> Result<Prepared> {
     let train = sft::encode_set(&train, &template, &tokenizer, specials, max_tokens)?;
     let val = sft::encode_set(&val, &template, &tokenizer, specials, max_tokens)?;
     for (name, s) in [("train", &train.stats), ("val", &val.stats)] {
-        if 10 * s.copy_token_mismatch > s.copyable {
+        if s.answers_not_copyable() {
             tracing::warn!(
                 "{name}: {} of {} responses occur as text in their prompt but not as tokens, so a model cannot copy them token for token; a leading space in the response template changes how a byte-level BPE splits a word (` 魚屋` against `魚屋` in a Japanese context): give such data a template without it",
                 s.copy_token_mismatch,

@@ -47,6 +47,14 @@ pub struct EncodeStats {
     pub copy_token_mismatch: usize,
 }
 
+impl EncodeStats {
+    /// Whether the data is extractive (most responses are found as text in their prompt)
+    /// and over 10 % of those responses are not found as tokens: worth a warning.
+    pub fn answers_not_copyable(&self) -> bool {
+        2 * self.copyable >= self.examples && 10 * self.copy_token_mismatch > self.copyable
+    }
+}
+
 /// Counts an example in `stats.copyable` / `stats.copy_token_mismatch` (see
 /// [`EncodeStats`]): `tokens` are the whole example before truncation, without EOS, and
 /// the final response starts at `response_start`.
@@ -282,6 +290,18 @@ mod tests {
         let seg = segments("Question: 2 + 3?\nAnswer:", " 5");
         count_copy(&seg, &[1, 2, 3, 4], 3, &mut s);
         assert_eq!((s.copyable, s.copy_token_mismatch), (2, 1));
+        // Extractive data with half its answers not copyable is worth a warning; a few
+        // answers found in their prompt by chance (`5` in an arithmetic question) are not.
+        s.examples = 3;
+        assert!(s.answers_not_copyable());
+        s.examples = 100;
+        assert!(!s.answers_not_copyable());
+        let clean = EncodeStats {
+            examples: 3,
+            copyable: 3,
+            ..EncodeStats::default()
+        };
+        assert!(!clean.answers_not_copyable());
     }
 
     #[test]
