@@ -23,11 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.dont_write_bytecode = True   # leave no __pycache__ in datasets/
-sys.path.insert(0, str(HERE))
-try:
-    import generate_sft as sft  # noqa: E402  (importing runs nothing; main() is guarded)
-finally:
-    sys.path.pop(0)
+import generate_sft as sft  # noqa: E402  (the script's folder is on sys.path; importing runs nothing)
 
 SFT = HERE / "sft"
 CUE = {"en": "Let's think step by step.", "ja": "ステップごとに考えましょう。"}

@@ -33,12 +33,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.dont_write_bytecode = True   # leave no __pycache__ in datasets/
-sys.path.insert(0, str(HERE))
-try:
-    import generate_sft as sft  # noqa: E402  (importing runs nothing; main() is guarded)
-    import generate_qa_hard as hard  # noqa: E402
-finally:
-    sys.path.pop(0)
+import generate_sft as sft  # noqa: E402  (the script's folder is on sys.path; importing runs nothing)
+import generate_qa_hard as hard  # noqa: E402
 
 N = 10_000   # items of each kind (plain, hard) a language
 SEED = sft.SEED + 40
