@@ -17,7 +17,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "flex,ndarray")]
     devices: Vec<DeviceChoice>,
     /// Config: a, b or gpt2-small.
-    #[arg(long, default_value = "a")]
+    #[arg(long, default_value = "a", ignore_case = true,
+          value_parser = clap::builder::PossibleValuesParser::new(Shape::NAMES))]
     config: String,
     /// Rounds; each runs every device once.
     #[arg(long, default_value_t = 5)]

@@ -26,7 +26,8 @@ struct Args {
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
     /// Configs to run: a, b, gpt2-small (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "a,b")]
+    #[arg(long, value_delimiter = ',', default_value = "a,b", ignore_case = true,
+          value_parser = clap::builder::PossibleValuesParser::new(Shape::NAMES))]
     config: Vec<String>,
     /// Also run GPT-2 small (124 M parameters; meant for GPUs).
     #[arg(long)]
@@ -236,9 +237,14 @@ fn main() {
         peak
     };
     println!(
-        "device {} ({}), {threads} threads, warm-up {} steps, medians of {rounds} alternating rounds, load average {load_before} before / {} after; peak f32 matmul {n}³: manabi {:.1} GFLOP/s, PyTorch {} GFLOP/s; MFU uses {:.1} GFLOP/s",
+        "device {} ({}, fused products on {}), {threads} threads, warm-up {} steps, medians of {rounds} alternating rounds, load average {load_before} before / {} after; peak f32 matmul {n}³: manabi {:.1} GFLOP/s, PyTorch {} GFLOP/s; MFU uses {:.1} GFLOP/s",
         args.device,
         args.device.concrete(),
+        if cfg!(feature = "openblas") {
+            "OpenBLAS"
+        } else {
+            "the gemm crate"
+        },
         args.warmup,
         load_average(),
         peak / 1e9,

@@ -30,12 +30,16 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// The names [`Shape::get`] knows, for the binaries' `--config` parsers.
+    pub const NAMES: [&'static str; 3] = ["a", "b", "gpt2-small"];
+
+    /// The config `name` (one of [`Shape::NAMES`], checked by the argument parser).
     pub fn get(name: &str, steps: [usize; 3]) -> Self {
         let (vocab, layers, heads, width, block, batch, steps) = match name {
             "a" => (65, 4, 4, 128, 64, 12, steps[0]),
             "b" => (65, 6, 6, 384, 256, 8, steps[1]),
             "gpt2-small" => (50257, 12, 12, 768, 1024, 1, steps[2]),
-            other => panic!("unknown config `{other}` (expected a, b or gpt2-small)"),
+            other => unreachable!("`--config` parsers accept only Shape::NAMES, not `{other}`"),
         };
         let name = match name {
             "a" => "A",

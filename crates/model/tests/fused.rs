@@ -198,8 +198,16 @@ fn norms_match_reference() {
 #[test]
 fn linear_matches_reference_with_and_without_bias() {
     let d = device();
-    for (bias, inn, out) in [(true, 48, 70), (false, 33, 5), (true, 256, 300)] {
-        let x = random([3, 9, inn], &d);
+    // The last two are large enough (rows · in · out ≥ 192³) for the products to split
+    // over the thread pool, forward and backward (odd rows: uneven parts).
+    for (bias, rows, inn, out) in [
+        (true, 9, 48, 70),
+        (false, 9, 33, 5),
+        (true, 9, 256, 300),
+        (true, 67, 256, 300),
+        (false, 67, 300, 256),
+    ] {
+        let x = random([3, rows, inn], &d);
         let layer = burn::nn::LinearConfig::new(inn, out)
             .with_bias(bias)
             .init(&d);
@@ -219,7 +227,7 @@ fn linear_matches_reference_with_and_without_bias() {
             }
             (values(&y), gs)
         };
-        let what = format!("linear (bias {bias}, {inn}→{out})");
+        let what = format!("linear (bias {bias}, {} rows, {inn}→{out})", 3 * rows);
         let (yf, gf) = run(fused::linear);
         let (yr, gr) = run(reference::linear);
         assert_close(&format!("{what} output"), &yf, &yr);
@@ -254,12 +262,15 @@ fn frozen_linear_passes_the_input_gradient_and_no_weight_gradient() {
 #[test]
 fn tied_output_layer_matches_reference() {
     let d = device();
-    check(
-        "x · wᵀ",
-        &[random([13, 40], &d), random([70, 40], &d)],
-        |t| fused::matmul_transposed(t[0].clone(), t[1].clone()),
-        |t| reference::matmul_transposed(t[0].clone(), t[1].clone()),
-    );
+    // Small, and large enough for the products to split over the thread pool.
+    for [rows, d_in, out] in [[13, 40, 70], [301, 160, 170]] {
+        check(
+            "x · wᵀ",
+            &[random([rows, d_in], &d), random([out, d_in], &d)],
+            |t| fused::matmul_transposed(t[0].clone(), t[1].clone()),
+            |t| reference::matmul_transposed(t[0].clone(), t[1].clone()),
+        );
+    }
 }
 
 #[test]
