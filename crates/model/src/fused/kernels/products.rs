@@ -170,9 +170,9 @@ mod blas {
         }
     }
 
-    /// `dst = [dst +] lhs · rhs` through `cblas_sgemm`, the output's rows or columns split
-    /// over rayon's pool when `parallel`; `false` (nothing written) when a view has no unit stride or
-    /// a size exceeds BLAS's `int`.
+    /// `dst = [dst +] lhs · rhs` through `cblas_sgemm` (arguments as [`super::gemm_with`]'s),
+    /// the output's rows or columns split over rayon's pool when `parallel`; `false`
+    /// (nothing written) when a view has no unit stride or a size exceeds BLAS's `int`.
     pub(super) fn sgemm(
         dst: &mut [f32],
         dst_rs: usize,
