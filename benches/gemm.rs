@@ -1,5 +1,6 @@
 //! f32 matmul throughput (GFLOP/s) at the shapes a training step runs: burn's flex
-//! (`Tensor::matmul`), the `gemm` crate flex calls with its own rayon split (into a reused
+//! (`Tensor::matmul`), manabi's fused linear layer (the `gemm` crate, or OpenBLAS with the
+//! `openblas` feature), the `gemm` crate flex calls with its own rayon split (into a reused
 //! and into a freshly zeroed output), and `gemm` with the output columns split over the
 //! pool by hand, next to PyTorch (`torch.mm`, same
 //! thread count) run by this binary.
@@ -113,9 +114,14 @@ fn main() {
         .resolve()
         .expect("flex compiled in");
     println!(
-        "| m×k×n | flex | gemm, own rayon split | gemm, fresh zeroed output | gemm, columns split by hand | PyTorch |"
+        "| m×k×n | flex | manabi's fused linear ({}) | gemm, own rayon split | gemm, fresh zeroed output | gemm, columns split by hand | PyTorch |",
+        if cfg!(feature = "openblas") {
+            "OpenBLAS"
+        } else {
+            "gemm crate"
+        }
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let py = python(&shapes, &args);
     for (i, &[m, k, n]) in shapes.iter().enumerate() {
         let flops = 2.0 * (m * k * n) as f64;
@@ -127,6 +133,11 @@ fn main() {
         });
         let av: Vec<f32> = a.to_data().try_to_vec().unwrap_or_default();
         let bv: Vec<f32> = b.to_data().try_to_vec().unwrap_or_default();
+        // What the training step runs: a fresh output per product, as burn's ops have.
+        let fused = best(args.reps, || {
+            let y = manabi_model::fused::kernels::linear(&av, &bv, None, false, [m, k, n]);
+            std::hint::black_box(y);
+        });
         let product = |c: &mut [f32]| {
             gemm_call(c, n, &av, k, &bv, n, [m, k, n], gemm::Parallelism::Rayon(0));
         };
@@ -167,8 +178,9 @@ fn main() {
                 });
         });
         println!(
-            "| {m}×{k}×{n} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {m}×{k}×{n} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
             flops / flex / 1e9,
+            flops / fused / 1e9,
             flops / own / 1e9,
             flops / fresh / 1e9,
             flops / split / 1e9,

@@ -206,7 +206,8 @@ mod blas {
             // of the output `r0·dst_rs + c0` in. `dst` is a unique borrow aliasing neither
             // input, and the blocks of one call are disjoint, so no two tasks write the
             // same element. `layout` gave each leading dimension ≥ the extent BLAS
-            // requires, and `rows ≤ m`, `cols ≤ n` fit a `c_int`.
+            // requires, and `rows ≤ m`, `cols ≤ n` fit a `c_int`. (Offsets are
+            // `wrapping_add`: with k = 0 BLAS reads neither input.)
             #[allow(unsafe_code)]
             unsafe {
                 cblas_sgemm(
@@ -217,9 +218,9 @@ mod blas {
                     cols as c_int,
                     ki,
                     1.0,
-                    lhs.data.as_ptr().add(r0 * lhs.rs),
+                    lhs.data.as_ptr().wrapping_add(r0 * lhs.rs),
                     lda,
-                    rhs.data.as_ptr().add(c0 * rhs.cs),
+                    rhs.data.as_ptr().wrapping_add(c0 * rhs.cs),
                     ldb,
                     if accumulate { 1.0 } else { 0.0 },
                     out.at(r0 * dst_rs + c0),
