@@ -8,7 +8,7 @@ mod train_step;
 
 use clap::Parser;
 use manabi_model::DeviceChoice;
-use train_step::{Shape, peak_flops, run_manabi};
+use train_step::{Config, Shape, peak_flops, run_manabi};
 
 #[derive(Parser, Debug)]
 #[command(about = "Training step time on several backends, alternating, medians")]
@@ -17,9 +17,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "flex,ndarray")]
     devices: Vec<DeviceChoice>,
     /// Config: a, b or gpt2-small.
-    #[arg(long, default_value = "a", ignore_case = true,
-          value_parser = clap::builder::PossibleValuesParser::new(Shape::NAMES))]
-    config: String,
+    #[arg(long, default_value = "a", ignore_case = true)]
+    config: Config,
     /// Rounds; each runs every device once.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
@@ -59,7 +58,7 @@ fn main() {
             .build_global()
             .expect("rayon pool");
     }
-    let shape = Shape::get(&args.config, [args.steps; 3]);
+    let shape = Shape::get(args.config, [args.steps; 3]);
     let devices: Vec<_> = args
         .devices
         .iter()

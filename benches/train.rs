@@ -17,7 +17,7 @@ use std::process::Command;
 
 use clap::Parser;
 use manabi_model::DeviceChoice;
-use train_step::{Measured, Shape, peak_flops, run_manabi};
+use train_step::{Config, Measured, Shape, peak_flops, run_manabi};
 
 #[derive(Parser, Debug)]
 #[command(about = "Training throughput of manabi next to PyTorch eager")]
@@ -26,9 +26,8 @@ struct Args {
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
     /// Configs to run: a, b, gpt2-small (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "a,b", ignore_case = true,
-          value_parser = clap::builder::PossibleValuesParser::new(Shape::NAMES))]
-    config: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "a,b", ignore_case = true)]
+    config: Vec<Config>,
     /// Also run GPT-2 small (124 M parameters; meant for GPUs).
     #[arg(long)]
     gpt2_small: bool,
@@ -166,13 +165,13 @@ fn main() {
             .expect("rayon pool");
     }
     let threads = rayon::current_num_threads();
-    let mut names = args.config.clone();
-    if args.gpt2_small && !names.iter().any(|n| n == "gpt2-small") {
-        names.push("gpt2-small".into());
+    let mut configs = args.config.clone();
+    if args.gpt2_small && !configs.contains(&Config::Gpt2Small) {
+        configs.push(Config::Gpt2Small);
     }
-    let shapes: Vec<Shape> = names
+    let shapes: Vec<Shape> = configs
         .iter()
-        .map(|n| Shape::get(n, [args.steps_a, args.steps_b, args.steps_small]))
+        .map(|&c| Shape::get(c, [args.steps_a, args.steps_b, args.steps_small]))
         .collect();
     let device = args.device.resolve().unwrap_or_else(|e| panic!("{e}"));
     let load_before = load_average();

@@ -29,22 +29,22 @@ pub struct Shape {
     pub steps: usize,
 }
 
-impl Shape {
-    /// The names [`Shape::get`] knows, for the binaries' `--config` parsers.
-    pub const NAMES: [&'static str; 3] = ["a", "b", "gpt2-small"];
+/// The benchmark's model configs, as `--config` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Config {
+    A,
+    B,
+    Gpt2Small,
+}
 
-    /// The config `name` (one of [`Shape::NAMES`], checked by the argument parser).
-    pub fn get(name: &str, steps: [usize; 3]) -> Self {
-        let (vocab, layers, heads, width, block, batch, steps) = match name {
-            "a" => (65, 4, 4, 128, 64, 12, steps[0]),
-            "b" => (65, 6, 6, 384, 256, 8, steps[1]),
-            "gpt2-small" => (50257, 12, 12, 768, 1024, 1, steps[2]),
-            other => unreachable!("`--config` parsers accept only Shape::NAMES, not `{other}`"),
-        };
-        let name = match name {
-            "a" => "A",
-            "b" => "B",
-            _ => "gpt2-small",
+impl Shape {
+    /// The shape of `config`, with its number of timed steps from `steps` (A, B, GPT-2
+    /// small).
+    pub fn get(config: Config, steps: [usize; 3]) -> Self {
+        let (name, vocab, layers, heads, width, block, batch, steps) = match config {
+            Config::A => ("A", 65, 4, 4, 128, 64, 12, steps[0]),
+            Config::B => ("B", 65, 6, 6, 384, 256, 8, steps[1]),
+            Config::Gpt2Small => ("gpt2-small", 50257, 12, 12, 768, 1024, 1, steps[2]),
         };
         Self {
             name,
