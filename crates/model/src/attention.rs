@@ -114,59 +114,57 @@ impl Attention {
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let (h, kvh, hd) = (self.n_heads, self.kv_heads, self.head_dim);
-        // [batch, seq, heads·hd] -> [batch, heads, seq, hd]
+        // [batch, seq, heads·hd] -> [batch, seq, heads, hd]: token-major, as the
+        // projections write it (the fused attention reads this layout, so training
+        // copies no transposes).
         let linear = |layer, x| crate::fused::lora_linear(layer, x, &self.lora_dropout);
-        let q = linear(&self.q_proj, x.clone())
-            .reshape([b, t, h, hd])
-            .swap_dims(1, 2);
-        let mut k = linear(&self.k_proj, x.clone())
-            .reshape([b, t, kvh, hd])
-            .swap_dims(1, 2);
-        let mut v = linear(&self.v_proj, x)
-            .reshape([b, t, kvh, hd])
-            .swap_dims(1, 2);
-        let q = match (self.rope, rope) {
-            (true, Some((cos, sin))) => {
-                k = rope::apply(k, cos, sin);
-                rope::apply(q, cos, sin)
-            }
-            _ => q,
-        };
-        if let Some(slot) = cache {
-            if let Some((pk, pv)) = slot.take() {
-                k = Tensor::cat(vec![pk, k], 2);
-                v = Tensor::cat(vec![pv, v], 2);
-            }
-            *slot = Some((k.clone(), v.clone()));
+        let mut q = linear(&self.q_proj, x.clone()).reshape([b, t, h, hd]);
+        let mut k = linear(&self.k_proj, x.clone()).reshape([b, t, kvh, hd]);
+        let mut v = linear(&self.v_proj, x).reshape([b, t, kvh, hd]);
+        if let (true, Some((cos, sin))) = (self.rope, rope) {
+            // [batch, 1, seq, rotary] -> [batch, seq, 1, rotary]
+            let (cos, sin) = (cos.clone().swap_dims(1, 2), sin.clone().swap_dims(1, 2));
+            k = rope::apply(k, &cos, &sin);
+            q = rope::apply(q, &cos, &sin);
         }
-        let tk = k.dims()[2];
+        if let Some(slot) = cache {
+            // The cache is head-major, `[batch, kv_heads, len, hd]` (views, no copies).
+            if let Some((pk, pv)) = slot.take() {
+                k = Tensor::cat(vec![pk.swap_dims(1, 2), k], 1);
+                v = Tensor::cat(vec![pv.swap_dims(1, 2), v], 1);
+            }
+            *slot = Some((k.clone().swap_dims(1, 2), v.clone().swap_dims(1, 2)));
+        }
+        let tk = k.dims()[1];
         if kvh != h {
-            // [batch, kv_heads, tk, hd] -> [batch, heads, tk, hd]: each kv head serves h/kvh queries.
+            // [batch, tk, kv_heads, hd] -> [batch, tk, heads, hd]: each kv head serves
+            // h/kvh queries.
             let rep = h / kvh;
             k = k
-                .reshape([b, kvh, 1, tk, hd])
-                .repeat_dim(2, rep)
-                .reshape([b, h, tk, hd]);
+                .reshape([b, tk, kvh, 1, hd])
+                .repeat_dim(3, rep)
+                .reshape([b, tk, h, hd]);
             v = v
-                .reshape([b, kvh, 1, tk, hd])
-                .repeat_dim(2, rep)
-                .reshape([b, h, tk, hd]);
+                .reshape([b, tk, kvh, 1, hd])
+                .repeat_dim(3, rep)
+                .reshape([b, tk, h, hd]);
         }
         let y = if q.device().is_autodiff() {
             // Training: softmax(QKᵀ/√d + bias)V as one fused op with its own backward
             // where the device has it, else written out (under autodiff burn's
             // `attention()` falls back to a longer chain of ops).
-            crate::fused::attention(q, k, v, bias, 1.0 / (hd as f64).sqrt()) // [b, h, t, hd]
+            crate::fused::attention(q, k, v, bias, 1.0 / (hd as f64).sqrt())
         } else {
-            // Inference: the backend's fused kernel.
+            // Inference: the backend's fused kernel, on the head-major layout.
             let bias = bias.map(|m| m.clone().expand([b, h, t, tk]));
             let opts = AttentionModuleOptions {
                 scale: Some(1.0 / (hd as f64).sqrt()),
                 softcap: None,
                 is_causal: false,
             };
-            attention(q, k, v, None, bias, opts)
-        };
-        linear(&self.o_proj, y.swap_dims(1, 2).reshape([b, t, h * hd]))
+            let [q, k, v] = [q, k, v].map(|x| x.swap_dims(1, 2));
+            attention(q, k, v, None, bias, opts).swap_dims(1, 2)
+        }; // [b, t, h, hd]
+        linear(&self.o_proj, y.reshape([b, t, h * hd]))
     }
 }

@@ -27,8 +27,9 @@ pub fn cos_sin(positions: Tensor<2, Int>, rotary_dim: usize, theta: f64) -> (Ten
 /// Rotates the first `rotary_dim` dimensions of `x`.
 ///
 /// # Shapes
-/// - x: `[batch, heads, seq, head_dim]`
-/// - cos, sin: `[batch, 1, seq, rotary_dim]`
+/// - x: `[batch, heads, seq, head_dim]`, or token-major `[batch, seq, heads, head_dim]`
+/// - cos, sin: broadcastable to `x`'s first three axes × `rotary_dim`: `[batch, 1, seq,
+///   rotary_dim]`, or `[batch, seq, 1, rotary_dim]` for the token-major layout
 pub fn apply(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
     let [b, h, t, hd] = x.dims();
     let rd = cos.dims()[3];

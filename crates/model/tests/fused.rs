@@ -82,11 +82,13 @@ fn gelu_tanh_matches_reference() {
 }
 
 /// Random queries `[b, h, t, hd]`, keys and values `[b, h, tk, hd]`.
+/// Queries `[b, t, h, hd]`, keys and values `[b, tk, h, hd]` (token-major, as
+/// `fused::attention` takes them).
 fn qkv([b, h, t, tk, hd]: [usize; 5], d: &Device) -> [Tensor<4>; 3] {
     [
-        random([b, h, t, hd], d),
-        random([b, h, tk, hd], d),
-        random([b, h, tk, hd], d),
+        random([b, t, h, hd], d),
+        random([b, tk, h, hd], d),
+        random([b, tk, h, hd], d),
     ]
 }
 

@@ -38,8 +38,9 @@ pub trait FusedOps: Backend {
         eps: f64,
     ) -> FloatTensor<Self>;
 
-    /// Attention `softmax(q·kᵀ·scale)·v` for `q` `[batch, heads, t, d]` and `k`, `v`
-    /// `[batch, heads, tk, d]` (keys and values already repeated for GQA).
+    /// Attention `softmax(q·kᵀ·scale)·v` for `q` `[batch, t, heads, d]` and `k`, `v`
+    /// `[batch, tk, heads, d]` (the projections' layout; keys and values already
+    /// repeated for GQA); returns `[batch, t, heads, d]`.
     fn fused_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -114,10 +115,11 @@ fn bias_layout(bias: &FlexTensor, heads: usize, q: usize) -> BiasLayout {
     }
 }
 
-/// `[batch·heads, t, tk, d]` of attention inputs.
-fn attention_dims(q: &FlexTensor, k: &FlexTensor) -> [usize; 4] {
+/// `[batch, heads, t, tk, d]` of attention inputs `q` `[batch, t, heads, d]` and `k`
+/// `[batch, tk, heads, d]`.
+fn attention_dims(q: &FlexTensor, k: &FlexTensor) -> kernels::AttentionDims {
     let (qs, ks) = (q.shape(), k.shape());
-    [qs[0] * qs[1], qs[2], ks[2], qs[3]]
+    [qs[0], qs[2], qs[1], ks[1], qs[3]]
 }
 
 /// Attention forward on contiguous inputs: the output and the probabilities.
@@ -130,10 +132,9 @@ fn attention(
 ) -> (FlexTensor, Vec<f32>) {
     let dims = attention_dims(q, k);
     let bias = bias.map(contiguous);
-    let heads = q.shape()[1];
     let bias = bias
         .as_ref()
-        .map(|b| (values(b), bias_layout(b, heads, dims[1])));
+        .map(|b| (values(b), bias_layout(b, dims[1], dims[2])));
     let (y, p) = kernels::attention(values(q), values(k), values(v), bias, scale as f32, dims);
     (tensor(y, q.shape()), p)
 }

@@ -65,10 +65,13 @@ pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// backward step for the query, key and value gradients. The bias gets no gradient; a
 /// bias that requires one takes the reference path.
 ///
+/// The inputs and the output are in the token-major layout the projections write
+/// (`[batch, t, heads·d]` reshaped), so no transpose is copied around the operation.
+///
 /// # Shapes
-/// - q: `[batch, heads, t, d]`; k, v: `[batch, heads, tk, d]`
+/// - q: `[batch, t, heads, d]`; k, v: `[batch, tk, heads, d]`
 /// - bias: broadcastable to `[batch, heads, t, tk]`
-/// - returns `[batch, heads, t, d]`
+/// - returns `[batch, t, heads, d]`
 pub fn attention(
     q: Tensor<4>,
     k: Tensor<4>,
@@ -78,8 +81,8 @@ pub fn attention(
 ) -> Tensor<4> {
     #[cfg(feature = "flex")]
     if applies(&q) && bias.is_none_or(|b| !b.is_require_grad()) {
-        let [b, h, t, _] = q.dims();
-        let tk = k.dims()[2];
+        let [b, t, h, _] = q.dims();
+        let tk = k.dims()[1];
         let [q, k, v] = [q, k, v].map(Tensor::into_dispatch);
         return Tensor::from_dispatch(match bias {
             Some(m) => {
@@ -246,7 +249,7 @@ pub mod reference {
         softmax(z, 3)
     }
 
-    /// See [`super::attention`].
+    /// See [`super::attention`] (the same token-major layout).
     pub fn attention(
         q: Tensor<4>,
         k: Tensor<4>,
@@ -254,7 +257,11 @@ pub mod reference {
         bias: Option<&Tensor<4>>,
         scale: f64,
     ) -> Tensor<4> {
-        attention_softmax(q.matmul(k.swap_dims(2, 3)), bias, scale).matmul(v)
+        // [batch, len, heads, d] -> [batch, heads, len, d] and back.
+        let [q, k, v] = [q, k, v].map(|x| x.swap_dims(1, 2));
+        attention_softmax(q.matmul(k.swap_dims(2, 3)), bias, scale)
+            .matmul(v)
+            .swap_dims(1, 2)
     }
 
     /// See [`super::layer_norm`].

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 mod products;
 
-pub use products::{attention, attention_backward, linear, linear_backward};
+pub use products::{AttentionDims, attention, attention_backward, linear, linear_backward};
 
 /// Elements per rayon task: big enough that scheduling is noise, small enough that two
 /// cores share a layer's work.
@@ -401,8 +401,9 @@ mod tests {
 
     #[test]
     fn attention_rows_sum_to_one_and_bias_broadcasts() {
-        // [batch 2, heads 2, q 2, k 3], d = 3 with v = identity: the output rows are the
-        // probabilities; bias [1, 1, 2, 3] (causal-style) broadcast over batch and heads.
+        // [batch 4, heads 1, q 2, k 3], d = 3 with v = identity: the output rows are the
+        // probabilities; bias [1, 1, 2, 3] (causal-style) broadcast over batch. (Several
+        // heads in the token-major layout: tests/fused.rs.)
         let (heads, t, tk, d) = (4, 2, 3, 3);
         let q: Vec<f32> = (0..heads * t * d)
             .map(|i| (i as f32 * 0.37).sin())
@@ -415,12 +416,19 @@ mod tests {
             .collect();
         let bias = [0.0, -1e30, -1e30, 0.0, 0.0, -1e30];
         let layout = BiasLayout {
-            heads: 2,
+            heads: 1,
             q: 2,
             per_batch: false,
             per_head: false,
         };
-        let (y, p) = attention(&q, &k, &eye, Some((&bias, layout)), 0.5, [heads, t, tk, d]);
+        let (y, p) = attention(
+            &q,
+            &k,
+            &eye,
+            Some((&bias, layout)),
+            0.5,
+            [heads, 1, t, tk, d],
+        );
         assert_eq!(y, p);
         for (r, row) in p.chunks(3).enumerate() {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);

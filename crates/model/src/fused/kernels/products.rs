@@ -267,12 +267,38 @@ fn key_tiles(vis: &[usize], tk: usize) -> impl Iterator<Item = (usize, usize, us
     })
 }
 
-/// Attention `softmax(q·kᵀ·scale + bias)·v` for each of `heads` (batch × head) slices,
-/// one slice per rayon task (each `gemm` on one thread), in tiles of [`TILE`] query rows
-/// that read only the keys they can see. Returns the output and the probabilities (kept
-/// for the backward pass; 0 for hidden keys).
+/// The sizes of an attention call: `[batch, heads, t, tk, d]` (queries `t`, keys `tk`,
+/// head width `d`).
+pub type AttentionDims = [usize; 5];
+
+/// One head of one batch element in the token-major layout `[batch, len, heads, d]`
+/// that the projections write: rows `heads·d` apart, the head's `d` values `hi·d` into
+/// each row. `batch` is the batch element's own `[len, heads, d]` block.
+fn head(batch: &[f32], hi: usize, row0: usize, heads: usize, d: usize) -> View<'_> {
+    View {
+        data: &batch[row0 * heads * d + hi * d..],
+        rs: heads * d,
+        cs: 1,
+    }
+}
+
+/// The transpose of [`head`]: element `(j, i)` is value `j` of row `i`.
+fn head_t(batch: &[f32], hi: usize, heads: usize, d: usize) -> View<'_> {
+    View {
+        data: &batch[hi * d..],
+        rs: 1,
+        cs: heads * d,
+    }
+}
+
+/// Attention `softmax(q·kᵀ·scale + bias)·v` on the token-major layout the projections
+/// write (no transposes around it), one batch element per rayon task (each `gemm` on
+/// one thread), in tiles of [`TILE`] query rows that read only the keys they can see.
+/// Returns the output and the probabilities (kept for the backward pass; 0 for hidden
+/// keys).
 ///
-/// Shapes (contiguous): `q` `[heads, t, d]`, `k`, `v` `[heads, tk, d]`; the bias as
+/// Shapes (contiguous): `q` and the output `[batch, t, heads, d]`, `k`, `v`
+/// `[batch, tk, heads, d]`, the probabilities `[batch, heads, t, tk]`; the bias as
 /// [`BiasLayout`] says.
 pub fn attention(
     q: &[f32],
@@ -280,73 +306,71 @@ pub fn attention(
     v: &[f32],
     bias: Option<(&[f32], BiasLayout)>,
     scale: f32,
-    [heads, t, tk, d]: [usize; 4],
+    [batch, heads, t, tk, d]: AttentionDims,
 ) -> (Vec<f32>, Vec<f32>) {
-    let mut y = vec![0f32; heads * t * d];
-    let mut p = vec![0f32; heads * t * tk];
-    y.par_chunks_mut(t * d)
-        .zip(p.par_chunks_mut(t * tk))
+    let hd = heads * d;
+    let mut y = vec![0f32; batch * t * hd];
+    let mut p = vec![0f32; batch * heads * t * tk];
+    if y.is_empty() || p.is_empty() {
+        return (y, p);
+    }
+    y.par_chunks_mut(t * hd)
+        .zip(p.par_chunks_mut(heads * t * tk))
         .enumerate()
-        .for_each(|(h, (y, p))| {
-            let (qh, kh, vh) = (&q[h * t * d..], &k[h * tk * d..], &v[h * tk * d..]);
-            let bias_row = |i: usize| bias.map(|(_, layout)| layout.row(h * t + i));
-            let vis = visible_keys((0..t).map(bias_row), bias.map(|(b, _)| b), tk);
-            for (r0, r1, l) in row_tiles(&vis) {
-                let rows = r1 - r0;
-                let kt = View {
-                    data: &kh[..tk * d],
-                    rs: 1,
-                    cs: d,
-                };
-                let qv = View {
-                    data: &qh[r0 * d..t * d],
-                    rs: d,
-                    cs: 1,
-                };
-                gemm_with(&mut p[r0 * tk..], tk, qv, kt, [rows, d, l], false, false);
-                Arch::new().dispatch(|| {
-                    for i in r0..r1 {
-                        let row = &mut p[i * tk..i * tk + l];
-                        match (bias, bias_row(i)) {
-                            (Some((b, _)), Some(r)) => {
-                                let b = &b[r * tk..r * tk + l];
-                                for (s, &b) in row.iter_mut().zip(b) {
-                                    *s = *s * scale + b;
+        .for_each(|(bi, (yb, pb))| {
+            let (qb, kb, vb) = (
+                &q[bi * t * hd..(bi + 1) * t * hd],
+                &k[bi * tk * hd..(bi + 1) * tk * hd],
+                &v[bi * tk * hd..(bi + 1) * tk * hd],
+            );
+            for (hi, p) in pb.chunks_mut(t * tk).enumerate() {
+                let s = bi * heads + hi;
+                let bias_row = |i: usize| bias.map(|(_, layout)| layout.row(s * t + i));
+                let vis = visible_keys((0..t).map(bias_row), bias.map(|(b, _)| b), tk);
+                for (r0, r1, l) in row_tiles(&vis) {
+                    let rows = r1 - r0;
+                    let (qv, kt) = (head(qb, hi, r0, heads, d), head_t(kb, hi, heads, d));
+                    gemm_with(&mut p[r0 * tk..], tk, qv, kt, [rows, d, l], false, false);
+                    Arch::new().dispatch(|| {
+                        for i in r0..r1 {
+                            let row = &mut p[i * tk..i * tk + l];
+                            match (bias, bias_row(i)) {
+                                (Some((b, _)), Some(r)) => {
+                                    let b = &b[r * tk..r * tk + l];
+                                    for (s, &b) in row.iter_mut().zip(b) {
+                                        *s = *s * scale + b;
+                                    }
                                 }
+                                _ => row.iter_mut().for_each(|s| *s *= scale),
                             }
-                            _ => row.iter_mut().for_each(|s| *s *= scale),
+                            softmax_in_place(row);
                         }
-                        softmax_in_place(row);
-                    }
-                });
-                let pv = View {
-                    data: &p[r0 * tk..],
-                    rs: tk,
-                    cs: 1,
-                };
-                let vv = View {
-                    data: &vh[..tk * d],
-                    rs: d,
-                    cs: 1,
-                };
-                gemm_with(
-                    &mut y[r0 * d..r1 * d],
-                    d,
-                    pv,
-                    vv,
-                    [rows, l, d],
-                    false,
-                    false,
-                );
+                    });
+                    let pv = View {
+                        data: &p[r0 * tk..],
+                        rs: tk,
+                        cs: 1,
+                    };
+                    let dst = &mut yb[r0 * hd + hi * d..];
+                    gemm_with(
+                        dst,
+                        hd,
+                        pv,
+                        head(vb, hi, 0, heads, d),
+                        [rows, l, d],
+                        false,
+                        false,
+                    );
+                }
             }
         });
     (y, p)
 }
 
-/// Gradients `(dq, dk, dv)` of [`attention`] from its probabilities `p` and the output
-/// gradient `g` `[heads, t, d]`, tiled as the forward pass: a row reads the keys up to
-/// its last nonzero probability (a key of probability 0 adds exactly 0 to every
-/// gradient).
+/// Gradients `(dq, dk, dv)` of [`attention`] (same layouts) from its probabilities `p`
+/// and the output gradient `g` `[batch, t, heads, d]`, tiled as the forward pass: a row
+/// reads the keys up to its last nonzero probability (a key of probability 0 adds
+/// exactly 0 to every gradient).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     q: &[f32],
@@ -355,94 +379,94 @@ pub fn attention_backward(
     p: &[f32],
     g: &[f32],
     scale: f32,
-    [heads, t, tk, d]: [usize; 4],
+    [batch, heads, t, tk, d]: AttentionDims,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let mut dq = vec![0f32; heads * t * d];
-    let mut dk = vec![0f32; heads * tk * d];
-    let mut dv = vec![0f32; heads * tk * d];
-    dq.par_chunks_mut(t * d)
-        .zip(dk.par_chunks_mut(tk * d).zip(dv.par_chunks_mut(tk * d)))
+    let hd = heads * d;
+    let mut dq = vec![0f32; batch * t * hd];
+    let mut dk = vec![0f32; batch * tk * hd];
+    let mut dv = vec![0f32; batch * tk * hd];
+    if dq.is_empty() || dk.is_empty() {
+        return (dq, dk, dv);
+    }
+    dq.par_chunks_mut(t * hd)
+        .zip(dk.par_chunks_mut(tk * hd).zip(dv.par_chunks_mut(tk * hd)))
         .enumerate()
-        .for_each(|(h, (dq, (dk, dv)))| {
-            fn at(x: &[f32], h: usize, len: usize) -> &[f32] {
-                &x[h * len..(h + 1) * len]
+        .for_each(|(bi, (dqb, (dkb, dvb)))| {
+            fn at(x: &[f32], i: usize, len: usize) -> &[f32] {
+                &x[i * len..(i + 1) * len]
             }
-            let (qh, kh, vh) = (at(q, h, t * d), at(k, h, tk * d), at(v, h, tk * d));
-            let (ph, gh) = (at(p, h, t * tk), at(g, h, t * d));
-            let vis: Vec<usize> = ph
-                .chunks(tk)
-                .map(|r| r.iter().rposition(|&x| x != 0.0).map_or(0, |j| j + 1))
-                .collect();
-            // Per key tile: the rows from the first that reads it. Pᵀ (and dsᵀ) of keys
-            // c0.. and rows i0..: element (a, b) at (i0 + b)·tk + c0 + a.
-            fn transposed(x: &[f32], c0: usize, i0: usize, tk: usize) -> View<'_> {
-                View {
-                    data: &x[i0 * tk + c0..],
-                    rs: 1,
-                    cs: tk,
-                }
-            }
-            fn rows_from(x: &[f32], i0: usize, d: usize) -> View<'_> {
-                View {
-                    data: &x[i0 * d..],
-                    rs: d,
-                    cs: 1,
-                }
-            }
-            // dv = pᵀ · g
-            for (c0, c1, i0) in key_tiles(&vis, tk) {
-                let (pt, gv) = (transposed(ph, c0, i0, tk), rows_from(gh, i0, d));
-                let dst = &mut dv[c0 * d..c1 * d];
-                gemm_with(dst, d, pt, gv, [c1 - c0, t - i0, d], false, false);
-            }
-            // dp = g · vᵀ, then ds = scale · p ⊙ (dp − Σ dp ⊙ p); dq = ds · k
+            let (qb, kb, vb, gb) = (
+                at(q, bi, t * hd),
+                at(k, bi, tk * hd),
+                at(v, bi, tk * hd),
+                at(g, bi, t * hd),
+            );
             let mut ds = vec![0f32; t * tk];
-            let vt = View {
-                data: vh,
-                rs: 1,
-                cs: d,
-            };
-            for (r0, r1, l) in row_tiles(&vis) {
-                if l == 0 {
-                    continue;
-                }
-                let rows = r1 - r0;
-                let gv = rows_from(gh, r0, d);
-                gemm_with(&mut ds[r0 * tk..], tk, gv, vt, [rows, d, l], false, false);
-                Arch::new().dispatch(|| {
-                    for i in r0..r1 {
-                        let (row, p) = (&mut ds[i * tk..i * tk + l], &ph[i * tk..i * tk + l]);
-                        let s = dot(row, p);
-                        for (x, &p) in row.iter_mut().zip(p) {
-                            *x = scale * p * (*x - s);
-                        }
+            for hi in 0..heads {
+                let ph = at(p, bi * heads + hi, t * tk);
+                let vis: Vec<usize> = ph
+                    .chunks(tk)
+                    .map(|r| r.iter().rposition(|&x| x != 0.0).map_or(0, |j| j + 1))
+                    .collect();
+                // Per key tile: the rows from the first that reads it. Pᵀ (and dsᵀ) of
+                // keys c0.. and rows i0..: element (a, b) at (i0 + b)·tk + c0 + a.
+                fn transposed(x: &[f32], c0: usize, i0: usize, tk: usize) -> View<'_> {
+                    View {
+                        data: &x[i0 * tk + c0..],
+                        rs: 1,
+                        cs: tk,
                     }
-                });
-                let dsv = View {
-                    data: &ds[r0 * tk..],
-                    rs: tk,
-                    cs: 1,
-                };
-                let kv = View {
-                    data: kh,
-                    rs: d,
-                    cs: 1,
-                };
-                gemm_with(
-                    &mut dq[r0 * d..r1 * d],
-                    d,
-                    dsv,
-                    kv,
-                    [rows, l, d],
-                    false,
-                    false,
-                );
-            }
-            // dk = dsᵀ · q
-            for (c0, c1, i0) in key_tiles(&vis, tk) {
-                let (dst_view, qv) = (transposed(&ds, c0, i0, tk), rows_from(qh, i0, d));
-                let dst = &mut dk[c0 * d..c1 * d];
-                gemm_with(dst, d, dst_view, qv, [c1 - c0, t - i0, d], false, false);
+                }
+                // dv = pᵀ · g
+                for (c0, c1, i0) in key_tiles(&vis, tk) {
+                    let (pt, gv) = (transposed(ph, c0, i0, tk), head(gb, hi, i0, heads, d));
+                    let dst = &mut dvb[c0 * hd + hi * d..];
+                    gemm_with(dst, hd, pt, gv, [c1 - c0, t - i0, d], false, false);
+                }
+                // dp = g · vᵀ, then ds = scale · p ⊙ (dp − Σ dp ⊙ p); dq = ds · k
+                for (r0, r1, l) in row_tiles(&vis) {
+                    // `dk` below reads these rows past `l` too: zeros (the buffer
+                    // holds the previous head's values).
+                    for row in ds[r0 * tk..r1 * tk].chunks_mut(tk) {
+                        row[l..].fill(0.0);
+                    }
+                    if l == 0 {
+                        continue;
+                    }
+                    let rows = r1 - r0;
+                    let (gv, vt) = (head(gb, hi, r0, heads, d), head_t(vb, hi, heads, d));
+                    gemm_with(&mut ds[r0 * tk..], tk, gv, vt, [rows, d, l], false, false);
+                    Arch::new().dispatch(|| {
+                        for i in r0..r1 {
+                            let (row, p) = (&mut ds[i * tk..i * tk + l], &ph[i * tk..i * tk + l]);
+                            let s = dot(row, p);
+                            for (x, &p) in row.iter_mut().zip(p) {
+                                *x = scale * p * (*x - s);
+                            }
+                        }
+                    });
+                    let dsv = View {
+                        data: &ds[r0 * tk..],
+                        rs: tk,
+                        cs: 1,
+                    };
+                    let dst = &mut dqb[r0 * hd + hi * d..];
+                    gemm_with(
+                        dst,
+                        hd,
+                        dsv,
+                        head(kb, hi, 0, heads, d),
+                        [rows, l, d],
+                        false,
+                        false,
+                    );
+                }
+                // dk = dsᵀ · q
+                for (c0, c1, i0) in key_tiles(&vis, tk) {
+                    let (dst_view, qv) = (transposed(&ds, c0, i0, tk), head(qb, hi, i0, heads, d));
+                    let dst = &mut dkb[c0 * hd + hi * d..];
+                    gemm_with(dst, hd, dst_view, qv, [c1 - c0, t - i0, d], false, false);
+                }
             }
         });
     (dq, dk, dv)
