@@ -1,10 +1,13 @@
 //! The kernels built on matrix products (the `gemm` crate flex itself uses): the linear
 //! layer and attention, forward and backward.
 
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+
 use pulp::Arch;
 use rayon::prelude::*;
 
-use super::{BiasLayout, dot, rows_per_task, softmax_in_place};
+use super::{BiasLayout, dot, filled, rows_per_task, softmax_in_place};
 
 /// A row-major view for [`gemm`]: element `(i, j)` at `i·rs + j·cs`.
 #[derive(Debug, Clone, Copy)]
@@ -24,17 +27,73 @@ impl View<'_> {
 /// Products this large (m·n·k) split over rayon's pool inside `gemm`, as flex does.
 const PARALLEL_GEMM: usize = 192 * 192 * 192;
 
+/// Where a product writes: `len` floats from `ptr`, rows `rs` apart, borrowed uniquely
+/// for `'a`; `init`: the floats hold values (a product may add to them), else the
+/// product only writes them.
+struct Dst<'a> {
+    ptr: *mut f32,
+    len: usize,
+    rs: usize,
+    init: bool,
+    _borrow: PhantomData<&'a mut [f32]>,
+}
+
+impl<'a> Dst<'a> {
+    fn new(dst: &'a mut [f32], rs: usize) -> Self {
+        Self {
+            ptr: dst.as_mut_ptr(),
+            len: dst.len(),
+            rs,
+            init: true,
+            _borrow: PhantomData,
+        }
+    }
+
+    fn uninit(dst: &'a mut [MaybeUninit<f32>], rs: usize) -> Self {
+        Self {
+            // `MaybeUninit<f32>` has `f32`'s size and alignment.
+            ptr: dst.as_mut_ptr().cast(),
+            len: dst.len(),
+            rs,
+            init: false,
+            _borrow: PhantomData,
+        }
+    }
+}
+
 /// `dst (m × n, row-major, contiguous) = [dst +] lhs (m × k) · rhs (k × n)`.
 fn gemm(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>, [m, k, n]: [usize; 3], accumulate: bool) {
-    gemm_with(
-        dst,
-        n,
+    gemm_into(
+        Dst::new(dst, n),
         lhs,
         rhs,
         [m, k, n],
         accumulate,
         m * n * k >= PARALLEL_GEMM,
     );
+}
+
+/// [`gemm`] into a fresh buffer, which it writes in full (nothing is zeroed first).
+fn gemm_new(lhs: View<'_>, rhs: View<'_>, [m, k, n]: [usize; 3]) -> Vec<f32> {
+    if k == 0 {
+        return vec![0.0; m * n];
+    }
+    let fill = |dst: &mut [MaybeUninit<f32>]| {
+        gemm_into(
+            Dst::uninit(dst, n),
+            lhs,
+            rhs,
+            [m, k, n],
+            false,
+            m * n * k >= PARALLEL_GEMM,
+        )
+    };
+    // SAFETY: a product that does not accumulate writes all m × n elements of a
+    // destination whose rows are `n` apart.
+    #[allow(unsafe_code)]
+    unsafe {
+        filled(m * n, fill)
+    }
 }
 
 /// [`gemm`] into rows `dst_rs` apart (`dst_rs ≥ n`), on rayon's pool inside `gemm` only
@@ -45,26 +104,40 @@ fn gemm_with(
     dst_rs: usize,
     lhs: View<'_>,
     rhs: View<'_>,
+    dims: [usize; 3],
+    accumulate: bool,
+    parallel: bool,
+) {
+    gemm_into(Dst::new(dst, dst_rs), lhs, rhs, dims, accumulate, parallel);
+}
+
+/// The product itself: writes the m × n block of `dst` (and reads it only when
+/// `accumulate`, which needs an initialised destination).
+fn gemm_into(
+    dst: Dst<'_>,
+    lhs: View<'_>,
+    rhs: View<'_>,
     [m, k, n]: [usize; 3],
     accumulate: bool,
     parallel: bool,
 ) {
-    let out = View {
-        data: dst,
-        rs: dst_rs,
-        cs: 1,
-    };
+    let covered = m == 0 || n == 0 || (m - 1) * dst.rs + n - 1 < dst.len;
     assert!(
-        dst_rs >= n && out.covers(m, n) && lhs.covers(m, k) && rhs.covers(k, n),
+        dst.rs >= n && covered && lhs.covers(m, k) && rhs.covers(k, n),
         "gemm extents"
+    );
+    assert!(
+        dst.init || !accumulate,
+        "gemm: accumulating into unset memory"
     );
     if m == 0 || n == 0 {
         return;
     }
     #[cfg(feature = "openblas")]
-    if blas::sgemm(dst, dst_rs, lhs, rhs, [m, k, n], accumulate, parallel) {
-        return;
-    }
+    let dst = match blas::sgemm(dst, lhs, rhs, [m, k, n], accumulate, parallel) {
+        Ok(()) => return,
+        Err(dst) => dst,
+    };
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(0)
     } else {
@@ -73,16 +146,17 @@ fn gemm_with(
     #[allow(unsafe_code)]
     // SAFETY: `gemm::gemm` reads `lhs`/`rhs` and writes `dst` at the offsets their strides
     // give for m×k, k×n and m×n matrices; the assertion above checks every such offset lies
-    // inside its slice (rows of `dst` `dst_rs ≥ n` apart do not overlap), and `dst` is a
-    // unique borrow, so it aliases neither input.
+    // inside its buffer (rows of `dst` `rs ≥ n` apart do not overlap). `dst` is a unique
+    // borrow, so it aliases neither input, and it is read only when `accumulate`, which
+    // the second assertion allows only on initialised memory.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.ptr,
             1,
-            dst_rs as isize,
+            dst.rs as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.cs as isize,
@@ -115,24 +189,29 @@ pub fn linear(
     transposed: bool,
     [rows, inn, out]: [usize; 3],
 ) -> Vec<f32> {
-    let mut y = vec![0f32; rows * out];
-    if let Some(b) = b {
-        y.par_chunks_mut(rows_per_task(out) * out).for_each(|c| {
-            c.chunks_mut(out).for_each(|r| r.copy_from_slice(b));
-        });
-    }
     let x = View {
         data: x,
         rs: inn,
         cs: 1,
     };
-    gemm(
-        &mut y,
-        x,
-        weight_view(w, transposed, inn, out),
-        [rows, inn, out],
-        b.is_some(),
-    );
+    let w = weight_view(w, transposed, inn, out);
+    let Some(b) = b else {
+        return gemm_new(x, w, [rows, inn, out]);
+    };
+    assert_eq!(b.len(), out, "linear: bias length");
+    let rows_of_bias = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(rows_per_task(out) * out).for_each(|c| {
+            c.chunks_mut(out).for_each(|r| {
+                r.iter_mut().zip(b).for_each(|(y, &b)| {
+                    y.write(b);
+                });
+            });
+        });
+    };
+    // SAFETY: every row of `out` elements gets the bias's `out` values.
+    #[allow(unsafe_code)]
+    let mut y = unsafe { filled(rows * out, rows_of_bias) };
+    gemm(&mut y, x, w, [rows, inn, out], true);
     y
 }
 
@@ -170,18 +249,15 @@ pub fn linear_backward(
         cs: 1,
     };
     let dx = need_dx.then(|| {
-        let mut dx = vec![0f32; rows * inn];
         let wv = weight_view(w, transposed, inn, out);
         let wt = View {
             data: w,
             rs: wv.cs,
             cs: wv.rs,
         };
-        gemm(&mut dx, gv, wt, [rows, out, inn], false);
-        dx
+        gemm_new(gv, wt, [rows, out, inn])
     });
     let dw = need_dw.then(|| {
-        let mut dw = vec![0f32; inn * out];
         if transposed {
             let gt = View {
                 data: g,
@@ -193,16 +269,15 @@ pub fn linear_backward(
                 rs: inn,
                 cs: 1,
             };
-            gemm(&mut dw, gt, xv, [out, rows, inn], false);
+            gemm_new(gt, xv, [out, rows, inn])
         } else {
             let xt = View {
                 data: x,
                 rs: 1,
                 cs: inn,
             };
-            gemm(&mut dw, xt, gv, [inn, rows, out], false);
+            gemm_new(xt, gv, [inn, rows, out])
         }
-        dw
     });
     let db = need_db.then(|| {
         g.par_chunks(rows_per_task(out) * out)
@@ -309,12 +384,13 @@ pub fn attention(
     [batch, heads, t, tk, d]: AttentionDims,
 ) -> (Vec<f32>, Vec<f32>) {
     let hd = heads * d;
-    let mut y = vec![0f32; batch * t * hd];
     let mut p = vec![0f32; batch * heads * t * tk];
-    if y.is_empty() || p.is_empty() {
-        return (y, p);
+    if p.is_empty() || d == 0 {
+        return (vec![0.0; batch * t * hd], p);
     }
-    y.par_chunks_mut(t * hd)
+    let mut y = Vec::with_capacity(batch * t * hd);
+    y.spare_capacity_mut()[..batch * t * hd]
+        .par_chunks_mut(t * hd)
         .zip(p.par_chunks_mut(heads * t * tk))
         .enumerate()
         .for_each(|(bi, (yb, pb))| {
@@ -351,19 +427,19 @@ pub fn attention(
                         rs: tk,
                         cs: 1,
                     };
-                    let dst = &mut yb[r0 * hd + hi * d..];
-                    gemm_with(
-                        dst,
-                        hd,
-                        pv,
-                        head(vb, hi, 0, heads, d),
-                        [rows, l, d],
-                        false,
-                        false,
-                    );
+                    let dst = Dst::uninit(&mut yb[r0 * hd + hi * d..], hd);
+                    let vv = head(vb, hi, 0, heads, d);
+                    gemm_into(dst, pv, vv, [rows, l, d], false, false);
                 }
             }
         });
+    // SAFETY: per batch element, every head's row tiles cover rows 0..t, and each writes
+    // its rows' `d` values of the head (`l ≥ 1`: a row that sees no key reads all `tk ≥ 1`
+    // of them), so all t · heads · d values of every element are written.
+    #[allow(unsafe_code)]
+    unsafe {
+        y.set_len(batch * t * hd)
+    };
     (y, p)
 }
 

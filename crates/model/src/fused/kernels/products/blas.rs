@@ -9,7 +9,7 @@ use std::sync::Once;
 
 use rayon::prelude::*;
 
-use super::View;
+use super::{Dst, View};
 
 const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
@@ -68,44 +68,45 @@ impl Out {
     }
 }
 
-/// `dst = [dst +] lhs · rhs` through `cblas_sgemm` (arguments as [`super::gemm_with`]'s),
-/// the output's rows or columns split over rayon's pool when `parallel`; `false`
-/// (nothing written) when a view has no unit stride or a size exceeds BLAS's `int`.
-pub(super) fn sgemm(
-    dst: &mut [f32],
-    dst_rs: usize,
+/// `dst = [dst +] lhs · rhs` through `cblas_sgemm` (arguments as [`super::gemm_into`]'s,
+/// which checked the extents), the output's rows or columns split over rayon's pool
+/// when `parallel`; `Err(dst)` (nothing written) when a view has no unit stride or a
+/// size exceeds BLAS's `int`.
+pub(super) fn sgemm<'a>(
+    dst: Dst<'a>,
     lhs: View<'_>,
     rhs: View<'_>,
     [m, k, n]: [usize; 3],
     accumulate: bool,
     parallel: bool,
-) -> bool {
+) -> Result<(), Dst<'a>> {
     static ONE_THREAD: Once = Once::new();
     let (Some((ta, lda)), Some((tb, ldb))) = (layout(lhs, m, k), layout(rhs, k, n)) else {
-        return false;
+        return Err(dst);
     };
     let (Ok(_), Ok(_), Ok(ki), Ok(ldc)) = (
         c_int::try_from(m),
         c_int::try_from(n),
         c_int::try_from(k),
-        c_int::try_from(dst_rs),
+        c_int::try_from(dst.rs),
     ) else {
-        return false;
+        return Err(dst);
     };
     // SAFETY: a plain setter of the library's global thread count.
     #[allow(unsafe_code)]
     ONE_THREAD.call_once(|| unsafe { openblas_set_num_threads(1) });
-    let out = Out(dst.as_mut_ptr());
+    let (out, dst_rs) = (Out(dst.ptr), dst.rs);
     // Rows `r0..r0 + rows` and columns `c0..c0 + cols` of the output.
     let block = |r0: usize, rows: usize, c0: usize, cols: usize| {
         // SAFETY: the caller checked that every element of the m×k, k×n and m×n
-        // matrices at these strides lies inside its slice (`View::covers`); the block's
-        // rows of `lhs` start `r0·rs` in, its columns of `rhs` `c0·cs` in and its part
-        // of the output `r0·dst_rs + c0` in. `dst` is a unique borrow aliasing neither
-        // input, and the blocks of one call are disjoint, so no two tasks write the
-        // same element. `layout` gave each leading dimension ≥ the extent BLAS
-        // requires, and `rows ≤ m`, `cols ≤ n` fit a `c_int`. (Offsets are
-        // `wrapping_add`: with k = 0 BLAS reads neither input.)
+        // matrices at these strides lies inside its buffer; the block's rows of `lhs`
+        // start `r0·rs` in, its columns of `rhs` `c0·cs` in and its part of the output
+        // `r0·dst_rs + c0` in. `dst` is a unique borrow aliasing neither input, and the
+        // blocks of one call are disjoint, so no two tasks write the same element. With
+        // β = 0 BLAS does not read the output (it may be unset memory), and the caller
+        // accumulates (β = 1) only onto initialised memory. `layout` gave each leading
+        // dimension ≥ the extent BLAS requires, and `rows ≤ m`, `cols ≤ n` fit a
+        // `c_int`. (Offsets are `wrapping_add`: with k = 0 BLAS reads neither input.)
         #[allow(unsafe_code)]
         unsafe {
             cblas_sgemm(
@@ -150,5 +151,5 @@ pub(super) fn sgemm(
     } else {
         (0..len.div_ceil(per)).into_par_iter().for_each(part);
     }
-    true
+    Ok(())
 }
