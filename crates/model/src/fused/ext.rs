@@ -12,7 +12,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, TensorData};
 
-use super::kernels::{self, BiasLayout, NormStats};
+use super::kernels::{self, AdamWStep, BiasLayout, NormStats};
 
 /// Fused operations. Call them through the `Tensor` functions of [`super`], which choose
 /// the reference composition on devices without them.
@@ -73,6 +73,44 @@ pub trait FusedOps: Backend {
     /// Summed cross-entropy of `[rows, vocab]` logits against one target per row
     /// (negative = not counted), as a `[1]` tensor.
     fn fused_cross_entropy_sum(logits: FloatTensor<Self>, targets: Vec<i64>) -> FloatTensor<Self>;
+
+    /// One AdamW step on a parameter with its gradient and moments: the new parameter
+    /// and moments (written in place where the tensors own their memory).
+    fn fused_adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamWStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// A tensor that owns its whole buffer, contiguous from offset 0 (a copy otherwise), so
+/// a kernel may write it in place.
+fn owned(t: FlexTensor) -> FlexTensor {
+    let whole = t.as_slice::<f32>().map(<[f32]>::len) == Some(t.storage::<f32>().len());
+    if whole { t } else { t.to_contiguous() }
+}
+
+/// [`FusedOps::fused_adamw`] on flex tensors: in place on `param` and the moments
+/// (`storage_mut` copies one whose buffer is shared).
+fn adamw(
+    param: FlexTensor,
+    grad: FlexTensor,
+    moment_1: FlexTensor,
+    moment_2: FlexTensor,
+    step: AdamWStep,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let grad = contiguous(grad);
+    let [mut p, mut m, mut v] = [param, moment_1, moment_2].map(owned);
+    kernels::adamw(
+        p.storage_mut::<f32>(),
+        m.storage_mut::<f32>(),
+        v.storage_mut::<f32>(),
+        values(&grad),
+        step,
+    );
+    (p, m, v)
 }
 
 /// The tensor itself when it is contiguous, else a contiguous copy.
@@ -221,6 +259,16 @@ impl FusedOps for Flex {
         let logits = contiguous(logits);
         let (loss, _) = kernels::cross_entropy_sum(values(&logits), last_dim(&logits), &targets);
         tensor(vec![loss], Shape::new([1]))
+    }
+
+    fn fused_adamw(
+        param: FlexTensor,
+        grad: FlexTensor,
+        moment_1: FlexTensor,
+        moment_2: FlexTensor,
+        step: AdamWStep,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        adamw(param, grad, moment_1, moment_2, step)
     }
 }
 
@@ -521,5 +569,18 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             OpsKind::Tracked(prep) => prep.finish((lp, targets, lse), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
+    }
+
+    fn fused_adamw(
+        param: AdTensor,
+        grad: AdTensor,
+        moment_1: AdTensor,
+        moment_2: AdTensor,
+        step: AdamWStep,
+    ) -> (AdTensor, AdTensor, AdTensor) {
+        // An optimizer step is not differentiated: untracked outputs.
+        let [p, g, m, v] = [param, grad, moment_1, moment_2].map(|t| t.into_primitive());
+        let (p, m, v) = adamw(p, g, m, v, step);
+        (AdTensor::new(p), AdTensor::new(m), AdTensor::new(v))
     }
 }

@@ -228,6 +228,49 @@ pub fn cross_entropy_sum(logits: Tensor<2>, targets: &[i64]) -> Tensor<1> {
     reference::cross_entropy_sum(logits, targets)
 }
 
+/// The scalars of one AdamW step (burn's `AdamW` without AMSGrad or cautious decay).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// β₁ and β₂.
+    pub betas: (f32, f32),
+    /// ε, added to √v̂.
+    pub epsilon: f32,
+    /// `1 − lr · weight_decay`, the decoupled decay's factor; `None` without decay.
+    pub decay: Option<f32>,
+    /// The step number, from 1 (bias corrections `1 − βᵗ`).
+    pub time: i32,
+}
+
+/// One AdamW step as a single pass over the parameter, its gradient and moments
+/// (burn's `AdamW` arithmetic, element for element), in place where the tensors own
+/// their memory: the new parameter and moments.
+pub fn adamw<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    moment_1: Tensor<D>,
+    moment_2: Tensor<D>,
+    step: AdamWStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    #[cfg(feature = "flex")]
+    if applies(&param) {
+        let (p, m, v) = <Dispatch as ext::FusedOps>::fused_adamw(
+            param.into_dispatch(),
+            grad.into_dispatch(),
+            moment_1.into_dispatch(),
+            moment_2.into_dispatch(),
+            step,
+        );
+        return (
+            Tensor::from_dispatch(p),
+            Tensor::from_dispatch(m),
+            Tensor::from_dispatch(v),
+        );
+    }
+    reference::adamw(param, grad, moment_1, moment_2, step)
+}
+
 /// The same operations composed of burn ops: what every other device runs, and the
 /// reference the fused kernels are tested against.
 pub mod reference {
@@ -312,5 +355,30 @@ pub mod reference {
         let idx = Tensor::<1, Int>::from_ints(idx.as_slice(), &device).reshape([n, 1]);
         let keep = Tensor::<1>::from_floats(keep.as_slice(), &device);
         (logp.gather(1, idx).reshape([n]) * keep).sum().neg()
+    }
+
+    /// See [`super::adamw`]: burn's `AdamW` composition.
+    pub fn adamw<const D: usize>(
+        param: Tensor<D>,
+        grad: Tensor<D>,
+        moment_1: Tensor<D>,
+        moment_2: Tensor<D>,
+        s: super::AdamWStep,
+    ) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+        let (b1, b2) = s.betas;
+        let m = moment_1
+            .mul_scalar(b1)
+            .add(grad.clone().mul_scalar(1.0 - b1));
+        let v = moment_2
+            .mul_scalar(b2)
+            .add(grad.square().mul_scalar(1.0 - b2));
+        let m_hat = m.clone().div_scalar(1f32 - b1.powi(s.time));
+        let v_hat = v.clone().div_scalar(1f32 - b2.powi(s.time));
+        let delta = m_hat.div(v_hat.sqrt().add_scalar(s.epsilon));
+        let decayed = match s.decay {
+            Some(d) => param.mul_scalar(d),
+            None => param,
+        };
+        (decayed - delta.mul_scalar(s.lr), m, v)
     }
 }

@@ -11,6 +11,8 @@ use std::mem::MaybeUninit;
 use pulp::Arch;
 use rayon::prelude::*;
 
+pub use super::AdamWStep;
+
 mod products;
 
 pub use products::{AttentionDims, attention, attention_backward, linear, linear_backward};
@@ -447,6 +449,38 @@ pub fn cross_entropy_backward(
     unsafe {
         filled(logits.len(), fill)
     }
+}
+
+/// One AdamW step in place, in a single pass over the parameter `p`, its moments `m`
+/// and `v` and the gradient `g`: burn's `AdamW` arithmetic in the same order, element
+/// for element (`m = β₁m + (1−β₁)g`, `v = β₂v + (1−β₂)g²`, `p = p·decay − lr ·
+/// (m/(1−β₁ᵗ)) / (√(v/(1−β₂ᵗ)) + ε)`), where burn makes a dozen passes.
+pub fn adamw(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: AdamWStep) {
+    assert!(
+        m.len() == p.len() && v.len() == p.len() && g.len() == p.len(),
+        "adamw: lengths"
+    );
+    let (b1, b2) = s.betas;
+    let (f1, f2) = (1.0 - b1, 1.0 - b2);
+    let c1 = 1f32 - b1.powi(s.time);
+    let c2 = 1f32 - b2.powi(s.time);
+    p.par_chunks_mut(TASK_ELEMS)
+        .zip(m.par_chunks_mut(TASK_ELEMS))
+        .zip(v.par_chunks_mut(TASK_ELEMS).zip(g.par_chunks(TASK_ELEMS)))
+        .for_each(|((p, m), (v, g))| {
+            Arch::new().dispatch(|| {
+                for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                    *m = *m * b1 + g * f1;
+                    *v = *v * b2 + g * g * f2;
+                    let delta = (*m / c1) / ((*v / c2).sqrt() + s.epsilon);
+                    let decayed = match s.decay {
+                        Some(d) => *p * d,
+                        None => *p,
+                    };
+                    *p = decayed - delta * s.lr;
+                }
+            })
+        });
 }
 
 #[cfg(test)]
