@@ -1,6 +1,6 @@
 //! Fused operations: the `Linear` layer, attention (scores, scale, mask, softmax, values),
 //! GELU-tanh, LayerNorm / RMSNorm and cross-entropy, each one operation with its own
-//! backward pass on flex.
+//! backward pass on flex; and the AdamW step in one pass.
 //!
 //! Every model calls these functions; each picks the fused kernel where the device has it
 //! (flex, `f32`) and otherwise the composition of burn ops in [`reference`], which is also
