@@ -92,27 +92,6 @@ fn owned(t: FlexTensor) -> FlexTensor {
     if whole { t } else { t.to_contiguous() }
 }
 
-/// [`FusedOps::fused_adamw`] on flex tensors: in place on `param` and the moments
-/// (`storage_mut` copies one whose buffer is shared).
-fn adamw(
-    param: FlexTensor,
-    grad: FlexTensor,
-    moment_1: FlexTensor,
-    moment_2: FlexTensor,
-    step: AdamWStep,
-) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let grad = contiguous(grad);
-    let [mut p, mut m, mut v] = [param, moment_1, moment_2].map(owned);
-    kernels::adamw(
-        p.storage_mut::<f32>(),
-        m.storage_mut::<f32>(),
-        v.storage_mut::<f32>(),
-        values(&grad),
-        step,
-    );
-    (p, m, v)
-}
-
 /// The tensor itself when it is contiguous, else a contiguous copy.
 fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.as_slice::<f32>().is_some() {
@@ -268,7 +247,17 @@ impl FusedOps for Flex {
         moment_2: FlexTensor,
         step: AdamWStep,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        adamw(param, grad, moment_1, moment_2, step)
+        // In place on the parameter and moments (`storage_mut` copies a shared buffer).
+        let grad = contiguous(grad);
+        let [mut p, mut m, mut v] = [param, moment_1, moment_2].map(owned);
+        kernels::adamw(
+            p.storage_mut::<f32>(),
+            m.storage_mut::<f32>(),
+            v.storage_mut::<f32>(),
+            values(&grad),
+            step,
+        );
+        (p, m, v)
     }
 }
 
@@ -580,7 +569,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     ) -> (AdTensor, AdTensor, AdTensor) {
         // An optimizer step is not differentiated: untracked outputs.
         let [p, g, m, v] = [param, grad, moment_1, moment_2].map(|t| t.into_primitive());
-        let (p, m, v) = adamw(p, g, m, v, step);
+        let (p, m, v) = <Flex as FusedOps>::fused_adamw(p, g, m, v, step);
         (AdTensor::new(p), AdTensor::new(m), AdTensor::new(v))
     }
 }

@@ -27,6 +27,11 @@ impl View<'_> {
 /// Products this large (m·n·k) split over rayon's pool inside `gemm`, as flex does.
 const PARALLEL_GEMM: usize = 192 * 192 * 192;
 
+/// Whether a product of `[m, k, n]` splits over the pool ([`PARALLEL_GEMM`]).
+fn splits([m, k, n]: [usize; 3]) -> bool {
+    m * n * k >= PARALLEL_GEMM
+}
+
 /// Where a product writes: `len` floats from `ptr`, rows `rs` apart, borrowed uniquely
 /// for `'a`; `init`: the floats hold values (a product may add to them), else the
 /// product only writes them.
@@ -62,15 +67,9 @@ impl<'a> Dst<'a> {
 }
 
 /// `dst (m × n, row-major, contiguous) = [dst +] lhs (m × k) · rhs (k × n)`.
-fn gemm(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>, [m, k, n]: [usize; 3], accumulate: bool) {
-    gemm_into(
-        Dst::new(dst, n),
-        lhs,
-        rhs,
-        [m, k, n],
-        accumulate,
-        m * n * k >= PARALLEL_GEMM,
-    );
+fn gemm(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>, dims: [usize; 3], accumulate: bool) {
+    let dst = Dst::new(dst, dims[2]);
+    gemm_into(dst, lhs, rhs, dims, accumulate, splits(dims));
 }
 
 /// [`gemm`] into a fresh buffer, which it writes in full (nothing is zeroed first).
@@ -79,14 +78,8 @@ fn gemm_new(lhs: View<'_>, rhs: View<'_>, [m, k, n]: [usize; 3]) -> Vec<f32> {
         return vec![0.0; m * n];
     }
     let fill = |dst: &mut [MaybeUninit<f32>]| {
-        gemm_into(
-            Dst::uninit(dst, n),
-            lhs,
-            rhs,
-            [m, k, n],
-            false,
-            m * n * k >= PARALLEL_GEMM,
-        )
+        let dims = [m, k, n];
+        gemm_into(Dst::uninit(dst, n), lhs, rhs, dims, false, splits(dims))
     };
     // SAFETY: a product that does not accumulate writes all m × n elements of a
     // destination whose rows are `n` apart.
