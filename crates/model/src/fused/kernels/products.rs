@@ -381,58 +381,57 @@ pub fn attention(
     if p.is_empty() || d == 0 {
         return (vec![0.0; batch * t * hd], p);
     }
-    let mut y = Vec::with_capacity(batch * t * hd);
-    y.spare_capacity_mut()[..batch * t * hd]
-        .par_chunks_mut(t * hd)
-        .zip(p.par_chunks_mut(heads * t * tk))
-        .enumerate()
-        .for_each(|(bi, (yb, pb))| {
-            let (qb, kb, vb) = (
-                &q[bi * t * hd..(bi + 1) * t * hd],
-                &k[bi * tk * hd..(bi + 1) * tk * hd],
-                &v[bi * tk * hd..(bi + 1) * tk * hd],
-            );
-            for (hi, p) in pb.chunks_mut(t * tk).enumerate() {
-                let s = bi * heads + hi;
-                let bias_row = |i: usize| bias.map(|(_, layout)| layout.row(s * t + i));
-                let vis = visible_keys((0..t).map(bias_row), bias.map(|(b, _)| b), tk);
-                for (r0, r1, l) in row_tiles(&vis) {
-                    let rows = r1 - r0;
-                    let (qv, kt) = (head(qb, hi, r0, heads, d), head_t(kb, hi, heads, d));
-                    gemm_with(&mut p[r0 * tk..], tk, qv, kt, [rows, d, l], false, false);
-                    Arch::new().dispatch(|| {
-                        for i in r0..r1 {
-                            let row = &mut p[i * tk..i * tk + l];
-                            match (bias, bias_row(i)) {
-                                (Some((b, _)), Some(r)) => {
-                                    let b = &b[r * tk..r * tk + l];
-                                    for (s, &b) in row.iter_mut().zip(b) {
-                                        *s = *s * scale + b;
+    let probabilities = &mut p;
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(t * hd)
+            .zip(probabilities.par_chunks_mut(heads * t * tk))
+            .enumerate()
+            .for_each(|(bi, (yb, pb))| {
+                let (qb, kb, vb) = (
+                    &q[bi * t * hd..(bi + 1) * t * hd],
+                    &k[bi * tk * hd..(bi + 1) * tk * hd],
+                    &v[bi * tk * hd..(bi + 1) * tk * hd],
+                );
+                for (hi, p) in pb.chunks_mut(t * tk).enumerate() {
+                    let s = bi * heads + hi;
+                    let bias_row = |i: usize| bias.map(|(_, layout)| layout.row(s * t + i));
+                    let vis = visible_keys((0..t).map(bias_row), bias.map(|(b, _)| b), tk);
+                    for (r0, r1, l) in row_tiles(&vis) {
+                        let rows = r1 - r0;
+                        let (qv, kt) = (head(qb, hi, r0, heads, d), head_t(kb, hi, heads, d));
+                        gemm_with(&mut p[r0 * tk..], tk, qv, kt, [rows, d, l], false, false);
+                        Arch::new().dispatch(|| {
+                            for i in r0..r1 {
+                                let row = &mut p[i * tk..i * tk + l];
+                                match (bias, bias_row(i)) {
+                                    (Some((b, _)), Some(r)) => {
+                                        let b = &b[r * tk..r * tk + l];
+                                        for (s, &b) in row.iter_mut().zip(b) {
+                                            *s = *s * scale + b;
+                                        }
                                     }
+                                    _ => row.iter_mut().for_each(|s| *s *= scale),
                                 }
-                                _ => row.iter_mut().for_each(|s| *s *= scale),
+                                softmax_in_place(row);
                             }
-                            softmax_in_place(row);
-                        }
-                    });
-                    let pv = View {
-                        data: &p[r0 * tk..],
-                        rs: tk,
-                        cs: 1,
-                    };
-                    let dst = Dst::uninit(&mut yb[r0 * hd + hi * d..], hd);
-                    let vv = head(vb, hi, 0, heads, d);
-                    gemm_into(dst, pv, vv, [rows, l, d], false, false);
+                        });
+                        let pv = View {
+                            data: &p[r0 * tk..],
+                            rs: tk,
+                            cs: 1,
+                        };
+                        let dst = Dst::uninit(&mut yb[r0 * hd + hi * d..], hd);
+                        let vv = head(vb, hi, 0, heads, d);
+                        gemm_into(dst, pv, vv, [rows, l, d], false, false);
+                    }
                 }
-            }
-        });
+            });
+    };
     // SAFETY: per batch element, every head's row tiles cover rows 0..t, and each writes
     // its rows' `d` values of the head (`l ≥ 1`: a row that sees no key reads all `tk ≥ 1`
     // of them), so all t · heads · d values of every element are written.
     #[allow(unsafe_code)]
-    unsafe {
-        y.set_len(batch * t * hd)
-    };
+    let y = unsafe { filled(batch * t * hd, fill) };
     (y, p)
 }
 
