@@ -197,6 +197,12 @@ pub struct BiasLayout {
 }
 
 impl BiasLayout {
+    /// The bias row of query `qi` in slice `slice` (`batch·heads'` slices in the bias's
+    /// own broadcast shape, `heads' = heads` if per head, else 1).
+    fn row_of(&self, slice: usize, qi: usize) -> usize {
+        slice * self.q + qi
+    }
+
     fn row(&self, score_row: usize) -> usize {
         let qi = score_row % self.q;
         let hi = (score_row / self.q) % self.heads;

@@ -73,13 +73,17 @@ fn gemm(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>, dims: [usize; 3], accumul
 }
 
 /// [`gemm`] into a fresh buffer, which it writes in full (nothing is zeroed first).
-fn gemm_new(lhs: View<'_>, rhs: View<'_>, [m, k, n]: [usize; 3]) -> Vec<f32> {
+fn gemm_new(lhs: View<'_>, rhs: View<'_>, dims: [usize; 3]) -> Vec<f32> {
+    gemm_new_with(lhs, rhs, dims, splits(dims))
+}
+
+/// [`gemm_new`] on rayon's pool only when `parallel`.
+fn gemm_new_with(lhs: View<'_>, rhs: View<'_>, [m, k, n]: [usize; 3], parallel: bool) -> Vec<f32> {
     if k == 0 {
         return vec![0.0; m * n];
     }
     let fill = |dst: &mut [MaybeUninit<f32>]| {
-        let dims = [m, k, n];
-        gemm_into(Dst::uninit(dst, n), lhs, rhs, dims, false, splits(dims))
+        gemm_into(Dst::uninit(dst, n), lhs, rhs, [m, k, n], false, parallel)
     };
     // SAFETY: a product that does not accumulate writes all m × n elements of a
     // destination whose rows are `n` apart.
@@ -241,37 +245,51 @@ pub fn linear_backward(
         rs: out,
         cs: 1,
     };
-    let dx = need_dx.then(|| {
-        let wv = weight_view(w, transposed, inn, out);
-        let wt = View {
-            data: w,
-            rs: wv.cs,
-            cs: wv.rs,
-        };
-        gemm_new(gv, wt, [rows, out, inn])
-    });
-    let dw = need_dw.then(|| {
-        if transposed {
-            let gt = View {
-                data: g,
-                rs: 1,
-                cs: out,
+    // dx and dw take the same m·k·n multiply-adds: when both are wanted and large, each
+    // runs whole on its own thread (no operand packed twice, no split) instead of one
+    // after the other, each split over the pool.
+    let both = need_dx && need_dw && splits([rows, out, inn]) && rayon::current_num_threads() > 1;
+    let parallel = !both;
+    let dx = || {
+        need_dx.then(|| {
+            let wv = weight_view(w, transposed, inn, out);
+            let wt = View {
+                data: w,
+                rs: wv.cs,
+                cs: wv.rs,
             };
-            let xv = View {
-                data: x,
-                rs: inn,
-                cs: 1,
-            };
-            gemm_new(gt, xv, [out, rows, inn])
-        } else {
-            let xt = View {
-                data: x,
-                rs: 1,
-                cs: inn,
-            };
-            gemm_new(xt, gv, [inn, rows, out])
-        }
-    });
+            gemm_new_with(gv, wt, [rows, out, inn], parallel)
+        })
+    };
+    let dw = || {
+        need_dw.then(|| {
+            if transposed {
+                let gt = View {
+                    data: g,
+                    rs: 1,
+                    cs: out,
+                };
+                let xv = View {
+                    data: x,
+                    rs: inn,
+                    cs: 1,
+                };
+                gemm_new_with(gt, xv, [out, rows, inn], parallel)
+            } else {
+                let xt = View {
+                    data: x,
+                    rs: 1,
+                    cs: inn,
+                };
+                gemm_new_with(xt, gv, [inn, rows, out], parallel)
+            }
+        })
+    };
+    let (dx, dw) = if both {
+        rayon::join(dx, dw)
+    } else {
+        (dx(), dw())
+    };
     let db = need_db.then(|| {
         g.par_chunks(rows_per_task(out) * out)
             .map(|c| {
@@ -308,14 +326,32 @@ fn visible_keys(
     bias: Option<&[f32]>,
     tk: usize,
 ) -> Vec<usize> {
-    rows.map(|r| match (r, bias) {
-        (Some(r), Some(b)) => b[r * tk..(r + 1) * tk]
-            .iter()
-            .rposition(|&x| x > HIDDEN)
-            .map_or(tk, |j| j + 1),
-        _ => tk,
+    Arch::new().dispatch(|| {
+        rows.map(|r| match (r, bias) {
+            (Some(r), Some(b)) => {
+                last_where(&b[r * tk..(r + 1) * tk], |x| x > HIDDEN).map_or(tk, |j| j + 1)
+            }
+            _ => tk,
+        })
+        .collect()
     })
-    .collect()
+}
+
+/// The index of the last element of `xs` where `pred` holds, scanned from the end in
+/// blocks that vectorise (a causal row's hidden tail is most of the row).
+#[inline(always)]
+fn last_where(xs: &[f32], pred: impl Fn(f32) -> bool) -> Option<usize> {
+    const BLOCK: usize = 32;
+    let mut end = xs.len();
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let block = &xs[start..end];
+        if block.iter().fold(false, |any, &x| any | pred(x)) {
+            return block.iter().rposition(|&x| pred(x)).map(|j| start + j);
+        }
+        end = start;
+    }
+    None
 }
 
 /// Row tiles `(first row, end row, keys read)` of rows that see `vis` keys each.
@@ -381,6 +417,24 @@ pub fn attention(
     if p.is_empty() || d == 0 {
         return (vec![0.0; batch * t * hd], p);
     }
+    // The keys each row sees, per (batch element, head) slice of the bias: computed
+    // once for each distinct slice (a causal mask is one slice for all of them).
+    let slices = bias.map_or(1, |(_, l)| {
+        (if l.per_batch { batch } else { 1 }) * (if l.per_head { heads } else { 1 })
+    });
+    let slice_of = |bi: usize, hi: usize| {
+        bias.map_or(0, |(_, l)| {
+            let (b, h) = (usize::from(l.per_batch) * bi, usize::from(l.per_head) * hi);
+            b * if l.per_head { heads } else { 1 } + h
+        })
+    };
+    let visible: Vec<Vec<usize>> = (0..slices)
+        .into_par_iter()
+        .map(|sl| {
+            let rows = (0..t).map(|i| bias.map(|(_, l)| l.row_of(sl, i)));
+            visible_keys(rows, bias.map(|(b, _)| b), tk)
+        })
+        .collect();
     let probabilities = &mut p;
     let fill = |y: &mut [MaybeUninit<f32>]| {
         y.par_chunks_mut(t * hd)
@@ -395,8 +449,8 @@ pub fn attention(
                 for (hi, p) in pb.chunks_mut(t * tk).enumerate() {
                     let s = bi * heads + hi;
                     let bias_row = |i: usize| bias.map(|(_, layout)| layout.row(s * t + i));
-                    let vis = visible_keys((0..t).map(bias_row), bias.map(|(b, _)| b), tk);
-                    for (r0, r1, l) in row_tiles(&vis) {
+                    let vis = &visible[slice_of(bi, hi)];
+                    for (r0, r1, l) in row_tiles(vis) {
                         let rows = r1 - r0;
                         let (qv, kt) = (head(qb, hi, r0, heads, d), head_t(kb, hi, heads, d));
                         gemm_with(&mut p[r0 * tk..], tk, qv, kt, [rows, d, l], false, false);
@@ -472,10 +526,11 @@ pub fn attention_backward(
             let mut ds = vec![0f32; t * tk];
             for hi in 0..heads {
                 let ph = at(p, bi * heads + hi, t * tk);
-                let vis: Vec<usize> = ph
-                    .chunks(tk)
-                    .map(|r| r.iter().rposition(|&x| x != 0.0).map_or(0, |j| j + 1))
-                    .collect();
+                let vis: Vec<usize> = Arch::new().dispatch(|| {
+                    ph.chunks(tk)
+                        .map(|r| last_where(r, |x| x != 0.0).map_or(0, |j| j + 1))
+                        .collect()
+                });
                 // Per key tile: the rows from the first that reads it. Pᵀ (and dsᵀ) of
                 // keys c0.. and rows i0..: element (a, b) at (i0 + b)·tk + c0 + a.
                 fn transposed(x: &[f32], c0: usize, i0: usize, tk: usize) -> View<'_> {
