@@ -58,7 +58,12 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p * r + 0.166_666_65;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2ⁿ from the bits of n + 1.5·2²³, whose low mantissa bits hold the integer n
+    // (|n| ≤ 128): integer lanes only, where `n as i32` (saturating, NaN → 0) compiled
+    // to a scalar compare-and-move per lane and was most of GELU's and softmax's time.
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2²³
+    let n_bits = (n + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     if x < -87.3 { 0.0 } else { y * scale }
 }
 
@@ -197,20 +202,21 @@ pub struct BiasLayout {
 }
 
 impl BiasLayout {
-    /// The bias row of query `qi` in slice `slice` (`batch·heads'` slices in the bias's
-    /// own broadcast shape, `heads' = heads` if per head, else 1).
-    fn row_of(&self, slice: usize, qi: usize) -> usize {
-        slice * self.q + qi
+    /// How many `[q, k]` slices the bias holds for `batch` elements: one per batch
+    /// element and head it does not broadcast over.
+    fn slices(&self, batch: usize) -> usize {
+        (if self.per_batch { batch } else { 1 }) * self.heads_held()
     }
 
-    fn row(&self, score_row: usize) -> usize {
-        let qi = score_row % self.q;
-        let hi = (score_row / self.q) % self.heads;
-        let bi = score_row / (self.q * self.heads);
-        let bh = if self.per_head { self.heads } else { 1 };
+    /// The slice that batch element `bi`, head `hi` reads.
+    fn slice(&self, bi: usize, hi: usize) -> usize {
         let b = if self.per_batch { bi } else { 0 };
         let h = if self.per_head { hi } else { 0 };
-        (b * bh + h) * self.q + qi
+        b * self.heads_held() + h
+    }
+
+    fn heads_held(&self) -> usize {
+        if self.per_head { self.heads } else { 1 }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
-use pulp::Arch;
+use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::{BiasLayout, dot, filled, rows_per_task, softmax_in_place};
@@ -326,15 +326,105 @@ fn visible_keys(
     bias: Option<&[f32]>,
     tk: usize,
 ) -> Vec<usize> {
-    Arch::new().dispatch(|| {
-        rows.map(|r| match (r, bias) {
-            (Some(r), Some(b)) => {
-                last_where(&b[r * tk..(r + 1) * tk], |x| x > HIDDEN).map_or(tk, |j| j + 1)
-            }
-            _ => tk,
-        })
-        .collect()
+    rows.map(|r| match (r, bias) {
+        (Some(r), Some(b)) => {
+            last_where(&b[r * tk..(r + 1) * tk], |x| x > HIDDEN).map_or(tk, |j| j + 1)
+        }
+        _ => tk,
     })
+    .collect()
+}
+
+// The loops below run under `pulp`'s runtime dispatch as `WithSimd` types, not as
+// closures: `Arch::dispatch` calls a closure from its `#[target_feature]` copy, but the
+// closure is a function of its own that LLVM may leave un-inlined, compiled for baseline
+// x86-64. The attention softmax ran scalar that way, calling `floorf` for every `exp`
+// (profile of config B); `with_simd` is `#[inline(always)]`, so these loops are compiled
+// with the features of the copy that calls them.
+
+/// `row ← softmax(row · scale + bias)` for `rows` of a tile of scores, each `l` keys long
+/// and `tk` apart (`scores` and `bias` start at the tile's first row).
+struct ScaledSoftmax<'a> {
+    scores: &'a mut [f32],
+    bias: Option<&'a [f32]>,
+    rows: usize,
+    tk: usize,
+    l: usize,
+    scale: f32,
+}
+
+impl WithSimd for ScaledSoftmax<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let Self {
+            scores,
+            bias,
+            rows,
+            tk,
+            l,
+            scale,
+        } = self;
+        for i in 0..rows {
+            let row = &mut scores[i * tk..i * tk + l];
+            match bias {
+                Some(b) => {
+                    for (s, &b) in row.iter_mut().zip(&b[i * tk..i * tk + l]) {
+                        *s = *s * scale + b;
+                    }
+                }
+                None => row.iter_mut().for_each(|s| *s *= scale),
+            }
+            softmax_in_place(row);
+        }
+    }
+}
+
+/// The softmax's backward on `rows` of a tile: `ds ← scale · p ⊙ (ds − Σ ds ⊙ p)` with
+/// `ds` holding `dp = g · vᵀ` (rows `l` long, `tk` apart, from the tile's first row).
+struct SoftmaxGrad<'a> {
+    ds: &'a mut [f32],
+    p: &'a [f32],
+    rows: usize,
+    tk: usize,
+    l: usize,
+    scale: f32,
+}
+
+impl WithSimd for SoftmaxGrad<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        for i in 0..self.rows {
+            let span = i * self.tk..i * self.tk + self.l;
+            let (row, p) = (&mut self.ds[span.clone()], &self.p[span]);
+            let s = dot(row, p);
+            for (x, &p) in row.iter_mut().zip(p) {
+                *x = self.scale * p * (*x - s);
+            }
+        }
+    }
+}
+
+/// How many leading keys each row of probabilities `p` (rows of `tk`) reads: one past its
+/// last nonzero probability.
+struct KeysRead<'a> {
+    p: &'a [f32],
+    tk: usize,
+}
+
+impl WithSimd for KeysRead<'_> {
+    type Output = Vec<usize>;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) -> Vec<usize> {
+        self.p
+            .chunks(self.tk)
+            .map(|r| last_where(r, |x| x != 0.0).map_or(0, |j| j + 1))
+            .collect()
+    }
 }
 
 /// The index of the last element of `xs` where `pred` holds, scanned from the end in
@@ -417,21 +507,13 @@ pub fn attention(
     if p.is_empty() || d == 0 {
         return (vec![0.0; batch * t * hd], p);
     }
-    // The keys each row sees, per (batch element, head) slice of the bias: computed
-    // once for each distinct slice (a causal mask is one slice for all of them).
-    let slices = bias.map_or(1, |(_, l)| {
-        (if l.per_batch { batch } else { 1 }) * (if l.per_head { heads } else { 1 })
-    });
-    let slice_of = |bi: usize, hi: usize| {
-        bias.map_or(0, |(_, l)| {
-            let (b, h) = (usize::from(l.per_batch) * bi, usize::from(l.per_head) * hi);
-            b * if l.per_head { heads } else { 1 } + h
-        })
-    };
+    // The keys each row sees, per `[t, tk]` slice of the bias: computed once for each
+    // distinct slice (a causal mask is one slice for every batch element and head).
+    let slices = bias.map_or(1, |(_, layout)| layout.slices(batch));
     let visible: Vec<Vec<usize>> = (0..slices)
         .into_par_iter()
         .map(|sl| {
-            let rows = (0..t).map(|i| bias.map(|(_, l)| l.row_of(sl, i)));
+            let rows = (0..t).map(|i| bias.map(|_| sl * t + i));
             visible_keys(rows, bias.map(|(b, _)| b), tk)
         })
         .collect();
@@ -447,27 +529,21 @@ pub fn attention(
                     &v[bi * tk * hd..(bi + 1) * tk * hd],
                 );
                 for (hi, p) in pb.chunks_mut(t * tk).enumerate() {
-                    let s = bi * heads + hi;
-                    let bias_row = |i: usize| bias.map(|(_, layout)| layout.row(s * t + i));
-                    let vis = &visible[slice_of(bi, hi)];
+                    let slice = bias.map_or(0, |(_, layout)| layout.slice(bi, hi));
+                    let vis = &visible[slice];
+                    // This slice's `[t, tk]` block of the bias.
+                    let bias_block = bias.map(|(b, _)| &b[slice * t * tk..(slice + 1) * t * tk]);
                     for (r0, r1, l) in row_tiles(vis) {
                         let rows = r1 - r0;
                         let (qv, kt) = (head(qb, hi, r0, heads, d), head_t(kb, hi, heads, d));
                         gemm_with(&mut p[r0 * tk..], tk, qv, kt, [rows, d, l], false, false);
-                        Arch::new().dispatch(|| {
-                            for i in r0..r1 {
-                                let row = &mut p[i * tk..i * tk + l];
-                                match (bias, bias_row(i)) {
-                                    (Some((b, _)), Some(r)) => {
-                                        let b = &b[r * tk..r * tk + l];
-                                        for (s, &b) in row.iter_mut().zip(b) {
-                                            *s = *s * scale + b;
-                                        }
-                                    }
-                                    _ => row.iter_mut().for_each(|s| *s *= scale),
-                                }
-                                softmax_in_place(row);
-                            }
+                        Arch::new().dispatch(ScaledSoftmax {
+                            scores: &mut p[r0 * tk..],
+                            bias: bias_block.map(|b| &b[r0 * tk..]),
+                            rows,
+                            tk,
+                            l,
+                            scale,
                         });
                         let pv = View {
                             data: &p[r0 * tk..],
@@ -526,11 +602,7 @@ pub fn attention_backward(
             let mut ds = vec![0f32; t * tk];
             for hi in 0..heads {
                 let ph = at(p, bi * heads + hi, t * tk);
-                let vis: Vec<usize> = Arch::new().dispatch(|| {
-                    ph.chunks(tk)
-                        .map(|r| last_where(r, |x| x != 0.0).map_or(0, |j| j + 1))
-                        .collect()
-                });
+                let vis = Arch::new().dispatch(KeysRead { p: ph, tk });
                 // Per key tile: the rows from the first that reads it. Pᵀ (and dsᵀ) of
                 // keys c0.. and rows i0..: element (a, b) at (i0 + b)·tk + c0 + a.
                 fn transposed(x: &[f32], c0: usize, i0: usize, tk: usize) -> View<'_> {
@@ -559,14 +631,13 @@ pub fn attention_backward(
                     let rows = r1 - r0;
                     let (gv, vt) = (head(gb, hi, r0, heads, d), head_t(vb, hi, heads, d));
                     gemm_with(&mut ds[r0 * tk..], tk, gv, vt, [rows, d, l], false, false);
-                    Arch::new().dispatch(|| {
-                        for i in r0..r1 {
-                            let (row, p) = (&mut ds[i * tk..i * tk + l], &ph[i * tk..i * tk + l]);
-                            let s = dot(row, p);
-                            for (x, &p) in row.iter_mut().zip(p) {
-                                *x = scale * p * (*x - s);
-                            }
-                        }
+                    Arch::new().dispatch(SoftmaxGrad {
+                        ds: &mut ds[r0 * tk..],
+                        p: &ph[r0 * tk..],
+                        rows,
+                        tk,
+                        l,
+                        scale,
                     });
                     let dsv = View {
                         data: &ds[r0 * tk..],
