@@ -8,7 +8,7 @@
 
 use std::mem::MaybeUninit;
 
-use pulp::Arch;
+use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 pub use super::AdamWStep;
@@ -335,37 +335,15 @@ pub fn norm_backward(
             .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
             .enumerate()
             .map(|(task, (dx, (x, g)))| {
-                Arch::new().dispatch(|| {
-                    let (mut dgamma, mut dbeta) = zero();
-                    let mut gx = vec![0f32; width];
-                    for (i, ((dx, x), g)) in dx
-                        .chunks_mut(width)
-                        .zip(x.chunks(width))
-                        .zip(g.chunks(width))
-                        .enumerate()
-                    {
-                        let row = task * rows + i;
-                        let mu = if rms { 0.0 } else { stats.mean[row] };
-                        let r = stats.rstd[row];
-                        // gx = g ⊙ gamma; x̂ = (x − μ)·r
-                        let mut sum_gx = 0f32;
-                        let mut sum_gx_xhat = 0f32;
-                        for j in 0..width {
-                            let xhat = (x[j] - mu) * r;
-                            gx[j] = g[j] * gamma[j];
-                            sum_gx += gx[j];
-                            sum_gx_xhat += gx[j] * xhat;
-                            dgamma[j] += g[j] * xhat;
-                            dbeta[j] += g[j];
-                        }
-                        let mean_gx = if rms { 0.0 } else { sum_gx / width as f32 };
-                        let mean_gx_xhat = sum_gx_xhat / width as f32;
-                        for j in 0..width {
-                            let xhat = (x[j] - mu) * r;
-                            dx[j].write(r * (gx[j] - mean_gx - xhat * mean_gx_xhat));
-                        }
-                    }
-                    (dgamma, dbeta)
+                let rows = task * rows..task * rows + x.len() / width;
+                Arch::new().dispatch(NormBackwardRows {
+                    dx,
+                    x,
+                    g,
+                    gamma,
+                    mean: if rms { &[] } else { &stats.mean[rows.clone()] },
+                    rstd: &stats.rstd[rows],
+                    width,
                 })
             })
             .reduce(zero, |(mut a, mut b), (c, d)| {
@@ -379,6 +357,68 @@ pub fn norm_backward(
     let dx = unsafe { filled(x.len(), fill) };
     let (dgamma, dbeta) = sums;
     (dx, dgamma, dbeta)
+}
+
+/// [`norm_backward`] on one task's rows: writes their `dx`, returns their `(dgamma,
+/// dbeta)` sums. `mean` is empty for RMSNorm. A `WithSimd` type, not a closure, so that
+/// the loops are compiled with the dispatched CPU features (see `products.rs`), and each
+/// loop a lane-parallel one (as a closure with indexed loops this ran scalar).
+struct NormBackwardRows<'a> {
+    dx: &'a mut [MaybeUninit<f32>],
+    x: &'a [f32],
+    g: &'a [f32],
+    gamma: &'a [f32],
+    mean: &'a [f32],
+    rstd: &'a [f32],
+    width: usize,
+}
+
+impl WithSimd for NormBackwardRows<'_> {
+    type Output = (Vec<f32>, Vec<f32>);
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) -> Self::Output {
+        let Self {
+            dx,
+            x,
+            g,
+            gamma,
+            mean,
+            rstd,
+            width,
+        } = self;
+        let rms = mean.is_empty();
+        let (mut dgamma, mut dbeta) = (vec![0f32; width], vec![0f32; width]);
+        let (mut gx, mut xhat) = (vec![0f32; width], vec![0f32; width]);
+        let rows = dx
+            .chunks_mut(width)
+            .zip(x.chunks(width))
+            .zip(g.chunks(width));
+        for (i, ((dx, x), g)) in rows.enumerate() {
+            let mu = if rms { 0.0 } else { mean[i] };
+            let r = rstd[i];
+            // gx = g ⊙ gamma; x̂ = (x − μ)·r
+            for (((gx, xh), (&g, &gamma)), &x) in gx
+                .iter_mut()
+                .zip(xhat.iter_mut())
+                .zip(g.iter().zip(gamma))
+                .zip(x)
+            {
+                *gx = g * gamma;
+                *xh = (x - mu) * r;
+            }
+            for (((dg, db), &g), &xh) in dgamma.iter_mut().zip(dbeta.iter_mut()).zip(g).zip(&xhat) {
+                *dg += g * xh;
+                *db += g;
+            }
+            let mean_gx = if rms { 0.0 } else { sum(&gx) / width as f32 };
+            let mean_gx_xhat = dot(&gx, &xhat) / width as f32;
+            for ((dx, &gx), &xh) in dx.iter_mut().zip(&gx).zip(&xhat) {
+                dx.write(r * (gx - mean_gx - xh * mean_gx_xhat));
+            }
+        }
+        (dgamma, dbeta)
+    }
 }
 
 /// Summed cross-entropy of rows of `width` logits against `targets` (negative = not
