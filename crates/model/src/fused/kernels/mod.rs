@@ -8,10 +8,38 @@
 
 use std::mem::MaybeUninit;
 
-use pulp::{Arch, Simd, WithSimd};
+use pulp::Arch;
 use rayon::prelude::*;
 
 pub use super::AdamWStep;
+
+/// `simd_kernel!(Name<'a> { field: Type, … } -> Output { body })`: a `pulp::WithSimd`
+/// type that runs `body` with its fields bound, for `Arch::new().dispatch(Name { … })`.
+///
+/// Loops that must vectorise run this way, not as closures: `Arch::dispatch` calls a
+/// closure from its `#[target_feature]` copy, but the closure is a function of its own
+/// that LLVM may leave un-inlined, compiled for baseline x86-64 (the attention softmax ran
+/// scalar that way, calling libm's `floorf` for every `exp`). `with_simd` is
+/// `#[inline(always)]`, so the body is compiled with the dispatched features.
+macro_rules! simd_kernel {
+    ($(#[$meta:meta])* $name:ident<$lt:lifetime> { $($field:ident: $ty:ty),* $(,)? }
+        -> $out:ty $body:block) => {
+        $(#[$meta])*
+        struct $name<$lt> {
+            $($field: $ty),*
+        }
+
+        impl pulp::WithSimd for $name<'_> {
+            type Output = $out;
+
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _: S) -> $out {
+                let Self { $($field),* } = self;
+                $body
+            }
+        }
+    };
+}
 
 mod products;
 
@@ -141,19 +169,34 @@ fn max(xs: &[f32]) -> f32 {
 const GELU_C: f32 = 0.797_884_6; // √(2/π)
 const GELU_A: f32 = 0.044_715;
 
+simd_kernel!(
+    /// [`gelu_tanh`] of one chunk.
+    Gelu<'a> { out: &'a mut [MaybeUninit<f32>], x: &'a [f32] } -> () {
+        for (o, &x) in out.iter_mut().zip(x) {
+            let t = tanh(GELU_C * (x + GELU_A * x * x * x));
+            o.write(0.5 * x * (1.0 + t));
+        }
+    }
+);
+
+simd_kernel!(
+    /// [`gelu_tanh_backward`] of one chunk.
+    GeluGrad<'a> { out: &'a mut [MaybeUninit<f32>], x: &'a [f32], g: &'a [f32] } -> () {
+        for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
+            let x2 = x * x;
+            let t = tanh(GELU_C * (x + GELU_A * x2 * x));
+            let du = GELU_C * (1.0 + 3.0 * GELU_A * x2);
+            o.write(g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du));
+        }
+    }
+);
+
 /// GELU with the tanh approximation (GPT-2's `gelu_new`).
 pub fn gelu_tanh(x: &[f32]) -> Vec<f32> {
     let fill = |out: &mut [MaybeUninit<f32>]| {
         out.par_chunks_mut(TASK_ELEMS)
             .zip(x.par_chunks(TASK_ELEMS))
-            .for_each(|(o, x)| {
-                Arch::new().dispatch(|| {
-                    for (o, &x) in o.iter_mut().zip(x) {
-                        let t = tanh(GELU_C * (x + GELU_A * x * x * x));
-                        o.write(0.5 * x * (1.0 + t));
-                    }
-                })
-            })
+            .for_each(|(out, x)| Arch::new().dispatch(Gelu { out, x }))
     };
     // SAFETY: chunk for chunk, one output element per input element.
     #[allow(unsafe_code)]
@@ -168,16 +211,7 @@ pub fn gelu_tanh_backward(x: &[f32], g: &[f32]) -> Vec<f32> {
     let fill = |out: &mut [MaybeUninit<f32>]| {
         out.par_chunks_mut(TASK_ELEMS)
             .zip(x.par_chunks(TASK_ELEMS).zip(g.par_chunks(TASK_ELEMS)))
-            .for_each(|(o, (x, g))| {
-                Arch::new().dispatch(|| {
-                    for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
-                        let x2 = x * x;
-                        let t = tanh(GELU_C * (x + GELU_A * x2 * x));
-                        let du = GELU_C * (1.0 + 3.0 * GELU_A * x2);
-                        o.write(g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du));
-                    }
-                })
-            })
+            .for_each(|(out, (x, g))| Arch::new().dispatch(GeluGrad { out, x, g }))
     };
     // SAFETY: chunk for chunk, one output element per input element (`g` is as long).
     #[allow(unsafe_code)]
@@ -267,32 +301,15 @@ pub fn norm(
         stats = out
             .par_chunks_mut(rows * width)
             .zip(x.par_chunks(rows * width))
-            .map(|(o, x)| {
-                Arch::new().dispatch(|| {
-                    let mut means = Vec::with_capacity(rows);
-                    let mut rstds = Vec::with_capacity(rows);
-                    for (o, x) in o.chunks_mut(width).zip(x.chunks(width)) {
-                        let mu = if rms { 0.0 } else { sum(x) / width as f32 };
-                        // Two passes (centre, then square), as the reference: no cancellation.
-                        let var = centred_sq_sum(x, mu) / width as f32;
-                        let r = 1.0 / (var + eps).sqrt();
-                        match beta {
-                            Some(beta) => {
-                                for (((o, &x), &g), &b) in o.iter_mut().zip(x).zip(gamma).zip(beta)
-                                {
-                                    o.write((x - mu) * r * g + b);
-                                }
-                            }
-                            None => {
-                                for ((o, &x), &g) in o.iter_mut().zip(x).zip(gamma) {
-                                    o.write((x - mu) * r * g);
-                                }
-                            }
-                        }
-                        means.push(mu);
-                        rstds.push(r);
-                    }
-                    (means, rstds)
+            .map(|(out, x)| {
+                Arch::new().dispatch(NormRows {
+                    out,
+                    x,
+                    gamma,
+                    beta,
+                    eps,
+                    width,
+                    rms,
                 })
             })
             .collect();
@@ -311,6 +328,44 @@ pub fn norm(
     }
     (out, NormStats { mean, rstd })
 }
+
+simd_kernel!(
+    /// [`norm`] of one task's rows: writes them, returns their means (LayerNorm) and
+    /// reciprocal standard deviations.
+    NormRows<'a> {
+        out: &'a mut [MaybeUninit<f32>],
+        x: &'a [f32],
+        gamma: &'a [f32],
+        beta: Option<&'a [f32]>,
+        eps: f32,
+        width: usize,
+        rms: bool,
+    } -> (Vec<f32>, Vec<f32>) {
+        let rows = x.len() / width;
+        let (mut means, mut rstds) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+        for (o, x) in out.chunks_mut(width).zip(x.chunks(width)) {
+            let mu = if rms { 0.0 } else { sum(x) / width as f32 };
+            // Two passes (centre, then square), as the reference: no cancellation.
+            let var = centred_sq_sum(x, mu) / width as f32;
+            let r = 1.0 / (var + eps).sqrt();
+            match beta {
+                Some(beta) => {
+                    for (((o, &x), &g), &b) in o.iter_mut().zip(x).zip(gamma).zip(beta) {
+                        o.write((x - mu) * r * g + b);
+                    }
+                }
+                None => {
+                    for ((o, &x), &g) in o.iter_mut().zip(x).zip(gamma) {
+                        o.write((x - mu) * r * g);
+                    }
+                }
+            }
+            means.push(mu);
+            rstds.push(r);
+        }
+        (means, rstds)
+    }
+);
 
 /// Gradients of [`norm`]: `(dx, dgamma, dbeta)` (`dbeta` is the column sum of `g`).
 pub fn norm_backward(
@@ -359,34 +414,18 @@ pub fn norm_backward(
     (dx, dgamma, dbeta)
 }
 
-/// [`norm_backward`] on one task's rows: writes their `dx`, returns their `(dgamma,
-/// dbeta)` sums. `mean` is empty for RMSNorm. A `WithSimd` type, not a closure, so that
-/// the loops are compiled with the dispatched CPU features (see `products.rs`), and each
-/// loop a lane-parallel one (as a closure with indexed loops this ran scalar).
-struct NormBackwardRows<'a> {
-    dx: &'a mut [MaybeUninit<f32>],
-    x: &'a [f32],
-    g: &'a [f32],
-    gamma: &'a [f32],
-    mean: &'a [f32],
-    rstd: &'a [f32],
-    width: usize,
-}
-
-impl WithSimd for NormBackwardRows<'_> {
-    type Output = (Vec<f32>, Vec<f32>);
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) -> Self::Output {
-        let Self {
-            dx,
-            x,
-            g,
-            gamma,
-            mean,
-            rstd,
-            width,
-        } = self;
+simd_kernel!(
+    /// [`norm_backward`] on one task's rows: writes their `dx`, returns their `(dgamma,
+    /// dbeta)` sums. `mean` is empty for RMSNorm.
+    NormBackwardRows<'a> {
+        dx: &'a mut [MaybeUninit<f32>],
+        x: &'a [f32],
+        g: &'a [f32],
+        gamma: &'a [f32],
+        mean: &'a [f32],
+        rstd: &'a [f32],
+        width: usize,
+    } -> (Vec<f32>, Vec<f32>) {
         let rms = mean.is_empty();
         let (mut dgamma, mut dbeta) = (vec![0f32; width], vec![0f32; width]);
         let (mut gx, mut xhat) = (vec![0f32; width], vec![0f32; width]);
@@ -407,7 +446,8 @@ impl WithSimd for NormBackwardRows<'_> {
                 *gx = g * gamma;
                 *xh = (x - mu) * r;
             }
-            for (((dg, db), &g), &xh) in dgamma.iter_mut().zip(dbeta.iter_mut()).zip(g).zip(&xhat) {
+            let sums = dgamma.iter_mut().zip(dbeta.iter_mut());
+            for (((dg, db), &g), &xh) in sums.zip(g).zip(&xhat) {
                 *dg += g * xh;
                 *db += g;
             }
@@ -419,7 +459,58 @@ impl WithSimd for NormBackwardRows<'_> {
         }
         (dgamma, dbeta)
     }
-}
+);
+
+simd_kernel!(
+    /// [`cross_entropy_sum`] of one task's rows: their summed loss and log-sum-exps.
+    CrossEntropyRows<'a> { x: &'a [f32], t: &'a [i64], width: usize } -> (f64, Vec<f32>) {
+        let mut loss = 0f64;
+        let mut lses = Vec::with_capacity(t.len());
+        for (x, &t) in x.chunks(width).zip(t) {
+            let m = max(x);
+            let mut s = 0f32;
+            for c in x.chunks(64) {
+                let mut e = [0f32; 64];
+                for (e, &v) in e.iter_mut().zip(c) {
+                    *e = exp(v - m);
+                }
+                s += sum(&e[..c.len()]);
+            }
+            let lse = m + s.ln();
+            if t >= 0 {
+                loss += f64::from(lse - x[t as usize]);
+            }
+            lses.push(lse);
+        }
+        (loss, lses)
+    }
+);
+
+simd_kernel!(
+    /// [`cross_entropy_backward`] of one task's rows.
+    CrossEntropyGrad<'a> {
+        out: &'a mut [MaybeUninit<f32>],
+        x: &'a [f32],
+        t: &'a [i64],
+        lse: &'a [f32],
+        width: usize,
+        g: f32,
+    } -> () {
+        for (((o, x), &t), &lse) in out.chunks_mut(width).zip(x.chunks(width)).zip(t).zip(lse) {
+            if t < 0 {
+                o.iter_mut().for_each(|o| {
+                    o.write(0.0);
+                });
+                continue;
+            }
+            for (o, &x) in o.iter_mut().zip(x) {
+                o.write(g * exp(x - lse));
+            }
+            let t = t as usize;
+            o[t].write(g * exp(x[t] - lse) - g);
+        }
+    }
+);
 
 /// Summed cross-entropy of rows of `width` logits against `targets` (negative = not
 /// counted), and each row's log-sum-exp for the backward pass.
@@ -428,29 +519,7 @@ pub fn cross_entropy_sum(logits: &[f32], width: usize, targets: &[i64]) -> (f32,
     let parts: Vec<(f64, Vec<f32>)> = logits
         .par_chunks(rows * width)
         .zip(targets.par_chunks(rows))
-        .map(|(x, t)| {
-            Arch::new().dispatch(|| {
-                let mut loss = 0f64;
-                let mut lses = Vec::with_capacity(t.len());
-                for (x, &t) in x.chunks(width).zip(t) {
-                    let m = max(x);
-                    let mut s = 0f32;
-                    for c in x.chunks(64) {
-                        let mut e = [0f32; 64];
-                        for (e, &v) in e.iter_mut().zip(c) {
-                            *e = exp(v - m);
-                        }
-                        s += sum(&e[..c.len()]);
-                    }
-                    let lse = m + s.ln();
-                    if t >= 0 {
-                        loss += f64::from(lse - x[t as usize]);
-                    }
-                    lses.push(lse);
-                }
-                (loss, lses)
-            })
-        })
+        .map(|(x, t)| Arch::new().dispatch(CrossEntropyRows { x, t, width }))
         .collect();
     let loss = parts.iter().map(|p| p.0).sum::<f64>() as f32;
     (loss, parts.into_iter().flat_map(|p| p.1).collect())
@@ -475,23 +544,14 @@ pub fn cross_entropy_backward(
         out.par_chunks_mut(rows * width)
             .zip(logits.par_chunks(rows * width))
             .zip(targets.par_chunks(rows).zip(lse.par_chunks(rows)))
-            .for_each(|((o, x), (t, lse))| {
-                Arch::new().dispatch(|| {
-                    for (((o, x), &t), &lse) in
-                        o.chunks_mut(width).zip(x.chunks(width)).zip(t).zip(lse)
-                    {
-                        if t < 0 {
-                            o.iter_mut().for_each(|o| {
-                                o.write(0.0);
-                            });
-                            continue;
-                        }
-                        for (o, &x) in o.iter_mut().zip(x) {
-                            o.write(g * exp(x - lse));
-                        }
-                        let t = t as usize;
-                        o[t].write(g * exp(x[t] - lse) - g);
-                    }
+            .for_each(|((out, x), (t, lse))| {
+                Arch::new().dispatch(CrossEntropyGrad {
+                    out,
+                    x,
+                    t,
+                    lse,
+                    width,
+                    g,
                 })
             })
     };
@@ -503,6 +563,31 @@ pub fn cross_entropy_backward(
     }
 }
 
+simd_kernel!(
+    /// [`adamw`] on one chunk; `c`: the bias corrections `1 − βᵢᵗ`.
+    AdamWChunk<'a> {
+        p: &'a mut [f32],
+        m: &'a mut [f32],
+        v: &'a mut [f32],
+        g: &'a [f32],
+        s: AdamWStep,
+        c: [f32; 2],
+    } -> () {
+        let ((b1, b2), [c1, c2]) = (s.betas, c);
+        let (f1, f2) = (1.0 - b1, 1.0 - b2);
+        for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+            *m = *m * b1 + g * f1;
+            *v = *v * b2 + g * g * f2;
+            let delta = (*m / c1) / ((*v / c2).sqrt() + s.epsilon);
+            let decayed = match s.decay {
+                Some(d) => *p * d,
+                None => *p,
+            };
+            *p = decayed - delta * s.lr;
+        }
+    }
+);
+
 /// One AdamW step in place, in a single pass over the parameter `p`, its moments `m`
 /// and `v` and the gradient `g`: burn's `AdamW` arithmetic in the same order, element
 /// for element (`m = β₁m + (1−β₁)g`, `v = β₂v + (1−β₂)g²`, `p = p·decay − lr ·
@@ -513,24 +598,19 @@ pub fn adamw(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: AdamWSte
         "adamw: lengths"
     );
     let (b1, b2) = s.betas;
-    let (f1, f2) = (1.0 - b1, 1.0 - b2);
     let c1 = 1f32 - b1.powi(s.time);
     let c2 = 1f32 - b2.powi(s.time);
     p.par_chunks_mut(TASK_ELEMS)
         .zip(m.par_chunks_mut(TASK_ELEMS))
         .zip(v.par_chunks_mut(TASK_ELEMS).zip(g.par_chunks(TASK_ELEMS)))
         .for_each(|((p, m), (v, g))| {
-            Arch::new().dispatch(|| {
-                for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
-                    *m = *m * b1 + g * f1;
-                    *v = *v * b2 + g * g * f2;
-                    let delta = (*m / c1) / ((*v / c2).sqrt() + s.epsilon);
-                    let decayed = match s.decay {
-                        Some(d) => *p * d,
-                        None => *p,
-                    };
-                    *p = decayed - delta * s.lr;
-                }
+            Arch::new().dispatch(AdamWChunk {
+                p,
+                m,
+                v,
+                g,
+                s,
+                c: [c1, c2],
             })
         });
 }

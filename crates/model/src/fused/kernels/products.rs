@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
-use pulp::{Arch, Simd, WithSimd};
+use pulp::Arch;
 use rayon::prelude::*;
 
 use super::{BiasLayout, dot, filled, rows_per_task, softmax_in_place};
@@ -335,37 +335,17 @@ fn visible_keys(
     .collect()
 }
 
-// The loops below run under `pulp`'s runtime dispatch as `WithSimd` types, not as
-// closures: `Arch::dispatch` calls a closure from its `#[target_feature]` copy, but the
-// closure is a function of its own that LLVM may leave un-inlined, compiled for baseline
-// x86-64. The attention softmax ran scalar that way, calling `floorf` for every `exp`
-// (profile of config B); `with_simd` is `#[inline(always)]`, so these loops are compiled
-// with the features of the copy that calls them.
-
-/// `row ← softmax(row · scale + bias)` for `rows` of a tile of scores, each `l` keys long
-/// and `tk` apart (`scores` and `bias` start at the tile's first row).
-struct ScaledSoftmax<'a> {
-    scores: &'a mut [f32],
-    bias: Option<&'a [f32]>,
-    rows: usize,
-    tk: usize,
-    l: usize,
-    scale: f32,
-}
-
-impl WithSimd for ScaledSoftmax<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) {
-        let Self {
-            scores,
-            bias,
-            rows,
-            tk,
-            l,
-            scale,
-        } = self;
+simd_kernel!(
+    /// `row ← softmax(row · scale + bias)` for `rows` of a tile of scores, each `l` keys
+    /// long and `tk` apart (`scores` and `bias` start at the tile's first row).
+    ScaledSoftmax<'a> {
+        scores: &'a mut [f32],
+        bias: Option<&'a [f32]>,
+        rows: usize,
+        tk: usize,
+        l: usize,
+        scale: f32,
+    } -> () {
         for i in 0..rows {
             let row = &mut scores[i * tk..i * tk + l];
             match bias {
@@ -379,53 +359,39 @@ impl WithSimd for ScaledSoftmax<'_> {
             softmax_in_place(row);
         }
     }
-}
+);
 
-/// The softmax's backward on `rows` of a tile: `ds ← scale · p ⊙ (ds − Σ ds ⊙ p)` with
-/// `ds` holding `dp = g · vᵀ` (rows `l` long, `tk` apart, from the tile's first row).
-struct SoftmaxGrad<'a> {
-    ds: &'a mut [f32],
-    p: &'a [f32],
-    rows: usize,
-    tk: usize,
-    l: usize,
-    scale: f32,
-}
-
-impl WithSimd for SoftmaxGrad<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) {
-        for i in 0..self.rows {
-            let span = i * self.tk..i * self.tk + self.l;
-            let (row, p) = (&mut self.ds[span.clone()], &self.p[span]);
+simd_kernel!(
+    /// The softmax's backward on `rows` of a tile: `ds ← scale · p ⊙ (ds − Σ ds ⊙ p)` with
+    /// `ds` holding `dp = g · vᵀ` (rows `l` long, `tk` apart, from the tile's first row).
+    SoftmaxGrad<'a> {
+        ds: &'a mut [f32],
+        p: &'a [f32],
+        rows: usize,
+        tk: usize,
+        l: usize,
+        scale: f32,
+    } -> () {
+        for i in 0..rows {
+            let span = i * tk..i * tk + l;
+            let (row, p) = (&mut ds[span.clone()], &p[span]);
             let s = dot(row, p);
             for (x, &p) in row.iter_mut().zip(p) {
-                *x = self.scale * p * (*x - s);
+                *x = scale * p * (*x - s);
             }
         }
     }
-}
+);
 
-/// How many leading keys each row of probabilities `p` (rows of `tk`) reads: one past its
-/// last nonzero probability.
-struct KeysRead<'a> {
-    p: &'a [f32],
-    tk: usize,
-}
-
-impl WithSimd for KeysRead<'_> {
-    type Output = Vec<usize>;
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) -> Vec<usize> {
-        self.p
-            .chunks(self.tk)
+simd_kernel!(
+    /// How many leading keys each row of probabilities `p` (rows of `tk`) reads: one past
+    /// its last nonzero probability.
+    KeysRead<'a> { p: &'a [f32], tk: usize } -> Vec<usize> {
+        p.chunks(tk)
             .map(|r| last_where(r, |x| x != 0.0).map_or(0, |j| j + 1))
             .collect()
     }
-}
+);
 
 /// The index of the last element of `xs` where `pred` holds, scanned from the end in
 /// blocks that vectorise (a causal row's hidden tail is most of the row).
