@@ -4,6 +4,7 @@
 //!
 //!     cargo run --release -p manabi-benches --features ndarray --bin bench-backends
 
+mod setup;
 mod train_step;
 
 use clap::Parser;
@@ -51,13 +52,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let args = Args::parse();
-    manabi_model::device::reuse_freed_memory();
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .expect("rayon pool");
-    }
+    setup::process(args.threads);
     let shape = Shape::get(args.config, [args.steps; 3]);
     let devices: Vec<_> = args
         .devices

@@ -7,6 +7,8 @@
 //!
 //!     cargo run --release -p manabi-benches --bin bench-gemm -- --threads 2
 
+mod setup;
+
 use std::process::Command;
 use std::time::Instant;
 
@@ -93,11 +95,7 @@ fn gemm_call(
 
 fn main() {
     let args = Args::parse();
-    manabi_model::device::reuse_freed_memory();
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads)
-        .build_global()
-        .expect("rayon pool");
+    setup::process(Some(args.threads));
     let shapes: Vec<[usize; 3]> = if args.shapes.is_empty() {
         vec![
             [2048, 384, 1152],

@@ -5,6 +5,8 @@
 //!
 //!     cargo run --release -p manabi-benches --bin bench-generate
 
+mod setup;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -65,14 +67,7 @@ fn first_difference(a: &[u32], b: &[u32]) -> Option<usize> {
 
 fn main() {
     let args = Args::parse();
-    manabi_model::device::reuse_freed_memory();
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .expect("rayon pool");
-    }
-    let threads = rayon::current_num_threads();
+    let threads = setup::process(args.threads);
     let device = args.device.resolve().unwrap_or_else(|e| panic!("{e}"));
     // LLaMA layout: RoPE, RMSNorm, SwiGLU, no biases, untied head; head width 64.
     let hf = serde_json::json!({

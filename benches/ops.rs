@@ -7,6 +7,8 @@
 //! cargo run --release -p manabi-benches --bin bench-ops -- --threads 2
 //! ```
 
+mod setup;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -61,14 +63,7 @@ type Op<'a> = Box<dyn Fn() -> Tensor<3> + 'a>;
 
 fn main() {
     let args = Args::parse();
-    manabi_model::device::reuse_freed_memory();
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .expect("rayon pool");
-    }
-    let threads = rayon::current_num_threads();
+    let threads = setup::process(args.threads);
     let device = args.device.resolve().expect("device").autodiff();
     device.seed(0);
     let normal = Distribution::Normal(0.0, 1.0);
@@ -143,10 +138,17 @@ fn main() {
                 [0, 1].map(|i| a[i].as_f64().unwrap_or(f64::NAN))
             });
         println!(
-            "| {name} | {f:.2} | {pf:.2} | {fb:.2} | {pfb:.2} | {:.2}× |",
-            fb / pfb
+            "| {name} | {f:.2} | {} | {fb:.2} | {} | {} |",
+            or_na(pf, |v| format!("{v:.2}")),
+            or_na(pfb, |v| format!("{v:.2}")),
+            or_na(fb / pfb, |v| format!("{v:.2}×")),
         );
     }
+}
+
+/// `show(v)`, or "n/a" when `v` is not a number (no PyTorch run).
+fn or_na(v: f64, show: impl Fn(f64) -> String) -> String {
+    if v.is_finite() { show(v) } else { "n/a".into() }
 }
 
 /// Runs `ops_ref.py`; returns its JSON (`{"torch", "ops": {name: [fwd, fwd+bwd]}}`).

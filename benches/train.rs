@@ -10,6 +10,7 @@
 //! matmul FLOP/s at 1024³, the definition the trainer uses too) and, with `--split`, where
 //! a step's time goes; medians of `--rounds` rounds in which manabi and PyTorch alternate.
 
+mod setup;
 mod train_step;
 
 use std::path::Path;
@@ -157,14 +158,7 @@ fn run_python(shapes: &[Shape], args: &Args, threads: usize) -> Option<(f64, Vec
 
 fn main() {
     let args = Args::parse();
-    manabi_model::device::reuse_freed_memory();
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .expect("rayon pool");
-    }
-    let threads = rayon::current_num_threads();
+    let threads = setup::process(args.threads);
     let mut configs = args.config.clone();
     if args.gpt2_small && !configs.contains(&Config::Gpt2Small) {
         configs.push(Config::Gpt2Small);
