@@ -72,7 +72,7 @@ fn main() {
         }
     }
     println!(
-        "config {} ({:.2} M params, {} sequences × {} tokens), {} rounds of {} steps after {} warm-up steps, devices alternating, {} threads",
+        "config {} ({:.2} M params, {} sequences × {} tokens), {} rounds of {} steps after {} warm-up steps, devices alternating, {} threads, flex's fused products on {}",
         shape.name,
         runs[0][0].params as f64 / 1e6,
         shape.batch,
@@ -80,7 +80,8 @@ fn main() {
         args.rounds,
         shape.steps,
         args.warmup,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        setup::products()
     );
     println!();
     println!(

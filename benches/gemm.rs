@@ -113,11 +113,7 @@ fn main() {
         .expect("flex compiled in");
     println!(
         "| m×k×n | flex | manabi's fused linear ({}) | gemm, own rayon split | gemm, fresh zeroed output | gemm, columns split by hand | PyTorch |",
-        if cfg!(feature = "openblas") {
-            "OpenBLAS"
-        } else {
-            "gemm crate"
-        }
+        setup::products()
     );
     println!("|---|---|---|---|---|---|---|");
     let py = python(&shapes, &args);

@@ -129,7 +129,7 @@ fn main() {
 
     let n = args.new_tokens as f64;
     println!(
-        "LLaMA layout, {} layers, width {}, vocab {}, {:.2} M params, random weights; greedy, batch 1, {}-token prompt, {} new tokens; device {} ({}), {threads} threads, best of {}",
+        "LLaMA layout, {} layers, width {}, vocab {}, {:.2} M params, random weights; greedy, batch 1, {}-token prompt, {} new tokens; device {} ({}, fused products on {}), {threads} threads, best of {}",
         cfg.n_layers,
         cfg.d_model,
         cfg.vocab_size,
@@ -138,6 +138,7 @@ fn main() {
         args.new_tokens,
         args.device,
         args.device.concrete(),
+        setup::products(),
         args.repeats
     );
     println!();

@@ -118,11 +118,7 @@ fn main() {
          of {} calls\n",
         args.device,
         args.device.concrete(),
-        if cfg!(feature = "openblas") {
-            "OpenBLAS"
-        } else {
-            "the gemm crate"
-        },
+        setup::products(),
         args.rounds,
         args.reps
     );

@@ -13,3 +13,12 @@ pub fn process(threads: Option<usize>) -> usize {
     }
     rayon::current_num_threads()
 }
+
+/// Where the fused kernels' matrix products run in this build.
+pub fn products() -> &'static str {
+    if cfg!(feature = "openblas") {
+        "OpenBLAS"
+    } else {
+        "the gemm crate"
+    }
+}

@@ -233,11 +233,7 @@ fn main() {
         "device {} ({}, fused products on {}), {threads} threads, warm-up {} steps, medians of {rounds} alternating rounds, load average {load_before} before / {} after; peak f32 matmul {n}³: manabi {:.1} GFLOP/s, PyTorch {} GFLOP/s; MFU uses {:.1} GFLOP/s",
         args.device,
         args.device.concrete(),
-        if cfg!(feature = "openblas") {
-            "OpenBLAS"
-        } else {
-            "the gemm crate"
-        },
+        setup::products(),
         args.warmup,
         load_average(),
         peak / 1e9,
