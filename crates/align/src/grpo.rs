@@ -48,8 +48,11 @@ pub struct GrpoSettings {
     pub rewards: Vec<String>,
     /// The reward model of the `model` reward: a `manabi reward` checkpoint or a Hugging
     /// Face `*ForSequenceClassification` folder with one label. It reads the decoded
-    /// text with its own tokenizer, so it need not share the policy's.
+    /// text with its tokenizer, which must be the policy's unless `reward_own_tokenizer`.
     pub reward_model: Option<std::path::PathBuf>,
+    /// Let the reward model's tokenizer differ from the policy's (it re-encodes the
+    /// decoded text, as TRL's `reward_processing_classes`); off, another is an error.
+    pub reward_own_tokenizer: bool,
     /// A regular-expression-free format check: the completion must start with this
     /// prefix and end with EOS (used by `format`).
     pub format_prefix: String,
@@ -67,6 +70,7 @@ impl Default for GrpoSettings {
             scale_rewards: true,
             rewards: vec!["exact_match".into()],
             reward_model: None,
+            reward_own_tokenizer: false,
             format_prefix: " ".into(),
         }
     }

@@ -4,7 +4,7 @@
 //! `{"prompt", "responses": [best, …, worst]}` expanded into every ordered pair.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use manabi_finetune::sft::data::Format;
 use manabi_finetune::sft::data::Message;
@@ -188,17 +188,6 @@ pub fn tokenize(
         });
     }
     Ok((out, cut, dropped))
-}
-
-/// Checks that a reward model and a policy share one tokenizer.
-pub fn same_tokenizer(a: &TextTokenizer, b: &TextTokenizer, what: &Path) -> Result<()> {
-    if a.sha256() != b.sha256() {
-        return Err(AlignError::io(
-            what,
-            "its tokenizer differs from the policy's (the reward model would read other token ids)",
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

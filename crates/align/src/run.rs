@@ -409,10 +409,13 @@ pub fn grpo(cfg: &GrpoConfig, device_choice: DeviceChoice, resume: bool) -> Resu
         reference: (cfg.grpo.beta > 0.0).then(|| plain.clone()),
         eval_prompts: cfg.data.eval_prompts,
         reward_model: match &cfg.grpo.reward_model {
-            Some(dir) => Some((
-                load_scalar(dir, &device, "grpo.reward_model")?.valid(),
-                TextTokenizer::load(dir.join("tokenizer.json"))?,
-            )),
+            Some(dir) => {
+                let key = "grpo.reward_model";
+                let rm = load_scalar(dir, &device, key)?.valid();
+                let vocab = rm.lm.config().vocab_size;
+                let own = cfg.grpo.reward_own_tokenizer;
+                Some((rm, reward_tokenizer(dir, &tokenizer, own, (key, vocab))?))
+            }
             None => None,
         },
     };
@@ -455,4 +458,39 @@ pub(crate) fn load_scalar(
         ));
     }
     Ok(rm)
+}
+
+/// The tokenizer a reward model scores decoded text with. It must be the policy's unless
+/// `own` (the recipe's `reward_own_tokenizer`) allows another, and its ids must fit the
+/// reward model's embedding.
+pub(crate) fn reward_tokenizer(
+    dir: &std::path::Path,
+    policy: &TextTokenizer,
+    own: bool,
+    (key, vocab): (&str, usize),
+) -> Result<TextTokenizer> {
+    let path = dir.join("tokenizer.json");
+    let tok = TextTokenizer::load(&path)?;
+    if !own && tok.sha256() != policy.sha256() {
+        let section = key.split('.').next().unwrap_or(key);
+        return Err(AlignError::config(
+            key,
+            format!(
+                "{}: the reward model's tokenizer differs from the policy's; set \
+                 {section}.reward_own_tokenizer = true to score the decoded text with its own",
+                path.display()
+            ),
+        ));
+    }
+    if tok.vocab_size() > vocab {
+        return Err(AlignError::config(
+            key,
+            format!(
+                "{}: {} tokens, but the reward model embeds {vocab}",
+                path.display(),
+                tok.vocab_size()
+            ),
+        ));
+    }
+    Ok(tok)
 }

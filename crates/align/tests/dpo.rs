@@ -482,7 +482,8 @@ progress = false
         .to_string();
     assert!(e.contains("grpo.num_generations"), "{e}");
     // A reward model as the reward (TRL's GRPO with a reward model): an HF
-    // *ForSequenceClassification folder with its own tokenizer.
+    // *ForSequenceClassification folder with its own tokenizer, which is refused unless
+    // `reward_own_tokenizer` allows it.
     let cfg: manabi_model::ModelConfig = toml::from_str(
         "family = \"llama\"\nvocab_size = 512\nmax_positions = 128\nd_model = 32\nn_layers = 1\nn_heads = 4\nn_kv_heads = 2\nd_ff = 64\npositions = \"rope\"\nnorm = \"rmsnorm\"\nactivation = \"swiglu\"\ntie_embeddings = true",
     )
@@ -491,18 +492,32 @@ progress = false
     manabi_model::DecoderClassifier::new(&cfg, 1, &test_device())
         .export_hf(
             &rm_dir,
-            Some(&root().join("fixtures/tokenize/bpe-en/tokenizer.json")),
+            Some(&root().join("fixtures/tokenize/wordpiece-en/tokenizer.json")),
             0,
             &[],
         )
         .unwrap();
-    let with_rm = [
+    let mut with_rm = vec![
         "grpo.rewards=[\"model\"]".to_string(),
         format!("grpo.reward_model=\"{}\"", rm_dir.display()),
+    ];
+    let e = manabi_align::grpo(
+        &manabi_align::GrpoConfig::parse(&text("rm-refused"), &with_rm).unwrap(),
+        device,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("grpo.reward_model") && e.contains("grpo.reward_own_tokenizer = true"),
+        "{e}"
+    );
+    with_rm.extend([
+        "grpo.reward_own_tokenizer=true".into(),
         "train.steps=2".into(),
         "train.eval_every=2".into(),
         "train.checkpoint_every=2".into(),
-    ];
+    ]);
     let r = manabi_align::grpo(
         &manabi_align::GrpoConfig::parse(&text("rm-run"), &with_rm).unwrap(),
         device,

@@ -1,7 +1,7 @@
 //! RLHF with PPO: GAE, whitening and the adaptive KL controller against hand-computed
 //! values; a run on a tiny policy and reward model that logs TRL's metrics, starts each
 //! rollout at ratio 1, adapts β, resumes bit for bit from the middle of a rollout and
-//! leaves a policy folder that loads as a decoder; config and value-model errors.
+//! leaves a policy folder that loads as a decoder; config, reward- and value-model errors.
 
 use std::path::{Path, PathBuf};
 
@@ -276,10 +276,45 @@ fn ppo_settings_and_value_models_are_checked() {
         e.contains("ppo.value_model") && e.contains("tokenizer"),
         "{e}"
     );
-    // The reward model itself (same tokenizer) is a valid value model.
+    // So must the reward model unless `reward_own_tokenizer` lets it re-encode the
+    // decoded text; a tokenizer with more ids than its embedding is refused either way.
+    let rm_other = format!("ppo.reward_model=\"{}\"", other.display());
+    let cfg = PpoConfig::parse(&text, std::slice::from_ref(&rm_other)).unwrap();
+    let e = ppo(&cfg, device, false).unwrap_err().to_string();
+    assert!(
+        e.contains("ppo.reward_model") && e.contains("ppo.reward_own_tokenizer = true"),
+        "{e}"
+    );
+    let wide = tmp.path().join("rm-wide");
+    std::fs::create_dir_all(&wide).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(rm.join(f), wide.join(f)).unwrap();
+    }
+    std::fs::copy(
+        root().join("fixtures/tokenize/bpe-ja/tokenizer.json"),
+        wide.join("tokenizer.json"),
+    )
+    .unwrap();
     let cfg = PpoConfig::parse(
         &text,
         &[
+            format!("ppo.reward_model=\"{}\"", wide.display()),
+            "ppo.reward_own_tokenizer=true".into(),
+        ],
+    )
+    .unwrap();
+    let e = ppo(&cfg, device, false).unwrap_err().to_string();
+    assert!(
+        e.contains("ppo.reward_model") && e.contains("embeds 512"),
+        "{e}"
+    );
+    // The reward model itself (same tokenizer) is a valid value model, and a reward
+    // model with another tokenizer scores the text when allowed to.
+    let cfg = PpoConfig::parse(
+        &text,
+        &[
+            rm_other,
+            "ppo.reward_own_tokenizer=true".into(),
             format!("ppo.value_model=\"{}\"", rm.display()),
             "train.steps=1".into(),
             "train.eval_every=0".into(),

@@ -11,7 +11,6 @@ use manabi_finetune::setup::Setup;
 use manabi_model::DeviceChoice;
 use manabi_objectives::RunReport;
 use manabi_objectives::config::{Recipe, RunConfig, TrainConfig};
-use manabi_tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
 
 use super::{PolicyValue, PpoState, PpoTask, Prompt};
@@ -176,7 +175,9 @@ pub fn ppo(cfg: &PpoConfig, device_choice: DeviceChoice, resume: bool) -> Result
         .clone()
         .ok_or_else(|| AlignError::config("ppo.reward_model", "missing"))?;
     let reward = load_scalar(&rm_dir, &device, "ppo.reward_model")?.valid();
-    let reward_tok = TextTokenizer::load(rm_dir.join("tokenizer.json"))?;
+    let key = ("ppo.reward_model", reward.lm.config().vocab_size);
+    let own = cfg.ppo.reward_own_tokenizer;
+    let reward_tok = crate::run::reward_tokenizer(&rm_dir, &tokenizer, own, key)?;
     trainer.device().seed(cfg.run.seed);
     manabi_model::init::seed(cfg.run.seed);
     let value = match &cfg.ppo.value_model {

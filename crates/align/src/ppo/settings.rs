@@ -21,8 +21,11 @@ pub enum KlEstimator {
 pub struct PpoSettings {
     /// The reward model (required): a `manabi reward` checkpoint or a Hugging Face
     /// `*ForSequenceClassification` folder with one label. It reads the decoded text with
-    /// its own tokenizer.
+    /// its tokenizer, which must be the policy's unless `reward_own_tokenizer`.
     pub reward_model: Option<PathBuf>,
+    /// Let the reward model's tokenizer differ from the policy's (it re-encodes the
+    /// decoded text); off, another tokenizer is an error.
+    pub reward_own_tokenizer: bool,
     /// Where the value model starts: `None` = the policy's body with a fresh scalar head;
     /// a folder = that reward model (it must share the policy's tokenizer), as TRL does.
     pub value_model: Option<PathBuf>,
@@ -67,6 +70,7 @@ impl Default for PpoSettings {
     fn default() -> Self {
         Self {
             reward_model: None,
+            reward_own_tokenizer: false,
             value_model: None,
             max_new_tokens: 24,
             temperature: 0.7,
