@@ -155,8 +155,21 @@ fn fusion_ranks_by_reciprocal_rank_and_bad_files_name_their_line() {
     assert!(e.contains("q.jsonl:2") && e.contains("answer"), "{e}");
     let d = tmp.path().join("d.jsonl");
     std::fs::write(&d, "{\"text\": \"ok\"}\n{\"id\": 3}\n").unwrap();
-    let e = rag::read_passages(&[d]).unwrap_err().to_string();
+    let e = rag::read_passages(std::slice::from_ref(&d))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("d.jsonl:2") && e.contains("text"), "{e}");
+    // An empty document is an error, never a silently missing passage.
+    std::fs::write(&d, "{\"text\": \"ok\"}\n{\"text\": \"  \"}\n").unwrap();
+    let e = rag::read_passages(&[d]).unwrap_err().to_string();
+    assert!(
+        e.contains("d.jsonl:2") && e.contains("empty field `text`"),
+        "{e}"
+    );
+    let empty = tmp.path().join("empty.txt");
+    std::fs::write(&empty, "\n\n  \n").unwrap();
+    let e = rag::read_passages(&[empty]).unwrap_err().to_string();
+    assert!(e.contains("empty.txt") && e.contains("no passages"), "{e}");
     let e = rag::read_passages(&[tmp.path().join("missing")])
         .unwrap_err()
         .to_string();

@@ -281,6 +281,13 @@ pub fn parse_record(
         if canonical == response && value.trim().is_empty() {
             return Err(format!("field `{name}`: empty response"));
         }
+        // The text a response is made from: an empty document has no summary, an empty
+        // context no answer (a bare `prompt` may be empty: unconditional generation).
+        if ["document", "context", "question", "instruction"].contains(&canonical)
+            && value.trim().is_empty()
+        {
+            return Err(format!("field `{name}` is empty"));
+        }
         values.insert(canonical.to_string(), value);
     }
     Ok(Record::Fields { format, values })
@@ -343,6 +350,10 @@ mod tests {
         assert!(e.contains("missing field `answer`"), "{e}");
         let e = parse(r#"{"context":"c","question":"q","answer":" "}"#, Format::Qa).unwrap_err();
         assert!(e.contains("empty response"), "{e}");
+        let e = parse(r#"{"document":" ","summary":"s"}"#, Format::Summarise).unwrap_err();
+        assert!(e.contains("field `document` is empty"), "{e}");
+        let e = parse(r#"{"context":"","question":"q","answer":"a"}"#, Format::Qa).unwrap_err();
+        assert!(e.contains("field `context` is empty"), "{e}");
         let e = parse(r#"{"context":"c","question":4,"answer":"a"}"#, Format::Qa).unwrap_err();
         assert!(
             e.contains("`question` must be a string, found a number"),
