@@ -203,7 +203,7 @@ fn bad_task_data_and_settings_are_one_line_errors() {
     let good = "{\"sentence\": \"good\", \"label\": \"positive\"}\n{\"sentence\": \"bad\", \"label\": \"negative\"}\n";
     // (kind, train file, val file, --set overrides, what the error must say)
     type Case<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a [&'a str]);
-    let cases: [Case; 8] = [
+    let cases: [Case; 9] = [
         (
             "classification",
             good,
@@ -262,7 +262,14 @@ fn bad_task_data_and_settings_are_one_line_errors() {
             good,
             good,
             &["task.kind=\"parsing\""],
-            &["task.kind"],
+            &["task.kind", "unknown task `parsing`"],
+        ),
+        (
+            "classification",
+            good,
+            good,
+            &["task.kind=\"summarisation\""],
+            &["task.kind", "manabi sft", "configs/sft/summarise.toml"],
         ),
     ];
     for (kind, train, val, sets, want) in cases {

@@ -13,7 +13,7 @@ use crate::error::{FinetuneError, Result};
 
 /// What a task predicts from its text fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum TaskKind {
     /// One sentence, one class (sentiment): accuracy, macro-F1.
     Classification,
@@ -41,6 +41,31 @@ impl TaskKind {
     /// Whether the label is a number to regress on rather than a class.
     pub fn regression(self) -> bool {
         self == Self::Sts
+    }
+}
+
+impl TryFrom<String> for TaskKind {
+    type Error = String;
+
+    fn try_from(name: String) -> std::result::Result<Self, String> {
+        Ok(match name.as_str() {
+            "classification" => Self::Classification,
+            "nli" => Self::Nli,
+            "sts" => Self::Sts,
+            "ner" => Self::Ner,
+            "simcse" => Self::Simcse,
+            s if s.starts_with("summar") => {
+                return Err(format!(
+                    "`{name}` is generation: a summary trains with `manabi sft` \
+                     (configs/sft/summarise.toml, ROUGE-1/2/L at evaluation)"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "unknown task `{name}`, expected classification, nli, sts, ner or simcse"
+                ));
+            }
+        })
     }
 }
 
