@@ -398,7 +398,7 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
         let (model, peft) = manabi_finetune::load_decoder(&args.model, &device)?;
         let peft = peft.ok_or_else(|| {
             anyhow::anyhow!(
-                "{}: not a LoRA or IA³ checkpoint (no peft.toml); export --format hf instead",
+                "{}: not an adapter checkpoint (no peft.toml: LoRA, IA³, prompt or prefix tuning); export --format hf instead",
                 args.model.display()
             )
         })?;

@@ -132,5 +132,5 @@ fn sft_with_lora_then_export_peft_and_merged_hf() {
         "--out",
         s(&dir.path().join("x")),
     ]);
-    assert!(e.contains("not a LoRA or IA³ checkpoint"), "{e}");
+    assert!(e.contains("not an adapter checkpoint"), "{e}");
 }

@@ -205,6 +205,14 @@ fn a_lora_run_resumes_bit_for_bit_and_leaves_the_base_untouched() {
             .unwrap()
     };
     assert_eq!(e(&tuned), e(&orig));
+    // Only trainable parameters have optimizer state: AdamW's two moments, 8 bytes per
+    // trainable parameter (plus a little bookkeeping), nothing for the frozen base.
+    let (trainable, total) = manabi_finetune::peft::describe(&tuned);
+    let state = std::fs::metadata(ckpt.join("optimizer.bpk")).unwrap().len() as usize;
+    assert!(
+        state >= 8 * trainable && state < 8 * trainable + 16 * 1024 && 8 * trainable < total,
+        "{state} bytes of optimizer state for {trainable} trainable of {total} parameters"
+    );
     // …and the adapters did train.
     let b = tuned.layers[0]
         .attn
@@ -359,6 +367,32 @@ fn bad_data_and_config_values_name_the_line_or_key() {
     let cfg = SftConfig::parse(&text, &["data.skip_invalid=true".into()]).unwrap();
     let p = manabi_finetune::run::prepare(&cfg).unwrap();
     assert_eq!((p.train.examples.len(), p.skipped), (1, 1));
+    // A line that is not JSON at all.
+    std::fs::write(
+        &bad,
+        "{\"context\":\"c\",\"question\":\"q\",\"answer\":\"a\"}\n{\"context\": \"c\",\n",
+    )
+    .unwrap();
+    let cfg = SftConfig::parse(&text, &[]).unwrap();
+    let e = manabi_finetune::sft(&cfg, DeviceChoice::from_env().unwrap(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bad.jsonl:2") && e.contains("not valid JSON") && !e.contains('\n'),
+        "{e}"
+    );
+    // A misspelt key in the file names the key and its line.
+    let typo = recipe(tmp.path(), &base, "x", "").replace("warmup_steps = 2", "warmup_step = 2");
+    let e = SftConfig::parse(&typo, &[]).unwrap_err().to_string();
+    let line = typo
+        .lines()
+        .position(|l| l.starts_with("warmup_step"))
+        .unwrap()
+        + 1;
+    assert!(
+        e.contains("warmup_step") && e.contains(&format!("line {line}")),
+        "{e}"
+    );
 
     let wrong =
         recipe(tmp.path(), &base, "x", "").replace("batch_size = 4", "batch_size = \"four\"");
