@@ -18,7 +18,8 @@ AutoModelForCausalLM; loading must report no missing or mismatched tensors. Comp
 `merged_logits` when expected.json has it, else with `logits`.
 
 expected.json: {"input_ids": [[...], ...], "logits": flat list, "shape": [batch, seq, vocab],
-optionally "merged_logits"}. Prints the largest |difference| of the logits and exits 1 when
+optionally "merged_logits"}; for prompt tuning, "shape" may hold only the real positions
+(manabi's exports), and the virtual tokens' logits are then left out. Prints the largest |difference| of the logits and exits 1 when
 it exceeds --tol (default 1e-4). Needs torch, transformers, peft, safetensors.
 """
 
@@ -95,6 +96,12 @@ def main() -> None:
         logits = model(input_ids=ids).logits
     want = torch.tensor(expected[key], dtype=torch.float32)
     shape = expected.get("shape")
+    # peft's prompt tuning returns logits for its virtual tokens too (before the real
+    # ones); an expected.json made by manabi holds the real positions only.
+    if shape is not None and logits.shape[1] == ids.shape[1] + getattr(
+            getattr(model, "active_peft_config", None), "num_virtual_tokens", 0) \
+            and shape[1] == ids.shape[1] and logits.shape[1] > shape[1]:
+        logits = logits[:, -shape[1]:]
     if shape is not None and list(logits.shape) != list(shape):
         sys.exit(f"FAIL: logits shape {list(logits.shape)}, expected {shape}")
     if logits.numel() != want.numel():

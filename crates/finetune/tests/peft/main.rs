@@ -229,7 +229,8 @@ fn prefix_tuning_adapters_from_python_peft_give_peft_logits() {
 
 /// Exports adapters trained here and checks that they load back exactly. The exports,
 /// with the logits they must give, are left in `$CARGO_TARGET_TMPDIR/peft-export/` for
-/// `scripts/check_peft_adapter.py` (Python `peft` on the same HF base).
+/// `scripts/check_peft_adapter.py` (Python `peft` on the same HF base; a LoRA's merged
+/// model, in `merged/`, for `transformers` alone).
 #[test]
 fn adapters_trained_here_export_and_load_back_exactly() {
     let cases = [
@@ -249,6 +250,15 @@ fn adapters_trained_here_export_and_load_back_exactly() {
             PeftConfig {
                 method: Method::Ia3,
                 targets: vec!["k_proj".into(), "v_proj".into(), "down_proj".into()],
+                ..PeftConfig::default()
+            },
+        ),
+        (
+            "llama-gqa",
+            "llama-prompt",
+            PeftConfig {
+                method: Method::Prompt,
+                virtual_tokens: 3,
                 ..PeftConfig::default()
             },
         ),
@@ -302,6 +312,7 @@ fn adapters_trained_here_export_and_load_back_exactly() {
         let d = max_diff(&logits(&again, ids.clone()), &want);
         assert!(d <= 1e-5, "{name}: round trip {d}");
         let ids_json: Vec<Vec<i64>> = ids
+            .clone()
             .into_data()
             .convert::<i64>()
             .try_to_vec::<i64>()
@@ -309,9 +320,19 @@ fn adapters_trained_here_export_and_load_back_exactly() {
             .chunks(4)
             .map(<[i64]>::to_vec)
             .collect();
-        let expected = serde_json::json!({
-            "base": base_name, "input_ids": ids_json, "logits": want, "shape": [2, 4, 64],
+        let mut expected = serde_json::json!({
+            // Prompt tuning's logits leave out the virtual tokens' positions.
+            "base": base_name, "input_ids": ids_json, "logits": want,
+            "shape": [2, want.len() / (2 * 64), 64],
         });
+        if cfg.method == Method::Lora {
+            // The merged model as a plain Hugging Face folder (the script's `--merged`).
+            let merged = model.clone().materialize();
+            let m = logits(&merged, ids.clone());
+            assert!(max_diff(&m, &want) <= 1e-5, "{name}: merge");
+            manabi_model::export_hf(&merged, dir.join("merged"), None).unwrap();
+            expected["merged_logits"] = serde_json::json!(m);
+        }
         std::fs::write(dir.join("expected.json"), expected.to_string()).unwrap();
     }
 }
