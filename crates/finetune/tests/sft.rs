@@ -185,17 +185,22 @@ fn a_lora_run_resumes_bit_for_bit_and_leaves_the_base_untouched() {
     let (tuned, peft) = load_decoder(&ckpt, &test_device()).unwrap();
     assert_eq!(peft.unwrap().r, 4);
     let (orig, _) = load_decoder(&base, &test_device()).unwrap();
-    let w = |m: &DecoderLm| {
-        m.layers[0]
-            .attn
-            .q_proj
-            .weight
-            .base()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap()
+    // Every linear layer's base weight (the adapted q_proj and v_proj too) is bit for
+    // bit the original's.
+    let w = |m: &DecoderLm| -> Vec<(String, Vec<f32>)> {
+        manabi_model::hf_names::decoder_linears(m)
+            .into_iter()
+            .map(|(module, lin)| {
+                let v = lin.weight.base().into_data().try_to_vec::<f32>().unwrap();
+                (module.hf, v)
+            })
+            .collect()
     };
-    assert_eq!(w(&tuned), w(&orig), "a frozen base weight moved");
+    let (wt, wo) = (w(&tuned), w(&orig));
+    assert_eq!(wt.len(), 2 * 7, "every projection of the base's 2 layers");
+    for ((name, a), (_, b)) in wt.iter().zip(&wo) {
+        assert!(a == b, "the frozen base weight {name} moved");
+    }
     let e = |m: &DecoderLm| {
         m.embed_tokens
             .weight
