@@ -48,6 +48,24 @@ impl ModuleVisitor for Flat<'_> {
 }
 
 #[test]
+fn eos_is_a_target_even_when_it_is_also_the_padding() {
+    // Pad = EOS = 3 (a GPT-2-style tokenizer without a pad token): the padding of the
+    // shorter row is ignored, each example's own EOS is trained.
+    let ex = |tokens: &[u32], from: usize| Encoded {
+        tokens: tokens.to_vec(),
+        trained: (0..tokens.len()).map(|i| i >= from).collect(),
+        response_start: from,
+    };
+    let examples = vec![ex(&[5, 6, 7, 8, 3], 3), ex(&[10, 11, 3], 2)];
+    let b = encode::batch(&examples, &[&[0], &[1]], 3, false);
+    let ignore = manabi_model::IGNORE_INDEX;
+    assert_eq!(b.seq, 4);
+    assert_eq!(&b.targets[..4], &[ignore, ignore, 8, 3]);
+    assert_eq!(&b.targets[4..], &[ignore, 3, ignore, ignore]);
+    assert_eq!(&b.inputs[4..], &[10, 11, 3, 3]);
+}
+
+#[test]
 fn packed_and_unpacked_batches_give_the_same_loss_and_gradients() {
     let _rng = serial();
     let device = test_device().autodiff();
@@ -613,5 +631,61 @@ fn evaluation_prompts_longer_than_the_model_keep_their_last_tokens() {
     for line in preds.lines() {
         let p: serde_json::Value = serde_json::from_str(line).unwrap();
         assert!(p["prompt"].as_str().unwrap().len() > 100, "{line}");
+    }
+}
+
+#[test]
+fn long_prompts_are_cut_from_the_left_and_long_responses_are_dropped_and_counted() {
+    let _rng = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base_model(tmp.path());
+    let data = tmp.path().join("long.jsonl");
+    let long = "the cat sat on the mat ".repeat(12);
+    let lines = [
+        serde_json::json!({"prompt": format!("{long}Q:"), "completion": " yes"}),
+        serde_json::json!({"prompt": "Q:", "completion": format!(" {long}")}),
+        serde_json::json!({"prompt": "Q:", "completion": " no"}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&data, text).unwrap();
+    let recipe = recipe(tmp.path(), &base, "long", "")
+        .replace(
+            &root()
+                .join("datasets/sft/qa-en.train.jsonl")
+                .display()
+                .to_string(),
+            &data.display().to_string(),
+        )
+        .replace(
+            &root()
+                .join("datasets/sft/qa-en.val.jsonl")
+                .display()
+                .to_string(),
+            &data.display().to_string(),
+        )
+        .replace(
+            "block_size = 96",
+            "block_size = 24\nformat = \"prompt_completion\"",
+        );
+    let cfg = SftConfig::parse(&recipe, &[]).unwrap();
+    let p = manabi_finetune::run::prepare(&cfg).unwrap();
+    let s = p.train.stats;
+    assert_eq!((s.examples, s.truncated, s.dropped), (2, 1, 1), "{s:?}");
+    let tok = &p.tokenizer;
+    for (e, want) in p.train.examples.iter().zip([" yes", " no"]) {
+        // A row of block + 1 tokens gives `block` inputs and targets.
+        assert!(e.tokens.len() <= 25, "{}", e.tokens.len());
+        // The response and its EOS survive whole, at the end, and are what is trained.
+        let trained: Vec<u32> = e
+            .tokens
+            .iter()
+            .zip(&e.trained)
+            .filter(|(_, t)| **t)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut response = tok.encode(want).unwrap();
+        response.push(p.specials.eos);
+        assert_eq!(trained, response);
+        assert!(e.tokens.ends_with(&response));
     }
 }
