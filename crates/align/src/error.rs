@@ -66,5 +66,15 @@ impl AlignError {
     }
 }
 
+impl manabi_objectives::recipe::RecipeError for AlignError {
+    fn config_parts(&mut self) -> Option<(&mut String, &mut String)> {
+        match self {
+            Self::Config { key, message } => Some((key, message)),
+            Self::Train(e) => manabi_objectives::recipe::RecipeError::config_parts(e),
+            _ => None,
+        }
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = AlignError> = std::result::Result<T, E>;

@@ -72,6 +72,16 @@ impl FinetuneError {
     }
 }
 
+impl manabi_objectives::recipe::RecipeError for FinetuneError {
+    fn config_parts(&mut self) -> Option<(&mut String, &mut String)> {
+        match self {
+            Self::Config { key, message } => Some((key, message)),
+            Self::Train(e) => manabi_objectives::recipe::RecipeError::config_parts(e),
+            _ => None,
+        }
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = FinetuneError> = std::result::Result<T, E>;
 

@@ -432,7 +432,17 @@ fn bad_data_and_config_values_name_the_line_or_key() {
     let e = SftConfig::parse(&recipe(tmp.path(), &base, "x", ""), &["peft.r=0".into()])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("peft.r"), "{e}");
+    assert!(e.contains("peft.r") && e.contains("(from --set)"), "{e}");
+    // A value the types allow but the checks refuse names its file and line too.
+    let zero = recipe(tmp.path(), &base, "x", "").replace("r = 4", "r = 0");
+    let file = tmp.path().join("zero.toml");
+    std::fs::write(&file, &zero).unwrap();
+    let e = SftConfig::load(&file, &[]).unwrap_err().to_string();
+    let line = zero.lines().position(|l| l.starts_with("r = 0")).unwrap() + 1;
+    assert!(
+        e.contains("zero.toml: peft.r") && e.contains(&format!("(line {line})")),
+        "{e}"
+    );
     let e = SftConfig::parse(
         &recipe(tmp.path(), &base, "x", ""),
         &["peft.targets=[\"qkv\"]".into()],

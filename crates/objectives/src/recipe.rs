@@ -10,25 +10,65 @@ use crate::error::{Result, TrainError};
 /// A recipe (`configs/**/*.toml`): read from TOML with `--set` overrides, then checked.
 pub trait Recipe: serde::de::DeserializeOwned {
     /// The error type of the crate that owns the recipe.
-    type Error: From<TrainError>;
+    type Error: RecipeError;
 
     /// Checks values the types do not.
     fn validate(&self) -> std::result::Result<(), Self::Error>;
 
     /// Reads `path`, applies `overrides` (`section.key=value`) and checks the result;
-    /// errors name the file and the key.
+    /// errors name the file, the key and its line (or `--set`).
     fn load(path: &Path, overrides: &[String]) -> std::result::Result<Self, Self::Error> {
-        let cfg: Self = read_recipe(path, overrides)?;
-        cfg.validate()?;
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let cfg: Self = parse_recipe(&text, overrides).map_err(|e| in_file(path, e))?;
+        cfg.validate()
+            .map_err(|e| locate(e, Some(path), &text, overrides))?;
         Ok(cfg)
     }
 
-    /// Parses TOML text with overrides and checks the result.
+    /// Parses TOML text with overrides and checks the result; errors name the key and
+    /// its line (or `--set`).
     fn parse(text: &str, overrides: &[String]) -> std::result::Result<Self, Self::Error> {
         let cfg: Self = parse_recipe(text, overrides)?;
-        cfg.validate()?;
+        cfg.validate()
+            .map_err(|e| locate(e, None, text, overrides))?;
         Ok(cfg)
     }
+}
+
+/// The error of a crate that owns recipes: it may be a config error naming a key, which
+/// the reader then completes with where the key was set.
+pub trait RecipeError: From<TrainError> {
+    /// The key and message of a config error; `None` for other errors.
+    fn config_parts(&mut self) -> Option<(&mut String, &mut String)>;
+}
+
+impl RecipeError for TrainError {
+    fn config_parts(&mut self) -> Option<(&mut String, &mut String)> {
+        match self {
+            Self::Config { key, message } => Some((key, message)),
+            _ => None,
+        }
+    }
+}
+
+/// A validation error `e` with the line of its key in `text` (or `--set`) added to the
+/// message, and the file in front of the key.
+fn locate<E: RecipeError>(mut e: E, path: Option<&Path>, text: &str, overrides: &[String]) -> E {
+    if let Some((key, message)) = e.config_parts() {
+        let set = overrides.iter().any(|o| {
+            o.split_once('=')
+                .is_some_and(|(k, _)| k.trim() == key.as_str())
+        });
+        if set {
+            message.push_str(" (from --set)");
+        } else if let Some(line) = line_of(text, key) {
+            message.push_str(&format!(" (line {line})"));
+        }
+        if let Some(path) = path {
+            *key = format!("{}: {key}", path.display());
+        }
+    }
+    e
 }
 
 /// A config error with the file it came from in front of its key.
