@@ -258,16 +258,21 @@ fn ppo_settings_and_value_models_are_checked() {
     let e = PpoConfig::parse(&no_rm, &[]).unwrap_err().to_string();
     assert!(e.contains("ppo.reward_model"), "{e}");
     // A value model must read the policy's tokens: another tokenizer is refused.
-    let other = tmp.path().join("rm-other");
-    std::fs::create_dir_all(&other).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(rm.join(f), other.join(f)).unwrap();
-    }
-    std::fs::copy(
-        root().join("fixtures/tokenize/wordpiece-en/tokenizer.json"),
-        other.join("tokenizer.json"),
-    )
-    .unwrap();
+    // The reward model's weights with another tokenizer (`fixtures/tokenize/NAME`).
+    let with_tokenizer = |name: &str| {
+        let dir = tmp.path().join(format!("rm-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(rm.join(f), dir.join(f)).unwrap();
+        }
+        let tok = root()
+            .join("fixtures/tokenize")
+            .join(name)
+            .join("tokenizer.json");
+        std::fs::copy(tok, dir.join("tokenizer.json")).unwrap();
+        dir
+    };
+    let other = with_tokenizer("wordpiece-en");
     let cfg =
         PpoConfig::parse(&text, &[format!("ppo.value_model=\"{}\"", other.display())]).unwrap();
     let device = manabi_model::DeviceChoice::from_env().unwrap();
@@ -285,16 +290,7 @@ fn ppo_settings_and_value_models_are_checked() {
         e.contains("ppo.reward_model") && e.contains("ppo.reward_own_tokenizer = true"),
         "{e}"
     );
-    let wide = tmp.path().join("rm-wide");
-    std::fs::create_dir_all(&wide).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(rm.join(f), wide.join(f)).unwrap();
-    }
-    std::fs::copy(
-        root().join("fixtures/tokenize/bpe-ja/tokenizer.json"),
-        wide.join("tokenizer.json"),
-    )
-    .unwrap();
+    let wide = with_tokenizer("bpe-ja");
     let cfg = PpoConfig::parse(
         &text,
         &[

@@ -404,45 +404,31 @@ fn bad_data_and_config_values_name_the_line_or_key() {
         e.contains("bad.jsonl:2") && e.contains("not valid JSON") && !e.contains('\n'),
         "{e}"
     );
-    // A misspelt key in the file names the key and its line.
-    let typo = recipe(tmp.path(), &base, "x", "").replace("warmup_steps = 2", "warmup_step = 2");
-    let e = SftConfig::parse(&typo, &[]).unwrap_err().to_string();
-    let line = typo
-        .lines()
-        .position(|l| l.starts_with("warmup_step"))
-        .unwrap()
-        + 1;
-    assert!(
-        e.contains("warmup_step") && e.contains(&format!("line {line}")),
-        "{e}"
-    );
-
-    let wrong =
-        recipe(tmp.path(), &base, "x", "").replace("batch_size = 4", "batch_size = \"four\"");
-    let e = SftConfig::parse(&wrong, &[]).unwrap_err().to_string();
-    let line = wrong
-        .lines()
-        .position(|l| l.starts_with("batch_size"))
-        .unwrap()
-        + 1;
-    assert!(
-        e.contains("`train.batch_size`") && e.contains(&format!("line {line}")),
-        "{e}"
-    );
+    // A misspelt key, a wrong type and a value the checks refuse each name the key, its
+    // line and the recipe file.
+    let file = tmp.path().join("wrong.toml");
+    for (from, to, key) in [
+        ("warmup_steps = 2", "warmup_step = 2", "warmup_step"),
+        (
+            "batch_size = 4",
+            "batch_size = \"four\"",
+            "wrong.toml: train.batch_size",
+        ),
+        ("r = 4", "r = 0", "wrong.toml: peft.r"),
+    ] {
+        let text = recipe(tmp.path(), &base, "x", "").replace(from, to);
+        std::fs::write(&file, &text).unwrap();
+        let e = SftConfig::load(&file, &[]).unwrap_err().to_string();
+        let line = text.lines().position(|l| l == to).unwrap() + 1;
+        assert!(
+            e.contains(key) && e.contains(&format!("line {line}")),
+            "{to}: {e}"
+        );
+    }
     let e = SftConfig::parse(&recipe(tmp.path(), &base, "x", ""), &["peft.r=0".into()])
         .unwrap_err()
         .to_string();
     assert!(e.contains("peft.r") && e.contains("(from --set)"), "{e}");
-    // A value the types allow but the checks refuse names its file and line too.
-    let zero = recipe(tmp.path(), &base, "x", "").replace("r = 4", "r = 0");
-    let file = tmp.path().join("zero.toml");
-    std::fs::write(&file, &zero).unwrap();
-    let e = SftConfig::load(&file, &[]).unwrap_err().to_string();
-    let line = zero.lines().position(|l| l.starts_with("r = 0")).unwrap() + 1;
-    assert!(
-        e.contains("zero.toml: peft.r") && e.contains(&format!("(line {line})")),
-        "{e}"
-    );
     let e = SftConfig::parse(
         &recipe(tmp.path(), &base, "x", ""),
         &["peft.targets=[\"qkv\"]".into()],
