@@ -146,7 +146,7 @@ fn attention(
     v: &FlexTensor,
     bias: Option<FlexTensor>,
     scale: f64,
-) -> (FlexTensor, Vec<f32>) {
+) -> (FlexTensor, kernels::Probabilities) {
     let dims = attention_dims(q, k);
     let bias = bias.map(contiguous);
     let bias = bias
@@ -335,8 +335,14 @@ impl Backward<Flex, 3> for NormBackward {
 struct AttentionBackward;
 
 impl Backward<Flex, 3> for AttentionBackward {
-    // q, k, v, the probabilities, the scale
-    type State = (FlexTensor, FlexTensor, FlexTensor, Vec<f32>, f64);
+    // q, k, v, the probabilities (with the keys each row reads), the scale
+    type State = (
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+        kernels::Probabilities,
+        f64,
+    );
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (q, k, v, p, scale) = ops.state;

@@ -43,7 +43,9 @@ macro_rules! simd_kernel {
 
 mod products;
 
-pub use products::{AttentionDims, attention, attention_backward, linear, linear_backward};
+pub use products::{
+    AttentionDims, Probabilities, attention, attention_backward, linear, linear_backward,
+};
 
 mod norm;
 
@@ -471,8 +473,8 @@ mod tests {
             0.5,
             [heads, 1, t, tk, d],
         );
-        assert_eq!(y, p);
-        for (r, row) in p.chunks(3).enumerate() {
+        assert_eq!(y, p.p);
+        for (r, row) in p.p.chunks(3).enumerate() {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
             if r % 2 == 0 {
                 assert_eq!(row, [1.0, 0.0, 0.0]);

@@ -312,4 +312,4 @@ pub fn linear_backward(
 /// Attention forward and backward, tiled over its causal mask.
 mod attention;
 
-pub use attention::{AttentionDims, attention, attention_backward};
+pub use attention::{AttentionDims, Probabilities, attention, attention_backward};

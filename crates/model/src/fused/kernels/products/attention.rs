@@ -82,16 +82,6 @@ simd_kernel!(
     }
 );
 
-simd_kernel!(
-    /// How many leading keys each row of probabilities `p` (rows of `tk`) reads: one past
-    /// its last nonzero probability.
-    KeysRead<'a> { p: &'a [f32], tk: usize } -> Vec<usize> {
-        p.chunks(tk)
-            .map(|r| last_where(r, |x| x != 0.0).map_or(0, |j| j + 1))
-            .collect()
-    }
-);
-
 /// The index of the last element of `xs` where `pred` holds, scanned from the end in
 /// blocks that vectorise (a causal row's hidden tail is most of the row).
 #[inline(always)]
@@ -150,11 +140,42 @@ fn head_t(batch: &[f32], hi: usize, heads: usize, d: usize) -> View<'_> {
     }
 }
 
+/// What the backward pass keeps of [`attention`]'s forward pass: the probabilities
+/// `[batch, heads, t, tk]` (0 for keys a row does not read) and the keys each row reads,
+/// so the backward pass reads the same tiles without scanning for them.
+#[derive(Debug, Clone)]
+pub struct Probabilities {
+    /// The probabilities.
+    pub p: Vec<f32>,
+    /// Keys each query row reads, per distinct `[t, tk]` slice of the bias.
+    visible: Vec<Vec<usize>>,
+    /// Which slice each batch element and head reads (`None`: no bias, one slice).
+    layout: Option<BiasLayout>,
+}
+
+impl Probabilities {
+    /// The keys each query row of batch element `bi`, head `hi` reads.
+    fn visible(&self, bi: usize, hi: usize) -> &[usize] {
+        &self.visible[self.layout.map_or(0, |l| l.slice(bi, hi))]
+    }
+}
+
+/// `x` as initialised floats.
+///
+/// # Safety
+/// Every element of `x` must have been written.
+#[allow(unsafe_code)]
+unsafe fn assume_init(x: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and the caller vouches that every
+    // element holds a value.
+    unsafe { &mut *(x as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// Attention `softmax(q·kᵀ·scale + bias)·v` on the token-major layout the projections
 /// write (no transposes around it), one batch element per rayon task (each `gemm` on
 /// one thread), in tiles of [`TILE`] query rows that read only the keys they can see.
-/// Returns the output and the probabilities (kept for the backward pass; 0 for hidden
-/// keys).
+/// Returns the output and the probabilities kept for the backward pass. Nothing is
+/// zeroed first: each tile writes its rows' scores and the zeros past them.
 ///
 /// Shapes (contiguous): `q` and the output `[batch, t, heads, d]`, `k`, `v`
 /// `[batch, tk, heads, d]`, the probabilities `[batch, heads, t, tk]`; the bias as
@@ -166,15 +187,12 @@ pub fn attention(
     bias: Option<(&[f32], BiasLayout)>,
     scale: f32,
     [batch, heads, t, tk, d]: AttentionDims,
-) -> (Vec<f32>, Vec<f32>) {
+) -> (Vec<f32>, Probabilities) {
     let hd = heads * d;
-    let mut p = vec![0f32; batch * heads * t * tk];
-    if p.is_empty() || d == 0 {
-        return (vec![0.0; batch * t * hd], p);
-    }
+    let layout = bias.map(|(_, layout)| layout);
     // The keys each row sees, per `[t, tk]` slice of the bias: computed once for each
     // distinct slice (a causal mask is one slice for every batch element and head).
-    let slices = bias.map_or(1, |(_, layout)| layout.slices(batch));
+    let slices = layout.map_or(1, |layout| layout.slices(batch));
     let visible: Vec<Vec<usize>> = (0..slices)
         .into_par_iter()
         .map(|sl| {
@@ -182,8 +200,13 @@ pub fn attention(
             visible_keys(rows, bias.map(|(b, _)| b), tk)
         })
         .collect();
-    let probabilities = &mut p;
-    let fill = |y: &mut [MaybeUninit<f32>]| {
+    let n_p = batch * heads * t * tk;
+    if n_p == 0 || d == 0 {
+        let p = vec![0f32; n_p];
+        let probabilities = Probabilities { p, visible, layout };
+        return (vec![0.0; batch * t * hd], probabilities);
+    }
+    let fill = |y: &mut [MaybeUninit<f32>], probabilities: &mut [MaybeUninit<f32>]| {
         y.par_chunks_mut(t * hd)
             .zip(probabilities.par_chunks_mut(heads * t * tk))
             .enumerate()
@@ -193,17 +216,25 @@ pub fn attention(
                     &k[bi * tk * hd..(bi + 1) * tk * hd],
                     &v[bi * tk * hd..(bi + 1) * tk * hd],
                 );
-                for (hi, p) in pb.chunks_mut(t * tk).enumerate() {
-                    let slice = bias.map_or(0, |(_, layout)| layout.slice(bi, hi));
+                for (hi, ph) in pb.chunks_mut(t * tk).enumerate() {
+                    let slice = layout.map_or(0, |layout| layout.slice(bi, hi));
                     let vis = &visible[slice];
                     // This slice's `[t, tk]` block of the bias.
                     let bias_block = bias.map(|(b, _)| &b[slice * t * tk..(slice + 1) * t * tk]);
                     for (r0, r1, l) in row_tiles(vis) {
                         let rows = r1 - r0;
+                        let tile = &mut ph[r0 * tk..r1 * tk];
                         let (qv, kt) = (head(qb, hi, r0, heads, d), head_t(kb, hi, heads, d));
-                        gemm_with(&mut p[r0 * tk..], tk, qv, kt, [rows, d, l], false, false);
+                        gemm_into(Dst::uninit(tile, tk), qv, kt, [rows, d, l], false, false);
+                        for row in tile.chunks_mut(tk) {
+                            row[l..].fill(MaybeUninit::new(0.0));
+                        }
+                        // SAFETY: the product wrote keys 0..l of each of the tile's rows,
+                        // and the loop above the keys from l on.
+                        #[allow(unsafe_code)]
+                        let tile = unsafe { assume_init(tile) };
                         Arch::new().dispatch(ScaledSoftmax {
-                            scores: &mut p[r0 * tk..],
+                            scores: tile,
                             bias: bias_block.map(|b| &b[r0 * tk..]),
                             rows,
                             tk,
@@ -211,7 +242,7 @@ pub fn attention(
                             scale,
                         });
                         let pv = View {
-                            data: &p[r0 * tk..],
+                            data: tile,
                             rs: tk,
                             cs: 1,
                         };
@@ -222,111 +253,141 @@ pub fn attention(
                 }
             });
     };
-    // SAFETY: per batch element, every head's row tiles cover rows 0..t, and each writes
-    // its rows' `d` values of the head (`l ≥ 1`: a row that sees no key reads all `tk ≥ 1`
-    // of them), so all t · heads · d values of every element are written.
+    let mut y = Vec::new();
+    // SAFETY: per batch element, every head's row tiles cover rows 0..t; each writes
+    // all `tk` probabilities of its rows (`l ≥ 1`: a row that sees no key reads all
+    // `tk ≥ 1` of them) and its rows' `d` output values of the head, so all of both
+    // buffers is written.
     #[allow(unsafe_code)]
-    let y = unsafe { filled(batch * t * hd, fill) };
-    (y, p)
+    let p = unsafe {
+        filled(n_p, |p| {
+            y = filled(batch * t * hd, |y| fill(y, p));
+        })
+    };
+    (y, Probabilities { p, visible, layout })
 }
 
-/// Gradients `(dq, dk, dv)` of [`attention`] (same layouts) from its probabilities `p`
-/// and the output gradient `g` `[batch, t, heads, d]`, tiled as the forward pass: a row
-/// reads the keys up to its last nonzero probability (a key of probability 0 adds
-/// exactly 0 to every gradient).
+/// Gradients `(dq, dk, dv)` of [`attention`] (same layouts) from its probabilities
+/// and the output gradient `g` `[batch, t, heads, d]`, tiled as the forward pass (a key
+/// a row does not read has probability 0 and adds exactly 0 to every gradient). Nothing
+/// is zeroed first: each tile writes its block, and keys no row reads get zeros.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    p: &[f32],
+    saved: &Probabilities,
     g: &[f32],
     scale: f32,
     [batch, heads, t, tk, d]: AttentionDims,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let hd = heads * d;
-    let mut dq = vec![0f32; batch * t * hd];
-    let mut dk = vec![0f32; batch * tk * hd];
-    let mut dv = vec![0f32; batch * tk * hd];
-    if dq.is_empty() || dk.is_empty() {
-        return (dq, dk, dv);
+    let (n_q, n_k) = (batch * t * hd, batch * tk * hd);
+    if n_q == 0 || n_k == 0 {
+        return (vec![0.0; n_q], vec![0.0; n_k], vec![0.0; n_k]);
     }
-    dq.par_chunks_mut(t * hd)
-        .zip(dk.par_chunks_mut(tk * hd).zip(dv.par_chunks_mut(tk * hd)))
-        .enumerate()
-        .for_each(|(bi, (dqb, (dkb, dvb)))| {
-            fn at(x: &[f32], i: usize, len: usize) -> &[f32] {
-                &x[i * len..(i + 1) * len]
-            }
-            let (qb, kb, vb, gb) = (
-                at(q, bi, t * hd),
-                at(k, bi, tk * hd),
-                at(v, bi, tk * hd),
-                at(g, bi, t * hd),
-            );
-            let mut ds = vec![0f32; t * tk];
-            for hi in 0..heads {
-                let ph = at(p, bi * heads + hi, t * tk);
-                let vis = Arch::new().dispatch(KeysRead { p: ph, tk });
-                // Per key tile: the rows from the first that reads it. Pᵀ (and dsᵀ) of
-                // keys c0.. and rows i0..: element (a, b) at (i0 + b)·tk + c0 + a.
-                fn transposed(x: &[f32], c0: usize, i0: usize, tk: usize) -> View<'_> {
-                    View {
-                        data: &x[i0 * tk + c0..],
-                        rs: 1,
-                        cs: tk,
+    let p = &saved.p;
+    type Out<'a> = &'a mut [MaybeUninit<f32>];
+    let fill = |dq: Out<'_>, dk: Out<'_>, dv: Out<'_>| {
+        dq.par_chunks_mut(t * hd)
+            .zip(dk.par_chunks_mut(tk * hd).zip(dv.par_chunks_mut(tk * hd)))
+            .enumerate()
+            .for_each(|(bi, (dqb, (dkb, dvb)))| {
+                fn at(x: &[f32], i: usize, len: usize) -> &[f32] {
+                    &x[i * len..(i + 1) * len]
+                }
+                let (qb, kb, vb, gb) = (
+                    at(q, bi, t * hd),
+                    at(k, bi, tk * hd),
+                    at(v, bi, tk * hd),
+                    at(g, bi, t * hd),
+                );
+                // Head `hi`'s `d` values of keys (or rows) `from..` of a batch element's
+                // `[len, heads, d]` block: zeros.
+                let zero_from = |x: Out<'_>, from: usize, hi: usize| {
+                    for row in x.chunks_mut(hd).skip(from) {
+                        row[hi * d..(hi + 1) * d].fill(MaybeUninit::new(0.0));
                     }
-                }
-                // dv = pᵀ · g
-                for (c0, c1, i0) in key_tiles(&vis, tk) {
-                    let (pt, gv) = (transposed(ph, c0, i0, tk), head(gb, hi, i0, heads, d));
-                    let dst = &mut dvb[c0 * hd + hi * d..];
-                    gemm_with(dst, hd, pt, gv, [c1 - c0, t - i0, d], false, false);
-                }
-                // dp = g · vᵀ, then ds = scale · p ⊙ (dp − Σ dp ⊙ p); dq = ds · k
-                for (r0, r1, l) in row_tiles(&vis) {
-                    // `dk` below reads these rows past `l` too: zeros (the buffer
-                    // holds the previous head's values).
-                    for row in ds[r0 * tk..r1 * tk].chunks_mut(tk) {
-                        row[l..].fill(0.0);
+                };
+                let mut ds = vec![0f32; t * tk];
+                for hi in 0..heads {
+                    let ph = at(p, bi * heads + hi, t * tk);
+                    let vis = saved.visible(bi, hi);
+                    // Per key tile: the rows from the first that reads it. Pᵀ (and dsᵀ)
+                    // of keys c0.. and rows i0..: element (a, b) at (i0 + b)·tk + c0 + a.
+                    fn transposed(x: &[f32], c0: usize, i0: usize, tk: usize) -> View<'_> {
+                        View {
+                            data: &x[i0 * tk + c0..],
+                            rs: 1,
+                            cs: tk,
+                        }
                     }
-                    if l == 0 {
-                        continue;
+                    // Keys from `read` on are read by no row (a suffix: a row reads a
+                    // prefix of the keys).
+                    let read = key_tiles(vis, tk).last().map_or(0, |(_, c1, _)| c1);
+                    // dv = pᵀ · g
+                    for (c0, c1, i0) in key_tiles(vis, tk) {
+                        let (pt, gv) = (transposed(ph, c0, i0, tk), head(gb, hi, i0, heads, d));
+                        let dst = Dst::uninit(&mut dvb[c0 * hd + hi * d..], hd);
+                        gemm_into(dst, pt, gv, [c1 - c0, t - i0, d], false, false);
                     }
-                    let rows = r1 - r0;
-                    let (gv, vt) = (head(gb, hi, r0, heads, d), head_t(vb, hi, heads, d));
-                    gemm_with(&mut ds[r0 * tk..], tk, gv, vt, [rows, d, l], false, false);
-                    Arch::new().dispatch(SoftmaxGrad {
-                        ds: &mut ds[r0 * tk..],
-                        p: &ph[r0 * tk..],
-                        rows,
-                        tk,
-                        l,
-                        scale,
-                    });
-                    let dsv = View {
-                        data: &ds[r0 * tk..],
-                        rs: tk,
-                        cs: 1,
-                    };
-                    let dst = &mut dqb[r0 * hd + hi * d..];
-                    gemm_with(
-                        dst,
-                        hd,
-                        dsv,
-                        head(kb, hi, 0, heads, d),
-                        [rows, l, d],
-                        false,
-                        false,
-                    );
+                    zero_from(dvb, read, hi);
+                    // dp = g · vᵀ, then ds = scale · p ⊙ (dp − Σ dp ⊙ p); dq = ds · k
+                    for (r0, r1, l) in row_tiles(vis) {
+                        // `dk` below reads these rows past `l` too: zeros (the buffer
+                        // holds the previous head's values).
+                        for row in ds[r0 * tk..r1 * tk].chunks_mut(tk) {
+                            row[l..].fill(0.0);
+                        }
+                        if l == 0 {
+                            for row in dqb[r0 * hd..r1 * hd].chunks_mut(hd) {
+                                row[hi * d..(hi + 1) * d].fill(MaybeUninit::new(0.0));
+                            }
+                            continue;
+                        }
+                        let rows = r1 - r0;
+                        let (gv, vt) = (head(gb, hi, r0, heads, d), head_t(vb, hi, heads, d));
+                        gemm_with(&mut ds[r0 * tk..], tk, gv, vt, [rows, d, l], false, false);
+                        Arch::new().dispatch(SoftmaxGrad {
+                            ds: &mut ds[r0 * tk..],
+                            p: &ph[r0 * tk..],
+                            rows,
+                            tk,
+                            l,
+                            scale,
+                        });
+                        let dsv = View {
+                            data: &ds[r0 * tk..],
+                            rs: tk,
+                            cs: 1,
+                        };
+                        let dst = Dst::uninit(&mut dqb[r0 * hd + hi * d..], hd);
+                        let kv = head(kb, hi, 0, heads, d);
+                        gemm_into(dst, dsv, kv, [rows, l, d], false, false);
+                    }
+                    // dk = dsᵀ · q
+                    for (c0, c1, i0) in key_tiles(vis, tk) {
+                        let (dst_view, qv) =
+                            (transposed(&ds, c0, i0, tk), head(qb, hi, i0, heads, d));
+                        let dst = Dst::uninit(&mut dkb[c0 * hd + hi * d..], hd);
+                        gemm_into(dst, dst_view, qv, [c1 - c0, t - i0, d], false, false);
+                    }
+                    zero_from(dkb, read, hi);
                 }
-                // dk = dsᵀ · q
-                for (c0, c1, i0) in key_tiles(&vis, tk) {
-                    let (dst_view, qv) = (transposed(&ds, c0, i0, tk), head(qb, hi, i0, heads, d));
-                    let dst = &mut dkb[c0 * hd + hi * d..];
-                    gemm_with(dst, hd, dst_view, qv, [c1 - c0, t - i0, d], false, false);
-                }
-            }
-        });
+            });
+    };
+    let (mut dk, mut dv) = (Vec::new(), Vec::new());
+    // SAFETY: per batch element and head, the key tiles write the head's `d` values of
+    // every key up to the last one a row reads, and `zero_from` those of the keys after
+    // it (in dk and dv); the row tiles cover rows 0..t and write the head's values of
+    // each (in dq); the heads together cover all `heads · d` values of a row.
+    #[allow(unsafe_code)]
+    let dq = unsafe {
+        filled(n_q, |dq| {
+            dk = filled(n_k, |dk| {
+                dv = filled(n_k, |dv| fill(dq, dk, dv));
+            });
+        })
+    };
     (dq, dk, dv)
 }
