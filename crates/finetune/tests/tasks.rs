@@ -155,6 +155,12 @@ fn a_similarity_regressor_learns_and_reports_pearson_and_spearman() {
     assert_eq!(names, ["pearson", "spearman"]);
     assert!(r.splits[0].metrics.iter().all(|(_, v)| v.is_finite()));
     assert!(r.label_counts.is_empty() && r.splits[0].majority_baseline.is_none());
+    // Resume: stopped after 10 steps and continued, the straight run's losses.
+    let text2 = recipe(&base, &tmp.path().join("sts2"), "sts", "sts", &val);
+    let stop = ["train.stop_after=10".to_string()];
+    let r1 = train_task(&TaskConfig::parse(&text2, &stop).unwrap(), device, false).unwrap();
+    let r2 = train_task(&TaskConfig::parse(&text2, &[]).unwrap(), device, true).unwrap();
+    assert_eq!(&common::joined_losses(&r1.run, &r2.run), losses);
     // The bi-encoder: each sentence embedded alone, cosine trained towards label / 5.
     let bi = recipe(&base, &tmp.path().join("sts-bi"), "sts", "sts", &val)
         .replace("[data]", "encoder = \"bi\"\n[data]");
@@ -383,6 +389,14 @@ fn an_ner_tagger_learns_and_predicts_character_spans() {
     assert!(d < 1e-5, "{d}");
     let expected = serde_json::json!({"input_ids": [[5, 9, 17, 3, 40, 2]], "logits": a});
     std::fs::write(hf.join("expected.json"), expected.to_string()).unwrap();
+    // Resume: stopped after 20 steps and continued, the straight run's losses.
+    let text2 = recipe(&base, &tmp.path().join("ner2"), "ner", "ner", &val)
+        .replace("steps = 30", "steps = 40")
+        .replace("eval_every = 30", "eval_every = 40");
+    let stop = ["train.stop_after=20".to_string()];
+    let r1 = train_task(&TaskConfig::parse(&text2, &stop).unwrap(), device, false).unwrap();
+    let r2 = train_task(&TaskConfig::parse(&text2, &[]).unwrap(), device, true).unwrap();
+    assert_eq!(common::joined_losses(&r1.run, &r2.run), r.run.losses);
 }
 
 #[test]
