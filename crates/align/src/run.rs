@@ -410,11 +410,14 @@ pub fn grpo(cfg: &GrpoConfig, device_choice: DeviceChoice, resume: bool) -> Resu
         eval_prompts: cfg.data.eval_prompts,
         reward_model: match &cfg.grpo.reward_model {
             Some(dir) => {
-                let key = "grpo.reward_model";
-                let rm = load_scalar(dir, &device, key)?.valid();
-                let vocab = rm.lm.config().vocab_size;
                 let own = cfg.grpo.reward_own_tokenizer;
-                Some((rm, reward_tokenizer(dir, &tokenizer, own, (key, vocab))?))
+                Some(load_reward_scorer(
+                    dir,
+                    &device,
+                    &tokenizer,
+                    own,
+                    "grpo.reward_model",
+                )?)
             }
             None => None,
         },
@@ -460,15 +463,17 @@ pub(crate) fn load_scalar(
     Ok(rm)
 }
 
-/// The tokenizer a reward model scores decoded text with. It must be the policy's unless
-/// `own` (the recipe's `reward_own_tokenizer`) allows another, and its ids must fit the
-/// reward model's embedding.
-pub(crate) fn reward_tokenizer(
+/// A reward model that scores decoded text (PPO, GRPO), without autodiff, with the
+/// tokenizer it reads that text with: the policy's, or with `own` (the recipe's
+/// `reward_own_tokenizer`) another, whose ids must fit the reward model's embedding.
+pub(crate) fn load_reward_scorer(
     dir: &std::path::Path,
+    device: &burn::prelude::Device,
     policy: &TextTokenizer,
     own: bool,
-    (key, vocab): (&str, usize),
-) -> Result<TextTokenizer> {
+    key: &str,
+) -> Result<(manabi_model::DecoderClassifier, TextTokenizer)> {
+    let rm = load_scalar(dir, device, key)?.valid();
     let path = dir.join("tokenizer.json");
     let tok = TextTokenizer::load(&path)?;
     if !own && tok.sha256() != policy.sha256() {
@@ -482,6 +487,7 @@ pub(crate) fn reward_tokenizer(
             ),
         ));
     }
+    let vocab = rm.lm.config().vocab_size;
     if tok.vocab_size() > vocab {
         return Err(AlignError::config(
             key,
@@ -492,5 +498,5 @@ pub(crate) fn reward_tokenizer(
             ),
         ));
     }
-    Ok(tok)
+    Ok((rm, tok))
 }

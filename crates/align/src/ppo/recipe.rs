@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{PolicyValue, PpoState, PpoTask, Prompt};
 use crate::error::{AlignError, Result};
-use crate::run::{PolicyModel, PromptData, load_scalar, start};
+use crate::run::{PolicyModel, PromptData, load_reward_scorer, load_scalar, start};
 
 /// A PPO recipe (`configs/align/ppo.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,10 +174,8 @@ pub fn ppo(cfg: &PpoConfig, device_choice: DeviceChoice, resume: bool) -> Result
         .reward_model
         .clone()
         .ok_or_else(|| AlignError::config("ppo.reward_model", "missing"))?;
-    let reward = load_scalar(&rm_dir, &device, "ppo.reward_model")?.valid();
-    let key = ("ppo.reward_model", reward.lm.config().vocab_size);
     let own = cfg.ppo.reward_own_tokenizer;
-    let reward_tok = crate::run::reward_tokenizer(&rm_dir, &tokenizer, own, key)?;
+    let reward = load_reward_scorer(&rm_dir, &device, &tokenizer, own, "ppo.reward_model")?;
     trainer.device().seed(cfg.run.seed);
     manabi_model::init::seed(cfg.run.seed);
     let value = match &cfg.ppo.value_model {
@@ -220,7 +218,7 @@ pub fn ppo(cfg: &PpoConfig, device_choice: DeviceChoice, resume: bool) -> Result
         pad: specials.pad,
         seed: cfg.run.seed,
         reference: reference.clone(),
-        reward: (reward, reward_tok),
+        reward,
         eval_prompts: cfg.data.eval_prompts,
         state: std::sync::Mutex::new(PpoState {
             kl_coef: cfg.ppo.kl_coef,

@@ -322,11 +322,12 @@ pub fn attention_backward(
                             cs: tk,
                         }
                     }
+                    let keys: Vec<_> = key_tiles(vis, tk).collect();
                     // Keys from `read` on are read by no row (a suffix: a row reads a
                     // prefix of the keys).
-                    let read = key_tiles(vis, tk).last().map_or(0, |(_, c1, _)| c1);
+                    let read = keys.last().map_or(0, |&(_, c1, _)| c1);
                     // dv = pᵀ · g
-                    for (c0, c1, i0) in key_tiles(vis, tk) {
+                    for &(c0, c1, i0) in &keys {
                         let (pt, gv) = (transposed(ph, c0, i0, tk), head(gb, hi, i0, heads, d));
                         let dst = Dst::uninit(&mut dvb[c0 * hd + hi * d..], hd);
                         gemm_into(dst, pt, gv, [c1 - c0, t - i0, d], false, false);
@@ -338,12 +339,6 @@ pub fn attention_backward(
                         // holds the previous head's values).
                         for row in ds[r0 * tk..r1 * tk].chunks_mut(tk) {
                             row[l..].fill(0.0);
-                        }
-                        if l == 0 {
-                            for row in dqb[r0 * hd..r1 * hd].chunks_mut(hd) {
-                                row[hi * d..(hi + 1) * d].fill(MaybeUninit::new(0.0));
-                            }
-                            continue;
                         }
                         let rows = r1 - r0;
                         let (gv, vt) = (head(gb, hi, r0, heads, d), head_t(vb, hi, heads, d));
@@ -366,7 +361,7 @@ pub fn attention_backward(
                         gemm_into(dst, dsv, kv, [rows, l, d], false, false);
                     }
                     // dk = dsᵀ · q
-                    for (c0, c1, i0) in key_tiles(vis, tk) {
+                    for &(c0, c1, i0) in &keys {
                         let (dst_view, qv) =
                             (transposed(&ds, c0, i0, tk), head(qb, hi, i0, heads, d));
                         let dst = Dst::uninit(&mut dkb[c0 * hd + hi * d..], hd);
@@ -380,7 +375,8 @@ pub fn attention_backward(
     // SAFETY: per batch element and head, the key tiles write the head's `d` values of
     // every key up to the last one a row reads, and `zero_from` those of the keys after
     // it (in dk and dv); the row tiles cover rows 0..t and write the head's values of
-    // each (in dq); the heads together cover all `heads · d` values of a row.
+    // each (in dq; every tile reads `l ≥ 1` keys, as in the forward pass); the heads
+    // together cover all `heads · d` values of a row.
     #[allow(unsafe_code)]
     let dq = unsafe {
         filled(n_q, |dq| {
