@@ -78,11 +78,7 @@ fn metrics(
                 .iter()
                 .map(manabi_finetune::sft::prompt_of)
                 .collect(),
-            answers: set
-                .records
-                .iter()
-                .map(|r| r.final_response().to_string())
-                .collect(),
+            answers: set.answers.clone(),
             tokenizer: tok.clone(),
             options: manabi_model::GenerateOptions {
                 max_new_tokens: 16,

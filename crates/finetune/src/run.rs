@@ -242,10 +242,7 @@ fn generation_eval(cfg: &SftConfig, p: &Prepared) -> Option<GenerationEval> {
         let n = task_eval_len(cfg, p);
         GenerationEval {
             prompts: p.val.examples[..n].iter().map(sft::prompt_of).collect(),
-            answers: p.val.records[..n]
-                .iter()
-                .map(|r| r.final_response().to_string())
-                .collect(),
+            answers: p.val.answers[..n].to_vec(),
             tokenizer: p.tokenizer.clone(),
             options: GenerateOptions {
                 max_new_tokens: cfg.eval.max_new_tokens,

@@ -685,3 +685,26 @@ fn long_prompts_are_cut_from_the_left_and_long_responses_are_dropped_and_counted
         assert!(e.tokens.ends_with(&response));
     }
 }
+
+#[test]
+fn exact_match_scores_the_response_as_the_template_renders_it() {
+    // What is trained is what is scored: under `response = " ({answer})"` the gold answer
+    // of `{"answer": "Kuku"}` is ` (Kuku)`, not the bare field a model trained on the
+    // template never writes.
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base_model(tmp.path());
+    let text = recipe(tmp.path(), &base, "paren", "");
+    let val = std::fs::read_to_string(root().join("datasets/sft/qa-en.val.jsonl")).unwrap();
+    let answers: Vec<String> = val
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["answer"].to_string())
+        .map(|a| a.trim_matches('"').to_string())
+        .collect();
+    let plain = manabi_finetune::run::prepare(&SftConfig::parse(&text, &[]).unwrap()).unwrap();
+    let want: Vec<String> = answers.iter().map(|a| format!(" {a}")).collect();
+    assert_eq!(plain.val.answers, want);
+    let over = ["template.response=\" ({answer})\"".to_string()];
+    let paren = manabi_finetune::run::prepare(&SftConfig::parse(&text, &over).unwrap()).unwrap();
+    let want: Vec<String> = answers.iter().map(|a| format!(" ({a})")).collect();
+    assert_eq!(paren.val.answers, want);
+}

@@ -30,6 +30,9 @@ pub struct EncodedSet {
     pub examples: Vec<Encoded>,
     /// The record of each example.
     pub records: Vec<Record>,
+    /// The gold answer of each example: its final response as the template renders it
+    /// (`" (Tolven)"` under `response = " ({answer})"`), or the last assistant message.
+    pub answers: Vec<String>,
     /// Truncation and drop counts.
     pub stats: EncodeStats,
 }
@@ -88,6 +91,7 @@ pub fn encode_set(
     let mut stats = EncodeStats::default();
     let mut examples = Vec::with_capacity(data.records.len());
     let mut records = Vec::with_capacity(data.records.len());
+    let mut answers = Vec::with_capacity(data.records.len());
     for (r, src) in data.records.iter().zip(&data.sources) {
         let segments = template.render(r).map_err(|e| FinetuneError::Data {
             path: src.path.clone(),
@@ -106,6 +110,7 @@ pub fn encode_set(
         {
             examples.push(e);
             records.push(r.clone());
+            answers.push(gold_answer(r, &segments));
         }
     }
     if examples.is_empty() {
@@ -120,8 +125,24 @@ pub fn encode_set(
     Ok(EncodedSet {
         examples,
         records,
+        answers,
         stats,
     })
+}
+
+/// What generation is scored against: the rendered final response of a templated record
+/// (what was trained, so a response template such as `" ({answer})"` is part of the gold
+/// answer), the content of the last assistant message of a conversation (its `<|end|>`
+/// stops generation and is not text).
+fn gold_answer(record: &Record, segments: &[template::Segment]) -> String {
+    match record {
+        Record::Chat(_) => record.final_response().to_string(),
+        Record::Fields { .. } => segments
+            .iter()
+            .rev()
+            .find(|s| s.trained)
+            .map_or_else(|| record.final_response().to_string(), |s| s.text.clone()),
+    }
 }
 
 /// The prompt tokens of an example: everything before its final response.
