@@ -359,7 +359,7 @@ pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: bool) -> Result
         }
         trainer.device().seed(cfg.run.seed);
         manabi_model::init::seed(cfg.run.seed);
-        let model = peft::apply(base, &cfg.peft)?;
+        let model = peft::apply_with_tokenizer(base, &cfg.peft, &p.tokenizer)?;
         let (trainable, total) = peft::describe(&model);
         println!(
             "{:?}: {trainable} trainable of {total} parameters ({:.3} %)",

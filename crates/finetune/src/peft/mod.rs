@@ -67,6 +67,10 @@ pub struct PeftConfig {
     pub rslora: bool,
     /// Prompt and prefix tuning: virtual tokens prepended to the input.
     pub virtual_tokens: usize,
+    /// Prompt tuning: start the soft prompt from the embeddings of this text's tokens,
+    /// repeated or cut to `virtual_tokens` (PEFT's `prompt_tuning_init = "TEXT"`); empty:
+    /// from vocabulary rows spread over the table.
+    pub prompt_init_text: String,
     /// Prefix tuning: make the prefix with a two-layer MLP while training (PEFT's
     /// `prefix_projection`; exports write its output).
     pub prefix_projection: bool,
@@ -86,6 +90,7 @@ impl Default for PeftConfig {
             targets: vec!["q_proj".into(), "v_proj".into()],
             rslora: false,
             virtual_tokens: 8,
+            prompt_init_text: String::new(),
             prefix_projection: false,
             feedforward: vec!["down_proj".into()],
             adapter_size: 16,
@@ -127,6 +132,12 @@ impl PeftConfig {
         }
         if self.method == Method::Ia3 && self.targets.is_empty() {
             return Err(FinetuneError::config("peft.targets", "no target modules"));
+        }
+        if self.method != Method::Prompt && !self.prompt_init_text.is_empty() {
+            return Err(FinetuneError::config(
+                "peft.prompt_init_text",
+                "only prompt tuning starts from a text (method = \"prompt\")",
+            ));
         }
         if matches!(self.method, Method::Prompt | Method::Prefix) && self.virtual_tokens == 0 {
             return Err(FinetuneError::config(
@@ -252,6 +263,27 @@ pub fn load_adapter(model: DecoderLm, dir: &std::path::Path) -> Result<(DecoderL
         Some("PREFIX_TUNING") => prefix::load(model, &v, dir),
         _ => lora::load_peft(model, dir),
     }
+}
+
+/// [`apply`], with `tokenizer` encoding `cfg.prompt_init_text` when prompt tuning starts
+/// from a text.
+pub fn apply_with_tokenizer(
+    model: DecoderLm,
+    cfg: &PeftConfig,
+    tokenizer: &manabi_tokenize::TextTokenizer,
+) -> Result<DecoderLm> {
+    if cfg.method != Method::Prompt || cfg.prompt_init_text.is_empty() {
+        return apply(model, cfg);
+    }
+    cfg.validate()?;
+    let ids = tokenizer.encode(&cfg.prompt_init_text)?;
+    if ids.is_empty() {
+        return Err(FinetuneError::config(
+            "peft.prompt_init_text",
+            "the text encodes to no tokens",
+        ));
+    }
+    prompt::apply_from_tokens(model, cfg, &ids)
 }
 
 /// Builds the adapter structure of `cfg` on `model` for loading saved weights into it

@@ -1,7 +1,7 @@
 //! Prompt tuning (Lester et al. 2021): `n` trainable vectors prepended to the input
 //! embeddings of a frozen model (`DecoderLm::soft_prompt`). Initialised from the
 //! embeddings of `n` vocabulary tokens spread over the table (PEFT's sampled-vocabulary
-//! start). PEFT format both ways: `prompt_embeddings` `[n, d_model]` with
+//! start), or of a text's tokens (`peft.prompt_init_text`, PEFT's `TEXT` start). PEFT format both ways: `prompt_embeddings` `[n, d_model]` with
 //! `peft_type = PROMPT_TUNING`.
 
 use std::path::Path;
@@ -16,14 +16,37 @@ use crate::error::{FinetuneError, Result};
 use crate::peft::lora::{read_f32, write_safetensors};
 use crate::peft::{Method, PeftConfig};
 
-/// Freezes `model` and gives it a trainable soft prompt of `cfg.virtual_tokens` vectors.
+/// Freezes `model` and gives it a trainable soft prompt of `cfg.virtual_tokens` vectors,
+/// started from vocabulary rows spread over the table.
 pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
-    let n = cfg.virtual_tokens;
     let vocab = model.config().vocab_size;
+    // Rows spread over the vocabulary by a stride coprime with common vocabulary sizes.
+    let rows: Vec<u32> = (0..cfg.virtual_tokens)
+        .map(|k| ((k * 7919 + 13) % vocab) as u32)
+        .collect();
+    apply_from_tokens(model, cfg, &rows)
+}
+
+/// [`apply`] with the soft prompt started from the embeddings of `tokens`, repeated or cut
+/// to `cfg.virtual_tokens` (as PEFT does for a `TEXT` start). Ids must be in the vocabulary.
+pub fn apply_from_tokens(model: DecoderLm, cfg: &PeftConfig, tokens: &[u32]) -> Result<DecoderLm> {
+    let vocab = model.config().vocab_size;
+    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+        return Err(FinetuneError::config(
+            "peft.prompt_init_text",
+            format!(
+                "token id {bad} is outside the model's {vocab} embeddings (another tokenizer?)"
+            ),
+        ));
+    }
+    let rows: Vec<i64> = tokens
+        .iter()
+        .cycle()
+        .take(cfg.virtual_tokens)
+        .map(|&t| t as i64)
+        .collect();
     let table = model.embed_tokens.weight.val(); // [vocab, d]
     let device = table.device();
-    // Rows spread over the vocabulary by a stride coprime with common vocabulary sizes.
-    let rows: Vec<i64> = (0..n).map(|k| ((k * 7919 + 13) % vocab) as i64).collect();
     let init = table.select(0, Tensor::<1, Int>::from_ints(rows.as_slice(), &device));
     let mut model = model.freeze();
     model.soft_prompt = Some(Param::from_tensor(init.detach()));
@@ -47,6 +70,8 @@ pub fn save_peft(model: &DecoderLm, dir: &Path) -> Result<()> {
         "num_transformer_submodules": 1,
         "num_attention_heads": cfg.n_heads,
         "num_layers": cfg.n_layers,
+        // The trained vectors are the adapter; how they started does not matter to a
+        // loader (a `TEXT` start would make PEFT ask for `tokenizer_name_or_path`).
         "prompt_tuning_init": "RANDOM",
         "inference_mode": true,
         "base_model_name_or_path": null,

@@ -433,3 +433,53 @@ fn count_grads(model: &DecoderLm, grads: &GradientsParams) -> usize {
     model.visit(&mut c);
     c.n
 }
+
+#[test]
+fn a_soft_prompt_can_start_from_a_text() {
+    // PEFT's `TEXT` start: the text's token embeddings, repeated to the prompt's length.
+    let device = test_device().autodiff();
+    let dir = root().join("fixtures/models/llama-eval");
+    let model = base("llama-eval", &device);
+    let table: Vec<f32> = model
+        .embed_tokens
+        .weight
+        .val()
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let d = model.config().d_model;
+    let tok = manabi_tokenize::TextTokenizer::load(dir.join("tokenizer.json")).unwrap();
+    let text = "the cat";
+    let ids = tok.encode(text).unwrap();
+    assert!(ids.len() >= 2 && ids.len() < 5, "{ids:?}");
+    let cfg = PeftConfig {
+        method: Method::Prompt,
+        virtual_tokens: 5,
+        prompt_init_text: text.into(),
+        ..PeftConfig::default()
+    };
+    let adapted = peft::apply_with_tokenizer(model.clone(), &cfg, &tok).unwrap();
+    let prompt: Vec<f32> = adapted
+        .soft_prompt
+        .as_ref()
+        .unwrap()
+        .val()
+        .into_data()
+        .to_vec()
+        .unwrap();
+    for (k, row) in prompt.chunks(d).enumerate() {
+        let t = ids[k % ids.len()] as usize;
+        assert_eq!(row, &table[t * d..(t + 1) * d], "virtual token {k}");
+    }
+    // Only the soft prompt trains.
+    assert_eq!(peft::describe(&adapted).0, 5 * d);
+    // A text start belongs to prompt tuning only.
+    let lora = PeftConfig {
+        prompt_init_text: text.into(),
+        ..lora_cfg(2, 4.0, &["q_proj"])
+    };
+    let err = peft::apply_with_tokenizer(model, &lora, &tok)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("peft.prompt_init_text"), "{err}");
+}
