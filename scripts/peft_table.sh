@@ -9,7 +9,9 @@
 #
 # Prints one markdown row per method; runs land in runs/peft-<method>/ (<TAG>-<method> with
 # TAG set). Other tasks: CONFIG=configs/sft/qa-sentence.toml (the recipe), LORA_R (default 8),
-# METHODS (a subset), e.g. the answer-style table of docs/benchmarks.md:
+# LORA_ALPHA (default 2 × LORA_R: the update scaled by 2, as at r 8 and α 16; α 16 at r 1
+# scales it by 16 and diverged), METHODS (a subset), e.g. the answer-style table of
+# docs/benchmarks.md:
 #
 #   CONFIG=configs/sft/qa-sentence.toml LORA_R=1 TAG=runs/peft-sentence bash scripts/peft_table.sh \
 #       --set model.path=runs/qa-world/checkpoints/step-0008000 --set train.steps=500 --set train.eval_every=500
@@ -17,24 +19,27 @@ set -euo pipefail
 BIN=${MANABI:-target/release/manabi}
 CONFIG=${CONFIG:-configs/sft/arith.toml}
 LORA_R=${LORA_R:-8}
+LORA_ALPHA=${LORA_ALPHA:-$((2 * LORA_R))}
 TAG=${TAG:-runs/peft}
 printf '| method | exact match | EOS | trainable / total | ms / step | peak RSS (MiB) |\n|---|---|---|---|---|---|\n'
 for method in ${METHODS:-untuned full lora ia3 prompt prefix houlsby pfeiffer bitfit}; do
   out="$TAG-$method"
   rm -rf "$out"
-  extra=()
+  extra=() last=()
+  # The base model, evaluated the same way: one step at a learning rate of 1e-12, after
+  # the caller's settings so that a `--set train.steps=…` there does not train it.
+  [ "$method" = untuned ] && last=(--set train.steps=1 --set train.eval_every=1 --set train.warmup_steps=0 --set train.lr=1e-12 --set train.min_lr=0)
   case $method in
-    # The base model, evaluated the same way: one step at a learning rate of 1e-12.
-    untuned) extra=(--set train.steps=1 --set train.warmup_steps=0 --set train.lr=1e-12 --set train.min_lr=0) ;;
+    untuned) ;;
     ia3) extra=(--set 'peft.targets=["k_proj","v_proj","down_proj"]' --set 'peft.feedforward=["down_proj"]' --set train.lr=1e-2) ;;
     prompt|prefix) extra=(--set peft.virtual_tokens=8 --set train.lr=1e-2) ;;
-    lora) extra=(--set 'peft.targets=["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"]' --set peft.r=$LORA_R --set train.lr=3e-3) ;;
+    lora) extra=(--set 'peft.targets=["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"]' --set peft.r=$LORA_R --set peft.alpha=$LORA_ALPHA --set train.lr=3e-3) ;;
     houlsby|pfeiffer) extra=(--set train.lr=3e-3) ;;
     bitfit) extra=(--set train.lr=1e-2) ;;
   esac
   log=$(mktemp)
   if ! /usr/bin/time -v "$BIN" sft --config "$CONFIG" --set "run.out=\"$out\"" \
-      --set peft.method="\"${method/untuned/full}\"" --set train.progress=false "${extra[@]}" "$@" >"$log" 2>&1; then
+      --set peft.method="\"${method/untuned/full}\"" --set train.progress=false "${extra[@]}" "$@" "${last[@]}" >"$log" 2>&1; then
     printf '| %s | failed: %s | | | | |\n' "$method" "$(grep -m1 '^error' "$log" || tail -1 "$log")"
     continue
   fi

@@ -445,7 +445,7 @@ fn a_soft_prompt_can_start_from_a_text() {
         .weight
         .val()
         .into_data()
-        .to_vec()
+        .try_to_vec()
         .unwrap();
     let d = model.config().d_model;
     let tok = manabi_tokenize::TextTokenizer::load(dir.join("tokenizer.json")).unwrap();
@@ -465,7 +465,7 @@ fn a_soft_prompt_can_start_from_a_text() {
         .unwrap()
         .val()
         .into_data()
-        .to_vec()
+        .try_to_vec()
         .unwrap();
     for (k, row) in prompt.chunks(d).enumerate() {
         let t = ids[k % ids.len()] as usize;
