@@ -1,8 +1,8 @@
 //! Prompt tuning (Lester et al. 2021): `n` trainable vectors prepended to the input
 //! embeddings of a frozen model (`DecoderLm::soft_prompt`). Initialised from the
 //! embeddings of `n` vocabulary tokens spread over the table (PEFT's sampled-vocabulary
-//! start), or of a text's tokens (`peft.prompt_init_text`, PEFT's `TEXT` start). PEFT format both ways: `prompt_embeddings` `[n, d_model]` with
-//! `peft_type = PROMPT_TUNING`.
+//! start), or of a text's tokens (`peft.prompt_init_text`, PEFT's `TEXT` start). PEFT
+//! format both ways: `prompt_embeddings` `[n, d_model]` with `peft_type = PROMPT_TUNING`.
 
 use std::path::Path;
 
