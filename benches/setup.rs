@@ -16,7 +16,9 @@ pub fn process(threads: Option<usize>) -> usize {
 
 /// Where the fused kernels' matrix products run in this build.
 pub fn products() -> &'static str {
-    if cfg!(feature = "openblas") {
+    if cfg!(feature = "mkl") {
+        "MKL"
+    } else if cfg!(feature = "openblas") {
         "OpenBLAS"
     } else {
         "the gemm crate"

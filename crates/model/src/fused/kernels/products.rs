@@ -129,7 +129,7 @@ fn gemm_into(
     if m == 0 || n == 0 {
         return;
     }
-    #[cfg(feature = "openblas")]
+    #[cfg(any(feature = "openblas", feature = "mkl"))]
     let dst = match blas::sgemm(dst, lhs, rhs, [m, k, n], accumulate, parallel) {
         Ok(()) => return,
         Err(dst) => dst,
@@ -170,8 +170,8 @@ fn gemm_into(
     }
 }
 
-/// The products through OpenBLAS instead of `gemm` (feature `openblas`).
-#[cfg(feature = "openblas")]
+/// The products through OpenBLAS or MKL instead of `gemm` (features `openblas`, `mkl`).
+#[cfg(any(feature = "openblas", feature = "mkl"))]
 mod blas;
 
 /// `y = x · w + b` for `x` `[rows, inn]`, `w` `[inn, out]` (burn's `Linear` layout), or

@@ -1,8 +1,8 @@
-//! OpenBLAS's `cblas_sgemm` (feature `openblas`): the system library
-//! (`libopenblas-dev`), linked by name. OpenBLAS runs on one thread; a parallel product
-//! splits its output's rows or columns over rayon's pool, so one pool owns the cores
-//! (OpenBLAS's own threads next to rayon's spent ~12 % of a step of config B yielding to
-//! each other).
+//! A BLAS's `cblas_sgemm`: the system OpenBLAS (feature `openblas`, `libopenblas-dev`,
+//! linked by name) or Intel MKL (feature `mkl`, `libmkl_rt`, which the build script
+//! finds). The library runs on one thread; a parallel product splits its output's rows or
+//! columns over rayon's pool, so one pool owns the cores (OpenBLAS's own threads next to
+//! rayon's spent ~12 % of a step of config B yielding to each other).
 
 use std::ffi::c_int;
 use std::sync::Once;
@@ -16,7 +16,7 @@ const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
 
 #[allow(unsafe_code)]
-#[link(name = "openblas")]
+#[cfg_attr(not(feature = "mkl"), link(name = "openblas"))]
 unsafe extern "C" {
     fn cblas_sgemm(
         layout: c_int,
@@ -34,7 +34,23 @@ unsafe extern "C" {
         c: *mut f32,
         ldc: c_int,
     );
+    #[cfg(not(feature = "mkl"))]
     fn openblas_set_num_threads(n: c_int);
+    #[cfg(feature = "mkl")]
+    fn MKL_Set_Threading_Layer(layer: c_int) -> c_int;
+}
+
+/// Makes the library run each call on the calling thread.
+fn one_thread() {
+    // SAFETY: plain setters of the library's global threading, called once before any
+    // product (MKL's layer 1 is `MKL_THREADING_SEQUENTIAL`).
+    #[allow(unsafe_code)]
+    unsafe {
+        #[cfg(not(feature = "mkl"))]
+        openblas_set_num_threads(1);
+        #[cfg(feature = "mkl")]
+        MKL_Set_Threading_Layer(1);
+    }
 }
 
 /// `(transpose flag, leading dimension)` of a `rows × cols` view BLAS can read: unit
@@ -92,9 +108,7 @@ pub(super) fn sgemm<'a>(
     ) else {
         return Err(dst);
     };
-    // SAFETY: a plain setter of the library's global thread count.
-    #[allow(unsafe_code)]
-    ONE_THREAD.call_once(|| unsafe { openblas_set_num_threads(1) });
+    ONE_THREAD.call_once(one_thread);
     let (out, dst_rs) = (Out(dst.ptr), dst.rs);
     // Rows `r0..r0 + rows` and columns `c0..c0 + cols` of the output.
     let block = |r0: usize, rows: usize, c0: usize, cols: usize| {
