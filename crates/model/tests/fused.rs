@@ -200,14 +200,16 @@ fn norms_match_reference() {
 #[test]
 fn linear_matches_reference_with_and_without_bias() {
     let d = device();
-    // The last two are large enough (rows · in · out ≥ 192³) for the products to split
-    // over the thread pool, forward and backward (odd rows: uneven parts).
+    // The last three are large enough (rows · in · out ≥ 192³) for the products to split
+    // over the thread pool, forward and backward (odd rows: uneven parts); the last one
+    // also for a BLAS build to take them (≥ 64·2²⁰).
     for (bias, rows, inn, out) in [
         (true, 9, 48, 70),
         (false, 9, 33, 5),
         (true, 9, 256, 300),
         (true, 67, 256, 300),
         (false, 67, 300, 256),
+        (true, 201, 384, 384),
     ] {
         let x = random([3, rows, inn], &d);
         let layer = burn::nn::LinearConfig::new(inn, out)
@@ -264,8 +266,9 @@ fn frozen_linear_passes_the_input_gradient_and_no_weight_gradient() {
 #[test]
 fn tied_output_layer_matches_reference() {
     let d = device();
-    // Small, and large enough for the products to split over the thread pool.
-    for [rows, d_in, out] in [[13, 40, 70], [301, 160, 170]] {
+    // Small, large enough for the products to split over the thread pool, and for a BLAS
+    // build to take them.
+    for [rows, d_in, out] in [[13, 40, 70], [301, 160, 170], [801, 300, 320]] {
         check(
             "x · wᵀ",
             &[random([rows, d_in], &d), random([out, d_in], &d)],

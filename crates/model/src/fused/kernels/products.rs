@@ -130,9 +130,13 @@ fn gemm_into(
         return;
     }
     #[cfg(any(feature = "openblas", feature = "mkl"))]
-    let dst = match blas::sgemm(dst, lhs, rhs, [m, k, n], accumulate, parallel) {
-        Ok(()) => return,
-        Err(dst) => dst,
+    let dst = if m * k * n >= blas::MIN_WORK {
+        match blas::sgemm(dst, lhs, rhs, [m, k, n], accumulate, parallel) {
+            Ok(()) => return,
+            Err(dst) => dst,
+        }
+    } else {
+        dst
     };
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(0)

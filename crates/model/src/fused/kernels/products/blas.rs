@@ -11,6 +11,11 @@ use rayon::prelude::*;
 
 use super::{Dst, View};
 
+/// Products with fewer multiply-adds (m·k·n) stay with the `gemm` crate: with MKL, config
+/// A (whose largest product is 768·128·512) trained 6 % faster that way and B (whose
+/// linear layers are ≥ 2048·384·384) the same (docs/benchmarks.md).
+pub(super) const MIN_WORK: usize = 64 << 20;
+
 const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
