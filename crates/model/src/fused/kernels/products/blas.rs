@@ -42,19 +42,26 @@ unsafe extern "C" {
     #[cfg(not(feature = "mkl"))]
     fn openblas_set_num_threads(n: c_int);
     #[cfg(feature = "mkl")]
+    fn MKL_CBWR_Set(settings: c_int) -> c_int;
+    #[cfg(feature = "mkl")]
     fn MKL_Set_Threading_Layer(layer: c_int) -> c_int;
 }
 
-/// Makes the library run each call on the calling thread.
+/// Makes the library run each call on the calling thread and, for MKL, give the same bits
+/// for the same inputs wherever they sit in memory (bitwise resume).
 fn one_thread() {
-    // SAFETY: plain setters of the library's global threading, called once before any
-    // product (MKL's layer 1 is `MKL_THREADING_SEQUENTIAL`).
+    // SAFETY: plain setters of the library's global settings, called once before any
+    // product: MKL's `MKL_CBWR_AUTO` (2; conditional numerical reproducibility, which MKL
+    // wants set before any other call) and `MKL_THREADING_SEQUENTIAL` (1).
     #[allow(unsafe_code)]
     unsafe {
         #[cfg(not(feature = "mkl"))]
         openblas_set_num_threads(1);
         #[cfg(feature = "mkl")]
-        MKL_Set_Threading_Layer(1);
+        {
+            MKL_CBWR_Set(2);
+            MKL_Set_Threading_Layer(1);
+        }
     }
 }
 
