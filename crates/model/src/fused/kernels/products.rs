@@ -130,13 +130,9 @@ fn gemm_into(
         return;
     }
     #[cfg(any(feature = "openblas", feature = "mkl"))]
-    let dst = if m * k * n >= blas::MIN_WORK {
-        match blas::sgemm(dst, lhs, rhs, [m, k, n], accumulate, parallel) {
-            Ok(()) => return,
-            Err(dst) => dst,
-        }
-    } else {
-        dst
+    let dst = match blas::sgemm(dst, lhs, rhs, [m, k, n], accumulate, parallel) {
+        Ok(()) => return,
+        Err(dst) => dst,
     };
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(0)

@@ -14,7 +14,7 @@ use super::{Dst, View};
 /// Products with fewer multiply-adds (m·k·n) stay with the `gemm` crate: with MKL, config
 /// A (whose largest product is 768·128·512) trained 6 % faster that way and B (whose
 /// linear layers are ≥ 2048·384·384) the same (docs/benchmarks.md).
-pub(super) const MIN_WORK: usize = 64 << 20;
+const MIN_WORK: usize = 64 << 20;
 
 const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
@@ -98,8 +98,8 @@ impl Out {
 
 /// `dst = [dst +] lhs · rhs` through `cblas_sgemm` (arguments as [`super::gemm_into`]'s,
 /// which checked the extents), the output's rows or columns split over rayon's pool
-/// when `parallel`; `Err(dst)` (nothing written) when a view has no unit stride or a
-/// size exceeds BLAS's `int`.
+/// when `parallel`; `Err(dst)` (nothing written) when the product is under [`MIN_WORK`],
+/// a view has no unit stride or a size exceeds BLAS's `int`.
 pub(super) fn sgemm<'a>(
     dst: Dst<'a>,
     lhs: View<'_>,
@@ -109,6 +109,9 @@ pub(super) fn sgemm<'a>(
     parallel: bool,
 ) -> Result<(), Dst<'a>> {
     static ONE_THREAD: Once = Once::new();
+    if m * k * n < MIN_WORK {
+        return Err(dst);
+    }
     let (Some((ta, lda)), Some((tb, ldb))) = (layout(lhs, m, k), layout(rhs, k, n)) else {
         return Err(dst);
     };
