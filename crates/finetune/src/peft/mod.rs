@@ -68,8 +68,9 @@ pub struct PeftConfig {
     /// Prompt and prefix tuning: virtual tokens prepended to the input.
     pub virtual_tokens: usize,
     /// Prompt tuning: start the soft prompt from the embeddings of this text's tokens,
-    /// repeated or cut to `virtual_tokens` (PEFT's `prompt_tuning_init = "TEXT"`); empty:
-    /// from vocabulary rows spread over the table.
+    /// repeated or cut to `virtual_tokens` (PEFT's `prompt_tuning_init = "TEXT"`, except
+    /// that no special token is added: PEFT's tokenizer call adds a BOS where the
+    /// tokenizer's template has one); empty: from vocabulary rows spread over the table.
     pub prompt_init_text: String,
     /// Prefix tuning: make the prefix with a two-layer MLP while training (PEFT's
     /// `prefix_projection`; exports write its output).
