@@ -4,7 +4,7 @@
 //!
 //!     cargo run --release -p manabi-benches --bin bench-train -- --split
 //!     cargo run --release -p manabi-benches --features ndarray --bin bench-train -- \
-//!         --device ndarray --config a
+//!         --device flex,ndarray --config a
 //!
 //! Prints Markdown tables: throughput, MFU (6 × params × tokens/s ÷ measured peak f32
 //! matmul FLOP/s at 1024³, the definition the trainer uses too) and, with `--split`, where
@@ -16,6 +16,7 @@ mod train_step;
 use std::path::Path;
 use std::process::Command;
 
+use burn::prelude::Device;
 use clap::Parser;
 use manabi_model::DeviceChoice;
 use train_step::{Config, Measured, Shape, peak_flops, run_manabi};
@@ -23,9 +24,11 @@ use train_step::{Config, Measured, Shape, peak_flops, run_manabi};
 #[derive(Parser, Debug)]
 #[command(about = "Training throughput of manabi next to PyTorch eager")]
 struct Args {
-    /// Device: cpu, flex, ndarray, wgpu[:N], cuda[:N].
-    #[arg(long, default_value = "cpu")]
-    device: DeviceChoice,
+    /// Devices, comma-separated: cpu, flex, ndarray, tch (CPU) or wgpu[:N], cuda[:N]
+    /// (GPU), not both kinds in one run. Each gets its own table next to the same
+    /// PyTorch rounds.
+    #[arg(long, value_delimiter = ',', default_value = "cpu")]
+    device: Vec<DeviceChoice>,
     /// Configs to run: a, b, gpt2-small (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "a,b", ignore_case = true)]
     config: Vec<Config>,
@@ -111,11 +114,12 @@ fn load_average() -> String {
 }
 
 /// Runs `train_ref.py` on every config; returns its peak FLOP/s and measurements.
-fn run_python(shapes: &[Shape], args: &Args, threads: usize) -> Option<(f64, Vec<Measured>)> {
-    let gpu = matches!(
-        args.device.concrete(),
-        DeviceChoice::Cuda(_) | DeviceChoice::Wgpu(_)
-    );
+fn run_python(
+    shapes: &[Shape],
+    args: &Args,
+    threads: usize,
+    gpu: bool,
+) -> Option<(f64, Vec<Measured>)> {
     let spec = serde_json::json!({
         "threads": threads, "warmup": args.warmup, "split": args.split,
         "peak_n": args.peak_n, "attn": args.py_attn, "device": if gpu { "cuda" } else { "cpu" },
@@ -156,6 +160,19 @@ fn run_python(shapes: &[Shape], args: &Args, threads: usize) -> Option<(f64, Vec
     Some((f(&v, "peak_flops"), rows))
 }
 
+/// Whether `d` is a GPU device.
+fn is_gpu(d: DeviceChoice) -> bool {
+    matches!(d.concrete(), DeviceChoice::Cuda(_) | DeviceChoice::Wgpu(_))
+}
+
+/// One device's measurements over the rounds.
+struct DeviceRuns {
+    choice: DeviceChoice,
+    device: Device,
+    peaks: Vec<f64>,
+    rounds: Vec<Vec<Measured>>,
+}
+
 fn main() {
     let args = Args::parse();
     let threads = setup::process(args.threads);
@@ -167,41 +184,63 @@ fn main() {
         .iter()
         .map(|&c| Shape::get(c, [args.steps_a, args.steps_b, args.steps_small]))
         .collect();
-    let device = args.device.resolve().unwrap_or_else(|e| panic!("{e}"));
+    let gpu = args.device.iter().any(|&d| is_gpu(d));
+    if gpu && !args.device.iter().all(|&d| is_gpu(d)) {
+        eprintln!(
+            "error: --device mixes CPU and GPU devices; PyTorch runs on one of them, so run each kind in its own command"
+        );
+        std::process::exit(2);
+    }
+    let mut runs: Vec<DeviceRuns> = args
+        .device
+        .iter()
+        .map(|&choice| DeviceRuns {
+            choice,
+            device: choice.resolve().unwrap_or_else(|e| {
+                eprintln!("error: {e}");
+                std::process::exit(2)
+            }),
+            peaks: Vec::new(),
+            rounds: Vec::new(),
+        })
+        .collect();
     let load_before = load_average();
     let rounds = args.rounds.max(1);
-    let (mut our_peaks, mut our_rounds) = (Vec::new(), Vec::new());
     let (mut py_peaks, mut py_rounds) = (Vec::new(), Vec::new());
     for r in 0..rounds {
-        let ours = || {
-            let peak = peak_flops(&device, args.peak_n);
-            let rows: Vec<Measured> = shapes
-                .iter()
-                .map(|s| {
-                    let m = run_manabi(s, &device, args.warmup, args.split);
-                    eprintln!("round {r}: manabi {}: {:.1} ms/step", s.name, m.ms_per_step);
-                    m
-                })
-                .collect();
-            (peak, rows)
+        let ours = |runs: &mut Vec<DeviceRuns>| {
+            for run in runs.iter_mut() {
+                run.peaks.push(peak_flops(&run.device, args.peak_n));
+                let rows = shapes
+                    .iter()
+                    .map(|s| {
+                        let m = run_manabi(s, &run.device, args.warmup, args.split);
+                        eprintln!(
+                            "round {r}: manabi {} {}: {:.1} ms/step",
+                            run.choice, s.name, m.ms_per_step
+                        );
+                        m
+                    })
+                    .collect();
+                run.rounds.push(rows);
+            }
         };
         let theirs = || {
             if args.no_python {
                 None
             } else {
-                run_python(&shapes, &args, threads)
+                run_python(&shapes, &args, threads, gpu)
             }
         };
         // Alternate which side goes first, so drift on a noisy machine hits both.
-        let (o, t) = if r % 2 == 0 {
-            let o = ours();
-            (o, theirs())
+        let t = if r % 2 == 0 {
+            ours(&mut runs);
+            theirs()
         } else {
             let t = theirs();
-            (ours(), t)
+            ours(&mut runs);
+            t
         };
-        our_peaks.push(o.0);
-        our_rounds.push(o.1);
         if let Some((p, rows)) = t {
             for (s, m) in shapes.iter().zip(&rows) {
                 eprintln!(
@@ -213,8 +252,6 @@ fn main() {
             py_rounds.push(rows);
         }
     }
-    let peak = median(our_peaks);
-    let ours = medians(&our_rounds);
     let (py_peak, py_rows) = if py_rounds.is_empty() {
         (f64::NAN, vec![None; shapes.len()])
     } else {
@@ -223,19 +260,46 @@ fn main() {
             medians(&py_rounds).into_iter().map(Some).collect(),
         )
     };
-    // One denominator for both MFU columns: the better of the two measured peaks.
-    let machine_peak = if py_peak.is_finite() {
-        peak.max(py_peak)
-    } else {
-        peak
-    };
+    let load_after = load_average();
+    let peaks: Vec<f64> = runs.iter().map(|run| median(run.peaks.clone())).collect();
+    // One MFU denominator for every table and column: the best peak measured in this run.
+    let machine_peak = peaks
+        .iter()
+        .copied()
+        .chain(py_peak.is_finite().then_some(py_peak))
+        .fold(f64::NAN, f64::max);
+    for (i, (run, &peak)) in runs.iter().zip(&peaks).enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let products = if run.choice.concrete() == DeviceChoice::Flex {
+            format!("fused products on {}", setup::products())
+        } else {
+            "no fused kernels".to_string()
+        };
+        let header = format!(
+            "device {} ({}, {products}), {threads} threads, warm-up {} steps, medians of {rounds} alternating rounds, load average {load_before} before / {load_after} after",
+            run.choice,
+            run.choice.concrete(),
+            args.warmup,
+        );
+        let ours = medians(&run.rounds);
+        let peaks = [peak, py_peak, machine_peak];
+        print_tables(&header, &shapes, &ours, &py_rows, peaks, &args);
+    }
+}
+
+/// One device's throughput table (and split, with `--split`) next to PyTorch's rows.
+fn print_tables(
+    header: &str,
+    shapes: &[Shape],
+    ours: &[Measured],
+    py_rows: &[Option<Measured>],
+    [peak, py_peak, machine_peak]: [f64; 3],
+    args: &Args,
+) {
     println!(
-        "device {} ({}, fused products on {}), {threads} threads, warm-up {} steps, medians of {rounds} alternating rounds, load average {load_before} before / {} after; peak f32 matmul {n}³: manabi {:.1} GFLOP/s, PyTorch {} GFLOP/s; MFU uses {:.1} GFLOP/s",
-        args.device,
-        args.device.concrete(),
-        setup::products(),
-        args.warmup,
-        load_average(),
+        "{header}; peak f32 matmul {n}³: manabi {:.1} GFLOP/s, PyTorch {} GFLOP/s; MFU uses {:.1} GFLOP/s",
         peak / 1e9,
         if py_peak.is_finite() {
             format!("{:.1}", py_peak / 1e9)
@@ -252,7 +316,7 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mfu = |m: &Measured| 6.0 * m.params as f64 * m.tokens_per_s / machine_peak * 100.0;
     let na = || "n/a".to_string();
-    for ((s, m), p) in shapes.iter().zip(&ours).zip(&py_rows) {
+    for ((s, m), p) in shapes.iter().zip(ours).zip(py_rows) {
         let pf = |f: &dyn Fn(&Measured) -> String| p.as_ref().map_or_else(na, f);
         println!(
             "| {} | {:.2} M | {} | {:.0} | {} | {} | {:.1} | {} | {:.1} % | {} | {:.3} / {} |",
@@ -282,7 +346,7 @@ fn main() {
     if args.split {
         println!("\n| config | phase | manabi ms | PyTorch ms | manabi/PyTorch time |");
         println!("|---|---|---|---|---|");
-        for ((s, m), p) in shapes.iter().zip(&ours).zip(&py_rows) {
+        for ((s, m), p) in shapes.iter().zip(ours).zip(py_rows) {
             let Some(ms) = m.split else { continue };
             let theirs = p.as_ref().and_then(|p| p.split);
             for (i, phase) in ["forward + loss", "backward", "clip + AdamW"]
