@@ -284,8 +284,8 @@ fn main() {
             args.warmup,
         );
         let ours = medians(&run.rounds);
-        let peaks = [peak, py_peak, machine_peak];
-        print_tables(&header, &shapes, &ours, &py_rows, peaks, &args);
+        let run_peaks = [peak, py_peak, machine_peak];
+        print_tables(&header, &shapes, &ours, &py_rows, run_peaks, &args);
     }
 }
 
