@@ -48,8 +48,9 @@ def main() -> None:
         score, prompt, response = line.split("\t")
         prompt, response = unescape(prompt), unescape(response)
         ids = tok(prompt, add_special_tokens=False).input_ids + tok(response, add_special_tokens=False).input_ids + [eos]
-        # One pad at the end, so transformers has to find the last real token.
-        x = torch.tensor([ids + [pad]])
+        # One pad at the end, so transformers has to find the last real token (an export
+        # whose tokenizer has no pad apart from EOS carries no pad_token_id: as is).
+        x = torch.tensor([ids + ([pad] if pad is not None else [])])
         with torch.no_grad():
             got = model(input_ids=x).logits[0, 0].item()
         worst = max(worst, abs(got - float(score)))

@@ -76,5 +76,35 @@ impl manabi_objectives::recipe::RecipeError for AlignError {
     }
 }
 
+/// A line the shared reader ([`manabi_tokenize::jsonl`]) could not read: a `Data` error
+/// at its line (a JSON error worded `not valid JSON: …`), or a `File` error when the file
+/// did not open.
+impl From<manabi_tokenize::LineError> for AlignError {
+    fn from(e: manabi_tokenize::LineError) -> Self {
+        match e {
+            manabi_tokenize::LineError::Json {
+                path,
+                line,
+                message,
+            } => Self::Data {
+                path,
+                line,
+                message: format!("not valid JSON: {message}"),
+            },
+            e => {
+                let (path, line, message) = e.into_parts();
+                match line {
+                    Some(line) => Self::Data {
+                        path,
+                        line,
+                        message,
+                    },
+                    None => Self::File { path, message },
+                }
+            }
+        }
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = AlignError> = std::result::Result<T, E>;

@@ -10,7 +10,6 @@
 //! them: `reward`, `reward_std`, `rewards/<function>/mean`, `frac_reward_zero_std`,
 //! `completions/mean_length`, `clip_ratio/region_mean`, `kl`.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 
 use burn::module::Module;
@@ -54,7 +53,8 @@ pub struct GrpoSettings {
     /// decoded text, as TRL's `reward_processing_classes`); off, another is an error.
     pub reward_own_tokenizer: bool,
     /// A regular-expression-free format check: the completion must start with this
-    /// prefix and end with EOS (used by `format`).
+    /// prefix and end with EOS after some text (used by `format`; an empty completion
+    /// fails).
     pub format_prefix: String,
 }
 
@@ -102,19 +102,13 @@ pub fn read_prompt_texts(paths: &[PathBuf]) -> Result<Vec<String>> {
 fn read_rl(paths: &[PathBuf], need_answer: bool) -> Result<Vec<RlPrompt>> {
     let mut out = Vec::new();
     for path in paths {
-        let file = manabi_tokenize::open_reader(path).map_err(|e| AlignError::io(path, e))?;
-        for (i, line) in file.lines().enumerate() {
-            let line = line.map_err(|e| AlignError::io(path, e))?;
-            if line.trim().is_empty() {
-                continue;
-            }
+        for record in manabi_tokenize::read_jsonl(path) {
+            let manabi_tokenize::JsonLine { line, value: v } = record?;
             let bad = |message: String| AlignError::Data {
                 path: path.clone(),
-                line: i + 1,
+                line,
                 message,
             };
-            let v: serde_json::Value =
-                serde_json::from_str(&line).map_err(|e| bad(format!("not valid JSON: {e}")))?;
             let field = |f: &str| {
                 v[f].as_str()
                     .map(String::from)
@@ -150,7 +144,10 @@ pub fn reward_parts(s: &GrpoSettings, completion: &str, ended: bool, answer: &st
         .iter()
         .map(|r| match r.as_str() {
             "exact_match" => f64::from(u8::from(normalise(first_line) == normalise(answer))),
-            "format" => f64::from(u8::from(ended && completion.starts_with(&s.format_prefix))),
+            "format" => f64::from(u8::from(
+                manabi_finetune::sft::ended_with_eos(ended, completion)
+                    && completion.starts_with(&s.format_prefix),
+            )),
             _ => 0.0,
         })
         .collect()

@@ -3,7 +3,6 @@
 //! message lists (rendered with manabi's chat template); and ranked lists
 //! `{"prompt", "responses": [best, …, worst]}` expanded into every ordered pair.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 
 use manabi_finetune::sft::data::Format;
@@ -29,21 +28,15 @@ pub struct Pair {
 pub fn read_pairs(paths: &[PathBuf]) -> Result<Vec<Pair>> {
     let mut out = Vec::new();
     for path in paths {
-        let file = manabi_tokenize::open_reader(path).map_err(|e| AlignError::io(path, e))?;
         let before = out.len();
-        for (i, line) in file.lines().enumerate() {
-            let line = line.map_err(|e| AlignError::io(path, e))?;
-            if line.trim().is_empty() {
-                continue;
-            }
+        for record in manabi_tokenize::read_jsonl(path) {
+            let manabi_tokenize::JsonLine { line, value } = record?;
             let bad = |message: String| AlignError::Data {
                 path: path.clone(),
-                line: i + 1,
+                line,
                 message,
             };
-            let v: Value =
-                serde_json::from_str(&line).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-            out.extend(parse(&v).map_err(bad)?);
+            out.extend(parse(&value).map_err(bad)?);
         }
         if out.len() == before {
             return Err(AlignError::io(path, "no preference pairs in the file"));

@@ -5,6 +5,7 @@
 //! `min_reward` / `max_reward` at evaluation). Checkpoints record `head.toml`; exports are
 //! Hugging Face `*ForSequenceClassification` with one label.
 
+use manabi_objectives::Resume;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -233,9 +234,33 @@ pub fn score_pairs(
 }
 
 /// Loads a reward-model folder: manabi (`model.toml` + `head.toml`, with `peft.toml`
-/// when adapted) or Hugging Face `*ForSequenceClassification`.
+/// when adapted) or Hugging Face `*ForSequenceClassification`. Anything else is refused
+/// up front in one line naming the folder: a plain decoder (no score head), a token
+/// head, or a score head with other than one output (a classifier).
 pub fn load_reward(dir: &Path, device: &Device) -> Result<DecoderClassifier> {
-    Ok(manabi_finetune::tasks::load_classifier(dir, device)?.0)
+    let found = manabi_model::locate(dir)?;
+    if !found.has_head() {
+        return Err(not_a_reward_model(&found.dir, "no score head"));
+    }
+    let (m, head) = manabi_finetune::tasks::load_classifier(&found.dir, device)?;
+    if head.kind != "score" {
+        return Err(not_a_reward_model(
+            &found.dir,
+            &format!("a {} head, needs a score head", head.kind),
+        ));
+    }
+    if m.labels() != 1 {
+        return Err(not_a_reward_model(
+            &found.dir,
+            &format!("{} labels, needs 1", m.labels()),
+        ));
+    }
+    Ok(m)
+}
+
+/// `DIR: not a reward model (why)`.
+fn not_a_reward_model(dir: &Path, why: &str) -> AlignError {
+    AlignError::io(dir, format!("not a reward model ({why})"))
 }
 
 /// What `manabi reward` did.
@@ -255,7 +280,7 @@ pub struct RewardReport {
 pub fn train_reward(
     cfg: &RewardConfig,
     device_choice: DeviceChoice,
-    resume: bool,
+    resume: impl Into<Resume>,
 ) -> Result<RewardReport> {
     let mut setup = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let (tokenizer, specials, device) = (&setup.tokenizer, setup.specials, setup.device.clone());

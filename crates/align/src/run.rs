@@ -1,6 +1,7 @@
 //! `manabi dpo`: a policy (any decoder folder, usually an SFT checkpoint), preference
 //! pairs, optional LoRA, and the shared Trainer.
 
+use manabi_objectives::Resume;
 use std::path::PathBuf;
 
 use burn::module::Module;
@@ -169,7 +170,7 @@ pub(crate) fn start<C: Serialize>(
 }
 
 /// Runs (or resumes) a DPO recipe.
-pub fn dpo(cfg: &DpoConfig, device_choice: DeviceChoice, resume: bool) -> Result<DpoReport> {
+pub fn dpo(cfg: &DpoConfig, device_choice: DeviceChoice, resume: impl Into<Resume>) -> Result<DpoReport> {
     let (
         Setup {
             trainer,
@@ -356,7 +357,7 @@ pub struct GrpoReport {
 }
 
 /// Runs (or resumes) a GRPO recipe.
-pub fn grpo(cfg: &GrpoConfig, device_choice: DeviceChoice, resume: bool) -> Result<GrpoReport> {
+pub fn grpo(cfg: &GrpoConfig, device_choice: DeviceChoice, resume: impl Into<Resume>) -> Result<GrpoReport> {
     use crate::grpo::{GrpoTask, greedy_exact_match, read_prompts};
     let (
         Setup {
@@ -449,18 +450,14 @@ pub(crate) fn load_scalar(
     device: &burn::prelude::Device,
     key: &str,
 ) -> Result<manabi_model::DecoderClassifier> {
-    let rm = crate::reward::load_reward(dir, device)?;
-    if rm.labels() != 1 {
-        return Err(AlignError::config(
-            key,
-            format!(
-                "{}: a reward model has one output, this one {}",
-                dir.display(),
-                rm.labels()
-            ),
-        ));
-    }
-    Ok(rm)
+    // load_reward refuses what is no reward model (no score head, N labels): named
+    // under the setting that chose the folder.
+    crate::reward::load_reward(dir, device).map_err(|e| match e {
+        AlignError::File { path, message } if message.starts_with("not a reward model") => {
+            AlignError::config(key, format!("{}: {message}", path.display()))
+        }
+        e => e,
+    })
 }
 
 /// A reward model that scores decoded text (PPO, GRPO), without autodiff, with the

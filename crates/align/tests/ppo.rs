@@ -92,7 +92,7 @@ fn tiny(dir: &Path) -> (PathBuf, PathBuf) {
     let rm = dir.join("rm");
     manabi_model::init::seed(5);
     DecoderClassifier::new(&cfg, 1, &test_device())
-        .export_hf(&rm, Some(&tok), 0, &[])
+        .export_hf(&rm, Some(&tok), Some(0), &[])
         .unwrap();
     (base, rm)
 }
@@ -219,6 +219,42 @@ fn a_ppo_run_logs_trl_metrics_adapts_beta_and_resumes_mid_rollout_bit_for_bit() 
         .collect();
     assert_eq!(joined, full.run.losses);
     assert_eq!(r2.after, full.after);
+    // Resumed again from the checkpoint of step 6 (`--resume PATH`), inside the second
+    // rollout, after β and the KL have moved off their first values: every logged number,
+    // not only the loss, is the straight run's to the bit (floats read back from the saved
+    // state are exact); only the timings differ.
+    let step6 = tmp.path().join("q/checkpoints/step-0000006");
+    let r3 = ppo(
+        &PpoConfig::parse(&text("q"), &[]).unwrap(),
+        device,
+        manabi_objectives::Resume::From(step6),
+    )
+    .unwrap();
+    assert_eq!(r3.run.losses, full.run.losses[6..]);
+    let timing = ["tokens_per_s", "elapsed_s", "mfu"];
+    let strip = |rows: Vec<Value>| -> Vec<Value> {
+        rows.into_iter()
+            .map(|mut r| {
+                for k in timing {
+                    r.as_object_mut().unwrap().remove(k);
+                }
+                r
+            })
+            .collect()
+    };
+    // (From step 4 on: the line of step 3 also holds the evaluation that ends a stopped run.)
+    let from4 = |rows: Vec<Value>| -> Vec<Value> {
+        rows.into_iter()
+            .filter(|r| r["step"].as_u64().unwrap() >= 4)
+            .collect()
+    };
+    let straight = from4(strip(metrics(&tmp.path().join("p/metrics.jsonl"))));
+    let resumed = from4(strip(metrics(&tmp.path().join("q/metrics.jsonl"))));
+    assert_eq!(resumed.len(), 9);
+    assert_eq!(resumed.len(), straight.len());
+    for (a, b) in resumed.iter().zip(&straight) {
+        assert_eq!(a, b, "a resumed metrics line differs from the straight run's");
+    }
 
     // The policy folder is a decoder (with its LoRA spec) that generates.
     let (policy, peft) = manabi_finetune::load_decoder(&full.policy, &test_device()).unwrap();

@@ -16,15 +16,16 @@ pub struct RecipeArgs {
     /// Override a value: section.key=value (repeatable), e.g. --set train.steps=100.
     #[arg(long = "set")]
     pub overrides: Vec<String>,
-    /// Continue from the newest complete checkpoint of the run folder.
-    #[arg(long)]
-    pub resume: bool,
+    /// Continue from the newest checkpoint of the run folder that verifies (one that does
+    /// not is skipped with a warning), or from the checkpoint folder given.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub resume: Option<Option<PathBuf>>,
 }
 
 pub fn dpo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     let cfg = DpoConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
-    let r = manabi_align::dpo(&cfg, device, args.resume)?;
+    let r = manabi_align::dpo(&cfg, device, crate::resume_from(&args.resume))?;
     let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
     println!(
         "step {}: loss {last:.4}, {} pairs, {:.1} s",
@@ -50,7 +51,7 @@ pub fn dpo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<()
 pub fn reward(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     let cfg = RewardConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
-    let r = manabi_align::train_reward(&cfg, device, args.resume)?;
+    let r = manabi_align::train_reward(&cfg, device, crate::resume_from(&args.resume))?;
     let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
     println!(
         "step {}: loss {last:.4}, {:.1} s",
@@ -93,6 +94,7 @@ pub fn score(args: &ScoreArgs, device: DeviceChoice) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.model.join("tokenizer.json"));
     let tok = manabi_tokenize::TextTokenizer::load(&tok_path)?;
+    manabi_model::open::check_tokenizer(tok.vocab_size(), &tok_path, model.lm.config().vocab_size)?;
     let texts: Vec<(String, String)> = args
         .response
         .iter()
@@ -109,7 +111,7 @@ pub fn score(args: &ScoreArgs, device: DeviceChoice) -> anyhow::Result<()> {
 pub fn grpo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     let cfg = GrpoConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
-    let r = manabi_align::grpo(&cfg, device, args.resume)?;
+    let r = manabi_align::grpo(&cfg, device, crate::resume_from(&args.resume))?;
     let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
     println!(
         "step {}: loss {last:.4}, {:.1} s",
@@ -129,7 +131,7 @@ pub fn grpo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<(
 pub fn ppo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     let cfg = PpoConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
-    let r = manabi_align::ppo(&cfg, device, args.resume)?;
+    let r = manabi_align::ppo(&cfg, device, crate::resume_from(&args.resume))?;
     let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
     println!(
         "step {}: loss {last:.4}, {} responses per rollout, {:.1} s",

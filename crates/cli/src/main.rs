@@ -69,6 +69,14 @@ enum Command {
     Export(model_cmd::ExportArgs),
 }
 
+/// What `--resume [CHECKPOINT]` asks for.
+fn resume_from(arg: &Option<Option<std::path::PathBuf>>) -> manabi_objectives::Resume {
+    match arg {
+        None => manabi_objectives::Resume::No,
+        Some(path) => path.clone().into(),
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     manabi_model::device::reuse_freed_memory();
@@ -85,7 +93,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let device = cli.device.unwrap_or(DeviceChoice::Cpu);
-    let result = match cli.command {
+    let mut command = cli.command;
+    if let Err(err) = locate_models(&mut command) {
+        eprintln!("error: {}", one_line(&err));
+        std::process::exit(1);
+    }
+    let result = match command {
         Command::Tokenizer(cmd) => tokenizer::run(cmd),
         Command::Pipeline(args) => pipeline::run(args, device),
         Command::Pretrain(args) => pretrain::run(&args, cli.device),
@@ -106,6 +119,25 @@ fn main() {
     if let Err(err) = result {
         eprintln!("error: {}", one_line(&err));
         std::process::exit(1);
+    }
+}
+
+/// Every `--model` goes through the one locator before a command runs: a run folder
+/// stands for its newest complete checkpoint, and a missing folder, a folder without a
+/// model or an unknown `model_type` is one line naming it.
+fn locate_models(command: &mut Command) -> anyhow::Result<()> {
+    let locate = |p: &mut std::path::PathBuf| -> anyhow::Result<()> {
+        *p = manabi_model::locate(p)?.dir;
+        Ok(())
+    };
+    match command {
+        Command::Score(args) => locate(&mut args.model),
+        Command::Generate(args) => locate(&mut args.model),
+        Command::Eval(args) => locate(&mut args.model),
+        Command::Export(args) => locate(&mut args.model),
+        Command::Embed(args) => locate(&mut args.model),
+        Command::Task(args) => args.model.as_mut().map_or(Ok(()), locate),
+        _ => Ok(()),
     }
 }
 

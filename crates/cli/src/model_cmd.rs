@@ -12,7 +12,11 @@ use manabi_tokenize::TextTokenizer;
 /// Tokens that commonly end a text, in the order they are looked for.
 const EOS_CANDIDATES: [&str; 4] = ["<eos>", "<|endoftext|>", "</s>", "<|end|>"];
 
-fn tokenizer_for(model: &Path, explicit: Option<&PathBuf>) -> anyhow::Result<TextTokenizer> {
+fn tokenizer_for(
+    model: &Path,
+    explicit: Option<&PathBuf>,
+    model_vocab: usize,
+) -> anyhow::Result<TextTokenizer> {
     let path = explicit
         .cloned()
         .unwrap_or_else(|| model.join("tokenizer.json"));
@@ -22,7 +26,9 @@ fn tokenizer_for(model: &Path, explicit: Option<&PathBuf>) -> anyhow::Result<Tex
             path.display()
         );
     }
-    Ok(TextTokenizer::load(&path)?)
+    let tok = TextTokenizer::load(&path)?;
+    manabi_model::open::check_tokenizer(tok.vocab_size(), &path, model_vocab)?;
+    Ok(tok)
 }
 
 #[derive(Debug, Args)]
@@ -92,7 +98,7 @@ pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()>
         Family::Gpt2 | Family::Llama => {}
     }
     let model = load_decoder(&args.model, args.adapter.as_ref(), &device)?;
-    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref())?;
+    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref(), model.config().vocab_size)?;
     let eos_ids = match &args.eos_token {
         Some(t) => vec![tok.require_token(t)?],
         None => EOS_CANDIDATES
@@ -163,7 +169,7 @@ fn generate_t5(
     } else {
         manabi_model::load_t5(&args.model, device)?
     };
-    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref())?;
+    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref(), model.config().vocab_size)?;
     let eos = EOS_CANDIDATES.iter().find_map(|t| tok.token_id(t));
     let sources = args
         .prompt
@@ -246,7 +252,7 @@ pub struct EvalArgs {
 fn eval_task(args: &EvalArgs, task: &Path, device: &burn::tensor::Device) -> anyhow::Result<()> {
     use manabi_finetune::tasks::fewshot::{self, Evaluator, PromptSettings};
     let model = load_decoder(&args.model, None, device)?;
-    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref())?;
+    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref(), model.config().vocab_size)?;
     let specials = manabi_finetune::sft::Specials::of(&tok)?;
     let docs = fewshot::read_docs(task)?;
     let pool = match &args.pool {
@@ -316,7 +322,7 @@ pub fn eval(args: &EvalArgs, device: DeviceChoice) -> anyhow::Result<()> {
         anyhow::bail!("give --data (a text file) or --task (a task file)");
     };
     let model = load_decoder(&args.model, None, &device)?;
-    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref())?;
+    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref(), model.config().vocab_size)?;
     let text = std::fs::read_to_string(data).with_context(|| format!("{}", data.display()))?;
     let ids = tok.encode(&text)?;
     let context = args.context.unwrap_or(model.config().max_positions);
@@ -360,33 +366,15 @@ pub struct ExportArgs {
     pub out: PathBuf,
 }
 
-/// The family of a model folder: `model.toml` (manabi) or `config.json` (Hugging Face).
+/// The family of a model folder, whether it is in manabi's layout, and its Hugging Face
+/// architecture ([`manabi_model::locate`], the one family detector).
 fn family_of(dir: &Path) -> anyhow::Result<(Family, bool, Option<String>)> {
-    let native = dir.join("model.toml");
-    if native.exists() {
-        let text =
-            std::fs::read_to_string(&native).with_context(|| native.display().to_string())?;
-        let cfg: manabi_model::ModelConfig =
-            toml::from_str(&text).with_context(|| native.display().to_string())?;
-        return Ok((cfg.family, true, None));
-    }
-    let hf = dir.join("config.json");
-    let text = std::fs::read_to_string(&hf).with_context(|| {
-        format!(
-            "{}: neither a manabi model (model.toml) nor a Hugging Face model (config.json)",
-            dir.display()
-        )
-    })?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| hf.display().to_string())?;
-    let family = match v["model_type"].as_str().unwrap_or("") {
-        "bert" => Family::Bert,
-        "t5" => Family::T5,
-        "llama" => Family::Llama,
-        _ => Family::Gpt2,
-    };
-    let arch = v["architectures"][0].as_str().map(str::to_string);
-    Ok((family, false, arch))
+    let m = manabi_model::locate(dir)?;
+    Ok((
+        m.family,
+        m.layout == manabi_model::Layout::Native,
+        m.architecture,
+    ))
 }
 
 pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
@@ -419,9 +407,13 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
                 }) =>
         {
             let (m, head) = manabi_finetune::tasks::load_classifier(&args.model, &device)?;
+            // The tokenizer's own pad, never EOS (transformers would then score the token
+            // before the final EOS); none known, no pad_token_id is written.
             let pad = match tok {
-                Some(t) => manabi_finetune::sft::Specials::of(&TextTokenizer::load(t)?)?.pad,
-                None => 0,
+                Some(t) => {
+                    manabi_finetune::sft::Specials::of(&TextTokenizer::load(t)?)?.distinct_pad()
+                }
+                None => None,
             };
             let m = m.valid().materialize();
             m.export_hf_as(&args.out, tok, pad, &head.names, head.kind == "token")?;

@@ -15,15 +15,16 @@ pub struct PretrainArgs {
     /// Override a value: section.key=value (repeatable), e.g. --set train.steps=100.
     #[arg(long = "set")]
     pub overrides: Vec<String>,
-    /// Continue from the newest complete checkpoint of the run folder.
-    #[arg(long)]
-    pub resume: bool,
+    /// Continue from the newest checkpoint of the run folder that verifies (one that does
+    /// not is skipped with a warning), or from the checkpoint folder given.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub resume: Option<Option<PathBuf>>,
 }
 
 pub fn run(args: &PretrainArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     let cfg = PretrainConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
-    let report = manabi_objectives::pretrain(&cfg, device, args.resume)?;
+    let report = manabi_objectives::pretrain(&cfg, device, crate::resume_from(&args.resume))?;
     let last = report.losses.last().map_or(f64::NAN, |&(_, l)| l);
     let val = report.evals.last().map_or(f64::NAN, |&(_, l)| l);
     println!(

@@ -31,7 +31,7 @@ pub fn run(args: &SftArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
         return Ok(());
     }
     let device = device.unwrap_or(cfg.run.device);
-    let r = manabi_finetune::sft(&cfg, device, args.recipe.resume)?;
+    let r = manabi_finetune::sft(&cfg, device, crate::resume_from(&args.recipe.resume))?;
     let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
     let val = r.run.evals.last().map_or(f64::NAN, |&(_, l)| l);
     println!(

@@ -18,9 +18,10 @@ pub struct TaskArgs {
     /// Override a value: section.key=value (repeatable), e.g. --set train.steps=100.
     #[arg(long = "set")]
     pub overrides: Vec<String>,
-    /// Continue from the newest complete checkpoint of the run folder.
-    #[arg(long)]
-    pub resume: bool,
+    /// Continue from the newest checkpoint of the run folder that verifies (one that does
+    /// not is skipped with a warning), or from the checkpoint folder given.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub resume: Option<Option<PathBuf>>,
     /// A checkpoint of `manabi task` to evaluate and predict with (instead of --config).
     #[arg(long, requires = "data")]
     pub model: Option<PathBuf>,
@@ -70,7 +71,7 @@ pub fn run(args: &TaskArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> 
     };
     let cfg = TaskConfig::load(config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
-    let r = train_task(&cfg, device, args.resume)?;
+    let r = train_task(&cfg, device, crate::resume_from(&args.resume))?;
     if !r.label_counts.is_empty() {
         let total: usize = r.label_counts.iter().map(|(_, c)| c).sum();
         let parts: Vec<String> = r

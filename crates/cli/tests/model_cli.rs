@@ -109,7 +109,7 @@ fn model_commands_report_bad_input() {
         "--data",
         "fixtures/models/eval.txt",
     ]);
-    assert!(line.contains("neither a manabi model"), "{line}");
+    assert!(line.contains("holds no model: neither model.toml"), "{line}");
     let line = fails(&[
         "generate",
         "--model",

@@ -87,6 +87,100 @@ fn sigkill_during_a_save_keeps_the_previous_checkpoint_and_resume_finishes() {
     );
 }
 
+/// Starts `manabi pretrain` on `cfg` with fault-injection `env`, in the background.
+fn spawn(cfg: &Path, extra: &[&str], env: (&str, &str)) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_manabi"))
+        .args(["pretrain", "--config", s(cfg)])
+        .args(extra)
+        .env(env.0, env.1)
+        .env_remove("MANABI_DEVICE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `path` exists (the child still running), for at most two minutes.
+fn wait_for(child: &mut std::process::Child, path: &Path) {
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} never appeared",
+            path.display()
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sigkill_during_checkpoint_cleanup_leaves_only_complete_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = recipe(dir.path());
+    let ckpts = dir.path().join("run/checkpoints");
+    // keep_last = 1: the save of step 10 is followed by deleting step 5, slowed down so the
+    // kill lands in the middle of it.
+    let mut child = spawn(
+        &cfg,
+        &["--set", "train.keep_last=1"],
+        ("MANABI_FAULT_SLOW_DELETE_MS", "3000"),
+    );
+    wait_for(&mut child, &ckpts.join(".step-0000005.del"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The old checkpoint is no longer listed under its name; the new one is complete.
+    assert!(!ckpts.join("step-0000005").exists());
+    manabi_objectives::checkpoint::read_state(&ckpts.join("step-0000010")).unwrap();
+    assert_eq!(
+        manabi_objectives::checkpoint::list(&ckpts)
+            .iter()
+            .map(|(step, _)| *step)
+            .collect::<Vec<_>>(),
+        vec![10]
+    );
+
+    let out = ok(&[
+        "pretrain",
+        "--config",
+        s(&cfg),
+        "--set",
+        "train.keep_last=1",
+        "--resume",
+    ]);
+    assert!(out.contains("step 20:"), "{out}");
+    assert!(!ckpts.join(".step-0000005.del").exists(), "the leftover is swept");
+    let names: Vec<String> = std::fs::read_dir(&ckpts)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    // Step 20 and at most the best one (kept whatever keep_last says); no leftovers.
+    assert!(names.contains(&"step-0000020".to_string()), "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("step-")), "{names:?}");
+    assert!(names.len() <= 2, "{names:?}");
+}
+
+#[test]
+fn a_second_run_into_a_busy_run_folder_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = recipe(dir.path());
+    let ckpts = dir.path().join("run/checkpoints");
+    let mut child = spawn(&cfg, &[], ("MANABI_FAULT_SLOW_SAVE_MS", "1500"));
+    wait_for(&mut child, &ckpts.join(".step-0000005.tmp"));
+    // Two `--resume` runs into one folder would mix their checkpoints: the second stops.
+    let err = fails(&["pretrain", "--config", s(&cfg), "--resume"]);
+    assert!(
+        err.contains("the run folder is being written by another run (pid ")
+            && err.contains(&child.id().to_string()),
+        "{err}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The lock died with its process: a resume now takes the folder over and finishes.
+    let out = ok(&["pretrain", "--config", s(&cfg), "--resume"]);
+    assert!(out.contains("step 20:"), "{out}");
+}
+
 #[test]
 fn bad_recipes_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();

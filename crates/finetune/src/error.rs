@@ -82,6 +82,22 @@ impl manabi_objectives::recipe::RecipeError for FinetuneError {
     }
 }
 
+/// A line the shared reader ([`manabi_tokenize::jsonl`]) could not read: a `Data` error
+/// at its line, or a `File` error when the file did not open.
+impl From<manabi_tokenize::LineError> for FinetuneError {
+    fn from(e: manabi_tokenize::LineError) -> Self {
+        let (path, line, message) = e.into_parts();
+        match line {
+            Some(line) => Self::Data {
+                path,
+                line,
+                message,
+            },
+            None => Self::File { path, message },
+        }
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = FinetuneError> = std::result::Result<T, E>;
 

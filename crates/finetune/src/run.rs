@@ -2,6 +2,7 @@
 //! PEFT method, trained by the shared Trainer; and loading of adapted models for
 //! `generate`, `eval` and `export`.
 
+use manabi_objectives::Resume;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -219,21 +220,14 @@ fn lead_baseline(records: &[crate::sft::data::Record]) -> Option<[f64; 3]> {
 /// A T5 base in `dir` (a Hugging Face folder with `model_type = "t5"`, or a manabi
 /// folder whose `model.toml` says `family = "t5"`), or `None` for anything else.
 pub fn load_seq2seq(dir: &Path, device: &Device) -> Result<Option<manabi_model::T5>> {
-    let hf = dir.join("config.json");
-    if !dir.join("model.toml").exists() && hf.exists() {
-        let text = std::fs::read_to_string(&hf).map_err(|e| FinetuneError::io(&hf, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        if v["model_type"] == "t5" {
-            return Ok(Some(manabi_model::load_t5(dir, device)?));
-        }
+    let m = manabi_model::locate(dir)?;
+    if m.family != manabi_model::Family::T5 {
         return Ok(None);
     }
-    if dir.join("model.toml").exists() && read_model_toml(dir)?.family == manabi_model::Family::T5 {
-        return Ok(Some(manabi_objectives::checkpoint::load_model(
-            dir, device,
-        )?));
-    }
-    Ok(None)
+    Ok(Some(match m.layout {
+        manabi_model::Layout::HuggingFace => manabi_model::load_t5(&m.dir, device)?,
+        manabi_model::Layout::Native => manabi_objectives::checkpoint::load_model(&m.dir, device)?,
+    }))
 }
 
 /// The generation-based evaluation of `cfg.eval` on the first validation examples.
@@ -259,7 +253,7 @@ fn generation_eval(cfg: &SftConfig, p: &Prepared) -> Option<GenerationEval> {
 
 /// Runs (or resumes) the SFT recipe `cfg`: on a decoder (any PEFT method), or on a T5
 /// base as seq2seq SFT (full fine-tuning).
-pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: bool) -> Result<SftReport> {
+pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: impl Into<Resume>) -> Result<SftReport> {
     let device = device_choice.resolve()?;
     let out = cfg.run.out.clone();
     let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;

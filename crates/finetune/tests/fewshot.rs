@@ -226,3 +226,43 @@ fn bad_task_files_are_one_line_errors() {
             .contains("no documents")
     );
 }
+
+#[test]
+fn choice_ties_pick_the_first_choice_as_lm_eval() {
+    let choices: Vec<String> = ["ab", "cd", "ef"].map(String::from).to_vec();
+    // All three scores tie: lm-eval's np.argmax takes choice 0.
+    assert_eq!(choice_picks(&[-2.0, -2.0, -2.0], &choices), [0, 0, 0]);
+    // Ties between 1 and 2 only, per token, per character and per byte alike.
+    assert_eq!(choice_picks(&[-5.0, -1.0, -1.0], &choices), [1, 1, 1]);
+}
+
+#[test]
+fn task_files_with_a_bom_and_crlf_lines_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("bom.jsonl");
+    std::fs::write(
+        &p,
+        "\u{feff}{\"query\": \"Q: 1+1?\", \"choices\": [\"2\", \"3\"], \"gold\": 0}\r\n\r\n{\"query\": \"Q: 2+2?\", \"answer\": \"4\", \"rationale\": \"2 and 2\"}\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        read_docs(&p).unwrap(),
+        vec![
+            Doc::Choice {
+                query: "Q: 1+1?".into(),
+                choices: vec!["2".into(), "3".into()],
+                gold: 0,
+                rationale: None,
+            },
+            Doc::Generate {
+                query: "Q: 2+2?".into(),
+                answer: "4".into(),
+                rationale: Some("2 and 2".into()),
+            },
+        ]
+    );
+    // A bad line after a blank one is named by its physical line.
+    std::fs::write(&p, "\u{feff}\r\n\r\n{\"query\": \r\n").unwrap();
+    let e = read_docs(&p).unwrap_err().to_string();
+    assert!(e.contains("bom.jsonl:3: invalid JSON"), "{e}");
+}

@@ -175,3 +175,58 @@ fn fusion_ranks_by_reciprocal_rank_and_bad_files_name_their_line() {
         .to_string();
     assert!(e.contains("missing") && e.contains("no such file"), "{e}");
 }
+
+#[test]
+fn passage_and_question_files_with_a_bom_and_crlf_lines_are_read() {
+    use manabi_finetune::tasks::rag::Passage;
+    let tmp = tempfile::tempdir().unwrap();
+    let j = tmp.path().join("p.jsonl");
+    std::fs::write(
+        &j,
+        "\u{feff}{\"id\": \"a\", \"text\": \"Mara bakes.\"}\r\n\r\n{\"text\": \"Tovi reads.\"}\r\n",
+    )
+    .unwrap();
+    let t = tmp.path().join("p.txt");
+    std::fs::write(
+        &t,
+        "\u{feff}Zemi owns a lamp.\r\nIt is blue.\r\n\r\n \r\nKasumi sings.\r\n",
+    )
+    .unwrap();
+    let passage = |id: String, text: &str| Passage {
+        id,
+        text: text.into(),
+    };
+    assert_eq!(
+        rag::read_passages(&[j.clone(), t.clone()]).unwrap(),
+        vec![
+            passage("a".into(), "Mara bakes."),
+            passage(format!("{}#3", j.display()), "Tovi reads."),
+            passage(
+                format!("{}#1", t.display()),
+                "Zemi owns a lamp.\nIt is blue."
+            ),
+            passage(format!("{}#2", t.display()), "Kasumi sings."),
+        ]
+    );
+    let q = tmp.path().join("q.jsonl");
+    std::fs::write(
+        &q,
+        "\u{feff}{\"question\": \"Who bakes?\", \"answer\": \"Mara\", \"passage\": \"a\"}\r\n\r\n{\"question\": \"Who reads?\", \"answer\": \"Tovi\"}\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        rag::read_questions(&q).unwrap(),
+        vec![
+            Question {
+                question: "Who bakes?".into(),
+                answer: "Mara".into(),
+                passage: Some("a".into()),
+            },
+            Question {
+                question: "Who reads?".into(),
+                answer: "Tovi".into(),
+                passage: None,
+            },
+        ]
+    );
+}

@@ -115,7 +115,7 @@ fn a_classifier_learns_writes_predictions_exports_and_resumes() {
     let (m, head) = load_classifier(&ckpt, &plain).unwrap();
     assert_eq!(head.names, ["negative", "positive"]);
     let hf = tmp.path().join("hf");
-    m.export_hf(&hf, None, 0, &head.names).unwrap();
+    m.export_hf(&hf, None, Some(0), &head.names).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
     assert_eq!(json["id2label"]["1"], "positive");
@@ -358,7 +358,7 @@ fn an_ner_tagger_learns_and_predicts_character_spans() {
     let _ = std::fs::remove_dir_all(&hf);
     let tok = ckpt.join("tokenizer.json");
     m.valid()
-        .export_hf_as(&hf, Some(&tok), 0, &head.names, true)
+        .export_hf_as(&hf, Some(&tok), Some(0), &head.names, true)
         .unwrap();
     let cfg = std::fs::read_to_string(hf.join("config.json")).unwrap();
     assert!(
@@ -580,4 +580,69 @@ fn supervised_simcse_learns_from_nli_pairs_with_hard_negatives() {
     let l = &r.run.losses;
     assert!(mean(&l[l.len() - 4..]) < 0.7 * mean(&l[..3]), "{l:?}");
     assert!(r.run.eval_metrics.contains_key("eval/spearman"));
+}
+
+#[test]
+fn task_files_with_a_bom_and_crlf_lines_are_read() {
+    use manabi_finetune::tasks::TaskKind;
+    use manabi_finetune::tasks::data::{Example, FieldMap, Label, read_examples};
+    use manabi_finetune::tasks::embed::read_sentences;
+    use manabi_finetune::tasks::ner::{Entity, NerExample, read_ner};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fields = FieldMap::new();
+    // Labelled examples.
+    let p = d.join("cls.jsonl");
+    std::fs::write(
+        &p,
+        "\u{feff}{\"sentence\": \"good\", \"label\": \"positive\"}\r\n\r\n{\"sentence\": \"bad\", \"label\": 0}\r\n",
+    )
+    .unwrap();
+    let got = read_examples(
+        std::slice::from_ref(&p),
+        TaskKind::Classification,
+        &fields,
+        true,
+    )
+    .unwrap();
+    let example = |text: &str, label: &str, line: usize| Example {
+        texts: vec![text.to_string()],
+        label: Some(Label::Class(label.to_string())),
+        source: (p.clone(), line),
+    };
+    assert_eq!(got, vec![example("good", "positive", 1), example("bad", "0", 3)]);
+    // NER.
+    let p = d.join("ner.jsonl");
+    std::fs::write(
+        &p,
+        "\u{feff}{\"text\": \"Mara lives.\", \"entities\": [{\"name\": \"Mara\", \"span\": [0, 4], \"type\": \"PER\"}]}\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        read_ner(std::slice::from_ref(&p), &fields, true).unwrap(),
+        vec![NerExample {
+            text: "Mara lives.".into(),
+            entities: vec![Entity {
+                name: "Mara".into(),
+                start: 0,
+                end: 4,
+                kind: "PER".into(),
+            }],
+            labelled: true,
+            source: (p.clone(), 1),
+        }]
+    );
+    // Sentences, from JSONL and from plain text.
+    let j = d.join("s.jsonl");
+    std::fs::write(
+        &j,
+        "\u{feff}{\"sentence1\": \"a b\", \"sentence2\": \"c\"}\r\n{\"sentence\": \"d\"}\r\n",
+    )
+    .unwrap();
+    let t = d.join("s.txt");
+    std::fs::write(&t, "\u{feff} first one \r\n\r\nsecond\r\n").unwrap();
+    assert_eq!(
+        read_sentences(&[j, t], &fields).unwrap(),
+        ["a b", "c", "d", "first one", "second"]
+    );
 }

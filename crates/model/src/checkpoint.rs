@@ -29,19 +29,13 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
     }
 }
 
-/// Loads a model folder in either layout.
+/// Loads a decoder from a model folder in either layout, or a run folder's newest
+/// checkpoint ([`crate::open::locate`]).
 pub fn load_model(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
-    let dir = dir.as_ref();
-    if dir.join("model.toml").exists() {
-        load_native(dir, device)
-    } else if dir.join("config.json").exists() {
-        crate::hf::load_hf(dir, device)
-    } else {
-        Err(ModelError::File {
-            path: dir.to_path_buf(),
-            message: "neither a manabi model (model.toml) nor a Hugging Face model (config.json)"
-                .into(),
-        })
+    let m = crate::open::locate(dir.as_ref())?;
+    match m.layout {
+        crate::open::Layout::Native => load_native(&m.dir, device),
+        crate::open::Layout::HuggingFace => crate::hf::load_hf(&m.dir, device),
     }
 }
 

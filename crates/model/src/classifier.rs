@@ -86,12 +86,18 @@ impl DecoderClassifier {
     /// Writes the Hugging Face `*ForSequenceClassification` layout: the body's tensors,
     /// `score.weight` `[labels, d]`, and a `config.json` naming the architecture, the
     /// labels (`names`, or `LABEL_i` when empty) and the pad token (how `transformers`
-    /// finds each sequence's last token).
+    /// finds each sequence's last token: the last one that is not `pad_token_id`).
+    ///
+    /// `pad_id` is the tokenizer's own padding token, and `None` when it has none apart
+    /// from EOS: a `pad_token_id` equal to EOS would make `transformers` score the token
+    /// before each sequence's final EOS, not the EOS manabi reads. Without it, no
+    /// `pad_token_id` is written (`transformers` then reads the last token, one
+    /// sequence per batch or left padding with an attention mask).
     pub fn export_hf(
         &self,
         dir: &Path,
         tokenizer: Option<&Path>,
-        pad_id: u32,
+        pad_id: Option<u32>,
         names: &[String],
     ) -> Result<()> {
         self.export_hf_as(dir, tokenizer, pad_id, names, false)
@@ -104,7 +110,7 @@ impl DecoderClassifier {
         &self,
         dir: &Path,
         tokenizer: Option<&Path>,
-        pad_id: u32,
+        pad_id: Option<u32>,
         names: &[String],
         token: bool,
     ) -> Result<()> {
@@ -158,7 +164,11 @@ impl DecoderClassifier {
             .map(|i| (name(i), serde_json::json!(i)))
             .collect::<serde_json::Map<_, _>>()
             .into();
-        json["pad_token_id"] = serde_json::json!(pad_id);
+        // Never EOS as padding (see `export_hf`); the config's EOS, when known, is checked
+        // here too.
+        if let Some(pad) = pad_id.filter(|&p| cfg.eos_token_id != Some(p as usize)) {
+            json["pad_token_id"] = serde_json::json!(pad);
+        }
         json["tie_word_embeddings"] = serde_json::json!(true);
         crate::checkpoint::write_hf(dir, &t, &json, tokenizer)
     }

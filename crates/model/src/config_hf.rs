@@ -16,9 +16,9 @@ impl ModelConfig {
             key: "config.json".into(),
             message: e.to_string(),
         })?;
-        let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
-        let cfg = match model_type {
-            "gpt2" => Self {
+        let family = crate::open::hf_family(v.get("model_type").and_then(Value::as_str))?;
+        let cfg = match family {
+            Family::Gpt2 => Self {
                 family: Family::Gpt2,
                 vocab_size: get(&v, "vocab_size")?,
                 max_positions: get(&v, "n_positions")?,
@@ -54,7 +54,7 @@ impl ModelConfig {
                 dropout: 0.0,
                 ..Self::empty(Family::Gpt2)
             },
-            "llama" => {
+            Family::Llama => {
                 let rope = v.get("rope_parameters").or_else(|| v.get("rope_scaling"));
                 let theta = match rope
                     .and_then(|r| r.get("rope_theta"))
@@ -96,14 +96,8 @@ impl ModelConfig {
                     ..Self::empty(Family::Llama)
                 }
             }
-            "bert" => crate::hf_bert::config_from_hf(&v)?,
-            "t5" => crate::hf_t5::config_from_hf(&v)?,
-            other => {
-                return Err(ModelError::Config {
-                    key: "model_type".into(),
-                    message: format!("unsupported `{other}` (supported: gpt2, llama, bert, t5)"),
-                });
-            }
+            Family::Bert => crate::hf_bert::config_from_hf(&v)?,
+            Family::T5 => crate::hf_t5::config_from_hf(&v)?,
         };
         cfg.validate()?;
         Ok(cfg)

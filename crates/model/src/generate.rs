@@ -107,14 +107,7 @@ pub fn sample(
             *l = f32::NEG_INFINITY;
         }
     }
-    let argmax = |l: &[f32]| {
-        l.iter()
-            .enumerate()
-            .fold((0usize, f32::NEG_INFINITY), |best, (i, &x)| {
-                if x > best.1 { (i, x) } else { best }
-            })
-            .0 as u32
-    };
+    let argmax = |l: &[f32]| crate::argmax_first(l) as u32;
     if opts.temperature == 0.0 {
         return argmax(logits);
     }
@@ -328,6 +321,14 @@ mod tests {
             ..GenerateOptions::default()
         };
         assert_eq!(sample(&mut [0.1, 2.0, 1.0], &[1], &p, &[], &mut rng), 2);
+    }
+
+    #[test]
+    fn greedy_ties_take_the_first_token_as_torch_argmax() {
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let g = GenerateOptions::default();
+        assert_eq!(sample(&mut [0.1, 2.0, 2.0, 2.0], &[], &g, &[], &mut rng), 1);
+        assert_eq!(sample(&mut [0.1, 2.0, 2.0, 2.0], &[], &g, &[1], &mut rng), 2);
     }
 
     #[test]

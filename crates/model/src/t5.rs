@@ -426,7 +426,7 @@ impl T5 {
                 let next = if done[r] {
                     pad
                 } else {
-                    argmax(&last[r * v..(r + 1) * v])
+                    crate::argmax_first(&last[r * v..(r + 1) * v]) as u32
                 };
                 if !done[r] {
                     if Some(next) == eos {
@@ -443,14 +443,4 @@ impl T5 {
         }
         Ok(out)
     }
-}
-
-/// Index of the largest value; the first one on ties (as `torch.argmax`).
-fn argmax(row: &[f32]) -> u32 {
-    row.iter()
-        .enumerate()
-        .fold((0usize, f32::NEG_INFINITY), |best, (i, &x)| {
-            if x > best.1 { (i, x) } else { best }
-        })
-        .0 as u32
 }

@@ -293,7 +293,7 @@ fn token_classification_heads_export_in_each_family_layout_and_load_back() {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("token-head-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         let names: Vec<String> = ["O", "B-X", "I-X"].iter().map(|s| s.to_string()).collect();
-        m.export_hf_as(&dir, None, 0, &names, true).unwrap();
+        m.export_hf_as(&dir, None, Some(0), &names, true).unwrap();
         let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
         assert!(cfg.contains(arch) && cfg.contains("B-X"), "{cfg}");
         let st = std::fs::read(dir.join("model.safetensors")).unwrap();
@@ -328,4 +328,30 @@ fn token_classification_heads_export_in_each_family_layout_and_load_back() {
         let expected = serde_json::json!({"input_ids": [[1, 5, 9, 2]], "logits": a});
         std::fs::write(dir.join("expected.json"), expected.to_string()).unwrap();
     }
+}
+
+#[test]
+fn sequence_classifier_exports_never_write_eos_as_pad_token_id() {
+    use manabi_model::{DecoderClassifier, ModelConfig};
+    let device = test_device();
+    let mut cfg: ModelConfig = toml::from_str(
+        "family = \"llama\"\nvocab_size = 64\nmax_positions = 16\nd_model = 16\nn_layers = 1\nn_heads = 2\nd_ff = 32\npositions = \"rope\"\nnorm = \"rmsnorm\"\nactivation = \"swiglu\"\ntie_embeddings = true",
+    )
+    .unwrap();
+    cfg.eos_token_id = Some(3);
+    let m = DecoderClassifier::new(&cfg, 1, &device);
+    let pad_written = |pad: Option<u32>| {
+        let name = format!("seq-head-pad-{}", pad.map_or(-1, i64::from));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        m.export_hf(&dir, None, pad, &[]).unwrap();
+        let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v.get("pad_token_id").cloned()
+    };
+    // A real pad token is written; none, or one equal to EOS, writes no pad_token_id
+    // (transformers would read the score before the final EOS).
+    assert_eq!(pad_written(Some(0)), Some(serde_json::json!(0)));
+    assert_eq!(pad_written(None), None);
+    assert_eq!(pad_written(Some(3)), None);
 }

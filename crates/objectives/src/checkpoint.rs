@@ -107,12 +107,7 @@ pub fn save<M: TrainModel>(
     std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     save_model(model, &tmp)?;
     // Fault injection for the crash-during-save test: a slow save is easy to interrupt.
-    if let Some(ms) = std::env::var("MANABI_FAULT_SLOW_SAVE_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-    }
+    fault_pause("MANABI_FAULT_SLOW_SAVE_MS");
     let opt_path = tmp.join("optimizer.bpk");
     optim
         .save(&opt_path)
@@ -148,32 +143,52 @@ pub fn save<M: TrainModel>(
         sync(&tmp.join(f))?;
     }
     sync(&tmp)?;
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
-    }
+    // An older checkpoint of the same step (a run restarted without --resume) moves out of
+    // the way first, so no kill leaves a half-deleted folder under a listed name.
+    let old = final_dir.exists().then(|| discard(root, &final_dir)).transpose()?;
     std::fs::rename(&tmp, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
     sync(root)?;
+    if let Some(old) = old {
+        std::fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, e))?;
+    }
     Ok(final_dir)
 }
 
-/// Complete checkpoints under `root`, oldest first.
-pub fn list(root: &Path) -> Vec<(usize, PathBuf)> {
+/// Renames the checkpoint `dir` to `.NAME.del` (no longer listed; swept by [`sweep`]) and
+/// returns the new path. The rename is the atomic step of deleting a checkpoint.
+fn discard(root: &Path, dir: &Path) -> Result<PathBuf> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let gone = root.join(format!(".{}.del", name.unwrap_or_default()));
+    if gone.exists() {
+        std::fs::remove_dir_all(&gone).map_err(|e| TrainError::io(&gone, e))?;
+    }
+    std::fs::rename(dir, &gone).map_err(|e| TrainError::io(dir, e))?;
+    sync(root)?;
+    Ok(gone)
+}
+
+/// Removes what a killed run can leave under `root`: half-written saves (`.step-N.tmp`)
+/// and half-deleted checkpoints (`.step-N.del`). Returns how many were removed.
+pub fn sweep(root: &Path) -> Result<usize> {
     let Ok(entries) = std::fs::read_dir(root) else {
-        return Vec::new();
+        return Ok(0);
     };
-    let mut out: Vec<(usize, PathBuf)> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let step = name.strip_prefix("step-")?.parse().ok()?;
-            e.path()
-                .join("state.json")
-                .exists()
-                .then(|| (step, e.path()))
-        })
-        .collect();
-    out.sort();
-    out
+    let mut removed = 0;
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let leftover = name.starts_with(".step-") && (name.ends_with(".tmp") || name.ends_with(".del"));
+        if leftover {
+            let path = e.path();
+            std::fs::remove_dir_all(&path).map_err(|e| TrainError::io(&path, e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Complete checkpoints under `root`, oldest first ([`manabi_model::open::checkpoints`]).
+pub fn list(root: &Path) -> Vec<(usize, PathBuf)> {
+    manabi_model::open::checkpoints(root)
 }
 
 /// The newest complete checkpoint.
@@ -249,14 +264,83 @@ pub fn load_into<M: TrainModel>(
     Ok((model, optim, state))
 }
 
-/// Deletes checkpoints beyond the newest `keep_last`, sparing the best one.
+/// Deletes checkpoints beyond the newest `keep_last`, sparing the best one. Each goes in
+/// one atomic rename (it is then no longer listed) before its files are removed, so a kill
+/// at any instant leaves every listed checkpoint complete.
 pub fn retain(root: &Path, keep_last: usize, best_step: Option<usize>) -> Result<()> {
     let all = list(root);
     let cut = all.len().saturating_sub(keep_last.max(1));
     for (step, path) in &all[..cut] {
         if Some(*step) != best_step {
-            std::fs::remove_dir_all(path).map_err(|e| TrainError::io(path, e))?;
+            let gone = discard(root, path)?;
+            // Fault injection for the kill-during-cleanup test.
+            fault_pause("MANABI_FAULT_SLOW_DELETE_MS");
+            std::fs::remove_dir_all(&gone).map_err(|e| TrainError::io(&gone, e))?;
         }
     }
     Ok(())
+}
+
+/// Sleeps for the milliseconds in the environment variable `var`, if set: fault injection
+/// that makes a save or a cleanup slow enough for the kill -9 tests to land inside it.
+fn fault_pause(var: &str) {
+    if let Some(ms) = std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// Where `--resume` continues from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Resume {
+    /// Start from step 0 (the run folder's metrics are rewritten).
+    #[default]
+    No,
+    /// The newest checkpoint that verifies; from the beginning when there is none yet.
+    Latest,
+    /// This checkpoint folder.
+    From(PathBuf),
+}
+
+impl From<bool> for Resume {
+    fn from(resume: bool) -> Self {
+        if resume { Self::Latest } else { Self::No }
+    }
+}
+
+impl From<Option<PathBuf>> for Resume {
+    /// `None` = the newest checkpoint, `Some(path)` = that one.
+    fn from(path: Option<PathBuf>) -> Self {
+        path.map_or(Self::Latest, Self::From)
+    }
+}
+
+/// The newest checkpoint under `root` whose files verify, with its state. Checkpoints that
+/// fail verification are skipped with a warning naming each; `Ok(None)` when there is no
+/// checkpoint at all, an error when there are some and none verifies.
+pub fn newest_verified(root: &Path) -> Result<Option<(PathBuf, TrainState)>> {
+    let all = list(root);
+    if all.is_empty() {
+        return Ok(None);
+    }
+    let mut skipped: Vec<(PathBuf, String)> = Vec::new();
+    for (_, dir) in all.into_iter().rev() {
+        match read_state(&dir) {
+            Ok(state) => {
+                for (path, why) in &skipped {
+                    tracing::warn!(
+                        "skipping checkpoint {} ({why}); resuming from {}",
+                        path.display(),
+                        dir.display()
+                    );
+                }
+                return Ok(Some((dir, state)));
+            }
+            Err(e) => skipped.push((dir, e.to_string())),
+        }
+    }
+    let reasons: Vec<String> = skipped.into_iter().map(|(_, why)| why).collect();
+    Err(TrainError::File {
+        path: root.to_path_buf(),
+        message: format!("no checkpoint verifies ({})", reasons.join("; ")),
+    })
 }

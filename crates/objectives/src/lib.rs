@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod lock;
 pub mod loss;
 pub mod metrics_log;
 pub mod mlm;
@@ -21,7 +22,9 @@ pub mod span;
 pub mod tasks;
 pub mod trainer;
 
+pub use checkpoint::Resume;
 pub use config::{PretrainConfig, Recipe};
+pub use lock::RunLock;
 pub use error::{Result, TrainError};
 pub use pretrain::pretrain;
 pub use tasks::{Task, TaskLoss};

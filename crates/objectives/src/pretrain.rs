@@ -4,6 +4,7 @@
 
 use manabi_model::{BertForMaskedLm, DecoderLm, DeviceChoice, T5};
 
+use crate::checkpoint::Resume;
 use crate::config::{ObjectiveKind, PretrainConfig, Sampling};
 use crate::data::Batcher;
 use crate::error::{Result, TrainError};
@@ -19,7 +20,7 @@ use crate::trainer::{RunReport, Trainer};
 pub fn pretrain(
     cfg: &PretrainConfig,
     device_choice: DeviceChoice,
-    resume: bool,
+    resume: impl Into<Resume>,
 ) -> Result<RunReport> {
     let device = device_choice.resolve()?;
     let out = cfg.run.out.clone();

@@ -14,7 +14,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use manabi_model::{DecoderLm, ModelConfig};
 use serde::Serialize;
 
-use crate::checkpoint::{self, TrainState};
+use crate::checkpoint::{self, Resume, TrainState};
+use crate::lock::RunLock;
 use crate::config::{OnNan, Precision, TrainConfig};
 use crate::data::LmBatch;
 use crate::error::{Result, TrainError};
@@ -234,6 +235,8 @@ pub struct Trainer {
     plain: Device,
     /// Where training runs (autodiff, optionally with gradient checkpointing).
     autodiff: Device,
+    /// This run's hold on `out`: one writer per run folder.
+    lock: RunLock,
 }
 
 impl Trainer {
@@ -245,7 +248,13 @@ impl Trainer {
         seed: u64,
     ) -> Result<Self> {
         let out = out.into();
-        std::fs::create_dir_all(&out).map_err(|e| TrainError::io(&out, e))?;
+        let lock = RunLock::acquire(&out)?;
+        // What a killed run left half-written or half-deleted goes before anything reads
+        // the folder.
+        let swept = checkpoint::sweep(&out.join("checkpoints"))?;
+        if swept > 0 {
+            tracing::info!(swept, "removed leftovers of an interrupted save or cleanup");
+        }
         if train.precision != Precision::F32 {
             let supported = device.supports_dtype(match train.precision {
                 Precision::Bf16 => burn::tensor::DType::BF16,
@@ -280,6 +289,7 @@ impl Trainer {
             spec_files: Vec::new(),
             plain: device.clone(),
             autodiff: ad,
+            lock,
         })
     }
 
@@ -293,10 +303,23 @@ impl Trainer {
         &self.plain
     }
 
-    /// Trains `model` on `task` to `train.steps`. With `resume`, the newest checkpoint's
-    /// weights, optimizer state and step are loaded into `model` (which must have the
-    /// structure the checkpoint records) and the run continues as if never stopped.
-    pub fn fit<T: Task>(&self, task: &T, model: T::Model, resume: bool) -> Result<RunReport> {
+    /// The lock this trainer holds on its run folder.
+    pub fn lock(&self) -> &RunLock {
+        &self.lock
+    }
+
+    /// Trains `model` on `task` to `train.steps`. With `resume` ([`Resume::Latest`] for
+    /// `true`), the weights, optimizer state and step of the newest checkpoint that verifies
+    /// (or of the one named) are loaded into `model` (which must have the structure the
+    /// checkpoint records) and the run continues as if never stopped. A run stopped before
+    /// its first checkpoint starts from the beginning.
+    pub fn fit<T: Task>(
+        &self,
+        task: &T,
+        model: T::Model,
+        resume: impl Into<Resume>,
+    ) -> Result<RunReport> {
+        let resume = resume.into();
         let (t, ad, device, out) = (&self.train, &self.autodiff, &self.plain, self.out.as_path());
         let val_batches: Vec<T::Batch> = (0..t.eval_batches)
             .map(|i| task.val_batch(i))
@@ -306,11 +329,30 @@ impl Trainer {
         let mut optim: ModuleOptimizer = build_optimizer(&model, t);
         let mut state = TrainState::new(self.seed);
         let metrics_path = out.join("metrics.jsonl");
-        if resume {
-            let dir = checkpoint::latest(&ckpt_root).ok_or_else(|| TrainError::File {
-                path: ckpt_root.clone(),
-                message: "no complete checkpoint to resume from".into(),
-            })?;
+        let from = match &resume {
+            Resume::No => None,
+            Resume::Latest => match checkpoint::newest_verified(&ckpt_root)? {
+                Some((dir, _)) => Some(dir),
+                None => {
+                    tracing::warn!(
+                        "{}: no checkpoint yet (the run stopped before its first save); \
+                         starting from the beginning",
+                        ckpt_root.display()
+                    );
+                    None
+                }
+            },
+            Resume::From(dir) => {
+                if !dir.join("state.json").is_file() {
+                    return Err(TrainError::File {
+                        path: dir.clone(),
+                        message: "not a training checkpoint (no state.json)".into(),
+                    });
+                }
+                Some(dir.clone())
+            }
+        };
+        if let Some(dir) = from {
             self.check_spec(&dir, model.model_config())?;
             let (m, o, s) = checkpoint::load_into(&dir, model, |m| build_optimizer(m, t))?;
             (model, optim, state) = (m, o, s);

@@ -258,13 +258,12 @@ fn corrupt_or_missing_checkpoints_are_clear_errors() {
     let _rng = serial();
     let device = DeviceChoice::from_env().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let err = pretrain(&tiny(dir.path(), &[]), device, true)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("no complete checkpoint to resume from"),
-        "{err}"
-    );
+    // --resume before any checkpoint exists (a run killed before its first save) starts
+    // from the beginning.
+    let fresh = pretrain(&tiny(dir.path(), &["train.stop_after=4"]), device, true).unwrap();
+    assert_eq!(fresh.losses.first().map(|l| l.0), Some(1));
+    assert_eq!(fresh.steps, 4);
+    std::fs::remove_dir_all(dir.path().join("checkpoints")).unwrap();
 
     pretrain(&tiny(dir.path(), &["train.stop_after=4"]), device, false).unwrap();
     let ckpt = dir.path().join("checkpoints/step-0000004");
@@ -275,9 +274,24 @@ fn corrupt_or_missing_checkpoints_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("step-0000004: corrupt checkpoint: model.bpk does not match its checksum"),
+        err.contains("no checkpoint verifies")
+            && err.contains("step-0000004: corrupt checkpoint: model.bpk does not match its checksum"),
         "{err}"
     );
+    assert!(!err.contains('\n'), "{err}");
+    // `--resume PATH` names one checkpoint; a corrupt one is an error too.
+    let err = pretrain(&tiny(dir.path(), &[]), device, manabi_objectives::Resume::From(ckpt.clone()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model.bpk does not match its checksum"), "{err}");
+    let err = pretrain(
+        &tiny(dir.path(), &[]),
+        device,
+        manabi_objectives::Resume::From(dir.path().join("checkpoints")),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("not a training checkpoint (no state.json)"), "{err}");
     std::fs::write(&model, &bytes).unwrap();
 
     let state = ckpt.join("state.json");
@@ -551,4 +565,69 @@ fn gradient_checkpointing_gives_the_same_losses() {
         assert_eq!(s1, s2);
         assert!((l1 - l2).abs() <= 1e-5 * l1, "step {s1}: {l1} vs {l2}");
     }
+}
+
+#[test]
+fn resume_skips_a_corrupt_newest_checkpoint_and_still_matches_the_straight_run() {
+    let _rng = serial();
+    let device = DeviceChoice::from_env().unwrap();
+    let a = tempfile::tempdir().unwrap();
+    let every = ["train.checkpoint_every=4", "train.keep_last=10"];
+    let straight = pretrain(&tiny(a.path(), &every), device, false).unwrap();
+
+    let b = tempfile::tempdir().unwrap();
+    let mut stop = every.to_vec();
+    stop.push("train.stop_after=8");
+    let first = pretrain(&tiny(b.path(), &stop), device, false).unwrap();
+    assert_eq!(first.steps, 8);
+    // The newest checkpoint is damaged (a disk error, a truncated copy): --resume falls
+    // back to step 4, which verifies, and redoes steps 5..16.
+    let model = b.path().join("checkpoints/step-0000008/model.bpk");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    let second = pretrain(&tiny(b.path(), &every), device, true).unwrap();
+    assert_eq!(second.losses.first().map(|l| l.0), Some(5));
+    assert_eq!(second.losses, straight.losses[4..]);
+    assert_eq!(second.evals.last(), straight.evals.last());
+    // The damaged step 8 was overwritten by a complete save.
+    manabi_objectives::checkpoint::read_state(&b.path().join("checkpoints/step-0000008")).unwrap();
+}
+
+#[test]
+fn leftovers_of_a_killed_save_or_cleanup_are_swept_and_never_listed() {
+    use manabi_objectives::checkpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("checkpoints");
+    // What a kill -9 leaves: a half-written save and a half-deleted checkpoint (renamed
+    // out of the listing first, then being removed file by file).
+    for leftover in [".step-0000003.tmp", ".step-0000002.del"] {
+        std::fs::create_dir_all(root.join(leftover)).unwrap();
+        std::fs::write(root.join(leftover).join("state.json"), "{}").unwrap();
+    }
+    std::fs::create_dir_all(root.join("step-0000001")).unwrap();
+    std::fs::write(root.join("step-0000001/state.json"), "{}").unwrap();
+    assert_eq!(checkpoint::list(&root).len(), 1);
+    assert_eq!(checkpoint::sweep(&root).unwrap(), 2);
+    assert!(!root.join(".step-0000003.tmp").exists());
+    assert!(!root.join(".step-0000002.del").exists());
+    assert!(root.join("step-0000001").exists(), "complete checkpoints are kept");
+}
+
+#[test]
+fn one_run_folder_has_one_writer() {
+    let device = manabi_model::device::test_device();
+    let dir = tempfile::tempdir().unwrap();
+    let train = tiny(dir.path(), &[]).train;
+    let first = manabi_objectives::Trainer::new(&device, train.clone(), dir.path(), 1).unwrap();
+    let err = manabi_objectives::Trainer::new(&device, train.clone(), dir.path(), 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is being written by another run (pid"), "{err}");
+    // A second pre-training run into the folder is refused before it touches anything.
+    let err = pretrain(&tiny(dir.path(), &[]), DeviceChoice::from_env().unwrap(), true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is being written by another run"), "{err}");
+    drop(first);
+    manabi_objectives::Trainer::new(&device, train, dir.path(), 1).unwrap();
 }

@@ -11,6 +11,7 @@
 pub mod corpus;
 pub mod error;
 pub mod inspect;
+pub mod jsonl;
 #[cfg(feature = "morph")]
 pub mod morph;
 pub mod shards;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 pub use corpus::{CorpusFormat, CorpusSpec, DocBoundary, Document, open_reader};
 pub use error::{Result, TokenizeError};
 pub use inspect::{InspectReport, inspect};
+pub use jsonl::{JsonLine, JsonLines, LineError, TextLines, read_jsonl, read_text_lines};
 pub use shards::{
     EncodeOptions, ShardMeta, ShardSet, ShardWriter, Split, TokenDtype, TokenShard, encode_corpus,
 };

@@ -273,7 +273,13 @@ impl PpoTask {
             }
             acc.score += b.scores.iter().sum::<f64>();
             acc.length += b.sampled.iter().map(|(c, _, _)| c.len()).sum::<usize>() as f64;
-            acc.eos_rate += b.ended.iter().filter(|&&e| e).count() as f64;
+            // An empty response (EOS at once) is no answer that ended with EOS. The EOS
+            // penalty and `val/num_eos_tokens` keep TRL's rule (an EOS anywhere).
+            acc.eos_rate += b
+                .sampled
+                .iter()
+                .filter(|(_, e, text)| manabi_finetune::sft::ended_with_eos(*e, text))
+                .count() as f64;
             n += chunk.len();
         }
         let nf = n.max(1) as f64;

@@ -181,7 +181,7 @@ pub struct SampleStats {
     pub entropy: f64,
     /// Mean response length in tokens.
     pub length: f64,
-    /// Share of responses that ended with EOS.
+    /// Share of responses that ended with EOS after some text (an empty one fails).
     pub eos_rate: f64,
 }
 

@@ -1,6 +1,7 @@
 //! `manabi ppo`: a policy (any decoder folder, usually an SFT checkpoint), prompts, a
 //! reward model, optional PEFT on the policy, and the shared Trainer.
 
+use manabi_objectives::Resume;
 use std::path::PathBuf;
 
 use burn::module::Module;
@@ -115,7 +116,7 @@ pub struct PpoReport {
 }
 
 /// Runs (or resumes) a PPO recipe.
-pub fn ppo(cfg: &PpoConfig, device_choice: DeviceChoice, resume: bool) -> Result<PpoReport> {
+pub fn ppo(cfg: &PpoConfig, device_choice: DeviceChoice, resume: impl Into<Resume>) -> Result<PpoReport> {
     let (
         Setup {
             trainer,

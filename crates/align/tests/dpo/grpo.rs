@@ -96,7 +96,7 @@ progress = false
         .export_hf(
             &rm_dir,
             Some(&root().join("fixtures/tokenize/wordpiece-en/tokenizer.json")),
-            0,
+            Some(0),
             &[],
         )
         .unwrap();
@@ -152,4 +152,40 @@ fn group_relative_advantages_follow_the_rewards() {
     assert_eq!(reward(&s, " 7", true, "7"), 2.0);
     assert_eq!(reward(&s, " 7\nQ: more", false, "7"), 1.0);
     assert_eq!(reward(&s, "8", true, "7"), 0.0);
+    // An empty completion that ended with EOS at once has no format either.
+    let f = GrpoSettings {
+        rewards: vec!["format".into()],
+        format_prefix: String::new(),
+        ..GrpoSettings::default()
+    };
+    assert_eq!(reward(&f, "", true, "7"), 0.0);
+    assert_eq!(reward(&f, " ", true, "7"), 0.0);
+    assert_eq!(reward(&f, "7", true, "7"), 1.0);
+}
+
+#[test]
+fn prompt_files_with_a_bom_and_crlf_lines_are_read() {
+    use manabi_align::grpo::{RlPrompt, read_prompt_texts, read_prompts};
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("rl.jsonl");
+    std::fs::write(
+        &p,
+        "\u{feff}{\"prompt\":\"1+1=\",\"answer\":\"2\"}\r\n  \r\n{\"prompt\":\"2+2=\",\"answer\":\"4\"}\r\n",
+    )
+    .unwrap();
+    let paths = [p];
+    assert_eq!(
+        read_prompts(&paths).unwrap(),
+        vec![
+            RlPrompt {
+                prompt: "1+1=".into(),
+                answer: "2".into()
+            },
+            RlPrompt {
+                prompt: "2+2=".into(),
+                answer: "4".into()
+            },
+        ]
+    );
+    assert_eq!(read_prompt_texts(&paths).unwrap(), ["1+1=", "2+2="]);
 }

@@ -368,7 +368,7 @@ fn a_reward_model_learns_exports_for_transformers_and_resumes() {
     let hf = tmp.path().join("rm-hf");
     m.clone()
         .materialize()
-        .export_hf(&hf, None, 0, &[])
+        .export_hf(&hf, None, Some(0), &[])
         .unwrap();
     let cfg_json = std::fs::read_to_string(hf.join("config.json")).unwrap();
     assert!(
@@ -458,4 +458,64 @@ fn preference_accuracy_uses_dpo_margins_or_simpo_length_normalised_ones() {
     // Pair 0: −2.0 per token vs −3.0 → chosen wins although its sum is lower.
     // Pair 1: −3.0 vs −2.0 → rejected wins.
     assert_eq!(preference_accuracy(&policy, None, &lengths), 0.5);
+}
+
+#[test]
+fn preference_files_with_a_bom_and_crlf_lines_are_read() {
+    use manabi_align::pref::Pair;
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("bom.jsonl");
+    std::fs::write(
+        &p,
+        "\u{feff}{\"prompt\":\"Q:\",\"chosen\":\" yes\",\"rejected\":\" no\"}\r\n\r\n{\"prompt\":\"R:\",\"responses\":[\" a\",\" b\"]}\r\n",
+    )
+    .unwrap();
+    let pair = |prompt: &str, chosen: &str, rejected: &str| Pair {
+        prompt: prompt.into(),
+        chosen: chosen.into(),
+        rejected: rejected.into(),
+    };
+    assert_eq!(
+        read_pairs(std::slice::from_ref(&p)).unwrap(),
+        vec![pair("Q:", " yes", " no"), pair("R:", " a", " b")]
+    );
+    // A bad line after a blank one is named by its physical line.
+    std::fs::write(
+        &p,
+        "\u{feff}{\"prompt\":\"Q:\",\"chosen\":\" yes\",\"rejected\":\" no\"}\r\n\r\n{\"prompt\":\r\n",
+    )
+    .unwrap();
+    let e = read_pairs(&[p]).unwrap_err().to_string();
+    assert!(e.contains("bom.jsonl:3: not valid JSON"), "{e}");
+}
+
+#[test]
+fn only_a_one_output_score_head_loads_as_a_reward_model() {
+    use manabi_align::reward::{HEAD_FILE, HeadSpec};
+    use manabi_model::DecoderClassifier;
+    let tmp = tempfile::tempdir().unwrap();
+    let device = test_device();
+    let err = |dir: &Path| manabi_align::load_reward(dir, &device).unwrap_err().to_string();
+    // A plain decoder: no head at all.
+    let base = tiny_base(tmp.path());
+    assert_eq!(
+        err(&base),
+        format!("{}: not a reward model (no score head)", base.display())
+    );
+    // A two-class classifier, as `manabi task` writes it and as exported for transformers.
+    let body = manabi_model::load_native(&base, &device).unwrap();
+    let cls = DecoderClassifier::from_lm(body, 2);
+    let native = tmp.path().join("nli");
+    manabi_model::checkpoint::save_module(&cls, cls.lm.config(), &native).unwrap();
+    std::fs::write(native.join(HEAD_FILE), HeadSpec::score(2, vec![]).to_toml()).unwrap();
+    assert_eq!(
+        err(&native),
+        format!("{}: not a reward model (2 labels, needs 1)", native.display())
+    );
+    let hf = tmp.path().join("nli-hf");
+    cls.export_hf(&hf, None, None, &[]).unwrap();
+    assert_eq!(
+        err(&hf),
+        format!("{}: not a reward model (2 labels, needs 1)", hf.display())
+    );
 }

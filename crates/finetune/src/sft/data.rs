@@ -5,7 +5,6 @@
 //! `skip_invalid` counts it instead.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -152,33 +151,53 @@ fn read_file(
     skip_invalid: bool,
     out: &mut Dataset,
 ) -> Result<()> {
-    let file = manabi_tokenize::open_reader(path).map_err(|e| FinetuneError::io(path, e))?;
     let mut format = format;
     let before = out.records.len();
-    for (i, line) in file.lines().enumerate() {
-        let line_no = i + 1;
-        let line = line.map_err(|e| FinetuneError::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for record in manabi_tokenize::read_jsonl(path) {
+        let (line_no, v) = match record {
+            Ok(manabi_tokenize::JsonLine { line, value }) => (line, value),
+            Err(e) => {
+                // A file that did not open or a failed read is never skipped; a line that
+                // is not JSON (or not UTF-8) is, under `skip_invalid`.
+                let fatal = !skip_invalid || matches!(e, manabi_tokenize::LineError::Io { .. });
+                let e = match e {
+                    manabi_tokenize::LineError::Json {
+                        path,
+                        line,
+                        message,
+                    } => FinetuneError::Data {
+                        path,
+                        line,
+                        message: format!("not valid JSON: {message}"),
+                    },
+                    e => FinetuneError::from(e),
+                };
+                if fatal {
+                    return Err(e);
+                }
+                tracing::warn!("{e}");
+                out.skipped += 1;
+                continue;
+            }
+        };
         let bad = |message: String| FinetuneError::Data {
             path: path.to_path_buf(),
             line: line_no,
             message,
         };
-        let parsed = serde_json::from_str::<serde_json::Value>(&line)
-            .map_err(|e| bad(format!("not valid JSON: {e}")))
-            .and_then(|v| {
-                if format == Format::Auto {
-                    format = detect(&v, fields).ok_or_else(|| {
-                        bad(format!(
-                            "cannot tell the format from the fields {}; set data.format",
-                            keys(&v)
-                        ))
-                    })?;
-                }
-                parse_record(&v, format, fields).map_err(bad)
-            });
+        let detected = match format {
+            Format::Auto => detect(&v, fields).ok_or_else(|| {
+                bad(format!(
+                    "cannot tell the format from the fields {}; set data.format",
+                    keys(&v)
+                ))
+            }),
+            known => Ok(known),
+        };
+        let parsed = detected.and_then(|f| {
+            format = f;
+            parse_record(&v, f, fields).map_err(bad)
+        });
         match parsed {
             Ok(r) => {
                 out.records.push(r);
@@ -260,6 +279,13 @@ pub fn parse_record(
                 ));
             }
             _ => {}
+        }
+        // A question left empty is a data error, as an empty answer is.
+        if let Some(i) = msgs
+            .iter()
+            .position(|m| m.role == Role::User && m.content.trim().is_empty())
+        {
+            return Err(format!("field `{name}[{i}].content`: empty user message"));
         }
         return Ok(Record::Chat(msgs));
     }
@@ -371,6 +397,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("messages[0]"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_question_is_refused_like_an_empty_answer() {
+        let e = parse(
+            r#"{"messages":[{"role":"user","content":" "},{"role":"assistant","content":"yo"}]}"#,
+            Format::Messages,
+        )
+        .unwrap_err();
+        assert_eq!(e, "field `messages[0].content`: empty user message");
+        let e = parse(r#"{"context":"c","question":" ","answer":"a"}"#, Format::Qa).unwrap_err();
+        assert_eq!(e, "field `question` is empty");
     }
 
     #[test]

@@ -72,6 +72,13 @@ impl Specials {
         })
     }
 
+    /// The padding token when it is not EOS (`pad` falls back to EOS), for exports whose
+    /// readers find a sequence's end by its first/last padding token (`transformers`'
+    /// `*ForSequenceClassification`): there a pad equal to EOS is no pad at all.
+    pub fn distinct_pad(&self) -> Option<u32> {
+        (self.pad != self.eos).then_some(self.pad)
+    }
+
     /// Tokens that end generation.
     pub fn stop_ids(&self) -> Vec<u32> {
         let mut v = vec![self.eos];
@@ -178,7 +185,8 @@ pub struct Prediction {
     pub prediction: String,
     /// Whether they match after trimming whitespace.
     pub exact_match: bool,
-    /// Whether generation ended with EOS (or `<|end|>`) rather than the length limit.
+    /// Whether generation ended with EOS (or `<|end|>`) rather than the length limit,
+    /// after a non-empty answer ([`ended_with_eos`]).
     pub ended_with_eos: bool,
 }
 
@@ -226,13 +234,24 @@ impl GenerationEval {
                     prompt: self.tokenizer.decode(p, false)?,
                     gold: gold.clone(),
                     exact_match: normalise(&prediction) == normalise(gold),
-                    ended_with_eos: new.len() < self.options.max_new_tokens,
+                    ended_with_eos: ended_with_eos(
+                        new.len() < self.options.max_new_tokens,
+                        &prediction,
+                    ),
                     prediction,
                 });
             }
         }
         Ok(out)
     }
+}
+
+/// Whether a generated answer counts as "ended with EOS" in the reports: generation
+/// `stopped` before the length limit AND the answer has some text. An empty (or
+/// whitespace-only) answer, EOS at once, is a failure: otherwise a model that answers
+/// nothing would score 100 %.
+pub fn ended_with_eos(stopped: bool, answer: &str) -> bool {
+    stopped && !answer.trim().is_empty()
 }
 
 /// Whitespace-insensitive form for exact match.

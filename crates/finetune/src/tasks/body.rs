@@ -234,29 +234,7 @@ impl Framing {
 /// The family of the model folder `path`: `model.toml` (manabi) or `config.json`'s
 /// `model_type` (Hugging Face).
 pub fn body_family(path: &Path) -> Result<Family> {
-    let toml_path = path.join("model.toml");
-    if toml_path.exists() {
-        let text =
-            std::fs::read_to_string(&toml_path).map_err(|e| FinetuneError::io(&toml_path, e))?;
-        let cfg: ModelConfig = toml::from_str(&text)
-            .map_err(|e| FinetuneError::config(toml_path.display().to_string(), e.message()))?;
-        return Ok(cfg.family);
-    }
-    let json = path.join("config.json");
-    let text = std::fs::read_to_string(&json).map_err(|e| {
-        FinetuneError::io(
-            path,
-            format!("{e} (no model.toml or config.json: not a model folder)"),
-        )
-    })?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| FinetuneError::io(&json, e))?;
-    Ok(match v["model_type"].as_str() {
-        Some("bert") => Family::Bert,
-        Some("t5") => Family::T5,
-        Some("llama") => Family::Llama,
-        _ => Family::Gpt2,
-    })
+    Ok(manabi_model::locate(path)?.family)
 }
 
 /// The encoder of a BERT folder: a manabi masked-LM checkpoint, a manabi embedding

@@ -4,12 +4,15 @@
 //! cross-entropy, scores (STS) with squared error; evaluation reports accuracy and
 //! macro-F1, or Pearson and Spearman, and writes every prediction next to its gold label.
 
+use manabi_objectives::Resume;
 use std::path::PathBuf;
 
 use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use manabi_model::{BertForSequenceClassification, DecoderClassifier, DeviceChoice, Family};
+use manabi_model::{
+    BertForSequenceClassification, DecoderClassifier, DeviceChoice, Family, argmax_first,
+};
 use manabi_objectives::{RunReport, Task, TaskLoss};
 use manabi_tokenize::TextTokenizer;
 use serde::Serialize;
@@ -153,11 +156,11 @@ fn rows_of(t: Tensor<2>) -> Vec<Vec<f64>> {
     v.chunks(l.max(1)).map(<[f64]>::to_vec).collect()
 }
 
-pub(crate) fn argmax(v: &[f64]) -> usize {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
+/// The most frequent class of the training counts, the first one on ties (as sklearn's
+/// `DummyClassifier(strategy="most_frequent")`); `None` without classes (regression).
+pub(crate) fn majority_class(label_counts: &[(String, usize)]) -> Option<usize> {
+    let counts: Vec<usize> = label_counts.iter().map(|(_, c)| *c).collect();
+    (!counts.is_empty()).then(|| argmax_first(&counts))
 }
 
 /// Head outputs for every row, in batches of `batch_size` (no gradients).
@@ -192,7 +195,7 @@ pub fn score(rows: &[Encoded], outputs: &[Vec<f64>], regression: bool) -> Vec<(S
         let (gold, pred): (Vec<usize>, Vec<usize>) = rows
             .iter()
             .zip(outputs)
-            .filter_map(|(r, o)| r.class.map(|g| (g, argmax(o))))
+            .filter_map(|(r, o)| r.class.map(|g| (g, argmax_first(o))))
             .unzip();
         vec![
             ("accuracy".into(), metrics::accuracy(&gold, &pred)),
@@ -264,7 +267,7 @@ impl<M: SeqClassifier> Task for SeqTask<M> {
         let correct = rows_of(out)
             .iter()
             .zip(&b.classes)
-            .filter(|(o, c)| argmax(o) == **c)
+            .filter(|(o, c)| argmax_first(o.as_slice()) == **c)
             .count() as f64;
         Ok(TaskLoss {
             sum: nll,
@@ -424,7 +427,7 @@ impl Setup {
 pub fn train_task(
     cfg: &TaskConfig,
     device_choice: DeviceChoice,
-    resume: bool,
+    resume: impl Into<Resume>,
 ) -> Result<TaskReport> {
     match cfg.task.kind {
         TaskKind::Ner => return crate::tasks::ner::train_ner(cfg, device_choice, resume),
@@ -493,11 +496,7 @@ pub fn train_task(
         let task = task::<DecoderClassifier>(cfg, rows, val_rows, specials.pad);
         (run.trainer.fit(&task, model, resume)?, trainable)
     };
-    let majority = label_counts
-        .iter()
-        .enumerate()
-        .max_by_key(|(_, (_, c))| *c)
-        .map(|(i, _)| i);
+    let majority = majority_class(&label_counts);
     let mut splits = Vec::new();
     if let Some(dir) = &run.checkpoint {
         let (m, _) = load_seq_classifier(dir, &device)?;
@@ -530,4 +529,30 @@ pub fn train_task(
         trainable_params: trainable,
         splits,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_pick_the_first_class() {
+        let row = |ids: Vec<u32>, class| Encoded {
+            ids,
+            types: Vec::new(),
+            class,
+            score: None,
+        };
+        let rows = [row(vec![1], Some(0)), row(vec![2], Some(2))];
+        // The first row ties between classes 0 and 2: the first (0) is predicted.
+        let outputs = vec![vec![0.5, -1.0, 0.5], vec![0.0, 0.0, 3.0]];
+        let got = score(&rows, &outputs, false);
+        assert_eq!(got[0], ("accuracy".to_string(), 1.0));
+        let counts = |c: &[usize]| -> Vec<(String, usize)> {
+            c.iter().enumerate().map(|(i, &n)| (format!("c{i}"), n)).collect()
+        };
+        assert_eq!(majority_class(&counts(&[3, 5, 5])), Some(1));
+        assert_eq!(majority_class(&counts(&[4, 4])), Some(0));
+        assert_eq!(majority_class(&[]), None);
+    }
 }

@@ -4,7 +4,6 @@
 //! file, line and field; nothing is skipped silently.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -122,21 +121,14 @@ fn read_file(
     require_label: bool,
     out: &mut Vec<Example>,
 ) -> Result<()> {
-    let file = manabi_tokenize::open_reader(path).map_err(|e| FinetuneError::io(path, e))?;
     let label_field = field(fields, "label");
-    for (i, line) in file.lines().enumerate() {
-        let line = line.map_err(|e| FinetuneError::io(path, e))?;
-        let n = i + 1;
+    for record in manabi_tokenize::read_jsonl(path) {
+        let manabi_tokenize::JsonLine { line: n, value: v } = record?;
         let err = |message: String| FinetuneError::Data {
             path: path.to_path_buf(),
             line: n,
             message,
         };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| err(format!("invalid JSON: {e}")))?;
         let obj = v
             .as_object()
             .ok_or_else(|| err("expected a JSON object".into()))?;

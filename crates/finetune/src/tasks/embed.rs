@@ -4,7 +4,6 @@
 //! STS Spearman correlation of cosine similarities with gold scores (JSTS files). Training
 //! them: [`crate::tasks::simcse`] and [`crate::tasks::pairs`].
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -68,39 +67,36 @@ pub fn read_sentences(paths: &[PathBuf], fields: &FieldMap) -> Result<Vec<String
     let key = fields.get("sentence").map_or("sentence", String::as_str);
     let mut out = Vec::new();
     for path in paths {
-        let file = manabi_tokenize::open_reader(path).map_err(|e| FinetuneError::io(path, e))?;
         let name = path.to_string_lossy();
         let jsonl = name.ends_with(".jsonl") || name.ends_with(".jsonl.gz");
         let before = out.len();
-        for (i, line) in file.lines().enumerate() {
-            let line = line.map_err(|e| FinetuneError::io(path, e))?;
-            if line.trim().is_empty() {
-                continue;
+        if !jsonl {
+            for line in manabi_tokenize::read_text_lines(path) {
+                let (_, text) = line?;
+                out.push(text.trim().to_string());
             }
-            if !jsonl {
-                out.push(line.trim().to_string());
-                continue;
+        } else {
+            for record in manabi_tokenize::read_jsonl(path) {
+                let manabi_tokenize::JsonLine { line, value: v } = record?;
+                let err = |message: String| FinetuneError::Data {
+                    path: path.clone(),
+                    line,
+                    message,
+                };
+                let texts: Vec<&str> = match v[key].as_str() {
+                    Some(s) => vec![s],
+                    None => ["sentence1", "sentence2"]
+                        .iter()
+                        .filter_map(|k| v[*k].as_str())
+                        .collect(),
+                };
+                if texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
+                    return Err(err(format!(
+                        "expected a non-empty string field `{key}` (or `sentence1` and `sentence2`)"
+                    )));
+                }
+                out.extend(texts.iter().map(|t| t.to_string()));
             }
-            let err = |message: String| FinetuneError::Data {
-                path: path.clone(),
-                line: i + 1,
-                message,
-            };
-            let v: serde_json::Value =
-                serde_json::from_str(&line).map_err(|e| err(format!("invalid JSON: {e}")))?;
-            let texts: Vec<&str> = match v[key].as_str() {
-                Some(s) => vec![s],
-                None => ["sentence1", "sentence2"]
-                    .iter()
-                    .filter_map(|k| v[*k].as_str())
-                    .collect(),
-            };
-            if texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
-                return Err(err(format!(
-                    "expected a non-empty string field `{key}` (or `sentence1` and `sentence2`)"
-                )));
-            }
-            out.extend(texts.iter().map(|t| t.to_string()));
         }
         if out.len() == before {
             return Err(FinetuneError::io(path, "no sentences in this file"));

@@ -11,7 +11,7 @@ use crate::error::{FinetuneError, Result};
 use crate::metrics;
 use crate::sft::Specials;
 use crate::tasks::body::{Framing, SeqModel, load_seq_classifier};
-use crate::tasks::classify::{Encoded, SeqBatch, SplitReport, argmax, encode, predict, score};
+use crate::tasks::classify::{Encoded, SeqBatch, SplitReport, encode, predict, score};
 use crate::tasks::data::{Example, Label, TaskKind, read_examples};
 use crate::tasks::settings::{TASK_FILE, TaskSettings};
 
@@ -81,7 +81,8 @@ fn write_predictions(
             let max = o.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let z: f64 = o.iter().map(|x| (x - max).exp()).sum();
             let probs: Vec<f64> = o.iter().map(|x| (x - max).exp() / z).collect();
-            obj.insert("pred".into(), settings.labels[argmax(o)].clone().into());
+            let pred = &settings.labels[manabi_model::argmax_first(o)];
+            obj.insert("pred".into(), pred.clone().into());
             obj.insert("probs".into(), probs.into());
         }
         writeln!(w, "{}", serde_json::Value::Object(obj))

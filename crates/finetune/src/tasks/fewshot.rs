@@ -15,12 +15,11 @@
 //! `_encode_pair` does: trailing spaces of the context move to the continuation, the
 //! whole is encoded, and the continuation is what follows the context's tokens.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use manabi_model::{DecoderLm, GenerateOptions};
+use manabi_model::{DecoderLm, GenerateOptions, argmax_first};
 use manabi_tokenize::TextTokenizer;
 use rand::SeedableRng;
 use rand::seq::index::sample;
@@ -90,20 +89,14 @@ impl Doc {
 
 /// Reads a task file (JSONL, one doc per line); errors name file, line and field.
 pub fn read_docs(path: &Path) -> Result<Vec<Doc>> {
-    let file = manabi_tokenize::open_reader(path).map_err(|e| FinetuneError::io(path, e))?;
     let mut out = Vec::new();
-    for (i, line) in file.lines().enumerate() {
-        let line = line.map_err(|e| FinetuneError::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for record in manabi_tokenize::read_jsonl(path) {
+        let manabi_tokenize::JsonLine { line, value: v } = record?;
         let err = |message: String| FinetuneError::Data {
             path: path.to_path_buf(),
-            line: i + 1,
+            line,
             message,
         };
-        let v: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| err(format!("invalid JSON: {e}")))?;
         let text = |k: &str| -> Result<String> {
             match &v[k] {
                 serde_json::Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
@@ -528,17 +521,10 @@ pub fn choice_picks(lls: &[f64], choices: &[String]) -> [usize; 3] {
             .collect()
     };
     [
-        argmax(lls),
-        argmax(&per(&|c| c.chars().count())),
-        argmax(&per(&str::len)),
+        argmax_first(lls),
+        argmax_first(&per(&|c| c.chars().count())),
+        argmax_first(&per(&str::len)),
     ]
-}
-
-fn argmax(v: &[f64]) -> usize {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
 }
 
 /// Writes the scored documents as JSONL.

@@ -3,6 +3,7 @@
 //! (`task.encoder = "bi"`): both sentences embedded by the same body, the cosine
 //! regressed onto the gold score / `max_score`.
 
+use manabi_objectives::Resume;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -185,7 +186,7 @@ impl<M: SentenceEncoder + TrainModel> Task for BiStsTask<M> {
 pub fn train_bi_sts(
     cfg: &crate::tasks::TaskConfig,
     device_choice: manabi_model::DeviceChoice,
-    resume: bool,
+    resume: impl Into<Resume>,
 ) -> Result<crate::tasks::TaskReport> {
     let mut run = crate::setup::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let s = &cfg.task;
@@ -214,7 +215,7 @@ fn fit_bi_sts<M: SentenceEncoder + TrainModel>(
     body: M,
     adapt: impl FnOnce(M) -> Result<M>,
     (train, val): (StsPairs, StsPairs),
-    resume: bool,
+    resume: impl Into<Resume>,
 ) -> Result<crate::tasks::TaskReport> {
     let s = &cfg.task;
     let task = BiStsTask {

@@ -5,6 +5,7 @@
 //! away from the contradicted ones. The loss is cross-entropy over cosine similarities
 //! divided by a temperature; `eval/spearman` is the STS Spearman of the cosines.
 
+use manabi_objectives::Resume;
 use std::path::PathBuf;
 
 use burn::prelude::*;
@@ -175,7 +176,7 @@ impl<M: SentenceEncoder + TrainModel> Task for SimcseTask<M> {
 pub fn train_simcse(
     cfg: &crate::tasks::TaskConfig,
     device_choice: manabi_model::DeviceChoice,
-    resume: bool,
+    resume: impl Into<Resume>,
 ) -> Result<crate::tasks::TaskReport> {
     let mut run = crate::setup::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let s = &cfg.task;
@@ -230,7 +231,7 @@ fn fit_simcse<M: SentenceEncoder + TrainModel>(
     adapt: impl FnOnce(M) -> Result<M>,
     (train, triples, sts): (Vec<Vec<u32>>, Vec<Triple>, StsPairs),
     test: Option<&StsPairs>,
-    resume: bool,
+    resume: impl Into<Resume>,
 ) -> Result<crate::tasks::TaskReport> {
     let s = &cfg.task;
     let task = SimcseTask {

@@ -278,3 +278,52 @@ fn exact_match_scores_the_response_as_the_template_renders_it() {
     let want: Vec<String> = answers.iter().map(|a| format!(" ({a})")).collect();
     assert_eq!(paren.val.answers, want);
 }
+
+#[test]
+fn sft_files_with_a_bom_and_crlf_lines_are_read() {
+    use manabi_finetune::sft::data::{FieldMap, Format, Record, Source, read_files};
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("bom.jsonl");
+    let good = "\u{feff}{\"prompt\":\"Hi\",\"completion\":\" there\"}\r\n\r\n{\"prompt\":\"Yo\",\"completion\":\" you\"}\r\n";
+    std::fs::write(&p, good).unwrap();
+    let d = read_files(
+        std::slice::from_ref(&p),
+        Format::Auto,
+        &FieldMap::new(),
+        false,
+    )
+    .unwrap();
+    let record = |prompt: &str, completion: &str| Record::Fields {
+        format: Format::PromptCompletion,
+        values: [("prompt", prompt), ("completion", completion)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    assert_eq!(d.records, vec![record("Hi", " there"), record("Yo", " you")]);
+    let source = |line: usize| Source {
+        path: p.clone(),
+        line,
+    };
+    assert_eq!(d.sources, vec![source(1), source(3)]);
+    assert_eq!(d.skipped, 0);
+    // A line that is not JSON is named by its physical line, or counted under skip_invalid.
+    std::fs::write(&p, format!("{good}{{\"prompt\":\r\n")).unwrap();
+    let e = read_files(
+        std::slice::from_ref(&p),
+        Format::Auto,
+        &FieldMap::new(),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("bom.jsonl:4: not valid JSON"), "{e}");
+    let d = read_files(
+        std::slice::from_ref(&p),
+        Format::Auto,
+        &FieldMap::new(),
+        true,
+    )
+    .unwrap();
+    assert_eq!((d.records.len(), d.skipped), (2, 1));
+}

@@ -440,3 +440,35 @@ fn the_body_of_a_task_checkpoint_is_a_base_model() {
     let diff = (got - want).abs().max().into_scalar::<f32>();
     assert_eq!(diff, 0.0);
 }
+
+#[test]
+fn an_empty_answer_does_not_count_as_ending_with_eos() {
+    use manabi_finetune::sft::{GenerationEval, ended_with_eos, scores};
+    let tok = manabi_tokenize::TextTokenizer::load(
+        root().join("fixtures/tokenize/bpe-en/tokenizer.json"),
+    )
+    .unwrap();
+    let yes = tok.encode("yes").unwrap();
+    let g = GenerationEval {
+        prompts: vec![yes.clone(); 3],
+        answers: vec!["yes".into(); 3],
+        tokenizer: tok.clone(),
+        options: manabi_model::GenerateOptions {
+            max_new_tokens: 8,
+            ..Default::default()
+        },
+        batch_size: 3,
+        rouge: false,
+    };
+    // EOS at once (empty), a real answer then EOS, the length limit.
+    let p = g
+        .predict_with(|_| Ok(vec![Vec::new(), yes.clone(), vec![yes[0]; 8]]))
+        .unwrap();
+    let ended: Vec<bool> = p.iter().map(|x| x.ended_with_eos).collect();
+    assert_eq!(ended, [false, true, false]);
+    assert_eq!(scores(&p).1, 1.0 / 3.0);
+    assert!(!ended_with_eos(true, ""));
+    assert!(!ended_with_eos(true, " \n"));
+    assert!(ended_with_eos(true, "a"));
+    assert!(!ended_with_eos(false, "a"));
+}

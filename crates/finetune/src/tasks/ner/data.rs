@@ -1,6 +1,5 @@
 //! Reading NER files and turning character spans into BIO tags over tokens.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use manabi_tokenize::TextTokenizer;
@@ -62,20 +61,14 @@ fn read_file(
     required: bool,
     out: &mut Vec<NerExample>,
 ) -> Result<()> {
-    let file = manabi_tokenize::open_reader(path).map_err(|e| FinetuneError::io(path, e))?;
     let (text_f, ents_f) = (field(fields, "text"), field(fields, "entities"));
-    for (i, line) in file.lines().enumerate() {
-        let line = line.map_err(|e| FinetuneError::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for record in manabi_tokenize::read_jsonl(path) {
+        let manabi_tokenize::JsonLine { line, value: v } = record?;
         let err = |message: String| FinetuneError::Data {
             path: path.to_path_buf(),
-            line: i + 1,
+            line,
             message,
         };
-        let v: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| err(format!("invalid JSON: {e}")))?;
         let text = match &v[text_f] {
             serde_json::Value::String(s) if !s.trim().is_empty() => s.clone(),
             serde_json::Value::Null => return Err(err(format!("missing field `{text_f}`"))),
@@ -141,7 +134,7 @@ fn read_file(
             text,
             entities: ents,
             labelled,
-            source: (path.to_path_buf(), i + 1),
+            source: (path.to_path_buf(), line),
         });
     }
     Ok(())

@@ -7,6 +7,7 @@
 //! Bad spans (outside the text, not matching `name`, overlapping) are errors naming file
 //! and line.
 
+use manabi_objectives::Resume;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -236,7 +237,7 @@ impl<M: TokenTagger> Task for NerTask<M> {
 pub fn train_ner(
     cfg: &crate::tasks::TaskConfig,
     device_choice: manabi_model::DeviceChoice,
-    resume: bool,
+    resume: impl Into<Resume>,
 ) -> Result<crate::tasks::TaskReport> {
     let mut run = crate::setup::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let family = body_family(&cfg.model.path)?;

@@ -20,8 +20,9 @@ pub(super) fn err(path: &Path, e: impl std::fmt::Display) -> FinetuneError {
     FinetuneError::io(path, e)
 }
 
-/// Reads passages: `.jsonl` lines `{"text", "id"?}`; other files give one passage per
-/// paragraph (blank-line separated); folders are read recursively in name order.
+/// Reads passages: `.jsonl` (or `.jsonl.gz`) lines `{"text", "id"?}`; other files give
+/// one passage per paragraph (separated by blank or whitespace-only lines); folders are
+/// read recursively in name order. Files go through [`manabi_tokenize::jsonl`].
 pub fn read_passages(paths: &[PathBuf]) -> Result<Vec<Passage>> {
     let mut out = Vec::new();
     let mut files = Vec::new();
@@ -29,21 +30,16 @@ pub fn read_passages(paths: &[PathBuf]) -> Result<Vec<Passage>> {
         collect(p, &mut files)?;
     }
     for path in &files {
-        let text = std::fs::read_to_string(path).map_err(|e| err(path, e))?;
         let before = out.len();
-        if path.extension().is_some_and(|e| e == "jsonl") {
-            for (i, line) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-            {
+        let name = path.to_string_lossy();
+        if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") {
+            for record in manabi_tokenize::read_jsonl(path) {
+                let manabi_tokenize::JsonLine { line, value: v } = record?;
                 let bad = |m: String| FinetuneError::Data {
                     path: path.clone(),
-                    line: i + 1,
+                    line,
                     message: m,
                 };
-                let v: serde_json::Value =
-                    serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
                 let t = v["text"]
                     .as_str()
                     .filter(|t| !t.trim().is_empty())
@@ -51,7 +47,7 @@ pub fn read_passages(paths: &[PathBuf]) -> Result<Vec<Passage>> {
                 let id = match &v["id"] {
                     serde_json::Value::String(s) => s.clone(),
                     serde_json::Value::Number(n) => n.to_string(),
-                    _ => format!("{}#{}", path.display(), i + 1),
+                    _ => format!("{}#{}", path.display(), line),
                 };
                 out.push(Passage {
                     id,
@@ -59,9 +55,28 @@ pub fn read_passages(paths: &[PathBuf]) -> Result<Vec<Passage>> {
                 });
             }
         } else {
-            for (i, para) in text
-                .split("\n\n")
-                .map(str::trim)
+            // Paragraphs: runs of non-blank lines. The reader skips blank lines but counts
+            // them, so a gap in the line numbers is a paragraph break.
+            let mut paras: Vec<String> = Vec::new();
+            let mut para = String::new();
+            let mut last = 0;
+            for l in manabi_tokenize::read_text_lines(path) {
+                let (line, text) = l?;
+                if line != last + 1 && !para.is_empty() {
+                    paras.push(std::mem::take(&mut para));
+                }
+                if !para.is_empty() {
+                    para.push('\n');
+                }
+                para.push_str(&text);
+                last = line;
+            }
+            if !para.is_empty() {
+                paras.push(para);
+            }
+            for (i, para) in paras
+                .iter()
+                .map(|p| p.trim())
                 .filter(|p| !p.is_empty())
                 .enumerate()
             {
@@ -100,13 +115,12 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 pub(super) fn read_jsonl_passages(path: &Path) -> Result<Vec<Passage>> {
-    let text = std::fs::read_to_string(path).map_err(|e| err(path, e))?;
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| FinetuneError::Data {
+    manabi_tokenize::read_jsonl(path)
+        .map(|record| -> Result<Passage> {
+            let manabi_tokenize::JsonLine { line, value } = record?;
+            serde_json::from_value(value).map_err(|e| FinetuneError::Data {
                 path: path.to_path_buf(),
-                line: i + 1,
+                line,
                 message: e.to_string(),
             })
         })
@@ -114,16 +128,9 @@ pub(super) fn read_jsonl_passages(path: &Path) -> Result<Vec<Passage>> {
 }
 
 pub(super) fn read_vectors(path: &Path) -> Result<Vec<Vec<f32>>> {
-    let text = std::fs::read_to_string(path).map_err(|e| err(path, e))?;
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            let v: serde_json::Value =
-                serde_json::from_str(l).map_err(|e| FinetuneError::Data {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    message: e.to_string(),
-                })?;
+    manabi_tokenize::read_jsonl(path)
+        .map(|record| -> Result<Vec<f32>> {
+            let v = record?.value;
             Ok(v["embedding"]
                 .as_array()
                 .map(|a| {
@@ -150,16 +157,12 @@ pub struct Question {
 
 /// Reads questions (`{"question", "answer", "passage"?}` per line).
 pub fn read_questions(path: &Path) -> Result<Vec<Question>> {
-    let text = std::fs::read_to_string(path).map_err(|e| err(path, e))?;
     let mut out = Vec::new();
-    for (i, l) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        out.push(serde_json::from_str(l).map_err(|e| FinetuneError::Data {
+    for record in manabi_tokenize::read_jsonl(path) {
+        let manabi_tokenize::JsonLine { line, value } = record?;
+        out.push(serde_json::from_value(value).map_err(|e| FinetuneError::Data {
             path: path.to_path_buf(),
-            line: i + 1,
+            line,
             message: format!("{e} (expected {{\"question\", \"answer\", \"passage\"?}})"),
         })?);
     }

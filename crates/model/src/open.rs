@@ -1,0 +1,272 @@
+//! The one way a model folder is found and recognised: [`locate`] takes what a user
+//! passes as `--model` (a manabi checkpoint, a run folder, or a Hugging Face folder) and
+//! says where the model is, in which layout, of which family and with which head. Every
+//! loader starts here, so a missing folder, a folder that holds no model and an unknown
+//! `model_type` read the same everywhere, and nothing unknown is taken for GPT-2.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::config::{Family, ModelConfig};
+use crate::error::{ModelError, Result};
+
+/// The Hugging Face `model_type`s manabi reads, and the family each is.
+pub const HF_MODEL_TYPES: [(&str, Family); 4] = [
+    ("gpt2", Family::Gpt2),
+    ("llama", Family::Llama),
+    ("bert", Family::Bert),
+    ("t5", Family::T5),
+];
+
+/// The family of a Hugging Face `model_type`; an unknown one is an error listing the
+/// supported ones.
+pub fn hf_family(model_type: Option<&str>) -> Result<Family> {
+    let supported = || {
+        HF_MODEL_TYPES
+            .iter()
+            .map(|(t, _)| *t)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(model_type) = model_type else {
+        return Err(ModelError::Config {
+            key: "model_type".into(),
+            message: format!("missing (supported: {})", supported()),
+        });
+    };
+    HF_MODEL_TYPES
+        .iter()
+        .find(|(t, _)| *t == model_type)
+        .map(|(_, f)| *f)
+        .ok_or_else(|| ModelError::Config {
+            key: "model_type".into(),
+            message: format!("unsupported `{model_type}` (supported: {})", supported()),
+        })
+}
+
+/// The layout a model folder is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// manabi's own: `model.toml` + `model.bpk` (a checkpoint or an exported folder).
+    Native,
+    /// Hugging Face: `config.json` + safetensors.
+    HuggingFace,
+}
+
+/// A model folder, found and recognised (nothing loaded yet).
+#[derive(Debug, Clone)]
+pub struct ModelDir {
+    /// The folder that holds the model (a run folder resolves to its newest checkpoint).
+    pub dir: PathBuf,
+    /// Its layout.
+    pub layout: Layout,
+    /// Its family.
+    pub family: Family,
+    /// `architectures[0]` of a Hugging Face `config.json` (e.g.
+    /// `LlamaForSequenceClassification`).
+    pub architecture: Option<String>,
+}
+
+impl ModelDir {
+    /// Whether it carries a classification head: a manabi `head.toml` or a Hugging Face
+    /// `*ForSequenceClassification` / `*ForTokenClassification` architecture.
+    pub fn has_head(&self) -> bool {
+        self.dir.join(HEAD_FILE).exists()
+            || self.architecture.as_deref().is_some_and(|a| {
+                a.ends_with("ForSequenceClassification") || a.ends_with("ForTokenClassification")
+            })
+    }
+
+    /// Whether it is encoder-decoder or encoder-only (not a causal LM).
+    pub fn is_decoder(&self) -> bool {
+        matches!(self.family, Family::Gpt2 | Family::Llama)
+    }
+}
+
+/// Name of the file of a manabi task head (written by the fine-tuning crate).
+pub const HEAD_FILE: &str = "head.toml";
+
+/// Complete training checkpoints (`step-NNNNNNN` holding `state.json`) directly under
+/// `root`, oldest first. Folders being written (`.step-N.tmp`) or deleted (`.step-N.del`)
+/// are never listed.
+pub fn checkpoints(root: &Path) -> Vec<(usize, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(usize, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix("step-")?.parse().ok()?;
+            e.path()
+                .join("state.json")
+                .is_file()
+                .then(|| (step, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Finds the model `path` names: a folder with `model.toml` (manabi) or `config.json`
+/// (Hugging Face), or a run folder, which stands for its newest complete checkpoint.
+pub fn locate(path: &Path) -> Result<ModelDir> {
+    let err = |message: String| ModelError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !path.exists() {
+        return Err(err("no such model folder".into()));
+    }
+    if !path.is_dir() {
+        return Err(err(
+            "not a folder (a model is a folder with model.toml or config.json)".into(),
+        ));
+    }
+    let native = path.join("model.toml");
+    if native.is_file() {
+        let text = std::fs::read_to_string(&native).map_err(|e| ModelError::File {
+            path: native.clone(),
+            message: e.to_string(),
+        })?;
+        let cfg: ModelConfig = toml::from_str(&text).map_err(|e| ModelError::Config {
+            key: native.display().to_string(),
+            message: e.message().to_string(),
+        })?;
+        return Ok(ModelDir {
+            dir: path.to_path_buf(),
+            layout: Layout::Native,
+            family: cfg.family,
+            architecture: None,
+        });
+    }
+    let hf = path.join("config.json");
+    if hf.is_file() {
+        let text = std::fs::read_to_string(&hf).map_err(|e| ModelError::File {
+            path: hf.clone(),
+            message: e.to_string(),
+        })?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let v: Value = serde_json::from_str(text).map_err(|e| ModelError::File {
+            path: hf.clone(),
+            message: format!("not valid JSON: {e}"),
+        })?;
+        let family = hf_family(v.get("model_type").and_then(Value::as_str)).map_err(|e| {
+            match e {
+                ModelError::Config { key, message } => ModelError::Config {
+                    key: format!("{}: {key}", hf.display()),
+                    message,
+                },
+                other => other,
+            }
+        })?;
+        return Ok(ModelDir {
+            dir: path.to_path_buf(),
+            layout: Layout::HuggingFace,
+            family,
+            architecture: v
+                .pointer("/architectures/0")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        });
+    }
+    // A run folder: its newest complete checkpoint.
+    let root = path.join("checkpoints");
+    if root.is_dir() {
+        return match checkpoints(&root).pop() {
+            Some((_, newest)) => locate(&newest),
+            None => Err(err(
+                "a run folder without a complete checkpoint yet (checkpoints/ is empty)".into(),
+            )),
+        };
+    }
+    Err(err(
+        "holds no model: neither model.toml (manabi), config.json (Hugging Face) nor \
+         checkpoints/ (a run folder)"
+            .into(),
+    ))
+}
+
+/// Refuses a tokenizer (at `path`) that can produce ids the model has no embedding for:
+/// such ids would reach an embedding lookup out of range.
+pub fn check_tokenizer(tokenizer_vocab: usize, path: &Path, model_vocab: usize) -> Result<()> {
+    if tokenizer_vocab > model_vocab {
+        return Err(ModelError::File {
+            path: path.to_path_buf(),
+            message: format!(
+                "the tokenizer has {tokenizer_vocab} tokens but the model embeds {model_vocab}: \
+                 not this model's tokenizer"
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_are_recognised_or_refused_with_the_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("nope");
+        let e = locate(&missing).unwrap_err().to_string();
+        assert!(e.ends_with("nope: no such model folder"), "{e}");
+
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let e = locate(&empty).unwrap_err().to_string();
+        assert!(e.contains("empty: holds no model"), "{e}");
+
+        let hf = tmp.path().join("hf");
+        std::fs::create_dir(&hf).unwrap();
+        std::fs::write(hf.join("config.json"), r#"{"model_type": "mamba"}"#).unwrap();
+        let e = locate(&hf).unwrap_err().to_string();
+        assert!(
+            e.contains("config.json: model_type`: unsupported `mamba` (supported: gpt2, llama, bert, t5)"),
+            "{e}"
+        );
+        std::fs::write(hf.join("config.json"), "{}").unwrap();
+        let e = locate(&hf).unwrap_err().to_string();
+        assert!(e.contains("model_type`: missing"), "{e}");
+        std::fs::write(
+            hf.join("config.json"),
+            "\u{feff}{\"model_type\": \"llama\", \"architectures\": [\"LlamaForSequenceClassification\"]}",
+        )
+        .unwrap();
+        let m = locate(&hf).unwrap();
+        assert_eq!((m.family, m.layout), (Family::Llama, Layout::HuggingFace));
+        assert!(m.has_head() && m.is_decoder());
+
+        // A run folder stands for its newest complete checkpoint.
+        let run = tmp.path().join("run");
+        let ckpts = run.join("checkpoints");
+        std::fs::create_dir_all(&ckpts).unwrap();
+        let e = locate(&run).unwrap_err().to_string();
+        assert!(e.contains("without a complete checkpoint yet"), "{e}");
+        let toml = toml::to_string(&ModelConfig::empty(Family::Bert)).unwrap();
+        for step in ["step-0000004", "step-0000008", ".step-0000012.tmp"] {
+            let d = ckpts.join(step);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("model.toml"), &toml).unwrap();
+            std::fs::write(d.join("state.json"), "{}").unwrap();
+        }
+        let m = locate(&run).unwrap();
+        assert_eq!(m.dir, ckpts.join("step-0000008"));
+        assert_eq!((m.family, m.layout), (Family::Bert, Layout::Native));
+        assert!(!m.is_decoder() && !m.has_head());
+    }
+
+    #[test]
+    fn a_tokenizer_larger_than_the_embedding_is_refused() {
+        check_tokenizer(100, Path::new("t.json"), 100).unwrap();
+        let e = check_tokenizer(101, Path::new("t.json"), 100)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "t.json: the tokenizer has 101 tokens but the model embeds 100: not this model's tokenizer"
+        );
+    }
+}
