@@ -6,15 +6,15 @@
 pub mod dpo;
 pub mod error;
 pub mod grpo;
+pub mod policy;
 pub mod ppo;
 pub mod pref;
 pub mod report;
 pub mod reward;
 pub mod rollout;
-pub mod run;
 
-pub use dpo::{DpoSettings, DpoTask, LossType};
+pub use dpo::{DpoConfig, DpoReport, DpoSettings, DpoTask, LossType, dpo};
 pub use error::{AlignError, Result};
+pub use grpo::{GrpoConfig, GrpoReport, grpo};
 pub use ppo::{PpoConfig, PpoReport, ppo};
 pub use reward::{RewardConfig, RewardReport, load_reward, score_texts, train_reward};
-pub use run::{DpoConfig, DpoReport, GrpoConfig, GrpoReport, dpo, grpo};

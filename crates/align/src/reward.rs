@@ -23,8 +23,8 @@ use manabi_tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AlignError, Result};
+use crate::policy::{PolicyModel, PrefData};
 use crate::pref::{TokenPair, read_pairs, tokenize};
-use crate::run::{PolicyModel, PrefData};
 
 pub use manabi_finetune::tasks::head::{HEAD_FILE, HeadSpec};
 
@@ -261,6 +261,60 @@ pub fn load_reward(dir: &Path, device: &Device) -> Result<DecoderClassifier> {
 /// `DIR: not a reward model (why)`.
 fn not_a_reward_model(dir: &Path, why: &str) -> AlignError {
     AlignError::io(dir, format!("not a reward model ({why})"))
+}
+
+/// A one-output classifier (a reward model) from `dir`; `key` names the setting.
+pub(crate) fn load_scalar(
+    dir: &std::path::Path,
+    device: &burn::prelude::Device,
+    key: &str,
+) -> Result<manabi_model::DecoderClassifier> {
+    // load_reward refuses what is no reward model (no score head, N labels): named
+    // under the setting that chose the folder.
+    load_reward(dir, device).map_err(|e| match e {
+        AlignError::File { path, message } if message.starts_with("not a reward model") => {
+            AlignError::config(key, format!("{}: {message}", path.display()))
+        }
+        e => e,
+    })
+}
+
+/// A reward model that scores decoded text (PPO, GRPO), without autodiff, with the
+/// tokenizer it reads that text with: the policy's, or with `own` (the recipe's
+/// `reward_own_tokenizer`) another, whose ids must fit the reward model's embedding.
+pub(crate) fn load_reward_scorer(
+    dir: &std::path::Path,
+    device: &burn::prelude::Device,
+    policy: &TextTokenizer,
+    own: bool,
+    key: &str,
+) -> Result<(manabi_model::DecoderClassifier, TextTokenizer)> {
+    let rm = load_scalar(dir, device, key)?.valid();
+    let path = dir.join("tokenizer.json");
+    let tok = TextTokenizer::load(&path)?;
+    if !own && tok.sha256() != policy.sha256() {
+        let section = key.split('.').next().unwrap_or(key);
+        return Err(AlignError::config(
+            key,
+            format!(
+                "{}: the reward model's tokenizer differs from the policy's; set \
+                 {section}.reward_own_tokenizer = true to score the decoded text with its own",
+                path.display()
+            ),
+        ));
+    }
+    let vocab = rm.lm.config().vocab_size;
+    if tok.vocab_size() > vocab {
+        return Err(AlignError::config(
+            key,
+            format!(
+                "{}: {} tokens, but the reward model embeds {vocab}",
+                path.display(),
+                tok.vocab_size()
+            ),
+        ));
+    }
+    Ok((rm, tok))
 }
 
 /// What `manabi reward` did.

@@ -253,7 +253,10 @@ fn a_ppo_run_logs_trl_metrics_adapts_beta_and_resumes_mid_rollout_bit_for_bit() 
     assert_eq!(resumed.len(), 9);
     assert_eq!(resumed.len(), straight.len());
     for (a, b) in resumed.iter().zip(&straight) {
-        assert_eq!(a, b, "a resumed metrics line differs from the straight run's");
+        assert_eq!(
+            a, b,
+            "a resumed metrics line differs from the straight run's"
+        );
     }
 
     // The policy folder is a decoder (with its LoRA spec) that generates.

@@ -98,7 +98,11 @@ pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()>
         Family::Gpt2 | Family::Llama => {}
     }
     let model = load_decoder(&args.model, args.adapter.as_ref(), &device)?;
-    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref(), model.config().vocab_size)?;
+    let tok = tokenizer_for(
+        &args.model,
+        args.tokenizer.as_ref(),
+        model.config().vocab_size,
+    )?;
     let eos_ids = match &args.eos_token {
         Some(t) => vec![tok.require_token(t)?],
         None => EOS_CANDIDATES
@@ -169,7 +173,11 @@ fn generate_t5(
     } else {
         manabi_model::load_t5(&args.model, device)?
     };
-    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref(), model.config().vocab_size)?;
+    let tok = tokenizer_for(
+        &args.model,
+        args.tokenizer.as_ref(),
+        model.config().vocab_size,
+    )?;
     let eos = EOS_CANDIDATES.iter().find_map(|t| tok.token_id(t));
     let sources = args
         .prompt
@@ -252,7 +260,11 @@ pub struct EvalArgs {
 fn eval_task(args: &EvalArgs, task: &Path, device: &burn::tensor::Device) -> anyhow::Result<()> {
     use manabi_finetune::tasks::fewshot::{self, Evaluator, PromptSettings};
     let model = load_decoder(&args.model, None, device)?;
-    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref(), model.config().vocab_size)?;
+    let tok = tokenizer_for(
+        &args.model,
+        args.tokenizer.as_ref(),
+        model.config().vocab_size,
+    )?;
     let specials = manabi_finetune::sft::Specials::of(&tok)?;
     let docs = fewshot::read_docs(task)?;
     let pool = match &args.pool {
@@ -322,7 +334,11 @@ pub fn eval(args: &EvalArgs, device: DeviceChoice) -> anyhow::Result<()> {
         anyhow::bail!("give --data (a text file) or --task (a task file)");
     };
     let model = load_decoder(&args.model, None, &device)?;
-    let tok = tokenizer_for(&args.model, args.tokenizer.as_ref(), model.config().vocab_size)?;
+    let tok = tokenizer_for(
+        &args.model,
+        args.tokenizer.as_ref(),
+        model.config().vocab_size,
+    )?;
     let text = std::fs::read_to_string(data).with_context(|| format!("{}", data.display()))?;
     let ids = tok.encode(&text)?;
     let context = args.context.unwrap_or(model.config().max_positions);
@@ -428,7 +444,7 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
                     manabi_finetune::export::export_hf_chat(model, &tok, &args.out)?;
                 }
                 None => {
-                    let merged = manabi_finetune::run::merged(model);
+                    let merged = manabi_finetune::load::merged(model);
                     manabi_model::export_hf(&merged, &args.out, None)?;
                 }
             }

@@ -17,7 +17,7 @@ pub struct SftArgs {
 pub fn run(args: &SftArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     let cfg = SftConfig::load(&args.recipe.config, &args.recipe.overrides)?;
     if args.dry_run {
-        let p = manabi_finetune::run::prepare(&cfg)?;
+        let p = manabi_finetune::sft::recipe::prepare(&cfg)?;
         print!(
             "{}",
             manabi_finetune::sft::show_examples(&p.train, &p.tokenizer, 3)?

@@ -109,7 +109,10 @@ fn model_commands_report_bad_input() {
         "--data",
         "fixtures/models/eval.txt",
     ]);
-    assert!(line.contains("holds no model: neither model.toml"), "{line}");
+    assert!(
+        line.contains("holds no model: neither model.toml"),
+        "{line}"
+    );
     let line = fails(&[
         "generate",
         "--model",

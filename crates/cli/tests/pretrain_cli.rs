@@ -149,7 +149,10 @@ fn sigkill_during_checkpoint_cleanup_leaves_only_complete_checkpoints() {
         "--resume",
     ]);
     assert!(out.contains("step 20:"), "{out}");
-    assert!(!ckpts.join(".step-0000005.del").exists(), "the leftover is swept");
+    assert!(
+        !ckpts.join(".step-0000005.del").exists(),
+        "the leftover is swept"
+    );
     let names: Vec<String> = std::fs::read_dir(&ckpts)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

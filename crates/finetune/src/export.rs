@@ -16,7 +16,7 @@ use crate::sft::template::HF_CHAT_TEMPLATE;
 /// Writes `model` (LoRA merged) in the Hugging Face layout with the tokenizer and the
 /// chat files.
 pub fn export_hf_chat(model: DecoderLm, tokenizer: &TextTokenizer, dir: &Path) -> Result<()> {
-    let model = crate::run::merged(model);
+    let model = crate::load::merged(model);
     manabi_model::export_hf(&model, dir, Some(tokenizer.path()))?;
     write_chat_files(dir, tokenizer, model.config().max_positions)
 }

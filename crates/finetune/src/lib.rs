@@ -7,14 +7,15 @@
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod load;
 pub mod metrics;
 pub mod peft;
-pub mod run;
 pub mod setup;
 pub mod sft;
 pub mod tasks;
 
 pub use config::SftConfig;
 pub use error::{FinetuneError, Result};
+pub use load::{load_decoder, load_seq2seq, merged};
 pub use peft::{Method, PeftConfig};
-pub use run::{SftReport, load_decoder, sft};
+pub use sft::recipe::{SftReport, sft};

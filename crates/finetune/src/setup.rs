@@ -12,8 +12,8 @@ use manabi_tokenize::TextTokenizer;
 
 use crate::config::BaseModel;
 use crate::error::{FinetuneError, Result};
-use crate::peft::Method;
-use crate::run::{PEFT_FILE, load_decoder, merged};
+use crate::load::{load_decoder, merged};
+use crate::peft::{Method, PEFT_FILE};
 use crate::sft::Specials;
 
 /// What every fine-tuning recipe (tasks, DPO, reward, GRPO) starts with: the Trainer,

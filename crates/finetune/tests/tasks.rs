@@ -331,7 +331,17 @@ fn an_ner_tagger_learns_and_predicts_character_spans() {
         .iter()
         .map(|(k, _)| k.as_str())
         .collect();
-    assert_eq!(names, ["precision", "recall", "f1"]);
+    assert_eq!(
+        names,
+        [
+            "precision",
+            "recall",
+            "f1",
+            "precision_default",
+            "recall_default",
+            "f1_default"
+        ]
+    );
     assert!(r.run.eval_metrics.contains_key("eval/f1"));
     // Every predicted span is the exact characters of its name, without spaces.
     let preds = std::fs::read_to_string(&r.splits[0].predictions).unwrap();
@@ -610,7 +620,10 @@ fn task_files_with_a_bom_and_crlf_lines_are_read() {
         label: Some(Label::Class(label.to_string())),
         source: (p.clone(), line),
     };
-    assert_eq!(got, vec![example("good", "positive", 1), example("bad", "0", 3)]);
+    assert_eq!(
+        got,
+        vec![example("good", "positive", 1), example("bad", "0", 3)]
+    );
     // NER.
     let p = d.join("ner.jsonl");
     std::fs::write(

@@ -3,6 +3,8 @@
 //! `config.json`, and written back. The BERT and T5 key tables live in `hf_bert.rs` and
 //! `hf_t5.rs`.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
@@ -380,7 +382,25 @@ impl ModelConfig {
     }
 }
 
-pub(crate) use crate::config_hf::{get, opt};
+// Here rather than in `error.rs`, which would otherwise depend back on this module.
+impl ModelError {
+    /// The error for a BERT or T5 folder given where a decoder-only model is expected.
+    pub(crate) fn not_a_decoder(cfg: &ModelConfig, dir: &Path) -> Self {
+        let (family, load, export) = match cfg.family {
+            Family::Bert => ("bert", "manabi_model::load_bert_*", "export_bert_hf"),
+            _ => ("t5", "manabi_model::load_t5", "export_t5_hf"),
+        };
+        Self::Config {
+            key: format!("{}: family", dir.display()),
+            message: format!(
+                "`{family}` is not a decoder-only language model (load it with {load}, export \
+                 it with manabi_model::{export}; native checkpoints are decoder-only for now)"
+            ),
+        }
+    }
+}
+
+pub(crate) use crate::config_json::{get, opt};
 
 #[cfg(test)]
 mod tests {

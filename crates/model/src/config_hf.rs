@@ -7,6 +7,7 @@ use crate::config::{
     Activation, Family, ModelConfig, NormKind, Positions, default_norm_eps, default_rope_theta,
     default_rotary_fraction,
 };
+use crate::config_json::{get, opt};
 use crate::error::{ModelError, Result};
 
 impl ModelConfig {
@@ -180,23 +181,4 @@ impl ModelConfig {
             decoder_start_token_id: None,
         }
     }
-}
-
-pub(crate) fn opt<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Result<Option<T>> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(x) => serde_json::from_value(x.clone())
-            .map(Some)
-            .map_err(|e| ModelError::Config {
-                key: key.into(),
-                message: e.to_string(),
-            }),
-    }
-}
-
-pub(crate) fn get<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Result<T> {
-    opt(v, key)?.ok_or_else(|| ModelError::Config {
-        key: key.into(),
-        message: "missing".into(),
-    })
 }

@@ -1,8 +1,6 @@
 //! Errors of the model crate: each names the key, file or tensor at fault.
 
-use std::path::{Path, PathBuf};
-
-use crate::config::{Family, ModelConfig};
+use std::path::PathBuf;
 
 /// What can go wrong building, loading or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -72,20 +70,3 @@ fn list(what: &str, names: &[String]) -> String {
 
 /// Result alias of this crate.
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
-
-impl ModelError {
-    /// The error for a BERT or T5 folder given where a decoder-only model is expected.
-    pub(crate) fn not_a_decoder(cfg: &ModelConfig, dir: &Path) -> Self {
-        let (family, load, export) = match cfg.family {
-            Family::Bert => ("bert", "manabi_model::load_bert_*", "export_bert_hf"),
-            _ => ("t5", "manabi_model::load_t5", "export_t5_hf"),
-        };
-        Self::Config {
-            key: format!("{}: family", dir.display()),
-            message: format!(
-                "`{family}` is not a decoder-only language model (load it with {load}, export \
-                 it with manabi_model::{export}; native checkpoints are decoder-only for now)"
-            ),
-        }
-    }
-}

@@ -328,7 +328,10 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let g = GenerateOptions::default();
         assert_eq!(sample(&mut [0.1, 2.0, 2.0, 2.0], &[], &g, &[], &mut rng), 1);
-        assert_eq!(sample(&mut [0.1, 2.0, 2.0, 2.0], &[], &g, &[1], &mut rng), 2);
+        assert_eq!(
+            sample(&mut [0.1, 2.0, 2.0, 2.0], &[], &g, &[1], &mut rng),
+            2
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod config;
 mod config_hf;
+mod config_json;
 pub mod decoder;
 pub mod device;
 pub mod error;
@@ -64,12 +65,12 @@ pub use error::{ModelError, Result};
 pub use eval::{EvalReport, evaluate};
 pub use generate::{GenerateOptions, generate};
 pub use hf::load_hf;
-pub use open::{Layout, ModelDir, locate};
 pub use hf_bert::{
     BertRef, export_bert_hf, load_bert, load_bert_masked_lm, load_bert_sequence_classifier,
     load_bert_token_classifier,
 };
 pub use hf_t5::{export_t5_hf, load_t5};
+pub use open::{Layout, ModelDir, locate};
 pub use t5::{T5, T5Cache, T5GreedyOptions};
 
 #[cfg(test)]

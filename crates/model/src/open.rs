@@ -152,15 +152,14 @@ pub fn locate(path: &Path) -> Result<ModelDir> {
             path: hf.clone(),
             message: format!("not valid JSON: {e}"),
         })?;
-        let family = hf_family(v.get("model_type").and_then(Value::as_str)).map_err(|e| {
-            match e {
+        let family =
+            hf_family(v.get("model_type").and_then(Value::as_str)).map_err(|e| match e {
                 ModelError::Config { key, message } => ModelError::Config {
                     key: format!("{}: {key}", hf.display()),
                     message,
                 },
                 other => other,
-            }
-        })?;
+            })?;
         return Ok(ModelDir {
             dir: path.to_path_buf(),
             layout: Layout::HuggingFace,
@@ -224,7 +223,9 @@ mod tests {
         std::fs::write(hf.join("config.json"), r#"{"model_type": "mamba"}"#).unwrap();
         let e = locate(&hf).unwrap_err().to_string();
         assert!(
-            e.contains("config.json: model_type`: unsupported `mamba` (supported: gpt2, llama, bert, t5)"),
+            e.contains(
+                "config.json: model_type`: unsupported `mamba` (supported: gpt2, llama, bert, t5)"
+            ),
             "{e}"
         );
         std::fs::write(hf.join("config.json"), "{}").unwrap();

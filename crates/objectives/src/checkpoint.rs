@@ -145,7 +145,10 @@ pub fn save<M: TrainModel>(
     sync(&tmp)?;
     // An older checkpoint of the same step (a run restarted without --resume) moves out of
     // the way first, so no kill leaves a half-deleted folder under a listed name.
-    let old = final_dir.exists().then(|| discard(root, &final_dir)).transpose()?;
+    let old = final_dir
+        .exists()
+        .then(|| discard(root, &final_dir))
+        .transpose()?;
     std::fs::rename(&tmp, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
     sync(root)?;
     if let Some(old) = old {
@@ -176,7 +179,8 @@ pub fn sweep(root: &Path) -> Result<usize> {
     let mut removed = 0;
     for e in entries.filter_map(|e| e.ok()) {
         let name = e.file_name().to_string_lossy().into_owned();
-        let leftover = name.starts_with(".step-") && (name.ends_with(".tmp") || name.ends_with(".del"));
+        let leftover =
+            name.starts_with(".step-") && (name.ends_with(".tmp") || name.ends_with(".del"));
         if leftover {
             let path = e.path();
             std::fs::remove_dir_all(&path).map_err(|e| TrainError::io(&path, e))?;

@@ -24,8 +24,8 @@ pub mod trainer;
 
 pub use checkpoint::Resume;
 pub use config::{PretrainConfig, Recipe};
-pub use lock::RunLock;
 pub use error::{Result, TrainError};
+pub use lock::RunLock;
 pub use pretrain::pretrain;
 pub use tasks::{Task, TaskLoss};
 pub use trainer::{RunReport, Trainer};

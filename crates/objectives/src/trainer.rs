@@ -15,10 +15,10 @@ use manabi_model::{DecoderLm, ModelConfig};
 use serde::Serialize;
 
 use crate::checkpoint::{self, Resume, TrainState};
-use crate::lock::RunLock;
 use crate::config::{OnNan, Precision, TrainConfig};
 use crate::data::LmBatch;
 use crate::error::{Result, TrainError};
+use crate::lock::RunLock;
 use crate::loss::clm_loss_sum;
 use crate::model::TrainModel;
 use crate::optim::{build_optimizer, global_norm, scale_grads};

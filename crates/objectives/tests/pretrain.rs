@@ -275,15 +275,24 @@ fn corrupt_or_missing_checkpoints_are_clear_errors() {
         .to_string();
     assert!(
         err.contains("no checkpoint verifies")
-            && err.contains("step-0000004: corrupt checkpoint: model.bpk does not match its checksum"),
+            && err.contains(
+                "step-0000004: corrupt checkpoint: model.bpk does not match its checksum"
+            ),
         "{err}"
     );
     assert!(!err.contains('\n'), "{err}");
     // `--resume PATH` names one checkpoint; a corrupt one is an error too.
-    let err = pretrain(&tiny(dir.path(), &[]), device, manabi_objectives::Resume::From(ckpt.clone()))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("model.bpk does not match its checksum"), "{err}");
+    let err = pretrain(
+        &tiny(dir.path(), &[]),
+        device,
+        manabi_objectives::Resume::From(ckpt.clone()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("model.bpk does not match its checksum"),
+        "{err}"
+    );
     let err = pretrain(
         &tiny(dir.path(), &[]),
         device,
@@ -291,7 +300,10 @@ fn corrupt_or_missing_checkpoints_are_clear_errors() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("not a training checkpoint (no state.json)"), "{err}");
+    assert!(
+        err.contains("not a training checkpoint (no state.json)"),
+        "{err}"
+    );
     std::fs::write(&model, &bytes).unwrap();
 
     let state = ckpt.join("state.json");
@@ -610,7 +622,10 @@ fn leftovers_of_a_killed_save_or_cleanup_are_swept_and_never_listed() {
     assert_eq!(checkpoint::sweep(&root).unwrap(), 2);
     assert!(!root.join(".step-0000003.tmp").exists());
     assert!(!root.join(".step-0000002.del").exists());
-    assert!(root.join("step-0000001").exists(), "complete checkpoints are kept");
+    assert!(
+        root.join("step-0000001").exists(),
+        "complete checkpoints are kept"
+    );
 }
 
 #[test]
@@ -622,11 +637,18 @@ fn one_run_folder_has_one_writer() {
     let err = manabi_objectives::Trainer::new(&device, train.clone(), dir.path(), 1)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("is being written by another run (pid"), "{err}");
+    assert!(
+        err.contains("is being written by another run (pid"),
+        "{err}"
+    );
     // A second pre-training run into the folder is refused before it touches anything.
-    let err = pretrain(&tiny(dir.path(), &[]), DeviceChoice::from_env().unwrap(), true)
-        .unwrap_err()
-        .to_string();
+    let err = pretrain(
+        &tiny(dir.path(), &[]),
+        DeviceChoice::from_env().unwrap(),
+        true,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("is being written by another run"), "{err}");
     drop(first);
     manabi_objectives::Trainer::new(&device, train, dir.path(), 1).unwrap();

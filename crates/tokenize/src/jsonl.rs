@@ -331,7 +331,11 @@ mod tests {
     #[test]
     fn invalid_utf8_names_its_line() {
         let dir = tempfile::tempdir().unwrap();
-        let p = file(&dir, "e.jsonl", b"{\"a\": 1}\r\n{\"a\": \"\xFF\"}\r\n{\"a\": 2}\r\n");
+        let p = file(
+            &dir,
+            "e.jsonl",
+            b"{\"a\": 1}\r\n{\"a\": \"\xFF\"}\r\n{\"a\": 2}\r\n",
+        );
         let got: Vec<Result<JsonLine, LineError>> = read_jsonl(&p).collect();
         assert_eq!(got.len(), 3);
         assert_eq!(
@@ -372,7 +376,8 @@ mod tests {
             std::fs::File::create(&p).unwrap(),
             flate2::Compression::default(),
         );
-        gz.write_all(b"\xEF\xBB\xBF{\"a\": 1}\r\n\r\n{\"a\": 2}\r\n").unwrap();
+        gz.write_all(b"\xEF\xBB\xBF{\"a\": 1}\r\n\r\n{\"a\": 2}\r\n")
+            .unwrap();
         gz.finish().unwrap();
         let got: Vec<usize> = read_jsonl(&p).map(|r| r.unwrap().line).collect();
         assert_eq!(got, vec![1, 3]);

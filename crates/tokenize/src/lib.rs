@@ -16,6 +16,7 @@ pub mod jsonl;
 pub mod morph;
 pub mod shards;
 pub mod sidecar;
+mod strings;
 pub mod tokenizer;
 pub mod train;
 

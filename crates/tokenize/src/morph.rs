@@ -59,7 +59,7 @@ impl MorphSplitter {
             path,
             "pass a system dictionary compiled by vibrato 0.5 (system.dic or system.dic.zst)",
         )?;
-        let sha256 = crate::tokenizer::hex(&Sha256::digest(&bytes));
+        let sha256 = crate::strings::hex(&Sha256::digest(&bytes));
         let path = std::path::absolute(path).map_err(|e| TokenizeError::io(path, e))?;
         Self::decode(path, bytes, sha256)
     }
@@ -86,7 +86,7 @@ impl MorphSplitter {
                 .unwrap_or_default()
         );
         let bytes = read_dictionary(&path, &hint)?;
-        let sha256 = crate::tokenizer::hex(&Sha256::digest(&bytes));
+        let sha256 = crate::strings::hex(&Sha256::digest(&bytes));
         if sha256 != record.dictionary_sha256 {
             return Err(TokenizeError::MorphDictionaryChanged {
                 path,
@@ -261,7 +261,7 @@ fn caught<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         format!(
             "vibrato panicked: {}",
-            crate::tokenizer::panic_text(&*payload)
+            crate::strings::panic_text(&*payload)
         )
     })
 }

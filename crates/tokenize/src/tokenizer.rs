@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Result, TokenizeError};
 use crate::sidecar::{SIDECAR_VERSION, Sidecar, sidecar_path};
+use crate::strings::{hex, panic_text};
 
 /// A text tokenizer in the Hugging Face format, plus where it came from.
 #[derive(Debug, Clone)]
@@ -26,15 +27,6 @@ pub struct TextTokenizer {
     /// Word splitting applied to text before `inner` sees it (from the sidecar).
     #[cfg(feature = "morph")]
     morph: Option<std::sync::Arc<crate::morph::MorphSplitter>>,
-}
-
-/// The message of a caught panic.
-pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
 }
 
 /// Runs `f`, turning a panic into a message.
@@ -332,10 +324,6 @@ impl TextTokenizer {
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use burn::module::Module;
 use manabi_finetune::PeftConfig;
 use manabi_finetune::peft;
-use manabi_finetune::run::PEFT_FILE;
+use manabi_finetune::peft::PEFT_FILE;
 use manabi_finetune::setup::Setup;
 use manabi_model::DeviceChoice;
 use manabi_objectives::RunReport;
@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{PolicyValue, PpoState, PpoTask, Prompt};
 use crate::error::{AlignError, Result};
-use crate::run::{PolicyModel, PromptData, load_reward_scorer, load_scalar, start};
+use crate::policy::{PolicyModel, PromptData, start};
+use crate::reward::{load_reward_scorer, load_scalar};
 
 /// A PPO recipe (`configs/align/ppo.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,7 +117,11 @@ pub struct PpoReport {
 }
 
 /// Runs (or resumes) a PPO recipe.
-pub fn ppo(cfg: &PpoConfig, device_choice: DeviceChoice, resume: impl Into<Resume>) -> Result<PpoReport> {
+pub fn ppo(
+    cfg: &PpoConfig,
+    device_choice: DeviceChoice,
+    resume: impl Into<Resume>,
+) -> Result<PpoReport> {
     let (
         Setup {
             trainer,

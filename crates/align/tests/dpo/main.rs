@@ -442,7 +442,7 @@ fn the_alignment_report_compares_two_models_on_each_evaluation() {
 #[test]
 fn preference_accuracy_uses_dpo_margins_or_simpo_length_normalised_ones() {
     let _rng = serial();
-    use manabi_align::run::preference_accuracy;
+    use manabi_align::dpo::preference_accuracy;
     // DPO: the policy moved chosen up relative to the reference in pair 0, down in pair 1;
     // pair 2 is a tie (counts half).
     let policy = [(-10.0, -12.0), (-9.0, -8.0), (-5.0, -5.0)];
@@ -495,7 +495,11 @@ fn only_a_one_output_score_head_loads_as_a_reward_model() {
     use manabi_model::DecoderClassifier;
     let tmp = tempfile::tempdir().unwrap();
     let device = test_device();
-    let err = |dir: &Path| manabi_align::load_reward(dir, &device).unwrap_err().to_string();
+    let err = |dir: &Path| {
+        manabi_align::load_reward(dir, &device)
+            .unwrap_err()
+            .to_string()
+    };
     // A plain decoder: no head at all.
     let base = tiny_base(tmp.path());
     assert_eq!(
@@ -510,7 +514,10 @@ fn only_a_one_output_score_head_loads_as_a_reward_model() {
     std::fs::write(native.join(HEAD_FILE), HeadSpec::score(2, vec![]).to_toml()).unwrap();
     assert_eq!(
         err(&native),
-        format!("{}: not a reward model (2 labels, needs 1)", native.display())
+        format!(
+            "{}: not a reward model (2 labels, needs 1)",
+            native.display()
+        )
     );
     let hf = tmp.path().join("nli-hf");
     cls.export_hf(&hf, None, None, &[]).unwrap();

@@ -15,8 +15,8 @@ use manabi_model::hf_names::{HfModule, decoder_linears};
 use serde_json::json;
 
 use crate::error::{FinetuneError, Result};
+use crate::peft::config::{Method, PeftConfig};
 use crate::peft::lora::{F32Tensors, SetById, read_f32, target_modules, write_safetensors};
-use crate::peft::{Method, PeftConfig};
 
 /// One IA³ vector on a `[in, out]` weight: scales its rows (`axis = 0`, the input of a
 /// feed-forward module) or its columns (`axis = 1`, the output).

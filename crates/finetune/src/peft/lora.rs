@@ -21,7 +21,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
 
 use crate::error::{FinetuneError, Result};
-use crate::peft::{Method, PeftConfig};
+use crate::peft::config::{Method, PeftConfig};
 
 /// The HF modules `targets` select (PEFT semantics: a target names the last component
 /// of a module, or a full module name); an unknown target is an error listing the

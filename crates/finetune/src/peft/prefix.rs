@@ -14,8 +14,8 @@ use manabi_model::prefix::Prefix;
 use serde_json::json;
 
 use crate::error::{FinetuneError, Result};
+use crate::peft::config::{Method, PeftConfig};
 use crate::peft::prompt::{read_embeddings, write_embeddings};
-use crate::peft::{Method, PeftConfig};
 
 /// Key/value width of one position of one layer, and the width of a prefix row.
 fn widths(model: &DecoderLm) -> (usize, usize) {

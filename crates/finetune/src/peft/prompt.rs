@@ -13,8 +13,8 @@ use manabi_model::DecoderLm;
 use serde_json::json;
 
 use crate::error::{FinetuneError, Result};
+use crate::peft::config::{Method, PeftConfig};
 use crate::peft::lora::{read_f32, write_safetensors};
-use crate::peft::{Method, PeftConfig};
 
 /// Freezes `model` and gives it a trainable soft prompt of `cfg.virtual_tokens` vectors,
 /// started from vocabulary rows spread over the table.

@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod encode;
+pub mod recipe;
 pub mod seq2seq;
 pub mod template;
 

@@ -27,9 +27,8 @@ use manabi_objectives::model::TrainModel;
 use manabi_tokenize::TextTokenizer;
 
 use crate::error::{FinetuneError, Result};
-use crate::tasks::classify::SeqBatch;
+use crate::tasks::batch::{SeqBatch, TagBatch};
 use crate::tasks::head::{HeadSpec, load_classifier};
-use crate::tasks::ner::TagBatch;
 
 /// A model with a sequence head the Trainer can train.
 pub trait SeqClassifier: TrainModel {
@@ -240,7 +239,7 @@ pub fn body_family(path: &Path) -> Result<Family> {
 /// The encoder of a BERT folder: a manabi masked-LM checkpoint, a manabi embedding
 /// checkpoint (SimCSE, bi-encoder: the encoder alone) or a Hugging Face BERT.
 pub fn load_bert_body(path: &Path, device: &Device) -> Result<BertModel> {
-    if path.join("model.toml").exists() && crate::tasks::embed::is_embedding_checkpoint(path)? {
+    if path.join("model.toml").exists() && crate::tasks::settings::is_embedding_checkpoint(path)? {
         return Ok(manabi_model::checkpoint::load_module(
             path,
             device,

@@ -4,34 +4,21 @@
 //! cross-entropy, scores (STS) with squared error; evaluation reports accuracy and
 //! macro-F1, or Pearson and Spearman, and writes every prediction next to its gold label.
 
-use manabi_objectives::Resume;
-use std::path::PathBuf;
-
-use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use manabi_model::{
-    BertForSequenceClassification, DecoderClassifier, DeviceChoice, Family, argmax_first,
-};
-use manabi_objectives::{RunReport, Task, TaskLoss};
+use manabi_model::argmax_first;
+use manabi_objectives::{Task, TaskLoss};
 use manabi_tokenize::TextTokenizer;
-use serde::Serialize;
 
-use crate::error::{FinetuneError, Result};
+use crate::error::Result;
 use crate::metrics;
-use crate::peft::{self, Method};
-use crate::run::PEFT_FILE;
-use crate::setup::Setup;
 use crate::sft::encode::train_window;
-use crate::tasks::body::{
-    Framing, SeqClassifier, bert_classifier, body_family, load_bert_body, load_seq_classifier,
-};
-use crate::tasks::data::{
-    Example, Label, TaskKind, class_counts, class_ids, label_set, read_examples,
-};
-use crate::tasks::evaluate::evaluate_rows;
-use crate::tasks::head::{HEAD_FILE, HeadSpec};
-use crate::tasks::settings::{TASK_FILE, TaskConfig, TaskSettings, spec_toml};
+use crate::tasks::body::{Framing, SeqClassifier};
+use crate::tasks::data::{Example, Label, class_ids};
+use crate::tasks::settings::TaskSettings;
+
+pub use crate::tasks::batch::SeqBatch;
+pub use crate::tasks::report::SplitReport;
 
 /// One encoded example.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,25 +79,6 @@ pub fn encode(
         });
     }
     Ok(EncodedSet { rows, cut })
-}
-
-/// Right-padded rows, each read at its last token.
-#[derive(Debug, Clone)]
-pub struct SeqBatch {
-    /// Rows.
-    pub rows: usize,
-    /// Tokens per row.
-    pub seq: usize,
-    /// `[rows·seq]`.
-    pub inputs: Vec<u32>,
-    /// Index of each row's last token.
-    pub last: Vec<usize>,
-    /// `[rows·seq]` segment ids (BERT), padded with 0; empty for decoders.
-    pub types: Vec<u32>,
-    /// Class of each row (classification).
-    pub classes: Vec<usize>,
-    /// Score of each row (regression).
-    pub scores: Vec<f32>,
 }
 
 /// Pads `rows` on the right with `pad`: `(seq, inputs, last)`.
@@ -294,243 +262,6 @@ impl<M: SeqClassifier> Task for SeqTask<M> {
     }
 }
 
-/// What was measured on one evaluated split.
-#[derive(Debug, Clone, Serialize)]
-pub struct SplitReport {
-    /// `val`, `test` or the file evaluated.
-    pub name: String,
-    /// Examples.
-    pub examples: usize,
-    /// Metrics (empty when the data has no gold labels).
-    pub metrics: Vec<(String, f64)>,
-    /// Accuracy of always answering the most frequent training class (classification).
-    pub majority_baseline: Option<f64>,
-    /// Where the predictions were written.
-    pub predictions: PathBuf,
-}
-
-/// What `manabi task` did.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskReport {
-    /// The Trainer's report.
-    pub run: RunReport,
-    /// Class names and their counts in the training data (empty for sts).
-    pub label_counts: Vec<(String, usize)>,
-    /// Inputs cut to `max_length` (training and evaluation data).
-    pub cut: usize,
-    /// Parameters that trained.
-    pub trainable_params: usize,
-    /// Metrics of the final checkpoint on validation and test data.
-    pub splits: Vec<SplitReport>,
-}
-
-impl Setup {
-    /// The body of `cfg.model` on the training device (adapters merged), after seeding.
-    pub(crate) fn body(&self, cfg: &TaskConfig) -> Result<manabi_model::DecoderLm> {
-        self.trainer.device().seed(cfg.run.seed);
-        manabi_model::init::seed(cfg.run.seed);
-        self.decoder(&cfg.model.path)
-    }
-
-    /// Records the recipe, the tokenizer and the spec files (`head.toml` when there is a
-    /// head, `task.toml`, and `peft.toml` when adapted) in the Trainer.
-    pub(crate) fn record(
-        &mut self,
-        cfg: &TaskConfig,
-        head: Option<&HeadSpec>,
-        settings: &TaskSettings,
-    ) -> Result<()> {
-        let t = &mut self.trainer;
-        t.config_toml =
-            toml::to_string_pretty(cfg).map_err(|e| FinetuneError::io(&cfg.run.out, e))?;
-        t.tokenizer = Some(self.tok_path.clone());
-        t.spec_files = head
-            .map(|h| (HEAD_FILE.to_string(), h.to_toml()))
-            .into_iter()
-            .chain([(TASK_FILE.to_string(), spec_toml(settings))])
-            .collect();
-        if cfg.peft.method != Method::Full {
-            t.spec_files
-                .push((PEFT_FILE.to_string(), cfg.peft.to_toml()));
-        }
-        Ok(())
-    }
-
-    /// The body with a `head` (its LM head dropped), adapted as `cfg.peft` says.
-    pub(crate) fn model(
-        &mut self,
-        cfg: &TaskConfig,
-        head: HeadSpec,
-        settings: &TaskSettings,
-    ) -> Result<(DecoderClassifier, usize)> {
-        let mut model = DecoderClassifier::from_lm(self.body(cfg)?, head.labels);
-        model.lm = peft::apply(model.lm, &cfg.peft)?;
-        let (trainable, total) = peft::describe(&model);
-        println!(
-            "{:?} + {} head ({} outputs): {trainable} trainable of {total} parameters",
-            cfg.peft.method, head.kind, head.labels
-        );
-        self.record(cfg, Some(&head), settings)?;
-        Ok((model, trainable))
-    }
-
-    /// The BERT body of `cfg.model` with the task's head (`wrap`: body, outputs → model);
-    /// every parameter trains (PEFT methods adapt decoders only).
-    pub(crate) fn bert_model<M: Module>(
-        &mut self,
-        cfg: &TaskConfig,
-        head: HeadSpec,
-        settings: &TaskSettings,
-        wrap: impl FnOnce(manabi_model::BertModel, usize) -> M,
-    ) -> Result<(M, usize)> {
-        let model = wrap(self.bert_body(cfg)?, head.labels);
-        let n = model.num_params();
-        println!(
-            "BERT + {} head ({} outputs): {n} trainable of {n} parameters",
-            head.kind, head.labels
-        );
-        self.record(cfg, Some(&head), settings)?;
-        Ok((model, n))
-    }
-
-    /// The BERT encoder of `cfg.model`, after the checks every BERT task makes: PEFT
-    /// refused (it adapts decoders only), the tokenizer no larger than the model's
-    /// vocabulary.
-    pub(crate) fn bert_body(&mut self, cfg: &TaskConfig) -> Result<manabi_model::BertModel> {
-        if cfg.peft.method != Method::Full {
-            return Err(FinetuneError::config(
-                "peft.method",
-                format!(
-                    "{:?} adapts decoders (gpt2 / llama) only; a BERT body trains with `full`",
-                    cfg.peft.method
-                ),
-            ));
-        }
-        self.trainer.device().seed(cfg.run.seed);
-        manabi_model::init::seed(cfg.run.seed);
-        let body = load_bert_body(&cfg.model.path, self.trainer.device())?;
-        if self.tokenizer.vocab_size() > body.config().vocab_size {
-            return Err(FinetuneError::Config {
-                key: "model.tokenizer".into(),
-                message: format!(
-                    "{}: the tokenizer has more tokens than the model: not this model's tokenizer",
-                    self.tok_path.display()
-                ),
-            });
-        }
-        Ok(body)
-    }
-}
-
-/// Trains (or resumes) a task model, then evaluates the last checkpoint on the
-/// validation and test files and writes `predictions-<split>.jsonl` into the run folder.
-pub fn train_task(
-    cfg: &TaskConfig,
-    device_choice: DeviceChoice,
-    resume: impl Into<Resume>,
-) -> Result<TaskReport> {
-    match cfg.task.kind {
-        TaskKind::Ner => return crate::tasks::ner::train_ner(cfg, device_choice, resume),
-        TaskKind::Simcse => return crate::tasks::simcse::train_simcse(cfg, device_choice, resume),
-        TaskKind::Sts if cfg.task.encoder == crate::tasks::embed::Encoder::Bi => {
-            return crate::tasks::pairs::train_bi_sts(cfg, device_choice, resume);
-        }
-        _ => {}
-    }
-    let mut run = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
-    let (tokenizer, specials) = (&run.tokenizer, run.specials);
-    let family = body_family(&cfg.model.path)?;
-    let framing = Framing::of(family, tokenizer, specials.eos)?;
-    let kind = cfg.task.kind;
-    let train_ex = read_examples(&cfg.data.train, kind, &cfg.task.fields, true)?;
-    let val_ex = read_examples(&cfg.data.val, kind, &cfg.task.fields, true)?;
-    let test_ex = if cfg.data.test.is_empty() {
-        Vec::new()
-    } else {
-        read_examples(&cfg.data.test, kind, &cfg.task.fields, true)?
-    };
-    let names = if kind.regression() {
-        Vec::new()
-    } else {
-        label_set(&cfg.task.labels, &train_ex)
-    };
-    if !kind.regression() && names.len() < 2 {
-        return Err(FinetuneError::config(
-            "task.labels",
-            format!(
-                "a classifier needs at least two classes; found {:?} in the training data",
-                names
-            ),
-        ));
-    }
-    let mut settings = cfg.task.clone();
-    settings.labels = names.clone();
-    let enc = |ex: &[Example]| encode(ex, &settings, &names, tokenizer, framing);
-    let (train, val, test) = (enc(&train_ex)?, enc(&val_ex)?, enc(&test_ex)?);
-    let counts = class_counts(
-        &train.rows.iter().map(|r| r.class).collect::<Vec<_>>(),
-        names.len(),
-    );
-    let label_counts: Vec<(String, usize)> = names.iter().cloned().zip(counts).collect();
-    let outputs_n = if kind.regression() { 1 } else { names.len() };
-    let head = HeadSpec::score(outputs_n, names.clone());
-    let (device, out, specials) = (run.device.clone(), cfg.run.out.clone(), run.specials);
-    fn task<M>(cfg: &TaskConfig, train: Vec<Encoded>, val: Vec<Encoded>, pad: u32) -> SeqTask<M> {
-        SeqTask {
-            train,
-            val,
-            regression: cfg.task.kind.regression(),
-            batch_size: cfg.train.batch_size,
-            pad,
-            seed: cfg.run.seed,
-            body: std::marker::PhantomData,
-        }
-    }
-    let (rows, val_rows) = (train.rows, val.rows.clone());
-    let (run, trainable) = if family == Family::Bert {
-        let (model, trainable) = run.bert_model(cfg, head, &settings, bert_classifier)?;
-        let task = task::<BertForSequenceClassification>(cfg, rows, val_rows, specials.pad);
-        (run.trainer.fit(&task, model, resume)?, trainable)
-    } else {
-        let (model, trainable) = run.model(cfg, head, &settings)?;
-        let task = task::<DecoderClassifier>(cfg, rows, val_rows, specials.pad);
-        (run.trainer.fit(&task, model, resume)?, trainable)
-    };
-    let majority = majority_class(&label_counts);
-    let mut splits = Vec::new();
-    if let Some(dir) = &run.checkpoint {
-        let (m, _) = load_seq_classifier(dir, &device)?;
-        let m = m.valid();
-        for (name, ex, set) in [("val", &val_ex, &val), ("test", &test_ex, &test)] {
-            if ex.is_empty() {
-                continue;
-            }
-            let path = out.join(format!("predictions-{name}.jsonl"));
-            splits.push(evaluate_rows(
-                &m,
-                &settings,
-                ex,
-                &set.rows,
-                majority,
-                specials.pad,
-                cfg.train.batch_size,
-                &path,
-                &device,
-            )?);
-            if let Some(s) = splits.last_mut() {
-                s.name = name.into();
-            }
-        }
-    }
-    Ok(TaskReport {
-        run,
-        label_counts,
-        cut: train.cut + val.cut + test.cut,
-        trainable_params: trainable,
-        splits,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,7 +280,10 @@ mod tests {
         let got = score(&rows, &outputs, false);
         assert_eq!(got[0], ("accuracy".to_string(), 1.0));
         let counts = |c: &[usize]| -> Vec<(String, usize)> {
-            c.iter().enumerate().map(|(i, &n)| (format!("c{i}"), n)).collect()
+            c.iter()
+                .enumerate()
+                .map(|(i, &n)| (format!("c{i}"), n))
+                .collect()
         };
         assert_eq!(majority_class(&counts(&[3, 5, 5])), Some(1));
         assert_eq!(majority_class(&counts(&[4, 4])), Some(0));

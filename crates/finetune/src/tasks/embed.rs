@@ -9,56 +9,14 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use manabi_model::{BertModel, DecoderLm, Family, ForwardOptions};
 use manabi_tokenize::TextTokenizer;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{FinetuneError, Result};
 use crate::metrics::spearman;
 use crate::tasks::body::{Framing, body_family, length_mask, load_bert_body};
 use crate::tasks::data::{FieldMap, Label, TaskKind, read_examples};
 
-/// How token states become one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Pooling {
-    /// Mean of every token's final hidden state.
-    #[default]
-    Mean,
-    /// The last token's (EOS) hidden state, which has seen the whole sentence (decoders).
-    Last,
-    /// The `[CLS]` token's final hidden state, before any pooler (BERT; SimCSE's
-    /// `cls_before_pooler`).
-    Cls,
-}
-
-impl Pooling {
-    /// Whether a `family` body can pool this way: `last` needs a decoder (causal: only
-    /// the last token has read the sentence), `cls` a BERT encoder.
-    pub fn check(self, family: Family) -> Result<()> {
-        match (self, family == Family::Bert) {
-            (Pooling::Last, true) => Err(FinetuneError::config(
-                "task.pooling",
-                "a BERT body pools by `mean` or `cls`",
-            )),
-            (Pooling::Cls, false) => Err(FinetuneError::config(
-                "task.pooling",
-                "`cls` reads BERT's [CLS] token; a decoder pools by `mean` or `last`",
-            )),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// How an STS model reads a pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Encoder {
-    /// Both sentences in one sequence, a regression head on the last token.
-    #[default]
-    Cross,
-    /// Each sentence embedded alone; the score is their cosine (sentence-transformers'
-    /// bi-encoder with a cosine-similarity loss).
-    Bi,
-}
+pub use crate::tasks::pooling::{Encoder, Pooling};
+pub use crate::tasks::settings::is_embedding_checkpoint;
 
 /// Reads sentences: `.jsonl` lines give their `sentence` field (renamable), or both
 /// `sentence1` and `sentence2` when there is no `sentence` (JSTS/JNLI files); any other
@@ -236,7 +194,7 @@ impl SentenceModel {
         if body_family(dir)? == Family::Bert {
             return Ok(Self::Bert(Box::new(load_bert_body(dir, device)?)));
         }
-        let (m, _) = crate::run::load_decoder(dir, device)?;
+        let (m, _) = crate::load::load_decoder(dir, device)?;
         Ok(Self::Decoder(Box::new(m)))
     }
 
@@ -283,19 +241,6 @@ impl SentenceEncoder for SentenceModel {
             Self::Bert(m) => Self::Bert(Box::new(m.with_dropout(p))),
         }
     }
-}
-
-/// Whether the folder `dir` is an embedding checkpoint of `manabi task` (SimCSE or a
-/// bi-encoder): its `task.toml` says so. Its BERT weights are the encoder alone.
-pub fn is_embedding_checkpoint(dir: &Path) -> Result<bool> {
-    let spec = dir.join(crate::tasks::settings::TASK_FILE);
-    if !spec.exists() {
-        return Ok(false);
-    }
-    let text = std::fs::read_to_string(&spec).map_err(|e| FinetuneError::io(&spec, e))?;
-    let s: crate::tasks::settings::TaskSettings = toml::from_str(&text)
-        .map_err(|e| FinetuneError::config(spec.display().to_string(), e.message()))?;
-    Ok(s.kind == TaskKind::Simcse || s.encoder == Encoder::Bi)
 }
 
 /// Rows scaled to unit length.

@@ -10,9 +10,11 @@ use manabi_tokenize::TextTokenizer;
 use crate::error::{FinetuneError, Result};
 use crate::metrics;
 use crate::sft::Specials;
+use crate::tasks::batch::SeqBatch;
 use crate::tasks::body::{Framing, SeqModel, load_seq_classifier};
-use crate::tasks::classify::{Encoded, SeqBatch, SplitReport, encode, predict, score};
+use crate::tasks::classify::{Encoded, encode, predict, score};
 use crate::tasks::data::{Example, Label, TaskKind, read_examples};
+use crate::tasks::report::SplitReport;
 use crate::tasks::settings::{TASK_FILE, TaskSettings};
 
 #[allow(clippy::too_many_arguments)]
@@ -120,7 +122,7 @@ pub fn evaluate_task(
         .map_err(|e| FinetuneError::config(spec.display().to_string(), e.message()))?;
     let tokenizer = TextTokenizer::load(model_dir.join("tokenizer.json"))?;
     let specials = Specials::of(&tokenizer)?;
-    if settings.kind == TaskKind::Simcse || settings.encoder == crate::tasks::embed::Encoder::Bi {
+    if settings.kind == TaskKind::Simcse || settings.encoder == crate::tasks::pooling::Encoder::Bi {
         let mut r = crate::tasks::pairs::evaluate_pairs(
             model_dir, &settings, &tokenizer, files, out, batch_size, device,
         )?;

@@ -9,8 +9,7 @@ use manabi_model::{DecoderClassifier, ModelConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FinetuneError, Result};
-use crate::peft::{self, PeftConfig};
-use crate::run::PEFT_FILE;
+use crate::peft::{self, PEFT_FILE, PeftConfig};
 
 /// The spec file of a model with a sequence head.
 pub const HEAD_FILE: &str = "head.toml";

@@ -5,6 +5,7 @@
 //! without training (zero-, one- and few-shot, chain-of-thought) with
 //! lm-evaluation-harness semantics; and retrieval-augmented generation.
 
+pub mod batch;
 pub mod body;
 pub mod classify;
 pub mod data;
@@ -14,12 +15,17 @@ pub mod fewshot;
 pub mod head;
 pub mod ner;
 pub mod pairs;
+pub mod pooling;
 pub mod rag;
+pub mod report;
 pub mod settings;
+mod setup;
 pub mod simcse;
+pub mod train;
 
-pub use classify::{TaskReport, train_task};
 pub use data::TaskKind;
 pub use evaluate::evaluate_task;
 pub use head::{HEAD_FILE, HeadSpec, load_classifier};
+pub use report::TaskReport;
 pub use settings::TaskConfig;
+pub use train::train_task;

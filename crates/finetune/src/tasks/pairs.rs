@@ -33,7 +33,7 @@ pub fn evaluate_pairs(
     out: &Path,
     batch_size: usize,
     device: &Device,
-) -> Result<crate::tasks::classify::SplitReport> {
+) -> Result<crate::tasks::report::SplitReport> {
     let specials = crate::sft::Specials::of(tokenizer)?;
     let model = SentenceModel::load(model_dir, device)?;
     let framing = model.framing(tokenizer)?;
@@ -66,7 +66,7 @@ pub fn evaluate_pairs(
         lines.push('\n');
     }
     std::fs::write(out, lines).map_err(|e| FinetuneError::io(out, e))?;
-    Ok(crate::tasks::classify::SplitReport {
+    Ok(crate::tasks::report::SplitReport {
         name: String::new(),
         examples: ex.len(),
         metrics: vec![

@@ -2,7 +2,7 @@
 //! the data files, and the whole TOML recipe; `task.toml` records the settings in every
 //! checkpoint.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use manabi_objectives::config::{Recipe, RunConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,7 @@ pub struct TaskSettings {
     pub max_length: usize,
     /// Sentence embeddings (`simcse`): how token states become one vector.
     #[serde(default)]
-    pub pooling: crate::tasks::embed::Pooling,
+    pub pooling: crate::tasks::pooling::Pooling,
     /// SimCSE: softmax temperature of the cosine similarities.
     #[serde(default = "default_temperature")]
     pub temperature: f64,
@@ -50,7 +50,7 @@ pub struct TaskSettings {
     /// STS: `cross` reads the pair as one sequence with a regression head; `bi` embeds each
     /// sentence alone and trains their cosine towards `label / max_score`.
     #[serde(default)]
-    pub encoder: crate::tasks::embed::Encoder,
+    pub encoder: crate::tasks::pooling::Encoder,
     /// STS with `encoder = "bi"`: the top of the score scale (5 in JSTS).
     #[serde(default = "default_max_score")]
     pub max_score: f64,
@@ -133,7 +133,7 @@ impl Recipe for TaskConfig {
                 "an sts task predicts a score; it has no class labels",
             ));
         }
-        if self.task.encoder == crate::tasks::embed::Encoder::Bi
+        if self.task.encoder == crate::tasks::pooling::Encoder::Bi
             && (self.task.kind != TaskKind::Sts || self.task.max_score <= 0.0)
         {
             return Err(FinetuneError::config(
@@ -148,4 +148,17 @@ impl Recipe for TaskConfig {
 /// The task spec a checkpoint records (`task.toml`): settings with the label set resolved.
 pub(crate) fn spec_toml(settings: &TaskSettings) -> String {
     toml::to_string_pretty(settings).unwrap_or_default()
+}
+
+/// Whether the folder `dir` is an embedding checkpoint of `manabi task` (SimCSE or a
+/// bi-encoder): its `task.toml` says so. Its BERT weights are the encoder alone.
+pub fn is_embedding_checkpoint(dir: &Path) -> Result<bool> {
+    let spec = dir.join(TASK_FILE);
+    if !spec.exists() {
+        return Ok(false);
+    }
+    let text = std::fs::read_to_string(&spec).map_err(|e| FinetuneError::io(&spec, e))?;
+    let s: TaskSettings = toml::from_str(&text)
+        .map_err(|e| FinetuneError::config(spec.display().to_string(), e.message()))?;
+    Ok(s.kind == TaskKind::Simcse || s.encoder == crate::tasks::pooling::Encoder::Bi)
 }

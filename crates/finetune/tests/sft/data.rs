@@ -55,7 +55,7 @@ fn bad_data_and_config_values_name_the_line_or_key() {
     );
     // --skip-invalid counts instead.
     let cfg = SftConfig::parse(&text, &["data.skip_invalid=true".into()]).unwrap();
-    let p = manabi_finetune::run::prepare(&cfg).unwrap();
+    let p = manabi_finetune::sft::recipe::prepare(&cfg).unwrap();
     assert_eq!((p.train.examples.len(), p.skipped), (1, 1));
     // A line that is not JSON at all.
     std::fs::write(
@@ -234,7 +234,7 @@ fn long_prompts_are_cut_from_the_left_and_long_responses_are_dropped_and_counted
             "block_size = 24\nformat = \"prompt_completion\"",
         );
     let cfg = SftConfig::parse(&recipe, &[]).unwrap();
-    let p = manabi_finetune::run::prepare(&cfg).unwrap();
+    let p = manabi_finetune::sft::recipe::prepare(&cfg).unwrap();
     let s = p.train.stats;
     assert_eq!((s.examples, s.truncated, s.dropped), (2, 1, 1), "{s:?}");
     let tok = &p.tokenizer;
@@ -270,11 +270,13 @@ fn exact_match_scores_the_response_as_the_template_renders_it() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["answer"].to_string())
         .map(|a| a.trim_matches('"').to_string())
         .collect();
-    let plain = manabi_finetune::run::prepare(&SftConfig::parse(&text, &[]).unwrap()).unwrap();
+    let plain =
+        manabi_finetune::sft::recipe::prepare(&SftConfig::parse(&text, &[]).unwrap()).unwrap();
     let want: Vec<String> = answers.iter().map(|a| format!(" {a}")).collect();
     assert_eq!(plain.val.answers, want);
     let over = ["template.response=\" ({answer})\"".to_string()];
-    let paren = manabi_finetune::run::prepare(&SftConfig::parse(&text, &over).unwrap()).unwrap();
+    let paren =
+        manabi_finetune::sft::recipe::prepare(&SftConfig::parse(&text, &over).unwrap()).unwrap();
     let want: Vec<String> = answers.iter().map(|a| format!(" ({a})")).collect();
     assert_eq!(paren.val.answers, want);
 }
@@ -300,7 +302,10 @@ fn sft_files_with_a_bom_and_crlf_lines_are_read() {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     };
-    assert_eq!(d.records, vec![record("Hi", " there"), record("Yo", " you")]);
+    assert_eq!(
+        d.records,
+        vec![record("Hi", " there"), record("Yo", " you")]
+    );
     let source = |line: usize| Source {
         path: p.clone(),
         line,

@@ -7,6 +7,7 @@
 //! what the tests compare the fused path against (values and gradients). Setting
 //! `MANABI_FUSED=0` turns the fused path off (for benchmarks and bisecting).
 
+mod adamw_step;
 #[cfg(feature = "flex")]
 mod ext;
 #[cfg(feature = "flex")]
@@ -15,6 +16,8 @@ pub mod kernels;
 use std::sync::OnceLock;
 
 use burn::prelude::*;
+
+pub use adamw_step::AdamWStep;
 
 /// Whether fused kernels are used where available (`MANABI_FUSED`, default on).
 pub fn enabled() -> bool {
@@ -226,21 +229,6 @@ pub fn cross_entropy_sum(logits: Tensor<2>, targets: &[i64]) -> Tensor<1> {
         ));
     }
     reference::cross_entropy_sum(logits, targets)
-}
-
-/// The scalars of one AdamW step (burn's `AdamW` without AMSGrad or cautious decay).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamWStep {
-    /// Learning rate.
-    pub lr: f32,
-    /// β₁ and β₂.
-    pub betas: (f32, f32),
-    /// ε, added to √v̂.
-    pub epsilon: f32,
-    /// `1 − lr · weight_decay`, the decoupled decay's factor; `None` without decay.
-    pub decay: Option<f32>,
-    /// The step number, from 1 (bias corrections `1 − βᵗ`).
-    pub time: i32,
 }
 
 /// One AdamW step as a single pass over the parameter, its gradient and moments

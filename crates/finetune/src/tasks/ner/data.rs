@@ -165,20 +165,59 @@ pub fn tag_names(types: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// One tokenized text: ids, each token's character span and (when gold is known) tag.
+/// The tag of a token that continues a unit (a character or word begun by an earlier
+/// token): not trained, not predicted ([`IGNORE_INDEX`](manabi_model::IGNORE_INDEX) in
+/// batches).
+pub const CONTINUATION: usize = usize::MAX;
+
+/// One tokenized text: ids, each token's character span, its units and (when gold is
+/// known) tags.
+///
+/// A *unit* is a maximal run of tokens whose character spans overlap: a whole character
+/// that a byte-level tokenizer splits into several byte tokens, or a single token. Only
+/// the first token of each unit is tagged (as transformers' token-classification recipes
+/// label the first sub-token of each word); the others carry [`CONTINUATION`]. Units never
+/// overlap, so neither do the entities predicted over them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tagged {
+    /// The text.
+    pub text: String,
     /// Tokens.
     pub ids: Vec<u32>,
     /// Character span of each token.
     pub spans: Vec<(usize, usize)>,
-    /// Tag index of each token (empty when the example has no gold entities).
+    /// Units: (first token, first character, one past the last character).
+    pub units: Vec<(usize, usize, usize)>,
+    /// Tag index of each token, [`CONTINUATION`] inside a unit (empty when the example
+    /// has no gold entities).
     pub tags: Vec<usize>,
+    /// Gold entities `(type, start, end)` in characters (empty without gold).
+    pub gold: Vec<(String, usize, usize)>,
 }
 
-/// Tokenizes `examples` and tags every token: `B-T` for the first token that starts
-/// inside an entity, `I-T` for the next ones, `O` elsewhere. Texts longer than
-/// `max_length` tokens are cut (counted in the second value).
+impl Tagged {
+    /// The predicted tag of each unit (its first token's).
+    pub fn unit_tags(&self, pred: &[usize]) -> Vec<usize> {
+        self.units.iter().map(|&(i, _, _)| pred[i]).collect()
+    }
+}
+
+/// The units of tokens with character `spans` (see [`Tagged`]).
+pub fn units(spans: &[(usize, usize)]) -> Vec<(usize, usize, usize)> {
+    let mut out: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, &(s, e)) in spans.iter().enumerate() {
+        match out.last_mut() {
+            // Starts inside the current unit (a byte of the same character): continues it.
+            Some(u) if s < u.2 => u.2 = u.2.max(e),
+            _ => out.push((i, s, e.max(s))),
+        }
+    }
+    out
+}
+
+/// Tokenizes `examples` and tags the first token of every unit: `B-T` for the first
+/// unit that overlaps an entity, `I-T` for the next ones, `O` elsewhere. Texts longer
+/// than `max_length` tokens are cut (counted in the second value).
 pub fn tag(
     examples: &[NerExample],
     types: &[String],
@@ -201,15 +240,16 @@ pub fn tag(
             toks.truncate(max_length);
             cut += 1;
         }
+        let spans: Vec<(usize, usize)> = toks.iter().map(|t| (t.1, t.2)).collect();
+        let units = units(&spans);
         let mut tags = Vec::new();
+        let mut gold = Vec::new();
         if with_gold {
+            tags = vec![CONTINUATION; toks.len()];
             let mut last: Option<usize> = None;
-            for &(_, s, e) in &toks {
-                let hit = x
-                    .entities
-                    .iter()
-                    .position(|en| s < en.end && e > en.start && s.max(en.start) < e.min(en.end));
-                tags.push(match hit {
+            for &(first, s, e) in &units {
+                let hit = x.entities.iter().position(|en| s < en.end && e > en.start);
+                tags[first] = match hit {
                     Some(k) => {
                         let t = types
                             .iter()
@@ -233,13 +273,21 @@ pub fn tag(
                         last = None;
                         0
                     }
-                });
+                };
             }
+            gold = x
+                .entities
+                .iter()
+                .map(|e| (e.kind.clone(), e.start, e.end))
+                .collect();
         }
         out.push(Tagged {
+            text: x.text.clone(),
             ids: toks.iter().map(|t| t.0).collect(),
-            spans: toks.iter().map(|t| (t.1, t.2)).collect(),
+            spans,
+            units,
             tags,
+            gold,
         });
     }
     Ok((out, cut))

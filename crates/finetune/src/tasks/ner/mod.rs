@@ -8,6 +8,7 @@
 //! and line.
 
 use manabi_objectives::Resume;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -17,7 +18,7 @@ use manabi_objectives::{Task, TaskLoss};
 use manabi_tokenize::TextTokenizer;
 
 use crate::error::{FinetuneError, Result};
-use crate::metrics::{EntityMode, entities, entity_prf};
+use crate::metrics::{EntityMode, entities};
 use crate::sft::encode::train_window;
 use crate::tasks::body::{
     Framing, TaggerModel, TokenTagger, bert_tagger, body_family, load_tagger,
@@ -25,26 +26,10 @@ use crate::tasks::body::{
 
 mod data;
 
-pub use data::{Entity, NerExample, Tagged, entity_types, read_ner, tag, tag_names};
-
-/// Right-padded token rows with their tags (`IGNORE_INDEX` on padding).
-#[derive(Debug, Clone)]
-pub struct TagBatch {
-    /// Rows.
-    pub rows: usize,
-    /// Tokens per row.
-    pub seq: usize,
-    /// `[rows·seq]` token ids.
-    pub inputs: Vec<u32>,
-    /// `[rows·seq]` tag indices or `IGNORE_INDEX`.
-    pub targets: Vec<i64>,
-    /// Tokens of each row before padding.
-    pub lens: Vec<usize>,
-    /// Padding token.
-    pub pad: u32,
-    /// `[CLS]` and `[SEP]` around each row (BERT); `None` for decoders.
-    pub frame: Option<(u32, u32)>,
-}
+pub use crate::tasks::batch::TagBatch;
+pub use data::{
+    CONTINUATION, Entity, NerExample, Tagged, entity_types, read_ner, tag, tag_names, units,
+};
 
 fn tag_batch(rows: &[&Tagged], pad: u32, frame: Option<(u32, u32)>) -> TagBatch {
     let seq = rows.iter().map(|r| r.ids.len()).max().unwrap_or(1).max(1);
@@ -53,7 +38,13 @@ fn tag_batch(rows: &[&Tagged], pad: u32, frame: Option<(u32, u32)>) -> TagBatch 
     for r in rows {
         inputs.extend_from_slice(&r.ids);
         inputs.extend(std::iter::repeat_n(pad, seq - r.ids.len()));
-        targets.extend(r.tags.iter().map(|&t| t as i64));
+        targets.extend(r.tags.iter().map(|&t| {
+            if t == CONTINUATION {
+                IGNORE_INDEX
+            } else {
+                t as i64
+            }
+        }));
         targets.extend(std::iter::repeat_n(IGNORE_INDEX, seq - r.tags.len()));
     }
     TagBatch {
@@ -106,40 +97,78 @@ pub fn predict_tags(
     Ok(out)
 }
 
-/// Entity-level precision, recall and F1 (seqeval, strict IOB2) of predicted tags.
-pub fn scores(gold: &[Tagged], pred: &[Vec<usize>], names: &[String]) -> Vec<(String, f64)> {
-    let as_str = |t: &[usize]| -> Vec<&str> { t.iter().map(|&i| names[i].as_str()).collect() };
-    let g: Vec<Vec<&str>> = gold.iter().map(|r| as_str(&r.tags)).collect();
-    let p: Vec<Vec<&str>> = pred.iter().map(|t| as_str(t)).collect();
-    let (precision, recall, f1) = entity_prf(&g, &p, EntityMode::Strict);
-    vec![
-        ("precision".into(), precision),
-        ("recall".into(), recall),
-        ("f1".into(), f1),
-    ]
+/// Entity-level precision, recall and F1 of the predicted entities against the gold
+/// ones, both as character spans: exactly what seqeval gives on the written
+/// predictions (character-level IOB2 tags of the gold and predicted spans). `precision`,
+/// `recall` and `f1` decode the predicted tags with seqeval's strict IOB2 (the spans
+/// written to the predictions file); `*_default` with seqeval's default (conlleval)
+/// decoding, where a stray `I-X` still starts an entity.
+pub fn scores(rows: &[Tagged], pred: &[Vec<usize>], names: &[String]) -> Vec<(String, f64)> {
+    let gold: BTreeSet<(usize, String, usize, usize)> = rows
+        .iter()
+        .enumerate()
+        .flat_map(|(k, r)| r.gold.iter().map(move |(t, a, b)| (k, t.clone(), *a, *b)))
+        .collect();
+    let mut out = Vec::new();
+    for (mode, suffix) in [(EntityMode::Strict, ""), (EntityMode::Default, "_default")] {
+        let predicted: BTreeSet<(usize, String, usize, usize)> = rows
+            .iter()
+            .zip(pred)
+            .enumerate()
+            .flat_map(|(k, (r, p))| {
+                spans_of(r, p, names, mode)
+                    .into_iter()
+                    .map(move |e| (k, e.kind, e.start, e.end))
+            })
+            .collect();
+        let (precision, recall, f1) = prf(
+            gold.intersection(&predicted).count(),
+            predicted.len(),
+            gold.len(),
+        );
+        out.push((format!("precision{suffix}"), precision));
+        out.push((format!("recall{suffix}"), recall));
+        out.push((format!("f1{suffix}"), f1));
+    }
+    out
 }
 
-/// Predicted entities as character spans of `text`.
-pub fn spans_of(text: &str, row: &Tagged, pred: &[usize], names: &[String]) -> Vec<Entity> {
-    let tags: Vec<&str> = pred.iter().map(|&i| names[i].as_str()).collect();
-    let chars: Vec<char> = text.chars().collect();
-    entities(&tags, EntityMode::Strict)
+/// Precision, recall and F1 from counts (0 where undefined, as seqeval).
+fn prf(hit: usize, predicted: usize, gold: usize) -> (f64, f64, f64) {
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let (p, r) = (ratio(hit, predicted), ratio(hit, gold));
+    let f1 = if p + r == 0.0 {
+        0.0
+    } else {
+        2.0 * p * r / (p + r)
+    };
+    (p, r, f1)
+}
+
+/// Predicted entities as character spans of the row's text: the predicted tags of its
+/// units decoded in `mode`, each entity from its first unit's first character to its last
+/// unit's end, surrounding whitespace trimmed (byte-level tokens carry the space before a
+/// word). Units never overlap, so the spans never do.
+pub fn spans_of(row: &Tagged, pred: &[usize], names: &[String], mode: EntityMode) -> Vec<Entity> {
+    let unit_tags = row.unit_tags(pred);
+    let tags: Vec<&str> = unit_tags.iter().map(|&i| names[i].as_str()).collect();
+    let chars: Vec<char> = row.text.chars().collect();
+    entities(&tags, mode)
         .into_iter()
-        .map(|(kind, a, b)| {
-            // Byte-level tokens carry the space before a word: trim it off the span.
-            let (mut start, mut end) = (row.spans[a].0, row.spans[b - 1].1.min(chars.len()));
+        .filter_map(|(kind, a, b)| {
+            let (mut start, mut end) = (row.units[a].1, row.units[b - 1].2.min(chars.len()));
             while start < end && chars[start].is_whitespace() {
                 start += 1;
             }
             while end > start && chars[end - 1].is_whitespace() {
                 end -= 1;
             }
-            Entity {
-                name: chars[start.min(end)..end].iter().collect(),
+            (start < end).then(|| Entity {
+                name: chars[start..end].iter().collect(),
                 start,
                 end,
                 kind,
-            }
+            })
         })
         .collect()
 }
@@ -314,7 +343,7 @@ pub fn train_ner(
             let f = |b: &TagBatch| m.token_scores(b, &run.device);
             let pred = predict_tags(f, rows, cfg.train.batch_size, pad, frame)?;
             write_predictions(&path, ex, rows, &pred, &names)?;
-            splits.push(crate::tasks::classify::SplitReport {
+            splits.push(crate::tasks::report::SplitReport {
                 name: name.into(),
                 examples: ex.len(),
                 metrics: scores(rows, &pred, &names),
@@ -348,8 +377,7 @@ fn write_predictions(
     };
     let mut text = String::new();
     for ((x, r), p) in examples.iter().zip(rows).zip(pred) {
-        let mut obj =
-            serde_json::json!({"text": x.text, "predicted": json(&spans_of(&x.text, r, p, names))});
+        let mut obj = serde_json::json!({"text": x.text, "predicted": json(&spans_of(r, p, names, EntityMode::Strict))});
         if !r.tags.is_empty() {
             obj["entities"] = json(&x.entities);
         }
@@ -371,7 +399,7 @@ pub fn evaluate_ner(
     batch_size: usize,
     out: &Path,
     device: &Device,
-) -> Result<crate::tasks::classify::SplitReport> {
+) -> Result<crate::tasks::report::SplitReport> {
     let examples = read_ner(files, &settings.fields, false)?;
     let gold = examples.iter().all(|x| x.labelled);
     let frame = frame_of(Framing::of(model.family(), tokenizer, eos)?);
@@ -380,7 +408,7 @@ pub fn evaluate_ner(
     let f = |b: &TagBatch| model.token_scores(b, device);
     let pred = predict_tags(f, &rows, batch_size, pad, frame)?;
     write_predictions(out, &examples, &rows, &pred, names)?;
-    Ok(crate::tasks::classify::SplitReport {
+    Ok(crate::tasks::report::SplitReport {
         name: String::new(),
         examples: examples.len(),
         metrics: if gold {

@@ -160,11 +160,13 @@ pub fn read_questions(path: &Path) -> Result<Vec<Question>> {
     let mut out = Vec::new();
     for record in manabi_tokenize::read_jsonl(path) {
         let manabi_tokenize::JsonLine { line, value } = record?;
-        out.push(serde_json::from_value(value).map_err(|e| FinetuneError::Data {
-            path: path.to_path_buf(),
-            line,
-            message: format!("{e} (expected {{\"question\", \"answer\", \"passage\"?}})"),
-        })?);
+        out.push(
+            serde_json::from_value(value).map_err(|e| FinetuneError::Data {
+                path: path.to_path_buf(),
+                line,
+                message: format!("{e} (expected {{\"question\", \"answer\", \"passage\"?}})"),
+            })?,
+        );
     }
     if out.is_empty() {
         return Err(err(path, "no questions in this file"));

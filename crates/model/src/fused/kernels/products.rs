@@ -1,27 +1,15 @@
 //! The kernels built on matrix products (the `gemm` crate flex itself uses): the linear
 //! layer and attention (`products/attention.rs`), forward and backward.
 
-use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
 use super::{filled, rows_per_task};
 
-/// A row-major view for [`gemm`]: element `(i, j)` at `i·rs + j·cs`.
-#[derive(Debug, Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
-}
+mod view;
 
-impl View<'_> {
-    /// Whether every element of a `rows × cols` matrix lies in `data`.
-    fn covers(&self, rows: usize, cols: usize) -> bool {
-        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
-    }
-}
+use view::{Dst, View};
 
 /// Products this large (m·n·k) split over rayon's pool inside `gemm`, as flex does.
 const PARALLEL_GEMM: usize = 192 * 192 * 192;
@@ -29,40 +17,6 @@ const PARALLEL_GEMM: usize = 192 * 192 * 192;
 /// Whether a product of `[m, k, n]` splits over the pool ([`PARALLEL_GEMM`]).
 fn splits([m, k, n]: [usize; 3]) -> bool {
     m * n * k >= PARALLEL_GEMM
-}
-
-/// Where a product writes: `len` floats from `ptr`, rows `rs` apart, borrowed uniquely
-/// for `'a`; `init`: the floats hold values (a product may add to them), else the
-/// product only writes them.
-struct Dst<'a> {
-    ptr: *mut f32,
-    len: usize,
-    rs: usize,
-    init: bool,
-    _borrow: PhantomData<&'a mut [f32]>,
-}
-
-impl<'a> Dst<'a> {
-    fn new(dst: &'a mut [f32], rs: usize) -> Self {
-        Self {
-            ptr: dst.as_mut_ptr(),
-            len: dst.len(),
-            rs,
-            init: true,
-            _borrow: PhantomData,
-        }
-    }
-
-    fn uninit(dst: &'a mut [MaybeUninit<f32>], rs: usize) -> Self {
-        Self {
-            // `MaybeUninit<f32>` has `f32`'s size and alignment.
-            ptr: dst.as_mut_ptr().cast(),
-            len: dst.len(),
-            rs,
-            init: false,
-            _borrow: PhantomData,
-        }
-    }
 }
 
 /// `dst (m × n, row-major, contiguous) = [dst +] lhs (m × k) · rhs (k × n)`.

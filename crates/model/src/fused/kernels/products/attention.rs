@@ -7,7 +7,8 @@ use pulp::Arch;
 use rayon::prelude::*;
 
 use super::super::{BiasLayout, dot, filled, softmax_in_place};
-use super::{Dst, View, gemm_into, gemm_with};
+use super::view::{Dst, View};
+use super::{gemm_into, gemm_with};
 
 /// Query rows per attention tile: a tile reads only the keys its rows can see, so a
 /// causal mask skips (most of) the upper triangle of every product.

@@ -9,7 +9,7 @@ use std::sync::Once;
 
 use rayon::prelude::*;
 
-use super::{Dst, View};
+use super::view::{Dst, View};
 
 /// Products with fewer multiply-adds (m·k·n) stay with the `gemm` crate: with MKL, config
 /// A (whose largest product is 768·128·512) trained 6 % faster that way and B (whose

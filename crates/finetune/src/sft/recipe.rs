@@ -1,85 +1,25 @@
 //! `manabi sft`: a base model (manabi checkpoint or Hugging Face folder), SFT data and a
-//! PEFT method, trained by the shared Trainer; and loading of adapted models for
-//! `generate`, `eval` and `export`.
+//! PEFT method, trained by the shared Trainer — the data prepared ([`prepare`]), a decoder
+//! with any PEFT method or a T5 base (seq2seq, full fine-tuning), and the evaluation of
+//! the last checkpoint.
 
 use manabi_objectives::Resume;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::module::Module;
-use burn::prelude::*;
-use manabi_model::{DecoderLm, DeviceChoice, GenerateOptions};
+use manabi_model::{DeviceChoice, GenerateOptions};
 use manabi_objectives::{RunReport, Trainer};
 use manabi_tokenize::TextTokenizer;
 use serde::Serialize;
 
 use crate::config::SftConfig;
 use crate::error::{FinetuneError, Result};
-use crate::peft::{self, Method, PeftConfig};
+use crate::load::{load_decoder, load_seq2seq, merged};
+use crate::peft::{self, Method, PEFT_FILE};
 use crate::sft::data::{Format, read_files};
 use crate::sft::encode::{self, EncodeStats};
 use crate::sft::template::Template;
 use crate::sft::{self, EncodedSet, GenerationEval, SftTask, Specials};
-
-/// The spec file an adapted checkpoint carries besides `model.toml`.
-pub const PEFT_FILE: &str = "peft.toml";
-
-/// Loads a decoder from a manabi folder (with its adapters when `peft.toml` is there),
-/// the body of a decoder task checkpoint (`head.toml`: its head dropped), or a Hugging
-/// Face folder. Returns the PEFT settings of an adapted model.
-pub fn load_decoder(dir: &Path, device: &Device) -> Result<(DecoderLm, Option<PeftConfig>)> {
-    let spec = dir.join(PEFT_FILE);
-    if dir.join(crate::tasks::HEAD_FILE).exists() && dir.join("model.toml").exists() {
-        // A task checkpoint (classifier, tagger, reward model): its body, the head dropped
-        // (intermediate-task transfer, e.g. NLI before a reward model).
-        let (m, head) = crate::tasks::load_classifier(dir, device)?;
-        tracing::info!(
-            "{}: the body of a {} classifier ({} outputs); its head is dropped",
-            dir.display(),
-            head.kind,
-            head.labels
-        );
-        let peft = if spec.exists() {
-            let text = std::fs::read_to_string(&spec).map_err(|e| FinetuneError::io(&spec, e))?;
-            Some(toml::from_str(&text).map_err(|e| FinetuneError::Config {
-                key: spec.display().to_string(),
-                message: e.message().to_string(),
-            })?)
-        } else {
-            None
-        };
-        return Ok((m.lm, peft));
-    }
-    if !(dir.join("model.toml").exists() && spec.exists()) {
-        return Ok((manabi_model::load_model(dir, device)?, None));
-    }
-    let text = std::fs::read_to_string(&spec).map_err(|e| FinetuneError::io(&spec, e))?;
-    let cfg: PeftConfig = toml::from_str(&text).map_err(|e| FinetuneError::Config {
-        key: spec.display().to_string(),
-        message: e.message().to_string(),
-    })?;
-    let model_cfg = read_model_toml(dir)?;
-    let mut model = peft::rebuild(DecoderLm::new(&model_cfg, device), &cfg)?;
-    manabi_model::checkpoint::load_weights(&mut model, &dir.join("model.bpk"))?;
-    Ok((model, Some(cfg)))
-}
-
-fn read_model_toml(dir: &Path) -> Result<manabi_model::ModelConfig> {
-    let path = dir.join("model.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| FinetuneError::io(&path, e))?;
-    let cfg: manabi_model::ModelConfig =
-        toml::from_str(&text).map_err(|e| FinetuneError::Config {
-            key: path.display().to_string(),
-            message: e.message().to_string(),
-        })?;
-    cfg.validate()?;
-    Ok(cfg)
-}
-
-/// A decoder with every adapter folded into its weights (LoRA merged; bottleneck
-/// adapters stay in their slots).
-pub fn merged(model: DecoderLm) -> DecoderLm {
-    model.materialize()
-}
 
 /// What `manabi sft` did.
 #[derive(Debug, Clone, Serialize)]
@@ -217,19 +157,6 @@ fn lead_baseline(records: &[crate::sft::data::Record]) -> Option<[f64; 3]> {
     (!pairs.is_empty()).then(|| crate::metrics::rouge_f1(&pairs))
 }
 
-/// A T5 base in `dir` (a Hugging Face folder with `model_type = "t5"`, or a manabi
-/// folder whose `model.toml` says `family = "t5"`), or `None` for anything else.
-pub fn load_seq2seq(dir: &Path, device: &Device) -> Result<Option<manabi_model::T5>> {
-    let m = manabi_model::locate(dir)?;
-    if m.family != manabi_model::Family::T5 {
-        return Ok(None);
-    }
-    Ok(Some(match m.layout {
-        manabi_model::Layout::HuggingFace => manabi_model::load_t5(&m.dir, device)?,
-        manabi_model::Layout::Native => manabi_objectives::checkpoint::load_model(&m.dir, device)?,
-    }))
-}
-
 /// The generation-based evaluation of `cfg.eval` on the first validation examples.
 fn generation_eval(cfg: &SftConfig, p: &Prepared) -> Option<GenerationEval> {
     cfg.eval.generate.then(|| {
@@ -253,7 +180,11 @@ fn generation_eval(cfg: &SftConfig, p: &Prepared) -> Option<GenerationEval> {
 
 /// Runs (or resumes) the SFT recipe `cfg`: on a decoder (any PEFT method), or on a T5
 /// base as seq2seq SFT (full fine-tuning).
-pub fn sft(cfg: &SftConfig, device_choice: DeviceChoice, resume: impl Into<Resume>) -> Result<SftReport> {
+pub fn sft(
+    cfg: &SftConfig,
+    device_choice: DeviceChoice,
+    resume: impl Into<Resume>,
+) -> Result<SftReport> {
     let device = device_choice.resolve()?;
     let out = cfg.run.out.clone();
     let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;

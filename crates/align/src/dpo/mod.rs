@@ -14,6 +14,8 @@
 //! Metrics carry TRL's names: `rewards/chosen`, `rewards/rejected`,
 //! `rewards/accuracies`, `rewards/margins`, `logps/chosen`, `logps/rejected`.
 
+mod recipe;
+
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, log_softmax, relu};
 use manabi_model::{DecoderLm, IGNORE_INDEX};
@@ -21,6 +23,8 @@ use manabi_objectives::{Task, TaskLoss};
 use serde::{Deserialize, Serialize};
 
 use crate::pref::TokenPair;
+
+pub use recipe::{DpoConfig, DpoReport, dpo, preference_accuracy};
 
 /// The DPO loss variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

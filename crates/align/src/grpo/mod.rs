@@ -10,6 +10,8 @@
 //! them: `reward`, `reward_std`, `rewards/<function>/mean`, `frac_reward_zero_std`,
 //! `completions/mean_length`, `clip_ratio/region_mean`, `kl`.
 
+mod recipe;
+
 use std::path::PathBuf;
 
 use burn::module::Module;
@@ -22,6 +24,8 @@ use manabi_tokenize::TextTokenizer;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AlignError, Result};
+
+pub use recipe::{GrpoConfig, GrpoReport, grpo};
 
 /// `[grpo]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,79 @@
+//! What every policy recipe (DPO, GRPO, PPO) and the reward model share: the `[model]`
+//! table, the `[data]` tables of preference and prompt files, and the start of a run.
+
+use std::path::PathBuf;
+
+use manabi_finetune::PeftConfig;
+use manabi_finetune::setup::Setup;
+use manabi_model::DeviceChoice;
+use manabi_objectives::config::{RunConfig, TrainConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AlignError, Result};
+
+/// `[model]`: a decoder folder (manabi or Hugging Face; an adapted checkpoint is merged
+/// first) and its tokenizer — the same table as SFT's.
+pub type PolicyModel = manabi_finetune::config::BaseModel;
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrefData {
+    /// Training preference files (JSONL).
+    pub train: Vec<PathBuf>,
+    /// Validation preference files.
+    pub val: Vec<PathBuf>,
+    /// Longest prompt + completion, in tokens (prompts are cut from the left).
+    pub max_length: usize,
+}
+
+impl Default for PrefData {
+    fn default() -> Self {
+        Self {
+            train: Vec::new(),
+            val: Vec::new(),
+            max_length: 256,
+        }
+    }
+}
+
+/// `[data]` of RL recipes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptData {
+    /// Training prompts.
+    pub train: Vec<PathBuf>,
+    /// Held-out prompts (greedy exact match at each evaluation).
+    pub val: Vec<PathBuf>,
+    /// Held-out prompts scored per evaluation (0 = all).
+    pub eval_prompts: usize,
+}
+
+impl PromptData {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.train.is_empty() || self.val.is_empty() {
+            return Err(AlignError::config(
+                "data.train",
+                "give training and held-out prompt files",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What every policy recipe (DPO, GRPO, PPO) starts with: the [`Setup`] of its run, with
+/// the recipe and the PEFT spec recorded for the checkpoints, and the policy (`[model]`,
+/// adapters merged).
+pub(crate) fn start<C: Serialize>(
+    cfg: &C,
+    run: &RunConfig,
+    train: &TrainConfig,
+    model: &PolicyModel,
+    peft: &PeftConfig,
+    device_choice: DeviceChoice,
+) -> Result<(Setup, manabi_model::DecoderLm)> {
+    let mut setup = Setup::new(run, train, model, device_choice)?;
+    setup.record_recipe(cfg, peft)?;
+    let policy = setup.decoder(&model.path)?;
+    Ok((setup, policy))
+}
