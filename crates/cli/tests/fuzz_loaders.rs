@@ -273,7 +273,7 @@ fn soup(rng: &mut Rng, n: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(n + 32);
     while out.len() < n {
         if rng.one_in(3) {
-            let token: &[u8] = *rng.pick::<&[u8]>(TOKENS);
+            let token: &[u8] = rng.pick::<&[u8]>(TOKENS);
             out.extend_from_slice(token);
         } else {
             out.push(*rng.pick(SOUP));

@@ -70,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eos_ids: tok.token_id("<eos>").into_iter().collect(),
         ..GenerateOptions::default()
     };
-    let new = generate(&model, &[prompt.clone()], &sampled, Some(&tok))?;
+    let new = generate(&model, std::slice::from_ref(&prompt), &sampled, Some(&tok))?;
     println!("llama-eval: {prompt:?} -> {:?}", new[0]);
     println!("  text: {:?}", tok.decode(&new[0], true)?);
 

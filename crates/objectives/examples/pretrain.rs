@@ -85,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_new_tokens: 16,
         ..GenerateOptions::default()
     };
-    let ids = generate(&model, &[prompt.clone()], &opts, Some(&tok))?;
+    let ids = generate(&model, std::slice::from_ref(&prompt), &opts, Some(&tok))?;
     let text = tok.decode(&[prompt, ids[0].clone()].concat(), true)?;
     println!("{} -> greedy sample: {text:?}", ckpt.display());
     Ok(())
