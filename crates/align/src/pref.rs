@@ -71,6 +71,22 @@ pub fn parse(v: &Value) -> std::result::Result<Vec<Pair>, String> {
         if responses.len() != list.len() || responses.len() < 2 {
             return Err("field `responses` must hold at least two strings, best first".into());
         }
+        for (i, r) in responses.iter().enumerate() {
+            if r.trim().is_empty() {
+                return Err(format!(
+                    "field `responses`: response {} of {} is empty",
+                    i + 1,
+                    responses.len()
+                ));
+            }
+            if let Some(j) = responses[..i].iter().position(|x| x == r) {
+                return Err(format!(
+                    "field `responses`: responses {} and {} (counting from 1) are the same text",
+                    j + 1,
+                    i + 1
+                ));
+            }
+        }
         let mut pairs = Vec::new();
         for i in 0..responses.len() {
             for j in i + 1..responses.len() {
@@ -96,25 +112,31 @@ pub fn parse(v: &Value) -> std::result::Result<Vec<Pair>, String> {
             let m = messages(v, field)?;
             match m.as_slice() {
                 [one] if one.role == manabi_finetune::sft::data::Role::Assistant => {
+                    if one.content.trim().is_empty() {
+                        return Err(format!("field `{field}`: the assistant message is empty"));
+                    }
                     Ok(format!("{}{END_OF_TURN}", one.content))
                 }
                 _ => Err(format!("field `{field}` must hold one assistant message")),
             }
         };
-        return Ok(vec![Pair {
+        return distinct(Pair {
             prompt: joined(&t.render_chat(&prompt_msgs, true)),
             chosen: reply("chosen")?,
             rejected: reply("rejected")?,
-        }]);
+        });
     }
     let chosen = text(v, "chosen")?;
     let rejected = text(v, "rejected")?;
     if o.contains_key("prompt") {
-        return Ok(vec![Pair {
+        return distinct(Pair {
             prompt: text(v, "prompt")?,
             chosen,
             rejected,
-        }]);
+        });
+    }
+    if chosen == rejected {
+        return Err(SAME.into());
     }
     // Implicit prompt: the longest shared beginning, cut back to a character boundary.
     let shared = chosen
@@ -126,11 +148,35 @@ pub fn parse(v: &Value) -> std::result::Result<Vec<Pair>, String> {
     if shared == 0 {
         return Err("`chosen` and `rejected` share no prompt; give a `prompt` field".into());
     }
-    Ok(vec![Pair {
+    for (field, rest) in [
+        ("chosen", &chosen[shared..]),
+        ("rejected", &rejected[shared..]),
+    ] {
+        if rest.trim().is_empty() {
+            return Err(format!(
+                "`{field}` is empty once the shared prompt \"{}\" is split off; give a \
+                 `prompt` field",
+                &chosen[..shared]
+            ));
+        }
+    }
+    distinct(Pair {
         prompt: chosen[..shared].to_string(),
         chosen: chosen[shared..].to_string(),
         rejected: rejected[shared..].to_string(),
-    }])
+    })
+}
+
+/// The refusal of a pair whose two completions are one text: it teaches nothing (its
+/// margin is zero whatever the model), and in data it is a copying mistake.
+const SAME: &str = "chosen and rejected are the same text";
+
+/// `pair` as the one pair of a line, unless its completions are the same text.
+fn distinct(pair: Pair) -> std::result::Result<Vec<Pair>, String> {
+    if pair.chosen == pair.rejected {
+        return Err(SAME.into());
+    }
+    Ok(vec![pair])
 }
 
 /// A tokenised pair: prompt ids and both completions (EOS appended).
@@ -144,9 +190,20 @@ pub struct TokenPair {
     pub rejected: Vec<u32>,
 }
 
-/// Tokenises pairs (prompt and completions separately, EOS appended to completions) and
-/// keeps each sequence within `max_len` tokens by cutting the prompt from the left.
-/// Returns the pairs and how many prompts were cut and pairs dropped.
+/// Length of the longest common beginning of `a` and `b`.
+fn shared_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Tokenises pairs as TRL's `DPOTrainer` does (TRL 1.x, `_prepare_dataset`): the prompt
+/// alone and prompt + completion jointly; the completion starts where the prompt's ids and
+/// both joint tokenisations first differ, so a token that merges across the boundary
+/// (a prompt ending in a space or mid-word) belongs to the completion and the prompt
+/// keeps the shared ids only. EOS is appended to each completion unless it already ends
+/// with it. No special tokens are added (TRL adds the tokenizer's post-processor tokens,
+/// e.g. a BOS, which manabi's tokenizers do not define). Each sequence is kept within
+/// `max_len` tokens by cutting the prompt from the left. Returns the pairs and how many
+/// prompts were cut and pairs dropped.
 pub fn tokenize(
     pairs: &[Pair],
     tokenizer: &TextTokenizer,
@@ -156,11 +213,18 @@ pub fn tokenize(
     let (mut cut, mut dropped) = (0, 0);
     let mut out = Vec::with_capacity(pairs.len());
     for p in pairs {
-        let mut prompt = tokenizer.encode(&p.prompt)?;
-        let mut chosen = tokenizer.encode(&p.chosen)?;
-        let mut rejected = tokenizer.encode(&p.rejected)?;
-        chosen.push(eos);
-        rejected.push(eos);
+        let alone = tokenizer.encode(&p.prompt)?;
+        let with_chosen = tokenizer.encode(&format!("{}{}", p.prompt, p.chosen))?;
+        let with_rejected = tokenizer.encode(&format!("{}{}", p.prompt, p.rejected))?;
+        let start = shared_prefix(&alone, &with_chosen).min(shared_prefix(&alone, &with_rejected));
+        let mut prompt = alone[..start].to_vec();
+        let mut chosen = with_chosen[start..].to_vec();
+        let mut rejected = with_rejected[start..].to_vec();
+        for completion in [&mut chosen, &mut rejected] {
+            if completion.last() != Some(&eos) {
+                completion.push(eos);
+            }
+        }
         let longest = chosen.len().max(rejected.len());
         if longest + 1 > max_len {
             dropped += 1;

@@ -3,7 +3,7 @@
 //! prompts, and how often the model itself prefers the chosen completion of held-out
 //! preference pairs (summed log-probs) — with the differences.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use manabi_finetune::sft::Specials;
@@ -54,6 +54,22 @@ fn metrics(
     if let Some(path) = &inputs.text {
         let text = std::fs::read_to_string(path).map_err(|e| AlignError::io(path, e))?;
         let ids = tok.encode(&text)?;
+        if ids.len() < 2 {
+            return Err(AlignError::io(
+                path,
+                format!("{} tokens: a perplexity needs at least 2", ids.len()),
+            ));
+        }
+        let positions = model.config().max_positions;
+        if !(2..=positions).contains(&inputs.context) {
+            return Err(AlignError::config(
+                "--context",
+                format!(
+                    "{} is outside 2 to {positions}, the model's positions",
+                    inputs.context
+                ),
+            ));
+        }
         let r = manabi_model::evaluate(model, &ids, inputs.context, 8)?;
         out.push((format!("perplexity ({})", path.display()), r.perplexity));
     }
@@ -98,12 +114,19 @@ fn metrics(
         out.push((format!("exact match ({})", path.display()), em));
     }
     if let Some(path) = &inputs.pairs {
-        let (pairs, _, _) = tokenize(
+        let max = model.config().max_positions;
+        let (pairs, _, dropped) = tokenize(
             &read_pairs(std::slice::from_ref(path))?,
             tok,
             specials.eos,
-            model.config().max_positions,
+            max,
         )?;
+        if pairs.is_empty() {
+            return Err(AlignError::io(
+                path,
+                format!("no pair fits the model's {max} positions ({dropped} dropped)"),
+            ));
+        }
         let logps = pair_logps(model, &pairs, 16, specials.pad, device);
         let wins = logps.iter().filter(|(c, r)| c > r).count() as f64;
         out.push((
@@ -132,6 +155,11 @@ pub fn report(
             "nothing to evaluate: give --text, --qa, --prompts or --pairs",
         ));
     }
+    for (which, model) in [("--before", before), ("--after", after)] {
+        let vocab = model.config().vocab_size;
+        manabi_model::open::check_tokenizer(tok.vocab_size(), tok.path(), vocab)
+            .map_err(|e| AlignError::config(which, e.to_string()))?;
+    }
     let a = metrics(before, tok, inputs, device)?;
     let b = metrics(after, tok, inputs, device)?;
     Ok(a.into_iter()
@@ -142,4 +170,36 @@ pub fn report(
             after,
         })
         .collect())
+}
+
+/// The one tokenizer a report scores both models with: `given` (`--tokenizer`), else the
+/// `tokenizer.json` of each model folder (`before`, `after`: model or run folders, found
+/// by [`manabi_model::locate`]), refused when the two differ — scored with the other's
+/// tokenizer a model reads ids it was never trained on, and perplexities over different
+/// vocabularies do not compare. The error names both files.
+pub fn report_tokenizer(
+    before: &Path,
+    after: &Path,
+    given: Option<&Path>,
+) -> Result<TextTokenizer> {
+    let before = manabi_model::locate(before)?.dir.join("tokenizer.json");
+    let after = manabi_model::locate(after)?.dir.join("tokenizer.json");
+    if let Some(path) = given {
+        return Ok(TextTokenizer::load(path)?);
+    }
+    let (b, a) = (TextTokenizer::load(&before)?, TextTokenizer::load(&after)?);
+    let same = b.sha256() == a.sha256()
+        || serde_json::from_str::<serde_json::Value>(b.to_json()).ok()
+            == serde_json::from_str::<serde_json::Value>(a.to_json()).ok();
+    if !same {
+        return Err(AlignError::io(
+            &before,
+            format!(
+                "differs from {}: the report scores both models with one tokenizer \
+                 (compare models that share one, or name it with --tokenizer)",
+                after.display()
+            ),
+        ));
+    }
+    Ok(a)
 }

@@ -290,7 +290,8 @@ pub(crate) fn load_reward_scorer(
     key: &str,
 ) -> Result<(manabi_model::DecoderClassifier, TextTokenizer)> {
     let rm = load_scalar(dir, device, key)?.valid();
-    let path = dir.join("tokenizer.json");
+    // A run folder's tokenizer is its newest checkpoint's, the one load_scalar loaded.
+    let path = manabi_model::locate(dir)?.dir.join("tokenizer.json");
     let tok = TextTokenizer::load(&path)?;
     if !own && tok.sha256() != policy.sha256() {
         let section = key.split('.').next().unwrap_or(key);
@@ -357,10 +358,10 @@ pub fn train_reward(
     manabi_model::init::seed(cfg.run.seed);
     let body = setup.decoder(&cfg.model.path)?;
     let mut model = DecoderClassifier::from_lm(body, 1);
-    model.lm = peft::apply(model.lm, &cfg.peft)?;
+    model.lm = peft::apply_with_tokenizer(model.lm, &cfg.peft, &setup.tokenizer)?;
     let (trainable, total) = peft::describe(&model);
     println!(
-        "{:?} + score head: {trainable} trainable of {total} parameters",
+        "{} + score head: {trainable} trainable of {total} parameters",
         cfg.peft.method
     );
     setup.record_recipe(cfg, &cfg.peft)?;
@@ -405,8 +406,10 @@ pub fn score_texts(
     let specials = Specials::of(tokenizer)?;
     let mut rows = Vec::with_capacity(texts.len());
     for (p, r) in texts {
-        let mut ids = tokenizer.encode(p)?;
-        ids.extend(tokenizer.encode(r)?);
+        // Prompt and response as one text, as reward training tokenises its pairs
+        // (`pref::tokenize`) and as TRL's RewardTrainer does: BPE merges across the
+        // boundary come out the same.
+        let mut ids = tokenizer.encode(&format!("{p}{r}"))?;
         ids.push(specials.eos);
         rows.push(ids);
     }

@@ -1,9 +1,11 @@
-//! `manabi dpo --config FILE [--set key=value ...] [--resume]`.
+//! `manabi dpo --config FILE [--set key=value ...] [--resume]`, `manabi dpo eval`, and the
+//! other alignment commands.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use manabi_align::{DpoConfig, GrpoConfig, PpoConfig, RewardConfig};
+use manabi_align::dpo::{DpoSettings, EvalOptions};
+use manabi_align::{DpoConfig, GrpoConfig, LossType, PpoConfig, RewardConfig};
 use manabi_model::DeviceChoice;
 use manabi_objectives::Recipe;
 
@@ -22,7 +24,116 @@ pub struct RecipeArgs {
     pub resume: Option<Option<PathBuf>>,
 }
 
-pub fn dpo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
+/// `manabi dpo --config FILE …` trains; `manabi dpo eval …` scores a policy against a
+/// reference without training.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DpoArgs {
+    #[command(subcommand)]
+    pub command: Option<DpoCommand>,
+    #[command(flatten)]
+    pub recipe: Option<RecipeArgs>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DpoCommand {
+    /// TRL's DPO metrics (rewards/chosen, rewards/rejected, rewards/accuracies,
+    /// rewards/margins, logps/chosen, logps/rejected, loss) of a policy against a reference
+    /// on preference pairs, without training.
+    Eval(DpoEvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DpoEvalArgs {
+    /// The policy: any decoder folder (manabi checkpoint, run folder, Hugging Face).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The reference to compare with (e.g. the checkpoint the policy started from); not
+    /// with --loss-type simpo.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Preference pairs (JSONL, any layout `manabi dpo` reads); repeatable.
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
+    /// tokenizer.json (default: the one in --model).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// β of the implicit reward.
+    #[arg(long, default_value_t = 0.1)]
+    pub beta: f64,
+    /// sigmoid | robust | hinge | ipo | simpo.
+    #[arg(long, default_value = "sigmoid", value_parser = parse_loss_type)]
+    pub loss_type: LossType,
+    /// ε: assumed share of flipped labels (sigmoid, robust, simpo).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// SimPO's target margin γ.
+    #[arg(long, default_value_t = 0.5)]
+    pub simpo_gamma: f64,
+    /// Longest prompt + completion in tokens (prompts are cut from the left), as the
+    /// recipe's data.max_length.
+    #[arg(long, default_value_t = 256)]
+    pub max_length: usize,
+    /// Pairs per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Print the numbers as one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_loss_type(s: &str) -> Result<LossType, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("unknown loss type `{s}` (sigmoid, robust, hinge, ipo, simpo)"))
+}
+
+pub fn dpo(args: &DpoArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
+    match (&args.command, &args.recipe) {
+        (Some(DpoCommand::Eval(a)), _) => dpo_eval(a, device.unwrap_or(DeviceChoice::Cpu)),
+        (None, Some(recipe)) => dpo_train(recipe, device),
+        (None, None) => anyhow::bail!("give --config RECIPE (or `manabi dpo eval`)"),
+    }
+}
+
+fn dpo_eval(a: &DpoEvalArgs, device: DeviceChoice) -> anyhow::Result<()> {
+    let device = device.resolve()?;
+    if !(a.beta > 0.0 && a.beta.is_finite()) {
+        anyhow::bail!("--beta must be positive");
+    }
+    if !(0.0..0.5).contains(&a.label_smoothing) {
+        anyhow::bail!("--label-smoothing must be in [0, 0.5)");
+    }
+    let options = EvalOptions {
+        model: a.model.clone(),
+        tokenizer: a.tokenizer.clone(),
+        data: a.data.clone(),
+        settings: DpoSettings {
+            beta: a.beta,
+            loss_type: a.loss_type,
+            label_smoothing: a.label_smoothing,
+            simpo_gamma: a.simpo_gamma,
+            reference: a.reference.clone(),
+        },
+        batch_size: a.batch_size,
+        max_length: a.max_length,
+    };
+    let r = manabi_align::dpo::dpo_eval(&options, &device)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    println!("{} pairs", r.pairs);
+    println!("  loss {:.4}", r.loss);
+    for (k, v) in &r.metrics {
+        println!("  {k} {v:.4}");
+    }
+    if r.cut + r.dropped > 0 {
+        println!("{} prompts cut to fit, {} pairs dropped", r.cut, r.dropped);
+    }
+    Ok(())
+}
+
+fn dpo_train(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     let cfg = DpoConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_align::dpo(&cfg, device, crate::resume_from(&args.resume))?;
@@ -199,11 +310,7 @@ pub fn align(cmd: &AlignCommand, device: DeviceChoice) -> anyhow::Result<()> {
     let device = device.resolve()?;
     let (before, _) = manabi_finetune::load_decoder(&a.before, &device)?;
     let (after, _) = manabi_finetune::load_decoder(&a.after, &device)?;
-    let tok_path = a
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| a.after.join("tokenizer.json"));
-    let tok = manabi_tokenize::TextTokenizer::load(&tok_path)?;
+    let tok = manabi_align::report::report_tokenizer(&a.before, &a.after, a.tokenizer.as_deref())?;
     let inputs = manabi_align::report::ReportInputs {
         text: a.text.clone(),
         qa: a.qa.clone(),

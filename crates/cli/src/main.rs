@@ -39,8 +39,8 @@ enum Command {
     /// fully or with LoRA, BitFit or bottleneck adapters.
     Sft(sft::SftArgs),
     /// Align a model with preference pairs: DPO, IPO, hinge, robust or SimPO
-    /// (configs/align/dpo*.toml).
-    Dpo(align::RecipeArgs),
+    /// (configs/align/dpo*.toml); `dpo eval` scores a policy against a reference.
+    Dpo(align::DpoArgs),
     /// Alignment reports (the alignment tax).
     #[command(subcommand)]
     Align(align::AlignCommand),
@@ -137,6 +137,13 @@ fn locate_models(command: &mut Command) -> anyhow::Result<()> {
         Command::Export(args) => locate(&mut args.model),
         Command::Embed(args) => locate(&mut args.model),
         Command::Task(args) => args.model.as_mut().map_or(Ok(()), locate),
+        Command::Dpo(align::DpoArgs {
+            command: Some(align::DpoCommand::Eval(args)),
+            ..
+        }) => {
+            locate(&mut args.model)?;
+            args.reference.as_mut().map_or(Ok(()), locate)
+        }
         _ => Ok(()),
     }
 }

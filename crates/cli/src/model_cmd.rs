@@ -408,7 +408,7 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
         })?;
         manabi_finetune::peft::save_adapter(&model, &peft, &args.out)?;
         eprintln!(
-            "exported the {:?} adapter -> {}",
+            "exported the {} adapter -> {}",
             peft.method,
             args.out.display()
         );
@@ -506,7 +506,7 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
         },
     };
     eprintln!(
-        "exported {params} parameters ({family:?}) -> {}",
+        "exported {params} parameters ({family}) -> {}",
         args.out.display()
     );
     Ok(())

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use manabi_finetune::tasks::embed::{Pooling, SentenceModel};
-use manabi_finetune::tasks::rag::{self, Embedder, QA_TEMPLATE, RagIndex, Retriever};
 use manabi_model::DeviceChoice;
+use manabi_rag::{self as rag, Embedder, QA_TEMPLATE, RagIndex, Retriever};
 use manabi_tokenize::TextTokenizer;
 
 #[derive(Debug, Args)]
@@ -227,6 +227,7 @@ pub fn run(args: &RagArgs, device: DeviceChoice) -> anyhow::Result<()> {
                     "give --index, --model and --question (or use `rag index` / `rag eval`)"
                 );
             };
+            rag::check_template(&a.template)?;
             let index = RagIndex::open(index)?;
             let parts = embedder_parts(&index, &device)?;
             let emb = index_embedder(&index, parts.as_ref(), &device);
@@ -239,7 +240,7 @@ pub fn run(args: &RagArgs, device: DeviceChoice) -> anyhow::Result<()> {
                 println!("[{}] {}", index.passages[i].id, index.passages[i].text);
             }
             let (m, tok) = load_generator(model, &device)?;
-            let answer = rag::answer(&m, &tok, &[rag::prompt(&a.template, &ctx, question)], 32)?;
+            let answer = rag::answer(&m, &tok, &[rag::prompt(&a.template, &ctx, question)?], 32)?;
             println!("answer: {}", answer[0]);
             Ok(())
         }

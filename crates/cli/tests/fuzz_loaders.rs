@@ -1027,7 +1027,7 @@ fn fewshot_docs() {
 
 #[test]
 fn rag_files() {
-    use manabi_finetune::tasks::rag::{read_passages, read_questions};
+    use manabi_rag::{read_passages, read_questions};
     // Passages as JSONL and as paragraphs of text; questions.
     let files = heads(&[
         "datasets/rag/docs-en.jsonl",

@@ -1,8 +1,8 @@
 //! manabi-finetune: the second half of a model's life on the shared Trainer — supervised
 //! fine-tuning (instruction tuning, chat, QA, summarisation) with the loss on responses
 //! only, parameter-efficient methods (LoRA with the PEFT format, BitFit, bottleneck
-//! adapters) next to full fine-tuning, and downstream tasks, few-shot prompting and
-//! retrieval-augmented generation (`tasks`).
+//! adapters) next to full fine-tuning, and downstream tasks and few-shot prompting
+//! (`tasks`). Retrieval-augmented generation is `manabi-rag`, built on this crate.
 
 pub mod config;
 pub mod error;

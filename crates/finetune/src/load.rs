@@ -15,6 +15,8 @@ use crate::peft::{self, PEFT_FILE, PeftConfig};
 /// the body of a decoder task checkpoint (`head.toml`: its head dropped), or a Hugging
 /// Face folder. Returns the PEFT settings of an adapted model.
 pub fn load_decoder(dir: &Path, device: &Device) -> Result<(DecoderLm, Option<PeftConfig>)> {
+    // A missing folder is named as the folder; a run folder stands for its newest checkpoint.
+    let dir = &manabi_model::locate(dir)?.dir;
     let spec = dir.join(PEFT_FILE);
     if dir.join(crate::tasks::HEAD_FILE).exists() && dir.join("model.toml").exists() {
         // A task checkpoint (classifier, tagger, reward model): its body, the head dropped

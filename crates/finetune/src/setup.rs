@@ -47,12 +47,15 @@ impl Setup {
         model: &BaseModel,
         device_choice: DeviceChoice,
     ) -> Result<Self> {
+        // A missing model folder is named as the folder before anything is written; a
+        // run folder's tokenizer is that of its newest checkpoint.
+        let model_dir = manabi_model::locate(&model.path)?.dir;
         let device = device_choice.resolve()?;
         let trainer = Trainer::new(&device, train.clone(), &run.out, run.seed)?;
         let tok_path = model
             .tokenizer
             .clone()
-            .unwrap_or_else(|| model.path.join("tokenizer.json"));
+            .unwrap_or_else(|| model_dir.join("tokenizer.json"));
         let tokenizer = TextTokenizer::load(&tok_path)?;
         let specials = Specials::of(&tokenizer)?;
         Ok(Self {

@@ -195,7 +195,7 @@ fn bad_task_files_are_one_line_errors() {
         ),
         (
             "{\"query\": \"q\", \"choices\": [\"a\", \"b\"], \"gold\": 2}",
-            "index of a choice (0..2)",
+            "index of a choice, 0 to 1; got 2",
         ),
         ("{\"query\": \"q\"}", "missing field `answer`"),
         (
@@ -203,6 +203,30 @@ fn bad_task_files_are_one_line_errors() {
             "`answer` must be a non-empty string",
         ),
         ("[1, 2", "invalid JSON"),
+        (
+            "{\"query\": \"q\", \"choices\": [\"a\", \" \"], \"gold\": 0}",
+            "field `choices` holds an empty string",
+        ),
+        (
+            "{\"query\": \"q\", \"choices\": [\"a\", \"b\", \"a\"], \"gold\": 0}",
+            "field `choices` lists \"a\" twice (indices 0 and 2)",
+        ),
+        (
+            "{\"query\": \"q\", \"choices\": [\"a\", \"b\"], \"gold\": -1}",
+            "index of a choice, 0 to 1; got -1",
+        ),
+        (
+            "{\"query\": \"q\", \"choices\": [\"a\", \"b\"]}",
+            "missing field `gold` (the index of the right choice, 0 to 1)",
+        ),
+        (
+            "{\"query\": \"q\", \"answer\": \"x\", \"rationale\": 7}",
+            "field `rationale` must be a string",
+        ),
+        (
+            "{\"query\": \" \", \"answer\": \"x\"}",
+            "`query` must be a non-empty string",
+        ),
     ];
     for (i, (line, want)) in cases.iter().enumerate() {
         let p = tmp.path().join(format!("t{i}.jsonl"));

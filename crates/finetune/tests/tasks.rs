@@ -209,7 +209,7 @@ fn bad_task_data_and_settings_are_one_line_errors() {
     let good = "{\"sentence\": \"good\", \"label\": \"positive\"}\n{\"sentence\": \"bad\", \"label\": \"negative\"}\n";
     // (kind, train file, val file, --set overrides, what the error must say)
     type Case<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a [&'a str]);
-    let cases: [Case; 9] = [
+    let cases: [Case; 14] = [
         (
             "classification",
             good,
@@ -254,7 +254,50 @@ fn bad_task_data_and_settings_are_one_line_errors() {
             "{\"sentence\": \"good\", \"label\": \"positive\"}\n",
             good,
             &[],
-            &["at least two classes"],
+            &[
+                "at least two classes",
+                "the training data has only \"positive\"",
+            ],
+        ),
+        // A label list that names a class twice would train a head with an output no
+        // example reaches: refused naming the label and the key (every kind).
+        (
+            "classification",
+            good,
+            good,
+            &["task.labels=[\"pos\", \"neg\", \"pos\"]"],
+            &["invalid config `task.labels`", "\"pos\" is listed twice"],
+        ),
+        (
+            "ner",
+            good,
+            good,
+            &["task.labels=[\"PER\", \"LOC\", \"PER\"]"],
+            &["invalid config `task.labels`", "\"PER\" is listed twice"],
+        ),
+        (
+            "classification",
+            good,
+            good,
+            &["task.labels=[\"pos\", \"  \"]"],
+            &["invalid config `task.labels`", "label 2 of 2 is empty"],
+        ),
+        (
+            "classification",
+            "{\"sentence\": \"good\", \"label\": \"positive\"}\n{\"sentence\": \"bad\", \"label\": \" \"}\n",
+            good,
+            &[],
+            &["t.jsonl:2", "field `label` is empty"],
+        ),
+        (
+            "classification",
+            good,
+            good,
+            &["task.labels=[\"positive\"]"],
+            &[
+                "at least two classes",
+                "task.labels lists only \"positive\"",
+            ],
         ),
         (
             "sts",
@@ -284,7 +327,14 @@ fn bad_task_data_and_settings_are_one_line_errors() {
         for w in want {
             assert!(e.contains(w), "`{w}` not in: {e}");
         }
+        for debug in ["Some(", "None", "Err(", "Ok(", "[\""] {
+            assert!(!e.contains(debug), "Rust debug text `{debug}` in: {e}");
+        }
     }
+    // A model folder that is not there is named as the folder, before anything is read
+    // inside it.
+    let e = err_of(&d.join("no-model"), d, "classification", good, good, &[]);
+    assert!(e.ends_with("no-model: no such model folder"), "{e}");
     // A checkpoint that is not a task model.
     let e = evaluate_task(
         &base,
@@ -435,6 +485,10 @@ fn bad_entity_spans_are_one_line_errors() {
         (
             "{\"text\": \"Mara lives\", \"entities\": [{\"span\": [0, 4]}]}",
             "missing `type`",
+        ),
+        (
+            "{\"text\": \"Mara lives\", \"entities\": [{\"span\": [0, 4], \"type\": \" \"}]}",
+            "entity 0: `type` is empty",
         ),
         ("{\"text\": \"\", \"entities\": []}", "non-empty string"),
     ];
@@ -658,4 +712,106 @@ fn task_files_with_a_bom_and_crlf_lines_are_read() {
         read_sentences(&[j, t], &fields).unwrap(),
         ["a b", "c", "d", "first one", "second"]
     );
+}
+
+#[test]
+fn embeddings_of_another_width_are_refused_naming_their_line() {
+    use manabi_finetune::tasks::embed::{SentenceModel, read_embeddings, write_embeddings};
+    let _rng = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let p = d.join("v.jsonl");
+    let write = |text: &str| std::fs::write(&p, text).unwrap();
+    let err = |width: Option<usize>| read_embeddings(&p, width).unwrap_err().to_string();
+    // (file, the model's width, what the error must say)
+    let cases: [(&str, Option<usize>, &[&str]); 6] = [
+        (
+            "{\"embedding\": [1, 2, 3]}\n\n{\"embedding\": [1, 2]}\n",
+            None,
+            &[
+                "v.jsonl:3",
+                "an embedding of 2 values, where line 1's values are 3 wide",
+            ],
+        ),
+        (
+            "{\"embedding\": [1, 2, 3]}\n",
+            Some(4),
+            &[
+                "v.jsonl:1",
+                "an embedding of 3 values, where the model's vectors are 4 wide",
+            ],
+        ),
+        (
+            "{\"embedding\": [1, \"x\"]}\n",
+            None,
+            &[
+                "v.jsonl:1",
+                "`embedding` value 2 of 2 is \"x\", not a finite number",
+            ],
+        ),
+        (
+            "{\"text\": \"a\"}\n",
+            None,
+            &["v.jsonl:1", "missing field `embedding`"],
+        ),
+        (
+            "{\"embedding\": []}\n",
+            None,
+            &["v.jsonl:1", "`embedding` is empty"],
+        ),
+        ("\n", None, &["v.jsonl: no embeddings in this file"]),
+    ];
+    for (text, width, want) in cases {
+        write(text);
+        let e = err(width);
+        assert!(!e.contains('\n'), "{e}");
+        for w in want {
+            assert!(e.contains(w), "`{w}` not in: {e}");
+        }
+    }
+    // What `manabi embed` writes reads back; texts and vectors must pair up.
+    let texts = vec!["a".to_string(), "b".to_string()];
+    let vectors = vec![vec![0.5, -1.0], vec![2.0, 0.25]];
+    write_embeddings(&p, &texts, &vectors).unwrap();
+    assert_eq!(read_embeddings(&p, Some(2)).unwrap(), vectors);
+    let e = write_embeddings(&p, &texts, &vectors[..1])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("v.jsonl: 2 texts but 1 embeddings"), "{e}");
+
+    // A model folder that is not there is named as the folder; a run folder stands for its
+    // newest checkpoint.
+    let device = test_device();
+    let base = tiny_base(d);
+    let missing = d.join("nope");
+    use manabi_finetune::tasks::body::{load_bert_body, load_seq_classifier, load_tagger};
+    let errors = [
+        SentenceModel::load(&missing, &device).map(|_| ()),
+        load_classifier(&missing, &device).map(|_| ()),
+        manabi_finetune::load_decoder(&missing, &device).map(|_| ()),
+        load_seq_classifier(&missing, &device).map(|_| ()),
+        load_tagger(&missing, &device).map(|_| ()),
+        load_bert_body(&missing, &device).map(|_| ()),
+        evaluate_task(
+            &missing,
+            std::slice::from_ref(&p),
+            &d.join("o.jsonl"),
+            4,
+            &device,
+        )
+        .map(|_| ()),
+    ];
+    for r in errors {
+        let e = r.unwrap_err().to_string();
+        assert!(e.ends_with("nope: no such model folder"), "{e}");
+    }
+    let step = d.join("run/checkpoints/step-0000003");
+    std::fs::create_dir_all(&step).unwrap();
+    for f in std::fs::read_dir(&base).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, step.join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(step.join("state.json"), "{}").unwrap();
+    let m = SentenceModel::load(&d.join("run"), &device).unwrap();
+    assert_eq!(m.width(), 32);
 }

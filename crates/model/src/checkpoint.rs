@@ -82,8 +82,24 @@ pub fn load_module<M: Module>(
         message: e.to_string(),
     })?;
     cfg.validate()?;
+    // A model.toml that describes a model far larger than model.bpk (≥ 2 bytes a
+    // parameter) is refused before memory is allocated for it.
+    let weights = dir.join("model.bpk");
+    let bytes = std::fs::metadata(&weights)
+        .map_err(|e| file_err(&weights, e))?
+        .len() as f64;
+    let described = cfg.approx_params();
+    if described > 4.0 * bytes / 2.0 + 1e6 {
+        return Err(ModelError::File {
+            path: cfg_path,
+            message: format!(
+                "describes a model of about {described:.3e} parameters but model.bpk has \
+                 {bytes:.3e} bytes: model.toml does not belong to these weights"
+            ),
+        });
+    }
     let mut model = build(&cfg, device)?;
-    load_weights(&mut model, &dir.join("model.bpk"))?;
+    load_weights(&mut model, &weights)?;
     Ok(model)
 }
 
@@ -124,7 +140,7 @@ pub(crate) fn out<const D: usize>(name: impl Into<String>, t: Tensor<D>) -> Resu
         .into_data()
         .convert::<f32>()
         .try_into_vec()
-        .map_err(|e| ModelError::Input(format!("{e:?}")))?;
+        .map_err(|e| ModelError::Input(e.to_string()))?;
     Ok(Out {
         name: name.into(),
         shape,
@@ -178,14 +194,14 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
         .position(|b| b.attn_adapter.is_some() || b.mlp_adapter.is_some())
     {
         return Err(ModelError::Input(format!(
-            "layers.{i} has bottleneck adapters, which a Hugging Face {:?} model cannot hold; \
+            "layers.{i} has bottleneck adapters, which a Hugging Face {} model cannot hold; \
              keep the manabi checkpoint (it loads with its adapters) or fine-tune with LoRA",
             cfg.family
         )));
     }
     if model.virtual_tokens() > 0 {
         return Err(ModelError::Input(format!(
-            "the model has a soft prompt or a prefix ({} virtual tokens), which a Hugging Face {:?} model cannot hold; \
+            "the model has a soft prompt or a prefix ({} virtual tokens), which a Hugging Face {} model cannot hold; \
              export the adapter in the PEFT format (`--format peft`) and load it with PeftModel",
             model.virtual_tokens(),
             cfg.family

@@ -137,7 +137,7 @@ impl DecoderClassifier {
             (Family::Llama, true) => "LlamaForTokenClassification",
             (f, _) => {
                 return Err(ModelError::Input(format!(
-                    "{f:?} has no decoder classification layout"
+                    "`{f}` has no decoder classification layout"
                 )));
             }
         };
@@ -210,8 +210,15 @@ pub fn load_classifier_hf_kind(
     let token = v["architectures"][0]
         .as_str()
         .is_some_and(|a| a.ends_with("ForTokenClassification"));
-    let mut m = DecoderClassifier::new(&cfg, labels, device);
     let mut w = crate::hf::Weights::read(dir, device)?;
+    w.check_fits(&cfg)?;
+    if labels == 0 || labels > 1 << 20 {
+        return Err(ModelError::Config {
+            key: format!("{}: num_labels", dir.join("config.json").display()),
+            message: format!("{labels} outputs is not a classification head"),
+        });
+    }
+    let mut m = DecoderClassifier::new(&cfg, labels, device);
     crate::hf::load_decoder_weights(&mut m.lm, &cfg, &mut w)?;
     // The body set its prefix (`model.`, `transformer.`); the head sits at the top.
     w.prefix = String::new();

@@ -23,6 +23,19 @@ pub enum Family {
     T5,
 }
 
+/// The name a config file uses (`gpt2`, `llama`, `bert`, `t5`), so messages print what a
+/// user writes rather than the Rust variant.
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Gpt2 => "gpt2",
+            Self::Llama => "llama",
+            Self::Bert => "bert",
+            Self::T5 => "t5",
+        })
+    }
+}
+
 /// Position information given to attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -199,6 +212,23 @@ impl ModelConfig {
         self.decoder_start_token_id
             .or(self.pad_token_id)
             .unwrap_or(0)
+    }
+
+    /// A loose lower estimate of the parameter count in `f64` (no overflow on absurd
+    /// values): embeddings, positions, and per layer attention and MLP. Loaders compare it
+    /// with the weights on disk before allocating, so a config that cannot belong to them
+    /// (e.g. `n_layer = 65535`) is an error, not an out-of-memory abort.
+    pub fn approx_params(&self) -> f64 {
+        let (d, ff) = (self.d_model as f64, self.d_ff as f64);
+        let heads = self.n_heads.max(1) as f64;
+        let kv = self.n_kv_heads.map_or(heads, |k| k as f64);
+        let hd = self.head_dim.map_or(d / heads, |h| h as f64);
+        let rows = self.vocab_size as f64
+            + self.max_positions as f64
+            + self.type_vocab_size.unwrap_or(0) as f64
+            + self.num_labels.unwrap_or(0) as f64;
+        let layer = d * hd * (2.0 * heads + 2.0 * kv) + 2.0 * d * ff;
+        rows * d + self.n_layers as f64 * layer
     }
 
     /// Parameters, embeddings included (tied ones counted once). BERT: embeddings and

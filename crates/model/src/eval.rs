@@ -39,7 +39,7 @@ fn window_nll(model: &DecoderLm, windows: &[&[u32]]) -> Result<f64> {
         .into_data()
         .convert::<f32>()
         .try_into_vec()
-        .map_err(|e| ModelError::Input(format!("{e:?}")))?;
+        .map_err(|e| ModelError::Input(e.to_string()))?;
     Ok(-values.iter().map(|&v| v as f64).sum::<f64>())
 }
 

@@ -256,7 +256,7 @@ pub fn generate(
             .into_data()
             .convert::<f32>()
             .try_into_vec()
-            .map_err(|e| ModelError::Input(format!("{e:?}")))?;
+            .map_err(|e| ModelError::Input(e.to_string()))?;
         let forbid: &[u32] = if step < opts.min_new_tokens {
             &opts.eos_ids
         } else {

@@ -94,6 +94,27 @@ impl Weights {
         })
     }
 
+    /// Refuses a `config.json` that describes a model far larger than the weights hold
+    /// (a typo such as `"n_layer": 65535`), before any memory is allocated for it.
+    pub(crate) fn check_fits(&self, cfg: &ModelConfig) -> Result<()> {
+        let held: f64 = self
+            .tensors
+            .values()
+            .map(|t| t.shape().iter().product::<usize>() as f64)
+            .sum();
+        let described = cfg.approx_params();
+        if described > 4.0 * held + 1e6 {
+            return Err(ModelError::File {
+                path: self.path.clone(),
+                message: format!(
+                    "config.json describes a model of about {described:.3e} parameters but the \
+                     weights hold {held:.3e}: the config does not belong to these weights"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn has(&self, name: &str) -> bool {
         self.tensors.contains_key(&format!("{}{name}", self.prefix))
     }
@@ -214,6 +235,7 @@ pub fn load_hf(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
     let dir = dir.as_ref();
     let cfg = read_config(dir)?;
     let mut w = Weights::read(dir, device)?;
+    w.check_fits(&cfg)?;
     let mut model = DecoderLm::new(&cfg, device);
     match cfg.family {
         Family::Gpt2 => load_gpt2(&mut model, &cfg, &mut w)?,
@@ -234,7 +256,7 @@ pub(crate) fn load_decoder_weights(
         Family::Gpt2 => load_gpt2(m, cfg, w),
         Family::Llama => load_llama(m, cfg, w),
         Family::Bert | Family::T5 => Err(ModelError::Input(format!(
-            "{:?} is not a decoder-only model",
+            "`{}` is not a decoder-only model",
             cfg.family
         ))),
     }

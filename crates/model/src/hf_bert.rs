@@ -131,6 +131,7 @@ fn open(dir: &Path, device: &Device) -> Result<(ModelConfig, Weights)> {
         });
     }
     let mut w = Weights::read(dir, device)?;
+    w.check_fits(&cfg)?;
     if w.has("bert.embeddings.word_embeddings.weight") {
         w.prefix = "bert.".into();
     }

@@ -171,6 +171,7 @@ pub fn load_t5(dir: impl AsRef<Path>, device: &Device) -> Result<T5> {
         });
     }
     let mut w = Weights::read(dir, device)?;
+    w.check_fits(&cfg)?;
     if cfg.tie_embeddings && w.has("lm_head.weight") && !w.same("lm_head.weight", "shared.weight") {
         cfg.tie_embeddings = false;
     }

@@ -420,7 +420,7 @@ impl T5 {
                 .into_data()
                 .convert::<f32>()
                 .try_into_vec()
-                .map_err(|e| ModelError::Input(format!("{e:?}")))?;
+                .map_err(|e| ModelError::Input(e.to_string()))?;
             for r in 0..b {
                 // Finished rows are fed padding, as transformers does.
                 let next = if done[r] {

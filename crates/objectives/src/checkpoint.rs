@@ -111,7 +111,7 @@ pub fn save<M: TrainModel>(
     let opt_path = tmp.join("optimizer.bpk");
     optim
         .save(&opt_path)
-        .map_err(|e| TrainError::io(&opt_path, format!("{e:?}")))?;
+        .map_err(|e| TrainError::io(&opt_path, e))?;
     std::fs::write(tmp.join("config.toml"), config_toml)
         .map_err(|e| TrainError::io(tmp.join("config.toml"), e))?;
     let mut state = state.clone();
@@ -263,7 +263,7 @@ pub fn load_into<M: TrainModel>(
     let path = dir.join("optimizer.bpk");
     let optim = optim.load(&path).map_err(|e| TrainError::Checkpoint {
         path: path.clone(),
-        message: format!("{e:?}"),
+        message: e.to_string(),
     })?;
     Ok((model, optim, state))
 }

@@ -452,8 +452,8 @@ impl Recipe for PretrainConfig {
             return Err(invalid(
                 "objective.kind",
                 format!(
-                    "{:?} cannot train a {:?} model (clm: gpt2/llama, mlm: bert, span: t5)",
-                    self.objective_kind(),
+                    "`{}` cannot train a {} model (clm: gpt2/llama, mlm: bert, span: t5)",
+                    format!("{:?}", self.objective_kind()).to_lowercase(),
                     self.model.family
                 ),
             ));

@@ -264,13 +264,13 @@ impl Trainer {
                 key: "train.precision".into(),
                 message: if supported {
                     format!(
-                        "{:?} training is not implemented yet; use \"f32\"",
-                        train.precision
+                        "\"{}\" training is not implemented yet; use \"f32\"",
+                        format!("{:?}", train.precision).to_lowercase()
                     )
                 } else {
                     format!(
-                        "this device cannot compute in {:?}; use \"f32\"",
-                        train.precision
+                        "this device cannot compute in \"{}\"; use \"f32\"",
+                        format!("{:?}", train.precision).to_lowercase()
                     )
                 },
             });

@@ -167,8 +167,8 @@ impl TrainOptions {
             return Err(invalid(
                 "special-tokens",
                 format!(
-                    "{:?} needs the unknown token `{UNK}` among the special tokens",
-                    self.kind
+                    "kind {} needs the unknown token `{UNK}` among the special tokens",
+                    serde_json::to_string(&self.kind).unwrap_or_default()
                 ),
             ));
         }
@@ -202,9 +202,9 @@ impl TrainOptions {
                 return Err(invalid(
                     "morph-dict",
                     format!(
-                        "pre-tokenize {:?} does not split at the spaces between words \
+                        "pre-tokenize {} does not split at the spaces between words \
                          (hint: keep the default pre-tokenization)",
-                        self.pre_tokenize
+                        serde_json::to_string(&self.pre_tokenize).unwrap_or_default()
                     ),
                 ));
             }

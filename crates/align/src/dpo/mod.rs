@@ -9,12 +9,18 @@
 //! - `simpo` (Meng et al. 2024, reference-free): `h = avg log πc − avg log πr`,
 //!   `−(1−ε)·log_sigmoid(βh − γ) − ε·log_sigmoid(−(βh − γ))`
 //!
-//! The reference log-probs are computed once, before training, by the initial model (for
-//! LoRA, the base with its adapters at zero: exactly "adapters disabled"), and cached.
+//! The reference log-probs are computed once, before training, and cached: by the initial
+//! model (for LoRA, the base with its adapters at zero: exactly "adapters disabled"), or
+//! by the model folder `dpo.reference` names (TRL's `ref_model`), which must share the
+//! policy's vocabulary ([`load_reference`]). [`dpo_eval`] (`manabi dpo eval`) scores a
+//! trained policy against any reference without training.
 //! Metrics carry TRL's names: `rewards/chosen`, `rewards/rejected`,
 //! `rewards/accuracies`, `rewards/margins`, `logps/chosen`, `logps/rejected`.
 
+mod eval;
 mod recipe;
+
+use std::path::PathBuf;
 
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, log_softmax, relu};
@@ -24,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::pref::TokenPair;
 
+pub use eval::{DpoEval, EvalOptions, dpo_eval, evaluate_pairs, load_reference};
 pub use recipe::{DpoConfig, DpoReport, dpo, preference_accuracy};
 
 /// The DPO loss variant.
@@ -55,6 +62,11 @@ pub struct DpoSettings {
     pub label_smoothing: f64,
     /// SimPO's target margin γ.
     pub simpo_gamma: f64,
+    /// The frozen reference (TRL's `ref_model`): a model folder (manabi checkpoint, run
+    /// folder or Hugging Face folder) with the policy's vocabulary. `None`: the initial
+    /// policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<PathBuf>,
 }
 
 impl Default for DpoSettings {
@@ -64,6 +76,7 @@ impl Default for DpoSettings {
             loss_type: LossType::Sigmoid,
             label_smoothing: 0.0,
             simpo_gamma: 0.5,
+            reference: None,
         }
     }
 }

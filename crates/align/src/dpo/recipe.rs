@@ -1,6 +1,6 @@
-//! `manabi dpo`: a policy (any decoder folder, usually an SFT checkpoint), preference
-//! pairs, optional LoRA, and the shared Trainer; held-out preference accuracy before and
-//! after.
+//! `manabi dpo`: a policy (any decoder folder, usually an SFT checkpoint), a frozen
+//! reference (the initial policy, or `dpo.reference`), preference pairs, optional LoRA,
+//! and the shared Trainer; held-out preference accuracy before and after.
 
 use manabi_objectives::Resume;
 
@@ -14,7 +14,7 @@ use manabi_objectives::RunReport;
 use manabi_objectives::config::{Recipe, RunConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::dpo::{DpoSettings, DpoTask, pair_logps, reference_logps};
+use crate::dpo::{DpoSettings, DpoTask, load_reference, pair_logps, reference_logps};
 use crate::error::{AlignError, Result};
 use crate::policy::{PolicyModel, PrefData, start};
 use crate::pref::{read_pairs, tokenize};
@@ -69,6 +69,12 @@ impl Recipe for DpoConfig {
                 "must be in [0, 0.5)",
             ));
         }
+        if d.reference.is_some() && !d.uses_reference() {
+            return Err(AlignError::config(
+                "dpo.reference",
+                "simpo is reference-free: remove the reference",
+            ));
+        }
         Ok(())
     }
 }
@@ -79,7 +85,8 @@ pub struct DpoReport {
     /// The Trainer's report.
     pub run: RunReport,
     /// Held-out preference accuracy before training (implicit reward margin > 0,
-    /// ties counted as half).
+    /// ties counted as half): 0.5 when the reference is the initial policy (every margin
+    /// is 0), the initial policy's against `dpo.reference` otherwise.
     pub accuracy_before: f64,
     /// … and after.
     pub accuracy_after: f64,
@@ -159,29 +166,46 @@ pub fn dpo(
     }
 
     let bs = cfg.train.batch_size;
-    // The reference is the initial policy: log-probs computed once, before training.
-    let reference = model.valid();
-    let train_reference = reference_logps(&reference, &train, &cfg.dpo, bs, specials.pad, &device);
-    let val_reference = reference_logps(&reference, &val, &cfg.dpo, bs, specials.pad, &device);
+    // The reference is the initial policy, or the model of `dpo.reference`: log-probs
+    // computed once, before training.
+    let initial = model.valid();
+    let external = match &cfg.dpo.reference {
+        Some(path) if cfg.dpo.uses_reference() => Some(load_reference(
+            path,
+            &tokenizer,
+            initial.config().vocab_size,
+            &device,
+        )?),
+        _ => None,
+    };
+    let reference = external.as_ref().unwrap_or(&initial);
+    let train_reference = reference_logps(reference, &train, &cfg.dpo, bs, specials.pad, &device);
+    let val_reference = reference_logps(reference, &val, &cfg.dpo, bs, specials.pad, &device);
     let reference_free = !cfg.dpo.uses_reference();
     let lengths: Vec<(usize, usize)> = val
         .iter()
         .map(|p| (p.chosen.len(), p.rejected.len()))
         .collect();
-    // Before training the policy is the reference: DPO's margin is 0 for every pair;
-    // SimPO's (reference-free) is the initial policy's own length-normalised margin.
-    let accuracy_before = if reference_free {
-        let initial = pair_logps(&reference, &val, bs, specials.pad, &device);
-        preference_accuracy(&initial, None, &lengths)
+    // When the reference is the initial policy, DPO's margin is 0 for every pair before
+    // training; against `dpo.reference` it is the initial policy's; SimPO's
+    // (reference-free) is the initial policy's own length-normalised margin.
+    let accuracy_before = if reference_free || external.is_some() {
+        let start = pair_logps(&initial, &val, bs, specials.pad, &device);
+        preference_accuracy(
+            &start,
+            (!reference_free).then_some(val_reference.as_slice()),
+            &lengths,
+        )
     } else {
         preference_accuracy(&val_reference, Some(&val_reference), &lengths)
     };
-    drop(reference);
+    drop(external);
+    drop(initial);
     // Adapters are drawn after the reference pass, from the run's seed.
     trainer.device().seed(cfg.run.seed);
     manabi_model::init::seed(cfg.run.seed);
 
-    let model = peft::apply(model, &cfg.peft)?;
+    let model = peft::apply_with_tokenizer(model, &cfg.peft, &tokenizer)?;
     let (trainable, total) = peft::describe(&model);
     println!(
         "{:?}: {trainable} trainable of {total} parameters",

@@ -106,6 +106,7 @@ pub fn read_prompt_texts(paths: &[PathBuf]) -> Result<Vec<String>> {
 fn read_rl(paths: &[PathBuf], need_answer: bool) -> Result<Vec<RlPrompt>> {
     let mut out = Vec::new();
     for path in paths {
+        let before = out.len();
         for record in manabi_tokenize::read_jsonl(path) {
             let manabi_tokenize::JsonLine { line, value: v } = record?;
             let bad = |message: String| AlignError::Data {
@@ -113,23 +114,39 @@ fn read_rl(paths: &[PathBuf], need_answer: bool) -> Result<Vec<RlPrompt>> {
                 line,
                 message,
             };
-            let field = |f: &str| {
-                v[f].as_str()
-                    .map(String::from)
-                    .ok_or_else(|| bad(format!("missing or non-string field `{f}`")))
+            if !v.is_object() {
+                return Err(bad("expected a JSON object".into()));
+            }
+            let field = |f: &str| match &v[f] {
+                serde_json::Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+                serde_json::Value::String(_) if f == "answer" => Err(bad(
+                    "field `answer` is empty (an empty completion would count as correct)".into(),
+                )),
+                serde_json::Value::String(_) => Err(bad(format!("field `{f}` is empty"))),
+                serde_json::Value::Null => Err(bad(format!("missing field `{f}`"))),
+                _ => Err(bad(format!("field `{f}` must be a string"))),
             };
-            out.push(RlPrompt {
-                prompt: field("prompt")?,
-                answer: if need_answer {
-                    field("answer")?
-                } else {
-                    String::new()
-                },
-            });
+            let prompt = field("prompt")?;
+            let answer = if need_answer {
+                field("answer")?
+            } else {
+                String::new()
+            };
+            if answer.trim().contains('\n') {
+                return Err(bad(
+                    "field `answer` has several lines; exact match compares the first line \
+                     of a completion, so it could never match"
+                        .into(),
+                ));
+            }
+            out.push(RlPrompt { prompt, answer });
+        }
+        if out.len() == before {
+            return Err(AlignError::io(path, "no prompts in this file"));
         }
     }
     if out.is_empty() {
-        return Err(AlignError::config("data.train", "no prompts"));
+        return Err(AlignError::config("data.train", "no prompt files"));
     }
     Ok(out)
 }

@@ -188,8 +188,9 @@ pub fn ppo(
         None => manabi_model::DecoderClassifier::from_lm(model.clone(), 1),
         Some(dir) => {
             let v = load_scalar(dir, trainer.device(), "ppo.value_model")?;
-            let theirs = std::fs::read(dir.join("tokenizer.json"))
-                .map_err(|e| AlignError::io(dir.join("tokenizer.json"), e))?;
+            let theirs_path = manabi_model::locate(dir)?.dir.join("tokenizer.json");
+            let theirs =
+                std::fs::read(&theirs_path).map_err(|e| AlignError::io(&theirs_path, e))?;
             let ours = std::fs::read(&tok_path).map_err(|e| AlignError::io(&tok_path, e))?;
             if theirs != ours || v.lm.config().vocab_size != model.config().vocab_size {
                 return Err(AlignError::config(
@@ -205,11 +206,11 @@ pub fn ppo(
     };
     let mut value = value;
     value.lm = manabi_finetune::tasks::embed::with_dropout(value.lm, 0.0);
-    let policy = peft::apply(model, &cfg.peft)?;
+    let policy = peft::apply_with_tokenizer(model, &cfg.peft, &tokenizer)?;
     let model = PolicyValue::new(policy, value);
     let (trainable, total) = peft::describe(&model);
     println!(
-        "{:?} policy + value model: {trainable} trainable of {total} parameters",
+        "{} policy + value model: {trainable} trainable of {total} parameters",
         cfg.peft.method
     );
     let template = model.clone();

@@ -189,3 +189,56 @@ fn prompt_files_with_a_bom_and_crlf_lines_are_read() {
     );
     assert_eq!(read_prompt_texts(&paths).unwrap(), ["1+1=", "2+2="]);
 }
+
+#[test]
+fn bad_prompt_lines_are_one_line_errors() {
+    use manabi_align::grpo::{read_prompt_texts, read_prompts};
+    let tmp = tempfile::tempdir().unwrap();
+    let good = "{\"prompt\":\"1+1=\",\"answer\":\"2\"}";
+    let cases = [
+        (
+            "{\"prompt\":\"2+2=\",\"answer\":\"\"}",
+            "field `answer` is empty (an empty completion would count as correct)",
+        ),
+        (
+            "{\"prompt\":\"2+2=\",\"answer\":\"  \"}",
+            "field `answer` is empty (an empty completion would count as correct)",
+        ),
+        (
+            "{\"prompt\":\"\",\"answer\":\"4\"}",
+            "field `prompt` is empty",
+        ),
+        ("{\"answer\":\"4\"}", "missing field `prompt`"),
+        ("{\"prompt\":\"2+2=\"}", "missing field `answer`"),
+        (
+            "{\"prompt\":\"2+2=\",\"answer\":4}",
+            "field `answer` must be a string",
+        ),
+        (
+            "{\"prompt\":\"2+2=\",\"answer\":\"4\\n5\"}",
+            "field `answer` has several lines",
+        ),
+        ("[\"2+2=\", \"4\"]", "expected a JSON object"),
+        ("{\"prompt\":\"2+2=\",", "not valid JSON"),
+    ];
+    for (i, (line, want)) in cases.iter().enumerate() {
+        let p = tmp.path().join(format!("rl{i}.jsonl"));
+        std::fs::write(&p, format!("{good}\n{line}\n")).unwrap();
+        let e = read_prompts(&[p]).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains(&format!("rl{i}.jsonl:2: {want}")), "{e}");
+    }
+    // Prompt-only files (PPO) need no answer, but an empty prompt is still refused.
+    let p = tmp.path().join("prompts.jsonl");
+    std::fs::write(&p, "{\"prompt\":\"Hi\"}\n{\"prompt\":\" \"}\n").unwrap();
+    let e = read_prompt_texts(&[p]).unwrap_err().to_string();
+    assert!(
+        e.contains("prompts.jsonl:2: field `prompt` is empty"),
+        "{e}"
+    );
+    // A file without a single prompt is named.
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let e = read_prompts(&[empty]).unwrap_err().to_string();
+    assert!(e.contains("empty.jsonl: no prompts in this file"), "{e}");
+}

@@ -80,6 +80,47 @@ fn tokenisation_matches_trl() {
     }
 }
 
+/// TRL 1.16's DPOTrainer tokenises the prompt alone and prompt + completion jointly, and
+/// starts the completion where they first differ: where a BPE merge crosses the boundary
+/// (a prompt ending in a space or mid-word; implicit prompts, whose shared text ends in a
+/// space), the merged token belongs to the completion. Fixture: scripts/dpo_boundary_fixtures.py.
+#[test]
+fn tokenisation_across_the_prompt_boundary_matches_trl() {
+    let f: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/dpo/boundary.json")).unwrap(),
+    )
+    .unwrap();
+    let tok =
+        TextTokenizer::load(root().join("fixtures/models/llama-eval/tokenizer.json")).unwrap();
+    let eos = f["eos"].as_u64().unwrap() as u32;
+    let mut apart_differs = Vec::new();
+    for want in f["pairs"].as_array().unwrap() {
+        let line = &want["line"];
+        let pairs = manabi_align::pref::parse(line).unwrap();
+        let (got, cut, dropped) = tokenize(&pairs, &tok, eos, 64).unwrap();
+        assert_eq!((got.len(), cut, dropped), (1, 0, 0), "{line}");
+        let g = &got[0];
+        assert_eq!(g.prompt, ids(&want["prompt_ids"]), "{line}");
+        assert_eq!(g.chosen, ids(&want["chosen_ids"]), "{line}");
+        assert_eq!(g.rejected, ids(&want["rejected_ids"]), "{line}");
+        // Prompt and completions tokenised apart give other ids exactly at the merges.
+        let apart = |text: &str, end: bool| {
+            let mut v = tok.encode(text).unwrap();
+            v.extend(end.then_some(eos));
+            v
+        };
+        let p = &pairs[0];
+        apart_differs.push(
+            (
+                apart(&p.prompt, false),
+                apart(&p.chosen, true),
+                apart(&p.rejected, true),
+            ) != (g.prompt.clone(), g.chosen.clone(), g.rejected.clone()),
+        );
+    }
+    assert_eq!(apart_differs, [true, true, true, false, true, true]);
+}
+
 #[test]
 fn every_loss_type_follows_trl_for_three_adamw_steps() {
     let _rng = serial();
@@ -98,6 +139,7 @@ fn every_loss_type_follows_trl_for_three_adamw_steps() {
             loss_type,
             label_smoothing: cfg["label_smoothing"].as_f64().unwrap_or(0.0),
             simpo_gamma: cfg["simpo_gamma"].as_f64().unwrap_or(0.5),
+            reference: None,
         };
         // The ids each trainer used (CPOTrainer prepends BOS to the prompt).
         let pairs: Vec<TokenPair> = run["pairs"]
@@ -193,18 +235,26 @@ fn every_loss_type_follows_trl_for_three_adamw_steps() {
 }
 
 fn tiny_base(dir: &Path) -> PathBuf {
-    let cfg: manabi_model::ModelConfig = toml::from_str(
-        "family = \"llama\"\nvocab_size = 512\nmax_positions = 128\nd_model = 32\nn_layers = 2\nn_heads = 4\nn_kv_heads = 2\nd_ff = 64\npositions = \"rope\"\nnorm = \"rmsnorm\"\nactivation = \"swiglu\"\ntie_embeddings = true",
-    )
+    tiny_model(dir, "base", 3, 512, Some("bpe-en"))
+}
+
+/// A tiny LLaMA of `vocab` tokens drawn from `seed` in `dir/name`, with the tokenizer of
+/// `fixtures/tokenize/<tokenizer>` (or none).
+fn tiny_model(dir: &Path, name: &str, seed: u64, vocab: usize, tokenizer: Option<&str>) -> PathBuf {
+    let cfg: manabi_model::ModelConfig = toml::from_str(&format!(
+        "family = \"llama\"\nvocab_size = {vocab}\nmax_positions = 128\nd_model = 32\nn_layers = 2\nn_heads = 4\nn_kv_heads = 2\nd_ff = 64\npositions = \"rope\"\nnorm = \"rmsnorm\"\nactivation = \"swiglu\"\ntie_embeddings = true",
+    ))
     .unwrap();
-    let base = dir.join("base");
-    manabi_model::save_native(&DecoderLm::init(&cfg, &test_device(), 3), &base).unwrap();
-    std::fs::copy(
-        root().join("fixtures/tokenize/bpe-en/tokenizer.json"),
-        base.join("tokenizer.json"),
-    )
-    .unwrap();
-    base
+    let out = dir.join(name);
+    manabi_model::save_native(&DecoderLm::init(&cfg, &test_device(), seed), &out).unwrap();
+    if let Some(t) = tokenizer {
+        std::fs::copy(
+            root().join(format!("fixtures/tokenize/{t}/tokenizer.json")),
+            out.join("tokenizer.json"),
+        )
+        .unwrap();
+    }
+    out
 }
 
 fn recipe(dir: &Path, base: &Path, out: &str) -> String {
@@ -525,4 +575,340 @@ fn only_a_one_output_score_head_loads_as_a_reward_model() {
         err(&hf),
         format!("{}: not a reward model (2 labels, needs 1)", hf.display())
     );
+}
+
+#[test]
+fn bad_preference_lines_are_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = "{\"prompt\":\"Q:\",\"chosen\":\" a\",\"rejected\":\" b\"}";
+    let cases = [
+        (
+            "{\"prompt\":\"Q:\",\"chosen\":\" a\",\"rejected\":\" a\"}",
+            "chosen and rejected are the same text",
+        ),
+        (
+            "{\"chosen\":\"Q: A yes\",\"rejected\":\"Q: A yes\"}",
+            "chosen and rejected are the same text",
+        ),
+        (
+            "{\"chosen\":\"Q: A\",\"rejected\":\"Q: A no\"}",
+            "`chosen` is empty once the shared prompt \"Q: A\" is split off",
+        ),
+        (
+            "{\"chosen\":\"Q: A no\",\"rejected\":\"Q: A\"}",
+            "`rejected` is empty once the shared prompt \"Q: A\" is split off",
+        ),
+        (
+            "{\"prompt\":\"Q:\",\"responses\":[\" a\",\" b\",\" a\"]}",
+            "field `responses`: responses 1 and 3 (counting from 1) are the same text",
+        ),
+        (
+            "{\"prompt\":\"Q:\",\"responses\":[\" a\",\"  \"]}",
+            "field `responses`: response 2 of 2 is empty",
+        ),
+        (
+            "{\"prompt\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"chosen\":[{\"role\":\"assistant\",\"content\":\"Yo\"}],\"rejected\":[{\"role\":\"assistant\",\"content\":\"Yo\"}]}",
+            "chosen and rejected are the same text",
+        ),
+        (
+            "{\"prompt\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"chosen\":[{\"role\":\"assistant\",\"content\":\" \"}],\"rejected\":[{\"role\":\"assistant\",\"content\":\"Yo\"}]}",
+            "field `chosen`: the assistant message is empty",
+        ),
+        (
+            "{\"prompt\":\" \",\"chosen\":\" a\",\"rejected\":\" b\"}",
+            "field `prompt` is empty",
+        ),
+        (
+            "{\"prompt\":\"Q:\",\"chosen\":\" a\",\"rejected\":\"\"}",
+            "field `rejected` is empty",
+        ),
+        ("[1]", "expected a JSON object"),
+    ];
+    for (i, (line, want)) in cases.iter().enumerate() {
+        let p = tmp.path().join(format!("p{i}.jsonl"));
+        std::fs::write(&p, format!("{good}\n{line}\n")).unwrap();
+        let e = read_pairs(&[p]).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains(&format!("p{i}.jsonl:2: {want}")), "{e}");
+    }
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    let e = read_pairs(&[empty]).unwrap_err().to_string();
+    assert!(e.contains("empty.jsonl: no preference pairs"), "{e}");
+}
+
+#[test]
+fn bad_report_inputs_are_one_line_errors() {
+    let _rng = serial();
+    use manabi_align::report::{ReportInputs, report, report_tokenizer};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let base = tiny_base(d);
+    let device = test_device();
+    let model = manabi_model::load_native(&base, &device).unwrap();
+    let tok = TextTokenizer::load(base.join("tokenizer.json")).unwrap();
+    let file = |name: &str, text: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, text).unwrap();
+        Some(p)
+    };
+    let at = |context: usize| ReportInputs {
+        context,
+        ..ReportInputs::default()
+    };
+    let long = format!(
+        "{{\"prompt\":\"Q:\",\"chosen\":\"{}\",\"rejected\":\" no\"}}\n",
+        " yes".repeat(300)
+    );
+    // (what to evaluate, what the error must say)
+    let cases: Vec<(ReportInputs, Vec<String>)> = vec![
+        (
+            ReportInputs {
+                text: Some(d.join("missing.txt")),
+                ..at(64)
+            },
+            vec![format!("{}: ", d.join("missing.txt").display())],
+        ),
+        (
+            ReportInputs {
+                text: file("empty.txt", ""),
+                ..at(64)
+            },
+            vec!["empty.txt: ".into(), "a perplexity needs at least 2".into()],
+        ),
+        (
+            ReportInputs {
+                text: Some(root().join("datasets/tiny/stories-en.txt")),
+                ..at(4096)
+            },
+            vec![
+                "invalid config `--context`".into(),
+                "4096 is outside 2 to 128, the model's positions".into(),
+            ],
+        ),
+        (
+            ReportInputs {
+                prompts: file("p.jsonl", "{\"prompt\":\"1+1=\",\"answer\":\" \"}\n"),
+                ..at(64)
+            },
+            vec!["p.jsonl:1: field `answer` is empty".into()],
+        ),
+        (
+            ReportInputs {
+                pairs: file(
+                    "pairs.jsonl",
+                    "{\"prompt\":\"Q:\",\"chosen\":\" a\",\"rejected\":\" a\"}\n",
+                ),
+                ..at(64)
+            },
+            vec!["pairs.jsonl:1: chosen and rejected are the same text".into()],
+        ),
+        (
+            ReportInputs {
+                pairs: file("long.jsonl", &long),
+                ..at(64)
+            },
+            vec!["long.jsonl: no pair fits the model's 128 positions (1 dropped)".into()],
+        ),
+        (
+            ReportInputs {
+                qa: file("qa.jsonl", "{\"context\":\"c\",\"question\":\"q\"}\n"),
+                ..at(64)
+            },
+            vec!["qa.jsonl:1".into(), "missing field `answer`".into()],
+        ),
+    ];
+    for (inputs, want) in cases {
+        let e = report(&model, &model, &tok, &inputs, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n'), "{e}");
+        for w in want {
+            assert!(e.contains(&w), "`{w}` not in: {e}");
+        }
+    }
+    // A tokenizer with ids past a model's embedding is refused naming the model's flag.
+    let mut small = model.config().clone();
+    small.vocab_size = 8;
+    let small = DecoderLm::init(&small, &device, 1);
+    let text = ReportInputs {
+        text: Some(root().join("datasets/tiny/stories-en.txt")),
+        ..at(64)
+    };
+    let e = report(&model, &small, &tok, &text, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("invalid config `--after`")
+            && e.contains("but the model embeds 8: not this model's tokenizer"),
+        "{e}"
+    );
+    // Both models are scored with one tokenizer: the two folders' must be the same file.
+    let other = d.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for f in std::fs::read_dir(&base).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, other.join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(
+        root().join("fixtures/tokenize/char-en/tokenizer.json"),
+        other.join("tokenizer.json"),
+    )
+    .unwrap();
+    assert!(report_tokenizer(&base, &base, None).is_ok());
+    let e = report_tokenizer(&base, &other, None)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{}: differs from {}:",
+            base.join("tokenizer.json").display(),
+            other.join("tokenizer.json").display()
+        )),
+        "{e}"
+    );
+    let given = base.join("tokenizer.json");
+    assert!(report_tokenizer(&base, &other, Some(given.as_path())).is_ok());
+    let e = report_tokenizer(&d.join("nope"), &other, None)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with("nope: no such model folder"), "{e}");
+}
+
+/// `dpo.reference`: the reference log-probs come from another model folder. Against the
+/// initial policy every reward is 0 before training (the first loss is log 2); against
+/// another model they are not. `dpo_eval` of the trained policy against the same reference
+/// gives what the run logged at its last evaluation.
+#[test]
+fn dpo_reference_replaces_the_initial_policy_and_dpo_eval_matches_the_run() {
+    let _rng = serial();
+    use manabi_align::dpo::{EvalOptions, dpo_eval};
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(tmp.path());
+    let other = tiny_model(tmp.path(), "other", 77, 512, Some("bpe-en"));
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let plain = test_device();
+    // Eight held-out pairs: two validation batches of four cover each once.
+    let val = tmp.path().join("val.jsonl");
+    let lines: Vec<String> =
+        std::fs::read_to_string(root().join("datasets/pref/pref-en.val.jsonl"))
+            .unwrap()
+            .lines()
+            .take(8)
+            .map(String::from)
+            .collect();
+    std::fs::write(&val, lines.join("\n") + "\n").unwrap();
+    let options = |model: &Path, reference: &Path| EvalOptions {
+        model: model.to_path_buf(),
+        tokenizer: None,
+        data: vec![val.clone()],
+        settings: DpoSettings {
+            reference: Some(reference.to_path_buf()),
+            ..DpoSettings::default()
+        },
+        batch_size: 4,
+        max_length: 96,
+    };
+
+    // Before training: the policy against itself, then against another model.
+    let same = dpo_eval(&options(&base, &base), &plain).unwrap();
+    assert_eq!(same.pairs, 8);
+    for k in ["rewards/chosen", "rewards/rejected", "rewards/margins"] {
+        assert!(same.metrics[k].abs() < 1e-6, "{k} {}", same.metrics[k]);
+    }
+    close("loss", same.loss, std::f64::consts::LN_2, 1e-6);
+    let apart = dpo_eval(&options(&base, &other), &plain).unwrap();
+    for k in ["rewards/chosen", "rewards/rejected", "rewards/margins"] {
+        assert!(apart.metrics[k].abs() > 1e-6, "{k} {}", apart.metrics[k]);
+    }
+    let chosen = same.metrics["logps/chosen"];
+    close("logps/chosen", apart.metrics["logps/chosen"], chosen, 1e-7);
+
+    // Training against `other`: the first loss is not log 2; the default's is.
+    let text = recipe(tmp.path(), &base, "r")
+        .replace(
+            &root()
+                .join("datasets/pref/pref-en.val.jsonl")
+                .display()
+                .to_string(),
+            &val.display().to_string(),
+        )
+        .replace(
+            "[train]",
+            &format!("[dpo]\nreference = \"{}\"\n[train]", other.display()),
+        );
+    let sets = ["train.steps=4".to_string(), "train.eval_batches=2".into()];
+    let cfg = manabi_align::DpoConfig::parse(&text, &sets).unwrap();
+    assert_eq!(cfg.dpo.reference.as_deref(), Some(other.as_path()));
+    let run = manabi_align::dpo(&cfg, device, false).unwrap();
+    let first = run.run.losses[0].1;
+    assert!((first - std::f64::consts::LN_2).abs() > 1e-5, "{first}");
+
+    // The trained policy against the same reference, without training: the run's last
+    // evaluation (LoRA merged here, unmerged there: float rounding only).
+    let ckpt = run.run.checkpoint.clone().unwrap();
+    let got = dpo_eval(&options(&ckpt, &other), &plain).unwrap();
+    for (k, v) in &got.metrics {
+        close(k, *v, run.run.eval_metrics[&format!("eval/{k}")], 1e-4);
+    }
+    assert_eq!(got.metrics.len(), 6);
+    close("loss", got.loss, run.run.evals.last().unwrap().1, 1e-4);
+}
+
+/// A reference of another vocabulary is refused in one line naming its file, in the
+/// recipe and in `dpo eval`; SimPO takes no reference.
+#[test]
+fn a_reference_with_another_vocabulary_is_refused_in_one_line() {
+    let _rng = serial();
+    use manabi_align::dpo::load_reference;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(tmp.path());
+    let plain = test_device();
+    let tok = TextTokenizer::load(base.join("tokenizer.json")).unwrap();
+    // Its tokenizer.json has 67 tokens, the policy's 512.
+    let chars = tiny_model(tmp.path(), "chars", 5, 512, Some("char-en"));
+    let e = load_reference(&chars, &tok, 512, &plain)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    let file = chars.join("tokenizer.json").display().to_string();
+    assert!(
+        e.starts_with(&file) && e.contains("67 tokens") && e.contains("512") && !e.contains('\n'),
+        "{e}"
+    );
+    // No tokenizer.json: its embedding must have the policy's rows.
+    let wide = tiny_model(tmp.path(), "wide", 5, 600, None);
+    let e = load_reference(&wide, &tok, 512, &plain)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&wide.display().to_string()) && e.contains("600"),
+        "{e}"
+    );
+    let e = load_reference(&tmp.path().join("nope"), &tok, 512, &plain)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope: no such model folder"), "{e}");
+    // The same tokenizer: accepted.
+    assert!(load_reference(&base, &tok, 512, &plain).is_ok());
+
+    // Through the recipe.
+    let text = recipe(tmp.path(), &base, "v").replace(
+        "[train]",
+        &format!("[dpo]\nreference = \"{}\"\n[train]", chars.display()),
+    );
+    let cfg = manabi_align::DpoConfig::parse(&text, &[]).unwrap();
+    let device = manabi_model::DeviceChoice::from_env().unwrap();
+    let e = manabi_align::dpo(&cfg, device, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with(&file) && !e.contains('\n'), "{e}");
+    let e = manabi_align::DpoConfig::parse(&text, &["dpo.loss_type=\"simpo\"".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dpo.reference") && e.contains("simpo"), "{e}");
 }

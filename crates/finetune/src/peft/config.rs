@@ -31,6 +31,13 @@ pub enum Method {
     Pfeiffer,
 }
 
+/// The name `peft.method` takes (`lora`, `ia3`, …), for messages.
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format!("{self:?}").to_lowercase())
+    }
+}
+
 /// `[peft]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -146,7 +153,7 @@ impl PeftConfig {
             return Err(FinetuneError::config(
                 "peft.method",
                 format!(
-                    "{:?} tuning is for generation (a head reads the body's hidden states without virtual tokens); choose full, lora, ia3, bitfit, houlsby or pfeiffer",
+                    "`{}` tuning is for generation (a head reads the body's hidden states without virtual tokens); choose full, lora, ia3, bitfit, houlsby or pfeiffer",
                     self.method
                 ),
             ));

@@ -162,7 +162,7 @@ pub fn save_peft(model: &DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<()> 
         return Err(FinetuneError::config(
             "peft.method",
             format!(
-                "{:?} has no PEFT format here; export merged weights instead",
+                "`{}` has no PEFT format here; export merged weights instead",
                 cfg.method
             ),
         ));
@@ -314,8 +314,8 @@ pub(crate) fn read_f32(path: &Path) -> Result<F32Tensors> {
             return Err(FinetuneError::Adapter {
                 path: path.to_path_buf(),
                 message: format!(
-                    "tensor `{name}` is {:?}; only f32 adapters are read",
-                    view.dtype()
+                    "tensor `{name}` is {}; only f32 adapters are read",
+                    format!("{:?}", view.dtype()).to_lowercase()
                 ),
             });
         }
@@ -345,11 +345,12 @@ pub fn load_peft(model: DecoderLm, dir: &Path) -> Result<(DecoderLm, PeftConfig)
     };
     match v["peft_type"].as_str() {
         Some("LORA") => {}
-        other => {
+        Some(other) => {
             return Err(bad(format!(
-                "peft_type {other:?}: only LORA adapters are loaded"
+                "peft_type \"{other}\": only LORA adapters are loaded"
             )));
         }
+        None => return Err(bad("`peft_type` missing or not a string".into())),
     }
     let r = v["r"]
         .as_u64()
@@ -365,7 +366,7 @@ pub fn load_peft(model: DecoderLm, dir: &Path) -> Result<(DecoderLm, PeftConfig)
             .collect(),
         serde_json::Value::String(s) => {
             return Err(bad(format!(
-                "target_modules as a regex ({s:?}) is not supported; list the modules"
+                "target_modules as a regex (\"{s}\") is not supported; list the modules"
             )));
         }
         _ => return Err(bad("`target_modules` missing".into())),

@@ -79,7 +79,7 @@ pub fn save_adapter(model: &DecoderLm, cfg: &PeftConfig, dir: &std::path::Path) 
         m => Err(FinetuneError::config(
             "peft.method",
             format!(
-                "{m:?} has no PEFT format; keep the manabi checkpoint or export merged weights"
+                "`{m}` has no PEFT format; keep the manabi checkpoint or export merged weights"
             ),
         )),
     }

@@ -65,11 +65,12 @@ pub struct Prepared {
 
 /// Reads, renders and tokenises the recipe's data.
 pub fn prepare(cfg: &SftConfig) -> Result<Prepared> {
+    let model_dir = manabi_model::locate(&cfg.model.path)?.dir;
     let tok_path = cfg
         .model
         .tokenizer
         .clone()
-        .unwrap_or_else(|| cfg.model.path.join("tokenizer.json"));
+        .unwrap_or_else(|| model_dir.join("tokenizer.json"));
     if !tok_path.exists() {
         return Err(FinetuneError::config(
             "model.tokenizer",
@@ -287,7 +288,7 @@ pub fn sft(
         let model = peft::apply_with_tokenizer(base, &cfg.peft, &p.tokenizer)?;
         let (trainable, total) = peft::describe(&model);
         println!(
-            "{:?}: {trainable} trainable of {total} parameters ({:.3} %)",
+            "{}: {trainable} trainable of {total} parameters ({:.3} %)",
             cfg.peft.method,
             100.0 * trainable as f64 / total.max(1) as f64
         );

@@ -239,6 +239,7 @@ pub fn body_family(path: &Path) -> Result<Family> {
 /// The encoder of a BERT folder: a manabi masked-LM checkpoint, a manabi embedding
 /// checkpoint (SimCSE, bi-encoder: the encoder alone) or a Hugging Face BERT.
 pub fn load_bert_body(path: &Path, device: &Device) -> Result<BertModel> {
+    let path = &manabi_model::locate(path)?.dir;
     if path.join("model.toml").exists() && crate::tasks::settings::is_embedding_checkpoint(path)? {
         return Ok(manabi_model::checkpoint::load_module(
             path,
@@ -275,7 +276,9 @@ pub fn bert_classifier(body: BertModel, labels: usize) -> BertForSequenceClassif
 /// Loads a sequence-task checkpoint of either body: a manabi folder (`model.toml` and
 /// `head.toml`) or a Hugging Face `*ForSequenceClassification` folder.
 pub fn load_seq_classifier(dir: &Path, device: &Device) -> Result<(SeqModel, HeadSpec)> {
-    if body_family(dir)? != Family::Bert {
+    let found = manabi_model::locate(dir)?;
+    let dir = &found.dir;
+    if found.family != Family::Bert {
         let (m, head) = load_classifier(dir, device)?;
         return Ok((SeqModel::Decoder(Box::new(m)), head));
     }
@@ -410,7 +413,9 @@ pub fn bert_tagger(body: BertModel, labels: usize) -> BertForTokenClassification
 /// Loads a token-tagging checkpoint of either body: a manabi folder (`model.toml`,
 /// `head.toml` of kind `token`) or a Hugging Face `*ForTokenClassification` folder.
 pub fn load_tagger(dir: &Path, device: &Device) -> Result<(TaggerModel, HeadSpec)> {
-    if body_family(dir)? != Family::Bert {
+    let found = manabi_model::locate(dir)?;
+    let dir = &found.dir;
+    if found.family != Family::Bert {
         let (m, head) = load_classifier(dir, device)?;
         return Ok((TaggerModel::Decoder(Box::new(m)), head));
     }

@@ -158,8 +158,11 @@ fn read_file(
                     )));
                 }
             },
-            (Some(serde_json::Value::String(s)), false) if !s.is_empty() => {
+            (Some(serde_json::Value::String(s)), false) if !s.trim().is_empty() => {
                 Some(Label::Class(s.clone()))
+            }
+            (Some(serde_json::Value::String(_)), false) => {
+                return Err(err(format!("field `{label_field}` is empty")));
             }
             (Some(serde_json::Value::Number(x)), false) if x.is_i64() || x.is_u64() => {
                 Some(Label::Class(x.to_string()))
@@ -180,6 +183,9 @@ fn read_file(
 }
 
 /// The label set: `given` when not empty, else the sorted distinct classes of `train`.
+/// Two classes of the data that differ only in surrounding whitespace (`"pos"`,
+/// `"pos "`) are legal but almost surely one class: a warning names the line of the
+/// second.
 pub fn label_set(given: &[String], train: &[Example]) -> Vec<String> {
     if !given.is_empty() {
         return given.to_vec();
@@ -193,7 +199,46 @@ pub fn label_set(given: &[String], train: &[Example]) -> Vec<String> {
         .collect();
     names.sort();
     names.dedup();
+    for (i, a) in names.iter().enumerate() {
+        let Some(b) = names[i + 1..].iter().find(|b| b.trim() == a.trim()) else {
+            continue;
+        };
+        let odd = if a.trim() == a.as_str() { b } else { a };
+        if let Some(e) = train
+            .iter()
+            .find(|e| matches!(&e.label, Some(Label::Class(c)) if c == odd))
+        {
+            tracing::warn!(
+                "{}:{}: label \"{odd}\" differs from \"{}\" only in surrounding whitespace; \
+                 they are two classes",
+                e.source.0.display(),
+                e.source.1,
+                if odd == a { b } else { a }
+            );
+        }
+    }
     names
+}
+
+/// Refuses a list of class names (or entity types) under the config `key` that holds an
+/// empty name or one name twice: a repeated name would add an output no example can
+/// train.
+pub fn check_labels(names: &[String], key: &str) -> Result<()> {
+    for (i, n) in names.iter().enumerate() {
+        if n.trim().is_empty() {
+            return Err(FinetuneError::config(
+                key,
+                format!("label {} of {} is empty", i + 1, names.len()),
+            ));
+        }
+        if names[..i].contains(n) {
+            return Err(FinetuneError::config(
+                key,
+                format!("\"{n}\" is listed twice"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Index of each example's class in `names`; a class outside the set is an error naming

@@ -12,7 +12,7 @@ use manabi_tokenize::TextTokenizer;
 
 use crate::error::{FinetuneError, Result};
 use crate::metrics::spearman;
-use crate::tasks::body::{Framing, body_family, length_mask, load_bert_body};
+use crate::tasks::body::{Framing, length_mask, load_bert_body};
 use crate::tasks::data::{FieldMap, Label, TaskKind, read_examples};
 
 pub use crate::tasks::pooling::{Encoder, Pooling};
@@ -191,7 +191,9 @@ impl SentenceModel {
     /// Hugging Face), a BERT SimCSE checkpoint, a masked-LM checkpoint or a Hugging Face
     /// BERT.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        if body_family(dir)? == Family::Bert {
+        let found = manabi_model::locate(dir)?;
+        let dir = &found.dir;
+        if found.family == Family::Bert {
             return Ok(Self::Bert(Box::new(load_bert_body(dir, device)?)));
         }
         let (m, _) = crate::load::load_decoder(dir, device)?;
@@ -203,6 +205,14 @@ impl SentenceModel {
         match self {
             Self::Decoder(m) => m.config().family,
             Self::Bert(_) => Family::Bert,
+        }
+    }
+
+    /// The width of its vectors (`d_model`).
+    pub fn width(&self) -> usize {
+        match self {
+            Self::Decoder(m) => m.config().d_model,
+            Self::Bert(m) => m.config().d_model,
         }
     }
 
@@ -281,7 +291,9 @@ pub fn embed_texts<M: SentenceEncoder>(
     Ok(out)
 }
 
-/// Cosine similarity.
+/// Cosine similarity of two vectors of one width. Vectors read from files go through
+/// [`read_embeddings`] (or [`check_width`]) first, which refuses a vector of another
+/// width: compared here, it would be read only as far as the shorter one.
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a
         .iter()
@@ -374,8 +386,73 @@ pub fn with_dropout(mut model: DecoderLm, p: f64) -> DecoderLm {
     model
 }
 
+/// Refuses the vector `v` of line `line` of `path` unless it is `width` wide (`what`
+/// says whose width that is: "the model's", "line 1's").
+pub fn check_width(v: &[f32], width: usize, what: &str, path: &Path, line: usize) -> Result<()> {
+    if v.len() != width {
+        return Err(FinetuneError::Data {
+            path: path.to_path_buf(),
+            line,
+            message: format!(
+                "an embedding of {} values, where {what} are {width} wide",
+                v.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Reads what [`write_embeddings`] wrote (`{"text", "embedding": [...]}` a line): the
+/// vectors, every one a list of finite numbers of one width — `width` (the model's) when
+/// given, else the first line's. Every refusal names the file and line of the vector.
+pub fn read_embeddings(path: &Path, width: Option<usize>) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::new();
+    let mut want: Option<(usize, String)> = width.map(|w| (w, "the model's vectors".to_string()));
+    for record in manabi_tokenize::read_jsonl(path) {
+        let manabi_tokenize::JsonLine { line, value } = record?;
+        let err = |message: String| FinetuneError::Data {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        let list = value
+            .get("embedding")
+            .and_then(serde_json::Value::as_array)
+            .ok_or_else(|| err("missing field `embedding` (a list of numbers)".into()))?;
+        let mut v = Vec::with_capacity(list.len());
+        for (i, x) in list.iter().enumerate() {
+            match x.as_f64().map(|x| x as f32) {
+                Some(x) if x.is_finite() => v.push(x),
+                _ => {
+                    return Err(err(format!(
+                        "`embedding` value {} of {} is {x}, not a finite number",
+                        i + 1,
+                        list.len()
+                    )));
+                }
+            }
+        }
+        if v.is_empty() {
+            return Err(err("`embedding` is empty".into()));
+        }
+        let (w, what) = want.get_or_insert_with(|| (v.len(), format!("line {line}'s values")));
+        check_width(&v, *w, what, path, line)?;
+        out.push(v);
+    }
+    if out.is_empty() {
+        return Err(FinetuneError::io(path, "no embeddings in this file"));
+    }
+    Ok(out)
+}
+
 /// Writes one JSON line per text: `{"text", "embedding": [...]}`.
 pub fn write_embeddings(path: &Path, texts: &[String], vectors: &[Vec<f32>]) -> Result<()> {
+    if texts.len() != vectors.len() {
+        return Err(FinetuneError::io(
+            path,
+            format!("{} texts but {} embeddings", texts.len(), vectors.len()),
+        ));
+    }
     let mut out = String::new();
     for (t, v) in texts.iter().zip(vectors) {
         out.push_str(&serde_json::json!({"text": t, "embedding": v}).to_string());

@@ -111,6 +111,7 @@ pub fn evaluate_task(
     batch_size: usize,
     device: &Device,
 ) -> Result<SplitReport> {
+    let model_dir = &manabi_model::locate(model_dir)?.dir;
     let spec = model_dir.join(TASK_FILE);
     let text = std::fs::read_to_string(&spec).map_err(|e| {
         FinetuneError::io(
@@ -120,6 +121,7 @@ pub fn evaluate_task(
     })?;
     let settings: TaskSettings = toml::from_str(&text)
         .map_err(|e| FinetuneError::config(spec.display().to_string(), e.message()))?;
+    crate::tasks::data::check_labels(&settings.labels, &format!("{}: labels", spec.display()))?;
     let tokenizer = TextTokenizer::load(model_dir.join("tokenizer.json"))?;
     let specials = Specials::of(&tokenizer)?;
     if settings.kind == TaskKind::Simcse || settings.encoder == crate::tasks::pooling::Encoder::Bi {

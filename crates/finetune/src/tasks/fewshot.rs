@@ -105,7 +105,11 @@ pub fn read_docs(path: &Path) -> Result<Vec<Doc>> {
             }
         };
         let query = text("query")?;
-        let rationale = v["rationale"].as_str().map(str::to_string);
+        let rationale = match &v["rationale"] {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            _ => return Err(err("field `rationale` must be a string".into())),
+        };
         let doc = if v.get("choices").is_some() {
             let choices: Vec<String> = v["choices"]
                 .as_array()
@@ -120,16 +124,37 @@ pub fn read_docs(path: &Path) -> Result<Vec<Doc>> {
                     "field `choices` must be a list of at least two strings".into(),
                 ));
             }
-            let gold = v["gold"]
-                .as_u64()
-                .map(|g| g as usize)
-                .filter(|&g| g < choices.len())
-                .ok_or_else(|| {
-                    err(format!(
-                        "field `gold` must be the index of a choice (0..{})",
-                        choices.len()
-                    ))
-                })?;
+            if choices.iter().any(|c| c.trim().is_empty()) {
+                return Err(err("field `choices` holds an empty string".into()));
+            }
+            if let Some((i, c)) = choices
+                .iter()
+                .enumerate()
+                .find(|(i, c)| choices[..*i].contains(c))
+            {
+                let first = choices.iter().position(|x| x == c).unwrap_or(0);
+                return Err(err(format!(
+                    "field `choices` lists \"{c}\" twice (indices {first} and {i}): \
+                     the gold one could not be told apart"
+                )));
+            }
+            let last = choices.len() - 1;
+            let gold = match v.get("gold") {
+                None => {
+                    return Err(err(format!(
+                        "missing field `gold` (the index of the right choice, 0 to {last})"
+                    )));
+                }
+                Some(g) => g
+                    .as_u64()
+                    .map(|g| g as usize)
+                    .filter(|&g| g < choices.len())
+                    .ok_or_else(|| {
+                        err(format!(
+                            "field `gold` must be the index of a choice, 0 to {last}; got {g}"
+                        ))
+                    })?,
+            };
             Doc::Choice {
                 query,
                 choices,

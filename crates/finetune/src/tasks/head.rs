@@ -62,6 +62,7 @@ fn read_toml<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T
 /// `peft.toml` when adapted) or Hugging Face `*ForSequenceClassification` /
 /// `*ForTokenClassification` (label names from `id2label`).
 pub fn load_classifier(dir: &Path, device: &Device) -> Result<(DecoderClassifier, HeadSpec)> {
+    let dir = &manabi_model::locate(dir)?.dir;
     if !dir.join("model.toml").exists() {
         let (m, token) = manabi_model::load_classifier_hf_kind(dir, device)?;
         let labels = m.labels();
@@ -82,7 +83,7 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(DecoderClassifier
         return Err(FinetuneError::config(
             format!("{}: family", dir.join("model.toml").display()),
             format!(
-                "a {:?} body, where a decoder (gpt2 / llama) is needed here; \
+                "a {} body, where a decoder (gpt2 / llama) is needed here; \
                  BERT classifiers serve `manabi task` evaluation and prediction only",
                 cfg.family
             ),
@@ -106,6 +107,18 @@ pub fn read_head(dir: &Path) -> Result<HeadSpec> {
             format!("unknown head `{}` (expected `score` or `token`)", head.kind),
         ));
     }
+    let key = format!("{}: names", dir.join(HEAD_FILE).display());
+    if !head.names.is_empty() && head.names.len() != head.labels {
+        return Err(FinetuneError::config(
+            key,
+            format!(
+                "{} names for `labels = {}` outputs",
+                head.names.len(),
+                head.labels
+            ),
+        ));
+    }
+    crate::tasks::data::check_labels(&head.names, &key)?;
     Ok(head)
 }
 
@@ -126,6 +139,15 @@ pub(crate) fn hf_label_names(dir: &Path, labels: usize) -> Vec<String> {
         .enumerate()
         .all(|(i, n)| *n == format!("LABEL_{i}"));
     if names.len() == labels && !generic {
+        for (i, n) in names.iter().enumerate() {
+            if let Some(j) = names[..i].iter().position(|m| m == n) {
+                tracing::warn!(
+                    "{}: id2label names \"{n}\" twice (ids {j} and {i}); predictions of \
+                     those outputs read the same",
+                    dir.join("config.json").display()
+                );
+            }
+        }
         names
     } else {
         Vec::new()

@@ -3,7 +3,8 @@
 //! entities (a head on every token), sentence embeddings (SimCSE) — metrics equal to
 //! scikit-learn / SciPy / seqeval, predictions written next to gold labels; prompting
 //! without training (zero-, one- and few-shot, chain-of-thought) with
-//! lm-evaluation-harness semantics; and retrieval-augmented generation.
+//! lm-evaluation-harness semantics. Retrieval-augmented generation builds on these in
+//! its own crate, `manabi-rag`.
 
 pub mod batch;
 pub mod body;
@@ -16,7 +17,6 @@ pub mod head;
 pub mod ner;
 pub mod pairs;
 pub mod pooling;
-pub mod rag;
 pub mod report;
 pub mod settings;
 mod setup;

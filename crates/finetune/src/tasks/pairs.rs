@@ -202,7 +202,8 @@ pub fn train_bi_sts(
         fit_bi_sts(cfg, &mut run, body, Ok, data, resume)
     } else {
         let body = run.body(cfg)?;
-        let adapt = |m| crate::peft::apply(m, &cfg.peft);
+        let tok = run.tokenizer.clone();
+        let adapt = |m| crate::peft::apply_with_tokenizer(m, &cfg.peft, &tok);
         fit_bi_sts(cfg, &mut run, body, adapt, data, resume)
     }
 }
@@ -233,7 +234,7 @@ fn fit_bi_sts<M: SentenceEncoder + TrainModel>(
     let model = adapt(body)?;
     let (trainable, total) = crate::peft::describe(&model);
     println!(
-        "{:?}, bi-encoder STS ({:?} pooling, cosine × {}): {trainable} trainable of {total} parameters",
+        "{}, bi-encoder STS ({:?} pooling, cosine × {}): {trainable} trainable of {total} parameters",
         cfg.peft.method, s.pooling, s.max_score
     );
     run.record(cfg, None, s)?;

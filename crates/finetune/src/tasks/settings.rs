@@ -133,6 +133,7 @@ impl Recipe for TaskConfig {
                 "an sts task predicts a score; it has no class labels",
             ));
         }
+        crate::tasks::data::check_labels(&self.task.labels, "task.labels")?;
         if self.task.encoder == crate::tasks::pooling::Encoder::Bi
             && (self.task.kind != TaskKind::Sts || self.task.max_score <= 0.0)
         {

@@ -52,10 +52,10 @@ impl Setup {
         settings: &TaskSettings,
     ) -> Result<(DecoderClassifier, usize)> {
         let mut model = DecoderClassifier::from_lm(self.body(cfg)?, head.labels);
-        model.lm = peft::apply(model.lm, &cfg.peft)?;
+        model.lm = peft::apply_with_tokenizer(model.lm, &cfg.peft, &self.tokenizer)?;
         let (trainable, total) = peft::describe(&model);
         println!(
-            "{:?} + {} head ({} outputs): {trainable} trainable of {total} parameters",
+            "{} + {} head ({} outputs): {trainable} trainable of {total} parameters",
             cfg.peft.method, head.kind, head.labels
         );
         self.record(cfg, Some(&head), settings)?;
@@ -89,7 +89,7 @@ impl Setup {
             return Err(FinetuneError::config(
                 "peft.method",
                 format!(
-                    "{:?} adapts decoders (gpt2 / llama) only; a BERT body trains with `full`",
+                    "`{}` adapts decoders (gpt2 / llama) only; a BERT body trains with `full`",
                     cfg.peft.method
                 ),
             ));

@@ -217,7 +217,8 @@ pub fn train_simcse(
         fit_simcse(cfg, &mut run, body, Ok, data, test.as_ref(), resume)
     } else {
         let body = run.body(cfg)?;
-        let adapt = |m| crate::peft::apply(m, &cfg.peft);
+        let tok = run.tokenizer.clone();
+        let adapt = |m| crate::peft::apply_with_tokenizer(m, &cfg.peft, &tok);
         fit_simcse(cfg, &mut run, body, adapt, data, test.as_ref(), resume)
     }
 }
@@ -263,7 +264,7 @@ fn fit_simcse<M: SentenceEncoder + TrainModel>(
         false => "unsupervised".to_string(),
     };
     println!(
-        "{:?}, {kind} SimCSE ({:?} pooling, τ {}, dropout {}): {trainable} trainable of {total} parameters",
+        "{}, {kind} SimCSE ({:?} pooling, τ {}, dropout {}): {trainable} trainable of {total} parameters",
         cfg.peft.method, s.pooling, s.temperature, s.dropout
     );
     run.record(cfg, None, s)?;

@@ -49,13 +49,22 @@ pub fn train_task(
     } else {
         label_set(&cfg.task.labels, &train_ex)
     };
+    if !kind.regression() {
+        crate::tasks::data::check_labels(&names, "task.labels")?;
+    }
     if !kind.regression() && names.len() < 2 {
+        let found = match names.first() {
+            Some(one) => format!("only \"{one}\""),
+            None => "none".into(),
+        };
+        let source = if cfg.task.labels.is_empty() {
+            "the training data has"
+        } else {
+            "task.labels lists"
+        };
         return Err(FinetuneError::config(
             "task.labels",
-            format!(
-                "a classifier needs at least two classes; found {:?} in the training data",
-                names
-            ),
+            format!("a classifier needs at least two classes; {source} {found}"),
         ));
     }
     let mut settings = cfg.task.clone();

@@ -103,11 +103,11 @@ fn read_file(
                     chars.len()
                 )));
             }
-            let kind = e["type"]
-                .as_str()
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| err(format!("entity {k}: missing `type`")))?
-                .to_string();
+            let kind = match e["type"].as_str() {
+                Some(t) if !t.trim().is_empty() => t.to_string(),
+                Some(_) => return Err(err(format!("entity {k}: `type` is empty"))),
+                None => return Err(err(format!("entity {k}: missing `type`"))),
+            };
             let covered: String = chars[start..end].iter().collect();
             if let Some(name) = e["name"].as_str()
                 && name != covered

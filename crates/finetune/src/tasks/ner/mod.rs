@@ -280,6 +280,7 @@ pub fn train_ner(
         read_ner(&cfg.data.test, fields, true)?
     };
     let types = entity_types(&cfg.task.labels, &train_ex);
+    crate::tasks::data::check_labels(&types, "task.labels")?;
     if types.is_empty() {
         return Err(FinetuneError::config(
             "task.labels",

@@ -1,16 +1,17 @@
 //! Retrieval-augmented generation: passages from JSONL, text and folders; BM25 finds the
 //! passage of an English or Japanese question; dense and hybrid retrieval run on a
 //! model's embeddings; the index reopens the same; evaluation counts recall@k and exact
-//! match with and without retrieval; bad inputs are one-line errors.
+//! match with and without retrieval; bad inputs (files, templates, `k = 0`, empty
+//! questions or answers, gold passages the index lacks) are one-line errors.
 
 use std::path::{Path, PathBuf};
 
 use manabi_finetune::tasks::embed::Pooling;
-use manabi_finetune::tasks::rag::{
-    self, Embedder, QA_TEMPLATE, Question, RagIndex, Retriever, reciprocal_rank_fusion,
-};
 use manabi_model::DecoderLm;
 use manabi_model::device::test_device;
+use manabi_rag::{
+    self as rag, Embedder, QA_TEMPLATE, Question, RagIndex, Retriever, reciprocal_rank_fusion,
+};
 use manabi_tokenize::TextTokenizer;
 
 fn root() -> PathBuf {
@@ -34,6 +35,24 @@ fn docs(dir: &Path) -> Vec<PathBuf> {
     )
     .unwrap();
     vec![j, folder]
+}
+
+/// A small random LLaMA-style decoder and the English BPE fixture.
+fn tiny_generator() -> (DecoderLm, TextTokenizer) {
+    let cfg: manabi_model::ModelConfig = toml::from_str(
+        "family = \"llama\"\nvocab_size = 512\nmax_positions = 128\nd_model = 32\nn_layers = 2\nn_heads = 4\nn_kv_heads = 2\nd_ff = 64\npositions = \"rope\"\nnorm = \"rmsnorm\"\nactivation = \"swiglu\"\ntie_embeddings = true",
+    )
+    .unwrap();
+    let model = DecoderLm::init(&cfg, &test_device(), 3);
+    let tok = TextTokenizer::load(root().join("fixtures/tokenize/bpe-en/tokenizer.json")).unwrap();
+    (model, tok)
+}
+
+/// The message of `r`'s error, checked to be one line.
+fn one_line<T: std::fmt::Debug>(r: Result<T, manabi_finetune::FinetuneError>) -> String {
+    let e = r.unwrap_err().to_string();
+    assert!(!e.contains('\n'), "not one line: {e}");
+    e
 }
 
 #[test]
@@ -72,12 +91,7 @@ fn bm25_finds_the_passage_in_both_languages_and_the_index_reopens() {
 fn dense_and_hybrid_retrieval_and_evaluation_run_on_a_model() {
     let tmp = tempfile::tempdir().unwrap();
     let device = test_device();
-    let cfg: manabi_model::ModelConfig = toml::from_str(
-        "family = \"llama\"\nvocab_size = 512\nmax_positions = 128\nd_model = 32\nn_layers = 2\nn_heads = 4\nn_kv_heads = 2\nd_ff = 64\npositions = \"rope\"\nnorm = \"rmsnorm\"\nactivation = \"swiglu\"\ntie_embeddings = true",
-    )
-    .unwrap();
-    let model = DecoderLm::init(&cfg, &device, 3);
-    let tok = TextTokenizer::load(root().join("fixtures/tokenize/bpe-en/tokenizer.json")).unwrap();
+    let (model, tok) = tiny_generator();
     let body = manabi_finetune::tasks::embed::SentenceModel::Decoder(Box::new(model.clone()));
     let emb = Embedder {
         model: &body,
@@ -111,11 +125,13 @@ fn dense_and_hybrid_retrieval_and_evaluation_run_on_a_model() {
             question: "Where does Mara live?".into(),
             answer: "Tolven".into(),
             passage: Some("mara".into()),
+            source: None,
         },
         Question {
             question: "What is the name of Tovi's cat?".into(),
             answer: "Momo".into(),
             passage: Some("tovi".into()),
+            source: None,
         },
     ];
     let (r, rows) = rag::evaluate(
@@ -133,7 +149,7 @@ fn dense_and_hybrid_retrieval_and_evaluation_run_on_a_model() {
     assert!((0.0..=1.0).contains(&r.exact_match_with));
     assert_eq!(rows[0]["retrieved"][0], "mara");
     assert_eq!(
-        rag::prompt(QA_TEMPLATE, &["A.", "B."], "Q?"),
+        rag::prompt(QA_TEMPLATE, &["A.", "B."], "Q?").unwrap(),
         "Context: A. B.\nQuestion: Q?\nAnswer:"
     );
 }
@@ -178,7 +194,7 @@ fn fusion_ranks_by_reciprocal_rank_and_bad_files_name_their_line() {
 
 #[test]
 fn passage_and_question_files_with_a_bom_and_crlf_lines_are_read() {
-    use manabi_finetune::tasks::rag::Passage;
+    use manabi_rag::Passage;
     let tmp = tempfile::tempdir().unwrap();
     let j = tmp.path().join("p.jsonl");
     std::fs::write(
@@ -221,12 +237,210 @@ fn passage_and_question_files_with_a_bom_and_crlf_lines_are_read() {
                 question: "Who bakes?".into(),
                 answer: "Mara".into(),
                 passage: Some("a".into()),
+                source: Some((q.clone(), 1)),
             },
             Question {
                 question: "Who reads?".into(),
                 answer: "Tovi".into(),
                 passage: None,
+                source: Some((q.clone(), 3)),
             },
         ]
+    );
+}
+
+#[test]
+fn a_template_without_its_placeholders_is_refused() {
+    rag::check_template(QA_TEMPLATE).unwrap();
+    for (template, missing) in [
+        ("Context: {context}\nAnswer:", "{question}"),
+        ("Question: {question}\nAnswer:", "{context}"),
+        ("Passages: {passages}\nQ: {question}\nA:", "{context}"),
+        ("Answer:", "{question}"),
+    ] {
+        let e = one_line(rag::prompt(template, &["A."], "Q?"));
+        assert!(
+            e.contains("--template") && e.contains(&format!("`{missing}`")),
+            "{e}"
+        );
+    }
+    // One pass: a passage or question holding a placeholder is not expanded, and other
+    // braces stay literal.
+    assert_eq!(
+        rag::prompt(
+            "{\"c\": \"{context}\"} {question} {x}",
+            &["see {question}"],
+            "Q {context}?"
+        )
+        .unwrap(),
+        "{\"c\": \"see {question}\"} Q {context}? {x}"
+    );
+    // `rag eval` refuses the template before it retrieves or generates anything.
+    let tmp = tempfile::tempdir().unwrap();
+    let index = RagIndex::build(
+        &tmp.path().join("index"),
+        rag::read_passages(&docs(tmp.path())).unwrap(),
+        None,
+    )
+    .unwrap();
+    let (model, tok) = tiny_generator();
+    let qs = [Question {
+        question: "Where does Mara live?".into(),
+        answer: "Tolven".into(),
+        passage: Some("mara".into()),
+        source: None,
+    }];
+    let e = one_line(rag::evaluate(
+        &index,
+        &qs,
+        Retriever::Bm25,
+        None,
+        1,
+        1,
+        (&model, &tok),
+        "Q: {question}\nA:",
+    ));
+    assert!(e.contains("--template") && e.contains("{context}"), "{e}");
+}
+
+#[test]
+fn zero_passages_and_empty_queries_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = RagIndex::build(
+        &tmp.path().join("index"),
+        rag::read_passages(&docs(tmp.path())).unwrap(),
+        None,
+    )
+    .unwrap();
+    for how in [Retriever::Bm25, Retriever::Dense, Retriever::Hybrid] {
+        let e = one_line(index.search("Where does Mara live?", 0, how, None));
+        assert!(
+            e.contains("--k") && e.contains("at least 1"),
+            "{how:?}: {e}"
+        );
+    }
+    let e = one_line(index.bm25("Where does Mara live?", 0));
+    assert!(e.contains("--k"), "{e}");
+    let e = one_line(index.search("  ", 2, Retriever::Bm25, None));
+    assert!(e.contains("--question") && e.contains("empty"), "{e}");
+    let (model, tok) = tiny_generator();
+    let qs = [Question {
+        question: "Where does Mara live?".into(),
+        answer: "Tolven".into(),
+        passage: Some("mara".into()),
+        source: None,
+    }];
+    let eval = |k, context| {
+        one_line(rag::evaluate(
+            &index,
+            &qs,
+            Retriever::Bm25,
+            None,
+            k,
+            context,
+            (&model, &tok),
+            QA_TEMPLATE,
+        ))
+    };
+    let e = eval(0, 1);
+    assert!(e.contains("--k") && e.contains("at least 1"), "{e}");
+    let e = eval(1, 0);
+    assert!(e.contains("--context-passages"), "{e}");
+    let e = one_line(rag::evaluate(
+        &index,
+        &[],
+        Retriever::Bm25,
+        None,
+        1,
+        1,
+        (&model, &tok),
+        QA_TEMPLATE,
+    ));
+    assert!(e.contains("no questions"), "{e}");
+}
+
+#[test]
+fn empty_questions_and_answers_name_their_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = tmp.path().join("q.jsonl");
+    let ok = "{\"question\": \"Who bakes?\", \"answer\": \"Mara\"}\n\n";
+    for (bad, field) in [
+        ("{\"question\": \"  \", \"answer\": \"Mara\"}", "question"),
+        ("{\"question\": \"Who bakes?\", \"answer\": \"\"}", "answer"),
+        (
+            "{\"question\": \"Who bakes?\", \"answer\": \"Mara\", \"passage\": \" \"}",
+            "passage",
+        ),
+    ] {
+        std::fs::write(&q, format!("{ok}{bad}\n")).unwrap();
+        let e = one_line(rag::read_questions(&q));
+        assert!(
+            e.contains("q.jsonl:3") && e.contains(&format!("empty field `{field}`")),
+            "{e}"
+        );
+    }
+    // Questions built in code are checked by `evaluate` too, named by their number.
+    let tmp_index = tmp.path().join("index");
+    let index = RagIndex::build(
+        &tmp_index,
+        rag::read_passages(&docs(tmp.path())).unwrap(),
+        None,
+    )
+    .unwrap();
+    let (model, tok) = tiny_generator();
+    let q = |question: &str, answer: &str| Question {
+        question: question.into(),
+        answer: answer.into(),
+        passage: None,
+        source: None,
+    };
+    let e = one_line(rag::evaluate(
+        &index,
+        &[q("Who bakes?", "Mara"), q("Who reads?", " ")],
+        Retriever::Bm25,
+        None,
+        1,
+        1,
+        (&model, &tok),
+        QA_TEMPLATE,
+    ));
+    assert!(
+        e.contains("questions[2]") && e.contains("empty field `answer`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn gold_passage_ids_the_index_lacks_name_the_id_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = RagIndex::build(
+        &tmp.path().join("index"),
+        rag::read_passages(&docs(tmp.path())).unwrap(),
+        None,
+    )
+    .unwrap();
+    let q = tmp.path().join("q.jsonl");
+    std::fs::write(
+        &q,
+        "{\"question\": \"Where does Mara live?\", \"answer\": \"Tolven\", \"passage\": \"mara\"}\n\
+         {\"question\": \"Who has a cat?\", \"answer\": \"Tovi\"}\n\
+         {\"question\": \"Where does Nobu live?\", \"answer\": \"Kita\", \"passage\": \"nobu\"}\n",
+    )
+    .unwrap();
+    let questions = rag::read_questions(&q).unwrap();
+    let (model, tok) = tiny_generator();
+    let e = one_line(rag::evaluate(
+        &index,
+        &questions,
+        Retriever::Bm25,
+        None,
+        1,
+        1,
+        (&model, &tok),
+        QA_TEMPLATE,
+    ));
+    assert!(
+        e.contains("q.jsonl:3") && e.contains("`nobu`") && e.contains("not in the index"),
+        "{e}"
     );
 }

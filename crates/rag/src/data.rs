@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{FinetuneError, Result};
+use manabi_finetune::error::{FinetuneError, Result};
 
 /// One retrievable passage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,7 +16,7 @@ pub struct Passage {
     pub text: String,
 }
 
-pub(super) fn err(path: &Path, e: impl std::fmt::Display) -> FinetuneError {
+pub(crate) fn err(path: &Path, e: impl std::fmt::Display) -> FinetuneError {
     FinetuneError::io(path, e)
 }
 
@@ -114,7 +114,7 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn read_jsonl_passages(path: &Path) -> Result<Vec<Passage>> {
+pub(crate) fn read_jsonl_passages(path: &Path) -> Result<Vec<Passage>> {
     manabi_tokenize::read_jsonl(path)
         .map(|record| -> Result<Passage> {
             let manabi_tokenize::JsonLine { line, value } = record?;
@@ -123,22 +123,6 @@ pub(super) fn read_jsonl_passages(path: &Path) -> Result<Vec<Passage>> {
                 line,
                 message: e.to_string(),
             })
-        })
-        .collect()
-}
-
-pub(super) fn read_vectors(path: &Path) -> Result<Vec<Vec<f32>>> {
-    manabi_tokenize::read_jsonl(path)
-        .map(|record| -> Result<Vec<f32>> {
-            let v = record?.value;
-            Ok(v["embedding"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_f64().map(|x| x as f32))
-                        .collect()
-                })
-                .unwrap_or_default())
         })
         .collect()
 }
@@ -153,20 +137,56 @@ pub struct Question {
     /// Id of the passage that answers it (for recall@k).
     #[serde(default)]
     pub passage: Option<String>,
+    /// The file and 1-based line it was read from ([`read_questions`]); `None` for a
+    /// question built in code. Errors about the question name it.
+    #[serde(skip)]
+    pub source: Option<(PathBuf, usize)>,
 }
 
-/// Reads questions (`{"question", "answer", "passage"?}` per line).
+impl Question {
+    /// An error about this question: `file:line: message` when it came from a file, else
+    /// naming its place (`number`, 1-based) in the list.
+    pub(crate) fn error(&self, number: usize, message: impl Into<String>) -> FinetuneError {
+        match &self.source {
+            Some((path, line)) => FinetuneError::Data {
+                path: path.clone(),
+                line: *line,
+                message: message.into(),
+            },
+            None => FinetuneError::config(format!("questions[{number}]"), message),
+        }
+    }
+
+    /// Refuses an empty question, an empty gold answer or an empty gold passage id.
+    pub(crate) fn check(&self, number: usize) -> Result<()> {
+        let empty = |field: &str| self.error(number, format!("empty field `{field}`"));
+        if self.question.trim().is_empty() {
+            return Err(empty("question"));
+        }
+        if self.answer.trim().is_empty() {
+            return Err(empty("answer"));
+        }
+        if self.passage.as_ref().is_some_and(|p| p.trim().is_empty()) {
+            return Err(empty("passage"));
+        }
+        Ok(())
+    }
+}
+
+/// Reads questions (`{"question", "answer", "passage"?}` per line). An empty question,
+/// answer or passage id is an error naming its line.
 pub fn read_questions(path: &Path) -> Result<Vec<Question>> {
     let mut out = Vec::new();
     for record in manabi_tokenize::read_jsonl(path) {
         let manabi_tokenize::JsonLine { line, value } = record?;
-        out.push(
-            serde_json::from_value(value).map_err(|e| FinetuneError::Data {
-                path: path.to_path_buf(),
-                line,
-                message: format!("{e} (expected {{\"question\", \"answer\", \"passage\"?}})"),
-            })?,
-        );
+        let mut q: Question = serde_json::from_value(value).map_err(|e| FinetuneError::Data {
+            path: path.to_path_buf(),
+            line,
+            message: format!("{e} (expected {{\"question\", \"answer\", \"passage\"?}})"),
+        })?;
+        q.source = Some((path.to_path_buf(), line));
+        q.check(out.len() + 1)?;
+        out.push(q);
     }
     if out.is_empty() {
         return Err(err(path, "no questions in this file"));

@@ -1,4 +1,5 @@
-//! Retrieval-augmented generation (`manabi rag`): passages from text, JSONL or folders;
+//! manabi-rag: retrieval-augmented generation (`manabi rag`) on the models of
+//! `manabi-finetune`: passages from text, JSONL or folders;
 //! lexical BM25 through tantivy (a word field, and a character-bigram field for Japanese
 //! that queries with non-ASCII letters also search); dense retrieval by manabi's own sentence embeddings (cosine); a hybrid
 //! by reciprocal-rank fusion. The top passages go into the QA prompt template and the
@@ -19,9 +20,9 @@ use tantivy::schema::{
 use tantivy::tokenizer::{LowerCaser, NgramTokenizer, TextAnalyzer};
 use tantivy::{Index, IndexWriter, TantivyDocument, Term, doc};
 
-use crate::error::{FinetuneError, Result};
-use crate::sft::Specials;
-use crate::tasks::embed::{self, Pooling};
+use manabi_finetune::error::{FinetuneError, Result};
+use manabi_finetune::sft::Specials;
+use manabi_finetune::tasks::embed::{self, Pooling};
 
 /// Where the lexical index lives inside a RAG folder.
 const BM25_DIR: &str = "bm25";
@@ -33,7 +34,7 @@ const NGRAM: &str = "char_bigram";
 mod data;
 
 pub use data::{Passage, Question, read_passages, read_questions};
-use data::{err, read_jsonl_passages, read_vectors};
+use data::{err, read_jsonl_passages};
 
 /// What a RAG folder was built with (`rag.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,7 +212,9 @@ impl RagIndex {
         let field = |n: &str| schema.get_field(n).map_err(|e| err(&bm, e));
         let fields = (field("id")?, field("words")?, field("grams")?);
         let vectors = if spec.embed_model.is_some() {
-            read_vectors(&dir.join(VECTORS))?
+            // One width for every vector (a vector of another width is an error naming its
+            // line, not compared over the shorter one).
+            manabi_finetune::tasks::embed::read_embeddings(&dir.join(VECTORS), None)?
         } else {
             Vec::new()
         };
@@ -237,6 +240,7 @@ impl RagIndex {
 
     /// Passage numbers of the best `k` by BM25.
     pub fn bm25(&self, query: &str, k: usize) -> Result<Vec<usize>> {
+        check_query(query, k)?;
         let reader = self
             .index
             .reader()
@@ -269,7 +273,7 @@ impl RagIndex {
         }
         let q = BooleanQuery::new(clauses);
         let top = searcher
-            .search(&q, &TopDocs::with_limit(k.max(1)))
+            .search(&q, &TopDocs::with_limit(k))
             .map_err(|e| FinetuneError::config("bm25", e.to_string()))?;
         let mut out = Vec::with_capacity(top.len());
         for (_, addr) in top {
@@ -285,6 +289,7 @@ impl RagIndex {
 
     /// Passage numbers of the best `k` by cosine with the query's embedding.
     pub fn dense(&self, query: &str, k: usize, embedder: &Embedder) -> Result<Vec<usize>> {
+        check_query(query, k)?;
         if self.vectors.is_empty() {
             return Err(FinetuneError::config(
                 "--retriever",
@@ -310,6 +315,7 @@ impl RagIndex {
         how: Retriever,
         embedder: Option<&Embedder>,
     ) -> Result<Vec<usize>> {
+        check_query(query, k)?;
         let need = || {
             embedder.ok_or_else(|| {
                 FinetuneError::config(
@@ -330,6 +336,20 @@ impl RagIndex {
     }
 }
 
+/// Refuses what would retrieve nothing, silently: `k = 0` or an empty query.
+fn check_query(query: &str, k: usize) -> Result<()> {
+    if k == 0 {
+        return Err(FinetuneError::config(
+            "--k",
+            "must be at least 1 (the number of passages retrieved)",
+        ));
+    }
+    if query.trim().is_empty() {
+        return Err(FinetuneError::config("--question", "the question is empty"));
+    }
+    Ok(())
+}
+
 /// Reciprocal-rank fusion (Cormack et al. 2009): score = Σ 1 / (60 + rank).
 pub fn reciprocal_rank_fusion(lists: &[Vec<usize>], k: usize) -> Vec<usize> {
     let mut score: std::collections::BTreeMap<usize, f64> = std::collections::BTreeMap::new();
@@ -343,11 +363,54 @@ pub fn reciprocal_rank_fusion(lists: &[Vec<usize>], k: usize) -> Vec<usize> {
     v.into_iter().take(k).map(|(i, _)| i).collect()
 }
 
-/// The prompt: `template` with `{context}` (passages joined by a space) and `{question}`.
-pub fn prompt(template: &str, passages: &[&str], question: &str) -> String {
-    template
-        .replace("{context}", &passages.join(" "))
-        .replace("{question}", question)
+/// Where the retrieved passages go in a prompt template.
+pub const CONTEXT: &str = "{context}";
+/// Where the question goes in a prompt template.
+pub const QUESTION: &str = "{question}";
+
+/// Refuses a template without both placeholders, [`CONTEXT`] and [`QUESTION`]: without
+/// the first the passages would be dropped, without the second the question.
+pub fn check_template(template: &str) -> Result<()> {
+    for (placeholder, what) in [
+        (QUESTION, "the question goes"),
+        (CONTEXT, "the retrieved passages go"),
+    ] {
+        if !template.contains(placeholder) {
+            return Err(FinetuneError::config(
+                "--template",
+                format!(
+                    "has no `{placeholder}` placeholder, where {what} (a RAG template needs `{CONTEXT}` and `{QUESTION}`)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The prompt: `template` with [`CONTEXT`] replaced by the passages joined by a space and
+/// [`QUESTION`] by the question, in one pass (a passage or question that itself holds a
+/// placeholder is not expanded); every other brace is literal. A template without both
+/// placeholders is an error ([`check_template`]).
+pub fn prompt(template: &str, passages: &[&str], question: &str) -> Result<String> {
+    check_template(template)?;
+    let context = passages.join(" ");
+    let mut out = String::with_capacity(template.len() + context.len() + question.len());
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let (value, skip) = if tail.starts_with(CONTEXT) {
+            (context.as_str(), CONTEXT.len())
+        } else if tail.starts_with(QUESTION) {
+            (question, QUESTION.len())
+        } else {
+            ("{", 1)
+        };
+        out.push_str(value);
+        rest = &tail[skip..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// The QA template the SFT recipes train with.
@@ -368,7 +431,7 @@ pub fn answer(
         pad_id: s.pad,
         ..GenerateOptions::default()
     };
-    let out = crate::tasks::fewshot::greedy(model, tokenizer, prompts, &opts, 16)?;
+    let out = manabi_finetune::tasks::fewshot::greedy(model, tokenizer, prompts, &opts, 16)?;
     Ok(out
         .iter()
         .map(|t| t.lines().next().unwrap_or("").trim().to_string())
@@ -391,6 +454,11 @@ pub struct RagReport {
 }
 
 /// Recall@k, and exact match with `context_passages` retrieved passages vs none.
+///
+/// Refused before anything is retrieved: `k` or `context_passages` of 0, a template
+/// without both placeholders, no questions, an empty question or gold answer, and a gold
+/// passage id the index does not hold (each named by its file and line when the
+/// question came from [`read_questions`]).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     index: &RagIndex,
@@ -402,6 +470,7 @@ pub fn evaluate(
     generator: (&DecoderLm, &TextTokenizer),
     template: &str,
 ) -> Result<(RagReport, Vec<serde_json::Value>)> {
+    check_eval(index, questions, k, context_passages, template)?;
     let (mut hits, mut with_gold) = (0usize, 0usize);
     let (mut with_prompts, mut without_prompts) = (Vec::new(), Vec::new());
     let mut retrieved = Vec::new();
@@ -416,8 +485,8 @@ pub fn evaluate(
             .take(context_passages)
             .map(|&i| index.passages[i].text.as_str())
             .collect();
-        with_prompts.push(prompt(template, &ctx, &q.question));
-        without_prompts.push(prompt(template, &[], &q.question));
+        with_prompts.push(prompt(template, &ctx, &q.question)?);
+        without_prompts.push(prompt(template, &[], &q.question)?);
         retrieved.push(
             top.iter()
                 .map(|&i| index.passages[i].id.clone())
@@ -453,4 +522,46 @@ pub fn evaluate(
         },
         rows,
     ))
+}
+
+/// What [`evaluate`] refuses up front.
+fn check_eval(
+    index: &RagIndex,
+    questions: &[Question],
+    k: usize,
+    context_passages: usize,
+    template: &str,
+) -> Result<()> {
+    if k == 0 {
+        return Err(FinetuneError::config(
+            "--k",
+            "must be at least 1 (recall@k of the gold passage)",
+        ));
+    }
+    if context_passages == 0 {
+        return Err(FinetuneError::config(
+            "--context-passages",
+            "must be at least 1 (with none, the answers with and without retrieval are the same)",
+        ));
+    }
+    check_template(template)?;
+    if questions.is_empty() {
+        return Err(FinetuneError::config("--questions", "no questions"));
+    }
+    let ids: std::collections::HashSet<&str> =
+        index.passages.iter().map(|p| p.id.as_str()).collect();
+    for (i, q) in questions.iter().enumerate() {
+        q.check(i + 1)?;
+        if let Some(g) = q.passage.as_deref().filter(|g| !ids.contains(g)) {
+            return Err(q.error(
+                i + 1,
+                format!(
+                    "gold passage `{}` is not in the index ({} passages; an id is a passage's `id` or `FILE#N`)",
+                    g.escape_debug(),
+                    index.passages.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
