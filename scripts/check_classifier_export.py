@@ -3,7 +3,7 @@ a `*ForSequenceClassification` or `*ForTokenClassification` folder (from `manabi
 export`, or from the NER test, which leaves one in target/tmp/token-export) with an
 expected.json of `{"input_ids": [[...]], "logits": [flat float32]}` computed by manabi.
 
-    cargo test --release -p manabi-finetune --test tasks an_ner_tagger
+    cargo test --release -p manabi-tasks --test tasks an_ner_tagger
     python3 scripts/check_classifier_export.py --export target/tmp/token-export
 
 Exits 1 when a logit differs by more than --tol (default 1e-4).

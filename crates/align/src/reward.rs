@@ -26,7 +26,7 @@ use crate::error::{AlignError, Result};
 use crate::policy::{PolicyModel, PrefData};
 use crate::pref::{TokenPair, read_pairs, tokenize};
 
-pub use manabi_finetune::tasks::head::{HEAD_FILE, HeadSpec};
+pub use manabi_finetune::head::{HEAD_FILE, HeadSpec};
 
 /// `[reward]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,7 +96,7 @@ pub struct ScoreBatch {
 /// Sequences of `rows` (each read at its last token), right-padded with `pad`.
 pub fn score_batch(rows: &[Vec<u32>], pad: u32) -> ScoreBatch {
     let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
-    let (seq, inputs, last) = manabi_finetune::tasks::classify::pad_rows(&refs, pad);
+    let (seq, inputs, last) = manabi_finetune::head::pad_rows(&refs, pad);
     ScoreBatch {
         n: rows.len() / 2,
         seq,
@@ -242,7 +242,7 @@ pub fn load_reward(dir: &Path, device: &Device) -> Result<DecoderClassifier> {
     if !found.has_head() {
         return Err(not_a_reward_model(&found.dir, "no score head"));
     }
-    let (m, head) = manabi_finetune::tasks::load_classifier(&found.dir, device)?;
+    let (m, head) = manabi_finetune::head::load_classifier(&found.dir, device)?;
     if head.kind != "score" {
         return Err(not_a_reward_model(
             &found.dir,

@@ -258,7 +258,7 @@ pub struct EvalArgs {
 }
 
 fn eval_task(args: &EvalArgs, task: &Path, device: &burn::tensor::Device) -> anyhow::Result<()> {
-    use manabi_finetune::tasks::fewshot::{self, Evaluator, PromptSettings};
+    use manabi_tasks::fewshot::{self, Evaluator, PromptSettings};
     let model = load_decoder(&args.model, None, device)?;
     let tok = tokenizer_for(
         &args.model,
@@ -416,13 +416,13 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
     }
     let params = match family {
         Family::Gpt2 | Family::Llama
-            if args.model.join(manabi_finetune::tasks::HEAD_FILE).exists()
+            if args.model.join(manabi_finetune::head::HEAD_FILE).exists()
                 || arch.as_deref().is_some_and(|a| {
                     a.ends_with("ForSequenceClassification")
                         || a.ends_with("ForTokenClassification")
                 }) =>
         {
-            let (m, head) = manabi_finetune::tasks::load_classifier(&args.model, &device)?;
+            let (m, head) = manabi_finetune::head::load_classifier(&args.model, &device)?;
             // The tokenizer's own pad, never EOS (transformers would then score the token
             // before the final EOS); none known, no pad_token_id is written.
             let pad = match tok {
@@ -460,9 +460,9 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
             model.num_params()
         }
         Family::Bert => match (native, arch.as_deref()) {
-            (true, _) if args.model.join(manabi_finetune::tasks::HEAD_FILE).exists() => {
-                use manabi_finetune::tasks::body::{self as body, SeqModel, TaggerModel};
-                if manabi_finetune::tasks::head::read_head(&args.model)?.kind == "token" {
+            (true, _) if args.model.join(manabi_finetune::head::HEAD_FILE).exists() => {
+                use manabi_tasks::body::{self as body, SeqModel, TaggerModel};
+                if manabi_finetune::head::read_head(&args.model)?.kind == "token" {
                     let (m, head) = body::load_tagger(&args.model, &device)?;
                     let TaggerModel::Bert(m) = m.valid() else {
                         anyhow::bail!("{}: not a BERT tagger", args.model.display());
@@ -488,9 +488,9 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
                 manabi_model::export_bert_hf(&m, &args.out, tok)?;
                 m.num_params()
             }
-            (true, _) if manabi_finetune::tasks::embed::is_embedding_checkpoint(&args.model)? => {
+            (true, _) if manabi_tasks::embed::is_embedding_checkpoint(&args.model)? => {
                 // SimCSE / bi-encoder: the encoder alone, as transformers' `BertModel`.
-                let m = manabi_finetune::tasks::body::load_bert_body(&args.model, &device)?;
+                let m = manabi_tasks::body::load_bert_body(&args.model, &device)?;
                 manabi_model::export_bert_hf(&m, &args.out, tok)?;
                 m.num_params()
             }

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
-use manabi_finetune::tasks::embed::{Pooling, SentenceModel};
 use manabi_model::DeviceChoice;
 use manabi_rag::{self as rag, Embedder, QA_TEMPLATE, RagIndex, Retriever};
+use manabi_tasks::embed::{Pooling, SentenceModel};
 use manabi_tokenize::TextTokenizer;
 
 #[derive(Debug, Args)]
@@ -249,12 +249,11 @@ pub fn run(args: &RagArgs, device: DeviceChoice) -> anyhow::Result<()> {
 
 /// Pooling and length of a SimCSE checkpoint (its `task.toml`), or the defaults.
 fn read_embed_settings(dir: &Path) -> anyhow::Result<(Pooling, usize)> {
-    let spec = dir.join(manabi_finetune::tasks::settings::TASK_FILE);
+    let spec = dir.join(manabi_tasks::settings::TASK_FILE);
     if !spec.exists() {
         return Ok((Pooling::Mean, 128));
     }
-    let s: manabi_finetune::tasks::settings::TaskSettings =
-        toml::from_str(&std::fs::read_to_string(&spec)?)
-            .map_err(|e| anyhow::anyhow!("{}: {}", spec.display(), e.message()))?;
+    let s: manabi_tasks::settings::TaskSettings = toml::from_str(&std::fs::read_to_string(&spec)?)
+        .map_err(|e| anyhow::anyhow!("{}: {}", spec.display(), e.message()))?;
     Ok((s.pooling, s.max_length))
 }

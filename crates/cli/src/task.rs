@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use manabi_finetune::tasks::classify::SplitReport;
-use manabi_finetune::tasks::{TaskConfig, evaluate_task, train_task};
 use manabi_model::DeviceChoice;
 use manabi_objectives::Recipe;
+use manabi_tasks::classify::SplitReport;
+use manabi_tasks::{TaskConfig, evaluate_task, train_task};
 
 #[derive(Debug, Args)]
 pub struct TaskArgs {
@@ -119,15 +119,15 @@ pub struct EmbedArgs {
 }
 
 pub fn embed(args: &EmbedArgs, device: DeviceChoice) -> anyhow::Result<()> {
-    use manabi_finetune::tasks::embed::{self, Pooling, SentenceModel};
+    use manabi_tasks::embed::{self, Pooling, SentenceModel};
     let device = device.resolve()?;
     let model = SentenceModel::load(&args.model, &device)?;
     let tokenizer = manabi_tokenize::TextTokenizer::load(args.model.join("tokenizer.json"))?;
     let specials = manabi_finetune::sft::Specials::of(&tokenizer)?;
-    let spec = args.model.join(manabi_finetune::tasks::settings::TASK_FILE);
+    let spec = args.model.join(manabi_tasks::settings::TASK_FILE);
     let (mut pooling, mut max_length) = (Pooling::Mean, model.max_positions());
     if spec.exists() {
-        let s: manabi_finetune::tasks::settings::TaskSettings =
+        let s: manabi_tasks::settings::TaskSettings =
             toml::from_str(&std::fs::read_to_string(&spec)?)
                 .map_err(|e| anyhow::anyhow!("{}: {}", spec.display(), e.message()))?;
         (pooling, max_length) = (s.pooling, s.max_length);

@@ -969,8 +969,8 @@ fn rl_prompts() {
 
 #[test]
 fn task_examples() {
-    use manabi_finetune::tasks::TaskKind;
-    use manabi_finetune::tasks::data::read_examples;
+    use manabi_tasks::TaskKind;
+    use manabi_tasks::data::read_examples;
     let files = heads(&[
         "datasets/tasks/sentiment-en.val.jsonl",
         "datasets/tasks/nli-ja.val.jsonl",
@@ -992,7 +992,7 @@ fn task_examples() {
 
 #[test]
 fn ner_examples() {
-    use manabi_finetune::tasks::ner::read_ner;
+    use manabi_tasks::ner::read_ner;
     let files = heads(&[
         "datasets/tasks/ner-en.val.jsonl",
         "datasets/tasks/ner-ja.val.jsonl",
@@ -1019,7 +1019,7 @@ fn fewshot_docs() {
         "datasets/fewshot/qa-format-ja-angle.gen.pool.jsonl",
     ]);
     fuzz_files("fewshot_docs", Kind::Text, files, |_, path| {
-        manabi_finetune::tasks::fewshot::read_docs(path)
+        manabi_tasks::fewshot::read_docs(path)
             .map(drop)
             .map_err(msg)
     });
@@ -1051,7 +1051,7 @@ fn sentences() {
         "datasets/sft/world-ja.txt",
     ]);
     fuzz_files("sentences", Kind::Text, files, |_, path| {
-        manabi_finetune::tasks::embed::read_sentences(&[path.to_path_buf()], &BTreeMap::new())
+        manabi_tasks::embed::read_sentences(&[path.to_path_buf()], &BTreeMap::new())
             .map(drop)
             .map_err(msg)
     });
@@ -1330,7 +1330,7 @@ fn recipe_sft() {
 
 #[test]
 fn recipe_task() {
-    fuzz_recipe::<manabi_finetune::tasks::TaskConfig>("recipe_task", &["configs/tasks"]);
+    fuzz_recipe::<manabi_tasks::TaskConfig>("recipe_task", &["configs/tasks"]);
 }
 
 #[test]

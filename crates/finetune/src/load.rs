@@ -1,6 +1,6 @@
 //! Loading of the models every recipe starts from or evaluates: decoders (adapters
 //! rebuilt from `peft.toml`; the body of a decoder task checkpoint, its head dropped),
-//! merged decoders, and T5 bases for seq2seq SFT.
+//! merged decoders, decoders without dropout, and T5 bases for seq2seq SFT.
 
 use std::path::Path;
 
@@ -18,10 +18,10 @@ pub fn load_decoder(dir: &Path, device: &Device) -> Result<(DecoderLm, Option<Pe
     // A missing folder is named as the folder; a run folder stands for its newest checkpoint.
     let dir = &manabi_model::locate(dir)?.dir;
     let spec = dir.join(PEFT_FILE);
-    if dir.join(crate::tasks::HEAD_FILE).exists() && dir.join("model.toml").exists() {
+    if dir.join(crate::head::HEAD_FILE).exists() && dir.join("model.toml").exists() {
         // A task checkpoint (classifier, tagger, reward model): its body, the head dropped
         // (intermediate-task transfer, e.g. NLI before a reward model).
-        let (m, head) = crate::tasks::load_classifier(dir, device)?;
+        let (m, head) = crate::head::load_classifier(dir, device)?;
         tracing::info!(
             "{}: the body of a {} classifier ({} outputs); its head is dropped",
             dir.display(),
@@ -69,6 +69,15 @@ fn read_model_toml(dir: &Path) -> Result<manabi_model::ModelConfig> {
 /// adapters stay in their slots).
 pub fn merged(model: DecoderLm) -> DecoderLm {
     model.materialize()
+}
+
+/// Sets every dropout of `model` (embedding and residual) to `p`.
+pub fn with_dropout(mut model: DecoderLm, p: f64) -> DecoderLm {
+    model.dropout.prob = p;
+    for l in &mut model.layers {
+        l.dropout.prob = p;
+    }
+    model
 }
 
 /// A T5 base in `dir` (a Hugging Face folder with `model_type = "t5"`, or a manabi

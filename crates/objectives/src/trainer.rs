@@ -329,43 +329,8 @@ impl Trainer {
         let mut optim: ModuleOptimizer = build_optimizer(&model, t);
         let mut state = TrainState::new(self.seed);
         let metrics_path = out.join("metrics.jsonl");
-        let from = match &resume {
-            Resume::No => None,
-            Resume::Latest => match checkpoint::newest_verified(&ckpt_root)? {
-                Some((dir, _)) => Some(dir),
-                None => {
-                    tracing::warn!(
-                        "{}: no checkpoint yet (the run stopped before its first save); \
-                         starting from the beginning",
-                        ckpt_root.display()
-                    );
-                    None
-                }
-            },
-            Resume::From(dir) => {
-                if !dir.join("state.json").is_file() {
-                    return Err(TrainError::File {
-                        path: dir.clone(),
-                        message: "not a training checkpoint (no state.json)".into(),
-                    });
-                }
-                Some(dir.clone())
-            }
-        };
-        if let Some(dir) = from {
-            self.check_spec(&dir, model.model_config())?;
-            let (m, o, s) = checkpoint::load_into(&dir, model, |m| build_optimizer(m, t))?;
-            (model, optim, state) = (m, o, s);
-            let state_path = dir.join(crate::tasks::TASK_STATE_FILE);
-            let task_state = match state_path.exists() {
-                true => Some(
-                    std::fs::read_to_string(&state_path)
-                        .map_err(|e| TrainError::io(&state_path, e))?,
-                ),
-                false => None,
-            };
-            task.restore_state(task_state.as_deref())?;
-            tracing::info!(checkpoint = %dir.display(), step = state.step, "resuming");
+        if let Some(dir) = resume_point(&resume, &ckpt_root)? {
+            (model, optim, state) = self.restore(task, &dir, model)?;
             crate::metrics_log::truncate_metrics(&metrics_path, state.step)?;
         } else if metrics_path.exists() {
             std::fs::remove_file(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
@@ -408,9 +373,6 @@ impl Trainer {
         };
         let loop_start = Instant::now();
         let mut tokens_run = 0u64;
-        let last_good = |root: &Path| {
-            checkpoint::latest(root).map_or("none".to_string(), |p| p.display().to_string())
-        };
 
         while state.step < t.steps && (t.stop_after == 0 || state.step < t.stop_after) {
             let step = state.step;
@@ -422,42 +384,9 @@ impl Trainer {
                 .collect::<Result<_>>()?;
             let (loss, mut grads, mut extra) = step_loss_and_grads(task, &model, &batches, ad)?;
             let norm = global_norm(&model, &grads);
-            let bad = if !loss.is_finite() {
-                Some(("loss", loss))
-            } else if !norm.is_finite() {
-                Some(("gradient norm", norm))
-            } else {
-                None
-            };
-            if let Some((what, value)) = bad {
-                match t.on_nan {
-                    OnNan::Stop => {
-                        return Err(TrainError::NotFinite {
-                            step,
-                            what,
-                            value,
-                            last_good: last_good(&ckpt_root),
-                        });
-                    }
-                    OnNan::Skip => {
-                        tracing::warn!(step, what, value, "skipping a non-finite step");
-                        state.step += 1;
-                        continue;
-                    }
-                }
-            }
-            if t.spike_factor > 0.0
-                && let Some(mean) = state.loss_mean
-                && step > t.warmup_steps
-                && loss > t.spike_factor * mean
-            {
-                return Err(TrainError::Spike {
-                    step,
-                    loss,
-                    mean,
-                    factor: t.spike_factor,
-                    last_good: last_good(&ckpt_root),
-                });
+            if !guard(t, step, loss, norm, state.loss_mean, &ckpt_root)? {
+                state.step += 1;
+                continue;
             }
             state.loss_mean = Some(state.loss_mean.map_or(loss, |m| 0.95 * m + 0.05 * loss));
             if t.grad_clip > 0.0 && norm > t.grad_clip {
@@ -521,16 +450,7 @@ impl Trainer {
             bar.set_position(state.step as u64);
             bar.set_message(format!("loss {loss:.4} · {tps:.0} tok/s"));
             if done || (t.checkpoint_every > 0 && state.step.is_multiple_of(t.checkpoint_every)) {
-                let task_state = task.save_state()?;
-                let extras = checkpoint::Extras {
-                    config_toml: &self.config_toml,
-                    tokenizer: self.tokenizer.as_deref(),
-                    spec_files: &self.spec_files,
-                    task_state: task_state.as_deref(),
-                };
-                let dir = checkpoint::save(&ckpt_root, &model, &optim, &state, extras)?;
-                checkpoint::retain(&ckpt_root, t.keep_last, state.best.map(|(_, s)| s))?;
-                report.checkpoint = Some(dir);
+                report.checkpoint = Some(self.save(task, &ckpt_root, &model, &optim, &state)?);
             }
         }
         bar.finish_and_clear();
@@ -540,6 +460,50 @@ impl Trainer {
         let (train_pts, val_pts) = crate::metrics_log::read_curves(&metrics_path)?;
         crate::plot::loss_curve(&out.join("loss.svg"), &train_pts, &val_pts)?;
         Ok(report)
+    }
+
+    /// Loads the checkpoint `dir` into `model` (which must have the structure it records),
+    /// with its optimizer state, run state and the task's own state.
+    fn restore<T: Task>(
+        &self,
+        task: &T,
+        dir: &Path,
+        model: T::Model,
+    ) -> Result<(T::Model, ModuleOptimizer, TrainState)> {
+        self.check_spec(dir, model.model_config())?;
+        let (model, optim, state) =
+            checkpoint::load_into(dir, model, |m| build_optimizer(m, &self.train))?;
+        let state_path = dir.join(crate::tasks::TASK_STATE_FILE);
+        let task_state = match state_path.exists() {
+            true => Some(
+                std::fs::read_to_string(&state_path).map_err(|e| TrainError::io(&state_path, e))?,
+            ),
+            false => None,
+        };
+        task.restore_state(task_state.as_deref())?;
+        tracing::info!(checkpoint = %dir.display(), step = state.step, "resuming");
+        Ok((model, optim, state))
+    }
+
+    /// Writes the checkpoint of `state.step` and deletes the ones `keep_last` drops.
+    fn save<T: Task>(
+        &self,
+        task: &T,
+        root: &Path,
+        model: &T::Model,
+        optim: &ModuleOptimizer,
+        state: &TrainState,
+    ) -> Result<PathBuf> {
+        let task_state = task.save_state()?;
+        let extras = checkpoint::Extras {
+            config_toml: &self.config_toml,
+            tokenizer: self.tokenizer.as_deref(),
+            spec_files: &self.spec_files,
+            task_state: task_state.as_deref(),
+        };
+        let dir = checkpoint::save(root, model, optim, state, extras)?;
+        checkpoint::retain(root, self.train.keep_last, state.best.map(|(_, s)| s))?;
+        Ok(dir)
     }
 
     /// A checkpoint resumes only into a model of the structure it records.
@@ -568,4 +532,82 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// Where a run continues from: a checkpoint folder, or `None` to start at step 0 (no
+/// resume, or `--resume` before the first checkpoint was written).
+fn resume_point(resume: &Resume, ckpt_root: &Path) -> Result<Option<PathBuf>> {
+    match resume {
+        Resume::No => Ok(None),
+        Resume::Latest => {
+            let found = checkpoint::newest_verified(ckpt_root)?;
+            if found.is_none() {
+                tracing::warn!(
+                    "{}: no checkpoint yet (the run stopped before its first save); \
+                     starting from the beginning",
+                    ckpt_root.display()
+                );
+            }
+            Ok(found.map(|(dir, _)| dir))
+        }
+        Resume::From(dir) => {
+            if !dir.join("state.json").is_file() {
+                return Err(TrainError::File {
+                    path: dir.clone(),
+                    message: "not a training checkpoint (no state.json)".into(),
+                });
+            }
+            Ok(Some(dir.clone()))
+        }
+    }
+}
+
+/// The guards of one step: a non-finite loss or gradient norm stops the run or (with
+/// `on_nan = "skip"`) skips the step (`Ok(false)`); a loss spike over `spike_factor` ×
+/// its running mean stops it. Errors name the newest checkpoint to go back to.
+fn guard(
+    t: &TrainConfig,
+    step: usize,
+    loss: f64,
+    norm: f64,
+    loss_mean: Option<f64>,
+    ckpt_root: &Path,
+) -> Result<bool> {
+    let last_good =
+        || checkpoint::latest(ckpt_root).map_or("none".to_string(), |p| p.display().to_string());
+    let bad = if !loss.is_finite() {
+        Some(("loss", loss))
+    } else if !norm.is_finite() {
+        Some(("gradient norm", norm))
+    } else {
+        None
+    };
+    if let Some((what, value)) = bad {
+        return match t.on_nan {
+            OnNan::Stop => Err(TrainError::NotFinite {
+                step,
+                what,
+                value,
+                last_good: last_good(),
+            }),
+            OnNan::Skip => {
+                tracing::warn!(step, what, value, "skipping a non-finite step");
+                Ok(false)
+            }
+        };
+    }
+    if t.spike_factor > 0.0
+        && let Some(mean) = loss_mean
+        && step > t.warmup_steps
+        && loss > t.spike_factor * mean
+    {
+        return Err(TrainError::Spike {
+            step,
+            loss,
+            mean,
+            factor: t.spike_factor,
+            last_good: last_good(),
+        });
+    }
+    Ok(true)
 }

@@ -1,10 +1,10 @@
 //! manabi-rag: retrieval-augmented generation (`manabi rag`) on the models of
-//! `manabi-finetune`: passages from text, JSONL or folders;
-//! lexical BM25 through tantivy (a word field, and a character-bigram field for Japanese
-//! that queries with non-ASCII letters also search); dense retrieval by manabi's own sentence embeddings (cosine); a hybrid
-//! by reciprocal-rank fusion. The top passages go into the QA prompt template and the
-//! model answers; `rag eval` reports recall@k of the gold passage and exact match with and
-//! without retrieval.
+//! `manabi-finetune` and the sentence embeddings of `manabi-tasks`: passages from text,
+//! JSONL or folders; lexical BM25 through tantivy (a word field, and a character-bigram
+//! field for Japanese that queries with non-ASCII letters also search); dense retrieval by
+//! manabi's own sentence embeddings (cosine); a hybrid by reciprocal-rank fusion. The top
+//! passages go into the QA prompt template and the model answers; `rag eval` reports
+//! recall@k of the gold passage and exact match with and without retrieval.
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +22,7 @@ use tantivy::{Index, IndexWriter, TantivyDocument, Term, doc};
 
 use manabi_finetune::error::{FinetuneError, Result};
 use manabi_finetune::sft::Specials;
-use manabi_finetune::tasks::embed::{self, Pooling};
+use manabi_tasks::embed::{self, Pooling};
 
 /// Where the lexical index lives inside a RAG folder.
 const BM25_DIR: &str = "bm25";
@@ -214,7 +214,7 @@ impl RagIndex {
         let vectors = if spec.embed_model.is_some() {
             // One width for every vector (a vector of another width is an error naming its
             // line, not compared over the shorter one).
-            manabi_finetune::tasks::embed::read_embeddings(&dir.join(VECTORS), None)?
+            manabi_tasks::embed::read_embeddings(&dir.join(VECTORS), None)?
         } else {
             Vec::new()
         };
@@ -431,7 +431,7 @@ pub fn answer(
         pad_id: s.pad,
         ..GenerateOptions::default()
     };
-    let out = manabi_finetune::tasks::fewshot::greedy(model, tokenizer, prompts, &opts, 16)?;
+    let out = manabi_tasks::fewshot::greedy(model, tokenizer, prompts, &opts, 16)?;
     Ok(out
         .iter()
         .map(|t| t.lines().next().unwrap_or("").trim().to_string())

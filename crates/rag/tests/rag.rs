@@ -6,12 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use manabi_finetune::tasks::embed::Pooling;
 use manabi_model::DecoderLm;
 use manabi_model::device::test_device;
 use manabi_rag::{
     self as rag, Embedder, QA_TEMPLATE, Question, RagIndex, Retriever, reciprocal_rank_fusion,
 };
+use manabi_tasks::embed::Pooling;
 use manabi_tokenize::TextTokenizer;
 
 fn root() -> PathBuf {
@@ -92,7 +92,7 @@ fn dense_and_hybrid_retrieval_and_evaluation_run_on_a_model() {
     let tmp = tempfile::tempdir().unwrap();
     let device = test_device();
     let (model, tok) = tiny_generator();
-    let body = manabi_finetune::tasks::embed::SentenceModel::Decoder(Box::new(model.clone()));
+    let body = manabi_tasks::embed::SentenceModel::Decoder(Box::new(model.clone()));
     let emb = Embedder {
         model: &body,
         tokenizer: &tok,

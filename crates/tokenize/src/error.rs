@@ -145,6 +145,47 @@ pub enum TokenizeError {
     /// The output already exists.
     #[error("{0}: already exists (hint: pass --overwrite, or choose another --out)")]
     OutputExists(PathBuf),
+    /// A model folder has no chat template at all.
+    #[error(
+        "{0}: no chat template (looked for chat_template.jinja and `chat_template` in tokenizer_config.json)"
+    )]
+    NoChatTemplate(PathBuf),
+    /// `tokenizer_config.json` cannot be read for a chat template or its special tokens.
+    #[error("{path}: not a usable chat template configuration: {message}")]
+    CorruptChatTemplate {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The chat template does not parse as Jinja.
+    #[error("{path}: chat template line {line}: {message}")]
+    ChatTemplateSyntax {
+        /// The file the template came from.
+        path: PathBuf,
+        /// One-based line in the template (0 when unknown).
+        line: usize,
+        /// What the parser said.
+        message: String,
+    },
+    /// The chat template called `raise_exception`: it refuses the conversation.
+    #[error("{path}: the chat template refused the conversation: {message}")]
+    ChatTemplateRaised {
+        /// The file the template came from.
+        path: PathBuf,
+        /// The template's own message.
+        message: String,
+    },
+    /// Rendering the chat template failed in any other way.
+    #[error("{path}: chat template line {line}: rendering failed: {message}")]
+    ChatTemplateRender {
+        /// The file the template came from.
+        path: PathBuf,
+        /// One-based line in the template (0 when unknown).
+        line: usize,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Result alias of this crate.

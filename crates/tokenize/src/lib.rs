@@ -1,6 +1,7 @@
 //! manabi-tokenize: the first stage of the pipeline. Reads corpora (plain text, JSONL,
 //! folders, gzip), trains tokenizers through Hugging Face's `tokenizers` crate and saves
 //! them as standard `tokenizer.json`, and encodes corpora into memory-mapped token shards.
+//! It also renders a model's own Jinja chat template as `transformers` does ([`chat`]).
 //!
 //! With the cargo feature `morph`, text can be split into words by a MeCab-style
 //! dictionary the user supplies before it reaches the tokenizer (module `morph`); the
@@ -8,6 +9,7 @@
 //!
 //! This crate has no burn dependency: it is usable on its own.
 
+pub mod chat;
 pub mod corpus;
 pub mod error;
 pub mod inspect;
@@ -22,6 +24,7 @@ pub mod train;
 
 use std::path::{Path, PathBuf};
 
+pub use chat::{ChatTemplate, Message, SpecialTokens};
 pub use corpus::{CorpusFormat, CorpusSpec, DocBoundary, Document, open_reader};
 pub use error::{Result, TokenizeError};
 pub use inspect::{InspectReport, inspect};

@@ -89,6 +89,18 @@ impl TextTokenizer {
             path: path.to_path_buf(),
             message,
         };
+        // `tokenizers` deserialises nested normalizers and pre-tokenizers recursively with
+        // large stack frames: a file nested far deeper than any real one would overflow the
+        // stack (an abort, not a panic), so it is refused before parsing.
+        let depth = json_depth(&json);
+        if depth > MAX_JSON_DEPTH {
+            return Err(corrupt(
+                &path,
+                format!(
+                    "JSON nested {depth} levels deep (a tokenizer.json needs at most {MAX_JSON_DEPTH})"
+                ),
+            ));
+        }
         let inner = guarded(|| json.parse::<tokenizers::Tokenizer>())
             .map_err(|m| corrupt(&path, m))?
             .map_err(|e| corrupt(&path, e.to_string()))?;
@@ -326,6 +338,36 @@ impl TextTokenizer {
     }
 }
 
+/// Deepest nesting of arrays and objects a `tokenizer.json` may have (real ones stay
+/// under 10; `Sequence` normalizers and pre-tokenizers add a level or two each).
+const MAX_JSON_DEPTH: usize = 64;
+
+/// The deepest nesting of `[` / `{` in JSON text, brackets inside strings not counted.
+fn json_depth(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,5 +403,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("/nope/tokenizer.json:"), "{err}");
+    }
+
+    #[test]
+    fn a_tokenizer_json_nested_beyond_any_real_one_is_refused_not_a_stack_overflow() {
+        assert_eq!(json_depth(r#"{"a": [1, {"b": "[[[[{{"}]}"#), 3);
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = TextTokenizer::from_json(deep, PathBuf::from("t.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("JSON nested 100000 levels deep"), "{err}");
     }
 }

@@ -173,7 +173,7 @@ pub fn ppo(
     let val = encode(crate::grpo::read_prompt_texts(&cfg.data.val)?)?;
     // TRL turns dropout off in the policy, the reference and the value model: the
     // ratio to the sampling policy must be 1 at the first minibatch.
-    let model = manabi_finetune::tasks::embed::with_dropout(model, 0.0);
+    let model = manabi_finetune::load::with_dropout(model, 0.0);
     let reference = model.valid();
     let rm_dir = cfg
         .ppo
@@ -205,7 +205,7 @@ pub fn ppo(
         }
     };
     let mut value = value;
-    value.lm = manabi_finetune::tasks::embed::with_dropout(value.lm, 0.0);
+    value.lm = manabi_finetune::load::with_dropout(value.lm, 0.0);
     let policy = peft::apply_with_tokenizer(model, &cfg.peft, &tokenizer)?;
     let model = PolicyValue::new(policy, value);
     let (trainable, total) = peft::describe(&model);

@@ -333,6 +333,14 @@ pub(crate) fn read_f32(path: &Path) -> Result<F32Tensors> {
 /// Returns the adapted model and the settings it was loaded with. Tensors that do not
 /// fit the base are errors naming the tensor and both shapes.
 pub fn load_peft(model: DecoderLm, dir: &Path) -> Result<(DecoderLm, PeftConfig)> {
+    let cfg = read_lora_config(dir)?;
+    let model = load_lora_weights(apply(model, &cfg)?, &cfg, dir)?;
+    Ok((model, cfg))
+}
+
+/// The LoRA settings of PEFT's `adapter_config.json` in `dir`; what manabi cannot
+/// represent exactly (regex targets, DoRA, trained biases, per-module scales) is refused.
+fn read_lora_config(dir: &Path) -> Result<PeftConfig> {
     let cfg_path = dir.join("adapter_config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| FinetuneError::io(&cfg_path, e))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| FinetuneError::Adapter {
@@ -400,7 +408,7 @@ pub fn load_peft(model: DecoderLm, dir: &Path) -> Result<(DecoderLm, PeftConfig)
             "adapters that also train biases (`bias` ≠ \"none\") are not supported".into(),
         ));
     }
-    let cfg = PeftConfig {
+    Ok(PeftConfig {
         method: Method::Lora,
         r,
         alpha,
@@ -408,7 +416,14 @@ pub fn load_peft(model: DecoderLm, dir: &Path) -> Result<(DecoderLm, PeftConfig)
         targets,
         rslora,
         ..PeftConfig::default()
-    };
+    })
+}
+
+/// Reads `adapter_model.safetensors` of `dir` into the adapters of `model` (built with
+/// `cfg`): PEFT's `lora_A` / `lora_B` per HF module, split over fused modules (GPT-2's
+/// `c_attn`) when A is shared or B block-diagonal; shapes of another base are refused.
+fn load_lora_weights(model: DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<DecoderLm> {
+    let r = cfg.r;
     let weights_path = dir.join("adapter_model.safetensors");
     let mut tensors = read_f32(&weights_path)?;
     let shape_err = |name: &str, want: Vec<usize>, found: &[usize]| FinetuneError::Adapter {
@@ -417,7 +432,6 @@ pub fn load_peft(model: DecoderLm, dir: &Path) -> Result<(DecoderLm, PeftConfig)
             "tensor `{name}` has shape {found:?}, this base needs {want:?} (an adapter for another base model?)"
         ),
     };
-    let model = apply(model, &cfg)?;
     let mut values: HashMap<ParamId, TensorData> = HashMap::new();
     let mut by_module: BTreeMap<String, Vec<Part>> = BTreeMap::new();
     for (module, lin) in decoder_linears(&model) {
@@ -501,5 +515,5 @@ pub fn load_peft(model: DecoderLm, dir: &Path) -> Result<(DecoderLm, PeftConfig)
             ),
         });
     }
-    Ok((model.map(&mut SetById(values)), cfg))
+    Ok(model.map(&mut SetById(values)))
 }

@@ -20,6 +20,8 @@ use crate::sft::data::{Format, read_files};
 use crate::sft::encode::{self, EncodeStats};
 use crate::sft::template::Template;
 use crate::sft::{self, EncodedSet, GenerationEval, SftTask, Specials};
+use burn::prelude::Device;
+use manabi_model::open::check_tokenizer;
 
 /// What `manabi sft` did.
 #[derive(Debug, Clone, Serialize)]
@@ -206,118 +208,12 @@ pub fn sft(
     let lead_rouge = (cfg.eval.generate && cfg.eval.rouge)
         .then(|| lead_baseline(&p.val.records[..task_eval_len(cfg, &p)]))
         .flatten();
-    let check_vocab = |vocab: usize| {
-        if p.tokenizer.vocab_size() > vocab {
-            return Err(FinetuneError::config(
-                "model.tokenizer",
-                format!(
-                    "the tokenizer has {} tokens, the model only {vocab}: not this model's tokenizer",
-                    p.tokenizer.vocab_size()
-                ),
-            ));
-        }
-        Ok(())
-    };
-
-    let (run, predictions, trainable, total) = if let Some(t5) =
-        load_seq2seq(&cfg.model.path, trainer.device())?
-    {
-        check_vocab(t5.config().vocab_size)?;
-        if cfg.peft.method != Method::Full {
-            return Err(FinetuneError::config(
-                "peft.method",
-                "a T5 base trains fully here (the PEFT methods are built for decoders); set method = \"full\"",
-            ));
-        }
-        if cfg.data.pack {
-            return Err(FinetuneError::config(
-                "data.pack",
-                "seq2seq SFT on T5 does not pack; set pack = false",
-            ));
-        }
-        let total = t5.num_params();
-        println!("Full (seq2seq, T5): {total} trainable of {total} parameters");
-        let pairs = |set: &EncodedSet| -> Vec<sft::seq2seq::Pair> {
-            set.examples
-                .iter()
-                .map(|e| sft::seq2seq::Pair::of(e, p.specials.eos))
-                .collect()
-        };
-        let task = sft::seq2seq::Seq2SeqTask {
-            train: pairs(&p.train),
-            val: pairs(&p.val),
-            batch_size: cfg.train.batch_size,
-            pad: p.specials.pad,
-            eos: p.specials.eos,
-            seed: cfg.run.seed,
-            generation,
-        };
-        trainer.device().seed(cfg.run.seed);
-        manabi_model::init::seed(cfg.run.seed);
-        let run = trainer.fit(&task, t5, resume)?;
-        let predictions = match (&task.generation, &run.checkpoint) {
-            (Some(g), Some(dir)) => {
-                let model: manabi_model::T5 =
-                    manabi_objectives::checkpoint::load_model(dir, &device)?;
-                Some(sft::seq2seq::predict(&model, g, p.specials.eos)?)
-            }
-            _ => None,
-        };
-        (run, predictions, total, total)
-    } else {
-        // A decoder folder; an adapted one is merged first.
-        let (base, base_peft) = load_decoder(&cfg.model.path, trainer.device())?;
-        let base = if base_peft.is_some() {
-            merged(base)
+    let (run, predictions, trainable, total) =
+        if let Some(t5) = load_seq2seq(&cfg.model.path, trainer.device())? {
+            fit_seq2seq(cfg, &trainer, &p, t5, generation, resume, &device)?
         } else {
-            base
+            fit_decoder(cfg, &mut trainer, &p, generation, resume, &device)?
         };
-        let mcfg = base.config().clone();
-        check_vocab(mcfg.vocab_size)?;
-        if cfg.data.block_size > mcfg.max_positions {
-            return Err(FinetuneError::config(
-                "data.block_size",
-                format!(
-                    "{} exceeds the model's {} positions",
-                    cfg.data.block_size, mcfg.max_positions
-                ),
-            ));
-        }
-        trainer.device().seed(cfg.run.seed);
-        manabi_model::init::seed(cfg.run.seed);
-        let model = peft::apply_with_tokenizer(base, &cfg.peft, &p.tokenizer)?;
-        let (trainable, total) = peft::describe(&model);
-        println!(
-            "{}: {trainable} trainable of {total} parameters ({:.3} %)",
-            cfg.peft.method,
-            100.0 * trainable as f64 / total.max(1) as f64
-        );
-        if cfg.peft.method != Method::Full {
-            trainer.spec_files = vec![(PEFT_FILE.to_string(), cfg.peft.to_toml())];
-        }
-        let rows = encode::rows(
-            &p.train.examples,
-            cfg.data.block_size,
-            cfg.data.pack,
-            cfg.run.seed,
-        );
-        let task = SftTask {
-            train: p.train.examples.clone(),
-            rows,
-            val: p.val.examples.clone(),
-            batch_size: cfg.train.batch_size,
-            pad: p.specials.pad,
-            pack: cfg.data.pack,
-            seed: cfg.run.seed,
-            generation,
-        };
-        let run = trainer.fit(&task, model, resume)?;
-        let predictions = match (&task.generation, &run.checkpoint) {
-            (Some(g), Some(dir)) => Some(g.predict(&load_decoder(dir, &device)?.0)?),
-            _ => None,
-        };
-        (run, predictions, trainable, total)
-    };
 
     let (mut exact_match, mut eos_rate, mut predictions_path, mut rouge) = (None, None, None, None);
     if let Some(preds) = predictions {
@@ -340,4 +236,132 @@ pub fn sft(
         total_params: total,
         predictions: predictions_path,
     })
+}
+
+/// What a fitted SFT run gives back: the run, the validation predictions (when generation
+/// is evaluated), trainable and total parameters.
+type Fitted = (RunReport, Option<Vec<sft::Prediction>>, usize, usize);
+
+/// Seq2seq SFT on a T5 base (full fine-tuning; no packing).
+fn fit_seq2seq(
+    cfg: &SftConfig,
+    trainer: &Trainer,
+    p: &Prepared,
+    t5: manabi_model::T5,
+    generation: Option<GenerationEval>,
+    resume: impl Into<Resume>,
+    device: &Device,
+) -> Result<Fitted> {
+    check_tokenizer(
+        p.tokenizer.vocab_size(),
+        p.tokenizer.path(),
+        t5.config().vocab_size,
+    )?;
+    if cfg.peft.method != Method::Full {
+        return Err(FinetuneError::config(
+            "peft.method",
+            "a T5 base trains fully here (the PEFT methods are built for decoders); set method = \"full\"",
+        ));
+    }
+    if cfg.data.pack {
+        return Err(FinetuneError::config(
+            "data.pack",
+            "seq2seq SFT on T5 does not pack; set pack = false",
+        ));
+    }
+    let total = t5.num_params();
+    println!("Full (seq2seq, T5): {total} trainable of {total} parameters");
+    let pairs = |set: &EncodedSet| -> Vec<sft::seq2seq::Pair> {
+        set.examples
+            .iter()
+            .map(|e| sft::seq2seq::Pair::of(e, p.specials.eos))
+            .collect()
+    };
+    let task = sft::seq2seq::Seq2SeqTask {
+        train: pairs(&p.train),
+        val: pairs(&p.val),
+        batch_size: cfg.train.batch_size,
+        pad: p.specials.pad,
+        eos: p.specials.eos,
+        seed: cfg.run.seed,
+        generation,
+    };
+    trainer.device().seed(cfg.run.seed);
+    manabi_model::init::seed(cfg.run.seed);
+    let run = trainer.fit(&task, t5, resume)?;
+    let predictions = match (&task.generation, &run.checkpoint) {
+        (Some(g), Some(dir)) => {
+            let model: manabi_model::T5 = manabi_objectives::checkpoint::load_model(dir, device)?;
+            Some(sft::seq2seq::predict(&model, g, p.specials.eos)?)
+        }
+        _ => None,
+    };
+    Ok((run, predictions, total, total))
+}
+
+/// SFT of a decoder (an adapted folder is merged first) with the recipe's PEFT method.
+fn fit_decoder(
+    cfg: &SftConfig,
+    trainer: &mut Trainer,
+    p: &Prepared,
+    generation: Option<GenerationEval>,
+    resume: impl Into<Resume>,
+    device: &Device,
+) -> Result<Fitted> {
+    // A decoder folder; an adapted one is merged first.
+    let (base, base_peft) = load_decoder(&cfg.model.path, trainer.device())?;
+    let base = if base_peft.is_some() {
+        merged(base)
+    } else {
+        base
+    };
+    let mcfg = base.config().clone();
+    check_tokenizer(
+        p.tokenizer.vocab_size(),
+        p.tokenizer.path(),
+        mcfg.vocab_size,
+    )?;
+    if cfg.data.block_size > mcfg.max_positions {
+        return Err(FinetuneError::config(
+            "data.block_size",
+            format!(
+                "{} exceeds the model's {} positions",
+                cfg.data.block_size, mcfg.max_positions
+            ),
+        ));
+    }
+    trainer.device().seed(cfg.run.seed);
+    manabi_model::init::seed(cfg.run.seed);
+    let model = peft::apply_with_tokenizer(base, &cfg.peft, &p.tokenizer)?;
+    let (trainable, total) = peft::describe(&model);
+    println!(
+        "{}: {trainable} trainable of {total} parameters ({:.3} %)",
+        cfg.peft.method,
+        100.0 * trainable as f64 / total.max(1) as f64
+    );
+    if cfg.peft.method != Method::Full {
+        trainer.spec_files = vec![(PEFT_FILE.to_string(), cfg.peft.to_toml())];
+    }
+    let rows = encode::rows(
+        &p.train.examples,
+        cfg.data.block_size,
+        cfg.data.pack,
+        cfg.run.seed,
+    );
+    let task = SftTask {
+        train: p.train.examples.clone(),
+        rows,
+        val: p.val.examples.clone(),
+        batch_size: cfg.train.batch_size,
+        pad: p.specials.pad,
+        pack: cfg.data.pack,
+        seed: cfg.run.seed,
+        generation,
+    };
+    let run = trainer.fit(&task, model, resume)?;
+    let predictions = match (&task.generation, &run.checkpoint) {
+        (Some(g), Some(dir)) => Some(g.predict(&load_decoder(dir, device)?.0)?),
+        _ => None,
+    };
+    Ok((run, predictions, trainable, total))
 }

@@ -431,8 +431,8 @@ fn the_body_of_a_task_checkpoint_is_a_base_model() {
     let cls = manabi_model::DecoderClassifier::from_lm(body, 3);
     let dir = tmp.path().join("nli");
     manabi_model::checkpoint::save_module(&cls, cls.lm.config(), &dir).unwrap();
-    let head = manabi_finetune::tasks::HeadSpec::score(3, vec![]);
-    std::fs::write(dir.join(manabi_finetune::tasks::HEAD_FILE), head.to_toml()).unwrap();
+    let head = manabi_finetune::head::HeadSpec::score(3, vec![]);
+    std::fs::write(dir.join(manabi_finetune::head::HEAD_FILE), head.to_toml()).unwrap();
     let (lm, peft) = load_decoder(&dir, &device).unwrap();
     assert!(peft.is_none());
     let x = lm.embed_tokens.forward(ids);
