@@ -1,7 +1,7 @@
 //! Multi-head and grouped-query self-attention with RoPE and a KV cache
 //! (Vaswani et al. 2017; Ainslie et al. 2023 for GQA).
 
-use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::nn::{Dropout, DropoutConfig, Linear, RmsNorm, RmsNormConfig};
 use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -69,8 +69,14 @@ pub struct Attention {
     pub v_proj: Linear,
     /// Output projection `[n_heads·head_dim, d_model]`.
     pub o_proj: Linear,
+    /// Per-head RMSNorm of the queries `[head_dim]`, before RoPE (`qk_norm`, Qwen3).
+    pub q_norm: Option<RmsNorm>,
+    /// Per-head RMSNorm of the keys `[head_dim]`, before RoPE (`qk_norm`, Qwen3).
+    pub k_norm: Option<RmsNorm>,
     /// Dropout on the input of LoRA adapters (PEFT's `lora_dropout`; 0 = none).
     pub lora_dropout: Dropout,
+    #[module(skip)]
+    norm_eps: f64,
     #[module(skip)]
     n_heads: usize,
     #[module(skip)]
@@ -85,14 +91,31 @@ impl Attention {
     /// A randomly initialised layer for `cfg`.
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
         let (d, hd) = (cfg.d_model, cfg.head_dim());
-        let lin = |i, o, std| crate::init::linear(i, o, cfg.attention_bias, std, device);
+        // `attention_bias` biases all four projections, `qkv_bias` q, k and v only.
+        let qkv_bias = cfg.attention_bias || cfg.qkv_bias;
+        let lin = |i, o, bias, std| crate::init::linear(i, o, bias, std, device);
         let std = crate::init::STD;
+        let qk_norm = || {
+            cfg.qk_norm.then(|| {
+                RmsNormConfig::new(hd)
+                    .with_epsilon(cfg.norm_eps)
+                    .init(device)
+            })
+        };
         Self {
-            q_proj: lin(d, cfg.n_heads * hd, std),
-            k_proj: lin(d, cfg.kv_heads() * hd, std),
-            v_proj: lin(d, cfg.kv_heads() * hd, std),
-            o_proj: lin(cfg.n_heads * hd, d, crate::init::residual_std(cfg.n_layers)),
+            q_proj: lin(d, cfg.n_heads * hd, qkv_bias, std),
+            k_proj: lin(d, cfg.kv_heads() * hd, qkv_bias, std),
+            v_proj: lin(d, cfg.kv_heads() * hd, qkv_bias, std),
+            o_proj: lin(
+                cfg.n_heads * hd,
+                d,
+                cfg.attention_bias,
+                crate::init::residual_std(cfg.n_layers),
+            ),
+            q_norm: qk_norm(),
+            k_norm: qk_norm(),
             lora_dropout: DropoutConfig::new(0.0).init(),
+            norm_eps: cfg.norm_eps,
             n_heads: cfg.n_heads,
             kv_heads: cfg.kv_heads(),
             head_dim: hd,
@@ -121,6 +144,13 @@ impl Attention {
         let mut q = linear(&self.q_proj, x.clone()).reshape([b, t, h, hd]);
         let mut k = linear(&self.k_proj, x.clone()).reshape([b, t, kvh, hd]);
         let mut v = linear(&self.v_proj, x).reshape([b, t, kvh, hd]);
+        // Qwen3: each head's query and key normalised over head_dim, before RoPE.
+        if let Some(n) = &self.q_norm {
+            q = crate::fused::rms_norm(q, n.gamma.val(), self.norm_eps);
+        }
+        if let Some(n) = &self.k_norm {
+            k = crate::fused::rms_norm(k, n.gamma.val(), self.norm_eps);
+        }
         if let (true, Some((cos, sin))) = (self.rope, rope) {
             // [batch, 1, seq, rotary] -> [batch, seq, 1, rotary]
             let (cos, sin) = (cos.clone().swap_dims(1, 2), sin.clone().swap_dims(1, 2));

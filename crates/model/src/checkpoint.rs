@@ -225,6 +225,8 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
             norm("transformer.ln_f", &model.final_norm, &mut t)?;
         }
         Family::Llama => {
+            // A switch the `model_type` cannot hold is an error, not a silent drop.
+            cfg.check_hf_layout()?;
             t.push(out(
                 "model.embed_tokens.weight",
                 model.embed_tokens.weight.val(),
@@ -237,6 +239,11 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
                     &b.mlp_norm,
                     &mut t,
                 )?;
+                for (name, n) in [("q_norm", &b.attn.q_norm), ("k_norm", &b.attn.k_norm)] {
+                    if let Some(n) = n {
+                        t.push(out(format!("{p}.self_attn.{name}.weight"), n.gamma.val())?);
+                    }
+                }
             }
             norm("model.norm", &model.final_norm, &mut t)?;
         }

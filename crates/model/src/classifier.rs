@@ -130,11 +130,14 @@ impl DecoderClassifier {
             t.push(crate::checkpoint::out(format!("{head}.bias"), bias)?);
         }
         let mut json = cfg.to_hf_json();
+        // LLaMA's layout names the class by `model_type` (`Qwen2ForTokenClassification`).
         let arch = match (cfg.family, token) {
-            (Family::Gpt2, false) => "GPT2ForSequenceClassification",
-            (Family::Llama, false) => "LlamaForSequenceClassification",
-            (Family::Gpt2, true) => "GPT2ForTokenClassification",
-            (Family::Llama, true) => "LlamaForTokenClassification",
+            (Family::Gpt2, false) => "GPT2ForSequenceClassification".to_string(),
+            (Family::Gpt2, true) => "GPT2ForTokenClassification".to_string(),
+            (Family::Llama, false) => {
+                format!("{}ForSequenceClassification", cfg.hf_arch_prefix())
+            }
+            (Family::Llama, true) => format!("{}ForTokenClassification", cfg.hf_arch_prefix()),
             (f, _) => {
                 return Err(ModelError::Input(format!(
                     "`{f}` has no decoder classification layout"

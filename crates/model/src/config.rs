@@ -125,6 +125,14 @@ pub struct ModelConfig {
     /// Biases on the attention projections.
     #[serde(default)]
     pub attention_bias: bool,
+    /// Biases on the query, key and value projections only, not the output one
+    /// (Qwen2). `attention_bias` puts them on all four.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub qkv_bias: bool,
+    /// An RMSNorm over `head_dim`, applied per head to queries and keys after the
+    /// projection and before RoPE (Qwen3's `q_norm` / `k_norm`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub qk_norm: bool,
     /// Biases on the feed-forward projections.
     #[serde(default)]
     pub mlp_bias: bool,
@@ -159,6 +167,10 @@ pub struct ModelConfig {
     /// `tie_embeddings` (T5 v1.0 is tied and scales, v1.1 is untied and does not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_decoder_outputs: Option<bool>,
+    /// The Hugging Face `model_type` a LLaMA-layout model came from or exports as
+    /// (`qwen2`, `qwen3`); none is `llama`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf_model_type: Option<String>,
     /// Padding token (T5: default decoder start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pad_token_id: Option<usize>,
@@ -237,10 +249,13 @@ impl ModelConfig {
         let (d, hd) = (self.d_model, self.head_dim());
         let attn = d * hd * (self.n_heads * 2 + self.kv_heads() * 2);
         let attn_b = if self.attention_bias {
-            hd * (2 * self.n_heads + 2 * self.kv_heads())
+            hd * self.n_heads + d + hd * 2 * self.kv_heads()
+        } else if self.qkv_bias {
+            hd * (self.n_heads + 2 * self.kv_heads())
         } else {
             0
         };
+        let qk_norm = if self.qk_norm { 2 * hd } else { 0 };
         let mlp = match self.activation {
             Activation::Swiglu | Activation::GegluTanh => 3 * d * self.d_ff,
             _ => 2 * d * self.d_ff,
@@ -251,7 +266,7 @@ impl ModelConfig {
         } else {
             d
         };
-        let block = attn + attn_b + mlp + mlp_b + 2 * norm;
+        let block = attn + attn_b + qk_norm + mlp + mlp_b + 2 * norm;
         let pos = if self.positions == Positions::Learned {
             self.max_positions * d
         } else {
@@ -382,6 +397,21 @@ impl ModelConfig {
                 }
             }
         }
+        if matches!(self.family, Family::Bert | Family::T5) {
+            for (key, on) in [("qkv_bias", self.qkv_bias), ("qk_norm", self.qk_norm)] {
+                if on {
+                    return bad(key, format!("is a decoder switch, not {family}'s"));
+                }
+            }
+        }
+        if let Some(t) = &self.hf_model_type
+            && hf_family(Some(t.as_str())).ok() != Some(self.family)
+        {
+            return bad(
+                "hf_model_type",
+                format!("`{t}` is not a Hugging Face model type of the {family} family"),
+            );
+        }
         for (key, v) in [
             ("type_vocab_size", self.type_vocab_size),
             ("num_labels", self.num_labels),
@@ -431,6 +461,44 @@ impl ModelError {
 }
 
 pub(crate) use crate::config_json::{get, opt};
+
+/// The Hugging Face `model_type`s manabi reads, and the family each is. `qwen2` and
+/// `qwen3` are the LLaMA layout with switches (`qkv_bias`, `qk_norm`; see
+/// `config_hf.rs`), remembered in `ModelConfig::hf_model_type` for export.
+pub const HF_MODEL_TYPES: [(&str, Family); 6] = [
+    ("gpt2", Family::Gpt2),
+    ("llama", Family::Llama),
+    ("qwen2", Family::Llama),
+    ("qwen3", Family::Llama),
+    ("bert", Family::Bert),
+    ("t5", Family::T5),
+];
+
+/// The family of a Hugging Face `model_type`; an unknown one is an error listing the
+/// supported ones.
+pub fn hf_family(model_type: Option<&str>) -> Result<Family> {
+    let supported = || {
+        HF_MODEL_TYPES
+            .iter()
+            .map(|(t, _)| *t)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(model_type) = model_type else {
+        return Err(ModelError::Config {
+            key: "model_type".into(),
+            message: format!("missing (supported: {})", supported()),
+        });
+    };
+    HF_MODEL_TYPES
+        .iter()
+        .find(|(t, _)| *t == model_type)
+        .map(|(_, f)| *f)
+        .ok_or_else(|| ModelError::Config {
+            key: "model_type".into(),
+            message: format!("unsupported `{model_type}` (supported: {})", supported()),
+        })
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,7 @@
 //! `ModelConfig` from and to a Hugging Face `config.json` (`model_type` gpt2, llama,
-//! bert, t5): the key names of each family in one place.
+//! qwen2, qwen3, bert, t5): the key names of each family in one place. Qwen2 and Qwen3 are
+//! the LLaMA layout with switches: Qwen2 has biases on q/k/v only (`qkv_bias`), Qwen3 a
+//! per-head RMSNorm on q and k (`qk_norm`) and biases on all four where `attention_bias`.
 
 use serde_json::{Value, json};
 
@@ -17,7 +19,7 @@ impl ModelConfig {
             key: "config.json".into(),
             message: e.to_string(),
         })?;
-        let family = crate::open::hf_family(v.get("model_type").and_then(Value::as_str))?;
+        let family = crate::config::hf_family(v.get("model_type").and_then(Value::as_str))?;
         let cfg = match family {
             Family::Gpt2 => Self {
                 family: Family::Gpt2,
@@ -56,6 +58,18 @@ impl ModelConfig {
                 ..Self::empty(Family::Gpt2)
             },
             Family::Llama => {
+                let model_type = v
+                    .get("model_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("llama");
+                let qwen = model_type != "llama";
+                if qwen && opt::<bool>(&v, "use_sliding_window")?.unwrap_or(false) {
+                    return Err(ModelError::Config {
+                        key: "use_sliding_window".into(),
+                        message: "sliding-window attention is not implemented (set it to false)"
+                            .into(),
+                    });
+                }
                 let rope = v.get("rope_parameters").or_else(|| v.get("rope_scaling"));
                 let theta = match rope
                     .and_then(|r| r.get("rope_theta"))
@@ -88,8 +102,13 @@ impl ModelConfig {
                     norm: NormKind::RmsNorm,
                     norm_eps: opt(&v, "rms_norm_eps")?.unwrap_or(1e-6),
                     activation: Activation::Swiglu,
-                    attention_bias: opt(&v, "attention_bias")?.unwrap_or(false),
-                    mlp_bias: opt(&v, "mlp_bias")?.unwrap_or(false),
+                    // Qwen2 has no `attention_bias` key: q/k/v always, o_proj never.
+                    attention_bias: model_type != "qwen2"
+                        && opt(&v, "attention_bias")?.unwrap_or(false),
+                    qkv_bias: model_type == "qwen2",
+                    qk_norm: model_type == "qwen3",
+                    hf_model_type: qwen.then(|| model_type.to_string()),
+                    mlp_bias: !qwen && opt(&v, "mlp_bias")?.unwrap_or(false),
                     rope_theta: theta,
                     rotary_fraction: opt(&v, "partial_rotary_factor")?.unwrap_or(1.0),
                     tie_embeddings: opt(&v, "tie_word_embeddings")?.unwrap_or(false),
@@ -126,8 +145,8 @@ impl ModelConfig {
                 "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
             }),
             Family::Llama => json!({
-                "model_type": "llama",
-                "architectures": ["LlamaForCausalLM"],
+                "model_type": self.hf_model_type.as_deref().unwrap_or("llama"),
+                "architectures": [format!("{}ForCausalLM", self.hf_arch_prefix())],
                 "vocab_size": self.vocab_size,
                 "max_position_embeddings": self.max_positions,
                 "hidden_size": self.d_model,
@@ -148,6 +167,58 @@ impl ModelConfig {
         }
     }
 
+    /// The class-name prefix of Hugging Face architectures for this model (`GPT2`,
+    /// `Llama`, `Qwen2`, `Qwen3`, `Bert`, `T5`).
+    pub fn hf_arch_prefix(&self) -> &'static str {
+        match (self.family, self.hf_model_type.as_deref()) {
+            (Family::Gpt2, _) => "GPT2",
+            (Family::Llama, Some("qwen2")) => "Qwen2",
+            (Family::Llama, Some("qwen3")) => "Qwen3",
+            (Family::Llama, _) => "Llama",
+            (Family::Bert, _) => "Bert",
+            (Family::T5, _) => "T5",
+        }
+    }
+
+    /// Refuses a LLaMA-layout model whose switches its Hugging Face `model_type` cannot
+    /// hold (it would load with other weights or none): `llama` has no `qkv_bias` nor
+    /// `qk_norm`, `qwen2` always q/k/v biases and nothing else, `qwen3` always `qk_norm`
+    /// and no `qkv_bias`.
+    pub fn check_hf_layout(&self) -> Result<()> {
+        if self.family != Family::Llama {
+            return Ok(());
+        }
+        let t = self.hf_model_type.as_deref().unwrap_or("llama");
+        let fits = match t {
+            "qwen2" => {
+                self.qkv_bias
+                    && !self.attention_bias
+                    && !self.qk_norm
+                    && !self.mlp_bias
+                    && self.rotary_fraction == 1.0
+            }
+            "qwen3" => {
+                self.qk_norm && !self.qkv_bias && !self.mlp_bias && self.rotary_fraction == 1.0
+            }
+            _ => !self.qkv_bias && !self.qk_norm,
+        };
+        if fits {
+            return Ok(());
+        }
+        Err(ModelError::Config {
+            key: "hf_model_type".into(),
+            message: format!(
+                "a Hugging Face `{t}` model cannot hold qkv_bias = {}, qk_norm = {}, \
+                 attention_bias = {}, mlp_bias = {}, rotary_fraction = {}",
+                self.qkv_bias,
+                self.qk_norm,
+                self.attention_bias,
+                self.mlp_bias,
+                self.rotary_fraction
+            ),
+        })
+    }
+
     /// A config with the family-specific options unset, for struct-update syntax.
     pub(crate) fn empty(family: Family) -> Self {
         Self {
@@ -165,6 +236,8 @@ impl ModelConfig {
             norm_eps: default_norm_eps(),
             activation: Activation::Gelu,
             attention_bias: false,
+            qkv_bias: false,
+            qk_norm: false,
             mlp_bias: false,
             rope_theta: default_rope_theta(),
             rotary_fraction: default_rotary_fraction(),
@@ -176,6 +249,7 @@ impl ModelConfig {
             relative_attention_num_buckets: None,
             relative_attention_max_distance: None,
             scale_decoder_outputs: None,
+            hf_model_type: None,
             pad_token_id: None,
             eos_token_id: None,
             decoder_start_token_id: None,

@@ -296,6 +296,16 @@ fn load_llama(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<(
             &format!("{p}.post_attention_layernorm"),
             d,
         )?;
+        // Qwen3's per-head norms of queries and keys (`qk_norm`).
+        let hd = cfg.head_dim();
+        for (name, n) in [
+            ("q_norm", &mut block.attn.q_norm),
+            ("k_norm", &mut block.attn.k_norm),
+        ] {
+            if let Some(n) = n {
+                n.gamma = param(w.take(&format!("{p}.self_attn.{name}.weight"), [hd])?);
+            }
+        }
     }
     set_norm(&mut m.final_norm, w, "norm", d)?;
     load_linears(m, w)?;

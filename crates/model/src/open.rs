@@ -11,39 +11,7 @@ use serde_json::Value;
 use crate::config::{Family, ModelConfig};
 use crate::error::{ModelError, Result};
 
-/// The Hugging Face `model_type`s manabi reads, and the family each is.
-pub const HF_MODEL_TYPES: [(&str, Family); 4] = [
-    ("gpt2", Family::Gpt2),
-    ("llama", Family::Llama),
-    ("bert", Family::Bert),
-    ("t5", Family::T5),
-];
-
-/// The family of a Hugging Face `model_type`; an unknown one is an error listing the
-/// supported ones.
-pub fn hf_family(model_type: Option<&str>) -> Result<Family> {
-    let supported = || {
-        HF_MODEL_TYPES
-            .iter()
-            .map(|(t, _)| *t)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let Some(model_type) = model_type else {
-        return Err(ModelError::Config {
-            key: "model_type".into(),
-            message: format!("missing (supported: {})", supported()),
-        });
-    };
-    HF_MODEL_TYPES
-        .iter()
-        .find(|(t, _)| *t == model_type)
-        .map(|(_, f)| *f)
-        .ok_or_else(|| ModelError::Config {
-            key: "model_type".into(),
-            message: format!("unsupported `{model_type}` (supported: {})", supported()),
-        })
-}
+pub use crate::config::{HF_MODEL_TYPES, hf_family};
 
 /// The layout a model folder is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,7 +192,7 @@ mod tests {
         let e = locate(&hf).unwrap_err().to_string();
         assert!(
             e.contains(
-                "config.json: model_type`: unsupported `mamba` (supported: gpt2, llama, bert, t5)"
+                "config.json: model_type`: unsupported `mamba` (supported: gpt2, llama, qwen2, qwen3, bert, t5)"
             ),
             "{e}"
         );

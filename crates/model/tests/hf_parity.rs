@@ -1,5 +1,6 @@
 //! Numerical parity with Hugging Face `transformers` (fixtures made by
-//! scripts/model_fixtures.py): same weights, same ids, logits within 1e-4.
+//! scripts/model_fixtures.py and scripts/qwen_fixtures.py): same weights, same ids,
+//! logits within 1e-4.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,11 @@ struct Expected {
     input_ids: Vec<Vec<i64>>,
     logits: Vec<f32>,
     loss: f64,
+    /// Qwen fixtures: a prompt and the 8 tokens `generate(do_sample=False)` picks.
+    #[serde(default)]
+    greedy_prompt: Vec<u32>,
+    #[serde(default)]
+    greedy: Vec<u32>,
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -94,9 +100,111 @@ fn llama_multi_query_with_explicit_head_dim_matches_transformers() {
 }
 
 #[test]
+fn qwen2_with_qkv_bias_only_matches_transformers() {
+    let model = check("qwen2");
+    let cfg = model.config();
+    assert!(
+        cfg.qkv_bias && !cfg.attention_bias && !cfg.qk_norm,
+        "{cfg:?}"
+    );
+    assert_eq!(cfg.hf_model_type.as_deref(), Some("qwen2"));
+    assert_eq!(cfg.rope_theta, 1_000_000.0);
+    let attn = &model.layers[0].attn;
+    assert!(attn.q_proj.bias.is_some() && attn.o_proj.bias.is_none());
+}
+
+#[test]
+fn qwen3_with_qk_norm_and_explicit_head_dim_matches_transformers() {
+    let model = check("qwen3");
+    let cfg = model.config();
+    assert!(
+        cfg.qk_norm && !cfg.qkv_bias && cfg.tie_embeddings,
+        "{cfg:?}"
+    );
+    assert_eq!((cfg.head_dim(), cfg.d_model / cfg.n_heads), (16, 8));
+}
+
+#[test]
+fn qwen_greedy_tokens_match_transformers_with_and_without_the_kv_cache() {
+    use manabi_model::{GenerateOptions, generate};
+    let device = test_device();
+    for name in ["qwen2", "qwen3"] {
+        let model = load_hf(fixture(name), &device).unwrap();
+        let exp = expected(name);
+        assert_eq!(exp.greedy.len(), 8, "{name}");
+        for use_cache in [true, false] {
+            let opts = GenerateOptions {
+                max_new_tokens: 8,
+                temperature: 0.0,
+                use_cache,
+                ..GenerateOptions::default()
+            };
+            let got = generate(
+                &model,
+                std::slice::from_ref(&exp.greedy_prompt),
+                &opts,
+                None,
+            )
+            .unwrap();
+            assert_eq!(got[0], exp.greedy, "{name} (cache {use_cache})");
+        }
+    }
+}
+
+#[test]
+fn qwen_exports_keep_their_model_type_and_refuse_what_it_cannot_hold() {
+    use manabi_model::{ModelConfig, export_hf};
+    let device = test_device();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, arch) in [("qwen2", "Qwen2ForCausalLM"), ("qwen3", "Qwen3ForCausalLM")] {
+        let model = load_hf(fixture(name), &device).unwrap();
+        let out = dir.path().join(name);
+        export_hf(&model, &out, None).unwrap();
+        let text = std::fs::read_to_string(out.join("config.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["model_type"], name, "{text}");
+        assert_eq!(v["architectures"][0], arch, "{text}");
+        let cfg = model.config();
+        let want = ModelConfig {
+            head_dim: Some(cfg.head_dim()), // written explicitly
+            ..cfg.clone()
+        };
+        assert_eq!(ModelConfig::from_hf_json(&text).unwrap(), want, "{name}");
+    }
+    // A LLaMA with q/k/v-only biases has no Hugging Face `llama` layout.
+    let mut cfg = load_hf(fixture("qwen2"), &device).unwrap().config().clone();
+    cfg.hf_model_type = None;
+    let model = DecoderLm::new(&cfg, &device);
+    let err = export_hf(&model, dir.path().join("bad"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`hf_model_type`") && err.contains("qkv_bias = true"),
+        "{err}"
+    );
+}
+
+#[test]
+fn qwen2_sliding_window_is_refused_by_name() {
+    let text = std::fs::read_to_string(fixture("qwen2").join("config.json"))
+        .unwrap()
+        .replace(
+            "\"use_sliding_window\": false",
+            "\"use_sliding_window\": true",
+        );
+    let err = manabi_model::ModelConfig::from_hf_json(&text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`use_sliding_window`") && err.contains("not implemented"),
+        "{err}"
+    );
+}
+
+#[test]
 fn kv_cache_gives_the_same_logits_as_a_full_pass() {
     let device = test_device();
-    for name in ["gpt2", "llama-gqa"] {
+    for name in ["gpt2", "llama-gqa", "qwen2", "qwen3"] {
         let model = load_hf(fixture(name), &device).unwrap();
         let exp = expected(name);
         let ids = ids_tensor(&exp.input_ids, &device);
@@ -209,7 +317,7 @@ fn export_and_native_checkpoints_round_trip() {
     use manabi_model::{export_hf, load_model, save_native};
     let device = test_device();
     let dir = tempfile::tempdir().unwrap();
-    for name in ["gpt2", "llama-gqa", "llama-tied-theta"] {
+    for name in ["gpt2", "llama-gqa", "llama-tied-theta", "qwen2", "qwen3"] {
         let model = load_hf(fixture(name), &device).unwrap();
         let exp = expected(name);
         let ids = ids_tensor(&exp.input_ids, &device);

@@ -89,9 +89,8 @@ impl TextTokenizer {
             path: path.to_path_buf(),
             message,
         };
-        // `tokenizers` deserialises nested normalizers and pre-tokenizers recursively with
-        // large stack frames: a file nested far deeper than any real one would overflow the
-        // stack (an abort, not a panic), so it is refused before parsing.
+        // Defensive: a file nested far deeper than any real one is refused before the
+        // recursive deserialisers of `tokenizers` see it (real files stay under 10 levels).
         let depth = json_depth(&json);
         if depth > MAX_JSON_DEPTH {
             return Err(corrupt(
@@ -100,6 +99,9 @@ impl TextTokenizer {
                     "JSON nested {depth} levels deep (a tokenizer.json needs at most {MAX_JSON_DEPTH})"
                 ),
             ));
+        }
+        if let Some(message) = overlong_unigram_piece(&json) {
+            return Err(corrupt(&path, message));
         }
         let inner = guarded(|| json.parse::<tokenizers::Tokenizer>())
             .map_err(|m| corrupt(&path, m))?
@@ -342,6 +344,32 @@ impl TextTokenizer {
 /// under 10; `Sequence` normalizers and pre-tokenizers add a level or two each).
 const MAX_JSON_DEPTH: usize = 64;
 
+/// Longest Unigram piece accepted, in bytes. `tokenizers` keeps Unigram pieces in a trie
+/// of one node per byte, which it frees recursively: a piece of tens of thousands of
+/// bytes overflows the stack when the tokenizer is dropped (an abort). SentencePiece
+/// pieces are at most 16 characters by default.
+const MAX_UNIGRAM_PIECE: usize = 1024;
+
+/// Why a Unigram `tokenizer.json` cannot be loaded safely: a piece over
+/// [`MAX_UNIGRAM_PIECE`] bytes. `None` for other models and for files that do not parse
+/// (the tokenizers parser reports those).
+fn overlong_unigram_piece(json: &str) -> Option<String> {
+    if !json.contains("Unigram") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let vocab = v.pointer("/model/vocab")?.as_array()?;
+    vocab.iter().enumerate().find_map(|(i, entry)| {
+        let piece = entry.get(0)?.as_str()?;
+        (piece.len() > MAX_UNIGRAM_PIECE).then(|| {
+            format!(
+                "Unigram piece {i} is {} bytes long (at most {MAX_UNIGRAM_PIECE})",
+                piece.len()
+            )
+        })
+    })
+}
+
 /// The deepest nesting of `[` / `{` in JSON text, brackets inside strings not counted.
 fn json_depth(json: &str) -> usize {
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
@@ -406,7 +434,21 @@ mod tests {
     }
 
     #[test]
-    fn a_tokenizer_json_nested_beyond_any_real_one_is_refused_not_a_stack_overflow() {
+    fn a_unigram_piece_longer_than_any_real_one_is_refused_not_a_stack_overflow() {
+        let json = r#"{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": null,
+            "model": {"type": "Unigram", "unk_id": 0, "byte_fallback": false,
+                      "vocab": [["<unk>", 0.0], ["a", -1.0], ["PIECE", -2.0]]}}"#;
+        TextTokenizer::from_json(json.replace("PIECE", "b"), PathBuf::from("u.json")).unwrap();
+        let long = json.replace("PIECE", &"[".repeat(60_000));
+        let err = TextTokenizer::from_json(long, PathBuf::from("u.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Unigram piece 2 is 60000 bytes long"), "{err}");
+    }
+
+    #[test]
+    fn a_tokenizer_json_nested_beyond_any_real_one_is_refused() {
         assert_eq!(json_depth(r#"{"a": [1, {"b": "[[[[{{"}]}"#), 3);
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let err = TextTokenizer::from_json(deep, PathBuf::from("t.json"))
