@@ -9,8 +9,37 @@ use clap::{Args, ValueEnum};
 use manabi_model::{DeviceChoice, Family, GenerateOptions};
 use manabi_tokenize::TextTokenizer;
 
-/// Tokens that commonly end a text, in the order they are looked for.
+/// Tokens that commonly end a text, in the order they are looked for (only for folders
+/// that declare no `eos_token_id`, such as manabi's own checkpoints).
 const EOS_CANDIDATES: [&str; 4] = ["<eos>", "<|endoftext|>", "</s>", "<|end|>"];
+
+/// The tokens that end generation from the model at `model`: `--eos-token` when given,
+/// else every `eos_token_id` of its `generation_config.json` / `config.json`, else the
+/// first of [`EOS_CANDIDATES`] the tokenizer has plus the chat end-of-turn `<|end|>`.
+fn stop_ids(
+    model: &Path,
+    tok: &TextTokenizer,
+    eos_token: Option<&String>,
+) -> anyhow::Result<Vec<u32>> {
+    if let Some(t) = eos_token {
+        return Ok(vec![tok.require_token(t)?]);
+    }
+    let dir = manabi_model::locate(model)?.dir;
+    if let Some(ids) = manabi_model::open::eos_ids(&dir)? {
+        return Ok(ids);
+    }
+    let mut ids: Vec<u32> = EOS_CANDIDATES
+        .iter()
+        .filter_map(|t| tok.token_id(t))
+        .take(1)
+        .collect();
+    if let Some(end) = tok.token_id(manabi_finetune::sft::template::END_OF_TURN)
+        && !ids.contains(&end)
+    {
+        ids.push(end);
+    }
+    Ok(ids)
+}
 
 fn tokenizer_for(
     model: &Path,
@@ -60,7 +89,9 @@ pub struct GenerateArgs {
     /// Stop when the generated text contains this string (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
-    /// End-of-text token (default: the first of <eos>, <|endoftext|>, </s>, <|end|> present).
+    /// End-of-text token (default: every `eos_token_id` of the model folder's
+    /// generation_config.json / config.json; for a folder without one, the first of <eos>,
+    /// <|endoftext|>, </s> present, and <|end|>).
     #[arg(long)]
     pub eos_token: Option<String>,
     /// Recompute every position at every step instead of using the KV cache.
@@ -103,17 +134,16 @@ pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()>
         args.tokenizer.as_ref(),
         model.config().vocab_size,
     )?;
-    let eos_ids = match &args.eos_token {
-        Some(t) => vec![tok.require_token(t)?],
-        None => EOS_CANDIDATES
-            .iter()
-            .filter_map(|t| tok.token_id(t))
-            .take(1)
-            .collect(),
-    };
+    let eos_ids = stop_ids(&args.model, &tok, args.eos_token.as_ref())?;
+    // Left padding is masked out; it only has to be a token the model embeds.
+    let vocab = model.config().vocab_size;
+    let folder_pad = manabi_model::open::pad_id(&manabi_model::locate(&args.model)?.dir)?;
     let pad_id = tok
         .token_id("<pad>")
-        .or(eos_ids.first().copied())
+        .into_iter()
+        .chain(folder_pad)
+        .chain(eos_ids.iter().copied())
+        .find(|&id| (id as usize) < vocab)
         .unwrap_or(0);
     let prompts = args
         .prompt
@@ -178,7 +208,16 @@ fn generate_t5(
         args.tokenizer.as_ref(),
         model.config().vocab_size,
     )?;
-    let eos = EOS_CANDIDATES.iter().find_map(|t| tok.token_id(t));
+    // Stop at the folder's (or --eos-token's) ids; a folder that declares none keeps the
+    // config's `eos_token_id`. Sources end with the first of them, or the first EOS name.
+    let declared = match &args.eos_token {
+        Some(t) => Some(vec![tok.require_token(t)?]),
+        None => manabi_model::open::eos_ids(&manabi_model::locate(&args.model)?.dir)?,
+    };
+    let eos = match &declared {
+        Some(ids) => ids.first().copied(),
+        None => EOS_CANDIDATES.iter().find_map(|t| tok.token_id(t)),
+    };
     let sources = args
         .prompt
         .iter()
@@ -191,6 +230,7 @@ fn generate_t5(
     let opts = manabi_model::T5GreedyOptions {
         max_new_tokens: args.max_new_tokens,
         use_cache: !args.no_cache,
+        eos_ids: declared,
     };
     let started = std::time::Instant::now();
     let outputs = model.greedy(&sources, &opts)?;

@@ -153,3 +153,89 @@ fn model_commands_report_bad_input() {
     ]);
     assert!(line.contains("top-p"), "{line}");
 }
+
+/// Greedy `generate` from a copy of `fixtures/models/llama-eval` at `dir`: (stdout, number
+/// of generated tokens).
+fn greedy(dir: &std::path::Path, extra: &[&str]) -> (String, usize) {
+    let mut args = vec![
+        "generate",
+        "--model",
+        s(dir),
+        "--prompt",
+        "The wind",
+        "--max-new-tokens",
+        "12",
+    ];
+    args.extend(extra);
+    let out = common::manabi(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    let n = stderr
+        .lines()
+        .find_map(|l| l.split_once(" tokens in ")?.0.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no token count in {stderr:?}"));
+    (String::from_utf8_lossy(&out.stdout).to_string(), n)
+}
+
+#[test]
+fn generate_stops_at_every_eos_id_the_folder_declares() {
+    // transformers' greedy continuation of "The wind" on llama-eval is
+    // [372, 70, 149, 267, 376, 100, …] (" Noah", "b", "Ô", " d", " wor", …); its
+    // generation_config.json names EOS 2, which it never produces.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("llama");
+    std::fs::create_dir(&dir).unwrap();
+    let src = root().join("fixtures/models/llama-eval");
+    for f in [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let (full, n) = greedy(&dir, &[]);
+    assert_eq!(n, 12, "{full}");
+    assert!(full.starts_with("The wind Noahb"), "{full}");
+    let stopped = |text: &str| {
+        let text = text.trim_end_matches('\n');
+        assert!(
+            full.starts_with(text),
+            "{text:?} is not a prefix of {full:?}"
+        );
+    };
+
+    // Every listed id stops generation: 267 is the fourth greedy token.
+    let gen_cfg = dir.join("generation_config.json");
+    std::fs::write(
+        &gen_cfg,
+        r#"{"eos_token_id": [267, 500], "pad_token_id": 0}"#,
+    )
+    .unwrap();
+    let (text, n) = greedy(&dir, &[]);
+    assert_eq!(n, 3, "{text}");
+    stopped(&text);
+    // --eos-token overrides the folder: " wor" (376) is the fifth.
+    let (text, n) = greedy(&dir, &["--eos-token", "Ġwor"]);
+    assert_eq!(n, 4, "{text}");
+    stopped(&text);
+
+    // Without generation_config.json, config.json's `eos_token_id` (149, the third).
+    std::fs::remove_file(&gen_cfg).unwrap();
+    let config = dir.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    v["eos_token_id"] = serde_json::json!(149);
+    std::fs::write(&config, v.to_string()).unwrap();
+    let (text, n) = greedy(&dir, &[]);
+    assert_eq!(n, 2, "{text}");
+    stopped(&text);
+
+    // A wrong type is one line naming the file and the key.
+    std::fs::write(&gen_cfg, r#"{"eos_token_id": "</s>"}"#).unwrap();
+    let line = fails(&["generate", "--model", s(&dir), "--prompt", "The wind"]);
+    assert!(
+        line.contains("generation_config.json: `eos_token_id` must be a token id"),
+        "{line}"
+    );
+}

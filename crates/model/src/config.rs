@@ -79,6 +79,144 @@ pub enum Activation {
     GegluTanh,
 }
 
+/// How RoPE's inverse frequencies are stretched for contexts longer than the model was
+/// first trained on (Hugging Face `rope_type`). Both kinds leave the attention scale at 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RopeScalingKind {
+    /// Every inverse frequency divided by `factor` (position interpolation; kaiokendev,
+    /// Chen et al. 2023).
+    Linear,
+    /// Llama 3.1's banded smoothing: wavelengths shorter than
+    /// `original_max_position_embeddings / high_freq_factor` are kept, those longer than
+    /// `original_max_position_embeddings / low_freq_factor` divided by `factor`, and
+    /// those between interpolated.
+    Llama3,
+}
+
+impl RopeScalingKind {
+    /// The Hugging Face `rope_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Linear => "linear",
+            Self::Llama3 => "llama3",
+        }
+    }
+}
+
+/// The kinds of RoPE scaling manabi computes, as Hugging Face names them.
+pub const ROPE_SCALING_KINDS: [&str; 2] = ["linear", "llama3"];
+
+/// RoPE scaling (`[rope_scaling]` in TOML, `rope_scaling` / `rope_parameters` in a
+/// Hugging Face `config.json`). The parameter names are transformers'; `llama3` needs
+/// all of them, `linear` only `factor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RopeScaling {
+    /// The scaling kind (`linear`, `llama3`).
+    pub kind: RopeScalingKind,
+    /// How much longer the context is made (inverse frequencies are divided by it).
+    pub factor: f64,
+    /// `llama3`: wavelengths above `original_max_position_embeddings / low_freq_factor`
+    /// are divided by `factor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_freq_factor: Option<f64>,
+    /// `llama3`: wavelengths below `original_max_position_embeddings / high_freq_factor`
+    /// are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_freq_factor: Option<f64>,
+    /// `llama3`: the context length of the original training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_max_position_embeddings: Option<usize>,
+}
+
+impl RopeScaling {
+    /// `inv_freq` (RoPE's unscaled inverse frequencies) scaled as transformers'
+    /// `_compute_linear_scaling_rope_parameters` / `_compute_llama3_parameters` do.
+    pub fn apply(&self, inv_freq: &mut [f64]) {
+        let factor = self.factor;
+        match self.kind {
+            RopeScalingKind::Linear => inv_freq.iter_mut().for_each(|f| *f /= factor),
+            RopeScalingKind::Llama3 => {
+                let low = self.low_freq_factor.unwrap_or(1.0);
+                let high = self.high_freq_factor.unwrap_or(4.0);
+                let old = self.original_max_position_embeddings.unwrap_or(8192) as f64;
+                let (low_wavelen, high_wavelen) = (old / low, old / high);
+                for f in inv_freq.iter_mut() {
+                    let wavelen = 2.0 * std::f64::consts::PI / *f;
+                    if wavelen > low_wavelen {
+                        *f /= factor;
+                    } else if wavelen >= high_wavelen {
+                        let smooth = (old / wavelen - low) / (high - low);
+                        *f = (1.0 - smooth) * *f / factor + smooth * *f;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks the parameters; the error names `rope_scaling.<key>`.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, message: String| {
+            Err(ModelError::Config {
+                key: format!("rope_scaling.{key}"),
+                message,
+            })
+        };
+        if !(self.factor.is_finite() && self.factor > 0.0) {
+            return bad("factor", format!("{} is not positive", self.factor));
+        }
+        if self.kind != RopeScalingKind::Llama3 {
+            for (key, set) in [
+                ("low_freq_factor", self.low_freq_factor.is_some()),
+                ("high_freq_factor", self.high_freq_factor.is_some()),
+                (
+                    "original_max_position_embeddings",
+                    self.original_max_position_embeddings.is_some(),
+                ),
+            ] {
+                if set {
+                    return bad(
+                        key,
+                        format!("is a `llama3` parameter, not `{}`'s", self.kind.as_str()),
+                    );
+                }
+            }
+            return Ok(());
+        }
+        let (Some(low), Some(high), Some(old)) = (
+            self.low_freq_factor,
+            self.high_freq_factor,
+            self.original_max_position_embeddings,
+        ) else {
+            let key = if self.low_freq_factor.is_none() {
+                "low_freq_factor"
+            } else if self.high_freq_factor.is_none() {
+                "high_freq_factor"
+            } else {
+                "original_max_position_embeddings"
+            };
+            return bad(key, "missing (`llama3` needs it)".into());
+        };
+        if !(low.is_finite() && low > 0.0) {
+            return bad("low_freq_factor", format!("{low} is not positive"));
+        }
+        if !(high.is_finite() && high > low) {
+            return bad(
+                "high_freq_factor",
+                format!("{high} must exceed low_freq_factor = {low}"),
+            );
+        }
+        if old == 0 {
+            return bad(
+                "original_max_position_embeddings",
+                "must be at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn default_norm_eps() -> f64 {
     1e-5
 }
@@ -142,6 +280,10 @@ pub struct ModelConfig {
     /// Fraction of each head's dimensions that RoPE rotates (partial rotary).
     #[serde(default = "default_rotary_fraction")]
     pub rotary_fraction: f64,
+    /// RoPE scaling of the inverse frequencies (Llama 3.1's `llama3`, `linear`); none is
+    /// plain RoPE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeScaling>,
     /// Share the output projection with the token embedding.
     #[serde(default)]
     pub tie_embeddings: bool,
@@ -358,6 +500,15 @@ impl ModelConfig {
                 );
             }
         }
+        if let Some(scaling) = &self.rope_scaling {
+            if self.positions != Positions::Rope {
+                return bad(
+                    "rope_scaling",
+                    "scales RoPE, but positions is not \"rope\"".into(),
+                );
+            }
+            scaling.validate()?;
+        }
         Ok(())
     }
 
@@ -554,6 +705,88 @@ mod tests {
         );
         let err = toml::from_str::<ModelConfig>("family = \"gpt2\"\nwidth = 3").unwrap_err();
         assert!(err.to_string().contains("unknown field `width`"), "{err}");
+    }
+
+    #[test]
+    fn rope_scaling_reads_from_toml_and_validation_names_its_keys() {
+        let text = toml::to_string_pretty(&tiny()).unwrap();
+        let cfg: ModelConfig = toml::from_str(&format!(
+            "{text}\n[rope_scaling]\nkind = \"llama3\"\nfactor = 8.0\nlow_freq_factor = 1.0\n\
+             high_freq_factor = 4.0\noriginal_max_position_embeddings = 16\n"
+        ))
+        .unwrap();
+        cfg.validate().unwrap();
+        let scaling = cfg.rope_scaling.clone().unwrap();
+        assert_eq!(scaling.kind, RopeScalingKind::Llama3);
+        // Written back as a table, read back the same.
+        let again: ModelConfig = toml::from_str(&toml::to_string_pretty(&cfg).unwrap()).unwrap();
+        assert_eq!(again, cfg);
+        let back = ModelConfig::from_hf_json(&cfg.to_hf_json().to_string()).unwrap();
+        assert_eq!(back.rope_scaling, cfg.rope_scaling);
+
+        let err_key = |s: RopeScaling| {
+            let bad = ModelConfig {
+                rope_scaling: Some(s),
+                ..cfg.clone()
+            };
+            bad.validate().unwrap_err().to_string()
+        };
+        for (s, key) in [
+            (
+                RopeScaling {
+                    factor: f64::NAN,
+                    ..scaling.clone()
+                },
+                "`rope_scaling.factor`",
+            ),
+            (
+                RopeScaling {
+                    high_freq_factor: Some(0.5),
+                    ..scaling.clone()
+                },
+                "`rope_scaling.high_freq_factor`",
+            ),
+            (
+                RopeScaling {
+                    low_freq_factor: None,
+                    ..scaling.clone()
+                },
+                "`rope_scaling.low_freq_factor`",
+            ),
+            (
+                RopeScaling {
+                    original_max_position_embeddings: Some(0),
+                    ..scaling.clone()
+                },
+                "`rope_scaling.original_max_position_embeddings`",
+            ),
+            (
+                RopeScaling {
+                    kind: RopeScalingKind::Linear,
+                    ..scaling.clone()
+                },
+                "`rope_scaling.low_freq_factor`",
+            ),
+        ] {
+            let err = err_key(s);
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let learned = ModelConfig {
+            positions: Positions::Learned,
+            ..cfg.clone()
+        };
+        let err = learned.validate().unwrap_err().to_string();
+        assert!(err.contains("`rope_scaling`"), "{err}");
+        let err = toml::from_str::<ModelConfig>(&format!(
+            "{text}\n[rope_scaling]\nkind = \"yarn\"\nfactor = 2.0\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("yarn"), "{err}");
+        let err = toml::from_str::<ModelConfig>(&format!(
+            "{text}\n[rope_scaling]\nkind = \"linear\"\nfactor = 2.0\nbeta = 1\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `beta`"), "{err}");
     }
 
     #[test]

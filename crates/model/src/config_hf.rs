@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 
 use crate::config::{
-    Activation, Family, ModelConfig, NormKind, Positions, default_norm_eps, default_rope_theta,
-    default_rotary_fraction,
+    Activation, Family, ModelConfig, NormKind, Positions, ROPE_SCALING_KINDS, RopeScaling,
+    RopeScalingKind, default_norm_eps, default_rope_theta, default_rotary_fraction,
 };
 use crate::config_json::{get, opt};
 use crate::error::{ModelError, Result};
@@ -70,24 +70,22 @@ impl ModelConfig {
                             .into(),
                     });
                 }
-                let rope = v.get("rope_parameters").or_else(|| v.get("rope_scaling"));
+                // transformers 5 writes `rope_parameters` (with `rope_theta` inside), 4.x
+                // `rope_scaling` beside a top-level `rope_theta`.
+                let rope = ["rope_parameters", "rope_scaling"]
+                    .into_iter()
+                    .find_map(|k| v.get(k).filter(|r| !r.is_null()).map(|r| (k, r)));
                 let theta = match rope
-                    .and_then(|r| r.get("rope_theta"))
+                    .and_then(|(_, r)| r.get("rope_theta"))
                     .and_then(Value::as_f64)
                 {
                     Some(t) => t,
                     None => opt(&v, "rope_theta")?.unwrap_or(default_rope_theta()),
                 };
-                if let Some(kind) = rope
-                    .and_then(|r| r.get("rope_type"))
-                    .and_then(Value::as_str)
-                    && kind != "default"
-                {
-                    return Err(ModelError::Config {
-                        key: "rope_parameters.rope_type".into(),
-                        message: format!("RoPE scaling `{kind}` is not supported"),
-                    });
-                }
+                let rope_scaling = match rope {
+                    Some((key, r)) => rope_scaling_from_hf(&v, key, r)?,
+                    None => None,
+                };
                 Self {
                     family: Family::Llama,
                     vocab_size: get(&v, "vocab_size")?,
@@ -110,6 +108,7 @@ impl ModelConfig {
                     hf_model_type: qwen.then(|| model_type.to_string()),
                     mlp_bias: !qwen && opt(&v, "mlp_bias")?.unwrap_or(false),
                     rope_theta: theta,
+                    rope_scaling,
                     rotary_fraction: opt(&v, "partial_rotary_factor")?.unwrap_or(1.0),
                     tie_embeddings: opt(&v, "tie_word_embeddings")?.unwrap_or(false),
                     dropout: 0.0,
@@ -144,24 +143,30 @@ impl ModelConfig {
                 "tie_word_embeddings": self.tie_embeddings,
                 "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
             }),
-            Family::Llama => json!({
-                "model_type": self.hf_model_type.as_deref().unwrap_or("llama"),
-                "architectures": [format!("{}ForCausalLM", self.hf_arch_prefix())],
-                "vocab_size": self.vocab_size,
-                "max_position_embeddings": self.max_positions,
-                "hidden_size": self.d_model,
-                "num_hidden_layers": self.n_layers,
-                "num_attention_heads": self.n_heads,
-                "num_key_value_heads": self.kv_heads(),
-                "head_dim": self.head_dim(),
-                "intermediate_size": self.d_ff,
-                "rms_norm_eps": self.norm_eps,
-                "rope_theta": self.rope_theta,
-                "attention_bias": self.attention_bias,
-                "mlp_bias": self.mlp_bias,
-                "hidden_act": "silu",
-                "tie_word_embeddings": self.tie_embeddings,
-            }),
+            Family::Llama => {
+                let mut v = json!({
+                    "model_type": self.hf_model_type.as_deref().unwrap_or("llama"),
+                    "architectures": [format!("{}ForCausalLM", self.hf_arch_prefix())],
+                    "vocab_size": self.vocab_size,
+                    "max_position_embeddings": self.max_positions,
+                    "hidden_size": self.d_model,
+                    "num_hidden_layers": self.n_layers,
+                    "num_attention_heads": self.n_heads,
+                    "num_key_value_heads": self.kv_heads(),
+                    "head_dim": self.head_dim(),
+                    "intermediate_size": self.d_ff,
+                    "rms_norm_eps": self.norm_eps,
+                    "rope_theta": self.rope_theta,
+                    "attention_bias": self.attention_bias,
+                    "mlp_bias": self.mlp_bias,
+                    "hidden_act": "silu",
+                    "tie_word_embeddings": self.tie_embeddings,
+                });
+                if let Some(scaling) = &self.rope_scaling {
+                    v["rope_scaling"] = rope_scaling_to_hf(scaling);
+                }
+                v
+            }
             Family::Bert => crate::hf_bert::config_to_hf(self),
             Family::T5 => crate::hf_t5::config_to_hf(self),
         }
@@ -240,6 +245,7 @@ impl ModelConfig {
             qk_norm: false,
             mlp_bias: false,
             rope_theta: default_rope_theta(),
+            rope_scaling: None,
             rotary_fraction: default_rotary_fraction(),
             tie_embeddings: false,
             dropout: 0.0,
@@ -255,4 +261,81 @@ impl ModelConfig {
             decoder_start_token_id: None,
         }
     }
+}
+
+/// The RoPE scaling of a LLaMA-layout `config.json`, from its `rope_parameters` or
+/// `rope_scaling` object `r` (named `key` in errors): `rope_type` (older files: `type`)
+/// `default` or absent is none; `linear` and `llama3` are read with the parameters
+/// transformers uses; any other kind is refused, naming the supported ones.
+fn rope_scaling_from_hf(v: &Value, key: &str, r: &Value) -> Result<Option<RopeScaling>> {
+    let Some((kind_key, kind)) = ["rope_type", "type"]
+        .into_iter()
+        .find_map(|k| r.get(k).filter(|t| !t.is_null()).map(|t| (k, t)))
+    else {
+        return Ok(None);
+    };
+    let unsupported = |what: String| ModelError::Config {
+        key: format!("{key}.{kind_key}"),
+        message: format!(
+            "RoPE scaling {what} is not supported (supported: default, {})",
+            ROPE_SCALING_KINDS.join(", ")
+        ),
+    };
+    let kind = match kind.as_str() {
+        Some("default") => return Ok(None),
+        Some("linear") => RopeScalingKind::Linear,
+        Some("llama3") => RopeScalingKind::Llama3,
+        Some(other) => return Err(unsupported(format!("`{other}`"))),
+        None => return Err(unsupported(kind.to_string())),
+    };
+    let factor = opt_in::<f64>(r, key, "factor")?.ok_or_else(|| ModelError::Config {
+        key: format!("{key}.factor"),
+        message: format!("missing (`{}` needs it)", kind.as_str()),
+    })?;
+    let mut scaling = RopeScaling {
+        kind,
+        factor,
+        low_freq_factor: None,
+        high_freq_factor: None,
+        original_max_position_embeddings: None,
+    };
+    if kind == RopeScalingKind::Llama3 {
+        scaling.low_freq_factor = opt_in(r, key, "low_freq_factor")?;
+        scaling.high_freq_factor = opt_in(r, key, "high_freq_factor")?;
+        // As transformers' `standardize_rope_params`: a top-level key first, then the
+        // object's, then `max_position_embeddings`.
+        let name = "original_max_position_embeddings";
+        let top = opt::<usize>(v, name)?;
+        let inner = opt_in::<usize>(r, key, name)?;
+        let max = opt::<usize>(v, "max_position_embeddings")?;
+        scaling.original_max_position_embeddings = top.or(inner).or(max);
+    }
+    Ok(Some(scaling))
+}
+
+/// The value of `name` in the object `r` (itself the value of `key`), errors naming
+/// `key.name`.
+fn opt_in<T: serde::de::DeserializeOwned>(r: &Value, key: &str, name: &str) -> Result<Option<T>> {
+    opt(r, name).map_err(|e| match e {
+        ModelError::Config { message, .. } => ModelError::Config {
+            key: format!("{key}.{name}"),
+            message,
+        },
+        e => e,
+    })
+}
+
+/// `rope_scaling` as transformers ≥ 4.45 reads it (5.x too, as `rope_parameters` beside
+/// the top-level `rope_theta`).
+fn rope_scaling_to_hf(s: &RopeScaling) -> Value {
+    let mut v = json!({
+        "rope_type": s.kind.as_str(),
+        "factor": s.factor,
+    });
+    if s.kind == RopeScalingKind::Llama3 {
+        v["low_freq_factor"] = json!(s.low_freq_factor);
+        v["high_freq_factor"] = json!(s.high_freq_factor);
+        v["original_max_position_embeddings"] = json!(s.original_max_position_embeddings);
+    }
+    v
 }

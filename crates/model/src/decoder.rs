@@ -336,8 +336,14 @@ impl DecoderLm {
             Positions::Sinusoidal => x = x + sinusoidal(positions.clone(), d),
             Positions::Rope | Positions::Alibi | Positions::Relative => {}
         }
-        let rope = (cfg.positions == Positions::Rope)
-            .then(|| rope::cos_sin(positions, cfg.rotary_dim(), cfg.rope_theta));
+        let rope = (cfg.positions == Positions::Rope).then(|| {
+            rope::cos_sin(
+                positions,
+                cfg.rotary_dim(),
+                cfg.rope_theta,
+                cfg.rope_scaling.as_ref(),
+            )
+        });
         let bias = self.attention_bias(b, t, past, opts, &device);
         let mut x = self.dropout.forward(x);
         if let Some(c) = cache.as_deref_mut()

@@ -155,6 +155,62 @@ pub fn locate(path: &Path) -> Result<ModelDir> {
     ))
 }
 
+/// The end-of-sequence ids a model folder declares, as `transformers` reads them:
+/// `eos_token_id` of `generation_config.json`, else of `config.json` — an integer or a
+/// list of integers. `None` when neither file has one (absent, `null` or `[]`), as in
+/// manabi's own `model.toml` folders; a value of another type is an error naming the
+/// file and the key.
+pub fn eos_ids(dir: &Path) -> Result<Option<Vec<u32>>> {
+    token_ids(dir, "eos_token_id")
+}
+
+/// The padding id a model folder declares (`pad_token_id`, read as [`eos_ids`]; the
+/// first of a list).
+pub fn pad_id(dir: &Path) -> Result<Option<u32>> {
+    Ok(token_ids(dir, "pad_token_id")?.and_then(|ids| ids.first().copied()))
+}
+
+/// `key` (a token id or a list of them) of `generation_config.json`, else of
+/// `config.json`, in `dir`.
+pub fn token_ids(dir: &Path, key: &str) -> Result<Option<Vec<u32>>> {
+    for file in ["generation_config.json", "config.json"] {
+        let path = dir.join(file);
+        if !path.is_file() {
+            continue;
+        }
+        let err = |message: String| ModelError::File {
+            path: path.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| err(format!("not valid JSON: {e}")))?;
+        let Some(obj) = v.as_object() else {
+            return Err(err("not a JSON object".into()));
+        };
+        let bad = |found: &Value| {
+            err(format!(
+                "`{key}` must be a token id (an integer ≥ 0) or a list of them, not {found}"
+            ))
+        };
+        let id = |x: &Value| {
+            x.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| bad(x))
+        };
+        let ids = match obj.get(key) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(list)) => list.iter().map(id).collect::<Result<Vec<_>>>()?,
+            Some(x) => vec![id(x)?],
+        };
+        if !ids.is_empty() {
+            return Ok(Some(ids));
+        }
+    }
+    Ok(None)
+}
+
 /// Refuses a tokenizer (at `path`) that can produce ids the model has no embedding for:
 /// such ids would reach an embedding lookup out of range.
 pub fn check_tokenizer(tokenizer_vocab: usize, path: &Path, model_vocab: usize) -> Result<()> {
@@ -225,6 +281,92 @@ mod tests {
         assert_eq!(m.dir, ckpts.join("step-0000008"));
         assert_eq!((m.family, m.layout), (Family::Bert, Layout::Native));
         assert!(!m.is_decoder() && !m.has_head());
+    }
+
+    #[test]
+    fn eos_ids_come_from_generation_config_then_config() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let write = |file: &str, text: &str| std::fs::write(dir.join(file), text).unwrap();
+        // No files (a manabi folder): none.
+        assert_eq!(eos_ids(dir).unwrap(), None);
+        assert_eq!(pad_id(dir).unwrap(), None);
+        // config.json alone: an int.
+        write(
+            "config.json",
+            r#"{"model_type": "llama", "eos_token_id": 2}"#,
+        );
+        assert_eq!(eos_ids(dir).unwrap(), Some(vec![2]));
+        // generation_config.json wins; a list is kept in order.
+        write(
+            "generation_config.json",
+            "\u{feff}{\"eos_token_id\": [7, 2], \"pad_token_id\": [0, 5]}",
+        );
+        assert_eq!(eos_ids(dir).unwrap(), Some(vec![7, 2]));
+        assert_eq!(pad_id(dir).unwrap(), Some(0));
+        // null, an empty list or a missing key fall through to config.json.
+        for g in [r#"{"eos_token_id": null}"#, r#"{"eos_token_id": []}"#, "{}"] {
+            write("generation_config.json", g);
+            assert_eq!(eos_ids(dir).unwrap(), Some(vec![2]), "{g}");
+        }
+        write(
+            "config.json",
+            r#"{"model_type": "llama", "eos_token_id": null}"#,
+        );
+        assert_eq!(eos_ids(dir).unwrap(), None);
+        assert_eq!(pad_id(dir).unwrap(), None);
+    }
+
+    #[test]
+    fn a_wrong_eos_id_is_one_line_naming_file_and_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        for (file, text, found) in [
+            (
+                "generation_config.json",
+                r#"{"eos_token_id": "</s>"}"#,
+                "\"</s>\"",
+            ),
+            ("generation_config.json", r#"{"eos_token_id": -1}"#, "-1"),
+            (
+                "generation_config.json",
+                r#"{"eos_token_id": [1, 2.5]}"#,
+                "2.5",
+            ),
+            (
+                "generation_config.json",
+                r#"{"eos_token_id": [1, null]}"#,
+                "null",
+            ),
+            ("config.json", r#"{"eos_token_id": true}"#, "true"),
+            (
+                "config.json",
+                r#"{"eos_token_id": 4294967296}"#,
+                "4294967296",
+            ),
+        ] {
+            let _ = std::fs::remove_file(dir.join("generation_config.json"));
+            std::fs::write(dir.join(file), text).unwrap();
+            let e = eos_ids(dir).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "{}: `eos_token_id` must be a token id (an integer ≥ 0) or a list of them, not {found}",
+                    dir.join(file).display()
+                ),
+                "{text}"
+            );
+            assert_eq!(e.lines().count(), 1);
+        }
+        std::fs::write(dir.join("generation_config.json"), "{oops").unwrap();
+        let e = eos_ids(dir).unwrap_err().to_string();
+        assert!(e.contains("generation_config.json: not valid JSON"), "{e}");
+        std::fs::write(dir.join("generation_config.json"), "[1]").unwrap();
+        let e = eos_ids(dir).unwrap_err().to_string();
+        assert!(
+            e.ends_with("generation_config.json: not a JSON object"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -160,13 +160,17 @@ pub struct T5 {
     config: ModelConfig,
 }
 
-/// Greedy decoding settings; start, end and padding tokens come from the config.
+/// Greedy decoding settings; start and padding tokens come from the config, end tokens
+/// from the config unless `eos_ids` names them.
 #[derive(Debug, Clone)]
 pub struct T5GreedyOptions {
     /// Most tokens generated per source.
     pub max_new_tokens: usize,
     /// Reuse decoder keys and values of earlier steps.
     pub use_cache: bool,
+    /// Tokens that end a sequence (e.g. every `eos_token_id` of the folder's
+    /// `generation_config.json`); `None`: the config's `eos_token_id`.
+    pub eos_ids: Option<Vec<u32>>,
 }
 
 impl Default for T5GreedyOptions {
@@ -174,6 +178,7 @@ impl Default for T5GreedyOptions {
         Self {
             max_new_tokens: 32,
             use_cache: true,
+            eos_ids: None,
         }
     }
 }
@@ -397,7 +402,10 @@ impl T5 {
         let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), &device).reshape([b, s]);
         let hidden = self.encode(ids, Some(mask.clone()))?;
 
-        let eos = cfg.eos_token_id.map(|e| e as u32);
+        let eos: Vec<u32> = match &opts.eos_ids {
+            Some(ids) => ids.clone(),
+            None => cfg.eos_token_id.map(|e| e as u32).into_iter().collect(),
+        };
         let mut seqs: Vec<Vec<u32>> = vec![vec![cfg.decoder_start() as u32]; b];
         let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut done = vec![false; b];
@@ -429,7 +437,7 @@ impl T5 {
                     crate::argmax_first(&last[r * v..(r + 1) * v]) as u32
                 };
                 if !done[r] {
-                    if Some(next) == eos {
+                    if eos.contains(&next) {
                         done[r] = true;
                     } else {
                         out[r].push(next);

@@ -1,6 +1,6 @@
 //! Numerical parity with Hugging Face `transformers` (fixtures made by
-//! scripts/model_fixtures.py and scripts/qwen_fixtures.py): same weights, same ids,
-//! logits within 1e-4.
+//! scripts/model_fixtures.py, scripts/qwen_fixtures.py and
+//! scripts/rope_scaling_fixtures.py): same weights, same ids, logits within 1e-4.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,8 @@ struct Expected {
     input_ids: Vec<Vec<i64>>,
     logits: Vec<f32>,
     loss: f64,
-    /// Qwen fixtures: a prompt and the 8 tokens `generate(do_sample=False)` picks.
+    /// Qwen and RoPE-scaling fixtures: a prompt and the 8 tokens
+    /// `generate(do_sample=False)` picks.
     #[serde(default)]
     greedy_prompt: Vec<u32>,
     #[serde(default)]
@@ -124,6 +125,31 @@ fn qwen3_with_qk_norm_and_explicit_head_dim_matches_transformers() {
     assert_eq!((cfg.head_dim(), cfg.d_model / cfg.n_heads), (16, 8));
 }
 
+/// The 8 greedy tokens of fixture `name` are transformers', with and without the cache.
+fn check_greedy(name: &str) {
+    use manabi_model::{GenerateOptions, generate};
+    let device = test_device();
+    let model = load_hf(fixture(name), &device).unwrap();
+    let exp = expected(name);
+    assert_eq!(exp.greedy.len(), 8, "{name}");
+    for use_cache in [true, false] {
+        let opts = GenerateOptions {
+            max_new_tokens: 8,
+            temperature: 0.0,
+            use_cache,
+            ..GenerateOptions::default()
+        };
+        let got = generate(
+            &model,
+            std::slice::from_ref(&exp.greedy_prompt),
+            &opts,
+            None,
+        )
+        .unwrap();
+        assert_eq!(got[0], exp.greedy, "{name} (cache {use_cache})");
+    }
+}
+
 #[test]
 fn qwen_greedy_tokens_match_transformers_with_and_without_the_kv_cache() {
     use manabi_model::{GenerateOptions, generate};
@@ -147,6 +173,185 @@ fn qwen_greedy_tokens_match_transformers_with_and_without_the_kv_cache() {
             )
             .unwrap();
             assert_eq!(got[0], exp.greedy, "{name} (cache {use_cache})");
+        }
+    }
+}
+
+#[test]
+fn llama3_rope_scaling_matches_transformers() {
+    use manabi_model::{RopeScaling, RopeScalingKind};
+    let model = check("llama3-rope");
+    let cfg = model.config();
+    assert_eq!(
+        cfg.rope_scaling,
+        Some(RopeScaling {
+            kind: RopeScalingKind::Llama3,
+            factor: 8.0,
+            low_freq_factor: Some(1.0),
+            high_freq_factor: Some(4.0),
+            original_max_position_embeddings: Some(32),
+        })
+    );
+    assert_eq!(cfg.rope_theta, 50_000.0);
+    assert!(cfg.tie_embeddings);
+}
+
+#[test]
+fn linear_rope_scaling_matches_transformers() {
+    use manabi_model::{RopeScaling, RopeScalingKind};
+    let model = check("llama-rope-linear");
+    assert_eq!(
+        model.config().rope_scaling,
+        Some(RopeScaling {
+            kind: RopeScalingKind::Linear,
+            factor: 2.0,
+            low_freq_factor: None,
+            high_freq_factor: None,
+            original_max_position_embeddings: None,
+        })
+    );
+}
+
+#[test]
+fn rope_scaled_greedy_tokens_match_transformers_with_and_without_the_kv_cache() {
+    // The prompt is 36 tokens: generation runs past the original 32 positions.
+    for name in ["llama3-rope", "llama-rope-linear"] {
+        check_greedy(name);
+    }
+}
+
+#[test]
+fn rope_scaling_survives_export_and_native_checkpoints() {
+    use manabi_model::{ModelConfig, export_hf, load_model, save_native};
+    let device = test_device();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, kind) in [("llama3-rope", "llama3"), ("llama-rope-linear", "linear")] {
+        let model = load_hf(fixture(name), &device).unwrap();
+        let ids = ids_tensor(&expected(name).input_ids, &device);
+        let want: Vec<f32> = model.forward(ids.clone()).into_data().try_to_vec().unwrap();
+
+        let hf = dir.path().join(format!("{name}-hf"));
+        export_hf(&model, &hf, None).unwrap();
+        let text = std::fs::read_to_string(hf.join("config.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let scaling = &v["rope_scaling"];
+        assert_eq!(scaling["rope_type"], kind, "{text}");
+        let cfg = model.config();
+        let s = cfg.rope_scaling.as_ref().unwrap();
+        assert_eq!(scaling["factor"], s.factor, "{text}");
+        if kind == "llama3" {
+            assert_eq!(scaling["original_max_position_embeddings"], 32, "{text}");
+            assert_eq!(scaling["low_freq_factor"], 1.0, "{text}");
+            assert_eq!(scaling["high_freq_factor"], 4.0, "{text}");
+        } else {
+            assert!(scaling.get("low_freq_factor").is_none(), "{text}");
+        }
+        let want_cfg = ModelConfig {
+            head_dim: Some(cfg.head_dim()), // written explicitly
+            ..cfg.clone()
+        };
+        assert_eq!(
+            ModelConfig::from_hf_json(&text).unwrap(),
+            want_cfg,
+            "{name}"
+        );
+
+        let native = dir.path().join(format!("{name}-native"));
+        save_native(&model, &native).unwrap();
+        let toml = std::fs::read_to_string(native.join("model.toml")).unwrap();
+        assert!(toml.contains("[rope_scaling]"), "{toml}");
+        for path in [hf, native] {
+            let again = load_model(&path, &device).unwrap();
+            assert_eq!(again.config().rope_scaling, cfg.rope_scaling, "{name}");
+            let got: Vec<f32> = again.forward(ids.clone()).into_data().try_to_vec().unwrap();
+            assert_eq!(got, want, "{name}: {} changes logits", path.display());
+        }
+    }
+}
+
+#[test]
+fn rope_scaling_errors_name_the_key_on_one_line() {
+    use manabi_model::ModelConfig;
+    let text = std::fs::read_to_string(fixture("llama3-rope").join("config.json")).unwrap();
+    let base: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // The error of the config with `edit` applied, which must be one line.
+    fn err_of(base: &serde_json::Value, edit: impl Fn(&mut serde_json::Value)) -> String {
+        let mut v = base.clone();
+        edit(&mut v);
+        let err = ModelConfig::from_hf_json(&v.to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains('\n'), "{err}");
+        err
+    }
+
+    let err = err_of(&base, |v| v["rope_parameters"]["rope_type"] = "yarn".into());
+    assert!(
+        err.contains("`rope_parameters.rope_type`")
+            && err.contains("`yarn`")
+            && err.contains("supported: default, linear, llama3"),
+        "{err}"
+    );
+    // The transformers 4 layout: `rope_scaling`, older files with `type`.
+    let err = err_of(&base, |v| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("rope_parameters");
+        o.insert(
+            "rope_scaling".into(),
+            serde_json::json!({"type": "dynamic", "factor": 2.0}),
+        );
+    });
+    assert!(
+        err.contains("`rope_scaling.type`") && err.contains("`dynamic`"),
+        "{err}"
+    );
+
+    for (key, value, named) in [
+        ("factor", serde_json::json!(0.0), "`rope_scaling.factor`"),
+        ("factor", serde_json::json!(-2.0), "`rope_scaling.factor`"),
+        ("factor", serde_json::json!("8"), "`rope_parameters.factor`"),
+        (
+            "high_freq_factor",
+            serde_json::json!(1.0),
+            "`rope_scaling.high_freq_factor`",
+        ),
+        (
+            "original_max_position_embeddings",
+            serde_json::json!(0),
+            "`rope_scaling.original_max_position_embeddings`",
+        ),
+    ] {
+        let err = err_of(&base, |v| v["rope_parameters"][key] = value.clone());
+        assert!(err.contains(named), "{key} = {value}: {err}");
+    }
+    let err = err_of(&base, |v| {
+        v["rope_parameters"]
+            .as_object_mut()
+            .unwrap()
+            .remove("factor");
+    });
+    assert!(err.contains("`rope_parameters.factor`: missing"), "{err}");
+}
+
+#[test]
+fn older_rope_scaling_layouts_read_the_same() {
+    use manabi_model::ModelConfig;
+    for name in ["llama3-rope", "llama-rope-linear"] {
+        let text = std::fs::read_to_string(fixture(name).join("config.json")).unwrap();
+        let want = ModelConfig::from_hf_json(&text).unwrap();
+        // transformers 4.45: `rope_scaling` with `rope_type`, `rope_theta` at the top;
+        // before that, `type`.
+        for kind_key in ["rope_type", "type"] {
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let o = v.as_object_mut().unwrap();
+            let mut rope = o.remove("rope_parameters").unwrap();
+            let r = rope.as_object_mut().unwrap();
+            o.insert("rope_theta".into(), r.remove("rope_theta").unwrap());
+            let kind = r.remove("rope_type").unwrap();
+            r.insert(kind_key.into(), kind);
+            o.insert("rope_scaling".into(), rope);
+            let got = ModelConfig::from_hf_json(&v.to_string()).unwrap();
+            assert_eq!(got, want, "{name} ({kind_key})");
         }
     }
 }
@@ -204,7 +409,7 @@ fn qwen2_sliding_window_is_refused_by_name() {
 #[test]
 fn kv_cache_gives_the_same_logits_as_a_full_pass() {
     let device = test_device();
-    for name in ["gpt2", "llama-gqa", "qwen2", "qwen3"] {
+    for name in ["gpt2", "llama-gqa", "qwen2", "qwen3", "llama3-rope"] {
         let model = load_hf(fixture(name), &device).unwrap();
         let exp = expected(name);
         let ids = ids_tensor(&exp.input_ids, &device);

@@ -102,6 +102,7 @@ pub fn predict(model: &T5, g: &GenerationEval, eos: u32) -> Result<Vec<crate::sf
     let opts = T5GreedyOptions {
         max_new_tokens: g.options.max_new_tokens,
         use_cache: true,
+        eos_ids: None,
     };
     g.predict_with(|prompts| {
         let sources: Vec<Vec<u32>> = prompts

@@ -127,6 +127,7 @@ fn t5_greedy_matches_transformers_with_and_without_cache() {
             let opts = T5GreedyOptions {
                 max_new_tokens,
                 use_cache,
+                eos_ids: None,
             };
             let got = model.greedy(&sources, &opts).unwrap();
             assert_eq!(got, want, "{name}, use_cache = {use_cache}");

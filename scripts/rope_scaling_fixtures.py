@@ -1,0 +1,133 @@
+"""Makes the RoPE-scaling parity fixtures fixtures/models/llama3-rope/ (`rope_type`
+`llama3`, Llama 3.1 / 3.2's banded smoothing of the inverse frequencies, tied embeddings
+like Llama 3.2) and fixtures/models/llama-rope-linear/ (`linear`, factor 2): tiny random
+LlamaForCausalLM models (config.json + model.safetensors, float32) and an expected.json
+in the format of scripts/qwen_fixtures.py (input ids, logits, loss, `greedy_prompt` and
+the 8 tokens `generate(do_sample=False)` picks after it). The Rust test
+crates/model/tests/hf_parity.rs compares them.
+
+The models are small enough for the scaling to matter at 48 tokens: head_dim 16 gives 8
+inverse frequencies, whose wavelengths (theta 50000) are 6.3, 24.3, 93.9, ... positions;
+with original_max_position_embeddings 32, low_freq_factor 1 and high_freq_factor 4 the
+first is kept (< 8), the second smoothed (between 8 and 32), the rest divided by the
+factor. The script checks that the scaling changes the logits, and that every greedy
+step's top two logits are far apart, so 1e-4 of float noise cannot flip a token.
+
+    pip install torch transformers safetensors
+    python3 scripts/rope_scaling_fixtures.py
+"""
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+OUT = Path(__file__).resolve().parent.parent / "fixtures" / "models"
+
+COMMON = dict(
+    vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+    num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+    max_position_embeddings=64, rms_norm_eps=1e-5,
+)
+
+# name -> (config kwargs, noise added to every weight, torch seed: the first from 0 whose
+# greedy path has no near tie)
+CASES = {
+    "llama3-rope": (dict(COMMON, tie_word_embeddings=True, rope_parameters={
+        "rope_type": "llama3", "rope_theta": 50000.0, "factor": 8.0,
+        "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 32,
+    }), 0.1),
+    "llama-rope-linear": (dict(COMMON, tie_word_embeddings=False, rope_parameters={
+        "rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0,
+    }), 0.1),
+}
+
+# 36 tokens: the 8 generated ones sit at positions 36..43, past the original 32.
+GREEDY_PROMPT = [5, 9, 13, 2, 40, 7, 33, 21, 60, 11, 3, 48, 17, 29, 52, 6, 44, 38,
+                 12, 25, 57, 8, 19, 36, 61, 4, 27, 50, 15, 42, 23, 31, 58, 10, 46, 1]
+MIN_GAP = 1e-2  # top-1 minus top-2 logit at every greedy step
+
+
+def unscaled(model: LlamaForCausalLM) -> LlamaForCausalLM:
+    """The same weights with plain RoPE."""
+    cfg = model.config.to_dict()
+    cfg["rope_parameters"] = {"rope_type": "default",
+                              "rope_theta": model.config.rope_parameters["rope_theta"]}
+    plain = LlamaForCausalLM(LlamaConfig(**cfg)).eval()
+    plain.load_state_dict(model.state_dict())
+    return plain
+
+
+class NearTie(Exception):
+    pass
+
+
+def build(kwargs: dict, noise: float, seed: int):
+    """A model drawn with `seed` and its expected.json, or NearTie."""
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(**kwargs)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * noise)
+    # No EOS anywhere: generation must run its 8 steps (in transformers and in Rust).
+    for c in (model.config, model.generation_config):
+        c.eos_token_id = None
+        c.bos_token_id = None
+    model.generation_config.pad_token_id = 0
+    ids = torch.randint(0, 64, (2, 48), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = model(input_ids=ids, labels=ids)
+        gen = model.generate(torch.tensor([GREEDY_PROMPT]), do_sample=False,
+                             max_new_tokens=8, use_cache=True, output_logits=True,
+                             return_dict_in_generate=True)
+        # The greedy path without the cache, one full forward per step.
+        seq = torch.tensor([GREEDY_PROMPT])
+        for _ in range(8):
+            logits = model(input_ids=seq).logits[0, -1]
+            top = torch.topk(logits, 2).values
+            if (top[0] - top[1]).item() <= MIN_GAP:
+                raise NearTie
+            seq = torch.cat([seq, logits.argmax().view(1, 1)], dim=1)
+        plain = unscaled(model)(input_ids=ids).logits
+    greedy = gen.sequences[0, len(GREEDY_PROMPT):].tolist()
+    assert len(greedy) == 8, greedy
+    assert seq[0, len(GREEDY_PROMPT):].tolist() == greedy, (seq, greedy)
+    for step in gen.logits:
+        top = torch.topk(step[0], 2).values
+        if (top[0] - top[1]).item() <= MIN_GAP:
+            raise NearTie
+    if len(set(greedy)) < 6:  # one token repeated tests little
+        raise NearTie
+    change = (plain - out.logits).abs().max().item()
+    assert change > 1e-2, f"the scaling changes the logits by only {change}"
+    expected = {
+        "input_ids": ids.tolist(),
+        "logits": out.logits.flatten().tolist(),
+        "loss": out.loss.item(),
+        "greedy_prompt": GREEDY_PROMPT,
+        "greedy": greedy,
+    }
+    return model, expected, change
+
+
+def main() -> None:
+    for name, (kwargs, noise) in CASES.items():
+        for seed in range(50):
+            try:
+                model, expected, change = build(kwargs, noise, seed)
+                break
+            except NearTie:
+                continue
+        else:
+            raise SystemExit(f"{name}: every seed has a near tie")
+        case = OUT / name
+        model.save_pretrained(case, safe_serialization=True)
+        (case / "expected.json").write_text(json.dumps(expected) + "\n")
+        print(name, f"seed {seed}", f"loss {expected['loss']:.5f}", expected["greedy"],
+              f"scaling moves logits by {change:.3f}")
+
+
+if __name__ == "__main__":
+    main()
