@@ -104,12 +104,20 @@ pub struct GenerateArgs {
 }
 
 /// A decoder folder (adapters included when its checkpoint records them), with an
-/// optional PEFT adapter on top.
+/// optional PEFT adapter on top (`--adapter` of `generate`, `eval` and `export`).
 fn load_decoder(
     model: &Path,
     adapter: Option<&PathBuf>,
     device: &burn::tensor::Device,
 ) -> anyhow::Result<manabi_model::DecoderLm> {
+    if let Some(dir) = adapter
+        && !dir.is_dir()
+    {
+        anyhow::bail!(
+            "{}: no such adapter folder (expected a PEFT adapter: adapter_config.json + adapter_model.safetensors)",
+            dir.display()
+        );
+    }
     let (m, _) = manabi_finetune::load_decoder(model, device)?;
     Ok(match adapter {
         Some(dir) => manabi_finetune::peft::load_adapter(m, dir)?.0,
@@ -295,11 +303,15 @@ pub struct EvalArgs {
     /// Write every scored prompt (prompt, log-likelihoods or generation, correct) here.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
+    /// A PEFT adapter folder (adapter_config.json + adapter_model.safetensors) to apply to
+    /// the model before scoring (--data or --task).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
 }
 
 fn eval_task(args: &EvalArgs, task: &Path, device: &burn::tensor::Device) -> anyhow::Result<()> {
     use manabi_tasks::fewshot::{self, Evaluator, PromptSettings};
-    let model = load_decoder(&args.model, None, device)?;
+    let model = load_decoder(&args.model, args.adapter.as_ref(), device)?;
     let tok = tokenizer_for(
         &args.model,
         args.tokenizer.as_ref(),
@@ -373,7 +385,7 @@ pub fn eval(args: &EvalArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let Some(data) = &args.data else {
         anyhow::bail!("give --data (a text file) or --task (a task file)");
     };
-    let model = load_decoder(&args.model, None, &device)?;
+    let model = load_decoder(&args.model, args.adapter.as_ref(), &device)?;
     let tok = tokenizer_for(
         &args.model,
         args.tokenizer.as_ref(),
@@ -420,6 +432,10 @@ pub struct ExportArgs {
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
+    /// A PEFT adapter folder to merge into a decoder `--model` before exporting
+    /// (`--format hf` only).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
 }
 
 /// The family of a model folder, whether it is in manabi's layout, and its Hugging Face
@@ -438,6 +454,15 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let tok = args.model.join("tokenizer.json");
     let tok = tok.exists().then_some(tok.as_path());
     let (family, native, arch) = family_of(&args.model)?;
+    let decoder = matches!(family, Family::Gpt2 | Family::Llama);
+    if let Some(a) = &args.adapter
+        && (matches!(args.format, ExportFormat::Peft) || !decoder)
+    {
+        anyhow::bail!(
+            "{}: --adapter merges into a GPT-2 or Llama decoder exported with --format hf",
+            a.display()
+        );
+    }
     if matches!(args.format, ExportFormat::Peft) {
         let (model, peft) = manabi_finetune::load_decoder(&args.model, &device)?;
         let peft = peft.ok_or_else(|| {
@@ -462,6 +487,12 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
                         || a.ends_with("ForTokenClassification")
                 }) =>
         {
+            if let Some(a) = &args.adapter {
+                anyhow::bail!(
+                    "{}: --adapter merges into a decoder, not a classifier",
+                    a.display()
+                );
+            }
             let (m, head) = manabi_finetune::head::load_classifier(&args.model, &device)?;
             // The tokenizer's own pad, never EOS (transformers would then score the token
             // before the final EOS); none known, no pad_token_id is written.
@@ -476,7 +507,7 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
             m.num_params()
         }
         Family::Gpt2 | Family::Llama => {
-            let (model, _) = manabi_finetune::load_decoder(&args.model, &device)?;
+            let model = load_decoder(&args.model, args.adapter.as_ref(), &device)?;
             let params = model.num_params();
             match tok {
                 Some(t) => {

@@ -239,3 +239,108 @@ fn generate_stops_at_every_eos_id_the_folder_declares() {
         "{line}"
     );
 }
+
+/// A tokenizer for the 64-token fixtures (`gpt2`, `llama-gqa`, which ship none): `char-en`
+/// cut to its first 64 ids (`v`, `w` and `y` become `<unk>`).
+fn tokenizer_64(dir: &std::path::Path) -> std::path::PathBuf {
+    let src = root().join("fixtures/tokenize/char-en/tokenizer.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src).unwrap()).unwrap();
+    let vocab: serde_json::Map<String, serde_json::Value> = v["model"]["vocab"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, id)| id.as_u64().unwrap() < 64)
+        .map(|(k, id)| (k.clone(), id.clone()))
+        .collect();
+    v["model"]["vocab"] = serde_json::Value::Object(vocab);
+    let path = dir.join("tokenizer.json");
+    std::fs::write(&path, v.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn eval_and_export_take_a_peft_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = tokenizer_64(dir.path());
+    let data = dir.path().join("data.txt");
+    std::fs::write(
+        &data,
+        "the cat sat on the mat. a dog ran to the park. the sun is hot and the tea is cold. \
+         Sora and Jun read a book at the cafe.\n",
+    )
+    .unwrap();
+    // fixtures/peft/gpt2-lora was trained by Python peft on fixtures/models/gpt2.
+    let (base, adapter) = ("fixtures/models/gpt2", "fixtures/peft/gpt2-lora");
+    let loss = |model: &str, adapter: Option<&str>| -> f64 {
+        let mut a = vec![
+            "eval",
+            "--model",
+            model,
+            "--tokenizer",
+            s(&tok),
+            "--data",
+            s(&data),
+            "--json",
+        ];
+        if let Some(p) = adapter {
+            a.extend(["--adapter", p]);
+        }
+        let v: serde_json::Value = serde_json::from_str(&ok(&a)).unwrap();
+        v["loss"].as_f64().unwrap()
+    };
+    let plain = loss(base, None);
+    let adapted = loss(base, Some(adapter));
+    assert!(
+        adapted.is_finite() && (adapted - plain).abs() > 1e-4,
+        "the adapter changes nothing: {adapted} vs {plain}"
+    );
+    // The adapter merged into the base by `export --adapter` scores the same.
+    let merged = dir.path().join("merged");
+    ok(&[
+        "export",
+        "--model",
+        base,
+        "--adapter",
+        adapter,
+        "--out",
+        s(&merged),
+    ]);
+    let m = loss(s(&merged), None);
+    assert!(
+        (m - adapted).abs() <= 1e-6 * adapted.abs().max(1.0),
+        "merged {m} vs base + adapter {adapted}"
+    );
+
+    // A missing adapter folder is one line naming it, in both modes of eval.
+    let nope = dir.path().join("no-adapter");
+    for mode in ["--data", "--task"] {
+        let line = fails(&[
+            "eval",
+            "--model",
+            base,
+            "--tokenizer",
+            s(&tok),
+            "--adapter",
+            s(&nope),
+            mode,
+            s(&data),
+        ]);
+        assert!(
+            line.contains("no-adapter: no such adapter folder"),
+            "{line}"
+        );
+    }
+    let line = fails(&[
+        "export",
+        "--model",
+        base,
+        "--adapter",
+        adapter,
+        "--format",
+        "peft",
+        "--out",
+        s(&dir.path().join("x")),
+    ]);
+    assert!(line.contains("--format hf"), "{line}");
+}

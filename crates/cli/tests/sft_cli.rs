@@ -103,6 +103,21 @@ fn sft_with_lora_then_export_peft_and_merged_hf() {
     ] {
         assert!(hf.join(f).exists(), "{f}");
     }
+    // config.json carries generation_config.json's ids and the tensor type.
+    let json = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(hf.join(f)).unwrap()).unwrap()
+    };
+    let (config, generation) = (json("config.json"), json("generation_config.json"));
+    for key in ["bos_token_id", "eos_token_id", "pad_token_id"] {
+        assert_eq!(
+            config.get(key),
+            Some(generation.get(key).unwrap_or(&serde_json::Value::Null)),
+            "{key}"
+        );
+    }
+    assert!(!config["eos_token_id"].is_null(), "{config}");
+    assert_eq!(config["dtype"], "float32");
+    assert_eq!(config["torch_dtype"], "float32");
     // The adapted checkpoint, the merged export and the base + adapter all generate alike.
     let generate = |model: &Path, adapter: Option<&Path>| {
         let mut a = vec![

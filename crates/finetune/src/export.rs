@@ -21,7 +21,8 @@ pub fn export_hf_chat(model: DecoderLm, tokenizer: &TextTokenizer, dir: &Path) -
     write_chat_files(dir, tokenizer, model.config().max_positions)
 }
 
-/// `tokenizer_config.json` and `generation_config.json` for `tokenizer`.
+/// `tokenizer_config.json` and `generation_config.json` for `tokenizer`; the same BOS /
+/// EOS / pad ids go into `config.json` when `dir` has one.
 pub fn write_chat_files(dir: &Path, tokenizer: &TextTokenizer, max_len: usize) -> Result<()> {
     let specials = Specials::of(tokenizer)?;
     let name = |id: u32| tokenizer.id_to_token(id).map_or(Value::Null, Value::String);
@@ -64,5 +65,21 @@ pub fn write_chat_files(dir: &Path, tokenizer: &TextTokenizer, max_len: usize) -
     if let Some(bos) = tokenizer.token_id("<bos>") {
         gen_cfg.insert("bos_token_id".into(), json!(bos));
     }
-    write("generation_config.json", &Value::Object(gen_cfg))
+    write("generation_config.json", &Value::Object(gen_cfg.clone()))?;
+    // `config.json` carries the same ids (`null` BOS when there is none): transformers
+    // reads them there too, and would otherwise fall back to the family's defaults.
+    let path = dir.join("config.json");
+    if path.is_file() {
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| crate::FinetuneError::io(&path, e))?;
+        let mut config: Value =
+            serde_json::from_str(&text).map_err(|e| crate::FinetuneError::io(&path, e))?;
+        if let Some(obj) = config.as_object_mut() {
+            for key in ["bos_token_id", "eos_token_id", "pad_token_id"] {
+                obj.insert(key.into(), gen_cfg.get(key).cloned().unwrap_or(Value::Null));
+            }
+            write("config.json", &config)?;
+        }
+    }
+    Ok(())
 }

@@ -280,8 +280,9 @@ fn linear_tensors(model: &DecoderLm) -> Result<Vec<Out>> {
 }
 
 /// Writes `tensors` as `model.safetensors` (f32, metadata `format: pt` as transformers
-/// writes it), `config` as `config.json`, and copies `tokenizer` to `tokenizer.json`.
-/// Each file is written atomically.
+/// writes it), `config` as `config.json` with the tensors' type recorded (`dtype`, which
+/// transformers ≥ 4.56 reads, and `torch_dtype` for older readers: `float32`), and
+/// copies `tokenizer` to `tokenizer.json`. Each file is written atomically.
 pub(crate) fn write_hf(
     dir: &Path,
     tensors: &[Out],
@@ -301,8 +302,14 @@ pub(crate) fn write_hf(
     let bytes =
         safetensors::serialize(views, Some(meta)).map_err(|e| ModelError::Input(e.to_string()))?;
     manabi_tokenize::write_atomic(&dir.join("model.safetensors"), &bytes)?;
+    let mut config = config.clone();
+    if let Some(obj) = config.as_object_mut() {
+        for key in ["dtype", "torch_dtype"] {
+            obj.insert(key.into(), serde_json::Value::from("float32"));
+        }
+    }
     let json =
-        serde_json::to_string_pretty(config).map_err(|e| ModelError::Input(e.to_string()))?;
+        serde_json::to_string_pretty(&config).map_err(|e| ModelError::Input(e.to_string()))?;
     manabi_tokenize::write_atomic(&dir.join("config.json"), json.as_bytes())?;
     if let Some(tok) = tokenizer {
         let text = std::fs::read(tok).map_err(|e| file_err(tok, e))?;

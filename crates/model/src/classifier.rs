@@ -168,9 +168,15 @@ impl DecoderClassifier {
             .collect::<serde_json::Map<_, _>>()
             .into();
         // Never EOS as padding (see `export_hf`); the config's EOS, when known, is checked
-        // here too.
-        if let Some(pad) = pad_id.filter(|&p| cfg.eos_token_id != Some(p as usize)) {
-            json["pad_token_id"] = serde_json::json!(pad);
+        // here too. Without such a pad no `pad_token_id` is written, not even the
+        // config's own (the base model's, which may be EOS).
+        match pad_id.filter(|&p| cfg.eos_token_id != Some(p as usize)) {
+            Some(pad) => json["pad_token_id"] = serde_json::json!(pad),
+            None => {
+                if let Some(obj) = json.as_object_mut() {
+                    obj.remove("pad_token_id");
+                }
+            }
         }
         json["tie_word_embeddings"] = serde_json::json!(true);
         crate::checkpoint::write_hf(dir, &t, &json, tokenizer)

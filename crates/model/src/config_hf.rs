@@ -122,7 +122,10 @@ impl ModelConfig {
         Ok(cfg)
     }
 
-    /// A Hugging Face `config.json` for this model.
+    /// A Hugging Face `config.json` for this model, with `bos_token_id` / `eos_token_id`
+    /// / `pad_token_id` (`null` when the config does not know them; the chat export
+    /// fills them in from the tokenizer). The writer (`write_hf`)
+    /// adds `dtype` / `torch_dtype`.
     pub fn to_hf_json(&self) -> Value {
         match self.family {
             Family::Gpt2 => json!({
@@ -142,6 +145,11 @@ impl ModelConfig {
                 },
                 "tie_word_embeddings": self.tie_embeddings,
                 "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+                // Written even when unknown (`null`): GPT2Config would default both
+                // BOS and EOS to 50256, GPT-2's own `<|endoftext|>`.
+                "bos_token_id": null,
+                "eos_token_id": self.eos_token_id,
+                "pad_token_id": self.pad_token_id,
             }),
             Family::Llama => {
                 let mut v = json!({
@@ -161,6 +169,11 @@ impl ModelConfig {
                     "mlp_bias": self.mlp_bias,
                     "hidden_act": "silu",
                     "tie_word_embeddings": self.tie_embeddings,
+                    // Written even when unknown (`null`), not left to LlamaConfig's
+                    // defaults (BOS 1, EOS 2).
+                    "bos_token_id": null,
+                    "eos_token_id": self.eos_token_id,
+                    "pad_token_id": self.pad_token_id,
                 });
                 if let Some(scaling) = &self.rope_scaling {
                     v["rope_scaling"] = rope_scaling_to_hf(scaling);

@@ -105,6 +105,8 @@ pub(crate) fn config_to_hf(cfg: &ModelConfig) -> Value {
         "tie_word_embeddings": cfg.tie_embeddings,
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,
+        "bos_token_id": null,
+        "eos_token_id": cfg.eos_token_id,
         "pad_token_id": cfg.pad_token_id,
         "dtype": "float32",
     });

@@ -120,6 +120,7 @@ pub(crate) fn config_to_hf(cfg: &ModelConfig) -> Value {
         "tie_word_embeddings": cfg.tie_embeddings,
         "scale_decoder_outputs": cfg.scales_decoder_output(),
         "dropout_rate": 0.0,
+        "bos_token_id": null,
         "pad_token_id": cfg.pad_token_id.unwrap_or(0),
         "eos_token_id": cfg.eos_token_id.unwrap_or(1),
         "decoder_start_token_id": cfg.decoder_start(),

@@ -264,6 +264,18 @@ fn bert_heads_export_the_fixture_tensors_and_reload_identically() {
         }
         assert_eq!(config(&out.dir(name)), config(&fixture(name)), "{name}");
     }
+    // Every export names the tensor type and the special ids as transformers writes them
+    // (`null` BOS / EOS, BERT's pad 0).
+    for name in ["bert", "bert-cls", "bert-token"] {
+        let (ours, theirs) = (config_json(&out.dir(name)), config_json(&fixture(name)));
+        for key in ["bos_token_id", "eos_token_id", "pad_token_id", "dtype"] {
+            assert_eq!(ours.get(key), theirs.get(key), "{name}: {key}");
+            assert!(ours.get(key).is_some(), "{name}: {key}");
+        }
+        assert_eq!(ours["pad_token_id"], 0, "{name}");
+        assert_eq!(ours["dtype"], "float32", "{name}");
+        assert_eq!(ours["torch_dtype"], "float32", "{name}");
+    }
 }
 
 #[test]
@@ -317,8 +329,25 @@ fn t5_exports_the_fixture_tensors_and_reloads_identically() {
             json["architectures"],
             serde_json::json!(["T5ForConditionalGeneration"])
         );
-        for key in ["feed_forward_proj", "decoder_start_token_id", "d_kv"] {
+        for key in [
+            "feed_forward_proj",
+            "decoder_start_token_id",
+            "d_kv",
+            "eos_token_id",
+            "pad_token_id",
+        ] {
             assert_eq!(json[key], config_json(&fixture(name))[key], "{name}: {key}");
+        }
+        // The special ids and the tensor type, written out (T5 has no BOS).
+        for (key, want) in [
+            ("decoder_start_token_id", serde_json::json!(0)),
+            ("eos_token_id", serde_json::json!(1)),
+            ("pad_token_id", serde_json::json!(0)),
+            ("bos_token_id", serde_json::Value::Null),
+            ("dtype", serde_json::json!("float32")),
+            ("torch_dtype", serde_json::json!("float32")),
+        ] {
+            assert_eq!(json.get(key), Some(&want), "{name}: {key}");
         }
         assert_eq!(config(&dir), config(&fixture(name)), "{name}: config");
     }

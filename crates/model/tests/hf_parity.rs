@@ -530,6 +530,20 @@ fn export_and_native_checkpoints_round_trip() {
 
         let hf = dir.path().join(format!("{name}-hf"));
         export_hf(&model, &hf, None).unwrap();
+        // The tensor type and the special ids are written out (`null`: a config read from
+        // Hugging Face keeps no ids), never left to the family's defaults.
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap())
+                .unwrap();
+        for (key, want) in [
+            ("dtype", serde_json::json!("float32")),
+            ("torch_dtype", serde_json::json!("float32")),
+            ("bos_token_id", serde_json::Value::Null),
+            ("eos_token_id", serde_json::Value::Null),
+            ("pad_token_id", serde_json::Value::Null),
+        ] {
+            assert_eq!(v.get(key), Some(&want), "{name}: {key}");
+        }
         let native = dir.path().join(format!("{name}-native"));
         save_native(&model, &native).unwrap();
         for path in [hf, native] {
@@ -652,18 +666,42 @@ fn sequence_classifier_exports_never_write_eos_as_pad_token_id() {
     )
     .unwrap();
     cfg.eos_token_id = Some(3);
+    // The base model pads with EOS (as a tokenizer without `<pad>` does).
+    cfg.pad_token_id = Some(3);
+    let config_of = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+    };
+    // The language model's export carries the config's ids and the tensor type.
+    let lm_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lm-token-ids");
+    let _ = std::fs::remove_dir_all(&lm_dir);
+    manabi_model::export_hf(&DecoderLm::new(&cfg, &device), &lm_dir, None).unwrap();
+    let v = config_of(lm_dir.as_path());
+    for (key, want) in [
+        ("bos_token_id", serde_json::Value::Null),
+        ("eos_token_id", serde_json::json!(3)),
+        ("pad_token_id", serde_json::json!(3)),
+        ("dtype", serde_json::json!("float32")),
+        ("torch_dtype", serde_json::json!("float32")),
+    ] {
+        assert_eq!(v.get(key), Some(&want), "{key}");
+    }
     let m = DecoderClassifier::new(&cfg, 1, &device);
     let pad_written = |pad: Option<u32>| {
         let name = format!("seq-head-pad-{}", pad.map_or(-1, i64::from));
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
         let _ = std::fs::remove_dir_all(&dir);
         m.export_hf(&dir, None, pad, &[]).unwrap();
-        let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let v = config_of(dir.as_path());
+        // EOS and the tensor type are written whatever the pad.
+        assert_eq!(v.get("eos_token_id"), Some(&serde_json::json!(3)));
+        assert_eq!(v.get("bos_token_id"), Some(&serde_json::Value::Null));
+        assert_eq!(v.get("dtype"), Some(&serde_json::json!("float32")));
+        assert_eq!(v.get("torch_dtype"), Some(&serde_json::json!("float32")));
         v.get("pad_token_id").cloned()
     };
     // A real pad token is written; none, or one equal to EOS, writes no pad_token_id
-    // (transformers would read the score before the final EOS).
+    // (transformers would read the score before the final EOS), not even the config's
+    // own (EOS here).
     assert_eq!(pad_written(Some(0)), Some(serde_json::json!(0)));
     assert_eq!(pad_written(None), None);
     assert_eq!(pad_written(Some(3)), None);

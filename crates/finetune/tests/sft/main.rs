@@ -472,3 +472,41 @@ fn an_empty_answer_does_not_count_as_ending_with_eos() {
     assert!(ended_with_eos(true, "a"));
     assert!(!ended_with_eos(false, "a"));
 }
+
+#[test]
+fn the_chat_export_writes_the_special_ids_into_config_json_too() {
+    let _rng = serial();
+    // bpe-en: <pad> 0, <bos> 2, <eos> 3, no chat tokens.
+    let tok = manabi_tokenize::TextTokenizer::load(
+        root().join("fixtures/tokenize/bpe-en/tokenizer.json"),
+    )
+    .unwrap();
+    let device = test_device();
+    let model = DecoderLm::new(&tiny_cfg(tok.vocab_size()), &device);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hf");
+    manabi_finetune::export::export_hf_chat(model, &tok, &out).unwrap();
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(file)).unwrap()).unwrap()
+    };
+    let (config, generation) = (read("config.json"), read("generation_config.json"));
+    assert_eq!(
+        generation,
+        serde_json::json!({"bos_token_id": 2, "eos_token_id": 3, "pad_token_id": 0})
+    );
+    for (key, want) in [
+        ("bos_token_id", serde_json::json!(2)),
+        ("eos_token_id", serde_json::json!(3)),
+        ("pad_token_id", serde_json::json!(0)),
+        ("dtype", serde_json::json!("float32")),
+        ("torch_dtype", serde_json::json!("float32")),
+    ] {
+        assert_eq!(config.get(key), Some(&want), "{key}");
+    }
+    // The rest of config.json is the model's.
+    assert_eq!(config["model_type"], "llama");
+    assert_eq!(
+        config["architectures"],
+        serde_json::json!(["LlamaForCausalLM"])
+    );
+}
