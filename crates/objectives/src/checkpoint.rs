@@ -249,15 +249,16 @@ pub fn load_model<M: TrainModel>(dir: &Path, device: &Device) -> Result<M> {
     )?)
 }
 
-/// Loads weights, optimizer state and run state from `dir` into `model`, which the caller
-/// built with the same structure (base, head, adapters). The optimizer is built by
-/// `build` for the loaded model, whose parameter ids are the saved ones.
+/// Loads weights and optimizer state from `dir`, whose `state` [`read_state`] verified,
+/// into `model`, which the caller built with the same structure (base, head, adapters).
+/// The optimizer is built by `build` for the loaded model, whose parameter ids are the
+/// saved ones.
 pub fn load_into<M: TrainModel>(
     dir: &Path,
+    state: TrainState,
     mut model: M,
     build: impl FnOnce(&M) -> ModuleOptimizer,
 ) -> Result<(M, ModuleOptimizer, TrainState)> {
-    let state = read_state(dir)?;
     manabi_model::checkpoint::load_weights(&mut model, &dir.join("model.bpk"))?;
     let optim = build(&model);
     let path = dir.join("optimizer.bpk");

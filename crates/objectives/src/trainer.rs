@@ -329,8 +329,8 @@ impl Trainer {
         let mut optim: ModuleOptimizer = build_optimizer(&model, t);
         let mut state = TrainState::new(self.seed);
         let metrics_path = out.join("metrics.jsonl");
-        if let Some(dir) = resume_point(&resume, &ckpt_root)? {
-            (model, optim, state) = self.restore(task, &dir, model)?;
+        if let Some((dir, saved)) = resume_point(&resume, &ckpt_root)? {
+            (model, optim, state) = self.restore(task, &dir, saved, model)?;
             crate::metrics_log::truncate_metrics(&metrics_path, state.step)?;
         } else if metrics_path.exists() {
             std::fs::remove_file(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
@@ -468,11 +468,12 @@ impl Trainer {
         &self,
         task: &T,
         dir: &Path,
+        saved: TrainState,
         model: T::Model,
     ) -> Result<(T::Model, ModuleOptimizer, TrainState)> {
         self.check_spec(dir, model.model_config())?;
         let (model, optim, state) =
-            checkpoint::load_into(dir, model, |m| build_optimizer(m, &self.train))?;
+            checkpoint::load_into(dir, saved, model, |m| build_optimizer(m, &self.train))?;
         let state_path = dir.join(crate::tasks::TASK_STATE_FILE);
         let task_state = match state_path.exists() {
             true => Some(
@@ -534,9 +535,10 @@ impl Trainer {
     }
 }
 
-/// Where a run continues from: a checkpoint folder, or `None` to start at step 0 (no
-/// resume, or `--resume` before the first checkpoint was written).
-fn resume_point(resume: &Resume, ckpt_root: &Path) -> Result<Option<PathBuf>> {
+/// Where a run continues from: a verified checkpoint folder and its state (verified once,
+/// here), or `None` to start at step 0 (no resume, or `--resume` before the first
+/// checkpoint was written).
+fn resume_point(resume: &Resume, ckpt_root: &Path) -> Result<Option<(PathBuf, TrainState)>> {
     match resume {
         Resume::No => Ok(None),
         Resume::Latest => {
@@ -548,7 +550,7 @@ fn resume_point(resume: &Resume, ckpt_root: &Path) -> Result<Option<PathBuf>> {
                     ckpt_root.display()
                 );
             }
-            Ok(found.map(|(dir, _)| dir))
+            Ok(found)
         }
         Resume::From(dir) => {
             if !dir.join("state.json").is_file() {
@@ -557,7 +559,7 @@ fn resume_point(resume: &Resume, ckpt_root: &Path) -> Result<Option<PathBuf>> {
                     message: "not a training checkpoint (no state.json)".into(),
                 });
             }
-            Ok(Some(dir.clone()))
+            Ok(Some((dir.clone(), checkpoint::read_state(dir)?)))
         }
     }
 }
