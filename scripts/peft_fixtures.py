@@ -1,6 +1,6 @@
 """Makes the PEFT adapter fixtures in fixtures/peft/: small adapters trained with the real
-`peft` library on the tiny base models fixtures/models/gpt2 and fixtures/models/llama-gqa
-(which it only reads), and the logits the PeftModel computes for fixed ids. The Rust side
+`peft` library on the tiny base models fixtures/models/gpt2, llama-gqa, neox-parallel
+and phi3 (which it only reads), and the logits the PeftModel computes for fixed ids. The Rust side
 loads each adapter folder and compares logits; scripts/check_peft_adapter.py checks the
 other direction (adapters and merged models exported by manabi, loaded by peft).
 
@@ -53,6 +53,17 @@ CASES = {
     "llama-lora-rslora": ("llama-gqa", lambda: LoraConfig(
         r=2, lora_alpha=4, use_rslora=True, target_modules=["q_proj", "v_proj"],
         lora_dropout=0.0)),
+    # Fused modules of the other families (issue #30): GPT-NeoX's per-head interleaved
+    # query_key_value, Phi-3's qkv_proj (grouped-query: unequal parts) and gate_up_proj.
+    "neox-lora": ("neox-parallel", lambda: LoraConfig(
+        r=4, lora_alpha=8, target_modules=["query_key_value", "dense", "dense_h_to_4h",
+                                           "dense_4h_to_h"], lora_dropout=0.0)),
+    "phi3-lora": ("phi3", lambda: LoraConfig(
+        r=4, lora_alpha=8, target_modules=["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+        lora_dropout=0.0)),
+    "neox-ia3": ("neox-parallel", lambda: IA3Config(
+        target_modules=["query_key_value", "dense_4h_to_h"],
+        feedforward_modules=["dense_4h_to_h"])),
     "llama-ia3": ("llama-gqa", lambda: IA3Config(
         target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"])),
     "llama-prompt": ("llama-gqa", lambda: PromptTuningConfig(

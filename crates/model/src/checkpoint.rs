@@ -227,25 +227,27 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
         Family::Llama => {
             // A switch the `model_type` cannot hold is an error, not a silent drop.
             cfg.check_hf_layout()?;
+            let n = crate::hf_names::decoder_names(cfg);
+            let root = n.root;
             t.push(out(
-                "model.embed_tokens.weight",
+                format!("{root}.{}.weight", n.embed),
                 model.embed_tokens.weight.val(),
             )?);
             for (i, b) in model.layers.iter().enumerate() {
-                let p = format!("model.layers.{i}");
-                norm(&format!("{p}.input_layernorm"), &b.attn_norm, &mut t)?;
-                norm(
-                    &format!("{p}.post_attention_layernorm"),
-                    &b.mlp_norm,
-                    &mut t,
-                )?;
-                for (name, n) in [("q_norm", &b.attn.q_norm), ("k_norm", &b.attn.k_norm)] {
-                    if let Some(n) = n {
-                        t.push(out(format!("{p}.self_attn.{name}.weight"), n.gamma.val())?);
+                let p = format!("{root}.{}.{i}", n.layers);
+                norm(&format!("{p}.{}", n.attn_norm), &b.attn_norm, &mut t)?;
+                norm(&format!("{p}.{}", n.mlp_norm), &b.mlp_norm, &mut t)?;
+                for (name, q) in [("q_norm", &b.attn.q_norm), ("k_norm", &b.attn.k_norm)] {
+                    if let Some(q) = q {
+                        t.push(out(format!("{p}.{}.{name}.weight", n.attn), q.gamma.val())?);
                     }
                 }
             }
-            norm("model.norm", &model.final_norm, &mut t)?;
+            norm(
+                &format!("{root}.{}", n.final_norm),
+                &model.final_norm,
+                &mut t,
+            )?;
         }
         Family::Bert | Family::T5 => return Err(ModelError::not_a_decoder(cfg, dir)),
     }
@@ -266,13 +268,27 @@ fn linear_tensors(model: &DecoderLm) -> Result<Vec<Out>> {
         let module = &table[i].0;
         let n = module.part.map_or(1, |(_, n)| n);
         let parts: Vec<&burn::nn::Linear> = table[i..i + n].iter().map(|(_, l)| *l).collect();
-        let weight = Tensor::cat(parts.iter().map(|l| l.weight.val()).collect(), 1);
+        let mut weight = Tensor::cat(parts.iter().map(|l| l.weight.val()).collect(), 1);
+        // Interleaved fused modules (GPT-NeoX's per-head q | k | v) gather their rows.
+        let order = (module.groups > 1).then(|| {
+            let outs: Vec<usize> = parts.iter().map(|l| l.weight.dims()[1]).collect();
+            let order = crate::hf_names::fuse_order(&outs, module.groups);
+            let order: Vec<i64> = order.into_iter().map(|i| i as i64).collect();
+            Tensor::<1, Int>::from_ints(order.as_slice(), &weight.device())
+        });
+        if let Some(idx) = &order {
+            weight = weight.select(1, idx.clone());
+        }
         let conv1d = module.layout == crate::hf_names::HfLayout::Conv1d;
         let weight = if conv1d { weight } else { weight.transpose() };
         t.push(out(format!("{}.weight", module.hf), weight)?);
         if conv1d || parts.iter().any(|l| l.bias.is_some()) {
             let biases = parts.iter().map(|l| bias_or_zeros(l)).collect();
-            t.push(out(format!("{}.bias", module.hf), Tensor::cat(biases, 0))?);
+            let mut bias = Tensor::cat(biases, 0);
+            if let Some(idx) = order {
+                bias = bias.select(0, idx);
+            }
+            t.push(out(format!("{}.bias", module.hf), bias)?);
         }
         i += n;
     }

@@ -104,6 +104,16 @@ impl RopeScalingKind {
     }
 }
 
+/// The attention of one layer (Hugging Face `layer_types`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerType {
+    /// Every earlier token (causal).
+    FullAttention,
+    /// The last `sliding_window` tokens, the current one included.
+    SlidingAttention,
+}
+
 /// The kinds of RoPE scaling manabi computes, as Hugging Face names them.
 pub const ROPE_SCALING_KINDS: [&str; 2] = ["linear", "llama3"];
 
@@ -284,6 +294,18 @@ pub struct ModelConfig {
     /// plain RoPE.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<RopeScaling>,
+    /// Sliding-window attention (Mistral, Phi-3, Qwen2's `use_sliding_window`): a token
+    /// attends to itself and at most `sliding_window - 1` tokens before it, in the layers
+    /// `layer_types` marks sliding (every layer when `layer_types` is absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<usize>,
+    /// Full or sliding-window attention, per layer (Hugging Face `layer_types`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_types: Option<Vec<LayerType>>,
+    /// One residual step per block, `x + attn(norm₁(x)) + mlp(norm₂(x))` (GPT-NeoX's
+    /// `use_parallel_residual`), instead of attention then MLP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parallel_residual: bool,
     /// Share the output projection with the token embedding.
     #[serde(default)]
     pub tie_embeddings: bool,
@@ -339,6 +361,16 @@ impl ModelConfig {
     pub fn rotary_dim(&self) -> usize {
         let d = (self.head_dim() as f64 * self.rotary_fraction) as usize;
         d - d % 2
+    }
+
+    /// The attention window of layer `i`: `Some(w)` for a sliding-window layer, `None`
+    /// for full causal attention.
+    pub fn window_of(&self, i: usize) -> Option<usize> {
+        let sliding = match &self.layer_types {
+            Some(types) => types.get(i) == Some(&LayerType::SlidingAttention),
+            None => true,
+        };
+        self.sliding_window.filter(|_| sliding)
     }
 
     /// T5: decoder blocks.
@@ -500,6 +532,7 @@ impl ModelConfig {
                 );
             }
         }
+        self.validate_window()?;
         if let Some(scaling) = &self.rope_scaling {
             if self.positions != Positions::Rope {
                 return bad(
@@ -508,6 +541,34 @@ impl ModelConfig {
                 );
             }
             scaling.validate()?;
+        }
+        Ok(())
+    }
+
+    /// `sliding_window` at least 1, `layer_types` one per layer and only with a window.
+    fn validate_window(&self) -> Result<()> {
+        let bad = |key: &str, message: String| {
+            Err(ModelError::Config {
+                key: key.into(),
+                message,
+            })
+        };
+        if self.sliding_window == Some(0) {
+            return bad("sliding_window", "must be at least 1".into());
+        }
+        if let Some(types) = &self.layer_types {
+            if types.len() != self.n_layers {
+                return bad(
+                    "layer_types",
+                    format!("{} entries for n_layers = {}", types.len(), self.n_layers),
+                );
+            }
+            if self.sliding_window.is_none() && types.contains(&LayerType::SlidingAttention) {
+                return bad(
+                    "layer_types",
+                    "names sliding_attention layers but sliding_window is not set".into(),
+                );
+            }
         }
         Ok(())
     }
@@ -549,7 +610,12 @@ impl ModelConfig {
             }
         }
         if matches!(self.family, Family::Bert | Family::T5) {
-            for (key, on) in [("qkv_bias", self.qkv_bias), ("qk_norm", self.qk_norm)] {
+            for (key, on) in [
+                ("qkv_bias", self.qkv_bias),
+                ("qk_norm", self.qk_norm),
+                ("parallel_residual", self.parallel_residual),
+                ("sliding_window", self.sliding_window.is_some()),
+            ] {
                 if on {
                     return bad(key, format!("is a decoder switch, not {family}'s"));
                 }
@@ -613,14 +679,19 @@ impl ModelError {
 
 pub(crate) use crate::config_json::{get, opt};
 
-/// The Hugging Face `model_type`s manabi reads, and the family each is. `qwen2` and
-/// `qwen3` are the LLaMA layout with switches (`qkv_bias`, `qk_norm`; see
-/// `config_hf.rs`), remembered in `ModelConfig::hf_model_type` for export.
-pub const HF_MODEL_TYPES: [(&str, Family); 6] = [
+/// The Hugging Face `model_type`s manabi reads, and the family each is. `mistral`,
+/// `qwen2`, `qwen3`, `phi3` and `gpt_neox` are the LLaMA layout (one RoPE decoder) with
+/// switches (`sliding_window`, `qkv_bias`, `qk_norm`, `parallel_residual`, LayerNorm, …;
+/// see `config_hf.rs`) and their own module names (`hf_names.rs`), remembered in
+/// `ModelConfig::hf_model_type` for export.
+pub const HF_MODEL_TYPES: [(&str, Family); 9] = [
     ("gpt2", Family::Gpt2),
     ("llama", Family::Llama),
+    ("mistral", Family::Llama),
     ("qwen2", Family::Llama),
     ("qwen3", Family::Llama),
+    ("phi3", Family::Llama),
+    ("gpt_neox", Family::Llama),
     ("bert", Family::Bert),
     ("t5", Family::T5),
 ];

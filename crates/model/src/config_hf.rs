@@ -1,13 +1,16 @@
 //! `ModelConfig` from and to a Hugging Face `config.json` (`model_type` gpt2, llama,
-//! qwen2, qwen3, bert, t5): the key names of each family in one place. Qwen2 and Qwen3 are
-//! the LLaMA layout with switches: Qwen2 has biases on q/k/v only (`qkv_bias`), Qwen3 a
-//! per-head RMSNorm on q and k (`qk_norm`) and biases on all four where `attention_bias`.
+//! mistral, qwen2, qwen3, phi3, gpt_neox, bert, t5): the key names of each family in one
+//! place. Every RoPE decoder is the LLaMA layout with switches: Mistral and Phi-3 a
+//! sliding window, Qwen2 biases on q/k/v only (`qkv_bias`) and optionally a window on its
+//! upper layers, Qwen3 a per-head RMSNorm on q and k (`qk_norm`) and biases on all four
+//! where `attention_bias`, GPT-NeoX LayerNorm, GELU, biases, partial rotary and the
+//! parallel residual.
 
 use serde_json::{Value, json};
 
 use crate::config::{
-    Activation, Family, ModelConfig, NormKind, Positions, ROPE_SCALING_KINDS, RopeScaling,
-    RopeScalingKind, default_norm_eps, default_rope_theta, default_rotary_fraction,
+    Activation, Family, LayerType, ModelConfig, NormKind, Positions, ROPE_SCALING_KINDS,
+    RopeScaling, RopeScalingKind, default_norm_eps, default_rope_theta, default_rotary_fraction,
 };
 use crate::config_json::{get, opt};
 use crate::error::{ModelError, Result};
@@ -34,21 +37,7 @@ impl ModelConfig {
                 positions: Positions::Learned,
                 norm: NormKind::LayerNorm,
                 norm_eps: opt(&v, "layer_norm_epsilon")?.unwrap_or(1e-5),
-                activation: match v
-                    .get("activation_function")
-                    .and_then(Value::as_str)
-                    .unwrap_or("gelu_new")
-                {
-                    "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
-                    "gelu" => Activation::Gelu,
-                    "relu" => Activation::Relu,
-                    other => {
-                        return Err(ModelError::Config {
-                            key: "activation_function".into(),
-                            message: format!("unsupported `{other}`"),
-                        });
-                    }
-                },
+                activation: act_from_hf(&v, "activation_function", "gelu_new")?,
                 attention_bias: true,
                 mlp_bias: true,
                 rope_theta: default_rope_theta(),
@@ -57,64 +46,7 @@ impl ModelConfig {
                 dropout: 0.0,
                 ..Self::empty(Family::Gpt2)
             },
-            Family::Llama => {
-                let model_type = v
-                    .get("model_type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("llama");
-                let qwen = model_type != "llama";
-                if qwen && opt::<bool>(&v, "use_sliding_window")?.unwrap_or(false) {
-                    return Err(ModelError::Config {
-                        key: "use_sliding_window".into(),
-                        message: "sliding-window attention is not implemented (set it to false)"
-                            .into(),
-                    });
-                }
-                // transformers 5 writes `rope_parameters` (with `rope_theta` inside), 4.x
-                // `rope_scaling` beside a top-level `rope_theta`.
-                let rope = ["rope_parameters", "rope_scaling"]
-                    .into_iter()
-                    .find_map(|k| v.get(k).filter(|r| !r.is_null()).map(|r| (k, r)));
-                let theta = match rope
-                    .and_then(|(_, r)| r.get("rope_theta"))
-                    .and_then(Value::as_f64)
-                {
-                    Some(t) => t,
-                    None => opt(&v, "rope_theta")?.unwrap_or(default_rope_theta()),
-                };
-                let rope_scaling = match rope {
-                    Some((key, r)) => rope_scaling_from_hf(&v, key, r)?,
-                    None => None,
-                };
-                Self {
-                    family: Family::Llama,
-                    vocab_size: get(&v, "vocab_size")?,
-                    max_positions: get(&v, "max_position_embeddings")?,
-                    d_model: get(&v, "hidden_size")?,
-                    n_layers: get(&v, "num_hidden_layers")?,
-                    n_heads: get(&v, "num_attention_heads")?,
-                    n_kv_heads: opt(&v, "num_key_value_heads")?,
-                    head_dim: opt(&v, "head_dim")?,
-                    d_ff: get(&v, "intermediate_size")?,
-                    positions: Positions::Rope,
-                    norm: NormKind::RmsNorm,
-                    norm_eps: opt(&v, "rms_norm_eps")?.unwrap_or(1e-6),
-                    activation: Activation::Swiglu,
-                    // Qwen2 has no `attention_bias` key: q/k/v always, o_proj never.
-                    attention_bias: model_type != "qwen2"
-                        && opt(&v, "attention_bias")?.unwrap_or(false),
-                    qkv_bias: model_type == "qwen2",
-                    qk_norm: model_type == "qwen3",
-                    hf_model_type: qwen.then(|| model_type.to_string()),
-                    mlp_bias: !qwen && opt(&v, "mlp_bias")?.unwrap_or(false),
-                    rope_theta: theta,
-                    rope_scaling,
-                    rotary_fraction: opt(&v, "partial_rotary_factor")?.unwrap_or(1.0),
-                    tie_embeddings: opt(&v, "tie_word_embeddings")?.unwrap_or(false),
-                    dropout: 0.0,
-                    ..Self::empty(Family::Llama)
-                }
-            }
+            Family::Llama => rope_decoder_from_hf(&v)?,
             Family::Bert => crate::hf_bert::config_from_hf(&v)?,
             Family::T5 => crate::hf_t5::config_from_hf(&v)?,
         };
@@ -151,35 +83,7 @@ impl ModelConfig {
                 "eos_token_id": self.eos_token_id,
                 "pad_token_id": self.pad_token_id,
             }),
-            Family::Llama => {
-                let mut v = json!({
-                    "model_type": self.hf_model_type.as_deref().unwrap_or("llama"),
-                    "architectures": [format!("{}ForCausalLM", self.hf_arch_prefix())],
-                    "vocab_size": self.vocab_size,
-                    "max_position_embeddings": self.max_positions,
-                    "hidden_size": self.d_model,
-                    "num_hidden_layers": self.n_layers,
-                    "num_attention_heads": self.n_heads,
-                    "num_key_value_heads": self.kv_heads(),
-                    "head_dim": self.head_dim(),
-                    "intermediate_size": self.d_ff,
-                    "rms_norm_eps": self.norm_eps,
-                    "rope_theta": self.rope_theta,
-                    "attention_bias": self.attention_bias,
-                    "mlp_bias": self.mlp_bias,
-                    "hidden_act": "silu",
-                    "tie_word_embeddings": self.tie_embeddings,
-                    // Written even when unknown (`null`), not left to LlamaConfig's
-                    // defaults (BOS 1, EOS 2).
-                    "bos_token_id": null,
-                    "eos_token_id": self.eos_token_id,
-                    "pad_token_id": self.pad_token_id,
-                });
-                if let Some(scaling) = &self.rope_scaling {
-                    v["rope_scaling"] = rope_scaling_to_hf(scaling);
-                }
-                v
-            }
+            Family::Llama => self.rope_decoder_to_hf(),
             Family::Bert => crate::hf_bert::config_to_hf(self),
             Family::T5 => crate::hf_t5::config_to_hf(self),
         }
@@ -192,6 +96,9 @@ impl ModelConfig {
             (Family::Gpt2, _) => "GPT2",
             (Family::Llama, Some("qwen2")) => "Qwen2",
             (Family::Llama, Some("qwen3")) => "Qwen3",
+            (Family::Llama, Some("mistral")) => "Mistral",
+            (Family::Llama, Some("phi3")) => "Phi3",
+            (Family::Llama, Some("gpt_neox")) => "GPTNeoX",
             (Family::Llama, _) => "Llama",
             (Family::Bert, _) => "Bert",
             (Family::T5, _) => "T5",
@@ -199,26 +106,51 @@ impl ModelConfig {
     }
 
     /// Refuses a LLaMA-layout model whose switches its Hugging Face `model_type` cannot
-    /// hold (it would load with other weights or none): `llama` has no `qkv_bias` nor
-    /// `qk_norm`, `qwen2` always q/k/v biases and nothing else, `qwen3` always `qk_norm`
-    /// and no `qkv_bias`.
+    /// hold (it would load with other weights or none): `llama` has no `qkv_bias`,
+    /// `qk_norm`, window nor parallel residual; `mistral` and `phi3` a window but no
+    /// biases; `qwen2` always q/k/v biases; `qwen3` always `qk_norm` (both may slide on some layers); `gpt_neox` is
+    /// LayerNorm with an MLP bias, never gated.
     pub fn check_hf_layout(&self) -> Result<()> {
         if self.family != Family::Llama {
             return Ok(());
         }
         let t = self.hf_model_type.as_deref().unwrap_or("llama");
+        let rms_swiglu = self.norm == NormKind::RmsNorm && self.activation == Activation::Swiglu;
+        let full = self.rotary_fraction == 1.0;
+        let plain = !self.qkv_bias && !self.qk_norm && !self.parallel_residual;
+        let window = self.sliding_window.is_some();
+        let per_layer = self.layer_types.is_some();
         let fits = match t {
             "qwen2" => {
-                self.qkv_bias
+                rms_swiglu
+                    && self.qkv_bias
                     && !self.attention_bias
                     && !self.qk_norm
                     && !self.mlp_bias
-                    && self.rotary_fraction == 1.0
+                    && !self.parallel_residual
+                    && full
             }
             "qwen3" => {
-                self.qk_norm && !self.qkv_bias && !self.mlp_bias && self.rotary_fraction == 1.0
+                rms_swiglu
+                    && self.qk_norm
+                    && !self.qkv_bias
+                    && !self.mlp_bias
+                    && !self.parallel_residual
+                    && full
             }
-            _ => !self.qkv_bias && !self.qk_norm,
+            "mistral" | "phi3" => {
+                rms_swiglu && plain && !self.attention_bias && !self.mlp_bias && !per_layer
+            }
+            "gpt_neox" => {
+                self.norm == NormKind::LayerNorm
+                    && !matches!(self.activation, Activation::Swiglu | Activation::GegluTanh)
+                    && self.mlp_bias
+                    && !self.qkv_bias
+                    && !self.qk_norm
+                    && !window
+                    && !self.tie_embeddings
+            }
+            _ => rms_swiglu && plain && !window,
         };
         if fits {
             return Ok(());
@@ -226,15 +158,102 @@ impl ModelConfig {
         Err(ModelError::Config {
             key: "hf_model_type".into(),
             message: format!(
-                "a Hugging Face `{t}` model cannot hold qkv_bias = {}, qk_norm = {}, \
-                 attention_bias = {}, mlp_bias = {}, rotary_fraction = {}",
+                "a Hugging Face `{t}` model cannot hold norm = {:?}, activation = {:?}, \
+                 qkv_bias = {}, qk_norm = {}, attention_bias = {}, mlp_bias = {}, \
+                 rotary_fraction = {}, sliding_window = {:?}, parallel_residual = {}, \
+                 tie_embeddings = {}",
+                self.norm,
+                self.activation,
                 self.qkv_bias,
                 self.qk_norm,
                 self.attention_bias,
                 self.mlp_bias,
-                self.rotary_fraction
+                self.rotary_fraction,
+                self.sliding_window,
+                self.parallel_residual,
+                self.tie_embeddings,
             ),
         })
+    }
+
+    /// `config.json` of a RoPE decoder, in its `model_type`'s keys.
+    fn rope_decoder_to_hf(&self) -> Value {
+        let t = self.hf_model_type.as_deref().unwrap_or("llama");
+        let arch = format!("{}ForCausalLM", self.hf_arch_prefix());
+        let mut v = if t == "gpt_neox" {
+            json!({
+                "model_type": t,
+                "architectures": [arch],
+                "vocab_size": self.vocab_size,
+                "max_position_embeddings": self.max_positions,
+                "hidden_size": self.d_model,
+                "num_hidden_layers": self.n_layers,
+                "num_attention_heads": self.n_heads,
+                "intermediate_size": self.d_ff,
+                "layer_norm_eps": self.norm_eps,
+                "hidden_act": hf_act(self.activation),
+                // transformers 4.x keys; 5.x reads them into `rope_parameters`.
+                "rotary_pct": self.rotary_fraction,
+                "rotary_emb_base": self.rope_theta,
+                "use_parallel_residual": self.parallel_residual,
+                "attention_bias": self.attention_bias,
+                "tie_word_embeddings": self.tie_embeddings,
+                "hidden_dropout": 0.0, "attention_dropout": 0.0,
+            })
+        } else {
+            json!({
+                "model_type": t,
+                "architectures": [arch],
+                "vocab_size": self.vocab_size,
+                "max_position_embeddings": self.max_positions,
+                "hidden_size": self.d_model,
+                "num_hidden_layers": self.n_layers,
+                "num_attention_heads": self.n_heads,
+                "num_key_value_heads": self.kv_heads(),
+                "head_dim": self.head_dim(),
+                "intermediate_size": self.d_ff,
+                "rms_norm_eps": self.norm_eps,
+                "rope_theta": self.rope_theta,
+                "attention_bias": self.attention_bias,
+                "mlp_bias": self.mlp_bias,
+                "hidden_act": "silu",
+                "tie_word_embeddings": self.tie_embeddings,
+            })
+        };
+        // Written even when unknown (`null`), not left to the config class's defaults
+        // (LlamaConfig: BOS 1, EOS 2).
+        v["bos_token_id"] = Value::Null;
+        v["eos_token_id"] = json!(self.eos_token_id);
+        v["pad_token_id"] = json!(self.pad_token_id);
+        if self.rotary_fraction != 1.0 && t != "gpt_neox" {
+            v["partial_rotary_factor"] = json!(self.rotary_fraction);
+        }
+        match t {
+            "mistral" | "phi3" => v["sliding_window"] = json!(self.sliding_window),
+            "qwen2" | "qwen3" => {
+                v["use_sliding_window"] = json!(self.sliding_window.is_some());
+                v["sliding_window"] = json!(self.sliding_window);
+                // The layers from `max_window_layers` on slide; `layer_types` says it
+                // exactly (transformers ≥ 4.53 reads it first).
+                let types: Vec<LayerType> = (0..self.n_layers)
+                    .map(|i| match self.window_of(i) {
+                        Some(_) => LayerType::SlidingAttention,
+                        None => LayerType::FullAttention,
+                    })
+                    .collect();
+                let first = types
+                    .iter()
+                    .position(|t| *t == LayerType::SlidingAttention)
+                    .unwrap_or(self.n_layers);
+                v["max_window_layers"] = json!(first);
+                v["layer_types"] = json!(types);
+            }
+            _ => {}
+        }
+        if let Some(scaling) = &self.rope_scaling {
+            v["rope_scaling"] = rope_scaling_to_hf(scaling);
+        }
+        v
     }
 
     /// A config with the family-specific options unset, for struct-update syntax.
@@ -260,6 +279,9 @@ impl ModelConfig {
             rope_theta: default_rope_theta(),
             rope_scaling: None,
             rotary_fraction: default_rotary_fraction(),
+            sliding_window: None,
+            layer_types: None,
+            parallel_residual: false,
             tie_embeddings: false,
             dropout: 0.0,
             type_vocab_size: None,
@@ -273,6 +295,143 @@ impl ModelConfig {
             eos_token_id: None,
             decoder_start_token_id: None,
         }
+    }
+}
+
+/// The Hugging Face `hidden_act` of a non-gated activation.
+fn hf_act(a: Activation) -> &'static str {
+    match a {
+        Activation::Gelu => "gelu",
+        Activation::Relu => "relu",
+        _ => "gelu_new",
+    }
+}
+
+/// A non-gated activation from `hidden_act` / `activation_function` (`key`).
+fn act_from_hf(v: &Value, key: &str, default: &str) -> Result<Activation> {
+    match v.get(key).and_then(Value::as_str).unwrap_or(default) {
+        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
+        "gelu" => Ok(Activation::Gelu),
+        "relu" => Ok(Activation::Relu),
+        other => Err(ModelError::Config {
+            key: key.into(),
+            message: format!("unsupported `{other}` (supported: gelu, gelu_new, relu)"),
+        }),
+    }
+}
+
+/// A RoPE decoder's `config.json` (`llama`, `mistral`, `qwen2`, `qwen3`, `phi3`,
+/// `gpt_neox`): one reader, the keys that differ by `model_type` chosen here.
+fn rope_decoder_from_hf(v: &Value) -> Result<ModelConfig> {
+    let t = v
+        .get("model_type")
+        .and_then(Value::as_str)
+        .unwrap_or("llama");
+    let neox = t == "gpt_neox";
+    // transformers 5 writes `rope_parameters` (with `rope_theta` and
+    // `partial_rotary_factor` inside), 4.x `rope_scaling` beside top-level keys.
+    let rope = ["rope_parameters", "rope_scaling"]
+        .into_iter()
+        .find_map(|k| v.get(k).filter(|r| !r.is_null()).map(|r| (k, r)));
+    let inner = |name: &str| rope.and_then(|(_, r)| r.get(name)).and_then(Value::as_f64);
+    let (theta_key, fraction_key, fraction_default) = if neox {
+        ("rotary_emb_base", "rotary_pct", 0.25)
+    } else {
+        ("rope_theta", "partial_rotary_factor", 1.0)
+    };
+    let theta = match inner("rope_theta") {
+        Some(t) => t,
+        None => opt(v, theta_key)?.unwrap_or(default_rope_theta()),
+    };
+    let rotary_fraction = match inner("partial_rotary_factor") {
+        Some(f) => f,
+        None => opt(v, fraction_key)?.unwrap_or(fraction_default),
+    };
+    let rope_scaling = match rope {
+        Some((key, r)) => rope_scaling_from_hf(v, key, r)?,
+        None => None,
+    };
+    let (sliding_window, layer_types) = window_from_hf(v, t)?;
+    let base = ModelConfig {
+        family: Family::Llama,
+        vocab_size: get(v, "vocab_size")?,
+        max_positions: get(v, "max_position_embeddings")?,
+        d_model: get(v, "hidden_size")?,
+        n_layers: get(v, "num_hidden_layers")?,
+        n_heads: get(v, "num_attention_heads")?,
+        d_ff: get(v, "intermediate_size")?,
+        positions: Positions::Rope,
+        rope_theta: theta,
+        rope_scaling,
+        rotary_fraction,
+        sliding_window,
+        layer_types,
+        hf_model_type: (t != "llama").then(|| t.to_string()),
+        dropout: 0.0,
+        ..ModelConfig::empty(Family::Llama)
+    };
+    if neox {
+        return Ok(ModelConfig {
+            norm: NormKind::LayerNorm,
+            norm_eps: opt(v, "layer_norm_eps")?.unwrap_or(1e-5),
+            activation: act_from_hf(v, "hidden_act", "gelu")?,
+            attention_bias: opt(v, "attention_bias")?.unwrap_or(true),
+            mlp_bias: true,
+            parallel_residual: opt(v, "use_parallel_residual")?.unwrap_or(true),
+            tie_embeddings: opt(v, "tie_word_embeddings")?.unwrap_or(false),
+            ..base
+        });
+    }
+    let qwen = t.starts_with("qwen");
+    Ok(ModelConfig {
+        n_kv_heads: opt(v, "num_key_value_heads")?,
+        head_dim: opt(v, "head_dim")?,
+        norm: NormKind::RmsNorm,
+        norm_eps: opt(v, "rms_norm_eps")?.unwrap_or(1e-6),
+        activation: Activation::Swiglu,
+        // Qwen2 has no `attention_bias` key: q/k/v always, o_proj never. Mistral and
+        // Phi-3 have no biases.
+        attention_bias: matches!(t, "llama" | "qwen3")
+            && opt(v, "attention_bias")?.unwrap_or(false),
+        qkv_bias: t == "qwen2",
+        qk_norm: t == "qwen3",
+        mlp_bias: !qwen && t == "llama" && opt(v, "mlp_bias")?.unwrap_or(false),
+        tie_embeddings: opt(v, "tie_word_embeddings")?.unwrap_or(false),
+        ..base
+    })
+}
+
+/// The sliding window of a `config.json` and which layers it applies to: Mistral and
+/// Phi-3 every layer when `sliding_window` is set; Qwen2 and Qwen3 only with
+/// `use_sliding_window`, the layers `layer_types` names (else those from
+/// `max_window_layers` on, as transformers' `Qwen2Config` derives them); Llama and
+/// GPT-NeoX have none.
+fn window_from_hf(v: &Value, t: &str) -> Result<(Option<usize>, Option<Vec<LayerType>>)> {
+    match t {
+        "mistral" | "phi3" => Ok((opt(v, "sliding_window")?, None)),
+        "qwen2" | "qwen3" => {
+            if !opt::<bool>(v, "use_sliding_window")?.unwrap_or(false) {
+                return Ok((None, None));
+            }
+            let Some(window) = opt::<usize>(v, "sliding_window")? else {
+                return Ok((None, None));
+            };
+            let n: usize = get(v, "num_hidden_layers")?;
+            let types = match opt::<Vec<LayerType>>(v, "layer_types")? {
+                Some(types) => types,
+                None => {
+                    let from: usize = opt(v, "max_window_layers")?.unwrap_or(28);
+                    (0..n)
+                        .map(|i| match i >= from {
+                            true => LayerType::SlidingAttention,
+                            false => LayerType::FullAttention,
+                        })
+                        .collect()
+                }
+            };
+            Ok((Some(window), Some(types)))
+        }
+        _ => Ok((None, None)),
     }
 }
 

@@ -53,7 +53,8 @@ impl Norm {
     }
 }
 
-/// One pre-norm block: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
+/// One pre-norm block: `x + attn(norm(x))`, then `x + mlp(norm(x))`; or, with
+/// `parallel_residual` (GPT-NeoX), `x + attn(norm₁(x)) + mlp(norm₂(x))`.
 #[derive(Module, Debug)]
 pub struct Block {
     /// Norm before attention (GPT-2 `ln_1`, LLaMA `input_layernorm`).
@@ -72,6 +73,8 @@ pub struct Block {
     pub mlp_adapter: Option<crate::adapter::Adapter>,
     #[module(skip)]
     norm_eps: f64,
+    #[module(skip)]
+    parallel: bool,
 }
 
 impl Block {
@@ -85,6 +88,7 @@ impl Block {
             attn_adapter: None,
             mlp_adapter: None,
             norm_eps: cfg.norm_eps,
+            parallel: cfg.parallel_residual,
         }
     }
 
@@ -105,10 +109,15 @@ impl Block {
             Some(ad) => ad.forward(a),
             None => a,
         };
-        let x = x + self.dropout.forward(a);
-        let m = self
-            .mlp
-            .forward(self.mlp_norm.forward(x.clone(), self.norm_eps));
+        let (x, mlp_in) = if self.parallel {
+            // GPT-NeoX: the MLP reads the block's input, not the attention's output.
+            let m = self.mlp_norm.forward(x.clone(), self.norm_eps);
+            (x + self.dropout.forward(a), m)
+        } else {
+            let x = x + self.dropout.forward(a);
+            (x.clone(), self.mlp_norm.forward(x, self.norm_eps))
+        };
+        let m = self.mlp.forward(mlp_in);
         let m = match &self.mlp_adapter {
             Some(ad) => ad.forward(m),
             None => m,
@@ -345,6 +354,14 @@ impl DecoderLm {
             )
         });
         let bias = self.attention_bias(b, t, past, opts, &device);
+        // Sliding-window layers see the same mask with keys too far back removed: one
+        // mask per window size, made once per pass.
+        let mut windowed: Vec<(usize, Tensor<4>)> = Vec::new();
+        for w in (0..self.layers.len()).filter_map(|i| cfg.window_of(i)) {
+            if !windowed.iter().any(|(size, _)| *size == w) {
+                windowed.push((w, bias.clone() + window_mask(t, past, w, &device)));
+            }
+        }
         let mut x = self.dropout.forward(x);
         if let Some(c) = cache.as_deref_mut()
             && c.layers_mut().len() != self.layers.len()
@@ -353,7 +370,11 @@ impl DecoderLm {
         }
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers_mut()[i]);
-            x = layer.forward(x, rope.as_ref(), Some(&bias), slot);
+            let layer_bias = match cfg.window_of(i) {
+                Some(w) => windowed.iter().find(|(size, _)| *size == w).map(|(_, m)| m),
+                None => Some(&bias),
+            };
+            x = layer.forward(x, rope.as_ref(), layer_bias, slot);
         }
         self.final_norm.forward(x, self.config.norm_eps)
     }
@@ -419,6 +440,24 @@ impl DecoderLm {
         }
         bias
     }
+}
+
+/// Sliding-window attention's mask (as transformers' `sliding_window_overlay`): query
+/// `past + i` may not attend key `j` when `past + i - j >= window`.
+///
+/// # Shapes
+/// returns `[1, 1, seq, past+seq]`
+fn window_mask(t: usize, past: usize, window: usize, device: &Device) -> Tensor<4> {
+    let tk = past + t;
+    let mut m = vec![0f32; t * tk];
+    for i in 0..t {
+        for j in 0..tk {
+            if past + i >= j + window {
+                m[i * tk + j] = MASKED;
+            }
+        }
+    }
+    Tensor::<1>::from_floats(m.as_slice(), device).reshape([1, 1, t, tk])
 }
 
 /// `opts` (given without the virtual tokens) for a pass with `n` virtual tokens (a soft

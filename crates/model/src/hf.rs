@@ -2,8 +2,9 @@
 //! `model.safetensors.index.json`), read through burn-store. One name table per family.
 //!
 //! Layouts: GPT-2 stores `Conv1D` weights as `[in, out]` (burn's `Linear` layout) with
-//! Q, K and V fused in `c_attn`; LLaMA stores `nn.Linear` weights as `[out, in]`, which are
-//! transposed. Pickle files are never read. The BERT and T5 tables are in `hf_bert.rs` and
+//! Q, K and V fused in `c_attn`; the RoPE decoders store `nn.Linear` weights as
+//! `[out, in]`, which are transposed, some with fused modules (Phi-3's `qkv_proj` and
+//! `gate_up_proj`, GPT-NeoX's per-head `query_key_value`), split by the name table. Pickle files are never read. The BERT and T5 tables are in `hf_bert.rs` and
 //! `hf_t5.rs`; they share [`Weights`] from here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -165,6 +166,8 @@ impl Weights {
                 !self.used.contains(*k)
                     && !k.ends_with(".attn.bias")
                     && !k.ends_with(".attn.masked_bias")
+                    && !k.ends_with(".attention.bias")
+                    && !k.ends_with(".attention.masked_bias")
                     && !k.ends_with("rotary_emb.inv_freq")
             })
             .cloned()
@@ -281,19 +284,27 @@ fn load_gpt2(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()
     load_head(m, cfg, w)
 }
 
+/// A RoPE decoder (LLaMA, Mistral, Qwen, Phi-3, GPT-NeoX) by its family's names
+/// ([`crate::hf_names::decoder_names`]).
 fn load_llama(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()> {
-    if w.has("model.embed_tokens.weight") {
-        w.prefix = "model.".into();
+    let names = crate::hf_names::decoder_names(cfg);
+    if w.has(&format!("{}.{}.weight", names.root, names.embed)) {
+        w.prefix = format!("{}.", names.root);
     }
     let (d, v) = (cfg.d_model, cfg.vocab_size);
-    m.embed_tokens.weight = param(w.take("embed_tokens.weight", [v, d])?);
+    m.embed_tokens.weight = param(w.take(&format!("{}.weight", names.embed), [v, d])?);
     for (i, block) in m.layers.iter_mut().enumerate() {
-        let p = format!("layers.{i}");
-        set_norm(&mut block.attn_norm, w, &format!("{p}.input_layernorm"), d)?;
+        let p = format!("{}.{i}", names.layers);
+        set_norm(
+            &mut block.attn_norm,
+            w,
+            &format!("{p}.{}", names.attn_norm),
+            d,
+        )?;
         set_norm(
             &mut block.mlp_norm,
             w,
-            &format!("{p}.post_attention_layernorm"),
+            &format!("{p}.{}", names.mlp_norm),
             d,
         )?;
         // Qwen3's per-head norms of queries and keys (`qk_norm`).
@@ -303,11 +314,11 @@ fn load_llama(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<(
             ("k_norm", &mut block.attn.k_norm),
         ] {
             if let Some(n) = n {
-                n.gamma = param(w.take(&format!("{p}.self_attn.{name}.weight"), [hd])?);
+                n.gamma = param(w.take(&format!("{p}.{}.{name}.weight", names.attn), [hd])?);
             }
         }
     }
-    set_norm(&mut m.final_norm, w, "norm", d)?;
+    set_norm(&mut m.final_norm, w, names.final_norm, d)?;
     load_linears(m, w)?;
     load_head(m, cfg, w)
 }
@@ -319,6 +330,7 @@ fn load_llama(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<(
 /// `Linear` has one. Names are relative to the family's prefix, as `w` reads them.
 fn load_linears(m: &mut DecoderLm, w: &mut Weights) -> Result<()> {
     let mut values: HashMap<ParamId, TensorData> = HashMap::new();
+    let root = format!("{}.", crate::hf_names::decoder_names(m.config()).root);
     let table = crate::hf_names::decoder_linears(m);
     let mut i = 0;
     while i < table.len() {
@@ -329,10 +341,7 @@ fn load_linears(m: &mut DecoderLm, w: &mut Weights) -> Result<()> {
         if module.path == "lm_head" {
             continue; // read by `load_head`, outside the prefix
         }
-        let name = ["transformer.", "model."]
-            .iter()
-            .find_map(|p| module.hf.strip_prefix(p))
-            .unwrap_or(&module.hf);
+        let name = module.hf.strip_prefix(&root).unwrap_or(&module.hf);
         let d_in = parts[0].1.weight.dims()[0];
         let outs: Vec<usize> = parts.iter().map(|(_, l)| l.weight.dims()[1]).collect();
         let total: usize = outs.iter().sum();
@@ -342,10 +351,21 @@ fn load_linears(m: &mut DecoderLm, w: &mut Weights) -> Result<()> {
                 .take::<2>(&format!("{name}.weight"), [total, d_in])?
                 .transpose(),
         };
-        let bias = match parts.iter().any(|(_, l)| l.bias.is_some()) {
+        let mut bias = match parts.iter().any(|(_, l)| l.bias.is_some()) {
             true => Some(w.take::<1>(&format!("{name}.bias"), [total])?),
             false => None,
         };
+        let mut weight = weight;
+        if module.groups > 1 {
+            // Interleaved parts (GPT-NeoX: per head q | k | v) laid one after the other.
+            let inv = crate::hf_names::unfuse_order(&outs, module.groups);
+            let idx = Tensor::<1, Int>::from_ints(
+                inv.iter().map(|&i| i as i64).collect::<Vec<_>>().as_slice(),
+                &weight.device(),
+            );
+            weight = weight.select(1, idx.clone());
+            bias = bias.map(|b| b.select(0, idx));
+        }
         let mut start = 0;
         for ((_, lin), &o) in parts.iter().zip(&outs) {
             let slice = weight.clone().slice([0..d_in, start..start + o]);
@@ -377,11 +397,15 @@ impl ModuleMapper for SetParams {
 
 fn load_head(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()> {
     let prefix = std::mem::take(&mut w.prefix);
+    let head_name = crate::hf_names::decoder_names(cfg).head;
     if let Some(head) = &mut m.lm_head {
-        set_linear_t(head, w, "lm_head", false)?;
-    } else if w.has("lm_head.weight") {
+        set_linear_t(head, w, head_name, false)?;
+    } else if w.has(&format!("{head_name}.weight")) {
         // Tied checkpoints may still store the head: it must equal the embedding.
-        w.take::<2>("lm_head.weight", [cfg.vocab_size, cfg.d_model])?;
+        w.take::<2>(
+            &format!("{head_name}.weight"),
+            [cfg.vocab_size, cfg.d_model],
+        )?;
     }
     w.prefix = prefix;
     Ok(())

@@ -13,8 +13,8 @@ struct Expected {
     input_ids: Vec<Vec<i64>>,
     logits: Vec<f32>,
     loss: f64,
-    /// Qwen and RoPE-scaling fixtures: a prompt and the 8 tokens
-    /// `generate(do_sample=False)` picks.
+    /// Qwen, RoPE-scaling and family fixtures: a prompt and the 8 (32 for
+    /// scripts/family_fixtures.py) tokens `generate(do_sample=False)` picks.
     #[serde(default)]
     greedy_prompt: Vec<u32>,
     #[serde(default)]
@@ -125,16 +125,16 @@ fn qwen3_with_qk_norm_and_explicit_head_dim_matches_transformers() {
     assert_eq!((cfg.head_dim(), cfg.d_model / cfg.n_heads), (16, 8));
 }
 
-/// The 8 greedy tokens of fixture `name` are transformers', with and without the cache.
+/// The greedy tokens of fixture `name` are transformers', with and without the cache.
 fn check_greedy(name: &str) {
     use manabi_model::{GenerateOptions, generate};
     let device = test_device();
     let model = load_hf(fixture(name), &device).unwrap();
     let exp = expected(name);
-    assert_eq!(exp.greedy.len(), 8, "{name}");
+    assert!(exp.greedy.len() >= 8, "{name}");
     for use_cache in [true, false] {
         let opts = GenerateOptions {
-            max_new_tokens: 8,
+            max_new_tokens: exp.greedy.len(),
             temperature: 0.0,
             use_cache,
             ..GenerateOptions::default()
@@ -369,27 +369,200 @@ fn qwen_exports_keep_their_model_type_and_refuse_what_it_cannot_hold() {
     );
 }
 
+/// The fixtures of scripts/family_fixtures.py: one per switch of the RoPE decoder.
+const FAMILIES: [&str; 5] = [
+    "mistral-window",
+    "qwen2-window",
+    "phi3",
+    "neox-parallel",
+    "neox-sequential",
+];
+
 #[test]
-fn qwen2_sliding_window_is_refused_by_name() {
-    let text = std::fs::read_to_string(fixture("qwen2").join("config.json"))
-        .unwrap()
-        .replace(
-            "\"use_sliding_window\": false",
-            "\"use_sliding_window\": true",
+fn mistral_sliding_window_matches_transformers_past_the_window() {
+    // 12-token inputs and a 40-token generation with a window of 5.
+    let model = check("mistral-window");
+    let cfg = model.config();
+    assert_eq!(cfg.hf_model_type.as_deref(), Some("mistral"));
+    assert_eq!(cfg.sliding_window, Some(5));
+    assert_eq!((cfg.window_of(0), cfg.window_of(1)), (Some(5), Some(5)));
+    check_greedy("mistral-window");
+}
+
+#[test]
+fn qwen2_sliding_window_on_upper_layers_matches_transformers() {
+    let model = check("qwen2-window");
+    let cfg = model.config();
+    assert_eq!((cfg.window_of(0), cfg.window_of(1)), (None, Some(4)));
+    check_greedy("qwen2-window");
+}
+
+#[test]
+fn phi3_fused_projections_match_transformers() {
+    let model = check("phi3");
+    let cfg = model.config();
+    assert_eq!(cfg.hf_model_type.as_deref(), Some("phi3"));
+    assert_eq!((cfg.rotary_dim(), cfg.sliding_window), (4, Some(6)));
+    check_greedy("phi3");
+}
+
+#[test]
+fn gpt_neox_parallel_and_sequential_residuals_match_transformers() {
+    for (name, parallel, rotary) in [("neox-parallel", true, 2), ("neox-sequential", false, 4)] {
+        let model = check(name);
+        let cfg = model.config();
+        assert_eq!(cfg.parallel_residual, parallel, "{name}");
+        assert_eq!(cfg.rotary_dim(), rotary, "{name}");
+        assert!(
+            cfg.attention_bias && cfg.mlp_bias && !cfg.tie_embeddings,
+            "{name}"
         );
-    let err = manabi_model::ModelConfig::from_hf_json(&text)
-        .unwrap_err()
-        .to_string();
+        check_greedy(name);
+    }
+}
+
+#[test]
+fn family_exports_are_the_checkpoints_transformers_wrote() {
+    use manabi_model::{ModelConfig, export_hf, load_model, save_native};
+    let device = test_device();
+    let dir = tempfile::tempdir().unwrap();
+    for name in FAMILIES {
+        let model = load_hf(fixture(name), &device).unwrap();
+        let ids = ids_tensor(&expected(name).input_ids, &device);
+        let want: Vec<f32> = model.forward(ids.clone()).into_data().try_to_vec().unwrap();
+        let hf = dir.path().join(format!("{name}-hf"));
+        export_hf(&model, &hf, None).unwrap();
+        let text = std::fs::read_to_string(hf.join("config.json")).unwrap();
+        let theirs = std::fs::read_to_string(fixture(name).join("config.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let t: serde_json::Value = serde_json::from_str(&theirs).unwrap();
+        assert_eq!(v["model_type"], t["model_type"], "{name}");
+        assert_eq!(v["architectures"], t["architectures"], "{name}");
+        // The exported config reads back as the same model.
+        let back = ModelConfig::from_hf_json(&text).unwrap();
+        let cfg = model.config();
+        let mut want_cfg = cfg.clone();
+        if back.head_dim.is_some() {
+            want_cfg.head_dim = Some(cfg.head_dim()); // written explicitly
+        }
+        assert_eq!(back, want_cfg, "{name}");
+        // Same tensor names and bytes as the fixture transformers saved.
+        let ours = std::fs::read(hf.join("model.safetensors")).unwrap();
+        let orig = std::fs::read(fixture(name).join("model.safetensors")).unwrap();
+        let (a, b) = (
+            safetensors::SafeTensors::deserialize(&ours).unwrap(),
+            safetensors::SafeTensors::deserialize(&orig).unwrap(),
+        );
+        let mut names_a: Vec<String> = a.names().into_iter().map(String::from).collect();
+        let mut names_b: Vec<String> = b.names().into_iter().map(String::from).collect();
+        names_a.sort();
+        names_b.sort();
+        assert_eq!(names_a, names_b, "{name}");
+        for n in &names_a {
+            assert_eq!(
+                a.tensor(n).unwrap().data(),
+                b.tensor(n).unwrap().data(),
+                "{name}: {n}"
+            );
+        }
+        let native = dir.path().join(format!("{name}-native"));
+        save_native(&model, &native).unwrap();
+        for path in [hf, native] {
+            let again = load_model(&path, &device).unwrap();
+            let got: Vec<f32> = again.forward(ids.clone()).into_data().try_to_vec().unwrap();
+            assert_eq!(got, want, "{name}: {} changes logits", path.display());
+        }
+    }
+}
+
+#[test]
+fn family_config_errors_name_the_key() {
+    use manabi_model::ModelConfig;
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(fixture(name).join("config.json")).unwrap())
+            .unwrap()
+    };
+    let err_of = |mut v: serde_json::Value, edit: &dyn Fn(&mut serde_json::Value)| {
+        edit(&mut v);
+        let err = ModelConfig::from_hf_json(&v.to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains('\n'), "{err}");
+        err
+    };
+    let err = err_of(read("mistral-window"), &|v| v["sliding_window"] = 0.into());
+    assert!(err.contains("`sliding_window`"), "{err}");
+    let err = err_of(read("qwen2-window"), &|v| {
+        v["layer_types"] = serde_json::json!(["full_attention"]);
+    });
     assert!(
-        err.contains("`use_sliding_window`") && err.contains("not implemented"),
+        err.contains("`layer_types`") && err.contains("1 entries"),
+        "{err}"
+    );
+    let err = err_of(read("qwen2-window"), &|v| {
+        v["layer_types"] = serde_json::json!(["full_attention", "chunked_attention"]);
+    });
+    assert!(err.contains("`layer_types`"), "{err}");
+    let err = err_of(read("neox-parallel"), &|v| v["hidden_act"] = "swish".into());
+    assert!(
+        err.contains("`hidden_act`") && err.contains("`swish`"),
+        "{err}"
+    );
+    let err = err_of(read("neox-parallel"), &|v| {
+        v.as_object_mut().unwrap().remove("hidden_size");
+    });
+    assert!(err.contains("`hidden_size`"), "{err}");
+    let err = err_of(read("phi3"), &|v| v["model_type"] = "phi4flash".into());
+    assert!(
+        err.contains("`phi4flash`") && err.contains("phi3") && err.contains("gpt_neox"),
         "{err}"
     );
 }
 
 #[test]
+fn a_fused_tensor_of_the_wrong_size_is_named() {
+    let device = test_device();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, key, to) in [
+        (
+            "phi3",
+            "\"num_key_value_heads\": 2",
+            "\"num_key_value_heads\": 4",
+        ),
+        (
+            "neox-parallel",
+            "\"intermediate_size\": 64",
+            "\"intermediate_size\": 60",
+        ),
+    ] {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(
+            fixture(name).join("model.safetensors"),
+            d.join("model.safetensors"),
+        )
+        .unwrap();
+        let cfg = std::fs::read_to_string(fixture(name).join("config.json"))
+            .unwrap()
+            .replace(key, to);
+        std::fs::write(d.join("config.json"), cfg).unwrap();
+        let err = load_hf(&d, &device).unwrap_err();
+        assert!(matches!(err, ModelError::Shape { .. }), "{name}: {err}");
+        let err = err.to_string();
+        let module = if name == "phi3" {
+            "qkv_proj"
+        } else {
+            "dense_h_to_4h"
+        };
+        assert!(err.contains(module), "{name}: {err}");
+    }
+}
+
+#[test]
 fn kv_cache_gives_the_same_logits_as_a_full_pass() {
     let device = test_device();
-    for name in ["gpt2", "llama-gqa", "qwen2", "qwen3", "llama3-rope"] {
+    let names = ["gpt2", "llama-gqa", "qwen2", "qwen3", "llama3-rope"];
+    for name in names.into_iter().chain(FAMILIES) {
         let model = load_hf(fixture(name), &device).unwrap();
         let exp = expected(name);
         let ids = ids_tensor(&exp.input_ids, &device);

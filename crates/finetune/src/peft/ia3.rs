@@ -82,6 +82,20 @@ pub fn apply(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {
             format!("`{f}` is not among peft.targets"),
         ));
     }
+    // PEFT scales a module's output with its bias, `(Wx + b)·l`; the reparameterised
+    // weight here scales `Wx` only, so a biased output target would compute another model.
+    if let Some((m, _)) = decoder_linears(&model).into_iter().find(|(m, lin)| {
+        targets.contains(m) && !is_feedforward(m, &cfg.feedforward) && lin.bias.is_some()
+    }) {
+        return Err(FinetuneError::config(
+            "peft.targets",
+            format!(
+                "IA³ on `{}`, which has a bias, is not supported (PEFT scales the bias too); \
+                 list it in peft.feedforward, choose unbiased modules, or use LoRA",
+                m.short()
+            ),
+        ));
+    }
     let ids: HashMap<ParamId, usize> = decoder_linears(&model)
         .into_iter()
         .filter(|(m, _)| targets.contains(m))
@@ -104,16 +118,21 @@ fn values(t: Tensor<1>) -> Vec<f32> {
 
 /// Writes `model`'s IA³ vectors in the PEFT format into `dir`.
 pub fn save_peft(model: &DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<()> {
-    let mut by_module: BTreeMap<String, (bool, Vec<f32>)> = BTreeMap::new();
+    let mut by_module: BTreeMap<String, (bool, Vec<f32>, Vec<usize>, usize)> = BTreeMap::new();
     for (m, lin) in decoder_linears(model) {
         let Some(s) = lin.weight.reparameterization::<Ia3Scale>() else {
             continue;
         };
-        let entry = by_module
-            .entry(m.hf.clone())
-            .or_insert((s.axis == 0, Vec::new()));
+        let entry = by_module.entry(m.hf.clone()).or_insert((
+            s.axis == 0,
+            Vec::new(),
+            Vec::new(),
+            m.groups,
+        ));
         // Fused parts (GPT-2's c_attn) concatenate along the output, in order.
-        entry.1.extend(values(s.l.val()));
+        let v = values(s.l.val());
+        entry.2.push(v.len());
+        entry.1.extend(v);
     }
     if by_module.is_empty() {
         return Err(FinetuneError::io(
@@ -123,7 +142,12 @@ pub fn save_peft(model: &DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<()> 
     }
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = by_module
         .into_iter()
-        .map(|(hf, (ff, v))| {
+        .map(|(hf, (ff, v, outs, groups))| {
+            // Interleaved fused outputs (GPT-NeoX's query_key_value) in their HF order.
+            let v = match !ff && groups > 1 {
+                true => crate::peft::lora::reorder_fused_rows(&v, 1, &outs, groups, true),
+                false => v,
+            };
             let shape = if ff {
                 vec![1, v.len()]
             } else {
@@ -155,15 +179,18 @@ pub fn load(model: DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<DecoderLm>
     let path = dir.join("adapter_model.safetensors");
     let mut tensors: F32Tensors = read_f32(&path)?;
     let model = apply(model, cfg)?;
-    let mut groups: BTreeMap<String, Vec<(ParamId, usize)>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, (Vec<(ParamId, usize)>, usize, bool)> = BTreeMap::new();
     for (m, lin) in decoder_linears(&model) {
         if let Some(s) = lin.weight.reparameterization::<Ia3Scale>() {
             let n = s.l.val().dims()[0];
-            groups.entry(m.hf.clone()).or_default().push((s.l.id, n));
+            let entry = groups
+                .entry(m.hf.clone())
+                .or_insert((Vec::new(), m.groups, s.axis == 0));
+            entry.0.push((s.l.id, n));
         }
     }
     let mut values: HashMap<ParamId, TensorData> = HashMap::new();
-    for (hf, parts) in groups {
+    for (hf, (parts, interleave, ff)) in groups {
         let key = format!("base_model.model.{hf}.ia3_l");
         let Some((shape, v)) = tensors.remove(&key) else {
             return Err(FinetuneError::Adapter {
@@ -180,6 +207,13 @@ pub fn load(model: DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<DecoderLm>
                 ),
             });
         }
+        let v = match !ff && interleave > 1 {
+            true => {
+                let outs: Vec<usize> = parts.iter().map(|p| p.1).collect();
+                crate::peft::lora::reorder_fused_rows(&v, 1, &outs, interleave, false)
+            }
+            false => v,
+        };
         let mut at = 0;
         for (id, n) in parts {
             values.insert(id, TensorData::new(v[at..at + n].to_vec(), [n]));

@@ -49,11 +49,36 @@ pub fn target_modules(model: &DecoderLm, targets: &[String]) -> Result<Vec<HfMod
         .collect())
 }
 
-fn family_name(model: &DecoderLm) -> &'static str {
-    match model.config().family {
-        Family::Gpt2 => "gpt2",
-        _ => "llama",
+fn family_name(model: &DecoderLm) -> String {
+    let cfg = model.config();
+    match &cfg.hf_model_type {
+        Some(t) => t.clone(),
+        None => cfg.family.to_string(),
     }
+}
+
+/// The rows of a row-major `[rows, cols]` matrix whose rows are a fused module's output
+/// (parts of widths `outs` interleaved in `groups`, GPT-NeoX's `query_key_value`),
+/// reordered: `to_fused` lays the parts' rows one after the other into the fused order,
+/// otherwise the fused rows are laid back part after part.
+pub(crate) fn reorder_fused_rows(
+    m: &[f32],
+    cols: usize,
+    outs: &[usize],
+    groups: usize,
+    to_fused: bool,
+) -> Vec<f32> {
+    let order = manabi_model::hf_names::fuse_order(outs, groups);
+    let mut out = vec![0f32; m.len()];
+    for (fused, &concat) in order.iter().enumerate() {
+        let (from, to) = if to_fused {
+            (concat, fused)
+        } else {
+            (fused, concat)
+        };
+        out[to * cols..(to + 1) * cols].copy_from_slice(&m[from * cols..(from + 1) * cols]);
+    }
+    out
 }
 
 /// Attaches rank-`r` adapters to the target modules and freezes everything else.
@@ -217,6 +242,10 @@ pub fn save_peft(model: &DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<()> 
                 }
             }
             row0 += outs[k];
+        }
+        let groups = parts[0].module.groups;
+        if groups > 1 {
+            b = reorder_fused_rows(&b, n * r, &outs, groups, true);
         }
         tensors.push((key(hf, "A"), vec![n * r, i], a));
         tensors.push((key(hf, "B"), vec![total_out, n * r], b));
@@ -446,7 +475,7 @@ fn load_lora_weights(model: DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<D
     for (hf, parts) in &by_module {
         let ka = format!("base_model.model.{hf}.lora_A.weight");
         let kb = format!("base_model.model.{hf}.lora_B.weight");
-        let (Some((sa, a)), Some((sb, b))) = (tensors.remove(&ka), tensors.remove(&kb)) else {
+        let (Some((sa, a)), Some((sb, mut b))) = (tensors.remove(&ka), tensors.remove(&kb)) else {
             return Err(FinetuneError::Adapter {
                 path: weights_path.clone(),
                 message: format!("missing tensors `{ka}` / `{kb}`"),
@@ -461,6 +490,12 @@ fn load_lora_weights(model: DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<D
         let big = sa[0];
         if sb != [total_out, big] {
             return Err(shape_err(&kb, vec![total_out, big], &sb));
+        }
+        let groups = parts[0].0.groups;
+        if groups > 1 {
+            // Interleaved fused rows (GPT-NeoX) laid part after part, as B is split below.
+            let outs: Vec<usize> = parts.iter().map(|p| p.4).collect();
+            b = reorder_fused_rows(&b, big, &outs, groups, false);
         }
         // A shared by every part (rank r), or stacked per part with B block-diagonal (rank n·r).
         let shared = big == r;

@@ -109,6 +109,10 @@ fn adapters_trained_by_python_peft_give_peft_logits() {
         ("llama-gqa", "llama-lora"),
         ("llama-gqa", "llama-lora-rslora"),
         ("llama-gqa", "llama-ia3"),
+        // Fused modules: GPT-NeoX's per-head query_key_value, Phi-3's qkv_proj (unequal
+        // parts) and gate_up_proj.
+        ("neox-parallel", "neox-lora"),
+        ("phi3", "phi3-lora"),
     ] {
         let exp = expected(adapter);
         let plain = base(base_name, &device);
@@ -134,6 +138,24 @@ fn adapters_trained_by_python_peft_give_peft_logits() {
         let d = max_diff(&logits(&again, ids(&exp, &device)), &got);
         assert!(d <= 1e-6, "{adapter}: round trip {d}");
     }
+}
+
+#[test]
+fn ia3_on_a_biased_output_module_is_refused_not_miscomputed() {
+    // PEFT's IA³ scales `(Wx + b)·l`: GPT-NeoX's query_key_value has a bias. The fixture
+    // (fixtures/peft/neox-ia3, made by peft) is refused by name rather than loaded into
+    // a model that computes something else.
+    let device = test_device();
+    let err = peft::load_adapter(
+        base("neox-parallel", &device),
+        &root().join("fixtures/peft/neox-ia3"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`query_key_value`") && err.contains("bias") && !err.contains('\n'),
+        "{err}"
+    );
 }
 
 /// A few optimizer-free updates: gradients of a loss move each adapter its own way.
