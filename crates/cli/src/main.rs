@@ -3,6 +3,7 @@
 mod align;
 mod model_cmd;
 mod pipeline;
+mod plan;
 mod pretrain;
 mod rag;
 mod sft;
@@ -67,6 +68,9 @@ enum Command {
     Eval(model_cmd::EvalArgs),
     /// Write a model in another format (Hugging Face).
     Export(model_cmd::ExportArgs),
+    /// Plan a training run: parameters, FLOPs, the Chinchilla budget, memory (full or
+    /// LoRA, f32 / bf16, checkpointing), time and data parallelism for a token budget.
+    Plan(plan::PlanArgs),
 }
 
 /// What `--resume [CHECKPOINT]` asks for.
@@ -101,6 +105,7 @@ fn main() {
     let result = match command {
         Command::Tokenizer(cmd) => tokenizer::run(cmd),
         Command::Pipeline(args) => pipeline::run(args, device),
+        Command::Plan(args) => plan::run(&args, cli.device),
         Command::Pretrain(args) => pretrain::run(&args, cli.device),
         Command::Sft(args) => sft::run(&args, cli.device),
         Command::Dpo(args) => align::dpo(&args, cli.device),

@@ -6,7 +6,7 @@
 
 use burn::nn::Linear;
 
-use crate::config::{Family, ModelConfig};
+use crate::config::{Activation, Family, ModelConfig};
 use crate::decoder::{Block, DecoderLm};
 
 /// How a Hugging Face module stores its weight.
@@ -132,62 +132,78 @@ pub fn decoder_names(cfg: &ModelConfig) -> DecoderNames {
     }
 }
 
-/// How a family stores a block's `Linear`s: each entry is one HF module (name relative
-/// to the block) and the manabi `Linear`s it holds, with the interleaving of a fused one.
-type BlockTable<'a> = Vec<(&'static str, Vec<(&'static str, &'a Linear)>, usize)>;
-
-fn block_table<'a>(cfg: &ModelConfig, block: &'a Block) -> BlockTable<'a> {
-    let (a, m) = (&block.attn, &block.mlp);
-    let qkv = || {
-        vec![
-            ("attn.q_proj", &a.q_proj),
-            ("attn.k_proj", &a.k_proj),
-            ("attn.v_proj", &a.v_proj),
-        ]
-    };
-    let one = |hf, path, lin| (hf, vec![(path, lin)], 1);
+/// A block's Hugging Face modules for `cfg`: each module's name (relative to the block),
+/// the manabi `Linear`s it holds (paths relative to the block, in fused order), and how
+/// a fused module's parts interleave ([`HfModule::groups`]). The one table import,
+/// export, PEFT and `plan` read.
+pub fn block_modules(cfg: &ModelConfig) -> Vec<(&'static str, Vec<&'static str>, usize)> {
+    let qkv = || vec!["attn.q_proj", "attn.k_proj", "attn.v_proj"];
+    let gated = matches!(cfg.activation, Activation::Swiglu | Activation::GegluTanh);
     match (cfg.family, cfg.hf_model_type.as_deref()) {
         (Family::Gpt2, _) => vec![
             ("attn.c_attn", qkv(), 1),
-            one("attn.c_proj", "attn.o_proj", &a.o_proj),
-            one("mlp.c_fc", "mlp.up_proj", &m.up_proj),
-            one("mlp.c_proj", "mlp.down_proj", &m.down_proj),
+            ("attn.c_proj", vec!["attn.o_proj"], 1),
+            ("mlp.c_fc", vec!["mlp.up_proj"], 1),
+            ("mlp.c_proj", vec!["mlp.down_proj"], 1),
         ],
         (_, Some("gpt_neox")) => vec![
             ("attention.query_key_value", qkv(), cfg.n_heads),
-            one("attention.dense", "attn.o_proj", &a.o_proj),
-            one("mlp.dense_h_to_4h", "mlp.up_proj", &m.up_proj),
-            one("mlp.dense_4h_to_h", "mlp.down_proj", &m.down_proj),
+            ("attention.dense", vec!["attn.o_proj"], 1),
+            ("mlp.dense_h_to_4h", vec!["mlp.up_proj"], 1),
+            ("mlp.dense_4h_to_h", vec!["mlp.down_proj"], 1),
         ],
-        (_, Some("phi3")) => {
-            let mut t = vec![
-                ("self_attn.qkv_proj", qkv(), 1),
-                one("self_attn.o_proj", "attn.o_proj", &a.o_proj),
-            ];
-            // Phi-3's `gate_up_proj` is gate | up (`chunk(2)` in that order).
-            let mut gate_up = Vec::new();
-            if let Some(g) = &m.gate_proj {
-                gate_up.push(("mlp.gate_proj", g));
-            }
-            gate_up.push(("mlp.up_proj", &m.up_proj));
-            t.push(("mlp.gate_up_proj", gate_up, 1));
-            t.push(one("mlp.down_proj", "mlp.down_proj", &m.down_proj));
-            t
-        }
+        // Phi-3's `gate_up_proj` is gate | up (`chunk(2)` in that order).
+        (_, Some("phi3")) => vec![
+            ("self_attn.qkv_proj", qkv(), 1),
+            ("self_attn.o_proj", vec!["attn.o_proj"], 1),
+            ("mlp.gate_up_proj", vec!["mlp.gate_proj", "mlp.up_proj"], 1),
+            ("mlp.down_proj", vec!["mlp.down_proj"], 1),
+        ],
         _ => {
             let mut t = vec![
-                one("self_attn.q_proj", "attn.q_proj", &a.q_proj),
-                one("self_attn.k_proj", "attn.k_proj", &a.k_proj),
-                one("self_attn.v_proj", "attn.v_proj", &a.v_proj),
-                one("self_attn.o_proj", "attn.o_proj", &a.o_proj),
+                ("self_attn.q_proj", vec!["attn.q_proj"], 1),
+                ("self_attn.k_proj", vec!["attn.k_proj"], 1),
+                ("self_attn.v_proj", vec!["attn.v_proj"], 1),
+                ("self_attn.o_proj", vec!["attn.o_proj"], 1),
             ];
-            if let Some(g) = &m.gate_proj {
-                t.push(one("mlp.gate_proj", "mlp.gate_proj", g));
+            if gated {
+                t.push(("mlp.gate_proj", vec!["mlp.gate_proj"], 1));
             }
-            t.push(one("mlp.up_proj", "mlp.up_proj", &m.up_proj));
-            t.push(one("mlp.down_proj", "mlp.down_proj", &m.down_proj));
+            t.push(("mlp.up_proj", vec!["mlp.up_proj"], 1));
+            t.push(("mlp.down_proj", vec!["mlp.down_proj"], 1));
             t
         }
+    }
+}
+
+/// The input and output widths of the `Linear` at `path` (relative to a block) in a
+/// block of `cfg`.
+pub fn linear_shape(cfg: &ModelConfig, path: &str) -> (usize, usize) {
+    let (d, ff) = (cfg.d_model, cfg.d_ff);
+    let (q, kv) = (
+        cfg.n_heads * cfg.head_dim(),
+        cfg.kv_heads() * cfg.head_dim(),
+    );
+    match path {
+        "attn.q_proj" => (d, q),
+        "attn.k_proj" | "attn.v_proj" => (d, kv),
+        "attn.o_proj" => (q, d),
+        "mlp.down_proj" => (ff, d),
+        _ => (d, ff), // mlp.gate_proj, mlp.up_proj
+    }
+}
+
+fn linear_at<'a>(block: &'a Block, path: &str) -> Option<&'a Linear> {
+    let (a, m) = (&block.attn, &block.mlp);
+    match path {
+        "attn.q_proj" => Some(&a.q_proj),
+        "attn.k_proj" => Some(&a.k_proj),
+        "attn.v_proj" => Some(&a.v_proj),
+        "attn.o_proj" => Some(&a.o_proj),
+        "mlp.gate_proj" => m.gate_proj.as_ref(),
+        "mlp.up_proj" => Some(&m.up_proj),
+        "mlp.down_proj" => Some(&m.down_proj),
+        _ => None,
     }
 }
 
@@ -200,10 +216,15 @@ pub fn decoder_linears(model: &DecoderLm) -> Vec<(HfModule, &Linear)> {
         Family::Gpt2 => HfLayout::Conv1d,
         _ => HfLayout::Linear,
     };
+    let table = block_modules(cfg);
     let mut out = Vec::new();
     for (i, block) in model.layers.iter().enumerate() {
-        for (hf, parts, groups) in block_table(cfg, block) {
-            let n = parts.len();
+        for (hf, paths, groups) in &table {
+            let parts: Vec<(&str, &Linear)> = paths
+                .iter()
+                .filter_map(|p| linear_at(block, p).map(|l| (*p, l)))
+                .collect();
+            let (n, groups) = (parts.len(), *groups);
             for (k, (path, lin)) in parts.into_iter().enumerate() {
                 let module = HfModule {
                     path: format!("layers.{i}.{path}"),

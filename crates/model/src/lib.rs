@@ -24,6 +24,7 @@ pub mod init;
 mod inputs;
 pub mod mlp;
 pub mod open;
+pub mod plan;
 pub mod prefix;
 pub mod rope;
 pub mod t5;
@@ -59,8 +60,7 @@ pub use bert::{
 pub use checkpoint::{export_hf, load_model, load_native, save_native};
 pub use classifier::{DecoderClassifier, load_classifier_hf, load_classifier_hf_kind};
 pub use config::{
-    Activation, Family, LayerType, ModelConfig, NormKind, Positions, RopeScaling,
-    RopeScalingKind,
+    Activation, Family, LayerType, ModelConfig, NormKind, Positions, RopeScaling, RopeScalingKind,
 };
 pub use decoder::{DecoderLm, ForwardOptions};
 pub use device::{DeviceChoice, DeviceError};

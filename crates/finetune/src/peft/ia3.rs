@@ -179,7 +179,10 @@ pub fn load(model: DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<DecoderLm>
     let path = dir.join("adapter_model.safetensors");
     let mut tensors: F32Tensors = read_f32(&path)?;
     let model = apply(model, cfg)?;
-    let mut groups: BTreeMap<String, (Vec<(ParamId, usize)>, usize, bool)> = BTreeMap::new();
+    // Per HF module: its parts (vector id, length), interleaving, and whether it is
+    // feed-forward.
+    type Module = (Vec<(ParamId, usize)>, usize, bool);
+    let mut groups: BTreeMap<String, Module> = BTreeMap::new();
     for (m, lin) in decoder_linears(&model) {
         if let Some(s) = lin.weight.reparameterization::<Ia3Scale>() {
             let n = s.l.val().dims()[0];
