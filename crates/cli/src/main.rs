@@ -1,6 +1,7 @@
 //! `manabi`: one subcommand per stage of a language model's life.
 
 mod align;
+mod data;
 mod model_cmd;
 mod pipeline;
 mod plan;
@@ -32,6 +33,11 @@ enum Command {
     /// Train, apply and inspect tokenizers.
     #[command(subcommand)]
     Tokenizer(tokenizer::TokenizerCommand),
+    /// Prepare corpora: `data curate` cleans (Aozora Bunko markup), filters (Gopher, C4,
+    /// FineWeb and Japanese quality rules, word lists) and deduplicates (exact and
+    /// MinHash) text for pre-training.
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Run the whole pipeline on the embedded sample data (or your own corpus).
     Pipeline(pipeline::PipelineArgs),
     /// Pre-train a model from a TOML recipe (configs/pretrain/*.toml).
@@ -104,6 +110,7 @@ fn main() {
     }
     let result = match command {
         Command::Tokenizer(cmd) => tokenizer::run(cmd),
+        Command::Data(cmd) => data::run(cmd),
         Command::Pipeline(args) => pipeline::run(args, device),
         Command::Plan(args) => plan::run(&args, cli.device),
         Command::Pretrain(args) => pretrain::run(&args, cli.device),
