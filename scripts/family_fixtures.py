@@ -15,19 +15,22 @@ feature it tests:
                    `query_key_value`, `rotary_pct` 0.25, parallel residual, LayerNorm with
                    bias, untied `embed_out`, exact GELU.
 - neox-sequential: the same with `use_parallel_residual` false and `rotary_pct` 0.5.
+- gemma2, gemma3:  see the comments in CASES.
 
     pip install torch transformers safetensors
-    python3 scripts/family_fixtures.py
+    python3 scripts/family_fixtures.py [CASE ...]
 
 The Rust test crates/model/tests/hf_parity.rs compares logits (1e-4), loss and the
 greedy tokens with and without the cache.
 """
 
 import json
+import sys
 from pathlib import Path
 
 import torch
-from transformers import (GPTNeoXConfig, GPTNeoXForCausalLM, MistralConfig,
+from transformers import (Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM,
+                          Gemma3TextConfig, GPTNeoXConfig, GPTNeoXForCausalLM, MistralConfig,
                           MistralForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM)
 
@@ -60,17 +63,39 @@ CASES = {
         num_attention_heads=4, max_position_embeddings=64, rotary_pct=0.5,
         rotary_emb_base=10000, use_parallel_residual=False, hidden_act="gelu",
         tie_word_embeddings=False)),
+    # Gemma 2: (1 + w) RMSNorm, post-norms, embeddings × √d, gated GELU-tanh, attention
+    # and final soft-capping (low caps so that they bite), query_pre_attn_scalar ≠
+    # head_dim, sliding / full layers alternating (window 4).
+    "gemma2": lambda: Gemma2ForCausalLM(Gemma2Config(
+        vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64,
+        query_pre_attn_scalar=24, sliding_window=4, attn_logit_softcapping=2.0,
+        final_logit_softcapping=5.0, pad_token_id=0, bos_token_id=1, eos_token_id=2)),
+    # Gemma 3 text: per-head q/k (1 + w) norms, two RoPE bases (local 10k, global 1e6
+    # with linear scaling 2), every third layer full (pattern 3), window 5, untied.
+    "gemma3": lambda: Gemma3ForCausalLM(Gemma3TextConfig(
+        vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+        query_pre_attn_scalar=8, sliding_window=5, layer_types=[
+            "sliding_attention", "sliding_attention", "full_attention"],
+        rope_parameters={
+            "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
+        tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2)),
 }
 
 # More noise where 0.2 makes the continuation one token repeated after a few steps.
-NOISE = {"phi3": 0.5, "neox-parallel": 0.5}
+NOISE = {"phi3": 0.5, "neox-parallel": 0.5, "gemma2": 0.4, "gemma3": 1.0}
 
 GREEDY_PROMPT = [5, 9, 13, 2, 40, 7, 33, 21]
 NEW_TOKENS = 32
 
 
 def main() -> None:
+    only = sys.argv[1:]   # case names to (re)make; all when none are given
     for name, make in CASES.items():
+        if only and name not in only:
+            continue
         torch.manual_seed(0)
         model = make().eval()
         # Larger-than-default weights so that mistakes show in the logits, and a

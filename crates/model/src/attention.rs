@@ -85,6 +85,10 @@ pub struct Attention {
     head_dim: usize,
     #[module(skip)]
     rope: bool,
+    #[module(skip)]
+    scale: f64,
+    #[module(skip)]
+    softcap: Option<f64>,
 }
 
 impl Attention {
@@ -120,6 +124,8 @@ impl Attention {
             kv_heads: cfg.kv_heads(),
             head_dim: hd,
             rope: cfg.positions == Positions::Rope,
+            scale: cfg.attention_scale(),
+            softcap: cfg.attn_softcap,
         }
     }
 
@@ -179,16 +185,28 @@ impl Attention {
                 .repeat_dim(3, rep)
                 .reshape([b, tk, h, hd]);
         }
-        let y = if q.device().is_autodiff() {
+        let y = if let Some(cap) = self.softcap {
+            // Gemma 2: scores soft-capped before the mask, written out (neither fused
+            // kernel caps).
+            let [q, k, v] = [q, k, v].map(|x| x.swap_dims(1, 2)); // [b, h, len, hd]
+            let scores = q.matmul(k.swap_dims(2, 3)) * self.scale;
+            let mut scores = crate::decoder::softcap(scores, cap);
+            if let Some(m) = bias {
+                scores = scores + m.clone();
+            }
+            burn::tensor::activation::softmax(scores, 3)
+                .matmul(v)
+                .swap_dims(1, 2)
+        } else if q.device().is_autodiff() {
             // Training: softmax(QKᵀ/√d + bias)V as one fused op with its own backward
             // where the device has it, else written out (under autodiff burn's
             // `attention()` falls back to a longer chain of ops).
-            crate::fused::attention(q, k, v, bias, 1.0 / (hd as f64).sqrt())
+            crate::fused::attention(q, k, v, bias, self.scale)
         } else {
             // Inference: the backend's fused kernel, on the head-major layout.
             let bias = bias.map(|m| m.clone().expand([b, h, t, tk]));
             let opts = AttentionModuleOptions {
-                scale: Some(1.0 / (hd as f64).sqrt()),
+                scale: Some(self.scale),
                 softcap: None,
                 is_causal: false,
             };

@@ -229,6 +229,17 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
             cfg.check_hf_layout()?;
             let n = crate::hf_names::decoder_names(cfg);
             let root = n.root;
+            // Gemma stores RMSNorm weights as `w` of a `1 + w` scale (exact: γ − 1 has
+            // no rounding for γ in [0.5, 2]).
+            let shifted;
+            let model = if n.unit_offset_norms {
+                let mut m = model.clone();
+                crate::hf::offset_norms(&mut m, -1.0);
+                shifted = m;
+                &shifted
+            } else {
+                model
+            };
             t.push(out(
                 format!("{root}.{}.weight", n.embed),
                 model.embed_tokens.weight.val(),
@@ -237,6 +248,13 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
                 let p = format!("{root}.{}.{i}", n.layers);
                 norm(&format!("{p}.{}", n.attn_norm), &b.attn_norm, &mut t)?;
                 norm(&format!("{p}.{}", n.mlp_norm), &b.mlp_norm, &mut t)?;
+                let (post_attn, post_mlp) = n.post_norms;
+                if let Some(x) = &b.post_attn_norm {
+                    norm(&format!("{p}.{post_attn}"), x, &mut t)?;
+                }
+                if let Some(x) = &b.post_mlp_norm {
+                    norm(&format!("{p}.{post_mlp}"), x, &mut t)?;
+                }
                 for (name, q) in [("q_norm", &b.attn.q_norm), ("k_norm", &b.attn.k_norm)] {
                     if let Some(q) = q {
                         t.push(out(format!("{p}.{}.{name}.weight", n.attn), q.gamma.val())?);

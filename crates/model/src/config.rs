@@ -306,6 +306,27 @@ pub struct ModelConfig {
     /// `use_parallel_residual`), instead of attention then MLP.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parallel_residual: bool,
+    /// Norms after attention and after the MLP too, before each residual add (Gemma 2 /
+    /// 3's `post_attention_layernorm` / `post_feedforward_layernorm`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub post_norms: bool,
+    /// Token embeddings multiplied by √d_model (Gemma).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub embed_scale: bool,
+    /// Attention scores soft-capped, `cap · tanh(s / cap)`, before the mask (Gemma 2's
+    /// `attn_logit_softcapping`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attn_softcap: Option<f64>,
+    /// Output logits soft-capped the same way (Gemma 2's `final_logit_softcapping`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_softcap: Option<f64>,
+    /// Attention scale `query_pre_attn_scalar^-½` instead of `head_dim^-½` (Gemma).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_pre_attn_scalar: Option<f64>,
+    /// RoPE base of the sliding-window layers, which are then never RoPE-scaled (Gemma 3's
+    /// `rope_local_base_freq`); none: every layer uses `rope_theta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_local_theta: Option<f64>,
     /// Share the output projection with the token embedding.
     #[serde(default)]
     pub tie_embeddings: bool,
@@ -371,6 +392,14 @@ impl ModelConfig {
             None => true,
         };
         self.sliding_window.filter(|_| sliding)
+    }
+
+    /// The attention scale: `query_pre_attn_scalar^-½` where set, else `head_dim^-½`.
+    pub fn attention_scale(&self) -> f64 {
+        1.0 / self
+            .query_pre_attn_scalar
+            .unwrap_or(self.head_dim() as f64)
+            .sqrt()
     }
 
     /// T5: decoder blocks.
@@ -440,7 +469,8 @@ impl ModelConfig {
         } else {
             d
         };
-        let block = attn + attn_b + qk_norm + mlp + mlp_b + 2 * norm;
+        let post = if self.post_norms { 2 * norm } else { 0 };
+        let block = attn + attn_b + qk_norm + mlp + mlp_b + 2 * norm + post;
         let pos = if self.positions == Positions::Learned {
             self.max_positions * d
         } else {
@@ -545,7 +575,8 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// `sliding_window` at least 1, `layer_types` one per layer and only with a window.
+    /// `sliding_window` at least 1, `layer_types` one per layer and only with a window;
+    /// soft caps, scalar and local RoPE base positive.
     fn validate_window(&self) -> Result<()> {
         let bad = |key: &str, message: String| {
             Err(ModelError::Config {
@@ -553,6 +584,18 @@ impl ModelConfig {
                 message,
             })
         };
+        for (key, v) in [
+            ("attn_softcap", self.attn_softcap),
+            ("final_softcap", self.final_softcap),
+            ("query_pre_attn_scalar", self.query_pre_attn_scalar),
+            ("rope_local_theta", self.rope_local_theta),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
+                return bad(key, format!("{v} is not positive"));
+            }
+        }
         if self.sliding_window == Some(0) {
             return bad("sliding_window", "must be at least 1".into());
         }
@@ -615,6 +658,9 @@ impl ModelConfig {
                 ("qk_norm", self.qk_norm),
                 ("parallel_residual", self.parallel_residual),
                 ("sliding_window", self.sliding_window.is_some()),
+                ("post_norms", self.post_norms),
+                ("embed_scale", self.embed_scale),
+                ("attn_softcap", self.attn_softcap.is_some()),
             ] {
                 if on {
                     return bad(key, format!("is a decoder switch, not {family}'s"));
@@ -680,11 +726,11 @@ impl ModelError {
 pub(crate) use crate::config_json::{get, opt};
 
 /// The Hugging Face `model_type`s manabi reads, and the family each is. `mistral`,
-/// `qwen2`, `qwen3`, `phi3` and `gpt_neox` are the LLaMA layout (one RoPE decoder) with
+/// `qwen2`, `qwen3`, `phi3`, `gpt_neox`, `gemma2` and `gemma3_text` are the LLaMA layout (one RoPE decoder) with
 /// switches (`sliding_window`, `qkv_bias`, `qk_norm`, `parallel_residual`, LayerNorm, …;
 /// see `config_hf.rs`) and their own module names (`hf_names.rs`), remembered in
 /// `ModelConfig::hf_model_type` for export.
-pub const HF_MODEL_TYPES: [(&str, Family); 9] = [
+pub const HF_MODEL_TYPES: [(&str, Family); 11] = [
     ("gpt2", Family::Gpt2),
     ("llama", Family::Llama),
     ("mistral", Family::Llama),
@@ -692,6 +738,8 @@ pub const HF_MODEL_TYPES: [(&str, Family); 9] = [
     ("qwen3", Family::Llama),
     ("phi3", Family::Llama),
     ("gpt_neox", Family::Llama),
+    ("gemma2", Family::Llama),
+    ("gemma3_text", Family::Llama),
     ("bert", Family::Bert),
     ("t5", Family::T5),
 ];

@@ -99,6 +99,8 @@ impl ModelConfig {
             (Family::Llama, Some("mistral")) => "Mistral",
             (Family::Llama, Some("phi3")) => "Phi3",
             (Family::Llama, Some("gpt_neox")) => "GPTNeoX",
+            (Family::Llama, Some("gemma2")) => "Gemma2",
+            (Family::Llama, Some("gemma3_text")) => "Gemma3",
             (Family::Llama, _) => "Llama",
             (Family::Bert, _) => "Bert",
             (Family::T5, _) => "T5",
@@ -120,6 +122,12 @@ impl ModelConfig {
         let plain = !self.qkv_bias && !self.qk_norm && !self.parallel_residual;
         let window = self.sliding_window.is_some();
         let per_layer = self.layer_types.is_some();
+        let gemma_only = self.post_norms
+            || self.embed_scale
+            || self.attn_softcap.is_some()
+            || self.final_softcap.is_some()
+            || self.query_pre_attn_scalar.is_some()
+            || self.rope_local_theta.is_some();
         let fits = match t {
             "qwen2" => {
                 rms_swiglu
@@ -141,6 +149,18 @@ impl ModelConfig {
             "mistral" | "phi3" => {
                 rms_swiglu && plain && !self.attention_bias && !self.mlp_bias && !per_layer
             }
+            "gemma2" | "gemma3_text" => {
+                self.norm == NormKind::RmsNorm
+                    && self.activation == Activation::GegluTanh
+                    && self.post_norms
+                    && self.embed_scale
+                    && self.qk_norm == (t == "gemma3_text")
+                    && !self.qkv_bias
+                    && !self.mlp_bias
+                    && !self.parallel_residual
+                    && full
+                    && (t == "gemma3_text" || self.rope_local_theta.is_none())
+            }
             "gpt_neox" => {
                 self.norm == NormKind::LayerNorm
                     && !matches!(self.activation, Activation::Swiglu | Activation::GegluTanh)
@@ -152,7 +172,7 @@ impl ModelConfig {
             }
             _ => rms_swiglu && plain && !window,
         };
-        if fits {
+        if fits && (t.starts_with("gemma") || !gemma_only) {
             return Ok(());
         }
         Err(ModelError::Config {
@@ -161,7 +181,7 @@ impl ModelConfig {
                 "a Hugging Face `{t}` model cannot hold norm = {:?}, activation = {:?}, \
                  qkv_bias = {}, qk_norm = {}, attention_bias = {}, mlp_bias = {}, \
                  rotary_fraction = {}, sliding_window = {:?}, parallel_residual = {}, \
-                 tie_embeddings = {}",
+                 tie_embeddings = {}, Gemma switches = {gemma_only}",
                 self.norm,
                 self.activation,
                 self.qkv_bias,
@@ -176,10 +196,65 @@ impl ModelConfig {
         })
     }
 
+    /// `config.json` of a Gemma 2 / Gemma 3 text model.
+    fn gemma_to_hf(&self, t: &str, arch: String) -> Value {
+        let mut v = json!({
+            "model_type": t,
+            "architectures": [arch],
+            "vocab_size": self.vocab_size,
+            "max_position_embeddings": self.max_positions,
+            "hidden_size": self.d_model,
+            "num_hidden_layers": self.n_layers,
+            "num_attention_heads": self.n_heads,
+            "num_key_value_heads": self.kv_heads(),
+            "head_dim": self.head_dim(),
+            "intermediate_size": self.d_ff,
+            "rms_norm_eps": self.norm_eps,
+            "hidden_activation": "gelu_pytorch_tanh",
+            "attention_bias": self.attention_bias,
+            // An int in transformers' config class (validated strictly in 5.x).
+            "query_pre_attn_scalar": self.query_pre_attn_scalar.map(|q| match q.fract() == 0.0 {
+                true => json!(q as u64),
+                false => json!(q),
+            }),
+            "sliding_window": self.sliding_window,
+            "layer_types": (0..self.n_layers)
+                .map(|i| match self.window_of(i) {
+                    Some(_) => LayerType::SlidingAttention,
+                    None => LayerType::FullAttention,
+                })
+                .collect::<Vec<_>>(),
+            "attn_logit_softcapping": self.attn_softcap,
+            "final_logit_softcapping": self.final_softcap,
+            "tie_word_embeddings": self.tie_embeddings,
+            "bos_token_id": null,
+            "eos_token_id": self.eos_token_id,
+            "pad_token_id": self.pad_token_id,
+        });
+        if t == "gemma3_text" {
+            let mut full = match &self.rope_scaling {
+                Some(s) => rope_scaling_to_hf(s),
+                None => json!({"rope_type": "default"}),
+            };
+            full["rope_theta"] = json!(self.rope_theta);
+            let local = self.rope_local_theta.unwrap_or(self.rope_theta);
+            v["rope_parameters"] = json!({
+                "full_attention": full,
+                "sliding_attention": {"rope_type": "default", "rope_theta": local},
+            });
+        } else {
+            v["rope_theta"] = json!(self.rope_theta);
+        }
+        v
+    }
+
     /// `config.json` of a RoPE decoder, in its `model_type`'s keys.
     fn rope_decoder_to_hf(&self) -> Value {
         let t = self.hf_model_type.as_deref().unwrap_or("llama");
         let arch = format!("{}ForCausalLM", self.hf_arch_prefix());
+        if t.starts_with("gemma") {
+            return self.gemma_to_hf(t, arch);
+        }
         let mut v = if t == "gpt_neox" {
             json!({
                 "model_type": t,
@@ -282,6 +357,12 @@ impl ModelConfig {
             sliding_window: None,
             layer_types: None,
             parallel_residual: false,
+            post_norms: false,
+            embed_scale: false,
+            attn_softcap: None,
+            final_softcap: None,
+            query_pre_attn_scalar: None,
+            rope_local_theta: None,
             tie_embeddings: false,
             dropout: 0.0,
             type_vocab_size: None,
@@ -370,6 +451,9 @@ fn rope_decoder_from_hf(v: &Value) -> Result<ModelConfig> {
         dropout: 0.0,
         ..ModelConfig::empty(Family::Llama)
     };
+    if t.starts_with("gemma") {
+        return gemma_from_hf(v, t, base);
+    }
     if neox {
         return Ok(ModelConfig {
             norm: NormKind::LayerNorm,
@@ -399,6 +483,105 @@ fn rope_decoder_from_hf(v: &Value) -> Result<ModelConfig> {
         tie_embeddings: opt(v, "tie_word_embeddings")?.unwrap_or(false),
         ..base
     })
+}
+
+/// Gemma 2 / Gemma 3 text: gated GELU (tanh), (1 + w) RMS norms (the offset is added on
+/// import, `hf.rs`), norms after attention and MLP, embeddings × √d, soft caps,
+/// `query_pre_attn_scalar`, alternating sliding / full layers; Gemma 3 adds the per-head
+/// q/k norm and a second RoPE base for its sliding layers. Absent keys take the config
+/// classes' defaults (transformers 5.25).
+fn gemma_from_hf(v: &Value, t: &str, base: ModelConfig) -> Result<ModelConfig> {
+    let gemma3 = t == "gemma3_text";
+    let act_key = match v.get("hidden_activation").is_some_and(|a| !a.is_null()) {
+        true => "hidden_activation",
+        false => "hidden_act",
+    };
+    let activation = match act_from_hf(v, act_key, "gelu_pytorch_tanh")? {
+        Activation::GeluTanh => Activation::GegluTanh,
+        _ => {
+            return Err(ModelError::Config {
+                key: act_key.into(),
+                message: "Gemma's gated MLP is read with gelu_pytorch_tanh only".into(),
+            });
+        }
+    };
+    let n: usize = get(v, "num_hidden_layers")?;
+    let every: usize = match gemma3 {
+        true => opt(v, "sliding_window_pattern")?.unwrap_or(6),
+        false => 2,
+    };
+    let layer_types = match opt::<Vec<LayerType>>(v, "layer_types")? {
+        Some(types) => types,
+        None => (0..n)
+            .map(|i| match (i + 1) % every.max(1) != 0 {
+                true => LayerType::SlidingAttention,
+                false => LayerType::FullAttention,
+            })
+            .collect(),
+    };
+    let softcap = |key: &str, default: Option<f64>| -> Result<Option<f64>> {
+        match v.get(key) {
+            None => Ok(default),
+            Some(_) => opt(v, key),
+        }
+    };
+    let mut cfg = ModelConfig {
+        n_kv_heads: opt(v, "num_key_value_heads")?,
+        head_dim: Some(opt(v, "head_dim")?.unwrap_or(256)),
+        norm: NormKind::RmsNorm,
+        norm_eps: opt(v, "rms_norm_eps")?.unwrap_or(1e-6),
+        activation,
+        attention_bias: opt(v, "attention_bias")?.unwrap_or(false),
+        qk_norm: gemma3,
+        post_norms: true,
+        embed_scale: true,
+        attn_softcap: softcap("attn_logit_softcapping", (!gemma3).then_some(50.0))?,
+        final_softcap: softcap("final_logit_softcapping", (!gemma3).then_some(30.0))?,
+        query_pre_attn_scalar: Some(opt(v, "query_pre_attn_scalar")?.unwrap_or(256.0)),
+        sliding_window: Some(opt(v, "sliding_window")?.unwrap_or(4096)),
+        layer_types: Some(layer_types),
+        tie_embeddings: opt(v, "tie_word_embeddings")?.unwrap_or(true),
+        ..base
+    };
+    if gemma3 {
+        gemma3_rope(v, &mut cfg)?;
+    }
+    Ok(cfg)
+}
+
+/// Gemma 3's two RoPE bases: transformers 5 nests `rope_parameters` by layer type
+/// (`full_attention` carries the scaling), 4.x has `rope_theta` (default 1e6),
+/// `rope_local_base_freq` (default 1e4) and `rope_scaling` for the full layers.
+fn gemma3_rope(v: &Value, cfg: &mut ModelConfig) -> Result<()> {
+    let nested = v
+        .get("rope_parameters")
+        .filter(|r| r.get("full_attention").is_some() || r.get("sliding_attention").is_some());
+    let Some(r) = nested else {
+        cfg.rope_theta = opt(v, "rope_theta")?.unwrap_or(1_000_000.0);
+        cfg.rope_local_theta = Some(opt(v, "rope_local_base_freq")?.unwrap_or(10_000.0));
+        cfg.rope_scaling = match v.get("rope_scaling").filter(|r| !r.is_null()) {
+            Some(s) => rope_scaling_from_hf(v, "rope_scaling", s)?,
+            None => None,
+        };
+        return Ok(());
+    };
+    let full = &r["full_attention"];
+    let local = &r["sliding_attention"];
+    cfg.rope_theta =
+        opt_in::<f64>(full, "rope_parameters.full_attention", "rope_theta")?.unwrap_or(1_000_000.0);
+    cfg.rope_scaling = match full.is_object() {
+        true => rope_scaling_from_hf(v, "rope_parameters.full_attention", full)?,
+        false => None,
+    };
+    let key = "rope_parameters.sliding_attention";
+    if local.is_object() && rope_scaling_from_hf(v, key, local)?.is_some() {
+        return Err(ModelError::Config {
+            key: format!("{key}.rope_type"),
+            message: "RoPE scaling of the sliding layers is not supported".into(),
+        });
+    }
+    cfg.rope_local_theta = Some(opt_in::<f64>(local, key, "rope_theta")?.unwrap_or(10_000.0));
+    Ok(())
 }
 
 /// The sliding window of a `config.json` and which layers it applies to: Mistral and

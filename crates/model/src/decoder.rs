@@ -67,6 +67,12 @@ pub struct Block {
     pub mlp: Mlp,
     /// Residual dropout.
     pub dropout: Dropout,
+    /// Norm of the attention output before the residual add (Gemma's
+    /// `post_attention_layernorm`; `post_norms`).
+    pub post_attn_norm: Option<Norm>,
+    /// Norm of the MLP output before the residual add (Gemma's
+    /// `post_feedforward_layernorm`; `post_norms`).
+    pub post_mlp_norm: Option<Norm>,
     /// Adapter slot after attention (PEFT; empty by default).
     pub attn_adapter: Option<crate::adapter::Adapter>,
     /// Adapter slot after the MLP (PEFT; empty by default).
@@ -85,6 +91,8 @@ impl Block {
             mlp_norm: Norm::new(cfg, cfg.d_model, device),
             mlp: Mlp::new(cfg, device),
             dropout: DropoutConfig::new(cfg.dropout).init(),
+            post_attn_norm: cfg.post_norms.then(|| Norm::new(cfg, cfg.d_model, device)),
+            post_mlp_norm: cfg.post_norms.then(|| Norm::new(cfg, cfg.d_model, device)),
             attn_adapter: None,
             mlp_adapter: None,
             norm_eps: cfg.norm_eps,
@@ -109,6 +117,10 @@ impl Block {
             Some(ad) => ad.forward(a),
             None => a,
         };
+        let a = match &self.post_attn_norm {
+            Some(n) => n.forward(a, self.norm_eps),
+            None => a,
+        };
         let (x, mlp_in) = if self.parallel {
             // GPT-NeoX: the MLP reads the block's input, not the attention's output.
             let m = self.mlp_norm.forward(x.clone(), self.norm_eps);
@@ -120,6 +132,10 @@ impl Block {
         let m = self.mlp.forward(mlp_in);
         let m = match &self.mlp_adapter {
             Some(ad) => ad.forward(m),
+            None => m,
+        };
+        let m = match &self.post_mlp_norm {
+            Some(n) => n.forward(m, self.norm_eps),
             None => m,
         };
         x + self.dropout.forward(m)
@@ -345,14 +361,23 @@ impl DecoderLm {
             Positions::Sinusoidal => x = x + sinusoidal(positions.clone(), d),
             Positions::Rope | Positions::Alibi | Positions::Relative => {}
         }
+        if cfg.embed_scale {
+            // Gemma: √d in the activations' float type (f32 here).
+            x = x * (cfg.d_model as f32).sqrt();
+        }
         let rope = (cfg.positions == Positions::Rope).then(|| {
             rope::cos_sin(
-                positions,
+                positions.clone(),
                 cfg.rotary_dim(),
                 cfg.rope_theta,
                 cfg.rope_scaling.as_ref(),
             )
         });
+        // Gemma 3: the sliding layers' own base, unscaled.
+        let local_rope = cfg
+            .rope_local_theta
+            .filter(|_| cfg.positions == Positions::Rope)
+            .map(|theta| rope::cos_sin(positions, cfg.rotary_dim(), theta, None));
         let bias = self.attention_bias(b, t, past, opts, &device);
         // Sliding-window layers see the same mask with keys too far back removed: one
         // mask per window size, made once per pass.
@@ -374,13 +399,25 @@ impl DecoderLm {
                 Some(w) => windowed.iter().find(|(size, _)| *size == w).map(|(_, m)| m),
                 None => Some(&bias),
             };
-            x = layer.forward(x, rope.as_ref(), layer_bias, slot);
+            let layer_rope = match (cfg.window_of(i), &local_rope) {
+                (Some(_), Some(local)) => Some(local),
+                _ => rope.as_ref(),
+            };
+            x = layer.forward(x, layer_rope, layer_bias, slot);
         }
         self.final_norm.forward(x, self.config.norm_eps)
     }
 
-    /// Vocabulary logits of hidden states.
+    /// Vocabulary logits of hidden states (soft-capped where the model says so).
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let logits = self.raw_logits(hidden);
+        match self.config.final_softcap {
+            Some(cap) => softcap(logits, cap),
+            None => logits,
+        }
+    }
+
+    fn raw_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
             None => {
@@ -440,6 +477,11 @@ impl DecoderLm {
         }
         bias
     }
+}
+
+/// Soft capping (Gemma 2): `cap · tanh(x / cap)`.
+pub fn softcap<const D: usize>(x: Tensor<D>, cap: f64) -> Tensor<D> {
+    (x / cap).tanh() * cap
 }
 
 /// Sliding-window attention's mask (as transformers' `sliding_window_overlay`): query

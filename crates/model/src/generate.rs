@@ -1,6 +1,9 @@
 //! Text generation for decoder-only models: greedy, temperature, top-k, top-p
 //! (Holtzman et al. 2020), repetition penalty (Keskar et al. 2019, as in `transformers`),
-//! batched prompts with left padding, a seeded RNG, and the KV cache.
+//! batched prompts with left padding, a seeded RNG, and the KV cache; and one sequence
+//! streamed token by token into a cache kept between calls (a chat's turns).
+
+use std::ops::ControlFlow;
 
 use burn::prelude::*;
 use manabi_tokenize::TextTokenizer;
@@ -57,7 +60,9 @@ impl Default for GenerateOptions {
 }
 
 impl GenerateOptions {
-    fn validate(&self) -> Result<()> {
+    /// Refuses a temperature, top-k, top-p or repetition penalty out of range (what
+    /// [`generate`] checks first), so a caller can check options before any prompt.
+    pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::Input(m));
         if self.temperature.is_nan() || self.temperature < 0.0 {
             return bad(format!("temperature {} must be ≥ 0", self.temperature));
@@ -150,23 +155,20 @@ pub fn sample(
     idx[probs.len() - 1] as u32
 }
 
-/// Generates continuations of `prompts` (token ids). Returns the new tokens of each
-/// prompt, without the EOS that ended it. `tokenizer` is needed for `stop_strings`.
-pub fn generate(
+/// Refuses prompts that cannot be continued: an empty one, one that leaves no room for
+/// `max_new_tokens` in the model's positions, an id past the vocabulary, stop strings
+/// without a tokenizer.
+fn check_prompts(
     model: &DecoderLm,
-    prompts: &[Vec<u32>],
+    prompts: &[&[u32]],
     opts: &GenerateOptions,
     tokenizer: Option<&TextTokenizer>,
-) -> Result<Vec<Vec<u32>>> {
-    opts.validate()?;
+) -> Result<()> {
     let cfg = model.config();
-    if prompts.is_empty() {
-        return Ok(Vec::new());
-    }
-    if let Some(i) = prompts.iter().position(Vec::is_empty) {
+    if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
         return Err(ModelError::Input(format!("prompt {i} is empty")));
     }
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
     let virt = model.virtual_tokens();
     if longest + opts.max_new_tokens + virt > cfg.max_positions {
         let virt = match virt {
@@ -180,7 +182,7 @@ pub fn generate(
     }
     if let Some(&bad) = prompts
         .iter()
-        .flatten()
+        .flat_map(|p| p.iter())
         .find(|&&t| t as usize >= cfg.vocab_size)
     {
         return Err(ModelError::Input(format!(
@@ -191,6 +193,25 @@ pub fn generate(
     if !opts.stop_strings.is_empty() && tokenizer.is_none() {
         return Err(ModelError::Input("stop strings need a tokenizer".into()));
     }
+    Ok(())
+}
+
+/// Generates continuations of `prompts` (token ids). Returns the new tokens of each
+/// prompt, without the EOS that ended it. `tokenizer` is needed for `stop_strings`.
+pub fn generate(
+    model: &DecoderLm,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    tokenizer: Option<&TextTokenizer>,
+) -> Result<Vec<Vec<u32>>> {
+    opts.validate()?;
+    let cfg = model.config();
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let slices: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+    check_prompts(model, &slices, opts, tokenizer)?;
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let device = model.embed_tokens.weight.device();
     let b = prompts.len();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -299,6 +320,165 @@ pub fn generate(
     Ok(out)
 }
 
+/// One sequence's keys and values kept between calls of [`generate_cached`], with the
+/// token ids they were computed from: a chat's next prompt starts with the last prompt
+/// and its answer, so only the new turn has to be computed.
+#[derive(Debug, Default)]
+pub struct SequenceCache {
+    /// `[1, kv_heads, virtual + ids.len(), head_dim]` per layer; `None` when empty.
+    cache: Option<KvCache>,
+    /// The real tokens whose keys and values are cached (virtual tokens not counted).
+    ids: Vec<u32>,
+}
+
+impl SequenceCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The token ids whose keys and values are held.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.cache = None;
+        self.ids.clear();
+    }
+
+    /// How many leading tokens of `prompt` a call would take from the cache: the prefix
+    /// it shares with the cached ids, less its last token, which is always computed
+    /// because its logits pick the first new token.
+    pub fn reusable(&self, prompt: &[u32]) -> usize {
+        let common = self
+            .ids
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
+        common.min(prompt.len().saturating_sub(1))
+    }
+
+    /// Keeps the keys and values of the first `keep` real tokens (and of the model's
+    /// `virt` virtual tokens before them). A key depends only on the tokens up to its
+    /// own, so the kept ones are exactly what a fresh pass would compute.
+    fn truncate(&mut self, keep: usize, virt: usize) {
+        if keep == 0 {
+            self.clear();
+            return;
+        }
+        if keep >= self.ids.len() {
+            return;
+        }
+        if let Some(cache) = &self.cache {
+            let len = virt + keep;
+            let layers = cache
+                .layers()
+                .into_iter()
+                .map(|(k, v)| {
+                    // [batch, kv_heads, past, head_dim] -> [batch, kv_heads, len, head_dim]
+                    let [b, h, _, d] = k.dims();
+                    let [vb, vh, _, vd] = v.dims();
+                    (
+                        k.slice([0..b, 0..h, 0..len, 0..d]),
+                        v.slice([0..vb, 0..vh, 0..len, 0..vd]),
+                    )
+                })
+                .collect();
+            self.cache = Some(KvCache::from_layers(layers));
+        }
+        self.ids.truncate(keep);
+    }
+
+    /// Feeds `seq[self.ids.len()..]` (the tokens not cached yet) and returns the logits
+    /// of the last one, `[vocab]`. Positions and the key mask are given as [`generate`]
+    /// gives them to a row without padding, so prefix and prompt tuning shift them alike.
+    fn step(&mut self, model: &DecoderLm, seq: &[u32]) -> Result<Vec<f32>> {
+        let cfg = model.config();
+        let device = model.embed_tokens.weight.device();
+        let start = self.ids.len();
+        let total = seq.len();
+        let t = total - start;
+        let ids: Vec<i64> = seq[start..].iter().map(|&x| i64::from(x)).collect();
+        let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), &device).reshape([1, t]);
+        let pos: Vec<i64> = (start..total).map(|p| p as i64).collect();
+        let keep = vec![1.0f32; total];
+        let fw = ForwardOptions {
+            positions: Some(Tensor::<1, Int>::from_ints(pos.as_slice(), &device).reshape([1, t])),
+            key_mask: Some(Tensor::<1>::from_floats(keep.as_slice(), &device).reshape([1, total])),
+            attn_mask: None,
+        };
+        let cache = self.cache.get_or_insert_with(|| KvCache::new(cfg.n_layers));
+        let logits = model.forward_with(ids, &fw, Some(cache)); // [1, t, vocab]
+        let v = cfg.vocab_size;
+        let last = logits
+            .slice([0..1, t - 1..t, 0..v])
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec()
+            .map_err(|e| ModelError::Input(e.to_string()))?;
+        self.ids.extend_from_slice(&seq[start..]);
+        Ok(last)
+    }
+}
+
+/// Generates one continuation of `prompt`, token by token, into `state`: the keys and
+/// values of the prefix `prompt` shares with what `state` holds are reused (see
+/// [`SequenceCache::reusable`]), the rest is computed, and `state` afterwards holds the
+/// prompt and the new tokens (all but the last, which was never fed). `on_token` sees
+/// each new token as soon as it is picked (never the EOS that ends the sequence);
+/// `ControlFlow::Break` stops there. Returns the new tokens, without the EOS: the tokens
+/// [`generate`] returns for `prompt` alone, whatever `state` held. With
+/// `opts.use_cache` off, nothing is reused and every step recomputes every position.
+pub fn generate_cached(
+    model: &DecoderLm,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    tokenizer: Option<&TextTokenizer>,
+    state: &mut SequenceCache,
+    mut on_token: impl FnMut(u32) -> ControlFlow<()>,
+) -> Result<Vec<u32>> {
+    opts.validate()?;
+    check_prompts(model, &[prompt], opts, tokenizer)?;
+    let virt = model.virtual_tokens();
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut seq = prompt.to_vec();
+    let mut out = Vec::new();
+    state.truncate(state.reusable(prompt), virt);
+    for step in 0..opts.max_new_tokens {
+        if !opts.use_cache {
+            state.clear();
+        }
+        let mut logits = state.step(model, &seq)?;
+        let forbid: &[u32] = if step < opts.min_new_tokens {
+            &opts.eos_ids
+        } else {
+            &[]
+        };
+        // The history the repetition penalty sees is the prompt and the new tokens.
+        let next = sample(&mut logits, &seq, opts, forbid, &mut rng);
+        if opts.eos_ids.contains(&next) {
+            break;
+        }
+        out.push(next);
+        seq.push(next);
+        if on_token(next).is_break() {
+            break;
+        }
+        if let Some(tok) = tokenizer
+            && !opts.stop_strings.is_empty()
+        {
+            let text = tok.decode(&out, true)?;
+            if opts.stop_strings.iter().any(|s| text.contains(s.as_str())) {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,6 +537,82 @@ mod tests {
         }
         let ratio = counts[0] as f64 / counts[1] as f64;
         assert!((ratio - 0.1f64.exp()).abs() < 0.12, "{ratio}");
+    }
+
+    #[test]
+    fn a_kept_cache_gives_what_generate_gives() {
+        let device = crate::device::test_device();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/models/llama-gqa");
+        let model = crate::load_hf(dir, &device).unwrap();
+        let greedy = GenerateOptions {
+            max_new_tokens: 6,
+            ..GenerateOptions::default()
+        };
+        let sampled = GenerateOptions {
+            max_new_tokens: 6,
+            temperature: 0.8,
+            top_k: Some(20),
+            repetition_penalty: 1.3,
+            seed: 3,
+            ..GenerateOptions::default()
+        };
+        for opts in [greedy, sampled] {
+            let fresh =
+                |p: &[u32]| generate(&model, &[p.to_vec()], &opts, None).unwrap()[0].clone();
+            let mut state = SequenceCache::new();
+            let first = vec![5, 9, 13, 2, 40];
+            let mut streamed = Vec::new();
+            let a = generate_cached(&model, &first, &opts, None, &mut state, |t| {
+                streamed.push(t);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+            assert_eq!(a, fresh(&first));
+            assert_eq!(streamed, a, "every new token is handed over as it comes");
+            // The next turn starts with the last prompt and its answer (whose last token
+            // was never fed): only the rest is computed.
+            let mut second = first.clone();
+            second.extend(&a);
+            second.extend([7, 1]);
+            assert_eq!(state.reusable(&second), first.len() + a.len() - 1);
+            let b = generate_cached(&model, &second, &opts, None, &mut state, |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+            assert_eq!(b, fresh(&second), "a reused prefix changes nothing");
+            // A prompt that leaves the cached ids keeps only the shared prefix.
+            let third = vec![5, 9, 33, 12];
+            assert_eq!(state.reusable(&third), 2);
+            let c = generate_cached(&model, &third, &opts, None, &mut state, |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+            assert_eq!(c, fresh(&third), "a truncated cache changes nothing");
+            assert_eq!(state.reusable(&third), third.len() - 1);
+            // Without the cache, every step recomputes every position: the same tokens.
+            let uncached = GenerateOptions {
+                use_cache: false,
+                ..opts.clone()
+            };
+            let d = generate_cached(&model, &second, &uncached, None, &mut state, |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+            assert_eq!(d, b);
+            // Break stops after the token it is handed.
+            let mut n = 0;
+            let e = generate_cached(&model, &first, &opts, None, &mut state, |_| {
+                n += 1;
+                if n == 2 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+            assert_eq!(e, a[..2]);
+        }
     }
 
     #[test]

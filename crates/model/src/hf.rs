@@ -307,6 +307,13 @@ fn load_llama(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<(
             &format!("{p}.{}", names.mlp_norm),
             d,
         )?;
+        let (post_attn, post_mlp) = names.post_norms;
+        if let Some(n) = &mut block.post_attn_norm {
+            set_norm(n, w, &format!("{p}.{post_attn}"), d)?;
+        }
+        if let Some(n) = &mut block.post_mlp_norm {
+            set_norm(n, w, &format!("{p}.{post_mlp}"), d)?;
+        }
         // Qwen3's per-head norms of queries and keys (`qk_norm`).
         let hd = cfg.head_dim();
         for (name, n) in [
@@ -319,8 +326,34 @@ fn load_llama(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<(
         }
     }
     set_norm(&mut m.final_norm, w, names.final_norm, d)?;
+    if names.unit_offset_norms {
+        // Gemma stores RMSNorm weights `w` of a `1 + w` scale.
+        offset_norms(m, 1.0);
+    }
     load_linears(m, w)?;
     load_head(m, cfg, w)
+}
+
+/// Adds `delta` to every RMSNorm weight of a decoder (final, block, post and q/k norms):
+/// Gemma's `1 + w` convention.
+pub(crate) fn offset_norms(m: &mut DecoderLm, delta: f32) {
+    let shift = |n: &mut burn::nn::RmsNorm| {
+        n.gamma = n.gamma.clone().map(|g| g + delta);
+    };
+    let norm = |n: &mut Norm| {
+        if let Norm::Rms(r) = n {
+            shift(r);
+        }
+    };
+    for b in &mut m.layers {
+        norm(&mut b.attn_norm);
+        norm(&mut b.mlp_norm);
+        b.post_attn_norm.iter_mut().for_each(norm);
+        b.post_mlp_norm.iter_mut().for_each(norm);
+        b.attn.q_norm.iter_mut().for_each(shift);
+        b.attn.k_norm.iter_mut().for_each(shift);
+    }
+    norm(&mut m.final_norm);
 }
 
 /// Every `Linear` of a decoder's blocks from the checkpoint, through the name table

@@ -89,6 +89,12 @@ pub struct DecoderNames {
     pub attn_norm: &'static str,
     /// Norm before the MLP, in a block (`ln_2`, `post_attention_layernorm`).
     pub mlp_norm: &'static str,
+    /// Norms of the attention and MLP outputs, in a block (Gemma's
+    /// `post_attention_layernorm`, `post_feedforward_layernorm`; `post_norms` only).
+    pub post_norms: (&'static str, &'static str),
+    /// Whether RMSNorm weights are stored as `w` for a `1 + w` scale (Gemma): import
+    /// adds 1, export subtracts it.
+    pub unit_offset_norms: bool,
     /// The attention module, in a block (`attn`, `self_attn`, `attention`).
     pub attn: &'static str,
     /// Final norm under the root (`ln_f`, `norm`, `final_layer_norm`).
@@ -105,6 +111,8 @@ pub fn decoder_names(cfg: &ModelConfig) -> DecoderNames {
         embed: "embed_tokens",
         attn_norm: "input_layernorm",
         mlp_norm: "post_attention_layernorm",
+        post_norms: ("", ""),
+        unit_offset_norms: false,
         attn: "self_attn",
         final_norm: "norm",
         head: "lm_head",
@@ -116,6 +124,8 @@ pub fn decoder_names(cfg: &ModelConfig) -> DecoderNames {
             embed: "wte",
             attn_norm: "ln_1",
             mlp_norm: "ln_2",
+            post_norms: ("", ""),
+            unit_offset_norms: false,
             attn: "attn",
             final_norm: "ln_f",
             head: "lm_head",
@@ -126,6 +136,12 @@ pub fn decoder_names(cfg: &ModelConfig) -> DecoderNames {
             attn: "attention",
             final_norm: "final_layer_norm",
             head: "embed_out",
+            ..llama
+        },
+        (_, Some("gemma2" | "gemma3_text")) => DecoderNames {
+            mlp_norm: "pre_feedforward_layernorm",
+            post_norms: ("post_attention_layernorm", "post_feedforward_layernorm"),
+            unit_offset_norms: true,
             ..llama
         },
         _ => llama,

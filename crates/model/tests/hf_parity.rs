@@ -370,13 +370,41 @@ fn qwen_exports_keep_their_model_type_and_refuse_what_it_cannot_hold() {
 }
 
 /// The fixtures of scripts/family_fixtures.py: one per switch of the RoPE decoder.
-const FAMILIES: [&str; 5] = [
+const FAMILIES: [&str; 7] = [
     "mistral-window",
     "qwen2-window",
     "phi3",
     "neox-parallel",
     "neox-sequential",
+    "gemma2",
+    "gemma3",
 ];
+
+#[test]
+fn gemma2_and_gemma3_match_transformers() {
+    // Gemma 2: soft caps, post-norms, (1 + w) norms, √d embeddings, alternating windows,
+    // tied; Gemma 3: per-head q/k norms and a second RoPE base for sliding layers.
+    let model = check("gemma2");
+    let cfg = model.config();
+    assert_eq!(
+        (cfg.attn_softcap, cfg.final_softcap),
+        (Some(2.0), Some(5.0))
+    );
+    assert_eq!(cfg.query_pre_attn_scalar, Some(24.0));
+    assert!(cfg.post_norms && cfg.embed_scale && cfg.tie_embeddings && !cfg.qk_norm);
+    assert_eq!((cfg.window_of(0), cfg.window_of(1)), (Some(4), None));
+    check_greedy("gemma2");
+    let model = check("gemma3");
+    let cfg = model.config();
+    assert!(cfg.qk_norm && cfg.attn_softcap.is_none());
+    assert_eq!(
+        (cfg.rope_theta, cfg.rope_local_theta),
+        (1e6, Some(10_000.0))
+    );
+    assert_eq!(cfg.rope_scaling.as_ref().map(|s| s.factor), Some(2.0));
+    assert_eq!((cfg.window_of(1), cfg.window_of(2)), (Some(5), None));
+    check_greedy("gemma3");
+}
 
 #[test]
 fn mistral_sliding_window_matches_transformers_past_the_window() {
@@ -459,11 +487,22 @@ fn family_exports_are_the_checkpoints_transformers_wrote() {
         names_b.sort();
         assert_eq!(names_a, names_b, "{name}");
         for n in &names_a {
-            assert_eq!(
-                a.tensor(n).unwrap().data(),
-                b.tensor(n).unwrap().data(),
-                "{name}: {n}"
-            );
+            let (x, y) = (a.tensor(n).unwrap(), b.tensor(n).unwrap());
+            if name.starts_with("gemma") && n.contains("norm") {
+                // Gemma's norm weights went w → 1 + w → (1 + w) − 1: equal up to the
+                // rounding of 1 + w, which is the scale both sides compute with.
+                let f = |d: &[u8]| -> Vec<f32> {
+                    d.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect()
+                };
+                let (fx, fy) = (f(x.data()), f(y.data()));
+                for (p, q) in fx.iter().zip(&fy) {
+                    assert_eq!(1.0 + p, 1.0 + q, "{name}: {n}");
+                }
+                continue;
+            }
+            assert_eq!(x.data(), y.data(), "{name}: {n}");
         }
         let native = dir.path().join(format!("{name}-native"));
         save_native(&model, &native).unwrap();
