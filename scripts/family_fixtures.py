@@ -15,7 +15,7 @@ feature it tests:
                    `query_key_value`, `rotary_pct` 0.25, parallel residual, LayerNorm with
                    bias, untied `embed_out`, exact GELU.
 - neox-sequential: the same with `use_parallel_residual` false and `rotary_pct` 0.5.
-- gemma2, gemma3:  see the comments in CASES.
+- gemma2, gemma3, stablelm: see the comments in CASES.
 
     pip install torch transformers safetensors
     python3 scripts/family_fixtures.py [CASE ...]
@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from transformers import (Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM,
                           Gemma3TextConfig, GPTNeoXConfig, GPTNeoXForCausalLM, MistralConfig,
+                          StableLmConfig, StableLmForCausalLM,
                           MistralForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM)
 
@@ -82,6 +83,12 @@ CASES = {
             "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6},
             "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
         tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2)),
+    # StableLM 2: LayerNorm with bias, q/k/v biases, partial rotary 0.25, GQA.
+    "stablelm": lambda: StableLmForCausalLM(StableLmConfig(
+        vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        use_qkv_bias=True, partial_rotary_factor=0.25, use_parallel_residual=False,
+        qk_layernorm=False, tie_word_embeddings=False)),
 }
 
 # More noise where 0.2 makes the continuation one token repeated after a few steps.

@@ -726,11 +726,11 @@ impl ModelError {
 pub(crate) use crate::config_json::{get, opt};
 
 /// The Hugging Face `model_type`s manabi reads, and the family each is. `mistral`,
-/// `qwen2`, `qwen3`, `phi3`, `gpt_neox`, `gemma2` and `gemma3_text` are the LLaMA layout (one RoPE decoder) with
+/// `qwen2`, `qwen3`, `phi3`, `gpt_neox`, `gemma2`, `gemma3_text` and `stablelm` are the LLaMA layout (one RoPE decoder) with
 /// switches (`sliding_window`, `qkv_bias`, `qk_norm`, `parallel_residual`, LayerNorm, …;
 /// see `config_hf.rs`) and their own module names (`hf_names.rs`), remembered in
 /// `ModelConfig::hf_model_type` for export.
-pub const HF_MODEL_TYPES: [(&str, Family); 11] = [
+pub const HF_MODEL_TYPES: [(&str, Family); 12] = [
     ("gpt2", Family::Gpt2),
     ("llama", Family::Llama),
     ("mistral", Family::Llama),
@@ -740,6 +740,7 @@ pub const HF_MODEL_TYPES: [(&str, Family); 11] = [
     ("gpt_neox", Family::Llama),
     ("gemma2", Family::Llama),
     ("gemma3_text", Family::Llama),
+    ("stablelm", Family::Llama),
     ("bert", Family::Bert),
     ("t5", Family::T5),
 ];

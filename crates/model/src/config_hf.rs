@@ -101,6 +101,7 @@ impl ModelConfig {
             (Family::Llama, Some("gpt_neox")) => "GPTNeoX",
             (Family::Llama, Some("gemma2")) => "Gemma2",
             (Family::Llama, Some("gemma3_text")) => "Gemma3",
+            (Family::Llama, Some("stablelm")) => "StableLm",
             (Family::Llama, _) => "Llama",
             (Family::Bert, _) => "Bert",
             (Family::T5, _) => "T5",
@@ -160,6 +161,15 @@ impl ModelConfig {
                     && !self.parallel_residual
                     && full
                     && (t == "gemma3_text" || self.rope_local_theta.is_none())
+            }
+            "stablelm" => {
+                self.norm == NormKind::LayerNorm
+                    && self.activation == Activation::Swiglu
+                    && !self.attention_bias
+                    && !self.mlp_bias
+                    && !self.qk_norm
+                    && !self.parallel_residual
+                    && !window
             }
             "gpt_neox" => {
                 self.norm == NormKind::LayerNorm
@@ -254,6 +264,30 @@ impl ModelConfig {
         let arch = format!("{}ForCausalLM", self.hf_arch_prefix());
         if t.starts_with("gemma") {
             return self.gemma_to_hf(t, arch);
+        }
+        if t == "stablelm" {
+            return json!({
+                "model_type": t,
+                "architectures": [arch],
+                "vocab_size": self.vocab_size,
+                "max_position_embeddings": self.max_positions,
+                "hidden_size": self.d_model,
+                "num_hidden_layers": self.n_layers,
+                "num_attention_heads": self.n_heads,
+                "num_key_value_heads": self.kv_heads(),
+                "intermediate_size": self.d_ff,
+                "layer_norm_eps": self.norm_eps,
+                "hidden_act": "silu",
+                "use_qkv_bias": self.qkv_bias,
+                "qk_layernorm": false,
+                "use_parallel_residual": false,
+                "partial_rotary_factor": self.rotary_fraction,
+                "rope_theta": self.rope_theta,
+                "tie_word_embeddings": self.tie_embeddings,
+                "bos_token_id": null,
+                "eos_token_id": self.eos_token_id,
+                "pad_token_id": self.pad_token_id,
+            });
         }
         let mut v = if t == "gpt_neox" {
             json!({
@@ -454,6 +488,9 @@ fn rope_decoder_from_hf(v: &Value) -> Result<ModelConfig> {
     if t.starts_with("gemma") {
         return gemma_from_hf(v, t, base);
     }
+    if t == "stablelm" {
+        return stablelm_from_hf(v, base);
+    }
     if neox {
         return Ok(ModelConfig {
             norm: NormKind::LayerNorm,
@@ -547,6 +584,48 @@ fn gemma_from_hf(v: &Value, t: &str, base: ModelConfig) -> Result<ModelConfig> {
         gemma3_rope(v, &mut cfg)?;
     }
     Ok(cfg)
+}
+
+/// StableLM (2): LayerNorm with bias, SwiGLU, partial rotary (default 0.25), biases on
+/// q/k/v with `use_qkv_bias`. Its parallel residual shares one norm between attention
+/// and MLP and its `qk_layernorm` is a LayerNorm per head: both refused by key.
+fn stablelm_from_hf(v: &Value, base: ModelConfig) -> Result<ModelConfig> {
+    for key in ["use_parallel_residual", "qk_layernorm"] {
+        if opt::<bool>(v, key)?.unwrap_or(false) {
+            return Err(ModelError::Config {
+                key: key.into(),
+                message: "is not supported for stablelm (set it to false)".into(),
+            });
+        }
+    }
+    if v.get("hidden_act")
+        .and_then(Value::as_str)
+        .unwrap_or("silu")
+        != "silu"
+    {
+        return Err(ModelError::Config {
+            key: "hidden_act".into(),
+            message: "stablelm is read with silu (SwiGLU) only".into(),
+        });
+    }
+    let rotary_fraction = match v
+        .get("rope_parameters")
+        .and_then(|r| r.get("partial_rotary_factor"))
+        .and_then(Value::as_f64)
+    {
+        Some(f) => f,
+        None => opt(v, "partial_rotary_factor")?.unwrap_or(0.25),
+    };
+    Ok(ModelConfig {
+        n_kv_heads: opt(v, "num_key_value_heads")?,
+        norm: NormKind::LayerNorm,
+        norm_eps: opt(v, "layer_norm_eps")?.unwrap_or(1e-5),
+        activation: Activation::Swiglu,
+        qkv_bias: opt(v, "use_qkv_bias")?.unwrap_or(false),
+        rotary_fraction,
+        tie_embeddings: opt(v, "tie_word_embeddings")?.unwrap_or(false),
+        ..base
+    })
 }
 
 /// Gemma 3's two RoPE bases: transformers 5 nests `rope_parameters` by layer type

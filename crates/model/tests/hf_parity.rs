@@ -370,7 +370,7 @@ fn qwen_exports_keep_their_model_type_and_refuse_what_it_cannot_hold() {
 }
 
 /// The fixtures of scripts/family_fixtures.py: one per switch of the RoPE decoder.
-const FAMILIES: [&str; 7] = [
+const FAMILIES: [&str; 8] = [
     "mistral-window",
     "qwen2-window",
     "phi3",
@@ -378,7 +378,26 @@ const FAMILIES: [&str; 7] = [
     "neox-sequential",
     "gemma2",
     "gemma3",
+    "stablelm",
 ];
+
+#[test]
+fn stablelm_with_layernorm_qkv_bias_and_partial_rotary_matches_transformers() {
+    let model = check("stablelm");
+    let cfg = model.config();
+    assert!(cfg.qkv_bias && !cfg.attention_bias, "{cfg:?}");
+    assert_eq!(cfg.rotary_dim(), 2);
+    check_greedy("stablelm");
+    // What is not built is refused by key.
+    let text = std::fs::read_to_string(fixture("stablelm").join("config.json")).unwrap();
+    for key in ["use_parallel_residual", "qk_layernorm"] {
+        let bad = text.replace(&format!("\"{key}\": false"), &format!("\"{key}\": true"));
+        let err = manabi_model::ModelConfig::from_hf_json(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("`{key}`")), "{err}");
+    }
+}
 
 #[test]
 fn gemma2_and_gemma3_match_transformers() {

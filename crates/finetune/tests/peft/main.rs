@@ -524,7 +524,7 @@ fn lora_trains_every_family_through_its_own_module_names() {
     // batch must lower the loss, and the saved adapter must load back exactly.
     use burn::optim::AdamWConfig;
     let device = test_device().autodiff();
-    let families: [(&str, &[&str]); 8] = [
+    let families: [(&str, &[&str]); 9] = [
         (
             "mistral-window",
             &[
@@ -558,6 +558,7 @@ fn lora_trains_every_family_through_its_own_module_names() {
         ),
         ("gemma3", &["q_proj", "v_proj", "up_proj"]),
         ("qwen3", &["q_proj", "k_proj", "v_proj", "o_proj"]),
+        ("stablelm", &["q_proj", "v_proj", "gate_proj"]),
     ];
     let ids = Tensor::<1, Int>::from_ints(
         (0..2 * 16)
