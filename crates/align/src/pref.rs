@@ -182,11 +182,11 @@ fn distinct(pair: Pair) -> std::result::Result<Vec<Pair>, String> {
 /// A tokenised pair: prompt ids and both completions (EOS appended).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenPair {
-    /// Prompt tokens.
+    /// Prompt tokens, starting with the tokenizer's BOS when its post-processor adds one.
     pub prompt: Vec<u32>,
-    /// Chosen completion tokens, EOS last.
+    /// Chosen completion tokens, EOS last (then the tokenizer's suffix, if any).
     pub chosen: Vec<u32>,
-    /// Rejected completion tokens, EOS last.
+    /// Rejected completion tokens, EOS last (then the tokenizer's suffix, if any).
     pub rejected: Vec<u32>,
 }
 
@@ -195,14 +195,32 @@ fn shared_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
+/// `prompt + completion` tokenised as one text, followed by `eos` unless it already ends
+/// with it, with the special tokens the tokenizer's post-processor adds around a
+/// sequence: TRL's `processing_class(text=prompt + completion + eos_token)` (its
+/// `add_eos` leaves a completion that ends with the EOS text alone). What the reward
+/// model and the DPO pairs are both built from.
+pub fn joint_ids(
+    tokenizer: &TextTokenizer,
+    prompt: &str,
+    completion: &str,
+    eos: u32,
+) -> Result<Vec<u32>> {
+    let mut ids = tokenizer.encode(&format!("{prompt}{completion}"))?;
+    if ids.last() != Some(&eos) {
+        ids.push(eos);
+    }
+    Ok(tokenizer.frame(ids))
+}
+
 /// Tokenises pairs as TRL's `DPOTrainer` does (TRL 1.x, `_prepare_dataset`): the prompt
-/// alone and prompt + completion jointly; the completion starts where the prompt's ids and
-/// both joint tokenisations first differ, so a token that merges across the boundary
-/// (a prompt ending in a space or mid-word) belongs to the completion and the prompt
-/// keeps the shared ids only. EOS is appended to each completion unless it already ends
-/// with it. No special tokens are added (TRL adds the tokenizer's post-processor tokens,
-/// e.g. a BOS, which manabi's tokenizers do not define). Each sequence is kept within
-/// `max_len` tokens by cutting the prompt from the left. Returns the pairs and how many
+/// alone and prompt + completion jointly ([`joint_ids`]), each with the special tokens
+/// of the tokenizer's post-processor (`add_special_tokens=True`: a Llama-style BOS
+/// first, an EOS last with `add_eos_token`); the completion starts where the prompt's ids
+/// and both joint tokenisations first differ, so a token that merges across the
+/// boundary (a prompt ending in a space or mid-word) belongs to the completion and the
+/// prompt keeps the shared ids only. Each sequence is kept within `max_len` tokens by
+/// cutting the prompt from the left, after its BOS. Returns the pairs and how many
 /// prompts were cut and pairs dropped.
 pub fn tokenize(
     pairs: &[Pair],
@@ -213,25 +231,28 @@ pub fn tokenize(
     let (mut cut, mut dropped) = (0, 0);
     let mut out = Vec::with_capacity(pairs.len());
     for p in pairs {
-        let alone = tokenizer.encode(&p.prompt)?;
-        let with_chosen = tokenizer.encode(&format!("{}{}", p.prompt, p.chosen))?;
-        let with_rejected = tokenizer.encode(&format!("{}{}", p.prompt, p.rejected))?;
+        let alone = tokenizer.encode_with_specials(&p.prompt)?;
+        let with_chosen = joint_ids(tokenizer, &p.prompt, &p.chosen, eos)?;
+        let with_rejected = joint_ids(tokenizer, &p.prompt, &p.rejected, eos)?;
         let start = shared_prefix(&alone, &with_chosen).min(shared_prefix(&alone, &with_rejected));
         let mut prompt = alone[..start].to_vec();
-        let mut chosen = with_chosen[start..].to_vec();
-        let mut rejected = with_rejected[start..].to_vec();
-        for completion in [&mut chosen, &mut rejected] {
-            if completion.last() != Some(&eos) {
-                completion.push(eos);
-            }
-        }
+        let chosen = with_chosen[start..].to_vec();
+        let rejected = with_rejected[start..].to_vec();
+        // The BOS (or whatever the tokenizer puts first) stays when the prompt is cut.
+        let bos = tokenizer.specials_prefix();
+        let keep = if prompt.starts_with(bos) {
+            bos.len()
+        } else {
+            0
+        };
         let longest = chosen.len().max(rejected.len());
-        if longest + 1 > max_len {
+        if longest + keep.max(1) > max_len {
             dropped += 1;
             continue;
         }
         if prompt.len() + longest > max_len {
-            prompt.drain(..prompt.len() + longest - max_len);
+            let excess = prompt.len() + longest - max_len;
+            prompt.drain(keep..keep + excess);
             cut += 1;
         }
         if prompt.is_empty() {

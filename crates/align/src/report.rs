@@ -53,7 +53,8 @@ fn metrics(
     let mut out = Vec::new();
     if let Some(path) = &inputs.text {
         let text = std::fs::read_to_string(path).map_err(|e| AlignError::io(path, e))?;
-        let ids = tok.encode(&text)?;
+        // As `manabi eval`: the tokenizer's BOS first when it adds one.
+        let ids = tok.encode_with_specials(&text)?;
         if ids.len() < 2 {
             return Err(AlignError::io(
                 path,

@@ -396,7 +396,8 @@ pub fn train_reward(
 }
 
 /// Rewards of `(prompt, response)` texts under a reward model, with the tokenizer it
-/// was trained with (EOS appended, as in training).
+/// was trained with, tokenised as in training ([`crate::pref::joint_ids`]: one text, EOS
+/// appended, the tokenizer's BOS first when it adds one).
 pub fn score_texts(
     model: &DecoderClassifier,
     tokenizer: &TextTokenizer,
@@ -409,9 +410,7 @@ pub fn score_texts(
         // Prompt and response as one text, as reward training tokenises its pairs
         // (`pref::tokenize`) and as TRL's RewardTrainer does: BPE merges across the
         // boundary come out the same.
-        let mut ids = tokenizer.encode(&format!("{p}{r}"))?;
-        ids.push(specials.eos);
-        rows.push(ids);
+        rows.push(crate::pref::joint_ids(tokenizer, p, r, specials.eos)?);
     }
     // score_batch reads n = rows/2 pairs; every row is scored all the same.
     let b = score_batch(&rows, specials.pad);

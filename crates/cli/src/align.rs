@@ -137,10 +137,12 @@ fn dpo_train(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<
     let cfg = DpoConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_align::dpo(&cfg, device, crate::resume_from(&args.resume))?;
-    let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
     println!(
-        "step {}: loss {last:.4}, {} pairs, {:.1} s",
-        r.run.steps, r.train_pairs, r.run.seconds
+        "step {}: {}, {} pairs, {:.1} s",
+        r.run.steps,
+        r.run.loss_summary(),
+        r.train_pairs,
+        r.run.seconds
     );
     for (k, v) in &r.run.eval_metrics {
         println!("  {k} {v:.4}");
@@ -163,10 +165,11 @@ pub fn reward(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result
     let cfg = RewardConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_align::train_reward(&cfg, device, crate::resume_from(&args.resume))?;
-    let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
     println!(
-        "step {}: loss {last:.4}, {:.1} s",
-        r.run.steps, r.run.seconds
+        "step {}: {}, {:.1} s",
+        r.run.steps,
+        r.run.loss_summary(),
+        r.run.seconds
     );
     for (k, v) in &r.run.eval_metrics {
         println!("  {k} {v:.4}");
@@ -223,10 +226,11 @@ pub fn grpo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<(
     let cfg = GrpoConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_align::grpo(&cfg, device, crate::resume_from(&args.resume))?;
-    let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
     println!(
-        "step {}: loss {last:.4}, {:.1} s",
-        r.run.steps, r.run.seconds
+        "step {}: {}, {:.1} s",
+        r.run.steps,
+        r.run.loss_summary(),
+        r.run.seconds
     );
     println!(
         "held-out exact match (greedy): {:.1} % -> {:.1} %",
@@ -243,10 +247,12 @@ pub fn ppo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<()
     let cfg = PpoConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_align::ppo(&cfg, device, crate::resume_from(&args.resume))?;
-    let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
     println!(
-        "step {}: loss {last:.4}, {} responses per rollout, {:.1} s",
-        r.run.steps, r.rollout_size, r.run.seconds
+        "step {}: {}, {} responses per rollout, {:.1} s",
+        r.run.steps,
+        r.run.loss_summary(),
+        r.rollout_size,
+        r.run.seconds
     );
     println!("held-out prompts, one sampled response each:");
     println!("| policy | reward score | KL to reference | entropy/token | length | EOS |");

@@ -1,6 +1,7 @@
 //! `manabi`: one subcommand per stage of a language model's life.
 
 mod align;
+mod chat;
 mod data;
 mod model_cmd;
 mod pipeline;
@@ -67,6 +68,9 @@ enum Command {
     /// Retrieval-augmented generation: index documents, answer questions from the top
     /// passages, evaluate recall and exact match.
     Rag(rag::RagArgs),
+    /// Chat with a model in the terminal, in its own chat template (streamed; the KV
+    /// cache kept across turns).
+    Chat(chat::ChatArgs),
     /// Continue prompts with a model.
     Generate(model_cmd::GenerateArgs),
     /// Score a model: loss and perplexity on a text file, or a prompted task (zero- or few-shot,
@@ -110,6 +114,7 @@ fn main() {
     }
     let result = match command {
         Command::Tokenizer(cmd) => tokenizer::run(cmd),
+        Command::Chat(args) => chat::run(&args, cli.device),
         Command::Data(cmd) => data::run(cmd),
         Command::Pipeline(args) => pipeline::run(args, device),
         Command::Plan(args) => plan::run(&args, cli.device),
@@ -145,6 +150,7 @@ fn locate_models(command: &mut Command) -> anyhow::Result<()> {
     match command {
         Command::Score(args) => locate(&mut args.model),
         Command::Generate(args) => locate(&mut args.model),
+        Command::Chat(args) => locate(&mut args.model),
         Command::Eval(args) => locate(&mut args.model),
         Command::Export(args) => locate(&mut args.model),
         Command::Embed(args) => locate(&mut args.model),

@@ -15,8 +15,9 @@ const EOS_CANDIDATES: [&str; 4] = ["<eos>", "<|endoftext|>", "</s>", "<|end|>"];
 
 /// The tokens that end generation from the model at `model`: `--eos-token` when given,
 /// else every `eos_token_id` of its `generation_config.json` / `config.json`, else the
-/// first of [`EOS_CANDIDATES`] the tokenizer has plus the chat end-of-turn `<|end|>`.
-fn stop_ids(
+/// `eos_token` of its tokenizer_config.json, else the first of [`EOS_CANDIDATES`] the
+/// tokenizer has; plus the chat end-of-turn `<|end|>`.
+pub(crate) fn stop_ids(
     model: &Path,
     tok: &TextTokenizer,
     eos_token: Option<&String>,
@@ -28,9 +29,10 @@ fn stop_ids(
     if let Some(ids) = manabi_model::open::eos_ids(&dir)? {
         return Ok(ids);
     }
-    let mut ids: Vec<u32> = EOS_CANDIDATES
-        .iter()
-        .filter_map(|t| tok.token_id(t))
+    let mut ids: Vec<u32> = tok
+        .eos_id()
+        .into_iter()
+        .chain(EOS_CANDIDATES.iter().filter_map(|t| tok.token_id(t)))
         .take(1)
         .collect();
     if let Some(end) = tok.token_id(manabi_finetune::sft::template::END_OF_TURN)
@@ -41,7 +43,7 @@ fn stop_ids(
     Ok(ids)
 }
 
-fn tokenizer_for(
+pub(crate) fn tokenizer_for(
     model: &Path,
     explicit: Option<&PathBuf>,
     model_vocab: usize,
@@ -60,6 +62,45 @@ fn tokenizer_for(
     Ok(tok)
 }
 
+/// How the next token is picked (`generate` and `chat`).
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// Sampling seed (`chat`: answer n of a conversation uses seed + n − 1).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl SamplingArgs {
+    /// These settings on `opts`.
+    pub(crate) fn apply(&self, opts: GenerateOptions) -> GenerateOptions {
+        GenerateOptions {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+            ..opts
+        }
+    }
+
+    /// Whether anything but greedy decoding was asked for.
+    fn samples(&self) -> bool {
+        self.temperature != 0.0
+            || self.top_k.is_some()
+            || self.top_p.is_some()
+            || self.repetition_penalty != 1.0
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Model folder (manabi checkpoint or Hugging Face).
@@ -75,17 +116,8 @@ pub struct GenerateArgs {
     pub max_new_tokens: usize,
     #[arg(long, default_value_t = 0)]
     pub min_new_tokens: usize,
-    /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f32,
-    #[arg(long)]
-    pub top_k: Option<usize>,
-    #[arg(long)]
-    pub top_p: Option<f32>,
-    #[arg(long, default_value_t = 1.0)]
-    pub repetition_penalty: f32,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Stop when the generated text contains this string (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
@@ -105,7 +137,7 @@ pub struct GenerateArgs {
 
 /// A decoder folder (adapters included when its checkpoint records them), with an
 /// optional PEFT adapter on top (`--adapter` of `generate`, `eval` and `export`).
-fn load_decoder(
+pub(crate) fn load_decoder(
     model: &Path,
     adapter: Option<&PathBuf>,
     device: &burn::tensor::Device,
@@ -147,30 +179,29 @@ pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()>
     let vocab = model.config().vocab_size;
     let folder_pad = manabi_model::open::pad_id(&manabi_model::locate(&args.model)?.dir)?;
     let pad_id = tok
-        .token_id("<pad>")
+        .pad_id()
+        .or_else(|| tok.token_id("<pad>"))
         .into_iter()
         .chain(folder_pad)
         .chain(eos_ids.iter().copied())
         .find(|&id| (id as usize) < vocab)
         .unwrap_or(0);
+    // As transformers' text-generation pipeline: `tokenizer(prompt)`, the tokenizer's
+    // special tokens included (a Llama-style BOS first).
     let prompts = args
         .prompt
         .iter()
-        .map(|p| tok.encode(p))
+        .map(|p| tok.encode_with_specials(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let opts = GenerateOptions {
+    let opts = args.sampling.apply(GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         min_new_tokens: args.min_new_tokens,
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        repetition_penalty: args.repetition_penalty,
-        seed: args.seed,
         eos_ids,
         pad_id,
         stop_strings: args.stop.clone(),
         use_cache: !args.no_cache,
-    };
+        ..GenerateOptions::default()
+    });
     let started = std::time::Instant::now();
     let outputs = manabi_model::generate(&model, &prompts, &opts, Some(&tok))?;
     let secs = started.elapsed().as_secs_f64();
@@ -197,11 +228,7 @@ fn generate_t5(
     device: &burn::tensor::Device,
     native: bool,
 ) -> anyhow::Result<()> {
-    if args.temperature != 0.0
-        || args.top_k.is_some()
-        || args.top_p.is_some()
-        || args.repetition_penalty != 1.0
-    {
+    if args.sampling.samples() {
         anyhow::bail!(
             "T5 decoding is greedy only: drop --temperature, --top-k, --top-p and --repetition-penalty"
         );
@@ -224,14 +251,20 @@ fn generate_t5(
     };
     let eos = match &declared {
         Some(ids) => ids.first().copied(),
-        None => EOS_CANDIDATES.iter().find_map(|t| tok.token_id(t)),
+        None => tok
+            .eos_id()
+            .or_else(|| EOS_CANDIDATES.iter().find_map(|t| tok.token_id(t))),
     };
     let sources = args
         .prompt
         .iter()
         .map(|p| {
-            let mut ids = tok.encode(p)?;
-            ids.extend(eos);
+            // T5Tokenizer's post-processor ends a source with </s>; manabi's own T5
+            // tokenizers have none, so EOS is appended unless already last.
+            let mut ids = tok.encode_with_specials(p)?;
+            if ids.last() != eos.as_ref() {
+                ids.extend(eos);
+            }
             Ok(ids)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -392,7 +425,9 @@ pub fn eval(args: &EvalArgs, device: DeviceChoice) -> anyhow::Result<()> {
         model.config().vocab_size,
     )?;
     let text = std::fs::read_to_string(data).with_context(|| format!("{}", data.display()))?;
-    let ids = tok.encode(&text)?;
+    // `tokenizer(text)` as transformers' perplexity recipe: a BOS first when the
+    // tokenizer adds one (it is context, never predicted).
+    let ids = tok.encode_with_specials(&text)?;
     let context = args.context.unwrap_or(model.config().max_positions);
     let report = manabi_model::evaluate(&model, &ids, context, args.batch)
         .with_context(|| format!("{}", data.display()))?;

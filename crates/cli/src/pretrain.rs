@@ -25,11 +25,14 @@ pub fn run(args: &PretrainArgs, device: Option<DeviceChoice>) -> anyhow::Result<
     let cfg = PretrainConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let report = manabi_objectives::pretrain(&cfg, device, crate::resume_from(&args.resume))?;
-    let last = report.losses.last().map_or(f64::NAN, |&(_, l)| l);
     let val = report.evals.last().map_or(f64::NAN, |&(_, l)| l);
     println!(
-        "step {}: train loss {last:.4}, val loss {val:.4}, {:.0} tokens/s, {:.1} s, {} parameters",
-        report.steps, report.tokens_per_s, report.seconds, report.params
+        "step {}: train {}, val loss {val:.4}, {:.0} tokens/s, {:.1} s, {} parameters",
+        report.steps,
+        report.loss_summary(),
+        report.tokens_per_s,
+        report.seconds,
+        report.params
     );
     if let Some(c) = &report.checkpoint {
         println!("checkpoint: {}", c.display());

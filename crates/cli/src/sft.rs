@@ -32,11 +32,13 @@ pub fn run(args: &SftArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     }
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_finetune::sft(&cfg, device, crate::resume_from(&args.recipe.resume))?;
-    let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
     let val = r.run.evals.last().map_or(f64::NAN, |&(_, l)| l);
     println!(
-        "step {}: train loss {last:.4}, val loss {val:.4}, {:.0} tokens/s, {:.1} s",
-        r.run.steps, r.run.tokens_per_s, r.run.seconds
+        "step {}: train {}, val loss {val:.4}, {:.0} tokens/s, {:.1} s",
+        r.run.steps,
+        r.run.loss_summary(),
+        r.run.tokens_per_s,
+        r.run.seconds
     );
     if let (Some(em), Some(eos)) = (r.exact_match, r.eos_rate) {
         println!(

@@ -81,10 +81,11 @@ pub fn run(args: &TaskArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> 
             .collect();
         println!("training labels: {}", parts.join(", "));
     }
-    let last = r.run.losses.last().map_or(f64::NAN, |&(_, l)| l);
     println!(
-        "step {}: loss {last:.4}, {:.1} s",
-        r.run.steps, r.run.seconds
+        "step {}: {}, {:.1} s",
+        r.run.steps,
+        r.run.loss_summary(),
+        r.run.seconds
     );
     if r.cut > 0 {
         println!("{} inputs cut to task.max_length", r.cut);

@@ -24,7 +24,7 @@ pub enum TokenizerCommand {
 #[derive(Debug, Args)]
 pub struct CorpusArgs {
     /// Corpus files or folders (.txt, .jsonl, optionally .gz).
-    #[arg(long = "input", short, required = true, num_args = 1..)]
+    #[arg(long = "input", short, num_args = 1..)]
     pub inputs: Vec<PathBuf>,
     /// File format (auto: .jsonl is JSONL, the rest plain text).
     #[arg(long, value_enum, default_value = "auto")]
@@ -55,6 +55,14 @@ pub enum BoundaryArg {
 }
 
 impl CorpusArgs {
+    /// `--input` is required except where a command says otherwise (`encode --text`).
+    fn require_inputs(&self) -> anyhow::Result<()> {
+        if self.inputs.is_empty() {
+            anyhow::bail!("--input is required: give corpus files or folders");
+        }
+        Ok(())
+    }
+
     pub fn spec(&self) -> CorpusSpec {
         CorpusSpec {
             inputs: self.inputs.clone(),
@@ -155,8 +163,12 @@ pub struct EncodeArgs {
     #[arg(long)]
     pub tokenizer: PathBuf,
     /// Output shard folder (written whole, then renamed into place).
-    #[arg(long, required_unless_present = "print_ids")]
+    #[arg(long, required_unless_present_any = ["print_ids", "text"])]
     pub out: Option<PathBuf>,
+    /// Show how one sentence is split: each token's id and its readable piece (no corpus,
+    /// no shards).
+    #[arg(long, conflicts_with_all = ["inputs", "out", "print_ids"])]
+    pub text: Option<String>,
     /// Fraction of documents held out for validation.
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
@@ -199,6 +211,7 @@ pub fn run(cmd: TokenizerCommand) -> anyhow::Result<()> {
 }
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<TextTokenizer> {
+    args.corpus.require_inputs()?;
     let opts = TrainOptions {
         kind: match args.kind {
             KindArg::Bpe => TokenizerKind::Bpe,
@@ -250,6 +263,15 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TextTokenizer> {
 
 pub fn encode(args: &EncodeArgs) -> anyhow::Result<()> {
     let tokenizer = TextTokenizer::load(&args.tokenizer)?;
+    if let Some(text) = &args.text {
+        let pieces = manabi_tokenize::inspect::readable_pieces(&tokenizer, text)?;
+        println!("{} tokens, {} chars", pieces.len(), text.chars().count());
+        for (id, piece) in pieces {
+            println!("{id:>8}  {piece:?}");
+        }
+        return Ok(());
+    }
+    args.corpus.require_inputs()?;
     let spec = args.corpus.spec();
     if args.print_ids {
         let stdout = std::io::stdout();

@@ -816,6 +816,39 @@ fn tokenizer_json() {
     });
 }
 
+/// tokenizer_config.json beside a tokenizer.json (each seed with its own tokenizer.json,
+/// fixtures/tokenize/hf-*): classes, special tokens, class arguments.
+#[test]
+fn tokenizer_config_json() {
+    let work = tempfile::tempdir().unwrap();
+    let names = [
+        "hf-llama-bos",
+        "hf-qwen2",
+        "hf-gpt2-rebuilt",
+        "hf-config-flags-ignored",
+        "hf-gemma-rebuilt",
+        "hf-neox-rebuilt",
+        "hf-bert-rebuilt",
+    ];
+    let seeds = names.map(|t| {
+        let from = root().join("fixtures/tokenize").join(t);
+        let to = work.path().join(t);
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::copy(from.join("tokenizer.json"), to.join("tokenizer.json")).unwrap();
+        read(&from.join("tokenizer_config.json"))
+    });
+    fuzz(
+        "tokenizer_config_json",
+        &seeds,
+        Kind::Text,
+        |which, bytes| {
+            let dir = work.path().join(names[which]);
+            write_fresh(&dir.join("tokenizer_config.json"), bytes);
+            TextTokenizer::load(&dir).map(drop).map_err(msg)
+        },
+    );
+}
+
 #[test]
 fn tokenizer_sidecar() {
     use manabi_tokenize::sidecar::{self, Sidecar};

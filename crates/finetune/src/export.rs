@@ -22,7 +22,11 @@ pub fn export_hf_chat(model: DecoderLm, tokenizer: &TextTokenizer, dir: &Path) -
 }
 
 /// `tokenizer_config.json` and `generation_config.json` for `tokenizer`; the same BOS /
-/// EOS / pad ids go into `config.json` when `dir` has one.
+/// EOS / pad ids go into `config.json` when `dir` has one. The configuration names
+/// `PreTrainedTokenizerFast`, so transformers uses tokenizer.json as is: for a tokenizer
+/// whose class rebuilt its pipeline (`TextTokenizer::hf_class`), the tokenizer.json in
+/// `dir` is replaced by the pipeline manabi encoded with. Named special tokens are the
+/// tokenizer's own (its tokenizer_config.json), else manabi's `<bos>`, `<unk>`, `<mask>`.
 pub fn write_chat_files(dir: &Path, tokenizer: &TextTokenizer, max_len: usize) -> Result<()> {
     let specials = Specials::of(tokenizer)?;
     let name = |id: u32| tokenizer.id_to_token(id).map_or(Value::Null, Value::String);
@@ -35,9 +39,22 @@ pub fn write_chat_files(dir: &Path, tokenizer: &TextTokenizer, max_len: usize) -
         ("unk_token", "<unk>"),
         ("mask_token", "<mask>"),
     ] {
-        if tokenizer.token_id(tok).is_some() {
-            cfg.insert(key.into(), json!(tok));
+        match tokenizer.special(key) {
+            Some((own, _)) => {
+                cfg.insert(key.into(), json!(own));
+            }
+            None if tokenizer.token_id(tok).is_some() => {
+                cfg.insert(key.into(), json!(tok));
+            }
+            None => {}
         }
+    }
+    if tokenizer.hf_class() != "TokenizersBackend" {
+        let text = tokenizer
+            .inner()
+            .to_string(true)
+            .map_err(|e| crate::FinetuneError::io(dir.join("tokenizer.json"), e))?;
+        manabi_tokenize::write_atomic(&dir.join("tokenizer.json"), text.as_bytes())?;
     }
     cfg.insert("model_max_length".into(), json!(max_len));
     cfg.insert("clean_up_tokenization_spaces".into(), json!(false));
@@ -62,7 +79,7 @@ pub fn write_chat_files(dir: &Path, tokenizer: &TextTokenizer, max_len: usize) -
         },
     );
     gen_cfg.insert("pad_token_id".into(), json!(specials.pad));
-    if let Some(bos) = tokenizer.token_id("<bos>") {
+    if let Some(bos) = tokenizer.bos_id().or_else(|| tokenizer.token_id("<bos>")) {
         gen_cfg.insert("bos_token_id".into(), json!(bos));
     }
     write("generation_config.json", &Value::Object(gen_cfg.clone()))?;

@@ -58,6 +58,11 @@ impl KvCache {
     }
 }
 
+/// Soft capping (Gemma 2's attention scores and final logits): `cap · tanh(x / cap)`.
+pub fn softcap<const D: usize>(x: Tensor<D>, cap: f64) -> Tensor<D> {
+    (x / cap).tanh() * cap
+}
+
 /// Self-attention of one block. Every projection is a burn `Linear`, so LoRA reaches it.
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -190,7 +195,7 @@ impl Attention {
             // kernel caps).
             let [q, k, v] = [q, k, v].map(|x| x.swap_dims(1, 2)); // [b, h, len, hd]
             let scores = q.matmul(k.swap_dims(2, 3)) * self.scale;
-            let mut scores = crate::decoder::softcap(scores, cap);
+            let mut scores = softcap(scores, cap);
             if let Some(m) = bias {
                 scores = scores + m.clone();
             }

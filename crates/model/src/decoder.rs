@@ -412,7 +412,7 @@ impl DecoderLm {
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let logits = self.raw_logits(hidden);
         match self.config.final_softcap {
-            Some(cap) => softcap(logits, cap),
+            Some(cap) => crate::attention::softcap(logits, cap),
             None => logits,
         }
     }
@@ -477,11 +477,6 @@ impl DecoderLm {
         }
         bias
     }
-}
-
-/// Soft capping (Gemma 2): `cap · tanh(x / cap)`.
-pub fn softcap<const D: usize>(x: Tensor<D>, cap: f64) -> Tensor<D> {
-    (x / cap).tanh() * cap
 }
 
 /// Sliding-window attention's mask (as transformers' `sliding_window_overlay`): query

@@ -413,7 +413,7 @@ impl SequenceCache {
         let cache = self.cache.get_or_insert_with(|| KvCache::new(cfg.n_layers));
         let logits = model.forward_with(ids, &fw, Some(cache)); // [1, t, vocab]
         let v = cfg.vocab_size;
-        let last = logits
+        let last: Vec<f32> = logits
             .slice([0..1, t - 1..t, 0..v])
             .into_data()
             .convert::<f32>()
@@ -561,7 +561,7 @@ mod tests {
             let fresh =
                 |p: &[u32]| generate(&model, &[p.to_vec()], &opts, None).unwrap()[0].clone();
             let mut state = SequenceCache::new();
-            let first = vec![5, 9, 13, 2, 40];
+            let first: Vec<u32> = vec![5, 9, 13, 2, 40];
             let mut streamed = Vec::new();
             let a = generate_cached(&model, &first, &opts, None, &mut state, |t| {
                 streamed.push(t);
@@ -582,7 +582,7 @@ mod tests {
             .unwrap();
             assert_eq!(b, fresh(&second), "a reused prefix changes nothing");
             // A prompt that leaves the cached ids keeps only the shared prefix.
-            let third = vec![5, 9, 33, 12];
+            let third: Vec<u32> = vec![5, 9, 33, 12];
             assert_eq!(state.reusable(&third), 2);
             let c = generate_cached(&model, &third, &opts, None, &mut state, |_| {
                 ControlFlow::Continue(())

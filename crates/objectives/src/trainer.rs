@@ -45,6 +45,36 @@ pub struct RunReport {
     pub trainable_params: usize,
     /// Newest checkpoint.
     pub checkpoint: Option<PathBuf>,
+    /// The step the run resumed from (`--resume`), if it did.
+    pub resumed_from: Option<usize>,
+}
+
+impl RunReport {
+    /// The training loss from where to where, for a one-line summary:
+    /// `loss 3.2100 → 1.0500 (steps 1–200)`, with `resumed at step 150` when it was; a
+    /// resumed run that had already finished says so instead of printing no loss.
+    pub fn loss_summary(&self) -> String {
+        let resumed = self
+            .resumed_from
+            .filter(|&s| s > 0)
+            .map(|s| format!(", resumed at step {s}"))
+            .unwrap_or_default();
+        match (self.losses.first(), self.losses.last()) {
+            (Some(&(s0, _)), Some(&(s1, b))) if s0 == s1 => {
+                format!("loss {b:.4} (step {s1}{resumed})")
+            }
+            (Some(&(s0, a)), Some(&(s1, b))) => {
+                format!("loss {a:.4} → {b:.4} (steps {s0}–{s1}{resumed})")
+            }
+            _ => match self.resumed_from {
+                Some(s) => format!(
+                    "nothing to train: the run had already finished at step {s} (raise \
+                     train.steps to continue it)"
+                ),
+                None => "no training step run".into(),
+            },
+        }
+    }
 }
 
 /// One line of `metrics.jsonl`: the Trainer's own fields, then the task's named metrics
@@ -329,9 +359,21 @@ impl Trainer {
         let mut optim: ModuleOptimizer = build_optimizer(&model, t);
         let mut state = TrainState::new(self.seed);
         let metrics_path = out.join("metrics.jsonl");
+        let mut resumed_from = None;
         if let Some((dir, saved)) = resume_point(&resume, &ckpt_root)? {
             (model, optim, state) = self.restore(task, &dir, saved, model)?;
             crate::metrics_log::truncate_metrics(&metrics_path, state.step)?;
+            resumed_from = Some(state.step);
+            if state.step >= t.steps {
+                eprintln!(
+                    "{} is at step {} of train.steps = {}: the run has finished",
+                    dir.display(),
+                    state.step,
+                    t.steps
+                );
+            } else {
+                eprintln!("resuming from step {} ({})", state.step, dir.display());
+            }
         } else if metrics_path.exists() {
             std::fs::remove_file(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
         }
@@ -370,6 +412,7 @@ impl Trainer {
             params,
             trainable_params: trainable,
             checkpoint: checkpoint::latest(&ckpt_root),
+            resumed_from,
         };
         let loop_start = Instant::now();
         let mut tokens_run = 0u64;

@@ -164,22 +164,29 @@ pub struct Framed {
 }
 
 impl Framing {
-    /// The framing of a `family` body with `tokenizer`: BERT needs a `[CLS]` (or `<cls>`,
-    /// `<s>`, `<bos>`) token and uses `eos` (`[SEP]`, `<eos>`, …) as `[SEP]`.
+    /// The framing of a `family` body with `tokenizer`: BERT needs a `[CLS]` token — the
+    /// `cls_token` of its tokenizer_config.json, else `[CLS]`, `<cls>`, `<s>` or `<bos>` —
+    /// and its `sep_token`, else `eos` (`[SEP]`, `<eos>`, …), as `[SEP]`.
     pub fn of(family: Family, tokenizer: &TextTokenizer, eos: u32) -> Result<Self> {
         if family != Family::Bert {
             return Ok(Self::Decoder { eos });
         }
-        let cls = ["[CLS]", "<cls>", "<s>", "<bos>"]
-            .iter()
-            .find_map(|t| tokenizer.token_id(t))
+        let cls = tokenizer
+            .special("cls_token")
+            .map(|(_, id)| id)
+            .or_else(|| {
+                ["[CLS]", "<cls>", "<s>", "<bos>"]
+                    .iter()
+                    .find_map(|t| tokenizer.token_id(t))
+            })
             .ok_or_else(|| {
                 FinetuneError::io(
                     tokenizer.path(),
                     "a BERT body needs a [CLS] token ([CLS], <cls>, <s> or <bos>) in its tokenizer",
                 )
             })?;
-        Ok(Self::Bert { cls, sep: eos })
+        let sep = tokenizer.special("sep_token").map_or(eos, |(_, id)| id);
+        Ok(Self::Bert { cls, sep })
     }
 
     /// Frames the `texts` of one example in at most `max_length` tokens. A decoder cuts
@@ -194,10 +201,19 @@ impl Framing {
     ) -> Result<Framed> {
         match *self {
             Self::Decoder { eos } => {
-                let mut ids = tokenizer.encode(&texts.join(separator))?;
-                let cut = ids.len() >= max_length;
-                ids.truncate(max_length.saturating_sub(1));
-                ids.push(eos);
+                // The tokenizer's own special tokens around the text (a Llama-style BOS
+                // first), then EOS, which the score head reads, unless the tokenizer's
+                // suffix already ends with it.
+                let (prefix, suffix) = (tokenizer.specials_prefix(), tokenizer.specials_suffix());
+                let end = usize::from(suffix.last() != Some(&eos));
+                let mut body = tokenizer.encode(&texts.join(separator))?;
+                let room = max_length.saturating_sub(prefix.len() + suffix.len() + end);
+                let cut = body.len() > room;
+                body.truncate(room);
+                let mut ids = tokenizer.frame(body);
+                if end == 1 {
+                    ids.push(eos);
+                }
                 Ok(Framed {
                     ids,
                     types: Vec::new(),

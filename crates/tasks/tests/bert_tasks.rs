@@ -363,3 +363,31 @@ fn bert_simcse_pools_cls_masks_padding_evaluates_exports_and_resumes() {
     );
     assert!(r.splits[0].metrics.iter().all(|(_, v)| v.is_finite()));
 }
+
+/// A decoder body reads the tokenizer's own special tokens around the text (a
+/// Llama-style BOS first) and ends with one EOS, also where the tokenizer's
+/// post-processor already appends it (`add_eos_token`); cutting keeps both.
+#[test]
+fn a_decoder_body_frames_text_with_the_tokenizers_bos() {
+    let texts = [
+        "Mara lives in Tolven.".to_string(),
+        "She is here.".to_string(),
+    ];
+    for (name, suffix) in [("hf-llama-bos", 0), ("hf-llama-add-eos", 1)] {
+        let tok = TextTokenizer::load(root().join("fixtures/tokenize").join(name)).unwrap();
+        let eos = tok.eos_id().unwrap();
+        let d = Framing::of(Family::Llama, &tok, eos).unwrap();
+        let f = d.frame(&texts, "\n", 64, &tok).unwrap();
+        let body = tok.encode(&texts.join("\n")).unwrap();
+        let mut want = vec![tok.bos_id().unwrap()];
+        want.extend(&body);
+        want.push(eos);
+        assert_eq!((f.ids, f.cut), (want, false), "{name}");
+        assert_eq!(tok.specials_suffix().len(), suffix);
+        let f = d.frame(&texts, "\n", 5, &tok).unwrap();
+        let mut want = vec![tok.bos_id().unwrap()];
+        want.extend(&body[..3]);
+        want.push(eos);
+        assert_eq!((f.ids, f.cut), (want, true), "{name}");
+    }
+}

@@ -81,6 +81,29 @@ pub enum TokenizeError {
         /// What went wrong.
         message: String,
     },
+    /// `tokenizer_config.json`, `special_tokens_map.json` or the model's `config.json`
+    /// beside a `tokenizer.json` is malformed, names a class manabi does not build, or
+    /// names a special token the vocabulary does not have.
+    #[error("{path}: {message}")]
+    TokenizerConfig {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        message: String,
+    },
+    /// A folder has a `tokenizer_config.json` but no `tokenizer.json`: a slow tokenizer
+    /// (SentencePiece `tokenizer.model`, `vocab.txt`, …) that manabi does not build.
+    #[error(
+        "{path}: missing; {config} describes a slow tokenizer{class} that manabi does not build (hint: write tokenizer.json with transformers: `AutoTokenizer.from_pretrained(dir).save_pretrained(dir)`)"
+    )]
+    SlowTokenizer {
+        /// The tokenizer.json that is missing.
+        path: PathBuf,
+        /// The tokenizer_config.json found.
+        config: PathBuf,
+        /// ` (tokenizer_class X)` when it names one.
+        class: String,
+    },
     /// The `tokenizers` crate returned an error while training or encoding.
     #[error("tokenizer error: {0}")]
     Tokenizers(String),

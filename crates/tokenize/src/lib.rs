@@ -1,7 +1,8 @@
 //! manabi-tokenize: the first stage of the pipeline. Reads corpora (plain text, JSONL,
 //! folders, gzip), trains tokenizers through Hugging Face's `tokenizers` crate and saves
 //! them as standard `tokenizer.json`, and encodes corpora into memory-mapped token shards.
-//! It also renders a model's own Jinja chat template as `transformers` does ([`chat`]).
+//! It also renders a model's own Jinja chat template as `transformers` does ([`chat`]),
+//! and reads a model's `tokenizer_config.json` as `AutoTokenizer` does ([`hf_config`]).
 //!
 //! With the cargo feature `morph`, text can be split into words by a MeCab-style
 //! dictionary the user supplies before it reaches the tokenizer (module `morph`); the
@@ -12,6 +13,7 @@
 pub mod chat;
 pub mod corpus;
 pub mod error;
+pub mod hf_config;
 pub mod inspect;
 pub mod jsonl;
 #[cfg(feature = "morph")]
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 pub use chat::{ChatTemplate, Message, SpecialTokens};
 pub use corpus::{CorpusFormat, CorpusSpec, DocBoundary, Document, open_reader};
 pub use error::{Result, TokenizeError};
+pub use hf_config::SPECIAL_TOKENS_MAP_FILE;
 pub use inspect::{InspectReport, inspect};
 pub use jsonl::{JsonLine, JsonLines, LineError, TextLines, read_jsonl, read_text_lines};
 pub use shards::{

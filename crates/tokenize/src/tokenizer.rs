@@ -6,6 +6,13 @@
 //!
 //! A `manabi-pretokenize.json` sidecar beside the file (see [`crate::sidecar`]) adds
 //! morphological word splitting before the pipeline; without one, the file is used as is.
+//!
+//! A `tokenizer_config.json` beside a file named `tokenizer.json` is read as
+//! `transformers` 5.25's `AutoTokenizer.from_pretrained` reads it ([`crate::hf_config`]):
+//! the class it names may rebuild the pipeline, and its special tokens (`bos_token`,
+//! `eos_token`, …) are looked up. [`TextTokenizer::encode`] adds no special tokens;
+//! [`TextTokenizer::encode_with_specials`] adds the post-processor's (a BOS, …), as
+//! `AutoTokenizer.from_pretrained(dir)(text)["input_ids"]` does.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -15,6 +22,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, TokenizeError};
+use crate::hf_config::{Class, Settings};
 use crate::sidecar::{SIDECAR_VERSION, Sidecar, sidecar_path};
 use crate::strings::{hex, panic_text};
 
@@ -24,6 +32,10 @@ pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     json: String,
     path: PathBuf,
+    /// Class, named special tokens and `model_max_length` from tokenizer_config.json.
+    settings: std::sync::Arc<Settings>,
+    /// Ids the post-processor puts before and after one sequence (e.g. a BOS).
+    framing: std::sync::Arc<(Vec<u32>, Vec<u32>)>,
     /// Word splitting applied to text before `inner` sees it (from the sidecar).
     #[cfg(feature = "morph")]
     morph: Option<std::sync::Arc<crate::morph::MorphSplitter>>,
@@ -37,19 +49,58 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String
 
 impl TextTokenizer {
     /// Loads `path` (a `tokenizer.json`, or a folder holding one), and the
-    /// `manabi-pretokenize.json` sidecar beside it when there is one.
+    /// `manabi-pretokenize.json` sidecar beside it when there is one. A file named
+    /// `tokenizer.json` is read with the `tokenizer_config.json` (and
+    /// `special_tokens_map.json`, `config.json`) beside it, as `transformers` does.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let mut path = path.as_ref().to_path_buf();
         if path.is_dir() {
             path = path.join("tokenizer.json");
         }
-        let bytes = std::fs::read(&path).map_err(|e| TokenizeError::io(&path, e))?;
+        let folder = if path.file_name().is_some_and(|n| n == "tokenizer.json") {
+            crate::hf_config::read_folder(path.parent().unwrap_or(Path::new("")))?
+        } else {
+            None
+        };
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && folder.is_some() => {
+                let (config, class) = folder.as_ref().map(|f| f.describe()).unwrap_or_default();
+                return Err(TokenizeError::SlowTokenizer {
+                    path,
+                    config,
+                    class,
+                });
+            }
+            Err(e) => return Err(TokenizeError::io(&path, e)),
+        };
         let json = String::from_utf8(bytes).map_err(|_| TokenizeError::CorruptTokenizer {
             path: path.clone(),
             message: "not UTF-8 text".into(),
         })?;
-        let mut tokenizer = Self::from_json(json, path)?;
+        let mut tokenizer = match folder {
+            None => Self::from_json(json, path)?,
+            Some(folder) => Self::from_folder(json, path, &folder)?,
+        };
         tokenizer.attach_sidecar()?;
+        Ok(tokenizer)
+    }
+
+    /// Parses `json` as the class the folder's tokenizer_config.json names builds it, and
+    /// looks up the special tokens it names.
+    fn from_folder(json: String, path: PathBuf, folder: &crate::hf_config::Folder) -> Result<Self> {
+        if json_depth(&json) > MAX_JSON_DEPTH {
+            // from_json names the depth
+            return Self::from_json(json, path);
+        }
+        let plan = folder.plan(&json)?;
+        let effective = match plan.class {
+            Class::AsIs => None,
+            _ => Some(plan.rebuild(&json, &path)?),
+        };
+        let (mut tokenizer, file_pad) = Self::parse(json, effective, path)?;
+        let settings = plan.finish(|t| tokenizer.inner.token_to_id(t), file_pad)?;
+        tokenizer.settings = std::sync::Arc::new(settings);
         Ok(tokenizer)
     }
 
@@ -83,15 +134,28 @@ impl TextTokenizer {
         })
     }
 
-    /// Parses a `tokenizer.json` held in memory; `path` is used in messages.
+    /// Parses a `tokenizer.json` held in memory, as is (no tokenizer_config.json); `path`
+    /// is used in messages.
     pub fn from_json(json: String, path: PathBuf) -> Result<Self> {
+        Ok(Self::parse(json, None, path)?.0)
+    }
+
+    /// Parses `effective` (the pipeline a class rebuilt from `json`), or `json` itself;
+    /// `json` stays the file's text (hashed, saved). Also returns the pad token of the
+    /// file's `padding`, which is turned off.
+    fn parse(
+        json: String,
+        effective: Option<String>,
+        path: PathBuf,
+    ) -> Result<(Self, Option<String>)> {
         let corrupt = |path: &Path, message: String| TokenizeError::CorruptTokenizer {
             path: path.to_path_buf(),
             message,
         };
+        let text = effective.as_deref().unwrap_or(&json);
         // Defensive: a file nested far deeper than any real one is refused before the
         // recursive deserialisers of `tokenizers` see it (real files stay under 10 levels).
-        let depth = json_depth(&json);
+        let depth = json_depth(text);
         if depth > MAX_JSON_DEPTH {
             return Err(corrupt(
                 &path,
@@ -100,21 +164,63 @@ impl TextTokenizer {
                 ),
             ));
         }
-        if let Some(message) = overlong_unigram_piece(&json) {
+        if let Some(message) = overlong_unigram_piece(text) {
             return Err(corrupt(&path, message));
         }
-        let inner = guarded(|| json.parse::<tokenizers::Tokenizer>())
+        let mut inner = guarded(|| text.parse::<tokenizers::Tokenizer>())
             .map_err(|m| corrupt(&path, m))?
             .map_err(|e| corrupt(&path, e.to_string()))?;
-        let tokenizer = Self {
+        // A call of transformers' tokenizer neither truncates nor pads unless asked to,
+        // whatever tokenizer.json says.
+        let file_pad = inner.get_padding().map(|p| p.pad_token.clone());
+        inner
+            .with_truncation(None)
+            .map_err(|e| corrupt(&path, e.to_string()))?;
+        inner.with_padding(None);
+        let mut tokenizer = Self {
             inner,
             json,
             path,
+            settings: Default::default(),
+            framing: Default::default(),
             #[cfg(feature = "morph")]
             morph: None,
         };
         tokenizer.check().map_err(|m| corrupt(&tokenizer.path, m))?;
-        Ok(tokenizer)
+        let framing = tokenizer
+            .probe_framing()
+            .map_err(|m| corrupt(&tokenizer.path, m))?;
+        tokenizer.framing = std::sync::Arc::new(framing);
+        Ok((tokenizer, file_pad))
+    }
+
+    /// The ids the post-processor adds before and after one sequence, found by encoding a
+    /// probe text with and without special tokens. A post-processor that does more than
+    /// add tokens around the sequence is refused.
+    fn probe_framing(&self) -> std::result::Result<(Vec<u32>, Vec<u32>), String> {
+        let ids = |text: &str, special: bool| {
+            guarded(|| self.inner.encode_fast(text, special))?
+                .map(|e| e.get_ids().to_vec())
+                .map_err(|e| e.to_string())
+        };
+        for probe in ["Hello", "a", "0", "。", "x y"] {
+            let plain = ids(probe, false)?;
+            if plain.is_empty() {
+                continue;
+            }
+            let full = ids(probe, true)?;
+            let at = (0..=full.len().saturating_sub(plain.len()))
+                .find(|&i| full.get(i..i + plain.len()) == Some(plain.as_slice()));
+            return match at {
+                Some(i) => Ok((full[..i].to_vec(), full[i + plain.len()..].to_vec())),
+                None => Err(format!(
+                    "the post-processor changes the ids of a sequence ({probe:?}: {plain:?} \
+                     becomes {full:?}), not only adds special tokens around it"
+                )),
+            };
+        }
+        // Nothing encodes to a token: whatever the empty text gets comes first.
+        Ok((ids("", true)?, Vec::new()))
     }
 
     /// Checks that every vocabulary id decodes and that a sample round-trips without a panic.
@@ -147,13 +253,20 @@ impl TextTokenizer {
         let json = inner
             .to_string(true)
             .map_err(|e| TokenizeError::Tokenizers(e.to_string()))?;
-        Ok(Self {
+        let mut tokenizer = Self {
             inner,
             json,
             path,
+            settings: Default::default(),
+            framing: Default::default(),
             #[cfg(feature = "morph")]
             morph: None,
-        })
+        };
+        let framing = tokenizer
+            .probe_framing()
+            .map_err(TokenizeError::Tokenizers)?;
+        tokenizer.framing = std::sync::Arc::new(framing);
+        Ok(tokenizer)
     }
 
     /// Adds morphological word splitting (after training with a dictionary).
@@ -278,6 +391,85 @@ impl TextTokenizer {
             .map_err(TokenizeError::Tokenizers)?
             .map_err(|e| TokenizeError::Tokenizers(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// Ids of `text` as `AutoTokenizer.from_pretrained(dir)(text)["input_ids"]` gives them
+    /// in `transformers` 5.25: [`Self::encode`] with the post-processor's special tokens
+    /// around it (a BOS for Llama-style tokenizers; nothing for manabi's own).
+    pub fn encode_with_specials(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.frame(self.encode(text)?))
+    }
+
+    /// `ids` (one sequence, no special tokens) with the post-processor's special tokens
+    /// around them, as [`Self::encode_with_specials`] adds them.
+    pub fn frame(&self, ids: Vec<u32>) -> Vec<u32> {
+        let (prefix, suffix) = &*self.framing;
+        if prefix.is_empty() && suffix.is_empty() {
+            return ids;
+        }
+        let mut out = Vec::with_capacity(prefix.len() + ids.len() + suffix.len());
+        out.extend_from_slice(prefix);
+        out.extend(ids);
+        out.extend_from_slice(suffix);
+        out
+    }
+
+    /// The special tokens the post-processor puts before a sequence (e.g. `[bos]`).
+    pub fn specials_prefix(&self) -> &[u32] {
+        &self.framing.0
+    }
+
+    /// The special tokens the post-processor puts after a sequence (e.g. `[eos]` with
+    /// `add_eos_token`, `[SEP]` for BERT).
+    pub fn specials_suffix(&self) -> &[u32] {
+        &self.framing.1
+    }
+
+    /// A special token tokenizer_config.json (or special_tokens_map.json, or the class it
+    /// names) gives under `key` (`"bos_token"`, `"eos_token"`, `"pad_token"`,
+    /// `"unk_token"`, `"cls_token"`, …): its text and id. `None` when it names none, as for
+    /// a tokenizer without tokenizer_config.json.
+    pub fn special(&self, key: &str) -> Option<(&str, u32)> {
+        self.settings
+            .tokens
+            .get(key)
+            .map(|(text, id)| (text.as_str(), *id))
+    }
+
+    /// Id of the named `bos_token`.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.special("bos_token").map(|(_, id)| id)
+    }
+
+    /// Id of the named `eos_token`.
+    pub fn eos_id(&self) -> Option<u32> {
+        self.special("eos_token").map(|(_, id)| id)
+    }
+
+    /// Id of the named `pad_token`.
+    pub fn pad_id(&self) -> Option<u32> {
+        self.special("pad_token").map(|(_, id)| id)
+    }
+
+    /// Id of the named `unk_token`.
+    pub fn unk_id(&self) -> Option<u32> {
+        self.special("unk_token").map(|(_, id)| id)
+    }
+
+    /// The class `transformers` builds this tokenizer as: `TokenizersBackend` when
+    /// tokenizer.json is used as is (always without tokenizer_config.json).
+    pub fn hf_class(&self) -> &'static str {
+        self.settings.class.name()
+    }
+
+    /// `model_max_length` of tokenizer_config.json, when it sets a real limit.
+    pub fn model_max_length(&self) -> Option<usize> {
+        self.settings.model_max_length
+    }
+
+    /// The tokenizer_config.json this tokenizer was read with, if any.
+    pub fn config_path(&self) -> Option<&Path> {
+        self.settings.config.as_deref()
     }
 
     /// Ids of `text` with the character span `[start, end)` of `text` that each token

@@ -248,9 +248,11 @@ impl GrpoTask {
         let g = s.num_generations;
         let mut encoded = Vec::with_capacity(prompts.len() * g);
         for p in prompts {
+            // TRL's `processing_class(text=prompts)`: the tokenizer's BOS first when it
+            // adds one.
             let ids = self
                 .tokenizer
-                .encode(&p.prompt)
+                .encode_with_specials(&p.prompt)
                 .map_err(|e| err(e.to_string()))?;
             encoded.extend(std::iter::repeat_n(ids, g));
         }
@@ -515,7 +517,7 @@ pub fn greedy_exact_match(
     for chunk in prompts.chunks(64) {
         let ids = chunk
             .iter()
-            .map(|p| tok.encode(&p.prompt))
+            .map(|p| tok.encode_with_specials(&p.prompt))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let out = manabi_model::generate(model, &ids, &opts, None)?;
         for (p, c) in chunk.iter().zip(out) {

@@ -140,7 +140,9 @@ pub fn ppo(
         device_choice,
     )?;
     let out = cfg.run.out.clone();
-    // Prompts are cut from the left to leave room for the response (counted, reported).
+    // Prompts are tokenised as TRL's PPO example does (`tokenizer(prompt)`: the
+    // tokenizer's BOS first when it adds one) and cut from the left, after that BOS, to
+    // leave room for the response (counted, reported).
     let room = model
         .config()
         .max_positions
@@ -160,9 +162,15 @@ pub fn ppo(
         texts
             .into_iter()
             .map(|text| {
-                let mut ids = tokenizer.encode(&text)?;
+                let mut ids = tokenizer.encode_with_specials(&text)?;
                 if ids.len() > room {
-                    ids.drain(..ids.len() - room);
+                    let bos = tokenizer.specials_prefix().len();
+                    let keep = if room > bos && ids.starts_with(tokenizer.specials_prefix()) {
+                        bos
+                    } else {
+                        0
+                    };
+                    ids.drain(keep..keep + ids.len() - room);
                     prompts_cut += 1;
                 }
                 Ok(Prompt { text, ids })

@@ -912,3 +912,48 @@ fn a_reference_with_another_vocabulary_is_refused_in_one_line() {
         .to_string();
     assert!(e.contains("dpo.reference") && e.contains("simpo"), "{e}");
 }
+
+/// With a Llama-style tokenizer (BOS from its post-processor; EOS too with
+/// `add_eos_token`) the pairs are the ids TRL 1.16's DPOTrainer prepares
+/// (fixtures/tokenize/hf-llama-*/trl.json, scripts/tokenizer_config_fixtures.py): BOS
+/// once, at the start of the prompt; EOS the tokenizer's `eos_token`, not appended to a
+/// completion that ends with its text. A reward model reads prompt + completion as one
+/// sequence: the same ids, joined.
+#[test]
+fn tokenisation_with_a_bos_adding_tokenizer_matches_trl() {
+    for name in ["hf-llama-bos", "hf-llama-add-eos"] {
+        let dir = root().join("fixtures/tokenize").join(name);
+        let tok = TextTokenizer::load(&dir).unwrap();
+        let f: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("trl.json")).unwrap()).unwrap();
+        let eos = manabi_finetune::sft::Specials::of(&tok).unwrap().eos;
+        assert_eq!(eos as u64, f["eos"].as_u64().unwrap(), "{name}");
+        for want in f["dpo"].as_array().unwrap() {
+            let line = &want["line"];
+            let pairs = manabi_align::pref::parse(line).unwrap();
+            let (got, cut, dropped) = tokenize(&pairs, &tok, eos, 128).unwrap();
+            assert_eq!((got.len(), cut, dropped), (1, 0, 0), "{line}");
+            let g = &got[0];
+            assert_eq!(g.prompt, ids(&want["prompt_ids"]), "{name}: {line}");
+            assert_eq!(g.chosen, ids(&want["chosen_ids"]), "{name}: {line}");
+            assert_eq!(g.rejected, ids(&want["rejected_ids"]), "{name}: {line}");
+            let p = &pairs[0];
+            let joined: Vec<u32> = g.prompt.iter().chain(&g.chosen).copied().collect();
+            assert_eq!(
+                manabi_align::pref::joint_ids(&tok, &p.prompt, &p.chosen, eos).unwrap(),
+                joined,
+                "{name}: {line}"
+            );
+            // Cut to fit, the prompt keeps its BOS.
+            let longest = g.chosen.len().max(g.rejected.len());
+            let (short, cut, _) = tokenize(&pairs, &tok, eos, longest + 3).unwrap();
+            assert_eq!(cut, 1, "{line}");
+            assert_eq!(short[0].prompt[0], tok.bos_id().unwrap(), "{line}");
+            assert_eq!(
+                short[0].prompt[1..],
+                g.prompt[g.prompt.len() - 2..],
+                "{line}"
+            );
+        }
+    }
+}

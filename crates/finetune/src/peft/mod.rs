@@ -119,7 +119,8 @@ pub fn apply_with_tokenizer(
         return apply(model, cfg);
     }
     cfg.validate()?;
-    let ids = tokenizer.encode(&cfg.prompt_init_text)?;
+    // PEFT's `tokenizer(prompt_tuning_init_text)["input_ids"]`: special tokens included.
+    let ids = tokenizer.encode_with_specials(&cfg.prompt_init_text)?;
     if ids.is_empty() {
         return Err(FinetuneError::config(
             "peft.prompt_init_text",

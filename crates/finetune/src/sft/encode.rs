@@ -1,5 +1,5 @@
-//! From rendered segments to training rows: tokens with a trained mask, EOS appended
-//! and trained, truncation that cuts the prompt from the left and never silently drops
+//! From rendered segments to training rows: tokens with a trained mask, the tokenizer's
+//! BOS (when its post-processor adds one) first, EOS appended and trained, truncation that cuts the prompt from the left and never silently drops
 //! a response, and packing of short examples into rows with block-diagonal attention
 //! and positions restarting per example (no cross-contamination).
 
@@ -18,7 +18,8 @@ pub const IGNORE: i64 = manabi_model::IGNORE_INDEX;
 /// One tokenised example.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
-    /// Token ids, EOS last.
+    /// Token ids: the tokenizer's prefix (a BOS, if it adds one), the segments, EOS (and
+    /// the tokenizer's suffix).
     pub tokens: Vec<u32>,
     /// Whether each token is a target.
     pub trained: Vec<bool>,
@@ -80,8 +81,13 @@ fn count_copy(
 }
 
 /// Tokenises `segments` (each separately, so the prompt's tokens are the ones a model
-/// sees at inference), appends a trained `eos`, and fits the result into `max_tokens`.
-/// Returns `None` when the final response alone is longer than `max_tokens`.
+/// sees at inference) between the special tokens the tokenizer's post-processor puts
+/// around a sequence, as TRL's `SFTTrainer` tokenises `prompt + completion + eos_token`:
+/// the prefix (a BOS, for Llama-style tokenizers) once at the start and never trained,
+/// then the segments, a trained `eos` (unless the last segment already ends with it),
+/// then the suffix (an EOS with `add_eos_token`), trained. Prompts longer than
+/// `max_tokens` lose their first tokens after the prefix. Returns `None` when the final
+/// response alone does not fit in `max_tokens`.
 pub fn encode(
     tokenizer: &TextTokenizer,
     segments: &[Segment],
@@ -89,9 +95,10 @@ pub fn encode(
     max_tokens: usize,
     stats: &mut EncodeStats,
 ) -> Result<Option<Encoded>> {
-    let mut tokens = Vec::new();
-    let mut trained = Vec::new();
-    let mut response_start = 0;
+    let prefix = tokenizer.specials_prefix();
+    let mut tokens = prefix.to_vec();
+    let mut trained = vec![false; prefix.len()];
+    let mut response_start = tokens.len();
     for s in segments {
         if s.trained {
             response_start = tokens.len();
@@ -102,16 +109,22 @@ pub fn encode(
     }
     count_copy(segments, &tokens, response_start, stats);
     // EOS is trained even where the pad token is EOS: it is a target here, never padding.
-    tokens.push(eos);
-    trained.push(true);
+    if tokens.len() == prefix.len() || tokens.last() != Some(&eos) {
+        tokens.push(eos);
+        trained.push(true);
+    }
+    let suffix = tokenizer.specials_suffix();
+    tokens.extend_from_slice(suffix);
+    trained.extend(std::iter::repeat_n(true, suffix.len()));
     if tokens.len() > max_tokens {
-        if tokens.len() - response_start > max_tokens {
+        if tokens.len() - response_start + prefix.len() > max_tokens {
             stats.dropped += 1;
             return Ok(None);
         }
+        // Cut the start of the prompt, keeping the prefix (the BOS stays first).
         let cut = tokens.len() - max_tokens;
-        tokens.drain(..cut);
-        trained.drain(..cut);
+        tokens.drain(prefix.len()..prefix.len() + cut);
+        trained.drain(prefix.len()..prefix.len() + cut);
         response_start -= cut;
         stats.truncated += 1;
     }

@@ -50,22 +50,51 @@ pub struct Specials {
 }
 
 impl Specials {
-    /// Looks the tokens up: EOS is `<eos>`, `</s>`, `<|endoftext|>` or (BERT) `[SEP]`; pad
-    /// `<pad>`, `[PAD]` or EOS.
+    /// The special tokens of `tokenizer`, from the model's files first. EOS is the
+    /// `eos_token` its tokenizer_config.json (or special_tokens_map.json, or the class it
+    /// names) gives — what TRL appends — else the first of `<eos>`, `</s>`,
+    /// `<|endoftext|>`, `[SEP]` it has (manabi's own tokenizers have no
+    /// tokenizer_config.json), else the first `eos_token_id` of the model folder it lies in
+    /// (generation_config.json, then config.json). Pad likewise: `pad_token`, else `<pad>` /
+    /// `[PAD]`, else the folder's `pad_token_id`, else EOS.
     pub fn of(tokenizer: &TextTokenizer) -> Result<Self> {
-        let eos = ["<eos>", "</s>", "<|endoftext|>", "[SEP]"]
-            .iter()
-            .find_map(|t| tokenizer.token_id(t))
-            .ok_or_else(|| {
-                FinetuneError::io(
-                    tokenizer.path(),
-                    "the tokenizer has no end-of-sequence token (<eos>, </s>, <|endoftext|> or [SEP])",
-                )
-            })?;
-        let pad = ["<pad>", "[PAD]"]
-            .iter()
-            .find_map(|t| tokenizer.token_id(t))
-            .unwrap_or(eos);
+        let folder = tokenizer
+            .path()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty());
+        let vocab = tokenizer.vocab_size();
+        // The first id of `key` (generation_config.json, else config.json) the tokenizer has.
+        let folder_id = |key: &str| -> Result<Option<u32>> {
+            Ok(match folder {
+                Some(dir) => manabi_model::open::token_ids(dir, key)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|&id| (id as usize) < vocab),
+                None => None,
+            })
+        };
+        let by_name = |names: &[&str]| names.iter().find_map(|t| tokenizer.token_id(t));
+        let eos = match tokenizer.eos_id() {
+            Some(id) => id,
+            None => match by_name(&["<eos>", "</s>", "<|endoftext|>", "[SEP]"]) {
+                Some(id) => id,
+                None => folder_id("eos_token_id")?.ok_or_else(|| {
+                    FinetuneError::io(
+                        tokenizer.path(),
+                        "the tokenizer has no end-of-sequence token (no `eos_token` in \
+                         tokenizer_config.json, none of <eos>, </s>, <|endoftext|>, [SEP], no \
+                         `eos_token_id` beside it)",
+                    )
+                })?,
+            },
+        };
+        let pad = match tokenizer.pad_id() {
+            Some(id) => id,
+            None => match by_name(&["<pad>", "[PAD]"]) {
+                Some(id) => id,
+                None => folder_id("pad_token_id")?.unwrap_or(eos),
+            },
+        };
         Ok(Self {
             eos,
             pad,

@@ -510,3 +510,84 @@ fn the_chat_export_writes_the_special_ids_into_config_json_too() {
         serde_json::json!(["LlamaForCausalLM"])
     );
 }
+
+/// SFT examples with a Llama-style tokenizer (its post-processor adds BOS; with
+/// `add_eos_token` also EOS) are the ids TRL 1.16's SFTTrainer prepares for
+/// `prompt + completion` (fixtures/tokenize/hf-llama-*/trl.json, made by
+/// scripts/tokenizer_config_fixtures.py): BOS once at the start and untrained, EOS as the
+/// tokenizer's `eos_token`, the completion (EOS included) trained. manabi tokenises the
+/// prompt and the completion apart, so only pairs whose boundary merges no token and
+/// whose completion tokenises alone as inside the whole (`apart_equal`) are compared.
+#[test]
+fn a_bos_adding_tokenizer_gives_trls_sft_ids() {
+    for name in ["hf-llama-bos", "hf-llama-add-eos"] {
+        let dir = root().join("fixtures/tokenize").join(name);
+        let tok = manabi_tokenize::TextTokenizer::load(&dir).unwrap();
+        let f: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("trl.json")).unwrap()).unwrap();
+        let specials = manabi_finetune::sft::Specials::of(&tok).unwrap();
+        assert_eq!(specials.eos as u64, f["eos"].as_u64().unwrap(), "{name}");
+        let bos = tok.bos_id().unwrap();
+        let mut compared = 0;
+        for want in f["sft"].as_array().unwrap() {
+            let segments = [("prompt", false), ("completion", true)].map(|(field, trained)| {
+                manabi_finetune::sft::template::Segment {
+                    text: want["line"][field].as_str().unwrap().into(),
+                    trained,
+                }
+            });
+            let mut stats = encode::EncodeStats::default();
+            let e = encode::encode(&tok, &segments, specials.eos, 128, &mut stats)
+                .unwrap()
+                .unwrap();
+            assert_eq!(e.tokens[0], bos, "{name}");
+            assert_eq!(e.tokens.iter().filter(|&&t| t == bos).count(), 1, "{name}");
+            assert!(!e.trained[0], "{name}: BOS is never a target");
+            if !want["apart_equal"].as_bool().unwrap() {
+                continue;
+            }
+            let ids: Vec<u32> = want["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect();
+            let labelled: Vec<bool> = want["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap() != -100)
+                .collect();
+            assert_eq!(e.tokens, ids, "{name}: {}", want["line"]);
+            assert_eq!(e.trained, labelled, "{name}: {}", want["line"]);
+            compared += 1;
+        }
+        assert!(compared >= 2, "{name}: {compared} pairs compared");
+        // Cut to fit, the prompt loses its first tokens after the BOS.
+        let segments = [
+            ("Q: Where does Mara live?\nA:", false),
+            (" In Tolven.", true),
+        ]
+        .map(|(text, trained)| manabi_finetune::sft::template::Segment {
+            text: text.into(),
+            trained,
+        });
+        let mut stats = encode::EncodeStats::default();
+        let whole = encode::encode(&tok, &segments, specials.eos, 128, &mut stats)
+            .unwrap()
+            .unwrap();
+        let cut = encode::encode(
+            &tok,
+            &segments,
+            specials.eos,
+            whole.tokens.len() - 3,
+            &mut stats,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(stats.truncated, 1);
+        assert_eq!(cut.tokens[0], bos, "{name}");
+        assert_eq!(cut.tokens[1..], whole.tokens[4..], "{name}");
+        assert_eq!(cut.response_start, whole.response_start - 3, "{name}");
+    }
+}
