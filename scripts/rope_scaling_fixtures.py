@@ -14,10 +14,14 @@ factor. The script checks that the scaling changes the logits, and that every gr
 step's top two logits are far apart, so 1e-4 of float noise cannot flip a token.
 
     pip install torch transformers safetensors
-    python3 scripts/rope_scaling_fixtures.py
+    python3 scripts/rope_scaling_fixtures.py [CASE ...]
+
+fixtures/models/llama-rope-yarn/ is the same with `yarn` (factor 4, original 16,
+beta_fast 8, beta_slow 1; cos and sin scaled by 0.1·ln 4 + 1).
 """
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -41,6 +45,13 @@ CASES = {
     }), 0.1),
     "llama-rope-linear": (dict(COMMON, tie_word_embeddings=False, rope_parameters={
         "rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0,
+    }), 0.1),
+    # YaRN (Qwen2.5 / DeepSeek long-context): factor 4 over an original 16 positions,
+    # beta_fast 8 so that the ramp falls inside the 8 frequencies, attention factor
+    # 0.1·ln 4 + 1 on cos / sin.
+    "llama-rope-yarn": (dict(COMMON, tie_word_embeddings=False, rope_parameters={
+        "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+        "original_max_position_embeddings": 16, "beta_fast": 8.0, "beta_slow": 1.0,
     }), 0.1),
 }
 
@@ -113,7 +124,10 @@ def build(kwargs: dict, noise: float, seed: int):
 
 
 def main() -> None:
+    only = sys.argv[1:]   # case names to (re)make; all when none are given
     for name, (kwargs, noise) in CASES.items():
+        if only and name not in only:
+            continue
         for seed in range(50):
             try:
                 model, expected, change = build(kwargs, noise, seed)

@@ -81,17 +81,23 @@ pub enum Activation {
 
 /// How RoPE's inverse frequencies are stretched for contexts longer than the model was
 /// first trained on (Hugging Face `rope_type`). Both kinds leave the attention scale at 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RopeScalingKind {
     /// Every inverse frequency divided by `factor` (position interpolation; kaiokendev,
     /// Chen et al. 2023).
+    #[default]
     Linear,
     /// Llama 3.1's banded smoothing: wavelengths shorter than
     /// `original_max_position_embeddings / high_freq_factor` are kept, those longer than
     /// `original_max_position_embeddings / low_freq_factor` divided by `factor`, and
     /// those between interpolated.
     Llama3,
+    /// YaRN (Peng et al. 2023): low frequencies interpolated (÷ `factor`), high ones kept,
+    /// a linear ramp between the dimensions `beta_fast` and `beta_slow` rotations pick
+    /// out over `original_max_position_embeddings`, and cos / sin scaled by the attention
+    /// factor (`0.1·ln(factor) + 1` unless given).
+    Yarn,
 }
 
 impl RopeScalingKind {
@@ -100,6 +106,7 @@ impl RopeScalingKind {
         match self {
             Self::Linear => "linear",
             Self::Llama3 => "llama3",
+            Self::Yarn => "yarn",
         }
     }
 }
@@ -115,12 +122,14 @@ pub enum LayerType {
 }
 
 /// The kinds of RoPE scaling manabi computes, as Hugging Face names them.
-pub const ROPE_SCALING_KINDS: [&str; 2] = ["linear", "llama3"];
+pub const ROPE_SCALING_KINDS: [&str; 3] = ["linear", "llama3", "yarn"];
 
 /// RoPE scaling (`[rope_scaling]` in TOML, `rope_scaling` / `rope_parameters` in a
 /// Hugging Face `config.json`). The parameter names are transformers'; `llama3` needs
-/// all of them, `linear` only `factor`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `factor`, the two frequency factors and `original_max_position_embeddings`, `yarn`
+/// `factor` and `original_max_position_embeddings` (the rest have transformers'
+/// defaults), `linear` only `factor`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RopeScaling {
     /// The scaling kind (`linear`, `llama3`).
@@ -135,17 +144,80 @@ pub struct RopeScaling {
     /// are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub high_freq_factor: Option<f64>,
-    /// `llama3`: the context length of the original training.
+    /// `llama3`, `yarn`: the context length of the original training.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_max_position_embeddings: Option<usize>,
+    /// `yarn`: rotations that bound the kept (extrapolated) dimensions (default 32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_fast: Option<f64>,
+    /// `yarn`: rotations that bound the interpolated dimensions (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_slow: Option<f64>,
+    /// `yarn`: cos / sin scale; default from `factor` (and `mscale`, `mscale_all_dim`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_factor: Option<f64>,
+    /// `yarn`: with `mscale_all_dim`, the attention factor is
+    /// `get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim)` (DeepSeek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mscale: Option<f64>,
+    /// `yarn`: see `mscale`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mscale_all_dim: Option<f64>,
+    /// `yarn`: round the ramp's bounds outward to whole dimensions (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate: Option<bool>,
 }
 
+
 impl RopeScaling {
-    /// `inv_freq` (RoPE's unscaled inverse frequencies) scaled as transformers'
-    /// `_compute_linear_scaling_rope_parameters` / `_compute_llama3_parameters` do.
-    pub fn apply(&self, inv_freq: &mut [f64]) {
+    /// The factor cos and sin are multiplied by: YaRN's attention factor, 1 otherwise.
+    pub fn attention_factor(&self) -> f64 {
+        if self.kind != RopeScalingKind::Yarn {
+            return 1.0;
+        }
+        let mscale = |scale: f64, m: f64| match scale <= 1.0 {
+            true => 1.0,
+            false => 0.1 * m * scale.ln() + 1.0,
+        };
+        match (self.attention_factor, self.mscale, self.mscale_all_dim) {
+            (Some(a), _, _) => a,
+            (None, Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
+                mscale(self.factor, m) / mscale(self.factor, all)
+            }
+            _ => mscale(self.factor, 1.0),
+        }
+    }
+
+    /// `inv_freq` (RoPE's unscaled inverse frequencies of base `theta`) scaled as
+    /// transformers' `_compute_linear_scaling_rope_parameters` /
+    /// `_compute_llama3_parameters` / `_compute_yarn_parameters` do.
+    pub fn apply(&self, inv_freq: &mut [f64], theta: f64) {
         let factor = self.factor;
         match self.kind {
+            RopeScalingKind::Yarn => {
+                let dim = (2 * inv_freq.len()) as f64;
+                let old = self.original_max_position_embeddings.unwrap_or(4096) as f64;
+                let correction = |rotations: f64| {
+                    dim * (old / (rotations * 2.0 * std::f64::consts::PI)).ln()
+                        / (2.0 * theta.ln())
+                };
+                let (mut low, mut high) = (
+                    correction(self.beta_fast.unwrap_or(32.0)),
+                    correction(self.beta_slow.unwrap_or(1.0)),
+                );
+                if self.truncate.unwrap_or(true) {
+                    (low, high) = (low.floor(), high.ceil());
+                }
+                let (low, mut high) = (low.max(0.0), high.min(dim - 1.0));
+                if low == high {
+                    high += 0.001;
+                }
+                for (i, f) in inv_freq.iter_mut().enumerate() {
+                    let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                    let keep = 1.0 - ramp; // extrapolation share
+                    *f = (*f / factor) * (1.0 - keep) + *f * keep;
+                }
+            }
             RopeScalingKind::Linear => inv_freq.iter_mut().for_each(|f| *f /= factor),
             RopeScalingKind::Llama3 => {
                 let low = self.low_freq_factor.unwrap_or(1.0);
@@ -176,15 +248,53 @@ impl RopeScaling {
         if !(self.factor.is_finite() && self.factor > 0.0) {
             return bad("factor", format!("{} is not positive", self.factor));
         }
+        let yarn_only = [
+            ("beta_fast", self.beta_fast.is_some()),
+            ("beta_slow", self.beta_slow.is_some()),
+            ("attention_factor", self.attention_factor.is_some()),
+            ("mscale", self.mscale.is_some()),
+            ("mscale_all_dim", self.mscale_all_dim.is_some()),
+            ("truncate", self.truncate.is_some()),
+        ];
+        if self.kind != RopeScalingKind::Yarn
+            && let Some((key, _)) = yarn_only.iter().find(|(_, set)| *set)
+        {
+            return bad(
+                key,
+                format!("is a `yarn` parameter, not `{}`'s", self.kind.as_str()),
+            );
+        }
+        if self.kind == RopeScalingKind::Yarn {
+            for (key, v) in [
+                ("beta_fast", self.beta_fast),
+                ("beta_slow", self.beta_slow),
+                ("attention_factor", self.attention_factor),
+            ] {
+                if let Some(v) = v
+                    && !(v.is_finite() && v > 0.0)
+                {
+                    return bad(key, format!("{v} is not positive"));
+                }
+            }
+            if self.original_max_position_embeddings == Some(0) {
+                return bad(
+                    "original_max_position_embeddings",
+                    "must be at least 1".into(),
+                );
+            }
+        }
         if self.kind != RopeScalingKind::Llama3 {
-            for (key, set) in [
+            let mut llama3_only = vec![
                 ("low_freq_factor", self.low_freq_factor.is_some()),
                 ("high_freq_factor", self.high_freq_factor.is_some()),
-                (
+            ];
+            if self.kind == RopeScalingKind::Linear {
+                llama3_only.push((
                     "original_max_position_embeddings",
                     self.original_max_position_embeddings.is_some(),
-                ),
-            ] {
+                ));
+            }
+            for (key, set) in llama3_only {
                 if set {
                     return bad(
                         key,

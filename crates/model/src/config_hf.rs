@@ -719,6 +719,7 @@ fn rope_scaling_from_hf(v: &Value, key: &str, r: &Value) -> Result<Option<RopeSc
         Some("default") => return Ok(None),
         Some("linear") => RopeScalingKind::Linear,
         Some("llama3") => RopeScalingKind::Llama3,
+        Some("yarn") => RopeScalingKind::Yarn,
         Some(other) => return Err(unsupported(format!("`{other}`"))),
         None => return Err(unsupported(kind.to_string())),
     };
@@ -729,13 +730,9 @@ fn rope_scaling_from_hf(v: &Value, key: &str, r: &Value) -> Result<Option<RopeSc
     let mut scaling = RopeScaling {
         kind,
         factor,
-        low_freq_factor: None,
-        high_freq_factor: None,
-        original_max_position_embeddings: None,
+        ..RopeScaling::default()
     };
-    if kind == RopeScalingKind::Llama3 {
-        scaling.low_freq_factor = opt_in(r, key, "low_freq_factor")?;
-        scaling.high_freq_factor = opt_in(r, key, "high_freq_factor")?;
+    if matches!(kind, RopeScalingKind::Llama3 | RopeScalingKind::Yarn) {
         // As transformers' `standardize_rope_params`: a top-level key first, then the
         // object's, then `max_position_embeddings`.
         let name = "original_max_position_embeddings";
@@ -743,6 +740,18 @@ fn rope_scaling_from_hf(v: &Value, key: &str, r: &Value) -> Result<Option<RopeSc
         let inner = opt_in::<usize>(r, key, name)?;
         let max = opt::<usize>(v, "max_position_embeddings")?;
         scaling.original_max_position_embeddings = top.or(inner).or(max);
+    }
+    if kind == RopeScalingKind::Llama3 {
+        scaling.low_freq_factor = opt_in(r, key, "low_freq_factor")?;
+        scaling.high_freq_factor = opt_in(r, key, "high_freq_factor")?;
+    }
+    if kind == RopeScalingKind::Yarn {
+        scaling.beta_fast = opt_in(r, key, "beta_fast")?;
+        scaling.beta_slow = opt_in(r, key, "beta_slow")?;
+        scaling.attention_factor = opt_in(r, key, "attention_factor")?;
+        scaling.mscale = opt_in(r, key, "mscale")?;
+        scaling.mscale_all_dim = opt_in(r, key, "mscale_all_dim")?;
+        scaling.truncate = opt_in(r, key, "truncate")?;
     }
     Ok(Some(scaling))
 }
@@ -769,7 +778,23 @@ fn rope_scaling_to_hf(s: &RopeScaling) -> Value {
     if s.kind == RopeScalingKind::Llama3 {
         v["low_freq_factor"] = json!(s.low_freq_factor);
         v["high_freq_factor"] = json!(s.high_freq_factor);
+    }
+    if s.kind != RopeScalingKind::Linear {
         v["original_max_position_embeddings"] = json!(s.original_max_position_embeddings);
+    }
+    for (k, x) in [
+        ("beta_fast", s.beta_fast),
+        ("beta_slow", s.beta_slow),
+        ("attention_factor", s.attention_factor),
+        ("mscale", s.mscale),
+        ("mscale_all_dim", s.mscale_all_dim),
+    ] {
+        if let Some(x) = x {
+            v[k] = json!(x);
+        }
+    }
+    if let Some(t) = s.truncate {
+        v["truncate"] = json!(t);
     }
     v
 }

@@ -1,7 +1,8 @@
 //! Rotary position embeddings (Su et al. 2021) in the "rotate half" convention of
 //! Hugging Face LLaMA: the first and second halves of the rotated dimensions form the
 //! pairs. Partial rotary rotates only the first `rotary_dim` dimensions of each head.
-//! RoPE scaling (`linear`, `llama3`) changes only the inverse frequencies.
+//! RoPE scaling (`linear`, `llama3`, `yarn`) changes the inverse frequencies, and YaRN
+//! scales cos and sin by its attention factor.
 
 use burn::prelude::*;
 
@@ -14,7 +15,7 @@ pub fn inv_freq(rotary_dim: usize, theta: f64, scaling: Option<&RopeScaling>) ->
         .map(|i| theta.powf(-((2 * i) as f64) / rotary_dim as f64))
         .collect();
     if let Some(s) = scaling {
-        s.apply(&mut inv);
+        s.apply(&mut inv, theta);
     }
     inv.into_iter().map(|f| f as f32).collect()
 }
@@ -38,7 +39,10 @@ pub fn cos_sin(
     let pos = positions.float().reshape([batch, seq, 1]);
     let freqs = pos * inv; // [batch, seq, half]
     let emb = Tensor::cat(vec![freqs.clone(), freqs], 2).reshape([batch, 1, seq, rotary_dim]);
-    (emb.clone().cos(), emb.sin())
+    match scaling.map(RopeScaling::attention_factor) {
+        Some(a) if a != 1.0 => (emb.clone().cos() * a, emb.sin() * a),
+        _ => (emb.clone().cos(), emb.sin()),
+    }
 }
 
 /// Rotates the first `rotary_dim` dimensions of `x`.
@@ -78,6 +82,7 @@ mod tests {
             low_freq_factor: Some(1.0),
             high_freq_factor: Some(4.0),
             original_max_position_embeddings: Some(32),
+            ..Default::default()
         };
         let plain = inv_freq(16, 50_000.0, None);
         let got = inv_freq(16, 50_000.0, Some(&llama3));
@@ -95,6 +100,7 @@ mod tests {
             low_freq_factor: None,
             high_freq_factor: None,
             original_max_position_embeddings: None,
+            ..Default::default()
         };
         let got = inv_freq(16, 10_000.0, Some(&linear));
         assert_eq!(got[0], 0.5);

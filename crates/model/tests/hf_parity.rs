@@ -170,6 +170,7 @@ fn llama3_rope_scaling_matches_transformers() {
             low_freq_factor: Some(1.0),
             high_freq_factor: Some(4.0),
             original_max_position_embeddings: Some(32),
+            ..Default::default()
         })
     );
     assert_eq!(cfg.rope_theta, 50_000.0);
@@ -188,8 +189,23 @@ fn linear_rope_scaling_matches_transformers() {
             low_freq_factor: None,
             high_freq_factor: None,
             original_max_position_embeddings: None,
+            ..Default::default()
         })
     );
+}
+
+#[test]
+fn yarn_rope_scaling_matches_transformers() {
+    use manabi_model::RopeScalingKind;
+    let model = check("llama-rope-yarn");
+    let s = model.config().rope_scaling.clone().unwrap();
+    assert_eq!(s.kind, RopeScalingKind::Yarn);
+    assert_eq!(
+        (s.factor, s.original_max_position_embeddings, s.beta_fast),
+        (4.0, Some(16), Some(8.0))
+    );
+    assert!((s.attention_factor() - (0.1 * 4f64.ln() + 1.0)).abs() < 1e-12);
+    check_greedy("llama-rope-yarn");
 }
 
 #[test]
@@ -205,7 +221,11 @@ fn rope_scaling_survives_export_and_native_checkpoints() {
     use manabi_model::{ModelConfig, export_hf, load_model, save_native};
     let device = test_device();
     let dir = tempfile::tempdir().unwrap();
-    for (name, kind) in [("llama3-rope", "llama3"), ("llama-rope-linear", "linear")] {
+    for (name, kind) in [
+        ("llama3-rope", "llama3"),
+        ("llama-rope-linear", "linear"),
+        ("llama-rope-yarn", "yarn"),
+    ] {
         let model = load_hf(fixture(name), &device).unwrap();
         let ids = ids_tensor(&expected(name).input_ids, &device);
         let want: Vec<f32> = model.forward(ids.clone()).into_data().try_to_vec().unwrap();
@@ -223,6 +243,9 @@ fn rope_scaling_survives_export_and_native_checkpoints() {
             assert_eq!(scaling["original_max_position_embeddings"], 32, "{text}");
             assert_eq!(scaling["low_freq_factor"], 1.0, "{text}");
             assert_eq!(scaling["high_freq_factor"], 4.0, "{text}");
+        } else if kind == "yarn" {
+            assert_eq!(scaling["original_max_position_embeddings"], 16, "{text}");
+            assert_eq!(scaling["beta_fast"], 8.0, "{text}");
         } else {
             assert!(scaling.get("low_freq_factor").is_none(), "{text}");
         }
@@ -265,11 +288,11 @@ fn rope_scaling_errors_name_the_key_on_one_line() {
         err
     }
 
-    let err = err_of(&base, |v| v["rope_parameters"]["rope_type"] = "yarn".into());
+    let err = err_of(&base, |v| v["rope_parameters"]["rope_type"] = "longrope".into());
     assert!(
         err.contains("`rope_parameters.rope_type`")
-            && err.contains("`yarn`")
-            && err.contains("supported: default, linear, llama3"),
+            && err.contains("`longrope`")
+            && err.contains("supported: default, linear, llama3, yarn"),
         "{err}"
     );
     // The transformers 4 layout: `rope_scaling`, older files with `type`.
