@@ -177,9 +177,31 @@ fn bias_or_zeros(l: &burn::nn::Linear) -> Tensor<1> {
 /// family (plus `tokenizer.json`, and its `manabi-pretokenize.json` sidecar if it has one,
 /// when `tokenizer` is given).
 pub fn export_hf(model: &DecoderLm, dir: impl AsRef<Path>, tokenizer: Option<&Path>) -> Result<()> {
+    export_hf_sharded(model, dir, tokenizer, DEFAULT_MAX_SHARD_BYTES)
+}
+
+/// Shard size above which an export is split (transformers' `save_pretrained` default
+/// in 4.x, `"5GB"`).
+pub const DEFAULT_MAX_SHARD_BYTES: u64 = 5_000_000_000;
+
+/// [`export_hf`] with shards of at most `max_shard_bytes` (a tensor larger than that
+/// gets a shard of its own): `model-00001-of-0000N.safetensors` and
+/// `model.safetensors.index.json` when the weights do not fit in one.
+pub fn export_hf_sharded(
+    model: &DecoderLm,
+    dir: impl AsRef<Path>,
+    tokenizer: Option<&Path>,
+    max_shard_bytes: u64,
+) -> Result<()> {
     let dir = dir.as_ref();
     let t = decoder_hf_tensors(model, dir)?;
-    write_hf(dir, &t, &model.config().to_hf_json(), tokenizer)
+    write_hf_with(
+        dir,
+        &t,
+        &model.config().to_hf_json(),
+        tokenizer,
+        max_shard_bytes,
+    )
 }
 
 /// The tensors of a decoder under its Hugging Face names (`lm_head.weight` last, when
@@ -323,7 +345,30 @@ pub(crate) fn write_hf(
     config: &serde_json::Value,
     tokenizer: Option<&Path>,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    write_hf_with(dir, tensors, config, tokenizer, DEFAULT_MAX_SHARD_BYTES)
+}
+
+/// Tensors in order, cut into shards of at most `max` bytes of data each (a larger tensor
+/// alone in its own).
+fn shards(tensors: &[Out], max: u64) -> Vec<&[Out]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0u64);
+    for (i, t) in tensors.iter().enumerate() {
+        let b = t.bytes.len() as u64;
+        if i > start && size + b > max {
+            out.push(&tensors[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += b;
+    }
+    if start < tensors.len() {
+        out.push(&tensors[start..]);
+    }
+    out
+}
+
+/// One safetensors file of `tensors` (f32, metadata `format: pt`).
+fn serialize(tensors: &[Out]) -> Result<Vec<u8>> {
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|o| {
@@ -333,9 +378,66 @@ pub(crate) fn write_hf(
         })
         .collect::<Result<_>>()?;
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes =
-        safetensors::serialize(views, Some(meta)).map_err(|e| ModelError::Input(e.to_string()))?;
-    manabi_tokenize::write_atomic(&dir.join("model.safetensors"), &bytes)?;
+    safetensors::serialize(views, Some(meta)).map_err(|e| ModelError::Input(e.to_string()))
+}
+
+/// Writes the weights as one `model.safetensors`, or as shards with
+/// `model.safetensors.index.json` (transformers' names and index layout) when they exceed
+/// `max_shard_bytes`; weight files of an earlier export in the other layout are removed,
+/// so a folder never holds both.
+fn write_weights(dir: &Path, tensors: &[Out], max_shard_bytes: u64) -> Result<()> {
+    let parts = shards(tensors, max_shard_bytes.max(1));
+    let stale = |keep: &dyn Fn(&str) -> bool| -> Result<()> {
+        for entry in std::fs::read_dir(dir).map_err(|e| file_err(dir, e))? {
+            let path = entry.map_err(|e| file_err(dir, e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let weights = name == "model.safetensors"
+                || name == "model.safetensors.index.json"
+                || (name.starts_with("model-") && name.ends_with(".safetensors"));
+            if weights && !keep(name) {
+                std::fs::remove_file(&path).map_err(|e| file_err(&path, e))?;
+            }
+        }
+        Ok(())
+    };
+    if parts.len() <= 1 {
+        manabi_tokenize::write_atomic(&dir.join("model.safetensors"), &serialize(tensors)?)?;
+        return stale(&|n| n == "model.safetensors");
+    }
+    let n = parts.len();
+    let names: Vec<String> = (1..=n)
+        .map(|i| format!("model-{i:05}-of-{n:05}.safetensors"))
+        .collect();
+    let mut weight_map = serde_json::Map::new();
+    for (part, file) in parts.iter().zip(&names) {
+        manabi_tokenize::write_atomic(&dir.join(file), &serialize(part)?)?;
+        for t in *part {
+            weight_map.insert(t.name.clone(), file.clone().into());
+        }
+    }
+    let total: usize = tensors.iter().map(|t| t.bytes.len()).sum();
+    let index = serde_json::json!({
+        "metadata": {"total_size": total},
+        "weight_map": weight_map,
+    });
+    let text =
+        serde_json::to_string_pretty(&index).map_err(|e| ModelError::Input(e.to_string()))?;
+    // The index last: a reader finds either the old layout or the complete new one.
+    stale(&|name| names.iter().any(|f| f == name))?;
+    manabi_tokenize::write_atomic(&dir.join("model.safetensors.index.json"), text.as_bytes())?;
+    Ok(())
+}
+
+/// [`write_hf`] with shards of at most `max_shard_bytes`.
+pub(crate) fn write_hf_with(
+    dir: &Path,
+    tensors: &[Out],
+    config: &serde_json::Value,
+    tokenizer: Option<&Path>,
+    max_shard_bytes: u64,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    write_weights(dir, tensors, max_shard_bytes)?;
     let mut config = config.clone();
     if let Some(obj) = config.as_object_mut() {
         for key in ["dtype", "torch_dtype"] {

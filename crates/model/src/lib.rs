@@ -57,7 +57,9 @@ pub use bert::{
     BertForMaskedLm, BertForSequenceClassification, BertForTokenClassification, BertModel,
     BertOutput,
 };
-pub use checkpoint::{export_hf, load_model, load_native, save_native};
+pub use checkpoint::{
+    DEFAULT_MAX_SHARD_BYTES, export_hf, export_hf_sharded, load_model, load_native, save_native,
+};
 pub use classifier::{DecoderClassifier, load_classifier_hf, load_classifier_hf_kind};
 pub use config::{
     Activation, Family, LayerType, ModelConfig, NormKind, Positions, RopeScaling, RopeScalingKind,

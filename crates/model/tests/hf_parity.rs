@@ -288,7 +288,9 @@ fn rope_scaling_errors_name_the_key_on_one_line() {
         err
     }
 
-    let err = err_of(&base, |v| v["rope_parameters"]["rope_type"] = "longrope".into());
+    let err = err_of(&base, |v| {
+        v["rope_parameters"]["rope_type"] = "longrope".into()
+    });
     assert!(
         err.contains("`rope_parameters.rope_type`")
             && err.contains("`longrope`")
@@ -939,4 +941,57 @@ fn sequence_classifier_exports_never_write_eos_as_pad_token_id() {
     assert_eq!(pad_written(Some(0)), Some(serde_json::json!(0)));
     assert_eq!(pad_written(None), None);
     assert_eq!(pad_written(Some(3)), None);
+}
+
+#[test]
+fn exports_above_the_shard_size_are_sharded_and_load_back() {
+    use manabi_model::{export_hf, export_hf_sharded, load_model};
+    let device = test_device();
+    let model = load_hf(fixture("llama-gqa"), &device).unwrap();
+    let ids = ids_tensor(&expected("llama-gqa").input_ids, &device);
+    let want: Vec<f32> = model.forward(ids.clone()).into_data().try_to_vec().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sharded");
+    export_hf(&model, &out, None).unwrap();
+    // 15 kB shards: the weights need several; then back to one file.
+    export_hf_sharded(&model, &out, None, 15_000).unwrap();
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    let map = index["weight_map"].as_object().unwrap();
+    let files: std::collections::BTreeSet<&str> =
+        map.values().map(|f| f.as_str().unwrap()).collect();
+    let n = files.len();
+    assert!(n >= 3, "{files:?}");
+    assert!(files.contains(format!("model-00001-of-{n:05}.safetensors").as_str()));
+    assert!(
+        !out.join("model.safetensors").exists(),
+        "no stale single file"
+    );
+    let total: u64 = files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(out.join(f)).unwrap();
+            let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            st.tensors()
+                .iter()
+                .map(|(_, v)| v.data().len() as u64)
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(index["metadata"]["total_size"].as_u64(), Some(total));
+    let got: Vec<f32> = load_model(&out, &device)
+        .unwrap()
+        .forward(ids.clone())
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert_eq!(got, want);
+    export_hf(&model, &out, None).unwrap();
+    assert!(out.join("model.safetensors").exists());
+    assert!(!out.join("model.safetensors.index.json").exists());
+    for f in files {
+        assert!(!out.join(f).exists(), "stale shard {f}");
+    }
 }
