@@ -15,7 +15,7 @@ feature it tests:
                    `query_key_value`, `rotary_pct` 0.25, parallel residual, LayerNorm with
                    bias, untied `embed_out`, exact GELU.
 - neox-sequential: the same with `use_parallel_residual` false and `rotary_pct` 0.5.
-- gemma2, gemma3, stablelm: see the comments in CASES.
+- gemma2, gemma3, stablelm, olmo2: see the comments in CASES.
 
     pip install torch transformers safetensors
     python3 scripts/family_fixtures.py [CASE ...]
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from transformers import (Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM,
                           Gemma3TextConfig, GPTNeoXConfig, GPTNeoXForCausalLM, MistralConfig,
-                          StableLmConfig, StableLmForCausalLM,
+                          Olmo2Config, Olmo2ForCausalLM, StableLmConfig, StableLmForCausalLM,
                           MistralForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM)
 
@@ -89,6 +89,12 @@ CASES = {
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
         use_qkv_bias=True, partial_rotary_factor=0.25, use_parallel_residual=False,
         qk_layernorm=False, tie_word_embeddings=False)),
+    # OLMo 2: norms only after attention and MLP, RMSNorm over the whole q / k projections
+    # (GQA: k's is narrower), untied.
+    "olmo2": lambda: Olmo2ForCausalLM(Olmo2Config(
+        vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        tie_word_embeddings=False, pad_token_id=0, bos_token_id=None, eos_token_id=2)),
 }
 
 # More noise where 0.2 makes the continuation one token repeated after a few steps.

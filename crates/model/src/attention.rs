@@ -94,6 +94,8 @@ pub struct Attention {
     scale: f64,
     #[module(skip)]
     softcap: Option<f64>,
+    #[module(skip)]
+    qk_norm_whole: bool,
 }
 
 impl Attention {
@@ -104,9 +106,11 @@ impl Attention {
         let qkv_bias = cfg.attention_bias || cfg.qkv_bias;
         let lin = |i, o, bias, std| crate::init::linear(i, o, bias, std, device);
         let std = crate::init::STD;
-        let qk_norm = || {
+        // Per head (`head_dim`), or over all heads of the projection (OLMo 2).
+        let qk_norm = |heads: usize| {
             cfg.qk_norm.then(|| {
-                RmsNormConfig::new(hd)
+                let width = if cfg.qk_norm_whole { heads * hd } else { hd };
+                RmsNormConfig::new(width)
                     .with_epsilon(cfg.norm_eps)
                     .init(device)
             })
@@ -121,8 +125,8 @@ impl Attention {
                 cfg.attention_bias,
                 crate::init::residual_std(cfg.n_layers),
             ),
-            q_norm: qk_norm(),
-            k_norm: qk_norm(),
+            q_norm: qk_norm(cfg.n_heads),
+            k_norm: qk_norm(cfg.kv_heads()),
             lora_dropout: DropoutConfig::new(0.0).init(),
             norm_eps: cfg.norm_eps,
             n_heads: cfg.n_heads,
@@ -131,6 +135,7 @@ impl Attention {
             rope: cfg.positions == Positions::Rope,
             scale: cfg.attention_scale(),
             softcap: cfg.attn_softcap,
+            qk_norm_whole: cfg.qk_norm_whole,
         }
     }
 
@@ -152,15 +157,27 @@ impl Attention {
         // projections write it (the fused attention reads this layout, so training
         // copies no transposes).
         let linear = |layer, x| crate::fused::lora_linear(layer, x, &self.lora_dropout);
-        let mut q = linear(&self.q_proj, x.clone()).reshape([b, t, h, hd]);
-        let mut k = linear(&self.k_proj, x.clone()).reshape([b, t, kvh, hd]);
+        let (mut q, mut k) = (linear(&self.q_proj, x.clone()), linear(&self.k_proj, x.clone()));
+        if self.qk_norm_whole {
+            // OLMo 2: the whole projection normalised, before the split into heads.
+            if let Some(n) = &self.q_norm {
+                q = crate::fused::rms_norm(q, n.gamma.val(), self.norm_eps);
+            }
+            if let Some(n) = &self.k_norm {
+                k = crate::fused::rms_norm(k, n.gamma.val(), self.norm_eps);
+            }
+        }
+        let mut q = q.reshape([b, t, h, hd]);
+        let mut k = k.reshape([b, t, kvh, hd]);
         let mut v = linear(&self.v_proj, x).reshape([b, t, kvh, hd]);
         // Qwen3: each head's query and key normalised over head_dim, before RoPE.
-        if let Some(n) = &self.q_norm {
-            q = crate::fused::rms_norm(q, n.gamma.val(), self.norm_eps);
-        }
-        if let Some(n) = &self.k_norm {
-            k = crate::fused::rms_norm(k, n.gamma.val(), self.norm_eps);
+        if !self.qk_norm_whole {
+            if let Some(n) = &self.q_norm {
+                q = crate::fused::rms_norm(q, n.gamma.val(), self.norm_eps);
+            }
+            if let Some(n) = &self.k_norm {
+                k = crate::fused::rms_norm(k, n.gamma.val(), self.norm_eps);
+            }
         }
         if let (true, Some((cos, sin))) = (self.rope, rope) {
             // [batch, 1, seq, rotary] -> [batch, seq, 1, rotary]

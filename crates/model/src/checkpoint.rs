@@ -241,8 +241,10 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
             }
             for (i, b) in model.layers.iter().enumerate() {
                 let p = format!("transformer.h.{i}");
-                norm(&format!("{p}.ln_1"), &b.attn_norm, &mut t)?;
-                norm(&format!("{p}.ln_2"), &b.mlp_norm, &mut t)?;
+                if let (Some(a), Some(m)) = (&b.attn_norm, &b.mlp_norm) {
+                    norm(&format!("{p}.ln_1"), a, &mut t)?;
+                    norm(&format!("{p}.ln_2"), m, &mut t)?;
+                }
             }
             norm("transformer.ln_f", &model.final_norm, &mut t)?;
         }
@@ -268,8 +270,12 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
             )?);
             for (i, b) in model.layers.iter().enumerate() {
                 let p = format!("{root}.{}.{i}", n.layers);
-                norm(&format!("{p}.{}", n.attn_norm), &b.attn_norm, &mut t)?;
-                norm(&format!("{p}.{}", n.mlp_norm), &b.mlp_norm, &mut t)?;
+                if let Some(x) = &b.attn_norm {
+                    norm(&format!("{p}.{}", n.attn_norm), x, &mut t)?;
+                }
+                if let Some(x) = &b.mlp_norm {
+                    norm(&format!("{p}.{}", n.mlp_norm), x, &mut t)?;
+                }
                 let (post_attn, post_mlp) = n.post_norms;
                 if let Some(x) = &b.post_attn_norm {
                     norm(&format!("{p}.{post_attn}"), x, &mut t)?;

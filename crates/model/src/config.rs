@@ -168,7 +168,6 @@ pub struct RopeScaling {
     pub truncate: Option<bool>,
 }
 
-
 impl RopeScaling {
     /// The factor cos and sin are multiplied by: YaRN's attention factor, 1 otherwise.
     pub fn attention_factor(&self) -> f64 {
@@ -198,8 +197,7 @@ impl RopeScaling {
                 let dim = (2 * inv_freq.len()) as f64;
                 let old = self.original_max_position_embeddings.unwrap_or(4096) as f64;
                 let correction = |rotations: f64| {
-                    dim * (old / (rotations * 2.0 * std::f64::consts::PI)).ln()
-                        / (2.0 * theta.ln())
+                    dim * (old / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * theta.ln())
                 };
                 let (mut low, mut high) = (
                     correction(self.beta_fast.unwrap_or(32.0)),
@@ -420,6 +418,13 @@ pub struct ModelConfig {
     /// 3's `post_attention_layernorm` / `post_feedforward_layernorm`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub post_norms: bool,
+    /// No norms before attention and MLP, only after them (OLMo 2; needs `post_norms`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub post_norms_only: bool,
+    /// `qk_norm` over the whole query / key projection (all heads together, OLMo 2)
+    /// instead of per head.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub qk_norm_whole: bool,
     /// Token embeddings multiplied by √d_model (Gemma).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub embed_scale: bool,
@@ -580,7 +585,12 @@ impl ModelConfig {
             d
         };
         let post = if self.post_norms { 2 * norm } else { 0 };
-        let block = attn + attn_b + qk_norm + mlp + mlp_b + 2 * norm + post;
+        let pre = if self.post_norms_only { 0 } else { 2 * norm };
+        let qk_norm = match (self.qk_norm, self.qk_norm_whole) {
+            (true, true) => hd * (self.n_heads + self.kv_heads()),
+            _ => qk_norm,
+        };
+        let block = attn + attn_b + qk_norm + mlp + mlp_b + pre + post;
         let pos = if self.positions == Positions::Learned {
             self.max_positions * d
         } else {
@@ -694,6 +704,15 @@ impl ModelConfig {
                 message,
             })
         };
+        if self.post_norms_only && (!self.post_norms || self.parallel_residual) {
+            return bad(
+                "post_norms_only",
+                "needs post_norms = true and parallel_residual = false".into(),
+            );
+        }
+        if self.qk_norm_whole && !self.qk_norm {
+            return bad("qk_norm_whole", "needs qk_norm = true".into());
+        }
         for (key, v) in [
             ("attn_softcap", self.attn_softcap),
             ("final_softcap", self.final_softcap),
@@ -836,11 +855,11 @@ impl ModelError {
 pub(crate) use crate::config_json::{get, opt};
 
 /// The Hugging Face `model_type`s manabi reads, and the family each is. `mistral`,
-/// `qwen2`, `qwen3`, `phi3`, `gpt_neox`, `gemma2`, `gemma3_text` and `stablelm` are the LLaMA layout (one RoPE decoder) with
+/// `qwen2`, `qwen3`, `phi3`, `gpt_neox`, `gemma2`, `gemma3_text`, `stablelm` and `olmo2` are the LLaMA layout (one RoPE decoder) with
 /// switches (`sliding_window`, `qkv_bias`, `qk_norm`, `parallel_residual`, LayerNorm, …;
 /// see `config_hf.rs`) and their own module names (`hf_names.rs`), remembered in
 /// `ModelConfig::hf_model_type` for export.
-pub const HF_MODEL_TYPES: [(&str, Family); 12] = [
+pub const HF_MODEL_TYPES: [(&str, Family); 13] = [
     ("gpt2", Family::Gpt2),
     ("llama", Family::Llama),
     ("mistral", Family::Llama),
@@ -851,6 +870,7 @@ pub const HF_MODEL_TYPES: [(&str, Family); 12] = [
     ("gemma2", Family::Llama),
     ("gemma3_text", Family::Llama),
     ("stablelm", Family::Llama),
+    ("olmo2", Family::Llama),
     ("bert", Family::Bert),
     ("t5", Family::T5),
 ];

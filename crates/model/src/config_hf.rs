@@ -102,6 +102,7 @@ impl ModelConfig {
             (Family::Llama, Some("gemma2")) => "Gemma2",
             (Family::Llama, Some("gemma3_text")) => "Gemma3",
             (Family::Llama, Some("stablelm")) => "StableLm",
+            (Family::Llama, Some("olmo2")) => "Olmo2",
             (Family::Llama, _) => "Llama",
             (Family::Bert, _) => "Bert",
             (Family::T5, _) => "T5",
@@ -123,7 +124,8 @@ impl ModelConfig {
         let plain = !self.qkv_bias && !self.qk_norm && !self.parallel_residual;
         let window = self.sliding_window.is_some();
         let per_layer = self.layer_types.is_some();
-        let gemma_only = self.post_norms
+        let olmo = self.post_norms_only || self.qk_norm_whole;
+        let gemma_only = (self.post_norms && t != "olmo2")
             || self.embed_scale
             || self.attn_softcap.is_some()
             || self.final_softcap.is_some()
@@ -162,6 +164,18 @@ impl ModelConfig {
                     && full
                     && (t == "gemma3_text" || self.rope_local_theta.is_none())
             }
+            "olmo2" => {
+                rms_swiglu
+                    && self.qk_norm
+                    && self.qk_norm_whole
+                    && self.post_norms
+                    && self.post_norms_only
+                    && !self.qkv_bias
+                    && !self.mlp_bias
+                    && !self.parallel_residual
+                    && full
+                    && !window
+            }
             "stablelm" => {
                 self.norm == NormKind::LayerNorm
                     && self.activation == Activation::Swiglu
@@ -182,7 +196,7 @@ impl ModelConfig {
             }
             _ => rms_swiglu && plain && !window,
         };
-        if fits && (t.starts_with("gemma") || !gemma_only) {
+        if fits && (t.starts_with("gemma") || !gemma_only) && (t == "olmo2" || !olmo) {
             return Ok(());
         }
         Err(ModelError::Config {
@@ -392,6 +406,8 @@ impl ModelConfig {
             layer_types: None,
             parallel_residual: false,
             post_norms: false,
+            post_norms_only: false,
+            qk_norm_whole: false,
             embed_scale: false,
             attn_softcap: None,
             final_softcap: None,
@@ -490,6 +506,22 @@ fn rope_decoder_from_hf(v: &Value) -> Result<ModelConfig> {
     }
     if t == "stablelm" {
         return stablelm_from_hf(v, base);
+    }
+    if t == "olmo2" {
+        // Norms only after attention and MLP, RMSNorm over the whole q / k projections.
+        return Ok(ModelConfig {
+            n_kv_heads: opt(v, "num_key_value_heads")?,
+            norm: NormKind::RmsNorm,
+            norm_eps: opt(v, "rms_norm_eps")?.unwrap_or(1e-5),
+            activation: Activation::Swiglu,
+            attention_bias: opt(v, "attention_bias")?.unwrap_or(false),
+            qk_norm: true,
+            qk_norm_whole: true,
+            post_norms: true,
+            post_norms_only: true,
+            tie_embeddings: opt(v, "tie_word_embeddings")?.unwrap_or(false),
+            ..base
+        });
     }
     if neox {
         return Ok(ModelConfig {

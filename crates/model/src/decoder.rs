@@ -57,12 +57,14 @@ impl Norm {
 /// `parallel_residual` (GPT-NeoX), `x + attn(norm₁(x)) + mlp(norm₂(x))`.
 #[derive(Module, Debug)]
 pub struct Block {
-    /// Norm before attention (GPT-2 `ln_1`, LLaMA `input_layernorm`).
-    pub attn_norm: Norm,
+    /// Norm before attention (GPT-2 `ln_1`, LLaMA `input_layernorm`); none with
+    /// `post_norms_only` (OLMo 2).
+    pub attn_norm: Option<Norm>,
     /// Self-attention.
     pub attn: Attention,
-    /// Norm before the MLP (GPT-2 `ln_2`, LLaMA `post_attention_layernorm`).
-    pub mlp_norm: Norm,
+    /// Norm before the MLP (GPT-2 `ln_2`, LLaMA `post_attention_layernorm`); none with
+    /// `post_norms_only`.
+    pub mlp_norm: Option<Norm>,
     /// Feed-forward.
     pub mlp: Mlp,
     /// Residual dropout.
@@ -86,9 +88,9 @@ pub struct Block {
 impl Block {
     fn new(cfg: &ModelConfig, device: &Device) -> Self {
         Self {
-            attn_norm: Norm::new(cfg, cfg.d_model, device),
+            attn_norm: (!cfg.post_norms_only).then(|| Norm::new(cfg, cfg.d_model, device)),
             attn: Attention::new(cfg, device),
-            mlp_norm: Norm::new(cfg, cfg.d_model, device),
+            mlp_norm: (!cfg.post_norms_only).then(|| Norm::new(cfg, cfg.d_model, device)),
             mlp: Mlp::new(cfg, device),
             dropout: DropoutConfig::new(cfg.dropout).init(),
             post_attn_norm: cfg.post_norms.then(|| Norm::new(cfg, cfg.d_model, device)),
@@ -107,12 +109,13 @@ impl Block {
         bias: Option<&Tensor<4>>,
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
     ) -> Tensor<3> {
-        let a = self.attn.forward(
-            self.attn_norm.forward(x.clone(), self.norm_eps),
-            rope,
-            bias,
-            cache,
-        );
+        let pre = |n: &Option<Norm>, x: Tensor<3>| match n {
+            Some(n) => n.forward(x, self.norm_eps),
+            None => x,
+        };
+        let a = self
+            .attn
+            .forward(pre(&self.attn_norm, x.clone()), rope, bias, cache);
         let a = match &self.attn_adapter {
             Some(ad) => ad.forward(a),
             None => a,
@@ -123,11 +126,11 @@ impl Block {
         };
         let (x, mlp_in) = if self.parallel {
             // GPT-NeoX: the MLP reads the block's input, not the attention's output.
-            let m = self.mlp_norm.forward(x.clone(), self.norm_eps);
+            let m = pre(&self.mlp_norm, x.clone());
             (x + self.dropout.forward(a), m)
         } else {
             let x = x + self.dropout.forward(a);
-            (x.clone(), self.mlp_norm.forward(x, self.norm_eps))
+            (x.clone(), pre(&self.mlp_norm, x))
         };
         let m = self.mlp.forward(mlp_in);
         let m = match &self.mlp_adapter {

@@ -276,8 +276,12 @@ fn load_gpt2(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()
     }
     for (i, block) in m.layers.iter_mut().enumerate() {
         let p = format!("h.{i}");
-        set_norm(&mut block.attn_norm, w, &format!("{p}.ln_1"), d)?;
-        set_norm(&mut block.mlp_norm, w, &format!("{p}.ln_2"), d)?;
+        if let Some(n) = &mut block.attn_norm {
+            set_norm(n, w, &format!("{p}.ln_1"), d)?;
+        }
+        if let Some(n) = &mut block.mlp_norm {
+            set_norm(n, w, &format!("{p}.ln_2"), d)?;
+        }
     }
     set_norm(&mut m.final_norm, w, "ln_f", d)?;
     load_linears(m, w)?;
@@ -295,18 +299,12 @@ fn load_llama(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<(
     m.embed_tokens.weight = param(w.take(&format!("{}.weight", names.embed), [v, d])?);
     for (i, block) in m.layers.iter_mut().enumerate() {
         let p = format!("{}.{i}", names.layers);
-        set_norm(
-            &mut block.attn_norm,
-            w,
-            &format!("{p}.{}", names.attn_norm),
-            d,
-        )?;
-        set_norm(
-            &mut block.mlp_norm,
-            w,
-            &format!("{p}.{}", names.mlp_norm),
-            d,
-        )?;
+        if let Some(n) = &mut block.attn_norm {
+            set_norm(n, w, &format!("{p}.{}", names.attn_norm), d)?;
+        }
+        if let Some(n) = &mut block.mlp_norm {
+            set_norm(n, w, &format!("{p}.{}", names.mlp_norm), d)?;
+        }
         let (post_attn, post_mlp) = names.post_norms;
         if let Some(n) = &mut block.post_attn_norm {
             set_norm(n, w, &format!("{p}.{post_attn}"), d)?;
@@ -314,14 +312,15 @@ fn load_llama(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<(
         if let Some(n) = &mut block.post_mlp_norm {
             set_norm(n, w, &format!("{p}.{post_mlp}"), d)?;
         }
-        // Qwen3's per-head norms of queries and keys (`qk_norm`).
-        let hd = cfg.head_dim();
+        // Qwen3's per-head norms of queries and keys (`qk_norm`); OLMo 2's over all
+        // heads (`qk_norm_whole`).
         for (name, n) in [
             ("q_norm", &mut block.attn.q_norm),
             ("k_norm", &mut block.attn.k_norm),
         ] {
             if let Some(n) = n {
-                n.gamma = param(w.take(&format!("{p}.{}.{name}.weight", names.attn), [hd])?);
+                let width = n.gamma.dims()[0];
+                n.gamma = param(w.take(&format!("{p}.{}.{name}.weight", names.attn), [width])?);
             }
         }
     }
@@ -346,8 +345,8 @@ pub(crate) fn offset_norms(m: &mut DecoderLm, delta: f32) {
         }
     };
     for b in &mut m.layers {
-        norm(&mut b.attn_norm);
-        norm(&mut b.mlp_norm);
+        b.attn_norm.iter_mut().for_each(norm);
+        b.mlp_norm.iter_mut().for_each(norm);
         b.post_attn_norm.iter_mut().for_each(norm);
         b.post_mlp_norm.iter_mut().for_each(norm);
         b.attn.q_norm.iter_mut().for_each(shift);

@@ -138,6 +138,10 @@ pub fn decoder_names(cfg: &ModelConfig) -> DecoderNames {
             head: "embed_out",
             ..llama
         },
+        (_, Some("olmo2")) => DecoderNames {
+            post_norms: ("post_attention_layernorm", "post_feedforward_layernorm"),
+            ..llama
+        },
         (_, Some("gemma2" | "gemma3_text")) => DecoderNames {
             mlp_norm: "pre_feedforward_layernorm",
             post_norms: ("post_attention_layernorm", "post_feedforward_layernorm"),

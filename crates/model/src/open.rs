@@ -248,7 +248,7 @@ mod tests {
         let e = locate(&hf).unwrap_err().to_string();
         assert!(
             e.contains(
-                "config.json: model_type`: unsupported `mamba` (supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gpt_neox, gemma2, gemma3_text, stablelm, bert, t5)"
+                "config.json: model_type`: unsupported `mamba` (supported: gpt2, llama, mistral, qwen2, qwen3, phi3, gpt_neox, gemma2, gemma3_text, stablelm, olmo2, bert, t5)"
             ),
             "{e}"
         );

@@ -395,7 +395,7 @@ fn qwen_exports_keep_their_model_type_and_refuse_what_it_cannot_hold() {
 }
 
 /// The fixtures of scripts/family_fixtures.py: one per switch of the RoPE decoder.
-const FAMILIES: [&str; 8] = [
+const FAMILIES: [&str; 9] = [
     "mistral-window",
     "qwen2-window",
     "phi3",
@@ -404,7 +404,17 @@ const FAMILIES: [&str; 8] = [
     "gemma2",
     "gemma3",
     "stablelm",
+    "olmo2",
 ];
+
+#[test]
+fn olmo2_post_norms_and_whole_projection_qk_norm_match_transformers() {
+    let model = check("olmo2");
+    let cfg = model.config();
+    assert!(cfg.post_norms_only && cfg.post_norms && cfg.qk_norm_whole, "{cfg:?}");
+    assert!(model.layers[0].attn_norm.is_none());
+    check_greedy("olmo2");
+}
 
 #[test]
 fn stablelm_with_layernorm_qkv_bias_and_partial_rotary_matches_transformers() {
