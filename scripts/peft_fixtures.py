@@ -61,6 +61,31 @@ CASES = {
     "phi3-lora": ("phi3", lambda: LoraConfig(
         r=4, lora_alpha=8, target_modules=["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
         lora_dropout=0.0)),
+    # Per-module rank and alpha (peft's rank_pattern / alpha_pattern: each key a regex that
+    # must match a whole module name or a suffix of it after a dot; the first key that
+    # matches wins). A full-name key gives layer 1's down_proj its own rank, an escaped
+    # regex layer 0's its own alpha.
+    "llama-lora-patterns": ("llama-gqa", lambda: LoraConfig(
+        r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"],
+        rank_pattern={"q_proj": 2, "v_proj": 8, "model.layers.1.mlp.down_proj": 6},
+        alpha_pattern={"q_proj": 8, r"layers\.0\.mlp\.down_\w+": 3}, lora_dropout=0.0)),
+    # Only layer 1 adapted (layers_to_transform; layers_pattern left to peft's default,
+    # the first numbered segment of the module name).
+    "llama-lora-layers": ("llama-gqa", lambda: LoraConfig(
+        r=4, lora_alpha=8, target_modules=LLAMA_ALL, layers_to_transform=[1],
+        lora_dropout=0.0)),
+    # DoRA (Liu et al. 2024): a learned magnitude per output row over the direction of
+    # W + s·B·A. On GPT-2's Conv1D c_attn (one magnitude over Q | K | V, A shared) and
+    # GPT-NeoX's per-head interleaved query_key_value too.
+    "llama-dora": ("llama-gqa", lambda: LoraConfig(
+        r=4, lora_alpha=8, use_dora=True, target_modules=["q_proj", "v_proj", "down_proj"],
+        lora_dropout=0.0)),
+    "gpt2-dora": ("gpt2", lambda: LoraConfig(
+        r=4, lora_alpha=8, use_dora=True, target_modules=["c_attn", "c_proj"],
+        lora_dropout=0.0, fan_in_fan_out=True)),
+    "neox-dora": ("neox-parallel", lambda: LoraConfig(
+        r=4, lora_alpha=8, use_dora=True, target_modules=["query_key_value", "dense_4h_to_h"],
+        lora_dropout=0.0)),
     "neox-ia3": ("neox-parallel", lambda: IA3Config(
         target_modules=["query_key_value", "dense_4h_to_h"],
         feedforward_modules=["dense_4h_to_h"])),

@@ -471,6 +471,40 @@ pub struct ExportArgs {
     /// (`--format hf` only).
     #[arg(long)]
     pub adapter: Option<PathBuf>,
+    /// Largest weight file of a decoder export (`5GB`, `500MB`, `2GiB` or bytes): above
+    /// it the weights are written as `model-0000i-of-0000n.safetensors` shards with
+    /// `model.safetensors.index.json`, as transformers' `max_shard_size`.
+    #[arg(long, value_parser = parse_size, default_value = "5GB")]
+    pub max_shard_size: u64,
+}
+
+/// `5GB`, `500MB`, `2GiB`, `1.5G`, `123456` (bytes) as bytes; decimal units are 1000s,
+/// binary (`KiB`, `MiB`, `GiB`) 1024s, as transformers reads `max_shard_size`.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 5GB, 500MB, 2GiB)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit `{other}` in `{text}`")),
+    };
+    let bytes = n * mult;
+    if !(bytes.is_finite() && bytes >= 1.0) {
+        return Err(format!("`{text}` is not a positive size"));
+    }
+    Ok(bytes as u64)
 }
 
 /// The family of a model folder, whether it is in manabi's layout, and its Hugging Face
@@ -544,15 +578,12 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
         Family::Gpt2 | Family::Llama => {
             let model = load_decoder(&args.model, args.adapter.as_ref(), &device)?;
             let params = model.num_params();
-            match tok {
-                Some(t) => {
-                    let tok = TextTokenizer::load(t)?;
-                    manabi_finetune::export::export_hf_chat(model, &tok, &args.out)?;
-                }
-                None => {
-                    let merged = manabi_finetune::load::merged(model);
-                    manabi_model::export_hf(&merged, &args.out, None)?;
-                }
+            let merged = manabi_finetune::load::merged(model);
+            manabi_model::export_hf_sharded(&merged, &args.out, tok, args.max_shard_size)?;
+            if let Some(t) = tok {
+                let tok = TextTokenizer::load(t)?;
+                let max_len = merged.config().max_positions;
+                manabi_finetune::export::write_chat_files(&args.out, &tok, max_len)?;
             }
             params
         }
@@ -616,4 +647,17 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn shard_sizes_read_as_transformers_reads_them() {
+        assert_eq!(super::parse_size("5GB"), Ok(5_000_000_000));
+        assert_eq!(super::parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(super::parse_size("2GiB"), Ok(2 * 1024 * 1024 * 1024));
+        assert_eq!(super::parse_size("40000"), Ok(40_000));
+        assert!(super::parse_size("5XB").is_err());
+        assert!(super::parse_size("0").is_err());
+    }
 }

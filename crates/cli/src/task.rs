@@ -1,6 +1,6 @@
 //! `manabi task --config FILE` (train, then evaluate and predict on the validation and test
 //! files) and `manabi task --model CKPT --data FILE…` (evaluate / predict with a trained
-//! task model).
+//! task model, or with a Hugging Face task folder as `transformers`' `pipeline()` uses it).
 
 use std::path::PathBuf;
 
@@ -8,7 +8,7 @@ use clap::Args;
 use manabi_model::DeviceChoice;
 use manabi_objectives::Recipe;
 use manabi_tasks::classify::SplitReport;
-use manabi_tasks::{TaskConfig, evaluate_task, train_task};
+use manabi_tasks::{PipelineOptions, TaskConfig, evaluate_task_with, train_task};
 
 #[derive(Debug, Args)]
 pub struct TaskArgs {
@@ -22,7 +22,9 @@ pub struct TaskArgs {
     /// not is skipped with a warning), or from the checkpoint folder given.
     #[arg(long, value_name = "CHECKPOINT")]
     pub resume: Option<Option<PathBuf>>,
-    /// A checkpoint of `manabi task` to evaluate and predict with (instead of --config).
+    /// A checkpoint of `manabi task`, or a Hugging Face task folder (*ForSequenceClassification,
+    /// *ForTokenClassification, BertModel, T5ForConditionalGeneration), to evaluate and
+    /// predict with (instead of --config).
     #[arg(long, requires = "data")]
     pub model: Option<PathBuf>,
     /// JSONL files to evaluate (with labels) or predict (without), for --model.
@@ -34,6 +36,17 @@ pub struct TaskArgs {
     /// Examples per forward pass, for --model.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// A Hugging Face BertModel folder's sentence vectors: cls or mean (default mean).
+    #[arg(long, requires = "model")]
+    pub pooling: Option<String>,
+    /// A Hugging Face T5 folder's summaries: most tokens generated (default: max_length of
+    /// task_specific_params.summarization, else of the folder, else 20, less one).
+    #[arg(long, requires = "model")]
+    pub max_new_tokens: Option<usize>,
+    /// A Hugging Face T5 folder's summaries: text before each document (default: prefix of
+    /// task_specific_params.summarization, else "summarize: ").
+    #[arg(long, requires = "model")]
+    pub prefix: Option<String>,
 }
 
 fn print_split(s: &SplitReport) {
@@ -62,7 +75,25 @@ fn print_split(s: &SplitReport) {
 pub fn run(args: &TaskArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     if let Some(model) = &args.model {
         let device = device.unwrap_or(DeviceChoice::Cpu).resolve()?;
-        let r = evaluate_task(model, &args.data, &args.out, args.batch_size, &device)?;
+        let pooling = match args.pooling.as_deref() {
+            None => None,
+            Some("cls") => Some(manabi_tasks::embed::Pooling::Cls),
+            Some("mean") => Some(manabi_tasks::embed::Pooling::Mean),
+            Some(other) => anyhow::bail!("--pooling {other}: expected cls or mean"),
+        };
+        let options = PipelineOptions {
+            pooling,
+            max_new_tokens: args.max_new_tokens,
+            prefix: args.prefix.clone(),
+        };
+        let r = evaluate_task_with(
+            model,
+            &args.data,
+            &args.out,
+            args.batch_size,
+            &options,
+            &device,
+        )?;
         print_split(&r);
         return Ok(());
     }

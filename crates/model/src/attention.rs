@@ -157,7 +157,10 @@ impl Attention {
         // projections write it (the fused attention reads this layout, so training
         // copies no transposes).
         let linear = |layer, x| crate::fused::lora_linear(layer, x, &self.lora_dropout);
-        let (mut q, mut k) = (linear(&self.q_proj, x.clone()), linear(&self.k_proj, x.clone()));
+        let (mut q, mut k) = (
+            linear(&self.q_proj, x.clone()),
+            linear(&self.k_proj, x.clone()),
+        );
         if self.qk_norm_whole {
             // OLMo 2: the whole projection normalised, before the split into heads.
             if let Some(n) = &self.q_norm {

@@ -212,9 +212,11 @@ pub fn load_classifier_hf_kind(
         .map_err(|e| crate::hf::file_err(&dir.join("config.json"), e))?;
     let v: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| crate::hf::file_err(&dir.join("config.json"), e))?;
-    let labels = v["num_labels"]
-        .as_u64()
-        .or_else(|| v["id2label"].as_object().map(|m| m.len() as u64))
+    // As transformers: the size of `id2label`, else `num_labels`, else 2.
+    let labels = v["id2label"]
+        .as_object()
+        .map(|m| m.len() as u64)
+        .or_else(|| v["num_labels"].as_u64())
         .unwrap_or(2) as usize;
     let token = v["architectures"][0]
         .as_str()
@@ -232,11 +234,14 @@ pub fn load_classifier_hf_kind(
     // The body set its prefix (`model.`, `transformer.`); the head sits at the top.
     w.prefix = String::new();
     let head = head_name(cfg.family, token);
-    let score = w.take::<2>(&format!("{head}.weight"), [labels, cfg.d_model])?;
+    let score = w.take::<2>(&format!("{head}.weight"), [labels, cfg.d_model]);
+    let score = crate::open::head_shape(score, dir, head, labels)?;
     m.score.weight = crate::hf::param(score.transpose());
     if w.has(&format!("{head}.bias")) {
-        let bias = w.take::<1>(&format!("{head}.bias"), [labels])?;
-        m.score.bias = Some(crate::hf::param(bias));
+        let bias = w.take::<1>(&format!("{head}.bias"), [labels]);
+        m.score.bias = Some(crate::hf::param(crate::open::head_shape(
+            bias, dir, head, labels,
+        )?));
     }
     w.finish()?;
     Ok((m, token))

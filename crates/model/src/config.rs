@@ -1028,10 +1028,10 @@ mod tests {
         let err = learned.validate().unwrap_err().to_string();
         assert!(err.contains("`rope_scaling`"), "{err}");
         let err = toml::from_str::<ModelConfig>(&format!(
-            "{text}\n[rope_scaling]\nkind = \"yarn\"\nfactor = 2.0\n"
+            "{text}\n[rope_scaling]\nkind = \"dynamic\"\nfactor = 2.0\n"
         ))
         .unwrap_err();
-        assert!(err.to_string().contains("yarn"), "{err}");
+        assert!(err.to_string().contains("dynamic"), "{err}");
         let err = toml::from_str::<ModelConfig>(&format!(
             "{text}\n[rope_scaling]\nkind = \"linear\"\nfactor = 2.0\nbeta = 1\n"
         ))

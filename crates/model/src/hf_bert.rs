@@ -254,9 +254,18 @@ pub fn load_bert_masked_lm(dir: impl AsRef<Path>, device: &Device) -> Result<Ber
     Ok(BertForMaskedLm { bert, head })
 }
 
-fn classifier(cfg: &ModelConfig, w: &mut Weights, device: &Device) -> Result<burn::nn::Linear> {
-    let mut lin = LinearConfig::new(cfg.d_model, cfg.num_labels.unwrap_or(2)).init(device);
-    unprefixed(w, |w| set_linear_t(&mut lin, w, "classifier", true))?;
+/// The `classifier` head: as many outputs as `config.json` names labels; a head of
+/// another size is an error naming the config key (`id2label`), not the tensor.
+fn classifier(
+    dir: &Path,
+    cfg: &ModelConfig,
+    w: &mut Weights,
+    device: &Device,
+) -> Result<burn::nn::Linear> {
+    let labels = cfg.num_labels.unwrap_or(2);
+    let mut lin = LinearConfig::new(cfg.d_model, labels).init(device);
+    let read = unprefixed(w, |w| set_linear_t(&mut lin, w, "classifier", true));
+    crate::open::head_shape(read, dir, "classifier", labels)?;
     Ok(lin)
 }
 
@@ -265,10 +274,11 @@ pub fn load_bert_sequence_classifier(
     dir: impl AsRef<Path>,
     device: &Device,
 ) -> Result<BertForSequenceClassification> {
-    let (cfg, mut w) = open(dir.as_ref(), device)?;
+    let dir = dir.as_ref();
+    let (cfg, mut w) = open(dir, device)?;
     let mut model = BertForSequenceClassification::new(&cfg, device);
     load_body(&mut model.bert, &cfg, &mut w)?;
-    model.classifier = classifier(&cfg, &mut w, device)?;
+    model.classifier = classifier(dir, &cfg, &mut w, device)?;
     w.finish()?;
     Ok(model)
 }
@@ -278,10 +288,11 @@ pub fn load_bert_token_classifier(
     dir: impl AsRef<Path>,
     device: &Device,
 ) -> Result<BertForTokenClassification> {
-    let (cfg, mut w) = open(dir.as_ref(), device)?;
+    let dir = dir.as_ref();
+    let (cfg, mut w) = open(dir, device)?;
     let mut model = BertForTokenClassification::new(&cfg, device);
     model.bert = body(&cfg, &mut w, device)?;
-    model.classifier = classifier(&cfg, &mut w, device)?;
+    model.classifier = classifier(dir, &cfg, &mut w, device)?;
     w.finish()?;
     Ok(model)
 }

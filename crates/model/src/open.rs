@@ -226,6 +226,44 @@ pub fn check_tokenizer(tokenizer_vocab: usize, path: &Path, model_vocab: usize) 
     Ok(())
 }
 
+/// `read` (a head's tensor read as `labels` outputs), with a tensor of `head` (`score`,
+/// `classifier`) of another number of outputs turned into an error naming the key of
+/// `dir/config.json` that set `labels`: `id2label` (or `num_labels`, or transformers'
+/// default of 2 when neither is there).
+pub(crate) fn head_shape<T>(read: Result<T>, dir: &Path, head: &str, labels: usize) -> Result<T> {
+    read.map_err(|e| match e {
+        ModelError::Shape { name, found, .. }
+            if name.starts_with(&format!("{head}."))
+                && found.first().is_some_and(|&n| n != labels) =>
+        {
+            let path = dir.join("config.json");
+            let v: Option<serde_json::Value> = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str(t.trim_start_matches('\u{feff}')).ok());
+            let has = |key: &str| v.as_ref().is_some_and(|v| !v[key].is_null());
+            let (key, says) = if has("id2label") {
+                ("id2label", format!("names {labels} labels"))
+            } else if has("num_labels") {
+                ("num_labels", format!("is {labels}"))
+            } else {
+                (
+                    "id2label",
+                    format!("is missing, so transformers' default of {labels} labels applies"),
+                )
+            };
+            ModelError::Config {
+                key: format!("{}: {key}", path.display()),
+                message: format!(
+                    "{says}, but the head `{name}` has {} outputs: give one label per output \
+                     in `id2label`",
+                    found[0]
+                ),
+            }
+        }
+        other => other,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -411,7 +411,10 @@ const FAMILIES: [&str; 9] = [
 fn olmo2_post_norms_and_whole_projection_qk_norm_match_transformers() {
     let model = check("olmo2");
     let cfg = model.config();
-    assert!(cfg.post_norms_only && cfg.post_norms && cfg.qk_norm_whole, "{cfg:?}");
+    assert!(
+        cfg.post_norms_only && cfg.post_norms && cfg.qk_norm_whole,
+        "{cfg:?}"
+    );
     assert!(model.layers[0].attn_norm.is_none());
     check_greedy("olmo2");
 }

@@ -150,6 +150,10 @@ pub enum Framing {
         /// `[SEP]`.
         sep: u32,
     },
+    /// Each text inside the tokenizer's own special tokens (its post-processor's, e.g. a
+    /// Llama BOS), nothing added: `tokenizer(text, text_pair)` of `transformers`, as its
+    /// `pipeline()` feeds a Hugging Face decoder classifier, read at the last token.
+    Own,
 }
 
 /// One framed example: ids, segment ids (empty for decoders) and whether it was cut.
@@ -190,8 +194,8 @@ impl Framing {
     }
 
     /// Frames the `texts` of one example in at most `max_length` tokens. A decoder cuts
-    /// the joined text from the end; BERT cuts the longest segment first, as
-    /// `transformers`' `longest_first`.
+    /// the joined text from the end; BERT and [`Framing::Own`] cut the longest segment
+    /// first, as `transformers`' `longest_first`.
     pub fn frame(
         &self,
         texts: &[String],
@@ -221,18 +225,8 @@ impl Framing {
                 })
             }
             Self::Bert { cls, sep } => {
-                let mut segs = texts
-                    .iter()
-                    .map(|t| tokenizer.encode(t))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let room = max_length.saturating_sub(1 + segs.len());
-                let mut cut = false;
-                while segs.iter().map(Vec::len).sum::<usize>() > room {
-                    let longest = (0..segs.len()).max_by_key(|&i| (segs[i].len(), usize::MAX - i));
-                    let Some(i) = longest else { break };
-                    segs[i].pop();
-                    cut = true;
-                }
+                let (segs, cut) =
+                    longest_first(texts, max_length.saturating_sub(1 + texts.len()), tokenizer)?;
                 let (mut ids, mut types) = (vec![cls], vec![0]);
                 for (k, s) in segs.iter().enumerate() {
                     let ty = k.min(1) as u32;
@@ -242,8 +236,43 @@ impl Framing {
                 }
                 Ok(Framed { ids, types, cut })
             }
+            Self::Own => {
+                // prefix a suffix [prefix b suffix]: what a TemplateProcessing pair
+                // template of a decoder's tokenizer (`<s> $A <s> $B`) or none at all gives.
+                let around = tokenizer.specials_prefix().len() + tokenizer.specials_suffix().len();
+                let room = max_length.saturating_sub(around * texts.len());
+                let (segs, cut) = longest_first(texts, room, tokenizer)?;
+                let ids = segs.into_iter().flat_map(|s| tokenizer.frame(s)).collect();
+                Ok(Framed {
+                    ids,
+                    types: Vec::new(),
+                    cut,
+                })
+            }
         }
     }
+}
+
+/// The ids of each of `texts` (no special tokens), the longest cut first until they fit
+/// in `room` tokens together (`transformers`' `longest_first`, ties to the first text);
+/// and whether anything was cut.
+fn longest_first(
+    texts: &[String],
+    room: usize,
+    tokenizer: &TextTokenizer,
+) -> Result<(Vec<Vec<u32>>, bool)> {
+    let mut segs = texts
+        .iter()
+        .map(|t| tokenizer.encode(t))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut cut = false;
+    while segs.iter().map(Vec::len).sum::<usize>() > room {
+        let longest = (0..segs.len()).max_by_key(|&i| (segs[i].len(), usize::MAX - i));
+        let Some(i) = longest else { break };
+        segs[i].pop();
+        cut = true;
+    }
+    Ok((segs, cut))
 }
 
 /// The family of the model folder `path`: `model.toml` (manabi) or `config.json`'s

@@ -4,9 +4,11 @@
 //! cross-entropy, scores (STS) with squared error; evaluation reports accuracy and
 //! macro-F1, or Pearson and Spearman, and writes every prediction next to its gold label.
 
+use std::path::Path;
+
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use manabi_finetune::error::Result;
+use manabi_finetune::error::{FinetuneError, Result};
 use manabi_finetune::head::pad_rows;
 use manabi_finetune::metrics;
 use manabi_finetune::sft::encode::train_window;
@@ -14,7 +16,7 @@ use manabi_model::argmax_first;
 use manabi_objectives::{Task, TaskLoss};
 use manabi_tokenize::TextTokenizer;
 
-use crate::body::{Framing, SeqClassifier};
+use crate::body::{Framing, SeqClassifier, SeqModel};
 use crate::data::{Example, Label, class_ids};
 use crate::settings::TaskSettings;
 
@@ -158,6 +160,85 @@ pub fn score(rows: &[Encoded], outputs: &[Vec<f64>], regression: bool) -> Vec<(S
             ("macro_f1".into(), metrics::macro_f1(&gold, &pred)),
         ]
     }
+}
+
+/// Predicts every row with `model`, writes the predictions to `path` (next to each
+/// example's text fields and gold label) and scores them against the gold labels the rows
+/// carry; `majority` is the training majority class, for its baseline.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn evaluate_rows(
+    model: &SeqModel,
+    settings: &TaskSettings,
+    examples: &[Example],
+    rows: &[Encoded],
+    majority: Option<usize>,
+    pad: u32,
+    batch_size: usize,
+    path: &Path,
+    device: &Device,
+) -> Result<SplitReport> {
+    let out = predict(
+        |b: &SeqBatch| model.scores(b, device),
+        rows,
+        batch_size,
+        pad,
+    )?;
+    write_predictions(path, settings, examples, &out)?;
+    let has_gold = rows.iter().any(|r| r.class.is_some() || r.score.is_some());
+    let majority_baseline = majority
+        .filter(|_| has_gold && !settings.kind.regression())
+        .map(|m| {
+            let gold: Vec<usize> = rows.iter().filter_map(|r| r.class).collect();
+            metrics::accuracy(&gold, &vec![m; gold.len()])
+        });
+    Ok(SplitReport {
+        name: path.display().to_string(),
+        examples: rows.len(),
+        metrics: if has_gold {
+            score(rows, &out, settings.kind.regression())
+        } else {
+            Vec::new()
+        },
+        majority_baseline,
+        predictions: path.to_path_buf(),
+    })
+}
+
+/// One JSON line per example: its text fields, `label` (gold, when known), `pred`, and
+/// `probs` (classes) or nothing more (scores).
+fn write_predictions(
+    path: &Path,
+    settings: &TaskSettings,
+    examples: &[Example],
+    outputs: &[Vec<f64>],
+) -> Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(|e| FinetuneError::io(path, e))?;
+    let mut w = std::io::BufWriter::new(file);
+    for (e, o) in examples.iter().zip(outputs) {
+        let mut obj = serde_json::Map::new();
+        for (f, t) in settings.kind.text_fields().iter().zip(&e.texts) {
+            obj.insert((*f).into(), t.clone().into());
+        }
+        match &e.label {
+            Some(Label::Class(c)) => obj.insert("label".into(), c.clone().into()),
+            Some(Label::Score(x)) => obj.insert("label".into(), (*x).into()),
+            None => None,
+        };
+        if settings.kind.regression() {
+            obj.insert("pred".into(), o[0].into());
+        } else {
+            let max = o.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = o.iter().map(|x| (x - max).exp()).sum();
+            let probs: Vec<f64> = o.iter().map(|x| (x - max).exp() / z).collect();
+            let pred = &settings.labels[manabi_model::argmax_first(o)];
+            obj.insert("pred".into(), pred.clone().into());
+            obj.insert("probs".into(), probs.into());
+        }
+        writeln!(w, "{}", serde_json::Value::Object(obj))
+            .map_err(|e| FinetuneError::io(path, e))?;
+    }
+    w.flush().map_err(|e| FinetuneError::io(path, e))
 }
 
 /// A sequence task as a [`Task`] of the shared Trainer, on either body `M`.

@@ -1,6 +1,6 @@
 //! Labelled data of sequence tasks in JGLUE's field names: `{"sentence", "label"}`
-//! (MARC-ja: classification), `{"sentence1", "sentence2", "label"}` (JNLI: a class;
-//! JSTS: a similarity score). Fields can be renamed. Every bad line is an error naming
+//! (MARC-ja: classification; a score: regression), `{"sentence1", "sentence2", "label"}`
+//! (JNLI: a class; JSTS: a similarity score). Fields can be renamed. Every bad line is an error naming
 //! file, line and field; nothing is skipped silently.
 
 use std::collections::BTreeMap;
@@ -19,6 +19,8 @@ pub enum TaskKind {
     Nli,
     /// A sentence pair, one score (similarity): Pearson, Spearman.
     Sts,
+    /// One sentence, one score (a rating, a reward): Pearson, Spearman.
+    Regression,
     /// A text with entity spans, a tag per token: entity-level precision, recall, F1.
     Ner,
     /// Sentences, for sentence embeddings (unsupervised SimCSE): STS Spearman.
@@ -29,7 +31,7 @@ impl TaskKind {
     /// Canonical text fields of one example.
     pub fn text_fields(self) -> &'static [&'static str] {
         match self {
-            Self::Classification => &["sentence"],
+            Self::Classification | Self::Regression => &["sentence"],
             Self::Nli | Self::Sts => &["sentence1", "sentence2"],
             Self::Ner => &["text"],
             Self::Simcse => &["sentence"],
@@ -38,7 +40,7 @@ impl TaskKind {
 
     /// Whether the label is a number to regress on rather than a class.
     pub fn regression(self) -> bool {
-        self == Self::Sts
+        matches!(self, Self::Sts | Self::Regression)
     }
 }
 
@@ -50,6 +52,7 @@ impl TryFrom<String> for TaskKind {
             "classification" => Self::Classification,
             "nli" => Self::Nli,
             "sts" => Self::Sts,
+            "regression" => Self::Regression,
             "ner" => Self::Ner,
             "simcse" => Self::Simcse,
             s if s.starts_with("summar") => {
@@ -60,7 +63,7 @@ impl TryFrom<String> for TaskKind {
             }
             _ => {
                 return Err(format!(
-                    "unknown task `{name}`, expected classification, nli, sts, ner or simcse"
+                    "unknown task `{name}`, expected classification, nli, sts, regression, ner or simcse"
                 ));
             }
         })

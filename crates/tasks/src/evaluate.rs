@@ -1,97 +1,21 @@
-//! Evaluation and prediction with a sequence-task checkpoint (`manabi task --model`):
-//! metrics against gold labels when the files carry them, and one prediction per line
-//! next to the example's text fields and gold label.
+//! Evaluation and prediction with a task checkpoint (`manabi task --model`): metrics
+//! against gold labels when the files carry them, and one prediction per line next to
+//! the example's text fields and gold label. A Hugging Face task folder without
+//! `task.toml` predicts as `transformers`' `pipeline()` uses it ([`crate::hf`]).
 
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use manabi_finetune::error::{FinetuneError, Result};
-use manabi_finetune::metrics;
 use manabi_finetune::sft::Specials;
 use manabi_tokenize::TextTokenizer;
 
-use crate::batch::SeqBatch;
-use crate::body::{Framing, SeqModel, load_seq_classifier};
-use crate::classify::{Encoded, encode, predict, score};
-use crate::data::{Example, Label, TaskKind, read_examples};
+use crate::body::{Framing, load_seq_classifier};
+use crate::classify::{encode, evaluate_rows};
+use crate::data::{TaskKind, read_examples};
+use crate::hf::PipelineOptions;
 use crate::report::SplitReport;
 use crate::settings::{TASK_FILE, TaskSettings};
-
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn evaluate_rows(
-    model: &SeqModel,
-    settings: &TaskSettings,
-    examples: &[Example],
-    rows: &[Encoded],
-    majority: Option<usize>,
-    pad: u32,
-    batch_size: usize,
-    path: &Path,
-    device: &Device,
-) -> Result<SplitReport> {
-    let out = predict(
-        |b: &SeqBatch| model.scores(b, device),
-        rows,
-        batch_size,
-        pad,
-    )?;
-    write_predictions(path, settings, examples, &out)?;
-    let has_gold = rows.iter().any(|r| r.class.is_some() || r.score.is_some());
-    let majority_baseline = majority
-        .filter(|_| has_gold && !settings.kind.regression())
-        .map(|m| {
-            let gold: Vec<usize> = rows.iter().filter_map(|r| r.class).collect();
-            metrics::accuracy(&gold, &vec![m; gold.len()])
-        });
-    Ok(SplitReport {
-        name: path.display().to_string(),
-        examples: rows.len(),
-        metrics: if has_gold {
-            score(rows, &out, settings.kind.regression())
-        } else {
-            Vec::new()
-        },
-        majority_baseline,
-        predictions: path.to_path_buf(),
-    })
-}
-
-/// One JSON line per example: its text fields, `label` (gold, when known), `pred`, and
-/// `probs` (classes) or nothing more (scores).
-fn write_predictions(
-    path: &Path,
-    settings: &TaskSettings,
-    examples: &[Example],
-    outputs: &[Vec<f64>],
-) -> Result<()> {
-    use std::io::Write;
-    let file = std::fs::File::create(path).map_err(|e| FinetuneError::io(path, e))?;
-    let mut w = std::io::BufWriter::new(file);
-    for (e, o) in examples.iter().zip(outputs) {
-        let mut obj = serde_json::Map::new();
-        for (f, t) in settings.kind.text_fields().iter().zip(&e.texts) {
-            obj.insert((*f).into(), t.clone().into());
-        }
-        match &e.label {
-            Some(Label::Class(c)) => obj.insert("label".into(), c.clone().into()),
-            Some(Label::Score(x)) => obj.insert("label".into(), (*x).into()),
-            None => None,
-        };
-        if settings.kind.regression() {
-            obj.insert("pred".into(), o[0].into());
-        } else {
-            let max = o.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let z: f64 = o.iter().map(|x| (x - max).exp()).sum();
-            let probs: Vec<f64> = o.iter().map(|x| (x - max).exp() / z).collect();
-            let pred = &settings.labels[manabi_model::argmax_first(o)];
-            obj.insert("pred".into(), pred.clone().into());
-            obj.insert("probs".into(), probs.into());
-        }
-        writeln!(w, "{}", serde_json::Value::Object(obj))
-            .map_err(|e| FinetuneError::io(path, e))?;
-    }
-    w.flush().map_err(|e| FinetuneError::io(path, e))
-}
 
 /// The paths of `files`, comma-separated.
 fn joined(files: &[PathBuf]) -> String {
@@ -103,7 +27,8 @@ fn joined(files: &[PathBuf]) -> String {
 }
 
 /// Evaluates (when `files` carry labels) and predicts with a task checkpoint: reads its
-/// `task.toml`, `head.toml` and `tokenizer.json`, writes predictions to `out`.
+/// `task.toml`, `head.toml` and `tokenizer.json`, writes predictions to `out`. A Hugging
+/// Face task folder without `task.toml` predicts as `pipeline()` uses it.
 pub fn evaluate_task(
     model_dir: &Path,
     files: &[PathBuf],
@@ -111,12 +36,52 @@ pub fn evaluate_task(
     batch_size: usize,
     device: &Device,
 ) -> Result<SplitReport> {
-    let model_dir = &manabi_model::locate(model_dir)?.dir;
+    evaluate_task_with(
+        model_dir,
+        files,
+        out,
+        batch_size,
+        &PipelineOptions::default(),
+        device,
+    )
+}
+
+/// [`evaluate_task`] with the settings of a Hugging Face folder's prediction (pooling
+/// of a `BertModel`, length and prefix of T5 summaries); a `manabi task` checkpoint,
+/// whose `task.toml` decides these, refuses them.
+pub fn evaluate_task_with(
+    model_dir: &Path,
+    files: &[PathBuf],
+    out: &Path,
+    batch_size: usize,
+    options: &PipelineOptions,
+    device: &Device,
+) -> Result<SplitReport> {
+    let found = manabi_model::locate(model_dir)?;
+    let model_dir = &found.dir;
     let spec = model_dir.join(TASK_FILE);
+    if !spec.exists() && found.layout == manabi_model::Layout::HuggingFace {
+        let mut r = crate::hf::predict(&found, files, out, batch_size, options, device)?;
+        r.name = joined(files);
+        return Ok(r);
+    }
+    if let Some(flag) = options.flag() {
+        return Err(FinetuneError::config(
+            flag,
+            format!(
+                "applies to a Hugging Face folder; {} is a `manabi task` checkpoint, whose \
+                 task.toml decides it",
+                model_dir.display()
+            ),
+        ));
+    }
     let text = std::fs::read_to_string(&spec).map_err(|e| {
         FinetuneError::io(
             &spec,
-            format!("{e} (is this a checkpoint of `manabi task`?)"),
+            format!(
+                "{e} (is this a checkpoint of `manabi task`? A Hugging Face folder predicts \
+                 without one)"
+            ),
         )
     })?;
     let settings: TaskSettings = toml::from_str(&text)

@@ -19,7 +19,7 @@ pub const TASK_FILE: &str = "task.toml";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSettings {
-    /// `classification`, `nli`, `sts`, `ner` or `simcse`.
+    /// `classification`, `nli`, `sts`, `regression`, `ner` or `simcse`.
     pub kind: TaskKind,
     /// Class names in output order; default: the sorted classes of the training data.
     #[serde(default)]
@@ -54,6 +54,26 @@ pub struct TaskSettings {
     /// STS with `encoder = "bi"`: the top of the score scale (5 in JSTS).
     #[serde(default = "default_max_score")]
     pub max_score: f64,
+}
+
+impl TaskSettings {
+    /// The settings of a `kind` task with every other key at its default (as a recipe
+    /// that names only `kind`).
+    pub fn new(kind: TaskKind) -> Self {
+        Self {
+            kind,
+            labels: Vec::new(),
+            fields: FieldMap::new(),
+            separator: default_separator(),
+            max_length: default_max_length(),
+            pooling: crate::pooling::Pooling::default(),
+            temperature: default_temperature(),
+            dropout: default_dropout(),
+            supervised: false,
+            encoder: crate::pooling::Encoder::default(),
+            max_score: default_max_score(),
+        }
+    }
 }
 
 fn default_max_score() -> f64 {
@@ -130,7 +150,7 @@ impl Recipe for TaskConfig {
         if self.task.kind.regression() && !self.task.labels.is_empty() {
             return Err(FinetuneError::config(
                 "task.labels",
-                "an sts task predicts a score; it has no class labels",
+                "an sts or regression task predicts a score; it has no class labels",
             ));
         }
         manabi_finetune::head::check_labels(&self.task.labels, "task.labels")?;

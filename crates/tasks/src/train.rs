@@ -11,9 +11,8 @@ use manabi_finetune::setup::Setup;
 use manabi_model::{BertForSequenceClassification, DecoderClassifier, DeviceChoice, Family};
 
 use crate::body::{Framing, bert_classifier, body_family, load_seq_classifier};
-use crate::classify::{Encoded, SeqTask, encode, majority_class};
+use crate::classify::{Encoded, SeqTask, encode, evaluate_rows, majority_class};
 use crate::data::{Example, TaskKind, class_counts, label_set, read_examples};
-use crate::evaluate::evaluate_rows;
 use crate::report::TaskReport;
 use crate::settings::TaskConfig;
 use crate::setup::TaskSetup;

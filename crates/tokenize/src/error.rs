@@ -91,10 +91,10 @@ pub enum TokenizeError {
         /// What is wrong, and what to do.
         message: String,
     },
-    /// A folder has a `tokenizer_config.json` but no `tokenizer.json`: a slow tokenizer
-    /// (SentencePiece `tokenizer.model`, `vocab.txt`, …) that manabi does not build.
+    /// A folder has a `tokenizer_config.json` but no `tokenizer.json`, and no SentencePiece
+    /// model manabi converts: a slow tokenizer (`vocab.txt`, …) that manabi does not build.
     #[error(
-        "{path}: missing; {config} describes a slow tokenizer{class} that manabi does not build (hint: write tokenizer.json with transformers: `AutoTokenizer.from_pretrained(dir).save_pretrained(dir)`)"
+        "{path}: missing; {config} describes a slow tokenizer{class} that manabi does not build (it converts the SentencePiece models of T5Tokenizer, spiece.model, and of LlamaTokenizer and TokenizersBackend, tokenizer.model) (hint: write tokenizer.json with transformers: `AutoTokenizer.from_pretrained(dir).save_pretrained(dir)`)"
     )]
     SlowTokenizer {
         /// The tokenizer.json that is missing.
@@ -103,6 +103,15 @@ pub enum TokenizeError {
         config: PathBuf,
         /// ` (tokenizer_class X)` when it names one.
         class: String,
+    },
+    /// A SentencePiece model (`spiece.model`, `tokenizer.model`) that is not one, is of a
+    /// kind transformers does not convert, or does not convert to a usable tokenizer.
+    #[error("{path}: {message}")]
+    SentencePiece {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong (the message says it is about a SentencePiece model).
+        message: String,
     },
     /// The `tokenizers` crate returned an error while training or encoding.
     #[error("tokenizer error: {0}")]

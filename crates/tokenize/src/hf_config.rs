@@ -53,6 +53,9 @@ pub enum Class {
     GptNeoX,
     /// `BertTokenizer`: BERT normaliser and pre-tokeniser, WordPiece, `[CLS] … [SEP]`.
     Bert,
+    /// `T5Tokenizer`: built from a SentencePiece `spiece.model` only ([`crate::spm`]); a
+    /// tokenizer.json under this class is refused.
+    T5,
 }
 
 /// Class names manabi builds (with or without the `Fast` suffix), for messages.
@@ -86,11 +89,12 @@ impl Class {
             Self::Gemma => "GemmaTokenizer",
             Self::GptNeoX => "GPTNeoXTokenizer",
             Self::Bert => "BertTokenizer",
+            Self::T5 => "T5Tokenizer",
         }
     }
 
     /// The special tokens the class's `__init__` names when the configuration does not.
-    fn defaults(self) -> &'static [(&'static str, Option<&'static str>)] {
+    pub(crate) fn defaults(self) -> &'static [(&'static str, Option<&'static str>)] {
         const EOT: Option<&str> = Some("<|endoftext|>");
         match self {
             Self::AsIs => &[],
@@ -125,6 +129,11 @@ impl Class {
                 ("pad_token", Some("[PAD]")),
                 ("cls_token", Some("[CLS]")),
                 ("mask_token", Some("[MASK]")),
+            ],
+            Self::T5 => &[
+                ("eos_token", Some("</s>")),
+                ("unk_token", Some("<unk>")),
+                ("pad_token", Some("<pad>")),
             ],
         }
     }
@@ -356,6 +365,38 @@ impl Folder {
         (self.config_path.clone(), class)
     }
 
+    /// tokenizer_config.json's path.
+    pub(crate) fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// tokenizer_config.json's keys.
+    pub(crate) fn config(&self) -> &Map<String, Value> {
+        &self.config
+    }
+
+    /// special_tokens_map.json's path and keys, when transformers reads it (the config
+    /// has no `added_tokens_decoder`).
+    pub(crate) fn special_tokens_map(&self) -> Option<(&Path, &Map<String, Value>)> {
+        self.map.as_ref().map(|(p, m)| (p.as_path(), m))
+    }
+
+    /// `model_max_length`, when it sets a real limit (transformers' "no limit" is 1e30,
+    /// `VERY_LARGE_INTEGER`).
+    pub(crate) fn model_max_length(&self) -> Result<Option<usize>> {
+        match self.config.get("model_max_length") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => Ok(n
+                .as_f64()
+                .filter(|x| (1.0..1e12).contains(x))
+                .map(|x| x as usize)),
+            Some(v) => Err(bad(
+                &self.config_path,
+                format!("`model_max_length` must be a number, not {v}"),
+            )),
+        }
+    }
+
     /// The class transformers builds and the special tokens it names, for a
     /// tokenizer.json whose text is `json`.
     pub(crate) fn plan(&self, json: &str) -> Result<Plan> {
@@ -371,20 +412,7 @@ impl Folder {
         if let Some((path, map)) = &self.map {
             named.read(map, path)?;
         }
-        let model_max_length = match self.config.get("model_max_length") {
-            None | Some(Value::Null) => None,
-            // transformers' "no limit" is 1e30 (VERY_LARGE_INTEGER)
-            Some(Value::Number(n)) => n
-                .as_f64()
-                .filter(|x| (1.0..1e12).contains(x))
-                .map(|x| x as usize),
-            Some(v) => {
-                return Err(bad(
-                    &self.config_path,
-                    format!("`model_max_length` must be a number, not {v}"),
-                ));
-            }
-        };
+        let model_max_length = self.model_max_length()?;
         Ok(Plan {
             class,
             named,
@@ -408,6 +436,31 @@ fn unknown_class(path: &Path, key: &str, name: &str) -> TokenizeError {
     )
 }
 
+/// The class name `AutoTokenizer.from_pretrained` picks, and what named it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Pick {
+    /// tokenizer.json as is (`TokenizersBackend`).
+    AsIs,
+    /// A class, by name (with or without `Fast`).
+    Class {
+        /// The name.
+        name: String,
+        /// Who named it.
+        by: PickedBy,
+    },
+}
+
+/// Who named the class [`pick`] picked.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum PickedBy {
+    /// `tokenizer_class` of this file (tokenizer_config.json, else config.json).
+    Config(PathBuf),
+    /// config.json's `model_type`, overriding the class named (`qwen2`, `phi3`).
+    Forced,
+    /// config.json's `model_type`, no class being named.
+    ModelType,
+}
+
 /// The class `AutoTokenizer.from_pretrained` picks in transformers 5.25, from the folder's
 /// `tokenizer_class` (tokenizer_config.json, else config.json) and config.json's
 /// `model_type`:
@@ -415,8 +468,8 @@ fn unknown_class(path: &Path, key: &str, name: &str) -> TokenizeError {
 /// 2. when the model type registers another class than the one named, the registered one
 ///    wins for `qwen2` and `phi3`, the named one otherwise — and a registered
 ///    `TokenizersBackend` (`mistral`, `phi3`) means tokenizer.json as is;
-/// 3. else the named class; with none named, the model type's class.
-fn resolve_class(f: &Folder, byte_level: bool) -> Result<Class> {
+/// 3. else the named class; with none named, the model type's.
+pub(crate) fn pick(f: &Folder, byte_level: bool) -> Result<Pick> {
     let base = |s: &str| s.strip_suffix("Fast").unwrap_or(s).to_string();
     let declared = string_key(&f.config, "tokenizer_class", &f.config_path)?;
     let (hub, hub_file) = match (&declared, &f.model_class) {
@@ -432,38 +485,53 @@ fn resolve_class(f: &Folder, byte_level: bool) -> Result<Class> {
             .map(|&(_, class)| class)
     });
     let forced = model_type.is_some_and(|t| FORCED.contains(&t));
+    let class = |name: &str, by: PickedBy| Pick::Class {
+        name: name.to_string(),
+        by,
+    };
     if let Some(h) = &hub {
         if base(h) == "LlamaTokenizer" && !forced && byte_level {
-            return Ok(Class::AsIs);
+            return Ok(Pick::AsIs);
         }
         if let Some(r) = registered
             && base(r) != base(h)
         {
             if matches!(base(r).as_str(), "TokenizersBackend" | "PythonBackend") {
-                return Ok(Class::AsIs);
+                return Ok(Pick::AsIs);
             }
             if forced {
-                return Class::of(r).ok_or_else(|| unknown_class(&f.model_path, "model_type", r));
+                return Ok(class(r, PickedBy::Forced));
             }
-            return Class::of(h).ok_or_else(|| unknown_class(hub_file, "tokenizer_class", h));
         }
-        return Class::of(h).ok_or_else(|| unknown_class(hub_file, "tokenizer_class", h));
+        return Ok(class(h, PickedBy::Config(hub_file.clone())));
     }
-    match registered {
-        None => Ok(Class::AsIs),
-        Some(r) => Class::of(r).ok_or_else(|| {
-            bad(
-                &f.model_path,
-                format!(
-                    "`model_type` {}: transformers builds this model's tokenizer as {r}, \
-                     which manabi does not build; name `tokenizer_class` \
-                     PreTrainedTokenizerFast in {} to use tokenizer.json as is",
-                    model_type.unwrap_or_default(),
-                    f.config_path.display()
-                ),
-            )
-        }),
-    }
+    Ok(match registered {
+        None => Pick::AsIs,
+        Some(r) => class(r, PickedBy::ModelType),
+    })
+}
+
+/// The class of [`pick`] among those manabi rebuilds a tokenizer.json with; an error
+/// naming the file and the key for any other.
+fn resolve_class(f: &Folder, byte_level: bool) -> Result<Class> {
+    let (name, by) = match pick(f, byte_level)? {
+        Pick::AsIs => return Ok(Class::AsIs),
+        Pick::Class { name, by } => (name, by),
+    };
+    Class::of(&name).ok_or_else(|| match by {
+        PickedBy::Config(file) => unknown_class(&file, "tokenizer_class", &name),
+        PickedBy::Forced => unknown_class(&f.model_path, "model_type", &name),
+        PickedBy::ModelType => bad(
+            &f.model_path,
+            format!(
+                "`model_type` {}: transformers builds this model's tokenizer as {name}, \
+                 which manabi does not build; name `tokenizer_class` \
+                 PreTrainedTokenizerFast in {} to use tokenizer.json as is",
+                f.model_type.as_deref().unwrap_or_default(),
+                f.config_path.display()
+            ),
+        ),
+    })
 }
 
 /// A boolean `__init__` argument of tokenizer_config.json: `default` when absent,
@@ -521,8 +589,17 @@ impl Plan {
             path: path.to_path_buf(),
             message,
         };
-        if self.class == Class::AsIs {
-            return Ok(json.to_string());
+        match self.class {
+            Class::AsIs => return Ok(json.to_string()),
+            // Built from spiece.model only (`Class::of` never gives it for tokenizer.json).
+            Class::T5 => {
+                return Err(unknown_class(
+                    &self.config_path,
+                    "tokenizer_class",
+                    "T5Tokenizer",
+                ));
+            }
+            _ => {}
         }
         let mut file: Value =
             serde_json::from_str(json).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
@@ -563,7 +640,7 @@ impl Plan {
                    "byte_fallback": fallback, "ignore_merges": false})
         };
         let (normalizer, pre, decoder, model) = match self.class {
-            Class::AsIs => return Ok(json.to_string()),
+            Class::AsIs | Class::T5 => return Ok(json.to_string()),
             Class::Gpt2 => (
                 Value::Null,
                 byte_level(flag(self, "add_prefix_space", false, None)?, true, true),

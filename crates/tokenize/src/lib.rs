@@ -2,7 +2,9 @@
 //! folders, gzip), trains tokenizers through Hugging Face's `tokenizers` crate and saves
 //! them as standard `tokenizer.json`, and encodes corpora into memory-mapped token shards.
 //! It also renders a model's own Jinja chat template as `transformers` does ([`chat`]),
-//! and reads a model's `tokenizer_config.json` as `AutoTokenizer` does ([`hf_config`]).
+//! and reads a model's `tokenizer_config.json` as `AutoTokenizer` does ([`hf_config`]),
+//! converting a SentencePiece model without tokenizer.json as transformers does
+//! ([`sentencepiece`] reads the file, [`spm`] converts it).
 //!
 //! With the cargo feature `morph`, text can be split into words by a MeCab-style
 //! dictionary the user supplies before it reaches the tokenizer (module `morph`); the
@@ -18,8 +20,10 @@ pub mod inspect;
 pub mod jsonl;
 #[cfg(feature = "morph")]
 pub mod morph;
+pub mod sentencepiece;
 pub mod shards;
 pub mod sidecar;
+pub mod spm;
 mod strings;
 pub mod tokenizer;
 pub mod train;

@@ -14,3 +14,9 @@ pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Runs `f`, turning a panic (of the `tokenizers` library, on a bad file) into a message.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|payload| format!("the tokenizers library panicked: {}", panic_text(&*payload)))
+}

@@ -13,10 +13,13 @@
 //! `eos_token`, …) are looked up. [`TextTokenizer::encode`] adds no special tokens;
 //! [`TextTokenizer::encode_with_specials`] adds the post-processor's (a BOS, …), as
 //! `AutoTokenizer.from_pretrained(dir)(text)["input_ids"]` does.
+//!
+//! A folder with a tokenizer_config.json but no tokenizer.json, or a `.model` file, is a
+//! SentencePiece model (`spiece.model`, `tokenizer.model`), converted as transformers
+//! converts it ([`crate::spm`]); [`TextTokenizer::to_json`] is then the converted pipeline.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -24,7 +27,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Result, TokenizeError};
 use crate::hf_config::{Class, Settings};
 use crate::sidecar::{SIDECAR_VERSION, Sidecar, sidecar_path};
-use crate::strings::{hex, panic_text};
+use crate::strings::{guarded, hex};
 
 /// A text tokenizer in the Hugging Face format, plus where it came from.
 #[derive(Debug, Clone)]
@@ -41,38 +44,37 @@ pub struct TextTokenizer {
     morph: Option<std::sync::Arc<crate::morph::MorphSplitter>>,
 }
 
-/// Runs `f`, turning a panic into a message.
-pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f))
-        .map_err(|payload| format!("the tokenizers library panicked: {}", panic_text(&*payload)))
-}
-
 impl TextTokenizer {
     /// Loads `path` (a `tokenizer.json`, or a folder holding one), and the
     /// `manabi-pretokenize.json` sidecar beside it when there is one. A file named
     /// `tokenizer.json` is read with the `tokenizer_config.json` (and
-    /// `special_tokens_map.json`, `config.json`) beside it, as `transformers` does.
+    /// `special_tokens_map.json`, `config.json`) beside it, as `transformers` does; when
+    /// only tokenizer_config.json is there, the SentencePiece model its class reads
+    /// (`spiece.model`, `tokenizer.model`) is converted. A `.model` file is converted
+    /// with the tokenizer_config.json beside it, if any.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let mut path = path.as_ref().to_path_buf();
         if path.is_dir() {
             path = path.join("tokenizer.json");
+        }
+        if path.extension().is_some_and(|e| e == "model") {
+            let mut tokenizer = Self::from_sentencepiece_file(path)?;
+            tokenizer.attach_sidecar()?;
+            return Ok(tokenizer);
         }
         let folder = if path.file_name().is_some_and(|n| n == "tokenizer.json") {
             crate::hf_config::read_folder(path.parent().unwrap_or(Path::new("")))?
         } else {
             None
         };
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && folder.is_some() => {
-                let (config, class) = folder.as_ref().map(|f| f.describe()).unwrap_or_default();
-                return Err(TokenizeError::SlowTokenizer {
-                    path,
-                    config,
-                    class,
-                });
+        let bytes = match (std::fs::read(&path), &folder) {
+            (Ok(bytes), _) => bytes,
+            (Err(e), Some(folder)) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut tokenizer = Self::from_slow_folder(path, folder)?;
+                tokenizer.attach_sidecar()?;
+                return Ok(tokenizer);
             }
-            Err(e) => return Err(TokenizeError::io(&path, e)),
+            (Err(e), _) => return Err(TokenizeError::io(&path, e)),
         };
         let json = String::from_utf8(bytes).map_err(|_| TokenizeError::CorruptTokenizer {
             path: path.clone(),
@@ -101,6 +103,71 @@ impl TextTokenizer {
         let (mut tokenizer, file_pad) = Self::parse(json, effective, path)?;
         let settings = plan.finish(|t| tokenizer.inner.token_to_id(t), file_pad)?;
         tokenizer.settings = std::sync::Arc::new(settings);
+        Ok(tokenizer)
+    }
+
+    /// A folder with tokenizer_config.json and no tokenizer.json (`path`): the
+    /// SentencePiece model of its class, converted as transformers converts it; any
+    /// other slow tokenizer is refused.
+    fn from_slow_folder(path: PathBuf, folder: &crate::hf_config::Folder) -> Result<Self> {
+        let slow = || {
+            let (config, class) = folder.describe();
+            TokenizeError::SlowTokenizer {
+                path: path.clone(),
+                config,
+                class,
+            }
+        };
+        let Some(class) = crate::spm::class_of(folder)? else {
+            return Err(slow());
+        };
+        let model = path.with_file_name(crate::spm::model_file(class));
+        if !model.is_file() {
+            return Err(slow());
+        }
+        Self::from_sentencepiece(model, Some(folder), class)
+    }
+
+    /// A `.model` file named directly: converted as the class of the tokenizer_config.json
+    /// beside it builds it, or without one as `TokenizersBackend` does (the model's own
+    /// normaliser settings).
+    fn from_sentencepiece_file(model: PathBuf) -> Result<Self> {
+        let folder = crate::hf_config::read_folder(model.parent().unwrap_or(Path::new("")))?;
+        let class = match &folder {
+            None => Class::AsIs,
+            Some(f) => crate::spm::class_of(f)?.ok_or_else(|| {
+                let (config, class) = f.describe();
+                TokenizeError::SentencePiece {
+                    path: model.clone(),
+                    message: format!(
+                        "{}{class} names a class manabi does not convert a SentencePiece model \
+                         for (it converts T5Tokenizer, LlamaTokenizer and TokenizersBackend)",
+                        config.display()
+                    ),
+                }
+            })?,
+        };
+        Self::from_sentencepiece(model, folder.as_ref(), class)
+    }
+
+    /// The SentencePiece model `model` converted as transformers builds `class` from it
+    /// ([`crate::spm::convert`]), then loaded like a tokenizer.json.
+    fn from_sentencepiece(
+        model: PathBuf,
+        folder: Option<&crate::hf_config::Folder>,
+        class: Class,
+    ) -> Result<Self> {
+        let converted = crate::spm::convert(&model, folder, class)?;
+        let (mut tokenizer, _) = Self::parse(converted.json, None, model).map_err(|e| match e {
+            TokenizeError::CorruptTokenizer { path, message } => TokenizeError::SentencePiece {
+                path,
+                message: format!(
+                    "the tokenizer converted from this SentencePiece model is not usable: {message}"
+                ),
+            },
+            e => e,
+        })?;
+        tokenizer.settings = std::sync::Arc::new(converted.settings);
         Ok(tokenizer)
     }
 

@@ -29,7 +29,8 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use crate::corpus::CorpusSpec;
 use crate::error::{Result, TokenizeError};
-use crate::tokenizer::{TextTokenizer, guarded};
+use crate::strings::guarded;
+use crate::tokenizer::TextTokenizer;
 
 /// Splits text where the script changes between kanji, hiragana, katakana, Latin,
 /// digits and the rest: a dictionary-free pre-tokeniser for Japanese that works offline.

@@ -1,7 +1,12 @@
 //! What `[peft]` says: the [`Method`] and its settings ([`PeftConfig`], saved as
 //! [`PEFT_FILE`] in every adapted checkpoint), checked before any method is applied.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{FinetuneError, Result};
 
@@ -69,6 +74,160 @@ pub struct PeftConfig {
     pub feedforward: Vec<String>,
     /// Bottleneck width of `houlsby` / `pfeiffer` adapters.
     pub adapter_size: usize,
+    /// LoRA: weight-decomposed LoRA (DoRA, Liu et al. 2024; PEFT's `use_dora`): a learned
+    /// magnitude per output times the direction of `W + s·B·A`. Needs `dropout = 0`.
+    #[serde(skip_serializing_if = "is_false")]
+    pub use_dora: bool,
+    /// LoRA: adapt the targets only in these layers (PEFT's `layers_to_transform`: an
+    /// index or a list; empty: every layer). A target named in full is adapted whatever
+    /// its layer, as in PEFT.
+    #[serde(deserialize_with = "layer_list", skip_serializing_if = "Vec::is_empty")]
+    pub layers_to_transform: Vec<usize>,
+    /// LoRA: what precedes the layer index in a module name, a regex (PEFT's
+    /// `layers_pattern`: one or a list, `layers`, `h`, …); empty: the first numbered
+    /// component after two others. Read only with `layers_to_transform`.
+    #[serde(deserialize_with = "name_list", skip_serializing_if = "Vec::is_empty")]
+    pub layers_pattern: Vec<String>,
+    /// LoRA: rank by module (PEFT's `rank_pattern`, `{ q_proj = 2 }`, or
+    /// `[["q_proj", 2], …]` where the order of overlapping keys matters): each key a
+    /// regex matched against a module's full HF name or its end after a dot; the first
+    /// key that matches, in the order given, wins; other targets take `r`. On a fused module
+    /// (`c_attn`, `qkv_proj`, `query_key_value`, `gate_up_proj`) each part gets the rank,
+    /// as with `r`.
+    #[serde(skip_serializing_if = "Patterns::is_empty")]
+    pub rank_pattern: Patterns<usize>,
+    /// LoRA: α by module (PEFT's `alpha_pattern`), matched as `rank_pattern`; other
+    /// targets take `alpha`. The scale is each module's α over its rank (or √rank).
+    #[serde(skip_serializing_if = "Patterns::is_empty")]
+    pub alpha_pattern: Patterns<f64>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Values by module-name pattern, in the order given; the first key that matches a
+/// module wins, as in PEFT. Read from a table (`{ q_proj = 2 }`; PEFT's JSON object) or,
+/// where the order of overlapping keys matters, a list of `[key, value]` pairs (a TOML
+/// table may be read in sorted key order). Written as a table when its keys are in
+/// sorted order, otherwise as pairs, so that `peft.toml` reads back in the same order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Patterns<T>(pub Vec<(String, T)>);
+
+impl<T> Patterns<T> {
+    /// No patterns.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<T: Serialize> Serialize for Patterns<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.0.windows(2).all(|w| w[0].0 < w[1].0) {
+            let mut map = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                map.serialize_entry(k, v)?;
+            }
+            map.end()
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patterns<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Patterns<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table of module-name patterns and values, or [pattern, value] pairs")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                // In the order read; a repeated key keeps its first place and its last
+                // value, as Python's `json` reads it.
+                let mut out: Vec<(String, T)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, T>()? {
+                    match out.iter_mut().find(|(key, _)| *key == k) {
+                        Some(entry) => entry.1 = v,
+                        None => out.push((k, v)),
+                    }
+                }
+                Ok(Patterns(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(pair) = seq.next_element::<(String, T)>()? {
+                    out.push(pair);
+                }
+                Ok(Patterns(out))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// A layer index or a list of them.
+fn layer_list<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<usize>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<usize>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a layer index or a list of layer indices")
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Vec<usize>, E> {
+            usize::try_from(v)
+                .map(|v| vec![v])
+                .map_err(|_| E::custom(format!("{v} is not a layer index")))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Vec<usize>, E> {
+            usize::try_from(v)
+                .map(|v| vec![v])
+                .map_err(|_| E::custom(format!("{v} is not a layer index")))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Vec<usize>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(i) = seq.next_element::<usize>()? {
+                out.push(i);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// A name or a list of names.
+fn name_list<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Vec<String>, E> {
+            Ok(vec![v.to_string()])
+        }
+        fn visit_seq<A: SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                out.push(s);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 impl Default for PeftConfig {
@@ -85,6 +244,11 @@ impl Default for PeftConfig {
             prefix_projection: false,
             feedforward: vec!["down_proj".into()],
             adapter_size: 16,
+            use_dora: false,
+            layers_to_transform: Vec::new(),
+            layers_pattern: Vec::new(),
+            rank_pattern: Patterns::default(),
+            alpha_pattern: Patterns::default(),
         }
     }
 }
@@ -119,6 +283,39 @@ impl PeftConfig {
             }
             if self.targets.is_empty() {
                 return Err(FinetuneError::config("peft.targets", "no target modules"));
+            }
+            if self.use_dora && self.dropout > 0.0 {
+                return Err(FinetuneError::config(
+                    "peft.dropout",
+                    "DoRA (use_dora) runs without LoRA dropout here; set dropout = 0",
+                ));
+            }
+            crate::peft::patterns::check(
+                &self.rank_pattern.0,
+                &self.alpha_pattern.0,
+                &self.layers_pattern,
+                &self.layers_to_transform,
+            )
+            .map_err(|e| FinetuneError::config(format!("peft.{}", e.key), e.message))?;
+        } else {
+            let lora_only = [
+                ("peft.use_dora", self.use_dora),
+                (
+                    "peft.layers_to_transform",
+                    !self.layers_to_transform.is_empty(),
+                ),
+                ("peft.layers_pattern", !self.layers_pattern.is_empty()),
+                ("peft.rank_pattern", !self.rank_pattern.is_empty()),
+                ("peft.alpha_pattern", !self.alpha_pattern.is_empty()),
+            ];
+            if let Some((key, _)) = lora_only.iter().find(|(_, set)| *set) {
+                return Err(FinetuneError::config(
+                    *key,
+                    format!(
+                        "only LoRA reads it (method = \"lora\"), not `{}`",
+                        self.method
+                    ),
+                ));
             }
         }
         if self.method == Method::Ia3 && self.targets.is_empty() {

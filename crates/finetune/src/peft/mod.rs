@@ -3,9 +3,11 @@
 //! `--resume`, `generate`, `eval` and `export` rebuild the adapted model.
 //!
 //! - `full`: every parameter trains.
-//! - `lora` (Hu et al. 2021; rsLoRA, Kalajdzievski 2023): burn's `apply_lora` on the
-//!   target modules named as in Hugging Face (`q_proj`, `c_attn`, …); PEFT format in and
-//!   out ([`lora`]).
+//! - `lora` (Hu et al. 2021; rsLoRA, Kalajdzievski 2023; DoRA, Liu et al. 2024): burn's
+//!   LoRA adapter (or a DoRA reparameterization) on the target modules named as in
+//!   Hugging Face (`q_proj`, `c_attn`, …), chosen and sized as PEFT does (per-module
+//!   `rank_pattern` / `alpha_pattern`, `layers_to_transform`); PEFT format in and out
+//!   ([`lora`]).
 //! - `bitfit` (Ben Zaken et al. 2022): biases only.
 //! - `ia3` (Liu et al. 2022): learned rescaling of activations ([`ia3`]), PEFT format.
 //! - `prompt` (Lester et al. 2021): a soft prompt ([`prompt`]), PEFT format.
@@ -17,10 +19,11 @@
 pub mod config;
 pub mod ia3;
 pub mod lora;
+mod patterns;
 pub mod prefix;
 pub mod prompt;
 
-pub use config::{Method, PEFT_FILE, PeftConfig};
+pub use config::{Method, PEFT_FILE, Patterns, PeftConfig};
 
 use burn::module::{Module, ParamGroup, ParamId};
 use manabi_model::DecoderLm;
@@ -147,7 +150,15 @@ fn bias_ids(model: &DecoderLm) -> Vec<ParamId> {
     let norms = model
         .layers
         .iter()
-        .flat_map(|b| [&b.attn_norm, &b.mlp_norm])
+        .flat_map(|b| {
+            [
+                &b.attn_norm,
+                &b.mlp_norm,
+                &b.post_attn_norm,
+                &b.post_mlp_norm,
+            ]
+        })
+        .flatten()
         .chain([&model.final_norm]);
     for n in norms {
         if let manabi_model::decoder::Norm::Layer(ln) = n

@@ -59,23 +59,34 @@ fn lora_merges_and_unmerges_with_the_same_logits() {
     let device = test_device().autodiff();
     let ids =
         Tensor::<1, Int>::from_ints([1, 5, 9, 2, 7, 3, 11, 4].as_slice(), &device).reshape([2, 4]);
+    let dora = |cfg: PeftConfig| PeftConfig {
+        use_dora: true,
+        ..cfg
+    };
     for (name, cfg) in [
         ("gpt2", lora_cfg(2, 4.0, &["c_attn", "c_proj"])),
         (
             "llama-gqa",
             lora_cfg(4, 8.0, &["q_proj", "v_proj", "down_proj"]),
         ),
+        ("llama-gqa", super::lora_patterns::patterned()),
+        // DoRA: the merged weight is m · (W + s·A·B) / ‖W + s·A·B‖; unmerging divides by
+        // the magnitude and multiplies by the norm kept at merge time, as peft does.
+        (
+            "llama-gqa",
+            dora(lora_cfg(4, 8.0, &["q_proj", "v_proj", "down_proj"])),
+        ),
+        ("gpt2", dora(lora_cfg(2, 4.0, &["c_attn", "c_proj"]))),
     ] {
         let adapted = peft::apply(base(name, &device), &cfg).unwrap();
         let adapted = train_a_little(adapted, &ids);
         let plain_ids = ids.clone().inner();
         let want = logits(&adapted, plain_ids.clone());
         let (merged, adapters) = lora::merge(&adapted, &cfg);
-        assert!(
-            decoder_linears(&merged)
-                .iter()
-                .all(|(_, l)| l.weight.adapter().is_none())
-        );
+        assert!(decoder_linears(&merged).iter().all(|(_, l)| {
+            l.weight.adapter().is_none()
+                && l.weight.reparameterization::<lora::DoraAdapter>().is_none()
+        }));
         let d = max_diff(&logits(&merged, plain_ids.clone()), &want);
         assert!(d <= 1e-5, "{name}: merged {d}");
         let back = lora::unmerge(merged, &adapters).unwrap();
@@ -91,7 +102,10 @@ fn lora_merges_and_unmerges_with_the_same_logits() {
         let adapted_count = |m: &DecoderLm| {
             decoder_linears(m)
                 .iter()
-                .filter(|(_, l)| l.weight.adapter().is_some())
+                .filter(|(_, l)| {
+                    l.weight.adapter().is_some()
+                        || l.weight.reparameterization::<lora::DoraAdapter>().is_some()
+                })
                 .count()
         };
         assert!(adapted_count(&back) > 0);

@@ -13,6 +13,7 @@ use manabi_model::{DecoderLm, device::test_device, load_hf};
 use serde::Deserialize;
 
 mod lora_contracts;
+mod lora_patterns;
 
 #[derive(Deserialize)]
 struct Expected {
@@ -113,6 +114,14 @@ fn adapters_trained_by_python_peft_give_peft_logits() {
         // parts) and gate_up_proj.
         ("neox-parallel", "neox-lora"),
         ("phi3", "phi3-lora"),
+        // Per-module rank and α (rank_pattern / alpha_pattern, a full-name key and a
+        // regex one), layer 1 only (layers_to_transform), and DoRA — on GPT-2's Conv1D
+        // c_attn (one magnitude over Q | K | V) and NeoX's interleaved query_key_value too.
+        ("llama-gqa", "llama-lora-patterns"),
+        ("llama-gqa", "llama-lora-layers"),
+        ("llama-gqa", "llama-dora"),
+        ("gpt2", "gpt2-dora"),
+        ("neox-parallel", "neox-dora"),
     ] {
         let exp = expected(adapter);
         let plain = base(base_name, &device);
@@ -268,6 +277,48 @@ fn adapters_trained_here_export_and_load_back_exactly() {
         ),
         (
             "llama-gqa",
+            "llama-dora",
+            PeftConfig {
+                use_dora: true,
+                ..lora_cfg(4, 8.0, &["q_proj", "v_proj", "down_proj"])
+            },
+        ),
+        (
+            "gpt2",
+            "gpt2-dora-blockdiag",
+            PeftConfig {
+                use_dora: true,
+                ..lora_cfg(2, 4.0, &["c_attn", "c_proj"])
+            },
+        ),
+        (
+            "neox-parallel",
+            "neox-dora-blockdiag",
+            PeftConfig {
+                use_dora: true,
+                ..lora_cfg(2, 4.0, &["query_key_value", "dense_4h_to_h"])
+            },
+        ),
+        (
+            "llama-gqa",
+            "llama-lora-patterns",
+            lora_patterns::patterned(),
+        ),
+        (
+            "llama-gqa",
+            "llama-lora-layers",
+            PeftConfig {
+                layers_to_transform: vec![1],
+                layers_pattern: vec!["layers".into()],
+                ..lora_cfg(
+                    4,
+                    8.0,
+                    &["q_proj", "v_proj", "model.layers.0.mlp.down_proj"],
+                )
+            },
+        ),
+        (
+            "llama-gqa",
             "llama-ia3",
             PeftConfig {
                 method: Method::Ia3,
@@ -301,7 +352,7 @@ fn adapters_trained_here_export_and_load_back_exactly() {
         let ids = Tensor::<1, Int>::from_ints([1, 5, 9, 2, 7, 3, 11, 4].as_slice(), &device)
             .reshape([2, 4]);
         let model = train_a_little(peft::apply(base(base_name, &device), &cfg).unwrap(), &ids);
-        if cfg.method == Method::Lora && base_name == "gpt2" {
+        if name == "gpt2-lora-blockdiag" {
             // Fresh factors are drawn apart (a PEFT `c_attn` adapter shares A).
             let a = |i: usize| {
                 let lin = decoder_linears(&model)[i].1;
@@ -330,6 +381,7 @@ fn adapters_trained_here_export_and_load_back_exactly() {
             let text = std::fs::read_to_string(dir.join("adapter_config.json")).unwrap();
             assert!(text.contains("\"c_attn\": 6"), "{text}");
         }
+        lora_patterns::check_export(name, &dir);
         let (again, _) = peft::load_adapter(base(base_name, &plain), &dir).unwrap();
         let d = max_diff(&logits(&again, ids.clone()), &want);
         assert!(d <= 1e-5, "{name}: round trip {d}");
@@ -524,7 +576,7 @@ fn lora_trains_every_family_through_its_own_module_names() {
     // batch must lower the loss, and the saved adapter must load back exactly.
     use burn::optim::AdamWConfig;
     let device = test_device().autodiff();
-    let families: [(&str, &[&str]); 9] = [
+    let families: [(&str, &[&str]); 10] = [
         (
             "mistral-window",
             &[
@@ -559,6 +611,7 @@ fn lora_trains_every_family_through_its_own_module_names() {
         ("gemma3", &["q_proj", "v_proj", "up_proj"]),
         ("qwen3", &["q_proj", "k_proj", "v_proj", "o_proj"]),
         ("stablelm", &["q_proj", "v_proj", "gate_proj"]),
+        ("olmo2", &["q_proj", "k_proj", "o_proj", "down_proj"]),
     ];
     let ids = Tensor::<1, Int>::from_ints(
         (0..2 * 16)

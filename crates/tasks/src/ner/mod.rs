@@ -25,6 +25,7 @@ use crate::body::{Framing, TaggerModel, TokenTagger, bert_tagger, body_family, l
 use crate::setup::TaskSetup;
 
 mod data;
+pub mod pipeline;
 
 pub use crate::batch::TagBatch;
 pub use data::{
@@ -62,7 +63,7 @@ fn tag_batch(rows: &[&Tagged], pad: u32, frame: Option<(u32, u32)>) -> TagBatch 
 pub fn frame_of(framing: Framing) -> Option<(u32, u32)> {
     match framing {
         Framing::Bert { cls, sep } => Some((cls, sep)),
-        Framing::Decoder { .. } => None,
+        Framing::Decoder { .. } | Framing::Own => None,
     }
 }
 

@@ -1,0 +1,310 @@
+//! `manabi task --model HF_DIR --data FILE` on Hugging Face task folders without a
+//! `task.toml` (fixtures/hf_tasks, made by scripts/hf_task_fixtures.py): the same labels,
+//! class probabilities and scores as transformers' `pipeline()` (within 1e-4), the same
+//! entities as `token-classification` with `aggregation_strategy="simple"`, the same
+//! sentence vectors (CLS and mean pooling) and the same greedy T5 summaries; and one-line
+//! errors for folders that are not task models or whose labels do not fit their head.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{fails, ok, root, s};
+use serde_json::Value;
+
+const TOL: f64 = 1e-4;
+
+fn fixture(name: &str) -> String {
+    format!("fixtures/hf_tasks/{name}")
+}
+
+fn expected(name: &str) -> Value {
+    let path = root().join(fixture(&format!("expected/{name}.json")));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Runs `manabi task --model fixtures/hf_tasks/MODEL --data fixtures/hf_tasks/data/DATA`
+/// with `extra` flags; its stdout and prediction lines.
+fn predict(model: &str, data: &str, extra: &[&str], out: &Path) -> (String, Vec<Value>) {
+    let (model, data) = (fixture(model), fixture(&format!("data/{data}")));
+    let mut args = vec!["task", "--model", &model, "--data", &data, "--out", s(out)];
+    args.extend_from_slice(extra);
+    let stdout = ok(&args);
+    (stdout, lines(out))
+}
+
+fn close(what: &str, got: f64, want: f64) {
+    assert!(
+        (got - want).abs() <= TOL,
+        "{what}: {got} vs transformers {want}"
+    );
+}
+
+fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn sequence_classifiers_match_the_text_classification_pipeline() {
+    let tmp = tempfile::tempdir().unwrap();
+    // BERT on single sentences, BERT on `text` + `text_pair` pairs, a Llama classifier
+    // (its tokenizer's BOS first, read at the last token).
+    for (model, data, fields) in [
+        ("bert-sentiment", "sentiment.jsonl", &["sentence"][..]),
+        ("bert-nli", "nli.jsonl", &["sentence1", "sentence2"][..]),
+        ("llama-sentiment", "sentiment.jsonl", &["sentence"][..]),
+    ] {
+        let out = tmp.path().join(format!("{model}.jsonl"));
+        let (stdout, got) = predict(model, data, &[], &out);
+        let want = expected(model);
+        let outputs = want["outputs"].as_array().unwrap();
+        assert_eq!(got.len(), outputs.len(), "{model}");
+        for (i, (g, w)) in got.iter().zip(outputs).enumerate() {
+            for f in fields {
+                assert!(g[*f].is_string(), "{model} line {i}: no `{f}` in {g}");
+            }
+            assert!(g["label"].is_string(), "{model} line {i}: gold label kept");
+            assert_eq!(g["pred"], w["label"], "{model} line {i}");
+            let (probs, scores) = (f64s(&g["probs"]), f64s(&w["scores"]));
+            assert_eq!(probs.len(), scores.len(), "{model} line {i}");
+            for (p, q) in probs.iter().zip(&scores) {
+                close(&format!("{model} line {i}"), *p, *q);
+            }
+        }
+        let accuracy = format!("accuracy {:.4}", want["accuracy"].as_f64().unwrap());
+        assert!(
+            stdout.contains(&accuracy),
+            "{model}: `{accuracy}` not in {stdout}"
+        );
+    }
+}
+
+#[test]
+fn regression_heads_give_the_raw_score() {
+    let tmp = tempfile::tempdir().unwrap();
+    // BERT with one output and problem_type "regression" on STS pairs (gold scores:
+    // Pearson and Spearman), a Llama reward model on single sentences without labels.
+    for (model, data) in [
+        ("bert-sts", "sts.jsonl"),
+        ("llama-reward", "sentences.jsonl"),
+    ] {
+        let out = tmp.path().join(format!("{model}.jsonl"));
+        let (stdout, got) = predict(model, data, &[], &out);
+        let want = expected(model);
+        let outputs = want["outputs"].as_array().unwrap();
+        assert_eq!(got.len(), outputs.len(), "{model}");
+        for (i, (g, w)) in got.iter().zip(outputs).enumerate() {
+            assert!(g.get("probs").is_none(), "{model} line {i}: {g}");
+            close(
+                &format!("{model} line {i}"),
+                g["pred"].as_f64().unwrap(),
+                w["score"].as_f64().unwrap(),
+            );
+        }
+        let scored = model == "bert-sts";
+        assert_eq!(stdout.contains("spearman"), scored, "{model}: {stdout}");
+    }
+}
+
+#[test]
+fn token_classifier_matches_the_simple_aggregation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ner.jsonl");
+    let (stdout, got) = predict("bert-ner", "ner.jsonl", &[], &out);
+    let want = expected("bert-ner");
+    let outputs = want["outputs"].as_array().unwrap();
+    assert_eq!(got.len(), outputs.len());
+    for (i, (g, w)) in got.iter().zip(outputs).enumerate() {
+        let (pred, ents) = (g["predicted"].as_array().unwrap(), w.as_array().unwrap());
+        let kind = |e: &Value| e["type"].as_str().unwrap().to_string();
+        let got_spans: Vec<(String, u64, u64)> = pred
+            .iter()
+            .map(|e| {
+                (
+                    kind(e),
+                    e["span"][0].as_u64().unwrap(),
+                    e["span"][1].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let want_spans: Vec<(String, u64, u64)> = ents
+            .iter()
+            .map(|e| {
+                (
+                    kind(e),
+                    e["start"].as_u64().unwrap(),
+                    e["end"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got_spans, want_spans, "line {i}: {}", g["text"]);
+        for (p, e) in pred.iter().zip(ents) {
+            close(
+                &format!("line {i} score"),
+                p["score"].as_f64().unwrap(),
+                e["score"].as_f64().unwrap(),
+            );
+        }
+        // The gold entities stay beside the predictions.
+        assert!(g["entities"].is_array(), "line {i}");
+    }
+    assert!(stdout.contains("f1 "), "{stdout}");
+}
+
+#[test]
+fn bert_model_embeds_with_cls_and_mean_pooling() {
+    let tmp = tempfile::tempdir().unwrap();
+    let want = expected("bert-embed");
+    let outputs = want["outputs"].as_array().unwrap();
+    // Mean pooling is the default.
+    for (pooling, flags) in [("mean", &[][..]), ("cls", &["--pooling", "cls"][..])] {
+        let out = tmp.path().join(format!("{pooling}.jsonl"));
+        let (_, got) = predict("bert-embed", "sentences.jsonl", flags, &out);
+        assert_eq!(got.len(), outputs.len(), "{pooling}");
+        for (i, (g, w)) in got.iter().zip(outputs).enumerate() {
+            let (v, r) = (f64s(&g["embedding"]), f64s(&w[pooling]));
+            assert_eq!(v.len(), r.len(), "{pooling} line {i}");
+            let diff = v
+                .iter()
+                .zip(&r)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(diff <= TOL, "{pooling} line {i}: max |Δ| = {diff}");
+        }
+    }
+}
+
+#[test]
+fn t5_summarises_as_the_summarization_pipeline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("summaries.jsonl");
+    // Prefix and max_length come from config.json's task_specific_params.summarization.
+    let (stdout, got) = predict("t5-summarise", "summarise.jsonl", &[], &out);
+    let want = expected("t5-summarise");
+    let outputs = want["outputs"].as_array().unwrap();
+    assert_eq!(got.len(), outputs.len());
+    for (i, (g, w)) in got.iter().zip(outputs).enumerate() {
+        assert!(
+            g["document"].is_string() && g["summary"].is_string(),
+            "line {i}"
+        );
+        assert_eq!(g["pred"], w["summary"], "line {i} (ids {})", w["ids"]);
+    }
+    assert!(stdout.contains("rouge1"), "{stdout}");
+    // Fewer tokens by flag: every summary is a prefix of the full one's tokens, so
+    // never longer.
+    let out = tmp.path().join("short.jsonl");
+    let (_, short) = predict(
+        "t5-summarise",
+        "summarise.jsonl",
+        &["--max-new-tokens", "3"],
+        &out,
+    );
+    for (a, b) in short.iter().zip(&got) {
+        let (a, b) = (a["pred"].as_str().unwrap(), b["pred"].as_str().unwrap());
+        assert!(a.chars().count() <= b.chars().count(), "{a:?} vs {b:?}");
+    }
+}
+
+/// A copy of `fixtures/hf_tasks/NAME` in `dir`, its config.json changed by `edit`.
+fn edited(dir: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+    let (from, to) = (root().join(fixture(name)), dir.join(name));
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+    let path = to.join("config.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    to
+}
+
+#[test]
+fn folders_that_cannot_predict_say_why_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("p.jsonl");
+    let data = fixture("data/nli.jsonl");
+    let run = |model: &str, extra: &[&str]| {
+        let mut args = vec!["task", "--model", model, "--data", &data, "--out", s(&out)];
+        args.extend_from_slice(extra);
+        fails(&args)
+    };
+    // Not a task head: the architecture and what is supported.
+    for (model, arch) in [
+        ("fixtures/models/llama-eval", "LlamaForCausalLM"),
+        ("fixtures/models/bert", "BertForMaskedLM"),
+    ] {
+        let e = run(model, &[]);
+        for w in [
+            "config.json: architectures",
+            arch,
+            "ForSequenceClassification",
+            "BertModel",
+            "T5ForConditionalGeneration",
+        ] {
+            assert!(e.contains(w), "`{w}` not in: {e}");
+        }
+    }
+    // id2label of another size than the classifier, or missing (transformers' default
+    // of 2 labels, where the head has 3): the config key.
+    let fewer = edited(tmp.path(), "bert-nli", |v| {
+        v["id2label"].as_object_mut().unwrap().remove("2");
+    });
+    let e = run(s(&fewer), &[]);
+    for w in [
+        "config.json: id2label",
+        "names 2 labels",
+        "`classifier.weight` has 3 outputs",
+    ] {
+        assert!(e.contains(w), "`{w}` not in: {e}");
+    }
+    let none = tmp.path().join("none");
+    std::fs::create_dir(&none).unwrap();
+    let missing = edited(&none, "bert-nli", |v| {
+        let obj = v.as_object_mut().unwrap();
+        obj.remove("id2label");
+        obj.remove("label2id");
+    });
+    let e = run(s(&missing), &[]);
+    for w in [
+        "config.json: id2label",
+        "is missing",
+        "default of 2 labels",
+        "3 outputs",
+    ] {
+        assert!(e.contains(w), "`{w}` not in: {e}");
+    }
+    // Ids that are not 0..n.
+    let gaps = tmp.path().join("gaps");
+    std::fs::create_dir(&gaps).unwrap();
+    let gaps = edited(&gaps, "bert-nli", |v| {
+        let table = v["id2label"].as_object_mut().unwrap();
+        let name = table.remove("1").unwrap();
+        table.insert("7".into(), name);
+    });
+    let e = run(s(&gaps), &[]);
+    assert!(
+        e.contains("config.json: id2label") && e.contains("no label for id 1"),
+        "{e}"
+    );
+    // A flag for another kind of folder.
+    let e = run(&fixture("bert-nli"), &["--pooling", "cls"]);
+    assert!(
+        e.contains("--pooling") && e.contains("BertForSequenceClassification"),
+        "{e}"
+    );
+}
