@@ -454,7 +454,7 @@ pub(crate) fn write_hf_with(
         serde_json::to_string_pretty(&config).map_err(|e| ModelError::Input(e.to_string()))?;
     manabi_tokenize::write_atomic(&dir.join("config.json"), json.as_bytes())?;
     if let Some(tok) = tokenizer {
-        let text = std::fs::read(tok).map_err(|e| file_err(tok, e))?;
+        let text = manabi_tokenize::tokenizer_json_bytes(tok)?;
         manabi_tokenize::write_atomic(&dir.join("tokenizer.json"), &text)?;
         // A morphological-splitting sidecar belongs with its tokenizer.json (it records
         // that file's hash, so it is copied byte for byte as well).

@@ -128,7 +128,8 @@ pub fn save<M: TrainModel>(
     }
     if let Some(tok) = tokenizer {
         let dest = tmp.join("tokenizer.json");
-        std::fs::copy(tok, &dest).map_err(|e| TrainError::io(tok, e))?;
+        let bytes = manabi_tokenize::tokenizer_json_bytes(tok)?;
+        std::fs::write(&dest, bytes).map_err(|e| TrainError::io(&dest, e))?;
         files.push("tokenizer.json");
     }
     for f in &files {

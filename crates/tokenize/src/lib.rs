@@ -51,6 +51,18 @@ pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// The `tokenizer.json` to store for the tokenizer at `path` (a checkpoint's or an
+/// export's copy): the file's own bytes when it is a JSON file on disk (so a sidecar's
+/// hash of it still holds), else the JSON of the pipeline converted from the folder's
+/// SentencePiece model (`spiece.model`, `tokenizer.model`, or a `.model` path).
+pub fn tokenizer_json_bytes(path: &Path) -> Result<Vec<u8>> {
+    let is_model = path.extension().is_some_and(|e| e == "model");
+    if path.is_file() && !is_model {
+        return std::fs::read(path).map_err(|e| TokenizeError::io(path, e));
+    }
+    Ok(TextTokenizer::load(path)?.to_json().as_bytes().to_vec())
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename, creating parent folders.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

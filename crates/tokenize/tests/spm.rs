@@ -369,3 +369,29 @@ fn add_bos_and_eos_token_count_without_a_tokenizer_json() {
         (&[][..], &[2][..])
     );
 }
+
+#[test]
+fn a_converted_tokenizer_is_stored_as_its_json_not_the_model_bytes() {
+    // Checkpoints and exports store `tokenizer_json_bytes(path)`: for a SentencePiece
+    // folder (no tokenizer.json on disk) that is the converted pipeline, which loads alone.
+    let dir = fixture("spm-llama-en");
+    let bytes = manabi_tokenize::tokenizer_json_bytes(&dir.join("tokenizer.json")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let saved = tmp.path().join("tokenizer.json");
+    std::fs::write(&saved, &bytes).unwrap();
+    let original = manabi_tokenize::TextTokenizer::load(&dir).unwrap();
+    let again = manabi_tokenize::TextTokenizer::load(&saved).unwrap();
+    for text in ["Hello world", "To be, or not to be", "吾輩は猫である"] {
+        assert_eq!(
+            again.encode(text).unwrap(),
+            original.encode(text).unwrap(),
+            "{text}"
+        );
+    }
+    // A tokenizer.json on disk is kept byte for byte.
+    let json = fixture("hf-gpt2").join("tokenizer.json");
+    assert_eq!(
+        manabi_tokenize::tokenizer_json_bytes(&json).unwrap(),
+        std::fs::read(&json).unwrap()
+    );
+}

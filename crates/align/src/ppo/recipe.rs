@@ -260,8 +260,9 @@ pub fn ppo(
         std::fs::write(policy_dir.join(PEFT_FILE), cfg.peft.to_toml())
             .map_err(|e| AlignError::io(policy_dir.join(PEFT_FILE), e))?;
     }
-    std::fs::copy(&tok_path, policy_dir.join("tokenizer.json"))
-        .map_err(|e| AlignError::io(&tok_path, e))?;
+    let bytes = manabi_tokenize::tokenizer_json_bytes(&tok_path)?;
+    std::fs::write(policy_dir.join("tokenizer.json"), bytes)
+        .map_err(|e| AlignError::io(policy_dir.join("tokenizer.json"), e))?;
     Ok(PpoReport {
         run,
         before,
