@@ -155,8 +155,15 @@ pub fn sample(
     idx[probs.len() - 1] as u32
 }
 
+/// Whether generation may run past the model's positions by sliding its window: a model
+/// with learned positions and no virtual tokens sees only the last `max_positions` tokens
+/// (nanoGPT's crop), recomputed at every step once the window slides.
+fn slides(model: &DecoderLm) -> bool {
+    model.config().positions == crate::config::Positions::Learned && model.virtual_tokens() == 0
+}
+
 /// Refuses prompts that cannot be continued: an empty one, one that leaves no room for
-/// `max_new_tokens` in the model's positions, an id past the vocabulary, stop strings
+/// `max_new_tokens` in the model's positions (unless the window slides, [`slides`]), an id past the vocabulary, stop strings
 /// without a tokenizer.
 fn check_prompts(
     model: &DecoderLm,
@@ -170,7 +177,7 @@ fn check_prompts(
     }
     let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
     let virt = model.virtual_tokens();
-    if longest + opts.max_new_tokens + virt > cfg.max_positions {
+    if longest + opts.max_new_tokens + virt > cfg.max_positions && !slides(model) {
         let virt = match virt {
             0 => String::new(),
             v => format!(" + {v} virtual tokens"),
@@ -237,12 +244,23 @@ pub fn generate(
     let mut done = vec![false; b];
     let mut cache = opts.use_cache.then(|| KvCache::new(cfg.n_layers));
 
+    let window = if slides(model) {
+        cfg.max_positions
+    } else {
+        usize::MAX
+    };
     for step in 0..opts.max_new_tokens {
         let total = seqs[0].len();
+        // Past the window the oldest tokens drop out and every step is recomputed (the
+        // cached keys were made at other positions).
+        let lo = total.saturating_sub(window);
+        if lo > 0 {
+            cache = None;
+        }
         // With a cache, only the tokens not yet seen are fed.
         let start = match &cache {
             Some(c) if !c.is_empty() => total - 1,
-            _ => 0,
+            _ => lo,
         };
         let t = total - start;
         let ids: Vec<i64> = seqs
@@ -254,20 +272,22 @@ pub fn generate(
             .iter()
             .flat_map(|k| {
                 let mut p = -1i64;
-                let all: Vec<i64> = k
+                let all: Vec<i64> = k[lo..]
                     .iter()
                     .map(|&m| {
                         p += m as i64;
                         p.max(0)
                     })
                     .collect();
-                all[start..].to_vec()
+                all[start - lo..].to_vec()
             })
             .collect();
-        let km: Vec<f32> = keep.iter().flatten().copied().collect();
+        let km: Vec<f32> = keep.iter().flat_map(|k| k[lo..].iter().copied()).collect();
         let fw = ForwardOptions {
             positions: Some(Tensor::<1, Int>::from_ints(pos.as_slice(), &device).reshape([b, t])),
-            key_mask: Some(Tensor::<1>::from_floats(km.as_slice(), &device).reshape([b, total])),
+            key_mask: Some(
+                Tensor::<1>::from_floats(km.as_slice(), &device).reshape([b, total - lo]),
+            ),
             attn_mask: None,
         };
         let logits = model.forward_with(ids, &fw, cache.as_mut());

@@ -103,15 +103,18 @@ fn eos_min_tokens_and_bad_requests() {
     .unwrap();
     assert!(at_least[0].len() >= 4 && !at_least[0][..4].contains(&eos));
 
+    // RoPE models refuse to run past their positions; learned positions slide (below).
     let too_long = GenerateOptions {
         max_new_tokens: 40,
         ..GenerateOptions::default()
     };
+    let llama = load_hf(fixture("llama-gqa"), &device).unwrap();
+    let max = llama.config().max_positions;
     assert!(
-        generate(&model, &prompts, &too_long, None)
+        generate(&llama, &prompts, &too_long, None)
             .unwrap_err()
             .to_string()
-            .contains("exceeds the model's 32 positions")
+            .contains(&format!("exceeds the model's {max} positions"))
     );
     let short = GenerateOptions {
         max_new_tokens: 4,
@@ -191,4 +194,50 @@ fn adapter_slots_and_prefix_caches() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(diff < 1e-4, "{diff}");
+}
+
+#[test]
+fn learned_positions_slide_their_window_past_the_context_as_nanogpt_crops() {
+    use burn::prelude::*;
+    let device = test_device();
+    let model = load_hf(fixture("gpt2"), &device).unwrap();
+    let max = model.config().max_positions;
+    let prompt = vec![5u32, 9, 13];
+    let n = max + 8;
+    let opts = GenerateOptions {
+        max_new_tokens: n,
+        ..GenerateOptions::default()
+    };
+    let got = generate(&model, std::slice::from_ref(&prompt), &opts, None).unwrap();
+    assert_eq!(got[0].len(), n);
+    let uncached = GenerateOptions {
+        use_cache: false,
+        ..opts.clone()
+    };
+    assert_eq!(
+        generate(&model, std::slice::from_ref(&prompt), &uncached, None).unwrap(),
+        got
+    );
+    // Every token is the argmax of a plain forward over the last `max` tokens.
+    let mut seq = prompt.clone();
+    for &tok in &got[0] {
+        let window: Vec<i64> = seq[seq.len().saturating_sub(max)..]
+            .iter()
+            .map(|&x| i64::from(x))
+            .collect();
+        let t = window.len();
+        let ids = Tensor::<1, Int>::from_ints(window.as_slice(), &device).reshape([1, t]);
+        let v = model.config().vocab_size;
+        let last: Vec<f32> = model
+            .forward(ids)
+            .slice([0..1, t - 1..t, 0..v])
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let best = (0..v)
+            .max_by(|&a, &b| last[a].total_cmp(&last[b]).then(b.cmp(&a)))
+            .unwrap();
+        assert_eq!(tok as usize, best, "at {} tokens", seq.len());
+        seq.push(tok);
+    }
 }
