@@ -407,6 +407,14 @@ fn eval_task(args: &EvalArgs, task: &Path, device: &burn::tensor::Device) -> any
             cell(r.exact_match)
         );
     }
+    if let Some(chance) = fewshot::chance_level(&docs) {
+        println!(
+            "| chance | {} | {} | {} | – |",
+            cell(Some(chance)),
+            cell(Some(chance)),
+            cell(Some(chance))
+        );
+    }
     Ok(())
 }
 

@@ -57,6 +57,19 @@ pub enum Doc {
     },
 }
 
+/// The accuracy of guessing uniformly among each multiple-choice document's choices
+/// (the mean of 1 / choices), or `None` when no document has choices.
+pub fn chance_level(docs: &[Doc]) -> Option<f64> {
+    let shares: Vec<f64> = docs
+        .iter()
+        .filter_map(|d| match d {
+            Doc::Choice { choices, .. } => Some(1.0 / choices.len() as f64),
+            Doc::Generate { .. } => None,
+        })
+        .collect();
+    (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64)
+}
+
 impl Doc {
     /// The question.
     pub fn query(&self) -> &str {
@@ -559,4 +572,29 @@ pub fn write_scored(path: &PathBuf, scored: &[Scored]) -> Result<()> {
         text.push('\n');
     }
     std::fs::write(path, text).map_err(|e| FinetuneError::io(path, e))
+}
+
+#[cfg(test)]
+mod chance_tests {
+    use super::{Doc, chance_level};
+
+    #[test]
+    fn chance_is_the_mean_of_one_over_the_choices() {
+        let choice = |n: usize| Doc::Choice {
+            query: "q".into(),
+            choices: (0..n).map(|i| i.to_string()).collect(),
+            gold: 0,
+            rationale: None,
+        };
+        let generate = Doc::Generate {
+            query: "q".into(),
+            answer: "a".into(),
+            rationale: None,
+        };
+        assert_eq!(
+            chance_level(&[choice(2), choice(4), generate.clone()]),
+            Some(0.375)
+        );
+        assert_eq!(chance_level(&[generate]), None);
+    }
 }
