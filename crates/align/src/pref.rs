@@ -268,6 +268,36 @@ pub fn tokenize(
     Ok((out, cut, dropped))
 }
 
+/// A conversational pair tokenised with the model's own chat template, as TRL 1.16's
+/// `DPOTrainer` (`tokenize_fn`, conversational case) does: the prompt messages rendered
+/// with the generation prompt, and prompt + chosen and prompt + rejected rendered whole,
+/// each tokenised as `apply_chat_template(tokenize=True)` does (no special tokens added:
+/// the template writes its own BOS); the completions start where the prompt's ids and
+/// both joint ids first differ (`common_prefix_length`), and no EOS is appended (the
+/// template ends the assistant turn with its own end-of-turn token).
+pub fn tokenize_chat_pair(
+    template: &manabi_tokenize::ChatTemplate,
+    tokenizer: &TextTokenizer,
+    prompt: &[manabi_tokenize::Message],
+    chosen: &manabi_tokenize::Message,
+    rejected: &manabi_tokenize::Message,
+) -> Result<TokenPair> {
+    let with = |reply: &manabi_tokenize::Message| -> Result<Vec<u32>> {
+        let mut all = prompt.to_vec();
+        all.push(reply.clone());
+        Ok(tokenizer.encode(&template.render(&all, false)?)?)
+    };
+    let alone = tokenizer.encode(&template.render(prompt, true)?)?;
+    let with_chosen = with(chosen)?;
+    let with_rejected = with(rejected)?;
+    let start = shared_prefix(&alone, &with_chosen).min(shared_prefix(&alone, &with_rejected));
+    Ok(TokenPair {
+        prompt: alone[..start].to_vec(),
+        chosen: with_chosen[start..].to_vec(),
+        rejected: with_rejected[start..].to_vec(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,8 +116,10 @@ impl Weights {
         Ok(())
     }
 
+    /// Whether the checkpoint holds `name` (taken already or not).
     pub(crate) fn has(&self, name: &str) -> bool {
-        self.tensors.contains_key(&format!("{}{name}", self.prefix))
+        let full = format!("{}{name}", self.prefix);
+        self.tensors.contains_key(&full) || self.used.contains(&full)
     }
 
     /// The tensor `name` with `shape`; a missing one is recorded and replaced by zeros.
@@ -127,7 +129,8 @@ impl Weights {
         shape: [usize; D],
     ) -> Result<Tensor<D>> {
         let full = format!("{}{name}", self.prefix);
-        let Some(data) = self.tensors.get(&full) else {
+        // Moved out, not copied: the checkpoint's bytes are freed as the model fills.
+        let Some(data) = self.tensors.remove(&full) else {
             self.missing.push(full);
             return Ok(Tensor::zeros(shape, &self.device));
         };
@@ -140,7 +143,7 @@ impl Weights {
             });
         }
         self.used.insert(full);
-        Ok(Tensor::from_data(data.clone(), &self.device))
+        Ok(Tensor::from_data(data, &self.device))
     }
 
     /// Marks the tensors whose full name satisfies `unused` as deliberately not read, so

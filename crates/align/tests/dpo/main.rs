@@ -17,6 +17,7 @@ use manabi_objectives::{Task, TaskLoss};
 use manabi_tokenize::TextTokenizer;
 use serde_json::Value;
 
+mod chat;
 mod grpo;
 
 /// burn's device RNG is process-global and each run seeds it (per step, and before

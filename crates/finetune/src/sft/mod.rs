@@ -3,6 +3,7 @@
 //! Trainer. Validation reports the loss and, by generation, exact match and how often
 //! the model ends its answer with EOS.
 
+pub mod chat;
 pub mod data;
 pub mod encode;
 pub mod recipe;
@@ -117,10 +118,25 @@ impl Specials {
     }
 }
 
-/// Renders and tokenises `data`; rows hold at most `max_tokens` tokens.
+/// Renders and tokenises `data` with manabi's templates; rows hold at most `max_tokens`
+/// tokens.
 pub fn encode_set(
     data: &Dataset,
     template: &Template,
+    tokenizer: &TextTokenizer,
+    specials: Specials,
+    max_tokens: usize,
+) -> Result<EncodedSet> {
+    encode_set_with(data, template, None, tokenizer, specials, max_tokens)
+}
+
+/// [`encode_set`], with conversations rendered by the model's own chat template when
+/// `chat` is given ([`chat::encode`]: its tokens, assistant turns trained); templated
+/// formats always use `template`.
+pub fn encode_set_with(
+    data: &Dataset,
+    template: &Template,
+    chat: Option<&manabi_tokenize::ChatTemplate>,
     tokenizer: &TextTokenizer,
     specials: Specials,
     max_tokens: usize,
@@ -130,6 +146,21 @@ pub fn encode_set(
     let mut records = Vec::with_capacity(data.records.len());
     let mut answers = Vec::with_capacity(data.records.len());
     for (r, src) in data.records.iter().zip(&data.sources) {
+        if let (Record::Chat(messages), Some(chat)) = (r, chat) {
+            let data_error = |e: FinetuneError| FinetuneError::Data {
+                path: src.path.clone(),
+                line: src.line,
+                message: e.to_string(),
+            };
+            if let Some(e) = chat::encode(tokenizer, chat, messages, max_tokens, &mut stats)
+                .map_err(data_error)?
+            {
+                examples.push(e);
+                records.push(r.clone());
+                answers.push(r.final_response().to_string());
+            }
+            continue;
+        }
         let segments = template.render(r).map_err(|e| FinetuneError::Data {
             path: src.path.clone(),
             line: src.line,

@@ -112,8 +112,22 @@ pub fn prepare(cfg: &SftConfig) -> Result<Prepared> {
     let template = Template::new(cfg.template.clone(), format)?;
     let max_tokens = d.block_size + 1;
     let skipped = train.skipped + val.skipped;
-    let train = sft::encode_set(&train, &template, &tokenizer, specials, max_tokens)?;
-    let val = sft::encode_set(&val, &template, &tokenizer, specials, max_tokens)?;
+    // Conversations use the model's own chat template when its folder has one (not the
+    // one manabi exports, which renders manabi's own format: that keeps its own path).
+    let chat = match format {
+        Format::Messages => manabi_tokenize::ChatTemplate::from_model_dir(&model_dir)?
+            .filter(|t| t.source().trim_end() != crate::sft::template::HF_CHAT_TEMPLATE),
+        _ => None,
+    };
+    if let Some(t) = &chat {
+        tracing::info!(
+            "conversations rendered with the model's chat template ({})",
+            t.path().display()
+        );
+    }
+    let chat = chat.as_ref();
+    let train = sft::encode_set_with(&train, &template, chat, &tokenizer, specials, max_tokens)?;
+    let val = sft::encode_set_with(&val, &template, chat, &tokenizer, specials, max_tokens)?;
     for (name, s) in [("train", &train.stats), ("val", &val.stats)] {
         if s.answers_not_copyable() {
             tracing::warn!(

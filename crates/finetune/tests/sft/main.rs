@@ -13,6 +13,7 @@ use manabi_model::{DecoderLm, DeviceChoice, ModelConfig, device::test_device};
 use manabi_objectives::Recipe;
 use manabi_objectives::trainer::loss_and_grads;
 
+mod chat;
 mod data;
 
 /// burn's device RNG is process-global and each run seeds it (per step, and before
