@@ -242,7 +242,8 @@ pub fn load_hf(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
     let cfg = read_config(dir)?;
     let mut w = Weights::read(dir, device)?;
     w.check_fits(&cfg)?;
-    let mut model = DecoderLm::new(&cfg, device);
+    // Every parameter is read from the checkpoint next: no random draws.
+    let mut model = crate::init::skeleton(|| DecoderLm::new(&cfg, device));
     match cfg.family {
         Family::Gpt2 => load_gpt2(&mut model, &cfg, &mut w)?,
         Family::Llama => load_llama(&mut model, &cfg, &mut w)?,

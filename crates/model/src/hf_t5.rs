@@ -177,7 +177,7 @@ pub fn load_t5(dir: impl AsRef<Path>, device: &Device) -> Result<T5> {
         cfg.tie_embeddings = false;
     }
     let (d, v) = (cfg.d_model, cfg.vocab_size);
-    let mut m = T5::new(&cfg, device);
+    let mut m = crate::init::skeleton(|| T5::new(&cfg, device));
     m.shared.weight = param(w.take("shared.weight", [v, d])?);
     // Copies of `shared` that some checkpoints keep.
     for copy in ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"] {
