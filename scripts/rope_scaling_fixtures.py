@@ -53,6 +53,12 @@ CASES = {
         "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
         "original_max_position_embeddings": 16, "beta_fast": 8.0, "beta_slow": 1.0,
     }), 0.1),
+    # The same where max_position_embeddings (64) is not factor × original (4 × 32):
+    # transformers 5.25 uses `factor` as given (older releases took the ratio).
+    "llama-rope-yarn2": (dict(COMMON, tie_word_embeddings=False, rope_parameters={
+        "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+        "original_max_position_embeddings": 32, "beta_fast": 8.0, "beta_slow": 1.0,
+    }), 0.1),
 }
 
 # 36 tokens: the 8 generated ones sit at positions 36..43, past the original 32.

@@ -414,9 +414,17 @@ fn write_weights(dir: &Path, tensors: &[Out], max_shard_bytes: u64) -> Result<()
     let names: Vec<String> = (1..=n)
         .map(|i| format!("model-{i:05}-of-{n:05}.safetensors"))
         .collect();
+    // The shards are written aside first, so a crash never leaves an index naming a mix
+    // of old and new shards: the old index goes, the shards move in, the new index is
+    // written (a reader in between finds no sharded layout, an error, not other weights),
+    // and only then are stale files removed.
+    let aside = dir.join(".shards.tmp");
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside).map_err(|e| file_err(&aside, e))?;
+    }
     let mut weight_map = serde_json::Map::new();
     for (part, file) in parts.iter().zip(&names) {
-        manabi_tokenize::write_atomic(&dir.join(file), &serialize(part)?)?;
+        manabi_tokenize::write_atomic(&aside.join(file), &serialize(part)?)?;
         for t in *part {
             weight_map.insert(t.name.clone(), file.clone().into());
         }
@@ -428,10 +436,17 @@ fn write_weights(dir: &Path, tensors: &[Out], max_shard_bytes: u64) -> Result<()
     });
     let text =
         serde_json::to_string_pretty(&index).map_err(|e| ModelError::Input(e.to_string()))?;
-    // The index last: a reader finds either the old layout or the complete new one.
-    stale(&|name| names.iter().any(|f| f == name))?;
-    manabi_tokenize::write_atomic(&dir.join("model.safetensors.index.json"), text.as_bytes())?;
-    Ok(())
+    let index_path = dir.join("model.safetensors.index.json");
+    if index_path.exists() {
+        std::fs::remove_file(&index_path).map_err(|e| file_err(&index_path, e))?;
+    }
+    for file in &names {
+        std::fs::rename(aside.join(file), dir.join(file))
+            .map_err(|e| file_err(&dir.join(file), e))?;
+    }
+    std::fs::remove_dir(&aside).map_err(|e| file_err(&aside, e))?;
+    manabi_tokenize::write_atomic(&index_path, text.as_bytes())?;
+    stale(&|name| name == "model.safetensors.index.json" || names.iter().any(|f| f == name))
 }
 
 /// [`write_hf`] with shards of at most `max_shard_bytes`.

@@ -195,7 +195,9 @@ impl RopeScaling {
         match self.kind {
             RopeScalingKind::Yarn => {
                 let dim = (2 * inv_freq.len()) as f64;
-                let old = self.original_max_position_embeddings.unwrap_or(4096) as f64;
+                // Required by `validate` (a config.json falls back to
+                // `max_position_embeddings`, as transformers does).
+                let old = self.original_max_position_embeddings.unwrap_or(1) as f64;
                 let correction = |rotations: f64| {
                     dim * (old / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * theta.ln())
                 };
@@ -274,11 +276,20 @@ impl RopeScaling {
                     return bad(key, format!("{v} is not positive"));
                 }
             }
-            if self.original_max_position_embeddings == Some(0) {
-                return bad(
-                    "original_max_position_embeddings",
-                    "must be at least 1".into(),
-                );
+            match self.original_max_position_embeddings {
+                Some(0) => {
+                    return bad(
+                        "original_max_position_embeddings",
+                        "must be at least 1".into(),
+                    );
+                }
+                None => {
+                    return bad(
+                        "original_max_position_embeddings",
+                        "missing (`yarn` needs it)".into(),
+                    );
+                }
+                Some(_) => {}
             }
         }
         if self.kind != RopeScalingKind::Llama3 {
@@ -1027,6 +1038,16 @@ mod tests {
         };
         let err = learned.validate().unwrap_err().to_string();
         assert!(err.contains("`rope_scaling`"), "{err}");
+        // YaRN without the original length is refused, not given a default.
+        let yarn: ModelConfig = toml::from_str(&format!(
+            "{text}\n[rope_scaling]\nkind = \"yarn\"\nfactor = 2.0\n"
+        ))
+        .unwrap();
+        let err = yarn.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`rope_scaling.original_max_position_embeddings`"),
+            "{err}"
+        );
         let err = toml::from_str::<ModelConfig>(&format!(
             "{text}\n[rope_scaling]\nkind = \"dynamic\"\nfactor = 2.0\n"
         ))

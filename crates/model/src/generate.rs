@@ -170,6 +170,7 @@ fn check_prompts(
     prompts: &[&[u32]],
     opts: &GenerateOptions,
     tokenizer: Option<&TextTokenizer>,
+    may_slide: bool,
 ) -> Result<()> {
     let cfg = model.config();
     if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
@@ -177,7 +178,7 @@ fn check_prompts(
     }
     let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
     let virt = model.virtual_tokens();
-    if longest + opts.max_new_tokens + virt > cfg.max_positions && !slides(model) {
+    if longest + opts.max_new_tokens + virt > cfg.max_positions && !(may_slide && slides(model)) {
         let virt = match virt {
             0 => String::new(),
             v => format!(" + {v} virtual tokens"),
@@ -217,7 +218,7 @@ pub fn generate(
         return Ok(Vec::new());
     }
     let slices: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
-    check_prompts(model, &slices, opts, tokenizer)?;
+    check_prompts(model, &slices, opts, tokenizer, true)?;
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let device = model.embed_tokens.weight.device();
     let b = prompts.len();
@@ -461,7 +462,8 @@ pub fn generate_cached(
     mut on_token: impl FnMut(u32) -> ControlFlow<()>,
 ) -> Result<Vec<u32>> {
     opts.validate()?;
-    check_prompts(model, &[prompt], opts, tokenizer)?;
+    // A kept cache cannot slide (its keys sit at fixed positions).
+    check_prompts(model, &[prompt], opts, tokenizer, false)?;
     let virt = model.virtual_tokens();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut seq = prompt.to_vec();

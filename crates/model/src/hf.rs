@@ -129,6 +129,12 @@ impl Weights {
         shape: [usize; D],
     ) -> Result<Tensor<D>> {
         let full = format!("{}{name}", self.prefix);
+        if self.used.contains(&full) {
+            return Err(ModelError::File {
+                path: self.path.clone(),
+                message: format!("tensor `{full}` is read twice (a loader bug)"),
+            });
+        }
         // Moved out, not copied: the checkpoint's bytes are freed as the model fills.
         let Some(data) = self.tensors.remove(&full) else {
             self.missing.push(full);

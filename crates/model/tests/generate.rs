@@ -241,3 +241,30 @@ fn learned_positions_slide_their_window_past_the_context_as_nanogpt_crops() {
         seq.push(tok);
     }
 }
+
+#[test]
+fn a_kept_cache_does_not_slide_past_learned_positions() {
+    use manabi_model::generate::{SequenceCache, generate_cached};
+    let device = test_device();
+    let model = load_hf(fixture("gpt2"), &device).unwrap();
+    let max = model.config().max_positions;
+    let prompt: Vec<u32> = (0..max as u32).map(|i| i % 50).collect();
+    let opts = GenerateOptions {
+        max_new_tokens: 4,
+        ..GenerateOptions::default()
+    };
+    let err = generate_cached(
+        &model,
+        &prompt,
+        &opts,
+        None,
+        &mut SequenceCache::default(),
+        |_| std::ops::ControlFlow::Continue(()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(&format!("exceeds the model's {max} positions")),
+        "{err}"
+    );
+}

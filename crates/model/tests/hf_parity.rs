@@ -206,6 +206,14 @@ fn yarn_rope_scaling_matches_transformers() {
     );
     assert!((s.attention_factor() - (0.1 * 4f64.ln() + 1.0)).abs() < 1e-12);
     check_greedy("llama-rope-yarn");
+    // max_position_embeddings 64 ≠ factor 4 × original 32: `factor` is used as given.
+    let model = check("llama-rope-yarn2");
+    let s = model.config().rope_scaling.clone().unwrap();
+    assert_eq!(
+        (s.factor, s.original_max_position_embeddings),
+        (4.0, Some(32))
+    );
+    check_greedy("llama-rope-yarn2");
 }
 
 #[test]

@@ -365,14 +365,12 @@ impl Trainer {
             crate::metrics_log::truncate_metrics(&metrics_path, state.step)?;
             resumed_from = Some(state.step);
             if state.step >= t.steps {
-                eprintln!(
-                    "{} is at step {} of train.steps = {}: the run has finished",
-                    dir.display(),
-                    state.step,
+                tracing::warn!(
+                    checkpoint = %dir.display(),
+                    step = state.step,
+                    "the run had already finished (train.steps = {})",
                     t.steps
                 );
-            } else {
-                eprintln!("resuming from step {} ({})", state.step, dir.display());
             }
         } else if metrics_path.exists() {
             std::fs::remove_file(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
