@@ -22,6 +22,20 @@ pub struct Pair {
     pub chosen: String,
     /// The other completion.
     pub rejected: String,
+    /// The messages of a conversational pair, which a model with its own chat template
+    /// renders with it ([`tokenize`]); the texts above are manabi's rendering.
+    pub chat: Option<ChatPair>,
+}
+
+/// A conversational preference's messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatPair {
+    /// The conversation before the answer.
+    pub prompt: Vec<manabi_tokenize::Message>,
+    /// The preferred assistant message.
+    pub chosen: manabi_tokenize::Message,
+    /// The other one.
+    pub rejected: manabi_tokenize::Message,
 }
 
 /// Reads preference files of any of the supported layouts (detected per line).
@@ -94,6 +108,7 @@ pub fn parse(v: &Value) -> std::result::Result<Vec<Pair>, String> {
                     prompt: prompt.clone(),
                     chosen: responses[i].to_string(),
                     rejected: responses[j].to_string(),
+                    chat: None,
                 });
             }
         }
@@ -120,10 +135,19 @@ pub fn parse(v: &Value) -> std::result::Result<Vec<Pair>, String> {
                 _ => Err(format!("field `{field}` must hold one assistant message")),
             }
         };
+        let as_msg = |m: &Message| manabi_tokenize::Message::new(m.role.as_str(), &m.content);
+        let only = |field: &str| -> std::result::Result<manabi_tokenize::Message, String> {
+            Ok(as_msg(&messages(v, field)?[0]))
+        };
         return distinct(Pair {
             prompt: joined(&t.render_chat(&prompt_msgs, true)),
             chosen: reply("chosen")?,
             rejected: reply("rejected")?,
+            chat: Some(ChatPair {
+                prompt: prompt_msgs.iter().map(as_msg).collect(),
+                chosen: only("chosen")?,
+                rejected: only("rejected")?,
+            }),
         });
     }
     let chosen = text(v, "chosen")?;
@@ -133,6 +157,7 @@ pub fn parse(v: &Value) -> std::result::Result<Vec<Pair>, String> {
             prompt: text(v, "prompt")?,
             chosen,
             rejected,
+            chat: None,
         });
     }
     if chosen == rejected {
@@ -164,6 +189,7 @@ pub fn parse(v: &Value) -> std::result::Result<Vec<Pair>, String> {
         prompt: chosen[..shared].to_string(),
         chosen: chosen[shared..].to_string(),
         rejected: rejected[shared..].to_string(),
+        chat: None,
     })
 }
 
@@ -227,17 +253,30 @@ pub fn tokenize(
     tokenizer: &TextTokenizer,
     eos: u32,
     max_len: usize,
+    template: Option<&manabi_tokenize::ChatTemplate>,
 ) -> Result<(Vec<TokenPair>, usize, usize)> {
     let (mut cut, mut dropped) = (0, 0);
     let mut out = Vec::with_capacity(pairs.len());
     for p in pairs {
-        let alone = tokenizer.encode_with_specials(&p.prompt)?;
-        let with_chosen = joint_ids(tokenizer, &p.prompt, &p.chosen, eos)?;
-        let with_rejected = joint_ids(tokenizer, &p.prompt, &p.rejected, eos)?;
-        let start = shared_prefix(&alone, &with_chosen).min(shared_prefix(&alone, &with_rejected));
-        let mut prompt = alone[..start].to_vec();
-        let chosen = with_chosen[start..].to_vec();
-        let rejected = with_rejected[start..].to_vec();
+        // A conversational pair for a model with its own template: TRL's rendering.
+        let (mut prompt, chosen, rejected) = match (&p.chat, template) {
+            (Some(c), Some(t)) => {
+                let tp = tokenize_chat_pair(t, tokenizer, &c.prompt, &c.chosen, &c.rejected)?;
+                (tp.prompt, tp.chosen, tp.rejected)
+            }
+            _ => {
+                let alone = tokenizer.encode_with_specials(&p.prompt)?;
+                let with_chosen = joint_ids(tokenizer, &p.prompt, &p.chosen, eos)?;
+                let with_rejected = joint_ids(tokenizer, &p.prompt, &p.rejected, eos)?;
+                let start =
+                    shared_prefix(&alone, &with_chosen).min(shared_prefix(&alone, &with_rejected));
+                (
+                    alone[..start].to_vec(),
+                    with_chosen[start..].to_vec(),
+                    with_rejected[start..].to_vec(),
+                )
+            }
+        };
         // The BOS (or whatever the tokenizer puts first) stays when the prompt is cut.
         let bos = tokenizer.specials_prefix();
         let keep = if prompt.starts_with(bos) {

@@ -116,11 +116,14 @@ fn metrics(
     }
     if let Some(path) = &inputs.pairs {
         let max = model.config().max_positions;
+        // manabi's rendering of conversations (the report compares models that may not
+        // share a template).
         let (pairs, _, dropped) = tokenize(
             &read_pairs(std::slice::from_ref(path))?,
             tok,
             specials.eos,
             max,
+            None,
         )?;
         if pairs.is_empty() {
             return Err(AlignError::io(

@@ -339,17 +339,24 @@ pub fn train_reward(
 ) -> Result<RewardReport> {
     let mut setup = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let (tokenizer, specials, device) = (&setup.tokenizer, setup.specials, setup.device.clone());
+    // Conversational pairs in the model's own chat template when it has one.
+    let chat = match setup.tok_path.parent() {
+        Some(dir) => manabi_finetune::sft::chat::model_template(dir)?,
+        None => None,
+    };
     let (train, _, _) = tokenize(
         &read_pairs(&cfg.data.train)?,
         tokenizer,
         specials.eos,
         cfg.data.max_length,
+        chat.as_ref(),
     )?;
     let (val, _, _) = tokenize(
         &read_pairs(&cfg.data.val)?,
         tokenizer,
         specials.eos,
         cfg.data.max_length,
+        chat.as_ref(),
     )?;
     if train.is_empty() || val.is_empty() {
         return Err(AlignError::config("data.max_length", "no pair fits"));

@@ -196,7 +196,17 @@ pub fn dpo_eval(o: &EvalOptions, device: &Device) -> Result<DpoEval> {
     let vocab = policy.config().vocab_size;
     manabi_model::open::check_tokenizer(tokenizer.vocab_size(), &tok_path, vocab)?;
     let pairs = read_pairs(&o.data)?;
-    let (pairs, cut, dropped) = tokenize(&pairs, &tokenizer, specials.eos, o.max_length)?;
+    let chat = match tok_path.parent() {
+        Some(dir) => manabi_finetune::sft::chat::model_template(dir)?,
+        None => None,
+    };
+    let (pairs, cut, dropped) = tokenize(
+        &pairs,
+        &tokenizer,
+        specials.eos,
+        o.max_length,
+        chat.as_ref(),
+    )?;
     if pairs.is_empty() {
         return Err(AlignError::config(
             "max_length",

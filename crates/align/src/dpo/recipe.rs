@@ -145,6 +145,7 @@ pub fn dpo(
             tokenizer,
             specials,
             device,
+            tok_path,
             ..
         },
         model,
@@ -159,8 +160,15 @@ pub fn dpo(
     let out = cfg.run.out.clone();
     let train = read_pairs(&cfg.data.train)?;
     let val = read_pairs(&cfg.data.val)?;
-    let (train, cut, dropped) = tokenize(&train, &tokenizer, specials.eos, cfg.data.max_length)?;
-    let (val, _, _) = tokenize(&val, &tokenizer, specials.eos, cfg.data.max_length)?;
+    // Conversational pairs use the model's own chat template when it has one (TRL's
+    // rendering), else manabi's.
+    let chat = match tok_path.parent() {
+        Some(dir) => manabi_finetune::sft::chat::model_template(dir)?,
+        None => None,
+    };
+    let max_len = cfg.data.max_length;
+    let (train, cut, dropped) = tokenize(&train, &tokenizer, specials.eos, max_len, chat.as_ref())?;
+    let (val, _, _) = tokenize(&val, &tokenizer, specials.eos, max_len, chat.as_ref())?;
     if train.is_empty() || val.is_empty() {
         return Err(AlignError::config("data.max_length", "no pair fits"));
     }

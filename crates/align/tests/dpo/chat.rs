@@ -46,3 +46,45 @@ fn conversational_pairs_match_trl_under_the_models_template() {
         }
     }
 }
+
+#[test]
+fn a_conversational_preference_file_reads_into_trls_ids_through_the_dpo_path() {
+    // The file as users write it (TRL's conversational layout), through `read_pairs` and
+    // the `tokenize` that `manabi dpo`, `dpo eval` and `reward` use, with the template
+    // `model_template` finds in the folder.
+    use manabi_align::pref::{read_pairs, tokenize};
+    for family in ["llama-3.1", "qwen2.5"] {
+        let dir = folder(family);
+        let template = manabi_finetune::sft::chat::model_template(&dir)
+            .unwrap()
+            .expect("the fixture folder has a template");
+        let tokenizer = TextTokenizer::load(dir.join("tokenizer.json")).unwrap();
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("pairs.jsonl");
+        let cases = expected["cases"].as_array().unwrap();
+        let lines: Vec<String> = cases
+            .iter()
+            .map(|c| {
+                let d = &c["dpo"];
+                serde_json::json!({
+                    "prompt": d["prompt"], "chosen": d["chosen"], "rejected": d["rejected"]
+                })
+                .to_string()
+            })
+            .collect();
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let pairs = read_pairs(std::slice::from_ref(&file)).unwrap();
+        let (got, cut, dropped) = tokenize(&pairs, &tokenizer, 0, 4096, Some(&template)).unwrap();
+        assert_eq!((cut, dropped), (0, 0), "{family}");
+        for (pair, case) in got.iter().zip(cases) {
+            let d = &case["dpo"];
+            let name = format!("{family} {}", case["name"]);
+            assert_eq!(pair.prompt, ids(&d["prompt_ids"]), "{name}: prompt");
+            assert_eq!(pair.chosen, ids(&d["chosen_ids"]), "{name}: chosen");
+            assert_eq!(pair.rejected, ids(&d["rejected_ids"]), "{name}: rejected");
+        }
+    }
+}

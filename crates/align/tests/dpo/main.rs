@@ -69,7 +69,7 @@ fn tokenisation_matches_trl() {
     let tok =
         TextTokenizer::load(root().join("fixtures/models/llama-eval/tokenizer.json")).unwrap();
     let pairs = read_pairs(&[root().join("fixtures/dpo/pairs.jsonl")]).unwrap();
-    let (got, cut, dropped) = tokenize(&pairs, &tok, 3, 64).unwrap();
+    let (got, cut, dropped) = tokenize(&pairs, &tok, 3, 64, None).unwrap();
     assert_eq!((cut, dropped), (0, 0));
     for (g, want) in got
         .iter()
@@ -98,7 +98,7 @@ fn tokenisation_across_the_prompt_boundary_matches_trl() {
     for want in f["pairs"].as_array().unwrap() {
         let line = &want["line"];
         let pairs = manabi_align::pref::parse(line).unwrap();
-        let (got, cut, dropped) = tokenize(&pairs, &tok, eos, 64).unwrap();
+        let (got, cut, dropped) = tokenize(&pairs, &tok, eos, 64, None).unwrap();
         assert_eq!((got.len(), cut, dropped), (1, 0, 0), "{line}");
         let g = &got[0];
         assert_eq!(g.prompt, ids(&want["prompt_ids"]), "{line}");
@@ -525,6 +525,7 @@ fn preference_files_with_a_bom_and_crlf_lines_are_read() {
         prompt: prompt.into(),
         chosen: chosen.into(),
         rejected: rejected.into(),
+        chat: None,
     };
     assert_eq!(
         read_pairs(std::slice::from_ref(&p)).unwrap(),
@@ -932,7 +933,7 @@ fn tokenisation_with_a_bos_adding_tokenizer_matches_trl() {
         for want in f["dpo"].as_array().unwrap() {
             let line = &want["line"];
             let pairs = manabi_align::pref::parse(line).unwrap();
-            let (got, cut, dropped) = tokenize(&pairs, &tok, eos, 128).unwrap();
+            let (got, cut, dropped) = tokenize(&pairs, &tok, eos, 128, None).unwrap();
             assert_eq!((got.len(), cut, dropped), (1, 0, 0), "{line}");
             let g = &got[0];
             assert_eq!(g.prompt, ids(&want["prompt_ids"]), "{name}: {line}");
@@ -947,7 +948,7 @@ fn tokenisation_with_a_bos_adding_tokenizer_matches_trl() {
             );
             // Cut to fit, the prompt keeps its BOS.
             let longest = g.chosen.len().max(g.rejected.len());
-            let (short, cut, _) = tokenize(&pairs, &tok, eos, longest + 3).unwrap();
+            let (short, cut, _) = tokenize(&pairs, &tok, eos, longest + 3, None).unwrap();
             assert_eq!(cut, 1, "{line}");
             assert_eq!(short[0].prompt[0], tok.bos_id().unwrap(), "{line}");
             assert_eq!(

@@ -51,6 +51,15 @@ fn not_a_prefix(template: &ChatTemplate, turn: usize, what: &str) -> FinetuneErr
     )
 }
 
+/// The model's own chat template in `dir` (its `chat_template.jinja`, or
+/// `tokenizer_config.json`'s `chat_template`), if it has one other than the template
+/// manabi writes into its own exports (that one renders manabi's format, which keeps its
+/// own path). Conversations of SFT and DPO are rendered with it.
+pub fn model_template(dir: &std::path::Path) -> Result<Option<ChatTemplate>> {
+    Ok(ChatTemplate::from_model_dir(dir)?
+        .filter(|t| t.source().trim_end() != crate::sft::template::HF_CHAT_TEMPLATE))
+}
+
 /// Renders `messages` with `template` and finds each assistant turn's span.
 pub fn render(template: &ChatTemplate, messages: &[Message]) -> Result<Rendered> {
     let all = to_template(messages);

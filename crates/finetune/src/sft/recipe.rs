@@ -115,8 +115,7 @@ pub fn prepare(cfg: &SftConfig) -> Result<Prepared> {
     // Conversations use the model's own chat template when its folder has one (not the
     // one manabi exports, which renders manabi's own format: that keeps its own path).
     let chat = match format {
-        Format::Messages => manabi_tokenize::ChatTemplate::from_model_dir(&model_dir)?
-            .filter(|t| t.source().trim_end() != crate::sft::template::HF_CHAT_TEMPLATE),
+        Format::Messages => crate::sft::chat::model_template(&model_dir)?,
         _ => None,
     };
     if let Some(t) = &chat {
