@@ -650,8 +650,14 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
             }
         },
     };
+    // The Hugging Face model type written (`qwen2`, `gemma2`, …), not only the family.
+    let written = std::fs::read_to_string(args.out.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["model_type"].as_str().map(String::from))
+        .unwrap_or_else(|| family.to_string());
     eprintln!(
-        "exported {params} parameters ({family}) -> {}",
+        "exported {params} parameters ({written}) -> {}",
         args.out.display()
     );
     Ok(())
