@@ -287,25 +287,26 @@ impl Words {
         self.chars[i..i + n].iter().sum()
     }
 
-    /// Characters covered by the most frequent word n-gram (its length with single
-    /// spaces, times its count) when it occurs at least twice; 0 otherwise.
+    /// Characters covered by the most frequent word n-gram: its length with single spaces
+    /// times its count, the first in the text among equally frequent ones — datatrove's
+    /// `find_top_duplicate` (`Counter.most_common(1)`), a count of 1 included.
     pub fn top_ngram_chars(&self, n: usize) -> usize {
         if n == 0 || self.hashes.len() < n {
             return 0;
         }
-        let mut counts: HashedMap<(usize, usize)> =
+        // hash -> (count, first position, length)
+        let mut counts: HashedMap<(usize, usize, usize)> =
             HashedMap::with_capacity_and_hasher(self.hashes.len(), Default::default());
         for (i, gram) in self.hashes.windows(n).enumerate() {
             let entry = counts
                 .entry(hash_u64s(gram))
-                .or_insert_with(|| (0, self.ngram_chars(i, n) + n - 1));
+                .or_insert_with(|| (0, i, self.ngram_chars(i, n) + n - 1));
             entry.0 += 1;
         }
-        // The largest count, ties to the longest n-gram: independent of map order.
-        match counts.into_values().max() {
-            Some((k, len)) if k >= 2 => k * len,
-            _ => 0,
-        }
+        counts
+            .into_values()
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+            .map_or(0, |(k, _, len)| k * len)
     }
 
     /// Characters (spaces not counted) in word n-grams that repeat an earlier one;
@@ -340,7 +341,8 @@ mod tests {
         let words = Words::new(&w);
         // "a b" ×3: 3 × 3 chars.
         assert_eq!(words.top_ngram_chars(2), 9);
-        assert_eq!(Words::new(&["x", "y", "z"]).top_ngram_chars(2), 0);
+        // All n-grams once: the first ("x y", 3 chars) × 1, as `most_common(1)` picks it.
+        assert_eq!(Words::new(&["x", "y", "zz"]).top_ngram_chars(2), 3);
         // "a b" seen at 0, "b a" at 1, then "a b" repeats at 2 (2 chars), jump to 4:
         // "a b" repeats again (2 chars).
         assert_eq!(words.dup_ngram_chars(2), 4);

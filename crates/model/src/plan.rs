@@ -461,6 +461,27 @@ fn check_options(cfg: &ModelConfig, opts: &PlanOptions, seq_len: usize) -> Resul
     if opts.gpus == 0 {
         return bad("0 GPUs (give at least 1)".into());
     }
+    // Sizes a step multiplies: refused when they do not fit, never wrapped.
+    if opts
+        .gpus
+        .checked_mul(opts.batch)
+        .and_then(|x| x.checked_mul(seq_len))
+        .is_none_or(|x| u64::try_from(x).is_err())
+    {
+        return bad(format!(
+            "{} GPUs × batch {} × {seq_len} tokens is too large a step",
+            opts.gpus, opts.batch
+        ));
+    }
+    if let Some(lora) = &opts.lora {
+        let widest = cfg.d_model.max(cfg.d_ff).max(cfg.vocab_size);
+        if lora.rank > widest {
+            return bad(format!(
+                "LoRA rank {} exceeds every width of the model (at most {widest})",
+                lora.rank
+            ));
+        }
+    }
     let bw = opts.bandwidth_gb_per_s;
     if !(bw.is_finite() && bw > 0.0) {
         return bad(format!(

@@ -127,6 +127,13 @@ pub fn encode(
 ) -> Result<Option<Encoded>> {
     let rendered = render(template, messages)?;
     let (mut tokens, mut trained) = tokens_and_mask(tokenizer, &rendered)?;
+    // Nothing to learn from (no assistant turn, or one the template renders empty): not
+    // an example, counted with the dropped ones (a zero-token example would make a
+    // batch's loss 0 / 0).
+    if !trained.iter().skip(1).any(|&t| t) {
+        stats.dropped += 1;
+        return Ok(None);
+    }
     // The final response starts at the last trained run.
     let last = trained.iter().rposition(|&t| t).unwrap_or(tokens.len());
     let mut response_start = trained[..last]
