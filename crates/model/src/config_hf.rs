@@ -220,9 +220,11 @@ impl ModelConfig {
         })
     }
 
-    /// `config.json` of a Gemma 2 / Gemma 3 text model.
-    fn gemma_to_hf(&self, t: &str, arch: String) -> Value {
-        let mut v = json!({
+    /// The keys every RoPE decoder's `config.json` has, in its `model_type`'s names:
+    /// sizes, tying, and the special ids written even when unknown (`null`), never left
+    /// to the config class's defaults (LlamaConfig: BOS 1, EOS 2).
+    fn hf_common(&self, t: &str, arch: &str) -> Value {
+        json!({
             "model_type": t,
             "architectures": [arch],
             "vocab_size": self.vocab_size,
@@ -230,9 +232,29 @@ impl ModelConfig {
             "hidden_size": self.d_model,
             "num_hidden_layers": self.n_layers,
             "num_attention_heads": self.n_heads,
+            "intermediate_size": self.d_ff,
+            "tie_word_embeddings": self.tie_embeddings,
+            "bos_token_id": null,
+            "eos_token_id": self.eos_token_id,
+            "pad_token_id": self.pad_token_id,
+        })
+    }
+
+    /// HF `layer_types`: which layers slide.
+    fn hf_layer_types(&self) -> Vec<LayerType> {
+        (0..self.n_layers)
+            .map(|i| match self.window_of(i) {
+                Some(_) => LayerType::SlidingAttention,
+                None => LayerType::FullAttention,
+            })
+            .collect()
+    }
+
+    /// The family's own keys of a Gemma 2 / Gemma 3 text `config.json`.
+    fn gemma_keys(&self, t: &str) -> Value {
+        let mut v = json!({
             "num_key_value_heads": self.kv_heads(),
             "head_dim": self.head_dim(),
-            "intermediate_size": self.d_ff,
             "rms_norm_eps": self.norm_eps,
             "hidden_activation": "gelu_pytorch_tanh",
             "attention_bias": self.attention_bias,
@@ -242,18 +264,9 @@ impl ModelConfig {
                 false => json!(q),
             }),
             "sliding_window": self.sliding_window,
-            "layer_types": (0..self.n_layers)
-                .map(|i| match self.window_of(i) {
-                    Some(_) => LayerType::SlidingAttention,
-                    None => LayerType::FullAttention,
-                })
-                .collect::<Vec<_>>(),
+            "layer_types": self.hf_layer_types(),
             "attn_logit_softcapping": self.attn_softcap,
             "final_logit_softcapping": self.final_softcap,
-            "tie_word_embeddings": self.tie_embeddings,
-            "bos_token_id": null,
-            "eos_token_id": self.eos_token_id,
-            "pad_token_id": self.pad_token_id,
         });
         if t == "gemma3_text" {
             let mut full = match &self.rope_scaling {
@@ -272,24 +285,11 @@ impl ModelConfig {
         v
     }
 
-    /// `config.json` of a RoPE decoder, in its `model_type`'s keys.
-    fn rope_decoder_to_hf(&self) -> Value {
-        let t = self.hf_model_type.as_deref().unwrap_or("llama");
-        let arch = format!("{}ForCausalLM", self.hf_arch_prefix());
-        if t.starts_with("gemma") {
-            return self.gemma_to_hf(t, arch);
-        }
-        if t == "stablelm" {
-            return json!({
-                "model_type": t,
-                "architectures": [arch],
-                "vocab_size": self.vocab_size,
-                "max_position_embeddings": self.max_positions,
-                "hidden_size": self.d_model,
-                "num_hidden_layers": self.n_layers,
-                "num_attention_heads": self.n_heads,
+    /// The family's own keys of every other RoPE decoder's `config.json`.
+    fn rope_decoder_keys(&self, t: &str) -> Value {
+        match t {
+            "stablelm" => json!({
                 "num_key_value_heads": self.kv_heads(),
-                "intermediate_size": self.d_ff,
                 "layer_norm_eps": self.norm_eps,
                 "hidden_act": "silu",
                 "use_qkv_bias": self.qkv_bias,
@@ -297,22 +297,8 @@ impl ModelConfig {
                 "use_parallel_residual": false,
                 "partial_rotary_factor": self.rotary_fraction,
                 "rope_theta": self.rope_theta,
-                "tie_word_embeddings": self.tie_embeddings,
-                "bos_token_id": null,
-                "eos_token_id": self.eos_token_id,
-                "pad_token_id": self.pad_token_id,
-            });
-        }
-        let mut v = if t == "gpt_neox" {
-            json!({
-                "model_type": t,
-                "architectures": [arch],
-                "vocab_size": self.vocab_size,
-                "max_position_embeddings": self.max_positions,
-                "hidden_size": self.d_model,
-                "num_hidden_layers": self.n_layers,
-                "num_attention_heads": self.n_heads,
-                "intermediate_size": self.d_ff,
+            }),
+            "gpt_neox" => json!({
                 "layer_norm_eps": self.norm_eps,
                 "hidden_act": hf_act(self.activation),
                 // transformers 4.x keys; 5.x reads them into `rope_parameters`.
@@ -320,61 +306,57 @@ impl ModelConfig {
                 "rotary_emb_base": self.rope_theta,
                 "use_parallel_residual": self.parallel_residual,
                 "attention_bias": self.attention_bias,
-                "tie_word_embeddings": self.tie_embeddings,
                 "hidden_dropout": 0.0, "attention_dropout": 0.0,
-            })
-        } else {
-            json!({
-                "model_type": t,
-                "architectures": [arch],
-                "vocab_size": self.vocab_size,
-                "max_position_embeddings": self.max_positions,
-                "hidden_size": self.d_model,
-                "num_hidden_layers": self.n_layers,
-                "num_attention_heads": self.n_heads,
-                "num_key_value_heads": self.kv_heads(),
-                "head_dim": self.head_dim(),
-                "intermediate_size": self.d_ff,
-                "rms_norm_eps": self.norm_eps,
-                "rope_theta": self.rope_theta,
-                "attention_bias": self.attention_bias,
-                "mlp_bias": self.mlp_bias,
-                "hidden_act": "silu",
-                "tie_word_embeddings": self.tie_embeddings,
-            })
-        };
-        // Written even when unknown (`null`), not left to the config class's defaults
-        // (LlamaConfig: BOS 1, EOS 2).
-        v["bos_token_id"] = Value::Null;
-        v["eos_token_id"] = json!(self.eos_token_id);
-        v["pad_token_id"] = json!(self.pad_token_id);
-        if self.rotary_fraction != 1.0 && t != "gpt_neox" {
-            v["partial_rotary_factor"] = json!(self.rotary_fraction);
-        }
-        match t {
-            "mistral" | "phi3" => v["sliding_window"] = json!(self.sliding_window),
-            "qwen2" | "qwen3" => {
-                v["use_sliding_window"] = json!(self.sliding_window.is_some());
-                v["sliding_window"] = json!(self.sliding_window);
-                // The layers from `max_window_layers` on slide; `layer_types` says it
-                // exactly (transformers ≥ 4.53 reads it first).
-                let types: Vec<LayerType> = (0..self.n_layers)
-                    .map(|i| match self.window_of(i) {
-                        Some(_) => LayerType::SlidingAttention,
-                        None => LayerType::FullAttention,
-                    })
-                    .collect();
-                let first = types
-                    .iter()
-                    .position(|t| *t == LayerType::SlidingAttention)
-                    .unwrap_or(self.n_layers);
-                v["max_window_layers"] = json!(first);
-                v["layer_types"] = json!(types);
+            }),
+            _ => {
+                let mut v = json!({
+                    "num_key_value_heads": self.kv_heads(),
+                    "head_dim": self.head_dim(),
+                    "rms_norm_eps": self.norm_eps,
+                    "rope_theta": self.rope_theta,
+                    "attention_bias": self.attention_bias,
+                    "mlp_bias": self.mlp_bias,
+                    "hidden_act": "silu",
+                });
+                if self.rotary_fraction != 1.0 {
+                    v["partial_rotary_factor"] = json!(self.rotary_fraction);
+                }
+                match t {
+                    "mistral" | "phi3" => v["sliding_window"] = json!(self.sliding_window),
+                    "qwen2" | "qwen3" => {
+                        v["use_sliding_window"] = json!(self.sliding_window.is_some());
+                        v["sliding_window"] = json!(self.sliding_window);
+                        // The layers from `max_window_layers` on slide; `layer_types`
+                        // says it exactly (transformers ≥ 4.53 reads it first).
+                        let types = self.hf_layer_types();
+                        let first = types
+                            .iter()
+                            .position(|t| *t == LayerType::SlidingAttention)
+                            .unwrap_or(self.n_layers);
+                        v["max_window_layers"] = json!(first);
+                        v["layer_types"] = json!(types);
+                    }
+                    _ => {}
+                }
+                if let Some(scaling) = &self.rope_scaling {
+                    v["rope_scaling"] = rope_scaling_to_hf(scaling);
+                }
+                v
             }
-            _ => {}
         }
-        if let Some(scaling) = &self.rope_scaling {
-            v["rope_scaling"] = rope_scaling_to_hf(scaling);
+    }
+
+    /// `config.json` of a RoPE decoder: the common keys and its family's own.
+    fn rope_decoder_to_hf(&self) -> Value {
+        let t = self.hf_model_type.as_deref().unwrap_or("llama");
+        let arch = format!("{}ForCausalLM", self.hf_arch_prefix());
+        let mut v = self.hf_common(t, &arch);
+        let own = match t.starts_with("gemma") {
+            true => self.gemma_keys(t),
+            false => self.rope_decoder_keys(t),
+        };
+        if let (Some(v), Value::Object(own)) = (v.as_object_mut(), own) {
+            v.extend(own);
         }
         v
     }
