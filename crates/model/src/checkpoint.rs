@@ -231,24 +231,7 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
     }
     let mut t = Vec::new();
     match cfg.family {
-        Family::Gpt2 => {
-            t.push(out(
-                "transformer.wte.weight",
-                model.embed_tokens.weight.val(),
-            )?);
-            if let Some(pe) = &model.embed_positions {
-                t.push(out("transformer.wpe.weight", pe.weight.val())?);
-            }
-            for (i, b) in model.layers.iter().enumerate() {
-                let p = format!("transformer.h.{i}");
-                if let (Some(a), Some(m)) = (&b.attn_norm, &b.mlp_norm) {
-                    norm(&format!("{p}.ln_1"), a, &mut t)?;
-                    norm(&format!("{p}.ln_2"), m, &mut t)?;
-                }
-            }
-            norm("transformer.ln_f", &model.final_norm, &mut t)?;
-        }
-        Family::Llama => {
+        Family::Gpt2 | Family::Llama => {
             // A switch the `model_type` cannot hold is an error, not a silent drop.
             cfg.check_hf_layout()?;
             let n = crate::hf_names::decoder_names(cfg);
@@ -268,6 +251,12 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
                 format!("{root}.{}.weight", n.embed),
                 model.embed_tokens.weight.val(),
             )?);
+            if let Some(pe) = &model.embed_positions {
+                t.push(out(
+                    format!("{root}.{}.weight", n.positions),
+                    pe.weight.val(),
+                )?);
+            }
             for (i, b) in model.layers.iter().enumerate() {
                 let p = format!("{root}.{}.{i}", n.layers);
                 if let Some(x) = &b.attn_norm {

@@ -251,8 +251,7 @@ pub fn load_hf(dir: impl AsRef<Path>, device: &Device) -> Result<DecoderLm> {
     // Every parameter is read from the checkpoint next: no random draws.
     let mut model = crate::init::skeleton(|| DecoderLm::new(&cfg, device));
     match cfg.family {
-        Family::Gpt2 => load_gpt2(&mut model, &cfg, &mut w)?,
-        Family::Llama => load_llama(&mut model, &cfg, &mut w)?,
+        Family::Gpt2 | Family::Llama => load_decoder(&mut model, &cfg, &mut w)?,
         Family::Bert | Family::T5 => return Err(ModelError::not_a_decoder(&cfg, dir)),
     }
     w.finish()?;
@@ -266,8 +265,7 @@ pub(crate) fn load_decoder_weights(
     w: &mut Weights,
 ) -> Result<()> {
     match cfg.family {
-        Family::Gpt2 => load_gpt2(m, cfg, w),
-        Family::Llama => load_llama(m, cfg, w),
+        Family::Gpt2 | Family::Llama => load_decoder(m, cfg, w),
         Family::Bert | Family::T5 => Err(ModelError::Input(format!(
             "`{}` is not a decoder-only model",
             cfg.family
@@ -275,38 +273,19 @@ pub(crate) fn load_decoder_weights(
     }
 }
 
-fn load_gpt2(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()> {
-    if w.has("transformer.wte.weight") {
-        w.prefix = "transformer.".into();
-    }
-    let (d, v) = (cfg.d_model, cfg.vocab_size);
-    m.embed_tokens.weight = param(w.take("wte.weight", [v, d])?);
-    if let Some(pe) = &mut m.embed_positions {
-        pe.weight = param(w.take("wpe.weight", [cfg.max_positions, d])?);
-    }
-    for (i, block) in m.layers.iter_mut().enumerate() {
-        let p = format!("h.{i}");
-        if let Some(n) = &mut block.attn_norm {
-            set_norm(n, w, &format!("{p}.ln_1"), d)?;
-        }
-        if let Some(n) = &mut block.mlp_norm {
-            set_norm(n, w, &format!("{p}.ln_2"), d)?;
-        }
-    }
-    set_norm(&mut m.final_norm, w, "ln_f", d)?;
-    load_linears(m, w)?;
-    load_head(m, cfg, w)
-}
-
-/// A RoPE decoder (LLaMA, Mistral, Qwen, Phi-3, GPT-NeoX) by its family's names
-/// ([`crate::hf_names::decoder_names`]).
-fn load_llama(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()> {
+/// A decoder (GPT-2, and the RoPE decoders: LLaMA, Mistral, Qwen, Phi-3, GPT-NeoX,
+/// Gemma, …) by its family's names ([`crate::hf_names::decoder_names`]).
+fn load_decoder(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result<()> {
     let names = crate::hf_names::decoder_names(cfg);
     if w.has(&format!("{}.{}.weight", names.root, names.embed)) {
         w.prefix = format!("{}.", names.root);
     }
     let (d, v) = (cfg.d_model, cfg.vocab_size);
     m.embed_tokens.weight = param(w.take(&format!("{}.weight", names.embed), [v, d])?);
+    if let Some(pe) = &mut m.embed_positions {
+        let name = format!("{}.weight", names.positions);
+        pe.weight = param(w.take(&name, [cfg.max_positions, d])?);
+    }
     for (i, block) in m.layers.iter_mut().enumerate() {
         let p = format!("{}.{i}", names.layers);
         if let Some(n) = &mut block.attn_norm {

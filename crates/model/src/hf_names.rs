@@ -85,6 +85,8 @@ pub struct DecoderNames {
     pub layers: &'static str,
     /// Token embedding under the root (`wte`, `embed_tokens`, `embed_in`).
     pub embed: &'static str,
+    /// Learned position table under the root (`wpe`; models with learned positions).
+    pub positions: &'static str,
     /// Norm before attention, in a block (`ln_1`, `input_layernorm`).
     pub attn_norm: &'static str,
     /// Norm before the MLP, in a block (`ln_2`, `post_attention_layernorm`).
@@ -109,6 +111,7 @@ pub fn decoder_names(cfg: &ModelConfig) -> DecoderNames {
         root: "model",
         layers: "layers",
         embed: "embed_tokens",
+        positions: "embed_positions",
         attn_norm: "input_layernorm",
         mlp_norm: "post_attention_layernorm",
         post_norms: ("", ""),
@@ -122,6 +125,7 @@ pub fn decoder_names(cfg: &ModelConfig) -> DecoderNames {
             root: "transformer",
             layers: "h",
             embed: "wte",
+            positions: "wpe",
             attn_norm: "ln_1",
             mlp_norm: "ln_2",
             post_norms: ("", ""),
