@@ -71,6 +71,8 @@ impl manabi_objectives::recipe::RecipeError for AlignError {
         match self {
             Self::Config { key, message } => Some((key, message)),
             Self::Train(e) => manabi_objectives::recipe::RecipeError::config_parts(e),
+            // `[peft]` is checked by the fine-tuning crate: its key gets the file and line too.
+            Self::Finetune(e) => manabi_objectives::recipe::RecipeError::config_parts(e),
             _ => None,
         }
     }

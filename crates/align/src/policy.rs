@@ -51,11 +51,14 @@ pub struct PromptData {
 
 impl PromptData {
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.train.is_empty() || self.val.is_empty() {
-            return Err(AlignError::config(
-                "data.train",
-                "give training and held-out prompt files",
-            ));
+        // Name the key that is empty, so the error points at the line to fix.
+        for (key, files) in [("data.train", &self.train), ("data.val", &self.val)] {
+            if files.is_empty() {
+                return Err(AlignError::config(
+                    key,
+                    "give training and held-out prompt files",
+                ));
+            }
         }
         Ok(())
     }

@@ -242,7 +242,7 @@ pub fn load_reward(dir: &Path, device: &Device) -> Result<DecoderClassifier> {
     if !found.has_head() {
         return Err(not_a_reward_model(&found.dir, "no score head"));
     }
-    let (m, head) = manabi_finetune::head::load_classifier(&found.dir, device)?;
+    let (m, head) = manabi_finetune::load_classifier(&found.dir, device)?;
     if head.kind != "score" {
         return Err(not_a_reward_model(
             &found.dir,

@@ -159,9 +159,9 @@ pub(crate) fn load_decoder(
 
 pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let device = device.resolve()?;
-    let (family, native, _) = family_of(&args.model)?;
+    let family = manabi_model::locate(&args.model)?.family;
     match family {
-        Family::T5 => return generate_t5(args, &device, native),
+        Family::T5 => return generate_t5(args, &device),
         Family::Bert => anyhow::bail!(
             "{}: a BERT model does not generate text",
             args.model.display()
@@ -223,21 +223,13 @@ pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()>
 
 /// T5: greedy decoding of each prompt as an encoder input (append EOS when the tokenizer
 /// has one, as T5 inputs end with it).
-fn generate_t5(
-    args: &GenerateArgs,
-    device: &burn::tensor::Device,
-    native: bool,
-) -> anyhow::Result<()> {
+fn generate_t5(args: &GenerateArgs, device: &burn::tensor::Device) -> anyhow::Result<()> {
     if args.sampling.samples() {
         anyhow::bail!(
             "T5 decoding is greedy only: drop --temperature, --top-k, --top-p and --repetition-penalty"
         );
     }
-    let model: manabi_model::T5 = if native {
-        manabi_objectives::checkpoint::load_model(&args.model, device)?
-    } else {
-        manabi_model::load_t5(&args.model, device)?
-    };
+    let model = manabi_finetune::open(&args.model, device)?.into_t5()?;
     let tok = tokenizer_for(
         &args.model,
         args.tokenizer.as_ref(),
@@ -515,37 +507,34 @@ fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// The family of a model folder, whether it is in manabi's layout, and its Hugging Face
-/// architecture ([`manabi_model::locate`], the one family detector).
-fn family_of(dir: &Path) -> anyhow::Result<(Family, bool, Option<String>)> {
-    let m = manabi_model::locate(dir)?;
-    Ok((
-        m.family,
-        m.layout == manabi_model::Layout::Native,
-        m.architecture,
-    ))
-}
-
 pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
+    use manabi_finetune::Model;
     let device = device.resolve()?;
     let tok = args.model.join("tokenizer.json");
     let tok = tok.exists().then_some(tok.as_path());
-    let (family, native, arch) = family_of(&args.model)?;
-    let decoder = matches!(family, Family::Gpt2 | Family::Llama);
-    if let Some(a) = &args.adapter
-        && (matches!(args.format, ExportFormat::Peft) || !decoder)
-    {
-        anyhow::bail!(
-            "{}: --adapter merges into a GPT-2 or Llama decoder exported with --format hf",
-            a.display()
-        );
+    let opened = manabi_finetune::open(&args.model, &device)?;
+    let family = opened.found.family;
+    if let Some(a) = &args.adapter {
+        let why = match (&opened.model, args.format) {
+            (_, ExportFormat::Peft) | (Model::Decoder(_), _) => None,
+            (Model::Classifier(_), _) => Some("into a decoder, not a classifier"),
+            _ => Some("into a GPT-2 or Llama decoder exported with --format hf"),
+        };
+        if matches!(args.format, ExportFormat::Peft) || why.is_some() {
+            anyhow::bail!(
+                "{}: --adapter merges {}",
+                a.display(),
+                why.unwrap_or("into a GPT-2 or Llama decoder exported with --format hf")
+            );
+        }
     }
     if matches!(args.format, ExportFormat::Peft) {
-        let (model, peft) = manabi_finetune::load_decoder(&args.model, &device)?;
+        let dir = opened.dir().to_path_buf();
+        let (model, peft) = opened.into_decoder()?;
         let peft = peft.ok_or_else(|| {
             anyhow::anyhow!(
                 "{}: not an adapter checkpoint (no peft.toml: LoRA, IA³, prompt or prefix tuning); export --format hf instead",
-                args.model.display()
+                dir.display()
             )
         })?;
         manabi_finetune::peft::save_adapter(&model, &peft, &args.out)?;
@@ -556,21 +545,15 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let params = match family {
-        Family::Gpt2 | Family::Llama
-            if args.model.join(manabi_finetune::head::HEAD_FILE).exists()
-                || arch.as_deref().is_some_and(|a| {
-                    a.ends_with("ForSequenceClassification")
-                        || a.ends_with("ForTokenClassification")
-                }) =>
-        {
-            if let Some(a) = &args.adapter {
-                anyhow::bail!(
-                    "{}: --adapter merges into a decoder, not a classifier",
-                    a.display()
-                );
-            }
-            let (m, head) = manabi_finetune::head::load_classifier(&args.model, &device)?;
+    let names = opened
+        .head
+        .as_ref()
+        .map(|h| h.names.clone())
+        .unwrap_or_default();
+    let params = opened.model.num_params();
+    match opened.model {
+        Model::Classifier(m) => {
+            let token = opened.head.as_ref().is_some_and(|h| h.kind == "token");
             // The tokenizer's own pad, never EOS (transformers would then score the token
             // before the final EOS); none known, no pad_token_id is written.
             let pad = match tok {
@@ -580,76 +563,32 @@ pub fn export(args: &ExportArgs, device: DeviceChoice) -> anyhow::Result<()> {
                 None => None,
             };
             let m = m.valid().materialize();
-            m.export_hf_as(&args.out, tok, pad, &head.names, head.kind == "token")?;
-            m.num_params()
+            m.export_hf_as(&args.out, tok, pad, &names, token)?;
         }
-        Family::Gpt2 | Family::Llama => {
-            let model = load_decoder(&args.model, args.adapter.as_ref(), &device)?;
-            let params = model.num_params();
-            let merged = manabi_finetune::load::merged(model);
+        Model::Decoder(m) => {
+            let m = match &args.adapter {
+                Some(dir) => manabi_finetune::peft::load_adapter(*m, dir)?.0,
+                None => *m,
+            };
+            let merged = manabi_finetune::load::merged(m);
             manabi_model::export_hf_sharded(&merged, &args.out, tok, args.max_shard_size)?;
             if let Some(t) = tok {
                 let tok = TextTokenizer::load(t)?;
                 let max_len = merged.config().max_positions;
                 manabi_finetune::export::write_chat_files(&args.out, &tok, max_len)?;
             }
-            params
         }
-        Family::T5 => {
-            let model: manabi_model::T5 = if native {
-                manabi_objectives::checkpoint::load_model(&args.model, &device)?
-            } else {
-                manabi_model::load_t5(&args.model, &device)?
-            };
-            manabi_model::export_t5_hf(&model, &args.out, tok)?;
-            model.num_params()
+        Model::T5(m) => manabi_model::export_t5_hf(&m, &args.out, tok)?,
+        Model::BertTagger(m) => {
+            manabi_tasks::body::export_bert_tagger(&m.valid(), &args.out, tok, &names)?
         }
-        Family::Bert => match (native, arch.as_deref()) {
-            (true, _) if args.model.join(manabi_finetune::head::HEAD_FILE).exists() => {
-                use manabi_tasks::body::{self as body, SeqModel, TaggerModel};
-                if manabi_finetune::head::read_head(&args.model)?.kind == "token" {
-                    let (m, head) = body::load_tagger(&args.model, &device)?;
-                    let TaggerModel::Bert(m) = m.valid() else {
-                        anyhow::bail!("{}: not a BERT tagger", args.model.display());
-                    };
-                    body::export_bert_tagger(&m, &args.out, tok, &head.names)?;
-                    m.num_params()
-                } else {
-                    let (m, head) = body::load_seq_classifier(&args.model, &device)?;
-                    let SeqModel::Bert(m) = m.valid() else {
-                        anyhow::bail!("{}: not a BERT classifier", args.model.display());
-                    };
-                    body::export_bert_classifier(&m, &args.out, tok, &head.names)?;
-                    m.num_params()
-                }
-            }
-            (false, Some("BertForSequenceClassification")) => {
-                let m = manabi_model::load_bert_sequence_classifier(&args.model, &device)?;
-                manabi_model::export_bert_hf(&m, &args.out, tok)?;
-                m.num_params()
-            }
-            (false, Some("BertForTokenClassification")) => {
-                let m = manabi_model::load_bert_token_classifier(&args.model, &device)?;
-                manabi_model::export_bert_hf(&m, &args.out, tok)?;
-                m.num_params()
-            }
-            (true, _) if manabi_tasks::embed::is_embedding_checkpoint(&args.model)? => {
-                // SimCSE / bi-encoder: the encoder alone, as transformers' `BertModel`.
-                let m = manabi_tasks::body::load_bert_body(&args.model, &device)?;
-                manabi_model::export_bert_hf(&m, &args.out, tok)?;
-                m.num_params()
-            }
-            _ => {
-                let m: manabi_model::BertForMaskedLm = if native {
-                    manabi_objectives::checkpoint::load_model(&args.model, &device)?
-                } else {
-                    manabi_model::load_bert_masked_lm(&args.model, &device)?
-                };
-                manabi_model::export_bert_hf(&m, &args.out, tok)?;
-                m.num_params()
-            }
-        },
-    };
+        Model::BertClassifier(m) => {
+            manabi_tasks::body::export_bert_classifier(&m.valid(), &args.out, tok, &names)?
+        }
+        // SimCSE / bi-encoder: the encoder alone, as transformers' `BertModel`.
+        Model::BertEncoder(m) => manabi_model::export_bert_hf(&*m, &args.out, tok)?,
+        Model::BertMaskedLm(m) => manabi_model::export_bert_hf(&*m, &args.out, tok)?,
+    }
     // The Hugging Face model type written (`qwen2`, `gemma2`, …), not only the family.
     let written = std::fs::read_to_string(args.out.join("config.json"))
         .ok()

@@ -1,17 +1,14 @@
 //! What a checkpoint with a sequence head holds: `head.toml` (the head's shape and label
 //! names) beside `model.toml`, plus `peft.toml` when the body was adapted. Reward models,
-//! classifiers and regressors all load through [`load_classifier`]; the inputs of a head
+//! classifiers and regressors all load through [`crate::load_classifier`]; the inputs of a head
 //! read at each row's last token are [`pad_rows`]. Downstream tasks (`manabi-tasks`) and
 //! reward models (`manabi-align`) share this module.
 
 use std::path::Path;
 
-use burn::prelude::*;
-use manabi_model::{DecoderClassifier, ModelConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FinetuneError, Result};
-use crate::peft::{self, PEFT_FILE, PeftConfig};
 
 /// The spec file of a model with a sequence head.
 pub const HEAD_FILE: &str = "head.toml";
@@ -58,46 +55,6 @@ fn read_toml<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T
     let p = dir.join(name);
     let text = std::fs::read_to_string(&p).map_err(|e| FinetuneError::io(&p, e))?;
     toml::from_str(&text).map_err(|e| FinetuneError::config(p.display().to_string(), e.message()))
-}
-
-/// Loads a folder with a sequence head: manabi (`model.toml` + `head.toml`, with
-/// `peft.toml` when adapted) or Hugging Face `*ForSequenceClassification` /
-/// `*ForTokenClassification` (label names from `id2label`).
-pub fn load_classifier(dir: &Path, device: &Device) -> Result<(DecoderClassifier, HeadSpec)> {
-    let dir = &manabi_model::locate(dir)?.dir;
-    if !dir.join("model.toml").exists() {
-        let (m, token) = manabi_model::load_classifier_hf_kind(dir, device)?;
-        let labels = m.labels();
-        let names = hf_label_names(dir, labels);
-        let head = match token {
-            true if names.len() == labels => HeadSpec::token(names),
-            true => HeadSpec::token((0..labels).map(|i| format!("LABEL_{i}")).collect()),
-            false => HeadSpec::score(labels, names),
-        };
-        return Ok((m, head));
-    }
-    let head = read_head(dir)?;
-    let cfg: ModelConfig = read_toml(dir, "model.toml")?;
-    if matches!(
-        cfg.family,
-        manabi_model::Family::Bert | manabi_model::Family::T5
-    ) {
-        return Err(FinetuneError::config(
-            format!("{}: family", dir.join("model.toml").display()),
-            format!(
-                "a {} body, where a decoder (gpt2 / llama) is needed here; \
-                 BERT classifiers serve `manabi task` evaluation and prediction only",
-                cfg.family
-            ),
-        ));
-    }
-    let mut m = DecoderClassifier::new(&cfg, head.labels, device);
-    if dir.join(PEFT_FILE).exists() {
-        let p: PeftConfig = read_toml(dir, PEFT_FILE)?;
-        m.lm = peft::rebuild(m.lm, &p)?;
-    }
-    manabi_model::checkpoint::load_weights(&mut m, &dir.join("model.bpk"))?;
-    Ok((m, head))
 }
 
 /// `head.toml` of the manabi checkpoint `dir`, its kind checked.

@@ -12,13 +12,15 @@ pub mod export;
 pub mod head;
 pub mod load;
 pub mod metrics;
+pub mod open;
 pub mod peft;
 pub mod setup;
 pub mod sft;
 
 pub use config::SftConfig;
 pub use error::{FinetuneError, Result};
-pub use head::{HEAD_FILE, HeadSpec, load_classifier};
-pub use load::{load_decoder, load_seq2seq, merged};
+pub use head::{HEAD_FILE, HeadSpec};
+pub use load::{load_classifier, load_decoder, load_seq2seq, merged};
+pub use open::{Model, Opened, open};
 pub use peft::{Method, PeftConfig};
 pub use sft::recipe::{SftReport, sft};

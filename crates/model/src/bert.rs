@@ -139,6 +139,16 @@ pub struct BertModel {
 }
 
 impl BertModel {
+    /// Ids of its embedding tables (words, positions, token types).
+    pub fn embedding_ids(&self) -> Vec<burn::module::ParamId> {
+        let e = &self.embeddings;
+        vec![
+            e.word.weight.id,
+            e.position.weight.id,
+            e.token_type.weight.id,
+        ]
+    }
+
     /// A randomly initialised encoder. `cfg` must be valid ([`ModelConfig::validate`]).
     pub fn new(cfg: &ModelConfig, pooler: bool, device: &Device) -> Self {
         Self {

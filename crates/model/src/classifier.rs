@@ -207,6 +207,10 @@ pub fn load_classifier_hf_kind(
 ) -> Result<(DecoderClassifier, bool)> {
     let dir = dir.as_ref();
     let mut cfg = crate::hf::read_config(dir)?;
+    // A BERT or T5 classifier has no decoder body: refused naming the folder.
+    if matches!(cfg.family, Family::Bert | Family::T5) {
+        return Err(ModelError::not_a_decoder(&cfg, dir));
+    }
     cfg.tie_embeddings = true;
     let text = std::fs::read_to_string(dir.join("config.json"))
         .map_err(|e| crate::hf::file_err(&dir.join("config.json"), e))?;

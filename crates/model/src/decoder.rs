@@ -204,6 +204,15 @@ impl DecoderLm {
         }
     }
 
+    /// Ids of its embedding tables (tokens, learned positions): what
+    /// `train.decay_embeddings` chooses to decay or not.
+    pub fn embedding_ids(&self) -> Vec<burn::module::ParamId> {
+        std::iter::once(&self.embed_tokens)
+            .chain(&self.embed_positions)
+            .map(|e| e.weight.id)
+            .collect()
+    }
+
     /// A model initialised from `seed`: the same parameters on every backend.
     pub fn init(cfg: &ModelConfig, device: &Device, seed: u64) -> Self {
         crate::init::seed(seed);

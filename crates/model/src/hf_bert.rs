@@ -250,6 +250,8 @@ pub fn load_bert_masked_lm(dir: impl AsRef<Path>, device: &Device) -> Result<Ber
         }
         Ok(())
     })?;
+    // `BertForPreTraining` also has the next-sentence head, which no manabi stage uses.
+    w.ignore(|k| k.starts_with("cls.seq_relationship."));
     w.finish()?;
     Ok(BertForMaskedLm { bert, head })
 }

@@ -184,6 +184,19 @@ impl Default for T5GreedyOptions {
 }
 
 impl T5 {
+    /// Ids of its embedding tables: the shared token table and each stack's relative
+    /// position bias.
+    pub fn embedding_ids(&self) -> Vec<burn::module::ParamId> {
+        let biases = [&self.encoder, &self.decoder]
+            .into_iter()
+            .flat_map(|s| &s.layers)
+            .filter_map(|l| l.self_attn.relative_attention_bias.as_ref());
+        std::iter::once(&self.shared)
+            .chain(biases)
+            .map(|e| e.weight.id)
+            .collect()
+    }
+
     /// A randomly initialised model. `cfg` must be valid ([`ModelConfig::validate`]).
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
         Self {

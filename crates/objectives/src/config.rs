@@ -275,7 +275,9 @@ pub struct TrainConfig {
     pub warmup_steps: usize,
     /// Decay after warm-up.
     pub schedule: Schedule,
-    /// Decoupled weight decay (AdamW), applied to weight matrices only.
+    /// Decoupled weight decay (AdamW), applied to the parameters of rank ≥ 2 (weight
+    /// matrices, LoRA factors, soft prompts; embedding tables only with
+    /// `decay_embeddings`), never to norm gains or biases.
     pub weight_decay: f64,
     /// Also decay embedding matrices.
     pub decay_embeddings: bool,
@@ -289,6 +291,9 @@ pub struct TrainConfig {
     pub grad_clip: f64,
     /// Evaluate every this many steps (0 = only at the end).
     pub eval_every: usize,
+    /// Also evaluate the starting model, before the first step (logged as step 0): the
+    /// "before" of a before → after table.
+    pub eval_at_start: bool,
     /// Validation batches per evaluation.
     pub eval_batches: usize,
     /// Print and log every this many steps.
@@ -327,6 +332,7 @@ impl Default for TrainConfig {
             eps: 1e-8,
             grad_clip: 1.0,
             eval_every: 250,
+            eval_at_start: false,
             eval_batches: 20,
             log_every: 10,
             checkpoint_every: 0,

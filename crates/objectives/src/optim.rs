@@ -11,9 +11,12 @@ use manabi_model::fused::{self, AdamWStep};
 
 use crate::config::TrainConfig;
 
-/// AdamW without decay for all parameters, with decay for the weight matrices
+/// AdamW without decay for all parameters, with decay for the parameters of rank ≥ 2
 /// ([`crate::model::decayed_params`]).
-pub fn build_optimizer<M: Module>(model: &M, cfg: &TrainConfig) -> ModuleOptimizer {
+pub fn build_optimizer<M: crate::model::TrainModel>(
+    model: &M,
+    cfg: &TrainConfig,
+) -> ModuleOptimizer {
     let adamw = |decay: f64| FusedAdamW {
         betas: (cfg.beta1 as f32, cfg.beta2 as f32),
         epsilon: cfg.eps as f32,

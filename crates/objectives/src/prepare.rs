@@ -55,7 +55,7 @@ pub fn prepare(data: &DataConfig, out: &Path, show_progress: bool) -> Result<Pre
             opts.sentinels = t.sentinels;
             opts.nfkc = t.nfkc;
             opts.alphabet = t.alphabet.clone();
-            let mut tok = manabi_tokenize::train(&corpus, &opts)?;
+            let mut tok = manabi_tokenize::train(&corpus, &opts).map_err(in_recipe_terms)?;
             tok.save(&tok_path)?;
             tok
         }
@@ -92,7 +92,8 @@ pub fn prepare(data: &DataConfig, out: &Path, show_progress: bool) -> Result<Pre
             show_progress,
             ..EncodeOptions::default()
         };
-        manabi_tokenize::encode_corpus(&tokenizer, &corpus, &shard_dir, &opts)?;
+        manabi_tokenize::encode_corpus(&tokenizer, &corpus, &shard_dir, &opts)
+            .map_err(in_recipe_terms)?;
     }
     let set = ShardSet::open(&shard_dir)?;
     let train_all = TokenStream::new(Arc::new(set.split(Split::Train)?));
@@ -113,4 +114,33 @@ pub fn prepare(data: &DataConfig, out: &Path, show_progress: bool) -> Result<Pre
         val,
         eos_id,
     })
+}
+
+/// A bad corpus line, its hint in the recipe's terms: the tokenize crate's hints name the
+/// `--field` and `--skip-invalid` flags of `manabi tokenizer` and `manabi data`, while a
+/// recipe sets `data.field` and pre-training reads every line.
+fn in_recipe_terms(e: manabi_tokenize::TokenizeError) -> TrainError {
+    use manabi_tokenize::TokenizeError as E;
+    fn at(path: &Path, line: u64) -> std::path::PathBuf {
+        format!("{}:{line}", path.display()).into()
+    }
+    match e {
+        E::MissingField { path, line, field } => TrainError::File {
+            path: at(&path, line),
+            message: format!("no string field `{field}` (hint: choose the field with data.field)"),
+        },
+        E::MalformedJson {
+            path,
+            line,
+            message,
+        } => TrainError::File {
+            path: at(&path, line),
+            message: format!("malformed JSON: {message}"),
+        },
+        E::InvalidUtf8 { path, line } => TrainError::File {
+            path: at(&path, line),
+            message: "invalid UTF-8".into(),
+        },
+        e => e.into(),
+    }
 }

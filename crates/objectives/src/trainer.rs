@@ -414,6 +414,20 @@ impl Trainer {
         };
         let loop_start = Instant::now();
         let mut tokens_run = 0u64;
+        if t.eval_at_start && state.step == 0 {
+            let (v, metrics) = evaluate_with_metrics(task, &model.valid(), &val_batches, device)?;
+            report.evals.push((0, v));
+            let shown: String = metrics
+                .iter()
+                .map(|(k, v)| format!(", {k} {v:.4}"))
+                .collect();
+            bar.println(format!("step 0: val loss {v:.4}{shown}"));
+            let mut line = serde_json::json!({"step": 0, "val_loss": v, "val_ppl": v.exp()});
+            for (k, m) in metrics {
+                line[k] = serde_json::json!(m);
+            }
+            writeln!(metrics_file, "{line}").map_err(|e| TrainError::io(&metrics_path, e))?;
+        }
 
         while state.step < t.steps && (t.stop_after == 0 || state.step < t.stop_after) {
             let step = state.step;

@@ -20,10 +20,10 @@ use std::path::Path;
 use burn::module::Module;
 use burn::prelude::*;
 use manabi_finetune::error::{FinetuneError, Result};
-use manabi_finetune::head::{HeadSpec, load_classifier};
+use manabi_finetune::head::HeadSpec;
+use manabi_finetune::{Model, Opened};
 use manabi_model::{
-    BertForMaskedLm, BertForSequenceClassification, BertForTokenClassification, BertModel,
-    DecoderClassifier, Family, ModelConfig,
+    BertForSequenceClassification, BertForTokenClassification, BertModel, DecoderClassifier, Family,
 };
 use manabi_objectives::model::TrainModel;
 use manabi_tokenize::TextTokenizer;
@@ -282,23 +282,9 @@ pub fn body_family(path: &Path) -> Result<Family> {
 }
 
 /// The encoder of a BERT folder: a manabi masked-LM checkpoint, a manabi embedding
-/// checkpoint (SimCSE, bi-encoder: the encoder alone) or a Hugging Face BERT.
+/// checkpoint (SimCSE, bi-encoder: the encoder alone) or a Hugging Face BERT of any head.
 pub fn load_bert_body(path: &Path, device: &Device) -> Result<BertModel> {
-    let path = &manabi_model::locate(path)?.dir;
-    if path.join("model.toml").exists() && crate::settings::is_embedding_checkpoint(path)? {
-        return Ok(manabi_model::checkpoint::load_module(
-            path,
-            device,
-            |cfg, d| Ok(BertModel::new(cfg, false, d)),
-        )?);
-    }
-    if path.join("model.toml").exists() {
-        let m = manabi_model::checkpoint::load_module(path, device, |cfg, d| {
-            Ok(BertForMaskedLm::new(cfg, d))
-        })?;
-        return Ok(m.bert);
-    }
-    Ok(manabi_model::load_bert(path, device)?)
+    manabi_finetune::open(path, device)?.into_bert_body()
 }
 
 /// `BertForSequenceClassification` with `labels` outputs on `body`; a pooler is added
@@ -321,47 +307,49 @@ pub fn bert_classifier(body: BertModel, labels: usize) -> BertForSequenceClassif
 /// Loads a sequence-task checkpoint of either body: a manabi folder (`model.toml` and
 /// `head.toml`) or a Hugging Face `*ForSequenceClassification` folder.
 pub fn load_seq_classifier(dir: &Path, device: &Device) -> Result<(SeqModel, HeadSpec)> {
-    let found = manabi_model::locate(dir)?;
-    let dir = &found.dir;
-    if found.family != Family::Bert {
-        let (m, head) = load_classifier(dir, device)?;
-        return Ok((SeqModel::Decoder(Box::new(m)), head));
-    }
-    if !dir.join("model.toml").exists() {
-        let m = manabi_model::load_bert_sequence_classifier(dir, device)?;
-        let labels = m.classifier.weight.dims()[1];
-        let names = manabi_finetune::head::hf_label_names(dir, labels);
-        return Ok((SeqModel::Bert(Box::new(m)), HeadSpec::score(labels, names)));
-    }
-    let (m, head) = load_bert_native(dir, device, "score", BertForSequenceClassification::new)?;
-    Ok((SeqModel::Bert(Box::new(m)), head))
+    let take = |m| match m {
+        Model::BertClassifier(m) => Ok(m),
+        m => Err(m),
+    };
+    load_headed(dir, device, take, "a sequence classifier (a `score` head)")
 }
 
-/// A manabi BERT task checkpoint whose `head.toml` is of `kind`: the model `build` makes
-/// with the head's outputs, its weights from `model.bpk`.
-fn load_bert_native<M: Module>(
+/// A task checkpoint opened ([`manabi_finetune::open`]) as a decoder classifier or as
+/// the BERT model `take` accepts; a BERT model with the other head is refused, saying
+/// `wanted`.
+fn load_headed<B>(
     dir: &Path,
     device: &Device,
-    kind: &str,
-    build: fn(&ModelConfig, &Device) -> M,
-) -> Result<(M, HeadSpec)> {
-    let head = manabi_finetune::head::read_head(dir)?;
-    if head.kind != kind {
-        return Err(FinetuneError::config(
-            format!(
-                "{}: kind",
-                dir.join(manabi_finetune::head::HEAD_FILE).display()
-            ),
-            format!("a `{}` head, where this needs a `{kind}` head", head.kind),
-        ));
+    take: impl FnOnce(Model) -> std::result::Result<Box<B>, Model>,
+    wanted: &str,
+) -> Result<(Loaded<B>, HeadSpec)> {
+    let Opened {
+        found,
+        model,
+        head,
+        peft,
+    } = manabi_finetune::open(dir, device)?;
+    match take(model) {
+        Ok(m) => {
+            let head =
+                head.ok_or_else(|| FinetuneError::io(&found.dir, "a head without its spec"))?;
+            Ok((Loaded::Bert(m), head))
+        }
+        Err(m @ (Model::BertClassifier(_) | Model::BertTagger(_))) => Err(FinetuneError::io(
+            &found.dir,
+            format!("holds {}, where {wanted} is needed", m.describe()),
+        )),
+        Err(model) => {
+            let opened = Opened {
+                found,
+                model,
+                head,
+                peft,
+            };
+            let (m, head) = opened.into_classifier()?;
+            Ok((Loaded::Decoder(Box::new(m)), head))
+        }
     }
-    let labels = head.labels;
-    let m = manabi_model::checkpoint::load_module(dir, device, |cfg, d| {
-        let mut cfg = cfg.clone();
-        cfg.num_labels = Some(labels);
-        Ok(build(&cfg, d))
-    })?;
-    Ok((m, head))
 }
 
 /// Exports a BERT sequence classifier as Hugging Face `BertForSequenceClassification`,
@@ -461,25 +449,11 @@ pub fn bert_tagger(body: BertModel, labels: usize) -> BertForTokenClassification
 /// Loads a token-tagging checkpoint of either body: a manabi folder (`model.toml`,
 /// `head.toml` of kind `token`) or a Hugging Face `*ForTokenClassification` folder.
 pub fn load_tagger(dir: &Path, device: &Device) -> Result<(TaggerModel, HeadSpec)> {
-    let found = manabi_model::locate(dir)?;
-    let dir = &found.dir;
-    if found.family != Family::Bert {
-        let (m, head) = load_classifier(dir, device)?;
-        return Ok((TaggerModel::Decoder(Box::new(m)), head));
-    }
-    if !dir.join("model.toml").exists() {
-        let m = manabi_model::load_bert_token_classifier(dir, device)?;
-        let labels = m.classifier.weight.dims()[1];
-        let names = manabi_finetune::head::hf_label_names(dir, labels);
-        let names = if names.len() == labels {
-            names
-        } else {
-            (0..labels).map(|i| format!("LABEL_{i}")).collect()
-        };
-        return Ok((TaggerModel::Bert(Box::new(m)), HeadSpec::token(names)));
-    }
-    let (m, head) = load_bert_native(dir, device, "token", BertForTokenClassification::new)?;
-    Ok((TaggerModel::Bert(Box::new(m)), head))
+    let take = |m| match m {
+        Model::BertTagger(m) => Ok(m),
+        m => Err(m),
+    };
+    load_headed(dir, device, take, "a token classifier (a `token` head)")
 }
 
 /// Exports a BERT token tagger as Hugging Face `BertForTokenClassification` with the tag

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use manabi_finetune::head::load_classifier;
+use manabi_finetune::load_classifier;
 use manabi_model::DecoderLm;
 use manabi_model::device::test_device;
 use manabi_objectives::Recipe;

@@ -75,6 +75,11 @@ impl TrainModel for PolicyValue {
     fn model_config(&self) -> &ModelConfig {
         self.policy.config()
     }
+    fn embedding_ids(&self) -> Vec<burn::module::ParamId> {
+        let mut ids = self.policy.embedding_ids();
+        ids.extend(self.value.lm.embedding_ids());
+        ids
+    }
 }
 
 /// Gives every parameter a new id. A module cloned from another shares its parameter

@@ -12,9 +12,9 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use manabi_model::DecoderLm;
 use manabi_model::hf_names::{HfModule, decoder_linears};
-use serde_json::json;
 
 use crate::error::{FinetuneError, Result};
+use crate::peft::adapter_config::{AdapterConfig, StringOrList};
 use crate::peft::config::{Method, PeftConfig};
 use crate::peft::lora::{F32Tensors, SetById, read_f32, target_modules, write_safetensors};
 
@@ -156,21 +156,19 @@ pub fn save_peft(model: &DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<()> 
             (format!("base_model.model.{hf}.ia3_l"), shape, v)
         })
         .collect();
-    let config = json!({
-        "peft_type": "IA3",
-        "task_type": "CAUSAL_LM",
-        "target_modules": cfg.targets,
-        "feedforward_modules": cfg.feedforward,
-        "fan_in_fan_out": model.config().family == manabi_model::Family::Gpt2,
-        "init_ia3_weights": true,
-        "inference_mode": true,
-        "modules_to_save": null,
-        "base_model_name_or_path": null,
-    });
-    std::fs::create_dir_all(dir).map_err(|e| FinetuneError::io(dir, e))?;
-    let path = dir.join("adapter_config.json");
-    let text = serde_json::to_string_pretty(&config).map_err(|e| FinetuneError::io(&path, e))?;
-    manabi_tokenize::write_atomic(&path, text.as_bytes())?;
+    let config = AdapterConfig {
+        peft_type: Some("IA3".into()),
+        task_type: Some("CAUSAL_LM".into()),
+        target_modules: Some(StringOrList::List(cfg.targets.clone())),
+        feedforward_modules: Some(StringOrList::List(cfg.feedforward.clone())),
+        fan_in_fan_out: Some(model.config().family == manabi_model::Family::Gpt2),
+        init_ia3_weights: Some(true),
+        inference_mode: Some(true),
+        modules_to_save: Some(None),
+        base_model_name_or_path: Some(None),
+        ..AdapterConfig::default()
+    };
+    config.write(dir)?;
     write_safetensors(&dir.join("adapter_model.safetensors"), &tensors)
 }
 
@@ -236,22 +234,24 @@ pub fn load(model: DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<DecoderLm>
     Ok(model.map(&mut SetById(values)))
 }
 
-/// The settings of an IA³ `adapter_config.json`.
-pub fn config_of(v: &serde_json::Value) -> std::result::Result<PeftConfig, String> {
-    let list = |key: &str| -> std::result::Result<Vec<String>, String> {
-        match &v[key] {
-            serde_json::Value::Array(a) => Ok(a
-                .iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()),
-            serde_json::Value::Null => Ok(Vec::new()),
-            _ => Err(format!("`{key}` must be a list of module names")),
-        }
-    };
+/// The settings of an IA³ `adapter_config.json` (module lists only: a regex is refused).
+pub fn config_of(config: &AdapterConfig) -> std::result::Result<PeftConfig, String> {
     Ok(PeftConfig {
         method: Method::Ia3,
-        targets: list("target_modules")?,
-        feedforward: list("feedforward_modules")?,
+        targets: module_list("target_modules", &config.target_modules)?,
+        feedforward: module_list("feedforward_modules", &config.feedforward_modules)?,
         ..PeftConfig::default()
     })
+}
+
+/// The module names of `key` (none when absent or `null`).
+fn module_list(
+    key: &str,
+    value: &Option<StringOrList>,
+) -> std::result::Result<Vec<String>, String> {
+    match value {
+        Some(StringOrList::List(names)) => Ok(names.clone()),
+        None => Ok(Vec::new()),
+        Some(StringOrList::String(_)) => Err(format!("`{key}` must be a list of module names")),
+    }
 }

@@ -28,7 +28,7 @@ use crate::error::{FinetuneError, Result};
 use crate::peft::config::PeftConfig;
 
 pub use dora::DoraAdapter;
-pub(crate) use format::{F32Tensors, read_f32, write_safetensors};
+pub(crate) use format::{F32Tensors, load_peft_with, read_f32, write_safetensors};
 pub use format::{load_peft, save_peft};
 
 /// The HF modules `targets` select (PEFT semantics: a target names a module in full, or

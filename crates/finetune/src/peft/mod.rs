@@ -16,6 +16,7 @@
 //! - `houlsby` / `pfeiffer` bottleneck adapters (Houlsby et al. 2019; Pfeiffer et al.
 //!   2021): after attention and MLP, or after the MLP only.
 
+pub mod adapter_config;
 pub mod config;
 pub mod ia3;
 pub mod lora;
@@ -23,6 +24,7 @@ mod patterns;
 pub mod prefix;
 pub mod prompt;
 
+pub use adapter_config::{ADAPTER_CONFIG, AdapterConfig};
 pub use config::{Method, PEFT_FILE, Patterns, PeftConfig};
 
 use burn::module::{Module, ParamGroup, ParamId};
@@ -91,23 +93,18 @@ pub fn save_adapter(model: &DecoderLm, cfg: &PeftConfig, dir: &std::path::Path) 
 /// Loads a PEFT adapter folder (`adapter_config.json` + `adapter_model.safetensors`:
 /// LoRA, IA³, prompt or prefix tuning) onto the plain base `model`.
 pub fn load_adapter(model: DecoderLm, dir: &std::path::Path) -> Result<(DecoderLm, PeftConfig)> {
-    let path = dir.join("adapter_config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| FinetuneError::io(&path, e))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| FinetuneError::Adapter {
-        path: path.clone(),
-        message: format!("not valid JSON: {e}"),
-    })?;
-    match v["peft_type"].as_str() {
+    let config = AdapterConfig::read(dir)?;
+    match config.peft_type.as_deref() {
         Some("IA3") => {
-            let cfg = ia3::config_of(&v).map_err(|message| FinetuneError::Adapter {
-                path: path.clone(),
+            let cfg = ia3::config_of(&config).map_err(|message| FinetuneError::Adapter {
+                path: dir.join(ADAPTER_CONFIG),
                 message,
             })?;
             Ok((ia3::load(model, &cfg, dir)?, cfg))
         }
-        Some("PROMPT_TUNING") => prompt::load(model, &v, dir),
-        Some("PREFIX_TUNING") => prefix::load(model, &v, dir),
-        _ => lora::load_peft(model, dir),
+        Some("PROMPT_TUNING") => prompt::load(model, &config, dir),
+        Some("PREFIX_TUNING") => prefix::load(model, &config, dir),
+        _ => lora::load_peft_with(model, &config, dir),
     }
 }
 

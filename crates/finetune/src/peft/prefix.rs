@@ -11,9 +11,9 @@ use std::path::Path;
 use burn::module::{Module, Param};
 use manabi_model::DecoderLm;
 use manabi_model::prefix::Prefix;
-use serde_json::json;
 
 use crate::error::{FinetuneError, Result};
+use crate::peft::adapter_config::AdapterConfig;
 use crate::peft::config::{Method, PeftConfig};
 use crate::peft::prompt::{read_embeddings, write_embeddings};
 
@@ -70,26 +70,27 @@ pub fn save_peft(model: &DecoderLm, dir: &Path) -> Result<()> {
     let n = rows.dims()[0];
     let (kv, _) = widths(model);
     let cfg = model.config();
-    let config = json!({
-        "peft_type": "PREFIX_TUNING",
-        "task_type": "CAUSAL_LM",
-        "num_virtual_tokens": n,
-        "token_dim": kv,
-        "num_transformer_submodules": 1,
-        "num_attention_heads": cfg.kv_heads(),
-        "num_layers": cfg.n_layers,
-        "encoder_hidden_size": kv,
-        "prefix_projection": false,
-        "inference_mode": true,
-        "base_model_name_or_path": null,
-    });
+    let config = AdapterConfig {
+        peft_type: Some("PREFIX_TUNING".into()),
+        task_type: Some("CAUSAL_LM".into()),
+        num_virtual_tokens: Some(n),
+        token_dim: Some(kv),
+        num_transformer_submodules: Some(1),
+        num_attention_heads: Some(cfg.kv_heads()),
+        num_layers: Some(cfg.n_layers),
+        encoder_hidden_size: Some(kv),
+        prefix_projection: Some(false),
+        inference_mode: Some(true),
+        base_model_name_or_path: Some(None),
+        ..AdapterConfig::default()
+    };
     write_embeddings(dir, &config, rows)
 }
 
 /// Loads a PEFT prefix-tuning adapter onto `model`.
 pub fn load(
     model: DecoderLm,
-    v: &serde_json::Value,
+    config: &AdapterConfig,
     dir: &Path,
 ) -> Result<(DecoderLm, PeftConfig)> {
     let (_, row) = widths(&model);
@@ -101,7 +102,7 @@ pub fn load(
         c.head_dim()
     );
     let device = model.embed_tokens.weight.device();
-    let rows = read_embeddings(dir, v, row, &why, &device)?;
+    let rows = read_embeddings(dir, config, row, &why, &device)?;
     let n = rows.dims()[0];
     let cfg = PeftConfig {
         method: Method::Prefix,

@@ -10,9 +10,9 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use manabi_model::DecoderLm;
-use serde_json::json;
 
 use crate::error::{FinetuneError, Result};
+use crate::peft::adapter_config::AdapterConfig;
 use crate::peft::config::{Method, PeftConfig};
 use crate::peft::lora::{read_f32, write_safetensors};
 
@@ -62,35 +62,29 @@ pub fn save_peft(model: &DecoderLm, dir: &Path) -> Result<()> {
         .val();
     let [n, d] = p.dims();
     let cfg = model.config();
-    let config = json!({
-        "peft_type": "PROMPT_TUNING",
-        "task_type": "CAUSAL_LM",
-        "num_virtual_tokens": n,
-        "token_dim": d,
-        "num_transformer_submodules": 1,
-        "num_attention_heads": cfg.n_heads,
-        "num_layers": cfg.n_layers,
+    let config = AdapterConfig {
+        peft_type: Some("PROMPT_TUNING".into()),
+        task_type: Some("CAUSAL_LM".into()),
+        num_virtual_tokens: Some(n),
+        token_dim: Some(d),
+        num_transformer_submodules: Some(1),
+        num_attention_heads: Some(cfg.n_heads),
+        num_layers: Some(cfg.n_layers),
         // The trained vectors are the adapter; how they started does not matter to a
         // loader (a `TEXT` start would make PEFT ask for `tokenizer_name_or_path`).
-        "prompt_tuning_init": "RANDOM",
-        "inference_mode": true,
-        "base_model_name_or_path": null,
-    });
+        prompt_tuning_init: Some("RANDOM".into()),
+        inference_mode: Some(true),
+        base_model_name_or_path: Some(None),
+        ..AdapterConfig::default()
+    };
     write_embeddings(dir, &config, p)
 }
 
 /// Writes a prompt-learning adapter (prompt or prefix tuning) in the PEFT format:
 /// `config` as `adapter_config.json`, `rows` as `prompt_embeddings`.
-pub(crate) fn write_embeddings(
-    dir: &Path,
-    config: &serde_json::Value,
-    rows: Tensor<2>,
-) -> Result<()> {
+pub(crate) fn write_embeddings(dir: &Path, config: &AdapterConfig, rows: Tensor<2>) -> Result<()> {
     let [n, width] = rows.dims();
-    std::fs::create_dir_all(dir).map_err(|e| FinetuneError::io(dir, e))?;
-    let path = dir.join("adapter_config.json");
-    let text = serde_json::to_string_pretty(config).map_err(|e| FinetuneError::io(&path, e))?;
-    manabi_tokenize::write_atomic(&path, text.as_bytes())?;
+    config.write(dir)?;
     let v: Vec<f32> = rows
         .into_data()
         .convert::<f32>()
@@ -106,7 +100,7 @@ pub(crate) fn write_embeddings(
 /// `[num_virtual_tokens, width]` for this base (`why` explains the width in the error).
 pub(crate) fn read_embeddings(
     dir: &Path,
-    v: &serde_json::Value,
+    config: &AdapterConfig,
     width: usize,
     why: &str,
     device: &Device,
@@ -119,7 +113,9 @@ pub(crate) fn read_embeddings(
             path: path.clone(),
             message: "missing tensor `prompt_embeddings`".into(),
         })?;
-    let n = v["num_virtual_tokens"].as_u64().unwrap_or(shape[0] as u64) as usize;
+    let n = config
+        .num_virtual_tokens
+        .unwrap_or_else(|| shape.first().copied().unwrap_or(0));
     if shape != [n, width] {
         return Err(FinetuneError::Adapter {
             path,
@@ -137,12 +133,12 @@ pub(crate) fn read_embeddings(
 /// Loads a PEFT prompt-tuning adapter onto `model`.
 pub fn load(
     model: DecoderLm,
-    v: &serde_json::Value,
+    config: &AdapterConfig,
     dir: &Path,
 ) -> Result<(DecoderLm, PeftConfig)> {
     let d = model.config().d_model;
     let device = model.embed_tokens.weight.device();
-    let rows = read_embeddings(dir, v, d, "", &device)?;
+    let rows = read_embeddings(dir, config, d, "", &device)?;
     let n = rows.dims()[0];
     let cfg = PeftConfig {
         method: Method::Prompt,

@@ -304,7 +304,7 @@ fn fit_seq2seq(
     let run = trainer.fit(&task, t5, resume)?;
     let predictions = match (&task.generation, &run.checkpoint) {
         (Some(g), Some(dir)) => {
-            let model: manabi_model::T5 = manabi_objectives::checkpoint::load_model(dir, device)?;
+            let model = crate::open::open(dir, device)?.into_t5()?;
             Some(sft::seq2seq::predict(&model, g, p.specials.eos)?)
         }
         _ => None,

@@ -648,3 +648,24 @@ fn lora_trains_every_family_through_its_own_module_names() {
         assert!(d <= 1e-5, "{name}: adapter round trip {d}");
     }
 }
+
+#[test]
+fn lora_factors_and_soft_prompts_decay_by_rank_and_ia3_vectors_do_not() {
+    // Weight decay goes by rank (nanoGPT, transformers' Trainer): LoRA's A and B are
+    // matrices and decay when `train.weight_decay` > 0; IA³'s scaling vectors never do.
+    use manabi_objectives::model::decayed_params;
+    let device = test_device();
+    let plain = base("llama-gqa", &device);
+    let layers = plain.config().n_layers;
+    let before = decayed_params(&plain, false).len();
+    let lora = peft::apply(plain.clone(), &lora_cfg(4, 8.0, &["q_proj", "v_proj"])).unwrap();
+    assert_eq!(decayed_params(&lora, false).len(), before + 2 * 2 * layers);
+    let ia3 = PeftConfig {
+        method: Method::Ia3,
+        targets: vec!["k_proj".into(), "v_proj".into(), "down_proj".into()],
+        feedforward: vec!["down_proj".into()],
+        ..PeftConfig::default()
+    };
+    let ia3 = peft::apply(plain, &ia3).unwrap();
+    assert_eq!(decayed_params(&ia3, false).len(), before);
+}

@@ -97,7 +97,7 @@ pub(crate) fn summarise(
     (prefix, max_new_tokens, batch_size): (&str, usize, usize),
     device: &Device,
 ) -> Result<SplitReport> {
-    let model = manabi_model::load_t5(dir, device)?;
+    let model = manabi_finetune::open(dir, device)?.into_t5()?;
     manabi_model::open::check_tokenizer(
         tokenizer.vocab_size(),
         tokenizer.path(),

@@ -18,12 +18,13 @@ use burn::tensor::TensorData;
 use manabi_model::hf_names::{HfModule, decoder_linears};
 use manabi_model::{DecoderLm, Family};
 use safetensors::tensor::{Dtype, TensorView};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::select::{self, SelectError, alpha_of};
 use super::{SetById, adapter_of, apply, reorder_fused_rows};
 use crate::error::{FinetuneError, Result};
+use crate::peft::adapter_config::{
+    ADAPTER_CONFIG, AdapterConfig, InitWeights, LayerIndices, StringOrList, not_loaded,
+};
 use crate::peft::config::{Method, Patterns, PeftConfig};
 
 /// Tensors of a safetensors file by name: shape and f32 values.
@@ -130,44 +131,52 @@ pub fn save_peft(model: &DecoderLm, cfg: &PeftConfig, dir: &Path) -> Result<()> 
     }
     let ranks: Vec<(&str, f64)> = sizes.iter().map(|(h, r, _)| (h.as_str(), *r)).collect();
     let alphas: Vec<(&str, f64)> = sizes.iter().map(|(h, _, a)| (h.as_str(), *a)).collect();
-    let rank_pattern = pattern_entries(&ranks, cfg.r as f64, true);
-    let alpha_pattern = pattern_entries(&alphas, cfg.alpha, false);
+    // Ranks are whole; an α within rounding of a whole number is written as one.
+    let rank_pattern = Patterns(
+        pattern_entries(&ranks, cfg.r as f64)
+            .into_iter()
+            .map(|(k, v)| (k, v.round() as usize))
+            .collect(),
+    );
+    let alpha_pattern = Patterns(
+        pattern_entries(&alphas, cfg.alpha)
+            .into_iter()
+            .map(|(k, v)| (k, if close(v, v.round()) { v.round() } else { v }))
+            .collect(),
+    );
     let (targets, layers, layers_pattern) = export_targets(model, cfg, &modules);
     let use_dora = modules.values().flatten().any(|p| p.magnitude.is_some());
     let layers = match layers.is_empty() {
-        true => json!(null),
-        false => json!(layers),
+        true => None,
+        false => Some(LayerIndices::List(layers)),
     };
     let layers_pattern = match layers_pattern.len() {
-        0 => json!(null),
-        1 => json!(layers_pattern[0]),
-        _ => json!(layers_pattern),
+        0 => None,
+        1 => Some(StringOrList::String(layers_pattern[0].clone())),
+        _ => Some(StringOrList::List(layers_pattern)),
     };
-    let config = json!({
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "r": cfg.r,
-        "lora_alpha": cfg.alpha,
-        "lora_dropout": cfg.dropout,
-        "target_modules": targets,
-        "layers_to_transform": layers,
-        "layers_pattern": layers_pattern,
-        "use_rslora": cfg.rslora,
-        "use_dora": use_dora,
-        "fan_in_fan_out": model.config().family == Family::Gpt2,
-        "bias": "none",
-        "rank_pattern": rank_pattern,
-        "alpha_pattern": alpha_pattern,
-        "init_lora_weights": true,
-        "inference_mode": true,
-        "modules_to_save": null,
-        "base_model_name_or_path": null,
-    });
-    std::fs::create_dir_all(dir).map_err(|e| FinetuneError::io(dir, e))?;
-    let cfg_path = dir.join("adapter_config.json");
-    let text =
-        serde_json::to_string_pretty(&config).map_err(|e| FinetuneError::io(&cfg_path, e))?;
-    manabi_tokenize::write_atomic(&cfg_path, text.as_bytes())?;
+    let config = AdapterConfig {
+        peft_type: Some("LORA".into()),
+        task_type: Some("CAUSAL_LM".into()),
+        r: Some(cfg.r),
+        lora_alpha: Some(cfg.alpha),
+        lora_dropout: Some(cfg.dropout),
+        target_modules: Some(StringOrList::List(targets)),
+        layers_to_transform: Some(layers),
+        layers_pattern: Some(layers_pattern),
+        use_rslora: Some(cfg.rslora),
+        use_dora: Some(use_dora),
+        fan_in_fan_out: Some(model.config().family == Family::Gpt2),
+        bias: Some("none".into()),
+        rank_pattern: Some(rank_pattern),
+        alpha_pattern: Some(alpha_pattern),
+        init_lora_weights: Some(InitWeights::Bool(true)),
+        inference_mode: Some(true),
+        modules_to_save: Some(None),
+        base_model_name_or_path: Some(None),
+        ..AdapterConfig::default()
+    };
+    config.write(dir)?;
     write_safetensors(&dir.join("adapter_model.safetensors"), &tensors)
 }
 
@@ -214,35 +223,27 @@ fn close(a: f64, b: f64) -> bool {
 
 /// `rank_pattern` / `alpha_pattern` entries giving each module (full HF name) its value
 /// where it differs from `default`: one key per short name (`c_attn`) when all modules of
-/// that name agree, else each module's full name as an escaped regex. Keys of different
-/// short names never match the same module, so their order does not matter.
-fn pattern_entries(
-    modules: &[(&str, f64)],
-    default: f64,
-    integer: bool,
-) -> serde_json::Map<String, serde_json::Value> {
-    let number = |v: f64| match integer {
-        true => json!(v.round() as u64),
-        false if close(v, v.round()) => json!(v.round()),
-        false => json!(v),
-    };
+/// that name agree, else each module's full name as an escaped regex; in sorted key
+/// order. Keys of different short names never match the same module, so their order
+/// does not matter.
+fn pattern_entries(modules: &[(&str, f64)], default: f64) -> BTreeMap<String, f64> {
     let mut by_short: BTreeMap<&str, Vec<(&str, f64)>> = BTreeMap::new();
     for &(hf, v) in modules {
         let short = hf.rsplit('.').next().unwrap_or(hf);
         by_short.entry(short).or_default().push((hf, v));
     }
-    let mut out = serde_json::Map::new();
+    let mut out = BTreeMap::new();
     for (short, ms) in by_short {
         let first = ms[0].1;
         if ms.iter().all(|(_, v)| close(*v, first)) {
             if !close(first, default) {
-                out.insert(short.to_string(), number(first));
+                out.insert(short.to_string(), first);
             }
             continue;
         }
         for (hf, v) in ms {
             if !close(v, default) {
-                out.insert(regex_lite::escape(hf), number(v));
+                out.insert(regex_lite::escape(hf), v);
             }
         }
     }
@@ -303,8 +304,21 @@ pub(crate) fn read_f32(path: &Path) -> Result<F32Tensors> {
 /// fused module read as its parts: `rank_pattern` / `alpha_pattern` entries for them come
 /// first). Tensors that do not fit the base are errors naming the tensor and both shapes.
 pub fn load_peft(model: DecoderLm, dir: &Path) -> Result<(DecoderLm, PeftConfig)> {
-    let cfg_path = dir.join("adapter_config.json");
-    let cfg = read_lora_config(&cfg_path)?;
+    let config = AdapterConfig::read(dir)?;
+    load_peft_with(model, &config, dir)
+}
+
+/// [`load_peft`] with the folder's `adapter_config.json` already read into `config`.
+pub(crate) fn load_peft_with(
+    model: DecoderLm,
+    config: &AdapterConfig,
+    dir: &Path,
+) -> Result<(DecoderLm, PeftConfig)> {
+    let cfg_path = dir.join(ADAPTER_CONFIG);
+    let cfg = lora_config_of(config).map_err(|message| FinetuneError::Adapter {
+        path: cfg_path.clone(),
+        message,
+    })?;
     let weights_path = dir.join("adapter_model.safetensors");
     let tensors = read_f32(&weights_path)?;
     let cfg = fit_to_tensors(&model, cfg, &tensors, &cfg_path, &weights_path)?;
@@ -312,103 +326,48 @@ pub fn load_peft(model: DecoderLm, dir: &Path) -> Result<(DecoderLm, PeftConfig)
     Ok((model, cfg))
 }
 
-/// `rank_pattern` and `alpha_pattern` in the order of the file (peft takes the first
-/// key that matches).
-#[derive(Deserialize)]
-struct OrderedPatterns {
-    #[serde(default)]
-    rank_pattern: Option<Patterns<usize>>,
-    #[serde(default)]
-    alpha_pattern: Option<Patterns<f64>>,
-}
-
 /// The LoRA settings of PEFT's `adapter_config.json`; what manabi cannot represent
-/// exactly (regex targets, trained biases) is refused.
-fn read_lora_config(cfg_path: &Path) -> Result<PeftConfig> {
-    let text = std::fs::read_to_string(cfg_path).map_err(|e| FinetuneError::io(cfg_path, e))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| FinetuneError::Adapter {
-        path: cfg_path.to_path_buf(),
-        message: format!("not valid JSON: {e}"),
-    })?;
-    let bad = |m: String| FinetuneError::Adapter {
-        path: cfg_path.to_path_buf(),
-        message: m,
-    };
-    match v["peft_type"].as_str() {
+/// exactly (regex targets, trained biases) is refused. `rank_pattern` and
+/// `alpha_pattern` keep the order of the file (peft takes the first key that matches).
+fn lora_config_of(c: &AdapterConfig) -> std::result::Result<PeftConfig, String> {
+    match c.peft_type.as_deref() {
         Some("LORA") => {}
-        Some(other) => {
-            return Err(bad(format!(
-                "peft_type \"{other}\": only LORA adapters are loaded"
-            )));
-        }
-        None => return Err(bad("`peft_type` missing or not a string".into())),
+        Some(other) => return Err(not_loaded(other)),
+        None => return Err("`peft_type` missing or not a string".into()),
     }
-    let r = v["r"]
-        .as_u64()
-        .filter(|&r| r > 0)
-        .ok_or_else(|| bad("`r` missing or not a positive integer".into()))? as usize;
-    let alpha = v["lora_alpha"]
-        .as_f64()
-        .ok_or_else(|| bad("`lora_alpha` missing or not a number".into()))?;
-    let targets: Vec<String> = match &v["target_modules"] {
-        serde_json::Value::Array(a) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(String::from))
-            .collect(),
-        serde_json::Value::String(s) => {
-            return Err(bad(format!(
+    let r =
+        c.r.filter(|&r| r > 0)
+            .ok_or_else(|| "`r` missing or not a positive integer".to_string())?;
+    let alpha = c
+        .lora_alpha
+        .ok_or_else(|| "`lora_alpha` missing or not a number".to_string())?;
+    let targets: Vec<String> = match &c.target_modules {
+        Some(StringOrList::List(names)) => names.clone(),
+        Some(StringOrList::String(s)) => {
+            return Err(format!(
                 "target_modules as a regex (\"{s}\") is not supported; list the modules"
-            )));
+            ));
         }
-        _ => return Err(bad("`target_modules` missing".into())),
+        None => return Err("`target_modules` missing".into()),
     };
-    if v["lora_bias"].as_bool() == Some(true) {
-        return Err(bad("`lora_bias` adapters are not supported".into()));
+    if c.lora_bias == Some(true) {
+        return Err("`lora_bias` adapters are not supported".into());
     }
-    if v["bias"].as_str().is_some_and(|b| b != "none") {
-        return Err(bad(
-            "adapters that also train biases (`bias` ≠ \"none\") are not supported".into(),
-        ));
+    if c.bias.as_deref().is_some_and(|b| b != "none") {
+        return Err("adapters that also train biases (`bias` ≠ \"none\") are not supported".into());
     }
-    let layers_to_transform: Vec<usize> = match &v["layers_to_transform"] {
-        serde_json::Value::Null => Some(Vec::new()),
-        serde_json::Value::Array(a) => a.iter().map(|x| x.as_u64()).collect::<Option<Vec<u64>>>(),
-        x => x.as_u64().map(|i| vec![i]),
-    }
-    .ok_or_else(|| {
-        bad(format!(
-            "`layers_to_transform` = {}: not a layer index or a list of them",
-            v["layers_to_transform"]
-        ))
-    })?
-    .into_iter()
-    .map(|i| i as usize)
-    .collect();
-    let layers_pattern: Vec<String> = match &v["layers_pattern"] {
-        serde_json::Value::Null => Some(Vec::new()),
-        serde_json::Value::String(s) if s.is_empty() => Some(Vec::new()),
-        serde_json::Value::String(s) => Some(vec![s.clone()]),
-        serde_json::Value::Array(a) => a
-            .iter()
-            .map(|x| x.as_str().map(String::from))
-            .collect::<Option<Vec<String>>>(),
-        _ => None,
-    }
-    .ok_or_else(|| bad("`layers_pattern` is not a string or a list of strings".into()))?;
-    let ordered: OrderedPatterns = serde_json::from_str(&text)
-        .map_err(|e| bad(format!("`rank_pattern` / `alpha_pattern`: {e}")))?;
     Ok(PeftConfig {
         method: Method::Lora,
         r,
         alpha,
-        dropout: v["lora_dropout"].as_f64().unwrap_or(0.0),
+        dropout: c.lora_dropout.unwrap_or(0.0),
         targets,
-        rslora: v["use_rslora"].as_bool().unwrap_or(false),
-        use_dora: v["use_dora"].as_bool().unwrap_or(false),
-        layers_to_transform,
-        layers_pattern,
-        rank_pattern: ordered.rank_pattern.unwrap_or_default(),
-        alpha_pattern: ordered.alpha_pattern.unwrap_or_default(),
+        rslora: c.use_rslora.unwrap_or(false),
+        use_dora: c.use_dora.unwrap_or(false),
+        layers_to_transform: c.layers_to_transform(),
+        layers_pattern: c.layers_pattern(),
+        rank_pattern: c.rank_pattern.clone().unwrap_or_default(),
+        alpha_pattern: c.alpha_pattern.clone().unwrap_or_default(),
         ..PeftConfig::default()
     })
 }
