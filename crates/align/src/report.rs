@@ -43,7 +43,8 @@ pub struct ReportRow {
     pub after: f64,
 }
 
-fn metrics(
+/// Every evaluation of `inputs` for one model, as (name, value) rows.
+pub fn metrics(
     model: &DecoderLm,
     tok: &TextTokenizer,
     inputs: &ReportInputs,
