@@ -155,6 +155,11 @@ fn locate_models(command: &mut Command) -> anyhow::Result<()> {
         Command::Export(args) => locate(&mut args.model),
         Command::Embed(args) => locate(&mut args.model),
         Command::Task(args) => args.model.as_mut().map_or(Ok(()), locate),
+        Command::Rag(args) => match &mut args.command {
+            Some(rag::RagCommand::Index(a)) => a.embed_model.as_mut().map_or(Ok(()), locate),
+            Some(rag::RagCommand::Eval(a)) => locate(&mut a.model),
+            None => args.ask.model.as_mut().map_or(Ok(()), locate),
+        },
         Command::Dpo(align::DpoArgs {
             command: Some(align::DpoCommand::Eval(args)),
             ..

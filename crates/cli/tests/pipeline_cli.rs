@@ -20,6 +20,11 @@ eval_text = "{data}/world-en.txt"
 eval_text_bytes = 4000
 eval_pairs = "SMALL"
 
+[curate]
+unit = "line"
+[curate.rules]
+disable = ["gopher_word_count", "ja_char_count", "gopher_top_ngram"]
+
 [pretrain]
 recipe = "configs/pretrain/world-base.toml"
 set = ['data.inputs=["{data}/world-en.txt"]', "train.steps=12", "train.eval_every=6",
@@ -86,18 +91,23 @@ fn the_life_runs_every_stage_reports_it_and_survives_sigkill() {
     let a = tmp.path().join("a");
     let stdout = ok(&["pipeline", "--recipe", s(&recipe), "--out", s(&a)]);
     for stage in [
-        "[1/5] pretrain",
-        "[2/5] sft",
-        "[3/5] reward",
-        "[4/5] dpo",
-        "[5/5] evaluation",
+        "[1/6] curate",
+        "[2/6] pretrain",
+        "[3/6] sft",
+        "[4/6] reward",
+        "[5/6] dpo",
+        "[6/6] evaluation",
     ] {
         assert!(stdout.contains(stage), "{stage} missing in {stdout}");
     }
     let r = report(&a);
     let stages = r["stages"].as_array().unwrap();
-    assert_eq!(stages.len(), 4);
-    for st in stages {
+    assert_eq!(stages.len(), 5);
+    // Curation kept the world's lines (one has too few katakana) and fed pre-training.
+    assert_eq!(stages[0]["stage"], "curate");
+    assert!(stages[0]["after"].as_f64() > Some(0.9 * stages[0]["before"].as_f64().unwrap()));
+    assert!(a.join("curate/corpus.jsonl.report.json").is_file());
+    for st in &stages[1..] {
         // Pre-training and SFT losses fall even in a few steps; every stage has a
         // receipt chaining it to its parent's weights.
         if st["lower_is_better"].as_bool().unwrap() {
@@ -105,13 +115,18 @@ fn the_life_runs_every_stage_reports_it_and_survives_sigkill() {
         }
         assert_eq!(st["receipt"]["output"].as_str().unwrap().len(), 64, "{st}");
     }
+    // The chain: curated corpus → pre-training → SFT → DPO.
     assert_eq!(
-        stages[1]["receipt"]["inputs"]["parent"],
+        stages[1]["receipt"]["inputs"]["data:corpus.jsonl"],
         stages[0]["receipt"]["output"]
     );
     assert_eq!(
-        stages[3]["receipt"]["inputs"]["parent"],
+        stages[2]["receipt"]["inputs"]["parent"],
         stages[1]["receipt"]["output"]
+    );
+    assert_eq!(
+        stages[4]["receipt"]["inputs"]["parent"],
+        stages[2]["receipt"]["output"]
     );
     assert_eq!(
         r["evaluation"]["models"],
@@ -131,7 +146,7 @@ fn the_life_runs_every_stage_reports_it_and_survives_sigkill() {
 
     // Again: every stage is complete and skipped, the numbers are the same.
     let again = ok(&["pipeline", "--recipe", s(&recipe), "--out", s(&a)]);
-    assert_eq!(again.matches("complete, skipped").count(), 4, "{again}");
+    assert_eq!(again.matches("complete, skipped").count(), 5, "{again}");
     assert_eq!(numbers(&report(&a)), numbers(&r));
 
     // --from reruns DPO only, to the same numbers.
@@ -144,7 +159,7 @@ fn the_life_runs_every_stage_reports_it_and_survives_sigkill() {
         "--from",
         "dpo",
     ]);
-    assert_eq!(from.matches("complete, skipped").count(), 3, "{from}");
+    assert_eq!(from.matches("complete, skipped").count(), 4, "{from}");
     assert_eq!(numbers(&report(&a)), numbers(&r));
 
     // Killed with SIGKILL while the SFT stage trains, then run again: the same numbers
@@ -159,7 +174,7 @@ fn the_life_runs_every_stage_reports_it_and_survives_sigkill() {
         .unwrap();
     let out = child.stdout.take().unwrap();
     for line in BufReader::new(out).lines() {
-        if line.unwrap().starts_with("[1/5]") {
+        if line.unwrap().starts_with("[2/6]") {
             break;
         }
     }
@@ -177,7 +192,7 @@ fn the_life_runs_every_stage_reports_it_and_survives_sigkill() {
     );
     let resumed = ok(&["pipeline", "--recipe", s(&recipe), "--out", s(&b)]);
     assert!(
-        resumed.contains("[1/5] pretrain: complete, skipped"),
+        resumed.contains("[2/6] pretrain: complete, skipped"),
         "{resumed}"
     );
     assert_eq!(numbers(&report(&b)), numbers(&r));

@@ -78,7 +78,8 @@ pub fn checkpoints(root: &Path) -> Vec<(usize, PathBuf)> {
 }
 
 /// Finds the model `path` names: a folder with `model.toml` (manabi) or `config.json`
-/// (Hugging Face), or a run folder, which stands for its newest complete checkpoint.
+/// (Hugging Face), or a run folder, which stands for its newest complete checkpoint (a
+/// finished PPO run folder for its `policy/`).
 pub fn locate(path: &Path) -> Result<ModelDir> {
     let err = |message: String| ModelError::File {
         path: path.to_path_buf(),
@@ -137,6 +138,11 @@ pub fn locate(path: &Path) -> Result<ModelDir> {
                 .and_then(Value::as_str)
                 .map(str::to_string),
         });
+    }
+    // A finished PPO run: its policy (its checkpoints hold the policy and the value
+    // model together, for resuming).
+    if path.join("policy").join("model.toml").is_file() {
+        return locate(&path.join("policy"));
     }
     // A run folder: its newest complete checkpoint.
     let root = path.join("checkpoints");
@@ -319,6 +325,11 @@ mod tests {
         assert_eq!(m.dir, ckpts.join("step-0000008"));
         assert_eq!((m.family, m.layout), (Family::Bert, Layout::Native));
         assert!(!m.is_decoder() && !m.has_head());
+
+        // A finished PPO run stands for its policy, not its policy + value checkpoints.
+        std::fs::create_dir_all(run.join("policy")).unwrap();
+        std::fs::write(run.join("policy/model.toml"), &toml).unwrap();
+        assert_eq!(locate(&run).unwrap().dir, run.join("policy"));
     }
 
     #[test]

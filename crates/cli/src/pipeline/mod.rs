@@ -14,15 +14,17 @@
 
 mod recipe;
 mod report;
+mod summary;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
 use manabi_model::DeviceChoice;
-use serde::{Deserialize, Serialize};
 
 pub use recipe::{LifeRecipe, STAGES};
+pub use summary::StageSummary;
+use summary::{sha256_path, sha256_text, weights_sha256};
 
 /// The data compiled into the binary, written to `OUT/data` (`{data}` in the recipe).
 const EMBEDDED: [(&str, &str); 7] = [
@@ -81,92 +83,6 @@ pub struct PipelineArgs {
     pub overrides: Vec<String>,
 }
 
-/// What a finished stage records in `OUT/<stage>/summary.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StageSummary {
-    /// `pretrain`, `sft`, `reward` or `dpo`.
-    pub stage: String,
-    /// The stage's own metric, e.g. `validation loss (nats/token)`.
-    pub metric: String,
-    /// Whether lower is better.
-    pub lower_is_better: bool,
-    /// Before training (the starting model) …
-    pub before: f64,
-    /// … and after.
-    pub after: f64,
-    /// Optimizer steps.
-    pub steps: usize,
-    /// Training examples (pairs, or pre-training tokens for `pretrain`).
-    pub data_size: usize,
-    /// What `data_size` counts.
-    pub data_unit: String,
-    /// Wall time of the training loop in this process, seconds (0 when resumed finished).
-    pub seconds: f64,
-    /// Training throughput.
-    pub tokens_per_s: f64,
-    /// Parameters, and those that trained.
-    pub params: usize,
-    pub trainable_params: usize,
-    /// The checkpoint the next stage starts from.
-    pub checkpoint: PathBuf,
-    /// SHA-256 of the inputs and of the weights written.
-    pub receipt: Receipt,
-}
-
-/// The SHA-256 chain of one stage: its inputs and its output weights.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-pub struct Receipt {
-    /// `recipe` (the stage recipe with every override applied, as text), each data file
-    /// by path, and `parent` (the weights it started from).
-    pub inputs: std::collections::BTreeMap<String, String>,
-    /// The weights it wrote (`model.bpk` of its last checkpoint).
-    pub output: String,
-}
-
-/// SHA-256 of a file, hex.
-fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).with_context(|| format!("{}", path.display()))?;
-    Ok(format!("{:x}", h.finalize()))
-}
-
-/// SHA-256 of a model's weights: every parameter's values (little-endian f32, in the
-/// module's order), not the file, whose parameter ids differ from run to run.
-pub(crate) fn weights_sha256(dir: &Path, device: DeviceChoice) -> anyhow::Result<String> {
-    use burn::module::{Module, ModuleVisitor, Param};
-    use burn::prelude::Tensor;
-    use manabi_finetune::Model;
-    use sha2::{Digest, Sha256};
-    struct Hash(Sha256);
-    impl ModuleVisitor for Hash {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            let data = p.val().into_data();
-            for d in data.shape().iter() {
-                self.0.update((*d as u64).to_le_bytes());
-            }
-            self.0.update(data.as_bytes());
-        }
-    }
-    let mut h = Hash(Sha256::new());
-    match manabi_finetune::open(dir, &device.resolve()?)?.model {
-        Model::Decoder(m) => m.visit(&mut h),
-        Model::Classifier(m) => m.visit(&mut h),
-        Model::BertMaskedLm(m) => m.visit(&mut h),
-        Model::BertEncoder(m) => m.visit(&mut h),
-        Model::BertClassifier(m) => m.visit(&mut h),
-        Model::BertTagger(m) => m.visit(&mut h),
-        Model::T5(m) => m.visit(&mut h),
-    }
-    Ok(format!("{:x}", h.0.finalize()))
-}
-
-fn sha256_text(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    format!("{:x}", Sha256::digest(text.as_bytes()))
-}
-
 pub fn run(args: PipelineArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let recipe = LifeRecipe::load(args.recipe.as_deref())?;
@@ -177,9 +93,10 @@ pub fn run(args: PipelineArgs, device: DeviceChoice) -> anyhow::Result<()> {
     if let Some(from) = &args.from
         && !STAGES.contains(&from.as_str())
         && from != "eval"
+        && from != "curate"
     {
         anyhow::bail!(
-            "--from {from}: no such stage (the stages: {}, eval)",
+            "--from {from}: no such stage (the stages: curate, {}, eval)",
             STAGES.join(", ")
         );
     }
@@ -198,8 +115,11 @@ pub fn run(args: PipelineArgs, device: DeviceChoice) -> anyhow::Result<()> {
         "manabi pipeline — device {}, {} → {}",
         device.concrete(),
         recipe
-            .stages()
-            .map(|(n, _)| n)
+            .curate
+            .as_ref()
+            .map(|_| "curate")
+            .into_iter()
+            .chain(recipe.stages().map(|(n, _)| n))
             .collect::<Vec<_>>()
             .join(" → "),
         out.display()
@@ -207,17 +127,28 @@ pub fn run(args: PipelineArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let fill = |s: &str| recipe::fill(s, &data, &out);
     let mut summaries: Vec<StageSummary> = Vec::new();
     let mut rerun = false;
-    let total = recipe.stages().count() + 1;
-    for (i, (name, stage)) in recipe.stages().enumerate() {
+    let total = recipe.stages().count() + usize::from(recipe.curate.is_some()) + 1;
+    let quote = |paths: &[PathBuf]| {
+        let quoted: Vec<String> = paths
+            .iter()
+            .map(|p| format!("{:?}", p.display().to_string()))
+            .collect();
+        format!("data.inputs=[{}]", quoted.join(", "))
+    };
+    for (name, stage) in recipe.stages() {
         rerun |= args.from.as_deref() == Some(name);
         let mut sets: Vec<String> = stage.set.iter().map(|s| fill(s)).collect();
         if name == "pretrain" && !args.inputs.is_empty() {
-            let quoted: Vec<String> = args
-                .inputs
-                .iter()
-                .map(|p| format!("{:?}", p.display().to_string()))
-                .collect();
-            sets.push(format!("data.inputs=[{}]", quoted.join(", ")));
+            sets.push(quote(&args.inputs));
+        }
+        if name == "pretrain"
+            && let Some(c) = &recipe.curate
+        {
+            rerun |= args.from.as_deref() == Some("curate");
+            let number = (summaries.len() + 1, total);
+            let summary = curate_step(c, &stage.recipe, &sets, &out, number, &mut rerun)?;
+            sets.push(quote(std::slice::from_ref(&summary.checkpoint)));
+            summaries.push(summary);
         }
         let parent = match recipe.parent_of(name, stage) {
             Some(p) => {
@@ -245,43 +176,16 @@ pub fn run(args: PipelineArgs, device: DeviceChoice) -> anyhow::Result<()> {
                 .replace(&out.display().to_string(), "{out}")
         };
         let inputs = stage_inputs(name, &text, &sets, &unfill, parent.as_deref(), device)?;
-        let summary_path = dir.join("summary.json");
-        let previous: Option<StageSummary> = std::fs::read_to_string(&summary_path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        let summary = match previous {
-            Some(p) if !rerun && p.receipt.inputs == inputs => {
-                println!(
-                    "[{}/{total}] {name}: complete, skipped ({} {} → {})",
-                    i + 1,
-                    p.metric,
-                    p.show(p.before),
-                    p.show(p.after)
-                );
-                p
-            }
-            previous => {
-                if previous.is_some() || rerun {
-                    // Changed inputs or --from: this stage and every later one start over.
-                    rerun = true;
-                    remove_run(&dir)?;
-                }
-                let s = stages::run(name, &text, &sets, inputs, device)
-                    .with_context(|| format!("stage `{name}` ({})", stage.recipe))?;
-                let json = serde_json::to_string_pretty(&s)?;
-                manabi_tokenize::write_atomic(&summary_path, json.as_bytes())?;
-                println!(
-                    "[{}/{total}] {name}: {} {} → {} ({} steps, {:.1} s)",
-                    i + 1,
-                    s.metric,
-                    s.show(s.before),
-                    s.show(s.after),
-                    s.steps,
-                    s.seconds
-                );
-                s
-            }
+        let step = Step {
+            name,
+            number: (summaries.len() + 1, total),
+            dir: &dir,
+            inputs: &inputs,
         };
+        let summary = step.run_or_skip(&mut rerun, || {
+            stages::run(name, &text, &sets, inputs.clone(), device)
+                .with_context(|| format!("stage `{name}` ({})", stage.recipe))
+        })?;
         summaries.push(summary);
     }
     let settings = &recipe.pipeline;
@@ -293,7 +197,11 @@ pub fn run(args: PipelineArgs, device: DeviceChoice) -> anyhow::Result<()> {
         settings.prompts.len()
     );
     // The final decoder, exported in the Hugging Face layout (transformers loads it).
-    if let Some(last) = summaries.iter().rev().find(|s| s.stage != "reward") {
+    if let Some(last) = summaries
+        .iter()
+        .rev()
+        .find(|s| s.stage != "reward" && s.stage != "curate")
+    {
         let dev = device.resolve()?;
         let (model, _) = manabi_finetune::load_decoder(&last.checkpoint, &dev)?;
         let hf = out.join("model-hf");
@@ -310,19 +218,89 @@ pub fn run(args: PipelineArgs, device: DeviceChoice) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A share as `83.0 %`, anything else (a loss, a perplexity) as `4.2100`.
-pub(crate) fn show(x: f64, share: bool) -> String {
-    if share {
-        format!("{:.1} %", 100.0 * x)
-    } else {
-        format!("{x:.4}")
+/// Curation first: the pre-training corpus (`--input`, else the pre-training recipe's
+/// `data.inputs` after `sets`) cleaned, deduplicated and filtered into `OUT/curate`.
+fn curate_step(
+    c: &recipe::CurateStage,
+    pretrain_recipe: &str,
+    sets: &[String],
+    out: &Path,
+    number: (usize, usize),
+    rerun: &mut bool,
+) -> anyhow::Result<StageSummary> {
+    let text = recipe::stage_text(pretrain_recipe)?;
+    let corpus = stages::data_files("pretrain", &text, sets)?;
+    let dir = out.join("curate");
+    let mut inputs = std::collections::BTreeMap::new();
+    inputs.insert("settings".into(), sha256_text(&c.describe()?));
+    for f in &corpus {
+        let key = format!(
+            "data:{}",
+            f.file_name().unwrap_or_default().to_string_lossy()
+        );
+        inputs.insert(key, sha256_path(f)?);
     }
+    let step = Step {
+        name: "curate",
+        number,
+        dir: &dir,
+        inputs: &inputs,
+    };
+    step.run_or_skip(rerun, || {
+        stages::curate(c, &corpus, &dir, inputs.clone()).context("stage `curate`")
+    })
 }
 
-impl StageSummary {
-    /// `before` or `after`, shown as the metric is read (accuracies as shares).
-    pub(crate) fn show(&self, x: f64) -> String {
-        show(x, !self.lower_is_better)
+/// One stage's place in the run: skipped when its summary records the same inputs (and
+/// no earlier stage reran), else run in a fresh or resumed folder.
+struct Step<'a> {
+    name: &'a str,
+    number: (usize, usize),
+    dir: &'a Path,
+    inputs: &'a std::collections::BTreeMap<String, String>,
+}
+
+impl Step<'_> {
+    fn run_or_skip(
+        &self,
+        rerun: &mut bool,
+        run: impl FnOnce() -> anyhow::Result<StageSummary>,
+    ) -> anyhow::Result<StageSummary> {
+        let (i, total) = self.number;
+        let name = self.name;
+        let summary_path = self.dir.join("summary.json");
+        let previous: Option<StageSummary> = std::fs::read_to_string(&summary_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        if let Some(p) = &previous
+            && !*rerun
+            && &p.receipt.inputs == self.inputs
+        {
+            println!(
+                "[{i}/{total}] {name}: complete, skipped ({} {} → {})",
+                p.metric,
+                p.show(p.before),
+                p.show(p.after)
+            );
+            return Ok(p.clone());
+        }
+        if previous.is_some() || *rerun {
+            // Changed inputs or --from: this stage and every later one start over.
+            *rerun = true;
+            remove_run(self.dir)?;
+        }
+        let s = run()?;
+        let json = serde_json::to_string_pretty(&s)?;
+        manabi_tokenize::write_atomic(&summary_path, json.as_bytes())?;
+        println!(
+            "[{i}/{total}] {name}: {} {} → {} ({} steps, {:.1} s)",
+            s.metric,
+            s.show(s.before),
+            s.show(s.after),
+            s.steps,
+            s.seconds
+        );
+        Ok(s)
     }
 }
 
@@ -371,12 +349,7 @@ fn stage_inputs(
             "data:{}",
             file.file_name().unwrap_or_default().to_string_lossy()
         );
-        let hash = if file.is_dir() {
-            sha256_text(&file.display().to_string())
-        } else {
-            sha256_file(&file)?
-        };
-        inputs.insert(key, hash);
+        inputs.insert(key, sha256_path(&file)?);
     }
     if let Some(p) = parent {
         inputs.insert("parent".into(), weights_sha256(p, device)?);

@@ -82,11 +82,61 @@ pub struct Stage {
     pub set: Vec<String>,
 }
 
+/// `[curate]`: clean, deduplicate and filter the pre-training corpus first
+/// (`manabi data curate`, `docs/guide/curate.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CurateStage {
+    /// Where a plain-text document ends: `line`, `paragraph` (default) or `file`.
+    #[serde(default = "default_unit")]
+    pub unit: String,
+    /// The `[curate]` settings of `crates/curate/curate.toml` (rules, thresholds,
+    /// `disable`, `aozora`, block lists), inline; default: all rules at their defaults.
+    #[serde(default)]
+    pub rules: toml::Table,
+}
+
+fn default_unit() -> String {
+    "paragraph".into()
+}
+
+impl CurateStage {
+    /// The curation settings, checked (errors name the key under `[curate.rules]`).
+    pub fn config(&self) -> anyhow::Result<manabi_curate::CurateConfig> {
+        let mut doc = toml::Table::new();
+        doc.insert("curate".into(), toml::Value::Table(self.rules.clone()));
+        let text = toml::to_string(&doc)?;
+        manabi_curate::CurateConfig::from_toml_str(&text)
+            .map_err(|e| anyhow::anyhow!("[curate.rules]: {e}"))
+    }
+
+    /// The document unit.
+    pub fn unit(&self) -> anyhow::Result<manabi_curate::DocBoundary> {
+        Ok(match self.unit.as_str() {
+            "line" => manabi_curate::DocBoundary::Line,
+            "paragraph" => manabi_curate::DocBoundary::Paragraph,
+            "file" => manabi_curate::DocBoundary::File,
+            other => anyhow::bail!("[curate] unit = \"{other}\": expected line, paragraph or file"),
+        })
+    }
+
+    /// The settings as text (for the receipt).
+    pub fn describe(&self) -> anyhow::Result<String> {
+        Ok(format!(
+            "unit = {:?}\n{}",
+            self.unit,
+            toml::to_string(&self.rules)?
+        ))
+    }
+}
+
 /// The whole pipeline recipe.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LifeRecipe {
     pub pipeline: Settings,
+    #[serde(default)]
+    pub curate: Option<CurateStage>,
     #[serde(default)]
     pub pretrain: Option<Stage>,
     #[serde(default)]
@@ -118,6 +168,15 @@ impl LifeRecipe {
                 .unwrap_or_default();
             anyhow::anyhow!("{name}: {}{line}", e.message())
         })?;
+        if let Some(c) = &r.curate {
+            c.config().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            c.unit().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            if r.pretrain.is_none() {
+                anyhow::bail!(
+                    "{name}: [curate] cleans the pre-training corpus: it needs [pretrain]"
+                );
+            }
+        }
         if r.stages().next().is_none() {
             anyhow::bail!("{name}: no stage (give [pretrain], [sft], [reward] or [dpo])");
         }

@@ -11,7 +11,7 @@ use manabi_tokenize::TextTokenizer;
 use serde::Serialize;
 
 use super::recipe::Settings;
-use super::{StageSummary, show};
+use super::summary::{StageSummary, show};
 
 /// Every decoder stage's model on the same evaluations.
 #[derive(Debug, Clone, Serialize)]
@@ -67,7 +67,10 @@ pub fn evaluate(
         context: 128,
         ..Default::default()
     };
-    let decoders: Vec<&StageSummary> = summaries.iter().filter(|s| s.stage != "reward").collect();
+    let decoders: Vec<&StageSummary> = summaries
+        .iter()
+        .filter(|s| s.stage != "reward" && s.stage != "curate")
+        .collect();
     let reward = summaries.iter().find(|s| s.stage == "reward");
     let rm = match reward {
         Some(r) => Some(manabi_align::load_reward(&r.checkpoint, &dev)?),
@@ -258,11 +261,7 @@ fn markdown(r: &Report) -> String {
             "| {} | {} ({}) | {} | **{}** | {} | {} {} | {:.1} s | {:.0} | {} / {} |",
             st.stage,
             st.metric,
-            if st.lower_is_better {
-                "lower is better"
-            } else {
-                "higher is better"
-            },
+            better(st),
             st.show(st.before),
             st.show(st.after),
             st.steps,
@@ -335,6 +334,15 @@ fn markdown(r: &Report) -> String {
     s
 }
 
+/// Which way the stage's metric improves (curation's counts have no better side).
+fn better(st: &StageSummary) -> &'static str {
+    match (st.stage.as_str(), st.lower_is_better) {
+        ("curate", _) => "the corpus",
+        (_, true) => "lower is better",
+        (_, false) => "higher is better",
+    }
+}
+
 /// Whether an evaluation row is a share (shown in %), not a perplexity.
 fn is_share(name: &str) -> bool {
     !name.starts_with("perplexity")
@@ -389,11 +397,7 @@ fn html(r: &Report, out: &Path) -> String {
             "<div class='stage'><h3>{}</h3><p>{} ({})<br>{} steps, {} {}, {:.1} s</p>{}",
             esc(&st.stage),
             esc(&st.metric),
-            if st.lower_is_better {
-                "lower is better"
-            } else {
-                "higher is better"
-            },
+            better(st),
             st.steps,
             st.data_size,
             esc(&st.data_unit),

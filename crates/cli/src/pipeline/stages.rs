@@ -11,7 +11,7 @@ use manabi_finetune::SftConfig;
 use manabi_model::DeviceChoice;
 use manabi_objectives::{PretrainConfig, Recipe, Resume};
 
-use super::{Receipt, StageSummary, weights_sha256};
+use super::summary::{Receipt, StageSummary, sha256_file, weights_sha256};
 
 /// Runs stage `name` (resuming from its newest checkpoint when it has one).
 pub fn run(
@@ -193,5 +193,53 @@ fn dpo(text: &str, sets: &[String], device: DeviceChoice) -> anyhow::Result<Stag
         trainable_params: r.trainable_params,
         checkpoint: checkpoint(r.run.checkpoint, &cfg.run.out)?,
         receipt: Receipt::default(),
+    })
+}
+
+/// Curates `corpus` into `dir/corpus.jsonl` (with its per-rule report beside it).
+pub fn curate(
+    c: &super::recipe::CurateStage,
+    corpus: &[PathBuf],
+    dir: &Path,
+    inputs: BTreeMap<String, String>,
+) -> anyhow::Result<StageSummary> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+    let output = dir.join("corpus.jsonl");
+    let mut job = manabi_curate::CurateJob::new(corpus.to_vec(), output.clone());
+    job.unit = c.unit()?;
+    job.config = c.config()?;
+    let r = manabi_curate::curate(&job, &mut |_| {})?;
+    // The rules that removed something, for the report.
+    let removed: Vec<String> = r
+        .rules
+        .iter()
+        .filter(|x| x.removed > 0)
+        .map(|x| format!("{} {}", x.rule, x.removed))
+        .collect();
+    Ok(StageSummary {
+        stage: "curate".into(),
+        metric: format!(
+            "documents in → kept ({})",
+            if removed.is_empty() {
+                "nothing removed".into()
+            } else {
+                removed.join(", ")
+            }
+        ),
+        lower_is_better: true,
+        before: r.docs_in as f64,
+        after: r.docs_kept as f64,
+        steps: 0,
+        data_size: r.bytes_in as usize,
+        data_unit: "bytes read".into(),
+        seconds: r.elapsed_secs,
+        tokens_per_s: 0.0,
+        params: 0,
+        trainable_params: 0,
+        receipt: Receipt {
+            inputs,
+            output: sha256_file(&output)?,
+        },
+        checkpoint: output,
     })
 }
