@@ -117,7 +117,7 @@ fn the_life_runs_every_stage_reports_it_and_survives_sigkill() {
     }
     // The chain: curated corpus → pre-training → SFT → DPO.
     assert_eq!(
-        stages[1]["receipt"]["inputs"]["data:corpus.jsonl"],
+        stages[1]["receipt"]["inputs"]["data:0:{out}/curate/corpus.jsonl"],
         stages[0]["receipt"]["output"]
     );
     assert_eq!(
@@ -220,6 +220,27 @@ fn pipeline_settings_that_cannot_mean_anything_are_refused() {
     .unwrap();
     let line = fails(&["pipeline", "--recipe", s(&bad), "--out", s(&out)]);
     assert!(line.contains("bad.toml") && line.contains("from"), "{line}");
+    let line = fails(&["pipeline", "--out", s(&out), "--set", "sft.run.out=/tmp/x"]);
+    assert!(line.contains("sft") && line.contains("--out"), "{line}");
+    let only = tmp.path().join("only.toml");
+    std::fs::write(
+        &only,
+        "[pipeline]\n[pretrain]\nrecipe = \"configs/pretrain/world-base.toml\"\n",
+    )
+    .unwrap();
+    let line = fails(&[
+        "pipeline",
+        "--recipe",
+        s(&only),
+        "--out",
+        s(&out),
+        "--from",
+        "reward",
+    ]);
+    assert!(
+        line.contains("--from reward") && line.contains("pretrain, eval"),
+        "{line}"
+    );
     std::fs::write(&bad, "[pipeline]\nprompt = []\n").unwrap();
     let line = fails(&["pipeline", "--recipe", s(&bad), "--out", s(&out)]);
     assert!(

@@ -272,7 +272,14 @@ fn open_hf(
 ) -> Result<(Model, Option<HeadSpec>)> {
     let arch = architecture.unwrap_or("");
     let token = arch.ends_with("ForTokenClassification");
-    let headed = token || arch.ends_with("ForSequenceClassification");
+    // Without `architectures`, a classification head's tensor says there is one (a
+    // sequence head: the two kinds have the same tensors).
+    let headed = token
+        || arch.ends_with("ForSequenceClassification")
+        || (architecture.is_none()
+            && hf_tensor_names(dir)
+                .iter()
+                .any(|n| n == "classifier.weight" || n == "score.weight"));
     Ok(match family {
         Family::T5 => (
             Model::T5(Box::new(manabi_model::load_t5(dir, device)?)),
@@ -311,6 +318,44 @@ fn open_hf(
             None,
         ),
     })
+}
+
+/// The tensor names of a Hugging Face folder: the keys of the shard index's weight map,
+/// else the header of `model.safetensors` (empty when neither reads).
+fn hf_tensor_names(dir: &Path) -> Vec<String> {
+    use std::io::Read;
+    let keys = |v: serde_json::Value, field: Option<&str>| -> Vec<String> {
+        let map = match field {
+            Some(f) => v.get(f).cloned().unwrap_or_default(),
+            None => v,
+        };
+        map.as_object()
+            .map(|m| m.keys().filter(|k| *k != "__metadata__").cloned().collect())
+            .unwrap_or_default()
+    };
+    if let Ok(text) = std::fs::read_to_string(dir.join("model.safetensors.index.json")) {
+        return serde_json::from_str(&text)
+            .map(|v| keys(v, Some("weight_map")))
+            .unwrap_or_default();
+    }
+    let Ok(mut f) = std::fs::File::open(dir.join("model.safetensors")) else {
+        return Vec::new();
+    };
+    let mut n = [0u8; 8];
+    if f.read_exact(&mut n).is_err() {
+        return Vec::new();
+    }
+    let len = u64::from_le_bytes(n);
+    if len > 100 << 20 {
+        return Vec::new();
+    }
+    let mut header = vec![0u8; len as usize];
+    if f.read_exact(&mut header).is_err() {
+        return Vec::new();
+    }
+    serde_json::from_slice(&header)
+        .map(|v| keys(v, None))
+        .unwrap_or_default()
 }
 
 /// The head of a Hugging Face classifier: `labels` outputs named by `id2label` (token

@@ -77,6 +77,44 @@ pub fn checkpoints(root: &Path) -> Vec<(usize, PathBuf)> {
     out
 }
 
+/// `RUN@best`: the checkpoint of a run folder with the best validation loss, as its
+/// newest checkpoint's `state.json` records it (`best: [loss, step]`; the Trainer never
+/// deletes that checkpoint).
+fn best_checkpoint(run: &Path) -> Result<PathBuf> {
+    let err = |message: String| ModelError::File {
+        path: PathBuf::from(format!("{}@best", run.display())),
+        message,
+    };
+    let root = run.join("checkpoints");
+    let Some((_, newest)) = checkpoints(&root).pop() else {
+        return Err(err(match run.is_dir() {
+            true => "not a run folder with a complete checkpoint".into(),
+            false => "no such run folder".into(),
+        }));
+    };
+    let state = newest.join("state.json");
+    let text = std::fs::read_to_string(&state).map_err(|e| ModelError::File {
+        path: state.clone(),
+        message: e.to_string(),
+    })?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| ModelError::File {
+        path: state.clone(),
+        message: e.to_string(),
+    })?;
+    let Some(step) = v.pointer("/best/1").and_then(Value::as_u64) else {
+        return Err(err(
+            "the run has no validation loss yet (no evaluation has run): use the run folder".into(),
+        ));
+    };
+    let dir = root.join(format!("step-{step:07}"));
+    if !dir.join("state.json").is_file() {
+        return Err(err(format!(
+            "its best checkpoint (step {step}) is not there any more"
+        )));
+    }
+    Ok(dir)
+}
+
 /// Finds the model `path` names: a folder with `model.toml` (manabi) or `config.json`
 /// (Hugging Face), or a run folder, which stands for its newest complete checkpoint (a
 /// finished PPO run folder for its `policy/`).
@@ -85,6 +123,9 @@ pub fn locate(path: &Path) -> Result<ModelDir> {
         path: path.to_path_buf(),
         message,
     };
+    if let Some(run) = path.to_str().and_then(|p| p.strip_suffix("@best")) {
+        return locate(&best_checkpoint(Path::new(run))?);
+    }
     if !path.exists() {
         return Err(err("no such model folder".into()));
     }
@@ -325,6 +366,21 @@ mod tests {
         assert_eq!(m.dir, ckpts.join("step-0000008"));
         assert_eq!((m.family, m.layout), (Family::Bert, Layout::Native));
         assert!(!m.is_decoder() && !m.has_head());
+
+        // RUN@best: the checkpoint with the best validation loss.
+        let e = locate(&PathBuf::from(format!("{}@best", run.display()))).unwrap_err();
+        assert!(e.to_string().contains("no validation loss yet"), "{e}");
+        std::fs::write(
+            ckpts.join("step-0000008/state.json"),
+            r#"{"best": [1.25, 4]}"#,
+        )
+        .unwrap();
+        let best = locate(&PathBuf::from(format!("{}@best", run.display()))).unwrap();
+        assert_eq!(best.dir, ckpts.join("step-0000004"));
+        std::fs::remove_file(ckpts.join("step-0000004/state.json")).unwrap();
+        let e = locate(&PathBuf::from(format!("{}@best", run.display()))).unwrap_err();
+        assert!(e.to_string().contains("step 4) is not there"), "{e}");
+        std::fs::write(ckpts.join("step-0000004/state.json"), "{}").unwrap();
 
         // A finished PPO run stands for its policy, not its policy + value checkpoints.
         std::fs::create_dir_all(run.join("policy")).unwrap();

@@ -335,20 +335,30 @@ fn load_headed<B>(
                 head.ok_or_else(|| FinetuneError::io(&found.dir, "a head without its spec"))?;
             Ok((Loaded::Bert(m), head))
         }
-        Err(m @ (Model::BertClassifier(_) | Model::BertTagger(_))) => Err(FinetuneError::io(
-            &found.dir,
-            format!("holds {}, where {wanted} is needed", m.describe()),
-        )),
-        Err(model) => {
+        Err(m @ (Model::Decoder(_) | Model::Classifier(_))) => {
             let opened = Opened {
                 found,
-                model,
+                model: m,
                 head,
                 peft,
             };
             let (m, head) = opened.into_classifier()?;
             Ok((Loaded::Decoder(Box::new(m)), head))
         }
+        // A BERT or T5 model without this head: say what it is and what is needed.
+        Err(m) => Err(FinetuneError::io(
+            &found.dir,
+            format!(
+                "holds {}, where {wanted} is needed (a `manabi task` checkpoint, or a \
+                 Hugging Face *For{}Classification folder)",
+                m.describe(),
+                if wanted.contains("token") {
+                    "Token"
+                } else {
+                    "Sequence"
+                }
+            ),
+        )),
     }
 }
 

@@ -22,7 +22,7 @@ use anyhow::Context;
 use clap::Args;
 use manabi_model::DeviceChoice;
 
-pub use recipe::{LifeRecipe, STAGES};
+pub use recipe::LifeRecipe;
 pub use summary::StageSummary;
 use summary::{sha256_path, sha256_text, weights_sha256};
 
@@ -90,20 +90,32 @@ pub fn run(args: PipelineArgs, device: DeviceChoice) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| recipe.pipeline.out.clone());
+    let names: Vec<&str> = recipe
+        .curate
+        .as_ref()
+        .map(|_| "curate")
+        .into_iter()
+        .chain(recipe.stages().map(|(n, _)| n))
+        .chain(["eval"])
+        .collect();
     if let Some(from) = &args.from
-        && !STAGES.contains(&from.as_str())
-        && from != "eval"
-        && from != "curate"
+        && !names.contains(&from.as_str())
     {
         anyhow::bail!(
-            "--from {from}: no such stage (the stages: curate, {}, eval)",
-            STAGES.join(", ")
+            "--from {from}: not a stage of this recipe (its stages: {})",
+            names.join(", ")
         );
     }
     let per_stage = recipe::split_overrides(&args.overrides)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     // One pipeline at a time in one folder (each stage also locks its own run folder).
     let _lock = manabi_objectives::lock::RunLock::acquire(&out)?;
+    // Stage folders a killed run was deleting (`remove_run`) go first.
+    for e in std::fs::read_dir(&out)?.flatten() {
+        if e.path().extension().is_some_and(|x| x == "del") {
+            std::fs::remove_dir_all(e.path()).with_context(|| format!("{}", e.path().display()))?;
+        }
+    }
     let data = out.join("data");
     for (name, text) in EMBEDDED {
         let path = data.join(name);
@@ -135,21 +147,34 @@ pub fn run(args: PipelineArgs, device: DeviceChoice) -> anyhow::Result<()> {
             .collect();
         format!("data.inputs=[{}]", quoted.join(", "))
     };
+    let unfill = |x: &str| {
+        x.replace(&data.display().to_string(), "{data}")
+            .replace(&out.display().to_string(), "{out}")
+    };
     for (name, stage) in recipe.stages() {
-        rerun |= args.from.as_deref() == Some(name);
         let mut sets: Vec<String> = stage.set.iter().map(|s| fill(s)).collect();
         if name == "pretrain" && !args.inputs.is_empty() {
             sets.push(quote(&args.inputs));
         }
+        let dir = out.join(name);
+        sets.push(format!("run.out={:?}", dir.display().to_string()));
+        sets.push("train.eval_at_start=true".into());
+        if let Some(seed) = args.seed {
+            sets.push(format!("run.seed={seed}"));
+        }
+        sets.extend(per_stage.get(name).cloned().unwrap_or_default());
         if name == "pretrain"
             && let Some(c) = &recipe.curate
         {
+            // Curation cleans the corpus these settings name; pre-training reads its
+            // output instead (pushed last, so it wins).
             rerun |= args.from.as_deref() == Some("curate");
             let number = (summaries.len() + 1, total);
-            let summary = curate_step(c, &stage.recipe, &sets, &out, number, &mut rerun)?;
+            let summary = curate_step(c, &stage.recipe, &sets, &out, &unfill, number, &mut rerun)?;
             sets.push(quote(std::slice::from_ref(&summary.checkpoint)));
             summaries.push(summary);
         }
+        rerun |= args.from.as_deref() == Some(name);
         let parent = match recipe.parent_of(name, stage) {
             Some(p) => {
                 let s = summaries.iter().find(|s| s.stage == p).with_context(|| {
@@ -163,18 +188,7 @@ pub fn run(args: PipelineArgs, device: DeviceChoice) -> anyhow::Result<()> {
             }
             None => None,
         };
-        let dir = out.join(name);
-        sets.push(format!("run.out={:?}", dir.display().to_string()));
-        sets.push("train.eval_at_start=true".into());
-        if let Some(seed) = args.seed {
-            sets.push(format!("run.seed={seed}"));
-        }
-        sets.extend(per_stage.get(name).cloned().unwrap_or_default());
         let text = recipe::stage_text(&stage.recipe)?;
-        let unfill = |x: &str| {
-            x.replace(&data.display().to_string(), "{data}")
-                .replace(&out.display().to_string(), "{out}")
-        };
         let inputs = stage_inputs(name, &text, &sets, &unfill, parent.as_deref(), device)?;
         let step = Step {
             name,
@@ -225,6 +239,7 @@ fn curate_step(
     pretrain_recipe: &str,
     sets: &[String],
     out: &Path,
+    unfill: &dyn Fn(&str) -> String,
     number: (usize, usize),
     rerun: &mut bool,
 ) -> anyhow::Result<StageSummary> {
@@ -233,12 +248,8 @@ fn curate_step(
     let dir = out.join("curate");
     let mut inputs = std::collections::BTreeMap::new();
     inputs.insert("settings".into(), sha256_text(&c.describe()?));
-    for f in &corpus {
-        let key = format!(
-            "data:{}",
-            f.file_name().unwrap_or_default().to_string_lossy()
-        );
-        inputs.insert(key, sha256_path(f)?);
+    for (i, f) in corpus.iter().enumerate() {
+        inputs.insert(data_key(i, f, unfill), sha256_path(f)?);
     }
     let step = Step {
         name: "curate",
@@ -249,6 +260,13 @@ fn curate_step(
     step.run_or_skip(rerun, || {
         stages::curate(c, &corpus, &dir, inputs.clone()).context("stage `curate`")
     })
+}
+
+/// The receipt's key of a stage's `i`-th data file: its place and its path as the
+/// recipe names it (`{data}` and `{out}` put back), so two files of one name differ and
+/// moving OUT changes nothing.
+fn data_key(i: usize, path: &Path, unfill: &dyn Fn(&str) -> String) -> String {
+    format!("data:{i}:{}", unfill(&path.display().to_string()))
 }
 
 /// One stage's place in the run: skipped when its summary records the same inputs (and
@@ -269,10 +287,11 @@ impl Step<'_> {
         let (i, total) = self.number;
         let name = self.name;
         let summary_path = self.dir.join("summary.json");
+        let inputs_path = self.dir.join("inputs.json");
         let previous: Option<StageSummary> = std::fs::read_to_string(&summary_path)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
-        if let Some(p) = &previous
+        if let Some(mut p) = previous.clone()
             && !*rerun
             && &p.receipt.inputs == self.inputs
         {
@@ -282,15 +301,32 @@ impl Step<'_> {
                 p.show(p.before),
                 p.show(p.after)
             );
-            return Ok(p.clone());
+            // Saved relative to the stage folder, so OUT can be moved or copied.
+            p.checkpoint = self.dir.join(&p.checkpoint);
+            return Ok(p);
         }
-        if previous.is_some() || *rerun {
-            // Changed inputs or --from: this stage and every later one start over.
-            *rerun = true;
+        // A stage started with the same inputs and killed resumes; anything else — a
+        // summary of other inputs, --from, an earlier stage rerun, a folder started with
+        // other inputs — starts over, and so does every stage after it.
+        let started: Option<std::collections::BTreeMap<String, String>> =
+            std::fs::read_to_string(&inputs_path)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+        if previous.is_some() || *rerun || started.as_ref() != Some(self.inputs) {
+            *rerun |= previous.is_some();
             remove_run(self.dir)?;
         }
+        std::fs::create_dir_all(self.dir).with_context(|| format!("{}", self.dir.display()))?;
+        manabi_tokenize::write_atomic(
+            &inputs_path,
+            serde_json::to_string_pretty(self.inputs)?.as_bytes(),
+        )?;
         let s = run()?;
-        let json = serde_json::to_string_pretty(&s)?;
+        let mut saved = s.clone();
+        if let Ok(rel) = s.checkpoint.strip_prefix(self.dir) {
+            saved.checkpoint = rel.to_path_buf();
+        }
+        let json = serde_json::to_string_pretty(&saved)?;
         manabi_tokenize::write_atomic(&summary_path, json.as_bytes())?;
         println!(
             "[{i}/{total}] {name}: {} {} → {} ({} steps, {:.1} s)",
@@ -344,12 +380,8 @@ fn stage_inputs(
             .join("\n")
     );
     inputs.insert("recipe".into(), sha256_text(&recipe_text));
-    for file in stages::data_files(name, text, sets)? {
-        let key = format!(
-            "data:{}",
-            file.file_name().unwrap_or_default().to_string_lossy()
-        );
-        inputs.insert(key, sha256_path(&file)?);
+    for (i, file) in stages::data_files(name, text, sets)?.iter().enumerate() {
+        inputs.insert(data_key(i, file, unfill), sha256_path(file)?);
     }
     if let Some(p) = parent {
         inputs.insert("parent".into(), weights_sha256(p, device)?);

@@ -184,6 +184,9 @@ impl LifeRecipe {
             anyhow::bail!("{name}: without [pretrain], every stage needs a `from`");
         }
         for (n, s) in r.stages() {
+            for set in &s.set {
+                check_override(n, set).map_err(|e| anyhow::anyhow!("{name}: [{e}"))?;
+            }
             if let Some(f) = &s.from {
                 let before: Vec<&str> =
                     r.stages().map(|(m, _)| m).take_while(|m| *m != n).collect();
@@ -236,6 +239,21 @@ pub fn fill(s: &str, data: &Path, out: &Path) -> String {
         .replace("{out}", &out.display().to_string())
 }
 
+/// Refuses an override the pipeline owns: a stage's run folder (`OUT/<stage>`) and the
+/// model it starts from (its `from` stage's checkpoint).
+pub fn check_override(stage: &str, set: &str) -> anyhow::Result<()> {
+    let key = set.split('=').next().unwrap_or("").trim();
+    match key {
+        "run.out" => {
+            anyhow::bail!("{stage}: `{set}`: a stage runs in OUT/{stage}; choose OUT with --out")
+        }
+        "model.path" => anyhow::bail!(
+            "{stage}: `{set}`: a stage starts from the checkpoint of the stage its `from` names"
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// `--set STAGE.SECTION.KEY=VALUE` split by stage.
 pub fn split_overrides(sets: &[String]) -> anyhow::Result<BTreeMap<&'static str, Vec<String>>> {
     let mut out: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
@@ -250,9 +268,9 @@ pub fn split_overrides(sets: &[String]) -> anyhow::Result<BTreeMap<&'static str,
                 STAGES.join(", ")
             );
         };
-        out.entry(stage)
-            .or_default()
-            .push(s[stage.len() + 1..].to_string());
+        let set = &s[stage.len() + 1..];
+        check_override(stage, set).map_err(|e| anyhow::anyhow!("--set {e}"))?;
+        out.entry(stage).or_default().push(set.to_string());
     }
     Ok(out)
 }

@@ -58,7 +58,7 @@ pub fn evaluate(
         }
         None => None,
     };
-    let inputs = manabi_align::report::ReportInputs {
+    let mut inputs = manabi_align::report::ReportInputs {
         text,
         pairs: settings
             .eval_pairs
@@ -72,8 +72,12 @@ pub fn evaluate(
         .filter(|s| s.stage != "reward" && s.stage != "curate")
         .collect();
     let reward = summaries.iter().find(|s| s.stage == "reward");
+    // The reward model scores the samples read with its own tokenizer.
     let rm = match reward {
-        Some(r) => Some(manabi_align::load_reward(&r.checkpoint, &dev)?),
+        Some(r) => Some((
+            manabi_align::load_reward(&r.checkpoint, &dev)?,
+            TextTokenizer::load(r.checkpoint.join("tokenizer.json"))?,
+        )),
         None => None,
     };
     let mut ev = Evaluation {
@@ -89,6 +93,7 @@ pub fn evaluate(
     for s in &decoders {
         let (model, _) = manabi_finetune::load_decoder(&s.checkpoint, &dev)?;
         let tok = TextTokenizer::load(s.checkpoint.join("tokenizer.json"))?;
+        inputs.context = 128.min(model.config().max_positions);
         if inputs.text.is_some() || inputs.pairs.is_some() {
             let rows = manabi_align::report::metrics(&model, &tok, &inputs, &dev)?;
             for (i, (name, value)) in rows.into_iter().enumerate() {
@@ -119,10 +124,10 @@ pub fn evaluate(
             ev.samples[i].1.push(t.clone());
             texts.push((settings.prompts[i].clone(), t));
         }
-        if let (Some(rm), Some(mr)) = (&rm, &mut ev.mean_reward)
+        if let (Some((rm, rm_tok)), Some(mr)) = (&rm, &mut ev.mean_reward)
             && !texts.is_empty()
         {
-            let scores = manabi_align::score_texts(rm, &tok, &texts, &dev)?;
+            let scores = manabi_align::score_texts(rm, rm_tok, &texts, &dev)?;
             mr.push(scores.iter().sum::<f64>() / scores.len() as f64);
         }
     }

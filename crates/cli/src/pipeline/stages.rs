@@ -96,16 +96,6 @@ fn checkpoint(c: Option<PathBuf>, run: &Path) -> anyhow::Result<PathBuf> {
     .with_context(|| format!("{}: the run saved no checkpoint", run.display()))
 }
 
-/// Non-blank lines of `files`: the examples (or pairs) of JSONL files.
-fn lines(files: &[PathBuf]) -> anyhow::Result<usize> {
-    let mut n = 0;
-    for f in files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?;
-        n += text.lines().filter(|l| !l.trim().is_empty()).count();
-    }
-    Ok(n)
-}
-
 fn pretrain(text: &str, sets: &[String], device: DeviceChoice) -> anyhow::Result<StageSummary> {
     let cfg = PretrainConfig::parse(text, sets)?;
     let r = manabi_objectives::pretrain(&cfg, device, resume(&cfg.run.out))?;
@@ -164,7 +154,7 @@ fn reward(text: &str, sets: &[String], device: DeviceChoice) -> anyhow::Result<S
         before,
         after,
         steps: r.run.steps,
-        data_size: lines(&cfg.data.train)?,
+        data_size: manabi_align::pref::read_pairs(&cfg.data.train)?.len(),
         data_unit: "pairs".into(),
         seconds: r.run.seconds,
         tokens_per_s: r.run.tokens_per_s,

@@ -129,7 +129,7 @@ pub fn sha256_text(text: &str) -> String {
 pub fn show(x: f64, share: bool) -> String {
     if share {
         format!("{:.1} %", 100.0 * x)
-    } else if x.fract() == 0.0 && x.abs() >= 1.0 {
+    } else if x.fract() == 0.0 && x.abs() >= 100.0 {
         format!("{x:.0}")
     } else {
         format!("{x:.4}")
