@@ -152,6 +152,12 @@ pub struct RewardTask {
 impl Task for RewardTask {
     type Model = DecoderClassifier;
     type Batch = ScoreBatch;
+    fn loss_label(&self) -> &'static str {
+        "−log σ(r_chosen − r_rejected) (nats/pair)"
+    }
+    fn key_metric(&self) -> Option<(&'static str, &'static str)> {
+        Some(("eval/accuracy", "held-out pairwise accuracy"))
+    }
 
     fn batch(
         &self,

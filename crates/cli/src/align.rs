@@ -137,6 +137,7 @@ fn dpo_train(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<
     let cfg = DpoConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_align::dpo(&cfg, device, crate::resume_from(&args.resume))?;
+    crate::save_summary(&cfg.run.out, "dpo", &r)?;
     println!(
         "step {}: {}, {} pairs, {:.1} s",
         r.run.steps,
@@ -165,6 +166,7 @@ pub fn reward(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result
     let cfg = RewardConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_align::train_reward(&cfg, device, crate::resume_from(&args.resume))?;
+    crate::save_summary(&cfg.run.out, "reward", &r)?;
     println!(
         "step {}: {}, {:.1} s",
         r.run.steps,
@@ -226,6 +228,7 @@ pub fn grpo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<(
     let cfg = GrpoConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_align::grpo(&cfg, device, crate::resume_from(&args.resume))?;
+    crate::save_summary(&cfg.run.out, "grpo", &r)?;
     println!(
         "step {}: {}, {:.1} s",
         r.run.steps,
@@ -247,6 +250,7 @@ pub fn ppo(args: &RecipeArgs, device: Option<DeviceChoice>) -> anyhow::Result<()
     let cfg = PpoConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_align::ppo(&cfg, device, crate::resume_from(&args.resume))?;
+    crate::save_summary(&cfg.run.out, "ppo", &r)?;
     println!(
         "step {}: {}, {} responses per rollout, {:.1} s",
         r.run.steps,

@@ -84,6 +84,21 @@ enum Command {
 }
 
 /// What `--resume [CHECKPOINT]` asks for.
+/// Saves what a training command did as `RUN/summary.json` (`command` and its report:
+/// the Trainer's run, the before → after numbers it printed), atomically.
+pub(crate) fn save_summary(
+    out: &std::path::Path,
+    command: &str,
+    report: &impl serde::Serialize,
+) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(&serde_json::json!({
+        "command": command,
+        "report": report,
+    }))?;
+    manabi_tokenize::write_atomic(&out.join("summary.json"), json.as_bytes())?;
+    Ok(())
+}
+
 fn resume_from(arg: &Option<Option<std::path::PathBuf>>) -> manabi_objectives::Resume {
     match arg {
         None => manabi_objectives::Resume::No,

@@ -25,6 +25,7 @@ pub fn run(args: &PretrainArgs, device: Option<DeviceChoice>) -> anyhow::Result<
     let cfg = PretrainConfig::load(&args.config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let report = manabi_objectives::pretrain(&cfg, device, crate::resume_from(&args.resume))?;
+    crate::save_summary(&cfg.run.out, "pretrain", &report)?;
     let val = report.evals.last().map_or(f64::NAN, |&(_, l)| l);
     println!(
         "step {}: train {}, val loss {val:.4}, {:.0} tokens/s, {:.1} s, {} parameters",

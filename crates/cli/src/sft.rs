@@ -32,6 +32,7 @@ pub fn run(args: &SftArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> {
     }
     let device = device.unwrap_or(cfg.run.device);
     let r = manabi_finetune::sft(&cfg, device, crate::resume_from(&args.recipe.resume))?;
+    crate::save_summary(&cfg.run.out, "sft", &r)?;
     let val = r.run.evals.last().map_or(f64::NAN, |&(_, l)| l);
     println!(
         "step {}: train {}, val loss {val:.4}, {:.0} tokens/s, {:.1} s",

@@ -103,6 +103,7 @@ pub fn run(args: &TaskArgs, device: Option<DeviceChoice>) -> anyhow::Result<()> 
     let cfg = TaskConfig::load(config, &args.overrides)?;
     let device = device.unwrap_or(cfg.run.device);
     let r = train_task(&cfg, device, crate::resume_from(&args.resume))?;
+    crate::save_summary(&cfg.run.out, "task", &r)?;
     if !r.label_counts.is_empty() {
         let total: usize = r.label_counts.iter().map(|(_, c)| c).sum();
         let parts: Vec<String> = r

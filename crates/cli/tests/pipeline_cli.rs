@@ -137,7 +137,7 @@ fn the_life_runs_every_stage_reports_it_and_survives_sigkill() {
         "report.md",
         "report.html",
         "model-hf/config.json",
-        "dpo/summary.json",
+        "dpo/stage.json",
     ] {
         assert!(a.join(f).is_file(), "{f}");
     }
@@ -187,7 +187,7 @@ fn the_life_runs_every_stage_reports_it_and_survives_sigkill() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
-        !b.join("sft/summary.json").exists(),
+        !b.join("sft/stage.json").exists(),
         "SFT finished before the kill"
     );
     let resumed = ok(&["pipeline", "--recipe", s(&recipe), "--out", s(&b)]);

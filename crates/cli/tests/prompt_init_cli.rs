@@ -205,6 +205,25 @@ fn prompts(dir: &Path) -> PathBuf {
     write(&dir.join("prompts.jsonl"), &jsonl(rows))
 }
 
+/// What every training command saves beside its checkpoints: `summary.json` (the command
+/// and its report), `loss.svg` labelled with what the loss is, and `metric.svg` with the
+/// stage's own metric.
+fn assert_run_saved(run: &Path, command: &str, loss: &str, metric: Option<&str>) {
+    let summary = std::fs::read_to_string(run.join("summary.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(v["command"], command, "{summary}");
+    assert!(v["report"].is_object(), "{summary}");
+    let svg = std::fs::read_to_string(run.join("loss.svg")).unwrap();
+    assert!(svg.contains(loss), "{command}: loss.svg lacks {loss:?}");
+    match metric {
+        Some(m) => {
+            let svg = std::fs::read_to_string(run.join("metric.svg")).unwrap();
+            assert!(svg.contains(m), "{command}: metric.svg lacks {m:?}");
+        }
+        None => assert!(!run.join("metric.svg").exists()),
+    }
+}
+
 #[test]
 fn sft_starts_its_soft_prompt_from_the_text() {
     let tmp = tempfile::tempdir().unwrap();
@@ -226,6 +245,12 @@ fn sft_starts_its_soft_prompt_from_the_text() {
     );
     run_prompt_stage("sft", &cfg);
     assert_soft_prompt_is_the_text("sft", &dir.join("sft"), dir);
+    assert_run_saved(
+        &dir.join("sft"),
+        "sft",
+        "cross-entropy of the responses (nats/token)",
+        Some("held-out exact match"),
+    );
 }
 
 #[test]
@@ -244,6 +269,12 @@ fn dpo_starts_its_soft_prompt_from_the_text() {
     );
     run_prompt_stage("dpo", &cfg);
     assert_soft_prompt_is_the_text("dpo", &dir.join("dpo"), dir);
+    assert_run_saved(
+        &dir.join("dpo"),
+        "dpo",
+        "preference loss (nats/pair)",
+        Some("held-out preference accuracy"),
+    );
 }
 
 #[test]
@@ -263,6 +294,12 @@ fn grpo_starts_its_soft_prompt_from_the_text() {
     );
     run_prompt_stage("grpo", &cfg);
     assert_soft_prompt_is_the_text("grpo", &dir.join("grpo"), dir);
+    assert_run_saved(
+        &dir.join("grpo"),
+        "grpo",
+        "GRPO loss",
+        Some("mean reward of the rollouts"),
+    );
 }
 
 #[test]
@@ -281,6 +318,12 @@ fn ppo_starts_its_policy_soft_prompt_from_the_text() {
         ),
     );
     ok(&["reward", "--config", s(&rm)]);
+    assert_run_saved(
+        &dir.join("rm"),
+        "reward",
+        "(nats/pair)",
+        Some("held-out pairwise accuracy"),
+    );
     let data = prompts(dir);
     let cfg = recipe(
         dir,
@@ -297,6 +340,7 @@ fn ppo_starts_its_policy_soft_prompt_from_the_text() {
     run_prompt_stage("ppo", &cfg);
     // The policy alone (the run's checkpoints hold policy and value model together).
     assert_soft_prompt_is_the_text("ppo", &dir.join("ppo/policy"), dir);
+    assert_run_saved(&dir.join("ppo"), "ppo", "PPO loss", Some("RLHF reward"));
 }
 
 #[test]

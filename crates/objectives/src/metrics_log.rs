@@ -47,3 +47,18 @@ pub(crate) fn read_curves(path: &Path) -> Result<(Curve, Curve)> {
     }
     Ok((train, val))
 }
+
+/// The values of `key` in a run's metrics file, by step (the last value of a step wins).
+pub(crate) fn read_series(path: &Path, key: &str) -> Result<Curve> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let mut by_step = std::collections::BTreeMap::new();
+    for v in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        if let (Some(step), Some(x)) = (v["step"].as_u64(), v[key].as_f64()) {
+            by_step.insert(step as usize, x);
+        }
+    }
+    Ok(by_step.into_iter().collect())
+}

@@ -1,4 +1,5 @@
-//! The loss curve of a run, as SVG (plotters), written at the end of training.
+//! The loss curve of a run and the curve of its key metric, as SVG (plotters), written
+//! at the end of training.
 
 use std::path::Path;
 
@@ -6,52 +7,69 @@ use plotters::prelude::*;
 
 use crate::error::{Result, TrainError};
 
-/// Draws training loss (per logged step) and validation loss to `path`.
-pub fn loss_curve(path: &Path, train: &[(usize, f64)], val: &[(usize, f64)]) -> Result<()> {
+/// Draws training loss (per logged step) and validation loss to `path`, the y axis
+/// labelled `unit`.
+pub fn loss_curve(
+    path: &Path,
+    train: &[(usize, f64)],
+    val: &[(usize, f64)],
+    unit: &str,
+) -> Result<()> {
+    curves(
+        path,
+        "loss",
+        unit,
+        &[("train", train, BLUE), ("validation", val, RED)],
+    )
+}
+
+/// Draws one metric's values by step to `path`, captioned and labelled `label`.
+pub fn metric_curve(path: &Path, label: &str, points: &[(usize, f64)]) -> Result<()> {
+    curves(path, label, label, &[(label, points, BLUE)])
+}
+
+type Series<'a> = (&'a str, &'a [(usize, f64)], RGBColor);
+
+fn curves(path: &Path, caption: &str, unit: &str, series: &[Series]) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| TrainError::io(path, e.to_string());
-    let all = train
-        .iter()
-        .chain(val)
-        .map(|&(_, l)| l)
-        .filter(|l| l.is_finite());
-    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), l| {
-        (a.min(l), b.max(l))
-    });
+    let points = || series.iter().flat_map(|s| s.1.iter().copied());
+    let (lo, hi) = points()
+        .map(|(_, v)| v)
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
     if !lo.is_finite() {
         return Ok(());
     }
-    let last = train
-        .iter()
-        .chain(val)
-        .map(|&(s, _)| s)
-        .max()
-        .unwrap_or(1)
-        .max(1);
+    // 5 % of the range on each side (losses and rewards can be negative).
+    let pad = ((hi - lo) * 0.05)
+        .max(hi.abs().max(lo.abs()) * 0.01)
+        .max(1e-6);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let last = points().map(|(s, _)| s).max().unwrap_or(1).max(1);
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("loss", ("sans-serif", 20))
+        .caption(caption, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(48)
-        .build_cartesian_2d(0usize..last, (lo * 0.95)..(hi * 1.05))
+        .build_cartesian_2d(0usize..last, lo..hi)
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
         .x_desc("step")
-        .y_desc("nats/token")
+        .y_desc(unit)
         .draw()
         .map_err(|e| err(&e))?;
-    chart
-        .draw_series(LineSeries::new(train.iter().copied(), &BLUE))
-        .map_err(|e| err(&e))?
-        .label("train")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
-    chart
-        .draw_series(LineSeries::new(val.iter().copied(), &RED))
-        .map_err(|e| err(&e))?
-        .label("validation")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+    for &(name, points, color) in series {
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color))
+            .map_err(|e| err(&e))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+    }
     chart
         .configure_series_labels()
         .border_style(BLACK)

@@ -64,6 +64,15 @@ pub trait Task {
     fn evaluate(&self, _model: &Self::Model, _device: &Device) -> Result<Vec<(String, f64)>> {
         Ok(Vec::new())
     }
+    /// What the loss is, for the y axis of `loss.svg` (default: a mean cross-entropy).
+    fn loss_label(&self) -> &'static str {
+        "cross-entropy (nats/token)"
+    }
+    /// The metric that says how the stage is doing, beside its loss: its key in
+    /// `metrics.jsonl` and its axis label. The Trainer plots it as `metric.svg`.
+    fn key_metric(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
     /// State the task carries from step to step that is not a function of the step
     /// (PPO's current rollouts and adaptive KL coefficient), as text. The Trainer writes it
     /// into every checkpoint as [`TASK_STATE_FILE`] and gives it back with

@@ -513,7 +513,16 @@ impl Trainer {
         report.seconds = loop_start.elapsed().as_secs_f64();
         report.tokens_per_s = tokens_run as f64 / report.seconds.max(1e-9);
         let (train_pts, val_pts) = crate::metrics_log::read_curves(&metrics_path)?;
-        crate::plot::loss_curve(&out.join("loss.svg"), &train_pts, &val_pts)?;
+        crate::plot::loss_curve(
+            &out.join("loss.svg"),
+            &train_pts,
+            &val_pts,
+            task.loss_label(),
+        )?;
+        if let Some((key, label)) = task.key_metric() {
+            let points = crate::metrics_log::read_series(&metrics_path, key)?;
+            crate::plot::metric_curve(&out.join("metric.svg"), label, &points)?;
+        }
         Ok(report)
     }
 

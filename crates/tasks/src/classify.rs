@@ -263,6 +263,18 @@ pub struct SeqTask<M> {
 impl<M: SeqClassifier> Task for SeqTask<M> {
     type Model = M;
     type Batch = SeqBatch;
+    fn loss_label(&self) -> &'static str {
+        match self.regression {
+            true => "squared error",
+            false => "cross-entropy (nats/example)",
+        }
+    }
+    fn key_metric(&self) -> Option<(&'static str, &'static str)> {
+        Some(match self.regression {
+            true => ("eval/spearman", "held-out Spearman ρ"),
+            false => ("eval/accuracy", "held-out accuracy"),
+        })
+    }
 
     fn batch(
         &self,

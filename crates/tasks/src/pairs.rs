@@ -126,6 +126,12 @@ fn pair_rows(p: &StsPairs, idx: &[usize]) -> PairRows {
 impl<M: SentenceEncoder + TrainModel> Task for BiStsTask<M> {
     type Model = M;
     type Batch = PairRows;
+    fn loss_label(&self) -> &'static str {
+        "squared error of the cosine"
+    }
+    fn key_metric(&self) -> Option<(&'static str, &'static str)> {
+        Some(("eval/spearman", "held-out Spearman ρ"))
+    }
 
     fn batch(
         &self,

@@ -68,6 +68,12 @@ pub struct SentenceBatch {
 impl<M: SentenceEncoder + TrainModel> Task for SimcseTask<M> {
     type Model = M;
     type Batch = SentenceBatch;
+    fn loss_label(&self) -> &'static str {
+        "InfoNCE (nats/sentence)"
+    }
+    fn key_metric(&self) -> Option<(&'static str, &'static str)> {
+        Some(("eval/spearman", "held-out Spearman ρ"))
+    }
 
     fn batch(
         &self,

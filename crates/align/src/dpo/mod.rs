@@ -332,6 +332,12 @@ pub fn reference_logps(
 impl Task for DpoTask {
     type Model = DecoderLm;
     type Batch = PairBatch;
+    fn loss_label(&self) -> &'static str {
+        "preference loss (nats/pair)"
+    }
+    fn key_metric(&self) -> Option<(&'static str, &'static str)> {
+        Some(("eval/rewards/accuracies", "held-out preference accuracy"))
+    }
 
     fn batch(
         &self,

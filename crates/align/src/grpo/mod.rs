@@ -353,6 +353,12 @@ fn mix(seed: u64, step: usize, micro: usize) -> u64 {
 impl Task for GrpoTask {
     type Model = DecoderLm;
     type Batch = Rollouts;
+    fn loss_label(&self) -> &'static str {
+        "GRPO loss (clipped policy + β·KL)"
+    }
+    fn key_metric(&self) -> Option<(&'static str, &'static str)> {
+        Some(("reward", "mean reward of the rollouts"))
+    }
 
     fn batch(
         &self,

@@ -232,6 +232,12 @@ fn mix(seed: u64, a: usize, b: usize) -> u64 {
 impl Task for PpoTask {
     type Model = PolicyValue;
     type Batch = Rollout;
+    fn loss_label(&self) -> &'static str {
+        "PPO loss (clipped policy + value)"
+    }
+    fn key_metric(&self) -> Option<(&'static str, &'static str)> {
+        Some(("objective/rlhf_reward", "RLHF reward (score − β·KL)"))
+    }
 
     fn batch(
         &self,

@@ -5,7 +5,7 @@
 //! on the same prompts, the final model exported, and `report.md`, `report.json` and
 //! `report.html` written.
 //!
-//! A stage that finished writes `OUT/<stage>/summary.json` last (atomically), with the
+//! A stage that finished writes `OUT/<stage>/stage.json` last (atomically), with the
 //! SHA-256 of its inputs (recipe after overrides, data files, parent weights) and of its
 //! weights. Running again skips a stage whose summary records the same inputs, resumes a
 //! stage that has checkpoints but no summary (bitwise, so a run killed at any moment
@@ -286,7 +286,7 @@ impl Step<'_> {
     ) -> anyhow::Result<StageSummary> {
         let (i, total) = self.number;
         let name = self.name;
-        let summary_path = self.dir.join("summary.json");
+        let summary_path = self.dir.join("stage.json");
         let inputs_path = self.dir.join("inputs.json");
         let previous: Option<StageSummary> = std::fs::read_to_string(&summary_path)
             .ok()

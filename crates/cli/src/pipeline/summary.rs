@@ -1,4 +1,4 @@
-//! What a finished stage records (`OUT/<stage>/summary.json`): its metric before →
+//! What a finished stage records (`OUT/<stage>/stage.json`): its metric before →
 //! after, its size and time, and its receipt — the SHA-256 of its inputs and of what it
 //! wrote — with the hashing that makes them.
 
@@ -8,7 +8,7 @@ use anyhow::Context;
 use manabi_model::DeviceChoice;
 use serde::{Deserialize, Serialize};
 
-/// What a finished stage records in `OUT/<stage>/summary.json`.
+/// What a finished stage records in `OUT/<stage>/stage.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StageSummary {
     /// `pretrain`, `sft`, `reward` or `dpo`.

@@ -362,6 +362,14 @@ pub struct SftTask {
 impl Task for SftTask {
     type Model = DecoderLm;
     type Batch = LmBatch;
+    fn loss_label(&self) -> &'static str {
+        "cross-entropy of the responses (nats/token)"
+    }
+    fn key_metric(&self) -> Option<(&'static str, &'static str)> {
+        self.generation
+            .as_ref()
+            .map(|_| ("eval/exact_match", "held-out exact match"))
+    }
 
     fn batch(
         &self,

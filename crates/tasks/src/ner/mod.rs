@@ -198,6 +198,9 @@ pub struct NerTask<M> {
 impl<M: TokenTagger> Task for NerTask<M> {
     type Model = M;
     type Batch = TagBatch;
+    fn key_metric(&self) -> Option<(&'static str, &'static str)> {
+        Some(("eval/f1", "held-out entity F1"))
+    }
 
     fn batch(
         &self,
