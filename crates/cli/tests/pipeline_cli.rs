@@ -241,6 +241,18 @@ fn pipeline_settings_that_cannot_mean_anything_are_refused() {
         line.contains("--from reward") && line.contains("pretrain, eval"),
         "{line}"
     );
+    let line = fails(&[
+        "pipeline",
+        "--recipe",
+        s(&only),
+        "--out",
+        s(&out),
+        "--aozora",
+    ]);
+    assert!(
+        line.contains("--aozora") && line.contains("[curate]"),
+        "{line}"
+    );
     std::fs::write(&bad, "[pipeline]\nprompt = []\n").unwrap();
     let line = fails(&["pipeline", "--recipe", s(&bad), "--out", s(&out)]);
     assert!(

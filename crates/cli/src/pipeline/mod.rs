@@ -74,6 +74,10 @@ pub struct PipelineArgs {
     /// summary is complete.
     #[arg(long)]
     pub from: Option<String>,
+    /// Clean Aozora Bunko markup in curation (header, 底本 footer, ruby, annotations):
+    /// for `--input` of Aozora Bunko texts.
+    #[arg(long)]
+    pub aozora: bool,
     /// The seed of every stage (`run.seed` of each recipe).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -85,7 +89,13 @@ pub struct PipelineArgs {
 
 pub fn run(args: PipelineArgs, device: DeviceChoice) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let recipe = LifeRecipe::load(args.recipe.as_deref())?;
+    let mut recipe = LifeRecipe::load(args.recipe.as_deref())?;
+    if args.aozora {
+        let Some(c) = &mut recipe.curate else {
+            anyhow::bail!("--aozora: the recipe has no [curate] stage to clean the markup in");
+        };
+        c.rules.insert("aozora".into(), toml::Value::Boolean(true));
+    }
     let out = args
         .out
         .clone()

@@ -409,10 +409,12 @@ fn html(r: &Report, out: &Path) -> String {
             st.seconds,
             bars(st)
         );
-        // The Trainer's own curve of the stage (loss.svg), inlined.
-        if let Ok(svg) = std::fs::read_to_string(out.join(&st.stage).join("loss.svg")) {
-            let svg = svg.find("<svg").map_or("", |i| &svg[i..]);
-            let _ = write!(s, "<div style='width:360px'>{svg}</div>");
+        // The Trainer's own curves of the stage (loss.svg, metric.svg), inlined.
+        for plot in ["loss.svg", "metric.svg"] {
+            if let Ok(svg) = std::fs::read_to_string(out.join(&st.stage).join(plot)) {
+                let svg = svg.find("<svg").map_or("", |i| &svg[i..]);
+                let _ = write!(s, "<div style='width:360px'>{svg}</div>");
+            }
         }
         s.push_str("</div>");
     }
