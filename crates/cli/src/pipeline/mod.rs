@@ -258,6 +258,7 @@ fn curate_step(
     let dir = out.join("curate");
     let mut inputs = std::collections::BTreeMap::new();
     inputs.insert("settings".into(), sha256_text(&c.describe()?));
+    inputs.insert("manabi".into(), env!("CARGO_PKG_VERSION").into());
     for (i, f) in corpus.iter().enumerate() {
         inputs.insert(data_key(i, f, unfill), sha256_path(f)?);
     }
@@ -390,6 +391,8 @@ fn stage_inputs(
             .join("\n")
     );
     inputs.insert("recipe".into(), sha256_text(&recipe_text));
+    // Another manabi may train differently: a new version reruns the stage.
+    inputs.insert("manabi".into(), env!("CARGO_PKG_VERSION").into());
     for (i, file) in stages::data_files(name, text, sets)?.iter().enumerate() {
         inputs.insert(data_key(i, file, unfill), sha256_path(file)?);
     }

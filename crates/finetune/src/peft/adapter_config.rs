@@ -217,7 +217,10 @@ impl AdapterConfig {
 
 /// The refusal of an adapter whose `peft_type` manabi does not load.
 pub(crate) fn not_loaded(peft_type: &str) -> String {
-    format!("peft_type \"{peft_type}\": only LORA adapters are loaded")
+    format!(
+        "peft_type \"{peft_type}\": not loaded (manabi loads LORA, IA3, PROMPT_TUNING and \
+         PREFIX_TUNING adapters)"
+    )
 }
 
 /// A deserialisation error of `text` at `key` (serde_path_to_error's path, `.` at the
@@ -540,7 +543,7 @@ mod tests {
         assert!(e.contains("not valid JSON") && !e.contains('\n'), "{e}");
         // A type manabi does not load, whose keys mean other things (AdaLoRA's masks).
         let e = read_err(r#"{"peft_type": "ADALORA", "rank_pattern": {"q_proj": [true]}}"#);
-        assert!(e.contains("only LORA adapters are loaded"), "{e}");
+        assert!(e.contains("not loaded (manabi loads LORA, IA3"), "{e}");
     }
 
     #[test]
