@@ -61,6 +61,20 @@ impl Model {
         }
     }
 
+    /// Visits every parameter, whichever model it is.
+    pub fn visit<V: burn::module::ModuleVisitor>(&self, v: &mut V) {
+        use burn::module::Module;
+        match self {
+            Self::Decoder(m) => m.visit(v),
+            Self::Classifier(m) => m.visit(v),
+            Self::BertMaskedLm(m) => m.visit(v),
+            Self::BertEncoder(m) => m.visit(v),
+            Self::BertClassifier(m) => m.visit(v),
+            Self::BertTagger(m) => m.visit(v),
+            Self::T5(m) => m.visit(v),
+        }
+    }
+
     /// Its parameter count.
     pub fn num_params(&self) -> usize {
         match self {

@@ -56,12 +56,12 @@ impl TrainState {
     }
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+/// SHA-256 of a file, lower-case hex (read in chunks, never whole).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| TrainError::io(path, e))?;
+    Ok(format!("{:x}", h.finalize()))
 }
 
 fn sync(path: &Path) -> Result<()> {

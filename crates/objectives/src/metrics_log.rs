@@ -26,7 +26,7 @@ pub(crate) fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     std::fs::write(path, body).map_err(|e| TrainError::io(path, e))
 }
 
-pub(crate) type Curve = Vec<(usize, f64)>;
+pub type Curve = Vec<(usize, f64)>;
 
 pub(crate) fn read_curves(path: &Path) -> Result<(Curve, Curve)> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
@@ -49,7 +49,7 @@ pub(crate) fn read_curves(path: &Path) -> Result<(Curve, Curve)> {
 }
 
 /// The values of `key` in a run's metrics file, by step (the last value of a step wins).
-pub(crate) fn read_series(path: &Path, key: &str) -> Result<Curve> {
+pub fn read_series(path: &Path, key: &str) -> Result<Curve> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
     let mut by_step = std::collections::BTreeMap::new();
     for v in text

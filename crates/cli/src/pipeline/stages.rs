@@ -60,20 +60,9 @@ pub fn data_files(name: &str, text: &str, sets: &[String]) -> anyhow::Result<Vec
 /// the file, so a resumed run reports the same numbers as one that was not stopped.
 fn first_last(run: &Path, key: &str) -> anyhow::Result<(f64, f64)> {
     let path = run.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let mut by_step = BTreeMap::new();
-    for v in text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-    {
-        if let (Some(step), Some(x)) = (v["step"].as_u64(), v[key].as_f64()) {
-            by_step.insert(step, x);
-        }
-    }
-    let first = by_step.first_key_value().map(|(_, &x)| x);
-    let last = by_step.last_key_value().map(|(_, &x)| x);
-    match (first, last) {
-        (Some(a), Some(b)) => Ok((a, b)),
+    let series = manabi_objectives::metrics_log::read_series(&path, key)?;
+    match (series.first(), series.last()) {
+        (Some(a), Some(b)) => Ok((a.1, b.1)),
         _ => anyhow::bail!("{}: no `{key}` logged", path.display()),
     }
 }

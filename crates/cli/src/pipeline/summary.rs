@@ -50,21 +50,16 @@ pub struct Receipt {
     pub output: String,
 }
 
-/// SHA-256 of a file, hex.
+/// SHA-256 of a file, hex (the checkpoints' own checksum).
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).with_context(|| format!("{}", path.display()))?;
-    Ok(format!("{:x}", h.finalize()))
+    Ok(manabi_objectives::checkpoint::sha256_file(path)?)
 }
 
 /// SHA-256 of a model's weights: every parameter's values (little-endian f32, in the
 /// module's order), not the file, whose parameter ids differ from run to run.
 pub fn weights_sha256(dir: &Path, device: DeviceChoice) -> anyhow::Result<String> {
-    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::module::{ModuleVisitor, Param};
     use burn::prelude::Tensor;
-    use manabi_finetune::Model;
     use sha2::{Digest, Sha256};
     struct Hash(Sha256);
     impl ModuleVisitor for Hash {
@@ -77,15 +72,9 @@ pub fn weights_sha256(dir: &Path, device: DeviceChoice) -> anyhow::Result<String
         }
     }
     let mut h = Hash(Sha256::new());
-    match manabi_finetune::open(dir, &device.resolve()?)?.model {
-        Model::Decoder(m) => m.visit(&mut h),
-        Model::Classifier(m) => m.visit(&mut h),
-        Model::BertMaskedLm(m) => m.visit(&mut h),
-        Model::BertEncoder(m) => m.visit(&mut h),
-        Model::BertClassifier(m) => m.visit(&mut h),
-        Model::BertTagger(m) => m.visit(&mut h),
-        Model::T5(m) => m.visit(&mut h),
-    }
+    manabi_finetune::open(dir, &device.resolve()?)?
+        .model
+        .visit(&mut h);
     Ok(format!("{:x}", h.0.finalize()))
 }
 
