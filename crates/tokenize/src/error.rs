@@ -142,6 +142,17 @@ pub enum TokenizeError {
         /// What went wrong.
         message: String,
     },
+    /// A MeCab dictionary folder (`sys.dic`, `unk.dic`, `matrix.bin`, `char.bin`) could not
+    /// be read.
+    #[error(
+        "{path}: not a usable MeCab dictionary: {message} (hint: point at the `dicdir` of unidic-lite, ipadic or unidic, or at a folder compiled by mecab-dict-index with -t utf-8)"
+    )]
+    CorruptMecabDictionary {
+        /// The folder or file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// The dictionary file differs from the one the tokenizer was trained with.
     #[error(
         "{path}: the morphological dictionary changed since the tokenizer was trained (SHA-256 {found}, but {sidecar} expects {expected}) (hint: restore that file, or retrain the tokenizer)"

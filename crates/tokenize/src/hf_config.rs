@@ -56,11 +56,15 @@ pub enum Class {
     /// `T5Tokenizer`: built from a SentencePiece `spiece.model` only ([`crate::spm`]); a
     /// tokenizer.json under this class is refused.
     T5,
+    /// `BertJapaneseTokenizer`: built from `vocab.txt` and the configuration only
+    /// ([`crate::bertja`]), MeCab or basic word splitting, WordPiece or character subwords.
+    BertJapanese,
 }
 
 /// Class names manabi builds (with or without the `Fast` suffix), for messages.
 const BUILT: &str = "PreTrainedTokenizerFast, TokenizersBackend, GPT2Tokenizer, \
-    LlamaTokenizer, Qwen2Tokenizer, GemmaTokenizer, GPTNeoXTokenizer, BertTokenizer";
+    LlamaTokenizer, Qwen2Tokenizer, GemmaTokenizer, GPTNeoXTokenizer, BertTokenizer, \
+    BertJapaneseTokenizer";
 
 impl Class {
     /// The class of a transformers class name (`Fast` suffix or not); `None` for a class
@@ -75,6 +79,7 @@ impl Class {
             "GemmaTokenizer" => Self::Gemma,
             "GPTNeoXTokenizer" => Self::GptNeoX,
             "BertTokenizer" => Self::Bert,
+            "BertJapaneseTokenizer" => Self::BertJapanese,
             _ => return None,
         })
     }
@@ -90,6 +95,7 @@ impl Class {
             Self::GptNeoX => "GPTNeoXTokenizer",
             Self::Bert => "BertTokenizer",
             Self::T5 => "T5Tokenizer",
+            Self::BertJapanese => "BertJapaneseTokenizer",
         }
     }
 
@@ -123,7 +129,7 @@ impl Class {
                 ("eos_token", EOT),
                 ("pad_token", Some("<|padding|>")),
             ],
-            Self::Bert => &[
+            Self::Bert | Self::BertJapanese => &[
                 ("unk_token", Some("[UNK]")),
                 ("sep_token", Some("[SEP]")),
                 ("pad_token", Some("[PAD]")),
@@ -590,7 +596,8 @@ impl Plan {
             message,
         };
         match self.class {
-            Class::AsIs => return Ok(json.to_string()),
+            // Built by crate::bertja, as the class builds it.
+            Class::AsIs | Class::BertJapanese => return Ok(json.to_string()),
             // Built from spiece.model only (`Class::of` never gives it for tokenizer.json).
             Class::T5 => {
                 return Err(unknown_class(
@@ -640,7 +647,7 @@ impl Plan {
                    "byte_fallback": fallback, "ignore_merges": false})
         };
         let (normalizer, pre, decoder, model) = match self.class {
-            Class::AsIs | Class::T5 => return Ok(json.to_string()),
+            Class::AsIs | Class::T5 | Class::BertJapanese => return Ok(json.to_string()),
             Class::Gpt2 => (
                 Value::Null,
                 byte_level(flag(self, "add_prefix_space", false, None)?, true, true),
@@ -948,9 +955,13 @@ mod tests {
         assert_eq!(class(json!({}), Some("llama"), false), Ok(Class::AsIs));
         let e = class(json!({}), Some("t5"), false).unwrap_err();
         assert!(e.starts_with("m/config.json: `model_type` t5:"), "{e}");
-        let e = class(named("BertJapaneseTokenizer"), None, false).unwrap_err();
+        assert_eq!(
+            class(named("BertJapaneseTokenizer"), None, false),
+            Ok(Class::BertJapanese)
+        );
+        let e = class(named("CamembertTokenizer"), None, false).unwrap_err();
         assert!(
-            e.starts_with("m/tokenizer_config.json: `tokenizer_class` BertJapaneseTokenizer:"),
+            e.starts_with("m/tokenizer_config.json: `tokenizer_class` CamembertTokenizer:"),
             "{e}"
         );
         let e = class(json!({"tokenizer_class": 3}), None, false).unwrap_err();

@@ -12,12 +12,15 @@
 //!
 //! This crate has no burn dependency: it is usable on its own.
 
+pub mod bertja;
 pub mod chat;
 pub mod corpus;
 pub mod error;
 pub mod hf_config;
 pub mod inspect;
 pub mod jsonl;
+#[cfg(feature = "morph")]
+pub mod mecab;
 #[cfg(feature = "morph")]
 pub mod morph;
 pub mod sentencepiece;

@@ -41,6 +41,17 @@ pub struct MorphSplitter {
     path: PathBuf,
     sha256: String,
     protect: Option<AhoCorasick>,
+    /// MeCab's own way (a dictionary folder read by [`crate::mecab`]), as transformers'
+    /// `MecabTokenizer` runs it: NFKC first when asked, spaces skipped between words
+    /// rather than cutting the text, so the words match fugashi's.
+    mecab: Option<MecabMode>,
+}
+
+/// How [`MorphSplitter::mecab`] splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MecabMode {
+    /// NFKC-normalise each piece first (`normalize_text`).
+    nfkc: bool,
 }
 
 impl std::fmt::Debug for MorphSplitter {
@@ -85,6 +96,21 @@ impl MorphSplitter {
                 .map(|b| format!(" (also looked for {})", b.display()))
                 .unwrap_or_default()
         );
+        if record.mecab {
+            if !path.exists() {
+                return Err(TokenizeError::MorphDictionaryMissing { path, hint });
+            }
+            let splitter = Self::mecab(&path, record.nfkc)?;
+            if splitter.sha256 != record.dictionary_sha256 {
+                return Err(TokenizeError::MorphDictionaryChanged {
+                    path,
+                    sidecar: sidecar_path.to_path_buf(),
+                    expected: record.dictionary_sha256.clone(),
+                    found: splitter.sha256,
+                });
+            }
+            return Ok(splitter);
+        }
         let bytes = read_dictionary(&path, &hint)?;
         let sha256 = crate::strings::hex(&Sha256::digest(&bytes));
         if sha256 != record.dictionary_sha256 {
@@ -99,39 +125,50 @@ impl MorphSplitter {
     }
 
     fn decode(path: PathBuf, bytes: Vec<u8>, sha256: String) -> Result<Self> {
-        let corrupt = |message: String| TokenizeError::CorruptMorphDictionary {
-            path: path.clone(),
-            message,
-        };
-        let raw = if bytes.starts_with(&ZSTD_MAGIC) {
-            caught(|| unzstd(&bytes))
-                .map_err(corrupt)?
-                .map_err(|m| corrupt(format!("zstd: {m}")))?
-        } else {
-            bytes
-        };
-        if !raw.starts_with(VIBRATO_MAGIC) {
-            let head = &raw[..raw.len().min(VIBRATO_MAGIC.len())];
-            return Err(corrupt(if raw.starts_with(b"VibratoTokenizer") {
-                format!(
-                    "written by another vibrato version ({:?}); this build reads {:?}",
-                    String::from_utf8_lossy(head).trim_end(),
-                    String::from_utf8_lossy(VIBRATO_MAGIC).trim_end()
-                )
-            } else {
-                "no vibrato header (a MeCab source or binary dictionary must be compiled \
-                 with vibrato first)"
-                    .into()
-            }));
-        }
-        let dict = caught(|| vibrato::Dictionary::read(raw.as_slice()))
-            .map_err(corrupt)?
-            .map_err(|e| corrupt(e.to_string()))?;
+        let dict = vibrato_dictionary(&path, bytes)?;
         Ok(Self {
             tokenizer: vibrato::Tokenizer::new(dict).max_grouping_len(MAX_GROUPING_LEN),
             path,
             sha256,
             protect: None,
+            mecab: None,
+        })
+    }
+
+    /// Splits as transformers' `MecabTokenizer` does with the MeCab dictionary `dict`: a
+    /// dictionary folder (`sys.dic`, …, converted by [`crate::mecab`]) or a file compiled
+    /// by vibrato; the text NFKC-normalised first when `nfkc`, and spaces skipped as MeCab
+    /// skips them (the words are then joined by single spaces).
+    pub fn mecab(dict: &Path, nfkc: bool) -> Result<Self> {
+        let path = std::path::absolute(dict).map_err(|e| TokenizeError::io(dict, e))?;
+        // (dictionary, max grouping, fingerprint)
+        let load = || -> Result<(vibrato::Dictionary, usize, String)> {
+            if path.is_dir() {
+                let c = crate::mecab::open(&path)?;
+                Ok((c.dictionary, c.max_grouping, c.fingerprint))
+            } else {
+                let bytes = read_dictionary(&path, "name a MeCab dictionary folder")?;
+                let sha256 = crate::strings::hex(&Sha256::digest(&bytes));
+                Ok((vibrato_dictionary(&path, bytes)?, MAX_GROUPING_LEN, sha256))
+            }
+        };
+        let (dictionary, max_grouping, sha256) = load()?;
+        // MeCab skips characters of the SPACE category; a dictionary without one has
+        // nothing to skip (vibrato refuses `ignore_space` then, and the dictionary is
+        // loaded again without it).
+        let tokenizer = match vibrato::Tokenizer::new(dictionary)
+            .max_grouping_len(max_grouping)
+            .ignore_space(true)
+        {
+            Ok(t) => t,
+            Err(_) => vibrato::Tokenizer::new(load()?.0).max_grouping_len(max_grouping),
+        };
+        Ok(Self {
+            tokenizer,
+            path,
+            sha256,
+            protect: None,
+            mecab: Some(MecabMode { nfkc }),
         })
     }
 
@@ -163,6 +200,8 @@ impl MorphSplitter {
             dictionary: self.path.clone(),
             dictionary_sha256: self.sha256.clone(),
             separator: MORPH_SEPARATOR.into(),
+            mecab: self.mecab.is_some(),
+            nfkc: self.mecab.is_some_and(|m| m.nfkc),
         }
     }
 
@@ -195,6 +234,34 @@ impl MorphSplitter {
         text: &str,
     ) -> Result<String> {
         let mut out = String::with_capacity(text.len() + text.len() / 4);
+        if let Some(mode) = self.mecab {
+            let result = caught(|| {
+                for_unprotected(self.protect.as_ref(), text, &mut out, |piece, out| {
+                    let piece = if mode.nfkc {
+                        nfkc(piece)
+                    } else {
+                        piece.to_string()
+                    };
+                    let mut first = true;
+                    for chunk in chunks(&piece) {
+                        worker.reset_sentence(chunk);
+                        worker.tokenize();
+                        for token in worker.token_iter() {
+                            if !first {
+                                out.push_str(MORPH_SEPARATOR);
+                            }
+                            first = false;
+                            out.push_str(&chunk[token.range_byte()]);
+                        }
+                    }
+                })
+            });
+            result.map_err(|message| TokenizeError::CorruptMorphDictionary {
+                path: self.path.clone(),
+                message,
+            })?;
+            return Ok(out);
+        }
         let result = caught(|| {
             for_unprotected(self.protect.as_ref(), text, &mut out, |piece, out| {
                 for_runs(piece, out, |run, out| {
@@ -219,6 +286,49 @@ impl MorphSplitter {
             message,
         })?;
         Ok(out)
+    }
+}
+
+/// A dictionary file written by vibrato 0.5 (optionally zstd-compressed), decoded.
+fn vibrato_dictionary(path: &Path, bytes: Vec<u8>) -> Result<vibrato::Dictionary> {
+    let corrupt = |message: String| TokenizeError::CorruptMorphDictionary {
+        path: path.to_path_buf(),
+        message,
+    };
+    let raw = if bytes.starts_with(&ZSTD_MAGIC) {
+        caught(|| unzstd(&bytes))
+            .map_err(corrupt)?
+            .map_err(|m| corrupt(format!("zstd: {m}")))?
+    } else {
+        bytes
+    };
+    if !raw.starts_with(VIBRATO_MAGIC) {
+        let head = &raw[..raw.len().min(VIBRATO_MAGIC.len())];
+        return Err(corrupt(if raw.starts_with(b"VibratoTokenizer") {
+            format!(
+                "written by another vibrato version ({:?}); this build reads {:?}",
+                String::from_utf8_lossy(head).trim_end(),
+                String::from_utf8_lossy(VIBRATO_MAGIC).trim_end()
+            )
+        } else {
+            "no vibrato header (a MeCab source or binary dictionary must be compiled \
+             with vibrato first)"
+                .into()
+        }));
+    }
+    caught(|| vibrato::Dictionary::read(raw.as_slice()))
+        .map_err(corrupt)?
+        .map_err(|e| corrupt(e.to_string()))
+}
+
+/// `text` in Unicode NFKC (as Python's `unicodedata.normalize("NFKC", text)`).
+fn nfkc(text: &str) -> String {
+    use tokenizers::NormalizedString;
+    use tokenizers::tokenizer::Normalizer;
+    let mut n = NormalizedString::from(text);
+    match tokenizers::normalizers::unicode::NFKC.normalize(&mut n) {
+        Ok(()) => n.get().to_string(),
+        Err(_) => text.to_string(),
     }
 }
 

@@ -52,6 +52,14 @@ pub struct MorphRecord {
     pub dictionary_sha256: String,
     /// Put between words; always [`MORPH_SEPARATOR`].
     pub separator: String,
+    /// Split as MeCab does (transformers' `MecabTokenizer`): `dictionary` is a MeCab
+    /// dictionary folder (or a vibrato file) and `dictionary_sha256` its fingerprint
+    /// ([`crate::mecab`]); spaces are skipped rather than kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mecab: bool,
+    /// NFKC-normalise the text before splitting (MeCab mode only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nfkc: bool,
 }
 
 /// The sidecar path for the tokenizer file `tokenizer_json`.
@@ -135,6 +143,8 @@ mod tests {
                 dictionary: "/dicts/system.dic.zst".into(),
                 dictionary_sha256: "cd".into(),
                 separator: MORPH_SEPARATOR.into(),
+                mecab: false,
+                nfkc: false,
             },
         }
     }

@@ -67,6 +67,12 @@ impl TextTokenizer {
         } else {
             None
         };
+        // BertJapaneseTokenizer is built from vocab.txt, tokenizer.json or not.
+        if let Some(folder) = &folder
+            && crate::bertja::is_bert_japanese(folder)
+        {
+            return Self::from_bert_japanese(folder, path.parent().unwrap_or(Path::new("")));
+        }
         let bytes = match (std::fs::read(&path), &folder) {
             (Ok(bytes), _) => bytes,
             (Err(e), Some(folder)) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -103,6 +109,37 @@ impl TextTokenizer {
         let (mut tokenizer, file_pad) = Self::parse(json, effective, path)?;
         let settings = plan.finish(|t| tokenizer.inner.token_to_id(t), file_pad)?;
         tokenizer.settings = std::sync::Arc::new(settings);
+        Ok(tokenizer)
+    }
+
+    /// transformers' `BertJapaneseTokenizer` of the folder `dir` ([`crate::bertja`]):
+    /// its pipeline, and its MeCab step when it splits words with MeCab.
+    fn from_bert_japanese(folder: &crate::hf_config::Folder, dir: &Path) -> Result<Self> {
+        let converted = crate::bertja::convert(folder, dir)?;
+        #[cfg_attr(not(feature = "morph"), allow(unused_mut))]
+        let mut tokenizer = Self::from_folder(converted.json, converted.vocab_path, folder)?;
+        if let Some(step) = converted.mecab {
+            #[cfg(feature = "morph")]
+            {
+                let added = tokenizer.added_contents();
+                let dictionary = crate::mecab::locate(
+                    step.dic.as_deref(),
+                    step.option.as_deref(),
+                    dir,
+                    folder.config_path(),
+                )?;
+                let splitter = crate::morph::MorphSplitter::mecab(&dictionary, step.nfkc)?;
+                tokenizer.morph = Some(std::sync::Arc::new(splitter.protect(&added)?));
+            }
+            #[cfg(not(feature = "morph"))]
+            {
+                let _ = step;
+                return Err(TokenizeError::MorphFeatureDisabled {
+                    path: folder.config_path().to_path_buf(),
+                    what: "BertJapaneseTokenizer with MeCab word splitting".into(),
+                });
+            }
+        }
         Ok(tokenizer)
     }
 
@@ -171,6 +208,16 @@ impl TextTokenizer {
         Ok(tokenizer)
     }
 
+    /// The text of every added token (special or not), which word splitting leaves whole.
+    #[cfg(feature = "morph")]
+    fn added_contents(&self) -> Vec<String> {
+        self.inner
+            .get_added_tokens_decoder()
+            .into_values()
+            .map(|t| t.content)
+            .collect()
+    }
+
     /// Applies the sidecar beside this tokenizer's file, if any.
     fn attach_sidecar(&mut self) -> Result<()> {
         let path = sidecar_path(&self.path);
@@ -180,12 +227,7 @@ impl TextTokenizer {
         sidecar.check_tokenizer(&path, &self.path, &self.sha256())?;
         #[cfg(feature = "morph")]
         {
-            let added: Vec<String> = self
-                .inner
-                .get_added_tokens_decoder()
-                .into_values()
-                .map(|t| t.content)
-                .collect();
+            let added = self.added_contents();
             let splitter = crate::morph::MorphSplitter::from_sidecar(&sidecar, &path)?;
             self.morph = Some(std::sync::Arc::new(splitter.protect(&added)?));
             Ok(())

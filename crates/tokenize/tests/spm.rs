@@ -322,11 +322,11 @@ fn word_and_char_models_are_refused_by_name() {
 #[test]
 fn other_slow_classes_and_missing_models_are_refused() {
     let (err, _) = refused("spm-rinna-ja", |d| {
-        set(d, "tokenizer_class", "BertJapaneseTokenizer".into())
+        set(d, "tokenizer_class", "CamembertTokenizer".into())
     });
     assert!(err.contains("tokenizer.json: missing;"), "{err}");
     assert!(
-        err.contains("`tokenizer_class` BertJapaneseTokenizer"),
+        err.contains("`tokenizer_class` CamembertTokenizer"),
         "{err}"
     );
     // LlamaTokenizer reads tokenizer.model; a spiece.model is not its file.

@@ -212,11 +212,22 @@ fn set(dir: &Path, key: &str, value: serde_json::Value) {
 #[test]
 fn an_unknown_tokenizer_class_is_refused_naming_file_and_key() {
     let (err, config) = refused("hf-gpt2", |d| {
+        set(d, "tokenizer_class", "CamembertTokenizer".into())
+    });
+    assert!(
+        err.starts_with(&format!(
+            "{}: `tokenizer_class` CamembertTokenizer: manabi does not build",
+            config.display()
+        )),
+        "{err}"
+    );
+    // BertJapaneseTokenizer is built, from vocab.txt, which this folder lacks.
+    let (err, config) = refused("hf-gpt2", |d| {
         set(d, "tokenizer_class", "BertJapaneseTokenizer".into())
     });
     assert!(
         err.starts_with(&format!(
-            "{}: `tokenizer_class` BertJapaneseTokenizer: manabi does not build",
+            "{}: names BertJapaneseTokenizer, which reads vocab.txt, but",
             config.display()
         )),
         "{err}"
@@ -307,11 +318,11 @@ fn a_class_over_a_tokenizer_of_another_model_is_refused() {
 fn a_slow_tokenizer_without_tokenizer_json_is_refused() {
     let (err, _) = refused("hf-llama-bos", |d| {
         std::fs::remove_file(d.join("tokenizer.json")).unwrap();
-        set(d, "tokenizer_class", "BertJapaneseTokenizer".into());
+        set(d, "tokenizer_class", "CamembertTokenizer".into());
     });
     assert!(err.contains("tokenizer.json: missing;"), "{err}");
     assert!(
-        err.contains("`tokenizer_class` BertJapaneseTokenizer"),
+        err.contains("`tokenizer_class` CamembertTokenizer"),
         "{err}"
     );
 }
