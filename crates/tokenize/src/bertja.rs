@@ -26,6 +26,11 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Result, TokenizeError};
 use crate::hf_config::Folder;
+use crate::sidecar::MECAB_SEPARATOR;
+
+/// Python's `str.split()` whitespace (Unicode White_Space and the four information
+/// separators U+001C–U+001F), and the MeCab step's word separator.
+const PY_SPACE: &str = "[\\s\\x{1c}-\\x{1f}\\x{fdd0}]+";
 
 /// The vocabulary file `BertJapaneseTokenizer` reads.
 pub const VOCAB_FILE: &str = "vocab.txt";
@@ -107,8 +112,9 @@ pub(crate) fn convert(folder: &Folder, dir: &Path) -> Result<Converted> {
 
     // Word splitting.
     let mut mecab = None;
-    let (normalizer, pre_tokenizer) = if !word_split {
-        (Value::Null, json!({"type": "WhitespaceSplit"}))
+    // (normaliser, BERT's BasicTokenizer splits words)
+    let (normalizer, basic) = if !word_split {
+        (Value::Null, false)
     } else {
         match word_type.as_str() {
             "mecab" => {
@@ -152,7 +158,7 @@ pub(crate) fn convert(folder: &Folder, dir: &Path) -> Result<Converted> {
                 } else {
                     Value::Null
                 };
-                (normalizer, json!({"type": "WhitespaceSplit"}))
+                (normalizer, false)
             }
             "basic" => {
                 let mut steps = vec![
@@ -166,10 +172,7 @@ pub(crate) fn convert(folder: &Folder, dir: &Path) -> Result<Converted> {
                     steps.push(json!({"type": "NFD"}));
                     steps.push(json!({"type": "StripAccents"}));
                 }
-                (
-                    json!({"type": "Sequence", "normalizers": steps}),
-                    json!({"type": "BertPreTokenizer"}),
-                )
+                (json!({"type": "Sequence", "normalizers": steps}), true)
             }
             "sudachi" | "jumanpp" => {
                 return Err(bad(format!(
@@ -285,56 +288,63 @@ pub(crate) fn convert(folder: &Folder, dir: &Path) -> Result<Converted> {
         })
         .collect();
 
-    // Subwords.
-    let unk_token = unk.as_ref().map(|(t, _)| t.clone());
-    let (normalizer, pre_tokenizer, model) = if !subword_split {
-        (
-            normalizer,
-            pre_tokenizer,
-            json!({"type": "WordLevel", "vocab": vocab, "unk_token": unk_token.clone().unwrap_or_default()}),
-        )
+    // Subwords. Words are what BasicTokenizer splits, or the MeCab step's words (joined
+    // by its separator), or the whole text.
+    let unk_token = unk.as_ref().map(|(t, _)| t.clone()).unwrap_or_default();
+    let split = |pattern: Value, behavior: &str| json!({"type": "Split", "pattern": pattern, "behavior": behavior, "invert": false});
+    let words = if basic {
+        json!({"type": "BertPreTokenizer"})
     } else {
-        match subword_type.as_str() {
-            "wordpiece" => (
+        split(json!({"String": MECAB_SEPARATOR}), "Removed")
+    };
+    let (normalizer, pre_tokenizer, model) = match (subword_split, subword_type.as_str()) {
+        (false, _) => (
+            normalizer,
+            words,
+            json!({"type": "WordLevel", "vocab": vocab, "unk_token": unk_token}),
+        ),
+        (true, "wordpiece") => (
+            normalizer,
+            // WordpieceTokenizer splits each word again at Python's whitespace.
+            if basic {
+                words
+            } else {
+                split(json!({"Regex": PY_SPACE}), "Removed")
+            },
+            json!({"type": "WordPiece", "unk_token": unk_token,
+                   "continuing_subword_prefix": "##", "max_input_chars_per_word": 100,
+                   "vocab": vocab}),
+        ),
+        (true, "character") => {
+            // CharacterTokenizer normalises each word with NFKC itself, then looks up
+            // every character, whitespace included.
+            let normalizer = match normalizer {
+                Value::Null => json!({"type": "NFKC"}),
+                n => json!({"type": "Sequence", "normalizers": [n, {"type": "NFKC"}]}),
+            };
+            (
                 normalizer,
-                pre_tokenizer,
-                json!({"type": "WordPiece", "unk_token": unk_token.clone().unwrap_or_default(),
-                       "continuing_subword_prefix": "##", "max_input_chars_per_word": 100,
-                       "vocab": vocab}),
-            ),
-            "character" => {
-                // CharacterTokenizer normalises each word with NFKC itself.
-                let normalizer = match normalizer {
-                    Value::Null => json!({"type": "NFKC"}),
-                    n => json!({"type": "Sequence", "normalizers": [n, {"type": "NFKC"}]}),
-                };
-                (
-                    normalizer,
-                    json!({"type": "Sequence", "pretokenizers": [
-                        pre_tokenizer,
-                        {"type": "Split", "pattern": {"Regex": "(?s)."}, "behavior": "Isolated",
-                         "invert": false}]}),
-                    json!({"type": "WordLevel", "vocab": vocab,
-                           "unk_token": unk_token.clone().unwrap_or_default()}),
-                )
-            }
-            "sentencepiece" => {
-                return Err(bad(
-                    "`subword_tokenizer_type` \"sentencepiece\": manabi does not rebuild \
-                     BertJapaneseTokenizer's SentencePiece subwords (wordpiece and character \
-                     are rebuilt)"
-                        .into(),
-                ));
-            }
-            other => {
-                return Err(bad(format!(
-                    "`subword_tokenizer_type` {other:?}: BertJapaneseTokenizer knows wordpiece, \
-                     character and sentencepiece"
-                )));
-            }
+                json!({"type": "Sequence", "pretokenizers": [
+                    words, split(json!({"Regex": "[\\s\\S]"}), "Isolated")]}),
+                json!({"type": "WordLevel", "vocab": vocab, "unk_token": unk_token}),
+            )
+        }
+        (true, "sentencepiece") => {
+            return Err(bad(
+                "`subword_tokenizer_type` \"sentencepiece\": manabi does not rebuild \
+                 BertJapaneseTokenizer's SentencePiece subwords (wordpiece and character are \
+                 rebuilt)"
+                    .into(),
+            ));
+        }
+        (true, other) => {
+            return Err(bad(format!(
+                "`subword_tokenizer_type` {other:?}: BertJapaneseTokenizer knows wordpiece, \
+                 character and sentencepiece"
+            )));
         }
     };
-    if unk_token.is_none() {
+    if unk.is_none() {
         return Err(bad(
             "`unk_token` is null, but WordPiece and character subwords need one".into(),
         ));

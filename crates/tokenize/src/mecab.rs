@@ -44,6 +44,8 @@ const DIC_MAGIC: u32 = 0xef71_8f77;
 const DIC_VERSION: u32 = 102;
 const HEADER: usize = 72;
 const TOKEN: usize = 16;
+/// Dictionaries whose `sys.dic` and `matrix.bin` together pass this size are cached.
+const CACHE_ABOVE: u64 = 8 << 20;
 /// MeCab's default `max-grouping-size`.
 pub const DEFAULT_MAX_GROUPING: usize = 24;
 
@@ -150,12 +152,17 @@ fn missing_or_io(dir: &Path, path: &Path, e: std::io::Error) -> TokenizeError {
 }
 
 /// Opens the MeCab dictionary folder `dir`: from the cache when it holds this folder's
-/// conversion, else converted (and then cached; a cache that cannot be written is
-/// skipped).
+/// conversion, else converted (and then cached when large; a cache that cannot be written
+/// is skipped).
 pub fn open(dir: &Path) -> Result<Converted> {
     let fingerprint = fingerprint(dir)?;
     let max_grouping = max_grouping(dir)?;
-    let cached = cache_dir().map(|d| d.join(format!("{}.vibrato", &fingerprint[..32])));
+    // Small dictionaries convert in a moment: only large ones are cached.
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    let large = size("sys.dic") + size("matrix.bin") > CACHE_ABOVE;
+    let cached = cache_dir()
+        .filter(|_| large)
+        .map(|d| d.join(format!("{}.vibrato", &fingerprint[..32])));
     if let Some(path) = &cached
         && let Ok(bytes) = std::fs::read(path)
         && let Ok(Ok(dictionary)) = caught(|| vibrato::Dictionary::read(&bytes[..]))

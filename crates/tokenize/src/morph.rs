@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, TokenizeError};
-use crate::sidecar::{MORPH_ENGINE, MORPH_SEPARATOR, MorphRecord, Sidecar};
+use crate::sidecar::{MECAB_SEPARATOR, MORPH_ENGINE, MORPH_SEPARATOR, MorphRecord, Sidecar};
 
 /// The longest run of non-whitespace text analysed at once (about 21,000 kanji).
 pub const MAX_RUN_BYTES: usize = 1 << 16;
@@ -199,7 +199,12 @@ impl MorphSplitter {
             engine: MORPH_ENGINE.into(),
             dictionary: self.path.clone(),
             dictionary_sha256: self.sha256.clone(),
-            separator: MORPH_SEPARATOR.into(),
+            separator: if self.mecab.is_some() {
+                MECAB_SEPARATOR
+            } else {
+                MORPH_SEPARATOR
+            }
+            .into(),
             mecab: self.mecab.is_some(),
             nfkc: self.mecab.is_some_and(|m| m.nfkc),
         }
@@ -242,13 +247,15 @@ impl MorphSplitter {
                     } else {
                         piece.to_string()
                     };
+                    // MeCab reads a C string: it stops at the first NUL.
+                    let piece = piece.split('\0').next().unwrap_or_default();
                     let mut first = true;
-                    for chunk in chunks(&piece) {
+                    for chunk in chunks(piece) {
                         worker.reset_sentence(chunk);
                         worker.tokenize();
                         for token in worker.token_iter() {
                             if !first {
-                                out.push_str(MORPH_SEPARATOR);
+                                out.push_str(MECAB_SEPARATOR);
                             }
                             first = false;
                             out.push_str(&chunk[token.range_byte()]);

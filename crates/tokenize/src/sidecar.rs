@@ -23,6 +23,10 @@ pub const MORPH_ENGINE: &str = "vibrato";
 /// What is put between two words: a plain space, which every default pre-tokenizer splits
 /// on (not `▁`, which Unigram's metaspace adds itself).
 pub const MORPH_SEPARATOR: &str = " ";
+/// What is put between two words in MeCab mode ([`MorphRecord::mecab`]): U+FDD0, a
+/// noncharacter, so that whitespace MeCab keeps inside a word (a carriage return, a space
+/// in a dictionary entry) stays apart from the boundaries it finds.
+pub const MECAB_SEPARATOR: &str = "\u{fdd0}";
 
 /// The sidecar file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +54,7 @@ pub struct MorphRecord {
     pub dictionary: PathBuf,
     /// SHA-256 of the dictionary file as stored (compressed, if it is).
     pub dictionary_sha256: String,
-    /// Put between words; always [`MORPH_SEPARATOR`].
+    /// Put between words: [`MORPH_SEPARATOR`], or [`MECAB_SEPARATOR`] in MeCab mode.
     pub separator: String,
     /// Split as MeCab does (transformers' `MecabTokenizer`): `dictionary` is a MeCab
     /// dictionary folder (or a vibrato file) and `dictionary_sha256` its fingerprint
@@ -92,9 +96,14 @@ impl Sidecar {
                 sidecar.morph.engine
             )));
         }
-        if sidecar.morph.separator != MORPH_SEPARATOR {
+        let separator = if sidecar.morph.mecab {
+            MECAB_SEPARATOR
+        } else {
+            MORPH_SEPARATOR
+        };
+        if sidecar.morph.separator != separator {
             return Err(corrupt(format!(
-                "separator {:?} (expected {MORPH_SEPARATOR:?})",
+                "separator {:?} (expected {separator:?})",
                 sidecar.morph.separator
             )));
         }

@@ -6,13 +6,14 @@
 //! message when that folder is absent); a file that is not a SentencePiece model, or one
 //! transformers does not convert, is refused in one line naming the file.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::{HeldOut, data_lines, fixture, gz_json, shared_data};
 use manabi_tokenize::TextTokenizer;
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const FIXTURES: [&str; 4] = [
     "spm-t5-en",
@@ -45,51 +46,9 @@ struct Case {
     decoded_skip_special: String,
 }
 
-#[derive(Deserialize)]
-struct HeldOut {
-    files: Vec<DataFile>,
-    cases: Vec<Line>,
-}
-
-#[derive(Deserialize)]
-struct DataFile {
-    name: String,
-    sha256: String,
-}
-
-#[derive(Deserialize)]
-struct Line {
-    file: usize,
-    line: usize,
-    ids: Vec<u32>,
-    decoded: Option<String>,
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/tokenize")
-        .join(name)
-}
-
 fn expected(name: &str) -> Expected {
     let text = std::fs::read_to_string(fixture(name).join("expected.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn gz_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-/// `../shared/data` beside the repository, found from the crate's manifest folder.
-fn shared_data() -> Option<PathBuf> {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|dir| dir.join("shared/data"))
-        .find(|dir| dir.join("tinyshakespeare.txt").is_file())
 }
 
 fn copy_of(name: &str) -> tempfile::TempDir {
@@ -223,22 +182,7 @@ fn held_out_corpus_lines_match_transformers() {
     for name in FIXTURES {
         let held: HeldOut = gz_json(&fixture(name).join("held_out.json.gz"));
         let tok = TextTokenizer::load(fixture(name)).unwrap();
-        let mut files = Vec::new();
-        for f in &held.files {
-            let bytes = std::fs::read(data.join(&f.name)).unwrap();
-            let sha = Sha256::digest(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>();
-            assert_eq!(
-                sha, f.sha256,
-                "{}: changed since the fixtures were made (hint: rerun scripts/spm_fixtures.py)",
-                f.name
-            );
-            let text = String::from_utf8(bytes).unwrap();
-            let text = text.strip_prefix('\u{feff}').unwrap_or(&text).to_string();
-            files.push(text.split('\n').map(str::to_string).collect::<Vec<_>>());
-        }
+        let files = data_lines(&data, &held, "scripts/spm_fixtures.py");
         let texts: Vec<&str> = held
             .cases
             .iter()
