@@ -216,6 +216,124 @@ impl MorphSplitter {
         self.split_with(&mut worker, text)
     }
 
+    /// [`Self::split`] of `text`, and for each character of the result the range of
+    /// characters of `text` it comes from (a separator: an empty range where it stands).
+    pub fn split_aligned(&self, text: &str) -> Result<(String, Vec<(usize, usize)>)> {
+        let mut worker = self.tokenizer.new_worker();
+        if self.mecab.is_some() {
+            let mut map = Vec::new();
+            let out = self.mecab_split(&mut worker, text, Some(&mut map))?;
+            return Ok((out, map));
+        }
+        let out = self.split_with(&mut worker, text)?;
+        // Outside MeCab mode the result is `text` with separators put between two
+        // non-space characters: walk both.
+        let mut map = Vec::with_capacity(out.len());
+        let mut orig = text.chars().peekable();
+        let mut at = 0;
+        for c in out.chars() {
+            if orig.peek() == Some(&c) {
+                orig.next();
+                map.push((at, at + 1));
+                at += 1;
+            } else {
+                map.push((at, at));
+            }
+        }
+        Ok((out, map))
+    }
+
+    /// The MeCab-mode split of `text` (see [`Self::mecab`]); with `map`, the original
+    /// character range of each character of the result.
+    fn mecab_split(
+        &self,
+        worker: &mut vibrato::tokenizer::worker::Worker,
+        text: &str,
+        mut map: Option<&mut Vec<(usize, usize)>>,
+    ) -> Result<String> {
+        let nfkc_on = self.mecab.is_some_and(|m| m.nfkc);
+        let mut out = String::with_capacity(text.len() + text.len() / 4);
+        // Character index of each byte offset of `text`.
+        let char_at: Vec<usize> = if map.is_some() {
+            let mut v = vec![0; text.len() + 1];
+            let mut n = 0;
+            for (i, c) in text.char_indices() {
+                for b in 0..c.len_utf8() {
+                    v[i + b] = n;
+                }
+                n += 1;
+            }
+            v[text.len()] = n;
+            v
+        } else {
+            Vec::new()
+        };
+        let base = text.as_ptr() as usize;
+        let result = caught(|| {
+            for_unprotected(self.protect.as_ref(), text, &mut out, |piece, out| {
+                let p0 = piece.as_ptr() as usize - base;
+                // A protected token just copied: characters map to themselves.
+                if let Some(map) = map.as_deref_mut() {
+                    let copied = out.chars().count() - map.len();
+                    let end = char_at[p0];
+                    map.extend((end - copied..end).map(|c| (c, c + 1)));
+                }
+                let mut normalized = tokenizers::NormalizedString::from(piece);
+                if nfkc_on {
+                    use tokenizers::tokenizer::Normalizer;
+                    let _ = tokenizers::normalizers::unicode::NFKC.normalize(&mut normalized);
+                }
+                let norm = normalized.get();
+                // MeCab reads a C string: it stops at the first NUL.
+                let norm = norm.split('\0').next().unwrap_or_default();
+                let nbase = norm.as_ptr() as usize;
+                let mut first = true;
+                for chunk in chunks(norm) {
+                    let c0 = chunk.as_ptr() as usize - nbase;
+                    worker.reset_sentence(chunk);
+                    worker.tokenize();
+                    for token in worker.token_iter() {
+                        if !first {
+                            out.push_str(MECAB_SEPARATOR);
+                            if let Some(map) = map.as_deref_mut() {
+                                let e = map.last().map_or(char_at[p0], |&(_, e)| e);
+                                map.push((e, e));
+                            }
+                        }
+                        first = false;
+                        let range = token.range_byte();
+                        let word = &chunk[range.clone()];
+                        out.push_str(word);
+                        if let Some(map) = map.as_deref_mut() {
+                            for (i, c) in word.char_indices() {
+                                let s = c0 + range.start + i;
+                                let orig = normalized
+                                    .convert_offsets(tokenizers::normalizer::Range::Normalized(
+                                        s..s + c.len_utf8(),
+                                    ))
+                                    .unwrap_or(0..0);
+                                let (a, b) = (char_at[p0 + orig.start], char_at[p0 + orig.end]);
+                                map.push((a, b.max(a)));
+                            }
+                        }
+                    }
+                }
+            });
+            // A protected token at the very end.
+            if let Some(map) = map {
+                let copied = out.chars().count() - map.len();
+                let end = char_at[text.len()];
+                map.extend((end - copied..end).map(|c| (c, c + 1)));
+                absorb_gaps(map, text);
+            }
+        });
+        result.map_err(|message| TokenizeError::CorruptMorphDictionary {
+            path: self.path.clone(),
+            message,
+        })?;
+        Ok(out)
+    }
+
     /// A worker for [`Self::split_with`], whose buffers serve many texts.
     pub fn worker(&self) -> vibrato::tokenizer::worker::Worker<'_> {
         self.tokenizer.new_worker()
@@ -239,35 +357,8 @@ impl MorphSplitter {
         text: &str,
     ) -> Result<String> {
         let mut out = String::with_capacity(text.len() + text.len() / 4);
-        if let Some(mode) = self.mecab {
-            let result = caught(|| {
-                for_unprotected(self.protect.as_ref(), text, &mut out, |piece, out| {
-                    let piece = if mode.nfkc {
-                        nfkc(piece)
-                    } else {
-                        piece.to_string()
-                    };
-                    // MeCab reads a C string: it stops at the first NUL.
-                    let piece = piece.split('\0').next().unwrap_or_default();
-                    let mut first = true;
-                    for chunk in chunks(piece) {
-                        worker.reset_sentence(chunk);
-                        worker.tokenize();
-                        for token in worker.token_iter() {
-                            if !first {
-                                out.push_str(MECAB_SEPARATOR);
-                            }
-                            first = false;
-                            out.push_str(&chunk[token.range_byte()]);
-                        }
-                    }
-                })
-            });
-            result.map_err(|message| TokenizeError::CorruptMorphDictionary {
-                path: self.path.clone(),
-                message,
-            })?;
-            return Ok(out);
+        if self.mecab.is_some() {
+            return self.mecab_split(worker, text, None);
         }
         let result = caught(|| {
             for_unprotected(self.protect.as_ref(), text, &mut out, |piece, out| {
@@ -328,14 +419,20 @@ fn vibrato_dictionary(path: &Path, bytes: Vec<u8>) -> Result<vibrato::Dictionary
         .map_err(|e| corrupt(e.to_string()))
 }
 
-/// `text` in Unicode NFKC (as Python's `unicodedata.normalize("NFKC", text)`).
-fn nfkc(text: &str) -> String {
-    use tokenizers::NormalizedString;
-    use tokenizers::tokenizer::Normalizer;
-    let mut n = NormalizedString::from(text);
-    match tokenizers::normalizers::unicode::NFKC.normalize(&mut n) {
-        Ok(()) => n.get().to_string(),
-        Err(_) => text.to_string(),
+/// Widens each mapped character over the characters of `text` that NFKC folded into it
+/// (a combining mark after `か`, the voiced mark after a half-width kana): the
+/// non-space characters between it and the next mapped character, up to a NUL (after
+/// which MeCab reads nothing).
+fn absorb_gaps(map: &mut [(usize, usize)], text: &str) {
+    let chars: Vec<char> = text.chars().collect();
+    let mapped: Vec<usize> = (0..map.len()).filter(|&i| map[i].0 < map[i].1).collect();
+    for (k, &i) in mapped.iter().enumerate() {
+        let next = mapped.get(k + 1).map_or(chars.len(), |&j| map[j].0);
+        let mut e = map[i].1;
+        while e < next && !chars[e].is_whitespace() && chars[e] != '\0' {
+            e += 1;
+        }
+        map[i].1 = e;
     }
 }
 

@@ -583,13 +583,33 @@ impl TextTokenizer {
 
     /// Ids of `text` with the character span `[start, end)` of `text` that each token
     /// covers (for aligning character-level labels, such as entity spans, to tokens).
-    /// Not available with a morphological dictionary, which changes the text first.
+    /// With a morphological dictionary the spans are of `text` itself, taken back through
+    /// the split (and MeCab mode's NFKC).
     pub fn encode_with_offsets(&self, text: &str) -> Result<Vec<(u32, usize, usize)>> {
-        if let Cow::Owned(_) = self.pre_split(text)? {
-            return Err(TokenizeError::Tokenizers(
-                "character offsets are not available with morphological pre-splitting".into(),
-            ));
+        #[cfg(feature = "morph")]
+        if let Some(m) = &self.morph {
+            // Offsets into the split text, taken back to `text` through the split's map.
+            let (split, map) = m.split_aligned(text)?;
+            let end = text.chars().count();
+            return Ok(self
+                .char_offsets(&split)?
+                .into_iter()
+                .map(|(id, s, e)| {
+                    let start = map.get(s).map_or(end, |&(a, _)| a);
+                    let stop = if e > s {
+                        map.get(e - 1).map_or(end, |&(_, b)| b)
+                    } else {
+                        start
+                    };
+                    (id, start, stop.max(start))
+                })
+                .collect());
         }
+        self.char_offsets(text)
+    }
+
+    /// Ids and character offsets of `text` as the pipeline sees it.
+    fn char_offsets(&self, text: &str) -> Result<Vec<(u32, usize, usize)>> {
         let enc = guarded(|| self.inner.encode_char_offsets(text, false))
             .map_err(TokenizeError::Tokenizers)?
             .map_err(|e| TokenizeError::Tokenizers(e.to_string()))?;

@@ -289,3 +289,62 @@ fn bad_folders_are_refused_in_one_line() {
     });
     assert!(err.contains("charset \"EUC\""), "{err}");
 }
+
+/// NFKC of `s`, as Python's `unicodedata.normalize("NFKC", s)`.
+fn nfkc(s: &str) -> String {
+    use tokenizers::tokenizer::Normalizer;
+    let mut n = tokenizers::NormalizedString::from(s);
+    tokenizers::normalizers::unicode::NFKC
+        .normalize(&mut n)
+        .unwrap();
+    n.get().to_string()
+}
+
+#[test]
+fn offsets_point_into_the_original_text() {
+    // MeCab mode NFKC-normalises and splits the text first; each token's span is still a
+    // span of the text given, whose NFKC form (lower-cased where the folder lower-cases)
+    // holds the token.
+    for name in [
+        "bertja-mecab-wordpiece",
+        "bertja-mecab-lower",
+        "bertja-mecab-char",
+    ] {
+        let want: Expected = serde_json::from_str(
+            &std::fs::read_to_string(fixture(name).join("expected.json")).unwrap(),
+        )
+        .unwrap();
+        let tok = TextTokenizer::load(fixture(name)).unwrap();
+        let mut checked = 0;
+        for case in &want.cases {
+            let text = &case.text;
+            let chars: Vec<char> = text.chars().collect();
+            let got = tok.encode_with_offsets(text).unwrap();
+            let ids: Vec<u32> = got.iter().map(|&(id, _, _)| id).collect();
+            assert_eq!(ids, case.plain_ids, "{name}: {text:?}");
+            let mut last = 0;
+            for (&(id, s, e), token) in got.iter().zip(&case.tokens) {
+                assert!(
+                    s <= e && e <= chars.len() && s >= last,
+                    "{name}: {text:?}: {s}..{e}"
+                );
+                last = s;
+                if Some(id) == tok.unk_id() || token.starts_with('[') {
+                    continue;
+                }
+                let span: String = chars[s..e].iter().collect();
+                let mut span = nfkc(&span);
+                if name.ends_with("lower") {
+                    span = span.to_lowercase();
+                }
+                // One character may normalise to several tokens (㈱ → ( 株 )).
+                assert!(
+                    span.contains(token.trim_start_matches("##")),
+                    "{name}: {text:?}: token {token:?} at {s}..{e} ({span:?})"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 200, "{name}: {checked} tokens checked");
+    }
+}
