@@ -144,7 +144,7 @@ pub struct TrainArgs {
     pub alphabet: String,
     /// Split words with this MeCab-style system dictionary compiled by vibrato 0.5
     /// (system.dic, or system.dic.zst) before training and encoding; recorded in
-    /// DIR/manabi-pretokenize.json. Needs a build with `--features morph`.
+    /// DIR/manabi-pretokenize.json (the `morph` feature, on by default).
     #[arg(long, value_name = "PATH")]
     pub morph_dict: Option<PathBuf>,
     /// Output folder for tokenizer.json.

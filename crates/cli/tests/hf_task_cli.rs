@@ -210,6 +210,41 @@ fn a_bert_japanese_token_classifier_matches_the_slow_pipeline() {
 }
 
 #[test]
+fn fine_tuning_from_a_bert_japanese_body_keeps_its_mecab_step() {
+    // A task run on the body of a BertJapaneseTokenizer folder stores the rebuilt pipeline
+    // and its MeCab step in every checkpoint, so the run splits words as the folder did.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let out = format!("run.out={}", s(&run));
+    ok(&[
+        "task",
+        "--config",
+        "configs/tasks/sentiment.toml",
+        "--set",
+        "model.path=fixtures/hf_tasks/bertja-sentiment",
+        "--set",
+        "train.steps=3",
+        "--set",
+        "train.eval_every=3",
+        "--set",
+        "data.val=[\"fixtures/hf_tasks/data/sentiment-ja.jsonl\"]",
+        "--set",
+        "data.test=[]",
+        "--set",
+        &out,
+    ]);
+    let ckpt = run.join("checkpoints/step-0000003");
+    assert!(
+        ckpt.join("manabi-pretokenize.json").is_file(),
+        "no sidecar in {}",
+        ckpt.display()
+    );
+    let text = "吾輩は猫である。名前はまだ無い。ｶﾀｶﾅ";
+    let split = |tok: &str| ok(&["tokenizer", "encode", "--tokenizer", tok, "--text", text]);
+    assert_eq!(split(s(&ckpt)), split("fixtures/hf_tasks/bertja-sentiment"));
+}
+
+#[test]
 fn bert_model_embeds_with_cls_and_mean_pooling() {
     let tmp = tempfile::tempdir().unwrap();
     let want = expected("bert-embed");

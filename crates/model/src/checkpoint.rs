@@ -460,18 +460,16 @@ pub(crate) fn write_hf_with(
     if let Some(tok) = tokenizer {
         let text = manabi_tokenize::tokenizer_json_bytes(tok)?;
         manabi_tokenize::write_atomic(&dir.join("tokenizer.json"), &text)?;
-        // A morphological-splitting sidecar belongs with its tokenizer.json (it records
-        // that file's hash, so it is copied byte for byte as well).
-        let side = manabi_tokenize::sidecar::sidecar_path(tok);
+        // A morphological-splitting sidecar belongs with its tokenizer.json (one beside a
+        // stored file is copied byte for byte: it records that file's hash).
         let out = dir.join(manabi_tokenize::sidecar::SIDECAR_FILE);
-        match std::fs::read(&side) {
-            Ok(bytes) => manabi_tokenize::write_atomic(&out, &bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match manabi_tokenize::tokenizer_sidecar_bytes(tok)? {
+            Some(bytes) => manabi_tokenize::write_atomic(&out, &bytes)?,
+            None => {
                 if out.exists() {
                     std::fs::remove_file(&out).map_err(|e| file_err(&out, e))?;
                 }
             }
-            Err(e) => return Err(file_err(&side, e)),
         }
     }
     Ok(())

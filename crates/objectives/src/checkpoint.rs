@@ -131,6 +131,13 @@ pub fn save<M: TrainModel>(
         let bytes = manabi_tokenize::tokenizer_json_bytes(tok)?;
         std::fs::write(&dest, bytes).map_err(|e| TrainError::io(&dest, e))?;
         files.push("tokenizer.json");
+        // Word splitting before the pipeline (a --morph-dict tokenizer, a
+        // BertJapaneseTokenizer's MeCab step) travels with it.
+        if let Some(bytes) = manabi_tokenize::tokenizer_sidecar_bytes(tok)? {
+            let name = manabi_tokenize::sidecar::SIDECAR_FILE;
+            std::fs::write(tmp.join(name), bytes).map_err(|e| TrainError::io(tmp.join(name), e))?;
+            files.push(name);
+        }
     }
     for f in &files {
         state

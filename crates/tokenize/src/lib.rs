@@ -59,11 +59,46 @@ pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
 /// hash of it still holds), else the JSON of the pipeline converted from the folder's
 /// SentencePiece model (`spiece.model`, `tokenizer.model`, or a `.model` path).
 pub fn tokenizer_json_bytes(path: &Path) -> Result<Vec<u8>> {
-    let is_model = path.extension().is_some_and(|e| e == "model");
-    if path.is_file() && !is_model {
+    if stored_as_is(path)? {
         return std::fs::read(path).map_err(|e| TokenizeError::io(path, e));
     }
     Ok(TextTokenizer::load(path)?.to_json().as_bytes().to_vec())
+}
+
+/// The `manabi-pretokenize.json` to store beside [`tokenizer_json_bytes`] of `path` when
+/// the tokenizer splits words before its pipeline: the sidecar beside a tokenizer.json
+/// stored as it is, byte for byte (it records that file's hash), else one written for the
+/// converted pipeline (a `BertJapaneseTokenizer`'s MeCab step). `None` when there is none.
+pub fn tokenizer_sidecar_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
+    if stored_as_is(path)? {
+        let side = sidecar::sidecar_path(path);
+        return match std::fs::read(&side) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(TokenizeError::io(&side, e)),
+        };
+    }
+    TextTokenizer::load(path)?
+        .sidecar()
+        .map(|s| s.to_bytes(path))
+        .transpose()
+}
+
+/// Whether the tokenizer at `path` is its own tokenizer.json file (not converted from a
+/// SentencePiece model or a `BertJapaneseTokenizer` folder).
+fn stored_as_is(path: &Path) -> Result<bool> {
+    let is_model = path.extension().is_some_and(|e| e == "model");
+    if !path.is_file() || is_model {
+        return Ok(false);
+    }
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let named = path
+        .file_name()
+        .is_some_and(|n| n == "tokenizer.json" || n == bertja::VOCAB_FILE);
+    Ok(!(named
+        && hf_config::read_folder(dir)?
+            .as_ref()
+            .is_some_and(bertja::is_bert_japanese)))
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, creating parent folders.

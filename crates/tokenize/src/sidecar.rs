@@ -127,14 +127,19 @@ impl Sidecar {
         })
     }
 
-    /// Writes `path` atomically.
-    pub fn write(&self, path: &Path) -> Result<()> {
+    /// The file's bytes (`path` names it in an error).
+    pub fn to_bytes(&self, path: &Path) -> Result<Vec<u8>> {
         let json =
             serde_json::to_string_pretty(self).map_err(|e| TokenizeError::CorruptSidecar {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
-        crate::write_atomic(path, format!("{json}\n").as_bytes())
+        Ok(format!("{json}\n").into_bytes())
+    }
+
+    /// Writes `path` atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        crate::write_atomic(path, &self.to_bytes(path)?)
     }
 }
 

@@ -62,7 +62,12 @@ impl TextTokenizer {
             tokenizer.attach_sidecar()?;
             return Ok(tokenizer);
         }
-        let folder = if path.file_name().is_some_and(|n| n == "tokenizer.json") {
+        // A folder's tokenizer.json (present or not), or the vocab.txt of a
+        // BertJapaneseTokenizer folder (the path such a tokenizer reports).
+        let folder = if path
+            .file_name()
+            .is_some_and(|n| n == "tokenizer.json" || n == crate::bertja::VOCAB_FILE)
+        {
             crate::hf_config::read_folder(path.parent().unwrap_or(Path::new("")))?
         } else {
             None
@@ -391,15 +396,9 @@ impl TextTokenizer {
     pub fn save(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let side = sidecar_path(path);
-        if let Some(morph) = self.morph_record() {
+        if let Some(sidecar) = self.sidecar() {
             // The sidecar goes first: should the JSON not land, the sidecar names a hash
             // the old file does not have, and loading refuses rather than misapplies it.
-            let sidecar = Sidecar {
-                format: crate::sidecar::SIDECAR_FORMAT.into(),
-                version: SIDECAR_VERSION,
-                tokenizer_sha256: self.sha256(),
-                morph,
-            };
             sidecar.write(&side)?;
             crate::write_atomic(path, self.json.as_bytes())?;
         } else {
@@ -413,6 +412,17 @@ impl TextTokenizer {
         }
         self.path = path.to_path_buf();
         Ok(())
+    }
+
+    /// The `manabi-pretokenize.json` that goes beside this tokenizer's JSON when it
+    /// splits words first.
+    pub fn sidecar(&self) -> Option<Sidecar> {
+        self.morph_record().map(|morph| Sidecar {
+            format: crate::sidecar::SIDECAR_FORMAT.into(),
+            version: SIDECAR_VERSION,
+            tokenizer_sha256: self.sha256(),
+            morph,
+        })
     }
 
     /// What the sidecar should record, when anything.

@@ -348,3 +348,59 @@ fn offsets_point_into_the_original_text() {
         assert!(checked > 200, "{name}: {checked} tokens checked");
     }
 }
+
+#[test]
+fn checkpoints_store_the_pipeline_and_its_mecab_step() {
+    // What a checkpoint copies for a BertJapaneseTokenizer folder: the rebuilt pipeline as
+    // tokenizer.json and a sidecar for it, which load back to the same ids.
+    let name = "bertja-mecab-wordpiece";
+    let src = fixture(name).join("tokenizer.json");
+    let json = manabi_tokenize::tokenizer_json_bytes(&src).unwrap();
+    let side = manabi_tokenize::tokenizer_sidecar_bytes(&src)
+        .unwrap()
+        .expect("a sidecar for the MeCab step");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("tokenizer.json"), json).unwrap();
+    std::fs::write(tmp.path().join("manabi-pretokenize.json"), side).unwrap();
+    let copy = TextTokenizer::load(tmp.path()).unwrap();
+    let original = TextTokenizer::load(fixture(name)).unwrap();
+    for text in ["吾輩は猫である。名前はまだ無い。", "ｶﾀｶﾅ と [MASK] ＡＢＣ"]
+    {
+        assert_eq!(
+            copy.encode(text).unwrap(),
+            original.encode(text).unwrap(),
+            "{text:?}"
+        );
+    }
+    // A folder without word splitting stores no sidecar.
+    let basic = fixture("bertja-basic").join("tokenizer.json");
+    assert!(
+        manabi_tokenize::tokenizer_sidecar_bytes(&basic)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn the_path_a_bert_japanese_tokenizer_reports_loads_it_again() {
+    // Recipes store `tokenizer.path()` (vocab.txt here) in checkpoints: it must give the
+    // rebuilt pipeline, not the vocabulary file.
+    let tok = TextTokenizer::load(fixture("bertja-mecab-char")).unwrap();
+    assert!(
+        tok.path().ends_with("vocab.txt"),
+        "{}",
+        tok.path().display()
+    );
+    let json = manabi_tokenize::tokenizer_json_bytes(tok.path()).unwrap();
+    assert_eq!(json, tok.to_json().as_bytes());
+    assert!(
+        manabi_tokenize::tokenizer_sidecar_bytes(tok.path())
+            .unwrap()
+            .is_some()
+    );
+    let again = TextTokenizer::load(tok.path()).unwrap();
+    assert_eq!(
+        again.encode("猫である").unwrap(),
+        tok.encode("猫である").unwrap()
+    );
+}

@@ -263,6 +263,10 @@ pub fn ppo(
     let bytes = manabi_tokenize::tokenizer_json_bytes(&tok_path)?;
     std::fs::write(policy_dir.join("tokenizer.json"), bytes)
         .map_err(|e| AlignError::io(policy_dir.join("tokenizer.json"), e))?;
+    if let Some(bytes) = manabi_tokenize::tokenizer_sidecar_bytes(&tok_path)? {
+        let side = policy_dir.join(manabi_tokenize::sidecar::SIDECAR_FILE);
+        std::fs::write(&side, bytes).map_err(|e| AlignError::io(side, e))?;
+    }
     Ok(PpoReport {
         run,
         before,
