@@ -244,6 +244,130 @@ fn fine_tuning_from_a_bert_japanese_body_keeps_its_mecab_step() {
     assert_eq!(split(s(&ckpt)), split("fixtures/hf_tasks/bertja-sentiment"));
 }
 
+/// Runs `manabi task --config CONFIG` from the Hugging Face folder `model` with a zero
+/// learning rate of 1e-12 (the weights stay as loaded, to rounding), training and
+/// validating on fixtures/hf_tasks/data/VAL (or the path VAL);
+/// its stdout and validation predictions.
+fn continue_frozen(config: &str, model: &str, val: &str, tmp: &Path) -> (String, Vec<Value>) {
+    let run = tmp.join(model);
+    let val = if val.contains('/') {
+        val.to_string()
+    } else {
+        fixture(&format!("data/{val}"))
+    };
+    let sets = [
+        format!("model.path={}", fixture(model)),
+        format!("data.val=[\"{val}\"]"),
+        format!("data.train=[\"{val}\"]"),
+        "data.test=[]".to_string(),
+        "train.steps=1".to_string(),
+        "train.eval_every=1".to_string(),
+        "train.lr=1e-12".to_string(),
+        "train.min_lr=1e-12".to_string(),
+        "train.warmup_steps=0".to_string(),
+        format!("run.out={}", s(&run)),
+    ];
+    let mut args = vec!["task", "--config", config];
+    for set in &sets {
+        args.extend(["--set", set.as_str()]);
+    }
+    let stdout = ok(&args);
+    (stdout, lines(&run.join("predictions-val.jsonl")))
+}
+
+#[test]
+fn fine_tuning_continues_from_a_hugging_face_head() {
+    // The folder's classifier is kept (not a fresh head): with a learning rate of 1e-12 the
+    // run's predictions are transformers' own, and a tagger whose tags come in another
+    // order than the task's is reordered to it.
+    let tmp = tempfile::tempdir().unwrap();
+    let (stdout, got) = continue_frozen(
+        "configs/tasks/sentiment.toml",
+        "bert-sentiment",
+        "sentiment.jsonl",
+        tmp.path(),
+    );
+    assert!(
+        stdout.contains("continuing from the score head"),
+        "{stdout}"
+    );
+    let want = expected("bert-sentiment");
+    let outputs = want["outputs"].as_array().unwrap();
+    assert_eq!(got.len(), outputs.len());
+    for (i, (g, w)) in got.iter().zip(outputs).enumerate() {
+        assert_eq!(g["pred"], w["label"], "line {i}");
+    }
+
+    // NLI: the folder's labels (entailment, neutral, contradiction) in the task's order
+    // (entailment, contradiction, neutral).
+    // (The pipeline's `text` / `text_pair` renamed to the recipe's fields.)
+    let nli = tmp.path().join("nli-val.jsonl");
+    let renamed: Vec<String> = lines(&root().join(fixture("data/nli.jsonl")))
+        .iter()
+        .map(|v| {
+            serde_json::json!({"sentence1": v["text"], "sentence2": v["text_pair"],
+                               "label": v["label"]})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&nli, renamed.join("\n") + "\n").unwrap();
+    let (_, got) = continue_frozen("configs/tasks/nli.toml", "bert-nli", s(&nli), tmp.path());
+    let want = expected("bert-nli");
+    for (i, (g, w)) in got
+        .iter()
+        .zip(want["outputs"].as_array().unwrap())
+        .enumerate()
+    {
+        assert_eq!(g["pred"], w["label"], "nli line {i}");
+    }
+
+    // NER: the folder's tags (B-LOC, B-PER, …, O) reordered to the task's (O, B-PER, …).
+    // The run's pipeline-style scores (`*_default`: transformers' simple aggregation) are
+    // those of predicting with the folder itself, which match transformers.
+    let (stdout, _) = continue_frozen(
+        "configs/tasks/ner.toml",
+        "bertja-ner",
+        "ner-ja.jsonl",
+        tmp.path(),
+    );
+    assert!(
+        stdout.contains("continuing from the token head"),
+        "{stdout}"
+    );
+    let (direct, _) = predict(
+        "bertja-ner",
+        "ner-ja.jsonl",
+        &[],
+        &tmp.path().join("ner.jsonl"),
+    );
+    let metric = |text: &str, key: &str| -> String {
+        let at = text
+            .find(&format!("{key} "))
+            .unwrap_or_else(|| panic!("{key} in {text}"));
+        text[at + key.len() + 1..]
+            .split([',', ' ', '\n', ')'])
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    for key in ["precision", "recall", "f1"] {
+        assert_eq!(
+            metric(&stdout, &format!("{key}_default")),
+            metric(&direct, key),
+            "{key}: {stdout}\n{direct}"
+        );
+    }
+
+    // Other labels than the folder's head: a new head, said so.
+    let (stdout, _) = continue_frozen(
+        "configs/tasks/nli.toml",
+        "bert-sentiment",
+        s(&nli),
+        tmp.path(),
+    );
+    assert!(stdout.contains("a new head"), "{stdout}");
+}
+
 #[test]
 fn bert_model_embeds_with_cls_and_mean_pooling() {
     let tmp = tempfile::tempdir().unwrap();
@@ -265,6 +389,63 @@ fn bert_model_embeds_with_cls_and_mean_pooling() {
             assert!(diff <= TOL, "{pooling} line {i}: max |Δ| = {diff}");
         }
     }
+}
+
+#[test]
+fn sentence_transformers_folders_embed_as_encode_does() {
+    // modules.json: CLS pooling, Normalize and max_seq_length 12 (most sentences cut);
+    // mean pooling written by sentence-transformers 6 (its module paths, no Normalize).
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["st-embed", "st-embed-mean"] {
+        let want = expected(name);
+        let outputs = want["outputs"].as_array().unwrap();
+        let out = tmp.path().join(format!("{name}.jsonl"));
+        let (_, got) = predict(name, "sentences.jsonl", &[], &out);
+        assert_eq!(got.len(), outputs.len(), "{name}");
+        for (i, (g, w)) in got.iter().zip(outputs).enumerate() {
+            let (v, r) = (f64s(&g["embedding"]), f64s(&w["embedding"]));
+            assert_eq!(v.len(), r.len(), "{name} line {i}");
+            let diff = v
+                .iter()
+                .zip(&r)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(diff <= TOL, "{name} line {i}: max |Δ| = {diff}");
+        }
+    }
+    // A module manabi does not run is named, not skipped.
+    let dir = tmp.path().join("dense");
+    std::fs::create_dir(&dir).unwrap();
+    for entry in std::fs::read_dir(root().join(fixture("st-embed-mean"))).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::create_dir(dir.join("1_Pooling")).unwrap();
+    std::fs::copy(
+        root()
+            .join(fixture("st-embed-mean"))
+            .join("1_Pooling/config.json"),
+        dir.join("1_Pooling/config.json"),
+    )
+    .unwrap();
+    let modules = r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]"#;
+    std::fs::write(dir.join("modules.json"), modules).unwrap();
+    let data = root().join(fixture("data/sentences.jsonl"));
+    let err = fails(&[
+        "task",
+        "--model",
+        s(&dir),
+        "--data",
+        s(&data),
+        "--out",
+        s(&tmp.path().join("x.jsonl")),
+    ]);
+    assert!(err.contains("modules.json"), "{err}");
+    assert!(err.contains("Dense) is not reproduced"), "{err}");
 }
 
 #[test]

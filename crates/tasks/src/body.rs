@@ -304,6 +304,47 @@ pub fn bert_classifier(body: BertModel, labels: usize) -> BertForSequenceClassif
     m
 }
 
+/// `linear` with its outputs reordered: output `i` is `linear`'s output `order[i]`.
+pub(crate) fn reorder_outputs(linear: burn::nn::Linear, order: &[usize]) -> burn::nn::Linear {
+    if order.iter().enumerate().all(|(i, &o)| i == o) {
+        return linear;
+    }
+    let idx: Vec<i64> = order.iter().map(|&i| i as i64).collect();
+    let idx = Tensor::<1, Int>::from_ints(idx.as_slice(), &linear.weight.device());
+    burn::nn::Linear {
+        weight: linear.weight.map(|w| w.select(1, idx.clone())),
+        bias: linear.bias.map(|b| b.map(|b| b.select(0, idx))),
+    }
+}
+
+/// A `BertForSequenceClassification` kept for fine-tuning, its outputs in `order`.
+pub(crate) fn keep_bert_classifier(
+    model: Model,
+    order: &[usize],
+) -> std::result::Result<BertForSequenceClassification, Model> {
+    match model {
+        Model::BertClassifier(mut m) => {
+            m.classifier = reorder_outputs(m.classifier, order);
+            Ok(*m)
+        }
+        other => Err(other),
+    }
+}
+
+/// A `BertForTokenClassification` kept for fine-tuning, its outputs in `order`.
+pub(crate) fn keep_bert_tagger(
+    model: Model,
+    order: &[usize],
+) -> std::result::Result<BertForTokenClassification, Model> {
+    match model {
+        Model::BertTagger(mut m) => {
+            m.classifier = reorder_outputs(m.classifier, order);
+            Ok(*m)
+        }
+        other => Err(other),
+    }
+}
+
 /// Loads a sequence-task checkpoint of either body: a manabi folder (`model.toml` and
 /// `head.toml`) or a Hugging Face `*ForSequenceClassification` folder.
 pub fn load_seq_classifier(dir: &Path, device: &Device) -> Result<(SeqModel, HeadSpec)> {

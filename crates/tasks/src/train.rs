@@ -92,7 +92,13 @@ pub fn train_task(
     }
     let (rows, val_rows) = (train.rows, val.rows.clone());
     let (run, trainable) = if family == Family::Bert {
-        let (model, trainable) = run.bert_model(cfg, head, &settings, bert_classifier)?;
+        let (model, trainable) = run.bert_model(
+            cfg,
+            head,
+            &settings,
+            bert_classifier,
+            crate::body::keep_bert_classifier,
+        )?;
         let task = task::<BertForSequenceClassification>(cfg, rows, val_rows, specials.pad);
         (run.trainer.fit(&task, model, resume)?, trainable)
     } else {

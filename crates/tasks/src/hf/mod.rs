@@ -17,6 +17,7 @@
 //! (docs/formats.md), with metrics when the data has gold labels. The tokenizer is the
 //! folder's `tokenizer.json` (with its `tokenizer_config.json`).
 
+mod st;
 mod summarise;
 
 use std::path::{Path, PathBuf};
@@ -167,10 +168,14 @@ pub fn predict(
     match task {
         HfTask::Sequence => sequence(dir, &config, &tokenizer, files, out, batch_size, device),
         HfTask::Token => token(dir, &config, &tokenizer, files, out, batch_size, device),
-        HfTask::Embedding => {
-            let pooling = options.pooling.unwrap_or_default();
-            embeddings(dir, &tokenizer, files, out, (pooling, batch_size), device)
-        }
+        HfTask::Embedding => embeddings(
+            dir,
+            &tokenizer,
+            files,
+            out,
+            (options.pooling, batch_size),
+            device,
+        ),
         HfTask::Summary => {
             let (prefix, max_new_tokens) = summary_settings(dir, &config, options)?;
             summarise::summarise(
@@ -472,15 +477,21 @@ fn scored_pairs(files: &[PathBuf]) -> Result<bool> {
 }
 
 /// `BertModel`: a vector per sentence (`{"text", "embedding"}` lines, as `manabi embed`),
-/// or, for scored pairs, their cosines and STS Pearson / Spearman.
+/// or, for scored pairs, their cosines and STS Pearson / Spearman. A sentence-transformers
+/// folder ([`st`]) pools, cuts, lower-cases and normalises as its modules say; `pooling`
+/// (`--pooling`) overrides its pooling, and is mean without either.
 fn embeddings(
     dir: &Path,
     tokenizer: &TextTokenizer,
     files: &[PathBuf],
     out: &Path,
-    (pooling, batch_size): (Pooling, usize),
+    (pooling, batch_size): (Option<Pooling>, usize),
     device: &Device,
 ) -> Result<SplitReport> {
+    let modules = st::read(dir)?;
+    let pooling = pooling
+        .or(modules.as_ref().map(|m| m.pooling))
+        .unwrap_or_default();
     if pooling == Pooling::Last {
         return Err(FinetuneError::config(
             "--pooling",
@@ -493,8 +504,26 @@ fn embeddings(
         SentenceModel::Decoder(m) => m.config().vocab_size,
     };
     manabi_model::open::check_tokenizer(tokenizer.vocab_size(), tokenizer.path(), vocab)?;
-    let max_length = model.max_positions();
+    // sentence-transformers reads `max_seq_length`, else the tokenizer's
+    // `model_max_length` (both counting the special tokens), within the model's positions.
+    let mut max_length = model.max_positions();
+    if let Some(m) = &modules
+        && let Some(n) = m.max_seq_length.or(tokenizer.model_max_length())
+    {
+        max_length = max_length.min(n);
+    }
+    let lower = modules.as_ref().is_some_and(|m| m.lower);
     if scored_pairs(files)? {
+        if lower {
+            return Err(FinetuneError::config(
+                "--data",
+                format!(
+                    "{}: `do_lower_case` with scored pairs is not supported (embed the \
+                     sentences instead)",
+                    dir.join("sentence_bert_config.json").display()
+                ),
+            ));
+        }
         let mut settings = TaskSettings::new(TaskKind::Sts);
         settings.pooling = pooling;
         settings.max_length = max_length;
@@ -505,15 +534,23 @@ fn embeddings(
     }
     let specials = Specials::of(tokenizer)?;
     let texts = read_sentences(files, &FieldMap::new())?;
-    let vectors = embed_texts(
+    let inputs: Vec<String> = if lower {
+        texts.iter().map(|t| t.to_lowercase()).collect()
+    } else {
+        texts.clone()
+    };
+    let mut vectors = embed_texts(
         &model,
         tokenizer,
-        &texts,
+        &inputs,
         (pooling, max_length),
         (model.framing(tokenizer)?, specials.pad),
         batch_size,
         device,
     )?;
+    if modules.as_ref().is_some_and(|m| m.normalize) {
+        vectors.iter_mut().for_each(|v| st::normalize(v));
+    }
     write_embeddings(out, &texts, &vectors)?;
     Ok(SplitReport {
         name: String::new(),

@@ -329,7 +329,13 @@ pub fn train_ner(
     }
     let (val_rows, tags) = (val.clone(), names.clone());
     let (report, trainable) = if family == Family::Bert {
-        let (model, trainable) = run.bert_model(cfg, head, &settings, bert_tagger)?;
+        let (model, trainable) = run.bert_model(
+            cfg,
+            head,
+            &settings,
+            bert_tagger,
+            crate::body::keep_bert_tagger,
+        )?;
         let t = task::<BertForTokenClassification>(cfg, train, val_rows, tags, pad, frame);
         (run.trainer.fit(&t, model, resume)?, trainable)
     } else {
