@@ -18,6 +18,25 @@ step's top two logits are far apart, so 1e-4 of float noise cannot flip a token.
 
 fixtures/models/llama-rope-yarn/ is the same with `yarn` (factor 4, original 16,
 beta_fast 8, beta_slow 1; cos and sin scaled by 0.1·ln 4 + 1).
+
+Two cases choose their frequencies by the length of each forward pass, L = max(position
+id) + 1 (the whole batch, every position alike):
+
+- llama-rope-dynamic: `dynamic` (dynamic NTK), factor 2, max_position_embeddings 32.
+  For L > 32 the base becomes theta · (factor · L / 32 − (factor − 1))^(d / (d − 2)),
+  d = head_dim; for L <= 32 plain RoPE.
+- phi3-longrope: Phi3ForCausalLM with `longrope`, original_max_position_embeddings 32,
+  max_position_embeddings 64: inv_freq_i = 1 / (ext_i · theta^(2i/d)) with ext =
+  `long_factor` for L > 32, else `short_factor`, and cos / sin always scaled by
+  sqrt(1 + ln(64/32) / ln 32).
+
+Their expected.json adds `short_input_ids` (2×20) and `short_logits` (plain / short
+frequencies), and their `greedy_prompt` has 28 tokens, so that the frequencies switch
+during the 8 cached steps (the 6th step feeds position 32). `greedy` is what
+`generate(use_cache=True)` picks; where one full forward per step (no cache) picks other
+tokens they are `greedy_nocache` (transformers keeps the keys already in the cache as
+they were rotated; Phi3ForCausalLM re-runs the whole sequence once when it first crosses
+original_max_position_embeddings).
 """
 
 import json
@@ -25,7 +44,7 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM
 
 OUT = Path(__file__).resolve().parent.parent / "fixtures" / "models"
 
@@ -59,32 +78,70 @@ CASES = {
         "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
         "original_max_position_embeddings": 32, "beta_fast": 8.0, "beta_slow": 1.0,
     }), 0.1),
+    # Dynamic NTK: plain RoPE up to max_position_embeddings (32), past it a larger base
+    # computed from the length of the forward pass.
+    "llama-rope-dynamic": (dict(COMMON, tie_word_embeddings=False, max_position_embeddings=32,
+                                rope_parameters={
+        "rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0,
+    }), 0.1),
+    # Phi-3 LongRoPE (Phi-3-mini-128k, Phi-3.5): per-frequency divisors, short up to
+    # original_max_position_embeddings (top-level, as Phi-3 checkpoints have it), long
+    # past it; no `factor`, so the attention factor comes from 64 / 32.
+    "phi3-longrope": (dict(
+        vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        original_max_position_embeddings=32, rms_norm_eps=1e-5, tie_word_embeddings=False,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, rope_parameters={
+            "rope_type": "longrope", "rope_theta": 10000.0,
+            "short_factor": [1.0, 1.02, 1.05, 1.08, 1.12, 1.17, 1.23, 1.3],
+            "long_factor": [1.5, 1.9, 2.4, 3.0, 3.8, 4.9, 6.2, 8.0],
+        }), 0.1),
 }
+
+# Cases that are not LlamaForCausalLM.
+FAMILY = {"phi3-longrope": (Phi3Config, Phi3ForCausalLM)}
+# Cases whose frequencies depend on the length of the forward pass: 28-token greedy
+# prompt and the short input.
+LENGTH_DEPENDENT = {"llama-rope-dynamic", "phi3-longrope"}
+# Cases whose seed must also make the cached and the uncached greedy paths part (the
+# first seed from 0 with no near tie where they do), so that the fixture pins which
+# rotation the keys already in the cache keep. (phi3-longrope's never part: see above.)
+DIVERGE = {"llama-rope-dynamic"}
 
 # 36 tokens: the 8 generated ones sit at positions 36..43, past the original 32.
 GREEDY_PROMPT = [5, 9, 13, 2, 40, 7, 33, 21, 60, 11, 3, 48, 17, 29, 52, 6, 44, 38,
                  12, 25, 57, 8, 19, 36, 61, 4, 27, 50, 15, 42, 23, 31, 58, 10, 46, 1]
 MIN_GAP = 1e-2  # top-1 minus top-2 logit at every greedy step
+# 20 tokens, under the 32 where the length-dependent cases switch.
+SHORT_LEN = 20
 
 
-def unscaled(model: LlamaForCausalLM) -> LlamaForCausalLM:
-    """The same weights with plain RoPE."""
+def with_rope(model, rope_parameters: dict):
+    """The same weights with other RoPE parameters."""
     cfg = model.config.to_dict()
-    cfg["rope_parameters"] = {"rope_type": "default",
-                              "rope_theta": model.config.rope_parameters["rope_theta"]}
-    plain = LlamaForCausalLM(LlamaConfig(**cfg)).eval()
-    plain.load_state_dict(model.state_dict())
-    return plain
+    cfg["rope_parameters"] = rope_parameters
+    other = type(model)(type(model.config)(**cfg)).eval()
+    other.load_state_dict(model.state_dict())
+    return other
+
+
+def unscaled(model):
+    """The same weights with plain RoPE."""
+    return with_rope(model, {"rope_type": "default",
+                             "rope_theta": model.config.rope_parameters["rope_theta"]})
 
 
 class NearTie(Exception):
     pass
 
 
-def build(kwargs: dict, noise: float, seed: int):
+def build(name: str, kwargs: dict, noise: float, seed: int):
     """A model drawn with `seed` and its expected.json, or NearTie."""
+    config_cls, model_cls = FAMILY.get(name, (LlamaConfig, LlamaForCausalLM))
+    length_dependent = name in LENGTH_DEPENDENT
+    prompt = GREEDY_PROMPT[:28] if length_dependent else GREEDY_PROMPT
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(**kwargs)).eval()
+    model = model_cls(config_cls(**kwargs)).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * noise)
@@ -96,11 +153,11 @@ def build(kwargs: dict, noise: float, seed: int):
     ids = torch.randint(0, 64, (2, 48), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = model(input_ids=ids, labels=ids)
-        gen = model.generate(torch.tensor([GREEDY_PROMPT]), do_sample=False,
+        gen = model.generate(torch.tensor([prompt]), do_sample=False,
                              max_new_tokens=8, use_cache=True, output_logits=True,
                              return_dict_in_generate=True)
         # The greedy path without the cache, one full forward per step.
-        seq = torch.tensor([GREEDY_PROMPT])
+        seq = torch.tensor([prompt])
         for _ in range(8):
             logits = model(input_ids=seq).logits[0, -1]
             top = torch.topk(logits, 2).values
@@ -108,9 +165,16 @@ def build(kwargs: dict, noise: float, seed: int):
                 raise NearTie
             seq = torch.cat([seq, logits.argmax().view(1, 1)], dim=1)
         plain = unscaled(model)(input_ids=ids).logits
-    greedy = gen.sequences[0, len(GREEDY_PROMPT):].tolist()
+        if length_dependent:
+            short_ids = torch.randint(0, 64, (2, SHORT_LEN),
+                                      generator=torch.Generator().manual_seed(2))
+            short = model(input_ids=short_ids).logits
+            short_plain = unscaled(model)(input_ids=short_ids).logits
+    greedy = gen.sequences[0, len(prompt):].tolist()
     assert len(greedy) == 8, greedy
-    assert seq[0, len(GREEDY_PROMPT):].tolist() == greedy, (seq, greedy)
+    nocache = seq[0, len(prompt):].tolist()
+    if not length_dependent:
+        assert nocache == greedy, (seq, greedy)
     for step in gen.logits:
         top = torch.topk(step[0], 2).values
         if (top[0] - top[1]).item() <= MIN_GAP:
@@ -123,9 +187,28 @@ def build(kwargs: dict, noise: float, seed: int):
         "input_ids": ids.tolist(),
         "logits": out.logits.flatten().tolist(),
         "loss": out.loss.item(),
-        "greedy_prompt": GREEDY_PROMPT,
+        "greedy_prompt": prompt,
         "greedy": greedy,
     }
+    if length_dependent:
+        rope = model.config.rope_parameters
+        short_change = (short_plain - short).abs().max().item()
+        if rope["rope_type"] == "dynamic":
+            # Up to max_position_embeddings dynamic NTK is plain RoPE.
+            assert short_change < 1e-5, short_change
+        else:
+            # Short factors and the attention factor move the short logits off plain
+            # RoPE, and the long factors would give other ones.
+            assert short_change > 1e-2, short_change
+            with torch.no_grad():
+                long = with_rope(model, dict(rope, short_factor=rope["long_factor"]))(
+                    input_ids=short_ids).logits
+            long_change = (long - short).abs().max().item()
+            assert long_change > 1e-2, f"short and long factors differ by only {long_change}"
+        expected["short_input_ids"] = short_ids.tolist()
+        expected["short_logits"] = short.flatten().tolist()
+        if nocache != greedy:
+            expected["greedy_nocache"] = nocache
     return model, expected, change
 
 
@@ -136,17 +219,20 @@ def main() -> None:
             continue
         for seed in range(50):
             try:
-                model, expected, change = build(kwargs, noise, seed)
-                break
+                model, expected, change = build(name, kwargs, noise, seed)
             except NearTie:
                 continue
+            if name not in DIVERGE or "greedy_nocache" in expected:
+                break
         else:
-            raise SystemExit(f"{name}: every seed has a near tie")
+            raise SystemExit(f"{name}: no seed without a near tie"
+                             + (" whose cached and uncached paths part" if name in DIVERGE else ""))
         case = OUT / name
         model.save_pretrained(case, safe_serialization=True)
         (case / "expected.json").write_text(json.dumps(expected) + "\n")
         print(name, f"seed {seed}", f"loss {expected['loss']:.5f}", expected["greedy"],
-              f"scaling moves logits by {change:.3f}")
+              f"scaling moves logits by {change:.3f}",
+              f"no cache: {expected.get('greedy_nocache', 'the same')}")
 
 
 if __name__ == "__main__":

@@ -80,7 +80,9 @@ pub enum Activation {
 }
 
 /// How RoPE's inverse frequencies are stretched for contexts longer than the model was
-/// first trained on (Hugging Face `rope_type`). Both kinds leave the attention scale at 1.
+/// first trained on (Hugging Face `rope_type`). `dynamic` and `longrope` depend on the
+/// length of the sequence a forward pass reads (`max(position) + 1`), as transformers'
+/// `dynamic_rope_update` recomputes them on every call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RopeScalingKind {
@@ -98,6 +100,15 @@ pub enum RopeScalingKind {
     /// out over `original_max_position_embeddings`, and cos / sin scaled by the attention
     /// factor (`0.1·ln(factor) + 1` unless given).
     Yarn,
+    /// Dynamic NTK (bloc97, emozilla): past `max_position_embeddings` tokens the base
+    /// grows to `θ·(factor·L/max − (factor − 1))^(d/(d−2))` for a sequence of length `L`.
+    Dynamic,
+    /// LongRoPE (Phi-3, Phi-3.5, Phi-4-mini): each inverse frequency divided by its
+    /// `short_factor`, or by its `long_factor` once the sequence is longer than
+    /// `original_max_position_embeddings`; cos / sin scaled by the attention factor
+    /// (`√(1 + ln f / ln original)` unless given, `f` = `factor`).
+    #[serde(rename = "longrope")]
+    LongRope,
 }
 
 impl RopeScalingKind {
@@ -107,6 +118,8 @@ impl RopeScalingKind {
             Self::Linear => "linear",
             Self::Llama3 => "llama3",
             Self::Yarn => "yarn",
+            Self::Dynamic => "dynamic",
+            Self::LongRope => "longrope",
         }
     }
 }
@@ -122,7 +135,7 @@ pub enum LayerType {
 }
 
 /// The kinds of RoPE scaling manabi computes, as Hugging Face names them.
-pub const ROPE_SCALING_KINDS: [&str; 3] = ["linear", "llama3", "yarn"];
+pub const ROPE_SCALING_KINDS: [&str; 5] = ["linear", "llama3", "yarn", "dynamic", "longrope"];
 
 /// RoPE scaling (`[rope_scaling]` in TOML, `rope_scaling` / `rope_parameters` in a
 /// Hugging Face `config.json`). The parameter names are transformers'; `llama3` needs
@@ -166,11 +179,40 @@ pub struct RopeScaling {
     /// `yarn`: round the ramp's bounds outward to whole dimensions (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncate: Option<bool>,
+    /// `longrope`: one divisor per inverse frequency for sequences longer than
+    /// `original_max_position_embeddings`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_factor: Option<Vec<f64>>,
+    /// `longrope`: one divisor per inverse frequency for shorter sequences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_factor: Option<Vec<f64>>,
+    /// `dynamic`: the length up to which RoPE is left as it is (the model's
+    /// `max_position_embeddings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_position_embeddings: Option<usize>,
 }
 
 impl RopeScaling {
-    /// The factor cos and sin are multiplied by: YaRN's attention factor, 1 otherwise.
+    /// Whether the inverse frequencies depend on the sequence length (`dynamic`,
+    /// `longrope`).
+    pub fn depends_on_length(&self) -> bool {
+        matches!(
+            self.kind,
+            RopeScalingKind::Dynamic | RopeScalingKind::LongRope
+        )
+    }
+
+    /// The factor cos and sin are multiplied by: YaRN's and LongRoPE's attention factor,
+    /// 1 otherwise.
     pub fn attention_factor(&self) -> f64 {
+        if self.kind == RopeScalingKind::LongRope {
+            let old = self.original_max_position_embeddings.unwrap_or(1) as f64;
+            return match self.attention_factor {
+                Some(a) => a,
+                None if self.factor <= 1.0 => 1.0,
+                None => (1.0 + self.factor.ln() / old.ln()).sqrt(),
+            };
+        }
         if self.kind != RopeScalingKind::Yarn {
             return 1.0;
         }
@@ -189,10 +231,34 @@ impl RopeScaling {
 
     /// `inv_freq` (RoPE's unscaled inverse frequencies of base `theta`) scaled as
     /// transformers' `_compute_linear_scaling_rope_parameters` /
-    /// `_compute_llama3_parameters` / `_compute_yarn_parameters` do.
-    pub fn apply(&self, inv_freq: &mut [f64], theta: f64) {
+    /// `_compute_llama3_parameters` / `_compute_yarn_parameters` /
+    /// `_compute_dynamic_ntk_parameters` / `_compute_longrope_parameters` do, for a
+    /// sequence of `seq_len` tokens (`max(position) + 1`; only `dynamic` and `longrope`
+    /// read it).
+    pub fn apply(&self, inv_freq: &mut [f64], theta: f64, seq_len: usize) {
         let factor = self.factor;
         match self.kind {
+            RopeScalingKind::Dynamic => {
+                let max = self.max_position_embeddings.unwrap_or(1).max(1) as f64;
+                let len = (seq_len as f64).max(max);
+                let dim = (2 * inv_freq.len()) as f64;
+                let base = theta * (factor * len / max - (factor - 1.0)).powf(dim / (dim - 2.0));
+                for (i, f) in inv_freq.iter_mut().enumerate() {
+                    *f = base.powf(-((2 * i) as f64) / dim);
+                }
+            }
+            RopeScalingKind::LongRope => {
+                let old = self.original_max_position_embeddings.unwrap_or(0);
+                let ext = match seq_len > old {
+                    true => &self.long_factor,
+                    false => &self.short_factor,
+                };
+                if let Some(ext) = ext {
+                    for (f, e) in inv_freq.iter_mut().zip(ext) {
+                        *f /= e;
+                    }
+                }
+            }
             RopeScalingKind::Yarn => {
                 let dim = (2 * inv_freq.len()) as f64;
                 // Required by `validate` (a config.json falls back to
@@ -248,14 +314,79 @@ impl RopeScaling {
         if !(self.factor.is_finite() && self.factor > 0.0) {
             return bad("factor", format!("{} is not positive", self.factor));
         }
+        let longrope = self.kind == RopeScalingKind::LongRope;
         let yarn_only = [
             ("beta_fast", self.beta_fast.is_some()),
             ("beta_slow", self.beta_slow.is_some()),
-            ("attention_factor", self.attention_factor.is_some()),
+            (
+                "attention_factor",
+                self.attention_factor.is_some() && !longrope,
+            ),
             ("mscale", self.mscale.is_some()),
             ("mscale_all_dim", self.mscale_all_dim.is_some()),
             ("truncate", self.truncate.is_some()),
         ];
+        for (key, set, kind) in [
+            (
+                "long_factor",
+                self.long_factor.is_some(),
+                RopeScalingKind::LongRope,
+            ),
+            (
+                "short_factor",
+                self.short_factor.is_some(),
+                RopeScalingKind::LongRope,
+            ),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings.is_some(),
+                RopeScalingKind::Dynamic,
+            ),
+        ] {
+            if set && self.kind != kind {
+                return bad(
+                    key,
+                    format!(
+                        "is a `{}` parameter, not `{}`'s",
+                        kind.as_str(),
+                        self.kind.as_str()
+                    ),
+                );
+            }
+        }
+        if self.kind == RopeScalingKind::Dynamic
+            && self.max_position_embeddings.is_none_or(|m| m == 0)
+        {
+            return bad(
+                "max_position_embeddings",
+                "missing or 0 (`dynamic` scales past it)".into(),
+            );
+        }
+        if longrope {
+            for (key, list) in [
+                ("long_factor", &self.long_factor),
+                ("short_factor", &self.short_factor),
+            ] {
+                match list {
+                    None => return bad(key, "missing (`longrope` needs it)".into()),
+                    Some(l) if l.iter().any(|x| !(x.is_finite() && *x > 0.0)) => {
+                        return bad(key, "holds a value that is not positive".into());
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some(a) = self.attention_factor
+                && !(a.is_finite() && a > 0.0)
+            {
+                return bad("attention_factor", format!("{a} is not positive"));
+            }
+            if self.original_max_position_embeddings.is_none_or(|m| m < 2) {
+                return bad(
+                    "original_max_position_embeddings",
+                    "missing or below 2 (`longrope` switches factors past it)".into(),
+                );
+            }
+        }
         if self.kind != RopeScalingKind::Yarn
             && let Some((key, _)) = yarn_only.iter().find(|(_, set)| *set)
         {
@@ -297,7 +428,10 @@ impl RopeScaling {
                 ("low_freq_factor", self.low_freq_factor.is_some()),
                 ("high_freq_factor", self.high_freq_factor.is_some()),
             ];
-            if self.kind == RopeScalingKind::Linear {
+            if matches!(
+                self.kind,
+                RopeScalingKind::Linear | RopeScalingKind::Dynamic
+            ) {
                 llama3_only.push((
                     "original_max_position_embeddings",
                     self.original_max_position_embeddings.is_some(),
@@ -702,6 +836,24 @@ impl ModelConfig {
                 );
             }
             scaling.validate()?;
+            let half = self.rotary_dim() / 2;
+            for (key, list) in [
+                ("long_factor", &scaling.long_factor),
+                ("short_factor", &scaling.short_factor),
+            ] {
+                if let Some(l) = list
+                    && l.len() != half
+                {
+                    return bad(
+                        &format!("rope_scaling.{key}"),
+                        format!(
+                            "has {} values, but RoPE here has {half} frequencies (rotary \
+                             dimensions / 2)",
+                            l.len()
+                        ),
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -1048,11 +1200,32 @@ mod tests {
             err.contains("`rope_scaling.original_max_position_embeddings`"),
             "{err}"
         );
-        let err = toml::from_str::<ModelConfig>(&format!(
+        // Dynamic NTK needs the length it scales past; LongRoPE its two factor lists, one
+        // value per frequency.
+        let dynamic: ModelConfig = toml::from_str(&format!(
             "{text}\n[rope_scaling]\nkind = \"dynamic\"\nfactor = 2.0\n"
         ))
+        .unwrap();
+        let err = dynamic.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`rope_scaling.max_position_embeddings`"),
+            "{err}"
+        );
+        let longrope: ModelConfig = toml::from_str(&format!(
+            "{text}\n[rope_scaling]\nkind = \"longrope\"\nfactor = 2.0\n\
+             original_max_position_embeddings = 16\nlong_factor = [2.0]\nshort_factor = [1.0]\n"
+        ))
+        .unwrap();
+        let err = longrope.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`rope_scaling.long_factor`: has 1 values"),
+            "{err}"
+        );
+        let err = toml::from_str::<ModelConfig>(&format!(
+            "{text}\n[rope_scaling]\nkind = \"ntk\"\nfactor = 2.0\n"
+        ))
         .unwrap_err();
-        assert!(err.to_string().contains("dynamic"), "{err}");
+        assert!(err.to_string().contains("ntk"), "{err}");
         let err = toml::from_str::<ModelConfig>(&format!(
             "{text}\n[rope_scaling]\nkind = \"linear\"\nfactor = 2.0\nbeta = 1\n"
         ))

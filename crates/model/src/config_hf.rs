@@ -228,7 +228,7 @@ impl ModelConfig {
             "model_type": t,
             "architectures": [arch],
             "vocab_size": self.vocab_size,
-            "max_position_embeddings": self.max_positions,
+            "max_position_embeddings": self.hf_max_positions(),
             "hidden_size": self.d_model,
             "num_hidden_layers": self.n_layers,
             "num_attention_heads": self.n_heads,
@@ -465,10 +465,19 @@ fn rope_decoder_from_hf(v: &Value) -> Result<ModelConfig> {
         None => None,
     };
     let (sliding_window, layer_types) = window_from_hf(v, t)?;
+    // Dynamic NTK exists to read past `max_position_embeddings`: manabi's limit is
+    // `factor` times it (transformers sets none).
+    let max_positions: usize = get(v, "max_position_embeddings")?;
+    let max_positions = match &rope_scaling {
+        Some(s) if s.kind == RopeScalingKind::Dynamic && s.factor > 1.0 => {
+            (max_positions as f64 * s.factor).ceil() as usize
+        }
+        _ => max_positions,
+    };
     let base = ModelConfig {
         family: Family::Llama,
         vocab_size: get(v, "vocab_size")?,
-        max_positions: get(v, "max_position_embeddings")?,
+        max_positions,
         d_model: get(v, "hidden_size")?,
         n_layers: get(v, "num_hidden_layers")?,
         n_heads: get(v, "num_attention_heads")?,
@@ -711,6 +720,19 @@ fn window_from_hf(v: &Value, t: &str) -> Result<(Option<usize>, Option<Vec<Layer
     }
 }
 
+impl ModelConfig {
+    /// `max_position_embeddings` of `config.json`: for dynamic NTK the length it scales
+    /// past (manabi's own limit is `factor` times it), else `max_positions`.
+    fn hf_max_positions(&self) -> usize {
+        match &self.rope_scaling {
+            Some(s) if s.kind == RopeScalingKind::Dynamic => {
+                s.max_position_embeddings.unwrap_or(self.max_positions)
+            }
+            _ => self.max_positions,
+        }
+    }
+}
+
 /// The RoPE scaling of a LLaMA-layout `config.json`, from its `rope_parameters` or
 /// `rope_scaling` object `r` (named `key` in errors): `rope_type` (older files: `type`)
 /// `default` or absent is none; `linear` and `llama3` are read with the parameters
@@ -734,18 +756,31 @@ fn rope_scaling_from_hf(v: &Value, key: &str, r: &Value) -> Result<Option<RopeSc
         Some("linear") => RopeScalingKind::Linear,
         Some("llama3") => RopeScalingKind::Llama3,
         Some("yarn") => RopeScalingKind::Yarn,
+        Some("dynamic") => RopeScalingKind::Dynamic,
+        Some("longrope") => RopeScalingKind::LongRope,
         Some(other) => return Err(unsupported(format!("`{other}`"))),
         None => return Err(unsupported(kind.to_string())),
     };
-    let factor = opt_in::<f64>(r, key, "factor")?.ok_or_else(|| ModelError::Config {
-        key: format!("{key}.factor"),
+    let missing = |name: &str| ModelError::Config {
+        key: format!("{key}.{name}"),
         message: format!("missing (`{}` needs it)", kind.as_str()),
-    })?;
+    };
+    let factor = opt_in::<f64>(r, key, "factor")?;
+    if kind == RopeScalingKind::LongRope {
+        return longrope_from_hf(v, key, r, factor);
+    }
+    let factor = factor.ok_or_else(|| missing("factor"))?;
     let mut scaling = RopeScaling {
         kind,
         factor,
         ..RopeScaling::default()
     };
+    if kind == RopeScalingKind::Dynamic {
+        scaling.max_position_embeddings = Some(
+            opt::<usize>(v, "max_position_embeddings")?
+                .ok_or_else(|| missing("max_position_embeddings"))?,
+        );
+    }
     if matches!(kind, RopeScalingKind::Llama3 | RopeScalingKind::Yarn) {
         // As transformers' `standardize_rope_params`: a top-level key first, then the
         // object's, then `max_position_embeddings`.
@@ -768,6 +803,47 @@ fn rope_scaling_from_hf(v: &Value, key: &str, r: &Value) -> Result<Option<RopeSc
         scaling.truncate = opt_in(r, key, "truncate")?;
     }
     Ok(Some(scaling))
+}
+
+/// LongRoPE (Phi-3 and later): `long_factor` / `short_factor` from the object, the
+/// original context from the top level or the object (transformers 5's
+/// `standardize_rope_params`), `factor` when given, else `max_position_embeddings /
+/// original` (Phi-3's own rule), `attention_factor` when given.
+fn longrope_from_hf(
+    v: &Value,
+    key: &str,
+    r: &Value,
+    factor: Option<f64>,
+) -> Result<Option<RopeScaling>> {
+    let name = "original_max_position_embeddings";
+    let original = match opt::<usize>(v, name)? {
+        Some(o) => o,
+        None => opt_in::<usize>(r, key, name)?.ok_or_else(|| ModelError::Config {
+            key: format!("{key}.{name}"),
+            message: "missing (`longrope` needs it)".into(),
+        })?,
+    };
+    let max = opt::<usize>(v, "max_position_embeddings")?;
+    let factor = match (factor, max) {
+        (Some(f), _) => f,
+        (None, Some(m)) if original > 0 => m as f64 / original as f64,
+        _ => 1.0,
+    };
+    let list = |name: &str| -> Result<Vec<f64>> {
+        opt_in::<Vec<f64>>(r, key, name)?.ok_or_else(|| ModelError::Config {
+            key: format!("{key}.{name}"),
+            message: "missing (`longrope` needs it)".into(),
+        })
+    };
+    Ok(Some(RopeScaling {
+        kind: RopeScalingKind::LongRope,
+        factor,
+        original_max_position_embeddings: Some(original),
+        long_factor: Some(list("long_factor")?),
+        short_factor: Some(list("short_factor")?),
+        attention_factor: opt_in(r, key, "attention_factor")?,
+        ..RopeScaling::default()
+    }))
 }
 
 /// The value of `name` in the object `r` (itself the value of `key`), errors naming
@@ -793,8 +869,15 @@ fn rope_scaling_to_hf(s: &RopeScaling) -> Value {
         v["low_freq_factor"] = json!(s.low_freq_factor);
         v["high_freq_factor"] = json!(s.high_freq_factor);
     }
-    if s.kind != RopeScalingKind::Linear {
+    if matches!(
+        s.kind,
+        RopeScalingKind::Llama3 | RopeScalingKind::Yarn | RopeScalingKind::LongRope
+    ) {
         v["original_max_position_embeddings"] = json!(s.original_max_position_embeddings);
+    }
+    if s.kind == RopeScalingKind::LongRope {
+        v["long_factor"] = json!(s.long_factor);
+        v["short_factor"] = json!(s.short_factor);
     }
     for (k, x) in [
         ("beta_fast", s.beta_fast),

@@ -258,6 +258,13 @@ pub fn generate(
         if lo > 0 {
             cache = None;
         }
+        if let (Some(c), Some(orig)) = (&cache, longrope_switch(cfg))
+            && !c.is_empty()
+            && total > orig
+            && c.len() <= orig
+        {
+            cache = Some(KvCache::new(cfg.n_layers));
+        }
         // With a cache, only the tokens not yet seen are fed.
         let start = match &cache {
             Some(c) if !c.is_empty() => total - 1,
@@ -445,6 +452,17 @@ impl SequenceCache {
     }
 }
 
+/// LongRoPE's switch length (`original_max_position_embeddings`): transformers' Phi-3
+/// `prepare_inputs_for_generation` drops the KV cache once, when the sequence first grows
+/// past it, and runs the whole sequence again with the long factors (so cached and
+/// uncached generation agree). `None` for any other RoPE.
+fn longrope_switch(cfg: &crate::ModelConfig) -> Option<usize> {
+    cfg.rope_scaling
+        .as_ref()
+        .filter(|s| s.kind == crate::RopeScalingKind::LongRope)
+        .and_then(|s| s.original_max_position_embeddings)
+}
+
 /// Generates one continuation of `prompt`, token by token, into `state`: the keys and
 /// values of the prefix `prompt` shares with what `state` holds are reused (see
 /// [`SequenceCache::reusable`]), the rest is computed, and `state` afterwards holds the
@@ -471,6 +489,12 @@ pub fn generate_cached(
     state.truncate(state.reusable(prompt), virt);
     for step in 0..opts.max_new_tokens {
         if !opts.use_cache {
+            state.clear();
+        }
+        if let Some(orig) = longrope_switch(model.config())
+            && seq.len() > orig
+            && state.ids().len() <= orig
+        {
             state.clear();
         }
         let mut logits = state.step(model, &seq)?;

@@ -1,21 +1,30 @@
 //! Rotary position embeddings (Su et al. 2021) in the "rotate half" convention of
 //! Hugging Face LLaMA: the first and second halves of the rotated dimensions form the
 //! pairs. Partial rotary rotates only the first `rotary_dim` dimensions of each head.
-//! RoPE scaling (`linear`, `llama3`, `yarn`) changes the inverse frequencies, and YaRN
-//! scales cos and sin by its attention factor.
+//! RoPE scaling (`linear`, `llama3`, `yarn`, `dynamic`, `longrope`) changes the inverse
+//! frequencies, and YaRN and LongRoPE scale cos and sin by their attention factor.
+//! `dynamic` and `longrope` depend on the length of the sequence each pass reads,
+//! `max(position) + 1`, as transformers recomputes them on every call: keys already in a
+//! KV cache keep the rotation they were made with, there as here.
 
 use burn::prelude::*;
 
 use crate::config::RopeScaling;
 
 /// The `rotary_dim / 2` inverse frequencies `theta^(-2i / rotary_dim)`, scaled by
-/// `scaling` (computed in `f64`, rounded to `f32` once).
-pub fn inv_freq(rotary_dim: usize, theta: f64, scaling: Option<&RopeScaling>) -> Vec<f32> {
+/// `scaling` for a sequence of `seq_len` tokens (computed in `f64`, rounded to `f32`
+/// once).
+pub fn inv_freq(
+    rotary_dim: usize,
+    theta: f64,
+    scaling: Option<&RopeScaling>,
+    seq_len: usize,
+) -> Vec<f32> {
     let mut inv: Vec<f64> = (0..rotary_dim / 2)
         .map(|i| theta.powf(-((2 * i) as f64) / rotary_dim as f64))
         .collect();
     if let Some(s) = scaling {
-        s.apply(&mut inv, theta);
+        s.apply(&mut inv, theta, seq_len);
     }
     inv.into_iter().map(|f| f as f32).collect()
 }
@@ -34,7 +43,15 @@ pub fn cos_sin(
     let device = positions.device();
     let [batch, seq] = positions.dims();
     let half = rotary_dim / 2;
-    let inv = inv_freq(rotary_dim, theta, scaling);
+    // Only `dynamic` and `longrope` read the length (reading it waits for the positions).
+    let seq_len = match scaling.is_some_and(RopeScaling::depends_on_length) {
+        true => {
+            let max: i64 = positions.clone().max().into_scalar();
+            usize::try_from(max + 1).unwrap_or(0)
+        }
+        false => seq,
+    };
+    let inv = inv_freq(rotary_dim, theta, scaling, seq_len);
     let inv = Tensor::<1>::from_floats(inv.as_slice(), &device).reshape([1, 1, half]);
     let pos = positions.float().reshape([batch, seq, 1]);
     let freqs = pos * inv; // [batch, seq, half]
@@ -84,8 +101,8 @@ mod tests {
             original_max_position_embeddings: Some(32),
             ..Default::default()
         };
-        let plain = inv_freq(16, 50_000.0, None);
-        let got = inv_freq(16, 50_000.0, Some(&llama3));
+        let plain = inv_freq(16, 50_000.0, None, 1);
+        let got = inv_freq(16, 50_000.0, Some(&llama3), 1);
         assert_eq!(got[0], plain[0]);
         assert!(
             (f64::from(got[1]) - 0.056_237_742_304_801_94).abs() < 1e-8,
@@ -102,7 +119,7 @@ mod tests {
             original_max_position_embeddings: None,
             ..Default::default()
         };
-        let got = inv_freq(16, 10_000.0, Some(&linear));
+        let got = inv_freq(16, 10_000.0, Some(&linear), 1);
         assert_eq!(got[0], 0.5);
         assert!((got[2] - 0.05).abs() < 1e-9, "{got:?}");
     }

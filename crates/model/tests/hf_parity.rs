@@ -19,6 +19,16 @@ struct Expected {
     greedy_prompt: Vec<u32>,
     #[serde(default)]
     greedy: Vec<u32>,
+    /// Length-dependent RoPE (`dynamic`, `longrope`): the greedy tokens of one full
+    /// forward per step, when they differ from the cached ones (keys in the cache keep
+    /// the frequencies of the pass that made them).
+    #[serde(default)]
+    greedy_nocache: Option<Vec<u32>>,
+    /// Length-dependent RoPE: a batch shorter than the switch, and its logits.
+    #[serde(default)]
+    short_input_ids: Vec<Vec<i64>>,
+    #[serde(default)]
+    short_logits: Vec<f32>,
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -146,7 +156,11 @@ fn check_greedy(name: &str) {
             None,
         )
         .unwrap();
-        assert_eq!(got[0], exp.greedy, "{name} (cache {use_cache})");
+        let want = match (use_cache, &exp.greedy_nocache) {
+            (false, Some(nocache)) => nocache,
+            _ => &exp.greedy,
+        };
+        assert_eq!(&got[0], want, "{name} (cache {use_cache})");
     }
 }
 
@@ -216,6 +230,46 @@ fn yarn_rope_scaling_matches_transformers() {
     check_greedy("llama-rope-yarn2");
 }
 
+/// The short batch of fixture `name` (RoPE that depends on the length) gives
+/// transformers' logits.
+fn check_short(name: &str, model: &DecoderLm) {
+    let device = test_device();
+    let exp = expected(name);
+    assert!(!exp.short_input_ids.is_empty(), "{name}: no short batch");
+    let logits = model.forward(ids_tensor(&exp.short_input_ids, &device));
+    let got: Vec<f32> = logits.into_data().try_to_vec().unwrap();
+    let diff = max_abs_diff(&got, &exp.short_logits);
+    assert!(diff <= 1e-4, "{name} (short): max |Δlogit| = {diff}");
+}
+
+#[test]
+fn dynamic_ntk_rope_matches_transformers_before_and_past_its_length() {
+    use manabi_model::RopeScalingKind;
+    // max_position_embeddings 32: the 48-token batch grows the base, the 20-token one
+    // does not; greedy generation from 28 tokens crosses 32 on the way.
+    let model = check("llama-rope-dynamic");
+    let s = model.config().rope_scaling.clone().unwrap();
+    assert_eq!(s.kind, RopeScalingKind::Dynamic);
+    assert_eq!((s.factor, s.max_position_embeddings), (2.0, Some(32)));
+    check_short("llama-rope-dynamic", &model);
+    check_greedy("llama-rope-dynamic");
+}
+
+#[test]
+fn longrope_matches_transformers_with_short_and_long_factors() {
+    use manabi_model::RopeScalingKind;
+    // Phi-3's LongRoPE over an original 32 positions (max 64: factor 2): short factors for
+    // the 20-token batch, long ones for the 48-token batch, the switch mid-generation;
+    // cos / sin scaled by √(1 + ln 2 / ln 32).
+    let model = check("phi3-longrope");
+    let s = model.config().rope_scaling.clone().unwrap();
+    assert_eq!(s.kind, RopeScalingKind::LongRope);
+    assert_eq!(s.original_max_position_embeddings, Some(32));
+    assert!((s.attention_factor() - (1.0 + 2f64.ln() / 32f64.ln()).sqrt()).abs() < 1e-12);
+    check_short("phi3-longrope", &model);
+    check_greedy("phi3-longrope");
+}
+
 #[test]
 fn rope_scaled_greedy_tokens_match_transformers_with_and_without_the_kv_cache() {
     // The prompt is 36 tokens: generation runs past the original 32 positions.
@@ -233,6 +287,8 @@ fn rope_scaling_survives_export_and_native_checkpoints() {
         ("llama3-rope", "llama3"),
         ("llama-rope-linear", "linear"),
         ("llama-rope-yarn", "yarn"),
+        ("llama-rope-dynamic", "dynamic"),
+        ("phi3-longrope", "longrope"),
     ] {
         let model = load_hf(fixture(name), &device).unwrap();
         let ids = ids_tensor(&expected(name).input_ids, &device);
@@ -254,6 +310,19 @@ fn rope_scaling_survives_export_and_native_checkpoints() {
         } else if kind == "yarn" {
             assert_eq!(scaling["original_max_position_embeddings"], 16, "{text}");
             assert_eq!(scaling["beta_fast"], 8.0, "{text}");
+        } else if kind == "longrope" {
+            assert_eq!(scaling["original_max_position_embeddings"], 32, "{text}");
+            assert_eq!(
+                scaling["long_factor"],
+                serde_json::json!(s.long_factor),
+                "{text}"
+            );
+            assert_eq!(
+                scaling["short_factor"],
+                serde_json::json!(s.short_factor),
+                "{text}"
+            );
+            assert_eq!(v["model_type"], "phi3", "{text}");
         } else {
             assert!(scaling.get("low_freq_factor").is_none(), "{text}");
         }
@@ -296,13 +365,11 @@ fn rope_scaling_errors_name_the_key_on_one_line() {
         err
     }
 
-    let err = err_of(&base, |v| {
-        v["rope_parameters"]["rope_type"] = "longrope".into()
-    });
+    let err = err_of(&base, |v| v["rope_parameters"]["rope_type"] = "su".into());
     assert!(
         err.contains("`rope_parameters.rope_type`")
-            && err.contains("`longrope`")
-            && err.contains("supported: default, linear, llama3, yarn"),
+            && err.contains("`su`")
+            && err.contains("supported: default, linear, llama3, yarn, dynamic, longrope"),
         "{err}"
     );
     // The transformers 4 layout: `rope_scaling`, older files with `type`.
@@ -311,13 +378,38 @@ fn rope_scaling_errors_name_the_key_on_one_line() {
         o.remove("rope_parameters");
         o.insert(
             "rope_scaling".into(),
-            serde_json::json!({"type": "dynamic", "factor": 2.0}),
+            serde_json::json!({"type": "ntk-by-parts", "factor": 2.0}),
         );
     });
     assert!(
-        err.contains("`rope_scaling.type`") && err.contains("`dynamic`"),
+        err.contains("`rope_scaling.type`") && err.contains("`ntk-by-parts`"),
         "{err}"
     );
+    // What `longrope` and `dynamic` need.
+    let err = err_of(&base, |v| {
+        v["rope_parameters"]["rope_type"] = "longrope".into()
+    });
+    assert!(
+        err.contains("`rope_parameters.long_factor`: missing"),
+        "{err}"
+    );
+    let err = err_of(&base, |v| {
+        let r = &mut v["rope_parameters"];
+        r["rope_type"] = "longrope".into();
+        r["long_factor"] = serde_json::json!([1.0, 2.0]);
+        r["short_factor"] = serde_json::json!([1.0, 1.0]);
+    });
+    assert!(
+        err.contains("`rope_scaling.long_factor`")
+            && err.contains("has 2 values")
+            && err.contains("8 frequencies"),
+        "{err}"
+    );
+    let err = err_of(&base, |v| {
+        v["rope_parameters"]["rope_type"] = "dynamic".into();
+        v.as_object_mut().unwrap().remove("max_position_embeddings");
+    });
+    assert!(err.contains("max_position_embeddings"), "{err}");
 
     for (key, value, named) in [
         ("factor", serde_json::json!(0.0), "`rope_scaling.factor`"),
