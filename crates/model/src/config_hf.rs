@@ -340,6 +340,12 @@ impl ModelConfig {
                 }
                 if let Some(scaling) = &self.rope_scaling {
                     v["rope_scaling"] = rope_scaling_to_hf(scaling);
+                    // Phi3Config reads the original length at the top level (its default
+                    // is 4096), over the copy inside the RoPE parameters.
+                    if scaling.kind == RopeScalingKind::LongRope {
+                        v["original_max_position_embeddings"] =
+                            json!(scaling.original_max_position_embeddings);
+                    }
                 }
                 v
             }

@@ -323,6 +323,7 @@ fn rope_scaling_survives_export_and_native_checkpoints() {
                 "{text}"
             );
             assert_eq!(v["model_type"], "phi3", "{text}");
+            assert_eq!(v["original_max_position_embeddings"], 32, "{text}");
         } else {
             assert!(scaling.get("low_freq_factor").is_none(), "{text}");
         }
