@@ -67,6 +67,21 @@ impl PromptData {
 /// What every policy recipe (DPO, GRPO, PPO) starts with: the [`Setup`] of its run, with
 /// the recipe and the PEFT spec recorded for the checkpoints, and the policy (`[model]`,
 /// adapters merged).
+/// `key` (a length in tokens) against the model's learned position table: a model with
+/// one cannot read past it (RoPE and ALiBi models extrapolate, as in transformers).
+pub(crate) fn check_length(cfg: &manabi_model::ModelConfig, key: &str, len: usize) -> Result<()> {
+    if cfg.positions == manabi_model::Positions::Learned && len > cfg.max_positions {
+        return Err(AlignError::config(
+            key,
+            format!(
+                "{len} exceeds the model's {} learned positions (set it to at most {})",
+                cfg.max_positions, cfg.max_positions
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn start<C: Serialize>(
     cfg: &C,
     run: &RunConfig,

@@ -370,6 +370,7 @@ pub fn train_reward(
     setup.trainer.device().seed(cfg.run.seed);
     manabi_model::init::seed(cfg.run.seed);
     let body = setup.decoder(&cfg.model.path)?;
+    crate::policy::check_length(body.config(), "data.max_length", cfg.data.max_length)?;
     let mut model = DecoderClassifier::from_lm(body, 1);
     model.lm = peft::apply_with_tokenizer(model.lm, &cfg.peft, &setup.tokenizer)?;
     let (trainable, total) = peft::describe(&model);

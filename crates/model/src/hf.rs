@@ -326,7 +326,12 @@ fn load_decoder(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result
 /// Gemma's `1 + w` convention.
 pub(crate) fn offset_norms(m: &mut DecoderLm, delta: f32) {
     let shift = |n: &mut burn::nn::RmsNorm| {
-        n.gamma = n.gamma.clone().map(|g| g + delta);
+        // Detached: on a training (autodiff) device the sum would otherwise stay a node of
+        // a graph that the first backward pass consumes, failing the second one.
+        n.gamma = n.gamma.clone().map(|g| {
+            let grad = g.is_require_grad();
+            (g + delta).detach().set_require_grad(grad)
+        });
     };
     let norm = |n: &mut Norm| {
         if let Norm::Rms(r) = n {

@@ -1109,3 +1109,41 @@ fn exports_above_the_shard_size_are_sharded_and_load_back() {
         assert!(!out.join(f).exists(), "stale shard {f}");
     }
 }
+
+#[test]
+fn every_family_trains_through_repeated_backward_passes() {
+    // A training step per pass: parameters loaded as a sum (Gemma's `1 + w` norms) must
+    // be leaves, or the first backward pass consumes their graph and the second fails.
+    use manabi_model::decoder::Norm;
+    let device = test_device().autodiff();
+    for name in [
+        "gpt2",
+        "llama-gqa",
+        "mistral-window",
+        "qwen2",
+        "qwen3",
+        "phi3",
+        "phi3-longrope",
+        "gemma2",
+        "gemma3",
+        "neox-parallel",
+        "olmo2",
+        "stablelm",
+        "llama-rope-dynamic",
+    ] {
+        let model = load_hf(fixture(name), &device).unwrap();
+        let ids = ids_tensor(&[vec![1, 5, 9, 3, 7, 2, 4, 8]], &device);
+        for step in 0..2 {
+            let grads = model.forward(ids.clone()).sum().backward();
+            let has = match &model.final_norm {
+                Norm::Rms(n) => n.gamma.grad(&grads).is_some(),
+                Norm::Layer(n) => n.gamma.grad(&grads).is_some(),
+            };
+            assert!(has, "{name}: no gradient for the final norm at pass {step}");
+            assert!(
+                model.embed_tokens.weight.grad(&grads).is_some(),
+                "{name}: no gradient for the embeddings at pass {step}"
+            );
+        }
+    }
+}

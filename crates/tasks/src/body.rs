@@ -312,8 +312,18 @@ pub(crate) fn reorder_outputs(linear: burn::nn::Linear, order: &[usize]) -> burn
     let idx: Vec<i64> = order.iter().map(|&i| i as i64).collect();
     let idx = Tensor::<1, Int>::from_ints(idx.as_slice(), &linear.weight.device());
     burn::nn::Linear {
-        weight: linear.weight.map(|w| w.select(1, idx.clone())),
-        bias: linear.bias.map(|b| b.map(|b| b.select(0, idx))),
+        // Detached leaves: on a training device the selection would otherwise stay a node
+        // of a graph the first backward pass consumes.
+        weight: linear.weight.map(|w| {
+            let grad = w.is_require_grad();
+            w.select(1, idx.clone()).detach().set_require_grad(grad)
+        }),
+        bias: linear.bias.map(|b| {
+            b.map(|b| {
+                let grad = b.is_require_grad();
+                b.select(0, idx).detach().set_require_grad(grad)
+            })
+        }),
     }
 }
 

@@ -157,6 +157,7 @@ pub fn dpo(
         &cfg.peft,
         device_choice,
     )?;
+    crate::policy::check_length(model.config(), "data.max_length", cfg.data.max_length)?;
     let out = cfg.run.out.clone();
     let train = read_pairs(&cfg.data.train)?;
     let val = read_pairs(&cfg.data.val)?;
