@@ -57,7 +57,9 @@ pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
 /// The `tokenizer.json` to store for the tokenizer at `path` (a checkpoint's or an
 /// export's copy): the file's own bytes when it is a JSON file on disk (so a sidecar's
 /// hash of it still holds), else the JSON of the pipeline converted from the folder's
-/// SentencePiece model (`spiece.model`, `tokenizer.model`, or a `.model` path).
+/// SentencePiece model (`spiece.model`, `tokenizer.model`, or a `.model` path) or built
+/// from a `BertJapaneseTokenizer` folder's `vocab.txt` (whose MeCab step
+/// [`tokenizer_sidecar_bytes`] gives).
 pub fn tokenizer_json_bytes(path: &Path) -> Result<Vec<u8>> {
     if stored_as_is(path)? {
         return std::fs::read(path).map_err(|e| TokenizeError::io(path, e));

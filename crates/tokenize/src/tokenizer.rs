@@ -17,6 +17,8 @@
 //! A folder with a tokenizer_config.json but no tokenizer.json, or a `.model` file, is a
 //! SentencePiece model (`spiece.model`, `tokenizer.model`), converted as transformers
 //! converts it ([`crate::spm`]); [`TextTokenizer::to_json`] is then the converted pipeline.
+//! A folder whose class is `BertJapaneseTokenizer` is built from its `vocab.txt`
+//! ([`crate::bertja`]), with MeCab word splitting before the pipeline when it names it.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
