@@ -1147,3 +1147,94 @@ fn every_family_trains_through_repeated_backward_passes() {
         }
     }
 }
+
+/// A tensor to write: name, shape, little-endian bytes.
+type Stored = (String, Vec<usize>, Vec<u8>);
+
+/// `x` rounded to the nearest bfloat16 (ties to even), as torch's `.to(torch.bfloat16)`.
+fn round_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+#[test]
+fn every_family_reads_bf16_checkpoints() {
+    // Checkpoints ship in bf16: each family fixture rewritten with bf16 tensors must give
+    // exactly the logits of the same weights rounded to bf16 and stored as f32 (the
+    // reader widens bf16 exactly; every family's tensor names and fused layouts go
+    // through it).
+    use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+    let device = test_device();
+    let tmp = tempfile::tempdir().unwrap();
+    for name in [
+        "gpt2",
+        "llama-gqa",
+        "mistral-window",
+        "qwen2",
+        "qwen3",
+        "phi3",
+        "phi3-longrope",
+        "gemma2",
+        "gemma3",
+        "neox-parallel",
+        "olmo2",
+        "stablelm",
+        "llama-rope-dynamic",
+    ] {
+        let bytes = std::fs::read(fixture(name).join("model.safetensors")).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let (mut half, mut wide): (Vec<Stored>, Vec<Stored>) = (Vec::new(), Vec::new());
+        for (tensor, view) in st.tensors() {
+            assert_eq!(view.dtype(), Dtype::F32, "{name}: {tensor}");
+            let rounded: Vec<u16> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| round_bf16(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect();
+            let shape = view.shape().to_vec();
+            half.push((
+                tensor.clone(),
+                shape.clone(),
+                rounded.iter().flat_map(|h| h.to_le_bytes()).collect(),
+            ));
+            wide.push((
+                tensor,
+                shape,
+                rounded
+                    .iter()
+                    .flat_map(|&h| f32::from_bits(u32::from(h) << 16).to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            ));
+        }
+        let mut logits = Vec::new();
+        for (kind, dtype, tensors) in [("bf16", Dtype::BF16, &half), ("f32", Dtype::F32, &wide)] {
+            let dir = tmp.path().join(format!("{name}-{kind}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(fixture(name).join("config.json"), dir.join("config.json")).unwrap();
+            let views: Vec<(String, TensorView)> = tensors
+                .iter()
+                .map(|(n, shape, data)| {
+                    (
+                        n.clone(),
+                        TensorView::new(dtype, shape.clone(), data).unwrap(),
+                    )
+                })
+                .collect();
+            safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+            let model = load_hf(&dir, &device).unwrap();
+            let out: Vec<f32> = model
+                .forward(ids_tensor(&expected(name).input_ids, &device))
+                .into_data()
+                .try_to_vec()
+                .unwrap();
+            logits.push(out);
+        }
+        assert_eq!(logits[0], logits[1], "{name}: bf16 read differently");
+        // The rounding did happen (the fixtures' weights are not bf16 already).
+        let diff = max_abs_diff(&logits[0], &expected(name).logits);
+        assert!(
+            diff > 0.0 && diff.is_finite(),
+            "{name}: bf16 moves logits by {diff}"
+        );
+    }
+}
