@@ -1110,27 +1110,30 @@ fn exports_above_the_shard_size_are_sharded_and_load_back() {
     }
 }
 
+/// One fixture per decoder family (and per length-dependent RoPE).
+const DECODER_FAMILIES: [&str; 13] = [
+    "gpt2",
+    "llama-gqa",
+    "mistral-window",
+    "qwen2",
+    "qwen3",
+    "phi3",
+    "phi3-longrope",
+    "gemma2",
+    "gemma3",
+    "neox-parallel",
+    "olmo2",
+    "stablelm",
+    "llama-rope-dynamic",
+];
+
 #[test]
 fn every_family_trains_through_repeated_backward_passes() {
     // A training step per pass: parameters loaded as a sum (Gemma's `1 + w` norms) must
     // be leaves, or the first backward pass consumes their graph and the second fails.
     use manabi_model::decoder::Norm;
     let device = test_device().autodiff();
-    for name in [
-        "gpt2",
-        "llama-gqa",
-        "mistral-window",
-        "qwen2",
-        "qwen3",
-        "phi3",
-        "phi3-longrope",
-        "gemma2",
-        "gemma3",
-        "neox-parallel",
-        "olmo2",
-        "stablelm",
-        "llama-rope-dynamic",
-    ] {
+    for name in DECODER_FAMILIES {
         let model = load_hf(fixture(name), &device).unwrap();
         let ids = ids_tensor(&[vec![1, 5, 9, 3, 7, 2, 4, 8]], &device);
         for step in 0..2 {
@@ -1166,21 +1169,7 @@ fn every_family_reads_bf16_checkpoints() {
     use safetensors::{Dtype, SafeTensors, tensor::TensorView};
     let device = test_device();
     let tmp = tempfile::tempdir().unwrap();
-    for name in [
-        "gpt2",
-        "llama-gqa",
-        "mistral-window",
-        "qwen2",
-        "qwen3",
-        "phi3",
-        "phi3-longrope",
-        "gemma2",
-        "gemma3",
-        "neox-parallel",
-        "olmo2",
-        "stablelm",
-        "llama-rope-dynamic",
-    ] {
+    for name in DECODER_FAMILIES {
         let bytes = std::fs::read(fixture(name).join("model.safetensors")).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let (mut half, mut wide): (Vec<Stored>, Vec<Stored>) = (Vec::new(), Vec::new());
