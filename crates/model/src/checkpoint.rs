@@ -458,12 +458,12 @@ pub(crate) fn write_hf_with(
         serde_json::to_string_pretty(&config).map_err(|e| ModelError::Input(e.to_string()))?;
     manabi_tokenize::write_atomic(&dir.join("config.json"), json.as_bytes())?;
     if let Some(tok) = tokenizer {
-        let text = manabi_tokenize::tokenizer_json_bytes(tok)?;
+        let (text, sidecar) = manabi_tokenize::tokenizer_files(tok)?;
         manabi_tokenize::write_atomic(&dir.join("tokenizer.json"), &text)?;
         // A morphological-splitting sidecar belongs with its tokenizer.json (one beside a
         // stored file is copied byte for byte: it records that file's hash).
         let out = dir.join(manabi_tokenize::sidecar::SIDECAR_FILE);
-        match manabi_tokenize::tokenizer_sidecar_bytes(tok)? {
+        match sidecar {
             Some(bytes) => manabi_tokenize::write_atomic(&out, &bytes)?,
             None => {
                 if out.exists() {

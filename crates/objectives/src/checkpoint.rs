@@ -128,12 +128,12 @@ pub fn save<M: TrainModel>(
     }
     if let Some(tok) = tokenizer {
         let dest = tmp.join("tokenizer.json");
-        let bytes = manabi_tokenize::tokenizer_json_bytes(tok)?;
+        let (bytes, sidecar) = manabi_tokenize::tokenizer_files(tok)?;
         std::fs::write(&dest, bytes).map_err(|e| TrainError::io(&dest, e))?;
         files.push("tokenizer.json");
         // Word splitting before the pipeline (a --morph-dict tokenizer, a
         // BertJapaneseTokenizer's MeCab step) travels with it.
-        if let Some(bytes) = manabi_tokenize::tokenizer_sidecar_bytes(tok)? {
+        if let Some(bytes) = sidecar {
             let name = manabi_tokenize::sidecar::SIDECAR_FILE;
             std::fs::write(tmp.join(name), bytes).map_err(|e| TrainError::io(tmp.join(name), e))?;
             files.push(name);

@@ -58,32 +58,30 @@ pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
 /// export's copy): the file's own bytes when it is a JSON file on disk (so a sidecar's
 /// hash of it still holds), else the JSON of the pipeline converted from the folder's
 /// SentencePiece model (`spiece.model`, `tokenizer.model`, or a `.model` path) or built
-/// from a `BertJapaneseTokenizer` folder's `vocab.txt` (whose MeCab step
-/// [`tokenizer_sidecar_bytes`] gives).
+/// from a `BertJapaneseTokenizer` folder's `vocab.txt`.
 pub fn tokenizer_json_bytes(path: &Path) -> Result<Vec<u8>> {
-    if stored_as_is(path)? {
-        return std::fs::read(path).map_err(|e| TokenizeError::io(path, e));
-    }
-    Ok(TextTokenizer::load(path)?.to_json().as_bytes().to_vec())
+    Ok(tokenizer_files(path)?.0)
 }
 
-/// The `manabi-pretokenize.json` to store beside [`tokenizer_json_bytes`] of `path` when
-/// the tokenizer splits words before its pipeline: the sidecar beside a tokenizer.json
-/// stored as it is, byte for byte (it records that file's hash), else one written for the
-/// converted pipeline (a `BertJapaneseTokenizer`'s MeCab step). `None` when there is none.
-pub fn tokenizer_sidecar_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
+/// [`tokenizer_json_bytes`] of `path` and the `manabi-pretokenize.json` to store beside
+/// it when the tokenizer splits words before its pipeline: the sidecar beside a
+/// tokenizer.json stored as it is, byte for byte (it records that file's hash), else one
+/// written for the converted pipeline (a `BertJapaneseTokenizer`'s MeCab step). A
+/// converted tokenizer is loaded once for both.
+pub fn tokenizer_files(path: &Path) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
     if stored_as_is(path)? {
+        let json = std::fs::read(path).map_err(|e| TokenizeError::io(path, e))?;
         let side = sidecar::sidecar_path(path);
-        return match std::fs::read(&side) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(TokenizeError::io(&side, e)),
+        let sidecar = match std::fs::read(&side) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(TokenizeError::io(&side, e)),
         };
+        return Ok((json, sidecar));
     }
-    TextTokenizer::load(path)?
-        .sidecar()
-        .map(|s| s.to_bytes(path))
-        .transpose()
+    let tok = TextTokenizer::load(path)?;
+    let sidecar = tok.sidecar().map(|s| s.to_bytes(path)).transpose()?;
+    Ok((tok.to_json().as_bytes().to_vec(), sidecar))
 }
 
 /// Whether the tokenizer at `path` is its own tokenizer.json file (not converted from a

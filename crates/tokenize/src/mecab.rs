@@ -528,11 +528,9 @@ impl Read for MatrixText<'_> {
             while self.next < total && self.buf.len() < 64 << 10 {
                 let i = self.next;
                 let cost = u16_at(self.m.costs, 2 * i) as i16;
-                let _ = writeln!(
-                    VecWriter(&mut self.buf),
-                    "{} {} {cost}",
-                    i % lsize,
-                    i / lsize
+                let _ = std::io::Write::write_fmt(
+                    &mut self.buf,
+                    format_args!("{} {} {cost}\n", i % lsize, i / lsize),
                 );
                 self.next += 1;
             }
@@ -541,15 +539,6 @@ impl Read for MatrixText<'_> {
         out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
         self.at += n;
         Ok(n)
-    }
-}
-
-struct VecWriter<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for VecWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
     }
 }
 

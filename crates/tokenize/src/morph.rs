@@ -269,15 +269,17 @@ impl MorphSplitter {
             Vec::new()
         };
         let base = text.as_ptr() as usize;
+        // The byte of `text` where the previous piece ended: what lies between it and the
+        // next piece is a protected token, copied as it is.
+        let mut done = 0;
         let result = caught(|| {
             for_unprotected(self.protect.as_ref(), text, &mut out, |piece, out| {
                 let p0 = piece.as_ptr() as usize - base;
                 // A protected token just copied: characters map to themselves.
                 if let Some(map) = map.as_deref_mut() {
-                    let copied = out.chars().count() - map.len();
-                    let end = char_at[p0];
-                    map.extend((end - copied..end).map(|c| (c, c + 1)));
+                    map.extend((char_at[done]..char_at[p0]).map(|c| (c, c + 1)));
                 }
+                done = p0 + piece.len();
                 let mut normalized = tokenizers::NormalizedString::from(piece);
                 if nfkc_on {
                     use tokenizers::tokenizer::Normalizer;
@@ -321,9 +323,7 @@ impl MorphSplitter {
             });
             // A protected token at the very end.
             if let Some(map) = map {
-                let copied = out.chars().count() - map.len();
-                let end = char_at[text.len()];
-                map.extend((end - copied..end).map(|c| (c, c + 1)));
+                map.extend((char_at[done]..char_at[text.len()]).map(|c| (c, c + 1)));
                 absorb_gaps(map, text);
             }
         });

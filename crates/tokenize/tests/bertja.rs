@@ -355,10 +355,8 @@ fn checkpoints_store_the_pipeline_and_its_mecab_step() {
     // tokenizer.json and a sidecar for it, which load back to the same ids.
     let name = "bertja-mecab-wordpiece";
     let src = fixture(name).join("tokenizer.json");
-    let json = manabi_tokenize::tokenizer_json_bytes(&src).unwrap();
-    let side = manabi_tokenize::tokenizer_sidecar_bytes(&src)
-        .unwrap()
-        .expect("a sidecar for the MeCab step");
+    let (json, side) = manabi_tokenize::tokenizer_files(&src).unwrap();
+    let side = side.expect("a sidecar for the MeCab step");
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("tokenizer.json"), json).unwrap();
     std::fs::write(tmp.path().join("manabi-pretokenize.json"), side).unwrap();
@@ -375,8 +373,9 @@ fn checkpoints_store_the_pipeline_and_its_mecab_step() {
     // A folder without word splitting stores no sidecar.
     let basic = fixture("bertja-basic").join("tokenizer.json");
     assert!(
-        manabi_tokenize::tokenizer_sidecar_bytes(&basic)
+        manabi_tokenize::tokenizer_files(&basic)
             .unwrap()
+            .1
             .is_none()
     );
 }
@@ -391,13 +390,9 @@ fn the_path_a_bert_japanese_tokenizer_reports_loads_it_again() {
         "{}",
         tok.path().display()
     );
-    let json = manabi_tokenize::tokenizer_json_bytes(tok.path()).unwrap();
+    let (json, sidecar) = manabi_tokenize::tokenizer_files(tok.path()).unwrap();
     assert_eq!(json, tok.to_json().as_bytes());
-    assert!(
-        manabi_tokenize::tokenizer_sidecar_bytes(tok.path())
-            .unwrap()
-            .is_some()
-    );
+    assert!(sidecar.is_some());
     let again = TextTokenizer::load(tok.path()).unwrap();
     assert_eq!(
         again.encode("猫である").unwrap(),

@@ -260,10 +260,10 @@ pub fn ppo(
         std::fs::write(policy_dir.join(PEFT_FILE), cfg.peft.to_toml())
             .map_err(|e| AlignError::io(policy_dir.join(PEFT_FILE), e))?;
     }
-    let bytes = manabi_tokenize::tokenizer_json_bytes(&tok_path)?;
+    let (bytes, sidecar) = manabi_tokenize::tokenizer_files(&tok_path)?;
     std::fs::write(policy_dir.join("tokenizer.json"), bytes)
         .map_err(|e| AlignError::io(policy_dir.join("tokenizer.json"), e))?;
-    if let Some(bytes) = manabi_tokenize::tokenizer_sidecar_bytes(&tok_path)? {
+    if let Some(bytes) = sidecar {
         let side = policy_dir.join(manabi_tokenize::sidecar::SIDECAR_FILE);
         std::fs::write(&side, bytes).map_err(|e| AlignError::io(side, e))?;
     }
