@@ -59,7 +59,6 @@ import json
 import os
 import random
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -78,6 +77,10 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+# MeCab resolves a relative `-d` from the working directory and needs a mecabrc without
+# `-r`: the fixtures' loader sets both (scripts/ is on the path when run as a script).
+from bertja_fixtures import in_folder  # noqa: E402
+
 hf_logging.set_verbosity_error()
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +88,6 @@ DATA = ROOT / "datasets" / "tasks"
 OUT = ROOT / "fixtures" / "hf_tasks"
 TOKENIZE = ROOT / "fixtures" / "tokenize"
 SOURCE_TOKENIZER = TOKENIZE / "bertja-mecab-wordpiece"
-DIC = TOKENIZE / "bertja-dic"
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -108,25 +110,6 @@ def fresh(name: str) -> Path:
         shutil.rmtree(d)
     d.mkdir(parents=True)
     return d
-
-
-@contextmanager
-def in_folder(folder: Path):
-    """MeCab resolves `-d ../../tokenize/bertja-dic` from the working directory and needs
-    a mecabrc when no `-r` is given: run with `folder` as working directory and MECABRC
-    set (MeCab opens its dictionary when the tokenizer is made, so only loading needs it)."""
-    cwd = os.getcwd()
-    old = os.environ.get("MECABRC")
-    os.environ["MECABRC"] = str(DIC / "mecabrc")
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(cwd)
-        if old is None:
-            del os.environ["MECABRC"]
-        else:
-            os.environ["MECABRC"] = old
 
 
 def load_tokenizer(folder: Path):
