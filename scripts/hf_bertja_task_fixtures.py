@@ -80,6 +80,7 @@ from transformers.utils import logging as hf_logging
 # MeCab resolves a relative `-d` from the working directory and needs a mecabrc without
 # `-r`: the fixtures' loader sets both (scripts/ is on the path when run as a script).
 from bertja_fixtures import in_folder  # noqa: E402
+from hf_task_fixtures import labels, scale  # noqa: E402
 
 hf_logging.set_verbosity_error()
 
@@ -139,26 +140,11 @@ def check_tokenizer(d: Path, reference, texts: list[str]):
     return tok
 
 
-def scale(model: torch.nn.Module, std: float) -> None:
-    """Redraws every weight matrix with `std` (norms and biases keep theirs), so that the
-    outputs differ clearly between inputs and classes (as scripts/hf_task_fixtures.py)."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, std)
-            elif name.endswith("bias"):
-                p.normal_(0.0, 0.1)
-
-
 def bert_config(vocab: int, **kw) -> BertConfig:
     return BertConfig(
         vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=512, type_vocab_size=2,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=0, **kw)
-
-
-def labels(names: list[str]) -> dict:
-    return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
 
 
 def pick(path: Path, n: int, seed: str) -> list[dict]:
