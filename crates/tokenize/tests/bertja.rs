@@ -399,3 +399,23 @@ fn the_path_a_bert_japanese_tokenizer_reports_loads_it_again() {
         tok.encode("猫である").unwrap()
     );
 }
+
+#[test]
+fn a_vocab_txt_with_a_bom_and_crlf_lines_reads_the_same() {
+    let name = "bertja-mecab-wordpiece";
+    let (_tmp, dir) = copy_of(name);
+    let vocab = std::fs::read_to_string(dir.join("vocab.txt")).unwrap();
+    let crlf = format!("\u{feff}{}", vocab.replace('\n', "\r\n"));
+    std::fs::write(dir.join("vocab.txt"), crlf).unwrap();
+    let (plain, edited) = (
+        TextTokenizer::load(fixture(name)).unwrap(),
+        TextTokenizer::load(&dir).unwrap(),
+    );
+    assert_eq!(edited.vocab_size(), plain.vocab_size());
+    for text in ["吾輩は猫である。名前はまだ無い。", "[CLS] ＡＢＣ [MASK]"] {
+        assert_eq!(
+            edited.encode_with_specials(text).unwrap(),
+            plain.encode_with_specials(text).unwrap()
+        );
+    }
+}
