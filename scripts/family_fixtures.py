@@ -15,7 +15,7 @@ feature it tests:
                    `query_key_value`, `rotary_pct` 0.25, parallel residual, LayerNorm with
                    bias, untied `embed_out`, exact GELU.
 - neox-sequential: the same with `use_parallel_residual` false and `rotary_pct` 0.5.
-- gemma2, gemma3, stablelm, olmo2: see the comments in CASES.
+- gemma2, gemma3, stablelm, stablelm-parallel, olmo2: see the comments in CASES.
 
     pip install torch transformers safetensors
     python3 scripts/family_fixtures.py [CASE ...]
@@ -89,6 +89,14 @@ CASES = {
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
         use_qkv_bias=True, partial_rotary_factor=0.25, use_parallel_residual=False,
         qk_layernorm=False, tie_word_embeddings=False)),
+    # StableLM 2 12B's layout: a parallel residual whose attention and MLP read one
+    # norm, and `qk_layernorm` (a bias-free LayerNorm per head, each head its own
+    # weights; GQA, so k has fewer), with partial rotary 0.5.
+    "stablelm-parallel": lambda: StableLmForCausalLM(StableLmConfig(
+        vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        use_qkv_bias=False, partial_rotary_factor=0.5, use_parallel_residual=True,
+        qk_layernorm=True, tie_word_embeddings=False)),
     # OLMo 2: norms only after attention and MLP, RMSNorm over the whole q / k projections
     # (GQA: k's is narrower), untied.
     "olmo2": lambda: Olmo2ForCausalLM(Olmo2Config(

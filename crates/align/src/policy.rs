@@ -64,9 +64,6 @@ impl PromptData {
     }
 }
 
-/// What every policy recipe (DPO, GRPO, PPO) starts with: the [`Setup`] of its run, with
-/// the recipe and the PEFT spec recorded for the checkpoints, and the policy (`[model]`,
-/// adapters merged).
 /// `key` (a length in tokens) against the model's learned position table: a model with
 /// one cannot read past it (RoPE and ALiBi models extrapolate, as in transformers).
 pub(crate) fn check_length(cfg: &manabi_model::ModelConfig, key: &str, len: usize) -> Result<()> {
@@ -82,6 +79,47 @@ pub(crate) fn check_length(cfg: &manabi_model::ModelConfig, key: &str, len: usiz
     Ok(())
 }
 
+/// The longest prompt, in tokens, that leaves room in `cfg`'s positions for `max_new`
+/// generated tokens and `virtual_tokens` of prompt tuning; an error naming `key` when
+/// there is none.
+pub(crate) fn prompt_room(
+    cfg: &manabi_model::ModelConfig,
+    max_new: usize,
+    virtual_tokens: usize,
+    key: &str,
+) -> Result<usize> {
+    cfg.max_positions
+        .checked_sub(max_new + virtual_tokens)
+        .filter(|&r| r > 0)
+        .ok_or_else(|| {
+            AlignError::config(
+                key,
+                format!(
+                    "leaves no room for a prompt in the model's {} positions",
+                    cfg.max_positions
+                ),
+            )
+        })
+}
+
+/// Cuts `ids` to `room` tokens from the left, after the `bos` it starts with (the
+/// tokenizer's specials prefix) when room is left for it; whether it cut.
+pub(crate) fn cut_prompt(ids: &mut Vec<u32>, room: usize, bos: &[u32]) -> bool {
+    if ids.len() <= room {
+        return false;
+    }
+    let keep = if room > bos.len() && ids.starts_with(bos) {
+        bos.len()
+    } else {
+        0
+    };
+    ids.drain(keep..keep + ids.len() - room);
+    true
+}
+
+/// What every policy recipe (DPO, GRPO, PPO) starts with: the [`Setup`] of its run, with
+/// the recipe and the PEFT spec recorded for the checkpoints, and the policy (`[model]`,
+/// adapters merged).
 pub(crate) fn start<C: Serialize>(
     cfg: &C,
     run: &RunConfig,

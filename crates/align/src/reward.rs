@@ -419,12 +419,22 @@ pub fn score_texts(
     device: &Device,
 ) -> Result<Vec<f64>> {
     let specials = Specials::of(tokenizer)?;
+    // A model with a learned position table reads at most that many tokens: longer texts
+    // lose their start, after the BOS, as reward training cuts its prompts (the score is
+    // read at the last token).
+    let cfg = model.lm.config();
+    let limit = (cfg.positions == manabi_model::Positions::Learned).then_some(cfg.max_positions);
+    let bos = tokenizer.specials_prefix();
     let mut rows = Vec::with_capacity(texts.len());
     for (p, r) in texts {
         // Prompt and response as one text, as reward training tokenises its pairs
         // (`pref::tokenize`) and as TRL's RewardTrainer does: BPE merges across the
         // boundary come out the same.
-        rows.push(crate::pref::joint_ids(tokenizer, p, r, specials.eos)?);
+        let mut ids = crate::pref::joint_ids(tokenizer, p, r, specials.eos)?;
+        if let Some(max) = limit {
+            crate::policy::cut_prompt(&mut ids, max, bos);
+        }
+        rows.push(ids);
     }
     // score_batch reads n = rows/2 pairs; every row is scored all the same.
     let b = score_batch(&rows, specials.pad);

@@ -1,5 +1,5 @@
 //! Every decoder family manabi imports trains in every preference-and-instruction stage:
-//! a short SFT, DPO and reward run (two steps each) from the tiny Hugging Face fixtures
+//! a short SFT, DPO, reward, GRPO and PPO run (two steps each) from the tiny Hugging Face fixtures
 //! of fixtures/models (made by transformers: scripts/family_fixtures.py,
 //! scripts/qwen_fixtures.py, scripts/rope_scaling_fixtures.py), each ending in a
 //! checkpoint that loads again. A character tokenizer of fewer tokens than the fixtures'
@@ -10,7 +10,7 @@ mod common;
 use common::{ok, s};
 
 /// The families, each with the switches its fixture exercises.
-const FAMILIES: [&str; 13] = [
+const FAMILIES: [&str; 14] = [
     "gpt2",               // learned positions, LayerNorm, fused c_attn
     "llama-gqa",          // grouped-query attention
     "mistral-window",     // sliding window
@@ -23,6 +23,7 @@ const FAMILIES: [&str; 13] = [
     "neox-parallel",      // parallel residual, per-head fused query_key_value
     "olmo2",              // norms after the sublayers
     "stablelm",           // partial rotary, LayerNorm, q/k/v biases
+    "stablelm-parallel",  // one norm for a parallel residual, per-head q/k LayerNorm
     "llama-rope-dynamic", // dynamic NTK RoPE
 ];
 
@@ -92,6 +93,96 @@ fn sft_dpo_and_reward_run_from_every_family() {
             };
             assert!(stdout.contains(metric), "{stage} from {family}: {stdout}");
         }
+    }
+}
+
+#[test]
+fn grpo_and_ppo_run_from_every_family() {
+    // GRPO on the arithmetic prompts; PPO with a reward model
+    // trained from the same family (two steps of `manabi reward`) and the same tokenizer.
+    let tmp = tempfile::tempdir().unwrap();
+    let tokenizer = char_tokenizer(tmp.path());
+    // Prompts longer than GPT-2's 32 positions: cut from the left for the completion.
+    let long = tmp.path().join("long.jsonl");
+    let lines: Vec<String> = (0..4)
+        .map(|i| {
+            format!(
+                "{{\"prompt\": \"Q: A farmer has {i} sheep and buys 2 more at the market. \
+                 How many sheep are there now?\\nA:\", \"answer\": \"{}\"}}",
+                i + 2
+            )
+        })
+        .collect();
+    std::fs::write(&long, lines.join("\n")).unwrap();
+    let data = format!("[\"{}\"]", s(&long));
+    let (train, val) = (format!("data.train={data}"), format!("data.val={data}"));
+    let short = [
+        "train.steps=2",
+        "train.batch_size=2",
+        "data.eval_prompts=2",
+        "train.eval_every=2",
+    ];
+    for family in FAMILIES {
+        let model = format!("model.path=fixtures/models/{family}");
+        let run = |stage: &str, config: &str, extra: &[String]| {
+            let dir = tmp.path().join(format!("{stage}-{family}"));
+            let mut args = vec![stage.to_string(), "--config".into(), config.into()];
+            let out = format!("run.out={}", s(&dir));
+            for set in [&model, &tokenizer, &out]
+                .into_iter()
+                .cloned()
+                .chain(extra.iter().cloned())
+            {
+                args.push("--set".into());
+                args.push(set);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let stdout = ok(&args);
+            assert!(
+                dir.join("checkpoints/step-0000002/model.bpk").is_file(),
+                "{stage} from {family}: no checkpoint\n{stdout}"
+            );
+            (dir, stdout)
+        };
+        let (rm, _) = run(
+            "reward",
+            "configs/align/reward.toml",
+            &["train.steps=2".into(), "data.max_length=32".into()],
+        );
+        let sets = |own: &[&str]| -> Vec<String> {
+            short.iter().chain(own).map(|x| x.to_string()).collect()
+        };
+        let (_, stdout) = run(
+            "grpo",
+            "configs/align/grpo.toml",
+            // The format reward (a completion starting with a space) differs between
+            // the samples of a random model, so advantages and gradients are not zero.
+            &sets(&[
+                &train,
+                &val,
+                "grpo.num_generations=4",
+                "grpo.max_new_tokens=3",
+                "grpo.rewards=[\"format\"]",
+            ]),
+        );
+        assert!(
+            stdout.contains("exact match"),
+            "grpo from {family}: {stdout}"
+        );
+        let rm = format!("ppo.reward_model={}", s(&rm));
+        let (_, stdout) = run(
+            "ppo",
+            "configs/align/ppo.toml",
+            &sets(&[
+                &rm,
+                &train,
+                &val,
+                "ppo.max_new_tokens=3",
+                "ppo.num_ppo_epochs=1",
+                "ppo.num_mini_batches=1",
+            ]),
+        );
+        assert!(stdout.contains("reward"), "ppo from {family}: {stdout}");
     }
 }
 

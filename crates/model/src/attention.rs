@@ -63,6 +63,18 @@ pub fn softcap<const D: usize>(x: Tensor<D>, cap: f64) -> Tensor<D> {
     (x / cap).tanh() * cap
 }
 
+/// A bias-free LayerNorm over the last axis whose weights differ per head (StableLM's
+/// `qk_layernorm`).
+///
+/// # Shapes
+/// - x: `[batch, seq, heads, head_dim]`
+/// - gamma: `[1, 1, heads, head_dim]`
+fn head_layer_norm(x: Tensor<4>, gamma: Tensor<4>, eps: f64) -> Tensor<4> {
+    let centred = x.clone() - x.mean_dim(3);
+    let var = centred.clone().powi_scalar(2).mean_dim(3);
+    centred / (var + eps).sqrt() * gamma
+}
+
 /// Self-attention of one block. Every projection is a burn `Linear`, so LoRA reaches it.
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -74,9 +86,12 @@ pub struct Attention {
     pub v_proj: Linear,
     /// Output projection `[n_heads·head_dim, d_model]`.
     pub o_proj: Linear,
-    /// Per-head RMSNorm of the queries `[head_dim]`, before RoPE (`qk_norm`, Qwen3).
+    /// Norm of the queries before RoPE (`qk_norm`): an RMSNorm `[head_dim]` shared by the
+    /// heads (Qwen3), over the whole projection `[n_heads·head_dim]` (`qk_norm_whole`,
+    /// OLMo 2), or the weights `[n_heads·head_dim]` of a bias-free LayerNorm per head
+    /// (`qk_norm_heads`, StableLM).
     pub q_norm: Option<RmsNorm>,
-    /// Per-head RMSNorm of the keys `[head_dim]`, before RoPE (`qk_norm`, Qwen3).
+    /// Norm of the keys before RoPE, as `q_norm` (`kv_heads` instead of `n_heads`).
     pub k_norm: Option<RmsNorm>,
     /// Dropout on the input of LoRA adapters (PEFT's `lora_dropout`; 0 = none).
     pub lora_dropout: Dropout,
@@ -96,6 +111,8 @@ pub struct Attention {
     softcap: Option<f64>,
     #[module(skip)]
     qk_norm_whole: bool,
+    #[module(skip)]
+    qk_norm_heads: bool,
 }
 
 impl Attention {
@@ -106,10 +123,14 @@ impl Attention {
         let qkv_bias = cfg.attention_bias || cfg.qkv_bias;
         let lin = |i, o, bias, std| crate::init::linear(i, o, bias, std, device);
         let std = crate::init::STD;
-        // Per head (`head_dim`), or over all heads of the projection (OLMo 2).
+        // Per head (`head_dim`), or a weight per head and dimension (OLMo 2, StableLM).
         let qk_norm = |heads: usize| {
             cfg.qk_norm.then(|| {
-                let width = if cfg.qk_norm_whole { heads * hd } else { hd };
+                let width = if cfg.qk_norm_whole || cfg.qk_norm_heads {
+                    heads * hd
+                } else {
+                    hd
+                };
                 RmsNormConfig::new(width)
                     .with_epsilon(cfg.norm_eps)
                     .init(device)
@@ -136,6 +157,7 @@ impl Attention {
             scale: cfg.attention_scale(),
             softcap: cfg.attn_softcap,
             qk_norm_whole: cfg.qk_norm_whole,
+            qk_norm_heads: cfg.qk_norm_heads,
         }
     }
 
@@ -173,13 +195,22 @@ impl Attention {
         let mut q = q.reshape([b, t, h, hd]);
         let mut k = k.reshape([b, t, kvh, hd]);
         let mut v = linear(&self.v_proj, x).reshape([b, t, kvh, hd]);
-        // Qwen3: each head's query and key normalised over head_dim, before RoPE.
+        // Qwen3: each head's query and key normalised over head_dim, before RoPE;
+        // StableLM: the same with a LayerNorm whose weights differ per head.
         if !self.qk_norm_whole {
+            let eps = self.norm_eps;
+            let norm = |x: Tensor<4>, n: &RmsNorm, heads: usize| {
+                if self.qk_norm_heads {
+                    head_layer_norm(x, n.gamma.val().reshape([1, 1, heads, hd]), eps)
+                } else {
+                    crate::fused::rms_norm(x, n.gamma.val(), eps)
+                }
+            };
             if let Some(n) = &self.q_norm {
-                q = crate::fused::rms_norm(q, n.gamma.val(), self.norm_eps);
+                q = norm(q, n, h);
             }
             if let Some(n) = &self.k_norm {
-                k = crate::fused::rms_norm(k, n.gamma.val(), self.norm_eps);
+                k = norm(k, n, kvh);
             }
         }
         if let (true, Some((cos, sin))) = (self.rope, rope) {

@@ -272,9 +272,13 @@ pub(crate) fn decoder_hf_tensors(model: &DecoderLm, dir: &Path) -> Result<Vec<Ou
                 if let Some(x) = &b.post_mlp_norm {
                     norm(&format!("{p}.{post_mlp}"), x, &mut t)?;
                 }
-                for (name, q) in [("q_norm", &b.attn.q_norm), ("k_norm", &b.attn.k_norm)] {
+                for (key, q) in [(false, &b.attn.q_norm), (true, &b.attn.k_norm)] {
                     if let Some(q) = q {
-                        t.push(out(format!("{p}.{}.{name}.weight", n.attn), q.gamma.val())?);
+                        let names = crate::hf_names::qk_norm_tensors(cfg, &p, key);
+                        let parts = q.gamma.val().chunk(names.len(), 0);
+                        for (name, part) in names.into_iter().zip(parts) {
+                            t.push(out(name, part)?);
+                        }
                     }
                 }
             }

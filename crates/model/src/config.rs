@@ -559,6 +559,11 @@ pub struct ModelConfig {
     /// `use_parallel_residual`), instead of attention then MLP.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parallel_residual: bool,
+    /// With `parallel_residual`: attention and MLP read one norm of the block's input,
+    /// `x + attn(norm(x)) + mlp(norm(x))` (StableLM 2's `use_parallel_residual`); the
+    /// block has no MLP norm.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_norm: bool,
     /// Norms after attention and after the MLP too, before each residual add (Gemma 2 /
     /// 3's `post_attention_layernorm` / `post_feedforward_layernorm`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -570,6 +575,10 @@ pub struct ModelConfig {
     /// instead of per head.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub qk_norm_whole: bool,
+    /// `qk_norm` as a LayerNorm without bias over `head_dim`, each head with its own
+    /// weights (StableLM's `qk_layernorm`), instead of one RMSNorm shared by the heads.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub qk_norm_heads: bool,
     /// Token embeddings multiplied by √d_model (Gemma).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub embed_scale: bool,
@@ -730,8 +739,12 @@ impl ModelConfig {
             d
         };
         let post = if self.post_norms { 2 * norm } else { 0 };
-        let pre = if self.post_norms_only { 0 } else { 2 * norm };
-        let qk_norm = match (self.qk_norm, self.qk_norm_whole) {
+        let pre = match (self.post_norms_only, self.shared_norm) {
+            (true, _) => 0,
+            (false, true) => norm,
+            (false, false) => 2 * norm,
+        };
+        let qk_norm = match (self.qk_norm, self.qk_norm_whole || self.qk_norm_heads) {
             (true, true) => hd * (self.n_heads + self.kv_heads()),
             _ => qk_norm,
         };
@@ -875,6 +888,15 @@ impl ModelConfig {
         }
         if self.qk_norm_whole && !self.qk_norm {
             return bad("qk_norm_whole", "needs qk_norm = true".into());
+        }
+        if self.qk_norm_heads && (!self.qk_norm || self.qk_norm_whole) {
+            return bad(
+                "qk_norm_heads",
+                "needs qk_norm = true and qk_norm_whole = false".into(),
+            );
+        }
+        if self.shared_norm && !self.parallel_residual {
+            return bad("shared_norm", "needs parallel_residual = true".into());
         }
         for (key, v) in [
             ("attn_softcap", self.attn_softcap),

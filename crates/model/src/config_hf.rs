@@ -181,8 +181,8 @@ impl ModelConfig {
                     && self.activation == Activation::Swiglu
                     && !self.attention_bias
                     && !self.mlp_bias
-                    && !self.qk_norm
-                    && !self.parallel_residual
+                    && self.qk_norm == self.qk_norm_heads
+                    && self.parallel_residual == self.shared_norm
                     && !window
             }
             "gpt_neox" => {
@@ -196,7 +196,14 @@ impl ModelConfig {
             }
             _ => rms_swiglu && plain && !window,
         };
-        if fits && (t.starts_with("gemma") || !gemma_only) && (t == "olmo2" || !olmo) {
+        // StableLM's per-head q/k LayerNorms and shared parallel norm exist in no other
+        // `model_type`.
+        let stablelm_only = self.qk_norm_heads || self.shared_norm;
+        if fits
+            && (t.starts_with("gemma") || !gemma_only)
+            && (t == "olmo2" || !olmo)
+            && (t == "stablelm" || !stablelm_only)
+        {
             return Ok(());
         }
         Err(ModelError::Config {
@@ -205,7 +212,8 @@ impl ModelConfig {
                 "a Hugging Face `{t}` model cannot hold norm = {:?}, activation = {:?}, \
                  qkv_bias = {}, qk_norm = {}, attention_bias = {}, mlp_bias = {}, \
                  rotary_fraction = {}, sliding_window = {:?}, parallel_residual = {}, \
-                 tie_embeddings = {}, Gemma switches = {gemma_only}",
+                 tie_embeddings = {}, Gemma switches = {gemma_only}, \
+                 StableLM switches = {stablelm_only}",
                 self.norm,
                 self.activation,
                 self.qkv_bias,
@@ -293,8 +301,8 @@ impl ModelConfig {
                 "layer_norm_eps": self.norm_eps,
                 "hidden_act": "silu",
                 "use_qkv_bias": self.qkv_bias,
-                "qk_layernorm": false,
-                "use_parallel_residual": false,
+                "qk_layernorm": self.qk_norm,
+                "use_parallel_residual": self.parallel_residual,
                 "partial_rotary_factor": self.rotary_fraction,
                 "rope_theta": self.rope_theta,
             }),
@@ -393,9 +401,11 @@ impl ModelConfig {
             sliding_window: None,
             layer_types: None,
             parallel_residual: false,
+            shared_norm: false,
             post_norms: false,
             post_norms_only: false,
             qk_norm_whole: false,
+            qk_norm_heads: false,
             embed_scale: false,
             attn_softcap: None,
             final_softcap: None,
@@ -616,17 +626,12 @@ fn gemma_from_hf(v: &Value, t: &str, base: ModelConfig) -> Result<ModelConfig> {
 }
 
 /// StableLM (2): LayerNorm with bias, SwiGLU, partial rotary (default 0.25), biases on
-/// q/k/v with `use_qkv_bias`. Its parallel residual shares one norm between attention
-/// and MLP and its `qk_layernorm` is a LayerNorm per head: both refused by key.
+/// q/k/v with `use_qkv_bias`; `use_parallel_residual` is a parallel residual whose
+/// attention and MLP share one norm (`shared_norm`), `qk_layernorm` a bias-free
+/// LayerNorm per head with weights of its own (`qk_norm_heads`).
 fn stablelm_from_hf(v: &Value, base: ModelConfig) -> Result<ModelConfig> {
-    for key in ["use_parallel_residual", "qk_layernorm"] {
-        if opt::<bool>(v, key)?.unwrap_or(false) {
-            return Err(ModelError::Config {
-                key: key.into(),
-                message: "is not supported for stablelm (set it to false)".into(),
-            });
-        }
-    }
+    let parallel = opt::<bool>(v, "use_parallel_residual")?.unwrap_or(false);
+    let qk_norm = opt::<bool>(v, "qk_layernorm")?.unwrap_or(false);
     if v.get("hidden_act")
         .and_then(Value::as_str)
         .unwrap_or("silu")
@@ -651,6 +656,10 @@ fn stablelm_from_hf(v: &Value, base: ModelConfig) -> Result<ModelConfig> {
         norm_eps: opt(v, "layer_norm_eps")?.unwrap_or(1e-5),
         activation: Activation::Swiglu,
         qkv_bias: opt(v, "use_qkv_bias")?.unwrap_or(false),
+        parallel_residual: parallel,
+        shared_norm: parallel,
+        qk_norm,
+        qk_norm_heads: qk_norm,
         rotary_fraction,
         tie_embeddings: opt(v, "tie_word_embeddings")?.unwrap_or(false),
         ..base

@@ -54,7 +54,8 @@ impl Norm {
 }
 
 /// One pre-norm block: `x + attn(norm(x))`, then `x + mlp(norm(x))`; or, with
-/// `parallel_residual` (GPT-NeoX), `x + attn(norm₁(x)) + mlp(norm₂(x))`.
+/// `parallel_residual` (GPT-NeoX), `x + attn(norm₁(x)) + mlp(norm₂(x))`, and with
+/// `shared_norm` too (StableLM 2), `x + attn(norm(x)) + mlp(norm(x))`.
 #[derive(Module, Debug)]
 pub struct Block {
     /// Norm before attention (GPT-2 `ln_1`, LLaMA `input_layernorm`); none with
@@ -63,7 +64,7 @@ pub struct Block {
     /// Self-attention.
     pub attn: Attention,
     /// Norm before the MLP (GPT-2 `ln_2`, LLaMA `post_attention_layernorm`); none with
-    /// `post_norms_only`.
+    /// `post_norms_only`, and with `shared_norm` (the MLP reads `attn_norm`'s output).
     pub mlp_norm: Option<Norm>,
     /// Feed-forward.
     pub mlp: Mlp,
@@ -90,7 +91,8 @@ impl Block {
         Self {
             attn_norm: (!cfg.post_norms_only).then(|| Norm::new(cfg, cfg.d_model, device)),
             attn: Attention::new(cfg, device),
-            mlp_norm: (!cfg.post_norms_only).then(|| Norm::new(cfg, cfg.d_model, device)),
+            mlp_norm: (!cfg.post_norms_only && !cfg.shared_norm)
+                .then(|| Norm::new(cfg, cfg.d_model, device)),
             mlp: Mlp::new(cfg, device),
             dropout: DropoutConfig::new(cfg.dropout).init(),
             post_attn_norm: cfg.post_norms.then(|| Norm::new(cfg, cfg.d_model, device)),
@@ -113,9 +115,8 @@ impl Block {
             Some(n) => n.forward(x, self.norm_eps),
             None => x,
         };
-        let a = self
-            .attn
-            .forward(pre(&self.attn_norm, x.clone()), rope, bias, cache);
+        let normed = pre(&self.attn_norm, x.clone());
+        let a = self.attn.forward(normed.clone(), rope, bias, cache);
         let a = match &self.attn_adapter {
             Some(ad) => ad.forward(a),
             None => a,
@@ -125,8 +126,12 @@ impl Block {
             None => a,
         };
         let (x, mlp_in) = if self.parallel {
-            // GPT-NeoX: the MLP reads the block's input, not the attention's output.
-            let m = pre(&self.mlp_norm, x.clone());
+            // GPT-NeoX: the MLP reads the block's input, not the attention's output,
+            // through a norm of its own; StableLM 2 (`shared_norm`): through attention's.
+            let m = match &self.mlp_norm {
+                Some(n) => n.forward(x.clone(), self.norm_eps),
+                None => normed,
+            };
             (x + self.dropout.forward(a), m)
         } else {
             let x = x + self.dropout.forward(a);

@@ -302,14 +302,19 @@ fn load_decoder(m: &mut DecoderLm, cfg: &ModelConfig, w: &mut Weights) -> Result
             set_norm(n, w, &format!("{p}.{post_mlp}"), d)?;
         }
         // Qwen3's per-head norms of queries and keys (`qk_norm`); OLMo 2's over all
-        // heads (`qk_norm_whole`).
-        for (name, n) in [
-            ("q_norm", &mut block.attn.q_norm),
-            ("k_norm", &mut block.attn.k_norm),
+        // heads (`qk_norm_whole`); StableLM's, one tensor per head, concatenated.
+        for (key, n) in [
+            (false, &mut block.attn.q_norm),
+            (true, &mut block.attn.k_norm),
         ] {
             if let Some(n) = n {
-                let width = n.gamma.dims()[0];
-                n.gamma = param(w.take(&format!("{p}.{}.{name}.weight", names.attn), [width])?);
+                let tensors = crate::hf_names::qk_norm_tensors(cfg, &p, key);
+                let width = n.gamma.dims()[0] / tensors.len();
+                let parts = tensors
+                    .iter()
+                    .map(|name| w.take(name, [width]))
+                    .collect::<Result<Vec<Tensor<1>>>>()?;
+                n.gamma = param(Tensor::cat(parts, 0));
             }
         }
     }

@@ -99,6 +99,9 @@ pub struct DecoderNames {
     pub unit_offset_norms: bool,
     /// The attention module, in a block (`attn`, `self_attn`, `attention`).
     pub attn: &'static str,
+    /// The query and key norms, in the attention module (`q_norm`, `k_norm`; StableLM's
+    /// `q_layernorm`, `k_layernorm`).
+    pub qk_norms: (&'static str, &'static str),
     /// Final norm under the root (`ln_f`, `norm`, `final_layer_norm`).
     pub final_norm: &'static str,
     /// The untied output projection, at top level (`lm_head`, `embed_out`).
@@ -117,6 +120,7 @@ pub fn decoder_names(cfg: &ModelConfig) -> DecoderNames {
         post_norms: ("", ""),
         unit_offset_norms: false,
         attn: "self_attn",
+        qk_norms: ("q_norm", "k_norm"),
         final_norm: "norm",
         head: "lm_head",
     };
@@ -131,6 +135,7 @@ pub fn decoder_names(cfg: &ModelConfig) -> DecoderNames {
             post_norms: ("", ""),
             unit_offset_norms: false,
             attn: "attn",
+            qk_norms: ("q_norm", "k_norm"),
             final_norm: "ln_f",
             head: "lm_head",
         },
@@ -140,6 +145,10 @@ pub fn decoder_names(cfg: &ModelConfig) -> DecoderNames {
             attn: "attention",
             final_norm: "final_layer_norm",
             head: "embed_out",
+            ..llama
+        },
+        (_, Some("stablelm")) => DecoderNames {
+            qk_norms: ("q_layernorm", "k_layernorm"),
             ..llama
         },
         (_, Some("olmo2")) => DecoderNames {
@@ -153,6 +162,26 @@ pub fn decoder_names(cfg: &ModelConfig) -> DecoderNames {
             ..llama
         },
         _ => llama,
+    }
+}
+
+/// The Hugging Face tensors of a block's query norm (`key` false) or key norm (`key`
+/// true), `block` being the block's name (`model.layers.0`): one
+/// `….self_attn.q_norm.weight`, or with `qk_norm_heads` one per head in head order
+/// (`….self_attn.q_layernorm.norms.{h}.weight`).
+pub fn qk_norm_tensors(cfg: &ModelConfig, block: &str, key: bool) -> Vec<String> {
+    let n = decoder_names(cfg);
+    let (name, heads) = if key {
+        (n.qk_norms.1, cfg.kv_heads())
+    } else {
+        (n.qk_norms.0, cfg.n_heads)
+    };
+    if cfg.qk_norm_heads {
+        (0..heads)
+            .map(|h| format!("{block}.{}.{name}.norms.{h}.weight", n.attn))
+            .collect()
+    } else {
+        vec![format!("{block}.{}.{name}.weight", n.attn)]
     }
 }
 

@@ -496,7 +496,7 @@ fn qwen_exports_keep_their_model_type_and_refuse_what_it_cannot_hold() {
 }
 
 /// The fixtures of scripts/family_fixtures.py: one per switch of the RoPE decoder.
-const FAMILIES: [&str; 9] = [
+const FAMILIES: [&str; 10] = [
     "mistral-window",
     "qwen2-window",
     "phi3",
@@ -505,6 +505,7 @@ const FAMILIES: [&str; 9] = [
     "gemma2",
     "gemma3",
     "stablelm",
+    "stablelm-parallel",
     "olmo2",
 ];
 
@@ -527,15 +528,56 @@ fn stablelm_with_layernorm_qkv_bias_and_partial_rotary_matches_transformers() {
     assert!(cfg.qkv_bias && !cfg.attention_bias, "{cfg:?}");
     assert_eq!(cfg.rotary_dim(), 2);
     check_greedy("stablelm");
-    // What is not built is refused by key.
-    let text = std::fs::read_to_string(fixture("stablelm").join("config.json")).unwrap();
-    for key in ["use_parallel_residual", "qk_layernorm"] {
-        let bad = text.replace(&format!("\"{key}\": false"), &format!("\"{key}\": true"));
-        let err = manabi_model::ModelConfig::from_hf_json(&bad)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(&format!("`{key}`")), "{err}");
-    }
+    assert!(!cfg.parallel_residual && !cfg.qk_norm, "{cfg:?}");
+}
+
+#[test]
+fn stablelm_shared_norm_parallel_residual_and_per_head_qk_layernorm_match_transformers() {
+    // StableLM 2 12B's layout: attention and MLP read one norm; q and k each get a
+    // bias-free LayerNorm per head with its own weights (GQA: two for k, four for q).
+    let model = check("stablelm-parallel");
+    let cfg = model.config();
+    assert!(cfg.parallel_residual && cfg.shared_norm, "{cfg:?}");
+    assert!(
+        cfg.qk_norm && cfg.qk_norm_heads && !cfg.qk_norm_whole,
+        "{cfg:?}"
+    );
+    assert!(model.layers[0].mlp_norm.is_none());
+    let widths = |n: &Option<burn::nn::RmsNorm>| n.as_ref().map(|n| n.gamma.dims()[0]);
+    let attn = &model.layers[0].attn;
+    assert_eq!(
+        (widths(&attn.q_norm), widths(&attn.k_norm)),
+        (Some(32), Some(16))
+    );
+    check_greedy("stablelm-parallel");
+    // A per-head norm of the wrong width names its tensor.
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("stablelm-parallel").join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let short = [0u8; 4 * 4];
+    let bad = "model.layers.1.self_attn.k_layernorm.norms.1.weight";
+    let views: Vec<(String, safetensors::tensor::TensorView)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            if n == bad {
+                let view =
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4], &short)
+                        .unwrap();
+                (n, view)
+            } else {
+                (n, v)
+            }
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.path().join("model.safetensors")).unwrap();
+    std::fs::copy(
+        fixture("stablelm-parallel").join("config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    let err = load_hf(dir.path(), &test_device()).unwrap_err().to_string();
+    assert!(err.contains(bad), "{err}");
 }
 
 #[test]
@@ -1111,7 +1153,7 @@ fn exports_above_the_shard_size_are_sharded_and_load_back() {
 }
 
 /// One fixture per decoder family (and per length-dependent RoPE).
-const DECODER_FAMILIES: [&str; 13] = [
+const DECODER_FAMILIES: [&str; 14] = [
     "gpt2",
     "llama-gqa",
     "mistral-window",
@@ -1124,6 +1166,7 @@ const DECODER_FAMILIES: [&str; 13] = [
     "neox-parallel",
     "olmo2",
     "stablelm",
+    "stablelm-parallel",
     "llama-rope-dynamic",
 ];
 
@@ -1154,76 +1197,84 @@ fn every_family_trains_through_repeated_backward_passes() {
 /// A tensor to write: name, shape, little-endian bytes.
 type Stored = (String, Vec<usize>, Vec<u8>);
 
-/// `x` rounded to the nearest bfloat16 (ties to even), as torch's `.to(torch.bfloat16)`.
-fn round_bf16(x: f32) -> u16 {
-    let b = x.to_bits();
-    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
-}
+/// An f32 rounded to a 16-bit float: its bits and their exact f32 value.
+type Round16 = fn(f32) -> (u16, f32);
 
 #[test]
-fn every_family_reads_bf16_checkpoints() {
-    // Checkpoints ship in bf16: each family fixture rewritten with bf16 tensors must give
-    // exactly the logits of the same weights rounded to bf16 and stored as f32 (the
-    // reader widens bf16 exactly; every family's tensor names and fused layouts go
-    // through it).
+fn every_family_reads_bf16_and_f16_checkpoints() {
+    // Checkpoints ship in bf16 or f16: each family fixture rewritten with 16-bit tensors
+    // must give exactly the logits of the same weights rounded to 16 bits (to nearest,
+    // ties to even, as torch's `.to()`) and stored as f32 (the reader widens both exactly;
+    // every family's tensor names and fused layouts go through it).
+    use half::{bf16, f16};
     use safetensors::{Dtype, SafeTensors, tensor::TensorView};
     let device = test_device();
     let tmp = tempfile::tempdir().unwrap();
+    let kinds: [(&str, Dtype, Round16); 2] = [
+        ("bf16", Dtype::BF16, |x| {
+            let h = bf16::from_f32(x);
+            (h.to_bits(), h.to_f32())
+        }),
+        ("f16", Dtype::F16, |x| {
+            let h = f16::from_f32(x);
+            (h.to_bits(), h.to_f32())
+        }),
+    ];
     for name in DECODER_FAMILIES {
         let bytes = std::fs::read(fixture(name).join("model.safetensors")).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
-        let (mut half, mut wide): (Vec<Stored>, Vec<Stored>) = (Vec::new(), Vec::new());
-        for (tensor, view) in st.tensors() {
-            assert_eq!(view.dtype(), Dtype::F32, "{name}: {tensor}");
-            let rounded: Vec<u16> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| round_bf16(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-                .collect();
-            let shape = view.shape().to_vec();
-            half.push((
-                tensor.clone(),
-                shape.clone(),
-                rounded.iter().flat_map(|h| h.to_le_bytes()).collect(),
-            ));
-            wide.push((
-                tensor,
-                shape,
-                rounded
+        for (kind, dtype, round) in kinds {
+            let (mut half, mut wide): (Vec<Stored>, Vec<Stored>) = (Vec::new(), Vec::new());
+            for (tensor, view) in st.tensors() {
+                assert_eq!(view.dtype(), Dtype::F32, "{name}: {tensor}");
+                let rounded: Vec<(u16, f32)> = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| round(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                    .collect();
+                let shape = view.shape().to_vec();
+                half.push((
+                    tensor.clone(),
+                    shape.clone(),
+                    rounded.iter().flat_map(|h| h.0.to_le_bytes()).collect(),
+                ));
+                wide.push((
+                    tensor,
+                    shape,
+                    rounded.iter().flat_map(|h| h.1.to_le_bytes()).collect(),
+                ));
+            }
+            let mut logits = Vec::new();
+            for (suffix, dtype, tensors) in [(kind, dtype, &half), ("f32", Dtype::F32, &wide)] {
+                let dir = tmp.path().join(format!("{name}-{kind}-{suffix}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::copy(fixture(name).join("config.json"), dir.join("config.json")).unwrap();
+                let views: Vec<(String, TensorView)> = tensors
                     .iter()
-                    .flat_map(|&h| f32::from_bits(u32::from(h) << 16).to_le_bytes())
-                    .collect::<Vec<u8>>(),
-            ));
+                    .map(|(n, shape, data)| {
+                        (
+                            n.clone(),
+                            TensorView::new(dtype, shape.clone(), data).unwrap(),
+                        )
+                    })
+                    .collect();
+                safetensors::serialize_to_file(views, None, &dir.join("model.safetensors"))
+                    .unwrap();
+                let model = load_hf(&dir, &device).unwrap();
+                let out: Vec<f32> = model
+                    .forward(ids_tensor(&expected(name).input_ids, &device))
+                    .into_data()
+                    .try_to_vec()
+                    .unwrap();
+                logits.push(out);
+            }
+            assert_eq!(logits[0], logits[1], "{name}: {kind} read differently");
+            // The rounding did happen (the fixtures' weights are not 16-bit already).
+            let diff = max_abs_diff(&logits[0], &expected(name).logits);
+            assert!(
+                diff > 0.0 && diff.is_finite(),
+                "{name}: {kind} moves logits by {diff}"
+            );
         }
-        let mut logits = Vec::new();
-        for (kind, dtype, tensors) in [("bf16", Dtype::BF16, &half), ("f32", Dtype::F32, &wide)] {
-            let dir = tmp.path().join(format!("{name}-{kind}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::copy(fixture(name).join("config.json"), dir.join("config.json")).unwrap();
-            let views: Vec<(String, TensorView)> = tensors
-                .iter()
-                .map(|(n, shape, data)| {
-                    (
-                        n.clone(),
-                        TensorView::new(dtype, shape.clone(), data).unwrap(),
-                    )
-                })
-                .collect();
-            safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
-            let model = load_hf(&dir, &device).unwrap();
-            let out: Vec<f32> = model
-                .forward(ids_tensor(&expected(name).input_ids, &device))
-                .into_data()
-                .try_to_vec()
-                .unwrap();
-            logits.push(out);
-        }
-        assert_eq!(logits[0], logits[1], "{name}: bf16 read differently");
-        // The rounding did happen (the fixtures' weights are not bf16 already).
-        let diff = max_abs_diff(&logits[0], &expected(name).logits);
-        assert!(
-            diff > 0.0 && diff.is_finite(),
-            "{name}: bf16 moves logits by {diff}"
-        );
     }
 }

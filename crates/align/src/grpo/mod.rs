@@ -226,6 +226,9 @@ pub struct GrpoTask {
     pub eval_prompts: usize,
     /// The loaded reward model and its tokenizer (for the `model` reward).
     pub reward_model: Option<(manabi_model::DecoderClassifier, TextTokenizer)>,
+    /// Longest prompt in tokens: a longer one loses its start (after the BOS), leaving
+    /// room in the model's positions for the completion, as `manabi ppo` cuts prompts.
+    pub prompt_room: usize,
 }
 
 /// Per-token log-probs of the rollouts' targets under `model` (0 where ignored).
@@ -250,10 +253,11 @@ impl GrpoTask {
         for p in prompts {
             // TRL's `processing_class(text=prompts)`: the tokenizer's BOS first when it
             // adds one.
-            let ids = self
+            let mut ids = self
                 .tokenizer
                 .encode_with_specials(&p.prompt)
                 .map_err(|e| err(e.to_string()))?;
+            crate::policy::cut_prompt(&mut ids, self.prompt_room, self.tokenizer.specials_prefix());
             encoded.extend(std::iter::repeat_n(ids, g));
         }
         let opts = GenerateOptions {
@@ -519,12 +523,23 @@ pub fn greedy_exact_match(
         pad_id: pad,
         ..GenerateOptions::default()
     };
+    // Prompts cut as the rollouts cut them, to leave room for the answer.
+    let room = crate::policy::prompt_room(
+        model.config(),
+        max_new,
+        model.virtual_tokens(),
+        "grpo.max_new_tokens",
+    )?;
     let mut hits = 0;
     for chunk in prompts.chunks(64) {
         let ids = chunk
             .iter()
-            .map(|p| tok.encode_with_specials(&p.prompt))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .map(|p| {
+                let mut ids = tok.encode_with_specials(&p.prompt)?;
+                crate::policy::cut_prompt(&mut ids, room, tok.specials_prefix());
+                Ok(ids)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let out = manabi_model::generate(model, &ids, &opts, None)?;
         for (p, c) in chunk.iter().zip(out) {
             let text = tok.decode(&c, true)?;

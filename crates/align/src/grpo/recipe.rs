@@ -161,6 +161,12 @@ pub fn grpo(
             }
             None => None,
         },
+        prompt_room: crate::policy::prompt_room(
+            plain.config(),
+            max_new,
+            cfg.peft.virtual_positions(),
+            "grpo.max_new_tokens",
+        )?,
     };
     let run = trainer.fit(&task, model, resume)?;
     let ckpt = run

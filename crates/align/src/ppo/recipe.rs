@@ -143,34 +143,19 @@ pub fn ppo(
     // Prompts are tokenised as TRL's PPO example does (`tokenizer(prompt)`: the
     // tokenizer's BOS first when it adds one) and cut from the left, after that BOS, to
     // leave room for the response (counted, reported).
-    let room = model
-        .config()
-        .max_positions
-        .checked_sub(cfg.ppo.max_new_tokens + cfg.peft.virtual_positions())
-        .filter(|&r| r > 0)
-        .ok_or_else(|| {
-            AlignError::config(
-                "ppo.max_new_tokens",
-                format!(
-                    "leaves no room for a prompt in the model's {} positions",
-                    model.config().max_positions
-                ),
-            )
-        })?;
+    let room = crate::policy::prompt_room(
+        model.config(),
+        cfg.ppo.max_new_tokens,
+        cfg.peft.virtual_positions(),
+        "ppo.max_new_tokens",
+    )?;
     let mut prompts_cut = 0;
     let mut encode = |texts: Vec<String>| -> Result<Vec<Prompt>> {
         texts
             .into_iter()
             .map(|text| {
                 let mut ids = tokenizer.encode_with_specials(&text)?;
-                if ids.len() > room {
-                    let bos = tokenizer.specials_prefix().len();
-                    let keep = if room > bos && ids.starts_with(tokenizer.specials_prefix()) {
-                        bos
-                    } else {
-                        0
-                    };
-                    ids.drain(keep..keep + ids.len() - room);
+                if crate::policy::cut_prompt(&mut ids, room, tokenizer.specials_prefix()) {
                     prompts_cut += 1;
                 }
                 Ok(Prompt { text, ids })

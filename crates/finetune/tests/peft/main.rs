@@ -346,6 +346,14 @@ fn adapters_trained_here_export_and_load_back_exactly() {
             },
         ),
     ];
+    // And a LoRA of every other family, through its own module names.
+    let families = FAMILY_TARGETS
+        .iter()
+        .map(|&(base, targets)| (base, format!("{base}-lora"), lora_cfg(4, 8.0, targets)));
+    let cases = cases
+        .into_iter()
+        .map(|(base, name, cfg)| (base, name.to_string(), cfg))
+        .chain(families);
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("peft-export");
     for (base_name, name, cfg) in cases {
         let device = test_device().autodiff();
@@ -375,13 +383,13 @@ fn adapters_trained_here_export_and_load_back_exactly() {
             max_diff(&want, &base_logits) > 1e-3,
             "{name}: training moved nothing"
         );
-        let dir = out.join(name);
+        let dir = out.join(&name);
         peft::save_adapter(&model, &cfg, &dir).unwrap();
         if name == "gpt2-lora-blockdiag" {
             let text = std::fs::read_to_string(dir.join("adapter_config.json")).unwrap();
             assert!(text.contains("\"c_attn\": 6"), "{text}");
         }
-        lora_patterns::check_export(name, &dir);
+        lora_patterns::check_export(&name, &dir);
         let (again, _) = peft::load_adapter(base(base_name, &plain), &dir).unwrap();
         let d = max_diff(&logits(&again, ids.clone()), &want);
         assert!(d <= 1e-5, "{name}: round trip {d}");
@@ -568,6 +576,36 @@ fn clm_loss(model: &DecoderLm, ids: &Tensor<2, Int>) -> Tensor<1> {
     logp.gather(1, target).mean().neg()
 }
 
+/// Every `Linear` of a block in LLaMA's names.
+const EVERY_LLAMA_LINEAR: &[&str] = &[
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+/// Every decoder family fixture beyond LLaMA and GPT-2, with Hugging Face module names
+/// to adapt.
+const FAMILY_TARGETS: [(&str, &[&str]); 11] = [
+    ("mistral-window", EVERY_LLAMA_LINEAR),
+    ("qwen2-window", &["q_proj", "v_proj", "down_proj"]),
+    ("phi3", &["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]),
+    (
+        "neox-parallel",
+        &["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    ),
+    ("neox-sequential", &["query_key_value", "dense_4h_to_h"]),
+    ("gemma2", EVERY_LLAMA_LINEAR),
+    ("gemma3", &["q_proj", "v_proj", "up_proj"]),
+    ("qwen3", &["q_proj", "k_proj", "v_proj", "o_proj"]),
+    ("stablelm", &["q_proj", "v_proj", "gate_proj"]),
+    ("stablelm-parallel", EVERY_LLAMA_LINEAR),
+    ("olmo2", &["q_proj", "k_proj", "o_proj", "down_proj"]),
+];
+
 #[test]
 fn lora_trains_every_family_through_its_own_module_names() {
     // Every switch of the one decoder under autodiff: sliding windows, fused and
@@ -576,43 +614,6 @@ fn lora_trains_every_family_through_its_own_module_names() {
     // batch must lower the loss, and the saved adapter must load back exactly.
     use burn::optim::AdamWConfig;
     let device = test_device().autodiff();
-    let families: [(&str, &[&str]); 10] = [
-        (
-            "mistral-window",
-            &[
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ],
-        ),
-        ("qwen2-window", &["q_proj", "v_proj", "down_proj"]),
-        ("phi3", &["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]),
-        (
-            "neox-parallel",
-            &["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
-        ),
-        ("neox-sequential", &["query_key_value", "dense_4h_to_h"]),
-        (
-            "gemma2",
-            &[
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ],
-        ),
-        ("gemma3", &["q_proj", "v_proj", "up_proj"]),
-        ("qwen3", &["q_proj", "k_proj", "v_proj", "o_proj"]),
-        ("stablelm", &["q_proj", "v_proj", "gate_proj"]),
-        ("olmo2", &["q_proj", "k_proj", "o_proj", "down_proj"]),
-    ];
     let ids = Tensor::<1, Int>::from_ints(
         (0..2 * 16)
             .map(|i| (i * 7 + 3) % 64)
@@ -621,7 +622,7 @@ fn lora_trains_every_family_through_its_own_module_names() {
         &device,
     )
     .reshape([2, 16]);
-    for (name, targets) in families {
+    for (name, targets) in FAMILY_TARGETS {
         let cfg = lora_cfg(4, 8.0, targets);
         let mut model = lora::apply(base(name, &device), &cfg).unwrap();
         let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
