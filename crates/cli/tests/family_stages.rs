@@ -1,8 +1,8 @@
-//! Every decoder family manabi imports trains in every preference-and-instruction stage:
-//! a short SFT, DPO, reward, GRPO and PPO run (two steps each) from the tiny Hugging Face fixtures
-//! of fixtures/models (made by transformers: scripts/family_fixtures.py,
-//! scripts/qwen_fixtures.py, scripts/rope_scaling_fixtures.py), each ending in a
-//! checkpoint that loads again. A character tokenizer of fewer tokens than the fixtures'
+//! Every decoder family manabi imports trains in every fine-tuning and alignment stage: a
+//! short SFT, DPO, reward, GRPO, PPO, classification and NER run (two steps each) from the
+//! tiny Hugging Face fixtures of fixtures/models (made by transformers:
+//! scripts/family_fixtures.py, scripts/qwen_fixtures.py, scripts/rope_scaling_fixtures.py),
+//! each ending in a checkpoint. A character tokenizer of fewer tokens than the fixtures'
 //! 64 stands in for theirs.
 
 mod common;
@@ -54,42 +54,46 @@ fn char_tokenizer(dir: &std::path::Path) -> String {
 }
 
 #[test]
-fn sft_dpo_and_reward_run_from_every_family() {
+fn sft_dpo_reward_and_tasks_run_from_every_family() {
     let tmp = tempfile::tempdir().unwrap();
     let tokenizer = char_tokenizer(tmp.path());
     for family in FAMILIES {
         let model = format!("model.path=fixtures/models/{family}");
-        for (stage, config, length) in [
-            ("sft", "configs/sft/arith.toml", "data.block_size=32"),
-            ("dpo", "configs/align/dpo.toml", "data.max_length=32"),
-            ("reward", "configs/align/reward.toml", "data.max_length=32"),
+        // Tasks read the body with a fresh head: sequence and token classification.
+        let task = ["task.max_length=32", "train.eval_batches=1", "data.test=[]"];
+        for (stage, config, sets) in [
+            ("sft", "configs/sft/arith.toml", &["data.block_size=32"][..]),
+            ("dpo", "configs/align/dpo.toml", &["data.max_length=32"]),
+            (
+                "reward",
+                "configs/align/reward.toml",
+                &["data.max_length=32"],
+            ),
+            ("task", "configs/tasks/sentiment.toml", &task),
+            ("task", "configs/tasks/ner.toml", &task),
         ] {
-            let run = tmp.path().join(format!("{stage}-{family}"));
+            let name = std::path::Path::new(config).file_stem().unwrap();
+            let run = tmp.path().join(format!("{}-{family}", name.display()));
             let out = format!("run.out={}", s(&run));
-            let stdout = ok(&[
-                stage,
-                "--config",
-                config,
-                "--set",
-                &model,
-                "--set",
-                &tokenizer,
-                "--set",
-                "train.steps=2",
-                "--set",
-                length,
-                "--set",
-                &out,
-            ]);
+            let mut args = vec![stage, "--config", config];
+            for set in [&model, &tokenizer, "train.steps=2", &out]
+                .into_iter()
+                .chain(sets.iter().copied())
+            {
+                args.extend(["--set", set]);
+            }
+            let stdout = ok(&args);
             let ckpt = run.join("checkpoints/step-0000002");
             assert!(
                 ckpt.join("model.bpk").is_file(),
                 "{stage} from {family}: no checkpoint\n{stdout}"
             );
-            let metric = match stage {
-                "sft" => "exact match",
+            let metric = match name.to_str().unwrap() {
+                "arith" => "exact match",
                 "dpo" => "preference accuracy",
-                _ => "pairwise accuracy",
+                "reward" => "pairwise accuracy",
+                "sentiment" => "accuracy",
+                _ => "f1",
             };
             assert!(stdout.contains(metric), "{stage} from {family}: {stdout}");
         }
