@@ -1,5 +1,5 @@
-//! Every decoder family manabi imports trains in every fine-tuning and alignment stage: a
-//! short SFT, DPO, reward, GRPO, PPO, classification and NER run (two steps each) from the
+//! Every decoder family manabi imports trains in every stage: a short continued
+//! pre-training, SFT, DPO, reward, GRPO, PPO, classification and NER run (two steps each) from the
 //! tiny Hugging Face fixtures of fixtures/models (made by transformers:
 //! scripts/family_fixtures.py, scripts/qwen_fixtures.py, scripts/rope_scaling_fixtures.py),
 //! each ending in a checkpoint. A character tokenizer of fewer tokens than the fixtures'
@@ -54,15 +54,25 @@ fn char_tokenizer(dir: &std::path::Path) -> String {
 }
 
 #[test]
-fn sft_dpo_reward_and_tasks_run_from_every_family() {
+fn pretraining_sft_dpo_reward_and_tasks_run_from_every_family() {
     let tmp = tempfile::tempdir().unwrap();
     let tokenizer = char_tokenizer(tmp.path());
     for family in FAMILIES {
         let model = format!("model.path=fixtures/models/{family}");
         // Tasks read the body with a fresh head: sequence and token classification.
         let task = ["task.max_length=32", "train.eval_batches=1", "data.test=[]"];
+        let text = [
+            "data.block_size=32",
+            "data.inputs=[\"datasets/tiny/stories-en.txt\"]",
+            "train.eval_batches=1",
+        ];
         for (stage, config, sets) in [
-            ("sft", "configs/sft/arith.toml", &["data.block_size=32"][..]),
+            (
+                "pretrain",
+                "configs/pretrain/continue-world-copy.toml",
+                &text[..],
+            ),
+            ("sft", "configs/sft/arith.toml", &["data.block_size=32"]),
             ("dpo", "configs/align/dpo.toml", &["data.max_length=32"]),
             (
                 "reward",
@@ -89,6 +99,7 @@ fn sft_dpo_reward_and_tasks_run_from_every_family() {
                 "{stage} from {family}: no checkpoint\n{stdout}"
             );
             let metric = match name.to_str().unwrap() {
+                "continue-world-copy" => "val loss",
                 "arith" => "exact match",
                 "dpo" => "preference accuracy",
                 "reward" => "pairwise accuracy",

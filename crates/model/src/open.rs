@@ -46,6 +46,14 @@ impl ModelDir {
             })
     }
 
+    /// Its model config, read from `model.toml` or `config.json` (no weights loaded).
+    pub fn config(&self) -> Result<ModelConfig> {
+        match self.layout {
+            Layout::Native => crate::checkpoint::read_model_toml(&self.dir),
+            Layout::HuggingFace => crate::hf::read_config(&self.dir),
+        }
+    }
+
     /// Whether it is encoder-decoder or encoder-only (not a causal LM).
     pub fn is_decoder(&self) -> bool {
         matches!(self.family, Family::Gpt2 | Family::Llama)

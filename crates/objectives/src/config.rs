@@ -17,8 +17,9 @@ pub struct PretrainConfig {
     /// Where and how the run happens.
     #[serde(default)]
     pub run: RunConfig,
-    /// The model; `vocab_size = 0` takes the tokenizer's size.
-    pub model: ModelConfig,
+    /// The model: a fresh one (`vocab_size = 0` takes the tokenizer's size), or an
+    /// existing one to continue pre-training (`path`).
+    pub model: PretrainModel,
     /// Corpus, tokenizer and batching.
     pub data: DataConfig,
     /// Optimisation.
@@ -27,6 +28,77 @@ pub struct PretrainConfig {
     /// The pre-training objective.
     #[serde(default)]
     pub objective: ObjectiveConfig,
+}
+
+/// `[model]`: the family and sizes of a fresh model ([`ModelConfig`]), or `path` (with an
+/// optional `tokenizer`) alone: an existing model to continue pre-training, with its own
+/// architecture and tokenizer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PretrainModel {
+    /// A model built from the run's seed.
+    New(Box<ModelConfig>),
+    /// An existing model, trained further.
+    From(ContinueFrom),
+}
+
+/// `[model]` with `path`: continued pre-training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContinueFrom {
+    /// A manabi or Hugging Face model folder, or a run folder (its newest checkpoint).
+    pub path: PathBuf,
+    /// `tokenizer.json`; default: the model folder's.
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl<'de> Deserialize<'de> for PretrainModel {
+    /// A table with `path` is [`ContinueFrom`], any other a [`ModelConfig`]; an error
+    /// names the key inside `[model]`.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = toml::Value::deserialize(d)?;
+        let existing = v.as_table().is_some_and(|t| t.contains_key("path"));
+        let named = |e: serde_path_to_error::Error<toml::de::Error>| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message();
+            if key == "." {
+                D::Error::custom(message)
+            } else {
+                D::Error::custom(format!("`{key}`: {message}"))
+            }
+        };
+        if existing {
+            serde_path_to_error::deserialize(v)
+                .map(Self::From)
+                .map_err(|e| {
+                    if e.inner().message().starts_with("unknown field") {
+                        D::Error::custom(format!(
+                            "{} (a model given by `path` brings its own architecture)",
+                            e.inner().message()
+                        ))
+                    } else {
+                        named(e)
+                    }
+                })
+        } else {
+            serde_path_to_error::deserialize(v)
+                .map(|c| Self::New(Box::new(c)))
+                .map_err(named)
+        }
+    }
+}
+
+impl PretrainModel {
+    /// The fresh model's config; `None` when continuing from a folder.
+    pub fn new_config(&self) -> Option<&ModelConfig> {
+        match self {
+            Self::New(c) => Some(c),
+            Self::From(_) => None,
+        }
+    }
 }
 
 /// Which objective trains the model.
@@ -73,13 +145,48 @@ impl Default for ObjectiveConfig {
 }
 
 impl PretrainConfig {
-    /// The objective, explicit or implied by the model family.
-    pub fn objective_kind(&self) -> ObjectiveKind {
-        self.objective.kind.unwrap_or(match self.model.family {
+    /// The objective of a model of `family`, explicit or implied by the family.
+    pub fn objective_kind(&self, family: manabi_model::Family) -> ObjectiveKind {
+        self.objective.kind.unwrap_or(match family {
             manabi_model::Family::Bert => ObjectiveKind::Mlm,
             manabi_model::Family::T5 => ObjectiveKind::Span,
             _ => ObjectiveKind::Clm,
         })
+    }
+
+    /// Checks what a model of config `model` needs of the recipe: the block fits its
+    /// positions and the objective fits its family. `positions` names its
+    /// `max_positions` in messages.
+    pub fn check_model(&self, model: &ModelConfig, positions: &str) -> Result<()> {
+        if self.data.block_size > model.max_positions {
+            return Err(invalid(
+                "data.block_size",
+                format!(
+                    "{} exceeds {positions} = {}",
+                    self.data.block_size, model.max_positions
+                ),
+            ));
+        }
+        let kind = self.objective_kind(model.family);
+        let fits = matches!(
+            (kind, model.family),
+            (
+                ObjectiveKind::Clm,
+                manabi_model::Family::Gpt2 | manabi_model::Family::Llama
+            ) | (ObjectiveKind::Mlm, manabi_model::Family::Bert)
+                | (ObjectiveKind::Span, manabi_model::Family::T5)
+        );
+        if !fits {
+            return Err(invalid(
+                "objective.kind",
+                format!(
+                    "`{}` cannot train a {} model (clm: gpt2/llama, mlm: bert, span: t5)",
+                    format!("{kind:?}").to_lowercase(),
+                    model.family
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -426,44 +533,33 @@ impl Recipe for PretrainConfig {
             return Err(invalid("data.inputs", "no corpus given"));
         }
         let tok = &self.data.tokenizer;
+        let model = match &self.model {
+            PretrainModel::New(m) => m,
+            PretrainModel::From(_) => {
+                // The model's own tokenizer (or `model.tokenizer`): a new one would not
+                // fit its embeddings.
+                if tok.path.is_some() || tok.kind.is_some() {
+                    return Err(invalid(
+                        "data.tokenizer",
+                        "a model given by `model.path` keeps its tokenizer (set \
+                         `model.tokenizer` to read another tokenizer.json)",
+                    ));
+                }
+                return Ok(());
+            }
+        };
         if tok.path.is_some() == tok.kind.is_some() {
             return Err(invalid(
                 "data.tokenizer",
                 "give exactly one of `path` (existing tokenizer.json) or `kind` (train one)",
             ));
         }
-        if self.data.block_size > self.model.max_positions {
-            return Err(invalid(
-                "data.block_size",
-                format!(
-                    "{} exceeds model.max_positions = {}",
-                    self.data.block_size, self.model.max_positions
-                ),
-            ));
-        }
-        if self.model.vocab_size != 0 {
-            self.model
+        if model.vocab_size != 0 {
+            model
                 .validate()
                 .map_err(|e| invalid("model", e.to_string()))?;
         }
-        let fits = matches!(
-            (self.objective_kind(), self.model.family),
-            (
-                ObjectiveKind::Clm,
-                manabi_model::Family::Gpt2 | manabi_model::Family::Llama
-            ) | (ObjectiveKind::Mlm, manabi_model::Family::Bert)
-                | (ObjectiveKind::Span, manabi_model::Family::T5)
-        );
-        if !fits {
-            return Err(invalid(
-                "objective.kind",
-                format!(
-                    "`{}` cannot train a {} model (clm: gpt2/llama, mlm: bert, span: t5)",
-                    format!("{:?}", self.objective_kind()).to_lowercase(),
-                    self.model.family
-                ),
-            ));
-        }
+        self.check_model(model, "model.max_positions")?;
         Ok(())
     }
 }

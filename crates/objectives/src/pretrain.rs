@@ -1,11 +1,15 @@
 //! Pre-training (CLM, MLM, span corruption): one recipe on the [`Trainer`]. It prepares
 //! the tokenizer and token shards, builds a fresh model of the configured family from the
-//! run's seed, and hands both to [`Trainer::fit`] with the objective's task.
+//! run's seed (or, with `model.path`, reads an existing one to train further: continued
+//! pre-training), and hands both to [`Trainer::fit`] with the objective's task.
 
-use manabi_model::{BertForMaskedLm, DecoderLm, DeviceChoice, T5};
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Device;
+use manabi_model::{DeviceChoice, Layout, ModelConfig, ModelDir};
 
 use crate::checkpoint::Resume;
-use crate::config::{ObjectiveKind, PretrainConfig, Sampling};
+use crate::config::{ContinueFrom, ObjectiveKind, PretrainConfig, PretrainModel, Sampling};
 use crate::data::Batcher;
 use crate::error::{Result, TrainError};
 use crate::mlm::MlmCollator;
@@ -26,35 +30,30 @@ pub fn pretrain(
     let out = cfg.run.out.clone();
     let mut trainer = Trainer::new(&device, cfg.train.clone(), &out, cfg.run.seed)?;
 
-    let data = prepare(&cfg.data, &out, cfg.train.progress)?;
-    let mut model_cfg = cfg.model.clone();
-    if model_cfg.vocab_size == 0 {
-        model_cfg.vocab_size = data.tokenizer.vocab_size();
+    // Continued pre-training reads the model's folder and its tokenizer.
+    let source = match &cfg.model {
+        PretrainModel::From(f) => {
+            let e = Existing::locate(f)?;
+            // Block and objective checked before anything is tokenised.
+            let positions = format!("the max_positions of {}", e.dir.dir.display());
+            cfg.check_model(&e.config, &positions)?;
+            Source::Existing(Box::new(e))
+        }
+        PretrainModel::New(c) => Source::New(c),
+    };
+    let mut data_cfg = cfg.data.clone();
+    if let Source::Existing(e) = &source {
+        data_cfg.tokenizer.path = Some(e.tokenizer.clone());
     }
-    if model_cfg.family == manabi_model::Family::T5 {
-        // Generation and fine-tuning need to know where a target ends and what pads.
-        let id = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|t| data.tokenizer.token_id(t))
-                .map(|i| i as usize)
-        };
-        model_cfg.pad_token_id = model_cfg.pad_token_id.or_else(|| id(&["<pad>"]));
-        model_cfg.eos_token_id = model_cfg.eos_token_id.or_else(|| id(&["</s>", "<eos>"]));
-    }
-    model_cfg.validate()?;
-    if data.tokenizer.vocab_size() > model_cfg.vocab_size {
-        return Err(TrainError::Config {
-            key: "model.vocab_size".into(),
-            message: format!(
-                "{} is smaller than the tokenizer's {}",
-                model_cfg.vocab_size,
-                data.tokenizer.vocab_size()
-            ),
-        });
-    }
+    let data = prepare(&data_cfg, &out, cfg.train.progress)?;
+    let model_cfg = match &source {
+        Source::New(c) => fresh_config(c, &data)?,
+        Source::Existing(e) => e.check(&data)?,
+    };
     let mut resolved = cfg.clone();
-    resolved.model = model_cfg.clone();
+    if let PretrainModel::New(_) = &cfg.model {
+        resolved.model = PretrainModel::New(Box::new(model_cfg.clone()));
+    }
     trainer.config_toml = toml::to_string_pretty(&resolved).map_err(|e| TrainError::io(&out, e))?;
     trainer.tokenizer = Some(out.join("tokenizer").join("tokenizer.json")).filter(|p| p.exists());
 
@@ -87,14 +86,16 @@ pub fn pretrain(
         trainer.device().seed(seed);
         manabi_model::init::seed(seed);
     };
-    match cfg.objective_kind() {
+    match cfg.objective_kind(model_cfg.family) {
         ObjectiveKind::Clm => {
             let task = ClmTask {
                 train: batcher(sampling, seq)?,
                 val: val_batcher(val_seq)?,
             };
             fresh(&trainer);
-            let model = DecoderLm::build(&model_cfg, trainer.device());
+            let model = build_or_read(&source, &model_cfg, trainer.device(), |d, dev| {
+                manabi_model::load_hf(d, dev)
+            })?;
             trainer.fit(&task, model, resume)
         }
         ObjectiveKind::Mlm => {
@@ -107,7 +108,9 @@ pub fn pretrain(
                 seed,
             };
             fresh(&trainer);
-            let model = BertForMaskedLm::build(&model_cfg, trainer.device());
+            let model = build_or_read(&source, &model_cfg, trainer.device(), |d, dev| {
+                manabi_model::load_bert_masked_lm(d, dev)
+            })?;
             trainer.fit(&task, model, resume)
         }
         ObjectiveKind::Span => {
@@ -138,8 +141,108 @@ pub fn pretrain(
                 seed,
             };
             fresh(&trainer);
-            let model = T5::build(&model_cfg, trainer.device());
+            let model = build_or_read(&source, &model_cfg, trainer.device(), |d, dev| {
+                manabi_model::load_t5(d, dev)
+            })?;
             trainer.fit(&task, model, resume)
         }
     }
+}
+
+/// A fresh model's config: `vocab_size = 0` filled from the tokenizer, T5's pad and EOS
+/// ids found in it; checked against the tokenizer.
+fn fresh_config(c: &ModelConfig, data: &crate::prepare::PreparedData) -> Result<ModelConfig> {
+    let mut model_cfg = c.clone();
+    if model_cfg.vocab_size == 0 {
+        model_cfg.vocab_size = data.tokenizer.vocab_size();
+    }
+    if model_cfg.family == manabi_model::Family::T5 {
+        // Generation and fine-tuning need to know where a target ends and what pads.
+        let id = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|t| data.tokenizer.token_id(t))
+                .map(|i| i as usize)
+        };
+        model_cfg.pad_token_id = model_cfg.pad_token_id.or_else(|| id(&["<pad>"]));
+        model_cfg.eos_token_id = model_cfg.eos_token_id.or_else(|| id(&["</s>", "<eos>"]));
+    }
+    model_cfg.validate()?;
+    if data.tokenizer.vocab_size() > model_cfg.vocab_size {
+        return Err(TrainError::Config {
+            key: "model.vocab_size".into(),
+            message: format!(
+                "{} is smaller than the tokenizer's {}",
+                model_cfg.vocab_size,
+                data.tokenizer.vocab_size()
+            ),
+        });
+    }
+    Ok(model_cfg)
+}
+
+/// A model to pre-train further (`model.path`): its folder, config and tokenizer.
+struct Existing {
+    dir: ModelDir,
+    config: ModelConfig,
+    tokenizer: PathBuf,
+}
+
+impl Existing {
+    /// Finds `f.path` (a run folder stands for its newest checkpoint) and reads its
+    /// config; its tokenizer is `f.tokenizer` or the folder's.
+    fn locate(f: &ContinueFrom) -> Result<Self> {
+        let dir = manabi_model::locate(&f.path)?;
+        let config = dir.config()?;
+        let tokenizer = f.tokenizer.clone().unwrap_or_else(|| dir.dir.clone());
+        Ok(Self {
+            dir,
+            config,
+            tokenizer,
+        })
+    }
+
+    /// Its config, checked against the tokenizer `data` read.
+    fn check(&self, data: &crate::prepare::PreparedData) -> Result<ModelConfig> {
+        let tokens = data.tokenizer.vocab_size();
+        if tokens > self.config.vocab_size {
+            return Err(TrainError::Config {
+                key: "model.tokenizer".into(),
+                message: format!(
+                    "{}: {tokens} tokens, but the model embeds {}: not this model's tokenizer",
+                    self.tokenizer.display(),
+                    self.config.vocab_size
+                ),
+            });
+        }
+        Ok(self.config.clone())
+    }
+}
+
+/// Where the model comes from.
+enum Source<'a> {
+    /// Built fresh from the recipe's `[model]`.
+    New(&'a ModelConfig),
+    /// Read from a folder (`model.path`).
+    Existing(Box<Existing>),
+}
+
+/// The model to train: built fresh from `cfg` or read from the existing folder in its
+/// own layout (`hf` reads a Hugging Face one).
+fn build_or_read<M: TrainModel>(
+    source: &Source,
+    cfg: &ModelConfig,
+    device: &Device,
+    hf: impl FnOnce(&Path, &Device) -> manabi_model::Result<M>,
+) -> Result<M> {
+    let e = match source {
+        Source::New(_) => return Ok(M::build(cfg, device)),
+        Source::Existing(e) => e,
+    };
+    Ok(match e.dir.layout {
+        Layout::Native => {
+            manabi_model::checkpoint::load_module(&e.dir.dir, device, |c, d| Ok(M::build(c, d)))?
+        }
+        Layout::HuggingFace => hf(&e.dir.dir, device)?,
+    })
 }

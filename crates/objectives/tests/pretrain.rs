@@ -166,7 +166,7 @@ fn accumulating_micro_batches_equals_one_large_batch() {
     let _rng = serial();
     let device = test_device().autodiff();
     let cfg = tiny(Path::new("/unused"), &["model.vocab_size=64"]);
-    let model = DecoderLm::init(&cfg.model, &device, 3);
+    let model = DecoderLm::init(cfg.model.new_config().unwrap(), &device, 3);
     let t = 32;
     let mut inputs = Vec::new();
     let mut targets = Vec::new();
@@ -652,4 +652,110 @@ fn one_run_folder_has_one_writer() {
     assert!(err.contains("is being written by another run"), "{err}");
     drop(first);
     manabi_objectives::Trainer::new(&device, train, dir.path(), 1).unwrap();
+}
+
+#[test]
+fn continued_pretraining_reads_manabi_runs_and_hugging_face_folders() {
+    // `[model] path`: an existing model trained further with its own architecture and
+    // tokenizer (a manabi run folder, or a Hugging Face folder with `model.tokenizer`).
+    let _rng = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // The stories in lower-case letters, spaces and full stops: a character tokenizer
+    // small enough for the Hugging Face fixtures' 64 embeddings.
+    let stories = std::fs::read_to_string(root().join("datasets/tiny/stories-en.txt")).unwrap();
+    let plain: String = stories
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || matches!(c, ' ' | '.' | '\n'))
+        .collect();
+    let input = dir.path().join("stories.txt");
+    std::fs::write(&input, plain).unwrap();
+    let first = dir.path().join("first");
+    let inputs = format!("data.inputs=[\"{}\"]", input.display());
+    let cfg = tiny(&first, &[&inputs]);
+    let device = DeviceChoice::from_env().unwrap();
+    let fresh = pretrain(&cfg, device, false).unwrap();
+    let recipe = |out: &Path, model: &str| {
+        format!(
+            r#"
+            [run]
+            out = "{out}"
+            [model]
+            {model}
+            [data]
+            inputs = ["{input}"]
+            block_size = 32
+            [train]
+            steps = 16
+            batch_size = 4
+            warmup_steps = 2
+            lr = 3e-3
+            eval_every = 8
+            eval_batches = 2
+            progress = false
+            "#,
+            out = out.display(),
+            input = input.display(),
+        )
+    };
+    // From the run folder: it starts where the first run ended, so after 8 more steps
+    // it is ahead of the fresh run at step 8.
+    let more = dir.path().join("more");
+    let text = recipe(&more, &format!("path = \"{}\"", first.display()));
+    let cont = pretrain(&PretrainConfig::parse(&text, &[]).unwrap(), device, false).unwrap();
+    assert!(
+        cont.evals[0].1 < fresh.evals[0].1,
+        "continued {:?} vs fresh {:?}",
+        cont.evals,
+        fresh.evals
+    );
+    // From a Hugging Face Qwen3 folder with the first run's 60-token tokenizer: the loss
+    // falls and the checkpoint stays a Qwen3.
+    let tok = first.join("tokenizer/tokenizer.json");
+    let qwen = root().join("fixtures/models/qwen3");
+    let out = dir.path().join("qwen3");
+    let model = format!(
+        "path = \"{}\"\ntokenizer = \"{}\"",
+        qwen.display(),
+        tok.display()
+    );
+    let text = recipe(&out, &model);
+    let report = pretrain(&PretrainConfig::parse(&text, &[]).unwrap(), device, false).unwrap();
+    assert!(
+        report.evals.last().unwrap().1 < report.evals[0].1 || report.evals[0].1 < 4.0,
+        "{:?}",
+        report.evals
+    );
+    let saved = report.checkpoint.unwrap();
+    let toml = std::fs::read_to_string(saved.join("model.toml")).unwrap();
+    assert!(toml.contains("hf_model_type = \"qwen3\""), "{toml}");
+    // What cannot mean what the user wants is refused, naming the key.
+    for (set, key) in [
+        ("model.d_model=8", "unknown field `d_model`"),
+        ("data.tokenizer.kind=\"char\"", "data.tokenizer"),
+    ] {
+        let err = PretrainConfig::parse(&text, &[set.into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{set}: {err}");
+    }
+    let bad = dir.path().join("bad");
+    let cfg =
+        PretrainConfig::parse(&recipe(&bad, &model), &["data.block_size=100".into()]).unwrap();
+    let err = pretrain(&cfg, device, false).unwrap_err().to_string();
+    assert!(
+        err.contains("data.block_size") && err.contains("32"),
+        "{err}"
+    );
+    assert!(!bad.join("shards").exists(), "tokenised before refusing");
+    // A 512-token tokenizer does not fit the model's 64 embeddings.
+    let big = root().join("fixtures/tokenize/bpe-en/tokenizer.json");
+    let text = recipe(&bad, &model);
+    let cfg =
+        PretrainConfig::parse(&text, &[format!("model.tokenizer={}", big.display())]).unwrap();
+    let err = pretrain(&cfg, device, false).unwrap_err().to_string();
+    assert!(
+        err.contains("model.tokenizer") && err.contains("512"),
+        "{err}"
+    );
 }
