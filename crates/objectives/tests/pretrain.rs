@@ -20,12 +20,7 @@ fn root() -> PathBuf {
 
 /// A tiny GPT on the sample stories: a few milliseconds per step.
 fn tiny(out: &Path, extra: &[&str]) -> PretrainConfig {
-    let text = format!(
-        r#"
-        [run]
-        out = "{out}"
-        seed = 7
-        [model]
+    let model = r#"
         family = "gpt2"
         vocab_size = 0
         max_positions = 32
@@ -38,11 +33,28 @@ fn tiny(out: &Path, extra: &[&str]) -> PretrainConfig {
         activation = "gelu_tanh"
         attention_bias = true
         mlp_bias = true
-        tie_embeddings = true
+        tie_embeddings = true"#;
+    let tokenizer = r#"tokenizer = { kind = "char", vocab_size = 100, min_frequency = 1 }"#;
+    let input = root().join("datasets/tiny/stories-en.txt");
+    let text = recipe_text(out, model, tokenizer, &input);
+    let overrides: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    PretrainConfig::parse(&text, &overrides).unwrap()
+}
+
+/// A 16-step recipe on `input` with seed 7: `model` is the `[model]` section's body,
+/// `tokenizer` a `[data]` line (or nothing).
+fn recipe_text(out: &Path, model: &str, tokenizer: &str, input: &Path) -> String {
+    format!(
+        r#"
+        [run]
+        out = "{out}"
+        seed = 7
+        [model]
+        {model}
         [data]
         inputs = ["{input}"]
         block_size = 32
-        tokenizer = {{ kind = "char", vocab_size = 100, min_frequency = 1 }}
+        {tokenizer}
         [train]
         steps = 16
         batch_size = 4
@@ -53,10 +65,8 @@ fn tiny(out: &Path, extra: &[&str]) -> PretrainConfig {
         progress = false
         "#,
         out = out.display(),
-        input = root().join("datasets/tiny/stories-en.txt").display(),
-    );
-    let overrides: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    PretrainConfig::parse(&text, &overrides).unwrap()
+        input = input.display(),
+    )
 }
 
 /// burn's device RNG is process-global and each run seeds it per step; tests that train
@@ -675,29 +685,7 @@ fn continued_pretraining_reads_manabi_runs_and_hugging_face_folders() {
     let cfg = tiny(&first, &[&inputs]);
     let device = DeviceChoice::from_env().unwrap();
     let fresh = pretrain(&cfg, device, false).unwrap();
-    let recipe = |out: &Path, model: &str| {
-        format!(
-            r#"
-            [run]
-            out = "{out}"
-            [model]
-            {model}
-            [data]
-            inputs = ["{input}"]
-            block_size = 32
-            [train]
-            steps = 16
-            batch_size = 4
-            warmup_steps = 2
-            lr = 3e-3
-            eval_every = 8
-            eval_batches = 2
-            progress = false
-            "#,
-            out = out.display(),
-            input = input.display(),
-        )
-    };
+    let recipe = |out: &Path, model: &str| recipe_text(out, model, "", &input);
     // From the run folder: it starts where the first run ended, so after 8 more steps
     // it is ahead of the fresh run at step 8.
     let more = dir.path().join("more");
