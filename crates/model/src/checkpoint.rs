@@ -76,7 +76,7 @@ pub fn load_module<M: Module>(
     build: impl FnOnce(&ModelConfig, &Device) -> Result<M>,
 ) -> Result<M> {
     let cfg_path = dir.join("model.toml");
-    let cfg = read_model_toml(dir)?;
+    let cfg = crate::open::read_model_toml(dir)?;
     // A model.toml that describes a model far larger than model.bpk (≥ 2 bytes a
     // parameter) is refused before memory is allocated for it.
     let weights = dir.join("model.bpk");
@@ -96,18 +96,6 @@ pub fn load_module<M: Module>(
     let mut model = build(&cfg, device)?;
     load_weights(&mut model, &weights)?;
     Ok(model)
-}
-
-/// Reads and checks `dir/model.toml`; errors name the file.
-pub(crate) fn read_model_toml(dir: &Path) -> Result<ModelConfig> {
-    let cfg_path = dir.join("model.toml");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| file_err(&cfg_path, e))?;
-    let cfg: ModelConfig = toml::from_str(&text).map_err(|e| ModelError::Config {
-        key: cfg_path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    cfg.validate()?;
-    Ok(cfg)
 }
 
 /// Loads every parameter of `model` from the burnpack file `path` (parameter ids

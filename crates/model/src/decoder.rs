@@ -425,6 +425,53 @@ impl DecoderLm {
         self.final_norm.forward(x, self.config.norm_eps)
     }
 
+    /// Summed next-token cross-entropy of `ids` against `targets` (one per position,
+    /// negative = not counted): [`Self::forward_with`] then the loss, but without the
+    /// `[batch·seq, vocab]` logits when they are larger than one chunk of
+    /// [`crate::fused::CE_CHUNK_VALUES`] (chunked in one fused operation,
+    /// [`crate::fused::linear_cross_entropy_sum`]). Smaller logits, prefix and prompt
+    /// tuning, a soft-capped output and a LoRA adapter on the output layer take the
+    /// logits.
+    ///
+    /// # Shapes
+    /// ids `[batch, seq]`, targets `batch·seq` -> `[1]`
+    pub fn loss_sum(
+        &self,
+        ids: Tensor<2, Int>,
+        opts: &ForwardOptions,
+        targets: &[i64],
+    ) -> Tensor<1> {
+        let [b, t] = ids.dims();
+        let plain = self.prefix.is_none()
+            && self.soft_prompt.is_none()
+            && self.config.final_softcap.is_none()
+            && b * t * self.config.vocab_size > crate::fused::CE_CHUNK_VALUES
+            && crate::fused::chunked_loss();
+        if plain {
+            let hidden = self.hidden_states(self.embed_tokens.forward(ids), opts, None);
+            let d = hidden.dims()[2];
+            let x = hidden.reshape([b * t, d]);
+            return match &self.lm_head {
+                Some(head) if head.bias.is_none() => {
+                    crate::fused::linear_cross_entropy_sum(x, &head.weight, false, targets)
+                }
+                Some(head) => {
+                    let logits = crate::fused::linear(head, x);
+                    crate::fused::cross_entropy_sum(logits, targets)
+                }
+                None => crate::fused::linear_cross_entropy_sum(
+                    x,
+                    &self.embed_tokens.weight,
+                    true,
+                    targets,
+                ),
+            };
+        }
+        let logits = self.forward_with(ids, opts, None);
+        let [b, t, v] = logits.dims();
+        crate::fused::cross_entropy_sum(logits.reshape([b * t, v]), targets)
+    }
+
     /// Vocabulary logits of hidden states (soft-capped where the model says so).
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let logits = self.raw_logits(hidden);

@@ -49,7 +49,7 @@ impl ModelDir {
     /// Its model config, read from `model.toml` or `config.json` (no weights loaded).
     pub fn config(&self) -> Result<ModelConfig> {
         match self.layout {
-            Layout::Native => crate::checkpoint::read_model_toml(&self.dir),
+            Layout::Native => read_model_toml(&self.dir),
             Layout::HuggingFace => crate::hf::read_config(&self.dir),
         }
     }
@@ -58,6 +58,21 @@ impl ModelDir {
     pub fn is_decoder(&self) -> bool {
         matches!(self.family, Family::Gpt2 | Family::Llama)
     }
+}
+
+/// Reads and checks `dir/model.toml`; errors name the file.
+pub(crate) fn read_model_toml(dir: &Path) -> Result<ModelConfig> {
+    let cfg_path = dir.join("model.toml");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::File {
+        path: cfg_path.clone(),
+        message: e.to_string(),
+    })?;
+    let cfg: ModelConfig = toml::from_str(&text).map_err(|e| ModelError::Config {
+        key: cfg_path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    cfg.validate()?;
+    Ok(cfg)
 }
 
 /// Name of the file of a manabi task head (written by the fine-tuning crate).

@@ -300,6 +300,97 @@ fn cross_entropy_matches_reference_and_skips_ignored_rows() {
 }
 
 #[test]
+fn linear_cross_entropy_matches_the_logits_then_the_loss() {
+    // The output layer and the loss in one chunked operation: the loss and the gradients
+    // of the hidden states and of the weight (untied `[d, vocab]` and tied `[vocab, d]`)
+    // as the logits followed by cross-entropy give them; a frozen weight gets none.
+    use burn::module::Param;
+    let d = device();
+    let targets: Vec<i64> = (0..9)
+        .map(|i| if i == 2 { -100 } else { (i * 7 % 40) as i64 })
+        .collect();
+    for transposed in [false, true] {
+        let w = if transposed {
+            random([40, 6], &d)
+        } else {
+            random([6, 40], &d)
+        };
+        check(
+            "linear_cross_entropy_sum",
+            &[random([9, 6], &d), w],
+            |x| {
+                let w = Param::from_tensor(x[1].clone());
+                fused::linear_cross_entropy_sum(x[0].clone(), &w, transposed, &targets)
+            },
+            |x| {
+                let logits = if transposed {
+                    reference::matmul_transposed(x[0].clone(), x[1].clone())
+                } else {
+                    x[0].clone().matmul(x[1].clone())
+                };
+                reference::cross_entropy_sum(logits, &targets)
+            },
+        );
+    }
+    // A frozen weight: the hidden states' gradient only.
+    let x = random([9, 6], &d);
+    let w = Param::from_tensor(random([40, 6], &d)).set_require_grad(false);
+    let grads = fused::linear_cross_entropy_sum(x.clone(), &w, true, &targets).backward();
+    assert!(x.grad(&grads).is_some());
+    assert!(w.val().grad(&grads).is_none());
+}
+
+#[test]
+fn decoder_loss_beyond_one_chunk_equals_the_loss_of_the_logits() {
+    // 3 × 80 positions × 70,000 tokens = 16.8 M logits, more than one chunk: `loss_sum`
+    // takes the chunked operation. Its loss and gradients (embedding or output layer, a
+    // projection) equal those of the full logits, tied and untied.
+    use manabi_model::{DecoderLm, ForwardOptions, ModelConfig};
+    let d = device();
+    for tied in [true, false] {
+        let cfg: ModelConfig = toml::from_str(&format!(
+            "family = \"llama\"\nvocab_size = 70000\nmax_positions = 128\nd_model = 8\n\
+             n_layers = 1\nn_heads = 2\nd_ff = 16\npositions = \"rope\"\n\
+             norm = \"rmsnorm\"\nactivation = \"swiglu\"\ntie_embeddings = {tied}"
+        ))
+        .unwrap();
+        let (b, t) = (3, 80);
+        assert!(b * t * cfg.vocab_size > fused::CE_CHUNK_VALUES);
+        let model = DecoderLm::new(&cfg, &d);
+        let ids: Vec<i64> = (0..b * t).map(|i| (i * 7919 % 70_000) as i64).collect();
+        let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), &d).reshape([b, t]);
+        let targets: Vec<i64> = (0..b * t)
+            .map(|i| {
+                if i % 9 == 0 {
+                    -100
+                } else {
+                    (i * 104_729 % 70_000) as i64
+                }
+            })
+            .collect();
+        let opts = ForwardOptions::default();
+        let grads_of = |loss: Tensor<1>| {
+            let value = values(&loss);
+            let grads = loss.backward();
+            let head = match &model.lm_head {
+                Some(h) => h.weight.grad(&grads),
+                None => model.embed_tokens.weight.grad(&grads),
+            };
+            let q = model.layers[0].attn.q_proj.weight.grad(&grads);
+            (value, values(&head.unwrap()), values(&q.unwrap()))
+        };
+        let chunked = grads_of(model.loss_sum(ids.clone(), &opts, &targets));
+        let logits = model
+            .forward_with(ids, &opts, None)
+            .reshape([b * t, cfg.vocab_size]);
+        let whole = grads_of(fused::cross_entropy_sum(logits, &targets));
+        assert_close("loss", &chunked.0, &whole.0);
+        assert_close("output layer gradient", &chunked.1, &whole.1);
+        assert_close("q_proj gradient", &chunked.2, &whole.2);
+    }
+}
+
+#[test]
 fn flex_takes_the_fused_path() {
     let on_flex = matches!(
         manabi_model::DeviceChoice::from_env().map(|c| c.concrete()),

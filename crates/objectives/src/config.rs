@@ -295,7 +295,8 @@ pub struct DataConfig {
     /// The tokenizer.
     #[serde(default)]
     pub tokenizer: TokenizerSection,
-    /// Token written after every document.
+    /// Token written after every document (default `<eos>`; continuing a model from
+    /// `model.path`, its tokenizer's end-of-text token).
     #[serde(default = "default_eos")]
     pub eos_token: String,
     /// Validation split.
@@ -314,7 +315,7 @@ pub struct DataConfig {
 fn default_field() -> String {
     "text".into()
 }
-fn default_eos() -> String {
+pub(crate) fn default_eos() -> String {
     "<eos>".into()
 }
 fn default_val_split() -> ValSplit {

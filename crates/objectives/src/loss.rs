@@ -17,8 +17,8 @@ pub fn clm_loss_sum(model: &DecoderLm, batch: &LmBatch, device: &Device) -> Tens
         key_mask: None,
         attn_mask: batch.mask_tensor(device),
     };
-    let logits = model.forward_with(batch.input_tensor(device), &opts, None);
-    ce_sum(logits, &batch.targets)
+    // Without the `[batch·seq, vocab]` logits where the model allows it (chunked).
+    model.loss_sum(batch.input_tensor(device), &opts, &batch.targets)
 }
 
 /// Summed cross-entropy of `logits` against `targets` (negative = ignored, as

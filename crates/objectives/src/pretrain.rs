@@ -44,6 +44,10 @@ pub fn pretrain(
     let mut data_cfg = cfg.data.clone();
     if let Source::Existing(e) = &source {
         data_cfg.tokenizer.path = Some(e.tokenizer.clone());
+        // Documents end with the model's own end-of-text token unless the recipe names one.
+        if cfg.data.eos_token == crate::config::default_eos() {
+            data_cfg.eos_token = e.eos_token()?;
+        }
     }
     let data = prepare(&data_cfg, &out, cfg.train.progress)?;
     let model_cfg = match &source {
@@ -200,6 +204,23 @@ impl Existing {
             config,
             tokenizer,
         })
+    }
+
+    /// The end-of-text token of its tokenizer: the named `eos_token`, else the first of
+    /// `<eos>`, `</s>`, `<|endoftext|>`, `[SEP]` it has (`<eos>` when none, which
+    /// preparing the data then refuses, naming `data.eos_token`).
+    fn eos_token(&self) -> Result<String> {
+        let tok = manabi_tokenize::TextTokenizer::load(&self.tokenizer)?;
+        let named = tok.eos_id().and_then(|id| tok.id_to_token(id));
+        let known = || {
+            ["<eos>", "</s>", "<|endoftext|>", "[SEP]"]
+                .into_iter()
+                .find(|t| tok.token_id(t).is_some())
+                .map(str::to_string)
+        };
+        Ok(named
+            .or_else(known)
+            .unwrap_or_else(crate::config::default_eos))
     }
 
     /// Its config, checked against the tokenizer `data` read.

@@ -123,12 +123,23 @@ pub fn parse_recipe<T: serde::de::DeserializeOwned>(text: &str, overrides: &[Str
         } else {
             path
         };
+        // A value read by a deserializer of its own (`[model]` of a pre-training recipe)
+        // names the key inside it first: "`family`: unknown variant …".
+        let message = e.inner().message().to_string();
+        let (key, message) = match message
+            .strip_prefix('`')
+            .and_then(|m| m.split_once("`: "))
+            .filter(|(inner, _)| !inner.is_empty() && !inner.contains(char::is_whitespace))
+        {
+            Some((inner, rest)) => (format!("{key}.{inner}"), rest.to_string()),
+            None => (key, message),
+        };
         let whence = if overridden.contains(&key) {
             " (from --set)".to_string()
         } else {
             line_of(text, &key).map_or(String::new(), |l| format!(" (line {l})"))
         };
-        invalid(&key, format!("{}{whence}", e.into_inner().message()))
+        invalid(&key, format!("{message}{whence}"))
     })
 }
 

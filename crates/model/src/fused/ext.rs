@@ -74,6 +74,19 @@ pub trait FusedOps: Backend {
     /// (negative = not counted), as a `[1]` tensor.
     fn fused_cross_entropy_sum(logits: FloatTensor<Self>, targets: Vec<i64>) -> FloatTensor<Self>;
 
+    /// Summed cross-entropy of the logits `x · w` (`x · wᵀ` for `w` `[vocab, in]` when
+    /// `transposed`) against one target per row of `x` (negative = not counted), as a
+    /// `[1]` tensor, `chunk_values` logits at a time; `need`: the gradients to make for
+    /// `x` and `w` (under autodiff).
+    fn fused_linear_cross_entropy(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        targets: Vec<i64>,
+        transposed: bool,
+        need: [bool; 2],
+        chunk_values: usize,
+    ) -> FloatTensor<Self>;
+
     /// One AdamW step on a parameter with its gradient and moments: the new parameter
     /// and moments (written in place where the tensors own their memory).
     fn fused_adamw(
@@ -237,6 +250,29 @@ impl FusedOps for Flex {
     fn fused_cross_entropy_sum(logits: FlexTensor, targets: Vec<i64>) -> FlexTensor {
         let logits = contiguous(logits);
         let (loss, _) = kernels::cross_entropy_sum(values(&logits), last_dim(&logits), &targets);
+        tensor(vec![loss], Shape::new([1]))
+    }
+
+    fn fused_linear_cross_entropy(
+        x: FlexTensor,
+        w: FlexTensor,
+        targets: Vec<i64>,
+        transposed: bool,
+        _need: [bool; 2],
+        chunk_values: usize,
+    ) -> FlexTensor {
+        // No autodiff: the loss alone.
+        let (x, w) = (contiguous(x), contiguous(w));
+        let dims = linear_dims(&x, &w, transposed);
+        let (loss, _, _) = kernels::linear_cross_entropy(
+            values(&x),
+            values(&w),
+            transposed,
+            dims,
+            &targets,
+            [false, false],
+            chunk_values,
+        );
         tensor(vec![loss], Shape::new([1]))
     }
 
@@ -466,6 +502,31 @@ impl Backward<Flex, 1> for CrossEntropyBackward {
     }
 }
 
+/// The gradients [`kernels::linear_cross_entropy`] made in the forward pass, scaled by the
+/// upstream gradient of the loss.
+#[derive(Debug)]
+struct LinearCrossEntropyBackward;
+
+impl Backward<Flex, 2> for LinearCrossEntropyBackward {
+    type State = [Option<FlexTensor>; 2]; // dx, dw of the summed loss
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let g = values(&contiguous(grads.consume::<Flex>(&ops.node)))[0];
+        let scale = |t: FlexTensor| {
+            let shape = t.shape();
+            let mut v = values(&t).to_vec();
+            v.iter_mut().for_each(|x| *x *= g);
+            tensor(v, shape)
+        };
+        let [dx, dw] = ops.state;
+        register_each(
+            ops.parents,
+            [dx.map(scale), dw.map(scale), None],
+            |node, g| grads.register::<Flex>(node.id, g),
+        );
+    }
+}
+
 type AdTensor = FloatTensor<Autodiff<Flex>>;
 
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
@@ -562,6 +623,42 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => prep.finish((lp, targets, lse), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_linear_cross_entropy(
+        x: AdTensor,
+        w: AdTensor,
+        targets: Vec<i64>,
+        transposed: bool,
+        need: [bool; 2],
+        chunk_values: usize,
+    ) -> AdTensor {
+        let (xn, wn) = (x.node(), w.node());
+        let xp = contiguous(x.into_primitive());
+        let wp = contiguous(w.into_primitive());
+        let dims = linear_dims(&xp, &wp, transposed);
+        let (loss, dx, dw) = kernels::linear_cross_entropy(
+            values(&xp),
+            values(&wp),
+            transposed,
+            dims,
+            &targets,
+            need,
+            chunk_values,
+        );
+        let out = tensor(vec![loss], Shape::new([1]));
+        let state = [
+            dx.map(|d| tensor(d, xp.shape())),
+            dw.map(|d| tensor(d, wp.shape())),
+        ];
+        match LinearCrossEntropyBackward
+            .prepare::<C>([xn, wn])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(state, out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }

@@ -25,6 +25,14 @@ pub fn enabled() -> bool {
     *ON.get_or_init(|| std::env::var("MANABI_FUSED").map_or(true, |v| v.trim() != "0"))
 }
 
+/// Whether [`crate::DecoderLm::loss_sum`] chunks logits larger than one chunk
+/// (`MANABI_CHUNKED_LOSS`, default on; `0` keeps the whole logits, to measure the
+/// memory the chunks save).
+pub fn chunked_loss() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("MANABI_CHUNKED_LOSS").map_or(true, |v| v.trim() != "0"))
+}
+
 /// Whether `f32` tensors on `device` take the fused path: fused kernels on and a flex
 /// device (with or without autodiff).
 pub fn active_on(device: &Device) -> bool {
@@ -229,6 +237,49 @@ pub fn cross_entropy_sum(logits: Tensor<2>, targets: &[i64]) -> Tensor<1> {
         ));
     }
     reference::cross_entropy_sum(logits, targets)
+}
+
+/// Logits per chunk of [`linear_cross_entropy_sum`]: 16 Mi `f32` values, 64 MiB (about
+/// 110 rows of a 151,936-token vocabulary). [`crate::DecoderLm::loss_sum`] chunks only
+/// logits larger than one chunk.
+pub const CE_CHUNK_VALUES: usize = 16 << 20;
+
+/// Summed cross-entropy of the logits `x · w` (`x · wᵀ` for a `[vocab, d]` `w` when
+/// `transposed`, a tied output layer) against one target per row (negative = not
+/// counted), without materialising the `[rows, vocab]` logits and their gradient: one
+/// operation computed a chunk of rows at a time where the device has it (flex), the
+/// gradients of `x` and of `w` (when it requires one) made in the same pass. A weight
+/// with a LoRA adapter, and other devices, take [`matmul_transposed`] / `matmul` and
+/// [`cross_entropy_sum`].
+///
+/// # Shapes
+/// x `[rows, d]`, w `[d, vocab]` (or `[vocab, d]` when `transposed`) -> `[1]`
+pub fn linear_cross_entropy_sum(
+    x: Tensor<2>,
+    w: &burn::module::Param<Tensor<2>>,
+    transposed: bool,
+    targets: &[i64],
+) -> Tensor<1> {
+    let wv = w.val();
+    #[cfg(feature = "flex")]
+    if w.adapter().is_none() && applies(&x) && applies(&wv) {
+        // `wv` is the parameter itself (a leaf): it says whether it trains.
+        let need = [x.device().is_autodiff(), wv.is_require_grad()];
+        return Tensor::from_dispatch(<Dispatch as ext::FusedOps>::fused_linear_cross_entropy(
+            x.into_dispatch(),
+            wv.into_dispatch(),
+            targets.to_vec(),
+            transposed,
+            need,
+            CE_CHUNK_VALUES,
+        ));
+    }
+    let logits = if transposed {
+        matmul_transposed(x, wv)
+    } else {
+        x.matmul(wv)
+    };
+    cross_entropy_sum(logits, targets)
 }
 
 /// One AdamW step as a single pass over the parameter, its gradient and moments

@@ -45,6 +45,7 @@ mod products;
 
 pub use products::{
     AttentionDims, Probabilities, attention, attention_backward, linear, linear_backward,
+    linear_cross_entropy,
 };
 
 mod norm;
@@ -441,6 +442,64 @@ mod tests {
         }
         assert_eq!(exp(-1e30), 0.0);
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn chunked_linear_cross_entropy_equals_the_whole_product() {
+        // 13 rows, d 5, vocab 7; one chunk of every row against chunks of 1, 3 and 6
+        // rows (the last one short), both weight layouts, a row not counted.
+        let (rows, inn, out) = (13, 5, 7);
+        let x: Vec<f32> = (0..rows * inn).map(|i| (i as f32 * 0.37).sin()).collect();
+        let w: Vec<f32> = (0..inn * out).map(|i| (i as f32 * 0.73).cos()).collect();
+        let t: Vec<i64> = (0..rows)
+            .map(|i| if i == 4 { -100 } else { (i * 3 % out) as i64 })
+            .collect();
+        for transposed in [false, true] {
+            // The unchunked path, from the kernels it chains.
+            let logits = linear(&x, &w, None, transposed, [rows, inn, out]);
+            let (loss, lse) = cross_entropy_sum(&logits, out, &t);
+            let g = cross_entropy_backward(&logits, out, &t, &lse, 1.0);
+            let [dx, dw, _] = linear_backward(
+                &x,
+                &w,
+                &g,
+                transposed,
+                [rows, inn, out],
+                [true, true, false],
+            );
+            for chunk_rows in [1, 3, 6, rows] {
+                let (l, cx, cw) = linear_cross_entropy(
+                    &x,
+                    &w,
+                    transposed,
+                    [rows, inn, out],
+                    &t,
+                    [true, true],
+                    chunk_rows * out,
+                );
+                assert!(
+                    (l - loss).abs() <= 1e-5 * loss.abs(),
+                    "{chunk_rows}: {l} vs {loss}"
+                );
+                for (got, want) in [
+                    (cx.unwrap(), dx.clone().unwrap()),
+                    (cw.unwrap(), dw.clone().unwrap()),
+                ] {
+                    let worst = got
+                        .iter()
+                        .zip(&want)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(
+                        worst <= 1e-5,
+                        "{chunk_rows} rows, transposed {transposed}: {worst}"
+                    );
+                }
+            }
+            let (_, none_x, none_w) =
+                linear_cross_entropy(&x, &w, transposed, [rows, inn, out], &t, [false, false], 1);
+            assert!(none_x.is_none() && none_w.is_none());
+        }
     }
 
     #[test]

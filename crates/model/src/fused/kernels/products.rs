@@ -182,6 +182,97 @@ fn weight_view(w: &[f32], transposed: bool, inn: usize, out: usize) -> View<'_> 
     }
 }
 
+/// Summed cross-entropy of the logits `x · w` (`x · wᵀ` for `w` `[out, inn]` when
+/// `transposed`, a tied output layer) against `targets` (negative = not counted),
+/// computed a chunk of rows at a time so that only `[chunk, out]` logits ever exist
+/// (`chunk_values` logits, at least one row); with
+/// the gradients of the sum with respect to `x` and `w`, each only where `need` asks,
+/// made while each chunk's logits exist (Liger's fused linear cross-entropy: the
+/// backward pass only scales them).
+#[allow(clippy::type_complexity)]
+pub fn linear_cross_entropy(
+    x: &[f32],
+    w: &[f32],
+    transposed: bool,
+    [rows, inn, out]: [usize; 3],
+    targets: &[i64],
+    [need_dx, need_dw]: [bool; 2],
+    chunk_values: usize,
+) -> (f32, Option<Vec<f32>>, Option<Vec<f32>>) {
+    assert!(
+        x.len() == rows * inn && w.len() == inn * out && targets.len() == rows,
+        "linear_cross_entropy: shapes"
+    );
+    let chunk = (chunk_values / out.max(1)).clamp(1, rows.max(1));
+    let mut loss = 0f64;
+    let mut dx = need_dx.then(|| vec![0f32; rows * inn]);
+    let mut dw = need_dw.then(|| vec![0f32; inn * out]);
+    let wv = weight_view(w, transposed, inn, out);
+    for start in (0..rows).step_by(chunk) {
+        let c = chunk.min(rows - start);
+        let xc = &x[start * inn..(start + c) * inn];
+        let t = &targets[start..start + c];
+        let logits = linear(xc, w, None, transposed, [c, inn, out]);
+        let (l, lse) = super::cross_entropy_sum(&logits, out, t);
+        loss += f64::from(l);
+        if !(need_dx || need_dw) {
+            continue;
+        }
+        let g = super::cross_entropy_backward(&logits, out, t, &lse, 1.0);
+        drop(logits);
+        if let Some(dx) = &mut dx {
+            // dx rows = g · wᵀ
+            let gv = View {
+                data: &g,
+                rs: out,
+                cs: 1,
+            };
+            let wt = View {
+                data: w,
+                rs: wv.cs,
+                cs: wv.rs,
+            };
+            gemm(
+                &mut dx[start * inn..(start + c) * inn],
+                gv,
+                wt,
+                [c, out, inn],
+                false,
+            );
+        }
+        if let Some(dw) = &mut dw {
+            if transposed {
+                // dw [out, inn] += gᵀ · x
+                let gt = View {
+                    data: &g,
+                    rs: 1,
+                    cs: out,
+                };
+                let xv = View {
+                    data: xc,
+                    rs: inn,
+                    cs: 1,
+                };
+                gemm(dw, gt, xv, [out, c, inn], true);
+            } else {
+                // dw [inn, out] += xᵀ · g
+                let xt = View {
+                    data: xc,
+                    rs: 1,
+                    cs: inn,
+                };
+                let gv = View {
+                    data: &g,
+                    rs: out,
+                    cs: 1,
+                };
+                gemm(dw, xt, gv, [inn, c, out], true);
+            }
+        }
+    }
+    (loss as f32, dx, dw)
+}
+
 /// Gradients of [`linear`] for the output gradient `g` `[rows, out]`, each only where
 /// `need` asks (frozen weights under PEFT skip a whole product):
 /// `dx = g · wᵀ`, `dw = xᵀ · g` (`gᵀ · x` when `transposed`), `db` = column sums of `g`.
