@@ -88,8 +88,9 @@ pub(crate) fn prompt_room(
     virtual_tokens: usize,
     key: &str,
 ) -> Result<usize> {
-    cfg.max_positions
-        .checked_sub(max_new + virtual_tokens)
+    max_new
+        .checked_add(virtual_tokens)
+        .and_then(|taken| cfg.max_positions.checked_sub(taken))
         .filter(|&r| r > 0)
         .ok_or_else(|| {
             AlignError::config(
@@ -132,4 +133,44 @@ pub(crate) fn start<C: Serialize>(
     setup.record_recipe(cfg, peft)?;
     let policy = setup.decoder(&model.path)?;
     Ok((setup, policy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_lose_their_start_after_the_bos() {
+        let mut ids = vec![1, 10, 11, 12, 13, 14];
+        assert!(cut_prompt(&mut ids, 4, &[1]));
+        assert_eq!(ids, [1, 12, 13, 14]);
+        // Short enough: untouched.
+        let mut ids = vec![1, 10, 11];
+        assert!(!cut_prompt(&mut ids, 4, &[1]));
+        assert_eq!(ids, [1, 10, 11]);
+        // No BOS, or no room beside it: the last `room` tokens.
+        let mut ids = vec![10, 11, 12, 13];
+        assert!(cut_prompt(&mut ids, 2, &[1]));
+        assert_eq!(ids, [12, 13]);
+        let mut ids = vec![1, 10, 11];
+        assert!(cut_prompt(&mut ids, 1, &[1]));
+        assert_eq!(ids, [11]);
+    }
+
+    #[test]
+    fn room_for_a_prompt_is_what_the_positions_leave() {
+        let cfg: manabi_model::ModelConfig = toml::from_str(
+            "family = \"gpt2\"\nvocab_size = 10\nmax_positions = 32\nd_model = 8\n\
+             n_layers = 1\nn_heads = 2\nd_ff = 16\npositions = \"learned\"\n\
+             norm = \"layernorm\"\nactivation = \"gelu\"",
+        )
+        .unwrap();
+        assert_eq!(prompt_room(&cfg, 8, 2, "k").unwrap(), 22);
+        for (new, virt) in [(32, 0), (30, 2), (usize::MAX, 1)] {
+            let err = prompt_room(&cfg, new, virt, "grpo.max_new_tokens")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("grpo.max_new_tokens"), "{err}");
+        }
+    }
 }

@@ -199,6 +199,53 @@ fn the_life_runs_every_stage_reports_it_and_survives_sigkill() {
 }
 
 #[test]
+fn the_users_corpus_is_curated_pre_trained_and_measured() {
+    // `--input` replaces the pre-training text everywhere: what curation cleans, what
+    // pre-training reads, and the text of the perplexity row (its curated form).
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = tmp.path().join("tiny.toml");
+    let pairs = std::fs::read_to_string(root().join("datasets/pref/pref-en.val.jsonl")).unwrap();
+    let small = tmp.path().join("small.jsonl");
+    std::fs::write(
+        &small,
+        pairs.lines().take(24).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    std::fs::write(&recipe, TINY.replace("SMALL", s(&small))).unwrap();
+    let corpus = root().join("datasets/tiny/stories-en.txt");
+    let out = tmp.path().join("mine");
+    ok(&[
+        "pipeline",
+        "--recipe",
+        s(&recipe),
+        "--input",
+        s(&corpus),
+        "--out",
+        s(&out),
+    ]);
+    let r = report(&out);
+    let first = &r["evaluation"]["metrics"][0][0];
+    assert!(
+        first.as_str().unwrap().contains("curated-input.txt"),
+        "{first}"
+    );
+    let measured = std::fs::read_to_string(out.join("eval/curated-input.txt")).unwrap();
+    let text = std::fs::read_to_string(&corpus).unwrap();
+    let lines: Vec<&str> = measured.lines().collect();
+    assert!(lines.len() > 10, "{measured}");
+    for line in lines {
+        assert!(text.contains(line.trim()), "not from the input: {line}");
+    }
+    // The recipe keeps 4000 bytes (whole lines) of it.
+    let kept = std::fs::read_to_string(out.join("eval/text.txt")).unwrap();
+    assert!(
+        kept.len() <= 4000 && measured.starts_with(&kept),
+        "{}",
+        kept.len()
+    );
+}
+
+#[test]
 fn pipeline_settings_that_cannot_mean_anything_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o");

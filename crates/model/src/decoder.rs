@@ -430,8 +430,8 @@ impl DecoderLm {
     /// `[batch·seq, vocab]` logits when they are larger than one chunk of
     /// [`crate::fused::CE_CHUNK_VALUES`] (chunked in one fused operation,
     /// [`crate::fused::linear_cross_entropy_sum`]). Smaller logits, prefix and prompt
-    /// tuning, a soft-capped output and a LoRA adapter on the output layer take the
-    /// logits.
+    /// tuning, a soft-capped output, an output layer with a bias or a LoRA adapter, and
+    /// `MANABI_CHUNKED_LOSS=0` take the logits.
     ///
     /// # Shapes
     /// ids `[batch, seq]`, targets `batch·seq` -> `[1]`

@@ -296,7 +296,7 @@ pub struct DataConfig {
     #[serde(default)]
     pub tokenizer: TokenizerSection,
     /// Token written after every document (default `<eos>`; continuing a model from
-    /// `model.path`, its tokenizer's end-of-text token).
+    /// `model.path` whose tokenizer has no `<eos>`, its own end-of-text token).
     #[serde(default = "default_eos")]
     pub eos_token: String,
     /// Validation split.
@@ -539,7 +539,7 @@ impl Recipe for PretrainConfig {
             PretrainModel::From(_) => {
                 // The model's own tokenizer (or `model.tokenizer`): a new one would not
                 // fit its embeddings.
-                if tok.path.is_some() || tok.kind.is_some() {
+                if *tok != TokenizerSection::default() {
                     return Err(invalid(
                         "data.tokenizer",
                         "a model given by `model.path` keeps its tokenizer (set \

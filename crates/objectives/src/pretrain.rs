@@ -44,7 +44,8 @@ pub fn pretrain(
     let mut data_cfg = cfg.data.clone();
     if let Source::Existing(e) = &source {
         data_cfg.tokenizer.path = Some(e.tokenizer.clone());
-        // Documents end with the model's own end-of-text token unless the recipe names one.
+        // Documents end with `data.eos_token`; the default `<eos>`, where the model's
+        // tokenizer lacks it, becomes that tokenizer's own end-of-text token.
         if cfg.data.eos_token == crate::config::default_eos() {
             data_cfg.eos_token = e.eos_token()?;
         }
@@ -206,14 +207,20 @@ impl Existing {
         })
     }
 
-    /// The end-of-text token of its tokenizer: the named `eos_token`, else the first of
-    /// `<eos>`, `</s>`, `<|endoftext|>`, `[SEP]` it has (`<eos>` when none, which
-    /// preparing the data then refuses, naming `data.eos_token`).
+    /// The document separator for the default `data.eos_token`: `<eos>` when its
+    /// tokenizer has it, else the tokenizer's named `eos_token` (an instruct model's may
+    /// be its end of turn, e.g. `<|im_end|>`: set `data.eos_token` for another), else the
+    /// first of `</s>`, `<|endoftext|>`, `[SEP]` it has (`<eos>` when none, which
+    /// preparing the data then refuses, naming the tokenizer).
     fn eos_token(&self) -> Result<String> {
         let tok = manabi_tokenize::TextTokenizer::load(&self.tokenizer)?;
+        let default = crate::config::default_eos();
+        if tok.token_id(&default).is_some() {
+            return Ok(default);
+        }
         let named = tok.eos_id().and_then(|id| tok.id_to_token(id));
         let known = || {
-            ["<eos>", "</s>", "<|endoftext|>", "[SEP]"]
+            ["</s>", "<|endoftext|>", "[SEP]"]
                 .into_iter()
                 .find(|t| tok.token_id(t).is_some())
                 .map(str::to_string)

@@ -708,9 +708,11 @@ fn continued_pretraining_reads_manabi_runs_and_hugging_face_folders() {
         tok.display()
     );
     let text = recipe(&out, &model);
-    let report = pretrain(&PretrainConfig::parse(&text, &[]).unwrap(), device, false).unwrap();
+    let cfg = PretrainConfig::parse(&text, &["train.eval_at_start=true".into()]).unwrap();
+    let report = pretrain(&cfg, device, false).unwrap();
+    assert_eq!(report.evals[0].0, 0, "{:?}", report.evals);
     assert!(
-        report.evals.last().unwrap().1 < report.evals[0].1 || report.evals[0].1 < 4.0,
+        report.evals.last().unwrap().1 < report.evals[0].1 - 0.1,
         "{:?}",
         report.evals
     );
@@ -721,6 +723,7 @@ fn continued_pretraining_reads_manabi_runs_and_hugging_face_folders() {
     for (set, key) in [
         ("model.d_model=8", "unknown field `d_model`"),
         ("data.tokenizer.kind=\"char\"", "data.tokenizer"),
+        ("data.tokenizer.vocab_size=10", "data.tokenizer"),
     ] {
         let err = PretrainConfig::parse(&text, &[set.into()])
             .unwrap_err()

@@ -212,7 +212,21 @@ pub fn run(args: PipelineArgs, device: DeviceChoice) -> anyhow::Result<()> {
         })?;
         summaries.push(summary);
     }
-    let settings = &recipe.pipeline;
+    let mut own = recipe.pipeline.clone();
+    if !args.inputs.is_empty() {
+        // The user's corpus replaced the recipe's pre-training text, and so replaces it
+        // in the perplexity row too: its curated text where curation ran, else the first
+        // input file.
+        let curated = summaries.iter().find(|s| s.stage == "curate");
+        let text = match curated {
+            Some(c) => Some(curated_text(&c.checkpoint, own.eval_text_bytes, &out)?),
+            None => args.inputs.iter().find(|p| p.is_file()).cloned(),
+        };
+        if let Some(t) = text {
+            own.eval_text = Some(t.display().to_string());
+        }
+    }
+    let settings = &own;
     let eval = report::evaluate(&summaries, settings, &fill, &out, device)?;
     println!(
         "[{total}/{total}] evaluation: {} models on {} metrics, {} prompts",
@@ -240,6 +254,31 @@ pub fn run(args: PipelineArgs, device: DeviceChoice) -> anyhow::Result<()> {
         written.display()
     );
     Ok(())
+}
+
+/// The text of the curated corpus `jsonl` (its `text` fields, one document a line), at
+/// least `bytes` of it (0 = all), written to `OUT/eval/curated-input.txt`.
+fn curated_text(jsonl: &Path, bytes: usize, out: &Path) -> anyhow::Result<PathBuf> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(jsonl).with_context(|| format!("{}", jsonl.display()))?;
+    let mut text = String::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}", jsonl.display(), i + 1))?;
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}", jsonl.display(), i + 1))?;
+        if let Some(t) = v.get("text").and_then(serde_json::Value::as_str) {
+            text.push_str(t);
+            text.push('\n');
+        }
+        if bytes > 0 && text.len() >= bytes {
+            break;
+        }
+    }
+    let dir = out.join("eval");
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+    let path = dir.join("curated-input.txt");
+    manabi_tokenize::write_atomic(&path, text.as_bytes())?;
+    Ok(path)
 }
 
 /// Curation first: the pre-training corpus (`--input`, else the pre-training recipe's
