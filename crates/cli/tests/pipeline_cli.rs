@@ -52,6 +52,20 @@ set = ['data.train=["SMALL"]', 'data.val=["SMALL"]',
        "train.eval_batches=3", "train.warmup_steps=1"]
 "#;
 
+/// [`TINY`] in `dir`, with its 24 held-out pairs beside it.
+fn tiny_recipe(dir: &Path) -> std::path::PathBuf {
+    let recipe = dir.join("tiny.toml");
+    let pairs = std::fs::read_to_string(root().join("datasets/pref/pref-en.val.jsonl")).unwrap();
+    let small = dir.join("small.jsonl");
+    std::fs::write(
+        &small,
+        pairs.lines().take(24).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    std::fs::write(&recipe, TINY.replace("SMALL", s(&small))).unwrap();
+    recipe
+}
+
 fn report(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("report.json")).unwrap();
     serde_json::from_str(&text).unwrap()
@@ -79,15 +93,7 @@ fn numbers(r: &serde_json::Value) -> Vec<serde_json::Value> {
 #[test]
 fn the_life_runs_every_stage_reports_it_and_survives_sigkill() {
     let tmp = tempfile::tempdir().unwrap();
-    let recipe = tmp.path().join("tiny.toml");
-    let pairs = std::fs::read_to_string(root().join("datasets/pref/pref-en.val.jsonl")).unwrap();
-    let small = tmp.path().join("small.jsonl");
-    std::fs::write(
-        &small,
-        pairs.lines().take(24).collect::<Vec<_>>().join("\n"),
-    )
-    .unwrap();
-    std::fs::write(&recipe, TINY.replace("SMALL", s(&small))).unwrap();
+    let recipe = tiny_recipe(tmp.path());
     let a = tmp.path().join("a");
     let stdout = ok(&["pipeline", "--recipe", s(&recipe), "--out", s(&a)]);
     for stage in [
@@ -203,15 +209,7 @@ fn the_users_corpus_is_curated_pre_trained_and_measured() {
     // `--input` replaces the pre-training text everywhere: what curation cleans, what
     // pre-training reads, and the text of the perplexity row (its curated form).
     let tmp = tempfile::tempdir().unwrap();
-    let recipe = tmp.path().join("tiny.toml");
-    let pairs = std::fs::read_to_string(root().join("datasets/pref/pref-en.val.jsonl")).unwrap();
-    let small = tmp.path().join("small.jsonl");
-    std::fs::write(
-        &small,
-        pairs.lines().take(24).collect::<Vec<_>>().join("\n"),
-    )
-    .unwrap();
-    std::fs::write(&recipe, TINY.replace("SMALL", s(&small))).unwrap();
+    let recipe = tiny_recipe(tmp.path());
     let corpus = root().join("datasets/tiny/stories-en.txt");
     let out = tmp.path().join("mine");
     ok(&[
