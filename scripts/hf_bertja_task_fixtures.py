@@ -80,7 +80,8 @@ from transformers.utils import logging as hf_logging
 # MeCab resolves a relative `-d` from the working directory and needs a mecabrc without
 # `-r`: the fixtures' loader sets both (scripts/ is on the path when run as a script).
 from bertja_fixtures import in_folder  # noqa: E402
-from hf_task_fixtures import labels, scale  # noqa: E402
+from hf_task_fixtures import (fresh, labels, read_jsonl, scale, write_json,  # noqa: E402
+                              write_jsonl)
 
 hf_logging.set_verbosity_error()
 
@@ -89,28 +90,6 @@ DATA = ROOT / "datasets" / "tasks"
 OUT = ROOT / "fixtures" / "hf_tasks"
 TOKENIZE = ROOT / "fixtures" / "tokenize"
 SOURCE_TOKENIZER = TOKENIZE / "bertja-mecab-wordpiece"
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-
-
-def write_json(path: Path, value) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-
-
-def fresh(name: str) -> Path:
-    d = OUT / name
-    if d.exists():
-        shutil.rmtree(d)
-    d.mkdir(parents=True)
-    return d
 
 
 def load_tokenizer(folder: Path):
