@@ -58,7 +58,6 @@ fn pretraining_sft_dpo_reward_and_tasks_run_from_every_family() {
     let tmp = tempfile::tempdir().unwrap();
     let tokenizer = char_tokenizer(tmp.path());
     for family in FAMILIES {
-        let model = format!("model.path=fixtures/models/{family}");
         // Tasks read the body with a fresh head: sequence and token classification.
         let task = ["task.max_length=32", "train.eval_batches=1", "data.test=[]"];
         let text = [
@@ -84,20 +83,7 @@ fn pretraining_sft_dpo_reward_and_tasks_run_from_every_family() {
         ] {
             let name = std::path::Path::new(config).file_stem().unwrap();
             let run = tmp.path().join(format!("{}-{family}", name.display()));
-            let out = format!("run.out={}", s(&run));
-            let mut args = vec![stage, "--config", config];
-            for set in [&model, &tokenizer, "train.steps=2", &out]
-                .into_iter()
-                .chain(sets.iter().copied())
-            {
-                args.extend(["--set", set]);
-            }
-            let stdout = ok(&args);
-            let ckpt = run.join("checkpoints/step-0000002");
-            assert!(
-                ckpt.join("model.bpk").is_file(),
-                "{stage} from {family}: no checkpoint\n{stdout}"
-            );
+            let stdout = run_stage(&run, family, &tokenizer, stage, config, sets);
             let metric = match name.to_str().unwrap() {
                 "continue-world-copy" => "val loss",
                 "arith" => "exact match",
@@ -132,77 +118,82 @@ fn grpo_and_ppo_run_from_every_family() {
     let data = format!("[\"{}\"]", s(&long));
     let (train, val) = (format!("data.train={data}"), format!("data.val={data}"));
     let short = [
-        "train.steps=2",
         "train.batch_size=2",
         "data.eval_prompts=2",
         "train.eval_every=2",
+        train.as_str(),
+        val.as_str(),
     ];
     for family in FAMILIES {
-        let model = format!("model.path=fixtures/models/{family}");
-        let run = |stage: &str, config: &str, extra: &[String]| {
-            let dir = tmp.path().join(format!("{stage}-{family}"));
-            let mut args = vec![stage.to_string(), "--config".into(), config.into()];
-            let out = format!("run.out={}", s(&dir));
-            for set in [&model, &tokenizer, &out]
-                .into_iter()
-                .cloned()
-                .chain(extra.iter().cloned())
-            {
-                args.push("--set".into());
-                args.push(set);
-            }
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let stdout = ok(&args);
-            assert!(
-                dir.join("checkpoints/step-0000002/model.bpk").is_file(),
-                "{stage} from {family}: no checkpoint\n{stdout}"
-            );
-            (dir, stdout)
-        };
-        let (rm, _) = run(
+        let dir = |stage: &str| tmp.path().join(format!("{stage}-{family}"));
+        let rm = dir("reward");
+        let reward = "configs/align/reward.toml";
+        run_stage(
+            &rm,
+            family,
+            &tokenizer,
             "reward",
-            "configs/align/reward.toml",
-            &["train.steps=2".into(), "data.max_length=32".into()],
+            reward,
+            &["data.max_length=32"],
         );
-        let sets = |own: &[&str]| -> Vec<String> {
-            short.iter().chain(own).map(|x| x.to_string()).collect()
-        };
-        let (_, stdout) = run(
-            "grpo",
-            "configs/align/grpo.toml",
-            // The format reward (a completion starting with a space) differs between
-            // the samples of a random model, so advantages and gradients are not zero.
-            &sets(&[
-                &train,
-                &val,
-                "grpo.num_generations=4",
-                "grpo.max_new_tokens=3",
-                "grpo.rewards=[\"format\"]",
-            ]),
-        );
+        // The format reward (a completion starting with a space) differs between the
+        // samples of a random model, so advantages and gradients are not zero.
+        let grpo = [
+            "grpo.num_generations=4",
+            "grpo.max_new_tokens=3",
+            "grpo.rewards=[\"format\"]",
+        ];
+        let config = "configs/align/grpo.toml";
+        let sets = [&short[..], &grpo].concat();
+        let stdout = run_stage(&dir("grpo"), family, &tokenizer, "grpo", config, &sets);
         assert!(
             stdout.contains("exact match"),
             "grpo from {family}: {stdout}"
         );
         let rm = format!("ppo.reward_model={}", s(&rm));
-        let (_, stdout) = run(
-            "ppo",
-            "configs/align/ppo.toml",
-            &sets(&[
-                &rm,
-                &train,
-                &val,
-                "ppo.max_new_tokens=3",
-                "ppo.num_ppo_epochs=1",
-                "ppo.num_mini_batches=1",
-            ]),
-        );
+        let ppo = [
+            rm.as_str(),
+            "ppo.max_new_tokens=3",
+            "ppo.num_ppo_epochs=1",
+            "ppo.num_mini_batches=1",
+        ];
+        let config = "configs/align/ppo.toml";
+        let sets = [&short[..], &ppo].concat();
+        let stdout = run_stage(&dir("ppo"), family, &tokenizer, "ppo", config, &sets);
         // Every fixture has at most 64 positions: the 87-token prompts were cut.
         assert!(
             stdout.contains("| reward score |") && stdout.contains("prompts cut from the left"),
             "ppo from {family}: {stdout}"
         );
     }
+}
+
+/// `manabi STAGE --config CONFIG` from `family`'s fixture with the `tokenizer` setting,
+/// two steps into `dir`, with `sets` on top; the run must end in its step-2 checkpoint.
+/// Its output.
+fn run_stage(
+    dir: &std::path::Path,
+    family: &str,
+    tokenizer: &str,
+    stage: &str,
+    config: &str,
+    sets: &[&str],
+) -> String {
+    let model = format!("model.path=fixtures/models/{family}");
+    let out = format!("run.out={}", s(dir));
+    let mut args = vec![stage, "--config", config];
+    for set in [model.as_str(), tokenizer, "train.steps=2", out.as_str()]
+        .into_iter()
+        .chain(sets.iter().copied())
+    {
+        args.extend(["--set", set]);
+    }
+    let stdout = ok(&args);
+    assert!(
+        dir.join("checkpoints/step-0000002/model.bpk").is_file(),
+        "{stage} from {family}: no checkpoint\n{stdout}"
+    );
+    stdout
 }
 
 #[test]
