@@ -200,6 +200,33 @@ fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>, transposed: bo
     tensor(y, Shape::new([dims[0], dims[2]]))
 }
 
+/// [`kernels::linear_cross_entropy`] on contiguous tensors: the `[1]` loss and the
+/// gradients `need` asks for, shaped as `x` and `w`.
+fn linear_cross_entropy(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    targets: &[i64],
+    transposed: bool,
+    need: [bool; 2],
+    chunk_values: usize,
+) -> (FlexTensor, [Option<FlexTensor>; 2]) {
+    let dims = linear_dims(x, w, transposed);
+    let (loss, dx, dw) = kernels::linear_cross_entropy(
+        values(x),
+        values(w),
+        transposed,
+        dims,
+        targets,
+        need,
+        chunk_values,
+    );
+    let grads = [
+        dx.map(|d| tensor(d, x.shape())),
+        dw.map(|d| tensor(d, w.shape())),
+    ];
+    (tensor(vec![loss], Shape::new([1])), grads)
+}
+
 impl FusedOps for Flex {
     fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, scale: f64) -> FlexTensor {
         let [q, k, v] = [q, k, v].map(contiguous);
@@ -263,17 +290,7 @@ impl FusedOps for Flex {
     ) -> FlexTensor {
         // No autodiff: the loss alone.
         let (x, w) = (contiguous(x), contiguous(w));
-        let dims = linear_dims(&x, &w, transposed);
-        let (loss, _, _) = kernels::linear_cross_entropy(
-            values(&x),
-            values(&w),
-            transposed,
-            dims,
-            &targets,
-            [false, false],
-            chunk_values,
-        );
-        tensor(vec![loss], Shape::new([1]))
+        linear_cross_entropy(&x, &w, &targets, transposed, [false, false], chunk_values).0
     }
 
     fn fused_adamw(
@@ -638,21 +655,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let (xn, wn) = (x.node(), w.node());
         let xp = contiguous(x.into_primitive());
         let wp = contiguous(w.into_primitive());
-        let dims = linear_dims(&xp, &wp, transposed);
-        let (loss, dx, dw) = kernels::linear_cross_entropy(
-            values(&xp),
-            values(&wp),
-            transposed,
-            dims,
-            &targets,
-            need,
-            chunk_values,
-        );
-        let out = tensor(vec![loss], Shape::new([1]));
-        let state = [
-            dx.map(|d| tensor(d, xp.shape())),
-            dw.map(|d| tensor(d, wp.shape())),
-        ];
+        let (out, state) = linear_cross_entropy(&xp, &wp, &targets, transposed, need, chunk_values);
         match LinearCrossEntropyBackward
             .prepare::<C>([xn, wn])
             .compute_bound()
