@@ -65,6 +65,27 @@ fn generate_and_export() {
     let mut no_cache = args.to_vec();
     no_cache.push("--no-cache");
     assert_eq!(a, ok(&no_cache), "the KV cache changes nothing");
+    // Weights kept in bf16: generates, reproducibly, with and without the cache.
+    let mut bf16 = args.to_vec();
+    bf16.extend(["--dtype", "bf16"]);
+    let b = ok(&bf16);
+    assert_eq!(b.lines().count(), 2, "{b}");
+    assert_eq!(b, ok(&bf16), "bf16 generation is reproducible");
+    bf16.push("--no-cache");
+    assert_eq!(b, ok(&bf16), "the KV cache changes nothing in bf16");
+    let line = fails(&[
+        "generate",
+        "--model",
+        "fixtures/models/t5-v1_1",
+        "--prompt",
+        "hi",
+        "--dtype",
+        "bf16",
+    ]);
+    assert!(
+        line.contains("--dtype bf16") && line.contains("T5"),
+        "{line}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("hf");

@@ -60,7 +60,7 @@ impl DecoderClassifier {
     pub fn forward(&self, ids: Tensor<2, Int>, last: &[usize]) -> Tensor<2> {
         let device = ids.device();
         let [b, t] = ids.dims();
-        let x = self.lm.embed_tokens.forward(ids);
+        let x = self.lm.embed(ids);
         let h = self.lm.hidden_states(x, &ForwardOptions::default(), None); // [b, t, d]
         let d = h.dims()[2];
         let idx: Vec<i64> = last.iter().map(|&l| l.min(t - 1) as i64).collect();
@@ -78,7 +78,7 @@ impl DecoderClassifier {
     /// - ids: `[batch, seq]`
     /// - returns `[batch, seq, labels]`
     pub fn forward_tokens(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        let x = self.lm.embed_tokens.forward(ids);
+        let x = self.lm.embed(ids);
         let h = self.lm.hidden_states(x, &ForwardOptions::default(), None);
         self.score.forward(h)
     }

@@ -187,6 +187,15 @@ pub struct DecoderLm {
     config: ModelConfig,
 }
 
+/// `t` in `f32` (rows of a `bf16` embedding table; anything else passes through).
+fn widened<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    if t.dtype() == burn::tensor::DType::BF16 {
+        t.cast(burn::tensor::DType::F32)
+    } else {
+        t
+    }
+}
+
 /// Large negative value for masked scores: finite, so a fully masked row stays a number.
 const MASKED: f32 = -1e30;
 
@@ -246,6 +255,45 @@ impl DecoderLm {
         self
     }
 
+    /// The model with its matrices (token and position embeddings, every projection,
+    /// the output layer) stored as `bf16`: half the memory, and on flex half the bytes
+    /// read per generated token, each product still computed in `f32` (norms, biases,
+    /// activations, a soft prompt or prefix, and any parameter that trains, such as LoRA
+    /// factors attached before, stay `f32`). A `bf16` matrix is frozen: it takes no
+    /// gradient. Rounding each weight to `bf16` (8 bits of mantissa) changes the logits
+    /// by about the rounding.
+    pub fn with_bf16_base(mut self) -> Self {
+        /// Every frozen 2-D float parameter to `bf16` (trainable ones, such as LoRA
+        /// factors attached before, stay `f32`).
+        struct ToBf16;
+
+        impl burn::module::ModuleMapper for ToBf16 {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let value = param.val();
+                if D != 2 || value.dtype() != burn::tensor::DType::F32 || value.is_require_grad() {
+                    return param;
+                }
+                param
+                    .map(|t| t.detach().cast(burn::tensor::DType::BF16))
+                    .set_require_grad(false)
+            }
+        }
+
+        let (soft_prompt, prefix) = (self.soft_prompt.take(), self.prefix.take());
+        let mut m = self.map(&mut ToBf16);
+        m.soft_prompt = soft_prompt;
+        m.prefix = prefix;
+        m
+    }
+
+    /// Token embeddings of `ids` in `f32` (a `bf16` table is widened row by row).
+    ///
+    /// # Shapes
+    /// `[batch, seq]` -> `[batch, seq, d_model]`
+    pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        widened(self.embed_tokens.forward(ids))
+    }
+
     /// Records that the model has no separate LM head (after `lm_head` was removed, as
     /// a sequence classifier's body does).
     pub fn set_tied(&mut self) {
@@ -268,7 +316,7 @@ impl DecoderLm {
         opts: &ForwardOptions,
         cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
-        let x = self.embed_tokens.forward(ids);
+        let x = self.embed(ids);
         if let Some(prefix) = &self.prefix {
             return self.forward_prefixed(x, prefix, opts, cache);
         }
@@ -372,7 +420,7 @@ impl DecoderLm {
         match cfg.positions {
             Positions::Learned => {
                 if let Some(pe) = &self.embed_positions {
-                    x = x + pe.forward(positions.clone());
+                    x = x + widened(pe.forward(positions.clone()));
                 }
             }
             Positions::Sinusoidal => x = x + sinusoidal(positions.clone(), d),
@@ -448,7 +496,7 @@ impl DecoderLm {
             && b * t * self.config.vocab_size > crate::fused::CE_CHUNK_VALUES
             && crate::fused::chunked_loss();
         if plain {
-            let hidden = self.hidden_states(self.embed_tokens.forward(ids), opts, None);
+            let hidden = self.hidden_states(self.embed(ids), opts, None);
             let d = hidden.dims()[2];
             let x = hidden.reshape([b * t, d]);
             return match &self.lm_head {
@@ -483,6 +531,9 @@ impl DecoderLm {
 
     fn raw_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
+            Some(head) if head.weight.base().dtype() != burn::tensor::DType::F32 => {
+                crate::fused::linear(head, hidden)
+            }
             Some(head) => head.forward(hidden),
             None => {
                 let w = self.embed_tokens.weight.val(); // [vocab, d]

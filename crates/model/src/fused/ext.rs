@@ -10,7 +10,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{Shape, TensorData};
+use burn::tensor::{DType, Shape, TensorData, bf16};
 
 use super::kernels::{self, AdamWStep, BiasLayout, NormStats};
 
@@ -107,11 +107,20 @@ fn owned(t: FlexTensor) -> FlexTensor {
 
 /// The tensor itself when it is contiguous, else a contiguous copy.
 fn contiguous(t: FlexTensor) -> FlexTensor {
-    if t.as_slice::<f32>().is_some() {
-        t
-    } else {
-        t.to_contiguous()
-    }
+    let whole = match t.dtype() {
+        DType::BF16 => t.as_slice::<bf16>().is_some(),
+        _ => t.as_slice::<f32>().is_some(),
+    };
+    if whole { t } else { t.to_contiguous() }
+}
+
+/// The values of a contiguous `bf16` weight, if `t` is one (a frozen base kept in half
+/// the memory; see [`super::linear`]).
+fn bf16_values(t: &FlexTensor) -> Option<&[bf16]> {
+    (t.dtype() == DType::BF16).then(|| {
+        t.as_slice::<bf16>()
+            .expect("fused kernels take contiguous tensors")
+    })
 }
 
 /// The `f32` values of a contiguous tensor (see [`contiguous`]).
@@ -196,7 +205,10 @@ fn linear_dims(x: &FlexTensor, w: &FlexTensor, transposed: bool) -> [usize; 3] {
 
 fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>, transposed: bool) -> FlexTensor {
     let dims = linear_dims(x, w, transposed);
-    let y = kernels::linear(values(x), values(w), b.map(values), transposed, dims);
+    let y = match bf16_values(w) {
+        Some(w) => kernels::linear_bf16(values(x), w, b.map(values), transposed, dims),
+        None => kernels::linear(values(x), values(w), b.map(values), transposed, dims),
+    };
     tensor(y, Shape::new([dims[0], dims[2]]))
 }
 
@@ -468,9 +480,28 @@ fn linear_backward<const N: usize>(ops: Ops<LinearState, N>, grads: &mut Gradien
     let (x, w, transposed) = ops.state;
     let g = contiguous(grads.consume::<Flex>(&ops.node));
     let dims = linear_dims(&x, &w, transposed);
-    let need = std::array::from_fn(|i| ops.parents.get(i).is_some_and(Option::is_some));
-    let [dx, dw, db] =
-        kernels::linear_backward(values(&x), values(&w), values(&g), transposed, dims, need);
+    let need: [bool; 3] = std::array::from_fn(|i| ops.parents.get(i).is_some_and(Option::is_some));
+    let [dx, dw, db] = match bf16_values(&w) {
+        // A `bf16` weight is a frozen base: only the input (and a trained bias) get
+        // gradients.
+        Some(wb) => {
+            assert!(!need[1], "a bf16 weight does not train");
+            let dx =
+                need[0].then(|| kernels::linear_bf16_backward(wb, values(&g), transposed, dims));
+            let [_, _, db] = kernels::linear_backward(
+                &[],
+                &[],
+                values(&g),
+                transposed,
+                dims,
+                [false, false, need[2]],
+            );
+            [dx, None, db]
+        }
+        None => {
+            kernels::linear_backward(values(&x), values(&w), values(&g), transposed, dims, need)
+        }
+    };
     let out = [
         dx.map(|d| tensor(d, x.shape())),
         dw.map(|d| tensor(d, w.shape())),

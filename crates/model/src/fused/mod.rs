@@ -150,7 +150,8 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, eps: f64) -> Ten
 /// A burn `Linear` layer (`x · w + b`, `w` `[in, out]`) as one operation: the bias is
 /// written into the output and the matmul accumulates onto it; the backward pass computes
 /// the input, weight and bias gradients in one step. LoRA and IA³ reach it through the
-/// weight's value as they reach `Linear::forward`.
+/// weight's value as they reach `Linear::forward`. A frozen `bf16` weight (see
+/// [`crate::DecoderLm::with_bf16_base`]) is read as `bf16` and gets no gradient.
 ///
 /// # Shapes
 /// `[.., in]` -> `[.., out]`
@@ -177,13 +178,24 @@ fn linear_with<const D: usize>(x: Tensor<D>, w: Tensor<2>, bias: Option<Tensor<1
         dims[D - 1] = out;
         return Tensor::<2>::from_dispatch(y).reshape(dims);
     }
+    let w = in_dtype_of(w, &x);
     reference::linear_with(x, w, bias)
+}
+
+/// `w` in `x`'s float type: a frozen `bf16` base on a device without the fused `bf16`
+/// product is widened for each use.
+fn in_dtype_of<const D: usize, const E: usize>(w: Tensor<E>, x: &Tensor<D>) -> Tensor<E> {
+    if w.dtype() == x.dtype() {
+        w
+    } else {
+        w.cast(x.dtype())
+    }
 }
 
 /// A `Linear` whose LoRA adapter sees its input through `dropout` (PEFT's
 /// `lora_dropout`): `x·W₀ + b + s·(drop(x)·A)·B` with the frozen base `W₀`, instead of
-/// burn's `x·(W₀ + s·A·B) + b`, which has no place for it. A layer without an adapter,
-/// or a dropout of 0, is [`linear`]. Outside training `dropout` passes `x` through, so
+/// burn's `x·(W₀ + s·A·B) + b`, which has no place for it (nor for a `bf16` base). A
+/// layer without an adapter, or a dropout of 0 on an `f32` base, is [`linear`]. Outside training `dropout` passes `x` through, so
 /// the result equals [`linear`] up to rounding.
 ///
 /// # Shapes
@@ -193,9 +205,14 @@ pub fn lora_linear<const D: usize>(
     x: Tensor<D>,
     dropout: &burn::nn::Dropout,
 ) -> Tensor<D> {
-    let Some(adapter) = layer.weight.adapter().filter(|_| dropout.prob > 0.0) else {
+    let Some(adapter) = layer.weight.adapter() else {
         return linear(layer, x);
     };
+    // burn's merged `W₀ + s·A·B` cannot add an `f32` update to a `bf16` base: such a base
+    // always takes the split form below.
+    if dropout.prob == 0.0 && layer.weight.base().dtype() == burn::tensor::DType::F32 {
+        return linear(layer, x);
+    }
     // `linear_with` takes `[.., in]` itself: x·A `[.., r]`, then ·B `[.., out]`.
     let dropped = dropout.forward(x.clone());
     let update = linear_with(
@@ -220,6 +237,7 @@ pub fn matmul_transposed(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
             w.into_dispatch(),
         ));
     }
+    let w = in_dtype_of(w, &x);
     reference::matmul_transposed(x, w)
 }
 
@@ -276,6 +294,8 @@ pub fn linear_cross_entropy_sum(
     }
     let logits = if transposed {
         matmul_transposed(x, wv)
+    } else if wv.dtype() != x.dtype() {
+        linear_with(x, wv, None)
     } else {
         x.matmul(wv)
     };

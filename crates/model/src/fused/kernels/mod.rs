@@ -45,7 +45,7 @@ mod products;
 
 pub use products::{
     AttentionDims, Probabilities, attention, attention_backward, linear, linear_backward,
-    linear_cross_entropy,
+    linear_bf16, linear_bf16_backward, linear_cross_entropy,
 };
 
 mod norm;
@@ -442,6 +442,48 @@ mod tests {
         }
         assert_eq!(exp(-1e30), 0.0);
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn bf16_weights_give_the_products_of_their_f32_values() {
+        // 1–6 rows (the matrix–vector path up to 4, blocks of widened columns after), a
+        // weight of several blocks with a short last one, both layouts, with a bias; and
+        // the input gradient of each.
+        use burn::tensor::bf16;
+        let (inn, out) = (300, 1000);
+        let wb: Vec<bf16> = (0..inn * out)
+            .map(|i| bf16::from_f32((i as f32 * 0.37).sin()))
+            .collect();
+        let wf: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
+        let b: Vec<f32> = (0..out).map(|i| (i as f32 * 0.11).cos()).collect();
+        let close = |what: &str, got: &[f32], want: &[f32]| {
+            assert_eq!(got.len(), want.len(), "{what}: length");
+            let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let worst = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs() / scale)
+                .fold(0f32, f32::max);
+            assert!(worst <= 1e-5, "{what}: {worst:e}");
+        };
+        for rows in 1..=6 {
+            let x: Vec<f32> = (0..rows * inn).map(|i| (i as f32 * 0.73).cos()).collect();
+            let g: Vec<f32> = (0..rows * out).map(|i| (i as f32 * 0.29).sin()).collect();
+            for transposed in [false, true] {
+                let dims = [rows, inn, out];
+                let what = format!("rows {rows}, transposed {transposed}");
+                let want = linear(&x, &wf, Some(&b), transposed, dims);
+                close(
+                    &what,
+                    &linear_bf16(&x, &wb, Some(&b), transposed, dims),
+                    &want,
+                );
+                let [dx, _, _] =
+                    linear_backward(&x, &wf, &g, transposed, dims, [true, false, false]);
+                let got = linear_bf16_backward(&wb, &g, transposed, dims);
+                close(&format!("{what}, input gradient"), &got, &dx.unwrap());
+            }
+        }
     }
 
     #[test]

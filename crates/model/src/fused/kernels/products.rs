@@ -3,6 +3,8 @@
 
 use std::mem::MaybeUninit;
 
+use burn::tensor::bf16;
+use pulp::Arch;
 use rayon::prelude::*;
 
 use super::{filled, rows_per_task};
@@ -358,3 +360,224 @@ pub fn linear_backward(
 mod attention;
 
 pub use attention::{AttentionDims, Probabilities, attention, attention_backward};
+
+/// Weight elements converted per task of [`product_bf16`] (128 Ki `f32`, 512 KiB: the
+/// block stays in the core's L2 while `gemm` reads it).
+const BF16_BLOCK_ELEMS: usize = 1 << 17;
+
+/// `a · M` for `a` `[rows, k]` and a `bf16` matrix `M` `[k, n]`, stored as `m` `[k, n]`
+/// (`kn`) or as its transpose `[n, k]`: the product reads each weight once as `bf16`,
+/// a block of columns of `M` at a time converted to `f32` into a buffer that stays in
+/// cache, so a frozen `bf16` weight costs half the memory and half the bytes read of an
+/// `f32` one. Blocks run over rayon's pool; returns `[rows, n]`.
+fn product_bf16(a: &[f32], m: &[bf16], kn: bool, [rows, k, n]: [usize; 3]) -> Vec<f32> {
+    assert!(
+        a.len() >= rows * k && m.len() >= k * n,
+        "product_bf16 extents"
+    );
+    let mut y = vec![0.0f32; rows * n];
+    if rows == 0 || n == 0 {
+        return y;
+    }
+    let block = (BF16_BLOCK_ELEMS / k.max(1)).next_multiple_of(16).min(n);
+    let blocks: Vec<Vec<f32>> = (0..n.div_ceil(block))
+        .into_par_iter()
+        .map(|blk| {
+            let c0 = blk * block;
+            let cb = block.min(n - c0);
+            let mut w = vec![0.0f32; k * cb];
+            let rhs = if kn {
+                // Columns c0.. of each of the k rows: `[k, cb]`.
+                for (dst, src) in w.chunks_exact_mut(cb).zip(m.chunks_exact(n)) {
+                    Arch::new().dispatch(WidenBf16 {
+                        dst,
+                        src: &src[c0..c0 + cb],
+                    });
+                }
+                View {
+                    data: &w,
+                    rs: cb,
+                    cs: 1,
+                }
+            } else {
+                // Rows c0.. of the stored `[n, k]`: contiguous, read as `[k, cb]`.
+                Arch::new().dispatch(WidenBf16 {
+                    dst: &mut w,
+                    src: &m[c0 * k..(c0 + cb) * k],
+                });
+                View {
+                    data: &w,
+                    rs: 1,
+                    cs: k,
+                }
+            };
+            let lhs = View {
+                data: a,
+                rs: k,
+                cs: 1,
+            };
+            gemm_new_with(lhs, rhs, [rows, k, cb], false)
+        })
+        .collect();
+    for (blk, part) in blocks.iter().enumerate() {
+        let c0 = blk * block;
+        let cb = part.len() / rows;
+        for (dst, src) in y.chunks_exact_mut(n).zip(part.chunks_exact(cb)) {
+            dst[c0..c0 + cb].copy_from_slice(src);
+        }
+    }
+    y
+}
+
+/// Rows up to this many (decoding: one token per sequence) take [`gemv_bf16`].
+const GEMV_ROWS: usize = 4;
+
+/// [`linear_bf16`] without its bias for `rows ≤` [`GEMV_ROWS`]: each weight is read once
+/// and widened in registers (no `f32` copy of the block), blocks of output columns split
+/// over rayon's pool. Each block's results are `[columns, rows]`, put back in
+/// `[rows, out]` order at the end.
+fn gemv_bf16(x: &[f32], w: &[bf16], transposed: bool, [rows, inn, out]: [usize; 3]) -> Vec<f32> {
+    assert!(
+        x.len() >= rows * inn && w.len() >= inn * out,
+        "gemv_bf16 extents"
+    );
+    if rows == 0 || out == 0 {
+        return vec![0.0; rows * out];
+    }
+    // Enough blocks to balance the pool, each at least 64 columns wide.
+    let block = out
+        .div_ceil(4 * rayon::current_num_threads())
+        .next_multiple_of(16)
+        .clamp(64, 4096);
+    let mut cols = vec![0.0f32; out * rows];
+    cols.par_chunks_mut(block * rows)
+        .enumerate()
+        .for_each(|(task, dst)| {
+            let dims = [rows, inn, out];
+            let c0 = task * block;
+            Arch::new().dispatch(GemvBf16Block {
+                dst,
+                x,
+                w,
+                transposed,
+                c0,
+                dims,
+            })
+        });
+    if rows == 1 {
+        return cols;
+    }
+    let mut y = vec![0.0f32; rows * out];
+    for (j, col) in cols.chunks_exact(rows).enumerate() {
+        for (r, &v) in col.iter().enumerate() {
+            y[r * out + j] = v;
+        }
+    }
+    y
+}
+
+/// A `bf16` value as `f32` (exact: its 16 bits are the `f32`'s high half).
+#[inline(always)]
+fn widen(v: bf16) -> f32 {
+    f32::from_bits(u32::from(v.to_bits()) << 16)
+}
+
+simd_kernel!(
+    /// One block of [`gemv_bf16`]: output columns `c0..` for every row, as
+    /// `[columns, rows]`.
+    GemvBf16Block<'a> {
+        dst: &'a mut [f32],
+        x: &'a [f32],
+        w: &'a [bf16],
+        transposed: bool,
+        c0: usize,
+        dims: [usize; 3],
+    } -> () {
+        let [rows, inn, out] = dims;
+        let width = dst.len() / rows;
+        if transposed {
+            // `w` is `[out, inn]`: one dot product per output column and row, sixteen
+            // partial sums so that the loop vectorises.
+            for (j, dst) in dst.chunks_exact_mut(rows).enumerate() {
+                let wj = &w[(c0 + j) * inn..][..inn];
+                for (r, y) in dst.iter_mut().enumerate() {
+                    let xr = &x[r * inn..][..inn];
+                    let mut acc = [0.0f32; 16];
+                    let (wc, xc) = (wj.chunks_exact(16), xr.chunks_exact(16));
+                    let tail: f32 = wc
+                        .remainder()
+                        .iter()
+                        .zip(xc.remainder())
+                        .map(|(&w, x)| widen(w) * x)
+                        .sum();
+                    for (wc, xc) in wc.zip(xc) {
+                        for ((s, &w), x) in acc.iter_mut().zip(wc).zip(xc) {
+                            *s += widen(w) * x;
+                        }
+                    }
+                    *y = acc.iter().sum::<f32>() + tail;
+                }
+            }
+        } else {
+            // `w` is `[inn, out]`: each weight row's block scaled into the rows' sums.
+            let mut acc = vec![0.0f32; rows * width];
+            for i in 0..inn {
+                let wi = &w[i * out + c0..][..width];
+                for (r, acc) in acc.chunks_exact_mut(width).enumerate() {
+                    let xi = x[r * inn + i];
+                    acc.iter_mut().zip(wi).for_each(|(a, &w)| *a += xi * widen(w));
+                }
+            }
+            for (j, dst) in dst.chunks_exact_mut(rows).enumerate() {
+                for (r, y) in dst.iter_mut().enumerate() {
+                    *y = acc[r * width + j];
+                }
+            }
+        }
+    }
+);
+
+simd_kernel!(
+    /// `bf16` → `f32`: the 16 bits become the high half of the `f32` (exact).
+    WidenBf16<'a> { dst: &'a mut [f32], src: &'a [bf16] } -> () {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = widen(*s);
+        }
+    }
+);
+
+/// [`linear`] with a `bf16` weight (a frozen base kept in half the memory): `y = x · w
+/// + b`, `w` `[inn, out]` (`[out, inn]` when `transposed`), computed in `f32`.
+pub fn linear_bf16(
+    x: &[f32],
+    w: &[bf16],
+    b: Option<&[f32]>,
+    transposed: bool,
+    [rows, inn, out]: [usize; 3],
+) -> Vec<f32> {
+    let mut y = if rows <= GEMV_ROWS {
+        gemv_bf16(x, w, transposed, [rows, inn, out])
+    } else {
+        product_bf16(x, w, !transposed, [rows, inn, out])
+    };
+    if let Some(b) = b {
+        assert_eq!(b.len(), out, "linear_bf16: bias length");
+        y.par_chunks_mut(rows_per_task(out) * out).for_each(|c| {
+            c.chunks_exact_mut(out)
+                .for_each(|r| r.iter_mut().zip(b).for_each(|(y, b)| *y += b))
+        });
+    }
+    y
+}
+
+/// The input gradient of [`linear_bf16`] for the output gradient `g` `[rows, out]`:
+/// `g · wᵀ` (`g · w` when `transposed`). A `bf16` weight is frozen: it has no gradient.
+pub fn linear_bf16_backward(
+    w: &[bf16],
+    g: &[f32],
+    transposed: bool,
+    [rows, inn, out]: [usize; 3],
+) -> Vec<f32> {
+    // `w` `[inn, out]` read as `wᵀ` `[out, inn]` is stored transposed; `[out, inn]` is not.
+    product_bf16(g, w, transposed, [rows, out, inn])
+}
