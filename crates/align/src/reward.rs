@@ -372,7 +372,7 @@ pub fn train_reward(
     let body = setup.decoder(&cfg.model.path)?;
     crate::policy::check_length(body.config(), "data.max_length", cfg.data.max_length)?;
     let mut model = DecoderClassifier::from_lm(body, 1);
-    model.lm = peft::apply_with_tokenizer(model.lm, &cfg.peft, &setup.tokenizer)?;
+    model.lm = peft::adapt(model.lm, &cfg.peft, cfg.model.dtype, &setup.tokenizer)?;
     let (trainable, total) = peft::describe(&model);
     println!(
         "{} + score head: {trainable} trainable of {total} parameters",

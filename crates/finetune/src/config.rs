@@ -47,6 +47,28 @@ pub struct BaseModel {
     /// `tokenizer.json`; default: the one in `path`.
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+    /// The type the frozen weight matrices are kept in: `bf16` halves the base's memory
+    /// (adapters, their gradients and AdamW's moments stay `f32`); for LoRA, adapters,
+    /// prompt and prefix tuning and BitFit.
+    #[serde(default)]
+    pub dtype: manabi_model::BaseDtype,
+}
+
+impl BaseModel {
+    /// Refuses a `dtype` other than `f32` in a stage that keeps its models in `f32`
+    /// (`stage`, e.g. "manabi ppo").
+    pub fn f32_only(&self, stage: &str) -> crate::error::Result<()> {
+        if self.dtype == manabi_model::BaseDtype::F32 {
+            return Ok(());
+        }
+        Err(crate::error::FinetuneError::config(
+            "model.dtype",
+            format!(
+                "`{}` bases are for sft, dpo, grpo and reward runs with an adapter; {stage} keeps its models in f32 (remove the key)",
+                self.dtype
+            ),
+        ))
+    }
 }
 
 /// `[data]`.

@@ -187,6 +187,28 @@ pub struct DecoderLm {
     config: ModelConfig,
 }
 
+/// The float type a model's frozen weight matrices are kept in (`[model] dtype` of
+/// fine-tuning recipes, `manabi generate --dtype`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseDtype {
+    /// 32-bit floats, as trained.
+    #[default]
+    F32,
+    /// bfloat16 ([`DecoderLm::with_bf16_base`]): half the memory; only what trains stays
+    /// `f32`.
+    Bf16,
+}
+
+impl std::fmt::Display for BaseDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BaseDtype::F32 => "f32",
+            BaseDtype::Bf16 => "bf16",
+        })
+    }
+}
+
 /// `t` in `f32` (rows of a `bf16` embedding table; anything else passes through).
 fn widened<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     if t.dtype() == burn::tensor::DType::BF16 {

@@ -25,8 +25,9 @@ thread_local! {
 
 /// Runs `build` with every drawn weight zero instead of random: for a model whose
 /// parameters are all about to be replaced by a checkpoint's, drawing hundreds of
-/// millions of normal values first is wasted time (seconds at 0.5 B parameters). The
-/// generator is not advanced.
+/// millions of normal values first is wasted time (seconds at 0.5 B parameters), and
+/// holding them wasted memory (each is one zero broadcast to its shape). The generator
+/// is not advanced.
 pub fn skeleton<T>(build: impl FnOnce() -> T) -> T {
     let was = SKELETON.with(|s| s.replace(true));
     let out = build();
@@ -42,7 +43,11 @@ pub fn seed(seed: u64) {
 /// A tensor of N(0, std) values (Box–Muller on the host).
 pub fn normal<const D: usize>(shape: [usize; D], std: f64, device: &Device) -> Tensor<D> {
     if SKELETON.with(std::cell::Cell::get) {
-        return Tensor::zeros(shape, device);
+        // One zero broadcast to the shape: no memory for a value about to be replaced
+        // (allocating zeros for every weight doubled the peak of loading a checkpoint).
+        return Tensor::<1>::zeros([1], device)
+            .reshape([1; D])
+            .expand(shape);
     }
     let n: usize = shape.iter().product();
     let values: Vec<f32> = RNG.with(|r| {

@@ -64,7 +64,7 @@ pub use classifier::{DecoderClassifier, load_classifier_hf, load_classifier_hf_k
 pub use config::{
     Activation, Family, LayerType, ModelConfig, NormKind, Positions, RopeScaling, RopeScalingKind,
 };
-pub use decoder::{DecoderLm, ForwardOptions};
+pub use decoder::{BaseDtype, DecoderLm, ForwardOptions};
 pub use device::{DeviceChoice, DeviceError};
 pub use error::{ModelError, Result};
 pub use eval::{EvalReport, evaluate};

@@ -345,36 +345,13 @@ fn decoder_loss_beyond_one_chunk_equals_the_loss_of_the_logits() {
     // 3 × 80 positions × 70,000 tokens = 16.8 M logits, more than one chunk: `loss_sum`
     // takes the chunked operation. Its loss and gradients (embedding or output layer, a
     // projection) equal those of the full logits, tied and untied.
-    use manabi_model::{DecoderLm, ForwardOptions, ModelConfig};
     let d = device();
-    if !(fused::active_on(&d) && fused::chunked_loss()) {
-        eprintln!(
-            "skipping: no chunked loss on this device (flex, MANABI_FUSED and MANABI_CHUNKED_LOSS on)"
-        );
+    if !chunked_loss_on(&d) {
         return;
     }
     for tied in [true, false] {
-        let cfg: ModelConfig = toml::from_str(&format!(
-            "family = \"llama\"\nvocab_size = 70000\nmax_positions = 128\nd_model = 8\n\
-             n_layers = 1\nn_heads = 2\nd_ff = 16\npositions = \"rope\"\n\
-             norm = \"rmsnorm\"\nactivation = \"swiglu\"\ntie_embeddings = {tied}"
-        ))
-        .unwrap();
-        let (b, t) = (3, 80);
-        assert!(b * t * cfg.vocab_size > fused::CE_CHUNK_VALUES);
-        let model = DecoderLm::new(&cfg, &d);
-        let ids: Vec<i64> = (0..b * t).map(|i| (i * 7919 % 70_000) as i64).collect();
-        let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), &d).reshape([b, t]);
-        let targets: Vec<i64> = (0..b * t)
-            .map(|i| {
-                if i % 9 == 0 {
-                    -100
-                } else {
-                    (i * 104_729 % 70_000) as i64
-                }
-            })
-            .collect();
-        let opts = ForwardOptions::default();
+        let (cfg, ids, targets) = beyond_one_chunk(tied, &d);
+        let model = manabi_model::DecoderLm::new(&cfg, &d);
         let grads_of = |loss: Tensor<1>| {
             let value = values(&loss);
             let grads = loss.backward();
@@ -385,15 +362,109 @@ fn decoder_loss_beyond_one_chunk_equals_the_loss_of_the_logits() {
             let q = model.layers[0].attn.q_proj.weight.grad(&grads);
             (value, values(&head.unwrap()), values(&q.unwrap()))
         };
-        let chunked = grads_of(model.loss_sum(ids.clone(), &opts, &targets));
-        let logits = model
-            .forward_with(ids, &opts, None)
-            .reshape([b * t, cfg.vocab_size]);
-        let whole = grads_of(fused::cross_entropy_sum(logits, &targets));
+        let (chunked, whole) = chunked_and_whole(&model, ids, &targets, grads_of);
         assert_close("loss", &chunked.0, &whole.0);
         assert_close("output layer gradient", &chunked.1, &whole.1);
         assert_close("q_proj gradient", &chunked.2, &whole.2);
     }
+}
+
+#[test]
+fn a_bf16_output_layer_takes_the_chunked_loss_with_the_loss_of_its_whole_logits() {
+    // The same with the model's matrices frozen in bf16 (`with_bf16_base`): the chunked
+    // operation reads the bf16 weight; its loss, and the gradient of the one parameter
+    // left to train (the final norm), equal the whole logits', tied and untied.
+    use burn::module::{Module, ParamGroup};
+    use manabi_model::decoder::Norm;
+    let d = device();
+    if !chunked_loss_on(&d) {
+        return;
+    }
+    for tied in [true, false] {
+        let (cfg, ids, targets) = beyond_one_chunk(tied, &d);
+        let model = manabi_model::DecoderLm::init(&cfg, &d, 1);
+        let Norm::Rms(norm) = &model.final_norm else {
+            panic!("an RMSNorm model");
+        };
+        let gamma = norm.gamma.id;
+        let model = model
+            .freeze()
+            .with_bf16_base()
+            .unfreeze_group(ParamGroup::from_ids(vec![gamma]));
+        assert_eq!(
+            model.embed_tokens.weight.val().dtype(),
+            burn::tensor::DType::BF16
+        );
+        let grads_of = |loss: Tensor<1>| {
+            let value = values(&loss);
+            let grads = loss.backward();
+            let Norm::Rms(norm) = &model.final_norm else {
+                unreachable!()
+            };
+            (
+                value,
+                values(&norm.gamma.grad(&grads).expect("norm gradient")),
+            )
+        };
+        let (chunked, whole) = chunked_and_whole(&model, ids, &targets, grads_of);
+        assert_close("loss", &chunked.0, &whole.0);
+        assert_close("final norm gradient", &chunked.1, &whole.1);
+    }
+}
+
+/// Whether `loss_sum` chunks on `d`; says why a test skips when it does not.
+fn chunked_loss_on(d: &Device) -> bool {
+    let on = fused::active_on(d) && fused::chunked_loss();
+    if !on {
+        eprintln!(
+            "skipping: no chunked loss on this device (flex, MANABI_FUSED and MANABI_CHUNKED_LOSS on)"
+        );
+    }
+    on
+}
+
+/// A tiny LLaMA with a 70,000-token vocabulary, 3 × 80 ids and their targets (every
+/// ninth not counted): 16.8 M logits, more than one chunk.
+fn beyond_one_chunk(
+    tied: bool,
+    d: &Device,
+) -> (manabi_model::ModelConfig, Tensor<2, Int>, Vec<i64>) {
+    let cfg: manabi_model::ModelConfig = toml::from_str(&format!(
+        "family = \"llama\"\nvocab_size = 70000\nmax_positions = 128\nd_model = 8\n\
+         n_layers = 1\nn_heads = 2\nd_ff = 16\npositions = \"rope\"\n\
+         norm = \"rmsnorm\"\nactivation = \"swiglu\"\ntie_embeddings = {tied}"
+    ))
+    .unwrap();
+    let (b, t) = (3, 80);
+    assert!(b * t * cfg.vocab_size > fused::CE_CHUNK_VALUES);
+    let ids: Vec<i64> = (0..b * t).map(|i| (i * 7919 % 70_000) as i64).collect();
+    let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), d).reshape([b, t]);
+    let targets: Vec<i64> = (0..b * t)
+        .map(|i| {
+            if i % 9 == 0 {
+                -100
+            } else {
+                (i * 104_729 % 70_000) as i64
+            }
+        })
+        .collect();
+    (cfg, ids, targets)
+}
+
+/// `grads_of` the chunked `loss_sum` and of the cross-entropy of the whole logits.
+fn chunked_and_whole<T>(
+    model: &manabi_model::DecoderLm,
+    ids: Tensor<2, Int>,
+    targets: &[i64],
+    grads_of: impl Fn(Tensor<1>) -> T,
+) -> (T, T) {
+    let opts = manabi_model::ForwardOptions::default();
+    let [b, t] = ids.dims();
+    let chunked = grads_of(model.loss_sum(ids.clone(), &opts, targets));
+    let logits = model
+        .forward_with(ids, &opts, None)
+        .reshape([b * t, model.config().vocab_size]);
+    (chunked, grads_of(fused::cross_entropy_sum(logits, targets)))
 }
 
 #[test]

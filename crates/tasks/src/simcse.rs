@@ -185,6 +185,7 @@ pub fn train_simcse(
     device_choice: manabi_model::DeviceChoice,
     resume: impl Into<Resume>,
 ) -> Result<crate::TaskReport> {
+    cfg.model.f32_only("manabi task")?;
     let mut run =
         manabi_finetune::setup::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let s = &cfg.task;

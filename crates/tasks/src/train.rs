@@ -32,6 +32,7 @@ pub fn train_task(
         }
         _ => {}
     }
+    cfg.model.f32_only("manabi task")?;
     let mut run = Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let (tokenizer, specials) = (&run.tokenizer, run.specials);
     let family = body_family(&cfg.model.path)?;

@@ -214,7 +214,7 @@ pub fn dpo(
     trainer.device().seed(cfg.run.seed);
     manabi_model::init::seed(cfg.run.seed);
 
-    let model = peft::apply_with_tokenizer(model, &cfg.peft, &tokenizer)?;
+    let model = peft::adapt(model, &cfg.peft, cfg.model.dtype, &tokenizer)?;
     let (trainable, total) = peft::describe(&model);
     println!(
         "{:?}: {trainable} trainable of {total} parameters",

@@ -136,7 +136,7 @@ pub fn grpo(
     )?;
     trainer.device().seed(cfg.run.seed);
     manabi_model::init::seed(cfg.run.seed);
-    let model = peft::apply_with_tokenizer(model, &cfg.peft, &tokenizer)?;
+    let model = peft::adapt(model, &cfg.peft, cfg.model.dtype, &tokenizer)?;
     let task = GrpoTask {
         train,
         val,

@@ -122,6 +122,7 @@ pub fn ppo(
     device_choice: DeviceChoice,
     resume: impl Into<Resume>,
 ) -> Result<PpoReport> {
+    cfg.model.f32_only("manabi ppo")?;
     let (
         Setup {
             trainer,

@@ -130,6 +130,36 @@ pub fn apply_with_tokenizer(
     prompt::apply_from_tokens(model, cfg, &ids)
 }
 
+/// [`apply_with_tokenizer`], then the frozen weight matrices kept in `dtype` (`[model]
+/// dtype`; [`DecoderLm::with_bf16_base`] for `bf16`). A `bf16` base needs a method that
+/// leaves its matrices frozen: full fine-tuning, IA³ (which rescales them) and DoRA are
+/// refused by key.
+pub fn adapt(
+    model: DecoderLm,
+    cfg: &PeftConfig,
+    dtype: manabi_model::BaseDtype,
+    tokenizer: &manabi_tokenize::TextTokenizer,
+) -> Result<DecoderLm> {
+    if dtype == manabi_model::BaseDtype::F32 {
+        return apply_with_tokenizer(model, cfg, tokenizer);
+    }
+    let refused = match cfg.method {
+        Method::Full => Some("full fine-tuning trains the base's matrices"),
+        Method::Ia3 => Some("IA³ rescales the base's matrices in f32"),
+        Method::Lora if cfg.use_dora => Some("DoRA renormalises the base's matrices in f32"),
+        _ => None,
+    };
+    if let Some(why) = refused {
+        return Err(FinetuneError::config(
+            "model.dtype",
+            format!(
+                "`{dtype}` keeps the frozen base in {dtype}, and {why}: use peft.method = \"lora\" (or houlsby, pfeiffer, prompt, prefix, bitfit), or dtype = \"f32\""
+            ),
+        ));
+    }
+    Ok(apply_with_tokenizer(model, cfg, tokenizer)?.with_bf16_base())
+}
+
 /// Builds the adapter structure of `cfg` on `model` for loading saved weights into it
 /// (the values come from the checkpoint).
 pub fn rebuild(model: DecoderLm, cfg: &PeftConfig) -> Result<DecoderLm> {

@@ -345,7 +345,7 @@ fn fit_decoder(
     }
     trainer.device().seed(cfg.run.seed);
     manabi_model::init::seed(cfg.run.seed);
-    let model = peft::apply_with_tokenizer(base, &cfg.peft, &p.tokenizer)?;
+    let model = peft::adapt(base, &cfg.peft, cfg.model.dtype, &p.tokenizer)?;
     let (trainable, total) = peft::describe(&model);
     println!(
         "{}: {trainable} trainable of {total} parameters ({:.3} %)",

@@ -245,6 +245,90 @@ fn a_lora_run_resumes_bit_for_bit_and_leaves_the_base_untouched() {
 }
 
 #[test]
+fn a_lora_run_on_a_bf16_base_resumes_bit_for_bit_and_stores_its_base_in_bf16() {
+    let _rng = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = base_model(tmp.path());
+    let device = DeviceChoice::from_env().unwrap();
+    let parse = |out: &str, sets: &[&str]| {
+        let mut all = vec!["model.dtype=\"bf16\"".to_string()];
+        all.extend(sets.iter().map(|s| s.to_string()));
+        SftConfig::parse(&recipe(tmp.path(), &base, out, ""), &all)
+    };
+    let full = manabi_finetune::sft(&parse("bf16", &[]).unwrap(), device, false).unwrap();
+    let f32_run = SftConfig::parse(&recipe(tmp.path(), &base, "f32", ""), &[]).unwrap();
+    let f32_run = manabi_finetune::sft(&f32_run, device, false).unwrap();
+    // The same run up to bf16's rounding of the base: close losses, not equal ones.
+    for ((step, a), (_, b)) in full.run.losses.iter().zip(&f32_run.run.losses) {
+        assert!(
+            (a - b).abs() <= 0.05 * b.abs(),
+            "step {step}: bf16 base {a}, f32 base {b}"
+        );
+    }
+    assert_ne!(full.run.losses, f32_run.run.losses);
+    let first = first_loss(&full.run.losses);
+    assert!(full.run.losses.last().unwrap().1 < first, "the loss falls");
+
+    let stopped = parse("resumed", &["train.stop_after=4"]).unwrap();
+    let head = manabi_finetune::sft(&stopped, device, false).unwrap();
+    let tail = manabi_finetune::sft(&parse("resumed", &[]).unwrap(), device, true).unwrap();
+    let joined: Vec<(usize, f64)> = head
+        .run
+        .losses
+        .iter()
+        .chain(&tail.run.losses)
+        .copied()
+        .collect();
+    assert_eq!(
+        joined, full.run.losses,
+        "resumed losses differ from the straight run"
+    );
+
+    // Gradient checkpointing recomputes the same bf16 products.
+    let ckpt = parse("recomputed", &["train.gradient_checkpointing=true"]).unwrap();
+    let recomputed = manabi_finetune::sft(&ckpt, device, false).unwrap();
+    assert_eq!(recomputed.run.losses, full.run.losses);
+
+    // The checkpoint keeps the frozen base in bf16: about half the f32 run's bytes.
+    let size = |r: &manabi_finetune::SftReport| {
+        let dir = r.run.checkpoint.as_ref().unwrap();
+        std::fs::metadata(dir.join("model.bpk")).unwrap().len() as f64
+    };
+    let ratio = size(&full) / size(&f32_run);
+    assert!(
+        (0.45..0.6).contains(&ratio),
+        "bf16 / f32 checkpoint bytes {ratio}"
+    );
+
+    // Methods that change the base's matrices are refused by key.
+    for method in ["full", "ia3"] {
+        let cfg = parse(
+            &format!("no-{method}"),
+            &[&format!("peft.method=\"{method}\"")],
+        )
+        .unwrap();
+        let err = manabi_finetune::sft(&cfg, device, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.dtype") && err.contains("bf16"),
+            "{method}: {err}"
+        );
+    }
+    let err = parse("bad", &["model.dtype=\"f16\""])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.dtype") || err.contains("dtype"),
+        "{err}"
+    );
+}
+
+fn first_loss(losses: &[(usize, f64)]) -> f64 {
+    losses.first().expect("at least one logged loss").1
+}
+
+#[test]
 fn gradient_checkpointing_works_with_every_method() {
     let _rng = serial();
     let tmp = tempfile::tempdir().unwrap();

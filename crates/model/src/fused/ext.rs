@@ -223,15 +223,30 @@ fn linear_cross_entropy(
     chunk_values: usize,
 ) -> (FlexTensor, [Option<FlexTensor>; 2]) {
     let dims = linear_dims(x, w, transposed);
-    let (loss, dx, dw) = kernels::linear_cross_entropy(
-        values(x),
-        values(w),
-        transposed,
-        dims,
-        targets,
-        need,
-        chunk_values,
-    );
+    let (loss, dx, dw) = match bf16_values(w) {
+        Some(wb) => {
+            assert!(!need[1], "a bf16 weight does not train");
+            let (loss, dx) = kernels::linear_cross_entropy_bf16(
+                values(x),
+                wb,
+                transposed,
+                dims,
+                targets,
+                need[0],
+                chunk_values,
+            );
+            (loss, dx, None)
+        }
+        None => kernels::linear_cross_entropy(
+            values(x),
+            values(w),
+            transposed,
+            dims,
+            targets,
+            need,
+            chunk_values,
+        ),
+    };
     let grads = [
         dx.map(|d| tensor(d, x.shape())),
         dw.map(|d| tensor(d, w.shape())),

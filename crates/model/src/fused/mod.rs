@@ -266,7 +266,8 @@ pub const CE_CHUNK_VALUES: usize = 16 << 20;
 /// `transposed`, a tied output layer) against one target per row (negative = not
 /// counted), without materialising the `[rows, vocab]` logits and their gradient: one
 /// operation computed a chunk of rows at a time where the device has it (flex), the
-/// gradients of `x` and of `w` (when it requires one) made in the same pass. A weight
+/// gradients of `x` and of `w` (when it requires one) made in the same pass; a frozen
+/// `bf16` weight (a base kept in bf16) is read as such and gets no gradient. A weight
 /// with a LoRA adapter, and other devices, take [`matmul_transposed`] / `matmul` and
 /// [`cross_entropy_sum`].
 ///
@@ -280,7 +281,8 @@ pub fn linear_cross_entropy_sum(
 ) -> Tensor<1> {
     let wv = w.val();
     #[cfg(feature = "flex")]
-    if w.adapter().is_none() && applies(&x) && applies(&wv) {
+    let frozen_bf16 = wv.dtype() == burn::tensor::DType::BF16 && !wv.is_require_grad();
+    if w.adapter().is_none() && applies(&x) && (applies(&wv) || frozen_bf16) {
         // `wv` is the parameter itself (a leaf): it says whether it trains.
         let need = [x.device().is_autodiff(), wv.is_require_grad()];
         return Tensor::from_dispatch(<Dispatch as ext::FusedOps>::fused_linear_cross_entropy(

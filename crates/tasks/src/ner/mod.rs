@@ -272,6 +272,7 @@ pub fn train_ner(
     device_choice: manabi_model::DeviceChoice,
     resume: impl Into<Resume>,
 ) -> Result<crate::TaskReport> {
+    cfg.model.f32_only("manabi task")?;
     let mut run =
         manabi_finetune::setup::Setup::new(&cfg.run, &cfg.train, &cfg.model, device_choice)?;
     let family = body_family(&cfg.model.path)?;

@@ -45,7 +45,7 @@ mod products;
 
 pub use products::{
     AttentionDims, Probabilities, attention, attention_backward, linear, linear_backward,
-    linear_bf16, linear_bf16_backward, linear_cross_entropy,
+    linear_bf16, linear_bf16_backward, linear_cross_entropy, linear_cross_entropy_bf16,
 };
 
 mod norm;
@@ -448,9 +448,15 @@ mod tests {
     fn bf16_weights_give_the_products_of_their_f32_values() {
         // 1–6 rows (the matrix–vector path up to 4, blocks of widened columns after), a
         // weight of several blocks with a short last one, both layouts, with a bias; and
-        // the input gradient of each.
+        // the input gradient of each, also where the rows of the product are longer than
+        // a block (an output layer's input gradient).
+        for (inn, out, rows) in [(300, 1000, 1..=6), (3, 140_000, 4..=5)] {
+            bf16_case(inn, out, rows);
+        }
+    }
+
+    fn bf16_case(inn: usize, out: usize, rows: std::ops::RangeInclusive<usize>) {
         use burn::tensor::bf16;
-        let (inn, out) = (300, 1000);
         let wb: Vec<bf16> = (0..inn * out)
             .map(|i| bf16::from_f32((i as f32 * 0.37).sin()))
             .collect();
@@ -466,7 +472,7 @@ mod tests {
                 .fold(0f32, f32::max);
             assert!(worst <= 1e-5, "{what}: {worst:e}");
         };
-        for rows in 1..=6 {
+        for rows in rows {
             let x: Vec<f32> = (0..rows * inn).map(|i| (i as f32 * 0.73).cos()).collect();
             let g: Vec<f32> = (0..rows * out).map(|i| (i as f32 * 0.29).sin()).collect();
             for transposed in [false, true] {

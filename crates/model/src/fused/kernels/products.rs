@@ -275,6 +275,46 @@ pub fn linear_cross_entropy(
     (loss as f32, dx, dw)
 }
 
+/// [`linear_cross_entropy`] with a frozen `bf16` weight ([`linear_bf16`]): the summed
+/// loss and, when `need_dx`, the gradient of `x` (a `bf16` weight has none), a chunk of
+/// `chunk_values` logits at a time.
+pub fn linear_cross_entropy_bf16(
+    x: &[f32],
+    w: &[bf16],
+    transposed: bool,
+    [rows, inn, out]: [usize; 3],
+    targets: &[i64],
+    need_dx: bool,
+    chunk_values: usize,
+) -> (f32, Option<Vec<f32>>) {
+    assert!(
+        x.len() == rows * inn && w.len() == inn * out && targets.len() == rows,
+        "linear_cross_entropy_bf16: shapes"
+    );
+    let chunk = (chunk_values / out.max(1)).clamp(1, rows.max(1));
+    let mut loss = 0f64;
+    let mut dx = need_dx.then(|| vec![0f32; rows * inn]);
+    for start in (0..rows).step_by(chunk) {
+        let c = chunk.min(rows - start);
+        let xc = &x[start * inn..(start + c) * inn];
+        let t = &targets[start..start + c];
+        let logits = linear_bf16(xc, w, None, transposed, [c, inn, out]);
+        let (l, lse) = super::cross_entropy_sum(&logits, out, t);
+        loss += f64::from(l);
+        if let Some(dx) = &mut dx {
+            let g = super::cross_entropy_backward(&logits, out, t, &lse, 1.0);
+            drop(logits);
+            dx[start * inn..(start + c) * inn].copy_from_slice(&linear_bf16_backward(
+                w,
+                &g,
+                transposed,
+                [c, inn, out],
+            ));
+        }
+    }
+    (loss as f32, dx)
+}
+
 /// Gradients of [`linear`] for the output gradient `g` `[rows, out]`, each only where
 /// `need` asks (frozen weights under PEFT skip a whole product):
 /// `dx = g · wᵀ`, `dw = xᵀ · g` (`gᵀ · x` when `transposed`), `db` = column sums of `g`.
@@ -379,7 +419,12 @@ fn product_bf16(a: &[f32], m: &[bf16], kn: bool, [rows, k, n]: [usize; 3]) -> Ve
     if rows == 0 || n == 0 {
         return y;
     }
-    let block = (BF16_BLOCK_ELEMS / k.max(1)).next_multiple_of(16).min(n);
+    // At least 16 columns, however long they are (an output layer's input gradient has
+    // k = the vocabulary).
+    let block = (BF16_BLOCK_ELEMS / k.max(1))
+        .max(1)
+        .next_multiple_of(16)
+        .min(n);
     let blocks: Vec<Vec<f32>> = (0..n.div_ceil(block))
         .into_par_iter()
         .map(|blk| {
