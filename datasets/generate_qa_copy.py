@@ -1,7 +1,7 @@
 """QA training sets that teach copying any word, in each language's own token shape.
 
 Two faults of the QA sets of generate_sft.py, found in the errors of the best QA model
-(docs/benchmarks.md):
+(docs/results/fine-tuning.md):
 
 - English invented answers are consonant-vowel syllables (`hihafe`, `subora`), while the
   held-out jobs, colours and objects are English words with clusters and double letters

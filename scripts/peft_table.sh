@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The PEFT comparison of docs/benchmarks.md: the arithmetic SFT recipe with every method, each run
+# The PEFT comparison of docs/results/fine-tuning.md: the arithmetic SFT recipe with every method, each run
 # measured for held-out exact match, trainable parameters, step time and peak memory
 # (maximum resident set of the process, from /usr/bin/time). Run from the repository root
 # after `manabi pretrain --config configs/pretrain/world-base.toml` (LLaMA: no biases, so
@@ -11,7 +11,7 @@
 # TAG set). Other tasks: CONFIG=configs/sft/qa-sentence.toml (the recipe), LORA_R (default 8),
 # LORA_ALPHA (default 2 × LORA_R: the update scaled by 2, as at r 8 and α 16; α 16 at r 1
 # scales it by 16 and diverged), METHODS (a subset), e.g. the answer-style table of
-# docs/benchmarks.md:
+# docs/results/fine-tuning.md:
 #
 #   CONFIG=configs/sft/qa-sentence.toml LORA_R=1 TAG=runs/peft-sentence bash scripts/peft_table.sh \
 #       --set model.path=runs/qa-world/checkpoints/step-0008000 --set train.steps=500 --set train.eval_every=500

@@ -1,4 +1,4 @@
-"""transformers' side of the real-size generation check (issue #33, docs/benchmarks.md
+"""transformers' side of the real-size generation check (issue #33, docs/results/real-sizes.md
 "Real sizes"): loads the folder made by scripts/real_size_model.py in f32 on 2 threads
 and generates 16 greedy tokens after an 11-token prompt. Run it under `/usr/bin/time -v`
 for the wall time and peak RSS, next to `manabi generate` on the same folder.

@@ -1,4 +1,4 @@
-"""PyTorch + peft's side of the real-size LoRA step (issue #33, docs/benchmarks.md,
+"""PyTorch + peft's side of the real-size LoRA step (issue #33, docs/results/real-sizes.md,
 "Chunked loss"): loads the folder made by scripts/real_size_model.py in f32 on 2
 threads, adds LoRA (r 16, alpha 32, on q, k, v, o) with peft, and times one AdamW step
 (forward, loss, backward, update) on 2 rows of 512 tokens, then one evaluation batch of

@@ -1,6 +1,6 @@
 """Builds a random model of Qwen2.5-0.5B's shape (d 896, 24 layers, 14 / 2 heads, d_ff
 4,864, vocab 151,936, tied; 494 M parameters, 1.98 GB of f32 safetensors) for the
-real-size measurements of issue #33 (docs/benchmarks.md, "Real sizes"), with the
+real-size measurements of issue #33 (docs/results/real-sizes.md), with the
 tokenizer of fixtures/tokenize/hf-qwen2 beside it. No download.
 
     python3 scripts/real_size_model.py /tmp/qwen05/model

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum DeviceChoice {
-    /// The faster CPU backend compiled in: flex, else ndarray (see docs/benchmarks.md).
+    /// The faster CPU backend compiled in: flex, else ndarray (see docs/results/speed.md).
     Cpu,
     /// burn's flex CPU backend.
     Flex,
@@ -170,7 +170,7 @@ impl DeviceChoice {
                 #[cfg(not(feature = "tch"))]
                 return Err(missing(
                     "manabi-model/tch",
-                    " and LIBTORCH_USE_PYTORCH=1 against `pip install torch==2.9.0`; a benchmark column, see docs/benchmarks.md",
+                    " and LIBTORCH_USE_PYTORCH=1 against `pip install torch==2.9.0`; a benchmark column, see docs/results/speed.md",
                 ));
             }
         }
@@ -184,7 +184,7 @@ impl DeviceChoice {
 /// each buffer over the dynamic `mmap` threshold is a new mapping, and the first write to
 /// each of its pages faults. At config B's shapes that made a 2048×384×1152 matmul take
 /// 1.7× the time of the same `gemm` into a reused buffer (`bench-gemm`,
-/// docs/benchmarks.md). The binaries call this first thing; a program using manabi as a
+/// docs/results/speed.md). The binaries call this first thing; a program using manabi as a
 /// library may call it too. Does nothing off glibc.
 pub fn reuse_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -399,7 +399,7 @@ fn tinyshakespeare_char_gpt_learns_in_a_test_sized_run() {
     .unwrap();
     let report = pretrain(&cfg, DeviceChoice::from_env().unwrap(), false).unwrap();
     let val = report.evals.last().unwrap().1;
-    // The full 2000-step run reaches ≤ 1.90 (docs/benchmarks.md); 250 steps reach ~2.4.
+    // The full 2000-step run reaches ≤ 1.90 (docs/results/pretraining.md); 250 steps reach ~2.4.
     assert!(val < 2.55, "validation loss after 250 steps: {val}");
 }
 

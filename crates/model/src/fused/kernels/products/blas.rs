@@ -13,7 +13,7 @@ use super::view::{Dst, View};
 
 /// Products with fewer multiply-adds (m·k·n) stay with the `gemm` crate: with MKL, config
 /// A (whose largest product is 768·128·512) trained 6 % faster that way and B (whose
-/// linear layers are ≥ 2048·384·384) the same (docs/benchmarks.md).
+/// linear layers are ≥ 2048·384·384) the same (docs/results/speed.md).
 const MIN_WORK: usize = 64 << 20;
 
 const ROW_MAJOR: c_int = 101;
