@@ -512,11 +512,7 @@ impl DecoderLm {
         targets: &[i64],
     ) -> Tensor<1> {
         let [b, t] = ids.dims();
-        let plain = self.prefix.is_none()
-            && self.soft_prompt.is_none()
-            && self.config.final_softcap.is_none()
-            && b * t * self.config.vocab_size > crate::fused::CE_CHUNK_VALUES
-            && crate::fused::chunked_loss();
+        let plain = self.chunks_logits(b * t);
         if plain {
             let hidden = self.hidden_states(self.embed(ids), opts, None);
             let d = hidden.dims()[2];
@@ -540,6 +536,44 @@ impl DecoderLm {
         let logits = self.forward_with(ids, opts, None);
         let [b, t, v] = logits.dims();
         crate::fused::cross_entropy_sum(logits.reshape([b * t, v]), targets)
+    }
+
+    /// Whether the logits of `tokens` positions are computed a chunk at a time: more
+    /// than one chunk of them, no prefix, soft prompt or final soft-cap, and the chunked
+    /// loss on (`MANABI_CHUNKED_LOSS`).
+    fn chunks_logits(&self, tokens: usize) -> bool {
+        self.prefix.is_none()
+            && self.soft_prompt.is_none()
+            && self.config.final_softcap.is_none()
+            && tokens * self.config.vocab_size > crate::fused::CE_CHUNK_VALUES
+            && crate::fused::chunked_loss()
+    }
+
+    /// Each position's cross-entropy against its target (0 where the target is
+    /// negative), `[batch·seq]`, computed a chunk of logits at a time as
+    /// [`Self::loss_sum`] does, when that applies and the output layer does not train
+    /// (frozen, as under LoRA, or a bf16 base); `None` otherwise, where the caller takes
+    /// the logits. Preference training (DPO) sums these per sequence.
+    pub fn chunked_token_losses(
+        &self,
+        ids: Tensor<2, Int>,
+        opts: &ForwardOptions,
+        targets: &[i64],
+    ) -> Option<Tensor<1>> {
+        let [b, t] = ids.dims();
+        let plain = self.chunks_logits(b * t);
+        let (w, transposed) = match &self.lm_head {
+            Some(head) if head.bias.is_none() => (&head.weight, false),
+            Some(_) => return None,
+            None => (&self.embed_tokens.weight, true),
+        };
+        let frozen = !w.val().is_require_grad() && w.adapter().is_none();
+        if !(plain && frozen) {
+            return None;
+        }
+        let hidden = self.hidden_states(self.embed(ids), opts, None);
+        let d = hidden.dims()[2];
+        crate::fused::linear_cross_entropy_rows(hidden.reshape([b * t, d]), w, transposed, targets)
     }
 
     /// Vocabulary logits of hidden states (soft-capped where the model says so).

@@ -412,7 +412,61 @@ fn a_bf16_output_layer_takes_the_chunked_loss_with_the_loss_of_its_whole_logits(
     }
 }
 
-/// Whether `loss_sum` chunks on `d`; says why a test skips when it does not.
+#[test]
+fn chunked_token_losses_equal_the_log_probabilities_of_the_whole_logits() {
+    // Preference training's per-token losses over a frozen output layer (LoRA, or a bf16
+    // base), a chunk at a time: each position's value and the gradient of a weighted sum
+    // of them (other weights per row) with respect to a projection that trains equal
+    // those of the whole logits; tied and untied, f32 and bf16 matrices.
+    use burn::module::{Module, ParamGroup};
+    use burn::tensor::activation::log_softmax;
+    let d = device();
+    if !chunked_loss_on(&d) {
+        return;
+    }
+    for (tied, bf16) in [(true, false), (false, false), (true, true), (false, true)] {
+        let (cfg, ids, targets) = beyond_one_chunk(tied, &d);
+        let model = manabi_model::DecoderLm::init(&cfg, &d, 2).freeze();
+        let q = model.layers[0].attn.q_proj.weight.id;
+        // The projection trains (f32); every other matrix is frozen, in bf16 or not.
+        let model = model.unfreeze_group(ParamGroup::from_ids(vec![q]));
+        let model = if bf16 { model.with_bf16_base() } else { model };
+        let n = targets.len();
+        let weights: Vec<f32> = (0..n).map(|i| ((i % 7) as f32 - 3.0) * 0.25).collect();
+        let weights = Tensor::<1>::from_floats(weights.as_slice(), &d);
+        let grads_of = |losses: Tensor<1>| {
+            let value = values(&losses);
+            let grads = (losses * weights.clone()).sum().backward();
+            let q = model.layers[0].attn.q_proj.weight.grad(&grads);
+            (value, values(&q.expect("q_proj gradient")))
+        };
+        let opts = manabi_model::ForwardOptions::default();
+        let chunked = model
+            .chunked_token_losses(ids.clone(), &opts, &targets)
+            .expect("the chunked path applies");
+        let chunked = grads_of(chunked);
+        let [b, t] = ids.dims();
+        let logp = log_softmax(
+            model
+                .forward_with(ids, &opts, None)
+                .reshape([b * t, cfg.vocab_size]),
+            1,
+        );
+        let idx: Vec<i64> = targets.iter().map(|&t| t.max(0)).collect();
+        let keep: Vec<f32> = targets
+            .iter()
+            .map(|&t| f32::from(u8::from(t >= 0)))
+            .collect();
+        let idx = Tensor::<1, Int>::from_ints(idx.as_slice(), &d).reshape([n, 1]);
+        let keep = Tensor::<1>::from_floats(keep.as_slice(), &d);
+        let whole = grads_of(logp.gather(1, idx).reshape([n]).neg() * keep);
+        let what = format!("tied {tied}, bf16 {bf16}");
+        assert_close(&format!("{what}: token losses"), &chunked.0, &whole.0);
+        assert_close(&format!("{what}: q_proj gradient"), &chunked.1, &whole.1);
+    }
+}
+
+/// Whether `loss_sum` chunks on `d`; says why a test skips when it does not./// Whether `loss_sum` chunks on `d`; says why a test skips when it does not.
 fn chunked_loss_on(d: &Device) -> bool {
     let on = fused::active_on(d) && fused::chunked_loss();
     if !on {

@@ -164,6 +164,16 @@ pub fn sequence_logps(model: &DecoderLm, b: &PairBatch, device: &Device) -> Tens
     let rows = 2 * b.n;
     let ids: Vec<i64> = b.inputs.iter().map(|&x| x as i64).collect();
     let ids = Tensor::<1, Int>::from_ints(ids.as_slice(), device).reshape([rows, b.seq]);
+    // A large vocabulary over an output layer that does not train (LoRA): the
+    // log-probabilities a chunk of logits at a time, never the whole `[rows, seq, vocab]`.
+    let opts = manabi_model::ForwardOptions::default();
+    if let Some(losses) = model.chunked_token_losses(ids.clone(), &opts, &b.targets) {
+        return losses
+            .neg()
+            .reshape([rows, b.seq])
+            .sum_dim(1)
+            .reshape([rows]);
+    }
     let logits = model.forward(ids); // [rows, seq, vocab]
     let v = logits.dims()[2];
     let logp = log_softmax(logits.reshape([rows * b.seq, v]), 1);

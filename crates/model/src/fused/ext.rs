@@ -87,6 +87,17 @@ pub trait FusedOps: Backend {
         chunk_values: usize,
     ) -> FloatTensor<Self>;
 
+    /// Each row's cross-entropy of the logits `x · w` (`x · wᵀ` when `transposed`)
+    /// against its target (0 for a negative one), `[rows]`, `chunk_values` logits at a
+    /// time; `w` is a constant (it gets no gradient), `x` gets one under autodiff.
+    fn fused_linear_cross_entropy_rows(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        targets: Vec<i64>,
+        transposed: bool,
+        chunk_values: usize,
+    ) -> FloatTensor<Self>;
+
     /// One AdamW step on a parameter with its gradient and moments: the new parameter
     /// and moments (written in place where the tensors own their memory).
     fn fused_adamw(
@@ -254,6 +265,36 @@ fn linear_cross_entropy(
     (tensor(vec![loss], Shape::new([1])), grads)
 }
 
+/// [`kernels::linear_cross_entropy_rows`] on contiguous tensors: the `[rows]` losses and,
+/// when `need_dx`, each row's gradient with respect to its row of `x`.
+fn linear_cross_entropy_rows(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    targets: &[i64],
+    transposed: bool,
+    need_dx: bool,
+    chunk_values: usize,
+) -> (FlexTensor, Option<FlexTensor>) {
+    let dims = linear_dims(x, w, transposed);
+    let weight = match bf16_values(w) {
+        Some(wb) => kernels::WeightRef::Bf16(wb),
+        None => kernels::WeightRef::F32(values(w)),
+    };
+    let (losses, dx) = kernels::linear_cross_entropy_rows(
+        values(x),
+        weight,
+        transposed,
+        dims,
+        targets,
+        need_dx,
+        chunk_values,
+    );
+    (
+        tensor(losses, Shape::new([dims[0]])),
+        dx.map(|d| tensor(d, x.shape())),
+    )
+}
+
 impl FusedOps for Flex {
     fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, scale: f64) -> FlexTensor {
         let [q, k, v] = [q, k, v].map(contiguous);
@@ -318,6 +359,17 @@ impl FusedOps for Flex {
         // No autodiff: the loss alone.
         let (x, w) = (contiguous(x), contiguous(w));
         linear_cross_entropy(&x, &w, &targets, transposed, [false, false], chunk_values).0
+    }
+
+    fn fused_linear_cross_entropy_rows(
+        x: FlexTensor,
+        w: FlexTensor,
+        targets: Vec<i64>,
+        transposed: bool,
+        chunk_values: usize,
+    ) -> FlexTensor {
+        let (x, w) = (contiguous(x), contiguous(w));
+        linear_cross_entropy_rows(&x, &w, &targets, transposed, false, chunk_values).0
     }
 
     fn fused_adamw(
@@ -570,6 +622,28 @@ impl Backward<Flex, 1> for CrossEntropyBackward {
 #[derive(Debug)]
 struct LinearCrossEntropyBackward;
 
+/// Backward of [`FusedOps::fused_linear_cross_entropy_rows`]: each row's gradient, made in
+/// the forward pass, scaled by that row's upstream gradient.
+#[derive(Debug)]
+struct LinearCrossEntropyRowsBackward;
+
+impl Backward<Flex, 1> for LinearCrossEntropyRowsBackward {
+    type State = FlexTensor; // dx of each row's own loss, [rows, in]
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dx = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            let g = contiguous(g);
+            let inn = last_dim(&dx);
+            let mut v = values(&dx).to_vec();
+            for (row, &gr) in v.chunks_mut(inn.max(1)).zip(values(&g)) {
+                row.iter_mut().for_each(|x| *x *= gr);
+            }
+            tensor(v, dx.shape())
+        });
+    }
+}
+
 impl Backward<Flex, 2> for LinearCrossEntropyBackward {
     type State = [Option<FlexTensor>; 2]; // dx, dw of the summed loss
 
@@ -708,6 +782,28 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => prep.finish(state, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_linear_cross_entropy_rows(
+        x: AdTensor,
+        w: AdTensor,
+        targets: Vec<i64>,
+        transposed: bool,
+        chunk_values: usize,
+    ) -> AdTensor {
+        let xn = x.node();
+        let xp = contiguous(x.into_primitive());
+        let wp = contiguous(w.into_primitive());
+        let (out, dx) =
+            linear_cross_entropy_rows(&xp, &wp, &targets, transposed, true, chunk_values);
+        match LinearCrossEntropyRowsBackward
+            .prepare::<C>([xn])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(dx.expect("made with need_dx"), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }

@@ -304,6 +304,44 @@ pub fn linear_cross_entropy_sum(
     cross_entropy_sum(logits, targets)
 }
 
+/// Each row's cross-entropy of the logits `x · w` (`x · wᵀ` when `transposed`) against
+/// its target (0 where the target is negative), `[rows]`, without the `[rows, vocab]`
+/// logits ever existing whole: the per-token log-probabilities (negated) that
+/// preference training sums per sequence. Only for an output layer that does not train
+/// (frozen, or a bf16 base) on flex; `None` elsewhere, where the caller takes the logits.
+///
+/// # Shapes
+/// x `[rows, d]`, w `[d, vocab]` (or `[vocab, d]` when `transposed`) -> `[rows]`
+pub fn linear_cross_entropy_rows(
+    x: Tensor<2>,
+    w: &burn::module::Param<Tensor<2>>,
+    transposed: bool,
+    targets: &[i64],
+) -> Option<Tensor<1>> {
+    #[cfg(feature = "flex")]
+    {
+        let wv = w.val();
+        let frozen = !wv.is_require_grad()
+            && matches!(
+                wv.dtype(),
+                burn::tensor::DType::F32 | burn::tensor::DType::BF16
+            );
+        if w.adapter().is_none() && applies(&x) && frozen {
+            return Some(Tensor::from_dispatch(
+                <Dispatch as ext::FusedOps>::fused_linear_cross_entropy_rows(
+                    x.into_dispatch(),
+                    wv.into_dispatch(),
+                    targets.to_vec(),
+                    transposed,
+                    CE_CHUNK_VALUES,
+                ),
+            ));
+        }
+    }
+    let _ = (x, w, transposed, targets);
+    None
+}
+
 /// One AdamW step as a single pass over the parameter, its gradient and moments
 /// (burn's `AdamW` arithmetic, element for element), in place where the tensors own
 /// their memory: the new parameter and moments.

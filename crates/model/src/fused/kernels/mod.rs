@@ -44,8 +44,9 @@ macro_rules! simd_kernel {
 mod products;
 
 pub use products::{
-    AttentionDims, Probabilities, attention, attention_backward, linear, linear_backward,
-    linear_bf16, linear_bf16_backward, linear_cross_entropy, linear_cross_entropy_bf16,
+    AttentionDims, Probabilities, WeightRef, attention, attention_backward, linear,
+    linear_backward, linear_bf16, linear_bf16_backward, linear_cross_entropy,
+    linear_cross_entropy_bf16, linear_cross_entropy_rows,
 };
 
 mod norm;

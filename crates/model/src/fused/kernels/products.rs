@@ -315,6 +315,89 @@ pub fn linear_cross_entropy_bf16(
     (loss as f32, dx)
 }
 
+/// The weight of [`linear_cross_entropy_rows`]: `f32`, or a frozen `bf16` one.
+#[derive(Debug, Clone, Copy)]
+pub enum WeightRef<'a> {
+    /// An `f32` weight.
+    F32(&'a [f32]),
+    /// A frozen `bf16` weight ([`linear_bf16`]).
+    Bf16(&'a [bf16]),
+}
+
+impl WeightRef<'_> {
+    fn product(self, x: &[f32], transposed: bool, dims: [usize; 3]) -> Vec<f32> {
+        match self {
+            WeightRef::F32(w) => linear(x, w, None, transposed, dims),
+            WeightRef::Bf16(w) => linear_bf16(x, w, None, transposed, dims),
+        }
+    }
+
+    fn input_gradient(self, g: &[f32], transposed: bool, dims: [usize; 3]) -> Vec<f32> {
+        match self {
+            WeightRef::F32(w) => {
+                let [dx, _, _] = linear_backward(&[], w, g, transposed, dims, [true, false, false]);
+                dx.unwrap_or_default()
+            }
+            WeightRef::Bf16(w) => linear_bf16_backward(w, g, transposed, dims),
+        }
+    }
+}
+
+/// Each row's cross-entropy of the logits `x · w` (`x · wᵀ` when `transposed`) against
+/// its target (0 for a negative target), a chunk of `chunk_values` logits at a time, and
+/// when `need_dx` the gradient of each row's loss with respect to its own row of `x`
+/// (a row's loss depends on that row only, so the gradient of `Σ g_r·loss_r` is these
+/// rows scaled by `g_r`). The weight gets no gradient: the per-sequence log-probabilities
+/// of preference training over a frozen output layer.
+pub fn linear_cross_entropy_rows(
+    x: &[f32],
+    w: WeightRef<'_>,
+    transposed: bool,
+    [rows, inn, out]: [usize; 3],
+    targets: &[i64],
+    need_dx: bool,
+    chunk_values: usize,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    let w_len = match w {
+        WeightRef::F32(w) => w.len(),
+        WeightRef::Bf16(w) => w.len(),
+    };
+    assert!(
+        x.len() == rows * inn && w_len == inn * out && targets.len() == rows,
+        "linear_cross_entropy_rows: shapes"
+    );
+    let chunk = (chunk_values / out.max(1)).clamp(1, rows.max(1));
+    let mut losses = Vec::with_capacity(rows);
+    let mut dx = need_dx.then(|| vec![0f32; rows * inn]);
+    for start in (0..rows).step_by(chunk) {
+        let c = chunk.min(rows - start);
+        let t = &targets[start..start + c];
+        let logits = w.product(
+            &x[start * inn..(start + c) * inn],
+            transposed,
+            [c, inn, out],
+        );
+        let (_, lse) = super::cross_entropy_sum(&logits, out, t);
+        losses.extend(t.iter().zip(&lse).enumerate().map(|(r, (&t, &lse))| {
+            if t < 0 {
+                0.0
+            } else {
+                lse - logits[r * out + t as usize]
+            }
+        }));
+        if let Some(dx) = &mut dx {
+            let g = super::cross_entropy_backward(&logits, out, t, &lse, 1.0);
+            drop(logits);
+            dx[start * inn..(start + c) * inn].copy_from_slice(&w.input_gradient(
+                &g,
+                transposed,
+                [c, inn, out],
+            ));
+        }
+    }
+    (losses, dx)
+}
+
 /// Gradients of [`linear`] for the output gradient `g` `[rows, out]`, each only where
 /// `need` asks (frozen weights under PEFT skip a whole product):
 /// `dx = g · wᵀ`, `dw = xᵀ · g` (`gᵀ · x` when `transposed`), `db` = column sums of `g`.
