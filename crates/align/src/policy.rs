@@ -118,6 +118,22 @@ pub(crate) fn cut_prompt(ids: &mut Vec<u32>, room: usize, bos: &[u32]) -> bool {
     true
 }
 
+/// The initial policy without autodiff, its base in the recipe's `model.dtype` (checked
+/// against the PEFT method first, before any long pass): DPO's reference, GRPO's "before"
+/// score and KL reference.
+pub(crate) fn frozen_copy(
+    model: &manabi_model::DecoderLm,
+    base: &PolicyModel,
+    peft: &PeftConfig,
+) -> Result<manabi_model::DecoderLm> {
+    use burn::module::Module;
+    manabi_finetune::peft::check_dtype(peft, base.dtype, &model.embed_tokens.weight.device())?;
+    Ok(match base.dtype {
+        manabi_model::BaseDtype::F32 => model.valid(),
+        manabi_model::BaseDtype::Bf16 => model.valid().with_bf16_base(),
+    })
+}
+
 /// What every policy recipe (DPO, GRPO, PPO) starts with: the [`Setup`] of its run, with
 /// the recipe and the PEFT spec recorded for the checkpoints, and the policy (`[model]`,
 /// adapters merged).

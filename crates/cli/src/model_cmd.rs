@@ -189,7 +189,15 @@ pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()>
     let model = load_decoder(&args.model, args.adapter.as_ref(), &device)?;
     let model = match args.dtype {
         WeightsDtype::F32 => model,
-        WeightsDtype::Bf16 => model.with_bf16_base(),
+        WeightsDtype::Bf16 => {
+            if !manabi_model::fused::active_on(&device) {
+                anyhow::bail!(
+                    "--dtype bf16 needs the flex CPU backend (--device cpu or flex); keep f32 on this device"
+                );
+            }
+            // Adapters (LoRA, IA³, DoRA) merged into the base first, then the base rounded.
+            manabi_finetune::merged(model).with_bf16_base()
+        }
     };
     let tok = tokenizer_for(
         &args.model,

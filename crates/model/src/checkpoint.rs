@@ -98,6 +98,34 @@ pub fn load_module<M: Module>(
     Ok(model)
 }
 
+/// The float type of every parameter, in visiting order.
+struct Dtypes(Vec<burn::tensor::DType>);
+
+impl burn::module::ModuleVisitor for Dtypes {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        self.0.push(param.base().dtype());
+    }
+}
+
+/// Each parameter cast back to the float type [`Dtypes`] recorded for it (same visiting
+/// order), its gradient setting kept.
+struct CastBack(std::vec::IntoIter<burn::tensor::DType>);
+
+impl burn::module::ModuleMapper for CastBack {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        match self.0.next() {
+            Some(want) if param.base().dtype() != want => param.map(|t| {
+                let grad = t.is_require_grad();
+                t.detach().cast(want).set_require_grad(grad)
+            }),
+            _ => param,
+        }
+    }
+}
+
 /// Loads every parameter of `model` from the burnpack file `path` (parameter ids
 /// included); missing or extra tensors are listed by name.
 pub fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> {
@@ -107,6 +135,11 @@ pub fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> {
     let mut store = BurnpackStore::from_file(path)
         .auto_extension(false)
         .allow_partial(true);
+    // The model decides each parameter's float type: a run that kept its frozen base in
+    // bf16 stored it so, and a folder read into an f32 model is f32 again (a later stage
+    // may train it), while resuming that run into its bf16 model keeps bf16.
+    let mut dtypes = Dtypes(Vec::new());
+    model.visit(&mut dtypes);
     let result = model.load_from(&mut store).map_err(|e| file_err(path, e))?;
     if let Some(err) = result.errors.first() {
         return Err(file_err(path, err));
@@ -118,7 +151,17 @@ pub fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> {
             unexpected: result.unused,
         });
     }
+    if dtypes.0.iter().any(|d| *d != burn::tensor::DType::F32) || stored_other_than_f32(model) {
+        *model = model.clone().map(&mut CastBack(dtypes.0.into_iter()));
+    }
     Ok(())
+}
+
+/// Whether any parameter of `model` is not `f32` (after a load: the file's types).
+fn stored_other_than_f32<M: Module>(model: &M) -> bool {
+    let mut dtypes = Dtypes(Vec::new());
+    model.visit(&mut dtypes);
+    dtypes.0.iter().any(|d| *d != burn::tensor::DType::F32)
 }
 
 /// One tensor for the safetensors writer: little-endian f32 bytes in row-major order.

@@ -280,9 +280,11 @@ impl DecoderLm {
     /// The model with its matrices (token and position embeddings, every projection,
     /// the output layer) stored as `bf16`: half the memory, and on flex half the bytes
     /// read per generated token, each product still computed in `f32` (norms, biases,
-    /// activations, a soft prompt or prefix, and any parameter that trains, such as LoRA
-    /// factors attached before, stay `f32`). A `bf16` matrix is frozen: it takes no
-    /// gradient. Rounding each weight to `bf16` (8 bits of mantissa) changes the logits
+    /// activations, a soft prompt or prefix, bottleneck adapters, and any parameter that
+    /// trains, such as LoRA factors attached before, stay `f32`; on a device without
+    /// autodiff nothing trains, so merge adapters first, as `manabi generate --dtype
+    /// bf16` does). A `bf16` matrix is frozen: it takes no gradient, and the products that
+    /// read it in bf16 exist on flex only (elsewhere it is widened at every use). Rounding each weight to `bf16` (8 bits of mantissa) changes the logits
     /// by about the rounding.
     pub fn with_bf16_base(mut self) -> Self {
         /// Every frozen 2-D float parameter to `bf16` (trainable ones, such as LoRA
@@ -301,10 +303,21 @@ impl DecoderLm {
             }
         }
 
+        // Soft prompts, prefixes and bottleneck adapters stay f32 whether they train or
+        // not (the adapters' own layers take burn's f32 products).
         let (soft_prompt, prefix) = (self.soft_prompt.take(), self.prefix.take());
+        let adapters: Vec<_> = self
+            .layers
+            .iter_mut()
+            .map(|b| (b.attn_adapter.take(), b.mlp_adapter.take()))
+            .collect();
         let mut m = self.map(&mut ToBf16);
         m.soft_prompt = soft_prompt;
         m.prefix = prefix;
+        for (block, (attn, mlp)) in m.layers.iter_mut().zip(adapters) {
+            block.attn_adapter = attn;
+            block.mlp_adapter = mlp;
+        }
         m
     }
 
@@ -568,7 +581,9 @@ impl DecoderLm {
             None => (&self.embed_tokens.weight, true),
         };
         let frozen = !w.val().is_require_grad() && w.adapter().is_none();
-        if !(plain && frozen) {
+        // Off flex the fused operation does not exist: `None` before the pass, so the
+        // caller's whole-logits pass is the only one.
+        if !(plain && frozen && crate::fused::active_on(&ids.device())) {
             return None;
         }
         let hidden = self.hidden_states(self.embed(ids), opts, None);

@@ -39,9 +39,10 @@ pub(crate) struct Weights {
 fn read_safetensors(file: &Path, tensors: &mut BTreeMap<String, TensorData>) -> Result<()> {
     use safetensors::Dtype as St;
     let handle = std::fs::File::open(file).map_err(|e| file_err(file, e))?;
-    // SAFETY: the map is read-only and private; a file truncated by another process
-    // while it is read would fault (as reading any mapped file would), and manabi never
-    // writes a checkpoint in place (writes are atomic renames).
+    // SAFETY: the map is read-only and private, and only read through `st`'s slices
+    // while `map` lives. A file truncated by another program while it is read faults
+    // (SIGBUS), as reading any mapped file would; manabi itself never writes a
+    // checkpoint in place (its writes are atomic renames).
     #[allow(unsafe_code)]
     let map = unsafe { memmap2::Mmap::map(&handle) }.map_err(|e| file_err(file, e))?;
     let st = safetensors::SafeTensors::deserialize(&map).map_err(|e| file_err(file, e))?;
@@ -76,6 +77,7 @@ fn read_safetensors(file: &Path, tensors: &mut BTreeMap<String, TensorData>) -> 
             bytes.as_ptr() as usize - base,
             bytes.as_ptr() as usize - base + bytes.len(),
         );
+        // 4 KiB pages (a larger page size makes the advice fail, which only keeps the pages).
         let page = 4096;
         let (from, to) = (start.next_multiple_of(page), end / page * page);
         if to > from {

@@ -4,7 +4,6 @@
 
 use manabi_objectives::Resume;
 
-use burn::module::Module;
 use manabi_finetune::PeftConfig;
 use manabi_finetune::load_decoder;
 use manabi_finetune::peft;
@@ -176,8 +175,8 @@ pub fn dpo(
 
     let bs = cfg.train.batch_size;
     // The reference is the initial policy, or the model of `dpo.reference`: log-probs
-    // computed once, before training.
-    let initial = model.valid();
+    // computed once, before training, with the base in the policy's `model.dtype`.
+    let initial = crate::policy::frozen_copy(&model, &cfg.model, &cfg.peft)?;
     let external = match &cfg.dpo.reference {
         Some(path) if cfg.dpo.uses_reference() => Some(load_reference(
             path,

@@ -4,7 +4,6 @@
 
 use manabi_objectives::Resume;
 
-use burn::module::Module;
 use manabi_finetune::PeftConfig;
 use manabi_finetune::load_decoder;
 use manabi_finetune::peft;
@@ -118,8 +117,9 @@ pub fn grpo(
     let out = cfg.run.out.clone();
     let train = read_prompts(&cfg.data.train)?;
     let val = read_prompts(&cfg.data.val)?;
-    // The initial policy without autodiff: the "before" score and the KL reference.
-    let plain = model.valid();
+    // The initial policy without autodiff, its base in `model.dtype`: the "before" score
+    // and the KL reference.
+    let plain = crate::policy::frozen_copy(&model, &cfg.model, &cfg.peft)?;
     let m = if cfg.data.eval_prompts == 0 {
         val.len()
     } else {

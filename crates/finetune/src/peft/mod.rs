@@ -140,8 +140,30 @@ pub fn adapt(
     dtype: manabi_model::BaseDtype,
     tokenizer: &manabi_tokenize::TextTokenizer,
 ) -> Result<DecoderLm> {
+    check_dtype(cfg, dtype, &model.embed_tokens.weight.device())?;
+    let model = apply_with_tokenizer(model, cfg, tokenizer)?;
+    Ok(match dtype {
+        manabi_model::BaseDtype::F32 => model,
+        manabi_model::BaseDtype::Bf16 => model.with_bf16_base(),
+    })
+}
+
+/// Whether a base kept in `dtype` fits the method of `cfg` on `device` (what [`adapt`]
+/// checks; recipes call it before any long pass): `bf16` needs the flex backend and a
+/// method that leaves the base's matrices frozen.
+pub fn check_dtype(
+    cfg: &PeftConfig,
+    dtype: manabi_model::BaseDtype,
+    device: &burn::tensor::Device,
+) -> Result<()> {
     if dtype == manabi_model::BaseDtype::F32 {
-        return apply_with_tokenizer(model, cfg, tokenizer);
+        return Ok(());
+    }
+    if !manabi_model::fused::active_on(device) {
+        return Err(FinetuneError::config(
+            "model.dtype",
+            format!("`{dtype}` bases need the flex CPU backend (run.device = \"cpu\" or \"flex\")"),
+        ));
     }
     let refused = match cfg.method {
         Method::Full => Some("full fine-tuning trains the base's matrices"),
@@ -149,15 +171,15 @@ pub fn adapt(
         Method::Lora if cfg.use_dora => Some("DoRA renormalises the base's matrices in f32"),
         _ => None,
     };
-    if let Some(why) = refused {
-        return Err(FinetuneError::config(
+    match refused {
+        Some(why) => Err(FinetuneError::config(
             "model.dtype",
             format!(
                 "`{dtype}` keeps the frozen base in {dtype}, and {why}: use peft.method = \"lora\" (or houlsby, pfeiffer, prompt, prefix, bitfit), or dtype = \"f32\""
             ),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(apply_with_tokenizer(model, cfg, tokenizer)?.with_bf16_base())
 }
 
 /// Builds the adapter structure of `cfg` on `model` for loading saved weights into it

@@ -265,6 +265,7 @@ fn fit_seq2seq(
     resume: impl Into<Resume>,
     device: &Device,
 ) -> Result<Fitted> {
+    cfg.model.f32_only("seq2seq SFT on T5")?;
     check_tokenizer(
         p.tokenizer.vocab_size(),
         p.tokenizer.path(),

@@ -300,6 +300,34 @@ fn a_lora_run_on_a_bf16_base_resumes_bit_for_bit_and_stores_its_base_in_bf16() {
         "bf16 / f32 checkpoint bytes {ratio}"
     );
 
+    // A folder read back is f32 again, whatever the run kept in bf16 (a later stage may
+    // train it); rounded again on request, with its adapters merged or kept apart.
+    let (tuned, _) = load_decoder(full.run.checkpoint.as_ref().unwrap(), &test_device()).unwrap();
+    assert_eq!(
+        tuned.embed_tokens.weight.val().dtype(),
+        burn::tensor::DType::F32
+    );
+    let houlsby = parse("houlsby", &["peft.method=\"houlsby\"", "train.lr=3e-3"]).unwrap();
+    let houlsby = manabi_finetune::sft(&houlsby, device, false).unwrap();
+    let (with_adapters, _) =
+        load_decoder(houlsby.run.checkpoint.as_ref().unwrap(), &test_device()).unwrap();
+    let half = manabi_finetune::merged(with_adapters).with_bf16_base();
+    let out = manabi_model::generate(
+        &half,
+        &[vec![1u32, 2, 3]],
+        &manabi_model::GenerateOptions {
+            max_new_tokens: 4,
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        out[0].len(),
+        4,
+        "a bf16 base with bottleneck adapters generates"
+    );
+
     // Methods that change the base's matrices are refused by key.
     for method in ["full", "ia3"] {
         let cfg = parse(

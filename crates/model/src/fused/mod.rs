@@ -208,8 +208,8 @@ pub fn lora_linear<const D: usize>(
     let Some(adapter) = layer.weight.adapter() else {
         return linear(layer, x);
     };
-    // burn's merged `W₀ + s·A·B` cannot add an `f32` update to a `bf16` base: such a base
-    // always takes the split form below.
+    // burn's merged `W₀ + s·A·B` would widen a whole `bf16` base to `f32` at every call:
+    // such a base always takes the split form below.
     if dropout.prob == 0.0 && layer.weight.base().dtype() == burn::tensor::DType::F32 {
         return linear(layer, x);
     }
@@ -281,8 +281,10 @@ pub fn linear_cross_entropy_sum(
 ) -> Tensor<1> {
     let wv = w.val();
     #[cfg(feature = "flex")]
-    let frozen_bf16 = wv.dtype() == burn::tensor::DType::BF16 && !wv.is_require_grad();
-    if w.adapter().is_none() && applies(&x) && (applies(&wv) || frozen_bf16) {
+    if w.adapter().is_none()
+        && applies(&x)
+        && (applies(&wv) || (wv.dtype() == burn::tensor::DType::BF16 && !wv.is_require_grad()))
+    {
         // `wv` is the parameter itself (a leaf): it says whether it trains.
         let need = [x.device().is_autodiff(), wv.is_require_grad()];
         return Tensor::from_dispatch(<Dispatch as ext::FusedOps>::fused_linear_cross_entropy(
