@@ -151,17 +151,8 @@ pub fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> {
             unexpected: result.unused,
         });
     }
-    if dtypes.0.iter().any(|d| *d != burn::tensor::DType::F32) || stored_other_than_f32(model) {
-        *model = model.clone().map(&mut CastBack(dtypes.0.into_iter()));
-    }
+    *model = model.clone().map(&mut CastBack(dtypes.0.into_iter()));
     Ok(())
-}
-
-/// Whether any parameter of `model` is not `f32` (after a load: the file's types).
-fn stored_other_than_f32<M: Module>(model: &M) -> bool {
-    let mut dtypes = Dtypes(Vec::new());
-    model.visit(&mut dtypes);
-    dtypes.0.iter().any(|d| *d != burn::tensor::DType::F32)
 }
 
 /// One tensor for the safetensors writer: little-endian f32 bytes in row-major order.

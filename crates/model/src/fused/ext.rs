@@ -236,16 +236,18 @@ fn linear_cross_entropy(
     let dims = linear_dims(x, w, transposed);
     let (loss, dx, dw) = match bf16_values(w) {
         Some(wb) => {
+            // The summed loss is the sum of the rows' losses, its input gradient theirs.
             assert!(!need[1], "a bf16 weight does not train");
-            let (loss, dx) = kernels::linear_cross_entropy_bf16(
+            let (losses, dx) = kernels::linear_cross_entropy_rows(
                 values(x),
-                wb,
+                kernels::WeightRef::Bf16(wb),
                 transposed,
                 dims,
                 targets,
                 need[0],
                 chunk_values,
             );
+            let loss = losses.iter().map(|&l| f64::from(l)).sum::<f64>() as f32;
             (loss, dx, None)
         }
         None => kernels::linear_cross_entropy(

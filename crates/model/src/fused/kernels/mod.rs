@@ -46,7 +46,7 @@ mod products;
 pub use products::{
     AttentionDims, Probabilities, WeightRef, attention, attention_backward, linear,
     linear_backward, linear_bf16, linear_bf16_backward, linear_cross_entropy,
-    linear_cross_entropy_bf16, linear_cross_entropy_rows,
+    linear_cross_entropy_rows,
 };
 
 mod norm;

@@ -275,46 +275,6 @@ pub fn linear_cross_entropy(
     (loss as f32, dx, dw)
 }
 
-/// [`linear_cross_entropy`] with a frozen `bf16` weight ([`linear_bf16`]): the summed
-/// loss and, when `need_dx`, the gradient of `x` (a `bf16` weight has none), a chunk of
-/// `chunk_values` logits at a time.
-pub fn linear_cross_entropy_bf16(
-    x: &[f32],
-    w: &[bf16],
-    transposed: bool,
-    [rows, inn, out]: [usize; 3],
-    targets: &[i64],
-    need_dx: bool,
-    chunk_values: usize,
-) -> (f32, Option<Vec<f32>>) {
-    assert!(
-        x.len() == rows * inn && w.len() == inn * out && targets.len() == rows,
-        "linear_cross_entropy_bf16: shapes"
-    );
-    let chunk = (chunk_values / out.max(1)).clamp(1, rows.max(1));
-    let mut loss = 0f64;
-    let mut dx = need_dx.then(|| vec![0f32; rows * inn]);
-    for start in (0..rows).step_by(chunk) {
-        let c = chunk.min(rows - start);
-        let xc = &x[start * inn..(start + c) * inn];
-        let t = &targets[start..start + c];
-        let logits = linear_bf16(xc, w, None, transposed, [c, inn, out]);
-        let (l, lse) = super::cross_entropy_sum(&logits, out, t);
-        loss += f64::from(l);
-        if let Some(dx) = &mut dx {
-            let g = super::cross_entropy_backward(&logits, out, t, &lse, 1.0);
-            drop(logits);
-            dx[start * inn..(start + c) * inn].copy_from_slice(&linear_bf16_backward(
-                w,
-                &g,
-                transposed,
-                [c, inn, out],
-            ));
-        }
-    }
-    (loss as f32, dx)
-}
-
 /// The weight of [`linear_cross_entropy_rows`]: `f32`, or a frozen `bf16` one.
 #[derive(Debug, Clone, Copy)]
 pub enum WeightRef<'a> {
