@@ -489,6 +489,24 @@ max_new_tokens = 2
     let bert = fixture("fixtures/models/bert");
 
     let cases = vec![
+        // A bf16 base with a method that trains the base, or a type that does not exist.
+        case(
+            "bf16-base-full-fine-tuning",
+            &[
+                "--config",
+                "{cfg}",
+                "--set",
+                "model.dtype=\"bf16\"",
+                "--set",
+                "peft.method=\"full\"",
+            ],
+            &["model.dtype", "full fine-tuning"],
+        ),
+        case(
+            "f16-base",
+            &["--config", "{cfg}", "--set", "model.dtype=\"f16\""],
+            &["model.dtype", "f16"],
+        ),
         case(
             "missing-config",
             &["--config", "{dir}/nope.toml"],
@@ -858,6 +876,12 @@ progress = false
     }
 
     let cases = vec![
+        // PPO keeps its models in f32: a bf16 base is refused by key, not ignored.
+        case(
+            "bf16-base",
+            &["--config", "{cfg}", "--set", "model.dtype=\"bf16\""],
+            &["model.dtype", "manabi ppo"],
+        ),
         case(
             "missing-config",
             &["--config", "{dir}/nope.toml"],
