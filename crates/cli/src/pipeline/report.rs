@@ -394,7 +394,8 @@ fn html(r: &Report, out: &Path) -> String {
          body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}\
          table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}\
          .stage{display:inline-block;vertical-align:top;margin:0 1em 1em 0}\
-         pre{background:#f4f4f4;padding:.5em;white-space:pre-wrap}</style></head><body>\
+         pre{background:#f4f4f4;padding:.5em;white-space:pre-wrap}\
+         .plot{width:400px}.plot svg{width:100%;height:auto}</style></head><body>\
          <h1>manabi pipeline report</h1><h2>Stages</h2>",
     );
     for st in r.stages {
@@ -414,7 +415,7 @@ fn html(r: &Report, out: &Path) -> String {
         for plot in ["loss.svg", "metric.svg"] {
             if let Ok(svg) = std::fs::read_to_string(out.join(&st.stage).join(plot)) {
                 let svg = svg.find("<svg").map_or("", |i| &svg[i..]);
-                let _ = write!(s, "<div style='width:360px'>{svg}</div>");
+                let _ = write!(s, "<div class='plot'>{svg}</div>");
             }
         }
         s.push_str("</div>");
