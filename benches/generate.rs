@@ -95,8 +95,12 @@ struct Args {
     no_python: bool,
     /// Keep manabi's weight matrices in bf16 (`manabi generate --dtype bf16`);
     /// transformers stays in f32, the reference users compare with.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "int8")]
     bf16: bool,
+    /// Keep manabi's weight matrices in weight-only int8 (`manabi generate --dtype
+    /// int8`); transformers stays in f32.
+    #[arg(long)]
+    int8: bool,
 }
 
 /// Index of the first differing token, if any (a length difference counts).
@@ -114,6 +118,8 @@ struct Times {
     cached_s: f64,
     /// All new tokens without the cache (NaN when not run).
     uncached_s: f64,
+    /// `cached_s - first_s` of one round: the new tokens after the first.
+    decode_s: f64,
 }
 
 impl Times {
@@ -122,6 +128,17 @@ impl Times {
             first_s: f64::INFINITY,
             cached_s: f64::INFINITY,
             uncached_s: f64::INFINITY,
+            decode_s: f64::INFINITY,
+        }
+    }
+
+    /// One round's timings.
+    fn round(first_s: f64, cached_s: f64, uncached_s: f64) -> Times {
+        Times {
+            first_s,
+            cached_s,
+            uncached_s,
+            decode_s: cached_s - first_s,
         }
     }
 
@@ -130,12 +147,14 @@ impl Times {
             first_s: self.first_s.min(o.first_s),
             cached_s: self.cached_s.min(o.cached_s),
             uncached_s: self.uncached_s.min(o.uncached_s),
+            decode_s: self.decode_s.min(o.decode_s),
         }
     }
 
-    /// New tokens per second after the first (the decode rate).
+    /// New tokens per second after the first (the decode rate), from the best round's
+    /// difference (not the difference of two best times, which may come from two rounds).
     fn decode_rate(self, new_tokens: usize) -> f64 {
-        (new_tokens.saturating_sub(1)) as f64 / (self.cached_s - self.first_s)
+        (new_tokens.saturating_sub(1)) as f64 / self.decode_s
     }
 }
 
@@ -202,8 +221,17 @@ fn main() {
     }
     let model = if args.bf16 {
         model.with_bf16_base()
+    } else if args.int8 {
+        model.with_int8_base()
     } else {
         model
+    };
+    let dtype = if args.bf16 {
+        "bf16"
+    } else if args.int8 {
+        "int8"
+    } else {
+        "f32"
     };
     let vocab = cfg.vocab_size as u32;
     let prompt: Vec<u32> = (0..prompt_len)
@@ -263,22 +291,14 @@ fn main() {
             f64::NAN
         };
         cached = c;
-        ours = ours.best(Times {
-            first_s,
-            cached_s,
-            uncached_s,
-        });
+        ours = ours.best(Times::round(first_s, cached_s, uncached_s));
         if args.no_python {
             continue;
         }
         if let Some(v) = python_round() {
             let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
             let ids = |k: &str| serde_json::from_value(v[k].clone()).unwrap_or_default();
-            theirs = theirs.best(Times {
-                first_s: f("first_s"),
-                cached_s: f("cached_s"),
-                uncached_s: f("uncached_s"),
-            });
+            theirs = theirs.best(Times::round(f("first_s"), f("cached_s"), f("uncached_s")));
             py_cached = ids("cached");
             py_full = ids("uncached");
             py_version = v["transformers"].as_str().map(str::to_string);
@@ -346,15 +366,21 @@ fn main() {
         return;
     }
     // Decoding reads every weight once per token (the tied embedding as the output layer);
-    // with `--bf16` the matrices take 2 bytes (the norms' few f32 values are left out).
-    let weight_bytes = params as f64 * if args.bf16 { 2.0 } else { 4.0 };
+    // with `--bf16` the matrices take 2 bytes, with `--int8` one byte and a 4-byte scale
+    // per 32 (the norms' few f32 values are left out).
+    let weight_bytes = params as f64
+        * match dtype {
+            "bf16" => 2.0,
+            "int8" => 1.0 + 4.0 / 32.0,
+            _ => 4.0,
+        };
     let bandwidth = read_bandwidth();
     let limit = bandwidth / weight_bytes;
     println!(
         "Memory read bandwidth ({threads} threads, sum of a 1 GiB array): {:.1} GB/s; manabi's weights {:.2} GB ({}), so at most {limit:.2} new tokens/s (each row's share is of the limit for its own weights).",
         bandwidth / 1e9,
         weight_bytes / 1e9,
-        if args.bf16 { "bf16" } else { "f32" }
+        dtype
     );
     println!();
     println!(
@@ -371,10 +397,10 @@ fn main() {
         );
     };
     row(
-        if args.bf16 {
-            "manabi, bf16 weights"
+        &if dtype == "f32" {
+            "manabi".to_string()
         } else {
-            "manabi"
+            format!("manabi, {dtype} weights")
         },
         ours,
         limit,

@@ -134,19 +134,55 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     /// Type the weight matrices are kept in: `bf16` halves the memory and, on the CPU,
-    /// the bytes read per new token (each product still sums in f32; the logits move by
-    /// about bf16's rounding of the weights).
+    /// the bytes read per new token, `int8` quarters them (each product still sums in
+    /// f32; the logits move by the rounding of the weights).
     #[arg(long, value_enum, default_value_t = WeightsDtype::F32)]
     pub dtype: WeightsDtype,
 }
 
-/// The type `generate` keeps a model's weight matrices in.
+/// The type `generate` and `eval` keep a model's weight matrices in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WeightsDtype {
     /// As trained: 32-bit floats.
     F32,
     /// bfloat16 (8-bit mantissa), products summed in f32.
     Bf16,
+    /// Weight-only int8, one f32 scale per block of 32 values of a row; products summed
+    /// in f32.
+    Int8,
+}
+
+impl std::fmt::Display for WeightsDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::Int8 => "int8",
+        })
+    }
+}
+
+/// `model` with its weight matrices in `dtype` (`--dtype` of `generate` and `eval`):
+/// adapters (LoRA, IA³, DoRA) merged into the base first, then the base rounded.
+fn with_weights_dtype(
+    model: manabi_model::DecoderLm,
+    dtype: WeightsDtype,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<manabi_model::DecoderLm> {
+    if dtype == WeightsDtype::F32 {
+        return Ok(model);
+    }
+    if !manabi_model::fused::active_on(device) {
+        anyhow::bail!(
+            "--dtype {dtype} needs the flex CPU backend (--device cpu or flex); keep f32 on this device"
+        );
+    }
+    let model = manabi_finetune::merged(model);
+    Ok(match dtype {
+        WeightsDtype::F32 => model,
+        WeightsDtype::Bf16 => model.with_bf16_base(),
+        WeightsDtype::Int8 => model.with_int8_base(),
+    })
 }
 
 /// A decoder folder (adapters included when its checkpoint records them), with an
@@ -176,8 +212,9 @@ pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()>
     let family = manabi_model::locate(&args.model)?.family;
     match family {
         Family::T5 if args.dtype != WeightsDtype::F32 => anyhow::bail!(
-            "{}: --dtype bf16 keeps decoder-only models (GPT-2, LLaMA families) in bf16, not T5",
-            args.model.display()
+            "{}: --dtype {} applies to decoder-only models (GPT-2, LLaMA families), not T5",
+            args.model.display(),
+            args.dtype
         ),
         Family::T5 => return generate_t5(args, &device),
         Family::Bert => anyhow::bail!(
@@ -187,18 +224,7 @@ pub fn generate(args: &GenerateArgs, device: DeviceChoice) -> anyhow::Result<()>
         Family::Gpt2 | Family::Llama => {}
     }
     let model = load_decoder(&args.model, args.adapter.as_ref(), &device)?;
-    let model = match args.dtype {
-        WeightsDtype::F32 => model,
-        WeightsDtype::Bf16 => {
-            if !manabi_model::fused::active_on(&device) {
-                anyhow::bail!(
-                    "--dtype bf16 needs the flex CPU backend (--device cpu or flex); keep f32 on this device"
-                );
-            }
-            // Adapters (LoRA, IA³, DoRA) merged into the base first, then the base rounded.
-            manabi_finetune::merged(model).with_bf16_base()
-        }
-    };
+    let model = with_weights_dtype(model, args.dtype, &device)?;
     let tok = tokenizer_for(
         &args.model,
         args.tokenizer.as_ref(),
@@ -362,6 +388,10 @@ pub struct EvalArgs {
     /// the model before scoring (--data or --task).
     #[arg(long)]
     pub adapter: Option<PathBuf>,
+    /// Type the weight matrices are kept in while scoring --data (as `generate --dtype`):
+    /// the perplexity of a bf16 or int8 model against the f32 one.
+    #[arg(long, value_enum, default_value_t = WeightsDtype::F32, conflicts_with = "task")]
+    pub dtype: WeightsDtype,
 }
 
 fn eval_task(args: &EvalArgs, task: &Path, device: &burn::tensor::Device) -> anyhow::Result<()> {
@@ -449,6 +479,7 @@ pub fn eval(args: &EvalArgs, device: DeviceChoice) -> anyhow::Result<()> {
         anyhow::bail!("give --data (a text file) or --task (a task file)");
     };
     let model = load_decoder(&args.model, args.adapter.as_ref(), &device)?;
+    let model = with_weights_dtype(model, args.dtype, &device)?;
     let tok = tokenizer_for(
         &args.model,
         args.tokenizer.as_ref(),

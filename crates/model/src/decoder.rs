@@ -218,6 +218,11 @@ fn widened<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     }
 }
 
+/// Values per quantization block of [`DecoderLm::with_int8_base`] (one `f32` scale each,
+/// as GGML's Q8_0 blocks); a row length it does not divide takes its largest divisor
+/// below this.
+pub const INT8_BLOCK: u8 = 32;
+
 /// Large negative value for masked scores: finite, so a fully masked row stays a number.
 const MASKED: f32 = -1e30;
 
@@ -321,11 +326,71 @@ impl DecoderLm {
         m
     }
 
+    /// The model with its weight matrices (token embeddings, every projection, the output
+    /// layer) quantized to weight-only `int8` for generation: one byte per weight and one
+    /// `f32` scale per block of 32 consecutive values of a row (symmetric, absmax / 127),
+    /// a quarter of the `f32` memory and of the bytes read per generated token on flex,
+    /// each product still summed in `f32`. Learned position embeddings, norms, biases,
+    /// soft prompts, prefixes and bottleneck adapters stay as they are; merge LoRA, IA³
+    /// and DoRA adapters first (as `manabi generate --dtype int8` does). Nothing quantized
+    /// trains: the weights are constants, and under autodiff each is dequantized for each
+    /// use. The logits move by the rounding of each weight to 255 levels of its block.
+    pub fn with_int8_base(mut self) -> Self {
+        use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
+
+        /// Every frozen 2-D `f32` parameter to block-quantized `int8`.
+        struct ToInt8;
+
+        impl burn::module::ModuleMapper for ToInt8 {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let value = param.val();
+                if D != 2 || value.dtype() != burn::tensor::DType::F32 || value.is_require_grad() {
+                    return param;
+                }
+                // Blocks tile the rows exactly: INT8_BLOCK values, or the largest divisor
+                // of a shorter or odd row length below it.
+                let cols = value.dims()[D - 1];
+                let block = (1..=INT8_BLOCK)
+                    .rev()
+                    .find(|&b| cols.is_multiple_of(usize::from(b)))
+                    .unwrap_or(1);
+                let scheme = QuantScheme::default()
+                    .with_value(QuantValue::Q8S)
+                    .with_store(QuantStore::Native)
+                    .per_block([block], ScaleDtype::F32);
+                param
+                    .map(|t| t.detach().quantize_dynamic(&scheme))
+                    .set_require_grad(false)
+            }
+        }
+
+        let (soft_prompt, prefix) = (self.soft_prompt.take(), self.prefix.take());
+        let positions = self.embed_positions.take();
+        let adapters: Vec<_> = self
+            .layers
+            .iter_mut()
+            .map(|b| (b.attn_adapter.take(), b.mlp_adapter.take()))
+            .collect();
+        let mut m = self.map(&mut ToInt8);
+        m.soft_prompt = soft_prompt;
+        m.prefix = prefix;
+        m.embed_positions = positions;
+        for (block, (attn, mlp)) in m.layers.iter_mut().zip(adapters) {
+            block.attn_adapter = attn;
+            block.mlp_adapter = mlp;
+        }
+        m
+    }
+
     /// Token embeddings of `ids` in `f32` (a `bf16` table is widened row by row).
     ///
     /// # Shapes
     /// `[batch, seq]` -> `[batch, seq, d_model]`
     pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let w = self.embed_tokens.weight.val();
+        if matches!(w.dtype(), burn::tensor::DType::QFloat(_)) {
+            return crate::fused::embedding_int8(w, ids);
+        }
         widened(self.embed_tokens.forward(ids))
     }
 

@@ -7,8 +7,8 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
+use burn::backend::flex::{FlexQTensor, FlexTensor};
+use burn::backend::tensor::{FloatTensor, QuantizedTensor};
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Shape, TensorData, bf16};
 
@@ -97,6 +97,19 @@ pub trait FusedOps: Backend {
         transposed: bool,
         chunk_values: usize,
     ) -> FloatTensor<Self>;
+
+    /// `x · w` for `x` `[rows, in]` and a weight-only `int8` `w` `[in, out]` (`x · wᵀ` for
+    /// `w` `[out, in]` when `transposed`), quantized per block of its last axis
+    /// ([`crate::DecoderLm::with_int8_base`]); the weight is a constant.
+    fn fused_linear_int8(
+        x: FloatTensor<Self>,
+        w: QuantizedTensor<Self>,
+        transposed: bool,
+    ) -> FloatTensor<Self>;
+
+    /// Rows `ids` of a weight-only `int8` matrix (an embedding table), `[ids, cols]` in
+    /// `f32`.
+    fn fused_rows_int8(w: QuantizedTensor<Self>, ids: Vec<i64>) -> FloatTensor<Self>;
 
     /// One AdamW step on a parameter with its gradient and moments: the new parameter
     /// and moments (written in place where the tensors own their memory).
@@ -223,6 +236,33 @@ fn linear(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>, transposed: bo
     tensor(y, Shape::new([dims[0], dims[2]]))
 }
 
+/// The values, scales and block of an `int8` matrix quantized per block of its last
+/// axis (one scale per block; [`crate::DecoderLm::with_int8_base`] makes them).
+fn int8_matrix(w: &FlexQTensor) -> kernels::Int8Matrix<'_> {
+    let DType::QFloat(scheme) = w.dtype() else {
+        unreachable!("a quantized tensor has a QFloat dtype")
+    };
+    let shape = w.shape();
+    let cols = shape[shape.num_dims() - 1];
+    let block = scheme.block_size().map_or(cols, |b| {
+        let dims = b.to_dim_vec(shape.num_dims());
+        assert!(
+            dims[..dims.len() - 1].iter().all(|&d| d == 1),
+            "int8 weights are quantized along their last axis"
+        );
+        usize::from(dims[dims.len() - 1])
+    });
+    kernels::Int8Matrix {
+        values: w
+            .tensor()
+            .as_slice::<i8>()
+            .expect("quantized weights are contiguous"),
+        scales: w.scales(),
+        cols,
+        block,
+    }
+}
+
 /// [`kernels::linear_cross_entropy`] on contiguous tensors: the `[1]` loss and the
 /// gradients `need` asks for, shaped as `x` and `w`.
 fn linear_cross_entropy(
@@ -298,6 +338,21 @@ fn linear_cross_entropy_rows(
 }
 
 impl FusedOps for Flex {
+    fn fused_linear_int8(x: FlexTensor, w: FlexQTensor, transposed: bool) -> FlexTensor {
+        let x = contiguous(x);
+        let m = int8_matrix(&w);
+        let rows = x.shape()[0];
+        let inn = x.shape()[1];
+        let out = if transposed { w.shape()[0] } else { m.cols };
+        let y = kernels::linear_int8(values(&x), m, transposed, [rows, inn, out]);
+        tensor(y, Shape::new([rows, out]))
+    }
+
+    fn fused_rows_int8(w: FlexQTensor, ids: Vec<i64>) -> FlexTensor {
+        let m = int8_matrix(&w);
+        tensor(kernels::rows_int8(m, &ids), Shape::new([ids.len(), m.cols]))
+    }
+
     fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, scale: f64) -> FlexTensor {
         let [q, k, v] = [q, k, v].map(contiguous);
         attention(&q, &k, &v, None, scale).0
@@ -669,6 +724,26 @@ impl Backward<Flex, 2> for LinearCrossEntropyBackward {
 type AdTensor = FloatTensor<Autodiff<Flex>>;
 
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    /// Under autodiff the weight is dequantized and the `f32` product taken, so `x` gets
+    /// its gradient (generation, the one user of `int8` weights, runs without autodiff).
+    fn fused_linear_int8(x: AdTensor, w: FlexQTensor, transposed: bool) -> AdTensor {
+        let w = <Self as burn::backend::AutodiffBackend>::from_inner(
+            <Flex as burn::backend::ops::QTensorOps<Flex>>::dequantize(
+                w,
+                burn::tensor::FloatDType::F32,
+            ),
+        );
+        if transposed {
+            Self::fused_linear_transposed(x, w)
+        } else {
+            Self::fused_linear(x, w)
+        }
+    }
+
+    fn fused_rows_int8(w: FlexQTensor, ids: Vec<i64>) -> AdTensor {
+        <Self as burn::backend::AutodiffBackend>::from_inner(Flex::fused_rows_int8(w, ids))
+    }
+
     fn fused_gelu_tanh(x: AdTensor) -> AdTensor {
         let node = x.node();
         let input = contiguous(x.into_primitive());

@@ -161,6 +161,9 @@ pub fn linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<
 
 /// `x · w + b` for a weight `[in, out]` (see [`linear`]).
 fn linear_with<const D: usize>(x: Tensor<D>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<D> {
+    if is_int8(&w) {
+        return linear_int8(x, w, bias, false);
+    }
     #[cfg(feature = "flex")]
     if applies(&x) {
         let [inn, out] = w.dims();
@@ -182,9 +185,53 @@ fn linear_with<const D: usize>(x: Tensor<D>, w: Tensor<2>, bias: Option<Tensor<1
     reference::linear_with(x, w, bias)
 }
 
+/// Whether `w` is a weight-only `int8` matrix ([`crate::DecoderLm::with_int8_base`]).
+fn is_int8<const D: usize>(w: &Tensor<D>) -> bool {
+    matches!(w.dtype(), burn::tensor::DType::QFloat(_))
+}
+
+/// `x · w + b` (`x · wᵀ + b` when `transposed`) for a weight-only `int8` `w`: read as
+/// bytes on flex without autodiff, dequantized for each use elsewhere.
+fn linear_int8<const D: usize>(
+    x: Tensor<D>,
+    w: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    transposed: bool,
+) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if applies(&x) && !x.device().is_autodiff() {
+        let [a, b] = w.dims();
+        let (inn, out) = if transposed { (b, a) } else { (a, b) };
+        let mut dims = x.dims();
+        let rows = x.shape().num_elements() / inn.max(1);
+        let y = Tensor::<2>::from_dispatch(<Dispatch as ext::FusedOps>::fused_linear_int8(
+            x.reshape([rows, inn]).into_dispatch(),
+            w.into_dispatch(),
+            transposed,
+        ));
+        let y = match bias {
+            Some(b) => y + b.unsqueeze::<2>(),
+            None => y,
+        };
+        dims[D - 1] = out;
+        return y.reshape(dims);
+    }
+    let w = in_dtype_of(w, &x);
+    let w = if transposed { w.transpose() } else { w };
+    reference::linear_with(x, w, bias)
+}
+
 /// `w` in `x`'s float type: a frozen `bf16` base on a device without the fused `bf16`
-/// product is widened for each use.
+/// product is widened for each use, an `int8` one dequantized.
 fn in_dtype_of<const D: usize, const E: usize>(w: Tensor<E>, x: &Tensor<D>) -> Tensor<E> {
+    if is_int8(&w) {
+        let w = w.dequantize();
+        return if w.dtype() == x.dtype() {
+            w
+        } else {
+            w.cast(x.dtype())
+        };
+    }
     if w.dtype() == x.dtype() {
         w
     } else {
@@ -230,6 +277,9 @@ pub fn lora_linear<const D: usize>(
 /// # Shapes
 /// x `[rows, d]`, w `[out, d]` -> `[rows, out]`
 pub fn matmul_transposed(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+    if is_int8(&w) {
+        return linear_int8(x, w, None, true);
+    }
     #[cfg(feature = "flex")]
     if applies(&x) {
         return Tensor::from_dispatch(<Dispatch as ext::FusedOps>::fused_linear_transposed(
@@ -255,6 +305,32 @@ pub fn cross_entropy_sum(logits: Tensor<2>, targets: &[i64]) -> Tensor<1> {
         ));
     }
     reference::cross_entropy_sum(logits, targets)
+}
+
+/// Rows `ids` of the embedding table `w` `[vocab, d]`, in `f32`: an `int8` table
+/// ([`crate::DecoderLm::with_int8_base`]) widens only the rows asked for on flex.
+///
+/// # Shapes
+/// ids `[batch, seq]` -> `[batch, seq, d]`
+pub fn embedding_int8(w: Tensor<2>, ids: Tensor<2, Int>) -> Tensor<3> {
+    let [b, t] = ids.dims();
+    let d = w.dims()[1];
+    #[cfg(feature = "flex")]
+    if active_on(&ids.device()) {
+        let ids: Vec<i64> = ids
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec()
+            .expect("converted to i64 above");
+        return Tensor::<2>::from_dispatch(<Dispatch as ext::FusedOps>::fused_rows_int8(
+            w.into_dispatch(),
+            ids,
+        ))
+        .reshape([b, t, d]);
+    }
+    w.dequantize()
+        .select(0, ids.reshape([b * t]))
+        .reshape([b, t, d])
 }
 
 /// Logits per chunk of [`linear_cross_entropy_sum`]: 16 Mi `f32` values, 64 MiB (about

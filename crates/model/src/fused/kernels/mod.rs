@@ -44,9 +44,9 @@ macro_rules! simd_kernel {
 mod products;
 
 pub use products::{
-    AttentionDims, Probabilities, WeightRef, attention, attention_backward, linear,
+    AttentionDims, Int8Matrix, Probabilities, WeightRef, attention, attention_backward, linear,
     linear_backward, linear_bf16, linear_bf16_backward, linear_cross_entropy,
-    linear_cross_entropy_rows,
+    linear_cross_entropy_rows, linear_int8, rows_int8,
 };
 
 mod norm;

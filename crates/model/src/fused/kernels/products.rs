@@ -444,6 +444,11 @@ mod attention;
 
 pub use attention::{AttentionDims, Probabilities, attention, attention_backward};
 
+/// Products with a weight-only `int8` matrix (generation).
+mod int8;
+
+pub use int8::{Int8Matrix, linear_int8, rows_int8};
+
 /// Weight elements converted per task of [`product_bf16`] (128 Ki `f32`, 512 KiB: the
 /// block stays in the core's L2 while `gemm` reads it).
 const BF16_BLOCK_ELEMS: usize = 1 << 17;
