@@ -41,6 +41,35 @@ fn eval_matches_transformers_loss() {
 }
 
 #[test]
+fn eval_scores_bf16_and_int8_weights_near_f32() {
+    // The perplexity of a model kept in bf16 or weight-only int8, against the f32 one:
+    // close (the rounding of the weights), not the same.
+    let perplexity = |dtype: &str| {
+        let out = ok(&[
+            "eval",
+            "--model",
+            "fixtures/models/llama-eval",
+            "--data",
+            "fixtures/models/eval.txt",
+            "--json",
+            "--dtype",
+            dtype,
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["perplexity"].as_f64().unwrap()
+    };
+    let f32 = perplexity("f32");
+    for dtype in ["bf16", "int8"] {
+        let p = perplexity(dtype);
+        let change = (p - f32).abs() / f32;
+        assert!(
+            change > 0.0 && change < 0.02,
+            "{dtype}: perplexity {p} vs {f32} in f32"
+        );
+    }
+}
+
+#[test]
 fn generate_and_export() {
     let model = "fixtures/models/gpt2-eval";
     let args = [
@@ -73,19 +102,29 @@ fn generate_and_export() {
     assert_eq!(b, ok(&bf16), "bf16 generation is reproducible");
     bf16.push("--no-cache");
     assert_eq!(b, ok(&bf16), "the KV cache changes nothing in bf16");
-    let line = fails(&[
-        "generate",
-        "--model",
-        "fixtures/models/t5-v1_1",
-        "--prompt",
-        "hi",
-        "--dtype",
-        "bf16",
-    ]);
-    assert!(
-        line.contains("--dtype bf16") && line.contains("T5"),
-        "{line}"
-    );
+    // Weight-only int8: the same.
+    let mut int8 = args.to_vec();
+    int8.extend(["--dtype", "int8"]);
+    let q = ok(&int8);
+    assert_eq!(q.lines().count(), 2, "{q}");
+    assert_eq!(q, ok(&int8), "int8 generation is reproducible");
+    int8.push("--no-cache");
+    assert_eq!(q, ok(&int8), "the KV cache changes nothing in int8");
+    for dtype in ["bf16", "int8"] {
+        let line = fails(&[
+            "generate",
+            "--model",
+            "fixtures/models/t5-v1_1",
+            "--prompt",
+            "hi",
+            "--dtype",
+            dtype,
+        ]);
+        assert!(
+            line.contains(&format!("--dtype {dtype}")) && line.contains("T5"),
+            "{line}"
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("hf");

@@ -291,7 +291,7 @@ impl DecoderLm {
     /// bf16` does). A `bf16` matrix is frozen: it takes no gradient, and the products that
     /// read it in bf16 exist on flex only (elsewhere it is widened at every use). Rounding each weight to `bf16` (8 bits of mantissa) changes the logits
     /// by about the rounding.
-    pub fn with_bf16_base(mut self) -> Self {
+    pub fn with_bf16_base(self) -> Self {
         /// Every frozen 2-D float parameter to `bf16` (trainable ones, such as LoRA
         /// factors attached before, stay `f32`).
         struct ToBf16;
@@ -310,15 +310,33 @@ impl DecoderLm {
 
         // Soft prompts, prefixes and bottleneck adapters stay f32 whether they train or
         // not (the adapters' own layers take burn's f32 products).
+        self.map_base(&mut ToBf16, false)
+    }
+
+    /// `mapper` applied to the base: every parameter but the soft prompt, the prefix, the
+    /// bottleneck adapters and, when `keep_positions`, the learned position embeddings.
+    fn map_base<M: burn::module::ModuleMapper>(
+        mut self,
+        mapper: &mut M,
+        keep_positions: bool,
+    ) -> Self {
         let (soft_prompt, prefix) = (self.soft_prompt.take(), self.prefix.take());
+        let positions = if keep_positions {
+            self.embed_positions.take()
+        } else {
+            None
+        };
         let adapters: Vec<_> = self
             .layers
             .iter_mut()
             .map(|b| (b.attn_adapter.take(), b.mlp_adapter.take()))
             .collect();
-        let mut m = self.map(&mut ToBf16);
+        let mut m = self.map(mapper);
         m.soft_prompt = soft_prompt;
         m.prefix = prefix;
+        if keep_positions {
+            m.embed_positions = positions;
+        }
         for (block, (attn, mlp)) in m.layers.iter_mut().zip(adapters) {
             block.attn_adapter = attn;
             block.mlp_adapter = mlp;
@@ -335,7 +353,7 @@ impl DecoderLm {
     /// and DoRA adapters first (as `manabi generate --dtype int8` does). Nothing quantized
     /// trains: the weights are constants, and under autodiff each is dequantized for each
     /// use. The logits move by the rounding of each weight to 255 levels of its block.
-    pub fn with_int8_base(mut self) -> Self {
+    pub fn with_int8_base(self) -> Self {
         use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 
         /// Every frozen 2-D `f32` parameter to block-quantized `int8`.
@@ -364,22 +382,7 @@ impl DecoderLm {
             }
         }
 
-        let (soft_prompt, prefix) = (self.soft_prompt.take(), self.prefix.take());
-        let positions = self.embed_positions.take();
-        let adapters: Vec<_> = self
-            .layers
-            .iter_mut()
-            .map(|b| (b.attn_adapter.take(), b.mlp_adapter.take()))
-            .collect();
-        let mut m = self.map(&mut ToInt8);
-        m.soft_prompt = soft_prompt;
-        m.prefix = prefix;
-        m.embed_positions = positions;
-        for (block, (attn, mlp)) in m.layers.iter_mut().zip(adapters) {
-            block.attn_adapter = attn;
-            block.mlp_adapter = mlp;
-        }
-        m
+        self.map_base(&mut ToInt8, true)
     }
 
     /// Token embeddings of `ids` in `f32` (a `bf16` table is widened row by row).
