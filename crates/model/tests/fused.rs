@@ -200,9 +200,9 @@ fn norms_match_reference() {
 #[test]
 fn linear_matches_reference_with_and_without_bias() {
     let d = device();
-    // The last three are large enough (rows · in · out ≥ 192³) for the products to split
-    // over the thread pool, forward and backward (odd rows: uneven parts); the last one
-    // also for a BLAS build to take them (≥ 64·2²⁰).
+    // The three before the last two are large enough (rows · in · out ≥ 192³) for the
+    // products to split over the thread pool, forward and backward (odd rows: uneven
+    // parts); the third of them also for a BLAS build to take them (≥ 64·2²⁰).
     for (bias, rows, inn, out) in [
         (true, 9, 48, 70),
         (false, 9, 33, 5),
@@ -210,6 +210,9 @@ fn linear_matches_reference_with_and_without_bias() {
         (true, 67, 256, 300),
         (false, 67, 300, 256),
         (true, 201, 384, 384),
+        // Three rows in all (decoding) and in·out ≥ 2¹⁶: the row-streamed product.
+        (true, 1, 256, 300),
+        (false, 1, 300, 257),
     ] {
         let x = random([3, rows, inn], &d);
         let layer = burn::nn::LinearConfig::new(inn, out)

@@ -146,6 +146,24 @@ pub fn linear(
         rs: inn,
         cs: 1,
     };
+    if !transposed && rows <= GEMV_ROWS && inn * out >= ROW_STREAMED && !x.data.is_empty() {
+        let xs = x.data;
+        let mut y = row_streamed([rows, inn, out], |acc, range| {
+            Arch::new().dispatch(AxpyF32 {
+                acc,
+                x: xs,
+                w,
+                rows: range,
+                dims: [rows, inn, out],
+            })
+        });
+        if let Some(b) = b {
+            assert_eq!(b.len(), out, "linear: bias length");
+            y.chunks_exact_mut(out)
+                .for_each(|r| r.iter_mut().zip(b).for_each(|(y, b)| *y += b));
+        }
+        return y;
+    }
     let w = weight_view(w, transposed, inn, out);
     let Some(b) = b else {
         return gemm_new(x, w, [rows, inn, out]);
@@ -166,6 +184,59 @@ pub fn linear(
     gemm(&mut y, x, w, [rows, inn, out], true);
     y
 }
+
+/// `x · w` for a few rows of `x` (decoding) and `w` stored `[inn, out]`: each task of
+/// rayon's pool streams a contiguous range of the stored rows through `axpy(acc,
+/// range)`, which adds `x[:, range] · w[range, :]` into the task's own `[rows, out]`
+/// sums; the sums are added at the end, in task order (the same bits whichever thread
+/// ran which task). Every fetched line of `w` is used whole at once (strips of columns
+/// of every row, as `gemm` reads a matrix–vector product, are not).
+fn row_streamed(
+    [rows, inn, out]: [usize; 3],
+    axpy: impl Fn(&mut [f32], std::ops::Range<usize>) + Sync,
+) -> Vec<f32> {
+    let span = inn.div_ceil(4 * rayon::current_num_threads()).max(1);
+    let parts: Vec<Vec<f32>> = (0..inn.div_ceil(span))
+        .into_par_iter()
+        .map(|task| {
+            let mut acc = vec![0.0f32; rows * out];
+            let i0 = task * span;
+            axpy(&mut acc, i0..(i0 + span).min(inn));
+            acc
+        })
+        .collect();
+    let mut parts = parts.into_iter();
+    let mut y = parts.next().unwrap_or_else(|| vec![0.0f32; rows * out]);
+    for part in parts {
+        y.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+    }
+    y
+}
+
+simd_kernel!(
+    /// `acc [rows, out] += x[:, i] · w[i, :]` over the stored rows `i` in `rows` of an
+    /// `f32` `w` `[inn, out]`.
+    AxpyF32<'a> {
+        acc: &'a mut [f32],
+        x: &'a [f32],
+        w: &'a [f32],
+        rows: std::ops::Range<usize>,
+        dims: [usize; 3],
+    } -> () {
+        let [_, inn, out] = dims;
+        for i in rows {
+            let wi = &w[i * out..][..out];
+            for (r, acc) in acc.chunks_exact_mut(out).enumerate() {
+                let xi = x[r * inn + i];
+                acc.iter_mut().zip(wi).for_each(|(a, &w)| *a = xi.mul_add(w, *a));
+            }
+        }
+    }
+);
+
+/// Products at least this large (in·out) with at most [`GEMV_ROWS`] rows take
+/// [`row_streamed`] instead of `gemm`.
+const ROW_STREAMED: usize = 1 << 16;
 
 /// `w` as the `[inn, out]` matrix of the product.
 fn weight_view(w: &[f32], transposed: bool, inn: usize, out: usize) -> View<'_> {
@@ -526,9 +597,10 @@ fn product_bf16(a: &[f32], m: &[bf16], kn: bool, [rows, k, n]: [usize; 3]) -> Ve
 const GEMV_ROWS: usize = 4;
 
 /// [`linear_bf16`] without its bias for `rows ≤` [`GEMV_ROWS`]: each weight is read once
-/// and widened in registers (no `f32` copy of the block), blocks of output columns split
-/// over rayon's pool. Each block's results are `[columns, rows]`, put back in
-/// `[rows, out]` order at the end.
+/// and widened in registers (no `f32` copy of the block). `w` stored `[inn, out]` takes
+/// [`row_streamed`]; stored `[out, inn]` (a tied output layer), blocks of output columns
+/// split over rayon's pool, each block's results `[columns, rows]`, put back in `[rows,
+/// out]` order at the end.
 fn gemv_bf16(x: &[f32], w: &[bf16], transposed: bool, [rows, inn, out]: [usize; 3]) -> Vec<f32> {
     assert!(
         x.len() >= rows * inn && w.len() >= inn * out,
@@ -536,6 +608,17 @@ fn gemv_bf16(x: &[f32], w: &[bf16], transposed: bool, [rows, inn, out]: [usize; 
     );
     if rows == 0 || out == 0 {
         return vec![0.0; rows * out];
+    }
+    if !transposed {
+        return row_streamed([rows, inn, out], |acc, range| {
+            Arch::new().dispatch(AxpyBf16 {
+                acc,
+                x,
+                w,
+                rows: range,
+                dims: [rows, inn, out],
+            })
+        });
     }
     // Enough blocks to balance the pool, each at least 64 columns wide.
     let block = out
@@ -546,15 +629,12 @@ fn gemv_bf16(x: &[f32], w: &[bf16], transposed: bool, [rows, inn, out]: [usize; 
     cols.par_chunks_mut(block * rows)
         .enumerate()
         .for_each(|(task, dst)| {
-            let dims = [rows, inn, out];
-            let c0 = task * block;
             Arch::new().dispatch(GemvBf16Block {
                 dst,
                 x,
                 w,
-                transposed,
-                c0,
-                dims,
+                c0: task * block,
+                dims: [rows, inn],
             })
         });
     if rows == 1 {
@@ -576,55 +656,56 @@ fn widen(v: bf16) -> f32 {
 }
 
 simd_kernel!(
-    /// One block of [`gemv_bf16`]: output columns `c0..` for every row, as
-    /// `[columns, rows]`.
+    /// One block of [`gemv_bf16`] for `w` stored `[out, inn]`: output columns `c0..`
+    /// for every row, as `[columns, rows]`; one dot product per output column and row,
+    /// sixteen partial sums so that the loop vectorises.
     GemvBf16Block<'a> {
         dst: &'a mut [f32],
         x: &'a [f32],
         w: &'a [bf16],
-        transposed: bool,
         c0: usize,
+        dims: [usize; 2],
+    } -> () {
+        let [rows, inn] = dims;
+        for (j, dst) in dst.chunks_exact_mut(rows).enumerate() {
+            let wj = &w[(c0 + j) * inn..][..inn];
+            for (r, y) in dst.iter_mut().enumerate() {
+                let xr = &x[r * inn..][..inn];
+                let mut acc = [0.0f32; 16];
+                let (wc, xc) = (wj.chunks_exact(16), xr.chunks_exact(16));
+                let tail: f32 = wc
+                    .remainder()
+                    .iter()
+                    .zip(xc.remainder())
+                    .map(|(&w, x)| widen(w) * x)
+                    .sum();
+                for (wc, xc) in wc.zip(xc) {
+                    for ((s, &w), x) in acc.iter_mut().zip(wc).zip(xc) {
+                        *s += widen(w) * x;
+                    }
+                }
+                *y = acc.iter().sum::<f32>() + tail;
+            }
+        }
+    }
+);
+
+simd_kernel!(
+    /// `acc [rows, out] += x[:, i] · w[i, :]` over the stored rows `i` in `rows` of a
+    /// `bf16` `w` `[inn, out]`.
+    AxpyBf16<'a> {
+        acc: &'a mut [f32],
+        x: &'a [f32],
+        w: &'a [bf16],
+        rows: std::ops::Range<usize>,
         dims: [usize; 3],
     } -> () {
-        let [rows, inn, out] = dims;
-        let width = dst.len() / rows;
-        if transposed {
-            // `w` is `[out, inn]`: one dot product per output column and row, sixteen
-            // partial sums so that the loop vectorises.
-            for (j, dst) in dst.chunks_exact_mut(rows).enumerate() {
-                let wj = &w[(c0 + j) * inn..][..inn];
-                for (r, y) in dst.iter_mut().enumerate() {
-                    let xr = &x[r * inn..][..inn];
-                    let mut acc = [0.0f32; 16];
-                    let (wc, xc) = (wj.chunks_exact(16), xr.chunks_exact(16));
-                    let tail: f32 = wc
-                        .remainder()
-                        .iter()
-                        .zip(xc.remainder())
-                        .map(|(&w, x)| widen(w) * x)
-                        .sum();
-                    for (wc, xc) in wc.zip(xc) {
-                        for ((s, &w), x) in acc.iter_mut().zip(wc).zip(xc) {
-                            *s += widen(w) * x;
-                        }
-                    }
-                    *y = acc.iter().sum::<f32>() + tail;
-                }
-            }
-        } else {
-            // `w` is `[inn, out]`: each weight row's block scaled into the rows' sums.
-            let mut acc = vec![0.0f32; rows * width];
-            for i in 0..inn {
-                let wi = &w[i * out + c0..][..width];
-                for (r, acc) in acc.chunks_exact_mut(width).enumerate() {
-                    let xi = x[r * inn + i];
-                    acc.iter_mut().zip(wi).for_each(|(a, &w)| *a += xi * widen(w));
-                }
-            }
-            for (j, dst) in dst.chunks_exact_mut(rows).enumerate() {
-                for (r, y) in dst.iter_mut().enumerate() {
-                    *y = acc[r * width + j];
-                }
+        let [_, inn, out] = dims;
+        for i in rows {
+            let wi = &w[i * out..][..out];
+            for (r, acc) in acc.chunks_exact_mut(out).enumerate() {
+                let xi = x[r * inn + i];
+                acc.iter_mut().zip(wi).for_each(|(a, &w)| *a = xi.mul_add(widen(w), *a));
             }
         }
     }

@@ -8,7 +8,7 @@ use pulp::Arch;
 use rayon::prelude::*;
 
 use super::view::View;
-use super::{GEMV_ROWS, gemm_new_with};
+use super::{GEMV_ROWS, gemm_new_with, row_streamed};
 
 /// An `int8` matrix `[rows, cols]`, row-major, as burn's block quantization stores it:
 /// value `(r, c)` is `scales[r · cols / block + c / block] · values[r · cols + c]`;
@@ -202,29 +202,17 @@ fn gemv_int8(
         }
         y
     } else {
-        // Stored `[inn, out]`: each task streams a contiguous range of stored rows into
-        // its own `[rows, out]` partial sums, which are added at the end.
-        let span = inn.div_ceil(tasks).max(1);
-        (0..inn.div_ceil(span))
-            .into_par_iter()
-            .map(|task| {
-                let mut acc = vec![0.0f32; rows * out];
-                let i0 = task * span;
-                Arch::new().dispatch(AxpyInt8 {
-                    acc: &mut acc,
-                    x,
-                    w,
-                    i0,
-                    i1: (i0 + span).min(inn),
-                    dims: [rows, inn, out],
-                });
-                acc
+        // Stored `[inn, out]`: a contiguous range of stored rows per task.
+        row_streamed([rows, inn, out], |acc, range| {
+            Arch::new().dispatch(AxpyInt8 {
+                acc,
+                x,
+                w,
+                i0: range.start,
+                i1: range.end,
+                dims: [rows, inn, out],
             })
-            .reduce_with(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            })
-            .unwrap_or_else(|| vec![0.0f32; rows * out])
+        })
     }
 }
 
