@@ -12,52 +12,13 @@
 //!     cargo run --release -p manabi-benches --bin bench-generate -- --shape qwen2.5-0.5b --threads 2
 
 mod setup;
+mod shapes;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use manabi_model::{DecoderLm, DeviceChoice, GenerateOptions, ModelConfig, generate};
-
-/// A real model's shape (random weights of it).
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Shape {
-    /// Qwen2.5-0.5B: d 896, 24 layers, 14 / 2 heads, d_ff 4,864, vocab 151,936, tied.
-    #[value(name = "qwen2.5-0.5b")]
-    Qwen05,
-    /// Llama-3.2-1B: d 2,048, 16 layers, 32 / 8 heads, d_ff 8,192, vocab 128,256, tied.
-    #[value(name = "llama-3.2-1b")]
-    Llama1b,
-}
-
-impl Shape {
-    fn name(self) -> &'static str {
-        match self {
-            Shape::Qwen05 => "Qwen2.5-0.5B",
-            Shape::Llama1b => "Llama-3.2-1B",
-        }
-    }
-
-    /// The Hugging Face `config.json` of the shape, positions for `context` tokens.
-    fn config(self, context: usize) -> serde_json::Value {
-        let positions = context.max(512);
-        match self {
-            Shape::Qwen05 => serde_json::json!({
-                "model_type": "qwen2", "vocab_size": 151_936, "hidden_size": 896,
-                "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
-                "num_key_value_heads": 2, "max_position_embeddings": positions,
-                "tie_word_embeddings": true, "rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6,
-            }),
-            Shape::Llama1b => serde_json::json!({
-                "model_type": "llama", "vocab_size": 128_256, "hidden_size": 2048,
-                "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
-                "num_key_value_heads": 8, "max_position_embeddings": positions,
-                "tie_word_embeddings": true, "rope_theta": 500_000.0, "rms_norm_eps": 1e-5,
-            }),
-        }
-    }
-}
+use shapes::Shape;
 
 #[derive(Parser, Debug)]
 #[command(about = "Generation tokens/s with and without the KV cache")]
@@ -255,20 +216,7 @@ fn main() {
             "dir": dir.path(), "prompt": prompt, "new_tokens": new_tokens,
             "repeats": 1, "threads": threads, "uncached": uncached,
         });
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("generate_ref.py");
-        let out = Command::new("python3")
-            .arg(script)
-            .arg(spec.to_string())
-            .output()
-            .expect("python3 runs");
-        if !out.status.success() {
-            eprintln!(
-                "transformers reference failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return None;
-        }
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
+        setup::python_json("generate_ref.py", &spec, "transformers")
     };
 
     // Warm-up: a few tokens each way (allocations, thread pool).

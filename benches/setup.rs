@@ -24,3 +24,28 @@ pub fn products() -> &'static str {
         "the gemm crate"
     }
 }
+
+/// Runs the Python reference `script` (beside this file) with `spec` as its one JSON
+/// argument and parses the JSON it prints; `None`, with its stderr printed, when it
+/// fails (`what` names it in that message).
+#[allow(dead_code)] // not every benchmark has a Python side
+pub fn python_json(
+    script: &str,
+    spec: &serde_json::Value,
+    what: &str,
+) -> Option<serde_json::Value> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(spec.to_string())
+        .output()
+        .expect("python3 runs");
+    if !out.status.success() {
+        eprintln!(
+            "{what} reference failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}

@@ -13,9 +13,6 @@
 mod setup;
 mod train_step;
 
-use std::path::Path;
-use std::process::Command;
-
 use burn::prelude::Device;
 use clap::Parser;
 use manabi_model::DeviceChoice;
@@ -127,20 +124,7 @@ fn run_python(
             "name": s.name, "config": s.hf_json(), "batch": s.batch, "steps": s.steps,
         })).collect::<Vec<_>>(),
     });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("train_ref.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(spec.to_string())
-        .output()
-        .expect("python3 runs");
-    if !out.status.success() {
-        eprintln!(
-            "PyTorch reference failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("python prints JSON");
+    let v = setup::python_json("train_ref.py", &spec, "PyTorch")?;
     let f = |x: &serde_json::Value, k: &str| x[k].as_f64().unwrap_or(f64::NAN);
     let rows = v["configs"]
         .as_array()
