@@ -190,6 +190,25 @@ fn is_int8<const D: usize>(w: &Tensor<D>) -> bool {
     matches!(w.dtype(), burn::tensor::DType::QFloat(_))
 }
 
+/// Whether the fused `int8` kernels read `w`: 8-bit values, one `f32` scale per block of
+/// its last axis (as [`crate::DecoderLm::with_int8_base`] makes), no per-tensor scale.
+/// Other quantized tensors are dequantized for each use.
+#[cfg(feature = "flex")]
+fn fused_int8<const D: usize>(w: &Tensor<D>) -> bool {
+    use burn::tensor::quantization::{QuantValue, ScaleDtype};
+    let burn::tensor::DType::QFloat(scheme) = w.dtype() else {
+        return false;
+    };
+    let blocks_of_rows = scheme.block_size().is_some_and(|b| {
+        let dims = b.to_dim_vec(D);
+        dims[..D - 1].iter().all(|&d| d == 1)
+    });
+    matches!(scheme.value, QuantValue::Q8S | QuantValue::Q8F)
+        && blocks_of_rows
+        && scheme.tensor_scale().is_none()
+        && scheme.scale_dtype() == ScaleDtype::F32
+}
+
 /// `x · w + b` (`x · wᵀ + b` when `transposed`) for a weight-only `int8` `w`: read as
 /// bytes on flex without autodiff, dequantized for each use elsewhere.
 fn linear_int8<const D: usize>(
@@ -199,7 +218,7 @@ fn linear_int8<const D: usize>(
     transposed: bool,
 ) -> Tensor<D> {
     #[cfg(feature = "flex")]
-    if applies(&x) && !x.device().is_autodiff() {
+    if applies(&x) && !x.device().is_autodiff() && fused_int8(&w) {
         let [a, b] = w.dims();
         let (inn, out) = if transposed { (b, a) } else { (a, b) };
         let mut dims = x.dims();
@@ -316,7 +335,7 @@ pub fn embedding_int8(w: Tensor<2>, ids: Tensor<2, Int>) -> Tensor<3> {
     let [b, t] = ids.dims();
     let d = w.dims()[1];
     #[cfg(feature = "flex")]
-    if active_on(&ids.device()) {
+    if active_on(&ids.device()) && fused_int8(&w) {
         let ids: Vec<i64> = ids
             .into_data()
             .convert::<i64>()
