@@ -21,6 +21,7 @@ network): the script fails if the page fetches anything that is not the file its
 import base64
 import json
 import pathlib
+import re
 import sys
 import tempfile
 import types
@@ -127,6 +128,11 @@ def main() -> None:
     png = pathlib.Path(sys.argv[2])
     png.parent.mkdir(parents=True, exist_ok=True)
     text = html.read_text(encoding="utf-8")
+    # kaleido's check sees only what has loaded when the picture is painted: refuse
+    # references to the network in the file itself too.
+    remote = re.findall(r'(?:src|href)\s*=\s*["\']?(?:https?:)?//[^"\'\s>]+|url\(\s*["\']?(?:https?:)?//[^)]+', text)
+    if remote:
+        sys.exit(f"{html}: the report refers to {remote[:3]}; it must be self-contained")
     for engine, run in (("Playwright", with_playwright), ("kaleido", with_kaleido)):
         if run(html, png):
             print(f"{png}: {text.count('<svg')} inline SVG plots rendered by headless Chromium ({engine})")

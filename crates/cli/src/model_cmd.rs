@@ -174,7 +174,7 @@ fn with_weights_dtype(
     }
     if !manabi_model::fused::active_on(device) {
         anyhow::bail!(
-            "--dtype {dtype} needs the flex CPU backend (--device cpu or flex); keep f32 on this device"
+            "--dtype {dtype} needs the fused kernels of the flex CPU backend (--device cpu or flex, MANABI_FUSED unset or 1); keep f32 here"
         );
     }
     let model = manabi_finetune::merged(model);

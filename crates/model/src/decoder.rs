@@ -223,6 +223,10 @@ fn widened<const D: usize>(t: Tensor<D>) -> Tensor<D> {
 /// below this.
 pub const INT8_BLOCK: u8 = 32;
 
+/// A matrix whose row length has no divisor from this up to [`INT8_BLOCK`] stays `f32`
+/// under [`DecoderLm::with_int8_base`].
+pub const INT8_MIN_BLOCK: u8 = 8;
+
 /// Large negative value for masked scores: finite, so a fully masked row stays a number.
 const MASKED: f32 = -1e30;
 
@@ -346,8 +350,9 @@ impl DecoderLm {
 
     /// The model with its weight matrices (token embeddings, every projection, the output
     /// layer) quantized to weight-only `int8` for generation: one byte per weight and one
-    /// `f32` scale per block of 32 consecutive values of a row (symmetric, absmax / 127),
-    /// a quarter of the `f32` memory and of the bytes read per generated token on flex,
+    /// `f32` scale per block of 32 consecutive values of a row (symmetric, absmax / 127;
+    /// a row length 32 does not divide takes its largest divisor down to 8, and a matrix
+    /// whose rows have none stays `f32`), about a quarter of the `f32` memory and of the bytes read per generated token on flex,
     /// each product still summed in `f32`. Learned position embeddings, norms, biases,
     /// soft prompts, prefixes and bottleneck adapters stay as they are; merge LoRA, IA³
     /// and DoRA adapters first (as `manabi generate --dtype int8` does). Nothing quantized
@@ -372,6 +377,11 @@ impl DecoderLm {
                     .rev()
                     .find(|&b| cols.is_multiple_of(usize::from(b)))
                     .unwrap_or(1);
+                if block < INT8_MIN_BLOCK {
+                    // Scales would take more bytes than the values save (an untied
+                    // output layer of an odd vocabulary): the matrix stays f32.
+                    return param;
+                }
                 let scheme = QuantScheme::default()
                     .with_value(QuantValue::Q8S)
                     .with_store(QuantStore::Native)
@@ -385,7 +395,8 @@ impl DecoderLm {
         self.map_base(&mut ToInt8, true)
     }
 
-    /// Token embeddings of `ids` in `f32` (a `bf16` table is widened row by row).
+    /// Token embeddings of `ids` in `f32` (a `bf16` table is widened row by row, an
+    /// `int8` one dequantized row by row).
     ///
     /// # Shapes
     /// `[batch, seq]` -> `[batch, seq, d_model]`
@@ -648,7 +659,13 @@ impl DecoderLm {
             Some(_) => return None,
             None => (&self.embed_tokens.weight, true),
         };
-        let frozen = !w.val().is_require_grad() && w.adapter().is_none();
+        let value = w.val();
+        let frozen = !value.is_require_grad()
+            && w.adapter().is_none()
+            && matches!(
+                value.dtype(),
+                burn::tensor::DType::F32 | burn::tensor::DType::BF16
+            );
         // Off flex the fused operation does not exist: `None` before the pass, so the
         // caller's whole-logits pass is the only one.
         if !(plain && frozen && crate::fused::active_on(&ids.device())) {

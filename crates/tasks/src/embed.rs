@@ -141,7 +141,7 @@ impl SentenceEncoder for DecoderLm {
     ) -> Result<Tensor<2>> {
         pooling.check(self.config().family)?;
         let (ids, lens) = padded(rows, pad, device);
-        let x = self.embed_tokens.forward(ids);
+        let x = self.embed(ids);
         let h = self.hidden_states(x, &ForwardOptions::default(), None); // [n, seq, d]
         Ok(pool(h, &lens, pooling))
     }
