@@ -637,6 +637,11 @@ fn gemv_bf16(x: &[f32], w: &[bf16], transposed: bool, [rows, inn, out]: [usize; 
                 dims: [rows, inn],
             })
         });
+    rows_of_columns(cols, rows, out)
+}
+
+/// `[columns, rows]` results (a matrix–vector kernel's blocks) in `[rows, out]` order.
+fn rows_of_columns(cols: Vec<f32>, rows: usize, out: usize) -> Vec<f32> {
     if rows == 1 {
         return cols;
     }

@@ -8,7 +8,7 @@ use pulp::Arch;
 use rayon::prelude::*;
 
 use super::view::View;
-use super::{GEMV_ROWS, gemm_new_with, row_streamed};
+use super::{GEMV_ROWS, gemm_new_with, row_streamed, rows_of_columns};
 
 /// An `int8` matrix `[rows, cols]`, row-major, as burn's block quantization stores it:
 /// value `(r, c)` is `scales[r · cols / block + c / block] · values[r · cols + c]`;
@@ -191,16 +191,7 @@ fn gemv_int8(
                     dims: [rows, inn],
                 })
             });
-        if rows == 1 {
-            return cols;
-        }
-        let mut y = vec![0.0f32; rows * out];
-        for (j, col) in cols.chunks_exact(rows).enumerate() {
-            for (r, &v) in col.iter().enumerate() {
-                y[r * out + j] = v;
-            }
-        }
-        y
+        rows_of_columns(cols, rows, out)
     } else {
         // Stored `[inn, out]`: a contiguous range of stored rows per task.
         row_streamed([rows, inn, out], |acc, range| {
